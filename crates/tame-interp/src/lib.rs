@@ -1,0 +1,40 @@
+//! Evaluates checked Tame conditions with CEL semantics.
+//!
+//! The evaluator does no I/O: session facts arrive through
+//! [`SessionFacts`], implemented by the caller (the store, the CLI's
+//! offline facts, the Python in-memory session).
+
+use std::sync::Arc;
+
+/// What a condition may ask about the current session. Implemented by the
+/// caller; the evaluator never does I/O itself.
+pub trait SessionFacts {
+    /// Tool calls recorded in this session so far (`session.calls`).
+    fn calls(&self) -> i64;
+    /// Calls of `tool` in this session, within `window` before now when
+    /// given (`session.count("send_email", duration("1h"))`).
+    fn count(&self, tool: &str, window: Option<jiff::SignedDuration>) -> i64;
+    /// Whether `tool` was called in this session (`session.called(tool)`).
+    fn called(&self, tool: &str) -> bool;
+    /// Labels attached to the session, e.g. `secret_read` (`session.labels`).
+    fn labels(&self) -> Vec<Arc<str>>;
+}
+
+/// Facts of a session that has made no calls.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoFacts;
+
+impl SessionFacts for NoFacts {
+    fn calls(&self) -> i64 {
+        0
+    }
+    fn count(&self, _tool: &str, _window: Option<jiff::SignedDuration>) -> i64 {
+        0
+    }
+    fn called(&self, _tool: &str) -> bool {
+        false
+    }
+    fn labels(&self) -> Vec<Arc<str>> {
+        Vec::new()
+    }
+}

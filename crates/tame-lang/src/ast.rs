@@ -1,0 +1,224 @@
+//! The abstract syntax tree of a condition, with byte spans into its source.
+//!
+//! Equality and hashing ignore spans, so structurally identical
+//! sub-expressions compare equal: the compiler hash-conses on that.
+
+use std::hash::{Hash, Hasher};
+
+/// A byte range `start..end` into the condition's source text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    pub fn new(start: usize, end: usize) -> Self {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Self { start: clamp(start), end: clamp(end) }
+    }
+
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+
+    /// The smallest span covering both.
+    pub fn to(self, other: Span) -> Span {
+        Span { start: self.start.min(other.start), end: self.end.max(other.end) }
+    }
+}
+
+/// An expression node. `PartialEq` and `Hash` ignore the span.
+#[derive(Clone, Debug)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+impl Expr {
+    pub fn new(kind: ExprKind, span: Span) -> Self {
+        Self { kind, span }
+    }
+}
+
+impl PartialEq for Expr {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind
+    }
+}
+impl Eq for Expr {}
+impl Hash for Expr {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.kind.hash(state);
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ExprKind {
+    Literal(Literal),
+    /// A plain identifier: a root (`args`, `tool`, ...), a declared variable,
+    /// or a macro's iteration variable. May be dotted when it names a
+    /// qualified identifier in CEL (`a.b.c` is parsed as selects, though).
+    Ident(String),
+    /// `operand.field`; `test` is true for the `has(operand.field)` form.
+    Select { operand: Box<Expr>, field: String, test: bool },
+    /// `operand[index]`.
+    Index { operand: Box<Expr>, index: Box<Expr> },
+    /// A global call `f(args)` (target `None`) or a receiver-style call
+    /// `target.f(args)`.
+    Call { target: Option<Box<Expr>>, function: String, args: Vec<Expr> },
+    Unary { op: UnaryOp, operand: Box<Expr> },
+    Binary { op: BinaryOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    /// `cond ? then : otherwise`.
+    Ternary { cond: Box<Expr>, then: Box<Expr>, otherwise: Box<Expr> },
+    List(Vec<Expr>),
+    /// Map literal entries in source order.
+    Map(Vec<(Expr, Expr)>),
+    /// A macro expanded at parse time (`all`, `exists`, `exists_one`,
+    /// `map`, `filter`). `has()` is a [`ExprKind::Select`] with `test`.
+    Comprehension(Box<Comprehension>),
+}
+
+/// `range.all(var, predicate)` and friends.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Comprehension {
+    pub kind: MacroKind,
+    pub range: Expr,
+    pub var: String,
+    /// For `all`/`exists`/`exists_one`/`filter`: the predicate. For `map`:
+    /// the filter of the three-argument form, if any.
+    pub predicate: Option<Expr>,
+    /// For `map`: the transform.
+    pub transform: Option<Expr>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MacroKind {
+    All,
+    Exists,
+    ExistsOne,
+    Map,
+    Filter,
+}
+
+impl MacroKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MacroKind::All => "all",
+            MacroKind::Exists => "exists",
+            MacroKind::ExistsOne => "exists_one",
+            MacroKind::Map => "map",
+            MacroKind::Filter => "filter",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    /// `!x` or `not x`.
+    Not,
+    /// `-x`.
+    Neg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// `||` or `or`.
+    Or,
+    /// `&&` or `and`.
+    And,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    In,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+}
+
+impl BinaryOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinaryOp::Or => "||",
+            BinaryOp::And => "&&",
+            BinaryOp::Eq => "==",
+            BinaryOp::Ne => "!=",
+            BinaryOp::Lt => "<",
+            BinaryOp::Le => "<=",
+            BinaryOp::Gt => ">",
+            BinaryOp::Ge => ">=",
+            BinaryOp::In => "in",
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::Div => "/",
+            BinaryOp::Rem => "%",
+        }
+    }
+
+    /// CEL precedence, higher binds tighter: `||` 1, `&&` 2, relations and
+    /// `in` 3, `+ -` 4, `* / %` 5. (Ternary is 0, unary 6, member 7.)
+    pub fn precedence(self) -> u8 {
+        match self {
+            BinaryOp::Or => 1,
+            BinaryOp::And => 2,
+            BinaryOp::Eq
+            | BinaryOp::Ne
+            | BinaryOp::Lt
+            | BinaryOp::Le
+            | BinaryOp::Gt
+            | BinaryOp::Ge
+            | BinaryOp::In => 3,
+            BinaryOp::Add | BinaryOp::Sub => 4,
+            BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => 5,
+        }
+    }
+}
+
+/// A literal. `Double` compares and hashes by bit pattern so that the AST
+/// can be hash-consed (`NaN == NaN` here, which is what identity wants).
+#[derive(Clone, Debug)]
+pub enum Literal {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Uint(u64),
+    Double(f64),
+    String(String),
+    Bytes(Vec<u8>),
+}
+
+impl PartialEq for Literal {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Literal::Null, Literal::Null) => true,
+            (Literal::Bool(a), Literal::Bool(b)) => a == b,
+            (Literal::Int(a), Literal::Int(b)) => a == b,
+            (Literal::Uint(a), Literal::Uint(b)) => a == b,
+            (Literal::Double(a), Literal::Double(b)) => a.to_bits() == b.to_bits(),
+            (Literal::String(a), Literal::String(b)) => a == b,
+            (Literal::Bytes(a), Literal::Bytes(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+impl Eq for Literal {}
+impl Hash for Literal {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        match self {
+            Literal::Null => {}
+            Literal::Bool(b) => b.hash(state),
+            Literal::Int(i) => i.hash(state),
+            Literal::Uint(u) => u.hash(state),
+            Literal::Double(d) => d.to_bits().hash(state),
+            Literal::String(s) => s.hash(state),
+            Literal::Bytes(b) => b.hash(state),
+        }
+    }
+}
