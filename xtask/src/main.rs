@@ -1,1 +1,147 @@
-fn main() {}
+//! `cargo xtask`: Tame's build, CI, benchmark and fuzz tasks.
+//!
+//! Each step is echoed before it runs, and the first failing step stops the
+//! task with its exit code. Usage: `cargo xtask <ci|test|build|bench|fuzz|lint>`.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "\
+usage: cargo xtask <task> [args]
+
+tasks:
+  ci              fmt check, clippy (warnings denied), every test (Rust, Python, MCP)
+  test            every test, without the fmt and clippy gates
+  lint            fmt check and clippy only
+  build           release builds of every frontend: the `tame` binary (CLI + server),
+                  the Python wheel (maturin), and the fuzz targets
+  bench [ARGS]    criterion benchmarks (extra ARGS go to `cargo bench`)
+  fuzz [TARGET] [SECONDS]
+                  build the fuzz targets; with TARGET, run it for SECONDS (default 60)
+";
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let Some(task) = args.first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let rest = args.get(1..).unwrap_or_default();
+    let result = match task.as_str() {
+        "ci" => lint().and_then(|()| test()),
+        "test" => test(),
+        "lint" => lint(),
+        "build" => build(),
+        "bench" => bench(rest),
+        "fuzz" => fuzz(rest),
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown task `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Runs a command in the workspace root, echoing it first.
+fn run(program: &str, args: &[&str]) -> Result {
+    run_env(program, args, &[])
+}
+
+fn run_env(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result {
+    let shown: Vec<String> = envs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    eprintln!("\n$ {}{} {}", if shown.is_empty() { String::new() } else { shown.join(" ") + " " }, program, args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cannot run `{program}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+fn has(program: &str, probe: &[&str]) -> bool {
+    Command::new(program).args(probe).output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+fn lint() -> Result {
+    run("cargo", &["fmt", "--all", "--check"])?;
+    run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+}
+
+fn test() -> Result {
+    // Rust: every crate's unit, integration and doc tests (debug build, one target dir).
+    if has("cargo", &["nextest", "--version"]) {
+        run("cargo", &["nextest", "run", "--workspace", "--no-fail-fast"])?;
+    } else {
+        run("cargo", &["test", "--workspace", "--no-fail-fast"])?;
+    }
+    run("cargo", &["test", "--workspace", "--doc"])?;
+    // The policies shipped in policies/ must check and pass their own tests.
+    run("cargo", &["run", "--quiet", "-p", "tame-cli", "--", "check", "policies/"])?;
+    run("cargo", &["run", "--quiet", "-p", "tame-cli", "--", "test", "policies/"])?;
+    // Python package and the integrations that need Python packages.
+    for script in ["scripts/py-test.sh", "crates/tame-integrations/scripts/mcp-test.sh"] {
+        if root().join(script).exists() {
+            run("bash", &[script])?;
+        }
+    }
+    Ok(())
+}
+
+fn build() -> Result {
+    run("cargo", &["build", "--release", "-p", "tame-cli"])?;
+    if root().join("scripts/py-build.sh").exists() {
+        run("bash", &["scripts/py-build.sh"])?;
+    }
+    fuzz_build()
+}
+
+fn bench(args: &[String]) -> Result {
+    let mut argv = vec!["bench", "-p", "tame-benches"];
+    argv.extend(args.iter().map(String::as_str));
+    run("cargo", &argv)
+}
+
+/// cargo-fuzz needs nightly-only compiler flags; the stable toolchain accepts
+/// them with RUSTC_BOOTSTRAP, which is how the targets build here.
+fn ensure_cargo_fuzz() -> Result {
+    if !has("cargo", &["fuzz", "--version"]) {
+        run("cargo", &["install", "cargo-fuzz", "--locked"])?;
+    }
+    Ok(())
+}
+
+fn fuzz_build() -> Result {
+    ensure_cargo_fuzz()?;
+    run_env("cargo", &["fuzz", "build", "--fuzz-dir", "fuzz"], &[("RUSTC_BOOTSTRAP", "1")])
+}
+
+fn fuzz(args: &[String]) -> Result {
+    fuzz_build()?;
+    let Some(target) = args.first() else { return Ok(()) };
+    let seconds = args.get(1).map(String::as_str).unwrap_or("60");
+    let limit = format!("-max_total_time={seconds}");
+    run_env(
+        "cargo",
+        &["fuzz", "run", "--fuzz-dir", "fuzz", target, "--", &limit],
+        &[("RUSTC_BOOTSTRAP", "1")],
+    )
+}
