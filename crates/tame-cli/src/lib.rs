@@ -1,1 +1,132 @@
-//! tame-cli
+//! The `tame` command-line tool: author, check, test, explain and benchmark
+//! policies offline, and drive a running Tame server.
+//!
+//! `main.rs` only calls [`main_entry`]; every command lives in this library
+//! so tests can reach it. The CLI holds no policy logic: local commands call
+//! the `tame_engine` facade, server commands speak the HTTP API.
+
+mod bench;
+mod cli;
+mod client;
+mod error;
+mod local;
+mod output;
+mod repl;
+mod serve;
+mod testing;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+pub use cli::{Cli, Command};
+pub use error::CliError;
+pub use output::{ErrorFormat, Out};
+
+/// How `tame` exits. Deny is not an error: scripts tell them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// The call is allowed, or the command succeeded.
+    Ok = 0,
+    /// The command failed (bad input, unreachable server, failing tests).
+    Error = 1,
+    /// The call is denied.
+    Deny = 2,
+    /// The call needs a human's approval first.
+    Approve = 3,
+}
+
+impl Exit {
+    /// The exit code for a decision (`allow`, `deny`, `approve`).
+    pub fn for_action(action: tame_engine::Action) -> Exit {
+        match action {
+            tame_engine::Action::Allow => Exit::Ok,
+            tame_engine::Action::Deny => Exit::Deny,
+            tame_engine::Action::Approve => Exit::Approve,
+        }
+    }
+
+    /// The exit code for a decision spelled as a string by a server.
+    pub fn for_decision_str(decision: &str) -> Exit {
+        match decision {
+            "allow" => Exit::Ok,
+            "deny" => Exit::Deny,
+            "approve" => Exit::Approve,
+            _ => Exit::Error,
+        }
+    }
+
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit.code())
+    }
+}
+
+/// Parses the process arguments, runs the command and reports errors in the
+/// format asked for. Never panics on bad input.
+pub fn main_entry() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // clap prints help/version to stdout with code 0, usage errors
+            // to stderr with code 2; usage errors are errors (1) here so that
+            // 2 keeps meaning "deny".
+            let code = if err.use_stderr() { Exit::Error } else { Exit::Ok };
+            let _ = err.print();
+            return code.into();
+        }
+    };
+    run(cli).into()
+}
+
+/// Runs a parsed command line, printing its output and its errors.
+pub fn run(cli: Cli) -> Exit {
+    cli.color.apply();
+    let out = Out::new(cli.json, cli.error_format);
+    match dispatch(&cli, &out) {
+        Ok(exit) => exit,
+        Err(err) => {
+            out.error(&err);
+            Exit::Error
+        }
+    }
+}
+
+fn dispatch(cli: &Cli, out: &Out) -> Result<Exit, CliError> {
+    let server = client::ServerOpts {
+        url: cli.api_url.clone(),
+        key: cli.api_key.clone(),
+        timeout_secs: cli.timeout,
+    };
+    match &cli.command {
+        Command::Check(args) => local::check(args, out),
+        Command::Eval(args) => local::eval(args, out),
+        Command::Graph(args) => local::graph(args, out),
+        Command::Explain(args) => local::explain(args, out),
+        Command::Test(args) => testing::test_command(args, &server, out),
+        Command::Bench(args) => bench::bench(args, out),
+        Command::Serve(args) => serve::serve(args),
+        Command::Status => client::status(&server, out),
+        Command::Policy => client::policy(&server, out),
+        Command::Enforce(args) => client::enforce(args, &server, out),
+        Command::Interactive => repl::interactive(&server, out),
+        Command::Approvals(args) => client::approvals(args, &server, out),
+        Command::Audit(args) => client::audit(args, &server, out),
+        Command::Completions(args) => {
+            let mut cmd = Cli::command();
+            let mut stdout = std::io::stdout().lock();
+            clap_complete::generate(args.shell, &mut cmd, "tame", &mut stdout);
+            stdout
+                .flush()
+                .map_err(|e| CliError::Other(format!("cannot write completions: {e}")))?;
+            Ok(Exit::Ok)
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! The command-line grammar of `tame` (clap derive), with examples in every
+//! command's `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::output::ErrorFormat;
+
+const MAIN_EXAMPLES: &str = "\
+Examples:
+  tame check policies/*.yml                 compile policies, print lints
+  tame test policies/coding_agent.yml       run a policy's tests
+  tame eval policies/example.yml calls.jsonl
+  echo '{\"tool_name\":\"read_file\",\"tool_args\":{\"path\":\"/tmp/a\"}}' | tame eval policies/example.yml -
+  tame serve --policy policies/example.yml
+  tame enforce --tool delete_file --args '{\"path\": \"/tmp/test\"}'; echo $?
+
+Exit codes: 0 allow / success, 1 error, 2 deny, 3 approve.";
+
+/// Tame: the runtime guard between AI agents and their tools.
+#[derive(Debug, Parser)]
+#[command(name = "tame", version, about, after_help = MAIN_EXAMPLES)]
+pub struct Cli {
+    /// URL of the Tame server (server commands)
+    #[arg(
+        long,
+        global = true,
+        env = "TAME_API_URL",
+        default_value = "http://localhost:8000"
+    )]
+    pub api_url: String,
+
+    /// API key sent to the server (server commands)
+    #[arg(long, global = true, env = "TAME_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Seconds to wait for the server before giving up
+    #[arg(long, global = true, default_value_t = 10)]
+    pub timeout: u64,
+
+    /// Print machine-readable JSON instead of the human format
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// How errors are printed
+    #[arg(long, global = true, value_enum, default_value_t = ErrorFormat::Human)]
+    pub error_format: ErrorFormat,
+
+    /// When to colour the output
+    #[arg(long, global = true, value_enum, default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// When to colour the output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    /// Only on a terminal (and not when NO_COLOR is set)
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorWhen {
+    /// Makes the choice for every stream of the process.
+    pub fn apply(self) {
+        let choice = match self {
+            ColorWhen::Auto => anstream::ColorChoice::Auto,
+            ColorWhen::Always => anstream::ColorChoice::Always,
+            ColorWhen::Never => anstream::ColorChoice::Never,
+        };
+        choice.write_global();
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compile policy files and print their lints
+    #[command(after_help = "\
+Examples:
+  tame check policies.yml
+  tame check policies/*.yml --json
+  tame check policies.yml --error-format json
+
+Prints one summary line per file (rules, tools indexed, DAG nodes) and every
+lint as a warning. On a compile error, prints every error with file:line:col
+and a caret, and exits 1.")]
+    Check(CheckArgs),
+
+    /// Evaluate calls (JSON lines) against a policy, offline
+    #[command(after_help = "\
+Examples:
+  tame eval policies.yml calls.jsonl
+  cat calls.jsonl | tame eval policies.yml -
+  tame eval policies.yml calls.jsonl --explain
+
+Input, one JSON object per line:
+  {\"tool_name\": \"send_email\", \"tool_args\": {\"to\": \"a@b.c\"},
+   \"session_id\": \"s1\", \"agent_id\": \"bot\", \"user_id\": \"u1\", \"metadata\": {},
+   \"session\": {\"calls\": 3, \"counts\": {\"send_email\": 2}, \"called\": [\"read_secret\"]},
+   \"now\": \"2026-11-21T06:00:00Z\"}
+Output, one JSON object per call:
+  {\"decision\": \"allow\", \"rule_name\": \"...\", \"reason\": \"...\", \"policy_version\": \"...\"}
+A malformed line prints {\"error\": \"...\", \"line\": N} and evaluation goes on.
+
+Session facts: calls sharing a `session_id` accumulate (each evaluated call is
+recorded at its `now`, whatever the decision, as the server's audit log
+does), so rate-limit rules can be exercised offline. A `session` object on a
+line sets that session's facts before the call. Calls without a
+`session_id` start from empty facts (plus their own `session`).
+Exit code: 0 when every line was evaluated, 1 when a line was malformed.")]
+    Eval(EvalArgs),
+
+    /// Explain one call: which rules were tried and why each did or did not match
+    #[command(after_help = "\
+Examples:
+  tame explain policies.yml --tool read_file --args '{\"path\": \"/etc/passwd\"}'
+  tame explain policies.yml --tool send_email --args '{}' --session '{\"counts\": {\"send_email\": 25}}'")]
+    Explain(ExplainArgs),
+
+    /// Run a policy's tests, or (with --args) test one call against a server
+    #[command(after_help = "\
+Examples:
+  tame test policies/coding_agent.yml            tests in the file's `tests:` section
+  tame test policies/*.yml                       and in sibling NAME.tests.yml files
+  tame test read_file --args '{\"path\": \"/tmp/file.txt\"}'   dry-run on the server
+
+A test case (in `tests:` or in NAME.tests.yml):
+  - name: reads_are_allowed
+    call: {tool_name: read_file, tool_args: {path: /tmp/a}}
+    session: {counts: {send_email: 20}}      # optional offline facts
+    expect: allow                             # allow | deny | approve
+    rule: allow_reads                         # optional; null = the default applied
+
+Prints pass/fail per case with a diff, then `N passed, N failed` and the
+rules no test hit. Exits 1 when a test fails.")]
+    Test(TestArgs),
+
+    /// Benchmark a policy over a file of calls
+    #[command(after_help = "\
+Examples:
+  tame bench policies.yml policies/calls/coding_agent.jsonl
+  tame bench policies.yml calls.jsonl --iterations 100000 --json
+
+Prints decisions per second, p50/p99 latency per decision and, per rule, how
+often it decided and its mean cost, to show which rules to reorder.")]
+    Bench(BenchArgs),
+
+    /// Print a policy's decision DAG as Graphviz DOT
+    #[command(after_help = "\
+Examples:
+  tame graph policies.yml > dag.dot
+  tame graph policies.yml | dot -Tsvg > dag.svg")]
+    Graph(GraphArgs),
+
+    /// Start the Tame server
+    #[command(after_help = "\
+Examples:
+  tame serve --policy policies/example.yml
+  TAME_POLICY=policies.yml TAME_DB=tame.db tame serve --addr 127.0.0.1:8000
+  tame serve --config tame.toml")]
+    Serve(ServeArgs),
+
+    /// Check the connection to the server
+    #[command(after_help = "\
+Examples:
+  tame status
+  tame --api-url http://prod.example.com:8000 status
+  TAME_API_URL=http://localhost:8000 TAME_API_KEY=secret tame status --json")]
+    Status,
+
+    /// Show the server's current policy
+    #[command(after_help = "\
+Examples:
+  tame policy
+  tame policy --json")]
+    Policy,
+
+    /// Enforce one call on the server; the exit code is the decision
+    #[command(after_help = "\
+Examples:
+  tame enforce --tool delete_file --args '{\"path\": \"/tmp/test\"}'
+  echo \"Exit code: $?\"   # 0 allow, 2 deny, 3 approve, 1 error
+  tame enforce --tool send_email --args '{\"to\": \"x@y.z\"}' --session-id s1 --json")]
+    Enforce(EnforceArgs),
+
+    /// An interactive shell for the server commands
+    #[command(after_help = "\
+Examples:
+  tame interactive
+  tame> help
+  tame> status
+  tame> policy
+  tame> test read_file {\"path\": \"/tmp/test.txt\"}
+  tame> test api_call url=https://example.com,method=GET
+  tame> config
+  tame> quit")]
+    Interactive,
+
+    /// List, approve or reject pending approvals on the server
+    #[command(after_help = "\
+Examples:
+  tame approvals list
+  tame approvals approve 3f2a9c
+  tame approvals reject 3f2a9c --reason \"not during the freeze\"")]
+    Approvals(ApprovalsArgs),
+
+    /// Audit log commands
+    #[command(after_help = "\
+Examples:
+  tame audit verify
+  tame audit verify --json")]
+    Audit(AuditArgs),
+
+    /// Print a shell completion script
+    #[command(after_help = "\
+Examples:
+  tame completions bash > /etc/bash_completion.d/tame
+  tame completions zsh > \"${fpath[1]}/_tame\"
+  tame completions fish > ~/.config/fish/completions/tame.fish")]
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Policy files to compile
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Treat lints as errors
+    #[arg(long)]
+    pub deny_warnings: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The policy file
+    pub policy: PathBuf,
+    /// JSON-lines file of calls; `-` or nothing reads standard input
+    #[arg(default_value = "-")]
+    pub calls: String,
+    /// Add the trace of each decision
+    #[arg(long)]
+    pub explain: bool,
+    /// Do not accumulate session facts across calls of one session
+    #[arg(long)]
+    pub no_accumulate: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The policy file
+    pub policy: PathBuf,
+    /// The tool's name
+    #[arg(long)]
+    pub tool: String,
+    /// The tool's arguments, a JSON object
+    #[arg(long, default_value = "{}")]
+    pub args: String,
+    /// Offline session facts, JSON (`{"calls": 3, "counts": {"send_email": 2}}`)
+    #[arg(long)]
+    pub session: Option<String>,
+    #[arg(long)]
+    pub agent_id: Option<String>,
+    #[arg(long)]
+    pub user_id: Option<String>,
+    /// Metadata, a JSON object
+    #[arg(long)]
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Policy files whose tests to run, or one tool name with --args
+    #[arg(required = true, value_name = "POLICY|TOOL")]
+    pub targets: Vec<String>,
+    /// The tool's arguments as JSON: test TOOL against the server
+    #[arg(long)]
+    pub args: Option<String>,
+    /// Test TOOL against the server even without --args
+    #[arg(long)]
+    pub server: bool,
+    /// Extra test files (default: NAME.tests.yml beside each policy)
+    #[arg(long = "tests", value_name = "FILE")]
+    pub test_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The policy file
+    pub policy: PathBuf,
+    /// JSON-lines file of calls
+    pub calls: PathBuf,
+    /// Decisions to time in total (the calls are cycled)
+    #[arg(long, short = 'n', default_value_t = 200_000)]
+    pub iterations: u64,
+    /// Decisions to run before timing starts
+    #[arg(long, default_value_t = 10_000)]
+    pub warmup: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The policy file
+    pub policy: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The policy file to serve
+    #[arg(long, env = "TAME_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Address to listen on (HOST:PORT)
+    #[arg(long, env = "TAME_ADDR")]
+    pub addr: Option<String>,
+    /// Database: a SQLite path or a URL
+    #[arg(long, env = "TAME_DB")]
+    pub db: Option<String>,
+    /// Configuration file
+    #[arg(long, env = "TAME_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EnforceArgs {
+    /// The tool's name
+    #[arg(long)]
+    pub tool: String,
+    /// The tool's arguments, a JSON object
+    #[arg(long, default_value = "{}")]
+    pub args: String,
+    #[arg(long)]
+    pub session_id: Option<String>,
+    #[arg(long)]
+    pub agent_id: Option<String>,
+    #[arg(long)]
+    pub user_id: Option<String>,
+    /// Metadata, a JSON object
+    #[arg(long)]
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApprovalsArgs {
+    #[command(subcommand)]
+    pub action: ApprovalsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsAction {
+    /// List pending approvals
+    List,
+    /// Approve a pending call
+    Approve {
+        /// The approval's id
+        id: String,
+        /// Why it is approved
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reject a pending call
+    Reject {
+        /// The approval's id
+        id: String,
+        /// Why it is rejected
+        #[arg(long, required = true)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub action: AuditAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Check the audit log's hash chain
+    Verify,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}

@@ -1,0 +1,561 @@
+//! Server commands: a small blocking HTTP client (ureq) over the Tame API and
+//! the `status`, `policy`, `enforce`, `test TOOL`, `approvals` and `audit`
+//! commands, compatible with the TameSDK CLI.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use crate::Exit;
+use crate::cli::{ApprovalsAction, ApprovalsArgs, AuditAction, AuditArgs, EnforceArgs};
+use crate::error::CliError;
+use crate::output::{Out, bold, decision_word, dim};
+
+/// Where the server is and how to authenticate.
+#[derive(Clone, Debug)]
+pub struct ServerOpts {
+    pub url: String,
+    pub key: Option<String>,
+    pub timeout_secs: u64,
+}
+
+/// A connection to one server.
+#[derive(Debug)]
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    key: Option<String>,
+}
+
+impl Client {
+    pub fn new(opts: &ServerOpts) -> Result<Client, CliError> {
+        let base = opts.url.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(CliError::Input(format!(
+                "invalid server url `{}`: expected http://HOST:PORT",
+                opts.url
+            )));
+        }
+        if base.starts_with("https://") && !cfg!(feature = "tls") {
+            return Err(CliError::Input(format!(
+                "cannot reach `{}`: this build of tame speaks plain http only (rebuild with `--features tls`)",
+                opts.url
+            )));
+        }
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(opts.timeout_secs.max(1))))
+            .build();
+        Ok(Client {
+            agent: ureq::Agent::new_with_config(config),
+            base,
+            key: opts.key.clone(),
+        })
+    }
+
+    /// The server's base URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// GET a JSON document.
+    pub fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, CliError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.agent.get(&url);
+        for (k, v) in query {
+            req = req.query(*k, *v);
+        }
+        if let Some(key) = &self.key {
+            req = req
+                .header("Authorization", &format!("Bearer {key}"))
+                .header("X-API-Key", key);
+        }
+        let resp = req.call();
+        self.finish(&url, resp)
+    }
+
+    /// POST a JSON body, read a JSON document.
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.agent.post(&url);
+        if let Some(key) = &self.key {
+            req = req
+                .header("Authorization", &format!("Bearer {key}"))
+                .header("X-API-Key", key);
+        }
+        let resp = req.send_json(body);
+        self.finish(&url, resp)
+    }
+
+    fn finish(
+        &self,
+        url: &str,
+        resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value, CliError> {
+        let mut resp = resp.map_err(|e| CliError::ServerDown {
+            url: self.base.clone(),
+            reason: describe_transport_error(&e),
+        })?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| CliError::ServerDown {
+                url: self.base.clone(),
+                reason: format!("the response could not be read: {e}"),
+            })?;
+        let body: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        let detail = match body.get("detail") {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => match &body {
+                Value::String(s) => s.clone(),
+                Value::Null => String::from("(empty body)"),
+                other => other.to_string(),
+            },
+        };
+        let detail = if status == 401 {
+            format!("authentication failed, check the API key (--api-key or TAME_API_KEY): {detail}")
+        } else if status == 403 {
+            format!("forbidden, this API key may not do that: {detail}")
+        } else {
+            detail
+        };
+        Err(CliError::Server {
+            url: url.to_string(),
+            status,
+            detail,
+        })
+    }
+}
+
+fn describe_transport_error(err: &ureq::Error) -> String {
+    match err {
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            String::from("connection refused")
+        }
+        ureq::Error::Timeout(_) => String::from("timed out"),
+        ureq::Error::HostNotFound => String::from("host not found"),
+        other => other.to_string(),
+    }
+}
+
+/// Parses a JSON object given on the command line.
+pub fn parse_object(text: &str, what: &str) -> Result<Value, CliError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        CliError::Input(format!(
+            "{what} is not valid JSON (line {}, column {}): {e}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if !value.is_object() {
+        return Err(CliError::Input(format!(
+            "{what} must be a JSON object, got `{text}`"
+        )));
+    }
+    Ok(value)
+}
+
+/// Parses arguments written as JSON or as `key=value,key=value` (REPL).
+pub fn parse_loose_args(text: &str) -> Result<Value, CliError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    if text.starts_with('{') {
+        return parse_object(text, "the arguments");
+    }
+    let mut map = Map::new();
+    for pair in text.split(',') {
+        let pair = pair.trim();
+        if pair.is_empty() {
+            continue;
+        }
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(CliError::Input(format!(
+                "cannot read `{pair}`: write arguments as JSON or as key=value,key=value"
+            )));
+        };
+        let value = value.trim();
+        // Numbers, booleans and null keep their type; anything else is a string.
+        let parsed = match serde_json::from_str::<Value>(value) {
+            Ok(v @ (Value::Number(_) | Value::Bool(_) | Value::Null)) => v,
+            _ => Value::String(value.to_string()),
+        };
+        map.insert(key.trim().to_string(), parsed);
+    }
+    Ok(Value::Object(map))
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn show(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::from("-"),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// `tame status`: is the server there, and what does it serve?
+pub fn status(opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
+    let client = Client::new(opts)?;
+    let health = client.get("/health", &[])?;
+    // The policy summary is a bonus: a key without read rights still gets
+    // the health line.
+    let policy = client.get("/api/v1/policy/current", &[]).ok();
+    if out.json {
+        out.json_pretty(&json!({
+            "url": client.url(),
+            "connected": true,
+            "health": health,
+            "policy": policy,
+        }));
+        return Ok(Exit::Ok);
+    }
+    out.line(format!(
+        "{} connected to {}",
+        crate::output::pass_word(true),
+        bold(client.url())
+    ));
+    if let Some(status) = health.get("status") {
+        out.line(format!("  status:  {}", show(Some(status))));
+    }
+    if let Some(version) = health.get("version") {
+        out.line(format!("  server:  {}", show(Some(version))));
+    }
+    if let Some(policy) = &policy {
+        out.line(format!(
+            "  policy:  version {} ({} rules)",
+            show(policy.get("version")),
+            show(policy.get("rules_count"))
+        ));
+    }
+    Ok(Exit::Ok)
+}
+
+/// `tame policy`: the server's current policy.
+pub fn policy(opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
+    let client = Client::new(opts)?;
+    let policy = client.get("/api/v1/policy/current", &[])?;
+    if out.json {
+        out.json_pretty(&policy);
+        return Ok(Exit::Ok);
+    }
+    print_policy(&policy, out);
+    Ok(Exit::Ok)
+}
+
+/// Prints a `/api/v1/policy/current` document for humans.
+pub fn print_policy(policy: &Value, out: &Out) {
+    out.line(format!(
+        "{} {}",
+        bold("policy"),
+        show(policy.get("version"))
+    ));
+    if let Some(desc) = policy.get("description").and_then(Value::as_str) {
+        out.line(format!("  description: {desc}"));
+    }
+    out.line(format!("  hash:        {}", show(policy.get("hash"))));
+    out.line(format!("  rules:       {}", show(policy.get("rules_count"))));
+    if let Some(updated) = policy.get("last_updated") {
+        out.line(format!("  updated:     {}", show(Some(updated))));
+    }
+    if let Some(rules) = policy.get("rules").and_then(Value::as_array) {
+        for rule in rules {
+            let action = str_field(rule, "action");
+            let tools = match rule.get("tools") {
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .map(|t| show(Some(t)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Some(Value::Null) | None => String::from("*"),
+                other => show(other),
+            };
+            out.line(format!(
+                "  - {:<32} {:<8} {}",
+                str_field(rule, "name"),
+                decision_word(action),
+                dim(tools)
+            ));
+        }
+    }
+}
+
+/// The body of an enforce request.
+pub fn enforce_body(
+    tool: &str,
+    args: Value,
+    session_id: Option<&str>,
+    agent_id: Option<&str>,
+    user_id: Option<&str>,
+    metadata: Option<Value>,
+) -> Value {
+    let mut body = json!({"tool_name": tool, "tool_args": args});
+    if let Some(s) = session_id {
+        body["session_id"] = s.into();
+    }
+    if let Some(a) = agent_id {
+        body["agent_id"] = a.into();
+    }
+    if let Some(u) = user_id {
+        body["user_id"] = u.into();
+    }
+    if let Some(m) = metadata {
+        body["metadata"] = m;
+    }
+    body
+}
+
+/// `tame enforce`: one real call; the exit code is the decision.
+pub fn enforce(args: &EnforceArgs, opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
+    let tool_args = parse_object(&args.args, "--args")?;
+    let metadata = args
+        .metadata
+        .as_deref()
+        .map(|m| parse_object(m, "--metadata"))
+        .transpose()?;
+    let client = Client::new(opts)?;
+    let body = enforce_body(
+        &args.tool,
+        tool_args,
+        args.session_id.as_deref(),
+        args.agent_id.as_deref(),
+        args.user_id.as_deref(),
+        metadata,
+    );
+    let decision = client.post("/api/v1/enforce", &body)?;
+    print_decision(&decision, out);
+    Ok(exit_for(&decision))
+}
+
+fn exit_for(decision: &Value) -> Exit {
+    Exit::for_decision_str(str_field(decision, "decision"))
+}
+
+/// Prints a server decision for humans or as JSON.
+pub fn print_decision(decision: &Value, out: &Out) {
+    if out.json {
+        out.json_pretty(decision);
+        return;
+    }
+    let word = str_field(decision, "decision");
+    out.line(format!(
+        "{}  {}",
+        decision_word(word),
+        bold(show(decision.get("rule_name")))
+    ));
+    out.line(format!("  reason:   {}", show(decision.get("reason"))));
+    for key in ["session_id", "log_id", "approval_id", "policy_version"] {
+        if let Some(v) = decision.get(key) {
+            if !v.is_null() {
+                out.line(format!("  {:<9} {}", format!("{key}:"), dim(show(Some(v)))));
+            }
+        }
+    }
+}
+
+/// `tame test TOOL --args JSON`: a dry run on the server (no audit entry).
+/// Falls back to a real enforce on servers without the dry-run route, as
+/// the TameSDK CLI did, and says so.
+pub fn test_call(tool: &str, args: Value, opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
+    let client = Client::new(opts)?;
+    let args_text = args.to_string();
+    let dry = client.get(
+        "/api/v1/policy/test",
+        &[("tool_name", tool), ("tool_args", &args_text)],
+    );
+    let decision = match dry {
+        Ok(decision) => decision,
+        Err(CliError::Server { status: 404 | 405, .. }) => {
+            out.warning("the server has no dry-run route; enforcing the call instead (it is logged)");
+            client.post(
+                "/api/v1/enforce",
+                &enforce_body(tool, args, None, None, None, None),
+            )?
+        }
+        Err(other) => return Err(other),
+    };
+    print_decision(&decision, out);
+    Ok(exit_for(&decision))
+}
+
+/// `tame approvals ...`.
+pub fn approvals(args: &ApprovalsArgs, opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
+    let client = Client::new(opts)?;
+    match &args.action {
+        ApprovalsAction::List => {
+            let list = client.get("/api/v1/approvals", &[])?;
+            if out.json {
+                out.json_pretty(&list);
+                return Ok(Exit::Ok);
+            }
+            let items = match &list {
+                Value::Array(items) => items.clone(),
+                other => other
+                    .get("approvals")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+            };
+            if items.is_empty() {
+                out.line("no pending approvals");
+            }
+            for item in &items {
+                out.line(format!(
+                    "{}  {}  {}  {}",
+                    bold(show(item.get("id").or_else(|| item.get("approval_id")))),
+                    show(item.get("status")),
+                    show(item.get("tool_name")),
+                    dim(show(item.get("tool_args")))
+                ));
+                if let Some(rule) = item.get("rule_name").filter(|v| !v.is_null()) {
+                    out.line(format!(
+                        "    rule {}, session {}, created {}",
+                        show(Some(rule)),
+                        show(item.get("session_id")),
+                        show(item.get("created_at"))
+                    ));
+                }
+            }
+            Ok(Exit::Ok)
+        }
+        ApprovalsAction::Approve { id, reason } => {
+            let mut body = json!({});
+            if let Some(r) = reason {
+                body["reason"] = r.clone().into();
+            }
+            let resp = client.post(&format!("/api/v1/approvals/{}/approve", encode(id)), &body)?;
+            report_approval(&resp, id, "approved", out);
+            Ok(Exit::Ok)
+        }
+        ApprovalsAction::Reject { id, reason } => {
+            let resp = client.post(
+                &format!("/api/v1/approvals/{}/reject", encode(id)),
+                &json!({"reason": reason}),
+            )?;
+            report_approval(&resp, id, "rejected", out);
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+fn report_approval(resp: &Value, id: &str, verb: &str, out: &Out) {
+    if out.json {
+        out.json_pretty(resp);
+    } else {
+        out.line(format!("{verb} {}", bold(id)));
+    }
+}
+
+/// Percent-encodes a path segment (ids are usually UUIDs; be safe anyway).
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `tame audit verify`: exit 0 when the chain is intact, 1 when not.
+pub fn audit(args: &AuditArgs, opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
+    let client = Client::new(opts)?;
+    match args.action {
+        AuditAction::Verify => {
+            let report = client.get("/api/v1/audit/verify", &[])?;
+            let ok = ["ok", "valid", "verified", "intact"]
+                .iter()
+                .find_map(|k| report.get(*k).and_then(Value::as_bool))
+                .unwrap_or(false);
+            if out.json {
+                out.json_pretty(&report);
+            } else if ok {
+                out.line(format!(
+                    "{} audit chain intact ({} records checked)",
+                    crate::output::pass_word(true),
+                    show(
+                        report
+                            .get("records")
+                            .or_else(|| report.get("checked"))
+                            .or_else(|| report.get("count"))
+                    )
+                ));
+            } else {
+                out.line(format!(
+                    "{} audit chain broken: {}",
+                    crate::output::pass_word(false),
+                    show(
+                        report
+                            .get("error")
+                            .or_else(|| report.get("reason"))
+                            .or_else(|| report.get("first_bad"))
+                            .or_else(|| report.get("problems"))
+                    )
+                ));
+            }
+            Ok(if ok { Exit::Ok } else { Exit::Error })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loose_args_keep_scalar_types() {
+        let v = parse_loose_args("url=https://example.com,method=GET,n=3,ok=true").unwrap();
+        assert_eq!(
+            v,
+            json!({"url": "https://example.com", "method": "GET", "n": 3, "ok": true})
+        );
+    }
+
+    #[test]
+    fn loose_args_accept_json_and_reject_junk() {
+        assert_eq!(parse_loose_args(r#"{"a": [1]}"#).unwrap(), json!({"a": [1]}));
+        assert_eq!(parse_loose_args("").unwrap(), json!({}));
+        let err = parse_loose_args("nonsense").unwrap_err().to_string();
+        assert!(err.contains("`nonsense`"), "{err}");
+    }
+
+    #[test]
+    fn object_parser_names_position_and_type() {
+        let err = parse_object("{\"a\": }", "--args").unwrap_err().to_string();
+        assert!(err.contains("--args is not valid JSON (line 1, column 7)"), "{err}");
+        let err = parse_object("[1]", "--args").unwrap_err().to_string();
+        assert!(err.contains("must be a JSON object"), "{err}");
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(encode("ab-12_3"), "ab-12_3");
+        assert_eq!(encode("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        let opts = ServerOpts {
+            url: "localhost:8000".into(),
+            key: None,
+            timeout_secs: 1,
+        };
+        let err = Client::new(&opts).unwrap_err().to_string();
+        assert!(err.contains("invalid server url `localhost:8000`"), "{err}");
+    }
+}

@@ -1,0 +1,297 @@
+//! Offline commands over the engine facade: `check`, `eval`, `explain` and
+//! `graph`. Every decision comes from `tame_engine`; this module only reads
+//! files, converts input and prints.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use tame_engine::{MemoryFacts, Policy, Request};
+
+use crate::Exit;
+use crate::cli::{CheckArgs, EvalArgs, ExplainArgs, GraphArgs};
+use crate::client::parse_object;
+use crate::error::CliError;
+use crate::output::{Out, bold, dim, pass_word};
+
+/// Reads a file, naming it when it cannot be read.
+pub fn read_file(path: &Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|source| CliError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Converts an engine error into the CLI's error, keeping every diagnostic.
+pub fn policy_error(path: &Path, err: &tame_engine::PolicyError) -> CliError {
+    CliError::Policy {
+        path: path.to_path_buf(),
+        rendered: err.to_string().trim_end().to_string(),
+        diagnostics: err
+            .diagnostics
+            .iter()
+            .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
+            .collect(),
+    }
+}
+
+/// Reads and compiles a policy file.
+pub fn load_policy(path: &Path) -> Result<Policy, CliError> {
+    let source = read_file(path)?;
+    let origin = path.display().to_string();
+    Policy::from_yaml(&source, &origin).map_err(|e| policy_error(path, &e))
+}
+
+/// `tame check FILE...`.
+pub fn check(args: &CheckArgs, out: &Out) -> Result<Exit, CliError> {
+    let mut failed = false;
+    let mut warned = false;
+    for path in &args.files {
+        match check_one(path, out) {
+            Ok(had_warnings) => warned |= had_warnings,
+            Err(err) => {
+                failed = true;
+                if out.json {
+                    let mut obj = err.to_json();
+                    obj["ok"] = false.into();
+                    obj["file"] = path.display().to_string().into();
+                    out.json_line(&obj);
+                } else {
+                    out.error(&err);
+                }
+            }
+        }
+    }
+    if failed || (args.deny_warnings && warned) {
+        Ok(Exit::Error)
+    } else {
+        Ok(Exit::Ok)
+    }
+}
+
+/// Checks one file; `Ok(true)` when it compiled with lints.
+fn check_one(path: &Path, out: &Out) -> Result<bool, CliError> {
+    let policy = load_policy(path)?;
+    let stats = policy.stats();
+    let lints = policy.lints();
+    if out.json {
+        out.json_line(&json!({
+            "file": path.display().to_string(),
+            "ok": true,
+            "version": policy.info().version.to_string(),
+            "legacy": policy.info().legacy,
+            "rules": stats.rules,
+            "tools_indexed": stats.tools_indexed,
+            "dag_nodes": stats.dag_nodes,
+            "tests": policy.tests().len(),
+            "warnings": lints,
+        }));
+        return Ok(!lints.is_empty());
+    }
+    for lint in lints {
+        // Rendered lints carry their own `warning:` header and caret.
+        anstream::eprintln!("{}", lint.rendered.trim_end());
+    }
+    let legacy = if policy.info().legacy { ", legacy format" } else { "" };
+    let warnings = match lints.len() {
+        0 => String::new(),
+        1 => String::from(", 1 warning"),
+        n => format!(", {n} warnings"),
+    };
+    out.line(format!(
+        "{} {}: {} rules, {} tools indexed, {} DAG nodes{legacy}{warnings}",
+        pass_word(true),
+        bold(path.display()),
+        stats.rules,
+        stats.tools_indexed,
+        stats.dag_nodes,
+    ));
+    Ok(!lints.is_empty())
+}
+
+/// `tame graph POLICY`.
+pub fn graph(args: &GraphArgs, out: &Out) -> Result<Exit, CliError> {
+    let policy = load_policy(&args.policy)?;
+    out.line(policy.to_dot().trim_end());
+    Ok(Exit::Ok)
+}
+
+/// Keys of an eval line that are the CLI's, not the call's.
+const LINE_ONLY_KEYS: [&str; 2] = ["session", "now"];
+
+/// One input line, converted: the request and the facts it brings.
+struct Call {
+    request: Request,
+    session: Option<MemoryFacts>,
+}
+
+/// Parses one line of calls (also used by `bench` and `test`).
+pub fn parse_call(value: &Value) -> Result<(Request, Option<MemoryFacts>), String> {
+    let Some(obj) = value.as_object() else {
+        return Err(String::from("a call must be a JSON object"));
+    };
+    let mut call = obj.clone();
+    let session = call.remove("session");
+    let now = call.remove("now");
+    for key in LINE_ONLY_KEYS {
+        call.remove(key);
+    }
+    let mut request =
+        Request::from_call_json(&Value::Object(call)).map_err(|e| e.to_string())?;
+    if let Some(now) = now {
+        let text = now
+            .as_str()
+            .ok_or_else(|| String::from("`now` must be an RFC 3339 timestamp string"))?;
+        request.now = text
+            .parse::<jiff::Timestamp>()
+            .map_err(|e| format!("`now` is not an RFC 3339 timestamp: {e}"))?;
+    }
+    let facts = match session {
+        None | Some(Value::Null) => None,
+        Some(s) => Some(facts_from_json(&s)?),
+    };
+    Ok((request, facts))
+}
+
+/// Offline session facts from JSON (`{"calls": 3, "counts": {...}}`).
+pub fn facts_from_json(value: &Value) -> Result<MemoryFacts, String> {
+    MemoryFacts::from_json(value).map_err(|e| format!("bad `session` facts: {e}"))
+}
+
+fn parse_line(text: &str) -> Result<Call, String> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| format!("invalid JSON at column {}: {e}", e.column()))?;
+    let (request, session) = parse_call(&value)?;
+    Ok(Call { request, session })
+}
+
+/// Session facts kept across the lines of one `eval` run.
+#[derive(Debug, Default)]
+struct Sessions {
+    by_id: HashMap<String, MemoryFacts>,
+}
+
+/// `tame eval POLICY [CALLS|-]`.
+pub fn eval(args: &EvalArgs, out: &Out) -> Result<Exit, CliError> {
+    let policy = load_policy(&args.policy)?;
+    let reader: Box<dyn BufRead> = if args.calls == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let path = PathBuf::from(&args.calls);
+        let file = std::fs::File::open(&path).map_err(|source| CliError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    let mut sessions = Sessions::default();
+    let mut had_error = false;
+    for (index, line) in reader.lines().enumerate() {
+        let number = index + 1;
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                out.json_line(&json!({"error": format!("cannot read line: {e}"), "line": number}));
+                had_error = true;
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let call = match parse_line(&line) {
+            Ok(call) => call,
+            Err(message) => {
+                out.json_line(&json!({"error": message, "line": number}));
+                had_error = true;
+                continue;
+            }
+        };
+        let result = evaluate_line(&policy, call, &mut sessions, args);
+        out.json_line(&result);
+    }
+    Ok(if had_error { Exit::Error } else { Exit::Ok })
+}
+
+fn evaluate_line(policy: &Policy, call: Call, sessions: &mut Sessions, args: &EvalArgs) -> Value {
+    let Call { request, session } = call;
+    let session_key = request
+        .session_id
+        .as_deref()
+        .filter(|_| !args.no_accumulate)
+        .map(str::to_string);
+    let mut local;
+    let facts: &mut MemoryFacts = match session_key {
+        Some(key) => {
+            let entry = sessions.by_id.entry(key).or_default();
+            if let Some(given) = session {
+                *entry = given;
+            }
+            entry
+        }
+        None => {
+            local = session.unwrap_or_default();
+            &mut local
+        }
+    };
+    let decision = policy.evaluate(&request, &*facts);
+    let mut line = json!({
+        "decision": decision.action.as_str(),
+        "rule_name": decision.rule_name.as_deref(),
+        "reason": decision.reason,
+        "policy_version": &*decision.policy_version,
+    });
+    if args.explain {
+        let explanation = policy.explain(&request, &*facts);
+        line["explain"] = serde_json::to_value(&explanation).unwrap_or(Value::Null);
+    }
+    facts.record(&request.tool, request.now);
+    line
+}
+
+/// `tame explain POLICY --tool T --args JSON`.
+pub fn explain(args: &ExplainArgs, out: &Out) -> Result<Exit, CliError> {
+    let policy = load_policy(&args.policy)?;
+    let tool_args = parse_object(&args.args, "--args")?;
+    let mut call = json!({"tool_name": args.tool, "tool_args": tool_args});
+    if let Some(a) = &args.agent_id {
+        call["agent_id"] = a.clone().into();
+    }
+    if let Some(u) = &args.user_id {
+        call["user_id"] = u.clone().into();
+    }
+    if let Some(m) = &args.metadata {
+        call["metadata"] = parse_object(m, "--metadata")?;
+    }
+    if let Some(s) = &args.session {
+        call["session"] = parse_object(s, "--session")?;
+    }
+    let (request, facts) = parse_call(&call).map_err(CliError::Input)?;
+    let facts = facts.unwrap_or_default();
+    let decision = policy.evaluate(&request, &facts);
+    let explanation = policy.explain(&request, &facts);
+    let trace = serde_json::to_value(&explanation).unwrap_or(Value::Null);
+    if out.json {
+        out.json_pretty(&json!({
+            "decision": decision.action.as_str(),
+            "rule_name": decision.rule_name.as_deref(),
+            "reason": decision.reason,
+            "policy_version": &*decision.policy_version,
+            "explain": trace,
+        }));
+    } else {
+        out.line(format!(
+            "{}  {}",
+            crate::output::decision_word(decision.action.as_str()),
+            bold(decision.rule_name.as_deref().unwrap_or("(default)"))
+        ));
+        out.line(format!("  reason: {}", decision.reason));
+        out.line(dim("trace:"));
+        match serde_json::to_string_pretty(&trace) {
+            Ok(text) => out.line(text),
+            Err(_) => out.line(trace),
+        }
+    }
+    Ok(Exit::for_action(decision.action))
+}

@@ -1,0 +1,107 @@
+//! Printing: colours only on a terminal (anstream strips them elsewhere),
+//! JSON for machines, errors in the human or JSON format.
+
+use std::fmt::Display;
+
+use clap::ValueEnum;
+use owo_colors::OwoColorize;
+
+use crate::error::CliError;
+
+/// How errors are printed on standard error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ErrorFormat {
+    /// Readable text with carets under the offending source
+    Human,
+    /// One JSON object per error
+    Json,
+}
+
+/// The output settings of one run.
+#[derive(Clone, Copy, Debug)]
+pub struct Out {
+    /// `--json`: machine output on stdout.
+    pub json: bool,
+    pub error_format: ErrorFormat,
+}
+
+impl Out {
+    pub fn new(json: bool, error_format: ErrorFormat) -> Out {
+        Out { json, error_format }
+    }
+
+    /// Prints one line on stdout.
+    pub fn line(&self, text: impl Display) {
+        anstream::println!("{text}");
+    }
+
+    /// Prints a JSON value on one line of stdout.
+    pub fn json_line(&self, value: &serde_json::Value) {
+        anstream::println!("{value}");
+    }
+
+    /// Prints a JSON value, pretty, on stdout.
+    pub fn json_pretty(&self, value: &serde_json::Value) {
+        match serde_json::to_string_pretty(value) {
+            Ok(text) => anstream::println!("{text}"),
+            Err(_) => anstream::println!("{value}"),
+        }
+    }
+
+    /// Prints a warning on stderr.
+    pub fn warning(&self, text: impl Display) {
+        match self.error_format {
+            ErrorFormat::Human => {
+                anstream::eprintln!("{}: {text}", "warning".yellow().bold());
+            }
+            ErrorFormat::Json => {
+                anstream::eprintln!(
+                    "{}",
+                    serde_json::json!({"warning": text.to_string()})
+                );
+            }
+        }
+    }
+
+    /// Prints an error on stderr in the chosen format.
+    pub fn error(&self, err: &CliError) {
+        match self.error_format {
+            ErrorFormat::Human => match err {
+                // Policy diagnostics are already rendered with their own
+                // `error:` headers and carets.
+                CliError::Policy { rendered, .. } => anstream::eprintln!("{rendered}"),
+                other => anstream::eprintln!("{}: {other}", "error".red().bold()),
+            },
+            ErrorFormat::Json => anstream::eprintln!("{}", err.to_json()),
+        }
+    }
+}
+
+/// A decision word, coloured by what it means.
+pub fn decision_word(decision: &str) -> String {
+    match decision {
+        "allow" => decision.green().bold().to_string(),
+        "deny" => decision.red().bold().to_string(),
+        "approve" => decision.yellow().bold().to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// "ok" in green / "FAIL" in red.
+pub fn pass_word(pass: bool) -> String {
+    if pass {
+        "ok".green().bold().to_string()
+    } else {
+        "FAIL".red().bold().to_string()
+    }
+}
+
+/// Dimmed text for secondary details.
+pub fn dim(text: impl Display) -> String {
+    text.dimmed().to_string()
+}
+
+/// Bold text for headings and names.
+pub fn bold(text: impl Display) -> String {
+    text.bold().to_string()
+}

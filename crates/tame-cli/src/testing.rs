@@ -1,0 +1,466 @@
+//! `tame test`: the policy test runner (cases in the policy's `tests:`
+//! section and in a sibling `NAME.tests.yml`), and the TameSDK-compatible
+//! `tame test TOOL --args JSON` dry run against a server.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tame_engine::Policy;
+
+use crate::Exit;
+use crate::cli::TestArgs;
+use crate::client::{self, ServerOpts};
+use crate::error::CliError;
+use crate::local::{load_policy, parse_call, read_file};
+use crate::output::{Out, bold, decision_word, dim, pass_word};
+
+/// A test case as written in YAML (a sibling file or the `tests:` section).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseSpec {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The call: `{tool_name, tool_args, session_id?, agent_id?, user_id?, metadata?}`.
+    #[serde(default)]
+    pub call: Option<Value>,
+    /// Shorthand for `call.tool_name`.
+    #[serde(default)]
+    pub tool: Option<String>,
+    /// Shorthand for `call.tool_args`.
+    #[serde(default)]
+    pub args: Option<Value>,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+    /// Offline session facts: `{calls, counts, called, labels}`.
+    #[serde(default)]
+    pub session: Option<Value>,
+    /// The evaluation time (RFC 3339), for time-window rules.
+    #[serde(default)]
+    pub now: Option<String>,
+    /// The expected decision: `allow`, `deny` or `approve`.
+    #[serde(alias = "decision")]
+    pub expect: String,
+    /// The expected rule; `null` means "the default applied"; absent means
+    /// "any rule".
+    #[serde(default, deserialize_with = "present")]
+    pub rule: Option<Option<String>>,
+    /// A text the reason must contain.
+    #[serde(default)]
+    pub reason_contains: Option<String>,
+}
+
+/// Distinguishes `rule: null` (Some(None)) from an absent `rule` (None).
+fn present<'de, D>(d: D) -> Result<Option<Option<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// A sibling test file: a list of cases or `{tests: [...]}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TestFile {
+    List(Vec<CaseSpec>),
+    Map {
+        tests: Vec<CaseSpec>,
+    },
+}
+
+/// One case ready to run.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub name: String,
+    /// Where the case was written.
+    pub origin: String,
+    pub spec: CaseSpec,
+}
+
+/// The outcome of one case.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub case: Case,
+    pub pass: bool,
+    pub actual: Value,
+    /// Why the case failed, one line per difference.
+    pub diff: Vec<String>,
+}
+
+impl CaseSpec {
+    /// The call as the engine reads it, with the CLI's extra keys.
+    pub fn call_json(&self) -> Result<Value, String> {
+        let mut call = match &self.call {
+            Some(Value::Object(map)) => Value::Object(map.clone()),
+            Some(_) => return Err(String::from("`call` must be a mapping")),
+            None => json!({}),
+        };
+        if let Some(tool) = &self.tool {
+            call["tool_name"] = tool.clone().into();
+        }
+        if let Some(args) = &self.args {
+            call["tool_args"] = args.clone();
+        }
+        if call.get("tool_args").is_none() {
+            call["tool_args"] = json!({});
+        }
+        for (key, value) in [
+            ("session_id", &self.session_id),
+            ("agent_id", &self.agent_id),
+            ("user_id", &self.user_id),
+        ] {
+            if let Some(v) = value {
+                call[key] = v.clone().into();
+            }
+        }
+        if let Some(m) = &self.metadata {
+            call["metadata"] = m.clone();
+        }
+        if let Some(s) = &self.session {
+            call["session"] = s.clone();
+        }
+        if let Some(now) = &self.now {
+            call["now"] = now.clone().into();
+        }
+        if call.get("tool_name").is_none() {
+            return Err(String::from("the case names no tool (`tool:` or `call.tool_name`)"));
+        }
+        Ok(call)
+    }
+}
+
+/// The sibling test file of a policy: `NAME.tests.yml` beside `NAME.yml`.
+pub fn sibling_tests(policy: &Path) -> Option<PathBuf> {
+    let stem = policy.file_stem()?.to_str()?;
+    let ext = policy.extension().and_then(|e| e.to_str()).unwrap_or("yml");
+    let candidate = policy.with_file_name(format!("{stem}.tests.{ext}"));
+    candidate.is_file().then_some(candidate)
+}
+
+/// Reads cases from a test file.
+pub fn read_cases(path: &Path) -> Result<Vec<Case>, CliError> {
+    let text = read_file(path)?;
+    let origin = path.display().to_string();
+    let file: TestFile = serde_yaml::from_str(&text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!("{origin}:{}:{}: ", l.line(), l.column()))
+            .unwrap_or_else(|| format!("{origin}: "));
+        CliError::Input(format!("{at}invalid test file: {e}"))
+    })?;
+    let specs = match file {
+        TestFile::List(specs) | TestFile::Map { tests: specs } => specs,
+    };
+    Ok(number_cases(specs, &origin))
+}
+
+fn number_cases(specs: Vec<CaseSpec>, origin: &str) -> Vec<Case> {
+    specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, spec)| Case {
+            name: spec
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("case {}", i + 1)),
+            origin: origin.to_string(),
+            spec,
+        })
+        .collect()
+}
+
+/// The cases kept in the policy file itself (`tests:`), via the engine.
+pub fn inline_cases(policy: &Policy, origin: &str) -> Result<Vec<Case>, CliError> {
+    let mut specs = Vec::new();
+    for (i, test) in policy.tests().iter().enumerate() {
+        let value = serde_json::to_value(test)
+            .map_err(|e| CliError::Other(format!("{origin}: cannot read test {}: {e}", i + 1)))?;
+        let spec: CaseSpec = serde_json::from_value(value).map_err(|e| {
+            CliError::Input(format!("{origin}: test {} in `tests:` is malformed: {e}", i + 1))
+        })?;
+        specs.push(spec);
+    }
+    Ok(number_cases(specs, origin))
+}
+
+/// Runs one case against a compiled policy.
+pub fn run_case(policy: &Policy, case: &Case) -> Outcome {
+    let evaluated = case
+        .spec
+        .call_json()
+        .and_then(|call| parse_call(&call))
+        .map(|(request, facts)| {
+            let facts = facts.unwrap_or_default();
+            policy.evaluate(&request, &facts)
+        });
+    let decision = match evaluated {
+        Ok(d) => d,
+        Err(message) => {
+            return Outcome {
+                case: case.clone(),
+                pass: false,
+                actual: json!({"error": message}),
+                diff: vec![format!("the case cannot run: {message}")],
+            };
+        }
+    };
+    let actual = json!({
+        "decision": decision.action.as_str(),
+        "rule_name": decision.rule_name.as_deref(),
+        "reason": decision.reason,
+    });
+    let mut diff = Vec::new();
+    let spec = &case.spec;
+    if !matches!(spec.expect.as_str(), "allow" | "deny" | "approve") {
+        diff.push(format!(
+            "`expect: {}` is not a decision (allow, deny or approve)",
+            spec.expect
+        ));
+    } else if spec.expect != decision.action.as_str() {
+        diff.push(format!(
+            "decision: expected {}, got {}",
+            spec.expect,
+            decision.action.as_str()
+        ));
+    }
+    if let Some(expected_rule) = &spec.rule {
+        let got = decision.rule_name.as_deref();
+        if expected_rule.as_deref() != got {
+            diff.push(format!(
+                "rule: expected {}, got {}",
+                expected_rule.as_deref().unwrap_or("(default)"),
+                got.unwrap_or("(default)")
+            ));
+        }
+    }
+    if let Some(text) = &spec.reason_contains {
+        if !decision.reason.contains(text.as_str()) {
+            diff.push(format!(
+                "reason: expected it to contain `{text}`, got `{}`",
+                decision.reason
+            ));
+        }
+    }
+    Outcome {
+        case: case.clone(),
+        pass: diff.is_empty(),
+        actual,
+        diff,
+    }
+}
+
+/// The rule names a policy declares, in file order.
+pub fn rule_names(policy: &Policy) -> Vec<String> {
+    policy
+        .info()
+        .rules
+        .iter()
+        .map(|r| r.name.to_string())
+        .collect()
+}
+
+/// `tame test ...`: the policy runner, or a server dry run.
+pub fn test_command(args: &TestArgs, server: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
+    let first = args.targets.first().map(String::as_str).unwrap_or("");
+    let looks_like_file = |t: &str| {
+        Path::new(t).exists() || t.ends_with(".yml") || t.ends_with(".yaml")
+    };
+    let server_mode = args.args.is_some()
+        || args.server
+        || (args.targets.len() == 1 && !looks_like_file(first));
+    if server_mode {
+        if args.targets.len() != 1 {
+            return Err(CliError::Input(String::from(
+                "`tame test TOOL --args JSON` takes exactly one tool name",
+            )));
+        }
+        let tool_args = client::parse_loose_args(args.args.as_deref().unwrap_or("{}"))?;
+        return client::test_call(first, tool_args, server, out);
+    }
+    run_policy_tests(args, out)
+}
+
+fn run_policy_tests(args: &TestArgs, out: &Out) -> Result<Exit, CliError> {
+    let mut passed = 0usize;
+    let mut failed = 0usize;
+    let mut errors = 0usize;
+    let mut reports = Vec::new();
+    for target in &args.targets {
+        let path = PathBuf::from(target);
+        match run_file(&path, &args.test_files, out) {
+            Ok(report) => {
+                passed += report.passed;
+                failed += report.failed;
+                reports.push(report.json);
+            }
+            Err(err) => {
+                errors += 1;
+                if out.json {
+                    reports.push(json!({"file": target, "error": err.to_json()}));
+                } else {
+                    out.error(&err);
+                }
+            }
+        }
+    }
+    if out.json {
+        out.json_pretty(&json!({
+            "files": reports,
+            "passed": passed,
+            "failed": failed,
+            "errors": errors,
+        }));
+    }
+    // The summary line stands alone so CI tools can read it.
+    out.line(format!("{passed} passed, {failed} failed"));
+    Ok(if failed > 0 || errors > 0 {
+        Exit::Error
+    } else {
+        Exit::Ok
+    })
+}
+
+struct FileReport {
+    passed: usize,
+    failed: usize,
+    json: Value,
+}
+
+fn run_file(path: &Path, extra: &[PathBuf], out: &Out) -> Result<FileReport, CliError> {
+    let policy = load_policy(path)?;
+    let origin = path.display().to_string();
+    let mut cases = inline_cases(&policy, &origin)?;
+    if let Some(sibling) = sibling_tests(path) {
+        cases.extend(read_cases(&sibling)?);
+    }
+    for file in extra {
+        cases.extend(read_cases(file)?);
+    }
+    if cases.is_empty() {
+        return Err(CliError::Input(format!(
+            "{origin}: no tests found (add a `tests:` section or a {} file)",
+            sibling_name(path)
+        )));
+    }
+    if !out.json {
+        out.line(format!("{} {}", bold("testing"), bold(&origin)));
+    }
+    let mut hit = BTreeSet::new();
+    let mut passed = 0;
+    let mut failed = 0;
+    let mut case_reports = Vec::new();
+    for case in &cases {
+        let outcome = run_case(&policy, case);
+        if let Some(rule) = outcome.actual.get("rule_name").and_then(Value::as_str) {
+            hit.insert(rule.to_string());
+        }
+        if outcome.pass {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+        if out.json {
+            case_reports.push(json!({
+                "name": case.name,
+                "origin": case.origin,
+                "pass": outcome.pass,
+                "expected": {
+                    "decision": case.spec.expect,
+                    "rule_name": case.spec.rule,
+                },
+                "actual": outcome.actual,
+                "diff": outcome.diff,
+            }));
+        } else {
+            print_outcome(&outcome, out);
+        }
+    }
+    let uncovered: Vec<String> = rule_names(&policy)
+        .into_iter()
+        .filter(|r| !hit.contains(r))
+        .collect();
+    if !out.json {
+        if uncovered.is_empty() {
+            out.line(dim("  coverage: every rule was hit"));
+        } else {
+            out.line(format!(
+                "  {} rules never hit: {}",
+                uncovered.len(),
+                uncovered.join(", ")
+            ));
+        }
+    }
+    Ok(FileReport {
+        passed,
+        failed,
+        json: json!({
+            "file": origin,
+            "passed": passed,
+            "failed": failed,
+            "cases": case_reports,
+            "uncovered_rules": uncovered,
+        }),
+    })
+}
+
+fn sibling_name(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("policy");
+    format!("{stem}.tests.yml")
+}
+
+fn print_outcome(outcome: &Outcome, out: &Out) {
+    let case = &outcome.case;
+    if outcome.pass {
+        out.line(format!("  {} {}", pass_word(true), case.name));
+        return;
+    }
+    out.line(format!(
+        "  {} {} {}",
+        pass_word(false),
+        bold(&case.name),
+        dim(format!("({})", case.origin))
+    ));
+    let expected_rule = match &case.spec.rule {
+        None => String::new(),
+        Some(None) => String::from(" by (default)"),
+        Some(Some(r)) => format!(" by {r}"),
+    };
+    out.line(format!(
+        "      - expected: {}{expected_rule}",
+        decision_word(&case.spec.expect)
+    ));
+    let actual_decision = outcome
+        .actual
+        .get("decision")
+        .and_then(Value::as_str)
+        .unwrap_or("error");
+    let actual_rule = outcome
+        .actual
+        .get("rule_name")
+        .map(|r| r.as_str().unwrap_or("(default)").to_string())
+        .unwrap_or_default();
+    let reason = outcome
+        .actual
+        .get("reason")
+        .or_else(|| outcome.actual.get("error"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    out.line(format!(
+        "      + actual:   {} by {actual_rule} {}",
+        decision_word(actual_decision),
+        dim(format!("({reason})"))
+    ));
+    for line in &outcome.diff {
+        out.line(format!("        {}", dim(line)));
+    }
+}
