@@ -15,7 +15,10 @@ pub struct Span {
 impl Span {
     pub fn new(start: usize, end: usize) -> Self {
         let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        Self { start: clamp(start), end: clamp(end) }
+        Self {
+            start: clamp(start),
+            end: clamp(end),
+        }
     }
 
     pub fn range(self) -> std::ops::Range<usize> {
@@ -24,7 +27,10 @@ impl Span {
 
     /// The smallest span covering both.
     pub fn to(self, other: Span) -> Span {
-        Span { start: self.start.min(other.start), end: self.end.max(other.end) }
+        Span {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
     }
 }
 
@@ -38,6 +44,107 @@ pub struct Expr {
 impl Expr {
     pub fn new(kind: ExprKind, span: Span) -> Self {
         Self { kind, span }
+    }
+
+    /// Calls `f` on each direct sub-expression, in source order.
+    pub fn for_each_child<'a>(&'a self, mut f: impl FnMut(&'a Expr)) {
+        match &self.kind {
+            ExprKind::Literal(_) | ExprKind::Ident(_) => {}
+            ExprKind::Select { operand, .. } | ExprKind::Unary { operand, .. } => f(operand),
+            ExprKind::Index { operand, index } => {
+                f(operand);
+                f(index);
+            }
+            ExprKind::Call { target, args, .. } => {
+                if let Some(t) = target {
+                    f(t);
+                }
+                args.iter().for_each(f);
+            }
+            ExprKind::Binary { lhs, rhs, .. } => {
+                f(lhs);
+                f(rhs);
+            }
+            ExprKind::Ternary {
+                cond,
+                then,
+                otherwise,
+            } => {
+                f(cond);
+                f(then);
+                f(otherwise);
+            }
+            ExprKind::List(items) => items.iter().for_each(f),
+            ExprKind::Map(entries) => {
+                for (k, v) in entries {
+                    f(k);
+                    f(v);
+                }
+            }
+            ExprKind::Comprehension(c) => {
+                f(&c.range);
+                if let Some(p) = &c.predicate {
+                    f(p);
+                }
+                if let Some(t) = &c.transform {
+                    f(t);
+                }
+            }
+        }
+    }
+
+    /// Moves the direct sub-expressions out into `out`, leaving `null`
+    /// literals behind. Lets very deep trees be dropped without recursion.
+    pub fn take_children(&mut self, out: &mut Vec<Expr>) {
+        let mut take = |e: &mut Expr| {
+            out.push(std::mem::replace(
+                e,
+                Expr::new(ExprKind::Literal(Literal::Null), e.span),
+            ));
+        };
+        match &mut self.kind {
+            ExprKind::Literal(_) | ExprKind::Ident(_) => {}
+            ExprKind::Select { operand, .. } | ExprKind::Unary { operand, .. } => take(operand),
+            ExprKind::Index { operand, index } => {
+                take(operand);
+                take(index);
+            }
+            ExprKind::Call { target, args, .. } => {
+                if let Some(t) = target {
+                    take(t);
+                }
+                out.append(args);
+            }
+            ExprKind::Binary { lhs, rhs, .. } => {
+                take(lhs);
+                take(rhs);
+            }
+            ExprKind::Ternary {
+                cond,
+                then,
+                otherwise,
+            } => {
+                take(cond);
+                take(then);
+                take(otherwise);
+            }
+            ExprKind::List(items) => out.append(items),
+            ExprKind::Map(entries) => {
+                for (k, v) in entries.drain(..) {
+                    out.push(k);
+                    out.push(v);
+                }
+            }
+            ExprKind::Comprehension(c) => {
+                take(&mut c.range);
+                if let Some(p) = c.predicate.take() {
+                    out.push(p);
+                }
+                if let Some(t) = c.transform.take() {
+                    out.push(t);
+                }
+            }
+        }
     }
 }
 
@@ -61,16 +168,38 @@ pub enum ExprKind {
     /// qualified identifier in CEL (`a.b.c` is parsed as selects, though).
     Ident(String),
     /// `operand.field`; `test` is true for the `has(operand.field)` form.
-    Select { operand: Box<Expr>, field: String, test: bool },
+    Select {
+        operand: Box<Expr>,
+        field: String,
+        test: bool,
+    },
     /// `operand[index]`.
-    Index { operand: Box<Expr>, index: Box<Expr> },
+    Index {
+        operand: Box<Expr>,
+        index: Box<Expr>,
+    },
     /// A global call `f(args)` (target `None`) or a receiver-style call
     /// `target.f(args)`.
-    Call { target: Option<Box<Expr>>, function: String, args: Vec<Expr> },
-    Unary { op: UnaryOp, operand: Box<Expr> },
-    Binary { op: BinaryOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    Call {
+        target: Option<Box<Expr>>,
+        function: String,
+        args: Vec<Expr>,
+    },
+    Unary {
+        op: UnaryOp,
+        operand: Box<Expr>,
+    },
+    Binary {
+        op: BinaryOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     /// `cond ? then : otherwise`.
-    Ternary { cond: Box<Expr>, then: Box<Expr>, otherwise: Box<Expr> },
+    Ternary {
+        cond: Box<Expr>,
+        then: Box<Expr>,
+        otherwise: Box<Expr>,
+    },
     List(Vec<Expr>),
     /// Map literal entries in source order.
     Map(Vec<(Expr, Expr)>),
