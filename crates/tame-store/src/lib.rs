@@ -1,1 +1,175 @@
-//! tame-store
+//! Tame's store: the hash-chained audit log, sessions, approvals, policy
+//! versions and session facts, behind one [`Store`] trait.
+//!
+//! The default backend is [`SqliteStore`]: an embedded SQLite database in
+//! WAL mode whose single writer thread group-commits records and answers
+//! each one only after its transaction is committed. Session facts live in
+//! memory and are read by the evaluator without I/O.
+//!
+//! Every change (decision, tool result, approval step, policy load) is one
+//! row of the `audit` table. Each row holds an HMAC-SHA256, keyed with the
+//! server's secret, over its own fields and the previous row's hash, so
+//! [`Store::verify`] finds an edited or a deleted row and names it.
+
+pub mod canonical;
+mod facts;
+mod sqlite;
+mod types;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+pub use facts::{FactsHandle, FactsView, MAX_TIMES_PER_TOOL, SessionCell, SessionState};
+pub use sqlite::{Durability, SqliteOptions, SqliteStore, load_or_create_secret};
+pub use types::*;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("i/o error at `{path}`: {message}")]
+    Io { path: String, message: String },
+    #[error("log entry `{0}` not found")]
+    LogNotFound(String),
+    #[error("log entry `{log_id}` belongs to another session than `{session_id}`")]
+    SessionMismatch { log_id: String, session_id: String },
+    #[error("approval `{0}` not found")]
+    ApprovalNotFound(String),
+    #[error("approval `{id}` is {state}, not {expected}")]
+    ApprovalState {
+        id: String,
+        state: ApprovalState,
+        expected: &'static str,
+    },
+    #[error("approval `{0}` was already used to release a call")]
+    ApprovalUsed(String),
+    #[error("approval `{0}` was granted for a different call")]
+    ApprovalMismatch(String),
+    #[error("invalid audit secret: {0}")]
+    Secret(String),
+    #[error("the store's writer has stopped")]
+    WriterGone,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+/// Result type of the store.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The acknowledgement of a write: resolves once the record is committed
+/// (or failed). Await it from async code or call [`Ticket::wait`] from a
+/// plain thread.
+#[derive(Debug)]
+pub struct Ticket<T>(TicketInner<T>);
+
+#[derive(Debug)]
+enum TicketInner<T> {
+    Waiting(tokio::sync::oneshot::Receiver<StoreResult<T>>),
+    Ready(Option<StoreResult<T>>),
+}
+
+impl<T> Ticket<T> {
+    pub(crate) fn new(rx: tokio::sync::oneshot::Receiver<StoreResult<T>>) -> Self {
+        Ticket(TicketInner::Waiting(rx))
+    }
+
+    /// A ticket that is already resolved (e.g. with an error).
+    pub fn ready(result: StoreResult<T>) -> Self {
+        Ticket(TicketInner::Ready(Some(result)))
+    }
+
+    /// Blocks the current thread until the write is committed. Do not call
+    /// from inside an async runtime; await the ticket there.
+    pub fn wait(self) -> StoreResult<T> {
+        match self.0 {
+            TicketInner::Waiting(rx) => rx.blocking_recv().unwrap_or(Err(StoreError::WriterGone)),
+            TicketInner::Ready(r) => r.unwrap_or(Err(StoreError::WriterGone)),
+        }
+    }
+}
+
+// The ticket never pins its contents: it holds a receiver (Unpin) or a
+// finished result it moves out.
+impl<T> Unpin for Ticket<T> {}
+
+impl<T> Future for Ticket<T> {
+    type Output = StoreResult<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            TicketInner::Waiting(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or(Err(StoreError::WriterGone))),
+            TicketInner::Ready(r) => Poll::Ready(r.take().unwrap_or(Err(StoreError::WriterGone))),
+        }
+    }
+}
+
+/// The store behind the server and the CLI. Writes return a [`Ticket`] that
+/// resolves after the commit; reads are plain calls that may block briefly
+/// on the database (call them off the async executor).
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// The in-memory facts of a session (created empty for a new session).
+    /// No I/O for sessions that are new or already in memory.
+    fn session_facts(&self, session_id: &str) -> StoreResult<FactsHandle>;
+
+    /// Appends a decision (and, for `approve`, its pending approval; for a
+    /// release, marks the approval used) to the log.
+    fn record_decision(&self, decision: NewDecision) -> Ticket<DecisionReceipt>;
+    /// Records a tool's result for a logged decision of the same session.
+    fn record_result(&self, result: NewResult) -> Ticket<u64>;
+    /// Approves or rejects a pending approval.
+    fn decide_approval(&self, decision: ApprovalDecision) -> Ticket<Approval>;
+    /// Marks pending approvals whose time ran out as expired; returns their ids.
+    fn expire_approvals(&self, now: jiff::Timestamp) -> Ticket<Vec<String>>;
+    /// Stores a loaded policy version (source text and hash).
+    fn record_policy(&self, policy: NewPolicyVersion) -> Ticket<u64>;
+    /// Resolves once everything queued before it is committed.
+    fn flush(&self) -> Ticket<()>;
+
+    /// Sessions, newest first, filtered and paged.
+    fn sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage>;
+    /// One session's summary.
+    fn session_summary(&self, session_id: &str) -> StoreResult<Option<SessionSummary>>;
+    /// One session's log entries in order, `None` for an unknown session.
+    fn session_log(&self, session_id: &str) -> StoreResult<Option<Vec<LogEntry>>>;
+    /// One log entry.
+    fn log_entry(&self, log_id: &str) -> StoreResult<Option<LogEntry>>;
+    /// Approvals, newest first, optionally only those in `state`.
+    fn approvals(&self, state: Option<ApprovalState>, now: jiff::Timestamp) -> StoreResult<Vec<Approval>>;
+    /// One approval; a pending one past its expiry reads as expired.
+    fn approval(&self, id: &str, now: jiff::Timestamp) -> StoreResult<Option<Approval>>;
+    /// Every stored policy version, oldest first.
+    fn policy_versions(&self) -> StoreResult<Vec<PolicyVersion>>;
+    /// Checks the audit chain and names the first edited or missing record.
+    fn verify(&self) -> StoreResult<VerifyReport>;
+    /// Writes the audit log as JSON lines; returns the number of records.
+    fn export(&self, out: &mut dyn std::io::Write) -> StoreResult<u64>;
+}
+
+/// Formats a timestamp as ISO 8601 UTC with microsecond precision, the
+/// shape the original server used (`2026-11-21T06:00:00.123456Z`).
+pub fn format_timestamp(ts: jiff::Timestamp) -> String {
+    let micros = ts.as_microsecond();
+    let whole = jiff::Timestamp::from_microsecond(micros).unwrap_or(ts);
+    whole.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_have_microseconds_and_z() {
+        let ts: jiff::Timestamp = "2026-11-21T06:00:00.123456789Z".parse().unwrap();
+        assert_eq!(format_timestamp(ts), "2026-11-21T06:00:00.123456Z");
+        let ts: jiff::Timestamp = "2026-11-21T06:00:00Z".parse().unwrap();
+        assert_eq!(format_timestamp(ts), "2026-11-21T06:00:00.000000Z");
+    }
+}

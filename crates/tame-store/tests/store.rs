@@ -1,0 +1,412 @@
+//! Integration tests of the SQLite store: the log, results, approvals,
+//! session facts across restarts, the audit chain and its tamper checks.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use serde_json::json;
+use tame_engine::{Action, SessionFacts};
+use tame_store::canonical::call_hash;
+use tame_store::*;
+
+fn ts(s: &str) -> jiff::Timestamp {
+    s.parse().unwrap()
+}
+
+fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(dir.path().join("tame.db"), SqliteOptions::default()).unwrap()
+}
+
+fn decision(log_id: &str, session: &str, tool: &str, action: Action, at: &str) -> NewDecision {
+    NewDecision {
+        log_id: log_id.into(),
+        session_id: session.into(),
+        timestamp: ts(at),
+        tool_name: tool.into(),
+        tool_args: json!({"path": "/tmp/x", "n": 1}),
+        agent_id: Some("agent-1".into()),
+        user_id: None,
+        metadata: json!({}),
+        decision: action,
+        rule_name: Some("r1".into()),
+        reason: "Matched rule: r1".into(),
+        policy_version: "v1".into(),
+        new_approval: None,
+        release_of: None,
+    }
+}
+
+fn sqlite(dir: &tempfile::TempDir) -> rusqlite_shim::Conn {
+    rusqlite_shim::Conn::open(dir.path().join("tame.db"))
+}
+
+/// Direct database access for the tampering tests (an attacker's view).
+mod rusqlite_shim {
+    pub struct Conn(pub rusqlite::Connection);
+    impl Conn {
+        pub fn open(path: std::path::PathBuf) -> Conn {
+            Conn(rusqlite::Connection::open(path).unwrap())
+        }
+        pub fn exec(&self, sql: &str) -> usize {
+            self.0.execute(sql, []).unwrap()
+        }
+    }
+}
+
+#[test]
+fn decisions_and_results_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let r1 = store
+        .record_decision(decision("l1", "s1", "read_file", Action::Allow, "2026-11-21T06:00:00Z"))
+        .wait()
+        .unwrap();
+    let r2 = store
+        .record_decision(decision("l2", "s1", "delete_file", Action::Deny, "2026-11-21T06:00:01Z"))
+        .wait()
+        .unwrap();
+    assert!(r2.seq > r1.seq);
+    store
+        .record_result(NewResult {
+            session_id: "s1".into(),
+            log_id: "l1".into(),
+            timestamp: ts("2026-11-21T06:00:02Z"),
+            result: json!({"status": "success", "duration_ms": 12.5, "execution_time_ms": 12}),
+        })
+        .wait()
+        .unwrap();
+    let log = store.session_log("s1").unwrap().unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].id, "l1");
+    assert_eq!(log[0].policy_decision, Action::Allow);
+    assert_eq!(log[0].execution_status.as_deref(), Some("success"));
+    assert_eq!(log[0].execution_duration_ms, Some(12.5));
+    assert_eq!(log[0].tool_result.as_ref().unwrap()["execution_time_ms"], 12);
+    assert_eq!(log[0].timestamp, "2026-11-21T06:00:00.000000Z");
+    assert_eq!(log[1].policy_decision, Action::Deny);
+    assert!(log[1].tool_result.is_none());
+    assert!(store.session_log("nope").unwrap().is_none());
+
+    let summary = store.session_summary("s1").unwrap().unwrap();
+    assert_eq!((summary.total_calls, summary.allowed_calls, summary.denied_calls), (2, 1, 1));
+    assert_eq!(summary.agent_id.as_deref(), Some("agent-1"));
+    assert_eq!(summary.end_time.as_deref(), Some("2026-11-21T06:00:01.000000Z"));
+}
+
+#[test]
+fn results_for_unknown_or_foreign_logs_fail_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .record_decision(decision("l1", "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
+        .wait()
+        .unwrap();
+    let missing = store
+        .record_result(NewResult {
+            session_id: "s1".into(),
+            log_id: "nope".into(),
+            timestamp: ts("2026-11-21T06:00:01Z"),
+            result: json!({}),
+        })
+        .wait();
+    assert!(matches!(missing, Err(StoreError::LogNotFound(id)) if id == "nope"));
+    let foreign = store
+        .record_result(NewResult {
+            session_id: "s2".into(),
+            log_id: "l1".into(),
+            timestamp: ts("2026-11-21T06:00:01Z"),
+            result: json!({}),
+        })
+        .wait();
+    assert!(matches!(foreign, Err(StoreError::SessionMismatch { .. })));
+    let report = store.verify().unwrap();
+    assert!(report.valid, "{report:?}");
+    assert_eq!(report.records, 1);
+}
+
+#[test]
+fn many_concurrent_writers_get_a_contiguous_verified_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(open(&dir));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let tickets: Vec<_> = (0..250)
+                    .map(|i| {
+                        store.record_decision(decision(
+                            &format!("l{t}-{i}"),
+                            &format!("s{t}"),
+                            "t",
+                            Action::Allow,
+                            "2026-11-21T06:00:00Z",
+                        ))
+                    })
+                    .collect();
+                tickets.into_iter().map(|t| t.wait().unwrap().seq).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut seqs: Vec<u64> = threads.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=1000).collect::<Vec<_>>());
+    let report = store.verify().unwrap();
+    assert!(report.valid);
+    assert_eq!(report.records, 1000);
+}
+
+#[test]
+fn editing_a_record_is_found_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for i in 0..5 {
+        store
+            .record_decision(decision(&format!("l{i}"), "s1", "t", Action::Deny, "2026-11-21T06:00:00Z"))
+            .wait()
+            .unwrap();
+    }
+    assert!(store.verify().unwrap().valid);
+    let db = sqlite(&dir);
+    assert_eq!(db.exec("UPDATE audit SET body = replace(body, '\"deny\"', '\"allow\"') WHERE seq = 3"), 1);
+    let report = store.verify().unwrap();
+    assert!(!report.valid);
+    let problem = report.first_problem.unwrap();
+    assert_eq!(problem.kind, ChainProblemKind::Edited);
+    assert_eq!(problem.seq, 3);
+    assert_eq!(problem.ref_id.as_deref(), Some("l2"));
+    assert!(problem.message.contains("record 3"), "{}", problem.message);
+}
+
+#[test]
+fn deleting_a_record_names_the_gap_and_truncation_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for i in 0..6 {
+        store
+            .record_decision(decision(&format!("l{i}"), "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
+            .wait()
+            .unwrap();
+    }
+    let db = sqlite(&dir);
+    db.exec("DELETE FROM audit WHERE seq = 6");
+    let report = store.verify().unwrap();
+    let problem = report.first_problem.unwrap();
+    assert_eq!(problem.kind, ChainProblemKind::Truncated);
+    assert_eq!(problem.seq, 6);
+    db.exec("DELETE FROM audit WHERE seq = 2");
+    let problem = store.verify().unwrap().first_problem.unwrap();
+    assert_eq!(problem.kind, ChainProblemKind::Missing);
+    assert_eq!(problem.seq, 2);
+    assert!(problem.message.contains("record 2 is missing"), "{}", problem.message);
+}
+
+#[test]
+fn a_different_secret_fails_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    {
+        let store = SqliteStore::open(&path, SqliteOptions { secret: Some(vec![7; 32]), ..Default::default() }).unwrap();
+        store
+            .record_decision(decision("l1", "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
+            .wait()
+            .unwrap();
+        assert!(store.verify().unwrap().valid);
+    }
+    let store = SqliteStore::open(&path, SqliteOptions { secret: Some(vec![8; 32]), ..Default::default() }).unwrap();
+    let report = store.verify().unwrap();
+    assert_eq!(report.first_problem.unwrap().seq, 1);
+    assert!(matches!(
+        SqliteStore::open(&path, SqliteOptions { secret: Some(vec![1; 4]), ..Default::default() }),
+        Err(StoreError::Secret(_))
+    ));
+}
+
+#[test]
+fn the_secret_file_is_created_once_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        store
+            .record_decision(decision("l1", "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
+            .wait()
+            .unwrap();
+    }
+    let secret = std::fs::read_to_string(dir.path().join("tame.db.secret")).unwrap();
+    assert_eq!(secret.len(), 64);
+    let store = open(&dir);
+    assert!(store.verify().unwrap().valid);
+}
+
+#[test]
+fn session_facts_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        for (i, (tool, action)) in [("send_email", Action::Allow), ("send_email", Action::Deny), ("read_secret", Action::Allow)]
+            .into_iter()
+            .enumerate()
+        {
+            let facts = store.session_facts("s1").unwrap();
+            facts.lock().note_decision(tool, ts("2026-11-21T06:00:00Z"), action);
+            store
+                .record_decision(decision(&format!("l{i}"), "s1", tool, action, "2026-11-21T06:00:00Z"))
+                .wait()
+                .unwrap();
+        }
+        let cell = store.session_facts("s1").unwrap();
+        let guard = cell.lock();
+        assert_eq!(guard.view(ts("2026-11-21T06:30:00Z")).calls(), 2);
+    }
+    let store = open(&dir);
+    let cell = store.session_facts("s1").unwrap();
+    let guard = cell.lock();
+    let view = guard.view(ts("2026-11-21T06:30:00Z"));
+    assert_eq!(view.calls(), 2, "denied calls do not count");
+    assert_eq!(view.count("send_email", None), 1);
+    assert_eq!(view.count("send_email", Some(jiff::SignedDuration::from_mins(10))), 0);
+    assert_eq!(view.count("send_email", Some(jiff::SignedDuration::from_hours(1))), 1);
+    assert!(view.called("read_secret"));
+    let fresh = store.session_facts("new-session").unwrap();
+    assert_eq!(fresh.lock().calls(), 0);
+}
+
+fn approve_decision(store: &SqliteStore, log_id: &str, approval_id: &str, expires: &str) {
+    let mut d = decision(log_id, "s1", "query_database", Action::Approve, "2026-11-21T06:00:00Z");
+    d.new_approval = Some(NewApproval {
+        id: approval_id.into(),
+        call_hash: call_hash("query_database", &d.tool_args, "s1"),
+        expires_at: ts(expires),
+    });
+    store.record_decision(d).wait().unwrap();
+}
+
+#[test]
+fn approvals_are_decided_once_released_once_and_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = ts("2026-11-21T06:01:00Z");
+    {
+        let store = open(&dir);
+        approve_decision(&store, "l1", "a1", "2026-11-21T07:00:00Z");
+    }
+    let store = open(&dir);
+    let pending = store.approvals(Some(ApprovalState::Pending), now).unwrap();
+    assert_eq!(pending.len(), 1);
+    let a = &pending[0];
+    assert_eq!(a.approval_id, "a1");
+    assert_eq!(a.tool_name, "query_database");
+    assert_eq!(a.policy_version, "v1");
+    assert_eq!(a.created_at, "2026-11-21T06:00:00.000000Z");
+
+    // Releasing before approval fails.
+    let mut release = decision("l2", "s1", "query_database", Action::Allow, "2026-11-21T06:02:00Z");
+    release.release_of = Some(Release { approval_id: "a1".into(), call_hash: a.call_hash.clone() });
+    assert!(matches!(store.record_decision(release.clone()).wait(), Err(StoreError::ApprovalState { .. })));
+
+    let decided = store
+        .decide_approval(ApprovalDecision {
+            id: "a1".into(),
+            approve: true,
+            by: Some("admin".into()),
+            reason: Some("looks fine".into()),
+            at: now,
+        })
+        .wait()
+        .unwrap();
+    assert_eq!(decided.state, ApprovalState::Approved);
+    assert_eq!(decided.decided_by.as_deref(), Some("admin"));
+    // Deciding twice fails.
+    let again = store
+        .decide_approval(ApprovalDecision { id: "a1".into(), approve: false, by: None, reason: None, at: now })
+        .wait();
+    assert!(matches!(again, Err(StoreError::ApprovalState { state: ApprovalState::Approved, .. })));
+
+    // A different call cannot use the approval.
+    let mut wrong = release.clone();
+    wrong.log_id = "l3".into();
+    wrong.release_of = Some(Release { approval_id: "a1".into(), call_hash: "other".into() });
+    assert!(matches!(store.record_decision(wrong).wait(), Err(StoreError::ApprovalMismatch(_))));
+    store.record_decision(release.clone()).wait().unwrap();
+    let mut twice = release;
+    twice.log_id = "l4".into();
+    assert!(matches!(store.record_decision(twice).wait(), Err(StoreError::ApprovalUsed(_))));
+    assert_eq!(store.approval("a1", now).unwrap().unwrap().released_log_id.as_deref(), Some("l2"));
+    assert!(store.log_entry("l3").unwrap().is_none());
+    let report = store.verify().unwrap();
+    assert!(report.valid, "{report:?}");
+}
+
+#[test]
+fn approvals_expire_and_then_cannot_be_approved() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    approve_decision(&store, "l1", "a1", "2026-11-21T06:05:00Z");
+    approve_decision(&store, "l2", "a2", "2026-11-21T08:00:00Z");
+    let later = ts("2026-11-21T06:10:00Z");
+    assert_eq!(store.approval("a1", later).unwrap().unwrap().state, ApprovalState::Expired);
+    let late = store
+        .decide_approval(ApprovalDecision { id: "a1".into(), approve: true, by: None, reason: None, at: later })
+        .wait();
+    assert!(matches!(late, Err(StoreError::ApprovalState { state: ApprovalState::Expired, .. })));
+    let expired = store.expire_approvals(later).wait().unwrap();
+    assert_eq!(expired, vec!["a1".to_string()]);
+    assert_eq!(store.approvals(Some(ApprovalState::Pending), later).unwrap().len(), 1);
+    let mut export = Vec::new();
+    store.export(&mut export).unwrap();
+    let text = String::from_utf8(export).unwrap();
+    assert!(text.lines().any(|l| l.contains("\"kind\":\"approval_expired\"")));
+    assert!(matches!(
+        store
+            .decide_approval(ApprovalDecision { id: "zz".into(), approve: true, by: None, reason: None, at: later })
+            .wait(),
+        Err(StoreError::ApprovalNotFound(_))
+    ));
+}
+
+#[test]
+fn policy_versions_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for v in ["1", "2"] {
+        store
+            .record_policy(NewPolicyVersion {
+                version: v.into(),
+                hash: format!("hash{v}"),
+                origin: "policies.yml".into(),
+                source: format!("version: \"{v}\""),
+                loaded_at: ts("2026-11-21T06:00:00Z"),
+            })
+            .wait()
+            .unwrap();
+    }
+    store
+        .record_decision(decision("l1", "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
+        .wait()
+        .unwrap();
+    store.flush().wait().unwrap();
+    let versions = store.policy_versions().unwrap();
+    assert_eq!(versions.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["1", "2"]);
+    let mut out = Vec::new();
+    assert_eq!(store.export(&mut out).unwrap(), 3);
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[2]["record"]["tool_name"], "t");
+    assert_eq!(lines[1]["hash"], lines[2]["prev_hash"]);
+}
+
+#[test]
+fn sessions_are_paged_and_filtered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for i in 0..5 {
+        let mut d = decision(&format!("l{i}"), &format!("s{i}"), "t", Action::Allow, "2026-11-21T06:00:00Z");
+        d.user_id = Some(if i % 2 == 0 { "even" } else { "odd" }.into());
+        store.record_decision(d).wait().unwrap();
+    }
+    let page = store.sessions(&SessionQuery { page: 1, page_size: 2, ..Default::default() }).unwrap();
+    assert_eq!(page.total_count, 5);
+    assert_eq!(page.sessions.iter().map(|s| s.session_id.as_str()).collect::<Vec<_>>(), ["s4", "s3"]);
+    let page3 = store.sessions(&SessionQuery { page: 3, page_size: 2, ..Default::default() }).unwrap();
+    assert_eq!(page3.sessions.len(), 1);
+    let odd = store
+        .sessions(&SessionQuery { page: 1, page_size: 10, user_id: Some("odd".into()), ..Default::default() })
+        .unwrap();
+    assert_eq!(odd.total_count, 2);
+}
