@@ -3,6 +3,25 @@
 //! The evaluator does no I/O: session facts arrive through
 //! [`SessionFacts`], implemented by the caller (the store, the CLI's
 //! offline facts, the Python in-memory session).
+//!
+//! Compile once per condition with [`compile`] against an [`Env`] (the
+//! policy roots come from [`Env::policy`], slots in [`roots`]), then call
+//! [`Program::eval`] or [`Program::eval_bool`] per request with an
+//! [`Activation`].
+
+mod compile;
+mod env;
+mod error;
+mod funcs;
+mod ops;
+mod program;
+mod time;
+
+pub use compile::{compile, MAX_DEPTH};
+pub use env::{host_fn, roots, Env, HostFunction, VarDecl};
+pub use error::{CompileError, EvalError};
+pub use ops::equals;
+pub use program::{Activation, Program};
 
 use std::sync::Arc;
 

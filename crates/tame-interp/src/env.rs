@@ -1,0 +1,179 @@
+//! The compile-time environment: declared variables (name -> slot) and
+//! host functions.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use tame_lang::{HostFn, Type};
+
+/// Slots of the policy roots in an [`Env::policy`] environment. The engine
+/// fills an activation's `vars` in this order.
+pub mod roots {
+    /// `tool`: the tool's name, a string.
+    pub const TOOL: usize = 0;
+    /// `args` (alias `tool_args`): the call's arguments, a map.
+    pub const ARGS: usize = 1;
+    /// `agent`: the agent id, a string or `null`.
+    pub const AGENT: usize = 2;
+    /// `user`: the user id, a string or `null`.
+    pub const USER: usize = 3;
+    /// `metadata` (alias `context`): a map.
+    pub const METADATA: usize = 4;
+    /// `session.id`: the session id, a string or `null`.
+    pub const SESSION_ID: usize = 5;
+    /// How many slots a policy activation has.
+    pub const COUNT: usize = 6;
+}
+
+/// A declared variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VarDecl {
+    /// Its name, possibly qualified (`session.id`, `a.b.c`).
+    pub name: String,
+    pub ty: Type,
+}
+
+/// A host function registered by the embedding program.
+#[derive(Clone)]
+pub struct HostFunction {
+    pub name: String,
+    /// Accepted argument counts (a receiver counts as the first argument);
+    /// `None` accepts any.
+    pub arity: Option<usize>,
+    pub func: HostFn,
+}
+
+impl fmt::Debug for HostFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostFunction")
+            .field("name", &self.name)
+            .field("arity", &self.arity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `compile` resolves names against.
+#[derive(Clone, Debug, Default)]
+pub struct Env {
+    vars: Vec<VarDecl>,
+    names: FxHashMap<String, usize>,
+    host: FxHashMap<String, HostFunction>,
+    session_root: bool,
+    now_root: bool,
+    lenient: bool,
+}
+
+impl Env {
+    /// An empty environment: no variables, no roots, strict.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The policy environment: `tool`, `args` (alias `tool_args`), `agent`,
+    /// `user`, `metadata` (alias `context`) and `session.id` in the slots of
+    /// [`roots`], plus `now` and the `session` facts.
+    pub fn policy() -> Self {
+        let mut env = Self::new();
+        env.declare("tool", Type::String);
+        env.declare("args", Type::Map(Box::new(Type::String), Box::new(Type::Dyn)));
+        env.declare("agent", Type::Dyn);
+        env.declare("user", Type::Dyn);
+        env.declare("metadata", Type::Map(Box::new(Type::String), Box::new(Type::Dyn)));
+        env.declare("session.id", Type::Dyn);
+        env.alias("tool_args", "args");
+        env.alias("context", "metadata");
+        env.session_root = true;
+        env.now_root = true;
+        env
+    }
+
+    /// Declares a variable and returns its slot. Declaring a name again
+    /// returns the existing slot (and updates its type).
+    pub fn declare(&mut self, name: &str, ty: Type) -> usize {
+        if let Some(&slot) = self.names.get(name) {
+            if let Some(decl) = self.vars.get_mut(slot) {
+                decl.ty = ty;
+            }
+            return slot;
+        }
+        let slot = self.vars.len();
+        self.vars.push(VarDecl { name: name.to_string(), ty });
+        self.names.insert(name.to_string(), slot);
+        slot
+    }
+
+    /// Makes `alias` name the same slot as `target`. Returns false when
+    /// `target` is not declared.
+    pub fn alias(&mut self, alias: &str, target: &str) -> bool {
+        match self.names.get(target) {
+            Some(&slot) => {
+                self.names.insert(alias.to_string(), slot);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The slot of a declared name or alias.
+    pub fn slot(&self, name: &str) -> Option<usize> {
+        self.names.get(name).copied()
+    }
+
+    /// Declared variables, by slot.
+    pub fn vars(&self) -> &[VarDecl] {
+        &self.vars
+    }
+
+    /// Registers a host function, callable as `name(a, b)` or `a.name(b)`.
+    pub fn add_function(&mut self, name: &str, arity: Option<usize>, func: HostFn) {
+        self.host.insert(name.to_string(), HostFunction { name: name.to_string(), arity, func });
+    }
+
+    /// A host function by name.
+    pub fn function(&self, name: &str) -> Option<&HostFunction> {
+        self.host.get(name)
+    }
+
+    /// Enables `session.calls`, `session.labels`, `session.count(..)`,
+    /// `session.called(..)`.
+    pub fn with_session(mut self, on: bool) -> Self {
+        self.session_root = on;
+        self
+    }
+
+    /// Enables the `now` root (the activation's timestamp).
+    pub fn with_now(mut self, on: bool) -> Self {
+        self.now_root = on;
+        self
+    }
+
+    /// In lenient mode (CEL's unchecked evaluation) unknown names and
+    /// functions, and invalid constant regexes, become run-time errors
+    /// instead of compile errors. Off by default: policies want compile
+    /// errors.
+    pub fn with_lenient(mut self, on: bool) -> Self {
+        self.lenient = on;
+        self
+    }
+
+    pub(crate) fn session_root(&self) -> bool {
+        self.session_root
+    }
+
+    pub(crate) fn now_root(&self) -> bool {
+        self.now_root
+    }
+
+    pub(crate) fn lenient(&self) -> bool {
+        self.lenient
+    }
+}
+
+/// Wraps a closure as a [`HostFn`].
+pub fn host_fn<F>(f: F) -> HostFn
+where
+    F: Fn(&[tame_lang::Value]) -> Result<tame_lang::Value, String> + Send + Sync + 'static,
+{
+    Arc::new(f)
+}

@@ -1,0 +1,521 @@
+//! Built-in functions: CEL's standard library and Tame's additions
+//! (`glob`, `lower`/`upper`/`trim`, `ip`/`cidr`, `url`).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tame_lang::{Key, Type, Value, ValueMap};
+
+use crate::ops::no_overload;
+use crate::time::{self, TsPart};
+
+/// Largest compiled program a `matches` pattern may produce.
+pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// A built-in function, resolved by name and arity at compile time. A
+/// receiver (`x.f(y)`) is passed as the first argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Builtin {
+    Size,
+    Contains,
+    StartsWith,
+    EndsWith,
+    Matches,
+    ToInt,
+    ToUint,
+    ToDouble,
+    ToString,
+    ToBytes,
+    ToBool,
+    Dyn,
+    TypeOf,
+    Timestamp,
+    Duration,
+    Part(TsPart),
+    Lower,
+    Upper,
+    Trim,
+    Glob,
+    Ip,
+    Cidr,
+    IsIp,
+    InCidr,
+    Url,
+}
+
+impl Builtin {
+    /// Resolves `name` called with `argc` arguments (receiver included).
+    /// `receiver` says whether it was called as `x.name(..)`.
+    pub(crate) fn resolve(name: &str, receiver: bool, argc: usize) -> Option<Builtin> {
+        use Builtin as B;
+        let b = match (name, receiver, argc) {
+            ("size", _, 1) => B::Size,
+            ("contains", true, 2) => B::Contains,
+            ("startsWith", true, 2) => B::StartsWith,
+            ("endsWith", true, 2) => B::EndsWith,
+            ("matches", _, 2) => B::Matches,
+            ("int", false, 1) => B::ToInt,
+            ("uint", false, 1) => B::ToUint,
+            ("double", false, 1) => B::ToDouble,
+            ("string", false, 1) => B::ToString,
+            ("bytes", false, 1) => B::ToBytes,
+            ("bool", false, 1) => B::ToBool,
+            ("dyn", false, 1) => B::Dyn,
+            ("type", false, 1) => B::TypeOf,
+            ("timestamp", false, 1) => B::Timestamp,
+            ("duration", false, 1) => B::Duration,
+            (n, true, 1 | 2) if TsPart::from_name(n).is_some() => B::Part(TsPart::from_name(n)?),
+            ("lower" | "lowerAscii", _, 1) => B::Lower,
+            ("upper" | "upperAscii", _, 1) => B::Upper,
+            ("trim", _, 1) => B::Trim,
+            ("glob", _, 2) => B::Glob,
+            ("ip", false, 1) => B::Ip,
+            ("cidr", false, 1) => B::Cidr,
+            ("isIP" | "is_ip", _, 1) => B::IsIp,
+            ("containsIP" | "in_cidr", _, 2) => B::InCidr,
+            ("url", false, 1) => B::Url,
+            _ => return None,
+        };
+        Some(b)
+    }
+
+    /// Whether the name is a built-in at all (for "wrong arity" messages).
+    pub(crate) fn known_name(name: &str) -> bool {
+        (0..4).any(|n| Self::resolve(name, true, n).is_some() || Self::resolve(name, false, n).is_some())
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Builtin::Size => "size",
+            Builtin::Contains => "contains",
+            Builtin::StartsWith => "startsWith",
+            Builtin::EndsWith => "endsWith",
+            Builtin::Matches => "matches",
+            Builtin::ToInt => "int",
+            Builtin::ToUint => "uint",
+            Builtin::ToDouble => "double",
+            Builtin::ToString => "string",
+            Builtin::ToBytes => "bytes",
+            Builtin::ToBool => "bool",
+            Builtin::Dyn => "dyn",
+            Builtin::TypeOf => "type",
+            Builtin::Timestamp => "timestamp",
+            Builtin::Duration => "duration",
+            Builtin::Part(_) => "timestamp accessor",
+            Builtin::Lower => "lower",
+            Builtin::Upper => "upper",
+            Builtin::Trim => "trim",
+            Builtin::Glob => "glob",
+            Builtin::Ip => "ip",
+            Builtin::Cidr => "cidr",
+            Builtin::IsIp => "isIP",
+            Builtin::InCidr => "containsIP",
+            Builtin::Url => "url",
+        }
+    }
+
+    /// Calls the function. Every built-in is pure, so calls on constants
+    /// are folded at compile time.
+    pub(crate) fn call(self, args: &[&Value]) -> Result<Value, String> {
+        let bad = || no_overload(self.name(), args);
+        match (self, args) {
+            (Builtin::Size, [v]) => size(v).ok_or_else(bad),
+            (Builtin::Contains, [Value::String(s), Value::String(t)]) => {
+                Ok(Value::Bool(s.contains(&**t)))
+            }
+            (Builtin::StartsWith, [Value::String(s), Value::String(t)]) => {
+                Ok(Value::Bool(s.starts_with(&**t)))
+            }
+            (Builtin::EndsWith, [Value::String(s), Value::String(t)]) => {
+                Ok(Value::Bool(s.ends_with(&**t)))
+            }
+            (Builtin::Matches, [Value::String(s), Value::String(p)]) => {
+                let re = compile_regex(p)?;
+                Ok(Value::Bool(re.is_match(s)))
+            }
+            (Builtin::ToInt, [v]) => to_int(v).ok_or_else(bad)?,
+            (Builtin::ToUint, [v]) => to_uint(v).ok_or_else(bad)?,
+            (Builtin::ToDouble, [v]) => to_double(v).ok_or_else(bad)?,
+            (Builtin::ToString, [v]) => to_string(v).ok_or_else(bad)?,
+            (Builtin::ToBytes, [Value::String(s)]) => Ok(Value::Bytes(Arc::from(s.as_bytes()))),
+            (Builtin::ToBytes, [v @ Value::Bytes(_)]) => Ok((*v).clone()),
+            (Builtin::ToBool, [v @ Value::Bool(_)]) => Ok((*v).clone()),
+            (Builtin::ToBool, [Value::String(s)]) => match &**s {
+                "true" | "True" | "TRUE" | "t" | "1" => Ok(Value::Bool(true)),
+                "false" | "False" | "FALSE" | "f" | "0" => Ok(Value::Bool(false)),
+                _ => Err(format!("invalid bool `{s}`")),
+            },
+            (Builtin::Dyn, [v]) => Ok((*v).clone()),
+            (Builtin::TypeOf, [v]) => Ok(Value::Type(v.type_of())),
+            (Builtin::Timestamp, [Value::String(s)]) => {
+                time::parse_timestamp(s).map(Value::Timestamp)
+            }
+            (Builtin::Timestamp, [Value::Int(i)]) => time::ts_from_seconds(*i).map(Value::Timestamp),
+            (Builtin::Timestamp, [v @ Value::Timestamp(_)]) => Ok((*v).clone()),
+            (Builtin::Duration, [Value::String(s)]) => time::parse_duration(s).map(Value::Duration),
+            (Builtin::Duration, [v @ Value::Duration(_)]) => Ok((*v).clone()),
+            (Builtin::Part(p), [Value::Timestamp(t)]) => {
+                Ok(Value::Int(p.of_timestamp(*t, &jiff::tz::TimeZone::UTC)))
+            }
+            (Builtin::Part(p), [Value::Timestamp(t), Value::String(tz)]) => {
+                let tz = time::parse_tz(tz)?;
+                Ok(Value::Int(p.of_timestamp(*t, &tz)))
+            }
+            (Builtin::Part(p), [Value::Duration(d)]) => {
+                p.of_duration(*d).map(Value::Int).ok_or_else(bad)
+            }
+            (Builtin::Lower, [Value::String(s)]) => Ok(Value::String(Arc::from(s.to_lowercase()))),
+            (Builtin::Upper, [Value::String(s)]) => Ok(Value::String(Arc::from(s.to_uppercase()))),
+            (Builtin::Trim, [Value::String(s)]) => Ok(Value::String(Arc::from(s.trim()))),
+            (Builtin::Glob, [Value::String(s), Value::String(p)]) => {
+                Ok(Value::Bool(compile_glob(p)?.is_match(&**s)))
+            }
+            (Builtin::Ip, [Value::String(s)]) => {
+                parse_ip(s).map(|ip| Value::String(Arc::from(ip.to_string())))
+            }
+            (Builtin::Cidr, [Value::String(s)]) => {
+                parse_cidr(s).map(|c| Value::String(Arc::from(c.to_string())))
+            }
+            (Builtin::IsIp, [Value::String(s)]) => Ok(Value::Bool(s.parse::<IpAddr>().is_ok())),
+            (Builtin::InCidr, [Value::String(a), Value::String(b)]) => {
+                // Either order: `cidr(c).containsIP(ip)` and `in_cidr(ip, c)`.
+                let (net, ip) = if a.contains('/') { (a, b) } else { (b, a) };
+                let net = parse_cidr(net)?;
+                let ip = parse_ip(ip)?;
+                Ok(Value::Bool(net.contains(ip)))
+            }
+            (Builtin::Url, [Value::String(s)]) => parse_url(s),
+            _ => Err(bad()),
+        }
+    }
+}
+
+fn size(v: &Value) -> Option<Value> {
+    let n = match v {
+        Value::String(s) => s.chars().count(),
+        Value::Bytes(b) => b.len(),
+        Value::List(l) => l.len(),
+        Value::Map(m) => m.len(),
+        _ => return None,
+    };
+    Some(Value::Int(i64::try_from(n).unwrap_or(i64::MAX)))
+}
+
+const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+const TWO_64: f64 = 18_446_744_073_709_551_616.0;
+
+fn range(what: &str) -> String {
+    format!("range error: value out of {what} range")
+}
+
+fn to_int(v: &Value) -> Option<Result<Value, String>> {
+    Some(match v {
+        Value::Int(i) => Ok(Value::Int(*i)),
+        Value::Uint(u) => i64::try_from(*u).map(Value::Int).map_err(|_| range("int")),
+        Value::Double(d) => {
+            if d.is_finite() && *d >= -TWO_63 && *d < TWO_63 {
+                // In range; `as` truncates toward zero, as CEL requires.
+                #[expect(clippy::cast_possible_truncation, reason = "range checked")]
+                let i = *d as i64;
+                Ok(Value::Int(i))
+            } else {
+                Err(range("int"))
+            }
+        }
+        Value::String(s) => s.parse::<i64>().map(Value::Int).map_err(|_| format!("invalid int `{s}`")),
+        Value::Timestamp(t) => Ok(Value::Int(t.as_second())),
+        _ => return None,
+    })
+}
+
+fn to_uint(v: &Value) -> Option<Result<Value, String>> {
+    Some(match v {
+        Value::Uint(u) => Ok(Value::Uint(*u)),
+        Value::Int(i) => u64::try_from(*i).map(Value::Uint).map_err(|_| range("uint")),
+        Value::Double(d) => {
+            if d.is_finite() && *d > -1.0 && *d < TWO_64 {
+                #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "range checked")]
+                let u = *d as u64;
+                Ok(Value::Uint(u))
+            } else {
+                Err(range("uint"))
+            }
+        }
+        Value::String(s) => {
+            s.parse::<u64>().map(Value::Uint).map_err(|_| format!("invalid uint `{s}`"))
+        }
+        _ => return None,
+    })
+}
+
+fn to_double(v: &Value) -> Option<Result<Value, String>> {
+    #[expect(clippy::cast_precision_loss, reason = "CEL converts to the nearest double")]
+    Some(match v {
+        Value::Double(d) => Ok(Value::Double(*d)),
+        Value::Int(i) => Ok(Value::Double(*i as f64)),
+        Value::Uint(u) => Ok(Value::Double(*u as f64)),
+        Value::String(s) => {
+            s.parse::<f64>().map(Value::Double).map_err(|_| format!("invalid double `{s}`"))
+        }
+        _ => return None,
+    })
+}
+
+/// CEL's text form of a double: shortest round-trip digits, exponent form
+/// for very large or small magnitudes (`1e+100`).
+pub(crate) fn format_double(d: f64) -> String {
+    if d.is_nan() {
+        return "NaN".into();
+    }
+    if d.is_infinite() {
+        return if d > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    let a = d.abs();
+    if a != 0.0 && !(1e-4..1e21).contains(&a) {
+        let s = format!("{d:e}");
+        // Rust prints `1e100` / `1e-7`; CEL (Go) prints `1e+100` / `1e-07`.
+        match s.split_once('e') {
+            Some((m, e)) => {
+                let (sign, digits) = match e.strip_prefix('-') {
+                    Some(rest) => ('-', rest),
+                    None => ('+', e),
+                };
+                format!("{m}e{sign}{digits:0>2}")
+            }
+            None => s,
+        }
+    } else {
+        format!("{d}")
+    }
+}
+
+fn to_string(v: &Value) -> Option<Result<Value, String>> {
+    let s = match v {
+        Value::String(_) => return Some(Ok(v.clone())),
+        Value::Int(i) => i.to_string(),
+        Value::Uint(u) => u.to_string(),
+        Value::Double(d) => format_double(*d),
+        Value::Bool(b) => b.to_string(),
+        Value::Bytes(b) => match std::str::from_utf8(b) {
+            Ok(s) => s.to_string(),
+            Err(_) => return Some(Err("invalid UTF-8 in bytes to string conversion".into())),
+        },
+        Value::Timestamp(t) => time::format_timestamp(*t),
+        Value::Duration(d) => time::format_duration(*d),
+        Value::Type(t) => t.name(),
+        _ => return None,
+    };
+    Some(Ok(Value::String(Arc::from(s))))
+}
+
+/// Compiles a `matches` pattern: RE2 syntax, linear time, bounded size.
+pub(crate) fn compile_regex(p: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(p)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| format!("invalid regex `{p}`: {e}"))
+}
+
+/// Compiles a `glob` pattern: `*` stays within a path segment, `**`
+/// crosses `/`.
+pub(crate) fn compile_glob(p: &str) -> Result<globset::GlobMatcher, String> {
+    globset::GlobBuilder::new(p)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| format!("invalid glob `{p}`: {e}"))
+}
+
+fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    s.parse::<IpAddr>().map_err(|_| format!("invalid IP address `{s}`"))
+}
+
+/// An IP network `addr/prefix`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            (IpAddr::V6(_), IpAddr::V4(a)) => self.contains(IpAddr::V6(a.to_ipv6_mapped())),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+pub(crate) fn parse_cidr(s: &str) -> Result<Cidr, String> {
+    let bad = || format!("invalid CIDR `{s}`");
+    let (a, p) = s.split_once('/').ok_or_else(bad)?;
+    let addr: IpAddr = a.parse().map_err(|_| bad())?;
+    let prefix: u8 = p.parse().map_err(|_| bad())?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if prefix > max {
+        return Err(bad());
+    }
+    Ok(Cidr { addr, prefix })
+}
+
+/// `url(s)`: a map with `scheme`, `host`, `port` (int or null), `path`,
+/// `query`, `fragment` and `userinfo`. Hosts are lowercased.
+fn parse_url(s: &str) -> Result<Value, String> {
+    let bad = || format!("invalid URL `{s}`");
+    let (scheme, rest) = s.split_once("://").ok_or_else(bad)?;
+    if scheme.is_empty()
+        || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return Err(bad());
+    }
+    let (rest, fragment) = match rest.split_once('#') {
+        Some((r, f)) => (r, f),
+        None => (rest, ""),
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, q),
+        None => (rest, ""),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (u, h),
+        None => ("", authority),
+    };
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, tail) = v6.split_once(']').ok_or_else(bad)?;
+        (h, tail.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let port = match port {
+        Some("") | None => Value::Null,
+        Some(p) => Value::Int(i64::from(p.parse::<u16>().map_err(|_| bad())?)),
+    };
+    let mut m = ValueMap::default();
+    let mut put = |k: &str, v: Value| {
+        m.insert(Key::from(k), v);
+    };
+    put("scheme", Value::string(&scheme.to_ascii_lowercase()));
+    put("host", Value::string(&host.to_ascii_lowercase()));
+    put("port", port);
+    put("path", Value::string(path));
+    put("query", Value::string(query));
+    put("fragment", Value::string(fragment));
+    put("userinfo", Value::string(userinfo));
+    Ok(Value::Map(Arc::new(m)))
+}
+
+/// Type names usable as values (`int`, `google.protobuf.Timestamp`, ...).
+pub(crate) fn type_named(name: &str) -> Option<Type> {
+    Some(match name {
+        "int" => Type::Int,
+        "uint" => Type::Uint,
+        "double" => Type::Double,
+        "bool" => Type::Bool,
+        "string" => Type::String,
+        "bytes" => Type::Bytes,
+        "list" => Type::List(Box::new(Type::Dyn)),
+        "map" => Type::Map(Box::new(Type::Dyn), Box::new(Type::Dyn)),
+        "null_type" => Type::Null,
+        "type" => Type::Type,
+        "google.protobuf.Timestamp" => Type::Timestamp,
+        "google.protobuf.Duration" => Type::Duration,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(x: &str) -> Value {
+        Value::string(x)
+    }
+
+    #[test]
+    fn doubles_print_like_cel() {
+        assert_eq!(format_double(1.5), "1.5");
+        assert_eq!(format_double(1e100), "1e+100");
+        assert_eq!(format_double(1e-7), "1e-07");
+        assert_eq!(format_double(-0.0), "-0");
+        assert_eq!(format_double(123.0), "123");
+    }
+
+    #[test]
+    fn cidr_contains() {
+        let net = parse_cidr("10.0.0.0/8").unwrap();
+        assert!(net.contains("10.1.2.3".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_cidr("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        let v6 = parse_cidr("fd00::/8").unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        let r = Builtin::InCidr.call(&[&s("192.168.1.7"), &s("192.168.0.0/16")]).unwrap();
+        assert!(matches!(r, Value::Bool(true)));
+    }
+
+    #[test]
+    fn url_parts() {
+        let Value::Map(m) = parse_url("HTTPS://user@Example.com:8443/a/b?x=1#top").unwrap() else {
+            panic!("not a map")
+        };
+        let get = |k: &str| m.get(&Key::from(k)).cloned().unwrap();
+        assert_eq!(get("scheme").as_str(), Some("https"));
+        assert_eq!(get("host").as_str(), Some("example.com"));
+        assert!(matches!(get("port"), Value::Int(8443)));
+        assert_eq!(get("path").as_str(), Some("/a/b"));
+        assert_eq!(get("query").as_str(), Some("x=1"));
+        assert_eq!(get("fragment").as_str(), Some("top"));
+        assert_eq!(get("userinfo").as_str(), Some("user"));
+        assert!(parse_url("not a url").is_err());
+        assert!(parse_url("http://:80/").is_err());
+        let Value::Map(m) = parse_url("http://[::1]:80/").unwrap() else { panic!() };
+        assert_eq!(m.get(&Key::from("host")).unwrap().as_str(), Some("::1"));
+    }
+
+    #[test]
+    fn globs_respect_separators() {
+        let g = compile_glob("/home/*/**").unwrap();
+        assert!(g.is_match("/home/ann/notes/a.txt"));
+        assert!(!g.is_match("/etc/passwd"));
+        let one = compile_glob("/tmp/*").unwrap();
+        assert!(one.is_match("/tmp/x"));
+        assert!(!one.is_match("/tmp/x/y"));
+    }
+
+    #[test]
+    fn conversions_check_ranges() {
+        assert!(Builtin::ToInt.call(&[&Value::Uint(u64::MAX)]).is_err());
+        assert!(Builtin::ToInt.call(&[&Value::Double(1e19)]).is_err());
+        assert!(Builtin::ToInt.call(&[&Value::Double(f64::NAN)]).is_err());
+        assert!(matches!(Builtin::ToInt.call(&[&Value::Double(-1.9)]), Ok(Value::Int(-1))));
+        assert!(Builtin::ToUint.call(&[&Value::Int(-1)]).is_err());
+        assert!(matches!(Builtin::ToUint.call(&[&s("42")]), Ok(Value::Uint(42))));
+        assert!(Builtin::ToBool.call(&[&s("yes")]).is_err());
+        assert!(Builtin::ToString.call(&[&Value::Bytes(Arc::from(&[0xff_u8][..]))]).is_err());
+    }
+}

@@ -1,0 +1,585 @@
+//! Compiled programs and their evaluation (the hot path).
+//!
+//! A [`Program`] is a tree of [`Node`]s whose names are already resolved
+//! to slots, whose regexes and globs are compiled and whose constant
+//! sub-expressions are folded. Evaluation borrows values where it can
+//! (`args.path` reads through the activation without touching reference
+//! counts) and allocates only when an operation builds a new value.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use tame_lang::{BinaryOp, HostFn, Key, MacroKind, Span, Value, ValueMap};
+
+use crate::error::EvalError;
+use crate::funcs::{Builtin, Cidr};
+use crate::ops;
+use crate::SessionFacts;
+
+/// The values a program runs against.
+pub struct Activation<'a> {
+    /// Variable values by slot (see [`crate::Env::declare`] and
+    /// [`crate::roots`]).
+    pub vars: &'a [Value],
+    /// The session's facts for `session.*`.
+    pub facts: &'a dyn SessionFacts,
+    /// The value of `now`.
+    pub now: jiff::Timestamp,
+}
+
+impl std::fmt::Debug for Activation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Activation")
+            .field("vars", &self.vars)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Activation<'a> {
+    pub fn new(vars: &'a [Value], facts: &'a dyn SessionFacts, now: jiff::Timestamp) -> Self {
+        Self { vars, facts, now }
+    }
+}
+
+/// String tests with a constant argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StrOp {
+    Contains,
+    StartsWith,
+    EndsWith,
+}
+
+/// A compiled node.
+#[derive(Clone)]
+pub(crate) enum Node {
+    Const(Value),
+    /// A run-time error known at compile time (lenient mode, folded errors).
+    Fail(EvalError),
+    Slot { slot: usize, span: Span },
+    Local(usize),
+    Now,
+    Select { operand: Box<Node>, key: Key, span: Span },
+    Has { operand: Box<Node>, key: Key, span: Span },
+    Index { operand: Box<Node>, index: Box<Node>, span: Span },
+    Not { operand: Box<Node>, span: Span },
+    Neg { operand: Box<Node>, span: Span },
+    And(Box<Node>, Box<Node>, Span),
+    Or(Box<Node>, Box<Node>, Span),
+    Ternary { cond: Box<Node>, then: Box<Node>, otherwise: Box<Node>, span: Span },
+    Eq(Box<Node>, Box<Node>),
+    Ne(Box<Node>, Box<Node>),
+    Rel { op: BinaryOp, lhs: Box<Node>, rhs: Box<Node>, span: Span },
+    Arith { op: BinaryOp, lhs: Box<Node>, rhs: Box<Node>, span: Span },
+    In { lhs: Box<Node>, rhs: Box<Node>, span: Span },
+    List(Vec<Node>),
+    Map { entries: Vec<(Node, Node)>, span: Span },
+    Comprehension(Box<Compr>),
+    Call { func: Builtin, args: Vec<Node>, span: Span },
+    StrTest { op: StrOp, target: Box<Node>, lit: Arc<str>, span: Span },
+    Regex { target: Box<Node>, re: Arc<regex::Regex>, span: Span },
+    Glob { target: Box<Node>, glob: Arc<globset::GlobMatcher>, span: Span },
+    InCidr { target: Box<Node>, net: Cidr, span: Span },
+    Host { name: Arc<str>, func: HostFn, args: Vec<Node>, span: Span },
+    SessionCalls,
+    SessionLabels,
+    SessionCount { tool: Box<Node>, window: Option<Box<Node>>, span: Span },
+    SessionCalled { tool: Box<Node>, span: Span },
+}
+
+#[derive(Clone)]
+pub(crate) struct Compr {
+    pub kind: MacroKind,
+    pub range: Node,
+    pub local: usize,
+    pub predicate: Option<Node>,
+    pub transform: Option<Node>,
+    pub span: Span,
+}
+
+/// A compiled condition. Cheap to share (`Send + Sync`); evaluate it as
+/// often as needed.
+#[derive(Clone)]
+pub struct Program {
+    pub(crate) root: Node,
+    pub(crate) locals: usize,
+    pub(crate) var_names: Arc<[String]>,
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program")
+            .field("locals", &self.locals)
+            .field("constant", &self.constant())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Program {
+    /// Evaluates the program.
+    pub fn eval(&self, act: &Activation<'_>) -> Result<Value, EvalError> {
+        let cx = Cx::new(act, self);
+        self.root.eval(&cx).map(Cow::into_owned)
+    }
+
+    /// Evaluates a condition that must be a bool (no clone of the result).
+    pub fn eval_bool(&self, act: &Activation<'_>) -> Result<bool, EvalError> {
+        let cx = Cx::new(act, self);
+        let v = self.root.eval(&cx)?;
+        match &*v {
+            Value::Bool(b) => Ok(*b),
+            other => Err(EvalError::new(
+                format!("condition is {}, not bool", other.type_of().name()),
+                self.root.span(),
+            )),
+        }
+    }
+
+    /// The program's value when it folded to a constant.
+    pub fn constant(&self) -> Option<&Value> {
+        match &self.root {
+            Node::Const(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) struct Cx<'a> {
+    act: &'a Activation<'a>,
+    locals: RefCell<Vec<Value>>,
+    names: &'a [String],
+}
+
+impl<'a> Cx<'a> {
+    fn new(act: &'a Activation<'a>, p: &'a Program) -> Self {
+        Cx { act, locals: RefCell::new(vec![Value::Null; p.locals]), names: &p.var_names }
+    }
+
+    /// A context for folding constants: no locals, no variables.
+    pub(crate) fn for_folding(act: &'a Activation<'a>) -> Self {
+        Cx { act, locals: RefCell::new(Vec::new()), names: &[] }
+    }
+
+    fn set_local(&self, i: usize, v: Value, span: Span) -> Result<(), EvalError> {
+        let mut l = self
+            .locals
+            .try_borrow_mut()
+            .map_err(|_| EvalError::new("internal error: locals busy", span))?;
+        match l.get_mut(i) {
+            Some(slot) => {
+                *slot = v;
+                Ok(())
+            }
+            None => Err(EvalError::new("internal error: bad local", span)),
+        }
+    }
+}
+
+type Out<'s> = Result<Cow<'s, Value>, EvalError>;
+
+fn owned<'s>(v: Value) -> Out<'s> {
+    Ok(Cow::Owned(v))
+}
+
+fn err<'s>(msg: impl Into<String>, span: Span) -> Out<'s> {
+    Err(EvalError::new(msg, span))
+}
+
+/// Runs a host function. Errors become messages; the caller adds the span.
+fn call_host(func: &HostFn, args: &[Value]) -> Result<Value, String> {
+    func(args)
+}
+
+impl Node {
+    pub(crate) fn span(&self) -> Span {
+        match self {
+            Node::Fail(e) => e.span,
+            Node::Slot { span, .. }
+            | Node::Select { span, .. }
+            | Node::Has { span, .. }
+            | Node::Index { span, .. }
+            | Node::Not { span, .. }
+            | Node::Neg { span, .. }
+            | Node::And(_, _, span)
+            | Node::Or(_, _, span)
+            | Node::Ternary { span, .. }
+            | Node::Rel { span, .. }
+            | Node::Arith { span, .. }
+            | Node::In { span, .. }
+            | Node::Map { span, .. }
+            | Node::Call { span, .. }
+            | Node::StrTest { span, .. }
+            | Node::Regex { span, .. }
+            | Node::Glob { span, .. }
+            | Node::InCidr { span, .. }
+            | Node::Host { span, .. }
+            | Node::SessionCount { span, .. }
+            | Node::SessionCalled { span, .. } => *span,
+            Node::Comprehension(c) => c.span,
+            Node::Eq(a, b) | Node::Ne(a, b) => a.span().to(b.span()),
+            _ => Span::default(),
+        }
+    }
+
+    /// Evaluates to a boolean for `&&`, `||`, `!` and `?:`.
+    fn eval_bool<'s>(&'s self, cx: &'s Cx<'s>, what: &str) -> Result<bool, EvalError> {
+        match &*self.eval(cx)? {
+            Value::Bool(b) => Ok(*b),
+            other => Err(EvalError::new(
+                format!("no matching overload: `{what}` needs bool, got {}", other.type_of().name()),
+                self.span(),
+            )),
+        }
+    }
+
+    pub(crate) fn eval<'s>(&'s self, cx: &'s Cx<'s>) -> Out<'s> {
+        match self {
+            Node::Const(v) => Ok(Cow::Borrowed(v)),
+            Node::Fail(e) => Err(e.clone()),
+            Node::Slot { slot, span } => match cx.act.vars.get(*slot) {
+                Some(v) => Ok(Cow::Borrowed(v)),
+                None => {
+                    let name = cx.names.get(*slot).map_or("?", String::as_str);
+                    err(format!("no value bound for variable `{name}`"), *span)
+                }
+            },
+            Node::Local(i) => match cx.locals.try_borrow().ok().and_then(|l| l.get(*i).cloned()) {
+                Some(v) => owned(v),
+                None => err("internal error: bad local", Span::default()),
+            },
+            Node::Now => owned(Value::Timestamp(cx.act.now)),
+            Node::Select { operand, key, span } => {
+                let base = operand.eval(cx)?;
+                select(base, key, *span)
+            }
+            Node::Has { operand, key, span } => match &*operand.eval(cx)? {
+                Value::Map(m) => owned(Value::Bool(m.contains_key(key))),
+                other => err(
+                    format!("no such overload: has() on {}", other.type_of().name()),
+                    *span,
+                ),
+            },
+            Node::Index { operand, index, span } => {
+                let base = operand.eval(cx)?;
+                let idx = index.eval(cx)?;
+                index_value(base, &idx, *span)
+            }
+            Node::Not { operand, .. } => {
+                owned(Value::Bool(!operand.eval_bool(cx, "!")?))
+            }
+            Node::Neg { operand, span } => {
+                ops::negate(&*operand.eval(cx)?).map(Cow::Owned).map_err(|m| EvalError::new(m, *span))
+            }
+            Node::And(a, b, _) => {
+                // CEL: false wins over errors on either side.
+                match a.eval_bool(cx, "&&") {
+                    Ok(false) => owned(Value::Bool(false)),
+                    Ok(true) => b.eval_bool(cx, "&&").map(|v| Cow::Owned(Value::Bool(v))),
+                    Err(e) => match b.eval_bool(cx, "&&") {
+                        Ok(false) => owned(Value::Bool(false)),
+                        _ => Err(e),
+                    },
+                }
+            }
+            Node::Or(a, b, _) => match a.eval_bool(cx, "||") {
+                Ok(true) => owned(Value::Bool(true)),
+                Ok(false) => b.eval_bool(cx, "||").map(|v| Cow::Owned(Value::Bool(v))),
+                Err(e) => match b.eval_bool(cx, "||") {
+                    Ok(true) => owned(Value::Bool(true)),
+                    _ => Err(e),
+                },
+            },
+            Node::Ternary { cond, then, otherwise, .. } => {
+                if cond.eval_bool(cx, "_?_:_")? { then.eval(cx) } else { otherwise.eval(cx) }
+            }
+            Node::Eq(a, b) => {
+                let x = a.eval(cx)?;
+                let y = b.eval(cx)?;
+                owned(Value::Bool(ops::equals(&x, &y)))
+            }
+            Node::Ne(a, b) => {
+                let x = a.eval(cx)?;
+                let y = b.eval(cx)?;
+                owned(Value::Bool(!ops::equals(&x, &y)))
+            }
+            Node::Rel { op, lhs, rhs, span } => {
+                let x = lhs.eval(cx)?;
+                let y = rhs.eval(cx)?;
+                ops::relation(&x, &y, *op)
+                    .map(|b| Cow::Owned(Value::Bool(b)))
+                    .map_err(|m| EvalError::new(m, *span))
+            }
+            Node::Arith { op, lhs, rhs, span } => {
+                let x = lhs.eval(cx)?;
+                let y = rhs.eval(cx)?;
+                ops::arith(*op, &x, &y).map(Cow::Owned).map_err(|m| EvalError::new(m, *span))
+            }
+            Node::In { lhs, rhs, span } => {
+                let x = lhs.eval(cx)?;
+                let y = rhs.eval(cx)?;
+                match &*y {
+                    Value::List(l) => owned(Value::Bool(ops::in_list(&x, l))),
+                    Value::Map(m) => owned(Value::Bool(ops::map_get(m, &x).is_some())),
+                    other => err(ops::no_overload("in", &[&x, other]), *span),
+                }
+            }
+            Node::List(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for i in items {
+                    out.push(i.eval(cx)?.into_owned());
+                }
+                owned(Value::List(Arc::from(out)))
+            }
+            Node::Map { entries, span } => {
+                let mut m = ValueMap::with_capacity_and_hasher(entries.len(), Default::default());
+                for (k, v) in entries {
+                    let key = ops::to_key(&*k.eval(cx)?).map_err(|e| EvalError::new(e, k.span()))?;
+                    if ops::map_has_key(&m, &key) {
+                        return err(
+                            format!("Failed with repeated key: {}", key_text(&key)),
+                            *span,
+                        );
+                    }
+                    let val = v.eval(cx)?.into_owned();
+                    m.insert(key, val);
+                }
+                owned(Value::Map(Arc::new(m)))
+            }
+            Node::Comprehension(c) => eval_comprehension(c, cx),
+            Node::Call { func, args, span } => {
+                let r = match args.as_slice() {
+                    [a] => func.call(&[&*a.eval(cx)?]),
+                    [a, b] => {
+                        let a = a.eval(cx)?;
+                        let b = b.eval(cx)?;
+                        func.call(&[&a, &b])
+                    }
+                    [a, b, c] => {
+                        let a = a.eval(cx)?;
+                        let b = b.eval(cx)?;
+                        let c = c.eval(cx)?;
+                        func.call(&[&a, &b, &c])
+                    }
+                    _ => func.call(&[]),
+                };
+                r.map(Cow::Owned).map_err(|m| EvalError::new(m, *span))
+            }
+            Node::StrTest { op, target, lit, span } => match &*target.eval(cx)? {
+                Value::String(s) => owned(Value::Bool(match op {
+                    StrOp::Contains => s.contains(&**lit),
+                    StrOp::StartsWith => s.starts_with(&**lit),
+                    StrOp::EndsWith => s.ends_with(&**lit),
+                })),
+                other => err(
+                    ops::no_overload(str_op_name(*op), &[other, &Value::String(lit.clone())]),
+                    *span,
+                ),
+            },
+            Node::Regex { target, re, span } => match &*target.eval(cx)? {
+                Value::String(s) => owned(Value::Bool(re.is_match(s))),
+                other => err(ops::no_overload("matches", &[other]), *span),
+            },
+            Node::Glob { target, glob, span } => match &*target.eval(cx)? {
+                Value::String(s) => owned(Value::Bool(glob.is_match(&**s))),
+                other => err(ops::no_overload("glob", &[other]), *span),
+            },
+            Node::InCidr { target, net, span } => match &*target.eval(cx)? {
+                Value::String(s) => match s.parse::<std::net::IpAddr>() {
+                    Ok(ip) => owned(Value::Bool(net.contains(ip))),
+                    Err(_) => err(format!("invalid IP address `{s}`"), *span),
+                },
+                other => err(ops::no_overload("containsIP", &[other]), *span),
+            },
+            Node::Host { name, func, args, span } => {
+                let mut vals = Vec::with_capacity(args.len());
+                for a in args {
+                    vals.push(a.eval(cx)?.into_owned());
+                }
+                call_host(func, &vals)
+                    .map(Cow::Owned)
+                    .map_err(|m| EvalError::new(format!("{name}: {m}"), *span))
+            }
+            Node::SessionCalls => owned(Value::Int(cx.act.facts.calls())),
+            Node::SessionLabels => {
+                let labels: Vec<Value> =
+                    cx.act.facts.labels().into_iter().map(Value::String).collect();
+                owned(Value::List(Arc::from(labels)))
+            }
+            Node::SessionCount { tool, window, span } => {
+                let t = tool.eval(cx)?;
+                let Value::String(t) = &*t else {
+                    return err(ops::no_overload("session.count", &[&t]), *span);
+                };
+                let w = match window {
+                    None => None,
+                    Some(w) => match &*w.eval(cx)? {
+                        Value::Duration(d) => Some(*d),
+                        other => {
+                            return err(ops::no_overload("session.count", &[other]), w.span());
+                        }
+                    },
+                };
+                owned(Value::Int(cx.act.facts.count(t, w)))
+            }
+            Node::SessionCalled { tool, span } => match &*tool.eval(cx)? {
+                Value::String(t) => owned(Value::Bool(cx.act.facts.called(t))),
+                other => err(ops::no_overload("session.called", &[other]), *span),
+            },
+        }
+    }
+}
+
+fn str_op_name(op: StrOp) -> &'static str {
+    match op {
+        StrOp::Contains => "contains",
+        StrOp::StartsWith => "startsWith",
+        StrOp::EndsWith => "endsWith",
+    }
+}
+
+pub(crate) fn key_text(k: &Key) -> String {
+    match k {
+        Key::Int(i) => i.to_string(),
+        Key::Uint(u) => format!("{u}u"),
+        Key::Bool(b) => b.to_string(),
+        Key::String(s) => format!("'{s}'"),
+    }
+}
+
+fn select<'s>(base: Cow<'s, Value>, key: &Key, span: Span) -> Out<'s> {
+    let missing = || {
+        let name = match key {
+            Key::String(s) => s.to_string(),
+            other => key_text(other),
+        };
+        EvalError::new(format!("no such key: {name}"), span)
+    };
+    match base {
+        Cow::Borrowed(Value::Map(m)) => m.get(key).map(Cow::Borrowed).ok_or_else(missing),
+        Cow::Owned(Value::Map(m)) => m.get(key).cloned().map(Cow::Owned).ok_or_else(missing),
+        other => err(
+            format!("type '{}' does not support field selection", other.type_of().name()),
+            span,
+        ),
+    }
+}
+
+fn index_value<'s>(base: Cow<'s, Value>, idx: &Value, span: Span) -> Out<'s> {
+    match base {
+        Cow::Borrowed(Value::Map(m)) => match ops::map_get(m, idx) {
+            Some(v) => Ok(Cow::Borrowed(v)),
+            None => err(format!("no such key: {}", display_key(idx)), span),
+        },
+        Cow::Owned(Value::Map(m)) => match ops::map_get(&m, idx) {
+            Some(v) => owned(v.clone()),
+            None => err(format!("no such key: {}", display_key(idx)), span),
+        },
+        Cow::Borrowed(Value::List(l)) => {
+            ops::list_index(l, idx).map(Cow::Owned).map_err(|m| EvalError::new(m, span))
+        }
+        Cow::Owned(Value::List(l)) => {
+            ops::list_index(&l, idx).map(Cow::Owned).map_err(|m| EvalError::new(m, span))
+        }
+        other => err(ops::no_overload("[]", &[&other, idx]), span),
+    }
+}
+
+fn display_key(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Uint(u) => format!("{u}u"),
+        Value::Double(d) => d.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => other.type_of().name(),
+    }
+}
+
+fn eval_comprehension<'s>(c: &'s Compr, cx: &'s Cx<'s>) -> Out<'s> {
+    let range = c.range.eval(cx)?;
+    let keys: Vec<Value>;
+    let items: &[Value] = match &*range {
+        Value::List(l) => l,
+        Value::Map(m) => {
+            keys = m.keys().map(ops::key_to_value).collect();
+            &keys
+        }
+        other => {
+            return err(
+                format!("no such overload: `{}` over {}", c.kind.name(), other.type_of().name()),
+                c.span,
+            );
+        }
+    };
+    let pred_bool = |node: &'s Node| -> Result<bool, EvalError> {
+        node.eval_bool(cx, c.kind.name())
+    };
+    match c.kind {
+        MacroKind::All | MacroKind::Exists => {
+            let stop_on = c.kind == MacroKind::Exists;
+            let mut first_err = None;
+            let Some(pred) = &c.predicate else {
+                return err("malformed macro: missing predicate", c.span);
+            };
+            for item in items.iter() {
+                cx.set_local(c.local, item.clone(), c.span)?;
+                match pred_bool(pred) {
+                    Ok(b) if b == stop_on => return owned(Value::Bool(stop_on)),
+                    Ok(_) => {}
+                    Err(e) => {
+                        if first_err.is_none() {
+                            first_err = Some(e);
+                        }
+                    }
+                }
+            }
+            match first_err {
+                Some(e) => Err(e),
+                None => owned(Value::Bool(!stop_on)),
+            }
+        }
+        MacroKind::ExistsOne => {
+            let Some(pred) = &c.predicate else {
+                return err("malformed macro: missing predicate", c.span);
+            };
+            let mut n = 0usize;
+            for item in items.iter() {
+                cx.set_local(c.local, item.clone(), c.span)?;
+                if pred_bool(pred)? {
+                    n += 1;
+                }
+            }
+            owned(Value::Bool(n == 1))
+        }
+        MacroKind::Filter => {
+            let Some(pred) = &c.predicate else {
+                return err("malformed macro: missing predicate", c.span);
+            };
+            let mut out = Vec::new();
+            for item in items.iter() {
+                cx.set_local(c.local, item.clone(), c.span)?;
+                if pred_bool(pred)? {
+                    out.push(item.clone());
+                }
+            }
+            owned(Value::List(Arc::from(out)))
+        }
+        MacroKind::Map => {
+            let Some(transform) = &c.transform else {
+                return err("malformed macro: missing transform", c.span);
+            };
+            let mut out = Vec::with_capacity(items.len());
+            for item in items.iter() {
+                cx.set_local(c.local, item.clone(), c.span)?;
+                if let Some(filter) = &c.predicate {
+                    if !pred_bool(filter)? {
+                        continue;
+                    }
+                }
+                out.push(transform.eval(cx)?.into_owned());
+            }
+            owned(Value::List(Arc::from(out)))
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Support code for the conformance runner.
+
+pub mod textproto;
