@@ -1,0 +1,581 @@
+//! Integration tests: run the real `tame` binary over the policies in
+//! `policies/`, over bad input, and against a real server.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn policies_dir() -> PathBuf {
+    repo().join("policies")
+}
+
+/// Every policy file in `policies/` (not the test files).
+fn policy_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(policies_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            (name.ends_with(".yml") || name.ends_with(".yaml")) && !name.contains(".tests.")
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn tame() -> Command {
+    let mut cmd = Command::cargo_bin("tame").unwrap();
+    cmd.env_remove("TAME_API_URL")
+        .env_remove("TAME_API_KEY")
+        .env_remove("TAME_POLICY")
+        .env_remove("TAME_ADDR")
+        .env_remove("TAME_DB")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(cmd: &mut Command) -> Run {
+    let out = cmd.output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+// ---------------------------------------------------------------- policies/
+
+#[test]
+fn policies_dir_has_the_required_examples() {
+    let names: Vec<String> = policy_files()
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().to_string())
+        .collect();
+    for wanted in [
+        "coding_agent",
+        "github_agent",
+        "database_analyst",
+        "support_email",
+        "mcp_filesystem",
+        "legacy_tame",
+        "example",
+    ] {
+        assert!(names.iter().any(|n| n == wanted), "missing policies/{wanted}.yml in {names:?}");
+    }
+}
+
+#[test]
+fn every_policy_passes_check() {
+    for file in policy_files() {
+        let r = run(tame().arg("check").arg(&file));
+        assert_eq!(r.code, 0, "tame check {}:\n{}{}", file.display(), r.stdout, r.stderr);
+        assert!(
+            r.stdout.contains("rules,") && r.stdout.contains("tools indexed") && r.stdout.contains("DAG nodes"),
+            "summary line missing for {}: {}",
+            file.display(),
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn check_json_reports_counts_per_file() {
+    let files = policy_files();
+    let r = run(tame().arg("check").arg("--json").args(&files));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let lines = json_lines(&r.stdout);
+    assert_eq!(lines.len(), files.len());
+    for line in &lines {
+        assert_eq!(line["ok"], true, "{line}");
+        assert!(line["rules"].as_u64().unwrap() > 0, "{line}");
+        assert!(line["dag_nodes"].as_u64().unwrap() > 0, "{line}");
+    }
+    let legacy = lines
+        .iter()
+        .find(|l| l["file"].as_str().unwrap().ends_with("legacy_tame.yml"))
+        .unwrap();
+    assert_eq!(legacy["legacy"], true);
+    assert_eq!(legacy["rules"], 7);
+}
+
+#[test]
+fn every_policy_passes_its_tests() {
+    for file in policy_files() {
+        let r = run(tame().arg("test").arg(&file));
+        assert_eq!(r.code, 0, "tame test {}:\n{}{}", file.display(), r.stdout, r.stderr);
+        let summary = r.stdout.lines().last().unwrap_or("");
+        assert!(
+            summary.ends_with(" passed, 0 failed") && !summary.starts_with("0 passed"),
+            "{}: summary `{summary}`",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn test_runner_counts_cases_across_files() {
+    let files = policy_files();
+    let r = run(tame().arg("test").arg("--json").args(&files));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // Pretty JSON first, then the summary line.
+    let (json_text, summary) = r.stdout.trim_end().rsplit_once('\n').unwrap();
+    let report: Value = serde_json::from_str(json_text).unwrap();
+    let passed = report["passed"].as_u64().unwrap();
+    assert_eq!(report["failed"], 0);
+    assert_eq!(summary, format!("{passed} passed, 0 failed"));
+    let sum: u64 = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["cases"].as_array().unwrap().len() as u64)
+        .sum();
+    assert_eq!(sum, passed);
+}
+
+// ---------------------------------------------------------------- eval
+
+#[test]
+fn eval_coding_agent_calls_decides_exactly() {
+    let r = run(tame()
+        .arg("eval")
+        .arg(policies_dir().join("coding_agent.yml"))
+        .arg(policies_dir().join("calls/coding_agent.jsonl")));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let got: Vec<(String, Option<String>)> = json_lines(&r.stdout)
+        .iter()
+        .map(|l| {
+            (
+                l["decision"].as_str().unwrap().to_string(),
+                l["rule_name"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    let want: Vec<(&str, Option<&str>)> = vec![
+        ("allow", Some("allow_workspace_reads")),
+        ("deny", Some("block_system_paths")),
+        ("deny", Some("block_secret_files")),
+        ("allow", Some("allow_workspace_writes")),
+        ("approve", Some("delete_needs_approval")),
+        ("allow", Some("allow_build_and_test")),
+        ("deny", Some("block_dangerous_shell")),
+        ("approve", Some("shell_needs_approval")),
+        ("allow", Some("allow_git_reads")),
+        ("deny", Some("block_force_push")),
+        ("approve", Some("push_needs_approval")),
+        ("allow", Some("allow_workspace_reads")),
+        ("allow", Some("allow_workspace_reads")),
+        ("deny", None),
+    ];
+    let want: Vec<(String, Option<String>)> = want
+        .into_iter()
+        .map(|(d, r)| (d.to_string(), r.map(str::to_string)))
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn eval_lines_have_the_documented_fields() {
+    let r = run(tame()
+        .arg("eval")
+        .arg(policies_dir().join("example.yml"))
+        .arg("-")
+        .write_stdin("{\"tool_name\": \"read_file\", \"tool_args\": {\"path\": \"/etc/hosts\"}}\n"));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let lines = json_lines(&r.stdout);
+    assert_eq!(lines.len(), 1);
+    let line = lines[0].as_object().unwrap();
+    let mut keys: Vec<&str> = line.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["decision", "policy_version", "reason", "rule_name"]);
+    assert_eq!(line["decision"], "deny");
+    assert_eq!(line["rule_name"], "block_system_files");
+    assert_eq!(line["reason"], "System paths are off limits (/etc/hosts)");
+    assert_eq!(line["policy_version"], "2026-11");
+}
+
+#[test]
+fn eval_accumulates_session_facts_for_rate_limits() {
+    let r = run(tame()
+        .arg("eval")
+        .arg(policies_dir().join("support_email.yml"))
+        .arg(policies_dir().join("calls/support_email.jsonl")));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let lines = json_lines(&r.stdout);
+    assert_eq!(lines.len(), 26);
+    for (i, line) in lines.iter().take(20).enumerate() {
+        assert_eq!(line["decision"], "allow", "e-mail {} of session support-1: {line}", i + 1);
+    }
+    for line in &lines[20..22] {
+        assert_eq!(line["decision"], "deny", "{line}");
+        assert_eq!(line["rule_name"], "hourly_email_limit");
+    }
+    // Another session starts from zero.
+    assert_eq!(lines[22]["decision"], "allow");
+    // The export is recorded; the e-mail after it in the same session is denied.
+    assert_eq!(lines[23]["rule_name"], "allow_ticket_tools");
+    assert_eq!(lines[24]["rule_name"], "no_external_mail_after_export");
+    assert_eq!(lines[25]["rule_name"], "reply_to_ticket_customer");
+}
+
+#[test]
+fn eval_without_accumulation_forgets_earlier_calls() {
+    let r = run(tame()
+        .arg("eval")
+        .arg("--no-accumulate")
+        .arg(policies_dir().join("support_email.yml"))
+        .arg(policies_dir().join("calls/support_email.jsonl")));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let lines = json_lines(&r.stdout);
+    assert!(lines[..23].iter().all(|l| l["decision"] == "allow"));
+    assert_eq!(lines[24]["rule_name"], "reply_to_ticket_customer");
+}
+
+#[test]
+fn eval_takes_offline_session_facts_per_line() {
+    let input = concat!(
+        "{\"tool_name\": \"send_email\", \"tool_args\": {\"to\": \"a@b.example\"}, \"session\": {\"calls\": 30, \"counts\": {\"send_email\": 25}}}\n",
+        "{\"tool_name\": \"send_email\", \"tool_args\": {\"to\": \"a@b.example\"}}\n",
+    );
+    let r = run(tame()
+        .arg("eval")
+        .arg(policies_dir().join("example.yml"))
+        .write_stdin(input));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let lines = json_lines(&r.stdout);
+    assert_eq!(lines[0]["rule_name"], "rate_limit_email");
+    assert_eq!(lines[1]["rule_name"], "allow_email");
+}
+
+#[test]
+fn eval_reports_malformed_lines_and_goes_on() {
+    let input = concat!(
+        "{\"tool_name\": \"read_file\", \"tool_args\": {\"path\": \"/tmp/a\"}}\n",
+        "{not json\n",
+        "\n",
+        "[1, 2]\n",
+        "{\"tool_args\": {}}\n",
+        "{\"tool_name\": \"read_file\", \"tool_args\": {\"path\": \"/etc/x\"}}\n",
+    );
+    let r = run(tame()
+        .arg("eval")
+        .arg(policies_dir().join("example.yml"))
+        .arg("-")
+        .write_stdin(input));
+    assert_eq!(r.code, 1, "a malformed line makes the run fail: {}", r.stdout);
+    let lines = json_lines(&r.stdout);
+    assert_eq!(lines.len(), 5, "{}", r.stdout);
+    assert_eq!(lines[0]["decision"], "allow");
+    assert_eq!(lines[1]["line"], 2);
+    assert!(lines[1]["error"].as_str().unwrap().contains("invalid JSON"), "{}", lines[1]);
+    assert_eq!(lines[2]["line"], 4);
+    assert!(lines[2]["error"].as_str().unwrap().contains("object"), "{}", lines[2]);
+    assert_eq!(lines[3]["line"], 5);
+    assert!(lines[3]["error"].as_str().unwrap().contains("tool_name"), "{}", lines[3]);
+    assert_eq!(lines[4]["decision"], "deny");
+}
+
+#[test]
+fn eval_explain_adds_a_trace() {
+    let r = run(tame()
+        .arg("eval")
+        .arg("--explain")
+        .arg(policies_dir().join("example.yml"))
+        .write_stdin("{\"tool_name\": \"read_file\", \"tool_args\": {\"path\": \"/tmp/a\"}}\n"));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let lines = json_lines(&r.stdout);
+    assert_eq!(lines[0]["decision"], "allow");
+    let trace = &lines[0]["explain"];
+    assert!(!trace.is_null(), "{}", lines[0]);
+    assert!(trace.to_string().contains("block_system_files"), "the trace names tried rules: {trace}");
+}
+
+// ---------------------------------------------------------------- bad input
+
+#[test]
+fn unreadable_policy_file_is_named() {
+    let r = run(tame().arg("check").arg("/nonexistent/policy.yml"));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("cannot read `/nonexistent/policy.yml`"), "{}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+}
+
+#[test]
+fn yaml_syntax_error_has_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "broken.yml",
+        "version: \"1\"\nrules:\n  - name: a\n    action: allow\n   tools: [x]\n",
+    );
+    let r = run(tame().arg("check").arg(&path));
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("broken.yml:5:"), "line missing: {}", r.stderr);
+}
+
+#[test]
+fn bad_condition_shows_a_caret() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "bad.yml",
+        "version: \"1\"\ndefault: deny\nrules:\n  - name: r1\n    action: deny\n    condition: 'args.path.startsWith(\"/etc\") and frobnicate(args)'\n",
+    );
+    let r = run(tame().arg("check").arg(&path));
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("frobnicate"), "{}", r.stderr);
+    assert!(r.stderr.contains("bad.yml:6:"), "{}", r.stderr);
+    assert!(r.stderr.contains('─') || r.stderr.contains('^'), "no caret: {}", r.stderr);
+    assert!(r.stderr.contains("r1"), "the rule is named: {}", r.stderr);
+}
+
+#[test]
+fn check_keeps_going_after_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(dir.path(), "bad.yml", "rules: [\n");
+    let r = run(tame()
+        .arg("check")
+        .arg(&bad)
+        .arg(policies_dir().join("example.yml")));
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("example.yml"), "the good file is still checked: {}", r.stdout);
+}
+
+#[test]
+fn error_format_json_gives_structured_diagnostics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "bad.yml",
+        "version: \"1\"\ndefault: deny\nrules:\n  - name: r1\n    action: deny\n    condition: 'nope.x == 1'\n",
+    );
+    let r = run(tame().arg("--error-format").arg("json").arg("check").arg(&path));
+    assert_eq!(r.code, 1);
+    let err: Value = serde_json::from_str(r.stderr.lines().next().unwrap()).unwrap();
+    assert_eq!(err["kind"], "policy");
+    let diag = &err["diagnostics"][0];
+    assert_eq!(diag["severity"], "error");
+    assert_eq!(diag["line"], 6);
+    assert!(diag["column"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn eval_with_unreadable_calls_file_fails_clearly() {
+    let r = run(tame()
+        .arg("eval")
+        .arg(policies_dir().join("example.yml"))
+        .arg("/nonexistent/calls.jsonl"));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("cannot read `/nonexistent/calls.jsonl`"), "{}", r.stderr);
+}
+
+// ---------------------------------------------------------------- test runner
+
+#[test]
+fn failing_policy_test_shows_a_diff_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "p.yml",
+        "version: \"t1\"\ndefault: deny\nrules:\n  - name: allow_reads\n    action: allow\n    tools: [\"read_*\"]\n  - name: never_used\n    action: approve\n    tools: [\"launch\"]\n",
+    );
+    write(
+        dir.path(),
+        "p.tests.yml",
+        "tests:\n  - name: reads\n    tool: read_file\n    args: {path: /a}\n    expect: allow\n    rule: allow_reads\n  - name: wrong\n    tool: write_file\n    args: {path: /a}\n    expect: allow\n",
+    );
+    let r = run(tame().arg("test").arg(&policy));
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("- expected: allow"), "{}", r.stdout);
+    assert!(r.stdout.contains("+ actual:   deny"), "{}", r.stdout);
+    assert!(r.stdout.contains("never_used"), "coverage lists the unhit rule: {}", r.stdout);
+    assert_eq!(r.stdout.lines().last().unwrap(), "1 passed, 1 failed");
+}
+
+#[test]
+fn policy_without_tests_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "lonely.yml", "version: \"1\"\ndefault: allow\nrules: []\n");
+    let r = run(tame().arg("test").arg(&policy));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("no tests found"), "{}", r.stderr);
+}
+
+#[test]
+fn malformed_test_file_names_the_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "p.yml", "version: \"1\"\ndefault: allow\nrules: []\n");
+    write(dir.path(), "p.tests.yml", "tests:\n  - name: x\n    tool: a\n    expct: allow\n");
+    let r = run(tame().arg("test").arg(&policy));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("p.tests.yml:"), "{}", r.stderr);
+}
+
+// ---------------------------------------------------------------- bench, graph
+
+#[test]
+fn bench_reports_rates_and_rule_hits() {
+    let r = run(tame()
+        .arg("bench")
+        .arg("--json")
+        .arg("-n")
+        .arg("1100")
+        .arg("--warmup")
+        .arg("10")
+        .arg(policies_dir().join("example.yml"))
+        .arg(policies_dir().join("calls/example.jsonl")));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["decisions"], 1100);
+    assert!(report["decisions_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(report["p50_ns"].as_u64().unwrap() <= report["p99_ns"].as_u64().unwrap());
+    let hits: u64 = report["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["hits"].as_u64().unwrap())
+        .sum();
+    assert_eq!(hits, 1100);
+    // 11 calls cycled 100 times: block_system_files decides 1 of 11.
+    let block = report["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "block_system_files")
+        .unwrap();
+    assert_eq!(block["hits"], 100);
+}
+
+#[test]
+fn graph_prints_dot() {
+    let r = run(tame().arg("graph").arg(policies_dir().join("example.yml")));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.trim_start().starts_with("digraph"), "{}", r.stdout);
+    assert!(r.stdout.contains("block_system_files"), "{}", r.stdout);
+}
+
+// ---------------------------------------------------------------- manners
+
+#[test]
+fn every_command_has_examples_in_help() {
+    for cmd in [
+        "check", "eval", "explain", "test", "bench", "graph", "serve", "status", "policy", "enforce",
+        "interactive", "approvals", "audit", "completions",
+    ] {
+        let r = run(tame().arg(cmd).arg("--help"));
+        assert_eq!(r.code, 0, "{cmd}: {}", r.stderr);
+        assert!(r.stdout.contains("Examples:"), "`tame {cmd} --help` has no examples");
+    }
+}
+
+#[test]
+fn completions_are_generated() {
+    let r = run(tame().arg("completions").arg("bash"));
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("_tame()") || r.stdout.contains("complete"), "{}", r.stdout);
+}
+
+#[test]
+fn usage_errors_exit_1_not_2() {
+    // 2 means "deny": a typo must not look like a denial.
+    let r = run(tame().arg("frobnicate"));
+    assert_eq!(r.code, 1);
+}
+
+#[test]
+fn no_colour_when_not_a_terminal() {
+    let r = run(Command::cargo_bin("tame")
+        .unwrap()
+        .env_remove("NO_COLOR")
+        .arg("check")
+        .arg(policies_dir().join("example.yml")));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains('\u{1b}'), "escape codes in piped output: {:?}", r.stdout);
+}
+
+// ---------------------------------------------------------------- server down
+
+fn dead_url() -> String {
+    // A port that was free a moment ago: nothing listens there.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn enforce_against_a_down_server_names_the_url() {
+    let url = dead_url();
+    let r = run(tame()
+        .arg("--api-url")
+        .arg(&url)
+        .arg("enforce")
+        .arg("--tool")
+        .arg("delete_file")
+        .arg("--args")
+        .arg("{\"path\": \"/tmp/test\"}"));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains(&url), "{}", r.stderr);
+    assert!(r.stderr.contains("cannot reach the tame server"), "{}", r.stderr);
+    assert!(!r.stderr.contains("panicked") && !r.stderr.contains("backtrace"), "{}", r.stderr);
+}
+
+#[test]
+fn api_url_comes_from_the_environment() {
+    let url = dead_url();
+    let r = run(tame().env("TAME_API_URL", &url).arg("status"));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains(&url), "{}", r.stderr);
+}
+
+#[test]
+fn enforce_rejects_bad_args_json_before_connecting() {
+    let r = run(tame()
+        .arg("--api-url")
+        .arg(dead_url())
+        .arg("enforce")
+        .arg("--tool")
+        .arg("x")
+        .arg("--args")
+        .arg("{\"path\": "));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("--args is not valid JSON"), "{}", r.stderr);
+}
+
+#[test]
+fn interactive_reports_errors_and_goes_on() {
+    let url = dead_url();
+    let r = run(tame()
+        .arg("--api-url")
+        .arg(&url)
+        .arg("interactive")
+        .write_stdin("help\nfrobnicate\nstatus\nconfig\nquit\n"));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("commands:"), "{}", r.stdout);
+    assert!(r.stderr.contains("unknown command `frobnicate`"), "{}", r.stderr);
+    assert!(r.stderr.contains(&url), "status names the URL: {}", r.stderr);
+    assert!(r.stdout.contains(&format!("api url: {url}")), "{}", r.stdout);
+}
