@@ -1,0 +1,487 @@
+"""Transports behind ``Client``/``AsyncClient``: HTTP (httpx) to a Tame
+server, or the embedded engine answering the same API in-process."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+import weakref
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from .exceptions import ConnectionException, TameSDKException
+
+__all__ = ["ApiError", "EmbeddedBackend", "HttpBackend", "AsyncHttpBackend", "embedded_backend_for"]
+
+
+class ApiError(Exception):
+    """A non-2xx answer; ``detail`` is the server's ``detail`` field."""
+
+    def __init__(self, status: int, detail: str, body: Any = None) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
+        self.body = body
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _headers(api_key: Optional[str]) -> Dict[str, str]:
+    headers = {"Accept": "application/json", "User-Agent": "tame-python"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+        headers["X-API-Key"] = api_key
+    return headers
+
+
+def _decode(response: Any) -> Any:
+    """JSON body of an httpx response, or ApiError for a non-2xx status."""
+    try:
+        body = response.json() if response.content else None
+    except ValueError:
+        body = None
+        if response.is_success:
+            raise TameSDKException(
+                f"Tame API returned a non-JSON body for {response.request.method} "
+                f"{response.request.url.path} (HTTP {response.status_code})",
+                {"status_code": response.status_code},
+            ) from None
+    if response.is_success:
+        return body
+    detail: Any = None
+    if isinstance(body, Mapping):
+        detail = body.get("detail") or body.get("message") or body.get("error")
+    if detail is None:
+        detail = response.text.strip() or response.reason_phrase
+    raise ApiError(response.status_code, detail if isinstance(detail, str) else str(detail), body)
+
+
+class HttpBackend:
+    """Synchronous HTTP transport over ``httpx.Client``."""
+
+    def __init__(self, api_url: str, api_key: Optional[str], timeout: float, transport: Any = None) -> None:
+        import httpx
+
+        self._httpx = httpx
+        self.api_url = api_url.rstrip("/")
+        kwargs: Dict[str, Any] = {}
+        if transport is not None:
+            kwargs["transport"] = transport
+        self._client = httpx.Client(
+            base_url=self.api_url, headers=_headers(api_key), timeout=timeout, **kwargs
+        )
+        self.timeout = timeout
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        params: Optional[Mapping[str, Any]] = None,
+        json: Any = None,
+        timeout: Optional[float] = None,
+    ) -> Any:
+        httpx = self._httpx
+        try:
+            response = self._client.request(
+                method,
+                path,
+                params=params,
+                json=json,
+                timeout=timeout if timeout is not None else self.timeout,
+            )
+        except httpx.TimeoutException as exc:
+            raise ConnectionException(
+                f"Tame API at {self.api_url} timed out: {exc}", {"api_url": self.api_url}
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise ConnectionException(
+                f"failed to connect to Tame API at {self.api_url}: {exc}", {"api_url": self.api_url}
+            ) from exc
+        return _decode(response)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class AsyncHttpBackend:
+    """Asynchronous HTTP transport over ``httpx.AsyncClient``."""
+
+    def __init__(self, api_url: str, api_key: Optional[str], timeout: float, transport: Any = None) -> None:
+        import httpx
+
+        self._httpx = httpx
+        self.api_url = api_url.rstrip("/")
+        kwargs: Dict[str, Any] = {}
+        if transport is not None:
+            kwargs["transport"] = transport
+        self._client = httpx.AsyncClient(
+            base_url=self.api_url, headers=_headers(api_key), timeout=timeout, **kwargs
+        )
+        self.timeout = timeout
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        params: Optional[Mapping[str, Any]] = None,
+        json: Any = None,
+        timeout: Optional[float] = None,
+    ) -> Any:
+        httpx = self._httpx
+        try:
+            response = await self._client.request(
+                method,
+                path,
+                params=params,
+                json=json,
+                timeout=timeout if timeout is not None else self.timeout,
+            )
+        except httpx.TimeoutException as exc:
+            raise ConnectionException(
+                f"Tame API at {self.api_url} timed out: {exc}", {"api_url": self.api_url}
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise ConnectionException(
+                f"failed to connect to Tame API at {self.api_url}: {exc}", {"api_url": self.api_url}
+            ) from exc
+        return _decode(response)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class EmbeddedBackend:
+    """Answers the Tame HTTP API in-process with an embedded ``Engine``.
+
+    Keeps the log, session summaries and approvals in memory; session facts
+    (``session.count(...)``) are kept by the engine itself. Thread-safe.
+    """
+
+    def __init__(self, engine: Any) -> None:
+        # a weak reference: the registry below maps engines to backends
+        # weakly, and clients keep their engine alive themselves
+        try:
+            self._engine_ref: Any = weakref.ref(engine)
+        except TypeError:
+            self._engine_ref = lambda: engine
+        self.api_url = "embedded:"
+        self._lock = threading.Condition()
+        self._sessions: Dict[str, Dict[str, Any]] = {}
+        self._logs: Dict[str, List[Dict[str, Any]]] = {}
+        self._entries: Dict[str, Dict[str, Any]] = {}
+        self._approvals: Dict[str, Dict[str, Any]] = {}
+        self._next_log = 0
+
+    @property
+    def engine(self) -> Any:
+        engine = self._engine_ref()
+        if engine is None:
+            raise TameSDKException("the embedded engine of this client no longer exists")
+        return engine
+
+    # -- routing ---------------------------------------------------------
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        params: Optional[Mapping[str, Any]] = None,
+        json: Any = None,
+        timeout: Optional[float] = None,
+    ) -> Any:
+        parts = [p for p in path.split("/") if p]
+        params = dict(params or {})
+        if parts == ["health"]:
+            return {"status": "healthy", "mode": "embedded"}
+        if parts[:2] != ["api", "v1"]:
+            raise ApiError(404, f"no route for {method} {path}")
+        rest = parts[2:]
+        route: Tuple[str, ...] = (method.upper(), *rest)
+        if route == ("POST", "enforce"):
+            return self._enforce(json)
+        if len(rest) == 3 and rest[0] == "enforce" and rest[2] == "result" and method.upper() == "POST":
+            return self._update_result(rest[1], params.get("log_id"), json)
+        if route == ("GET", "sessions"):
+            return self._list_sessions(params)
+        if len(rest) == 2 and rest[0] == "sessions" and method.upper() == "GET":
+            return self._session_logs(rest[1])
+        if len(rest) == 3 and rest[0] == "sessions" and rest[2] == "summary":
+            return self._summary(rest[1])
+        if route == ("GET", "policy", "current"):
+            return self._policy_current()
+        if route in (("GET", "policy", "test"), ("POST", "policy", "test")):
+            return self._policy_test(json if json is not None else params)
+        if route == ("GET", "approvals"):
+            return self._list_approvals(params)
+        if len(rest) == 2 and rest[0] == "approvals" and method.upper() == "GET":
+            return self._approval(rest[1])
+        if len(rest) == 3 and rest[0] == "approvals" and rest[2] == "wait":
+            return self._wait_approval(rest[1], params.get("timeout"))
+        if len(rest) == 3 and rest[0] == "approvals" and rest[2] in ("approve", "reject"):
+            body = json if isinstance(json, Mapping) else {}
+            return self._decide_approval(
+                rest[1], rest[2] == "approve", body.get("reason"), body.get("decided_by")
+            )
+        raise ApiError(404, f"no route for {method} {path} in the embedded engine")
+
+    def close(self) -> None:
+        """Nothing to release; logs stay with the engine for other clients."""
+
+    # -- enforce ---------------------------------------------------------
+
+    def _enforce(self, body: Any) -> Dict[str, Any]:
+        if not isinstance(body, Mapping):
+            raise ApiError(422, "request body must be an object")
+        tool_name = body.get("tool_name")
+        if not isinstance(tool_name, str) or not tool_name:
+            raise ApiError(422, "`tool_name` must be a non-empty string")
+        tool_args = body.get("tool_args") or {}
+        metadata = body.get("metadata") or {}
+        session_id = body.get("session_id") or str(uuid.uuid4())
+        agent_id = body.get("agent_id")
+        user_id = body.get("user_id")
+        decision = self.engine.evaluate(
+            tool_name,
+            tool_args,
+            session_id=session_id,
+            agent_id=agent_id,
+            user_id=user_id,
+            metadata=metadata,
+        )
+        stamp = _now()
+        with self._lock:
+            self._next_log += 1
+            log_id = str(self._next_log)
+            entry = {
+                "id": log_id,
+                "session_id": session_id,
+                "timestamp": stamp,
+                "tool_name": tool_name,
+                "tool_args": dict(tool_args),
+                "tool_result": None,
+                "policy_version": decision.policy_version,
+                "policy_decision": decision.action,
+                "policy_rule": decision.rule_name,
+                "reason": decision.reason,
+                "execution_status": None,
+                "execution_duration_ms": None,
+                "error_message": None,
+                "agent_id": agent_id,
+                "user_id": user_id,
+            }
+            self._entries[log_id] = entry
+            self._logs.setdefault(session_id, []).append(entry)
+            summary = self._sessions.get(session_id)
+            if summary is None:
+                summary = {
+                    "session_id": session_id,
+                    "start_time": stamp,
+                    "end_time": stamp,
+                    "total_calls": 0,
+                    "allowed_calls": 0,
+                    "denied_calls": 0,
+                    "approved_calls": 0,
+                    "agent_id": agent_id,
+                    "user_id": user_id,
+                }
+                self._sessions[session_id] = summary
+            summary["end_time"] = stamp
+            summary["total_calls"] += 1
+            key = {"allow": "allowed_calls", "deny": "denied_calls", "approve": "approved_calls"}
+            summary[key[decision.action]] += 1
+            out = {
+                "session_id": session_id,
+                "decision": decision.action,
+                "rule_name": decision.rule_name,
+                "reason": decision.reason,
+                "policy_version": decision.policy_version,
+                "log_id": log_id,
+                "timestamp": stamp,
+            }
+            if decision.action == "approve":
+                approval_id = str(uuid.uuid4())
+                self._approvals[approval_id] = {
+                    "approval_id": approval_id,
+                    "id": approval_id,
+                    "status": "pending",
+                    "session_id": session_id,
+                    "log_id": log_id,
+                    "tool_name": tool_name,
+                    "tool_args": dict(tool_args),
+                    "rule_name": decision.rule_name,
+                    "reason": decision.reason,
+                    "agent_id": agent_id,
+                    "user_id": user_id,
+                    "created_at": stamp,
+                    "decided_at": None,
+                    "decided_by": None,
+                    "decision_reason": None,
+                }
+                out["approval_id"] = approval_id
+            return out
+
+    def _update_result(self, session_id: str, log_id: Any, body: Any) -> Dict[str, Any]:
+        if log_id is None:
+            raise ApiError(422, "query parameter `log_id` is required")
+        log_id = str(log_id)
+        with self._lock:
+            entry = self._entries.get(log_id)
+            if entry is None:
+                raise ApiError(404, f"log entry `{log_id}` not found")
+            if entry["session_id"] != session_id:
+                raise ApiError(403, f"log entry `{log_id}` belongs to another session")
+            result = dict(body) if isinstance(body, Mapping) else {"result": body}
+            entry["tool_result"] = result
+            entry["execution_status"] = result.get("status")
+            duration = result.get("duration_ms", result.get("execution_time_ms"))
+            entry["execution_duration_ms"] = duration
+            entry["error_message"] = result.get("error_message", result.get("error"))
+        return {"status": "updated", "log_id": log_id}
+
+    # -- sessions --------------------------------------------------------
+
+    def _list_sessions(self, params: Mapping[str, Any]) -> Dict[str, Any]:
+        page = int(params.get("page") or 1)
+        page_size = int(params.get("page_size") or 50)
+        with self._lock:
+            rows = [
+                dict(s)
+                for s in self._sessions.values()
+                if (params.get("agent_id") in (None, s["agent_id"]))
+                and (params.get("user_id") in (None, s["user_id"]))
+            ]
+        rows.sort(key=lambda s: s["end_time"], reverse=True)
+        start = (max(page, 1) - 1) * page_size
+        return {
+            "sessions": rows[start : start + page_size],
+            "total_count": len(rows),
+            "page": page,
+            "page_size": page_size,
+        }
+
+    def _session_logs(self, session_id: str) -> List[Dict[str, Any]]:
+        with self._lock:
+            logs = self._logs.get(session_id)
+            if logs is None:
+                raise ApiError(404, f"session `{session_id}` not found")
+            return [dict(e) for e in logs]
+
+    def _summary(self, session_id: str) -> Dict[str, Any]:
+        with self._lock:
+            summary = self._sessions.get(session_id)
+            if summary is None:
+                raise ApiError(404, f"session `{session_id}` not found")
+            return dict(summary)
+
+    # -- policy ----------------------------------------------------------
+
+    def _policy_current(self) -> Dict[str, Any]:
+        info = dict(self.engine.info())
+        info.setdefault("rules_count", len(info.get("rules", [])))
+        info.setdefault("active", True)
+        return info
+
+    def _policy_test(self, body: Any) -> Dict[str, Any]:
+        if not isinstance(body, Mapping):
+            raise ApiError(422, "request body must be an object")
+        tool_name = body.get("tool_name")
+        if not isinstance(tool_name, str) or not tool_name:
+            raise ApiError(422, "`tool_name` must be a non-empty string")
+        tool_args = body.get("tool_args") or {}
+        context = dict(body.get("session_context") or body.get("metadata") or {})
+        decision = self.engine.evaluate(
+            tool_name,
+            tool_args,
+            session_id=context.get("session_id"),
+            agent_id=context.get("agent_id"),
+            user_id=context.get("user_id"),
+            metadata=context,
+            record=False,
+        )
+        return {
+            "tool_call": {"tool_name": tool_name, "tool_args": dict(tool_args), "session_context": context},
+            "decision": {
+                "action": decision.action,
+                "rule_name": decision.rule_name,
+                "reason": decision.reason,
+            },
+            "policy_version": decision.policy_version,
+        }
+
+    # -- approvals -------------------------------------------------------
+
+    def _list_approvals(self, params: Mapping[str, Any]) -> Dict[str, Any]:
+        status = params.get("status", "pending")
+        with self._lock:
+            rows = [
+                dict(a) for a in self._approvals.values() if status in (None, "all", a["status"])
+            ]
+        return {"approvals": rows, "total_count": len(rows)}
+
+    def _approval(self, approval_id: str) -> Dict[str, Any]:
+        with self._lock:
+            found = self._approvals.get(approval_id)
+            if found is None:
+                raise ApiError(404, f"approval `{approval_id}` not found")
+            return dict(found)
+
+    def _wait_approval(self, approval_id: str, timeout: Any) -> Dict[str, Any]:
+        try:
+            seconds = float(timeout) if timeout is not None else 30.0
+        except (TypeError, ValueError):
+            raise ApiError(422, f"`timeout` must be a number of seconds, got `{timeout}`") from None
+        deadline = time.monotonic() + max(seconds, 0.0)
+        with self._lock:
+            while True:
+                found = self._approvals.get(approval_id)
+                if found is None:
+                    raise ApiError(404, f"approval `{approval_id}` not found")
+                left = deadline - time.monotonic()
+                if found["status"] != "pending" or left <= 0:
+                    return dict(found)
+                self._lock.wait(left)
+
+    def _decide_approval(
+        self, approval_id: str, approve: bool, reason: Any, decided_by: Any
+    ) -> Dict[str, Any]:
+        with self._lock:
+            found = self._approvals.get(approval_id)
+            if found is None:
+                raise ApiError(404, f"approval `{approval_id}` not found")
+            if found["status"] != "pending":
+                raise ApiError(409, f"approval `{approval_id}` is already {found['status']}")
+            found["status"] = "approved" if approve else "rejected"
+            found["decided_at"] = _now()
+            found["decided_by"] = decided_by
+            found["decision_reason"] = reason
+            self._lock.notify_all()
+            return dict(found)
+
+
+_backends_lock = threading.Lock()
+_weak_backends: "weakref.WeakKeyDictionary[Any, EmbeddedBackend]" = weakref.WeakKeyDictionary()
+_strong_backends: "Dict[int, Tuple[Any, EmbeddedBackend]]" = {}
+
+
+def embedded_backend_for(engine: Any) -> EmbeddedBackend:
+    """The one in-memory backend of ``engine``: every client built on the
+    same engine sees the same logs and approvals (kept as long as the
+    engine lives)."""
+    with _backends_lock:
+        try:
+            found = _weak_backends.get(engine)
+            if found is None:
+                found = EmbeddedBackend(engine)
+                _weak_backends[engine] = found
+            return found
+        except TypeError:
+            # objects without weak references (test doubles) are kept alive
+            pair = _strong_backends.get(id(engine))
+            if pair is not None and pair[0] is engine:
+                return pair[1]
+            backend = EmbeddedBackend(engine)
+            _strong_backends[id(engine)] = (engine, backend)
+            return backend
