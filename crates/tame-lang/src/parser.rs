@@ -386,7 +386,7 @@ fn build_member(pair: Pair<'_, Rule>) -> Res<Expr> {
             Rule::select => {
                 let mut parts = postfix.into_inner();
                 let name = parts.next().ok_or_else(|| missing(pspan, "field name"))?;
-                let field = name.as_str().to_owned();
+                let field = name.as_str().trim_matches('`').to_owned();
                 match parts.next() {
                     None => {
                         expr = Expr::new(

@@ -97,7 +97,8 @@ fn write_expr(e: &Expr, f: &mut Formatter<'_>) -> fmt::Result {
                 f.write_str("has(")?;
             }
             write_target(operand, f)?;
-            write!(f, ".{field}")?;
+            f.write_char('.')?;
+            write_field(field, f)?;
             if *test {
                 f.write_char(')')?;
             }
@@ -175,6 +176,20 @@ fn write_expr(e: &Expr, f: &mut Formatter<'_>) -> fmt::Result {
             }
             f.write_char(')')
         }
+    }
+}
+
+/// A field name, quoted with backticks unless it is a plain name.
+fn write_field(field: &str, f: &mut Formatter<'_>) -> fmt::Result {
+    let mut chars = field.chars();
+    let plain = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        f.write_str(field)
+    } else {
+        write!(f, "`{field}`")
     }
 }
 
