@@ -1,0 +1,585 @@
+//! Secret and personal-data detection over JSON payloads: one pass of one
+//! multi-pattern automaton over every string (keys and values), candidates
+//! confirmed by checksums and context, findings with JSON paths.
+//!
+//! The walk is iterative (an explicit stack), so arbitrarily deep payloads
+//! cannot overflow the stack; depth and the number of findings are bounded by
+//! [`ScanOptions`].
+
+mod checks;
+mod detectors;
+mod path;
+
+use std::borrow::Cow;
+use std::ops::{ControlFlow, Range};
+use std::sync::LazyLock;
+
+use regex_automata::meta;
+use regex_automata::util::syntax;
+use regex_automata::{Input, MatchKind};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use detectors::{Category, Kind};
+use detectors::{PATTERNS, Rule};
+pub(crate) use path::{Segment, format_path};
+
+/// Where in a JSON member a finding sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Location {
+    /// In a string value.
+    Value,
+    /// In an object member's name.
+    Key,
+}
+
+/// One detected secret or piece of personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// What was found, e.g. `aws_access_key_id`, `email`.
+    pub kind: Kind,
+    /// `secret` or `pii`.
+    pub category: Category,
+    /// Path of the string that holds it, e.g. `$.body.to[2]`. Member names
+    /// that themselves hold a finding appear redacted in paths.
+    pub path: String,
+    /// Whether the match is in a member name or a string value.
+    pub location: Location,
+    /// Byte offset of the match within the string (inclusive).
+    pub start: usize,
+    /// Byte offset of the match within the string (exclusive).
+    pub end: usize,
+    /// A masked preview that never shows more than four characters.
+    pub preview: String,
+}
+
+impl Finding {
+    /// The replacement text used by redaction: `[REDACTED:kind]`.
+    #[must_use]
+    pub fn replacement(&self) -> String {
+        replacement(self.kind)
+    }
+}
+
+fn replacement(kind: Kind) -> String {
+    format!("[REDACTED:{}]", kind.as_str())
+}
+
+/// Limits that keep a scan bounded on hostile payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanOptions {
+    /// Containers nested deeper than this are not descended into (the root is depth 0).
+    pub max_depth: usize,
+    /// The scan stops after this many findings.
+    pub max_findings: usize,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            max_depth: 256,
+            max_findings: 10_000,
+        }
+    }
+}
+
+/// Findings plus whether a limit cut the scan short.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanReport {
+    /// Findings in document order.
+    pub findings: Vec<Finding>,
+    /// Some containers were deeper than `max_depth` and were not scanned.
+    pub depth_exceeded: bool,
+    /// The scan stopped at `max_findings`.
+    pub findings_capped: bool,
+}
+
+impl ScanReport {
+    /// True when a limit left part of the payload unscanned.
+    #[must_use]
+    pub fn incomplete(&self) -> bool {
+        self.depth_exceeded || self.findings_capped
+    }
+}
+
+/// A confirmed match inside one string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hit {
+    kind: Kind,
+    range: Range<usize>,
+}
+
+/// The compiled detectors. Build once (or use [`Scanner::global`]) and share:
+/// `Scanner` is `Send + Sync` and scanning takes `&self`.
+#[derive(Debug)]
+pub struct Scanner {
+    automaton: meta::Regex,
+    rules: Vec<Rule>,
+    secret_key_name: regex::Regex,
+    aws_secret_key_name: regex::Regex,
+    options: ScanOptions,
+}
+
+impl Default for Scanner {
+    fn default() -> Self {
+        Scanner::new()
+    }
+}
+
+static GLOBAL: LazyLock<Scanner> = LazyLock::new(Scanner::new);
+
+/// Strings shorter than this cannot hold any detector's match.
+const MIN_CANDIDATE_LEN: usize = 6;
+
+impl Scanner {
+    /// Compiles the detectors with default limits.
+    #[must_use]
+    pub fn new() -> Scanner {
+        Scanner::with_options(ScanOptions::default())
+    }
+
+    /// Compiles the detectors with the given limits.
+    #[must_use]
+    #[expect(
+        clippy::expect_used,
+        reason = "the patterns are constants; every one is compiled by the unit tests"
+    )]
+    pub fn with_options(options: ScanOptions) -> Scanner {
+        let patterns: Vec<&str> = PATTERNS.iter().map(|(_, p)| *p).collect();
+        let automaton = meta::Builder::new()
+            .syntax(syntax::Config::new().unicode(false).utf8(true))
+            .configure(meta::Config::new().match_kind(MatchKind::LeftmostFirst))
+            .build_many(&patterns)
+            .expect("built-in detector patterns compile");
+        let secret_key_name =
+            regex::Regex::new(detectors::SECRET_KEY_NAME).expect("built-in key pattern compiles");
+        let aws_secret_key_name = regex::Regex::new(detectors::AWS_SECRET_KEY_NAME)
+            .expect("built-in key pattern compiles");
+        Scanner {
+            automaton,
+            rules: PATTERNS.iter().map(|(r, _)| *r).collect(),
+            secret_key_name,
+            aws_secret_key_name,
+            options,
+        }
+    }
+
+    /// A process-wide scanner with default limits, compiled on first use.
+    #[must_use]
+    pub fn global() -> &'static Scanner {
+        &GLOBAL
+    }
+
+    /// The limits this scanner applies.
+    #[must_use]
+    pub fn options(&self) -> ScanOptions {
+        self.options
+    }
+
+    /// All findings in `value`, in document order.
+    #[must_use]
+    pub fn scan(&self, value: &Value) -> Vec<Finding> {
+        self.scan_report(value).findings
+    }
+
+    /// All findings plus whether a limit cut the scan short.
+    #[must_use]
+    pub fn scan_report(&self, value: &Value) -> ScanReport {
+        let mut report = ScanReport::default();
+        let max = self.options.max_findings;
+        let depth_exceeded = self.walk(value, &mut |f| {
+            if report.findings.len() >= max {
+                report.findings_capped = true;
+                return ControlFlow::Break(());
+            }
+            report.findings.push(f);
+            ControlFlow::Continue(())
+        });
+        report.depth_exceeded = depth_exceeded;
+        report
+    }
+
+    /// Findings in a single string (paths are `$`).
+    #[must_use]
+    pub fn scan_str(&self, text: &str) -> Vec<Finding> {
+        let mut cache = self.automaton.create_cache();
+        let mut hits = Vec::new();
+        self.hits_in(&mut cache, text, None, &mut hits);
+        hits.iter()
+            .map(|h| make_finding(h, text, "$".to_owned(), Location::Value))
+            .collect()
+    }
+
+    /// True when any string in `value` holds a secret. Stops at the first one.
+    #[must_use]
+    pub fn has_secret(&self, value: &Value) -> bool {
+        self.has_category(value, Category::Secret)
+    }
+
+    /// True when any string in `value` holds personal data. Stops at the first one.
+    #[must_use]
+    pub fn has_pii(&self, value: &Value) -> bool {
+        self.has_category(value, Category::Pii)
+    }
+
+    fn has_category(&self, value: &Value, category: Category) -> bool {
+        let mut found = false;
+        self.walk(value, &mut |f| {
+            if f.category == category {
+                found = true;
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        found
+    }
+
+    /// The secret findings only.
+    #[must_use]
+    pub fn secrets(&self, value: &Value) -> Vec<Finding> {
+        self.scan(value)
+            .into_iter()
+            .filter(|f| f.category == Category::Secret)
+            .collect()
+    }
+
+    /// The personal-data findings only.
+    #[must_use]
+    pub fn pii(&self, value: &Value) -> Vec<Finding> {
+        self.scan(value)
+            .into_iter()
+            .filter(|f| f.category == Category::Pii)
+            .collect()
+    }
+
+    /// Replaces every match in `value` (keys and string values) with
+    /// `[REDACTED:kind]` and returns what was replaced. Byte ranges in the
+    /// returned findings refer to the original strings.
+    pub fn redact(&self, value: &mut Value) -> Vec<Finding> {
+        self.redact_where(value, |_| true)
+    }
+
+    /// Like [`Scanner::redact`], but only replaces findings for which `select`
+    /// returns true (e.g. secrets only); the others are left in place and not returned.
+    pub fn redact_where(&self, value: &mut Value, select: impl Fn(Kind) -> bool) -> Vec<Finding> {
+        let mut cache = self.automaton.create_cache();
+        let mut out = Vec::new();
+        let mut hits = Vec::new();
+        // Stack of (path segments to the node, node, parent member name).
+        let mut stack: Vec<(Vec<Segment<'static>>, &mut Value, Option<String>)> =
+            vec![(Vec::new(), value, None)];
+        while let Some((path, node, parent_key)) = stack.pop() {
+            if out.len() >= self.options.max_findings {
+                break;
+            }
+            match node {
+                Value::String(s) => {
+                    hits.clear();
+                    self.hits_in(&mut cache, s, parent_key.as_deref(), &mut hits);
+                    hits.retain(|h| select(h.kind));
+                    if !hits.is_empty() {
+                        let p = format_path(&path);
+                        out.extend(hits.iter().map(|h| make_finding(h, s, p.clone(), Location::Value)));
+                        *s = apply_redaction(s, &hits);
+                    }
+                }
+                Value::Array(items) => {
+                    if path.len() >= self.options.max_depth {
+                        continue;
+                    }
+                    for (i, child) in items.iter_mut().enumerate().rev() {
+                        let mut p = path.clone();
+                        p.push(Segment::Index(i));
+                        stack.push((p, child, None));
+                    }
+                }
+                Value::Object(map) => {
+                    if path.len() >= self.options.max_depth {
+                        continue;
+                    }
+                    // First rename members whose names hold a finding.
+                    let mut renames = Vec::new();
+                    for key in map.keys() {
+                        hits.clear();
+                        self.hits_in(&mut cache, key, None, &mut hits);
+                        hits.retain(|h| select(h.kind));
+                        if !hits.is_empty() {
+                            let new_key = apply_redaction(key, &hits);
+                            let mut p = path.clone();
+                            p.push(Segment::Key(Cow::Owned(new_key.clone())));
+                            let p = format_path(&p);
+                            out.extend(
+                                hits.iter().map(|h| make_finding(h, key, p.clone(), Location::Key)),
+                            );
+                            renames.push((key.clone(), new_key));
+                        }
+                    }
+                    for (old, new) in renames {
+                        if let Some(v) = map.remove(&old) {
+                            map.insert(new, v);
+                        }
+                    }
+                    let mut children: Vec<_> = map.iter_mut().collect();
+                    children.reverse();
+                    for (key, child) in children {
+                        let mut p = path.clone();
+                        p.push(Segment::Key(Cow::Owned(key.clone())));
+                        stack.push((p, child, Some(key.clone())));
+                    }
+                }
+                Value::Null | Value::Bool(_) | Value::Number(_) => {}
+            }
+        }
+        out.truncate(self.options.max_findings);
+        out
+    }
+
+    /// Redacts one string, returning the new text and the findings.
+    #[must_use]
+    pub fn redact_str(&self, text: &str) -> (String, Vec<Finding>) {
+        let mut cache = self.automaton.create_cache();
+        let mut hits = Vec::new();
+        self.hits_in(&mut cache, text, None, &mut hits);
+        let findings = hits
+            .iter()
+            .map(|h| make_finding(h, text, "$".to_owned(), Location::Value))
+            .collect();
+        (apply_redaction(text, &hits), findings)
+    }
+
+    /// Visits every finding in document order; returns true when the depth
+    /// limit left containers unscanned.
+    fn walk(&self, root: &Value, visit: &mut dyn FnMut(Finding) -> ControlFlow<()>) -> bool {
+        let mut cache = self.automaton.create_cache();
+        let mut hits = Vec::new();
+        let mut depth_exceeded = false;
+        let mut path: Vec<Segment<'_>> = Vec::new();
+        // (depth, segment leading to the node, node, parent member name)
+        let mut stack: Vec<(usize, Option<Segment<'_>>, &Value, Option<&str>)> =
+            vec![(0, None, root, None)];
+        while let Some((depth, seg, node, parent_key)) = stack.pop() {
+            path.truncate(depth.saturating_sub(1));
+            if let Some(seg) = seg {
+                path.push(seg);
+            }
+            match node {
+                Value::String(s) => {
+                    hits.clear();
+                    self.hits_in(&mut cache, s, parent_key, &mut hits);
+                    if !hits.is_empty() {
+                        let p = format_path(&path);
+                        for h in &hits {
+                            if visit(make_finding(h, s, p.clone(), Location::Value)).is_break() {
+                                return depth_exceeded;
+                            }
+                        }
+                    }
+                }
+                Value::Array(items) => {
+                    if items.is_empty() {
+                        continue;
+                    }
+                    if depth >= self.options.max_depth {
+                        depth_exceeded = true;
+                        continue;
+                    }
+                    for (i, child) in items.iter().enumerate().rev() {
+                        stack.push((depth + 1, Some(Segment::Index(i)), child, None));
+                    }
+                }
+                Value::Object(map) => {
+                    if map.is_empty() {
+                        continue;
+                    }
+                    if depth >= self.options.max_depth {
+                        depth_exceeded = true;
+                        continue;
+                    }
+                    let first_child = stack.len();
+                    for (key, child) in map.iter() {
+                        hits.clear();
+                        self.hits_in(&mut cache, key, None, &mut hits);
+                        let seg = if hits.is_empty() {
+                            Segment::Key(Cow::Borrowed(key.as_str()))
+                        } else {
+                            let shown = Segment::Key(Cow::Owned(apply_redaction(key, &hits)));
+                            path.push(shown.clone());
+                            let p = format_path(&path);
+                            path.pop();
+                            for h in &hits {
+                                if visit(make_finding(h, key, p.clone(), Location::Key)).is_break() {
+                                    return depth_exceeded;
+                                }
+                            }
+                            shown
+                        };
+                        stack.push((depth + 1, Some(seg), child, Some(key.as_str())));
+                    }
+                    if let Some(pushed) = stack.get_mut(first_child..) {
+                        pushed.reverse();
+                    }
+                }
+                Value::Null | Value::Bool(_) | Value::Number(_) => {}
+            }
+        }
+        depth_exceeded
+    }
+
+    /// The confirmed, de-overlapped matches in one string. `member` is the
+    /// name of the object member holding the string, if any.
+    fn hits_in(&self, cache: &mut meta::Cache, text: &str, member: Option<&str>, out: &mut Vec<Hit>) {
+        let start_len = out.len();
+        if text.len() >= MIN_CANDIDATE_LEN {
+            let mut input = Input::new(text);
+            let mut skip_until = 0usize;
+            while let Some(m) = self.automaton.search_with(cache, &input) {
+                let next = m.end().max(m.start() + 1);
+                if m.start() >= skip_until {
+                    let rule = self.rules.get(m.pattern().as_usize()).copied();
+                    if let Some((kind, range)) =
+                        rule.and_then(|r| detectors::confirm(r, text, m.range()))
+                    {
+                        if kind == Kind::PrivateKey {
+                            skip_until = range.end;
+                        }
+                        out.push(Hit { kind, range });
+                    }
+                }
+                if next >= text.len() {
+                    break;
+                }
+                input.set_start(next.max(skip_until.min(text.len())));
+            }
+        }
+        if let Some(member) = member {
+            let has_secret = out
+                .get(start_len..)
+                .is_some_and(|h| h.iter().any(|h| h.kind.category() == Category::Secret));
+            if !has_secret {
+                if let Some(kind) = self.secret_by_member_name(member, text) {
+                    out.push(Hit {
+                        kind,
+                        range: 0..text.len(),
+                    });
+                }
+            }
+        }
+        if let Some(new) = out.get_mut(start_len..) {
+            if new.len() > 1 {
+                new.sort_by_key(|h| (h.range.start, h.kind.is_generic()));
+                let specific: Vec<Range<usize>> = new
+                    .iter()
+                    .filter(|h| !h.kind.is_generic())
+                    .map(|h| h.range.clone())
+                    .collect();
+                let mut kept: Vec<Hit> = Vec::with_capacity(new.len());
+                for h in new.iter() {
+                    let overlaps_specific = h.kind.is_generic()
+                        && specific
+                            .iter()
+                            .any(|r| r.start < h.range.end && h.range.start < r.end);
+                    let inside_kept = kept
+                        .last()
+                        .is_some_and(|k| k.range.start <= h.range.start && h.range.end <= k.range.end);
+                    if !overlaps_specific && !inside_kept {
+                        kept.push(h.clone());
+                    }
+                }
+                out.truncate(start_len);
+                out.extend(kept);
+            }
+        }
+    }
+
+    /// A whole string value that is a secret because of its member's name
+    /// (`"db_password": "…"`), or `None`.
+    fn secret_by_member_name(&self, member: &str, text: &str) -> Option<Kind> {
+        if text.len() < detectors::GENERIC_MIN_LEN || text.len() > detectors::GENERIC_MAX_LEN {
+            return None;
+        }
+        if self.aws_secret_key_name.is_match(member)
+            && text.len() == 40
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'+')
+            && checks::shannon_entropy(text) >= 3.5
+        {
+            return Some(Kind::AwsSecretAccessKey);
+        }
+        (self.secret_key_name.is_match(member) && detectors::generic_value_ok(text))
+            .then_some(Kind::GenericSecret)
+    }
+}
+
+fn make_finding(hit: &Hit, text: &str, path: String, location: Location) -> Finding {
+    let matched = text.get(hit.range.clone()).unwrap_or_default();
+    Finding {
+        kind: hit.kind,
+        category: hit.kind.category(),
+        path,
+        location,
+        start: hit.range.start,
+        end: hit.range.end,
+        preview: preview(hit.kind, matched),
+    }
+}
+
+/// Shows at most four leading characters (at most a quarter of the match for
+/// secrets, a fifth for personal data) followed by `****`.
+fn preview(kind: Kind, matched: &str) -> String {
+    let n = matched.chars().count();
+    let shown = match kind.category() {
+        Category::Secret => (n / 4).min(4),
+        Category::Pii => (n / 5).min(2),
+    };
+    let mut out: String = matched.chars().take(shown).collect();
+    out.push_str("****");
+    out
+}
+
+/// Replaces each hit's range with `[REDACTED:kind]` (hits sorted, disjoint).
+fn apply_redaction(text: &str, hits: &[Hit]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0usize;
+    for h in hits {
+        if h.range.start < pos {
+            continue;
+        }
+        out.push_str(text.get(pos..h.range.start).unwrap_or_default());
+        out.push_str(&replacement(h.kind));
+        pos = h.range.end;
+    }
+    out.push_str(text.get(pos..).unwrap_or_default());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pattern_compiles_alone() {
+        for (rule, pattern) in PATTERNS {
+            let built = meta::Builder::new()
+                .syntax(syntax::Config::new().unicode(false).utf8(true))
+                .build(pattern);
+            assert!(built.is_ok(), "{rule:?}: {built:?}");
+        }
+        let _ = Scanner::new();
+    }
+
+    #[test]
+    fn scanner_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Scanner>();
+    }
+
+    #[test]
+    fn preview_masks() {
+        assert_eq!(preview(Kind::AwsAccessKeyId, "AKIAIOSFODNN7EXAMPLE"), "AKIA****");
+        assert_eq!(preview(Kind::Email, "bob@example.com"), "bo****");
+        assert_eq!(preview(Kind::Jwt, "abc"), "****");
+    }
+}

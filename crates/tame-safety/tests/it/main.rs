@@ -1,0 +1,3 @@
+//! Integration tests of tame-safety: detectors, corpus quality, schemas, contracts.
+
+mod corpus;
