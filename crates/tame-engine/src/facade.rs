@@ -1,6 +1,5 @@
-//! The public types of the engine: requests, decisions, compiled policies
-//! and their errors. (Contract shared by all frontends; bodies are filled in
-//! by the compiler and evaluator modules.)
+//! The public types of the engine shared by all frontends: actions,
+//! requests and decisions.
 
 use std::sync::Arc;
 
@@ -48,6 +47,9 @@ pub struct Decision {
     pub action: Action,
     /// The matching rule, `None` when the policy's default applied.
     pub rule_name: Option<Arc<str>>,
-    pub reason: String,
+    /// Why: the rule's reason (rendered template), `Matched rule: <name>`,
+    /// or the default's reason. An `Arc` so that a static reason costs no
+    /// allocation per decision.
+    pub reason: Arc<str>,
     pub policy_version: Arc<str>,
 }

@@ -3,9 +3,52 @@
 //!
 //! This is the one API every frontend (server, CLI, Python) uses. It knows
 //! nothing of HTTP, SQL or Python, and evaluation does no I/O.
+//!
+//! ```
+//! use tame_engine::{Action, NoFacts, Policy, Request};
+//!
+//! let policy = Policy::from_yaml(
+//!     r#"
+//! version: "1"
+//! rules:
+//!   - name: block_etc
+//!     action: deny
+//!     tools: ["read_file"]
+//!     condition: 'args.path.startsWith("/etc/")'
+//!     reason: "System paths are off limits ({args.path})"
+//!   - name: allow_reads
+//!     action: allow
+//!     tools: ["read_*"]
+//! "#,
+//!     "policies.yml",
+//! )
+//! .unwrap();
+//! let call = serde_json::json!({"tool_name": "read_file", "tool_args": {"path": "/etc/passwd"}});
+//! let d = policy.evaluate(&Request::from_call_json(&call).unwrap(), &NoFacts);
+//! assert_eq!(d.action, Action::Deny);
+//! assert_eq!(&*d.reason, "System paths are off limits (/etc/passwd)");
+//! ```
 
+mod compile;
+mod cond;
+mod diag;
+mod eval;
 mod facade;
+mod facts;
+mod legacy;
+mod lint;
+mod load;
+mod locate;
+mod model;
+mod policy;
+mod request;
+mod template;
 
+pub use diag::{Diagnostic, PolicyError, Severity, line_col};
+pub use eval::{AtomTrace, Explanation, RuleOutcome, RuleTrace, ToolMatch};
 pub use facade::*;
+pub use facts::MemoryFacts;
+pub use policy::{Policy, PolicyInfo, PolicyTest, Registry, RuleInfo, Stats, TestOutcome};
+pub use request::{RequestError, json_to_value, value_to_json};
 pub use tame_interp::{NoFacts, SessionFacts};
-pub use tame_lang::{Type, Value};
+pub use tame_lang::{HostFn, Type, Value};

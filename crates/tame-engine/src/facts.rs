@@ -1,0 +1,174 @@
+//! In-memory session facts: for offline evaluation (`tame policy test`,
+//! a policy file's `tests:`) and for in-process sessions (Python SDK).
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use tame_interp::SessionFacts;
+
+use crate::request::RequestError;
+
+/// Session facts kept in memory.
+///
+/// Two sources add up: fixed facts read with [`MemoryFacts::from_json`]
+/// (counts without times: they count in every window) and calls recorded
+/// with [`MemoryFacts::record`] (with times: windows apply).
+#[derive(Clone, Debug, Default)]
+pub struct MemoryFacts {
+    fixed_calls: i64,
+    fixed_counts: FxHashMap<Arc<str>, i64>,
+    labels: Vec<Arc<str>>,
+    events: Vec<(Arc<str>, jiff::Timestamp)>,
+    /// The time windows are measured back from; `None` = the clock.
+    now: Option<jiff::Timestamp>,
+}
+
+impl MemoryFacts {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads `{"calls": 3, "counts": {"send_email": 2}, "called": ["x"],
+    /// "labels": ["secret_read"]}`; every field is optional. `calls`
+    /// defaults to the sum of `counts`; a tool in `called` without a count
+    /// counts once.
+    pub fn from_json(v: &serde_json::Value) -> Result<MemoryFacts, RequestError> {
+        let err = |path: &str, message: &str| RequestError { path: path.to_owned(), message: message.to_owned() };
+        let obj = match v {
+            serde_json::Value::Null => return Ok(MemoryFacts::default()),
+            serde_json::Value::Object(o) => o,
+            _ => return Err(err("session", "expected an object")),
+        };
+        let mut facts = MemoryFacts::default();
+        for key in obj.keys() {
+            if !matches!(key.as_str(), "calls" | "counts" | "called" | "labels") {
+                return Err(err(
+                    &format!("session.{key}"),
+                    "unknown field, expected one of `calls`, `counts`, `called`, `labels`",
+                ));
+            }
+        }
+        if let Some(counts) = obj.get("counts") {
+            let serde_json::Value::Object(counts) = counts else {
+                return Err(err("session.counts", "expected an object of tool name to count"));
+            };
+            for (tool, n) in counts {
+                let n = n.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
+                    err(&format!("session.counts.{tool}"), "expected a non-negative integer")
+                })?;
+                facts.fixed_counts.insert(Arc::from(tool.as_str()), n);
+            }
+        }
+        if let Some(called) = obj.get("called") {
+            let serde_json::Value::Array(called) = called else {
+                return Err(err("session.called", "expected an array of tool names"));
+            };
+            for (i, tool) in called.iter().enumerate() {
+                let tool = tool.as_str().ok_or_else(|| err(&format!("session.called[{i}]"), "expected a string"))?;
+                facts.fixed_counts.entry(Arc::from(tool)).or_insert(1);
+            }
+        }
+        if let Some(labels) = obj.get("labels") {
+            let serde_json::Value::Array(labels) = labels else {
+                return Err(err("session.labels", "expected an array of strings"));
+            };
+            for (i, l) in labels.iter().enumerate() {
+                let l = l.as_str().ok_or_else(|| err(&format!("session.labels[{i}]"), "expected a string"))?;
+                facts.labels.push(Arc::from(l));
+            }
+        }
+        facts.fixed_calls = match obj.get("calls") {
+            None => facts.fixed_counts.values().sum(),
+            Some(n) => n.as_i64().filter(|n| *n >= 0).ok_or_else(|| err("session.calls", "expected a non-negative integer"))?,
+        };
+        Ok(facts)
+    }
+
+    /// Records a call of `tool` at time `at`.
+    pub fn record(&mut self, tool: &str, at: jiff::Timestamp) {
+        self.events.push((Arc::from(tool), at));
+    }
+
+    /// Attaches a label to the session (e.g. `secret_read`).
+    pub fn add_label(&mut self, label: &str) {
+        if !self.labels.iter().any(|l| &**l == label) {
+            self.labels.push(Arc::from(label));
+        }
+    }
+
+    /// Fixes the time that windows are measured back from (default: the
+    /// clock at each question).
+    pub fn set_now(&mut self, now: jiff::Timestamp) {
+        self.now = Some(now);
+    }
+}
+
+impl SessionFacts for MemoryFacts {
+    fn calls(&self) -> i64 {
+        self.fixed_calls.saturating_add(i64::try_from(self.events.len()).unwrap_or(i64::MAX))
+    }
+
+    fn count(&self, tool: &str, window: Option<jiff::SignedDuration>) -> i64 {
+        let fixed = self.fixed_counts.get(tool).copied().unwrap_or(0);
+        let since = window.and_then(|w| self.now.unwrap_or_else(jiff::Timestamp::now).checked_sub(w).ok());
+        let recorded = self
+            .events
+            .iter()
+            .filter(|(t, at)| &**t == tool && since.is_none_or(|s| *at >= s))
+            .count();
+        fixed.saturating_add(i64::try_from(recorded).unwrap_or(i64::MAX))
+    }
+
+    fn called(&self, tool: &str) -> bool {
+        self.fixed_counts.get(tool).is_some_and(|n| *n > 0) || self.events.iter().any(|(t, _)| &**t == tool)
+    }
+
+    fn labels(&self) -> Vec<Arc<str>> {
+        self.labels.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn from_json_reads_every_field() {
+        let f = MemoryFacts::from_json(&json!({"calls": 3, "counts": {"send_email": 2}, "called": ["x"], "labels": ["secret_read"]}))
+            .unwrap();
+        assert_eq!(f.calls(), 3);
+        assert_eq!(f.count("send_email", None), 2);
+        assert_eq!(f.count("x", None), 1);
+        assert!(f.called("x"));
+        assert!(f.called("send_email"));
+        assert!(!f.called("y"));
+        assert_eq!(f.labels(), vec![Arc::<str>::from("secret_read")]);
+        let f = MemoryFacts::from_json(&json!({"counts": {"a": 2, "b": 5}})).unwrap();
+        assert_eq!(f.calls(), 7);
+    }
+
+    #[test]
+    fn from_json_errors_name_the_path() {
+        let e = MemoryFacts::from_json(&json!({"counts": {"a": "two"}})).unwrap_err();
+        assert_eq!(e.path, "session.counts.a");
+        let e = MemoryFacts::from_json(&json!({"called": ["a", 3]})).unwrap_err();
+        assert_eq!(e.path, "session.called[1]");
+        let e = MemoryFacts::from_json(&json!({"cals": 1})).unwrap_err();
+        assert_eq!(e.path, "session.cals");
+    }
+
+    #[test]
+    fn recorded_calls_respect_windows() {
+        let now: jiff::Timestamp = "2026-11-21T12:00:00Z".parse().unwrap();
+        let mut f = MemoryFacts::new();
+        f.set_now(now);
+        f.record("send_email", now - jiff::SignedDuration::from_mins(90));
+        f.record("send_email", now - jiff::SignedDuration::from_mins(10));
+        f.record("read_file", now);
+        assert_eq!(f.calls(), 3);
+        assert_eq!(f.count("send_email", None), 2);
+        assert_eq!(f.count("send_email", Some(jiff::SignedDuration::from_hours(1))), 1);
+        assert!(f.called("read_file"));
+    }
+}

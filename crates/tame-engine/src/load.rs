@@ -1,0 +1,479 @@
+//! The loader: `policies.yml` text to validated rule specs, collecting
+//! every error of the file with its line, column, rule and a caret.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::compile::{CondSpec, RuleSpec, is_glob, tool_glob};
+use crate::diag::{Reporter, Severity, line_col};
+use crate::facade::Action;
+use crate::legacy::{self, LegacyCheck};
+use crate::locate::{self, YNode};
+use crate::model::{ConditionText, FileModel, LegacyRuleModel, RuleModel, TestModel, scalar_text};
+use crate::policy::{PolicyTest, RuleInfo};
+use crate::template::{Template, unescape_static};
+
+/// The reason used when no rule matched and the default applies (the
+/// original tame server's text).
+pub(crate) const NO_MATCH_REASON: &str = "No matching policy rule found";
+
+/// Everything read from a file, before compilation.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub version: Option<String>,
+    pub description: Option<String>,
+    pub default: Action,
+    pub legacy: bool,
+    pub rules: Vec<RuleSpec>,
+    pub infos: Vec<RuleInfo>,
+    pub tests: Vec<PolicyTest>,
+    /// Byte span of each rule's mapping (for diagnostics after loading).
+    pub rule_spans: Vec<Option<Range<usize>>>,
+    /// Byte offsets to map condition spans: per rule, the condition node.
+    pub warnings: Vec<crate::diag::Diagnostic>,
+}
+
+pub(crate) fn parse_action(s: &str) -> Option<Action> {
+    match s {
+        "allow" => Some(Action::Allow),
+        "deny" => Some(Action::Deny),
+        "approve" => Some(Action::Approve),
+        _ => None,
+    }
+}
+
+const ACTION_HELP: &str = "expected one of `allow`, `deny`, `approve`";
+
+/// Reads and validates a policy file. Condition syntax and checking happen
+/// here too, through `check`; compilation is the caller's.
+pub(crate) fn load(
+    r: &mut Reporter<'_>,
+    source: &str,
+    check: &dyn Fn(&tame_lang::Expr) -> Result<(), Vec<tame_lang::CheckError>>,
+) -> Option<Loaded> {
+    let tree = match locate::parse(source) {
+        Ok(t) => t,
+        Err((message, at)) => {
+            r.error(format!("invalid YAML: {message}"), Some(at..at), None, None);
+            return None;
+        }
+    };
+    if source.trim().is_empty() || tree.is_none() {
+        r.error("policy file is empty".into(), None, None, Some("a policy needs at least `rules:`".into()));
+        return None;
+    }
+    let file: FileModel = match serde_yaml::from_str(source) {
+        Ok(f) => f,
+        Err(e) => {
+            let span = e.location().map(|l| {
+                let at = offset_of(source, l.line(), l.column());
+                at..at
+            });
+            // Point at the offending key for unknown top-level keys.
+            let span = backticked(&e.to_string())
+                .and_then(|k| tree.as_ref().and_then(|t| t.entry(&k)).map(|(k, _)| k.span()))
+                .or(span);
+            r.error(clean_serde_message(&e.to_string()), span, None, None);
+            return None;
+        }
+    };
+    let tree = tree?;
+    let default = match file.default.as_deref() {
+        None => Action::Deny,
+        Some(d) => parse_action(d).unwrap_or_else(|| {
+            let span = tree.get("default").map(YNode::span);
+            r.error(format!("unknown default action `{d}`"), span, None, Some(ACTION_HELP.into()));
+            Action::Deny
+        }),
+    };
+    let rules_node = tree.get("rules");
+    let rule_values = file.rules.unwrap_or_default();
+    let has_key = |v: &serde_yaml::Value, k: &str| v.as_mapping().is_some_and(|m| m.contains_key(k));
+    let legacy_count = rule_values.iter().filter(|v| has_key(v, "conditions")).count();
+    let new_count = rule_values.iter().filter(|v| has_key(v, "condition") || has_key(v, "reason")).count();
+    let legacy = legacy_count > 0 && new_count == 0 && file.default.is_none();
+    if legacy_count > 0 && !legacy {
+        // Mixed: report the legacy rules.
+        for (i, v) in rule_values.iter().enumerate() {
+            if has_key(v, "conditions") {
+                let node = rules_node.and_then(|n| n.items().get(i));
+                let span = node.and_then(|n| n.entry("conditions")).map(|(k, _)| k.span());
+                r.error(
+                    "legacy `conditions` in a policy that uses the current format".into(),
+                    span,
+                    rule_name(v).as_deref(),
+                    Some("write a `condition` expression, e.g. `condition: 'args.path.contains(\"/etc\")'`".into()),
+                );
+            }
+        }
+    }
+
+    let mut rules = Vec::new();
+    let mut infos = Vec::new();
+    let mut rule_spans = Vec::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut warnings = Vec::new();
+    for (i, value) in rule_values.iter().enumerate() {
+        let node = rules_node.and_then(|n| n.items().get(i));
+        let name_hint = rule_name(value);
+        let rule_span = node.map(YNode::span);
+        let fallback_span = || rule_span.clone().map(|s| s.start..s.start);
+        let spec = if legacy {
+            match serde_yaml::from_value::<LegacyRuleModel>(value.clone()) {
+                Ok(m) => legacy_rule(r, m, node, &mut warnings),
+                Err(e) => {
+                    report_serde(r, &e, node, name_hint.as_deref(), fallback_span());
+                    None
+                }
+            }
+        } else {
+            match serde_yaml::from_value::<RuleModel>(value.clone()) {
+                Ok(m) => current_rule(r, source, m, node, check),
+                Err(e) => {
+                    if !(legacy_count > 0 && has_key(value, "conditions")) {
+                        report_serde(r, &e, node, name_hint.as_deref(), fallback_span());
+                    }
+                    None
+                }
+            }
+        };
+        let Some((spec, info)) = spec else { continue };
+        if let Some(&first) = names.get(&*spec.name) {
+            let span = node.and_then(|n| n.get("name")).map(YNode::span).or_else(fallback_span);
+            let first_line = rule_spans.get(first).cloned().flatten().map(|s: Range<usize>| line_col(source, s.start).0);
+            r.error(
+                format!("duplicate rule name `{}`", spec.name),
+                span,
+                Some(&spec.name),
+                first_line.map(|l| format!("the first rule with this name is at line {l}; rule names must be unique")),
+            );
+            continue;
+        }
+        names.insert(spec.name.to_string(), rule_spans.len());
+        rules.push(spec);
+        infos.push(info);
+        rule_spans.push(rule_span);
+    }
+
+    let tests_node = tree.get("tests");
+    let mut tests = Vec::new();
+    for (i, value) in file.tests.unwrap_or_default().into_iter().enumerate() {
+        let node = tests_node.and_then(|n| n.items().get(i));
+        let span = node.map(|n| n.span().start..n.span().start);
+        let line = span.as_ref().map_or(0, |s| line_col(source, s.start).0);
+        match serde_yaml::from_value::<TestModel>(value) {
+            Ok(t) => {
+                let Some(expect) = parse_action(&t.expect) else {
+                    let s = node.and_then(|n| n.get("expect")).map(YNode::span).or(span);
+                    r.error(format!("unknown expected decision `{}` in test {}", t.expect, i + 1), s, None, Some(ACTION_HELP.into()));
+                    continue;
+                };
+                let serde_json::Value::Object(mut call) = t.call else {
+                    let s = node.and_then(|n| n.get("call")).map(YNode::span).or(span);
+                    r.error(format!("test {}: `call` must be a mapping with `tool_name` and `tool_args`", i + 1), s, None, None);
+                    continue;
+                };
+                let session = call.remove("session");
+                if let Some(rule) = &t.rule {
+                    if !names.contains_key(rule) {
+                        let s = node.and_then(|n| n.get("rule")).map(YNode::span).or(span);
+                        r.error(format!("test {} expects unknown rule `{rule}`", i + 1), s, None, None);
+                    }
+                }
+                tests.push(PolicyTest {
+                    name: t.name.unwrap_or_else(|| format!("test {}", i + 1)),
+                    call: serde_json::Value::Object(call),
+                    session,
+                    expect,
+                    rule: t.rule,
+                    line,
+                });
+            }
+            Err(e) => report_serde(r, &e, node, None, span),
+        }
+    }
+
+    let version = file.version.as_ref().and_then(scalar_text);
+    Some(Loaded {
+        version,
+        description: file.description,
+        default,
+        legacy,
+        rules,
+        infos,
+        tests,
+        rule_spans,
+        warnings,
+    })
+}
+
+fn rule_name(v: &serde_yaml::Value) -> Option<String> {
+    v.get("name").and_then(serde_yaml::Value::as_str).map(str::to_owned)
+}
+
+/// The first backticked word of a serde message (`unknown field `x``).
+fn backticked(msg: &str) -> Option<String> {
+    let start = msg.find('`')? + 1;
+    let len = msg.get(start..)?.find('`')?;
+    msg.get(start..start + len).map(str::to_owned)
+}
+
+/// serde_yaml appends " at line L column C"; our rendering shows that.
+fn clean_serde_message(msg: &str) -> String {
+    let msg = match msg.find(" at line ") {
+        Some(i) => msg.get(..i).unwrap_or(msg),
+        None => msg,
+    };
+    msg.trim_end_matches('.').to_owned()
+}
+
+fn report_serde(r: &mut Reporter<'_>, e: &serde_yaml::Error, node: Option<&YNode>, rule: Option<&str>, fallback: Option<Range<usize>>) {
+    let msg = clean_serde_message(&e.to_string());
+    let span = if msg.starts_with("unknown field") {
+        backticked(&msg).and_then(|k| node.and_then(|n| n.entry(&k)).map(|(k, _)| k.span()))
+    } else {
+        // "invalid type ... for key `tools`"-style messages rarely name the
+        // key; try each key mentioned anyway.
+        backticked(&msg).and_then(|k| node.and_then(|n| n.get(&k)).map(YNode::span))
+    };
+    r.error(msg, span.or(fallback), rule, None);
+}
+
+/// Byte offset of a 1-based line and column (characters).
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let mut off = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            return off + l.char_indices().nth(column.saturating_sub(1)).map_or(l.len(), |(b, _)| b);
+        }
+        off += l.len();
+    }
+    text.len()
+}
+
+fn tools_of(r: &mut Reporter<'_>, tools: Option<crate::model::Tools>, node: Option<&YNode>, rule: &str) -> Option<Vec<String>> {
+    let tools = tools.map(crate::model::Tools::into_vec).unwrap_or_default();
+    let tools_node = node.and_then(|n| n.get("tools"));
+    let mut ok = true;
+    for (i, t) in tools.iter().enumerate() {
+        let span = tools_node.map(|n| n.items().get(i).map_or_else(|| n.span(), YNode::span));
+        if t.trim().is_empty() {
+            r.error("empty tool name".into(), span, Some(rule), None);
+            ok = false;
+        } else if is_glob(t) {
+            if let Err(m) = tool_glob(t) {
+                r.error(m, span, Some(rule), None);
+                ok = false;
+            }
+        }
+    }
+    // `*` alone means every tool.
+    let tools = if tools.iter().any(|t| t == "*" || t == "**") { Vec::new() } else { tools };
+    ok.then_some(tools)
+}
+
+fn action_of(r: &mut Reporter<'_>, action: &str, node: Option<&YNode>, rule: &str) -> Option<Action> {
+    let a = parse_action(action);
+    if a.is_none() {
+        let span = node.and_then(|n| n.get("action")).map(YNode::span);
+        r.error(format!("unknown action `{action}`"), span, Some(rule), Some(ACTION_HELP.into()));
+    }
+    a
+}
+
+fn name_ok(r: &mut Reporter<'_>, name: &str, node: Option<&YNode>) -> bool {
+    if name.trim().is_empty() {
+        let span = node.and_then(|n| n.get("name")).map(YNode::span);
+        r.error("rule name is empty".into(), span, None, None);
+        return false;
+    }
+    true
+}
+
+fn current_rule(
+    r: &mut Reporter<'_>,
+    source: &str,
+    m: RuleModel,
+    node: Option<&YNode>,
+    check: &dyn Fn(&tame_lang::Expr) -> Result<(), Vec<tame_lang::CheckError>>,
+) -> Option<(RuleSpec, RuleInfo)> {
+    let name_valid = name_ok(r, &m.name, node);
+    let action = action_of(r, &m.action, node, &m.name);
+    let tools = tools_of(r, m.tools, node, &m.name);
+    let cond_node = node.and_then(|n| n.get("condition"));
+    let (condition, condition_text) = match m.condition {
+        None => (Some(CondSpec::Always), None),
+        Some(ConditionText::Bool(true)) => (Some(CondSpec::Always), Some("true".to_owned())),
+        Some(ConditionText::Bool(false)) => (Some(CondSpec::Cel(false_expr())), Some("false".to_owned())),
+        Some(ConditionText::Text(text)) => {
+            let spec = match tame_lang::parse(&text) {
+                Ok(expr) => match check(&expr) {
+                    Ok(()) => Some(CondSpec::Cel(expr)),
+                    Err(errors) => {
+                        for e in errors {
+                            lang_error(r, source, cond_node, &m.name, &e.message, e.span, e.label, e.help);
+                        }
+                        None
+                    }
+                },
+                Err(e) => {
+                    lang_error(r, source, cond_node, &m.name, &e.message, e.span, e.label, e.help);
+                    None
+                }
+            };
+            (spec, Some(text))
+        }
+    };
+    let (reason, template) = match &m.reason {
+        None => (Arc::from(m.description.clone().unwrap_or_else(|| format!("Matched rule: {}", m.name))), None),
+        Some(text) => match Template::parse(text) {
+            Ok(None) => (Arc::from(unescape_static(text)), None),
+            Ok(Some(t)) => (Arc::from(text.as_str()), Some(t)),
+            Err(e) => {
+                let rn = node.and_then(|n| n.get("reason"));
+                let span = rn.map(|n| locate::scalar_offset(source, n, e.span.start)..locate::scalar_offset(source, n, e.span.end));
+                r.error(e.message, span, Some(&m.name), None);
+                (Arc::from(""), None)
+            }
+        },
+    };
+    let spec = RuleSpec {
+        name: Arc::from(m.name.as_str()),
+        action: action?,
+        tools: tools?,
+        condition: condition?,
+        reason,
+        template,
+    };
+    if !name_valid {
+        return None;
+    }
+    let info = RuleInfo {
+        name: m.name,
+        action: spec.action,
+        tools: spec.tools.clone(),
+        description: m.description,
+        condition: condition_text,
+        reason: m.reason,
+    };
+    Some((spec, info))
+}
+
+fn false_expr() -> tame_lang::Expr {
+    tame_lang::Expr::new(tame_lang::ExprKind::Literal(tame_lang::Literal::Bool(false)), tame_lang::Span::default())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lang_error(
+    r: &mut Reporter<'_>,
+    source: &str,
+    cond_node: Option<&YNode>,
+    rule: &str,
+    message: &str,
+    span: tame_lang::Span,
+    label: Option<String>,
+    help: Option<String>,
+) {
+    let file_span = cond_node.map(|n| {
+        let s = locate::scalar_offset(source, n, span.start as usize);
+        let e = locate::scalar_offset(source, n, span.end as usize).max(s);
+        s..e
+    });
+    let d = r.make(Severity::Error, message.to_owned(), file_span, label, Some(rule), help);
+    r.diagnostics.push(d);
+}
+
+fn legacy_rule(
+    r: &mut Reporter<'_>,
+    m: LegacyRuleModel,
+    node: Option<&YNode>,
+    warnings: &mut Vec<crate::diag::Diagnostic>,
+) -> Option<(RuleSpec, RuleInfo)> {
+    let name_valid = name_ok(r, &m.name, node);
+    let action = action_of(r, &m.action, node, &m.name);
+    let tools = tools_of(r, m.tools, node, &m.name);
+    let conds = m.conditions.unwrap_or_default();
+    let cnode = node.and_then(|n| n.get("conditions"));
+    let mut checks = Vec::new();
+    let mut ok = true;
+    let sections = [
+        ("arg_contains", conds.arg_contains),
+        ("arg_not_contains", conds.arg_not_contains),
+        ("session_context", conds.session_context),
+    ];
+    for (kind, map) in sections {
+        let Some(map) = map else { continue };
+        let knode = cnode.and_then(|n| n.get(kind));
+        for (key, value) in map {
+            let vnode = knode.and_then(|n| n.get(&key));
+            let span = vnode.map(YNode::span);
+            let texts: Vec<String> = match kind {
+                "session_context" => match legacy::context_scalar(&value) {
+                    Ok(expected) => {
+                        let text = match &expected {
+                            Some(legacy::LegacyScalar::Str(s)) => vec![s.clone()],
+                            _ => Vec::new(),
+                        };
+                        checks.push(LegacyCheck::ContextEquals { key: Arc::from(key.as_str()), expected });
+                        text
+                    }
+                    Err(msg) => {
+                        r.error(format!("`{kind}.{key}`: {msg}"), span, Some(&m.name), None);
+                        ok = false;
+                        continue;
+                    }
+                },
+                _ => match legacy::needles(&value) {
+                    Ok(needles) => {
+                        let key = Arc::from(key.as_str());
+                        checks.push(if kind == "arg_contains" {
+                            LegacyCheck::ArgContains { key, needles: needles.clone() }
+                        } else {
+                            LegacyCheck::ArgNotContains { key, needles: needles.clone() }
+                        });
+                        needles
+                    }
+                    Err(msg) => {
+                        r.error(format!("`{kind}.{key}`: {msg}"), span, Some(&m.name), None);
+                        ok = false;
+                        continue;
+                    }
+                },
+            };
+            for text in texts {
+                if let Some((message, cond)) = legacy::suspicious(kind, &key, &text) {
+                    let d = r.make(
+                        Severity::Warning,
+                        message,
+                        span.clone(),
+                        None,
+                        Some(&m.name),
+                        Some(format!("legacy values are matched literally; the equivalent in the current format is `{cond}`")),
+                    );
+                    warnings.push(d);
+                }
+            }
+        }
+    }
+    let spec = RuleSpec {
+        name: Arc::from(m.name.as_str()),
+        action: action?,
+        tools: tools?,
+        condition: CondSpec::Legacy(checks),
+        reason: Arc::from(format!("Matched rule: {}", m.name)),
+        template: None,
+    };
+    if !ok || !name_valid {
+        return None;
+    }
+    let info = RuleInfo {
+        name: m.name,
+        action: spec.action,
+        tools: spec.tools.clone(),
+        description: m.description,
+        condition: None,
+        reason: None,
+    };
+    Some((spec, info))
+}
