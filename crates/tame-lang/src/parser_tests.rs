@@ -1,5 +1,12 @@
 //! Unit tests of the parser: literals, escapes, precedence, macros, errors, limits.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use super::*;
 
 fn p(src: &str) -> String {

@@ -4,6 +4,13 @@
 //! that construct protobuf messages (`Msg{...}`) or need a container are
 //! outside Tame's dialect and are listed as expected failures.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use common::load_cases;

@@ -1,6 +1,13 @@
 //! Property tests: printing any AST and re-parsing it gives the same AST,
 //! and the parser never panics, whatever the input.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use proptest::prelude::*;
 use tame_lang::{
     BinaryOp, Comprehension, Expr, ExprKind, Literal, MacroKind, Span, UnaryOp, parse,

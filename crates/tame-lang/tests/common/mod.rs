@@ -1,6 +1,12 @@
 //! Test helpers: a minimal reader of the CEL conformance `.textproto` files.
 
-#![allow(dead_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    dead_code
+)]
 
 use std::path::PathBuf;
 
