@@ -1,0 +1,75 @@
+//! `tame-mcp-proxy`: the MCP stdio proxy as its own binary (the same as
+//! `tame mcp-proxy`), so the proxy can be used and tested without the CLI.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use tame_integrations::{McpProxyOptions, run_mcp_proxy};
+
+/// Guard an MCP server: enforce every `tools/call` with a Tame policy.
+#[derive(Debug, Parser)]
+#[command(name = "tame-mcp-proxy", version)]
+struct Args {
+    /// The policies.yml to decide with (embedded engine).
+    #[arg(long, required_unless_present = "api_url")]
+    policy: Option<PathBuf>,
+    /// Decide through this Tame server instead, e.g. http://127.0.0.1:8000.
+    #[arg(long, env = "TAME_API_URL")]
+    api_url: Option<String>,
+    /// The server's API key.
+    #[arg(long, env = "TAME_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    #[arg(long)]
+    agent_id: Option<String>,
+    #[arg(long)]
+    user_id: Option<String>,
+    /// The session id of this run (default: a fresh UUID).
+    #[arg(long)]
+    session_id: Option<String>,
+    /// Remove from tools/list the tools the policy always denies.
+    #[arg(long)]
+    hide_denied: bool,
+    /// Seconds to wait for a human approval (at most 55).
+    #[arg(long, default_value_t = 30.0)]
+    approval_timeout: f64,
+    /// Append decisions and results to this JSON-lines file (embedded engine).
+    #[arg(long)]
+    journal: Option<PathBuf>,
+    /// The MCP server command, after `--`.
+    #[arg(last = true, required = true, num_args = 1..)]
+    command: Vec<String>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let approval_timeout = Duration::try_from_secs_f64(args.approval_timeout.max(0.0)).unwrap_or(Duration::from_secs(30));
+    let opts = McpProxyOptions {
+        policy: args.policy,
+        api_url: args.api_url,
+        api_key: args.api_key,
+        agent_id: args.agent_id,
+        user_id: args.user_id,
+        session_id: args.session_id,
+        hide_denied: args.hide_denied,
+        approval_timeout,
+        journal: args.journal,
+        command: args.command,
+        ..McpProxyOptions::default()
+    };
+    let code = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => match runtime.block_on(run_mcp_proxy(opts)) {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("tame mcp-proxy: {err:#}");
+                2
+            }
+        },
+        Err(err) => {
+            eprintln!("tame mcp-proxy: cannot start the async runtime: {err}");
+            2
+        }
+    };
+    // stdin is read on a blocking thread that would hold up runtime shutdown.
+    std::process::exit(code);
+}

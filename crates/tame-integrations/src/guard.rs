@@ -1,0 +1,557 @@
+//! Where a tool call's decision comes from: the [`Guard`] trait, with the
+//! embedded engine ([`EmbeddedGuard`]) and a Tame server ([`RemoteGuard`]).
+//!
+//! Both the MCP proxy and the tool runner ask a guard before anything runs,
+//! wait on it for approvals, and hand it the call's outcome to record. The
+//! server can implement [`Guard`] over its own engine and store to mount the
+//! tool runner's HTTP handler.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::future::Future;
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tame_engine::{Action, MemoryFacts, Policy, Request};
+
+/// One tool call as the guard sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ToolCall {
+    pub tool_name: String,
+    /// The call's arguments (a JSON object).
+    pub tool_args: Value,
+    pub session_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// Free-form metadata (a JSON object).
+    pub metadata: Value,
+}
+
+impl ToolCall {
+    /// A call with empty metadata and no agent or user.
+    pub fn new(tool_name: impl Into<String>, tool_args: Value, session_id: impl Into<String>) -> Self {
+        ToolCall {
+            tool_name: tool_name.into(),
+            tool_args,
+            session_id: session_id.into(),
+            agent_id: None,
+            user_id: None,
+            metadata: Value::Object(Map::new()),
+        }
+    }
+}
+
+/// The guard's answer for one call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub decision: Action,
+    pub rule_name: Option<String>,
+    pub reason: String,
+    #[serde(default)]
+    pub policy_version: String,
+    /// The audit log entry of the decision (the result is recorded under it).
+    #[serde(default)]
+    pub log_id: Option<String>,
+    /// Set when `decision` is `approve`: the pending approval to wait on.
+    #[serde(default)]
+    pub approval_id: Option<String>,
+    #[serde(default)]
+    pub session_id: String,
+}
+
+/// What became of a pending approval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApprovalOutcome {
+    Approved,
+    /// A human rejected the call; the reason they gave, if any.
+    Rejected(Option<String>),
+    /// Nobody decided within the wait (or nobody can: the embedded engine).
+    Pending,
+}
+
+/// Whether a call that ran succeeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallStatus {
+    Success,
+    Error,
+}
+
+/// What a call that ran returned, recorded under the decision's log entry.
+#[derive(Clone, Debug, Serialize)]
+pub struct CallOutcome {
+    pub status: CallStatus,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// The tool's result (an MCP `CallToolResult`, a tool protocol result).
+    pub result: Value,
+    /// Extra fields kept with the record (e.g. the tool protocol's trace).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Decides tool calls and records their outcomes.
+///
+/// Implemented by [`EmbeddedGuard`] (the engine in this process),
+/// [`RemoteGuard`] (a Tame server over HTTP) and [`AnyGuard`] (either).
+pub trait Guard: Send + Sync {
+    /// Decides `call`. An `Err` means no decision could be had; callers
+    /// treat it as a deny (fail closed).
+    fn enforce(&self, call: &ToolCall) -> impl Future<Output = anyhow::Result<Verdict>> + Send;
+
+    /// Records what the call returned, under `verdict.log_id`.
+    fn record(
+        &self,
+        verdict: &Verdict,
+        call: &ToolCall,
+        outcome: &CallOutcome,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Waits at most `timeout` for a human to decide approval `approval_id`.
+    fn wait_approval(
+        &self,
+        approval_id: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = anyhow::Result<ApprovalOutcome>> + Send;
+
+    /// Whether the policy denies `tool` whatever its arguments and session
+    /// (used to hide tools from `tools/list`). `false` when unsure.
+    fn denies_unconditionally(&self, tool: &str) -> bool;
+}
+
+/// A JSON-lines journal of decisions and outcomes (one object per line).
+#[derive(Debug)]
+struct Journal {
+    file: Mutex<File>,
+}
+
+impl Journal {
+    fn create(path: &Path) -> anyhow::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open journal `{}`", path.display()))?;
+        Ok(Journal { file: Mutex::new(file) })
+    }
+
+    fn write(&self, entry: &Value) {
+        if let Ok(mut file) = self.file.lock() {
+            let line = entry.to_string();
+            if let Err(err) = writeln!(file, "{line}").and_then(|()| file.flush()) {
+                tracing::warn!("cannot write journal entry: {err}");
+            }
+        }
+    }
+}
+
+/// One entry of the embedded guard's in-memory log.
+#[derive(Clone, Debug, Serialize)]
+pub struct LogEntry {
+    pub log_id: String,
+    pub timestamp: String,
+    pub call: ToolCall,
+    pub verdict: Verdict,
+    /// Filled in when the call ran and its outcome was recorded.
+    pub outcome: Option<CallOutcome>,
+}
+
+/// The engine in this process: decisions from a compiled [`Policy`],
+/// session facts in memory, an in-memory log and an optional JSON-lines
+/// journal file.
+#[derive(Debug)]
+pub struct EmbeddedGuard {
+    policy: Arc<Policy>,
+    sessions: Mutex<HashMap<String, MemoryFacts>>,
+    log: Mutex<Vec<LogEntry>>,
+    journal: Option<Journal>,
+}
+
+impl EmbeddedGuard {
+    pub fn new(policy: Arc<Policy>) -> Self {
+        EmbeddedGuard {
+            policy,
+            sessions: Mutex::new(HashMap::new()),
+            log: Mutex::new(Vec::new()),
+            journal: None,
+        }
+    }
+
+    /// Loads and compiles the policy file at `path`.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let policy = Policy::from_file(path)
+            .map_err(|err| anyhow::anyhow!("cannot load policy `{}`:\n{err}", path.display()))?;
+        Ok(Self::new(Arc::new(policy)))
+    }
+
+    /// Also appends every decision and outcome to the JSON-lines file `path`.
+    pub fn with_journal(mut self, path: &Path) -> anyhow::Result<Self> {
+        self.journal = Some(Journal::create(path)?);
+        Ok(self)
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// A copy of the log so far (decisions, with outcomes once recorded).
+    pub fn log(&self) -> Vec<LogEntry> {
+        self.log.lock().map(|log| log.clone()).unwrap_or_default()
+    }
+
+    fn decide(&self, call: &ToolCall) -> anyhow::Result<Verdict> {
+        let request = Request::from_call_json(&serde_json::to_value(call)?)
+            .map_err(|err| anyhow::anyhow!("invalid call of `{}`: {err}", call.tool_name))?;
+        let now = request.now;
+        let mut sessions = self
+            .sessions
+            .lock()
+            .map_err(|_| anyhow::anyhow!("session facts are unavailable (a thread panicked)"))?;
+        let facts = sessions.entry(call.session_id.clone()).or_default();
+        let decision = self.policy.evaluate(&request, &*facts);
+        if decision.action == Action::Allow {
+            facts.record(&call.tool_name, now);
+        }
+        drop(sessions);
+        let log_id = uuid::Uuid::new_v4().to_string();
+        let approval_id =
+            (decision.action == Action::Approve).then(|| uuid::Uuid::new_v4().to_string());
+        let verdict = Verdict {
+            decision: decision.action,
+            rule_name: decision.rule_name.as_deref().map(str::to_owned),
+            reason: decision.reason.to_string(),
+            policy_version: decision.policy_version.to_string(),
+            log_id: Some(log_id.clone()),
+            approval_id,
+            session_id: call.session_id.clone(),
+        };
+        let timestamp = now.to_string();
+        if let Some(journal) = &self.journal {
+            journal.write(&json!({
+                "kind": "decision",
+                "timestamp": timestamp,
+                "log_id": log_id,
+                "session_id": call.session_id,
+                "agent_id": call.agent_id,
+                "user_id": call.user_id,
+                "tool_name": call.tool_name,
+                "tool_args": call.tool_args,
+                "decision": verdict.decision,
+                "rule_name": verdict.rule_name,
+                "reason": verdict.reason,
+                "policy_version": verdict.policy_version,
+                "approval_id": verdict.approval_id,
+            }));
+        }
+        if let Ok(mut log) = self.log.lock() {
+            log.push(LogEntry {
+                log_id,
+                timestamp,
+                call: call.clone(),
+                verdict: verdict.clone(),
+                outcome: None,
+            });
+        }
+        Ok(verdict)
+    }
+}
+
+impl Guard for EmbeddedGuard {
+    async fn enforce(&self, call: &ToolCall) -> anyhow::Result<Verdict> {
+        self.decide(call)
+    }
+
+    async fn record(
+        &self,
+        verdict: &Verdict,
+        _call: &ToolCall,
+        outcome: &CallOutcome,
+    ) -> anyhow::Result<()> {
+        let Some(log_id) = verdict.log_id.as_deref() else {
+            anyhow::bail!("cannot record a result: the decision has no log id");
+        };
+        if let Some(journal) = &self.journal {
+            let mut entry = json!({
+                "kind": "result",
+                "timestamp": jiff::Timestamp::now().to_string(),
+                "log_id": log_id,
+                "session_id": verdict.session_id,
+            });
+            if let (Value::Object(entry), Ok(Value::Object(fields))) =
+                (&mut entry, serde_json::to_value(outcome))
+            {
+                entry.extend(fields);
+            }
+            journal.write(&entry);
+        }
+        let mut log = self
+            .log
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the log is unavailable (a thread panicked)"))?;
+        match log.iter_mut().rev().find(|entry| entry.log_id == log_id) {
+            Some(entry) => {
+                entry.outcome = Some(outcome.clone());
+                Ok(())
+            }
+            None => anyhow::bail!("cannot record a result: unknown log id `{log_id}`"),
+        }
+    }
+
+    async fn wait_approval(&self, _approval_id: &str, _timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
+        // Without a server there is nobody to approve: the call stays pending.
+        Ok(ApprovalOutcome::Pending)
+    }
+
+    fn denies_unconditionally(&self, tool: &str) -> bool {
+        crate::hide::denies_unconditionally(&self.policy, tool)
+    }
+}
+
+/// A Tame server reached over HTTP (`--api-url`): `POST /api/v1/enforce`,
+/// `POST /api/v1/enforce/{session}/result?log_id=`, `/api/v1/approvals`.
+#[derive(Clone, Debug)]
+pub struct RemoteGuard {
+    base: String,
+    api_key: Option<String>,
+    client: reqwest::Client,
+    /// Tools the server's current policy denies unconditionally, fetched
+    /// once by [`RemoteGuard::load_hidden`].
+    hidden: Arc<Mutex<Option<Vec<String>>>>,
+}
+
+impl RemoteGuard {
+    /// `api_url` is the server's root, e.g. `http://127.0.0.1:8000`.
+    pub fn new(api_url: &str, api_key: Option<String>) -> anyhow::Result<Self> {
+        let base = api_url.trim_end_matches('/').to_owned();
+        reqwest::Url::parse(&base).with_context(|| format!("invalid api url `{api_url}`"))?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("cannot build the http client")?;
+        Ok(RemoteGuard { base, api_key, client, hidden: Arc::new(Mutex::new(None)) })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let builder = self.client.request(method, format!("{}{path}", self.base));
+        match &self.api_key {
+            Some(key) => builder.bearer_auth(key).header("x-api-key", key),
+            None => builder,
+        }
+    }
+
+    async fn json(response: reqwest::Response, what: &str) -> anyhow::Result<Value> {
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .with_context(|| format!("cannot read the server's answer to {what}"))?;
+        if !status.is_success() {
+            let detail = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("detail").map(|d| d.as_str().map_or_else(|| d.to_string(), str::to_owned)))
+                .unwrap_or(body);
+            anyhow::bail!("server answered {status} to {what}: {detail}");
+        }
+        serde_json::from_str(&body)
+            .with_context(|| format!("server's answer to {what} is not json"))
+    }
+
+    /// Asks the server's current policy which of `tools` it denies
+    /// unconditionally (`GET /api/v1/policy/current`), for `tools/list`
+    /// filtering. Without rule details in the answer nothing is hidden.
+    pub async fn load_hidden(&self) -> anyhow::Result<()> {
+        let response = self
+            .request(reqwest::Method::GET, "/api/v1/policy/current")
+            .send()
+            .await
+            .context("cannot reach the tame server")?;
+        let current = Self::json(response, "GET /api/v1/policy/current").await?;
+        let hidden = crate::hide::hidden_from_policy_json(&current);
+        if let Ok(mut slot) = self.hidden.lock() {
+            *slot = Some(hidden);
+        }
+        Ok(())
+    }
+}
+
+/// Reads a string field, accepting numbers too (log ids are strings in the
+/// original API, numbers in some servers).
+fn string_field(v: &Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl Guard for RemoteGuard {
+    async fn enforce(&self, call: &ToolCall) -> anyhow::Result<Verdict> {
+        let response = self
+            .request(reqwest::Method::POST, "/api/v1/enforce")
+            .json(call)
+            .send()
+            .await
+            .context("cannot reach the tame server")?;
+        let body = Self::json(response, "POST /api/v1/enforce").await?;
+        let decision: Action = serde_json::from_value(body.get("decision").cloned().unwrap_or(Value::Null))
+            .context("server's enforce answer has no valid `decision`")?;
+        Ok(Verdict {
+            decision,
+            rule_name: string_field(&body, "rule_name"),
+            reason: string_field(&body, "reason").unwrap_or_default(),
+            policy_version: string_field(&body, "policy_version").unwrap_or_default(),
+            log_id: string_field(&body, "log_id"),
+            approval_id: string_field(&body, "approval_id"),
+            session_id: string_field(&body, "session_id").unwrap_or_else(|| call.session_id.clone()),
+        })
+    }
+
+    async fn record(
+        &self,
+        verdict: &Verdict,
+        _call: &ToolCall,
+        outcome: &CallOutcome,
+    ) -> anyhow::Result<()> {
+        let Some(log_id) = verdict.log_id.as_deref() else {
+            anyhow::bail!("cannot record a result: the server gave no log id");
+        };
+        let path = format!("/api/v1/enforce/{}/result", verdict.session_id);
+        let response = self
+            .request(reqwest::Method::POST, &path)
+            .query(&[("log_id", log_id)])
+            .json(outcome)
+            .send()
+            .await
+            .context("cannot reach the tame server")?;
+        Self::json(response, &format!("POST {path}")).await.map(drop)
+    }
+
+    async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
+        let deadline = Instant::now() + timeout;
+        let path = format!("/api/v1/approvals/{approval_id}");
+        loop {
+            let response = self
+                .request(reqwest::Method::GET, &path)
+                .send()
+                .await
+                .context("cannot reach the tame server")?;
+            let body = Self::json(response, &format!("GET {path}")).await?;
+            let status = string_field(&body, "status").unwrap_or_default();
+            match status.as_str() {
+                "approved" => return Ok(ApprovalOutcome::Approved),
+                "rejected" | "denied" | "expired" => {
+                    let reason = string_field(&body, "reason")
+                        .or_else(|| string_field(&body, "decision_reason"));
+                    return Ok(ApprovalOutcome::Rejected(reason));
+                }
+                _ => {}
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(ApprovalOutcome::Pending);
+            }
+            tokio::time::sleep((deadline - now).min(Duration::from_millis(250))).await;
+        }
+    }
+
+    fn denies_unconditionally(&self, tool: &str) -> bool {
+        self.hidden
+            .lock()
+            .ok()
+            .and_then(|hidden| hidden.as_ref().map(|names| names.iter().any(|n| n == tool)))
+            .unwrap_or(false)
+    }
+}
+
+/// Either guard, chosen at run time (`--policy` or `--api-url`).
+#[derive(Debug)]
+pub enum AnyGuard {
+    Embedded(EmbeddedGuard),
+    Remote(RemoteGuard),
+}
+
+impl AnyGuard {
+    /// The embedded engine with `policy`, or the server at `api_url`
+    /// (which wins when both are given). One of the two is required.
+    pub fn open(
+        policy: Option<&Path>,
+        api_url: Option<&str>,
+        api_key: Option<String>,
+        journal: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        match (api_url, policy) {
+            (Some(url), _) => Ok(AnyGuard::Remote(RemoteGuard::new(url, api_key)?)),
+            (None, Some(path)) => {
+                let guard = EmbeddedGuard::from_file(path)?;
+                let guard = match journal {
+                    Some(journal) => guard.with_journal(journal)?,
+                    None => guard,
+                };
+                Ok(AnyGuard::Embedded(guard))
+            }
+            (None, None) => anyhow::bail!("either a policy file (--policy) or a server (--api-url) is required"),
+        }
+    }
+}
+
+impl Guard for AnyGuard {
+    async fn enforce(&self, call: &ToolCall) -> anyhow::Result<Verdict> {
+        match self {
+            AnyGuard::Embedded(g) => g.enforce(call).await,
+            AnyGuard::Remote(g) => g.enforce(call).await,
+        }
+    }
+
+    async fn record(&self, verdict: &Verdict, call: &ToolCall, outcome: &CallOutcome) -> anyhow::Result<()> {
+        match self {
+            AnyGuard::Embedded(g) => g.record(verdict, call, outcome).await,
+            AnyGuard::Remote(g) => g.record(verdict, call, outcome).await,
+        }
+    }
+
+    async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
+        match self {
+            AnyGuard::Embedded(g) => g.wait_approval(approval_id, timeout).await,
+            AnyGuard::Remote(g) => g.wait_approval(approval_id, timeout).await,
+        }
+    }
+
+    fn denies_unconditionally(&self, tool: &str) -> bool {
+        match self {
+            AnyGuard::Embedded(g) => g.denies_unconditionally(tool),
+            AnyGuard::Remote(g) => g.denies_unconditionally(tool),
+        }
+    }
+}
+
+impl<G: Guard> Guard for Arc<G> {
+    fn enforce(&self, call: &ToolCall) -> impl Future<Output = anyhow::Result<Verdict>> + Send {
+        (**self).enforce(call)
+    }
+    fn record(
+        &self,
+        verdict: &Verdict,
+        call: &ToolCall,
+        outcome: &CallOutcome,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        (**self).record(verdict, call, outcome)
+    }
+    fn wait_approval(
+        &self,
+        approval_id: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = anyhow::Result<ApprovalOutcome>> + Send {
+        (**self).wait_approval(approval_id, timeout)
+    }
+    fn denies_unconditionally(&self, tool: &str) -> bool {
+        (**self).denies_unconditionally(tool)
+    }
+}

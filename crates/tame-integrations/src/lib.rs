@@ -1,0 +1,20 @@
+//! Tame integrations: guard agents' tools where they already run.
+//!
+//! - [`mcp`]: an MCP stdio proxy (`tame mcp-proxy`) that enforces every
+//!   `tools/call` before the real server sees it;
+//! - [`protocol`]: the tool protocol v1 runner (Python subprocess or HTTP
+//!   service, with timeouts and trace fields);
+//! - [`run`]: guarded tool runs for `tame run-tool` and the server's
+//!   `POST /api/v1/tools/run`;
+//! - [`guard`]: where decisions come from (the embedded engine or a server).
+
+pub mod guard;
+pub mod hide;
+pub mod mcp;
+pub mod protocol;
+pub mod run;
+
+pub use guard::{AnyGuard, ApprovalOutcome, CallOutcome, CallStatus, EmbeddedGuard, Guard, RemoteGuard, ToolCall, Verdict};
+pub use mcp::{McpProxyOptions, run_mcp_proxy, run_mcp_proxy_with};
+pub use protocol::{Execution, RunnerSpec, ToolBinding, ToolError, ToolRunner, ToolsFile, Trace};
+pub use run::{CallContext, RunToolOptions, ToolRunReport, ToolsService, run_guarded, run_tool, run_tool_async, tools_router};

@@ -1,0 +1,153 @@
+"""End to end: the official `mcp` client library talks to a real FastMCP
+server through `tame-mcp-proxy`, which enforces tests/fixtures/policy.yml."""
+import json
+import os
+import subprocess
+import sys
+
+import anyio
+import pytest
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+
+def run(coro):
+    return anyio.run(coro)
+
+
+def params(proxy_bin, policy_file, server_cmd, *extra, env=None):
+    return StdioServerParameters(
+        command=proxy_bin,
+        args=["--policy", policy_file, "--agent-id", "pytest-agent", *extra, "--", *server_cmd],
+        env={**os.environ, **(env or {})},
+    )
+
+
+def text(result):
+    return "".join(c.text for c in result.content if getattr(c, "type", "") == "text")
+
+
+def test_tools_flow_through_the_proxy(proxy_bin, policy_file, server_cmd, tmp_path):
+    journal = tmp_path / "journal.jsonl"
+    marker = tmp_path / "deleted.txt"
+
+    async def main():
+        p = params(proxy_bin, policy_file, server_cmd, "--journal", str(journal),
+                   env={"TAME_TEST_DELETE_MARKER": str(marker)})
+        async with stdio_client(p) as (read, write):
+            async with ClientSession(read, write) as session:
+                init = await session.initialize()
+                assert init.serverInfo.name == "tame-test-server"
+                tools = await session.list_tools()
+                names = sorted(t.name for t in tools.tools)
+                assert names == ["add", "crash", "delete_file", "echo", "pay", "read_file"]
+
+                r = await session.call_tool("echo", {"text": "hi"})
+                assert not r.isError and text(r) == "echo: hi"
+                r = await session.call_tool("add", {"a": 2, "b": 40})
+                assert not r.isError and text(r) == "42"
+                assert r.structuredContent == {"result": 42}
+
+                # A conditional deny: only /etc paths are refused.
+                r = await session.call_tool("read_file", {"path": "/home/ada/notes.txt"})
+                assert not r.isError and text(r) == "contents of /home/ada/notes.txt"
+                r = await session.call_tool("read_file", {"path": "/etc/shadow"})
+                assert r.isError
+                assert text(r) == "System paths are off limits (/etc/shadow)"
+
+                r = await session.call_tool("delete_file", {"path": "/tmp/important"})
+                assert r.isError and text(r) == "Deleting files is not allowed"
+
+                # Approve with the embedded engine: nobody can approve, so the
+                # result names the pending approval.
+                r = await session.call_tool("pay", {"amount": 10})
+                assert r.isError and "pending approval id:" in text(r)
+                assert r.meta["tame"]["decision"] == "approve"
+
+    run(main)
+    # The denied delete never reached the server.
+    assert not marker.exists()
+    entries = [json.loads(line) for line in journal.read_text().splitlines()]
+    decisions = [(e["tool_name"], e["decision"]) for e in entries if e["kind"] == "decision"]
+    assert decisions == [
+        ("echo", "allow"), ("add", "allow"), ("read_file", "allow"),
+        ("read_file", "deny"), ("delete_file", "deny"), ("pay", "approve"),
+    ]
+    assert all(e["agent_id"] == "pytest-agent" for e in entries if e["kind"] == "decision")
+    assert len({e["session_id"] for e in entries}) == 1
+    results = [e for e in entries if e["kind"] == "result"]
+    assert [r["status"] for r in results] == ["success"] * 3
+    allowed_ids = [e["log_id"] for e in entries if e["kind"] == "decision" and e["decision"] == "allow"]
+    assert [r["log_id"] for r in results] == allowed_ids
+
+
+def test_hide_denied_removes_unconditionally_denied_tools(proxy_bin, policy_file, server_cmd):
+    async def main():
+        async with stdio_client(params(proxy_bin, policy_file, server_cmd, "--hide-denied")) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                tools = await session.list_tools()
+                # delete_file: an unconditional deny rule. read_file stays (its
+                # deny is conditional); pay stays (approval).
+                assert sorted(t.name for t in tools.tools) == ["add", "crash", "echo", "pay", "read_file"]
+
+    run(main)
+
+
+def test_a_crashing_server_fails_the_pending_call(proxy_bin, policy_file, server_cmd):
+    async def main():
+        async with stdio_client(params(proxy_bin, policy_file, server_cmd)) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                with pytest.raises(Exception) as info:
+                    await session.call_tool("crash", {})
+                assert "exited" in str(info.value)
+
+    run(main)
+
+
+def _raw_proxy(proxy_bin, policy_file, server_cmd):
+    return subprocess.Popen(
+        [proxy_bin, "--policy", policy_file, "--", *server_cmd],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_malformed_json_rpc_gets_a_parse_error_and_the_proxy_goes_on(proxy_bin, policy_file, server_cmd):
+    proc = _raw_proxy(proxy_bin, policy_file, server_cmd)
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
+    lines = [
+        json.dumps(init),
+        json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        "{\"jsonrpc\": \"2.0\", \"id\": 2, \"method\": ",
+        json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "still here"}}}),
+    ]
+    out, err = proc.communicate("\n".join(lines) + "\n", timeout=60)
+    assert proc.returncode == 0, err
+    messages = [json.loads(line) for line in out.splitlines() if line.strip()]
+    parse_errors = [m for m in messages if m.get("error", {}).get("code") == -32700]
+    assert len(parse_errors) == 1 and parse_errors[0]["id"] is None
+    echo = next(m for m in messages if m.get("id") == 3)
+    assert echo["result"]["content"][0]["text"] == "echo: still here"
+
+
+def test_a_disconnecting_client_shuts_the_server_down(proxy_bin, policy_file, server_cmd, tmp_path):
+    pid_file = tmp_path / "server.pid"
+    wrapper = [sys.executable, "-c",
+               "import os, runpy, sys; open(sys.argv[1], 'w').write(str(os.getpid())); "
+               "sys.argv = sys.argv[2:]; runpy.run_path(sys.argv[0], run_name='__main__')",
+               str(pid_file), server_cmd[-1]]
+    proc = _raw_proxy(proxy_bin, policy_file, wrapper)
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
+    proc.stdin.write(json.dumps(init) + "\n")
+    proc.stdin.flush()
+    first = json.loads(proc.stdout.readline())
+    assert first["id"] == 1
+    pid = int(pid_file.read_text())
+    proc.stdin.close()  # the client goes away
+    assert proc.wait(timeout=30) == 0
+    # The server process is gone too (reaped by the proxy).
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
