@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tame_engine::{MemoryFacts, Policy, Request};
+use tame_engine::{MemoryFacts, Request};
 
 use crate::Exit;
 use crate::cli::BenchArgs;
@@ -47,7 +47,10 @@ fn read_calls(path: &Path) -> Result<Vec<(Request, MemoryFacts)>, CliError> {
         })?;
         let (request, facts) = parse_call(&value)
             .map_err(|e| CliError::Input(format!("{}:{}: {e}", path.display(), i + 1)))?;
-        calls.push((request, facts.unwrap_or_default()));
+        let mut facts = facts.unwrap_or_default();
+        // Windows measure back from the call's time, not the clock.
+        facts.set_now(request.now);
+        calls.push((request, facts));
     }
     if calls.is_empty() {
         return Err(CliError::Input(format!(

@@ -415,8 +415,8 @@ pub fn approvals(args: &ApprovalsArgs, opts: &ServerOpts, out: &Out) -> Result<E
             for item in &items {
                 out.line(format!(
                     "{}  {}  {}  {}",
-                    bold(show(item.get("id").or_else(|| item.get("approval_id")))),
-                    show(item.get("status")),
+                    bold(show(item.get("approval_id").or_else(|| item.get("id")))),
+                    show(item.get("state").or_else(|| item.get("status"))),
                     show(item.get("tool_name")),
                     dim(show(item.get("tool_args")))
                 ));
@@ -499,18 +499,28 @@ pub fn audit(args: &AuditArgs, opts: &ServerOpts, out: &Out) -> Result<Exit, Cli
                 out.line(format!(
                     "{} audit chain broken: {}",
                     crate::output::pass_word(false),
-                    show(
-                        report
-                            .get("error")
-                            .or_else(|| report.get("reason"))
-                            .or_else(|| report.get("first_bad"))
-                            .or_else(|| report.get("problems"))
-                    )
+                    describe_problem(&report)
                 ));
             }
             Ok(if ok { Exit::Ok } else { Exit::Error })
         }
     }
+}
+
+/// The first problem of an audit report, naming the record.
+fn describe_problem(report: &Value) -> String {
+    let Some(problem) = report.get("first_problem").filter(|p| !p.is_null()) else {
+        return show(report.get("error").or_else(|| report.get("detail")));
+    };
+    let mut text = show(problem.get("message"));
+    if let Some(seq) = problem.get("seq").filter(|v| !v.is_null()) {
+        text.push_str(&format!(" (record #{}", show(Some(seq))));
+        if let Some(id) = problem.get("ref_id").filter(|v| !v.is_null()) {
+            text.push_str(&format!(", log {}", show(Some(id))));
+        }
+        text.push(')');
+    }
+    text
 }
 
 #[cfg(test)]
@@ -540,6 +550,14 @@ mod tests {
         assert!(err.contains("--args is not valid JSON (line 1, column 7)"), "{err}");
         let err = parse_object("[1]", "--args").unwrap_err().to_string();
         assert!(err.contains("must be a JSON object"), "{err}");
+    }
+
+    #[test]
+    fn audit_problems_name_the_record() {
+        let report = json!({"valid": false, "records": 9, "first_problem": {
+            "kind": "hash_mismatch", "seq": 4, "ref_id": "log-4", "message": "record was edited"}});
+        assert_eq!(describe_problem(&report), "record was edited (record #4, log log-4)");
+        assert_eq!(describe_problem(&json!({"detail": "x"})), "x");
     }
 
     #[test]

@@ -89,8 +89,16 @@ fn check_one(path: &Path, out: &Out) -> Result<bool, CliError> {
         }));
         return Ok(!lints.is_empty());
     }
+    if !lints.is_empty() {
+        out.warning(format!(
+            "{}: {} lint{} in policy",
+            path.display(),
+            lints.len(),
+            if lints.len() == 1 { "" } else { "s" }
+        ));
+    }
     for lint in lints {
-        // Rendered lints carry their own `warning:` header and caret.
+        // Rendered lints carry their location and a caret.
         anstream::eprintln!("{}", lint.rendered.trim_end());
     }
     let legacy = if policy.info().legacy { ", legacy format" } else { "" };
@@ -235,6 +243,9 @@ fn evaluate_line(policy: &Policy, call: Call, sessions: &mut Sessions, args: &Ev
             &mut local
         }
     };
+    // Windows (`session.count(t, duration("1h"))`) are measured back from
+    // the call's own time, so `now` on a line replays a past session.
+    facts.set_now(request.now);
     let decision = policy.evaluate(&request, &*facts);
     let mut line = json!({
         "decision": decision.action.as_str(),
@@ -268,7 +279,8 @@ pub fn explain(args: &ExplainArgs, out: &Out) -> Result<Exit, CliError> {
         call["session"] = parse_object(s, "--session")?;
     }
     let (request, facts) = parse_call(&call).map_err(CliError::Input)?;
-    let facts = facts.unwrap_or_default();
+    let mut facts = facts.unwrap_or_default();
+    facts.set_now(request.now);
     let decision = policy.evaluate(&request, &facts);
     let explanation = policy.explain(&request, &facts);
     let trace = serde_json::to_value(&explanation).unwrap_or(Value::Null);
@@ -287,11 +299,52 @@ pub fn explain(args: &ExplainArgs, out: &Out) -> Result<Exit, CliError> {
             bold(decision.rule_name.as_deref().unwrap_or("(default)"))
         ));
         out.line(format!("  reason: {}", decision.reason));
-        out.line(dim("trace:"));
-        match serde_json::to_string_pretty(&trace) {
-            Ok(text) => out.line(text),
-            Err(_) => out.line(trace),
-        }
+        print_trace(&trace, out);
     }
     Ok(Exit::for_action(decision.action))
+}
+
+/// Prints an explanation (the engine's JSON form) for humans: each rule
+/// tried, its outcome, and the sub-expressions it tested.
+fn print_trace(trace: &Value, out: &Out) {
+    let Some(rules) = trace.get("rules").and_then(Value::as_array) else {
+        out.line(trace);
+        return;
+    };
+    if let Some(tool) = trace.get("tool").and_then(Value::as_str) {
+        let how = match trace.get("tool_match").and_then(Value::as_str) {
+            Some("exact") => "named exactly by the policy",
+            _ => "matched by globs or rules for every tool",
+        };
+        out.line(format!("  tool `{tool}`: {how}"));
+    }
+    if rules.is_empty() {
+        out.line(dim("  no rule applies to this tool"));
+    }
+    for rule in rules {
+        let name = rule.get("rule").and_then(Value::as_str).unwrap_or("?");
+        let action = rule.get("action").and_then(Value::as_str).unwrap_or("?");
+        let outcome = match rule.get("outcome").and_then(Value::as_str) {
+            Some("matched") => crate::output::good("matched"),
+            Some("error") => crate::output::bad("error"),
+            _ => dim("not matched"),
+        };
+        out.line(format!("  {} {} {outcome}", bold(name), dim(format!("({action})"))));
+        if let Some(err) = rule.get("error").and_then(Value::as_str) {
+            out.line(format!("      error: {err}"));
+        }
+        for atom in rule.get("atoms").and_then(Value::as_array).into_iter().flatten() {
+            let expr = atom.get("expr").and_then(Value::as_str).unwrap_or("?");
+            let value = atom.get("value").and_then(Value::as_str).unwrap_or("?");
+            let cached = if atom.get("cached").and_then(Value::as_bool) == Some(true) {
+                dim(" (cached)")
+            } else {
+                String::new()
+            };
+            out.line(format!("      {expr} => {value}{cached}"));
+        }
+    }
+    if trace.get("defaulted").and_then(Value::as_bool) == Some(true) {
+        out.line(dim("  no rule matched: the policy's default applied"));
+    }
 }

@@ -105,3 +105,13 @@ pub fn dim(text: impl Display) -> String {
 pub fn bold(text: impl Display) -> String {
     text.bold().to_string()
 }
+
+/// Green bold text for good news.
+pub fn good(text: impl Display) -> String {
+    text.green().bold().to_string()
+}
+
+/// Red bold text for bad news.
+pub fn bad(text: impl Display) -> String {
+    text.red().bold().to_string()
+}

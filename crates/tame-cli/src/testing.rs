@@ -176,18 +176,32 @@ fn number_cases(specs: Vec<CaseSpec>, origin: &str) -> Vec<Case> {
         .collect()
 }
 
-/// The cases kept in the policy file itself (`tests:`), via the engine.
-pub fn inline_cases(policy: &Policy, origin: &str) -> Result<Vec<Case>, CliError> {
-    let mut specs = Vec::new();
-    for (i, test) in policy.tests().iter().enumerate() {
-        let value = serde_json::to_value(test)
-            .map_err(|e| CliError::Other(format!("{origin}: cannot read test {}: {e}", i + 1)))?;
-        let spec: CaseSpec = serde_json::from_value(value).map_err(|e| {
-            CliError::Input(format!("{origin}: test {} in `tests:` is malformed: {e}", i + 1))
-        })?;
-        specs.push(spec);
-    }
-    Ok(number_cases(specs, origin))
+/// The cases kept in the policy file itself (`tests:`), read by the engine.
+pub fn inline_cases(policy: &Policy, origin: &str) -> Vec<Case> {
+    policy
+        .tests()
+        .iter()
+        .map(|test| Case {
+            name: test.name.clone(),
+            origin: format!("{origin}:{}", test.line),
+            spec: CaseSpec {
+                name: Some(test.name.clone()),
+                call: Some(test.call.clone()),
+                tool: None,
+                args: None,
+                session_id: None,
+                agent_id: None,
+                user_id: None,
+                metadata: None,
+                session: test.session.clone(),
+                now: None,
+                expect: test.expect.as_str().to_string(),
+                // The engine's `rule` is "the rule expected, if given".
+                rule: test.rule.clone().map(Some),
+                reason_contains: None,
+            },
+        })
+        .collect()
 }
 
 /// Runs one case against a compiled policy.
@@ -197,7 +211,8 @@ pub fn run_case(policy: &Policy, case: &Case) -> Outcome {
         .call_json()
         .and_then(|call| parse_call(&call))
         .map(|(request, facts)| {
-            let facts = facts.unwrap_or_default();
+            let mut facts = facts.unwrap_or_default();
+            facts.set_now(request.now);
             policy.evaluate(&request, &facts)
         });
     let decision = match evaluated {
@@ -336,7 +351,7 @@ struct FileReport {
 fn run_file(path: &Path, extra: &[PathBuf], out: &Out) -> Result<FileReport, CliError> {
     let policy = load_policy(path)?;
     let origin = path.display().to_string();
-    let mut cases = inline_cases(&policy, &origin)?;
+    let mut cases = inline_cases(&policy, &origin);
     if let Some(sibling) = sibling_tests(path) {
         cases.extend(read_cases(&sibling)?);
     }

@@ -392,6 +392,66 @@ fn eval_with_unreadable_calls_file_fails_clearly() {
     assert!(r.stderr.contains("cannot read `/nonexistent/calls.jsonl`"), "{}", r.stderr);
 }
 
+#[test]
+fn legacy_lints_are_warnings_with_a_condition_to_paste() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "old.yml",
+        concat!(
+            "version: \"1.0\"\n",
+            "rules:\n",
+            "  - name: big_payments\n",
+            "    action: deny\n",
+            "    tools: [pay]\n",
+            "    conditions:\n",
+            "      arg_contains:\n",
+            "        amount: \">50\"\n",
+            "  - name: etc_regex\n",
+            "    action: deny\n",
+            "    tools: [read_file]\n",
+            "    conditions:\n",
+            "      arg_contains:\n",
+            "        path: \"^/etc/.*\"\n",
+        ),
+    );
+    let r = run(tame().arg("check").arg(&path));
+    assert_eq!(r.code, 0, "lints do not fail a check: {}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("warning"), "{}", r.stderr);
+    assert!(r.stderr.contains("big_payments") && r.stderr.contains("etc_regex"), "{}", r.stderr);
+    assert!(r.stderr.contains("condition"), "the lint shows a condition: {}", r.stderr);
+    assert!(r.stdout.contains("2 warnings"), "{}", r.stdout);
+    let strict = run(tame().arg("check").arg("--deny-warnings").arg(&path));
+    assert_eq!(strict.code, 1);
+}
+
+#[test]
+fn shadowed_rule_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "shadow.yml",
+        concat!(
+            "version: \"1\"\n",
+            "default: deny\n",
+            "rules:\n",
+            "  - name: allow_everything\n",
+            "    action: allow\n",
+            "  - name: deny_rm\n",
+            "    action: deny\n",
+            "    tools: [rm]\n",
+        ),
+    );
+    let r = run(tame().arg("--error-format").arg("json").arg("check").arg("--json").arg(&path));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let report: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let warnings = report["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w["rule"] == "deny_rm" && w["severity"] == "warning"),
+        "{report}"
+    );
+}
+
 // ---------------------------------------------------------------- test runner
 
 #[test]
