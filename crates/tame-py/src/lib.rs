@@ -1,1 +1,567 @@
-//! tame-py
+//! `tame._native`: the embedded Tame engine for Python (pyo3).
+//!
+//! A thin layer over the `tame_engine` facade: it converts Python objects
+//! to call data (with depth limits and errors that name the offending
+//! field), keeps in-memory session facts per session id, lets Python
+//! callables serve as host functions in conditions, and maps every engine
+//! error to a Python exception. No policy logic lives here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+use tame_engine::{Action, MemoryFacts, NoFacts, Policy, Request, SessionFacts};
+
+mod convert;
+mod host;
+
+use convert::{json_to_py, py_to_json, ConvertError};
+
+create_exception!(
+    _native,
+    TameError,
+    PyException,
+    "Base class of the embedded engine's errors."
+);
+create_exception!(
+    _native,
+    PolicyError,
+    TameError,
+    "A policy that cannot be loaded. Attributes: `file`, `line`, `column` \
+     (1-based, of the first error), `rendered` (every diagnostic, with carets) \
+     and `diagnostics` (a list of dicts: severity, message, file, line, \
+     column, rule, help, rendered)."
+);
+
+/// Every failure of this module, mapped to Python exceptions in one place.
+#[derive(Debug)]
+pub(crate) enum Error {
+    /// The policy did not compile.
+    Policy(tame_engine::PolicyError),
+    /// A Python argument of the wrong type.
+    Type(String),
+    /// A Python argument of the right type with a bad value.
+    Value(String),
+    /// Session facts given as JSON are malformed.
+    Request(tame_engine::RequestError),
+    /// A host function could not be registered.
+    Register(String),
+    /// A host function called `evaluate` on the engine evaluating it.
+    Reentrant,
+    /// A failure of the Python interpreter itself (already an exception).
+    Python(PyErr),
+}
+
+impl From<PyErr> for Error {
+    fn from(e: PyErr) -> Self {
+        Error::Python(e)
+    }
+}
+
+impl From<ConvertError> for Error {
+    fn from(e: ConvertError) -> Self {
+        match e {
+            ConvertError::Type(m) => Error::Type(m),
+            ConvertError::Value(m) => Error::Value(m),
+            ConvertError::Python(e) => Error::Python(e),
+        }
+    }
+}
+
+impl From<Error> for PyErr {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Policy(err) => policy_error(&err),
+            Error::Type(m) => PyTypeError::new_err(m),
+            Error::Value(m) => PyValueError::new_err(m),
+            Error::Request(err) => PyValueError::new_err(err.to_string()),
+            Error::Register(m) => PyValueError::new_err(m),
+            Error::Reentrant => PyRuntimeError::new_err(
+                "a host function called `evaluate` on the engine that is evaluating it",
+            ),
+            Error::Python(err) => err,
+        }
+    }
+}
+
+/// Builds a `PolicyError` carrying the diagnostics as attributes.
+fn policy_error(err: &tame_engine::PolicyError) -> PyErr {
+    Python::attach(|py| {
+        let first = err.errors().next().or(err.diagnostics.first());
+        let rendered = err.to_string();
+        let message = match first {
+            Some(d) if d.line > 0 => format!("{}:{}:{}: {}", d.file, d.line, d.column, d.message),
+            Some(d) => format!("{}: {}", d.file, d.message),
+            None => rendered.clone(),
+        };
+        let exc = PolicyError::new_err(message);
+        let value = exc.value(py);
+        let set = || -> PyResult<()> {
+            value.setattr("file", first.map(|d| d.file.clone()))?;
+            value.setattr("line", first.map(|d| d.line))?;
+            value.setattr("column", first.map(|d| d.column))?;
+            value.setattr("rendered", rendered.clone())?;
+            let diags = serde_json::to_value(&err.diagnostics).unwrap_or(serde_json::Value::Null);
+            value.setattr("diagnostics", json_to_py(py, &diags)?)?;
+            Ok(())
+        };
+        match set() {
+            Ok(()) => exc,
+            Err(e) => e,
+        }
+    })
+}
+
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+thread_local! {
+    /// Set while this thread evaluates, to refuse re-entrant calls from host
+    /// functions (which would deadlock on the session's lock).
+    static EVALUATING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+struct EvalGuard;
+
+impl EvalGuard {
+    fn enter() -> Result<EvalGuard> {
+        if EVALUATING.with(|e| e.replace(true)) {
+            return Err(Error::Reentrant);
+        }
+        Ok(EvalGuard)
+    }
+}
+
+impl Drop for EvalGuard {
+    fn drop(&mut self) {
+        EVALUATING.with(|e| e.set(false));
+    }
+}
+
+/// The decision about one call.
+#[pyclass(frozen, module = "tame._native")]
+#[derive(Debug)]
+struct Decision {
+    inner: tame_engine::Decision,
+}
+
+#[pymethods]
+impl Decision {
+    /// `"allow"`, `"deny"` or `"approve"`.
+    #[getter]
+    fn action(&self) -> &'static str {
+        self.inner.action.as_str()
+    }
+    /// The matching rule, `None` when the policy's default applied.
+    #[getter]
+    fn rule_name(&self) -> Option<&str> {
+        self.inner.rule_name.as_deref()
+    }
+    #[getter]
+    fn reason(&self) -> &str {
+        &self.inner.reason
+    }
+    #[getter]
+    fn policy_version(&self) -> &str {
+        &self.inner.policy_version
+    }
+    #[getter]
+    fn is_allowed(&self) -> bool {
+        self.inner.action == Action::Allow
+    }
+    #[getter]
+    fn is_denied(&self) -> bool {
+        self.inner.action == Action::Deny
+    }
+    #[getter]
+    fn requires_approval(&self) -> bool {
+        self.inner.action == Action::Approve
+    }
+    /// `{"decision", "rule_name", "reason", "policy_version"}`, the server's field names.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("decision", self.inner.action.as_str())?;
+        d.set_item("rule_name", self.inner.rule_name.as_deref())?;
+        d.set_item("reason", &*self.inner.reason)?;
+        d.set_item("policy_version", &*self.inner.policy_version)?;
+        Ok(d)
+    }
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        match other.cast::<Decision>() {
+            Ok(o) => o.get().inner == self.inner,
+            Err(_) => false,
+        }
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "Decision(action={:?}, rule_name={:?}, reason={:?})",
+            self.inner.action.as_str(),
+            self.inner.rule_name.as_deref(),
+            &*self.inner.reason
+        )
+    }
+}
+
+/// A compiled policy evaluated in-process, with in-memory session facts.
+#[pyclass(frozen, weakref, module = "tame._native")]
+struct Engine {
+    policy: RwLock<Arc<Policy>>,
+    source: String,
+    origin: String,
+    functions: Mutex<host::Functions>,
+    sessions: Mutex<HashMap<String, Arc<Mutex<MemoryFacts>>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("origin", &self.origin).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    fn compile(source: &str, origin: &str, functions: &host::Functions) -> Result<Policy> {
+        functions.compile(source, origin)
+    }
+
+    fn load(source: String, origin: String) -> Result<Engine> {
+        let functions = host::Functions::default();
+        let policy = Engine::compile(&source, &origin, &functions)?;
+        Ok(Engine {
+            policy: RwLock::new(Arc::new(policy)),
+            source,
+            origin,
+            functions: Mutex::new(functions),
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn current(&self) -> Arc<Policy> {
+        match self.policy.read() {
+            Ok(p) => Arc::clone(&p),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn session(&self, id: &str) -> Arc<Mutex<MemoryFacts>> {
+        let mut map = lock(&self.sessions);
+        Arc::clone(map.entry(id.to_owned()).or_default())
+    }
+
+    fn request(
+        tool_name: &Bound<'_, PyAny>,
+        tool_args: Option<&Bound<'_, PyAny>>,
+        session_id: Option<&str>,
+        agent_id: Option<&str>,
+        user_id: Option<&str>,
+        metadata: Option<&Bound<'_, PyAny>>,
+    ) -> Result<Request> {
+        let tool = tool_name.cast::<PyString>().map_err(|_| {
+            Error::Type(format!(
+                "tool_name must be a string, got {}",
+                type_name(tool_name)
+            ))
+        })?;
+        let tool = tool.to_cow()?;
+        if tool.trim().is_empty() {
+            return Err(Error::Value("tool_name must not be empty".into()));
+        }
+        let args = convert::object_arg(tool_args, "tool_args")?;
+        let meta = convert::object_arg(metadata, "metadata")?;
+        let mut req = Request::new(&tool, tame_engine::json_to_value(&args));
+        req.metadata = tame_engine::json_to_value(&meta);
+        req.session_id = session_id.map(Arc::from);
+        req.agent_id = agent_id.map(Arc::from);
+        req.user_id = user_id.map(Arc::from);
+        Ok(req)
+    }
+
+    /// Runs `f` with the session's facts (none without a session id), then
+    /// records the call when asked.
+    fn with_facts<T>(
+        &self,
+        py: Python<'_>,
+        req: &Request,
+        record: bool,
+        f: impl FnOnce(&dyn SessionFacts) -> T,
+    ) -> Result<T> {
+        let _guard = EvalGuard::enter()?;
+        let Some(sid) = req.session_id.as_deref() else {
+            return Ok(f(&NoFacts));
+        };
+        let cell = self.session(sid);
+        let mut facts = loop {
+            match cell.try_lock() {
+                Ok(g) => break g,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                // another thread evaluates in this session (inside a host
+                // function, which may let go of the GIL): wait without the GIL
+                Err(std::sync::TryLockError::WouldBlock) => py.detach(std::thread::yield_now),
+            }
+        };
+        let out = f(&*facts);
+        if record {
+            facts.record(&req.tool, req.now);
+        }
+        Ok(out)
+    }
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "object".into())
+}
+
+#[pymethods]
+impl Engine {
+    /// Loads and compiles a policy file (current or legacy format).
+    #[staticmethod]
+    fn from_file(path: &Bound<'_, PyAny>) -> PyResult<Engine> {
+        let os = path.py().import("os")?;
+        let fspath = os.call_method1("fspath", (path,)).map_err(|_| {
+            PyTypeError::new_err(format!(
+                "path must be a str or os.PathLike, got {}",
+                type_name(path)
+            ))
+        })?;
+        let path: String = fspath.extract().map_err(|_| {
+            PyTypeError::new_err("path must be a text path, not bytes")
+        })?;
+        let source = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                PyFileNotFoundError::new_err(format!("policy file not found: {path}"))
+            }
+            _ => PyOSError::new_err(format!("cannot read policy file {path}: {e}")),
+        })?;
+        Ok(Engine::load(source, path)?)
+    }
+
+    /// Compiles policy text; `name` is used in diagnostics.
+    #[staticmethod]
+    #[pyo3(signature = (text, name = "<string>"))]
+    fn from_str(text: &Bound<'_, PyAny>, name: &str) -> PyResult<Engine> {
+        let text = text.cast::<PyString>().map_err(|_| {
+            PyTypeError::new_err(format!("policy text must be a str, got {}", type_name(text)))
+        })?;
+        Ok(Engine::load(text.to_cow()?.into_owned(), name.to_owned())?)
+    }
+
+    /// Decides one call. With a `session_id`, the session's facts (calls so
+    /// far) are used and the call is recorded (unless `record=False`).
+    #[pyo3(signature = (tool_name, tool_args = None, session_id = None, agent_id = None, user_id = None, metadata = None, record = true))]
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate(
+        &self,
+        py: Python<'_>,
+        tool_name: &Bound<'_, PyAny>,
+        tool_args: Option<&Bound<'_, PyAny>>,
+        session_id: Option<&str>,
+        agent_id: Option<&str>,
+        user_id: Option<&str>,
+        metadata: Option<&Bound<'_, PyAny>>,
+        record: bool,
+    ) -> PyResult<Decision> {
+        let req = Engine::request(tool_name, tool_args, session_id, agent_id, user_id, metadata)?;
+        let policy = self.current();
+        let inner = self.with_facts(py, &req, record, |facts| policy.evaluate(&req, facts))?;
+        Ok(Decision { inner })
+    }
+
+    /// Why the policy decides as it does for this call: which rules were
+    /// tried, which matched, and the decision (a dict). Records nothing.
+    #[pyo3(signature = (tool_name, tool_args = None, session_id = None, agent_id = None, user_id = None, metadata = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn explain<'py>(
+        &self,
+        py: Python<'py>,
+        tool_name: &Bound<'_, PyAny>,
+        tool_args: Option<&Bound<'_, PyAny>>,
+        session_id: Option<&str>,
+        agent_id: Option<&str>,
+        user_id: Option<&str>,
+        metadata: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let req = Engine::request(tool_name, tool_args, session_id, agent_id, user_id, metadata)?;
+        let policy = self.current();
+        let explanation = self.with_facts(py, &req, false, |facts| policy.explain(&req, facts))?;
+        let json = serde_json::to_value(&explanation)
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot convert the explanation: {e}")))?;
+        json_to_py(py, &json)
+    }
+
+    /// Registers a Python callable as a host function usable in conditions,
+    /// then recompiles the policy with it. `params` and `returns` are type
+    /// names (`"string"`, `"int"`, `"double"`, `"bool"`, `"list"`, `"map"`,
+    /// `"dyn"`...). The callable gets JSON-like Python values and returns one.
+    #[pyo3(signature = (name, func, params = None, returns = "dyn"))]
+    fn register_function(
+        &self,
+        name: &str,
+        func: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyAny>>,
+        returns: &str,
+    ) -> PyResult<()> {
+        if !func.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "func must be callable, got {}",
+                type_name(func)
+            )));
+        }
+        let params: Vec<String> = match params {
+            None => Vec::new(),
+            Some(p) => {
+                if p.is_instance_of::<PyString>() {
+                    return Err(PyTypeError::new_err(
+                        "params must be a list of type names, not a string",
+                    ));
+                }
+                p.extract().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "params must be a list of type names, got {}",
+                        type_name(p)
+                    ))
+                })?
+            }
+        };
+        let mut functions = lock(&self.functions);
+        let mut next = functions.clone();
+        next.add(name, func.clone().unbind(), &params, returns).map_err(Error::Value)?;
+        let policy = Engine::compile(&self.source, &self.origin, &next)?;
+        *functions = next;
+        match self.policy.write() {
+            Ok(mut p) => *p = Arc::new(policy),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(policy),
+        }
+        Ok(())
+    }
+
+    /// The names of the registered host functions.
+    fn functions(&self) -> Vec<String> {
+        lock(&self.functions).names()
+    }
+
+    /// The policy: version, description, hash, default, legacy, rules_count, rules.
+    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let policy = self.current();
+        let mut json = serde_json::to_value(policy.info())
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot convert the policy info: {e}")))?;
+        if let serde_json::Value::Object(obj) = &mut json {
+            let count = obj.get("rules").and_then(|r| r.as_array()).map(Vec::len);
+            if let Some(count) = count {
+                obj.entry("rules_count").or_insert(count.into());
+            }
+        }
+        json_to_py(py, &json)
+    }
+
+    /// Sizes of the compiled policy: rules, tools_indexed, dag_nodes.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let json = serde_json::to_value(self.current().stats())
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot convert the stats: {e}")))?;
+        json_to_py(py, &json)
+    }
+
+    /// Warnings about the policy (shadowed rules, legacy values...), as dicts.
+    fn lints<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let json = serde_json::to_value(self.current().lints())
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot convert the lints: {e}")))?;
+        json_to_py(py, &json)
+    }
+
+    /// The decision DAG in Graphviz DOT.
+    fn to_dot(&self) -> String {
+        self.current().to_dot()
+    }
+
+    /// Where the policy came from (a path, or the `name` of `from_str`).
+    #[getter]
+    fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The policy's version string.
+    #[getter]
+    fn version(&self) -> String {
+        self.current().version().to_owned()
+    }
+
+    /// The session's facts: `{"calls": n, "labels": [...]}`; `count(tool)`
+    /// gives per-tool counts.
+    fn session_facts<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyDict>> {
+        let cell = self.session(session_id);
+        let facts = lock(&cell);
+        let d = PyDict::new(py);
+        d.set_item("calls", facts.calls())?;
+        let labels: Vec<String> = facts.labels().iter().map(|l| l.to_string()).collect();
+        d.set_item("labels", labels)?;
+        Ok(d)
+    }
+
+    /// Calls of `tool` recorded in the session.
+    fn session_count(&self, session_id: &str, tool: &str) -> i64 {
+        lock(&self.session(session_id)).count(tool, None)
+    }
+
+    /// Replaces a session's facts with fixed ones:
+    /// `{"calls": 3, "counts": {"send_email": 2}, "called": [...], "labels": [...]}`.
+    fn set_session_facts(&self, session_id: &str, facts: &Bound<'_, PyAny>) -> PyResult<()> {
+        let json = py_to_json(facts, "facts").map_err(Error::from)?;
+        let parsed = MemoryFacts::from_json(&json).map_err(Error::Request)?;
+        *lock(&self.session(session_id)) = parsed;
+        Ok(())
+    }
+
+    /// Attaches a label (e.g. `secret_read`) to a session.
+    fn add_session_label(&self, session_id: &str, label: &str) {
+        lock(&self.session(session_id)).add_label(label);
+    }
+
+    /// Forgets a session's facts.
+    fn reset_session(&self, session_id: &str) {
+        lock(&self.sessions).remove(session_id);
+    }
+
+    /// The ids of the sessions with facts.
+    fn sessions(&self) -> Vec<String> {
+        let mut ids: Vec<String> = lock(&self.sessions).keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    fn __repr__(&self) -> String {
+        let policy = self.current();
+        format!(
+            "Engine(origin={:?}, version={:?}, rules={})",
+            self.origin,
+            policy.version(),
+            policy.stats().rules
+        )
+    }
+}
+
+/// Converts a Python value to JSON text's value model and back: the same
+/// conversion `evaluate` applies to `tool_args` (for tests and debugging).
+#[pyfunction]
+fn to_call_value<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let json = py_to_json(value, "value").map_err(Error::from)?;
+    json_to_py(py, &json)
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<Engine>()?;
+    m.add_class::<Decision>()?;
+    m.add("TameError", py.get_type::<TameError>())?;
+    m.add("PolicyError", py.get_type::<PolicyError>())?;
+    m.add_function(wrap_pyfunction!(to_call_value, m)?)?;
+    Ok(())
+}
