@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use tame_lang::{BinaryOp, Expr, ExprKind, Key, Literal, Span, UnaryOp, Value};
 
+use crate::NoFacts;
 use crate::env::Env;
 use crate::error::{CompileError, EvalError};
 use crate::funcs::{self, Builtin};
 use crate::program::{Activation, Compr, Cx, Node, Program, StrOp};
-use crate::NoFacts;
 
 /// Deepest expression accepted. The parser refuses deeper input already;
 /// this guard keeps hand-built ASTs from overflowing the stack of the
@@ -20,7 +20,11 @@ pub const MAX_DEPTH: usize = 320;
 /// Compiles a condition against an environment.
 pub fn compile(expr: &Expr, env: &Env) -> Result<Program, CompileError> {
     check_depth(expr)?;
-    let mut c = Compiler { env, scopes: Vec::new(), max_locals: 0 };
+    let mut c = Compiler {
+        env,
+        scopes: Vec::new(),
+        max_locals: 0,
+    };
     let root = c.expr(expr)?;
     Ok(Program {
         root,
@@ -37,7 +41,11 @@ fn children(e: &Expr) -> Vec<&Expr> {
         ExprKind::Call { target, args, .. } => target.iter().map(|t| &**t).chain(args).collect(),
         ExprKind::Unary { operand, .. } => vec![operand],
         ExprKind::Binary { lhs, rhs, .. } => vec![lhs, rhs],
-        ExprKind::Ternary { cond, then, otherwise } => vec![cond, then, otherwise],
+        ExprKind::Ternary {
+            cond,
+            then,
+            otherwise,
+        } => vec![cond, then, otherwise],
         ExprKind::List(items) => items.iter().collect(),
         ExprKind::Map(entries) => entries.iter().flat_map(|(k, v)| [k, v]).collect(),
         ExprKind::Comprehension(c) => std::iter::once(&c.range)
@@ -107,7 +115,11 @@ fn foldable(n: &Node) -> bool {
         | Node::Regex { target, .. }
         | Node::Glob { target, .. }
         | Node::InCidr { target, .. } => is_const(target),
-        Node::Index { operand: a, index: b, .. }
+        Node::Index {
+            operand: a,
+            index: b,
+            ..
+        }
         | Node::And(a, b, _)
         | Node::Or(a, b, _)
         | Node::Eq(a, b)
@@ -115,9 +127,12 @@ fn foldable(n: &Node) -> bool {
         | Node::Rel { lhs: a, rhs: b, .. }
         | Node::Arith { lhs: a, rhs: b, .. }
         | Node::In { lhs: a, rhs: b, .. } => is_const(a) && is_const(b),
-        Node::Ternary { cond, then, otherwise, .. } => {
-            is_const(cond) && is_const(then) && is_const(otherwise)
-        }
+        Node::Ternary {
+            cond,
+            then,
+            otherwise,
+            ..
+        } => is_const(cond) && is_const(then) && is_const(otherwise),
         Node::List(items) => items.iter().all(is_const),
         Node::Map { entries, .. } => entries.iter().all(|(k, v)| is_const(k) && is_const(v)),
         Node::Call { args, .. } => args.iter().all(is_const),
@@ -145,23 +160,37 @@ fn fold(n: Node) -> Node {
 fn simplify(n: Node) -> Node {
     match n {
         Node::And(a, b, span) => {
-            if matches!(*a, Node::Const(Value::Bool(false))) || matches!(*b, Node::Const(Value::Bool(false))) {
+            if matches!(*a, Node::Const(Value::Bool(false)))
+                || matches!(*b, Node::Const(Value::Bool(false)))
+            {
                 Node::Const(Value::Bool(false))
             } else {
                 Node::And(a, b, span)
             }
         }
         Node::Or(a, b, span) => {
-            if matches!(*a, Node::Const(Value::Bool(true))) || matches!(*b, Node::Const(Value::Bool(true))) {
+            if matches!(*a, Node::Const(Value::Bool(true)))
+                || matches!(*b, Node::Const(Value::Bool(true)))
+            {
                 Node::Const(Value::Bool(true))
             } else {
                 Node::Or(a, b, span)
             }
         }
-        Node::Ternary { cond, then, otherwise, span } => match *cond {
+        Node::Ternary {
+            cond,
+            then,
+            otherwise,
+            span,
+        } => match *cond {
             Node::Const(Value::Bool(true)) => *then,
             Node::Const(Value::Bool(false)) => *otherwise,
-            cond => Node::Ternary { cond: Box::new(cond), then, otherwise, span },
+            cond => Node::Ternary {
+                cond: Box::new(cond),
+                then,
+                otherwise,
+                span,
+            },
         },
         other => other,
     }
@@ -169,7 +198,11 @@ fn simplify(n: Node) -> Node {
 
 impl Compiler<'_> {
     fn local(&self, name: &str) -> Option<usize> {
-        self.scopes.iter().rev().find(|(n, _)| n == name).map(|(_, i)| *i)
+        self.scopes
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, i)| *i)
     }
 
     /// An error that is a compile error in strict mode and a run-time
@@ -193,11 +226,13 @@ impl Compiler<'_> {
                 let parts: Vec<(&str, Span)> = name.split('.').map(|p| (p, span)).collect();
                 self.qualified(&parts, parts.len(), span)?
             }
-            ExprKind::Select { operand, field, test } => {
-                if !*test {
-                    if let Some(n) = self.select_path(e)? {
-                        return Ok(n);
-                    }
+            ExprKind::Select {
+                operand,
+                field,
+                test,
+            } => {
+                if !*test && let Some(n) = self.select_path(e)? {
+                    return Ok(n);
                 }
                 let base = self.expr(operand)?;
                 let key = Key::String(Arc::from(field.as_str()));
@@ -211,9 +246,17 @@ impl Compiler<'_> {
             ExprKind::Index { operand, index } => {
                 let operand = Box::new(self.expr(operand)?);
                 let index = Box::new(self.expr(index)?);
-                fold(Node::Index { operand, index, span })
+                fold(Node::Index {
+                    operand,
+                    index,
+                    span,
+                })
             }
-            ExprKind::Call { target, function, args } => self.call(target.as_deref(), function, args, span)?,
+            ExprKind::Call {
+                target,
+                function,
+                args,
+            } => self.call(target.as_deref(), function, args, span)?,
             ExprKind::Unary { op, operand } => {
                 let operand = Box::new(self.expr(operand)?);
                 match op {
@@ -230,23 +273,49 @@ impl Compiler<'_> {
                     BinaryOp::Or => Node::Or(a, b, span),
                     BinaryOp::Eq => Node::Eq(a, b),
                     BinaryOp::Ne => Node::Ne(a, b),
-                    BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
-                        Node::Rel { op, lhs: a, rhs: b, span }
-                    }
-                    BinaryOp::In => Node::In { lhs: a, rhs: b, span },
-                    BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => {
-                        Node::Arith { op, lhs: a, rhs: b, span }
-                    }
+                    BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => Node::Rel {
+                        op,
+                        lhs: a,
+                        rhs: b,
+                        span,
+                    },
+                    BinaryOp::In => Node::In {
+                        lhs: a,
+                        rhs: b,
+                        span,
+                    },
+                    BinaryOp::Add
+                    | BinaryOp::Sub
+                    | BinaryOp::Mul
+                    | BinaryOp::Div
+                    | BinaryOp::Rem => Node::Arith {
+                        op,
+                        lhs: a,
+                        rhs: b,
+                        span,
+                    },
                 })
             }
-            ExprKind::Ternary { cond, then, otherwise } => {
+            ExprKind::Ternary {
+                cond,
+                then,
+                otherwise,
+            } => {
                 let cond = Box::new(self.expr(cond)?);
                 let then = Box::new(self.expr(then)?);
                 let otherwise = Box::new(self.expr(otherwise)?);
-                fold(Node::Ternary { cond, then, otherwise, span })
+                fold(Node::Ternary {
+                    cond,
+                    then,
+                    otherwise,
+                    span,
+                })
             }
             ExprKind::List(items) => {
-                let items = items.iter().map(|i| self.expr(i)).collect::<Result<Vec<_>, _>>()?;
+                let items = items
+                    .iter()
+                    .map(|i| self.expr(i))
+                    .collect::<Result<Vec<_>, _>>()?;
                 fold(Node::List(items))
             }
             ExprKind::Map(entries) => {
@@ -284,7 +353,11 @@ impl Compiler<'_> {
         let mut cur = e;
         let root = loop {
             match &cur.kind {
-                ExprKind::Select { operand, field, test: false } => {
+                ExprKind::Select {
+                    operand,
+                    field,
+                    test: false,
+                } => {
                     fields.push((field.as_str(), cur.span));
                     cur = operand;
                 }
@@ -303,21 +376,39 @@ impl Compiler<'_> {
         self.qualified(&parts, plain.max(1), e.span).map(Some)
     }
 
-    fn qualified(&mut self, parts: &[(&str, Span)], plain: usize, span: Span) -> Result<Node, CompileError> {
-        let name_of = |k: usize| parts.iter().take(k).map(|(p, _)| *p).collect::<Vec<_>>().join(".");
+    fn qualified(
+        &mut self,
+        parts: &[(&str, Span)],
+        plain: usize,
+        span: Span,
+    ) -> Result<Node, CompileError> {
+        let name_of = |k: usize| {
+            parts
+                .iter()
+                .take(k)
+                .map(|(p, _)| *p)
+                .collect::<Vec<_>>()
+                .join(".")
+        };
         let mut base: Option<(Node, usize)> = None;
         for k in (1..=plain.min(parts.len())).rev() {
             let name = name_of(k);
             let part_span = parts.get(k - 1).map_or(span, |(_, s)| *s);
             if let Some(slot) = self.env.slot(&name) {
-                base = Some((Node::Slot { slot, span: part_span }, k));
+                base = Some((
+                    Node::Slot {
+                        slot,
+                        span: part_span,
+                    },
+                    k,
+                ));
                 break;
             }
-            if k == parts.len() {
-                if let Some(t) = funcs::type_named(&name) {
-                    base = Some((Node::Const(Value::Type(t)), k));
-                    break;
-                }
+            if k == parts.len()
+                && let Some(t) = funcs::type_named(&name)
+            {
+                base = Some((Node::Const(Value::Type(t)), k));
+                break;
             }
         }
         let root = parts.first().map_or("", |(p, _)| *p);
@@ -328,7 +419,9 @@ impl Compiler<'_> {
                 Some("labels") => Node::SessionLabels,
                 Some(other) => {
                     return Err(CompileError::new(
-                        format!("unknown session fact `session.{other}` (expected id, calls, labels, count() or called())"),
+                        format!(
+                            "unknown session fact `session.{other}` (expected id, calls, labels, count() or called())"
+                        ),
                         span,
                     ));
                 }
@@ -347,9 +440,15 @@ impl Compiler<'_> {
         let Some((mut node, used)) = base else {
             let name = name_of(parts.len());
             return if self.env.lenient() {
-                Ok(Node::Fail(EvalError::new(format!("undeclared reference to '{name}'"), span)))
+                Ok(Node::Fail(EvalError::new(
+                    format!("undeclared reference to '{name}'"),
+                    span,
+                )))
             } else {
-                Err(CompileError::new(format!("unknown name `{root}`"), parts.first().map_or(span, |(_, s)| *s)))
+                Err(CompileError::new(
+                    format!("unknown name `{root}`"),
+                    parts.first().map_or(span, |(_, s)| *s),
+                ))
             };
         };
         for (field, s) in parts.iter().skip(used) {
@@ -376,10 +475,10 @@ impl Compiler<'_> {
         args: &[Expr],
         span: Span,
     ) -> Result<Node, CompileError> {
-        if let Some(t) = target {
-            if self.is_session_target(t) {
-                return self.session_call(function, args, span);
-            }
+        if let Some(t) = target
+            && self.is_session_target(t)
+        {
+            return self.session_call(function, args, span);
         }
         let mut nodes = Vec::with_capacity(args.len() + 1);
         if let Some(t) = target {
@@ -393,13 +492,13 @@ impl Compiler<'_> {
             return self.builtin(b, nodes, span);
         }
         if let Some(h) = self.env.function(function) {
-            if let Some(n) = h.arity {
-                if n != nodes.len() {
-                    return Err(CompileError::new(
-                        format!("`{function}` takes {n} argument(s), got {}", nodes.len()),
-                        span,
-                    ));
-                }
+            if let Some(n) = h.arity
+                && n != nodes.len()
+            {
+                return Err(CompileError::new(
+                    format!("`{function}` takes {n} argument(s), got {}", nodes.len()),
+                    span,
+                ));
             }
             return Ok(Node::Host {
                 name: Arc::from(function),
@@ -418,14 +517,26 @@ impl Compiler<'_> {
                 span,
             );
         }
-        self.unresolved(format!("unbound function: unknown function `{function}`"), span)
+        self.unresolved(
+            format!("unbound function: unknown function `{function}`"),
+            span,
+        )
     }
 
-    fn session_call(&mut self, function: &str, args: &[Expr], span: Span) -> Result<Node, CompileError> {
+    fn session_call(
+        &mut self,
+        function: &str,
+        args: &[Expr],
+        span: Span,
+    ) -> Result<Node, CompileError> {
         match (function, args) {
             ("count", [tool]) => {
                 let tool = Box::new(self.expr(tool)?);
-                Ok(Node::SessionCount { tool, window: None, span })
+                Ok(Node::SessionCount {
+                    tool,
+                    window: None,
+                    span,
+                })
             }
             ("count", [tool, window]) => {
                 let tool = Box::new(self.expr(tool)?);
@@ -448,7 +559,12 @@ impl Compiler<'_> {
 
     /// Specialises calls with constant arguments (regexes, globs, networks
     /// and string tests compiled once), else a generic call.
-    fn builtin(&mut self, b: Builtin, mut nodes: Vec<Node>, span: Span) -> Result<Node, CompileError> {
+    fn builtin(
+        &mut self,
+        b: Builtin,
+        mut nodes: Vec<Node>,
+        span: Span,
+    ) -> Result<Node, CompileError> {
         let all_const = nodes.iter().all(is_const);
         if !all_const && nodes.len() == 2 {
             if let Some(lit) = nodes.get(1).and_then(const_str).cloned() {
@@ -460,13 +576,26 @@ impl Compiler<'_> {
                 };
                 let target = Box::new(nodes.swap_remove(0));
                 return Ok(match (b, str_op) {
-                    (_, Some(op)) => Node::StrTest { op, target, lit, span },
+                    (_, Some(op)) => Node::StrTest {
+                        op,
+                        target,
+                        lit,
+                        span,
+                    },
                     (Builtin::Matches, _) => match funcs::compile_regex(&lit) {
-                        Ok(re) => Node::Regex { target, re: Arc::new(re), span },
+                        Ok(re) => Node::Regex {
+                            target,
+                            re: Arc::new(re),
+                            span,
+                        },
                         Err(m) => return self.unresolved(m, span),
                     },
                     (Builtin::Glob, _) => match funcs::compile_glob(&lit) {
-                        Ok(glob) => Node::Glob { target, glob: Arc::new(glob), span },
+                        Ok(glob) => Node::Glob {
+                            target,
+                            glob: Arc::new(glob),
+                            span,
+                        },
                         Err(m) => return self.unresolved(m, span),
                     },
                     (Builtin::InCidr, _) if lit.contains('/') => match funcs::parse_cidr(&lit) {
@@ -475,20 +604,47 @@ impl Compiler<'_> {
                     },
                     _ => {
                         nodes.insert(0, *target);
-                        Node::Call { func: b, args: nodes, span }
+                        Node::Call {
+                            func: b,
+                            args: nodes,
+                            span,
+                        }
                     }
                 });
             }
             // `cidr(const).containsIP(x)`: the receiver is the constant.
-            if b == Builtin::InCidr {
-                if let Some(lit) = nodes.first().and_then(const_str).cloned() {
-                    if let Ok(net) = funcs::parse_cidr(&lit) {
-                        let target = Box::new(nodes.swap_remove(1));
-                        return Ok(Node::InCidr { target, net, span });
-                    }
-                }
+            if b == Builtin::InCidr
+                && let Some(lit) = nodes.first().and_then(const_str).cloned()
+                && let Ok(net) = funcs::parse_cidr(&lit)
+            {
+                let target = Box::new(nodes.swap_remove(1));
+                return Ok(Node::InCidr { target, net, span });
             }
         }
-        Ok(fold(Node::Call { func: b, args: nodes, span }))
+        let node = fold(Node::Call {
+            func: b,
+            args: nodes,
+            span,
+        });
+        // A constructor given bad constant text (`duration('1y')`,
+        // `cidr('10.0.0.0/99')`) can never work: a compile error in
+        // strict mode rather than a rule that always errors.
+        let parses_text = matches!(
+            b,
+            Builtin::Timestamp
+                | Builtin::Duration
+                | Builtin::Ip
+                | Builtin::Cidr
+                | Builtin::Url
+                | Builtin::Matches
+                | Builtin::Glob
+                | Builtin::InCidr
+        );
+        match node {
+            Node::Fail(e) if parses_text && !self.env.lenient() => {
+                Err(CompileError::new(e.message, e.span))
+            }
+            other => Ok(other),
+        }
     }
 }

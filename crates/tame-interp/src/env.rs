@@ -76,10 +76,16 @@ impl Env {
     pub fn policy() -> Self {
         let mut env = Self::new();
         env.declare("tool", Type::String);
-        env.declare("args", Type::Map(Box::new(Type::String), Box::new(Type::Dyn)));
+        env.declare(
+            "args",
+            Type::Map(Box::new(Type::String), Box::new(Type::Dyn)),
+        );
         env.declare("agent", Type::Dyn);
         env.declare("user", Type::Dyn);
-        env.declare("metadata", Type::Map(Box::new(Type::String), Box::new(Type::Dyn)));
+        env.declare(
+            "metadata",
+            Type::Map(Box::new(Type::String), Box::new(Type::Dyn)),
+        );
         env.declare("session.id", Type::Dyn);
         env.alias("tool_args", "args");
         env.alias("context", "metadata");
@@ -98,7 +104,10 @@ impl Env {
             return slot;
         }
         let slot = self.vars.len();
-        self.vars.push(VarDecl { name: name.to_string(), ty });
+        self.vars.push(VarDecl {
+            name: name.to_string(),
+            ty,
+        });
         self.names.insert(name.to_string(), slot);
         slot
     }
@@ -127,7 +136,14 @@ impl Env {
 
     /// Registers a host function, callable as `name(a, b)` or `a.name(b)`.
     pub fn add_function(&mut self, name: &str, arity: Option<usize>, func: HostFn) {
-        self.host.insert(name.to_string(), HostFunction { name: name.to_string(), arity, func });
+        self.host.insert(
+            name.to_string(),
+            HostFunction {
+                name: name.to_string(),
+                arity,
+                func,
+            },
+        );
     }
 
     /// A host function by name.

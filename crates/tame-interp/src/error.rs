@@ -15,7 +15,10 @@ pub struct CompileError {
 
 impl CompileError {
     pub(crate) fn new(message: impl Into<String>, span: Span) -> Self {
-        Self { message: message.into(), span }
+        Self {
+            message: message.into(),
+            span,
+        }
     }
 }
 
@@ -33,6 +36,9 @@ pub struct EvalError {
 
 impl EvalError {
     pub(crate) fn new(message: impl Into<String>, span: Span) -> Self {
-        Self { message: message.into(), span }
+        Self {
+            message: message.into(),
+            span,
+        }
     }
 }

@@ -81,7 +81,9 @@ impl Builtin {
 
     /// Whether the name is a built-in at all (for "wrong arity" messages).
     pub(crate) fn known_name(name: &str) -> bool {
-        (0..4).any(|n| Self::resolve(name, true, n).is_some() || Self::resolve(name, false, n).is_some())
+        (0..4).any(|n| {
+            Self::resolve(name, true, n).is_some() || Self::resolve(name, false, n).is_some()
+        })
     }
 
     pub(crate) fn name(self) -> &'static str {
@@ -150,7 +152,9 @@ impl Builtin {
             (Builtin::Timestamp, [Value::String(s)]) => {
                 time::parse_timestamp(s).map(Value::Timestamp)
             }
-            (Builtin::Timestamp, [Value::Int(i)]) => time::ts_from_seconds(*i).map(Value::Timestamp),
+            (Builtin::Timestamp, [Value::Int(i)]) => {
+                time::ts_from_seconds(*i).map(Value::Timestamp)
+            }
             (Builtin::Timestamp, [v @ Value::Timestamp(_)]) => Ok((*v).clone()),
             (Builtin::Duration, [Value::String(s)]) => time::parse_duration(s).map(Value::Duration),
             (Builtin::Duration, [v @ Value::Duration(_)]) => Ok((*v).clone()),
@@ -222,7 +226,10 @@ fn to_int(v: &Value) -> Option<Result<Value, String>> {
                 Err(range("int"))
             }
         }
-        Value::String(s) => s.parse::<i64>().map(Value::Int).map_err(|_| format!("invalid int `{s}`")),
+        Value::String(s) => s
+            .parse::<i64>()
+            .map(Value::Int)
+            .map_err(|_| format!("invalid int `{s}`")),
         Value::Timestamp(t) => Ok(Value::Int(t.as_second())),
         _ => return None,
     })
@@ -231,32 +238,43 @@ fn to_int(v: &Value) -> Option<Result<Value, String>> {
 fn to_uint(v: &Value) -> Option<Result<Value, String>> {
     Some(match v {
         Value::Uint(u) => Ok(Value::Uint(*u)),
-        Value::Int(i) => u64::try_from(*i).map(Value::Uint).map_err(|_| range("uint")),
+        Value::Int(i) => u64::try_from(*i)
+            .map(Value::Uint)
+            .map_err(|_| range("uint")),
         Value::Double(d) => {
             if d.is_finite() && *d > -1.0 && *d < TWO_64 {
-                #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "range checked")]
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "range checked"
+                )]
                 let u = *d as u64;
                 Ok(Value::Uint(u))
             } else {
                 Err(range("uint"))
             }
         }
-        Value::String(s) => {
-            s.parse::<u64>().map(Value::Uint).map_err(|_| format!("invalid uint `{s}`"))
-        }
+        Value::String(s) => s
+            .parse::<u64>()
+            .map(Value::Uint)
+            .map_err(|_| format!("invalid uint `{s}`")),
         _ => return None,
     })
 }
 
 fn to_double(v: &Value) -> Option<Result<Value, String>> {
-    #[expect(clippy::cast_precision_loss, reason = "CEL converts to the nearest double")]
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "CEL converts to the nearest double"
+    )]
     Some(match v {
         Value::Double(d) => Ok(Value::Double(*d)),
         Value::Int(i) => Ok(Value::Double(*i as f64)),
         Value::Uint(u) => Ok(Value::Double(*u as f64)),
-        Value::String(s) => {
-            s.parse::<f64>().map(Value::Double).map_err(|_| format!("invalid double `{s}`"))
-        }
+        Value::String(s) => s
+            .parse::<f64>()
+            .map(Value::Double)
+            .map_err(|_| format!("invalid double `{s}`")),
         _ => return None,
     })
 }
@@ -268,7 +286,11 @@ pub(crate) fn format_double(d: f64) -> String {
         return "NaN".into();
     }
     if d.is_infinite() {
-        return if d > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if d > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let a = d.abs();
     if a != 0.0 && !(1e-4..1e21).contains(&a) {
@@ -328,7 +350,8 @@ pub(crate) fn compile_glob(p: &str) -> Result<globset::GlobMatcher, String> {
 }
 
 fn parse_ip(s: &str) -> Result<IpAddr, String> {
-    s.parse::<IpAddr>().map_err(|_| format!("invalid IP address `{s}`"))
+    s.parse::<IpAddr>()
+        .map_err(|_| format!("invalid IP address `{s}`"))
 }
 
 /// An IP network `addr/prefix`.
@@ -342,11 +365,15 @@ impl Cidr {
     pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(n) & mask == u128::from(a) & mask
             }
             (IpAddr::V6(_), IpAddr::V4(a)) => self.contains(IpAddr::V6(a.to_ipv6_mapped())),
@@ -379,7 +406,9 @@ fn parse_url(s: &str) -> Result<Value, String> {
     let bad = || format!("invalid URL `{s}`");
     let (scheme, rest) = s.split_once("://").ok_or_else(bad)?;
     if scheme.is_empty()
-        || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
     {
         return Err(bad());
     }
@@ -471,10 +500,16 @@ mod tests {
         assert!(net.contains("10.1.2.3".parse().unwrap()));
         assert!(!net.contains("11.0.0.1".parse().unwrap()));
         assert!(parse_cidr("10.0.0.0/33").is_err());
-        assert!(parse_cidr("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(
+            parse_cidr("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
         let v6 = parse_cidr("fd00::/8").unwrap();
         assert!(v6.contains("fd12::1".parse().unwrap()));
-        let r = Builtin::InCidr.call(&[&s("192.168.1.7"), &s("192.168.0.0/16")]).unwrap();
+        let r = Builtin::InCidr
+            .call(&[&s("192.168.1.7"), &s("192.168.0.0/16")])
+            .unwrap();
         assert!(matches!(r, Value::Bool(true)));
     }
 
@@ -493,7 +528,9 @@ mod tests {
         assert_eq!(get("userinfo").as_str(), Some("user"));
         assert!(parse_url("not a url").is_err());
         assert!(parse_url("http://:80/").is_err());
-        let Value::Map(m) = parse_url("http://[::1]:80/").unwrap() else { panic!() };
+        let Value::Map(m) = parse_url("http://[::1]:80/").unwrap() else {
+            panic!()
+        };
         assert_eq!(m.get(&Key::from("host")).unwrap().as_str(), Some("::1"));
     }
 
@@ -512,10 +549,20 @@ mod tests {
         assert!(Builtin::ToInt.call(&[&Value::Uint(u64::MAX)]).is_err());
         assert!(Builtin::ToInt.call(&[&Value::Double(1e19)]).is_err());
         assert!(Builtin::ToInt.call(&[&Value::Double(f64::NAN)]).is_err());
-        assert!(matches!(Builtin::ToInt.call(&[&Value::Double(-1.9)]), Ok(Value::Int(-1))));
+        assert!(matches!(
+            Builtin::ToInt.call(&[&Value::Double(-1.9)]),
+            Ok(Value::Int(-1))
+        ));
         assert!(Builtin::ToUint.call(&[&Value::Int(-1)]).is_err());
-        assert!(matches!(Builtin::ToUint.call(&[&s("42")]), Ok(Value::Uint(42))));
+        assert!(matches!(
+            Builtin::ToUint.call(&[&s("42")]),
+            Ok(Value::Uint(42))
+        ));
         assert!(Builtin::ToBool.call(&[&s("yes")]).is_err());
-        assert!(Builtin::ToString.call(&[&Value::Bytes(Arc::from(&[0xff_u8][..]))]).is_err());
+        assert!(
+            Builtin::ToString
+                .call(&[&Value::Bytes(Arc::from(&[0xff_u8][..]))])
+                .is_err()
+        );
     }
 }

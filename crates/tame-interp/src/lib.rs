@@ -17,8 +17,8 @@ mod ops;
 mod program;
 mod time;
 
-pub use compile::{compile, MAX_DEPTH};
-pub use env::{host_fn, roots, Env, HostFunction, VarDecl};
+pub use compile::{MAX_DEPTH, compile};
+pub use env::{Env, HostFunction, VarDecl, host_fn, roots};
 pub use error::{CompileError, EvalError};
 pub use ops::equals;
 pub use program::{Activation, Program};
@@ -57,3 +57,6 @@ impl SessionFacts for NoFacts {
         Vec::new()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -18,44 +18,17 @@ pub(crate) fn no_overload(op: &str, args: &[&Value]) -> String {
     format!("no such overload: `{op}` applied to ({})", types.join(", "))
 }
 
-/// Compares an int with a double exactly (no rounding of large ints).
+/// Compares an int or uint with a double the way CEL's reference
+/// implementation does: the integer converts to the nearest double first
+/// (so `9223372036854775807 < 9223372036854775808.0` is false).
+#[expect(clippy::cast_precision_loss, reason = "CEL compares through doubles")]
 fn cmp_int_double(i: i64, d: f64) -> Option<Ordering> {
-    if d.is_nan() {
-        return None;
-    }
-    if d >= TWO_63 {
-        return Some(Ordering::Less);
-    }
-    if d < -TWO_63 {
-        return Some(Ordering::Greater);
-    }
-    let t = d.trunc();
-    // `t` is integral and within the i64 range here, so the cast is exact.
-    #[expect(clippy::cast_possible_truncation, reason = "range checked above")]
-    let ti = t as i64;
-    Some(match i.cmp(&ti) {
-        Ordering::Equal => 0.0_f64.partial_cmp(&(d - t)).unwrap_or(Ordering::Equal),
-        o => o,
-    })
+    (i as f64).partial_cmp(&d)
 }
 
+#[expect(clippy::cast_precision_loss, reason = "CEL compares through doubles")]
 fn cmp_uint_double(u: u64, d: f64) -> Option<Ordering> {
-    if d.is_nan() {
-        return None;
-    }
-    if d >= TWO_64 {
-        return Some(Ordering::Less);
-    }
-    if d < 0.0 {
-        return Some(Ordering::Greater);
-    }
-    let t = d.trunc();
-    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "range checked above")]
-    let tu = t as u64;
-    Some(match u.cmp(&tu) {
-        Ordering::Equal => 0.0_f64.partial_cmp(&(d - t)).unwrap_or(Ordering::Equal),
-        o => o,
-    })
+    (u as f64).partial_cmp(&d)
 }
 
 fn cmp_int_uint(i: i64, u: u64) -> Ordering {
@@ -224,7 +197,10 @@ pub(crate) fn arith(op: BinaryOp, a: &Value, b: &Value) -> Result<Value, String>
 
 pub(crate) fn negate(v: &Value) -> Result<Value, String> {
     match v {
-        Value::Int(i) => i.checked_neg().map(Value::Int).ok_or_else(|| OVERFLOW.to_string()),
+        Value::Int(i) => i
+            .checked_neg()
+            .map(Value::Int)
+            .ok_or_else(|| OVERFLOW.to_string()),
         Value::Double(d) => Ok(Value::Double(-d)),
         Value::Duration(d) => time::dur_from_nanos(-d.as_nanos()).map(Value::Duration),
         _ => Err(no_overload("-", &[v])),
@@ -276,7 +252,11 @@ pub(crate) fn map_get<'m>(m: &'m ValueMap, k: &Value) -> Option<&'m Value> {
                 return None;
             }
             if *d >= 0.0 && *d < TWO_64 {
-                #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "range checked")]
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "range checked"
+                )]
                 let u = *d as u64;
                 if let Some(v) = map_get_key(m, &Key::Uint(u)) {
                     return Some(v);

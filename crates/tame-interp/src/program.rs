@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use tame_lang::{BinaryOp, HostFn, Key, MacroKind, Span, Value, ValueMap};
 
+use crate::SessionFacts;
 use crate::error::EvalError;
 use crate::funcs::{Builtin, Cidr};
 use crate::ops;
-use crate::SessionFacts;
 
 /// The values a program runs against.
 pub struct Activation<'a> {
@@ -57,35 +57,111 @@ pub(crate) enum Node {
     Const(Value),
     /// A run-time error known at compile time (lenient mode, folded errors).
     Fail(EvalError),
-    Slot { slot: usize, span: Span },
+    Slot {
+        slot: usize,
+        span: Span,
+    },
     Local(usize),
     Now,
-    Select { operand: Box<Node>, key: Key, span: Span },
-    Has { operand: Box<Node>, key: Key, span: Span },
-    Index { operand: Box<Node>, index: Box<Node>, span: Span },
-    Not { operand: Box<Node>, span: Span },
-    Neg { operand: Box<Node>, span: Span },
+    Select {
+        operand: Box<Node>,
+        key: Key,
+        span: Span,
+    },
+    Has {
+        operand: Box<Node>,
+        key: Key,
+        span: Span,
+    },
+    Index {
+        operand: Box<Node>,
+        index: Box<Node>,
+        span: Span,
+    },
+    Not {
+        operand: Box<Node>,
+        span: Span,
+    },
+    Neg {
+        operand: Box<Node>,
+        span: Span,
+    },
     And(Box<Node>, Box<Node>, Span),
     Or(Box<Node>, Box<Node>, Span),
-    Ternary { cond: Box<Node>, then: Box<Node>, otherwise: Box<Node>, span: Span },
+    Ternary {
+        cond: Box<Node>,
+        then: Box<Node>,
+        otherwise: Box<Node>,
+        span: Span,
+    },
     Eq(Box<Node>, Box<Node>),
     Ne(Box<Node>, Box<Node>),
-    Rel { op: BinaryOp, lhs: Box<Node>, rhs: Box<Node>, span: Span },
-    Arith { op: BinaryOp, lhs: Box<Node>, rhs: Box<Node>, span: Span },
-    In { lhs: Box<Node>, rhs: Box<Node>, span: Span },
+    Rel {
+        op: BinaryOp,
+        lhs: Box<Node>,
+        rhs: Box<Node>,
+        span: Span,
+    },
+    Arith {
+        op: BinaryOp,
+        lhs: Box<Node>,
+        rhs: Box<Node>,
+        span: Span,
+    },
+    In {
+        lhs: Box<Node>,
+        rhs: Box<Node>,
+        span: Span,
+    },
     List(Vec<Node>),
-    Map { entries: Vec<(Node, Node)>, span: Span },
+    Map {
+        entries: Vec<(Node, Node)>,
+        span: Span,
+    },
     Comprehension(Box<Compr>),
-    Call { func: Builtin, args: Vec<Node>, span: Span },
-    StrTest { op: StrOp, target: Box<Node>, lit: Arc<str>, span: Span },
-    Regex { target: Box<Node>, re: Arc<regex::Regex>, span: Span },
-    Glob { target: Box<Node>, glob: Arc<globset::GlobMatcher>, span: Span },
-    InCidr { target: Box<Node>, net: Cidr, span: Span },
-    Host { name: Arc<str>, func: HostFn, args: Vec<Node>, span: Span },
+    Call {
+        func: Builtin,
+        args: Vec<Node>,
+        span: Span,
+    },
+    StrTest {
+        op: StrOp,
+        target: Box<Node>,
+        lit: Arc<str>,
+        span: Span,
+    },
+    Regex {
+        target: Box<Node>,
+        re: Arc<regex::Regex>,
+        span: Span,
+    },
+    Glob {
+        target: Box<Node>,
+        glob: Arc<globset::GlobMatcher>,
+        span: Span,
+    },
+    InCidr {
+        target: Box<Node>,
+        net: Cidr,
+        span: Span,
+    },
+    Host {
+        name: Arc<str>,
+        func: HostFn,
+        args: Vec<Node>,
+        span: Span,
+    },
     SessionCalls,
     SessionLabels,
-    SessionCount { tool: Box<Node>, window: Option<Box<Node>>, span: Span },
-    SessionCalled { tool: Box<Node>, span: Span },
+    SessionCount {
+        tool: Box<Node>,
+        window: Option<Box<Node>>,
+        span: Span,
+    },
+    SessionCalled {
+        tool: Box<Node>,
+        span: Span,
+    },
 }
 
 #[derive(Clone)]
@@ -153,12 +229,20 @@ pub(crate) struct Cx<'a> {
 
 impl<'a> Cx<'a> {
     fn new(act: &'a Activation<'a>, p: &'a Program) -> Self {
-        Cx { act, locals: RefCell::new(vec![Value::Null; p.locals]), names: &p.var_names }
+        Cx {
+            act,
+            locals: RefCell::new(vec![Value::Null; p.locals]),
+            names: &p.var_names,
+        }
     }
 
     /// A context for folding constants: no locals, no variables.
     pub(crate) fn for_folding(act: &'a Activation<'a>) -> Self {
-        Cx { act, locals: RefCell::new(Vec::new()), names: &[] }
+        Cx {
+            act,
+            locals: RefCell::new(Vec::new()),
+            names: &[],
+        }
     }
 
     fn set_local(&self, i: usize, v: Value, span: Span) -> Result<(), EvalError> {
@@ -227,7 +311,10 @@ impl Node {
         match &*self.eval(cx)? {
             Value::Bool(b) => Ok(*b),
             other => Err(EvalError::new(
-                format!("no matching overload: `{what}` needs bool, got {}", other.type_of().name()),
+                format!(
+                    "no matching overload: `{what}` needs bool, got {}",
+                    other.type_of().name()
+                ),
                 self.span(),
             )),
         }
@@ -260,17 +347,19 @@ impl Node {
                     *span,
                 ),
             },
-            Node::Index { operand, index, span } => {
+            Node::Index {
+                operand,
+                index,
+                span,
+            } => {
                 let base = operand.eval(cx)?;
                 let idx = index.eval(cx)?;
                 index_value(base, &idx, *span)
             }
-            Node::Not { operand, .. } => {
-                owned(Value::Bool(!operand.eval_bool(cx, "!")?))
-            }
-            Node::Neg { operand, span } => {
-                ops::negate(&*operand.eval(cx)?).map(Cow::Owned).map_err(|m| EvalError::new(m, *span))
-            }
+            Node::Not { operand, .. } => owned(Value::Bool(!operand.eval_bool(cx, "!")?)),
+            Node::Neg { operand, span } => ops::negate(&*operand.eval(cx)?)
+                .map(Cow::Owned)
+                .map_err(|m| EvalError::new(m, *span)),
             Node::And(a, b, _) => {
                 // CEL: false wins over errors on either side.
                 match a.eval_bool(cx, "&&") {
@@ -290,8 +379,17 @@ impl Node {
                     _ => Err(e),
                 },
             },
-            Node::Ternary { cond, then, otherwise, .. } => {
-                if cond.eval_bool(cx, "_?_:_")? { then.eval(cx) } else { otherwise.eval(cx) }
+            Node::Ternary {
+                cond,
+                then,
+                otherwise,
+                ..
+            } => {
+                if cond.eval_bool(cx, "_?_:_")? {
+                    then.eval(cx)
+                } else {
+                    otherwise.eval(cx)
+                }
             }
             Node::Eq(a, b) => {
                 let x = a.eval(cx)?;
@@ -313,7 +411,9 @@ impl Node {
             Node::Arith { op, lhs, rhs, span } => {
                 let x = lhs.eval(cx)?;
                 let y = rhs.eval(cx)?;
-                ops::arith(*op, &x, &y).map(Cow::Owned).map_err(|m| EvalError::new(m, *span))
+                ops::arith(*op, &x, &y)
+                    .map(Cow::Owned)
+                    .map_err(|m| EvalError::new(m, *span))
             }
             Node::In { lhs, rhs, span } => {
                 let x = lhs.eval(cx)?;
@@ -334,7 +434,8 @@ impl Node {
             Node::Map { entries, span } => {
                 let mut m = ValueMap::with_capacity_and_hasher(entries.len(), Default::default());
                 for (k, v) in entries {
-                    let key = ops::to_key(&*k.eval(cx)?).map_err(|e| EvalError::new(e, k.span()))?;
+                    let key =
+                        ops::to_key(&*k.eval(cx)?).map_err(|e| EvalError::new(e, k.span()))?;
                     if ops::map_has_key(&m, &key) {
                         return err(
                             format!("Failed with repeated key: {}", key_text(&key)),
@@ -365,7 +466,12 @@ impl Node {
                 };
                 r.map(Cow::Owned).map_err(|m| EvalError::new(m, *span))
             }
-            Node::StrTest { op, target, lit, span } => match &*target.eval(cx)? {
+            Node::StrTest {
+                op,
+                target,
+                lit,
+                span,
+            } => match &*target.eval(cx)? {
                 Value::String(s) => owned(Value::Bool(match op {
                     StrOp::Contains => s.contains(&**lit),
                     StrOp::StartsWith => s.starts_with(&**lit),
@@ -391,7 +497,12 @@ impl Node {
                 },
                 other => err(ops::no_overload("containsIP", &[other]), *span),
             },
-            Node::Host { name, func, args, span } => {
+            Node::Host {
+                name,
+                func,
+                args,
+                span,
+            } => {
                 let mut vals = Vec::with_capacity(args.len());
                 for a in args {
                     vals.push(a.eval(cx)?.into_owned());
@@ -402,8 +513,13 @@ impl Node {
             }
             Node::SessionCalls => owned(Value::Int(cx.act.facts.calls())),
             Node::SessionLabels => {
-                let labels: Vec<Value> =
-                    cx.act.facts.labels().into_iter().map(Value::String).collect();
+                let labels: Vec<Value> = cx
+                    .act
+                    .facts
+                    .labels()
+                    .into_iter()
+                    .map(Value::String)
+                    .collect();
                 owned(Value::List(Arc::from(labels)))
             }
             Node::SessionCount { tool, window, span } => {
@@ -459,7 +575,10 @@ fn select<'s>(base: Cow<'s, Value>, key: &Key, span: Span) -> Out<'s> {
         Cow::Borrowed(Value::Map(m)) => m.get(key).map(Cow::Borrowed).ok_or_else(missing),
         Cow::Owned(Value::Map(m)) => m.get(key).cloned().map(Cow::Owned).ok_or_else(missing),
         other => err(
-            format!("type '{}' does not support field selection", other.type_of().name()),
+            format!(
+                "type '{}' does not support field selection",
+                other.type_of().name()
+            ),
             span,
         ),
     }
@@ -475,12 +594,12 @@ fn index_value<'s>(base: Cow<'s, Value>, idx: &Value, span: Span) -> Out<'s> {
             Some(v) => owned(v.clone()),
             None => err(format!("no such key: {}", display_key(idx)), span),
         },
-        Cow::Borrowed(Value::List(l)) => {
-            ops::list_index(l, idx).map(Cow::Owned).map_err(|m| EvalError::new(m, span))
-        }
-        Cow::Owned(Value::List(l)) => {
-            ops::list_index(&l, idx).map(Cow::Owned).map_err(|m| EvalError::new(m, span))
-        }
+        Cow::Borrowed(Value::List(l)) => ops::list_index(l, idx)
+            .map(Cow::Owned)
+            .map_err(|m| EvalError::new(m, span)),
+        Cow::Owned(Value::List(l)) => ops::list_index(&l, idx)
+            .map(Cow::Owned)
+            .map_err(|m| EvalError::new(m, span)),
         other => err(ops::no_overload("[]", &[&other, idx]), span),
     }
 }
@@ -507,14 +626,17 @@ fn eval_comprehension<'s>(c: &'s Compr, cx: &'s Cx<'s>) -> Out<'s> {
         }
         other => {
             return err(
-                format!("no such overload: `{}` over {}", c.kind.name(), other.type_of().name()),
+                format!(
+                    "no such overload: `{}` over {}",
+                    c.kind.name(),
+                    other.type_of().name()
+                ),
                 c.span,
             );
         }
     };
-    let pred_bool = |node: &'s Node| -> Result<bool, EvalError> {
-        node.eval_bool(cx, c.kind.name())
-    };
+    let pred_bool =
+        |node: &'s Node| -> Result<bool, EvalError> { node.eval_bool(cx, c.kind.name()) };
     match c.kind {
         MacroKind::All | MacroKind::Exists => {
             let stop_on = c.kind == MacroKind::Exists;
@@ -572,10 +694,10 @@ fn eval_comprehension<'s>(c: &'s Compr, cx: &'s Cx<'s>) -> Out<'s> {
             let mut out = Vec::with_capacity(items.len());
             for item in items.iter() {
                 cx.set_local(c.local, item.clone(), c.span)?;
-                if let Some(filter) = &c.predicate {
-                    if !pred_bool(filter)? {
-                        continue;
-                    }
+                if let Some(filter) = &c.predicate
+                    && !pred_bool(filter)?
+                {
+                    continue;
                 }
                 out.push(transform.eval(cx)?.into_owned());
             }

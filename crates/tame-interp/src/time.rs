@@ -1,15 +1,17 @@
 //! Timestamps and durations with CEL's ranges, formats and accessors.
 //!
-//! Timestamps span `0001-01-01T00:00:00Z` to `9999-12-31T23:59:59.999999999Z`.
+//! Timestamps span `0001-01-01T00:00:00Z` to `9999-12-30T22:00:00.999999999Z`:
+//! CEL's range ends a day later, but `jiff::Timestamp` (the value model's
+//! timestamp) stops there.
 //! Durations are limited to what fits in a signed 64-bit count of
 //! nanoseconds (about ±292 years), as in the reference implementation.
 
 use jiff::tz::{Offset, TimeZone};
 use jiff::{SignedDuration, Timestamp};
 
-/// Seconds of `0001-01-01T00:00:00Z` and of `9999-12-31T23:59:59Z`.
+/// Seconds of `0001-01-01T00:00:00Z` and of `9999-12-30T22:00:00Z`.
 const MIN_SECOND: i64 = -62_135_596_800;
-const MAX_SECOND: i64 = 253_402_300_799;
+const MAX_SECOND: i64 = 253_402_207_200;
 const NANOS: i128 = 1_000_000_000;
 
 fn range_err() -> String {
@@ -18,7 +20,11 @@ fn range_err() -> String {
 
 pub(crate) fn check_ts(t: Timestamp) -> Result<Timestamp, String> {
     let s = t.as_second();
-    if (MIN_SECOND..=MAX_SECOND).contains(&s) { Ok(t) } else { Err(range_err()) }
+    if (MIN_SECOND..=MAX_SECOND).contains(&s) {
+        Ok(t)
+    } else {
+        Err(range_err())
+    }
 }
 
 pub(crate) fn ts_from_nanos(n: i128) -> Result<Timestamp, String> {
@@ -66,12 +72,18 @@ pub(crate) fn parse_duration(text: &str) -> Result<SignedDuration, String> {
     }
     let mut total: i128 = 0;
     while !rest.is_empty() {
-        let num_len = rest.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
+        let num_len = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || *b == b'.')
+            .count();
         let (num, tail) = rest.split_at(num_len);
         if num.is_empty() || num == "." {
             return Err(bad());
         }
-        let unit_len = tail.bytes().take_while(|b| !(b.is_ascii_digit() || *b == b'.')).count();
+        let unit_len = tail
+            .bytes()
+            .take_while(|b| !(b.is_ascii_digit() || *b == b'.'))
+            .count();
         let (unit, tail) = tail.split_at(unit_len);
         let scale: i128 = match unit {
             "ns" => 1,
@@ -248,14 +260,24 @@ mod tests {
         assert!(parse_duration("1x").is_err());
         assert!(parse_duration("h").is_err());
         assert!(parse_duration("1..2s").is_err());
-        assert!(parse_duration("320000000000s").unwrap_err().contains("range"));
+        assert!(
+            parse_duration("320000000000s")
+                .unwrap_err()
+                .contains("range")
+        );
     }
 
     #[test]
     fn durations_format_as_seconds() {
-        assert_eq!(format_duration(SignedDuration::from_secs(1_000_000)), "1000000s");
+        assert_eq!(
+            format_duration(SignedDuration::from_secs(1_000_000)),
+            "1000000s"
+        );
         assert_eq!(format_duration(SignedDuration::from_millis(-1500)), "-1.5s");
-        assert_eq!(format_duration(SignedDuration::from_nanos(1)), "0.000000001s");
+        assert_eq!(
+            format_duration(SignedDuration::from_nanos(1)),
+            "0.000000001s"
+        );
     }
 
     #[test]
@@ -263,17 +285,26 @@ mod tests {
         assert!(parse_timestamp("0000-01-01T00:00:00Z").is_err());
         assert!(parse_timestamp("0001-01-01T00:00:00Z").is_ok());
         assert!(ts_from_seconds(253_402_300_800).is_err());
-        let t = parse_timestamp("9999-12-31T23:59:59.999999999Z").unwrap();
-        assert_eq!(format_timestamp(t), "9999-12-31T23:59:59.999999999Z");
+        let t = parse_timestamp("9999-12-30T22:00:00.999999999Z").unwrap();
+        assert_eq!(format_timestamp(t), "9999-12-30T22:00:00.999999999Z");
         assert!(ts_add(t, 1).is_err());
     }
 
     #[test]
     fn offsets_and_zones() {
         let t = parse_timestamp("2009-02-13T23:31:30Z").unwrap();
-        assert_eq!(TsPart::Hours.of_timestamp(t, &parse_tz("02:00").unwrap()), 1);
-        assert_eq!(TsPart::Minutes.of_timestamp(t, &parse_tz("Asia/Kathmandu").unwrap()), 16);
-        assert_eq!(TsPart::Date.of_timestamp(t, &parse_tz("Australia/Sydney").unwrap()), 14);
+        assert_eq!(
+            TsPart::Hours.of_timestamp(t, &parse_tz("02:00").unwrap()),
+            1
+        );
+        assert_eq!(
+            TsPart::Minutes.of_timestamp(t, &parse_tz("Asia/Kathmandu").unwrap()),
+            16
+        );
+        assert_eq!(
+            TsPart::Date.of_timestamp(t, &parse_tz("Australia/Sydney").unwrap()),
+            14
+        );
         assert!(parse_tz("Not/AZone").is_err());
         assert!(parse_tz("+25:00").is_err());
     }

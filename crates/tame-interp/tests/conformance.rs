@@ -3,6 +3,14 @@
 //! this crate's compiler and evaluator, prints pass / fail / skip per file
 //! with every skip reason and failure, and asserts a pass-rate floor.
 
+// Test-only code: a malformed data file may panic the test with a message.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 mod support;
 
 use std::collections::BTreeMap;
@@ -10,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use support::textproto::{self, Msg, Val};
-use tame_interp::{compile, Activation, Env, NoFacts};
+use tame_interp::{Activation, Env, NoFacts, compile};
 use tame_lang::{Key, Type, Value, ValueMap};
 
 /// Minimum share of non-skipped tests that must pass, in percent.
@@ -27,7 +35,10 @@ fn conformance_dir() -> Option<PathBuf> {
         .map(|a| a.join("shared/conformance/cel"))
         .find(|p| p.is_dir())
         .or_else(|| {
-            manifest.ancestors().map(|a| a.join("../shared/conformance/cel")).find(|p| p.is_dir())
+            manifest
+                .ancestors()
+                .map(|a| a.join("../shared/conformance/cel"))
+                .find(|p| p.is_dir())
         })
 }
 
@@ -65,7 +76,11 @@ fn skip_reason(test: &Msg, expr: &str) -> Option<String> {
         }
         rest = after;
     }
-    for m in test.msgs("bindings").chain(test.msg("value")).chain(test.msg("typed_result")) {
+    for m in test
+        .msgs("bindings")
+        .chain(test.msg("value"))
+        .chain(test.msg("typed_result"))
+    {
         if m.mentions("object_value") {
             return Some("protobuf message value (object_value)".into());
         }
@@ -73,22 +88,16 @@ fn skip_reason(test: &Msg, expr: &str) -> Option<String> {
             return Some("protobuf enum value".into());
         }
     }
-    if test.get("value").is_none()
-        && test.get("eval_error").is_none()
-        && test.get("typed_result").is_none()
-        && test.get("any_eval_errors").is_none()
-    {
-        if test.get("unknown").is_some() || test.get("any_unknowns").is_some() {
-            return Some("unknown-value results are not supported".into());
-        }
+    if test.get("unknown").is_some() || test.get("any_unknowns").is_some() {
+        return Some("unknown-value results are not supported".into());
     }
     for env in test.msgs("type_env") {
-        if let Some(ident) = env.msg("ident").and_then(|i| i.msg("type")) {
-            if let Some(mt) = ident.string("message_type") {
-                if mt != "google.protobuf.Timestamp" && mt != "google.protobuf.Duration" {
-                    return Some(format!("declares a variable of message type {mt}"));
-                }
-            }
+        if let Some(ident) = env.msg("ident").and_then(|i| i.msg("type"))
+            && let Some(mt) = ident.string("message_type")
+            && mt != "google.protobuf.Timestamp"
+            && mt != "google.protobuf.Duration"
+        {
+            return Some(format!("declares a variable of message type {mt}"));
         }
         if env.get("function").is_some() {
             return Some("declares custom functions".into());
@@ -141,10 +150,14 @@ fn to_value(m: &Msg) -> Result<Value, String> {
         "null_value" => Value::Null,
         "bool_value" => Value::Bool(word(Some(v)).as_deref() == Some("true")),
         "int64_value" => Value::Int(
-            word(Some(v)).and_then(|w| w.parse().ok()).ok_or("bad int64_value")?,
+            word(Some(v))
+                .and_then(|w| w.parse().ok())
+                .ok_or("bad int64_value")?,
         ),
         "uint64_value" => Value::Uint(
-            word(Some(v)).and_then(|w| w.parse().ok()).ok_or("bad uint64_value")?,
+            word(Some(v))
+                .and_then(|w| w.parse().ok())
+                .ok_or("bad uint64_value")?,
         ),
         "double_value" => Value::Double(parse_double(&word(Some(v)).unwrap_or_default())?),
         "string_value" => match v {
@@ -159,12 +172,19 @@ fn to_value(m: &Msg) -> Result<Value, String> {
         },
         "type_value" => Value::Type(type_from_name(&word(Some(v)).unwrap_or_default())),
         "list_value" => {
-            let Val::Msg(l) = v else { return Err("bad list_value".into()) };
-            let items = l.msgs("values").map(to_value).collect::<Result<Vec<_>, _>>()?;
+            let Val::Msg(l) = v else {
+                return Err("bad list_value".into());
+            };
+            let items = l
+                .msgs("values")
+                .map(to_value)
+                .collect::<Result<Vec<_>, _>>()?;
             Value::List(Arc::from(items))
         }
         "map_value" => {
-            let Val::Msg(mv) = v else { return Err("bad map_value".into()) };
+            let Val::Msg(mv) = v else {
+                return Err("bad map_value".into());
+            };
             let mut out = ValueMap::default();
             for e in mv.msgs("entries") {
                 let k = to_value(e.msg("key").ok_or("entry without key")?)?;
@@ -250,7 +270,9 @@ fn run_test(test: &Msg) -> Outcome {
     let mut vars: Vec<Value> = Vec::new();
     // Bound variables first so their slots line up with `vars`.
     for b in test.msgs("bindings") {
-        let Some(name) = b.string("key") else { continue };
+        let Some(name) = b.string("key") else {
+            continue;
+        };
         let Some(v) = b.msg("value").and_then(|v| v.msg("value")) else {
             return Outcome::Skip("binding is not a plain value (error/unknown)".into());
         };
@@ -266,7 +288,9 @@ fn run_test(test: &Msg) -> Outcome {
         }
     }
     for d in test.msgs("type_env") {
-        if let (Some(name), Some(t)) = (d.string("name"), d.msg("ident").and_then(|i| i.msg("type"))) {
+        if let (Some(name), Some(t)) =
+            (d.string("name"), d.msg("ident").and_then(|i| i.msg("type")))
+        {
             env.declare(&name, decl_type(t));
         }
     }
@@ -274,8 +298,12 @@ fn run_test(test: &Msg) -> Outcome {
     let got = compile(&ast, &env)
         .map_err(|e| format!("compile error: {e}"))
         .and_then(|p| {
-            p.eval(&Activation::new(&vars, &NoFacts, jiff::Timestamp::UNIX_EPOCH))
-                .map_err(|e| format!("eval error: {e}"))
+            p.eval(&Activation::new(
+                &vars,
+                &NoFacts,
+                jiff::Timestamp::UNIX_EPOCH,
+            ))
+            .map_err(|e| format!("eval error: {e}"))
         });
 
     let expected = test
@@ -288,7 +316,9 @@ fn run_test(test: &Msg) -> Outcome {
             Err(err) => Outcome::Skip(format!("cannot read the expected value: {err}")),
         },
         (Some(exp), Err(e)) => Outcome::Fail(format!("expected {}, got {e}", describe(exp))),
-        (None, Err(_)) if test.get("eval_error").is_some() || test.get("any_eval_errors").is_some() => {
+        (None, Err(_))
+            if test.get("eval_error").is_some() || test.get("any_eval_errors").is_some() =>
+        {
             Outcome::Pass
         }
         (None, Ok(v)) => Outcome::Fail(format!("expected an error, got {v:?}")),
@@ -303,7 +333,9 @@ fn describe(m: &Msg) -> String {
 #[test]
 fn cel_conformance() {
     let Some(dir) = conformance_dir() else {
-        println!("skipping CEL conformance: ../shared/conformance/cel not found (set TAME_CEL_CONFORMANCE)");
+        println!(
+            "skipping CEL conformance: ../shared/conformance/cel not found (set TAME_CEL_CONFORMANCE)"
+        );
         return;
     };
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -312,14 +344,20 @@ fn cel_conformance() {
         .filter(|p| p.extension().is_some_and(|e| e == "textproto"))
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "no .textproto files in {}", dir.display());
+    assert!(
+        !files.is_empty(),
+        "no .textproto files in {}",
+        dir.display()
+    );
 
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
     for path in &files {
         let text = std::fs::read_to_string(path).expect("read textproto");
-        let doc = textproto::parse(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let file = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let doc = textproto::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let file = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tally = tallies.entry(file.clone()).or_default();
         for section in doc.msgs("section") {
             let sname = section.string("name").unwrap_or_default();
@@ -370,7 +408,14 @@ fn cel_conformance() {
             println!("  {id}: {r}");
         }
     }
-    let rate = if p + f == 0 { 100.0 } else { 100.0 * p as f64 / (p + f) as f64 };
+    let rate = if p + f == 0 {
+        100.0
+    } else {
+        100.0 * p as f64 / (p + f) as f64
+    };
     println!("\npass rate over non-skipped tests: {rate:.1}% (floor {PASS_FLOOR_PERCENT}%)");
-    assert!(rate >= PASS_FLOOR_PERCENT, "pass rate {rate:.1}% is below the floor {PASS_FLOOR_PERCENT}%");
+    assert!(
+        rate >= PASS_FLOOR_PERCENT,
+        "pass rate {rate:.1}% is below the floor {PASS_FLOOR_PERCENT}%"
+    );
 }

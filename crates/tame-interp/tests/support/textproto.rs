@@ -34,7 +34,10 @@ impl Msg {
     }
 
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Val> + 'a {
-        self.fields.iter().filter(move |(n, _)| n == name).map(|(_, v)| v)
+        self.fields
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v)
     }
 
     pub fn msg(&self, name: &str) -> Option<&Msg> {
@@ -103,7 +106,10 @@ struct Lexer<'a> {
 
 impl<'a> Lexer<'a> {
     fn err<T>(&self, message: impl Into<String>) -> Result<T, Error> {
-        Err(Error { line: self.line, message: message.into() })
+        Err(Error {
+            line: self.line,
+            message: message.into(),
+        })
     }
 
     fn peek_byte(&self) -> Option<u8> {
@@ -135,7 +141,9 @@ impl<'a> Lexer<'a> {
         let mut out = Vec::new();
         loop {
             self.skip_space();
-            let Some(b) = self.peek_byte() else { return Ok(out) };
+            let Some(b) = self.peek_byte() else {
+                return Ok(out);
+            };
             let line = self.line;
             let tok = match b {
                 b'"' | b'\'' => {
@@ -178,7 +186,12 @@ impl<'a> Lexer<'a> {
                         }
                     }
                 }
-                c if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'+' || c == b'.' => {
+                c if c.is_ascii_alphanumeric()
+                    || c == b'_'
+                    || c == b'-'
+                    || c == b'+'
+                    || c == b'.' =>
+                {
                     let start = self.pos;
                     while let Some(c) = self.peek_byte() {
                         if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'+' | b'.') {
@@ -199,13 +212,17 @@ impl<'a> Lexer<'a> {
         self.pos += 1;
         let mut out = Vec::new();
         loop {
-            let Some(b) = self.peek_byte() else { return self.err("unterminated string") };
+            let Some(b) = self.peek_byte() else {
+                return self.err("unterminated string");
+            };
             self.pos += 1;
             match b {
                 b'\n' => return self.err("newline in string"),
                 q if q == quote => return Ok(out),
                 b'\\' => {
-                    let Some(e) = self.peek_byte() else { return self.err("bad escape") };
+                    let Some(e) = self.peek_byte() else {
+                        return self.err("bad escape");
+                    };
                     self.pos += 1;
                     match e {
                         b'n' => out.push(b'\n'),
@@ -254,7 +271,9 @@ impl<'a> Lexer<'a> {
                                 .ok()
                                 .and_then(|h| u32::from_str_radix(h, 16).ok())
                                 .and_then(char::from_u32);
-                            let Some(c) = code else { return self.err("bad unicode escape") };
+                            let Some(c) = code else {
+                                return self.err("bad unicode escape");
+                            };
                             self.pos += len;
                             let mut buf = [0u8; 4];
                             out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
@@ -275,11 +294,17 @@ struct Parser {
 
 impl Parser {
     fn line(&self) -> usize {
-        self.toks.get(self.pos).or(self.toks.last()).map_or(0, |(_, l)| *l)
+        self.toks
+            .get(self.pos)
+            .or(self.toks.last())
+            .map_or(0, |(_, l)| *l)
     }
 
     fn err<T>(&self, message: impl Into<String>) -> Result<T, Error> {
-        Err(Error { line: self.line(), message: message.into() })
+        Err(Error {
+            line: self.line(),
+            message: message.into(),
+        })
     }
 
     fn peek(&self) -> Option<&Tok> {
@@ -357,7 +382,12 @@ impl Parser {
 
 /// Parses a whole text-format document.
 pub fn parse(text: &str) -> Result<Msg, Error> {
-    let toks = Lexer { src: text.as_bytes(), pos: 0, line: 1 }.tokens()?;
+    let toks = Lexer {
+        src: text.as_bytes(),
+        pos: 0,
+        line: 1,
+    }
+    .tokens()?;
     Parser { toks, pos: 0 }.message(None)
 }
 
@@ -381,19 +411,27 @@ mod tests {
 
     #[test]
     fn escapes_are_bytes() {
-        let m = parse(r#"a: "\303\277" b: "\xff\x00" c: "\u270c" d: "\a\b\f\n\r\t\v\"\'\\""#)
-            .unwrap();
+        let m =
+            parse(r#"a: "\303\277" b: "\xff\x00" c: "\u270c" d: "\a\b\f\n\r\t\v\"\'\\""#).unwrap();
         assert_eq!(m.get("a"), Some(&Val::Str(vec![0xc3, 0xbf])));
         assert_eq!(m.get("b"), Some(&Val::Str(vec![0xff, 0])));
         assert_eq!(m.get("c"), Some(&Val::Str("\u{270c}".as_bytes().to_vec())));
-        assert_eq!(m.get("d"), Some(&Val::Str(b"\x07\x08\x0c\n\r\t\x0b\"'\\".to_vec())));
+        assert_eq!(
+            m.get("d"),
+            Some(&Val::Str(b"\x07\x08\x0c\n\r\t\x0b\"'\\".to_vec()))
+        );
     }
 
     #[test]
     fn extension_names_and_errors() {
-        let m = parse("v { [type.googleapis.com/google.protobuf.Duration] { seconds: 1 } }")
-            .unwrap();
-        assert!(m.msg("v").unwrap().msg("type.googleapis.com/google.protobuf.Duration").is_some());
+        let m =
+            parse("v { [type.googleapis.com/google.protobuf.Duration] { seconds: 1 } }").unwrap();
+        assert!(
+            m.msg("v")
+                .unwrap()
+                .msg("type.googleapis.com/google.protobuf.Duration")
+                .is_some()
+        );
         assert!(parse("a { b: 1").is_err());
         assert!(parse("a: \"open").is_err());
         assert!(parse("a 1").is_err());
