@@ -1,1 +1,91 @@
-//! tame-server
+//! The Tame HTTP server: the original tame server's API over the engine
+//! facade and the store, plus approvals, audit, metrics and OpenAPI.
+//!
+//! [`app`] builds the router (tests drive it with tower's `oneshot`);
+//! [`run`] serves it with signals, policy file watching, the approval
+//! expiry sweeper and graceful shutdown. The server holds no policy logic:
+//! every decision comes from [`tame_engine::Policy::evaluate`].
+//!
+//! ## Releasing an approved call
+//!
+//! `POST /api/v1/enforce` answers `approve` with an `approval_id`. The
+//! caller waits (`GET /api/v1/approvals/{id}/wait`, a long poll of at most
+//! 50 s) until an admin approves or rejects it, then POSTs the same call to
+//! `/api/v1/enforce` again with `"approval_id": ID` in the body (or in
+//! `metadata`). The call must be identical (tool, arguments, session: the
+//! approval is bound to their hash). It is evaluated again against the
+//! current policy: `deny` still denies; otherwise the answer is `allow`
+//! and the approval is used up. A rejected or expired approval answers
+//! `deny`.
+
+mod api;
+mod auth;
+mod config;
+mod enforce;
+mod error;
+mod metrics;
+mod openapi;
+mod serve;
+mod state;
+
+pub use auth::{Auth, Role};
+pub use config::{MAX_WAIT_CAP, ServerConfig};
+pub use error::AppError;
+pub use openapi::{ROUTES, RouteDoc, openapi_document};
+pub use serve::{run, run_until, shutdown_signal};
+pub use state::{AppState, Limits, LoadedPolicy, ReloadOutcome};
+
+use axum::Router;
+use axum::routing::{MethodRouter, get, post};
+
+/// The router of every route in [`ROUTES`], with its state. The OpenAPI
+/// document is generated from the same table.
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new();
+    for (path, handler) in handlers() {
+        router = router.route(path, handler);
+    }
+    router
+        .fallback(api::not_found)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// One method router per path, in the order of [`ROUTES`].
+fn handlers() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/api/v1/enforce", post(enforce::enforce)),
+        ("/api/v1/enforce/{session_id}/result", post(api::record_result)),
+        ("/api/v1/sessions", get(api::list_sessions)),
+        ("/api/v1/sessions/{session_id}", get(api::session_log)),
+        ("/api/v1/sessions/{session_id}/summary", get(api::session_summary)),
+        ("/api/v1/policy/current", get(api::policy_current)),
+        ("/api/v1/policy/validate", post(api::policy_validate)),
+        ("/api/v1/policy/reload", post(api::policy_reload)),
+        ("/api/v1/policy/test", get(api::policy_test_get).post(api::policy_test_post)),
+        ("/api/v1/policy/versions", get(api::policy_versions)),
+        ("/api/v1/approvals", get(api::list_approvals)),
+        ("/api/v1/approvals/{approval_id}", get(api::get_approval)),
+        ("/api/v1/approvals/{approval_id}/approve", post(api::approve)),
+        ("/api/v1/approvals/{approval_id}/reject", post(api::reject)),
+        ("/api/v1/approvals/{approval_id}/wait", get(api::wait_approval)),
+        ("/api/v1/audit/verify", get(api::audit_verify)),
+        ("/api/v1/audit/export", get(api::audit_export)),
+        ("/health", get(api::health)),
+        ("/metrics", get(api::metrics)),
+        ("/openapi.json", get(api::openapi)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handler_table_and_route_docs_agree() {
+        let handled: Vec<&str> = handlers().into_iter().map(|(p, _)| p).collect();
+        let mut documented: Vec<&str> = ROUTES.iter().map(|r| r.path).collect();
+        documented.dedup();
+        assert_eq!(handled, documented);
+    }
+}

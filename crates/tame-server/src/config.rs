@@ -1,0 +1,277 @@
+//! Server configuration: plain fields the CLI maps its flags onto, plus a
+//! config file (YAML or JSON) and `TAME_*` environment variables.
+//!
+//! Precedence, lowest first: defaults, config file, environment, flags
+//! (the caller applies flags last).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use tame_store::Durability;
+
+/// Everything `run` needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The policies.yml file served (and watched).
+    pub policy_path: PathBuf,
+    /// Listen address; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// The SQLite database file.
+    pub db_path: PathBuf,
+    /// Keys that may enforce and report results.
+    pub agent_keys: Vec<String>,
+    /// Keys that may do everything.
+    pub admin_keys: Vec<String>,
+    /// Listen on a non-loopback address without API keys.
+    pub allow_insecure_bind: bool,
+    /// How long an approval stays pending before it expires (denied).
+    pub approval_timeout: Duration,
+    /// Largest accepted request body in bytes (413 above).
+    pub body_limit: usize,
+    /// Deepest accepted JSON nesting (400 above).
+    pub json_depth_limit: usize,
+    /// Audit HMAC key; `None` keeps a random one in `<db>.secret`.
+    pub secret: Option<String>,
+    /// `Full` survives power loss; `Normal` survives process crashes.
+    pub durability: Durability,
+    /// Reload the policy when its file changes.
+    pub watch_policy: bool,
+    /// Longest wait of `GET /api/v1/approvals/{id}/wait` (capped at 50 s).
+    pub max_wait: Duration,
+    /// Requests taking longer are answered 408.
+    pub request_timeout: Duration,
+}
+
+/// The longest long poll: below the 60 s that MCP clients wait.
+pub const MAX_WAIT_CAP: Duration = Duration::from_secs(50);
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            policy_path: PathBuf::from("policies.yml"),
+            addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            db_path: PathBuf::from("tame.db"),
+            agent_keys: Vec::new(),
+            admin_keys: Vec::new(),
+            allow_insecure_bind: false,
+            approval_timeout: Duration::from_secs(15 * 60),
+            body_limit: 1024 * 1024,
+            json_depth_limit: 64,
+            secret: None,
+            durability: Durability::Full,
+            watch_policy: true,
+            max_wait: MAX_WAIT_CAP,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The config file's shape: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    policy: Option<PathBuf>,
+    addr: Option<String>,
+    db: Option<PathBuf>,
+    agent_keys: Option<Vec<String>>,
+    admin_keys: Option<Vec<String>>,
+    allow_insecure_bind: Option<bool>,
+    approval_timeout_secs: Option<u64>,
+    body_limit: Option<usize>,
+    json_depth_limit: Option<usize>,
+    secret: Option<String>,
+    durability: Option<String>,
+    watch_policy: Option<bool>,
+    max_wait_secs: Option<u64>,
+}
+
+fn parse_addr(s: &str, what: &str) -> anyhow::Result<SocketAddr> {
+    s.parse()
+        .with_context(|| format!("{what}: `{s}` is not a HOST:PORT address (e.g. 127.0.0.1:8000)"))
+}
+
+fn parse_durability(s: &str, what: &str) -> anyhow::Result<Durability> {
+    match s {
+        "full" => Ok(Durability::Full),
+        "normal" => Ok(Durability::Normal),
+        other => bail!("{what}: `{other}` is not a durability (expected `full` or `normal`)"),
+    }
+}
+
+fn parse_bool(s: &str, what: &str) -> anyhow::Result<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => bail!("{what}: `{other}` is not a boolean"),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(s: &str, what: &str) -> anyhow::Result<T> {
+    s.parse().map_err(|_| anyhow::anyhow!("{what}: `{s}` is not a number"))
+}
+
+fn split_keys(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_string).collect()
+}
+
+impl ServerConfig {
+    /// Defaults, then `file` (if given), then the process environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<ServerConfig> {
+        let mut config = ServerConfig::default();
+        if let Some(file) = file {
+            config.apply_file(file)?;
+        }
+        config.apply_env(std::env::vars())?;
+        Ok(config)
+    }
+
+    /// Applies a YAML (or JSON) config file. Relative paths in it are
+    /// relative to the file's directory.
+    pub fn apply_file(&mut self, file: &Path) -> anyhow::Result<()> {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read config file `{}`", file.display()))?;
+        let parsed: FileConfig = serde_yaml::from_str(&text)
+            .with_context(|| format!("invalid config file `{}`", file.display()))?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        let what = file.display().to_string();
+        if let Some(p) = parsed.policy {
+            self.policy_path = base.join(p);
+        }
+        if let Some(a) = parsed.addr {
+            self.addr = parse_addr(&a, &format!("{what}: addr"))?;
+        }
+        if let Some(p) = parsed.db {
+            self.db_path = base.join(p);
+        }
+        if let Some(k) = parsed.agent_keys {
+            self.agent_keys = k;
+        }
+        if let Some(k) = parsed.admin_keys {
+            self.admin_keys = k;
+        }
+        if let Some(b) = parsed.allow_insecure_bind {
+            self.allow_insecure_bind = b;
+        }
+        if let Some(s) = parsed.approval_timeout_secs {
+            self.approval_timeout = Duration::from_secs(s);
+        }
+        if let Some(n) = parsed.body_limit {
+            self.body_limit = n;
+        }
+        if let Some(n) = parsed.json_depth_limit {
+            self.json_depth_limit = n;
+        }
+        if let Some(s) = parsed.secret {
+            self.secret = Some(s);
+        }
+        if let Some(d) = parsed.durability {
+            self.durability = parse_durability(&d, &format!("{what}: durability"))?;
+        }
+        if let Some(w) = parsed.watch_policy {
+            self.watch_policy = w;
+        }
+        if let Some(s) = parsed.max_wait_secs {
+            self.max_wait = Duration::from_secs(s).min(MAX_WAIT_CAP);
+        }
+        Ok(())
+    }
+
+    /// Applies `TAME_*` variables: `TAME_POLICY`, `TAME_ADDR`, `TAME_DB`,
+    /// `TAME_AGENT_KEYS` and `TAME_ADMIN_KEYS` (comma separated),
+    /// `TAME_ALLOW_INSECURE_BIND`, `TAME_APPROVAL_TIMEOUT_SECS`,
+    /// `TAME_BODY_LIMIT`, `TAME_JSON_DEPTH_LIMIT`, `TAME_AUDIT_SECRET`,
+    /// `TAME_DURABILITY` (`full`|`normal`), `TAME_WATCH_POLICY`.
+    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<()> {
+        for (name, value) in vars {
+            let what = name.as_str();
+            match what {
+                "TAME_POLICY" => self.policy_path = PathBuf::from(value),
+                "TAME_ADDR" => self.addr = parse_addr(&value, what)?,
+                "TAME_DB" => self.db_path = PathBuf::from(value),
+                "TAME_AGENT_KEYS" => self.agent_keys = split_keys(&value),
+                "TAME_ADMIN_KEYS" => self.admin_keys = split_keys(&value),
+                "TAME_ALLOW_INSECURE_BIND" => self.allow_insecure_bind = parse_bool(&value, what)?,
+                "TAME_APPROVAL_TIMEOUT_SECS" => {
+                    self.approval_timeout = Duration::from_secs(parse_num(&value, what)?);
+                }
+                "TAME_BODY_LIMIT" => self.body_limit = parse_num(&value, what)?,
+                "TAME_JSON_DEPTH_LIMIT" => self.json_depth_limit = parse_num(&value, what)?,
+                "TAME_AUDIT_SECRET" => self.secret = Some(value),
+                "TAME_DURABILITY" => self.durability = parse_durability(&value, what)?,
+                "TAME_WATCH_POLICY" => self.watch_policy = parse_bool(&value, what)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses an open API on a non-loopback address unless allowed.
+    pub fn check_bind(&self) -> anyhow::Result<()> {
+        let open = self.agent_keys.iter().chain(&self.admin_keys).all(String::is_empty);
+        if open && !self.addr.ip().is_loopback() && !self.allow_insecure_bind {
+            bail!(
+                "refusing to listen on {} without API keys: configure agent/admin keys \
+                 or pass --allow-insecure-bind",
+                self.addr
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tame.yml");
+        std::fs::write(
+            &file,
+            "policy: p.yml\naddr: 127.0.0.1:9000\nadmin_keys: [a1]\napproval_timeout_secs: 30\ndurability: normal\n",
+        )
+        .unwrap();
+        let mut c = ServerConfig::default();
+        c.apply_file(&file).unwrap();
+        assert_eq!(c.policy_path, dir.path().join("p.yml"));
+        assert_eq!(c.addr.port(), 9000);
+        assert_eq!(c.approval_timeout, Duration::from_secs(30));
+        assert_eq!(c.durability, Durability::Normal);
+        c.apply_env([
+            ("TAME_ADDR".to_string(), "0.0.0.0:1234".to_string()),
+            ("TAME_AGENT_KEYS".to_string(), "k1, k2,".to_string()),
+            ("OTHER".to_string(), "x".to_string()),
+        ])
+        .unwrap();
+        assert_eq!(c.addr.port(), 1234);
+        assert_eq!(c.agent_keys, ["k1", "k2"]);
+        let err = c.apply_env([("TAME_BODY_LIMIT".to_string(), "lots".to_string())]).unwrap_err();
+        assert!(err.to_string().contains("TAME_BODY_LIMIT"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tame.yml");
+        std::fs::write(&file, "adress: 1\n").unwrap();
+        let err = ServerConfig::default().apply_file(&file).unwrap_err();
+        assert!(format!("{err:#}").contains("adress"), "{err:#}");
+    }
+
+    #[test]
+    fn open_api_only_on_loopback() {
+        let mut c = ServerConfig::default();
+        assert!(c.check_bind().is_ok());
+        c.addr = "0.0.0.0:8000".parse().unwrap();
+        assert!(c.check_bind().unwrap_err().to_string().contains("without API keys"));
+        c.allow_insecure_bind = true;
+        assert!(c.check_bind().is_ok());
+        c.allow_insecure_bind = false;
+        c.agent_keys = vec!["k".into()];
+        assert!(c.check_bind().is_ok());
+    }
+}

@@ -1,0 +1,204 @@
+//! `POST /api/v1/enforce`: evaluate a call against the running policy with
+//! the session's facts, store the decision, answer once it is committed.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::Value;
+use tame_engine::{Action, Decision, Request};
+use tame_store::canonical::call_hash;
+use tame_store::{ApprovalState, NewApproval, NewDecision, Release, format_timestamp};
+
+use crate::AppState;
+use crate::auth::Role;
+use crate::error::{AppError, JsonBody};
+use crate::metrics::DecisionLabels;
+
+/// The answer, in the original server's shape plus `approval_id`.
+#[derive(Debug, Serialize)]
+struct EnforceResponse<'a> {
+    session_id: &'a str,
+    decision: Action,
+    rule_name: Option<&'a str>,
+    reason: &'a str,
+    policy_version: &'a str,
+    log_id: &'a str,
+    timestamp: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval_id: Option<&'a str>,
+}
+
+fn approval_id_of(body: &Value) -> Result<Option<String>, AppError> {
+    let top = body.get("approval_id");
+    let meta = body.get("metadata").and_then(|m| m.get("approval_id"));
+    match top.or(meta) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        Some(_) => Err(AppError::unprocessable("approval_id: expected a non-empty string")
+            .with("field", Value::String("approval_id".into()))),
+    }
+}
+
+pub async fn enforce(State(state): State<AppState>, headers: HeaderMap, JsonBody(body): JsonBody) -> Result<Response, AppError> {
+    state.auth().check(&headers, Role::Agent)?;
+    let started = Instant::now();
+    let mut req = Request::from_call_json(&body).map_err(|e| {
+        AppError::unprocessable(e.to_string()).with("field", Value::String(e.path.clone()))
+    })?;
+    let approval_id = approval_id_of(&body)?;
+    let session_id = match &req.session_id {
+        Some(s) => s.to_string(),
+        None => {
+            let fresh = uuid::Uuid::new_v4().to_string();
+            req.session_id = Some(std::sync::Arc::from(fresh.as_str()));
+            fresh
+        }
+    };
+    let now = req.now;
+    let tool_args = match body.get("tool_args") {
+        Some(Value::Null) | None => Value::Object(serde_json::Map::new()),
+        Some(v) => v.clone(),
+    };
+    let metadata = match body.get("metadata") {
+        Some(Value::Null) | None => Value::Object(serde_json::Map::new()),
+        Some(v) => v.clone(),
+    };
+    let policy = state.policy();
+    let hash = call_hash(&req.tool, &tool_args, &session_id);
+
+    // The approval a release refers to, read before taking the session lock.
+    let approval = match &approval_id {
+        Some(id) => {
+            let store = state.store().clone();
+            let id = id.clone();
+            let found = tokio::task::spawn_blocking(move || store.approval(&id, now))
+                .await
+                .map_err(AppError::internal)??;
+            let found = found.ok_or_else(|| AppError::not_found(format!("approval `{}` not found", approval_id.as_deref().unwrap_or_default())))?;
+            if found.call_hash != hash {
+                return Err(AppError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    format!("approval `{}` was granted for a different call (tool, arguments and session must match)", found.approval_id),
+                ));
+            }
+            if found.state == ApprovalState::Pending {
+                return Err(AppError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    format!("approval `{}` is still pending", found.approval_id),
+                )
+                .with("approval_id", Value::String(found.approval_id.clone()))
+                .with("expires_at", Value::String(found.expires_at.clone())));
+            }
+            Some(found)
+        }
+        None => None,
+    };
+
+    let facts = state.store().session_facts(&session_id)?;
+    let (decision, new_approval, release) = {
+        let mut guard = facts.lock();
+        let evaluated = policy.policy.evaluate(&req, &guard.view(now));
+        let (decision, new_approval, release) = match &approval {
+            None => {
+                let new_approval = (evaluated.action == Action::Approve).then(|| NewApproval {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    call_hash: hash.clone(),
+                    expires_at: now
+                        .checked_add(state.limits().approval_timeout)
+                        .unwrap_or(Timestamp::MAX),
+                });
+                (evaluated, new_approval, None)
+            }
+            Some(a) => released(evaluated, a),
+        };
+        guard.note_decision(&req.tool, now, decision.action);
+        (decision, new_approval, release)
+    };
+
+    let log_id = uuid::Uuid::new_v4().to_string();
+    let timestamp = format_timestamp(now);
+    let rule_name = decision.rule_name.as_deref().map(str::to_string);
+    let reason = decision.reason.to_string();
+    let approval_out = new_approval.as_ref().map(|a| a.id.clone());
+    let record = NewDecision {
+        log_id: log_id.clone(),
+        session_id: session_id.clone(),
+        timestamp: now,
+        tool_name: req.tool.to_string(),
+        tool_args,
+        agent_id: req.agent_id.as_deref().map(str::to_string),
+        user_id: req.user_id.as_deref().map(str::to_string),
+        metadata,
+        decision: decision.action,
+        rule_name: rule_name.clone(),
+        reason: reason.clone(),
+        policy_version: decision.policy_version.to_string(),
+        new_approval,
+        release_of: release.map(|approval_id| Release { approval_id, call_hash: hash }),
+    };
+    state.store().record_decision(record).await?;
+    if approval.is_some() {
+        state.notify_approvals();
+    }
+
+    let metrics = state.metrics();
+    metrics
+        .decisions
+        .get_or_create(&DecisionLabels {
+            action: decision.action.as_str(),
+            rule: rule_name.clone().unwrap_or_default(),
+        })
+        .inc();
+    metrics.enforce_seconds.observe(started.elapsed().as_secs_f64());
+
+    let body = EnforceResponse {
+        session_id: &session_id,
+        decision: decision.action,
+        rule_name: rule_name.as_deref(),
+        reason: &reason,
+        policy_version: &decision.policy_version,
+        log_id: &log_id,
+        timestamp: &timestamp,
+        approval_id: approval_out.as_deref(),
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+/// The decision for a call that comes back with a decided approval: the
+/// current policy's `deny` still denies; a rejected or expired approval
+/// denies; otherwise the call is allowed and the approval used.
+fn released(evaluated: Decision, approval: &tame_store::Approval) -> (Decision, Option<NewApproval>, Option<String>) {
+    let id = &approval.approval_id;
+    let deny = |reason: String| Decision {
+        action: Action::Deny,
+        rule_name: evaluated.rule_name.clone(),
+        reason: reason.into(),
+        policy_version: evaluated.policy_version.clone(),
+    };
+    match approval.state {
+        ApprovalState::Rejected => {
+            let why = approval.decision_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+            (deny(format!("approval {id} was rejected{why}")), None, None)
+        }
+        ApprovalState::Expired | ApprovalState::Pending => (deny(format!("approval {id} expired")), None, None),
+        ApprovalState::Approved if evaluated.action == Action::Deny => {
+            let reason = format!("{} (approval {id} does not override a deny of the current policy)", evaluated.reason);
+            (deny(reason), None, None)
+        }
+        ApprovalState::Approved => {
+            let by = approval.decided_by.as_deref().unwrap_or("an admin");
+            let why = approval.decision_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+            let decision = Decision {
+                action: Action::Allow,
+                rule_name: evaluated.rule_name.clone(),
+                reason: format!("approved by {by}{why} (approval {id})").into(),
+                policy_version: evaluated.policy_version.clone(),
+            };
+            (decision, None, Some(id.clone()))
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The OpenAPI 3.1 document, generated from the route table the router is
+//! built from, so the two cannot drift apart.
+
+use serde_json::{Map, Value, json};
+
+use crate::auth::Role;
+
+/// One documented operation.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteDoc {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub role: Role,
+    pub summary: &'static str,
+}
+
+const fn r(method: &'static str, path: &'static str, role: Role, summary: &'static str) -> RouteDoc {
+    RouteDoc { method, path, role, summary }
+}
+
+/// Every route of the server, in router order (one entry per method).
+pub const ROUTES: &[RouteDoc] = &[
+    r("post", "/api/v1/enforce", Role::Agent, "Decide a tool call (allow, deny or approve) and log it"),
+    r("post", "/api/v1/enforce/{session_id}/result", Role::Agent, "Record a tool's result for a logged call (query: log_id)"),
+    r("get", "/api/v1/sessions", Role::Admin, "List sessions (query: page, page_size, agent_id, user_id)"),
+    r("get", "/api/v1/sessions/{session_id}", Role::Admin, "A session's log entries"),
+    r("get", "/api/v1/sessions/{session_id}/summary", Role::Admin, "A session's summary"),
+    r("get", "/api/v1/policy/current", Role::Agent, "The running policy: version, hash, rules"),
+    r("post", "/api/v1/policy/validate", Role::Agent, "Check a policy text without loading it"),
+    r("post", "/api/v1/policy/reload", Role::Admin, "Reload the policy from its file, or from policy_content"),
+    r("get", "/api/v1/policy/test", Role::Agent, "Dry-run a call (query: tool_name, tool_args as JSON, session_id, agent_id, user_id, metadata)"),
+    r("post", "/api/v1/policy/test", Role::Agent, "Dry-run a call given as an enforce body"),
+    r("get", "/api/v1/policy/versions", Role::Admin, "Every loaded policy version with its hash"),
+    r("get", "/api/v1/approvals", Role::Admin, "List approvals (query: state = pending|approved|rejected|expired|all)"),
+    r("get", "/api/v1/approvals/{approval_id}", Role::Agent, "One approval"),
+    r("post", "/api/v1/approvals/{approval_id}/approve", Role::Admin, "Approve a pending call (body: reason, by)"),
+    r("post", "/api/v1/approvals/{approval_id}/reject", Role::Admin, "Reject a pending call (body: reason, by)"),
+    r("get", "/api/v1/approvals/{approval_id}/wait", Role::Agent, "Long poll until the approval is decided (query: timeout seconds, at most 50)"),
+    r("get", "/api/v1/audit/verify", Role::Admin, "Check the hash chain of the audit log"),
+    r("get", "/api/v1/audit/export", Role::Admin, "The audit log as JSON lines"),
+    r("get", "/health", Role::Public, "Liveness"),
+    r("get", "/metrics", Role::Public, "Prometheus metrics"),
+    r("get", "/openapi.json", Role::Public, "This document"),
+];
+
+fn request_body(path: &str, method: &str) -> Option<Value> {
+    let schema = match (method, path) {
+        ("post", "/api/v1/enforce") | ("post", "/api/v1/policy/test") => json!({"$ref": "#/components/schemas/EnforceRequest"}),
+        ("post", "/api/v1/enforce/{session_id}/result") => json!({"type": "object", "description": "The tool's result: status, duration_ms, error_message are read; other keys are kept"}),
+        ("post", "/api/v1/policy/validate") => json!({"type": "object", "required": ["policy_content"], "properties": {"policy_content": {"type": "string"}, "description": {"type": "string"}}}),
+        ("post", "/api/v1/policy/reload") => json!({"type": "object", "properties": {"policy_content": {"type": "string"}}}),
+        ("post", p) if p.ends_with("/approve") || p.ends_with("/reject") => json!({"type": "object", "properties": {"reason": {"type": "string"}, "by": {"type": "string"}}}),
+        _ => return None,
+    };
+    Some(json!({"required": method == "post" && !path.ends_with("/reload") && !path.ends_with("/approve") && !path.ends_with("/reject"), "content": {"application/json": {"schema": schema}}}))
+}
+
+fn parameters(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect()
+}
+
+/// The OpenAPI document of [`ROUTES`].
+pub fn openapi_document() -> Value {
+    let mut paths = Map::new();
+    for route in ROUTES {
+        let mut op = json!({
+            "summary": route.summary,
+            "x-tame-role": route.role.as_str(),
+            "responses": {
+                "200": {"description": "OK"},
+                "4XX": {"description": "Client error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            },
+        });
+        if route.role != Role::Public {
+            op["security"] = json!([{"bearer": []}, {"apiKey": []}]);
+        }
+        let params = parameters(route.path);
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
+        }
+        if let Some(body) = request_body(route.path, route.method) {
+            op["requestBody"] = body;
+        }
+        if route.path == "/api/v1/enforce" {
+            op["responses"]["200"] = json!({"description": "The decision", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EnforceResponse"}}}});
+        }
+        let entry = paths.entry(route.path.to_string()).or_insert_with(|| json!({}));
+        entry[route.method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Tame", "version": env!("CARGO_PKG_VERSION"), "description": "Runtime guard between AI agents and their tools"},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+            "schemas": {
+                "Error": {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}},
+                "EnforceRequest": {
+                    "type": "object",
+                    "required": ["tool_name"],
+                    "properties": {
+                        "tool_name": {"type": "string"},
+                        "tool_args": {"type": "object"},
+                        "session_id": {"type": "string"},
+                        "agent_id": {"type": "string"},
+                        "user_id": {"type": "string"},
+                        "metadata": {"type": "object"},
+                        "approval_id": {"type": "string", "description": "Release a call approved earlier"},
+                    },
+                },
+                "EnforceResponse": {
+                    "type": "object",
+                    "required": ["session_id", "decision", "rule_name", "reason", "policy_version", "log_id", "timestamp"],
+                    "properties": {
+                        "session_id": {"type": "string"},
+                        "decision": {"type": "string", "enum": ["allow", "deny", "approve"]},
+                        "rule_name": {"type": ["string", "null"]},
+                        "reason": {"type": "string"},
+                        "policy_version": {"type": "string"},
+                        "log_id": {"type": "string"},
+                        "timestamp": {"type": "string", "format": "date-time"},
+                        "approval_id": {"type": "string"},
+                    },
+                },
+            },
+        },
+    })
+}

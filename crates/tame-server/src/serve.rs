@@ -1,0 +1,211 @@
+//! Serving: binds (refusing an open API off loopback), loads the policy,
+//! opens the store, runs the reload triggers (SIGHUP, file watch), the
+//! approval expiry sweeper, and shuts down gracefully: stops accepting,
+//! drains requests, then flushes the audit writer.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use jiff::Timestamp;
+use tame_engine::Policy;
+use tame_store::{SqliteOptions, SqliteStore, Store};
+
+use crate::auth::Auth;
+use crate::state::{AppState, Limits, LoadedPolicy, ReloadOutcome};
+use crate::{ServerConfig, app};
+
+/// Serves until SIGINT or SIGTERM.
+pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    run_until(config, shutdown_signal(), |_| {}).await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: draining requests");
+}
+
+fn describe_policy_error(e: &tame_engine::PolicyError) -> String {
+    e.diagnostics.iter().map(|d| d.rendered.clone()).collect::<Vec<_>>().join("\n")
+}
+
+/// Serves until `shutdown` resolves; `on_ready` gets the bound address
+/// (useful with port 0).
+pub async fn run_until(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
+    config.check_bind()?;
+    let auth = Auth::new(&config.agent_keys, &config.admin_keys);
+    if auth.is_open() {
+        tracing::warn!(
+            addr = %config.addr,
+            "no API keys configured: the API is open to anyone who can reach {}; configure agent/admin keys",
+            config.addr
+        );
+    }
+
+    let origin = config.policy_path.display().to_string();
+    let source = std::fs::read_to_string(&config.policy_path)
+        .with_context(|| format!("cannot read the policy file `{origin}`"))?;
+    let policy = Policy::from_yaml(&source, &origin)
+        .map_err(|e| anyhow::anyhow!("the policy `{origin}` does not compile:\n{}", describe_policy_error(&e)))?;
+
+    let store = SqliteStore::open(
+        &config.db_path,
+        SqliteOptions {
+            secret: config.secret.as_ref().map(|s| s.as_bytes().to_vec()),
+            durability: config.durability,
+            ..SqliteOptions::default()
+        },
+    )
+    .with_context(|| format!("cannot open the store `{}`", config.db_path.display()))?;
+    let store: Arc<dyn Store> = Arc::new(store);
+
+    let loaded = LoadedPolicy { policy, source, origin, loaded_at: Timestamp::now() };
+    let last_hash = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.policy_versions()).await??.last().map(|v| v.hash.clone())
+    };
+    let limits = Limits {
+        body_bytes: config.body_limit,
+        json_depth: config.json_depth_limit,
+        approval_timeout: config.approval_timeout,
+        max_wait: config.max_wait.min(crate::MAX_WAIT_CAP),
+    };
+    let needs_record = last_hash.as_deref() != Some(loaded.policy.info().hash.as_str());
+    let state = AppState::new(loaded, Some(config.policy_path.clone()), store.clone(), auth, limits);
+    if needs_record {
+        state.record_version(&state.policy()).await;
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.addr))?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, policy = %config.policy_path.display(), db = %config.db_path.display(), "tame server listening");
+    on_ready(local);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(expiry_sweeper(state.clone()));
+    #[cfg(unix)]
+    tasks.spawn(sighup_reloader(state.clone()));
+    let _watcher = if config.watch_policy {
+        match file_watcher(state.clone(), &mut tasks) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the policy file; reload with SIGHUP or the API");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let router = app(state.clone()).layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        config.request_timeout,
+    ));
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+
+    tasks.shutdown().await;
+    drop(_watcher);
+    if let Err(e) = state.store().flush().await {
+        tracing::error!(error = %e, "cannot flush the audit log");
+    }
+    drop(state);
+    // The last handle joins the writer thread once its queue is empty.
+    drop(store);
+    tracing::info!("audit log flushed; stopped");
+    Ok(())
+}
+
+async fn reload_and_log(state: &AppState, why: &str) {
+    match state.reload_from_file().await {
+        Ok(ReloadOutcome::Loaded(p)) => tracing::info!(trigger = why, version = %p.policy.info().version, "policy reloaded"),
+        Ok(ReloadOutcome::Unchanged(_)) => tracing::debug!(trigger = why, "policy unchanged"),
+        Err(e) => tracing::error!(
+            trigger = why,
+            "the new policy does not compile; the running policy stays:\n{}",
+            describe_policy_error(&e)
+        ),
+    }
+}
+
+async fn expiry_sweeper(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        match state.store().expire_approvals(Timestamp::now()).await {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::info!(count = ids.len(), "approvals expired");
+                state.notify_approvals();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot expire approvals"),
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn sighup_reloader(state: AppState) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        reload_and_log(&state, "sighup").await;
+    }
+}
+
+fn file_watcher(state: AppState, tasks: &mut tokio::task::JoinSet<()>) -> anyhow::Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let Some(path) = state.policy_path().cloned() else {
+        anyhow::bail!("no policy file");
+    };
+    let path = std::path::absolute(&path)?;
+    let dir = path.parent().map(std::path::Path::to_path_buf).unwrap_or_else(|| ".".into());
+    let name = path.file_name().map(std::ffi::OsStr::to_os_string);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && !event.kind.is_access()
+            && event.paths.iter().any(|p| p.file_name().map(std::ffi::OsStr::to_os_string) == name)
+        {
+            let _ = tx.try_send(());
+        }
+    })?;
+    watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    tasks.spawn(async move {
+        while rx.recv().await.is_some() {
+            // Let the editor finish writing, then coalesce the burst.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            while rx.try_recv().is_ok() {}
+            reload_and_log(&state, "file change").await;
+        }
+    });
+    Ok(watcher)
+}

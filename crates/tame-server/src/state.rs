@@ -1,0 +1,190 @@
+//! Shared server state: the running policy (swapped atomically on reload),
+//! the store, keys, limits, metrics and the approval notifier.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use jiff::Timestamp;
+use tame_engine::{Policy, PolicyError};
+use tame_store::{NewPolicyVersion, Store};
+
+use crate::auth::Auth;
+use crate::metrics::Metrics;
+
+/// A compiled policy and where it came from.
+#[derive(Debug)]
+pub struct LoadedPolicy {
+    pub policy: Policy,
+    pub source: String,
+    pub origin: String,
+    pub loaded_at: Timestamp,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub body_bytes: usize,
+    pub json_depth: usize,
+    pub approval_timeout: Duration,
+    pub max_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_bytes: 1024 * 1024,
+            json_depth: 64,
+            approval_timeout: Duration::from_secs(15 * 60),
+            max_wait: crate::MAX_WAIT_CAP,
+        }
+    }
+}
+
+/// What a reload did.
+#[derive(Debug)]
+pub enum ReloadOutcome {
+    /// A new policy runs (its hash differs from the previous one).
+    Loaded(Arc<LoadedPolicy>),
+    /// The text compiled to the policy already running.
+    Unchanged(Arc<LoadedPolicy>),
+}
+
+struct Inner {
+    policy: ArcSwap<LoadedPolicy>,
+    policy_path: Option<PathBuf>,
+    store: Arc<dyn Store>,
+    auth: Auth,
+    limits: Limits,
+    metrics: Metrics,
+    approvals_changed: tokio::sync::watch::Sender<u64>,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+/// Cheap to clone: one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("policy", &self.0.policy.load().origin)
+            .field("store", &self.0.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State serving `policy` (compiled from `source`), reloadable from
+    /// `policy_path` when given.
+    pub fn new(
+        policy: LoadedPolicy,
+        policy_path: Option<PathBuf>,
+        store: Arc<dyn Store>,
+        auth: Auth,
+        limits: Limits,
+    ) -> AppState {
+        let (approvals_changed, _) = tokio::sync::watch::channel(0);
+        AppState(Arc::new(Inner {
+            policy: ArcSwap::from_pointee(policy),
+            policy_path,
+            store,
+            auth,
+            limits,
+            metrics: Metrics::default(),
+            approvals_changed,
+            reload_lock: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    pub fn policy(&self) -> Arc<LoadedPolicy> {
+        self.0.policy.load_full()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.0.auth
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.0.limits
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    pub fn policy_path(&self) -> Option<&PathBuf> {
+        self.0.policy_path.as_ref()
+    }
+
+    /// Wakes every approval waiter.
+    pub(crate) fn notify_approvals(&self) {
+        self.0.approvals_changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub(crate) fn approvals_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.approvals_changed.subscribe()
+    }
+
+    /// Compiles `source` and, if it compiles, makes it the running policy
+    /// and stores the version. A policy that fails keeps the old one.
+    pub async fn reload_from_source(&self, source: String, origin: String) -> Result<ReloadOutcome, PolicyError> {
+        let _guard = self.0.reload_lock.lock().await;
+        let compiled = {
+            let (source, origin) = (source.clone(), origin.clone());
+            tokio::task::spawn_blocking(move || Policy::from_yaml(&source, &origin))
+                .await
+                .unwrap_or_else(|e| Err(crate::api::plain_policy_error(&format!("policy compiler crashed: {e}"))))
+        };
+        let policy = match compiled {
+            Ok(p) => p,
+            Err(e) => {
+                self.metrics().reloads.get_or_create(&crate::metrics::ReloadLabels { outcome: "rejected" }).inc();
+                return Err(e);
+            }
+        };
+        let current = self.policy();
+        if current.policy.info().hash == policy.info().hash {
+            self.metrics().reloads.get_or_create(&crate::metrics::ReloadLabels { outcome: "unchanged" }).inc();
+            return Ok(ReloadOutcome::Unchanged(current));
+        }
+        let loaded = Arc::new(LoadedPolicy { policy, source, origin, loaded_at: Timestamp::now() });
+        self.record_version(&loaded).await;
+        self.0.policy.store(Arc::clone(&loaded));
+        self.metrics().reloads.get_or_create(&crate::metrics::ReloadLabels { outcome: "loaded" }).inc();
+        tracing::info!(version = %loaded.policy.info().version, hash = %loaded.policy.info().hash, "policy loaded");
+        Ok(ReloadOutcome::Loaded(loaded))
+    }
+
+    /// Reloads the policy file given at start.
+    pub async fn reload_from_file(&self) -> Result<ReloadOutcome, PolicyError> {
+        let Some(path) = self.0.policy_path.clone() else {
+            return Err(crate::api::plain_policy_error("this server has no policy file to reload"));
+        };
+        let origin = path.display().to_string();
+        let source = tokio::fs::read_to_string(&path)
+            .await
+            .map_err(|e| crate::api::plain_policy_error(&format!("cannot read `{origin}`: {e}")))?;
+        self.reload_from_source(source, origin).await
+    }
+
+    /// Stores the running policy's version (at start, and after reloads).
+    pub async fn record_version(&self, loaded: &LoadedPolicy) {
+        let info = loaded.policy.info();
+        let ticket = self.store().record_policy(NewPolicyVersion {
+            version: info.version.clone(),
+            hash: info.hash.clone(),
+            origin: loaded.origin.clone(),
+            source: loaded.source.clone(),
+            loaded_at: loaded.loaded_at,
+        });
+        if let Err(e) = ticket.await {
+            tracing::error!(error = %e, "cannot store the policy version");
+        }
+    }
+}
