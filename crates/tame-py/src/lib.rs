@@ -21,13 +21,13 @@ mod host;
 use convert::{json_to_py, py_to_json, ConvertError};
 
 create_exception!(
-    _native,
+    tame,
     TameError,
     PyException,
     "Base class of the embedded engine's errors."
 );
 create_exception!(
-    _native,
+    tame,
     PolicyError,
     TameError,
     "A policy that cannot be loaded. Attributes: `file`, `line`, `column` \
@@ -199,10 +199,13 @@ impl Decision {
         }
     }
     fn __repr__(&self) -> String {
+        let rule = match self.inner.rule_name.as_deref() {
+            Some(r) => format!("{r:?}"),
+            None => "None".to_owned(),
+        };
         format!(
-            "Decision(action={:?}, rule_name={:?}, reason={:?})",
+            "Decision(action={:?}, rule_name={rule}, reason={:?})",
             self.inner.action.as_str(),
-            self.inner.rule_name.as_deref(),
             &*self.inner.reason
         )
     }
@@ -229,8 +232,7 @@ impl Engine {
         functions.compile(source, origin)
     }
 
-    fn load(source: String, origin: String) -> Result<Engine> {
-        let functions = host::Functions::default();
+    fn load(source: String, origin: String, functions: host::Functions) -> Result<Engine> {
         let policy = Engine::compile(&source, &origin, &functions)?;
         Ok(Engine {
             policy: RwLock::new(Arc::new(policy)),
@@ -312,6 +314,93 @@ impl Engine {
     }
 }
 
+/// Reads `params=[...]`: a list of type names.
+fn params_arg(params: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+    match params {
+        None => Ok(Vec::new()),
+        Some(p) if p.is_none() => Ok(Vec::new()),
+        Some(p) => {
+            if p.is_instance_of::<PyString>() {
+                return Err(PyTypeError::new_err(
+                    "params must be a list of type names, not a string",
+                ));
+            }
+            p.extract().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "params must be a list of type names, got {}",
+                    type_name(p)
+                ))
+            })
+        }
+    }
+}
+
+/// Parameter types of a callable registered without `params`: one `dyn`
+/// per positional parameter of its signature.
+fn infer_params(func: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    let py = func.py();
+    let inspect = py.import("inspect")?;
+    let sig = inspect.call_method1("signature", (func,)).map_err(|_| {
+        PyTypeError::new_err("cannot read the callable's signature: pass params=[...]")
+    })?;
+    let kinds = inspect.getattr("Parameter")?;
+    let positional = [kinds.getattr("POSITIONAL_ONLY")?, kinds.getattr("POSITIONAL_OR_KEYWORD")?];
+    let mut out = Vec::new();
+    for p in sig.getattr("parameters")?.call_method0("values")?.try_iter()? {
+        let kind = p?.getattr("kind")?;
+        if positional.iter().any(|k| k.eq(&kind).unwrap_or(false)) {
+            out.push("dyn".to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// Reads `functions={name: callable | (callable, params, returns)}`.
+fn functions_arg(functions: Option<&Bound<'_, PyAny>>) -> PyResult<host::Functions> {
+    let mut out = host::Functions::default();
+    let Some(functions) = functions.filter(|f| !f.is_none()) else {
+        return Ok(out);
+    };
+    let dict = functions.cast::<PyDict>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "functions must be a dict of name to callable, got {}",
+            type_name(functions)
+        ))
+    })?;
+    for (name, spec) in dict.iter() {
+        let name: String = name
+            .extract()
+            .map_err(|_| PyTypeError::new_err("functions: names must be strings"))?;
+        let (func, params, returns) = if spec.is_callable() {
+            (spec.clone(), infer_params(&spec)?, "dyn".to_owned())
+        } else if let Ok(t) = spec.cast::<pyo3::types::PyTuple>() {
+            let bad = || {
+                PyTypeError::new_err(format!(
+                    "functions[{name:?}]: expected a callable or (callable, params, returns)"
+                ))
+            };
+            if t.len() != 3 {
+                return Err(bad());
+            }
+            let func = t.get_item(0)?;
+            if !func.is_callable() {
+                return Err(bad());
+            }
+            let params = params_arg(Some(&t.get_item(1)?))?;
+            let returns: String = t.get_item(2)?.extract().map_err(|_| bad())?;
+            (func, params, returns)
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "functions[{name:?}]: expected a callable or (callable, params, returns), got {}",
+                type_name(&spec)
+            )));
+        };
+        out.add(&name, func.unbind(), &params, &returns)
+            .map_err(|m| PyValueError::new_err(format!("functions[{name:?}]: {m}")))?;
+    }
+    Ok(out)
+}
+
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
         .name()
@@ -322,8 +411,12 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 #[pymethods]
 impl Engine {
     /// Loads and compiles a policy file (current or legacy format).
+    /// `functions` maps host function names to a callable or to a tuple
+    /// `(callable, params, returns)` (see `register_function`).
     #[staticmethod]
-    fn from_file(path: &Bound<'_, PyAny>) -> PyResult<Engine> {
+    #[pyo3(signature = (path, functions = None))]
+    fn from_file(path: &Bound<'_, PyAny>, functions: Option<&Bound<'_, PyAny>>) -> PyResult<Engine> {
+        let functions = functions_arg(functions)?;
         let os = path.py().import("os")?;
         let fspath = os.call_method1("fspath", (path,)).map_err(|_| {
             PyTypeError::new_err(format!(
@@ -340,17 +433,18 @@ impl Engine {
             }
             _ => PyOSError::new_err(format!("cannot read policy file {path}: {e}")),
         })?;
-        Ok(Engine::load(source, path)?)
+        Ok(Engine::load(source, path, functions)?)
     }
 
     /// Compiles policy text; `name` is used in diagnostics.
     #[staticmethod]
-    #[pyo3(signature = (text, name = "<string>"))]
-    fn from_str(text: &Bound<'_, PyAny>, name: &str) -> PyResult<Engine> {
+    #[pyo3(signature = (text, name = "<string>", functions = None))]
+    fn from_str(text: &Bound<'_, PyAny>, name: &str, functions: Option<&Bound<'_, PyAny>>) -> PyResult<Engine> {
+        let functions = functions_arg(functions)?;
         let text = text.cast::<PyString>().map_err(|_| {
             PyTypeError::new_err(format!("policy text must be a str, got {}", type_name(text)))
         })?;
-        Ok(Engine::load(text.to_cow()?.into_owned(), name.to_owned())?)
+        Ok(Engine::load(text.to_cow()?.into_owned(), name.to_owned(), functions)?)
     }
 
     /// Decides one call. With a `session_id`, the session's facts (calls so
@@ -414,21 +508,9 @@ impl Engine {
                 type_name(func)
             )));
         }
-        let params: Vec<String> = match params {
-            None => Vec::new(),
-            Some(p) => {
-                if p.is_instance_of::<PyString>() {
-                    return Err(PyTypeError::new_err(
-                        "params must be a list of type names, not a string",
-                    ));
-                }
-                p.extract().map_err(|_| {
-                    PyTypeError::new_err(format!(
-                        "params must be a list of type names, got {}",
-                        type_name(p)
-                    ))
-                })?
-            }
+        let params = match params {
+            Some(p) if !p.is_none() => params_arg(Some(p))?,
+            _ => infer_params(func)?,
         };
         let mut functions = lock(&self.functions);
         let mut next = functions.clone();

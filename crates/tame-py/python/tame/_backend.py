@@ -223,7 +223,7 @@ class EmbeddedBackend:
         if len(rest) == 3 and rest[0] == "approvals" and rest[2] in ("approve", "reject"):
             body = json if isinstance(json, Mapping) else {}
             return self._decide_approval(
-                rest[1], rest[2] == "approve", body.get("reason"), body.get("decided_by")
+                rest[1], rest[2] == "approve", body.get("reason"), body.get("by") or "admin"
             )
         raise ApiError(404, f"no route for {method} {path} in the embedded engine")
 
@@ -243,7 +243,11 @@ class EmbeddedBackend:
         session_id = body.get("session_id") or str(uuid.uuid4())
         agent_id = body.get("agent_id")
         user_id = body.get("user_id")
-        decision = self.engine.evaluate(
+        approval_id = body.get("approval_id") or (metadata.get("approval_id") if isinstance(metadata, Mapping) else None)
+        held = None
+        if approval_id is not None:
+            held = self._approval_for_release(str(approval_id), tool_name, tool_args, session_id)
+        evaluated = self.engine.evaluate(
             tool_name,
             tool_args,
             session_id=session_id,
@@ -251,8 +255,13 @@ class EmbeddedBackend:
             user_id=user_id,
             metadata=metadata,
         )
+        decision: Any = evaluated
+        if held is not None:
+            decision = _released(evaluated, held)
         stamp = _now()
         with self._lock:
+            if held is not None and held["state"] == "approved" and decision.action == "allow":
+                held["released_log_id"] = str(self._next_log + 1)
             self._next_log += 1
             log_id = str(self._next_log)
             entry = {
@@ -305,8 +314,9 @@ class EmbeddedBackend:
                 approval_id = str(uuid.uuid4())
                 self._approvals[approval_id] = {
                     "approval_id": approval_id,
-                    "id": approval_id,
-                    "status": "pending",
+                    "state": "pending",
+                    "policy_version": decision.policy_version,
+                    "released_log_id": None,
                     "session_id": session_id,
                     "log_id": log_id,
                     "tool_name": tool_name,
@@ -322,6 +332,31 @@ class EmbeddedBackend:
                 }
                 out["approval_id"] = approval_id
             return out
+
+    def _approval_for_release(
+        self, approval_id: str, tool_name: str, tool_args: Any, session_id: str
+    ) -> Dict[str, Any]:
+        """The approval a call comes back with; it must be for the same call."""
+        with self._lock:
+            found = self._approvals.get(approval_id)
+            if found is None:
+                raise ApiError(404, f"approval `{approval_id}` not found")
+            same = (found["tool_name"], found["tool_args"], found["session_id"]) == (
+                tool_name,
+                dict(tool_args),
+                session_id,
+            )
+            if not same:
+                raise ApiError(
+                    409,
+                    f"approval `{approval_id}` was granted for a different call "
+                    "(tool, arguments and session must match)",
+                )
+            if found["state"] == "pending":
+                raise ApiError(409, f"approval `{approval_id}` is still pending")
+            if found["state"] == "approved" and found.get("released_log_id"):
+                raise ApiError(409, f"approval `{approval_id}` was already used")
+            return found
 
     def _update_result(self, session_id: str, log_id: Any, body: Any) -> Dict[str, Any]:
         if log_id is None:
@@ -391,34 +426,33 @@ class EmbeddedBackend:
         if not isinstance(tool_name, str) or not tool_name:
             raise ApiError(422, "`tool_name` must be a non-empty string")
         tool_args = body.get("tool_args") or {}
-        context = dict(body.get("session_context") or body.get("metadata") or {})
-        decision = self.engine.evaluate(
-            tool_name,
-            tool_args,
-            session_id=context.get("session_id"),
-            agent_id=context.get("agent_id"),
-            user_id=context.get("user_id"),
-            metadata=context,
-            record=False,
+        metadata = body.get("metadata")
+        if metadata is None:
+            metadata = body.get("session_context") or {}
+        call = dict(
+            session_id=body.get("session_id"),
+            agent_id=body.get("agent_id"),
+            user_id=body.get("user_id"),
+            metadata=metadata,
         )
+        decision = self.engine.evaluate(tool_name, tool_args, record=False, **call)
         return {
-            "tool_call": {"tool_name": tool_name, "tool_args": dict(tool_args), "session_context": context},
             "decision": {
                 "action": decision.action,
                 "rule_name": decision.rule_name,
                 "reason": decision.reason,
+                "policy_version": decision.policy_version,
             },
-            "policy_version": decision.policy_version,
+            "explanation": self.engine.explain(tool_name, tool_args, **call),
+            "logged": False,
         }
 
     # -- approvals -------------------------------------------------------
 
     def _list_approvals(self, params: Mapping[str, Any]) -> Dict[str, Any]:
-        status = params.get("status", "pending")
+        state = params.get("state", "pending")
         with self._lock:
-            rows = [
-                dict(a) for a in self._approvals.values() if status in (None, "all", a["status"])
-            ]
+            rows = [dict(a) for a in self._approvals.values() if state in ("all", a["state"])]
         return {"approvals": rows, "total_count": len(rows)}
 
     def _approval(self, approval_id: str) -> Dict[str, Any]:
@@ -440,8 +474,8 @@ class EmbeddedBackend:
                 if found is None:
                     raise ApiError(404, f"approval `{approval_id}` not found")
                 left = deadline - time.monotonic()
-                if found["status"] != "pending" or left <= 0:
-                    return dict(found)
+                if found["state"] != "pending" or left <= 0:
+                    return {"approval": dict(found), "timed_out": found["state"] == "pending", "state": found["state"]}
                 self._lock.wait(left)
 
     def _decide_approval(
@@ -451,14 +485,39 @@ class EmbeddedBackend:
             found = self._approvals.get(approval_id)
             if found is None:
                 raise ApiError(404, f"approval `{approval_id}` not found")
-            if found["status"] != "pending":
-                raise ApiError(409, f"approval `{approval_id}` is already {found['status']}")
-            found["status"] = "approved" if approve else "rejected"
+            if found["state"] != "pending":
+                raise ApiError(409, f"approval `{approval_id}` is already {found['state']}")
+            found["state"] = "approved" if approve else "rejected"
             found["decided_at"] = _now()
             found["decided_by"] = decided_by
             found["decision_reason"] = reason
             self._lock.notify_all()
             return dict(found)
+
+
+class _Released:
+    """A decision for a call released by its approval (the server's rule:
+    a deny of the current policy still denies; a rejected approval denies;
+    otherwise allow)."""
+
+    def __init__(self, action: str, rule_name: Any, reason: str, policy_version: str) -> None:
+        self.action = action
+        self.rule_name = rule_name
+        self.reason = reason
+        self.policy_version = policy_version
+
+
+def _released(evaluated: Any, approval: Mapping[str, Any]) -> _Released:
+    aid = approval["approval_id"]
+    why = f": {approval['decision_reason']}" if approval.get("decision_reason") else ""
+    version = evaluated.policy_version
+    if approval["state"] != "approved":
+        return _Released("deny", evaluated.rule_name, f"approval {aid} was {approval['state']}{why}", version)
+    if evaluated.action == "deny":
+        reason = f"{evaluated.reason} (approval {aid} does not override a deny of the current policy)"
+        return _Released("deny", evaluated.rule_name, reason, version)
+    by = approval.get("decided_by") or "an admin"
+    return _Released("allow", evaluated.rule_name, f"approved by {by}{why} (approval {aid})", version)
 
 
 _backends_lock = threading.Lock()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import logging
 import os
 import threading
@@ -249,35 +250,56 @@ class _ClientBase:
         return str(approval_id)
 
     @staticmethod
-    def _approval_outcome(
-        decision: Any, approval: Mapping[str, Any], raise_on_deny: bool
-    ) -> Optional[EnforcementDecision]:
-        """The decided decision, or None while the approval is pending."""
-        status = str(approval.get("status", "pending")).lower()
-        if status == "pending":
-            return None
-        why = approval.get("decision_reason") or approval.get("reason") or ""
-        if not isinstance(decision, EnforcementDecision):
-            decision = EnforcementDecision(
-                session_id=str(approval.get("session_id", "")),
-                action=ActionType.APPROVE,
-                rule_name=approval.get("rule_name"),
-                reason=str(approval.get("reason") or ""),
-                policy_version=str(approval.get("policy_version") or ""),
-                log_id=str(approval.get("log_id") or ""),
-                timestamp=datetime.now(timezone.utc),
-                tool_name=str(approval.get("tool_name", "")),
-                tool_args=dict(approval.get("tool_args") or {}),
-                approval_id=str(approval.get("approval_id") or approval.get("id") or ""),
-            )
-        if status == "approved":
-            return replace(decision, action=ActionType.ALLOW, reason=f"approved: {why}" if why else "approved")
-        if status in ("rejected", "denied", "expired"):
-            out = replace(decision, action=ActionType.DENY, reason=f"{status}: {why}" if why else status)
-            if raise_on_deny:
-                raise PolicyViolationException(out)
-            return out
-        raise TameSDKException(f"approval has an unknown status `{status}`", {"approval": dict(approval)})
+    def _approval_state(answer: Any) -> Tuple[str, Dict[str, Any]]:
+        """``(state, approval)`` from ``GET /approvals/{id}`` or its ``/wait``."""
+        if not isinstance(answer, Mapping):
+            raise TameSDKException(f"unexpected approval answer: {answer!r}")
+        approval = answer.get("approval", answer)
+        if not isinstance(approval, Mapping):
+            raise TameSDKException(f"unexpected approval answer: {answer!r}")
+        state = str(approval.get("state") or approval.get("status") or answer.get("state") or "pending").lower()
+        return state, dict(approval)
+
+    def _approval_decision(self, decision: Any, approval: Mapping[str, Any]) -> EnforcementDecision:
+        """The decision an approval was opened for (rebuilt when only an id was given)."""
+        if isinstance(decision, EnforcementDecision):
+            return decision
+        return EnforcementDecision(
+            session_id=str(approval.get("session_id") or self.session_id),
+            action=ActionType.APPROVE,
+            rule_name=approval.get("rule_name"),
+            reason=str(approval.get("reason") or ""),
+            policy_version=str(approval.get("policy_version") or ""),
+            log_id=str(approval.get("log_id") or ""),
+            timestamp=datetime.now(timezone.utc),
+            tool_name=str(approval.get("tool_name", "")),
+            tool_args=dict(approval.get("tool_args") or {}),
+            approval_id=str(approval.get("approval_id") or approval.get("id") or ""),
+        )
+
+    def _release_body(self, decision: EnforcementDecision) -> Dict[str, Any]:
+        """The same call again, carrying its approval (how a call is released)."""
+        return {
+            "tool_name": decision.tool_name,
+            "tool_args": decision.tool_args,
+            "session_id": decision.session_id,
+            "agent_id": self.agent_id,
+            "user_id": self.user_id,
+            "metadata": decision.metadata,
+            "approval_id": decision.approval_id,
+        }
+
+    @staticmethod
+    def _closed(decision: EnforcementDecision, state: str, approval: Mapping[str, Any], raise_on_deny: bool) -> EnforcementDecision:
+        why = approval.get("decision_reason")
+        out = replace(
+            decision,
+            action=ActionType.DENY,
+            reason=f"approval {decision.approval_id} was {state}" + (f": {why}" if why else ""),
+        )
+        if raise_on_deny:
+            raise PolicyViolationException(out)
+        return out
 
     def _timeout_error(self, decision: Any, timeout: float) -> ApprovalTimeoutException:
         if not isinstance(decision, EnforcementDecision):
@@ -445,8 +467,9 @@ class Client(_ClientBase):
 
     # -- approvals -------------------------------------------------------
 
-    def list_approvals(self, status: Optional[str] = "pending") -> List[Dict[str, Any]]:
-        params = {"status": status} if status else {}
+    def list_approvals(self, state: Optional[str] = "pending") -> List[Dict[str, Any]]:
+        """Approvals in ``state`` (pending, approved, rejected, expired or all)."""
+        params = {"state": state} if state else {}
         data = self._call("GET", "/api/v1/approvals", "list_approvals", params=params)
         if isinstance(data, Mapping):
             data = data.get("approvals", [])
@@ -459,13 +482,13 @@ class Client(_ClientBase):
     def approve(self, approval_id: Any, reason: Optional[str] = None, decided_by: Optional[str] = None) -> Dict[str, Any]:
         """Approve a pending call (``approval_id`` or its decision)."""
         aid = self._approval_id(approval_id)
-        body = {"reason": reason, "decided_by": decided_by or self.user_id}
+        body = {"reason": reason, "by": decided_by or self.user_id}
         return dict(self._call("POST", f"/api/v1/approvals/{aid}/approve", "approve", json=body))
 
     def reject(self, approval_id: Any, reason: Optional[str] = None, decided_by: Optional[str] = None) -> Dict[str, Any]:
         """Reject a pending call, with a reason."""
         aid = self._approval_id(approval_id)
-        body = {"reason": reason, "decided_by": decided_by or self.user_id}
+        body = {"reason": reason, "by": decided_by or self.user_id}
         return dict(self._call("POST", f"/api/v1/approvals/{aid}/reject", "reject", json=body))
 
     def wait_for_approval(
@@ -477,9 +500,11 @@ class Client(_ClientBase):
     ) -> EnforcementDecision:
         """Block until a human approves or rejects an ``approve`` decision.
 
-        Returns the decision turned into ``allow`` when approved; a rejection
-        raises ``PolicyViolationException`` (or returns a ``deny`` decision
-        with ``raise_on_deny=False``); no answer within ``timeout`` seconds
+        When approved, the call is released: sent again with its
+        ``approval_id``, and the returned decision is ``allow`` (with a new
+        ``log_id`` to report the result on). A rejection or expiry raises
+        ``PolicyViolationException`` (or returns a ``deny`` decision with
+        ``raise_on_deny=False``); no answer within ``timeout`` seconds
         raises ``ApprovalTimeoutException``.
         """
         aid = self._approval_id(decision)
@@ -492,27 +517,31 @@ class Client(_ClientBase):
             if long_poll:
                 wait = max(0.0, min(left, 30.0))
                 try:
-                    approval = self._backend.call(
+                    answer = self._backend.call(
                         "GET",
                         f"/api/v1/approvals/{aid}/wait",
-                        params={"timeout": round(wait, 3)},
+                        params={"timeout": int(math.ceil(wait))},
                         timeout=wait + self.timeout,
                     )
                 except ApiError as exc:
                     if exc.status not in (404, 405) or "approval" in exc.detail.lower():
                         raise _api_failure(exc, "wait_for_approval") from None
-                    long_poll = False  # server without the wait endpoint: poll
+                    long_poll = False  # a server without the wait endpoint: poll
                     continue
             else:
-                approval = self.get_approval(aid)
-            outcome = self._approval_outcome(decision, approval, raise_on_deny)
-            if outcome is not None:
-                return outcome
-            left = deadline - time.monotonic()
-            if left <= 0:
+                answer = self._call("GET", f"/api/v1/approvals/{aid}", "get_approval")
+            state, approval = self._approval_state(answer)
+            if state != "pending":
+                original = self._approval_decision(decision, approval)
+                if state != "approved":
+                    return self._closed(original, state, approval, raise_on_deny)
+                body = self._release_body(original)
+                data = self._call("POST", "/api/v1/enforce", "enforce", json=body)
+                return self._finish(data, body, raise_on_deny, False)
+            if deadline - time.monotonic() <= 0:
                 raise self._timeout_error(decision, float(timeout))
             if not long_poll:
-                time.sleep(min(poll_interval, left))
+                time.sleep(max(0.0, min(poll_interval, deadline - time.monotonic())))
 
 
 class _AsyncEmbedded:
@@ -650,8 +679,8 @@ class AsyncClient(_ClientBase):
         except TameSDKException as exc:
             logger.warning("could not record the result of %s: %s", decision.tool_name, exc)
 
-    async def list_approvals(self, status: Optional[str] = "pending") -> List[Dict[str, Any]]:
-        params = {"status": status} if status else {}
+    async def list_approvals(self, state: Optional[str] = "pending") -> List[Dict[str, Any]]:
+        params = {"state": state} if state else {}
         data = await self._call("GET", "/api/v1/approvals", "list_approvals", params=params)
         if isinstance(data, Mapping):
             data = data.get("approvals", [])
@@ -663,12 +692,12 @@ class AsyncClient(_ClientBase):
 
     async def approve(self, approval_id: Any, reason: Optional[str] = None, decided_by: Optional[str] = None) -> Dict[str, Any]:
         aid = self._approval_id(approval_id)
-        body = {"reason": reason, "decided_by": decided_by or self.user_id}
+        body = {"reason": reason, "by": decided_by or self.user_id}
         return dict(await self._call("POST", f"/api/v1/approvals/{aid}/approve", "approve", json=body))
 
     async def reject(self, approval_id: Any, reason: Optional[str] = None, decided_by: Optional[str] = None) -> Dict[str, Any]:
         aid = self._approval_id(approval_id)
-        body = {"reason": reason, "decided_by": decided_by or self.user_id}
+        body = {"reason": reason, "by": decided_by or self.user_id}
         return dict(await self._call("POST", f"/api/v1/approvals/{aid}/reject", "reject", json=body))
 
     async def wait_for_approval(
@@ -678,6 +707,7 @@ class AsyncClient(_ClientBase):
         poll_interval: float = 1.0,
         raise_on_deny: bool = True,
     ) -> EnforcementDecision:
+        """Like ``Client.wait_for_approval``."""
         aid = self._approval_id(decision)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
             raise ValueError(f"timeout must be a non-negative number of seconds, got {timeout!r}")
@@ -688,10 +718,10 @@ class AsyncClient(_ClientBase):
             if long_poll:
                 wait = max(0.0, min(left, 30.0))
                 try:
-                    approval = await self._backend.call(
+                    answer = await self._backend.call(
                         "GET",
                         f"/api/v1/approvals/{aid}/wait",
-                        params={"timeout": round(wait, 3)},
+                        params={"timeout": int(math.ceil(wait))},
                         timeout=wait + self.timeout,
                     )
                 except ApiError as exc:
@@ -700,15 +730,19 @@ class AsyncClient(_ClientBase):
                     long_poll = False
                     continue
             else:
-                approval = await self.get_approval(aid)
-            outcome = self._approval_outcome(decision, approval, raise_on_deny)
-            if outcome is not None:
-                return outcome
-            left = deadline - time.monotonic()
-            if left <= 0:
+                answer = await self._call("GET", f"/api/v1/approvals/{aid}", "get_approval")
+            state, approval = self._approval_state(answer)
+            if state != "pending":
+                original = self._approval_decision(decision, approval)
+                if state != "approved":
+                    return self._closed(original, state, approval, raise_on_deny)
+                body = self._release_body(original)
+                data = await self._call("POST", "/api/v1/enforce", "enforce", json=body)
+                return self._finish(data, body, raise_on_deny, False)
+            if deadline - time.monotonic() <= 0:
                 raise self._timeout_error(decision, float(timeout))
             if not long_poll:
-                await asyncio.sleep(min(poll_interval, left))
+                await asyncio.sleep(max(0.0, min(poll_interval, deadline - time.monotonic())))
 
 
 def enforce(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from .models import EnforcementDecision, ToolResult
 __all__ = ["Tool", "tool", "create_tool", "ToolCall", "ToolRunner"]
 
 PLATFORM_CONTEXT = "platform_context"
+
+logger = logging.getLogger("tame")
 
 
 def _json_path(parts: Iterable[Any]) -> str:
@@ -403,17 +406,24 @@ class ToolRunner:
             if decision is not None and decision.is_denied:
                 return ToolResult(success=False, error=f"policy deny: {decision.reason}", decision=decision)
         else:
-            self._settle(decision, approved=True, reason="approved by the user")
+            decision = self._settle(decision, approved=True, reason="approved by the user")
+            if decision is not None and decision.is_denied:
+                return ToolResult(success=False, error=f"policy deny: {decision.reason}", decision=decision)
         return self._run(t, payload, platform_context, decision)
 
-    def _settle(self, decision: Optional[EnforcementDecision], approved: bool, reason: str) -> None:
-        """Record the human's answer on the server's approval, if any."""
+    def _settle(
+        self, decision: Optional[EnforcementDecision], approved: bool, reason: str
+    ) -> Optional[EnforcementDecision]:
+        """Record the human's answer on the policy's approval, if one was
+        opened, and release an approved call (its new ``allow`` decision,
+        whose log entry the result is reported on)."""
         if self.client is None or decision is None or not decision.approval_id:
-            return
+            return decision
         try:
             if approved:
                 self.client.approve(decision.approval_id, reason=reason)
-            else:
-                self.client.reject(decision.approval_id, reason=reason)
-        except TameSDKException:
-            pass
+                return self.client.wait_for_approval(decision, timeout=0, raise_on_deny=False)
+            self.client.reject(decision.approval_id, reason=reason)
+        except TameSDKException as exc:
+            logger.warning("could not record the answer to approval %s: %s", decision.approval_id, exc)
+        return decision
