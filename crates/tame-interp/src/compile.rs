@@ -491,21 +491,31 @@ impl Compiler<'_> {
         if let Some(b) = Builtin::resolve(function, receiver, nodes.len()) {
             return self.builtin(b, nodes, span);
         }
-        if let Some(h) = self.env.function(function) {
-            if let Some(n) = h.arity
-                && n != nodes.len()
-            {
-                return Err(CompileError::new(
-                    format!("`{function}` takes {n} argument(s), got {}", nodes.len()),
-                    span,
-                ));
-            }
+        if let Some(h) = self.env.function(function, receiver, nodes.len()) {
             return Ok(Node::Host {
                 name: Arc::from(function),
                 func: h.func.clone(),
                 args: nodes,
                 span,
             });
+        }
+        if self.env.has_function_named(function) {
+            return Err(CompileError::new(
+                format!(
+                    "no overload of host function `{function}` takes {} argument(s){}",
+                    nodes.len() - usize::from(receiver),
+                    if receiver { " as a method" } else { "" }
+                ),
+                span,
+            ));
+        }
+        if self.env.is_unimplemented(function) {
+            return Err(CompileError::new(
+                format!(
+                    "`{function}` is declared but the embedding program registered no implementation"
+                ),
+                span,
+            ));
         }
         if Builtin::known_name(function) {
             let form = if receiver { "receiver-style " } else { "" };

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
-use tame_lang::{HostFn, Type};
+use tame_lang::{HostFn, Registry, Type};
 
 /// Slots of the policy roots in an [`Env::policy`] environment. The engine
 /// fills an activation's `vars` in this order.
@@ -38,7 +38,10 @@ pub struct VarDecl {
 #[derive(Clone)]
 pub struct HostFunction {
     pub name: String,
-    /// Accepted argument counts (a receiver counts as the first argument);
+    /// `Some(true)`: only `x.name(..)`; `Some(false)`: only `name(..)`;
+    /// `None`: both.
+    pub receiver: Option<bool>,
+    /// Accepted argument count (a receiver counts as the first argument);
     /// `None` accepts any.
     pub arity: Option<usize>,
     pub func: HostFn,
@@ -48,6 +51,7 @@ impl fmt::Debug for HostFunction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HostFunction")
             .field("name", &self.name)
+            .field("receiver", &self.receiver)
             .field("arity", &self.arity)
             .finish_non_exhaustive()
     }
@@ -58,7 +62,10 @@ impl fmt::Debug for HostFunction {
 pub struct Env {
     vars: Vec<VarDecl>,
     names: FxHashMap<String, usize>,
-    host: FxHashMap<String, HostFunction>,
+    host: FxHashMap<String, Vec<HostFunction>>,
+    /// Functions the registry declares for the embedder to implement
+    /// (`has_secret`, ...) that have no implementation yet.
+    unimplemented: FxHashMap<String, ()>,
     session_root: bool,
     now_root: bool,
     lenient: bool,
@@ -134,21 +141,64 @@ impl Env {
         &self.vars
     }
 
-    /// Registers a host function, callable as `name(a, b)` or `a.name(b)`.
+    /// Registers a host function, callable as `name(a, b)` or `a.name(b)`
+    /// with `arity` arguments in all (receiver included; `None`: any).
     pub fn add_function(&mut self, name: &str, arity: Option<usize>, func: HostFn) {
-        self.host.insert(
-            name.to_string(),
-            HostFunction {
-                name: name.to_string(),
-                arity,
-                func,
-            },
-        );
+        self.push_host(HostFunction {
+            name: name.to_string(),
+            receiver: None,
+            arity,
+            func,
+        });
     }
 
-    /// A host function by name.
-    pub fn function(&self, name: &str) -> Option<&HostFunction> {
-        self.host.get(name)
+    fn push_host(&mut self, f: HostFunction) {
+        self.unimplemented.remove(&f.name);
+        self.host.entry(f.name.clone()).or_default().push(f);
+    }
+
+    /// Takes the host functions of a tame-lang [`Registry`] (those with an
+    /// implementation), each overload with its own arity and call form.
+    /// Declared host slots without an implementation (`has_secret` before
+    /// the engine supplies it) make calls to them a compile error.
+    #[must_use]
+    pub fn with_registry(mut self, registry: &Registry) -> Self {
+        for name in registry.names() {
+            for o in registry.overloads(name) {
+                match &o.host {
+                    Some(func) => self.push_host(HostFunction {
+                        name: name.to_string(),
+                        receiver: Some(o.receiver),
+                        arity: Some(o.params.len()),
+                        func: func.clone(),
+                    }),
+                    None if o.host_slot && !self.host.contains_key(name) => {
+                        self.unimplemented.insert(name.to_string(), ());
+                    }
+                    None => {}
+                }
+            }
+        }
+        self
+    }
+
+    /// The host function for a call of `name` with `argc` arguments in
+    /// all (receiver included).
+    pub fn function(&self, name: &str, receiver: bool, argc: usize) -> Option<&HostFunction> {
+        self.host
+            .get(name)?
+            .iter()
+            .find(|f| f.receiver.is_none_or(|r| r == receiver) && f.arity.is_none_or(|n| n == argc))
+    }
+
+    /// Whether any host function is named `name`.
+    pub(crate) fn has_function_named(&self, name: &str) -> bool {
+        self.host.contains_key(name)
+    }
+
+    /// Whether `name` is declared for the embedder but not implemented.
+    pub(crate) fn is_unimplemented(&self, name: &str) -> bool {
+        self.unimplemented.contains_key(name)
     }
 
     /// Enables `session.calls`, `session.labels`, `session.count(..)`,

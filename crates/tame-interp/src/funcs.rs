@@ -400,8 +400,9 @@ pub(crate) fn parse_cidr(s: &str) -> Result<Cidr, String> {
     Ok(Cidr { addr, prefix })
 }
 
-/// `url(s)`: a map with `scheme`, `host`, `port` (int or null), `path`,
-/// `query`, `fragment` and `userinfo`. Hosts are lowercased.
+/// `url(s)`: a `map(string, string)` with `scheme`, `host`, `port` (empty
+/// when absent), `path`, `query`, `fragment` and `userinfo`. Scheme and
+/// host are lowercased.
 fn parse_url(s: &str) -> Result<Value, String> {
     let bad = || format!("invalid URL `{s}`");
     let (scheme, rest) = s.split_once("://").ok_or_else(bad)?;
@@ -441,8 +442,9 @@ fn parse_url(s: &str) -> Result<Value, String> {
         return Err(bad());
     }
     let port = match port {
-        Some("") | None => Value::Null,
-        Some(p) => Value::Int(i64::from(p.parse::<u16>().map_err(|_| bad())?)),
+        Some("") | None => "",
+        Some(p) if p.parse::<u16>().is_ok() => p,
+        Some(_) => return Err(bad()),
     };
     let mut m = ValueMap::default();
     let mut put = |k: &str, v: Value| {
@@ -450,7 +452,7 @@ fn parse_url(s: &str) -> Result<Value, String> {
     };
     put("scheme", Value::string(&scheme.to_ascii_lowercase()));
     put("host", Value::string(&host.to_ascii_lowercase()));
-    put("port", port);
+    put("port", Value::string(port));
     put("path", Value::string(path));
     put("query", Value::string(query));
     put("fragment", Value::string(fragment));
@@ -521,7 +523,7 @@ mod tests {
         let get = |k: &str| m.get(&Key::from(k)).cloned().unwrap();
         assert_eq!(get("scheme").as_str(), Some("https"));
         assert_eq!(get("host").as_str(), Some("example.com"));
-        assert!(matches!(get("port"), Value::Int(8443)));
+        assert_eq!(get("port").as_str(), Some("8443"));
         assert_eq!(get("path").as_str(), Some("/a/b"));
         assert_eq!(get("query").as_str(), Some("x=1"));
         assert_eq!(get("fragment").as_str(), Some("top"));

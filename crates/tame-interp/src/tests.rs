@@ -217,7 +217,7 @@ fn tame_string_and_network_additions() {
     is_true("in_cidr('192.168.1.9', '192.168.0.0/16') && isIP('::1') && !isIP('nope')");
     fails("ip('300.1.1.1')", "invalid IP");
     is_true("url('https://Example.com:8443/a?q=1').host == 'example.com'");
-    is_true("url('https://example.com/a').port == null && url('http://x.io:81').port == 81");
+    is_true("url('https://example.com/a').port == '' && url('http://x.io:81').port == '81'");
     fails("url('nope')", "invalid URL");
 }
 
@@ -416,7 +416,57 @@ fn host_functions() {
     let err = eval_in(&env, &vars, &NoFacts, "has_secret(tool)").unwrap_err();
     assert_eq!(err, "has_secret: expects a map");
     let arity = compile(&tame_lang::parse("has_secret(args, 1)").unwrap(), &env).unwrap_err();
-    assert!(arity.message.contains("takes 1 argument"));
+    assert!(
+        arity
+            .message
+            .contains("no overload of host function `has_secret` takes 2"),
+        "{}",
+        arity.message
+    );
+}
+
+#[test]
+fn registry_host_functions() {
+    let mut reg = tame_lang::Registry::builtins();
+    // Declared for the embedder but not implemented: a compile error.
+    let env = Env::policy().with_registry(&reg);
+    let e = compile(&tame_lang::parse("has_secret(args)").unwrap(), &env).unwrap_err();
+    assert!(e.message.contains("no implementation"), "{}", e.message);
+
+    reg.register_host(
+        "has_secret",
+        vec![Type::Dyn],
+        Type::Bool,
+        host_fn(|_| Ok(Value::Bool(true))),
+    )
+    .unwrap();
+    reg.register_host_method(
+        "domain",
+        vec![Type::String],
+        Type::String,
+        host_fn(|a| match a {
+            [Value::String(s)] => Ok(Value::string(s.rsplit('@').next().unwrap_or(""))),
+            _ => Err("expects a string".into()),
+        }),
+    )
+    .unwrap();
+    let env = Env::policy().with_registry(&reg);
+    let mut vars = policy_vars();
+    vars[roots::ARGS] = map(&[("to", Value::string("bob@evil.com"))]);
+    let r = eval_in(
+        &env,
+        &vars,
+        &NoFacts,
+        "has_secret(args) && args.to.domain() == 'evil.com'",
+    );
+    assert!(matches!(r, Ok(Value::Bool(true))), "{r:?}");
+    // Registered as a method only: the global form does not resolve.
+    let e = compile(&tame_lang::parse("domain(args.to)").unwrap(), &env).unwrap_err();
+    assert!(
+        e.message.contains("no overload of host function `domain`"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
