@@ -1,0 +1,482 @@
+//! The function registry: every function a condition may call, as typed
+//! overloads. Built-ins are declared here (the evaluator implements them);
+//! host functions are registered by the embedding program with a signature
+//! and an implementation, and are type-checked exactly like built-ins.
+//!
+//! Tame's additions to CEL, as declared here:
+//!
+//! - `glob(path, pattern)` and `path.glob(pattern)`: shell-style globs
+//!   (`*` within a segment, `**` across segments).
+//! - `lower`, `upper`, `trim`: receiver (`s.lower()`) or global (`lower(s)`).
+//! - IP checks work on strings: `ip(s)` validates and canonicalizes an IP
+//!   address (an error at run time if `s` is not one), `cidr(s)` does the
+//!   same for a network, `is_ip(s)` tests without erroring, and
+//!   `in_cidr(ip, cidr)` or `ip(s).in_cidr("10.0.0.0/8")` tests membership.
+//! - `url(s)` parses a URL into a `map(string, string)` with the keys
+//!   `scheme`, `host`, `port`, `path`, `query` and `fragment`, so
+//!   `url(args.to).host == "example.com"` works.
+//! - `has_secret(x)`, `has_pii(x)`, `secrets(x)`: payload scanners. They are
+//!   declared here without an implementation; the engine supplies one with
+//!   [`Registry::register_host`].
+//! - Session facts on the `session` root: `session.count(tool)`,
+//!   `session.count(tool, window)`, `session.called(tool)`.
+
+use std::fmt;
+
+use indexmap::IndexMap;
+use rustc_hash::FxBuildHasher;
+
+use crate::value::{HostFn, Type};
+
+/// One typed signature of a function.
+#[derive(Clone)]
+pub struct Overload {
+    /// A stable id, e.g. `size_string` or `host_has_secret_1`.
+    pub id: String,
+    /// Called as `target.name(args)`; the target is `params[0]`.
+    pub receiver: bool,
+    /// Parameter types, the receiver first when `receiver` is set.
+    pub params: Vec<Type>,
+    pub result: Type,
+    /// The implementation of a host function; `None` for built-ins the
+    /// evaluator implements itself (and for declared host slots not yet
+    /// implemented).
+    pub host: Option<HostFn>,
+    /// A built-in declaration that the embedder implements through
+    /// [`Registry::register_host`] (`has_secret` and friends).
+    pub host_slot: bool,
+}
+
+impl Overload {
+    /// The number of arguments in a call, not counting the receiver.
+    pub fn arity(&self) -> usize {
+        self.params.len().saturating_sub(usize::from(self.receiver))
+    }
+
+    /// The signature as users write it: `string.startsWith(string) -> bool`.
+    pub fn signature(&self, name: &str) -> String {
+        let names: Vec<String> = self.params.iter().map(Type::name).collect();
+        let result = self.result.name();
+        match names.split_first() {
+            Some((target, rest)) if self.receiver => {
+                format!("{target}.{name}({}) -> {result}", rest.join(", "))
+            }
+            _ => format!("{name}({}) -> {result}", names.join(", ")),
+        }
+    }
+}
+
+impl fmt::Debug for Overload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Overload")
+            .field("id", &self.id)
+            .field("receiver", &self.receiver)
+            .field("params", &self.params)
+            .field("result", &self.result)
+            .field("host", &self.host.as_ref().map(|_| "<fn>"))
+            .field("host_slot", &self.host_slot)
+            .finish()
+    }
+}
+
+/// Why a host function could not be registered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("host function `{name}` clashes with the built-in `{signature}`")]
+    ClashesWithBuiltin { name: String, signature: String },
+    #[error("host function `{name}` with {arity} argument(s) is already registered")]
+    AlreadyRegistered { name: String, arity: usize },
+    #[error("host function `{name}` does not match its declaration `{signature}`")]
+    SlotMismatch { name: String, signature: String },
+    #[error("`{name}` is not a valid function name")]
+    InvalidName { name: String },
+}
+
+/// A table of functions by name, each with its overloads.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    functions: IndexMap<String, Vec<Overload>, FxBuildHasher>,
+}
+
+fn list(t: Type) -> Type {
+    Type::List(Box::new(t))
+}
+
+fn map(k: Type, v: Type) -> Type {
+    Type::Map(Box::new(k), Box::new(v))
+}
+
+const A: Type = Type::Param("A");
+const K: Type = Type::Param("K");
+const V: Type = Type::Param("V");
+
+impl Registry {
+    /// An empty registry: no functions at all.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// CEL's standard functions used by policies and the conformance
+    /// suite, plus Tame's additions (see the module documentation).
+    pub fn builtins() -> Self {
+        use Type::{
+            Bool, Bytes, Double, Duration, Dyn, Int, Session, String as Str, Timestamp, Uint,
+        };
+        let mut r = Self::new();
+
+        // size
+        for t in [Str, Bytes, list(A), map(K, V)] {
+            r.global("size", vec![t.clone()], Int);
+            r.method("size", vec![t], Int);
+        }
+        // strings
+        for name in ["contains", "startsWith", "endsWith", "matches"] {
+            r.method(name, vec![Str, Str], Bool);
+        }
+        r.global("matches", vec![Str, Str], Bool);
+        for name in ["lower", "upper", "trim"] {
+            r.method(name, vec![Str], Str);
+            r.global(name, vec![Str], Str);
+        }
+        // conversions
+        for t in [Int, Uint, Double, Str, Timestamp] {
+            r.global("int", vec![t], Int);
+        }
+        for t in [Int, Uint, Double, Str] {
+            r.global("uint", vec![t], Uint);
+        }
+        for t in [Int, Uint, Double, Str] {
+            r.global("double", vec![t], Double);
+        }
+        for t in [Int, Uint, Double, Str, Bytes, Bool, Timestamp, Duration] {
+            r.global("string", vec![t], Str);
+        }
+        for t in [Bytes, Str] {
+            r.global("bytes", vec![t], Bytes);
+        }
+        for t in [Bool, Str] {
+            r.global("bool", vec![t], Bool);
+        }
+        r.global("type", vec![A], Type::Type);
+        r.global("dyn", vec![A], Dyn);
+        for t in [Str, Duration] {
+            r.global("duration", vec![t], Duration);
+        }
+        for t in [Str, Timestamp, Int] {
+            r.global("timestamp", vec![t], Timestamp);
+        }
+        // timestamp and duration accessors
+        for name in [
+            "getFullYear",
+            "getMonth",
+            "getDate",
+            "getDayOfMonth",
+            "getDayOfYear",
+            "getDayOfWeek",
+            "getHours",
+            "getMinutes",
+            "getSeconds",
+            "getMilliseconds",
+        ] {
+            r.method(name, vec![Timestamp], Int);
+            r.method(name, vec![Timestamp, Str], Int);
+        }
+        for name in ["getHours", "getMinutes", "getSeconds", "getMilliseconds"] {
+            r.method(name, vec![Duration], Int);
+        }
+        // Tame: globs, IPs, URLs
+        r.global("glob", vec![Str, Str], Bool);
+        r.method("glob", vec![Str, Str], Bool);
+        r.global("ip", vec![Str], Str);
+        r.global("cidr", vec![Str], Str);
+        r.global("is_ip", vec![Str], Bool);
+        r.global("in_cidr", vec![Str, Str], Bool);
+        r.method("in_cidr", vec![Str, Str], Bool);
+        r.global("url", vec![Str], map(Str, Str));
+        // Tame: payload scanners, implemented by the embedder
+        r.slot("has_secret", vec![Dyn], Bool);
+        r.slot("has_pii", vec![Dyn], Bool);
+        r.slot("secrets", vec![Dyn], list(Str));
+        // Tame: session facts
+        r.method("count", vec![Session, Str], Int);
+        r.method("count", vec![Session, Str, Duration], Int);
+        r.method("called", vec![Session, Str], Bool);
+        r
+    }
+
+    fn add(&mut self, name: &str, receiver: bool, params: Vec<Type>, result: Type, slot: bool) {
+        let ids: Vec<String> = params.iter().map(id_part).collect();
+        let id = format!(
+            "{name}_{}{}",
+            if receiver { "m_" } else { "" },
+            ids.join("_")
+        );
+        self.functions
+            .entry(name.to_owned())
+            .or_default()
+            .push(Overload {
+                id,
+                receiver,
+                params,
+                result,
+                host: None,
+                host_slot: slot,
+            });
+    }
+
+    fn global(&mut self, name: &str, params: Vec<Type>, result: Type) {
+        self.add(name, false, params, result, false);
+    }
+
+    fn method(&mut self, name: &str, params: Vec<Type>, result: Type) {
+        self.add(name, true, params, result, false);
+    }
+
+    fn slot(&mut self, name: &str, params: Vec<Type>, result: Type) {
+        self.add(name, false, params, result, true);
+    }
+
+    /// Registers a global host function `name(params) -> result`.
+    ///
+    /// Fails when a built-in of the same name and arity exists (unless it
+    /// is a declared host slot such as `has_secret` with the same
+    /// signature, which this then implements), or when a host function of
+    /// the same name and arity is already registered.
+    pub fn register_host(
+        &mut self,
+        name: &str,
+        params: Vec<Type>,
+        result: Type,
+        f: HostFn,
+    ) -> Result<(), RegistryError> {
+        self.register(name, false, params, result, f)
+    }
+
+    /// Registers a receiver-style host function `target.name(rest)`;
+    /// `params[0]` is the receiver's type.
+    pub fn register_host_method(
+        &mut self,
+        name: &str,
+        params: Vec<Type>,
+        result: Type,
+        f: HostFn,
+    ) -> Result<(), RegistryError> {
+        if params.is_empty() {
+            return Err(RegistryError::InvalidName {
+                name: name.to_owned(),
+            });
+        }
+        self.register(name, true, params, result, f)
+    }
+
+    fn register(
+        &mut self,
+        name: &str,
+        receiver: bool,
+        params: Vec<Type>,
+        result: Type,
+        f: HostFn,
+    ) -> Result<(), RegistryError> {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !crate::parser::is_reserved(name);
+        if !valid {
+            return Err(RegistryError::InvalidName {
+                name: name.to_owned(),
+            });
+        }
+        let arity = params.len().saturating_sub(usize::from(receiver));
+        if let Some(o) = self.functions.get_mut(name).and_then(|existing| {
+            existing
+                .iter_mut()
+                .find(|o| o.receiver == receiver && o.arity() == arity)
+        }) {
+            if o.host_slot {
+                if o.host.is_some() {
+                    return Err(RegistryError::AlreadyRegistered {
+                        name: name.to_owned(),
+                        arity,
+                    });
+                }
+                if o.params != params || o.result != result {
+                    return Err(RegistryError::SlotMismatch {
+                        name: name.to_owned(),
+                        signature: o.signature(name),
+                    });
+                }
+                o.host = Some(f);
+                return Ok(());
+            }
+            if o.host.is_some() {
+                return Err(RegistryError::AlreadyRegistered {
+                    name: name.to_owned(),
+                    arity,
+                });
+            }
+            return Err(RegistryError::ClashesWithBuiltin {
+                name: name.to_owned(),
+                signature: o.signature(name),
+            });
+        }
+        let id = format!("host_{name}_{arity}");
+        self.functions
+            .entry(name.to_owned())
+            .or_default()
+            .push(Overload {
+                id,
+                receiver,
+                params,
+                result,
+                host: Some(f),
+                host_slot: false,
+            });
+        Ok(())
+    }
+
+    /// All overloads named `name`, global and receiver-style.
+    pub fn overloads(&self, name: &str) -> &[Overload] {
+        self.functions.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Is any function named `name`?
+    pub fn contains(&self, name: &str) -> bool {
+        self.functions.contains_key(name)
+    }
+
+    /// The names of all functions, in declaration order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.functions.keys().map(String::as_str)
+    }
+
+    /// The host implementation of `name` called globally (or receiver-style)
+    /// with `arity` arguments, if the embedder supplied one.
+    pub fn host(&self, name: &str, receiver: bool, arity: usize) -> Option<&HostFn> {
+        self.overloads(name)
+            .iter()
+            .find(|o| o.receiver == receiver && o.arity() == arity && o.host.is_some())
+            .and_then(|o| o.host.as_ref())
+    }
+}
+
+fn id_part(t: &Type) -> String {
+    match t {
+        Type::List(_) => "list".into(),
+        Type::Map(..) => "map".into(),
+        Type::Timestamp => "timestamp".into(),
+        Type::Duration => "duration".into(),
+        other => other.name(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
+
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::value::Value;
+
+    fn f() -> HostFn {
+        Arc::new(|_: &[Value]| Ok(Value::Bool(true)))
+    }
+
+    #[test]
+    fn builtins_declare_what_policies_use() {
+        let r = Registry::builtins();
+        for name in [
+            "size",
+            "matches",
+            "timestamp",
+            "getDayOfWeek",
+            "glob",
+            "in_cidr",
+            "url",
+            "count",
+            "called",
+        ] {
+            assert!(r.contains(name), "{name}");
+        }
+        let sigs: Vec<String> = r
+            .overloads("startsWith")
+            .iter()
+            .map(|o| o.signature("startsWith"))
+            .collect();
+        assert_eq!(sigs, ["string.startsWith(string) -> bool"]);
+        assert!(r.host("has_secret", false, 1).is_none());
+    }
+
+    #[test]
+    fn host_functions_register_and_clash() {
+        let mut r = Registry::builtins();
+        r.register_host("risk", vec![Type::String], Type::Int, f())
+            .unwrap();
+        assert!(r.host("risk", false, 1).is_some());
+        assert_eq!(
+            r.register_host("risk", vec![Type::Dyn], Type::Int, f()),
+            Err(RegistryError::AlreadyRegistered {
+                name: "risk".into(),
+                arity: 1
+            })
+        );
+        // Another arity is another overload.
+        r.register_host("risk", vec![Type::String, Type::Int], Type::Int, f())
+            .unwrap();
+        let err = r
+            .register_host("size", vec![Type::Dyn], Type::Int, f())
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("clashes with the built-in `size(string) -> int`"),
+            "{err}"
+        );
+        // A different arity than the built-in is fine.
+        r.register_host("size", vec![Type::Dyn, Type::Dyn], Type::Int, f())
+            .unwrap();
+        assert!(matches!(
+            r.register_host("in", vec![], Type::Int, f()),
+            Err(RegistryError::InvalidName { .. })
+        ));
+        assert!(matches!(
+            r.register_host("a-b", vec![], Type::Int, f()),
+            Err(RegistryError::InvalidName { .. })
+        ));
+    }
+
+    #[test]
+    fn host_slots_take_an_implementation_once() {
+        let mut r = Registry::builtins();
+        let err = r
+            .register_host("has_secret", vec![Type::String], Type::Bool, f())
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::SlotMismatch { .. }));
+        r.register_host("has_secret", vec![Type::Dyn], Type::Bool, f())
+            .unwrap();
+        assert!(r.host("has_secret", false, 1).is_some());
+        assert!(
+            r.register_host("has_secret", vec![Type::Dyn], Type::Bool, f())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn receiver_host_functions() {
+        let mut r = Registry::builtins();
+        r.register_host_method("domain", vec![Type::String], Type::String, f())
+            .unwrap();
+        assert!(r.host("domain", true, 0).is_some());
+        assert!(r.host("domain", false, 0).is_none());
+        let err = r
+            .register_host_method("count", vec![Type::Session, Type::String], Type::Int, f())
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::ClashesWithBuiltin { .. }));
+    }
+}
