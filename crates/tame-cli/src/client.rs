@@ -122,7 +122,9 @@ impl Client {
             },
         };
         let detail = if status == 401 {
-            format!("authentication failed, check the API key (--api-key or TAME_API_KEY): {detail}")
+            format!(
+                "authentication failed, check the API key (--api-key or TAME_API_KEY): {detail}"
+            )
         } else if status == 403 {
             format!("forbidden, this API key may not do that: {detail}")
         } else {
@@ -267,7 +269,10 @@ pub fn print_policy(policy: &Value, out: &Out) {
         out.line(format!("  description: {desc}"));
     }
     out.line(format!("  hash:        {}", show(policy.get("hash"))));
-    out.line(format!("  rules:       {}", show(policy.get("rules_count"))));
+    out.line(format!(
+        "  rules:       {}",
+        show(policy.get("rules_count"))
+    ));
     if let Some(updated) = policy.get("last_updated") {
         out.line(format!("  updated:     {}", show(Some(updated))));
     }
@@ -304,16 +309,16 @@ pub fn enforce_body(
 ) -> Value {
     let mut body = json!({"tool_name": tool, "tool_args": args});
     if let Some(s) = session_id {
-        body["session_id"] = s.into();
+        crate::output::set(&mut body, "session_id", s);
     }
     if let Some(a) = agent_id {
-        body["agent_id"] = a.into();
+        crate::output::set(&mut body, "agent_id", a);
     }
     if let Some(u) = user_id {
-        body["user_id"] = u.into();
+        crate::output::set(&mut body, "user_id", u);
     }
     if let Some(m) = metadata {
-        body["metadata"] = m;
+        crate::output::set(&mut body, "metadata", m);
     }
     body
 }
@@ -358,10 +363,8 @@ pub fn print_decision(decision: &Value, out: &Out) {
     ));
     out.line(format!("  reason:   {}", show(decision.get("reason"))));
     for key in ["session_id", "log_id", "approval_id", "policy_version"] {
-        if let Some(v) = decision.get(key) {
-            if !v.is_null() {
-                out.line(format!("  {:<9} {}", format!("{key}:"), dim(show(Some(v)))));
-            }
+        if let Some(v) = decision.get(key).filter(|v| !v.is_null()) {
+            out.line(format!("  {:<9} {}", format!("{key}:"), dim(show(Some(v)))));
         }
     }
 }
@@ -378,8 +381,12 @@ pub fn test_call(tool: &str, args: Value, opts: &ServerOpts, out: &Out) -> Resul
     );
     let decision = match dry {
         Ok(decision) => decision,
-        Err(CliError::Server { status: 404 | 405, .. }) => {
-            out.warning("the server has no dry-run route; enforcing the call instead (it is logged)");
+        Err(CliError::Server {
+            status: 404 | 405, ..
+        }) => {
+            out.warning(
+                "the server has no dry-run route; enforcing the call instead (it is logged)",
+            );
             client.post(
                 "/api/v1/enforce",
                 &enforce_body(tool, args, None, None, None, None),
@@ -434,7 +441,7 @@ pub fn approvals(args: &ApprovalsArgs, opts: &ServerOpts, out: &Out) -> Result<E
         ApprovalsAction::Approve { id, reason } => {
             let mut body = json!({});
             if let Some(r) = reason {
-                body["reason"] = r.clone().into();
+                crate::output::set(&mut body, "reason", r.clone());
             }
             let resp = client.post(&format!("/api/v1/approvals/{}/approve", encode(id)), &body)?;
             report_approval(&resp, id, "approved", out);
@@ -538,7 +545,10 @@ mod tests {
 
     #[test]
     fn loose_args_accept_json_and_reject_junk() {
-        assert_eq!(parse_loose_args(r#"{"a": [1]}"#).unwrap(), json!({"a": [1]}));
+        assert_eq!(
+            parse_loose_args(r#"{"a": [1]}"#).unwrap(),
+            json!({"a": [1]})
+        );
         assert_eq!(parse_loose_args("").unwrap(), json!({}));
         let err = parse_loose_args("nonsense").unwrap_err().to_string();
         assert!(err.contains("`nonsense`"), "{err}");
@@ -547,7 +557,10 @@ mod tests {
     #[test]
     fn object_parser_names_position_and_type() {
         let err = parse_object("{\"a\": }", "--args").unwrap_err().to_string();
-        assert!(err.contains("--args is not valid JSON (line 1, column 7)"), "{err}");
+        assert!(
+            err.contains("--args is not valid JSON (line 1, column 7)"),
+            "{err}"
+        );
         let err = parse_object("[1]", "--args").unwrap_err().to_string();
         assert!(err.contains("must be a JSON object"), "{err}");
     }
@@ -556,7 +569,10 @@ mod tests {
     fn audit_problems_name_the_record() {
         let report = json!({"valid": false, "records": 9, "first_problem": {
             "kind": "hash_mismatch", "seq": 4, "ref_id": "log-4", "message": "record was edited"}});
-        assert_eq!(describe_problem(&report), "record was edited (record #4, log log-4)");
+        assert_eq!(
+            describe_problem(&report),
+            "record was edited (record #4, log log-4)"
+        );
         assert_eq!(describe_problem(&json!({"detail": "x"})), "x");
     }
 

@@ -61,18 +61,18 @@ impl CliError {
             CliError::Policy {
                 path, diagnostics, ..
             } => {
-                obj["file"] = path.display().to_string().into();
-                obj["diagnostics"] = diagnostics.clone().into();
+                crate::output::set(&mut obj, "file", path.display().to_string());
+                crate::output::set(&mut obj, "diagnostics", diagnostics.clone());
             }
             CliError::Read { path, .. } => {
-                obj["file"] = path.display().to_string().into();
+                crate::output::set(&mut obj, "file", path.display().to_string());
             }
             CliError::ServerDown { url, .. } => {
-                obj["url"] = url.clone().into();
+                crate::output::set(&mut obj, "url", url.clone());
             }
             CliError::Server { url, status, .. } => {
-                obj["url"] = url.clone().into();
-                obj["status"] = (*status).into();
+                crate::output::set(&mut obj, "url", url.clone());
+                crate::output::set(&mut obj, "status", *status);
             }
             CliError::Input(_) | CliError::Other(_) => {}
         }

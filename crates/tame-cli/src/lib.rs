@@ -78,7 +78,11 @@ pub fn main_entry() -> ExitCode {
             // clap prints help/version to stdout with code 0, usage errors
             // to stderr with code 2; usage errors are errors (1) here so that
             // 2 keeps meaning "deny".
-            let code = if err.use_stderr() { Exit::Error } else { Exit::Ok };
+            let code = if err.use_stderr() {
+                Exit::Error
+            } else {
+                Exit::Ok
+            };
             let _ = err.print();
             return code.into();
         }

@@ -54,8 +54,8 @@ pub fn check(args: &CheckArgs, out: &Out) -> Result<Exit, CliError> {
                 failed = true;
                 if out.json {
                     let mut obj = err.to_json();
-                    obj["ok"] = false.into();
-                    obj["file"] = path.display().to_string().into();
+                    crate::output::set(&mut obj, "ok", false);
+                    crate::output::set(&mut obj, "file", path.display().to_string());
                     out.json_line(&obj);
                 } else {
                     out.error(&err);
@@ -101,7 +101,11 @@ fn check_one(path: &Path, out: &Out) -> Result<bool, CliError> {
         // Rendered lints carry their location and a caret.
         anstream::eprintln!("{}", lint.rendered.trim_end());
     }
-    let legacy = if policy.info().legacy { ", legacy format" } else { "" };
+    let legacy = if policy.info().legacy {
+        ", legacy format"
+    } else {
+        ""
+    };
     let warnings = match lints.len() {
         0 => String::new(),
         1 => String::from(", 1 warning"),
@@ -145,8 +149,7 @@ pub fn parse_call(value: &Value) -> Result<(Request, Option<MemoryFacts>), Strin
     for key in LINE_ONLY_KEYS {
         call.remove(key);
     }
-    let mut request =
-        Request::from_call_json(&Value::Object(call)).map_err(|e| e.to_string())?;
+    let mut request = Request::from_call_json(&Value::Object(call)).map_err(|e| e.to_string())?;
     if let Some(now) = now {
         let text = now
             .as_str()
@@ -255,7 +258,11 @@ fn evaluate_line(policy: &Policy, call: Call, sessions: &mut Sessions, args: &Ev
     });
     if args.explain {
         let explanation = policy.explain(&request, &*facts);
-        line["explain"] = serde_json::to_value(&explanation).unwrap_or(Value::Null);
+        crate::output::set(
+            &mut line,
+            "explain",
+            serde_json::to_value(&explanation).unwrap_or(Value::Null),
+        );
     }
     facts.record(&request.tool, request.now);
     line
@@ -267,16 +274,16 @@ pub fn explain(args: &ExplainArgs, out: &Out) -> Result<Exit, CliError> {
     let tool_args = parse_object(&args.args, "--args")?;
     let mut call = json!({"tool_name": args.tool, "tool_args": tool_args});
     if let Some(a) = &args.agent_id {
-        call["agent_id"] = a.clone().into();
+        crate::output::set(&mut call, "agent_id", a.clone());
     }
     if let Some(u) = &args.user_id {
-        call["user_id"] = u.clone().into();
+        crate::output::set(&mut call, "user_id", u.clone());
     }
     if let Some(m) = &args.metadata {
-        call["metadata"] = parse_object(m, "--metadata")?;
+        crate::output::set(&mut call, "metadata", parse_object(m, "--metadata")?);
     }
     if let Some(s) = &args.session {
-        call["session"] = parse_object(s, "--session")?;
+        crate::output::set(&mut call, "session", parse_object(s, "--session")?);
     }
     let (request, facts) = parse_call(&call).map_err(CliError::Input)?;
     let mut facts = facts.unwrap_or_default();
@@ -329,11 +336,20 @@ fn print_trace(trace: &Value, out: &Out) {
             Some("error") => crate::output::bad("error"),
             _ => dim("not matched"),
         };
-        out.line(format!("  {} {} {outcome}", bold(name), dim(format!("({action})"))));
+        out.line(format!(
+            "  {} {} {outcome}",
+            bold(name),
+            dim(format!("({action})"))
+        ));
         if let Some(err) = rule.get("error").and_then(Value::as_str) {
             out.line(format!("      error: {err}"));
         }
-        for atom in rule.get("atoms").and_then(Value::as_array).into_iter().flatten() {
+        for atom in rule
+            .get("atoms")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let expr = atom.get("expr").and_then(Value::as_str).unwrap_or("?");
             let value = atom.get("value").and_then(Value::as_str).unwrap_or("?");
             let cached = if atom.get("cached").and_then(Value::as_bool) == Some(true) {

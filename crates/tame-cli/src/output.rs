@@ -55,10 +55,7 @@ impl Out {
                 anstream::eprintln!("{}: {text}", "warning".yellow().bold());
             }
             ErrorFormat::Json => {
-                anstream::eprintln!(
-                    "{}",
-                    serde_json::json!({"warning": text.to_string()})
-                );
+                anstream::eprintln!("{}", serde_json::json!({"warning": text.to_string()}));
             }
         }
     }
@@ -114,4 +111,11 @@ pub fn good(text: impl Display) -> String {
 /// Red bold text for bad news.
 pub fn bad(text: impl Display) -> String {
     text.red().bold().to_string()
+}
+
+/// Sets `key` on a JSON object (no-op on other values: never panics).
+pub fn set(obj: &mut serde_json::Value, key: &str, value: impl Into<serde_json::Value>) {
+    if let serde_json::Value::Object(map) = obj {
+        map.insert(key.to_string(), value.into());
+    }
 }

@@ -1,6 +1,14 @@
 //! Integration tests: run the real `tame` binary over the policies in
 //! `policies/`, over bad input, and against a real server.
 
+// Test helpers may fail loudly: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
@@ -84,7 +92,10 @@ fn policies_dir_has_the_required_examples() {
         "legacy_tame",
         "example",
     ] {
-        assert!(names.iter().any(|n| n == wanted), "missing policies/{wanted}.yml in {names:?}");
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "missing policies/{wanted}.yml in {names:?}"
+        );
     }
 }
 
@@ -92,9 +103,18 @@ fn policies_dir_has_the_required_examples() {
 fn every_policy_passes_check() {
     for file in policy_files() {
         let r = run(tame().arg("check").arg(&file));
-        assert_eq!(r.code, 0, "tame check {}:\n{}{}", file.display(), r.stdout, r.stderr);
+        assert_eq!(
+            r.code,
+            0,
+            "tame check {}:\n{}{}",
+            file.display(),
+            r.stdout,
+            r.stderr
+        );
         assert!(
-            r.stdout.contains("rules,") && r.stdout.contains("tools indexed") && r.stdout.contains("DAG nodes"),
+            r.stdout.contains("rules,")
+                && r.stdout.contains("tools indexed")
+                && r.stdout.contains("DAG nodes"),
             "summary line missing for {}: {}",
             file.display(),
             r.stdout
@@ -126,7 +146,14 @@ fn check_json_reports_counts_per_file() {
 fn every_policy_passes_its_tests() {
     for file in policy_files() {
         let r = run(tame().arg("test").arg(&file));
-        assert_eq!(r.code, 0, "tame test {}:\n{}{}", file.display(), r.stdout, r.stderr);
+        assert_eq!(
+            r.code,
+            0,
+            "tame test {}:\n{}{}",
+            file.display(),
+            r.stdout,
+            r.stderr
+        );
         let summary = r.stdout.lines().last().unwrap_or("");
         assert!(
             summary.ends_with(" passed, 0 failed") && !summary.starts_with("0 passed"),
@@ -203,7 +230,9 @@ fn eval_lines_have_the_documented_fields() {
         .arg("eval")
         .arg(policies_dir().join("example.yml"))
         .arg("-")
-        .write_stdin("{\"tool_name\": \"read_file\", \"tool_args\": {\"path\": \"/etc/hosts\"}}\n"));
+        .write_stdin(
+            "{\"tool_name\": \"read_file\", \"tool_args\": {\"path\": \"/etc/hosts\"}}\n",
+        ));
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let lines = json_lines(&r.stdout);
     assert_eq!(lines.len(), 1);
@@ -227,7 +256,12 @@ fn eval_accumulates_session_facts_for_rate_limits() {
     let lines = json_lines(&r.stdout);
     assert_eq!(lines.len(), 26);
     for (i, line) in lines.iter().take(20).enumerate() {
-        assert_eq!(line["decision"], "allow", "e-mail {} of session support-1: {line}", i + 1);
+        assert_eq!(
+            line["decision"],
+            "allow",
+            "e-mail {} of session support-1: {line}",
+            i + 1
+        );
     }
     for line in &lines[20..22] {
         assert_eq!(line["decision"], "deny", "{line}");
@@ -285,16 +319,32 @@ fn eval_reports_malformed_lines_and_goes_on() {
         .arg(policies_dir().join("example.yml"))
         .arg("-")
         .write_stdin(input));
-    assert_eq!(r.code, 1, "a malformed line makes the run fail: {}", r.stdout);
+    assert_eq!(
+        r.code, 1,
+        "a malformed line makes the run fail: {}",
+        r.stdout
+    );
     let lines = json_lines(&r.stdout);
     assert_eq!(lines.len(), 5, "{}", r.stdout);
     assert_eq!(lines[0]["decision"], "allow");
     assert_eq!(lines[1]["line"], 2);
-    assert!(lines[1]["error"].as_str().unwrap().contains("invalid JSON"), "{}", lines[1]);
+    assert!(
+        lines[1]["error"].as_str().unwrap().contains("invalid JSON"),
+        "{}",
+        lines[1]
+    );
     assert_eq!(lines[2]["line"], 4);
-    assert!(lines[2]["error"].as_str().unwrap().contains("object"), "{}", lines[2]);
+    assert!(
+        lines[2]["error"].as_str().unwrap().contains("object"),
+        "{}",
+        lines[2]
+    );
     assert_eq!(lines[3]["line"], 5);
-    assert!(lines[3]["error"].as_str().unwrap().contains("tool_name"), "{}", lines[3]);
+    assert!(
+        lines[3]["error"].as_str().unwrap().contains("tool_name"),
+        "{}",
+        lines[3]
+    );
     assert_eq!(lines[4]["decision"], "deny");
 }
 
@@ -310,7 +360,10 @@ fn eval_explain_adds_a_trace() {
     assert_eq!(lines[0]["decision"], "allow");
     let trace = &lines[0]["explain"];
     assert!(!trace.is_null(), "{}", lines[0]);
-    assert!(trace.to_string().contains("block_system_files"), "the trace names tried rules: {trace}");
+    assert!(
+        trace.to_string().contains("block_system_files"),
+        "the trace names tried rules: {trace}"
+    );
 }
 
 // ---------------------------------------------------------------- bad input
@@ -319,7 +372,11 @@ fn eval_explain_adds_a_trace() {
 fn unreadable_policy_file_is_named() {
     let r = run(tame().arg("check").arg("/nonexistent/policy.yml"));
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("cannot read `/nonexistent/policy.yml`"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot read `/nonexistent/policy.yml`"),
+        "{}",
+        r.stderr
+    );
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
 }
 
@@ -333,7 +390,11 @@ fn yaml_syntax_error_has_line_and_column() {
     );
     let r = run(tame().arg("check").arg(&path));
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("broken.yml:5:"), "line missing: {}", r.stderr);
+    assert!(
+        r.stderr.contains("broken.yml:5:"),
+        "line missing: {}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -348,7 +409,11 @@ fn bad_condition_shows_a_caret() {
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("frobnicate"), "{}", r.stderr);
     assert!(r.stderr.contains("bad.yml:6:"), "{}", r.stderr);
-    assert!(r.stderr.contains('─') || r.stderr.contains('^'), "no caret: {}", r.stderr);
+    assert!(
+        r.stderr.contains('─') || r.stderr.contains('^'),
+        "no caret: {}",
+        r.stderr
+    );
     assert!(r.stderr.contains("r1"), "the rule is named: {}", r.stderr);
 }
 
@@ -361,7 +426,11 @@ fn check_keeps_going_after_a_bad_file() {
         .arg(&bad)
         .arg(policies_dir().join("example.yml")));
     assert_eq!(r.code, 1);
-    assert!(r.stdout.contains("example.yml"), "the good file is still checked: {}", r.stdout);
+    assert!(
+        r.stdout.contains("example.yml"),
+        "the good file is still checked: {}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -372,7 +441,11 @@ fn error_format_json_gives_structured_diagnostics() {
         "bad.yml",
         "version: \"1\"\ndefault: deny\nrules:\n  - name: r1\n    action: deny\n    condition: 'nope.x == 1'\n",
     );
-    let r = run(tame().arg("--error-format").arg("json").arg("check").arg(&path));
+    let r = run(tame()
+        .arg("--error-format")
+        .arg("json")
+        .arg("check")
+        .arg(&path));
     assert_eq!(r.code, 1);
     let err: Value = serde_json::from_str(r.stderr.lines().next().unwrap()).unwrap();
     assert_eq!(err["kind"], "policy");
@@ -389,7 +462,11 @@ fn eval_with_unreadable_calls_file_fails_clearly() {
         .arg(policies_dir().join("example.yml"))
         .arg("/nonexistent/calls.jsonl"));
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("cannot read `/nonexistent/calls.jsonl`"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot read `/nonexistent/calls.jsonl`"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -416,10 +493,22 @@ fn legacy_lints_are_warnings_with_a_condition_to_paste() {
         ),
     );
     let r = run(tame().arg("check").arg(&path));
-    assert_eq!(r.code, 0, "lints do not fail a check: {}{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code, 0,
+        "lints do not fail a check: {}{}",
+        r.stdout, r.stderr
+    );
     assert!(r.stderr.contains("warning"), "{}", r.stderr);
-    assert!(r.stderr.contains("big_payments") && r.stderr.contains("etc_regex"), "{}", r.stderr);
-    assert!(r.stderr.contains("condition"), "the lint shows a condition: {}", r.stderr);
+    assert!(
+        r.stderr.contains("big_payments") && r.stderr.contains("etc_regex"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("condition"),
+        "the lint shows a condition: {}",
+        r.stderr
+    );
     assert!(r.stdout.contains("2 warnings"), "{}", r.stdout);
     let strict = run(tame().arg("check").arg("--deny-warnings").arg(&path));
     assert_eq!(strict.code, 1);
@@ -442,12 +531,19 @@ fn shadowed_rule_is_a_warning() {
             "    tools: [rm]\n",
         ),
     );
-    let r = run(tame().arg("--error-format").arg("json").arg("check").arg("--json").arg(&path));
+    let r = run(tame()
+        .arg("--error-format")
+        .arg("json")
+        .arg("check")
+        .arg("--json")
+        .arg(&path));
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let report: Value = serde_json::from_str(r.stdout.trim()).unwrap();
     let warnings = report["warnings"].as_array().unwrap();
     assert!(
-        warnings.iter().any(|w| w["rule"] == "deny_rm" && w["severity"] == "warning"),
+        warnings
+            .iter()
+            .any(|w| w["rule"] == "deny_rm" && w["severity"] == "warning"),
         "{report}"
     );
 }
@@ -471,14 +567,22 @@ fn failing_policy_test_shows_a_diff_and_exits_1() {
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("- expected: allow"), "{}", r.stdout);
     assert!(r.stdout.contains("+ actual:   deny"), "{}", r.stdout);
-    assert!(r.stdout.contains("never_used"), "coverage lists the unhit rule: {}", r.stdout);
+    assert!(
+        r.stdout.contains("never_used"),
+        "coverage lists the unhit rule: {}",
+        r.stdout
+    );
     assert_eq!(r.stdout.lines().last().unwrap(), "1 passed, 1 failed");
 }
 
 #[test]
 fn policy_without_tests_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let policy = write(dir.path(), "lonely.yml", "version: \"1\"\ndefault: allow\nrules: []\n");
+    let policy = write(
+        dir.path(),
+        "lonely.yml",
+        "version: \"1\"\ndefault: allow\nrules: []\n",
+    );
     let r = run(tame().arg("test").arg(&policy));
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("no tests found"), "{}", r.stderr);
@@ -487,8 +591,16 @@ fn policy_without_tests_is_an_error() {
 #[test]
 fn malformed_test_file_names_the_position() {
     let dir = tempfile::tempdir().unwrap();
-    let policy = write(dir.path(), "p.yml", "version: \"1\"\ndefault: allow\nrules: []\n");
-    write(dir.path(), "p.tests.yml", "tests:\n  - name: x\n    tool: a\n    expct: allow\n");
+    let policy = write(
+        dir.path(),
+        "p.yml",
+        "version: \"1\"\ndefault: allow\nrules: []\n",
+    );
+    write(
+        dir.path(),
+        "p.tests.yml",
+        "tests:\n  - name: x\n    tool: a\n    expct: allow\n",
+    );
     let r = run(tame().arg("test").arg(&policy));
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("p.tests.yml:"), "{}", r.stderr);
@@ -542,12 +654,27 @@ fn graph_prints_dot() {
 #[test]
 fn every_command_has_examples_in_help() {
     for cmd in [
-        "check", "eval", "explain", "test", "bench", "graph", "serve", "status", "policy", "enforce",
-        "interactive", "approvals", "audit", "completions",
+        "check",
+        "eval",
+        "explain",
+        "test",
+        "bench",
+        "graph",
+        "serve",
+        "status",
+        "policy",
+        "enforce",
+        "interactive",
+        "approvals",
+        "audit",
+        "completions",
     ] {
         let r = run(tame().arg(cmd).arg("--help"));
         assert_eq!(r.code, 0, "{cmd}: {}", r.stderr);
-        assert!(r.stdout.contains("Examples:"), "`tame {cmd} --help` has no examples");
+        assert!(
+            r.stdout.contains("Examples:"),
+            "`tame {cmd} --help` has no examples"
+        );
     }
 }
 
@@ -555,7 +682,11 @@ fn every_command_has_examples_in_help() {
 fn completions_are_generated() {
     let r = run(tame().arg("completions").arg("bash"));
     assert_eq!(r.code, 0);
-    assert!(r.stdout.contains("_tame()") || r.stdout.contains("complete"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("_tame()") || r.stdout.contains("complete"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -573,7 +704,11 @@ fn no_colour_when_not_a_terminal() {
         .arg("check")
         .arg(policies_dir().join("example.yml")));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(!r.stdout.contains('\u{1b}'), "escape codes in piped output: {:?}", r.stdout);
+    assert!(
+        !r.stdout.contains('\u{1b}'),
+        "escape codes in piped output: {:?}",
+        r.stdout
+    );
 }
 
 // ---------------------------------------------------------------- server down
@@ -599,8 +734,16 @@ fn enforce_against_a_down_server_names_the_url() {
         .arg("{\"path\": \"/tmp/test\"}"));
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains(&url), "{}", r.stderr);
-    assert!(r.stderr.contains("cannot reach the tame server"), "{}", r.stderr);
-    assert!(!r.stderr.contains("panicked") && !r.stderr.contains("backtrace"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot reach the tame server"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("panicked") && !r.stderr.contains("backtrace"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -622,7 +765,11 @@ fn enforce_rejects_bad_args_json_before_connecting() {
         .arg("--args")
         .arg("{\"path\": "));
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("--args is not valid JSON"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--args is not valid JSON"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -635,7 +782,19 @@ fn interactive_reports_errors_and_goes_on() {
         .write_stdin("help\nfrobnicate\nstatus\nconfig\nquit\n"));
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("commands:"), "{}", r.stdout);
-    assert!(r.stderr.contains("unknown command `frobnicate`"), "{}", r.stderr);
-    assert!(r.stderr.contains(&url), "status names the URL: {}", r.stderr);
-    assert!(r.stdout.contains(&format!("api url: {url}")), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("unknown command `frobnicate`"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&url),
+        "status names the URL: {}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.contains(&format!("api url: {url}")),
+        "{}",
+        r.stdout
+    );
 }
