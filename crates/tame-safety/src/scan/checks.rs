@@ -21,7 +21,7 @@ pub(crate) fn luhn(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    !digits.is_empty() && sum % 10 == 0
+    !digits.is_empty() && sum.is_multiple_of(10)
 }
 
 /// True when the digits start with a known card issuer prefix (IIN) and have
@@ -59,7 +59,12 @@ pub(crate) fn card_issuer_ok(digits: &[u8]) -> bool {
         {
             true
         }
-        12..=19 if matches!(p4, 5018 | 5020 | 5038 | 5893 | 6304 | 6759 | 6761 | 6762 | 6763) => {
+        12..=19
+            if matches!(
+                p4,
+                5018 | 5020 | 5038 | 5893 | 6304 | 6759 | 6761 | 6762 | 6763
+            ) =>
+        {
             true
         }
         _ => false,
@@ -73,7 +78,10 @@ pub(crate) fn ssn_ok(area: u32, group: u32, serial: u32) -> bool {
         return false;
     }
     // Published examples that were never valid numbers.
-    !matches!((area, group, serial), (78, 5, 1120) | (219, 9, 9999) | (123, 45, 6789))
+    !matches!(
+        (area, group, serial),
+        (78, 5, 1120) | (219, 9, 9999) | (123, 45, 6789)
+    )
 }
 
 /// IBAN length per country (ISO 13616 registry).
@@ -238,9 +246,31 @@ pub(crate) fn jwt_ok(token: &str) -> bool {
 pub(crate) fn is_placeholder(value: &str) -> bool {
     let lower = value.to_ascii_lowercase();
     const MARKERS: &[&str] = &[
-        "${", "{{", "}}", "%s", "%(", "<", ">", "***", "xxxx", "...", "[redacted", "redacted",
-        "placeholder", "changeme", "change_me", "your_", "your-", "yourpassword", "example.com",
-        "process.env", "os.environ", "getenv", "env(", "secret_here", "_here",
+        "${",
+        "{{",
+        "}}",
+        "%s",
+        "%(",
+        "<",
+        ">",
+        "***",
+        "xxxx",
+        "...",
+        "[redacted",
+        "redacted",
+        "placeholder",
+        "changeme",
+        "change_me",
+        "your_",
+        "your-",
+        "yourpassword",
+        "example.com",
+        "process.env",
+        "os.environ",
+        "getenv",
+        "env(",
+        "secret_here",
+        "_here",
     ];
     if MARKERS.iter().any(|m| lower.contains(m)) {
         return true;
@@ -249,9 +279,27 @@ pub(crate) fn is_placeholder(value: &str) -> bool {
         return true;
     }
     const WORDS: &[&str] = &[
-        "password", "passwd", "pass", "secret", "token", "null", "none", "true", "false",
-        "undefined", "required", "optional", "string", "hidden", "masked", "empty", "test",
-        "dummy", "sample", "unknown", "default",
+        "password",
+        "passwd",
+        "pass",
+        "secret",
+        "token",
+        "null",
+        "none",
+        "true",
+        "false",
+        "undefined",
+        "required",
+        "optional",
+        "string",
+        "hidden",
+        "masked",
+        "empty",
+        "test",
+        "dummy",
+        "sample",
+        "unknown",
+        "default",
     ];
     if WORDS.contains(&lower.as_str()) {
         return true;

@@ -258,8 +258,7 @@ pub(crate) const PATTERNS: &[(Rule, &str)] = &[
 pub(crate) const SECRET_KEY_NAME: &str = r"(?i)(?:password|passwd|secret|api[_-]?key|apikey|access[_-]?token|auth[_-]?token|api[_-]?token|refresh[_-]?token|client[_-]?secret|private[_-]?key|secret[_-]?key|secret[_-]?access[_-]?key)$";
 
 /// Key names that hold an AWS secret access key.
-pub(crate) const AWS_SECRET_KEY_NAME: &str =
-    r"(?i)(?:aws.{0,24}secret|secret[_-]?access[_-]?key)";
+pub(crate) const AWS_SECRET_KEY_NAME: &str = r"(?i)(?:aws.{0,24}secret|secret[_-]?access[_-]?key)";
 
 /// Minimum length and entropy (bits per byte) of a generic secret value.
 pub(crate) const GENERIC_MIN_LEN: usize = 8;
@@ -330,10 +329,8 @@ pub(crate) fn confirm(rule: Rule, s: &str, m: Range<usize>) -> Option<(Kind, Ran
                 .count();
             (base64_chars >= 16).then_some((Kind::PrivateKey, m.start..end))
         }
-        Rule::AwsKeyId => {
-            (!is_word(byte_before(s, m.start)) && !is_word(byte_at(s, m.end)))
-                .then_some((Kind::AwsAccessKeyId, m))
-        }
+        Rule::AwsKeyId => (!is_word(byte_before(s, m.start)) && !is_word(byte_at(s, m.end)))
+            .then_some((Kind::AwsAccessKeyId, m)),
         Rule::AwsSecret => {
             if is_base64_char(byte_at(s, m.end)) {
                 return None;
@@ -385,7 +382,23 @@ pub(crate) fn confirm(rule: Rule, s: &str, m: Range<usize>) -> Option<(Kind, Ran
             let len = rest
                 .char_indices()
                 .find(|&(_, c)| {
-                    c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ',' | ';' | '&' | '(' | ')' | '{' | '}' | '[' | ']' | '<' | '>')
+                    c.is_whitespace()
+                        || matches!(
+                            c,
+                            '"' | '\''
+                                | '`'
+                                | ','
+                                | ';'
+                                | '&'
+                                | '('
+                                | ')'
+                                | '{'
+                                | '}'
+                                | '['
+                                | ']'
+                                | '<'
+                                | '>'
+                        )
                 })
                 .map_or(rest.len(), |(i, _)| i);
             let value = rest.get(..len)?;
@@ -436,7 +449,8 @@ pub(crate) fn confirm(rule: Rule, s: &str, m: Range<usize>) -> Option<(Kind, Ran
             let digits = text.bytes().filter(u8::is_ascii_digit).count();
             let opens = text.bytes().filter(|&b| b == b'(').count();
             let closes = text.bytes().filter(|&b| b == b')').count();
-            ((8..=15).contains(&digits) && opens == closes && opens <= 1).then_some((Kind::Phone, m))
+            ((8..=15).contains(&digits) && opens == closes && opens <= 1)
+                .then_some((Kind::Phone, m))
         }
         Rule::PhoneNanp => {
             let before = byte_before(s, m.start);

@@ -281,7 +281,10 @@ impl Scanner {
                     hits.retain(|h| select(h.kind));
                     if !hits.is_empty() {
                         let p = format_path(&path);
-                        out.extend(hits.iter().map(|h| make_finding(h, s, p.clone(), Location::Value)));
+                        out.extend(
+                            hits.iter()
+                                .map(|h| make_finding(h, s, p.clone(), Location::Value)),
+                        );
                         *s = apply_redaction(s, &hits);
                     }
                 }
@@ -311,7 +314,8 @@ impl Scanner {
                             p.push(Segment::Key(Cow::Owned(new_key.clone())));
                             let p = format_path(&p);
                             out.extend(
-                                hits.iter().map(|h| make_finding(h, key, p.clone(), Location::Key)),
+                                hits.iter()
+                                    .map(|h| make_finding(h, key, p.clone(), Location::Key)),
                             );
                             renames.push((key.clone(), new_key));
                         }
@@ -409,7 +413,8 @@ impl Scanner {
                             let p = format_path(&path);
                             path.pop();
                             for h in &hits {
-                                if visit(make_finding(h, key, p.clone(), Location::Key)).is_break() {
+                                if visit(make_finding(h, key, p.clone(), Location::Key)).is_break()
+                                {
                                     return depth_exceeded;
                                 }
                             }
@@ -429,7 +434,13 @@ impl Scanner {
 
     /// The confirmed, de-overlapped matches in one string. `member` is the
     /// name of the object member holding the string, if any.
-    fn hits_in(&self, cache: &mut meta::Cache, text: &str, member: Option<&str>, out: &mut Vec<Hit>) {
+    fn hits_in(
+        &self,
+        cache: &mut meta::Cache,
+        text: &str,
+        member: Option<&str>,
+        out: &mut Vec<Hit>,
+    ) {
         let start_len = out.len();
         if text.len() >= MIN_CANDIDATE_LEN {
             let mut input = Input::new(text);
@@ -457,17 +468,17 @@ impl Scanner {
             let has_secret = out
                 .get(start_len..)
                 .is_some_and(|h| h.iter().any(|h| h.kind.category() == Category::Secret));
-            if !has_secret {
-                if let Some(kind) = self.secret_by_member_name(member, text) {
-                    out.push(Hit {
-                        kind,
-                        range: 0..text.len(),
-                    });
-                }
+            if !has_secret && let Some(kind) = self.secret_by_member_name(member, text) {
+                out.push(Hit {
+                    kind,
+                    range: 0..text.len(),
+                });
             }
         }
-        if let Some(new) = out.get_mut(start_len..) {
-            if new.len() > 1 {
+        if let Some(new) = out.get_mut(start_len..)
+            && new.len() > 1
+        {
+            {
                 new.sort_by_key(|h| (h.range.start, h.kind.is_generic()));
                 let specific: Vec<Range<usize>> = new
                     .iter()
@@ -480,9 +491,9 @@ impl Scanner {
                         && specific
                             .iter()
                             .any(|r| r.start < h.range.end && h.range.start < r.end);
-                    let inside_kept = kept
-                        .last()
-                        .is_some_and(|k| k.range.start <= h.range.start && h.range.end <= k.range.end);
+                    let inside_kept = kept.last().is_some_and(|k| {
+                        k.range.start <= h.range.start && h.range.end <= k.range.end
+                    });
                     if !overlaps_specific && !inside_kept {
                         kept.push(h.clone());
                     }
@@ -578,7 +589,10 @@ mod tests {
 
     #[test]
     fn preview_masks() {
-        assert_eq!(preview(Kind::AwsAccessKeyId, "AKIAIOSFODNN7EXAMPLE"), "AKIA****");
+        assert_eq!(
+            preview(Kind::AwsAccessKeyId, "AKIAIOSFODNN7EXAMPLE"),
+            "AKIA****"
+        );
         assert_eq!(preview(Kind::Email, "bob@example.com"), "bo****");
         assert_eq!(preview(Kind::Jwt, "abc"), "****");
     }

@@ -50,7 +50,9 @@ pub(crate) fn push_segment(out: &mut String, seg: &Segment<'_>) {
 }
 
 /// Formats a whole path starting at `$`.
-pub(crate) fn format_path<'s, 'a: 's>(segments: impl IntoIterator<Item = &'s Segment<'a>>) -> String {
+pub(crate) fn format_path<'s, 'a: 's>(
+    segments: impl IntoIterator<Item = &'s Segment<'a>>,
+) -> String {
     let mut out = String::from("$");
     for seg in segments {
         push_segment(&mut out, seg);

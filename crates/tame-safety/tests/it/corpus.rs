@@ -21,10 +21,18 @@ struct Counts {
 
 impl Counts {
     fn precision(self) -> f64 {
-        if self.tp + self.fp == 0 { 1.0 } else { f64::from(self.tp) / f64::from(self.tp + self.fp) }
+        if self.tp + self.fp == 0 {
+            1.0
+        } else {
+            f64::from(self.tp) / f64::from(self.tp + self.fp)
+        }
     }
     fn recall(self) -> f64 {
-        if self.tp + self.fn_ == 0 { 1.0 } else { f64::from(self.tp) / f64::from(self.tp + self.fn_) }
+        if self.tp + self.fn_ == 0 {
+            1.0
+        } else {
+            f64::from(self.tp) / f64::from(self.tp + self.fn_)
+        }
     }
 }
 
@@ -34,45 +42,83 @@ const FLOOR: f64 = 0.95;
 fn precision_and_recall_per_detector() {
     let corpus = include_str!("../corpus/detectors.jsonl");
     let scanner = Scanner::new();
-    let mut counts: BTreeMap<Kind, Counts> = Kind::ALL.iter().map(|k| (*k, Counts::default())).collect();
+    let mut counts: BTreeMap<Kind, Counts> =
+        Kind::ALL.iter().map(|k| (*k, Counts::default())).collect();
     let mut misses = Vec::new();
     let mut samples = 0;
     for (line_no, line) in corpus.lines().enumerate() {
-        let sample: Sample = serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}", line_no + 1));
+        let sample: Sample =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}", line_no + 1));
         samples += 1;
         let expected: BTreeSet<Kind> = sample
             .kinds
             .iter()
-            .map(|k| Kind::from_name(k).unwrap_or_else(|| panic!("line {}: unknown kind {k}", line_no + 1)))
+            .map(|k| {
+                Kind::from_name(k)
+                    .unwrap_or_else(|| panic!("line {}: unknown kind {k}", line_no + 1))
+            })
             .collect();
-        let found: BTreeSet<Kind> = scanner.scan_str(&sample.text).iter().map(|f| f.kind).collect();
+        let found: BTreeSet<Kind> = scanner
+            .scan_str(&sample.text)
+            .iter()
+            .map(|f| f.kind)
+            .collect();
         for kind in Kind::ALL {
             let c = counts.get_mut(&kind).unwrap();
             match (expected.contains(&kind), found.contains(&kind)) {
                 (true, true) => c.tp += 1,
                 (true, false) => {
                     c.fn_ += 1;
-                    misses.push(format!("FN {kind} line {} ({}): {:?}", line_no + 1, sample.note, sample.text));
+                    misses.push(format!(
+                        "FN {kind} line {} ({}): {:?}",
+                        line_no + 1,
+                        sample.note,
+                        sample.text
+                    ));
                 }
                 (false, true) => {
                     c.fp += 1;
-                    misses.push(format!("FP {kind} line {} ({}): {:?}", line_no + 1, sample.note, sample.text));
+                    misses.push(format!(
+                        "FP {kind} line {} ({}): {:?}",
+                        line_no + 1,
+                        sample.note,
+                        sample.text
+                    ));
                 }
                 (false, false) => {}
             }
         }
     }
     println!("corpus: {samples} samples");
-    println!("{:<22} {:>4} {:>4} {:>4} {:>9} {:>7}", "detector", "tp", "fp", "fn", "precision", "recall");
+    println!(
+        "{:<22} {:>4} {:>4} {:>4} {:>9} {:>7}",
+        "detector", "tp", "fp", "fn", "precision", "recall"
+    );
     for (kind, c) in &counts {
-        println!("{:<22} {:>4} {:>4} {:>4} {:>9.3} {:>7.3}", kind.as_str(), c.tp, c.fp, c.fn_, c.precision(), c.recall());
+        println!(
+            "{:<22} {:>4} {:>4} {:>4} {:>9.3} {:>7.3}",
+            kind.as_str(),
+            c.tp,
+            c.fp,
+            c.fn_,
+            c.precision(),
+            c.recall()
+        );
     }
     for m in &misses {
         println!("{m}");
     }
     for (kind, c) in &counts {
         assert!(c.tp > 0, "{kind}: the corpus has no true positive");
-        assert!(c.precision() >= FLOOR, "{kind}: precision {:.3} below {FLOOR}", c.precision());
-        assert!(c.recall() >= FLOOR, "{kind}: recall {:.3} below {FLOOR}", c.recall());
+        assert!(
+            c.precision() >= FLOOR,
+            "{kind}: precision {:.3} below {FLOOR}",
+            c.precision()
+        );
+        assert!(
+            c.recall() >= FLOOR,
+            "{kind}: recall {:.3} below {FLOOR}",
+            c.recall()
+        );
     }
 }
