@@ -86,3 +86,55 @@ fn conformance_expressions_parse() {
         bugs.len()
     );
 }
+
+/// The messages of a test's expected errors, if it expects one.
+fn expected_error(case: &common::Case) -> Option<String> {
+    let err = common::get(&case.fields, "eval_error")?;
+    let msgs: Vec<String> = common::all(err.msg(), "errors")
+        .filter_map(|e| common::string(e.msg(), "message"))
+        .collect();
+    Some(msgs.join("; "))
+}
+
+#[test]
+fn conformance_expressions_check_with_dyn_variables() {
+    let cases = load_cases();
+    if cases.is_empty() {
+        eprintln!("conformance files not found: skipped");
+        return;
+    }
+    let registry = tame_lang::Registry::builtins();
+    let mut checked = 0;
+    let mut total = 0;
+    let mut expected = Vec::new();
+    let mut bugs = Vec::new();
+    for case in &cases {
+        let Ok(expr) = tame_lang::parse(&case.expr) else { continue };
+        total += 1;
+        let mut env = tame_lang::CheckEnv::new(&registry);
+        for name in &case.idents {
+            env.declare(name.clone(), tame_lang::Type::Dyn);
+        }
+        match tame_lang::check(&expr, &env) {
+            Ok(_) => checked += 1,
+            Err(errs) => {
+                let msg: Vec<String> = errs.iter().map(ToString::to_string).collect();
+                let msg = msg.join("; ");
+                // Tests that skip the checker or expect an error may fail here.
+                if case.disable_check || expected_error(case).is_some() {
+                    expected.push((case, msg));
+                } else {
+                    bugs.push((case, msg));
+                }
+            }
+        }
+    }
+    eprintln!("checked {checked} of {total} parsed conformance expressions; {} expected failures", expected.len());
+    for (case, msg) in &expected {
+        eprintln!("  expected: {}/{}: `{}`: {msg} (wants {:?})", case.file, case.name, case.expr, expected_error(case));
+    }
+    for (case, msg) in &bugs {
+        eprintln!("  FAILED: {}/{}: `{}`: {msg}", case.file, case.name, case.expr);
+    }
+    assert!(bugs.is_empty(), "{} conformance expressions failed to check", bugs.len());
+}
