@@ -59,4 +59,6 @@ impl SessionFacts for NoFacts {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
