@@ -66,29 +66,34 @@ fn parameters(path: &str) -> Vec<Value> {
 pub fn openapi_document() -> Value {
     let mut paths = Map::new();
     for route in ROUTES {
-        let mut op = json!({
-            "summary": route.summary,
-            "x-tame-role": route.role.as_str(),
-            "responses": {
-                "200": {"description": "OK"},
+        let ok = if route.path == "/api/v1/enforce" {
+            json!({"description": "The decision", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EnforceResponse"}}}})
+        } else {
+            json!({"description": "OK"})
+        };
+        let mut op = Map::new();
+        op.insert("summary".into(), json!(route.summary));
+        op.insert("x-tame-role".into(), json!(route.role.as_str()));
+        op.insert(
+            "responses".into(),
+            json!({
+                "200": ok,
                 "4XX": {"description": "Client error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-            },
-        });
+            }),
+        );
         if route.role != Role::Public {
-            op["security"] = json!([{"bearer": []}, {"apiKey": []}]);
+            op.insert("security".into(), json!([{"bearer": []}, {"apiKey": []}]));
         }
         let params = parameters(route.path);
         if !params.is_empty() {
-            op["parameters"] = Value::Array(params);
+            op.insert("parameters".into(), Value::Array(params));
         }
         if let Some(body) = request_body(route.path, route.method) {
-            op["requestBody"] = body;
+            op.insert("requestBody".into(), body);
         }
-        if route.path == "/api/v1/enforce" {
-            op["responses"]["200"] = json!({"description": "The decision", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EnforceResponse"}}}});
+        if let Value::Object(ops) = paths.entry(route.path.to_string()).or_insert_with(|| json!({})) {
+            ops.insert(route.method.to_string(), Value::Object(op));
         }
-        let entry = paths.entry(route.path.to_string()).or_insert_with(|| json!({}));
-        entry[route.method] = op;
     }
     json!({
         "openapi": "3.1.0",

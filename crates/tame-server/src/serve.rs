@@ -106,8 +106,6 @@ pub async fn run_until(
         .await
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     let local = listener.local_addr()?;
-    tracing::info!(addr = %local, policy = %config.policy_path.display(), db = %config.db_path.display(), "tame server listening");
-    on_ready(local);
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(expiry_sweeper(state.clone()));
@@ -124,6 +122,10 @@ pub async fn run_until(
     } else {
         None
     };
+
+    // Ready only once the reload triggers are in place.
+    tracing::info!(addr = %local, policy = %config.policy_path.display(), db = %config.db_path.display(), "tame server listening");
+    on_ready(local);
 
     let router = app(state.clone()).layer(tower_http::timeout::TimeoutLayer::with_status_code(
         axum::http::StatusCode::REQUEST_TIMEOUT,

@@ -1,0 +1,236 @@
+//! End-to-end tests over a real socket against the `tame-server` binary:
+//! SIGKILL in the middle of a load loses no acknowledged decision, SIGTERM
+//! drains and flushes, SIGHUP and file changes reload the policy, and an
+//! open API refuses a non-loopback address.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tame-server"))
+        .arg("--policy")
+        .arg(dir.join("policies.yml"))
+        .arg("--db")
+        .arg(dir.join("tame.db"))
+        .args(["--addr", "127.0.0.1:0"])
+        .args(extra)
+        .env("TAME_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .parse()
+        .unwrap();
+    Server { child, addr }
+}
+
+async fn connect(addr: SocketAddr) -> Option<SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
+    tokio::spawn(conn);
+    Some(sender)
+}
+
+async fn send(sender: &mut SendRequest<Full<Bytes>>, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, String)> {
+    sender.ready().await.ok()?;
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.map(Value::to_string).unwrap_or_default())))
+        .unwrap();
+    let resp = sender.send_request(req).await.ok()?;
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.ok()?.to_bytes();
+    Some((status, String::from_utf8_lossy(&bytes).to_string()))
+}
+
+async fn call(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let mut s = connect(addr).await.expect("connect");
+    let (status, text) = send(&mut s, method, path, body).await.expect("request");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policies.yml"), common::POLICY).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_load_loses_no_acknowledged_decision() {
+    let dir = setup();
+    let mut server = start(dir.path(), &["--no-watch"]);
+    let addr = server.addr;
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        workers.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            let Some(mut s) = connect(addr).await else { return got };
+            for i in 0.. {
+                let body = json!({"tool_name": "read_file", "tool_args": {"path": format!("/tmp/{w}/{i}")}, "session_id": format!("s{w}")});
+                match send(&mut s, "POST", "/api/v1/enforce", Some(&body)).await {
+                    Some((200, text)) => {
+                        let v: Value = serde_json::from_str(&text).unwrap();
+                        got.push(v["log_id"].as_str().unwrap().to_string());
+                    }
+                    Some((status, text)) => panic!("unexpected {status}: {text}"),
+                    None => break,
+                }
+            }
+            got
+        }));
+    }
+    // Let the load run, then kill the server without warning.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.child.kill().unwrap(); // SIGKILL on Unix
+    server.child.wait().unwrap();
+    let mut received = Vec::new();
+    for w in workers {
+        received.extend(w.await.unwrap());
+    }
+    assert!(received.len() > 100, "too little load: {}", received.len());
+    drop(server);
+
+    let server = start(dir.path(), &["--no-watch"]);
+    let (status, report) = call(server.addr, "GET", "/api/v1/audit/verify", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(report["valid"], true, "{report}");
+    let mut s = connect(server.addr).await.unwrap();
+    let (_, export) = send(&mut s, "GET", "/api/v1/audit/export", None).await.unwrap();
+    let logged: HashSet<String> = export
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["kind"] == "decision")
+        .map(|v| v["ref_id"].as_str().unwrap().to_string())
+        .collect();
+    let missing: Vec<&String> = received.iter().filter(|id| !logged.contains(*id)).collect();
+    assert!(missing.is_empty(), "{} of {} acknowledged decisions missing", missing.len(), received.len());
+    eprintln!("sigkill: {} acknowledged, {} logged", received.len(), logged.len());
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_flushes() {
+    let dir = setup();
+    let mut server = start(dir.path(), &["--no-watch"]);
+    let (_, r) = call(server.addr, "POST", "/api/v1/enforce", Some(&json!({"tool_name": "read_file", "tool_args": {"path": "/tmp"}, "session_id": "s"}))).await;
+    assert_eq!(r["decision"], "allow");
+    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+    let db = rusqlite::Connection::open(dir.path().join("tame.db")).unwrap();
+    let n: i64 = db.query_row("SELECT COUNT(*) FROM audit WHERE kind = 'decision'", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 1);
+}
+
+async fn wait_for_version(addr: SocketAddr, version: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let (_, cur) = call(addr, "GET", "/api/v1/policy/current", None).await;
+        if cur["version"] == version {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn sighup_reloads_and_a_broken_file_keeps_the_running_policy() {
+    let dir = setup();
+    let server = start(dir.path(), &["--no-watch"]);
+    let path = dir.path().join("policies.yml");
+    std::fs::write(&path, "version: \"bad\"\nrules:\n  - name: r\n    action: nope\n").unwrap();
+    Command::new("kill").args(["-HUP", &server.child.id().to_string()]).status().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, cur) = call(server.addr, "GET", "/api/v1/policy/current", None).await;
+    assert_eq!(cur["version"], "t1");
+    std::fs::write(&path, common::POLICY.replace("\"t1\"", "\"t2\"")).unwrap();
+    Command::new("kill").args(["-HUP", &server.child.id().to_string()]).status().unwrap();
+    assert!(wait_for_version(server.addr, "t2").await);
+    let (_, versions) = call(server.addr, "GET", "/api/v1/policy/versions", None).await;
+    let list: Vec<&str> = versions["versions"].as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap()).collect();
+    assert_eq!(list, ["t1", "t2"]);
+}
+
+#[tokio::test]
+async fn file_changes_reload_the_policy() {
+    let dir = setup();
+    let server = start(dir.path(), &[]);
+    std::fs::write(dir.path().join("policies.yml"), common::POLICY.replace("\"t1\"", "\"t3\"")).unwrap();
+    assert!(wait_for_version(server.addr, "t3").await, "the file watcher did not reload");
+}
+
+#[test]
+fn an_open_api_refuses_non_loopback_addresses() {
+    let dir = setup();
+    let out = Command::new(env!("CARGO_BIN_EXE_tame-server"))
+        .arg("--policy")
+        .arg(dir.path().join("policies.yml"))
+        .arg("--db")
+        .arg(dir.path().join("tame.db"))
+        .args(["--addr", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without API keys"), "{err}");
+}
+
+#[test]
+fn a_policy_that_does_not_compile_stops_startup_with_diagnostics() {
+    let dir = setup();
+    std::fs::write(dir.path().join("policies.yml"), "rules:\n  - name: r\n    action: deny\n    condition: 'nosuch_root.x'\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tame-server"))
+        .arg("--policy")
+        .arg(dir.path().join("policies.yml"))
+        .arg("--db")
+        .arg(dir.path().join("tame.db"))
+        .args(["--addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not compile") && err.contains("nosuch_root"), "{err}");
+}
