@@ -651,8 +651,11 @@ impl<'a> Checker<'a, '_> {
             let candidates = registry
                 .names()
                 .filter(|n| registry.overloads(n).iter().any(|o| o.receiver == receiver));
-            let mut err = CheckError::new(format!("unknown function `{function}`"), e.span)
-                .with_label("not declared");
+            let mut err = CheckError::new(
+                format!("unknown function `{function}`"),
+                name_span(e, target, function),
+            )
+            .with_label("not declared");
             if let Some(s) = closest(function, candidates) {
                 err = err.with_help(format!("did you mean `{s}`?"));
             }
@@ -666,8 +669,11 @@ impl<'a> Checker<'a, '_> {
                 format!("`{function}` is a method: write `x.{function}(...)`")
             };
             return self.error(
-                CheckError::new(format!("`{function}` cannot be called this way"), e.span)
-                    .with_help(help),
+                CheckError::new(
+                    format!("`{function}` cannot be called this way"),
+                    name_span(e, target, function),
+                )
+                .with_help(help),
             );
         }
         let arity = args.len();
@@ -796,6 +802,18 @@ fn arith_dyn(op: BinaryOp, other: &Type) -> Option<Type> {
         (BinaryOp::Add, Type::String | Type::Bytes | Type::List(_)) => Some(other.clone()),
         (BinaryOp::Add | BinaryOp::Sub, Type::Timestamp | Type::Duration) => Some(Type::Dyn),
         _ => None,
+    }
+}
+
+/// Where the function's name is in a call: right after the target's `.`
+/// (assuming no blanks around it), or at the start of a global call.
+fn name_span(call: &Expr, target: Option<&Expr>, function: &str) -> Span {
+    let start = target.map_or(call.span.start, |t| t.span.end.saturating_add(1));
+    let len = u32::try_from(function.len()).unwrap_or(u32::MAX);
+    let end = start.saturating_add(len).min(call.span.end);
+    Span {
+        start: start.min(end),
+        end,
     }
 }
 

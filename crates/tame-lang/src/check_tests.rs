@@ -292,3 +292,11 @@ fn check_error_renders_with_a_caret() {
     assert!(out.contains("policies.yml:1:1"), "{out}");
     assert!(out.contains("did you mean `startsWith`?"), "{out}");
 }
+
+#[test]
+fn unknown_function_errors_point_at_the_name() {
+    let e = err1("args.path.startswith('/etc')");
+    assert_eq!(e.span, Span::new(10, 20));
+    let e = err1("sise(args)");
+    assert_eq!(e.span, Span::new(0, 4));
+}

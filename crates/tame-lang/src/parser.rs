@@ -184,6 +184,29 @@ fn prescan(source: &str) -> Res<()> {
     Ok(())
 }
 
+/// The innermost bracket still open at `upto`: its offset and byte.
+fn unclosed(source: &str, upto: usize) -> Option<(usize, u8)> {
+    let bytes = source.as_bytes();
+    let mut stack: Vec<(usize, u8)> = Vec::new();
+    let mut i = 0usize;
+    while i < upto {
+        let Some(&b) = bytes.get(i) else { break };
+        match b {
+            b'"' | b'\'' => {
+                i = skip_string(bytes, i);
+                continue;
+            }
+            b'(' | b'[' | b'{' => stack.push((i, b)),
+            b')' | b']' | b'}' => {
+                stack.pop();
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    stack.pop()
+}
+
 /// The index just past the string literal whose opening quote is at `i`.
 fn skip_string(bytes: &[u8], i: usize) -> usize {
     let quote = bytes.get(i).copied().unwrap_or(b'"');
@@ -808,6 +831,23 @@ fn from_pest(e: &pest::error::Error<Rule>, source: &str) -> ParseError {
                 .is_some_and(|rest| rest.starts_with('"') || rest.starts_with('\''))
             {
                 err = err.with_help("is a string missing its closing quote, or an escape invalid?");
+            } else if let Some((open, bracket)) = unclosed(source, pos) {
+                let close = match bracket {
+                    b'(' => ')',
+                    b'[' => ']',
+                    _ => '}',
+                };
+                let before = source.get(..open).unwrap_or_default();
+                let word_start = before
+                    .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .map_or(0, |i| i + 1);
+                let word = before.get(word_start..).unwrap_or_default();
+                let what = if word.is_empty() {
+                    format!("`{}`", char::from(bracket))
+                } else {
+                    format!("`{}` after `{word}`", char::from(bracket))
+                };
+                err = err.with_help(format!("the {what} is never closed: add `{close}`"));
             }
             err
         }

@@ -378,3 +378,16 @@ fn limits_hold_on_a_small_stack() {
         .unwrap();
     assert_eq!(handle.join().unwrap(), 1);
 }
+
+#[test]
+fn unclosed_brackets_get_a_hint() {
+    let e = err("glob(args.path, '/root/**'");
+    assert_eq!(
+        e.help.as_deref(),
+        Some("the `(` after `glob` is never closed: add `)`")
+    );
+    let e = err("[1, 2");
+    assert_eq!(e.help.as_deref(), Some("the `[` is never closed: add `]`"));
+    let e = err("a ? (b : c");
+    assert!(e.help.is_some_and(|h| h.contains("`(` is never closed")));
+}

@@ -109,7 +109,9 @@ fn conformance_expressions_check_with_dyn_variables() {
     let mut expected = Vec::new();
     let mut bugs = Vec::new();
     for case in &cases {
-        let Ok(expr) = tame_lang::parse(&case.expr) else { continue };
+        let Ok(expr) = tame_lang::parse(&case.expr) else {
+            continue;
+        };
         total += 1;
         let mut env = tame_lang::CheckEnv::new(&registry);
         for name in &case.idents {
@@ -129,12 +131,28 @@ fn conformance_expressions_check_with_dyn_variables() {
             }
         }
     }
-    eprintln!("checked {checked} of {total} parsed conformance expressions; {} expected failures", expected.len());
+    eprintln!(
+        "checked {checked} of {total} parsed conformance expressions; {} expected failures",
+        expected.len()
+    );
     for (case, msg) in &expected {
-        eprintln!("  expected: {}/{}: `{}`: {msg} (wants {:?})", case.file, case.name, case.expr, expected_error(case));
+        eprintln!(
+            "  expected: {}/{}: `{}`: {msg} (wants {:?})",
+            case.file,
+            case.name,
+            case.expr,
+            expected_error(case)
+        );
     }
     for (case, msg) in &bugs {
-        eprintln!("  FAILED: {}/{}: `{}`: {msg}", case.file, case.name, case.expr);
+        eprintln!(
+            "  FAILED: {}/{}: `{}`: {msg}",
+            case.file, case.name, case.expr
+        );
     }
-    assert!(bugs.is_empty(), "{} conformance expressions failed to check", bugs.len());
+    assert!(
+        bugs.is_empty(),
+        "{} conformance expressions failed to check",
+        bugs.len()
+    );
 }
