@@ -161,7 +161,10 @@ Examples:
 Examples:
   tame serve --policy policies/example.yml
   TAME_POLICY=policies.yml TAME_DB=tame.db tame serve --addr 127.0.0.1:8000
-  tame serve --config tame.toml")]
+  tame serve --config tame.yml --admin-key \"$ADMIN_KEY\"
+
+Prints `listening on http://HOST:PORT` when ready (port 0 picks a free port).
+Flags override TAME_* variables, which override the config file.")]
     Serve(ServeArgs),
 
     /// Check the connection to the server
@@ -318,9 +321,27 @@ pub struct ServeArgs {
     /// Database: a SQLite path or a URL
     #[arg(long, env = "TAME_DB")]
     pub db: Option<String>,
-    /// Configuration file
+    /// Configuration file (YAML)
     #[arg(long, env = "TAME_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Agent API key: may enforce and report results (repeatable)
+    #[arg(long = "agent-key", value_name = "KEY")]
+    pub agent_keys: Vec<String>,
+    /// Admin API key: may also approve, reload and read everything (repeatable)
+    #[arg(long = "admin-key", value_name = "KEY")]
+    pub admin_keys: Vec<String>,
+    /// Listen on a non-loopback address without API keys
+    #[arg(long)]
+    pub allow_insecure_bind: bool,
+    /// Seconds before a pending approval expires (and counts as denied)
+    #[arg(long, value_name = "SECS")]
+    pub approval_timeout: Option<u64>,
+    /// `full` (survives power loss) or `normal` (survives crashes)
+    #[arg(long)]
+    pub durability: Option<String>,
+    /// Do not reload the policy when its file changes
+    #[arg(long)]
+    pub no_watch: bool,
 }
 
 #[derive(Debug, Args)]
@@ -359,6 +380,9 @@ pub enum ApprovalsAction {
         /// Why it is approved
         #[arg(long)]
         reason: Option<String>,
+        /// Who decides (recorded in the audit log; default `admin`)
+        #[arg(long)]
+        by: Option<String>,
     },
     /// Reject a pending call
     Reject {
@@ -367,6 +391,9 @@ pub enum ApprovalsAction {
         /// Why it is rejected
         #[arg(long, required = true)]
         reason: String,
+        /// Who decides (recorded in the audit log; default `admin`)
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 

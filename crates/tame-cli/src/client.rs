@@ -66,9 +66,7 @@ impl Client {
             req = req.query(*k, *v);
         }
         if let Some(key) = &self.key {
-            req = req
-                .header("Authorization", &format!("Bearer {key}"))
-                .header("X-API-Key", key);
+            req = req.header("Authorization", &format!("Bearer {key}"));
         }
         let resp = req.call();
         self.finish(&url, resp)
@@ -79,9 +77,7 @@ impl Client {
         let url = format!("{}{path}", self.base);
         let mut req = self.agent.post(&url);
         if let Some(key) = &self.key {
-            req = req
-                .header("Authorization", &format!("Bearer {key}"))
-                .header("X-API-Key", key);
+            req = req.header("Authorization", &format!("Bearer {key}"));
         }
         let resp = req.send_json(body);
         self.finish(&url, resp)
@@ -361,10 +357,18 @@ pub fn print_decision(decision: &Value, out: &Out) {
         decision_word(word),
         bold(show(decision.get("rule_name")))
     ));
-    out.line(format!("  reason:   {}", show(decision.get("reason"))));
+    out.line(format!(
+        "  {:<16} {}",
+        "reason:",
+        show(decision.get("reason"))
+    ));
     for key in ["session_id", "log_id", "approval_id", "policy_version"] {
         if let Some(v) = decision.get(key).filter(|v| !v.is_null()) {
-            out.line(format!("  {:<9} {}", format!("{key}:"), dim(show(Some(v)))));
+            out.line(format!(
+                "  {:<16} {}",
+                format!("{key}:"),
+                dim(show(Some(v)))
+            ));
         }
     }
 }
@@ -374,28 +378,39 @@ pub fn print_decision(decision: &Value, out: &Out) {
 /// the TameSDK CLI did, and says so.
 pub fn test_call(tool: &str, args: Value, opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
     let client = Client::new(opts)?;
-    let args_text = args.to_string();
-    let dry = client.get(
-        "/api/v1/policy/test",
-        &[("tool_name", tool), ("tool_args", &args_text)],
-    );
-    let decision = match dry {
-        Ok(decision) => decision,
+    let body = enforce_body(tool, args, None, None, None, None);
+    let decision = match client.post("/api/v1/policy/test", &body) {
+        Ok(dry) => normalize_dry_run(dry),
         Err(CliError::Server {
             status: 404 | 405, ..
         }) => {
             out.warning(
                 "the server has no dry-run route; enforcing the call instead (it is logged)",
             );
-            client.post(
-                "/api/v1/enforce",
-                &enforce_body(tool, args, None, None, None, None),
-            )?
+            client.post("/api/v1/enforce", &body)?
         }
         Err(other) => return Err(other),
     };
     print_decision(&decision, out);
     Ok(exit_for(&decision))
+}
+
+/// A dry run answers `{"decision": {"action", "rule_name", ...},
+/// "explanation", "logged": false}`; flatten it to the enforce shape.
+fn normalize_dry_run(dry: Value) -> Value {
+    let Some(inner) = dry.get("decision").filter(|d| d.is_object()) else {
+        return dry;
+    };
+    let mut flat = json!({
+        "decision": inner.get("action").cloned().unwrap_or(Value::Null),
+        "rule_name": inner.get("rule_name").cloned().unwrap_or(Value::Null),
+        "reason": inner.get("reason").cloned().unwrap_or(Value::Null),
+        "policy_version": inner.get("policy_version").cloned().unwrap_or(Value::Null),
+    });
+    if let Some(logged) = dry.get("logged") {
+        crate::output::set(&mut flat, "logged", logged.clone());
+    }
+    flat
 }
 
 /// `tame approvals ...`.
@@ -438,20 +453,24 @@ pub fn approvals(args: &ApprovalsArgs, opts: &ServerOpts, out: &Out) -> Result<E
             }
             Ok(Exit::Ok)
         }
-        ApprovalsAction::Approve { id, reason } => {
+        ApprovalsAction::Approve { id, reason, by } => {
             let mut body = json!({});
             if let Some(r) = reason {
                 crate::output::set(&mut body, "reason", r.clone());
+            }
+            if let Some(b) = by {
+                crate::output::set(&mut body, "by", b.clone());
             }
             let resp = client.post(&format!("/api/v1/approvals/{}/approve", encode(id)), &body)?;
             report_approval(&resp, id, "approved", out);
             Ok(Exit::Ok)
         }
-        ApprovalsAction::Reject { id, reason } => {
-            let resp = client.post(
-                &format!("/api/v1/approvals/{}/reject", encode(id)),
-                &json!({"reason": reason}),
-            )?;
+        ApprovalsAction::Reject { id, reason, by } => {
+            let mut body = json!({"reason": reason});
+            if let Some(b) = by {
+                crate::output::set(&mut body, "by", b.clone());
+            }
+            let resp = client.post(&format!("/api/v1/approvals/{}/reject", encode(id)), &body)?;
             report_approval(&resp, id, "rejected", out);
             Ok(Exit::Ok)
         }
@@ -574,6 +593,18 @@ mod tests {
             "record was edited (record #4, log log-4)"
         );
         assert_eq!(describe_problem(&json!({"detail": "x"})), "x");
+    }
+
+    #[test]
+    fn dry_runs_are_flattened_to_the_enforce_shape() {
+        let dry = json!({"decision": {"action": "deny", "rule_name": "r", "reason": "x",
+            "policy_version": "1"}, "explanation": {}, "logged": false});
+        assert_eq!(
+            normalize_dry_run(dry),
+            json!({"decision": "deny", "rule_name": "r", "reason": "x", "policy_version": "1", "logged": false})
+        );
+        let enforce = json!({"decision": "allow", "log_id": "7"});
+        assert_eq!(normalize_dry_run(enforce.clone()), enforce);
     }
 
     #[test]

@@ -798,3 +798,242 @@ fn interactive_reports_errors_and_goes_on() {
         r.stdout
     );
 }
+
+// ---------------------------------------------------------------- real server
+
+/// A `tame serve` process on a free port with a temporary database; killed
+/// when dropped.
+struct Server {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(policy: &Path, extra: &[&str]) -> Server {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tame"))
+            .arg("serve")
+            .arg("--policy")
+            .arg(policy)
+            .arg("--addr")
+            .arg("127.0.0.1:0")
+            .arg("--db")
+            .arg(dir.path().join("tame.db"))
+            .arg("--no-watch")
+            .args(extra)
+            .env("TAME_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .unwrap();
+        let url = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from tame serve: {first:?}"))
+            .to_string();
+        Server {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+
+    fn tame(&self) -> Command {
+        let mut cmd = tame();
+        cmd.arg("--api-url").arg(&self.url);
+        cmd
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn server_commands_against_a_real_server() {
+    let server = Server::start(&policies_dir().join("example.yml"), &[]);
+
+    let r = run(server.tame().arg("status"));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains(&server.url), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("version 2026-11 (7 rules)"),
+        "{}",
+        r.stdout
+    );
+
+    let r = run(server.tame().arg("policy").arg("--json"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let policy: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(policy["rules_count"], 7);
+    assert_eq!(policy["rules"][0]["name"], "block_system_files");
+
+    // Exit codes: 0 allow, 2 deny, 3 approve.
+    let enforce = |tool: &str, args: &str| {
+        run(server
+            .tame()
+            .arg("enforce")
+            .arg("--tool")
+            .arg(tool)
+            .arg("--args")
+            .arg(args)
+            .arg("--session-id")
+            .arg("cli-test")
+            .arg("--json"))
+    };
+    let r = enforce("read_file", r#"{"path": "/tmp/file.txt"}"#);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let d: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(d["decision"], "allow");
+    assert_eq!(d["session_id"], "cli-test");
+    assert!(d["log_id"].as_str().is_some_and(|s| !s.is_empty()));
+    let r = enforce("read_file", r#"{"path": "/etc/passwd"}"#);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    let r = enforce("delete_file", r#"{"path": "/tmp/test"}"#);
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    let d: Value = serde_json::from_str(&r.stdout).unwrap();
+    let approval_id = d["approval_id"].as_str().unwrap().to_string();
+
+    // Dry run: the same exit codes, nothing logged.
+    let r = run(server
+        .tame()
+        .arg("test")
+        .arg("read_file")
+        .arg("--args")
+        .arg(r#"{"path": "/etc/hosts"}"#));
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("block_system_files"), "{}", r.stdout);
+
+    let r = run(server.tame().arg("approvals").arg("list"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains(&approval_id), "{}", r.stdout);
+    assert!(r.stdout.contains("delete_file"), "{}", r.stdout);
+
+    let r = run(server
+        .tame()
+        .arg("approvals")
+        .arg("approve")
+        .arg(&approval_id)
+        .arg("--reason")
+        .arg("looks fine")
+        .arg("--json"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let a: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(a["state"], "approved");
+    assert_eq!(a["decision_reason"], "looks fine");
+
+    let r = run(server.tame().arg("approvals").arg("list").arg("--json"));
+    let list: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(list["approvals"].as_array().unwrap().len(), 0, "{list}");
+
+    let r = run(server
+        .tame()
+        .arg("approvals")
+        .arg("reject")
+        .arg("no-such-approval")
+        .arg("--reason")
+        .arg("no"));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("404"), "{}", r.stderr);
+    assert!(r.stderr.contains("no-such-approval"), "{}", r.stderr);
+
+    let r = run(server.tame().arg("audit").arg("verify"));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("audit chain intact"), "{}", r.stdout);
+}
+
+#[test]
+fn api_key_is_sent_from_flag_or_environment() {
+    let server = Server::start(
+        &policies_dir().join("example.yml"),
+        &["--admin-key", "sekrit-admin", "--agent-key", "sekrit-agent"],
+    );
+    let enforce = |cmd: &mut Command| {
+        run(cmd
+            .arg("enforce")
+            .arg("--tool")
+            .arg("read_file")
+            .arg("--args")
+            .arg(r#"{"path": "/tmp/a"}"#))
+    };
+    let r = enforce(&mut server.tame());
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("401"), "{}", r.stderr);
+    assert!(r.stderr.contains("API key"), "{}", r.stderr);
+
+    let r = enforce(server.tame().arg("--api-key").arg("sekrit-agent"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = enforce(server.tame().env("TAME_API_KEY", "sekrit-agent"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // Agent keys may not list approvals; admin keys may.
+    let r = run(server
+        .tame()
+        .env("TAME_API_KEY", "sekrit-agent")
+        .arg("approvals")
+        .arg("list"));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("403"), "{}", r.stderr);
+    let r = run(server
+        .tame()
+        .env("TAME_API_KEY", "sekrit-admin")
+        .arg("approvals")
+        .arg("list"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn interactive_mode_talks_to_the_server() {
+    let server = Server::start(&policies_dir().join("example.yml"), &[]);
+    let r = run(server.tame().arg("interactive").write_stdin(
+        "status\ntest read_file {\"path\": \"/etc/x\"}\ntest query_database database=production,query=DROP\npolicy\nquit\n",
+    ));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("connected to"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("deny  block_system_files"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("approve  prod_db_needs_approval"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("allow_email"),
+        "the policy lists its rules: {}",
+        r.stdout
+    );
+}
+
+#[test]
+fn serve_refuses_a_policy_that_does_not_compile() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "bad.yml",
+        "version: \"1\"\nrules:\n  - name: x\n    action: maybe\n",
+    );
+    let r = run(tame()
+        .arg("serve")
+        .arg("--policy")
+        .arg(&bad)
+        .arg("--addr")
+        .arg("127.0.0.1:0")
+        .arg("--db")
+        .arg(dir.path().join("t.db")));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("bad.yml"), "{}", r.stderr);
+    assert!(r.stderr.contains("maybe"), "{}", r.stderr);
+}
