@@ -300,3 +300,15 @@ fn unknown_function_errors_point_at_the_name() {
     let e = err1("sise(args)");
     assert_eq!(e.span, Span::new(0, 4));
 }
+
+#[test]
+fn network_and_string_aliases_check() {
+    for src in [
+        "cidr('10.0.0.0/8').containsIP(args.ip)",
+        "containsIP(cidr('10.0.0.0/8'), ip(args.ip))",
+        "isIP(args.ip) && args.ip.is_ip()",
+        "tool.lowerAscii() == lowerAscii(tool.upperAscii())",
+    ] {
+        assert_eq!(ty(src), Type::Bool, "{src}");
+    }
+}

@@ -7,11 +7,14 @@
 //!
 //! - `glob(path, pattern)` and `path.glob(pattern)`: shell-style globs
 //!   (`*` within a segment, `**` across segments).
-//! - `lower`, `upper`, `trim`: receiver (`s.lower()`) or global (`lower(s)`).
+//! - `lower`, `upper`, `trim` (and CEL's `lowerAscii`, `upperAscii`):
+//!   receiver (`s.lower()`) or global (`lower(s)`).
 //! - IP checks work on strings: `ip(s)` validates and canonicalizes an IP
 //!   address (an error at run time if `s` is not one), `cidr(s)` does the
-//!   same for a network, `is_ip(s)` tests without erroring, and
-//!   `in_cidr(ip, cidr)` or `ip(s).in_cidr("10.0.0.0/8")` tests membership.
+//!   same for a network, `is_ip(s)` (alias `isIP`) tests without erroring,
+//!   and `in_cidr(ip, cidr)`, `ip(s).in_cidr("10.0.0.0/8")` or
+//!   `cidr("10.0.0.0/8").containsIP(s)` test membership (the evaluator
+//!   tells the network from the address by its `/`).
 //! - `url(s)` parses a URL into a `map(string, string)` with the keys
 //!   `scheme`, `host`, `port`, `path`, `query` and `fragment`, so
 //!   `url(args.to).host == "example.com"` works.
@@ -134,7 +137,7 @@ impl Registry {
             r.method(name, vec![Str, Str], Bool);
         }
         r.global("matches", vec![Str, Str], Bool);
-        for name in ["lower", "upper", "trim"] {
+        for name in ["lower", "upper", "trim", "lowerAscii", "upperAscii"] {
             r.method(name, vec![Str], Str);
             r.global(name, vec![Str], Str);
         }
@@ -189,9 +192,14 @@ impl Registry {
         r.method("glob", vec![Str, Str], Bool);
         r.global("ip", vec![Str], Str);
         r.global("cidr", vec![Str], Str);
-        r.global("is_ip", vec![Str], Bool);
-        r.global("in_cidr", vec![Str, Str], Bool);
-        r.method("in_cidr", vec![Str, Str], Bool);
+        for name in ["is_ip", "isIP"] {
+            r.global(name, vec![Str], Bool);
+            r.method(name, vec![Str], Bool);
+        }
+        for name in ["in_cidr", "containsIP"] {
+            r.global(name, vec![Str, Str], Bool);
+            r.method(name, vec![Str, Str], Bool);
+        }
         r.global("url", vec![Str], map(Str, Str));
         // Tame: payload scanners, implemented by the embedder
         r.slot("has_secret", vec![Dyn], Bool);
