@@ -366,6 +366,104 @@ fn eval_explain_adds_a_trace() {
     );
 }
 
+/// `n` e-mails of one session, `gap_minutes` apart, as eval input.
+fn spaced_emails(n: u32, gap_minutes: u32) -> String {
+    let start: jiff::Timestamp = "2026-11-21T00:00:00Z".parse().unwrap();
+    (0..n)
+        .map(|i| {
+            let at = start + jiff::SignedDuration::from_mins(i64::from(i * gap_minutes));
+            format!(
+                "{{\"tool_name\": \"send_email\", \"tool_args\": {{\"to\": \"ops@acme.example\"}}, \"session_id\": \"s\", \"now\": \"{at}\"}}\n"
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn eval_rate_limit_windows_follow_the_calls_own_times() {
+    let policy = policies_dir().join("support_email.yml");
+    // One a minute: the 21st within the hour is denied.
+    let r = run(tame()
+        .arg("eval")
+        .arg(&policy)
+        .write_stdin(spaced_emails(21, 1)));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines = json_lines(&r.stdout);
+    assert_eq!(lines[19]["decision"], "allow");
+    assert_eq!(lines[20]["rule_name"], "hourly_email_limit");
+    // One every five minutes: never more than 12 in an hour, all allowed.
+    let r = run(tame()
+        .arg("eval")
+        .arg(&policy)
+        .write_stdin(spaced_emails(30, 5)));
+    let lines = json_lines(&r.stdout);
+    assert_eq!(lines.len(), 30);
+    assert!(
+        lines.iter().all(|l| l["decision"] == "allow"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn eval_rejects_a_bad_now_and_bad_facts_per_line() {
+    let input = concat!(
+        "{\"tool_name\": \"send_email\", \"tool_args\": {}, \"now\": \"yesterday\"}\n",
+        "{\"tool_name\": \"send_email\", \"tool_args\": {}, \"session\": {\"cals\": 3}}\n",
+    );
+    let r = run(tame()
+        .arg("eval")
+        .arg(policies_dir().join("example.yml"))
+        .write_stdin(input));
+    assert_eq!(r.code, 1);
+    let lines = json_lines(&r.stdout);
+    assert!(
+        lines[0]["error"].as_str().unwrap().contains("`now`"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1]["error"].as_str().unwrap().contains("session.cals"),
+        "{}",
+        lines[1]
+    );
+}
+
+#[test]
+fn explain_shows_every_rule_tried_and_exits_with_the_decision() {
+    let r = run(tame()
+        .arg("explain")
+        .arg(policies_dir().join("coding_agent.yml"))
+        .arg("--tool")
+        .arg("run_shell")
+        .arg("--args")
+        .arg(r#"{"command": "ls -la"}"#));
+    assert_eq!(r.code, 3, "approve exits 3: {}{}", r.stdout, r.stderr);
+    let out = &r.stdout;
+    assert!(out.starts_with("approve  shell_needs_approval"), "{out}");
+    for rule in [
+        "block_dangerous_shell",
+        "block_sudo",
+        "allow_build_and_test",
+    ] {
+        assert!(out.contains(rule), "{rule} missing from the trace: {out}");
+    }
+    assert!(out.contains("not matched"), "{out}");
+    let r = run(tame()
+        .arg("explain")
+        .arg("--json")
+        .arg(policies_dir().join("coding_agent.yml"))
+        .arg("--tool")
+        .arg("read_file")
+        .arg("--args")
+        .arg(r#"{"path": "/etc/shadow"}"#));
+    assert_eq!(r.code, 2);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(v["explain"]["rules"][1]["rule"], "block_system_paths");
+    assert_eq!(v["explain"]["rules"][1]["outcome"], "matched");
+}
+
 // ---------------------------------------------------------------- bad input
 
 #[test]
