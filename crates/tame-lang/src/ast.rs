@@ -46,6 +46,17 @@ impl Expr {
         Self { kind, span }
     }
 
+    /// The depth of the tree (a leaf is 1), computed without recursion.
+    pub fn depth(&self) -> usize {
+        let mut max = 0;
+        let mut stack: Vec<(&Expr, usize)> = vec![(self, 1)];
+        while let Some((e, d)) = stack.pop() {
+            max = max.max(d);
+            e.for_each_child(|c| stack.push((c, d + 1)));
+        }
+        max
+    }
+
     /// Calls `f` on each direct sub-expression, in source order.
     pub fn for_each_child<'a>(&'a self, mut f: impl FnMut(&'a Expr)) {
         match &self.kind {

@@ -106,7 +106,19 @@ impl<'r> CheckEnv<'r> {
 }
 
 /// Checks `expr` and returns its type, or every error found.
+///
+/// Trees deeper than [`MAX_DEPTH`](crate::MAX_DEPTH) (which the parser
+/// never produces) are refused rather than walked.
 pub fn check(expr: &Expr, env: &CheckEnv<'_>) -> Result<Type, Vec<CheckError>> {
+    if expr.depth() > crate::parser::MAX_DEPTH {
+        return Err(vec![CheckError::new(
+            format!(
+                "expression nests too deeply (more than {} levels)",
+                crate::parser::MAX_DEPTH
+            ),
+            expr.span,
+        )]);
+    }
     let mut checker = Checker {
         env,
         scopes: Vec::new(),

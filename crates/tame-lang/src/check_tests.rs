@@ -312,3 +312,27 @@ fn network_and_string_aliases_check() {
         assert_eq!(ty(src), Type::Bool, "{src}");
     }
 }
+
+#[test]
+fn deep_trees_built_by_hand_are_refused_not_walked() {
+    let r = Registry::builtins();
+    let env = CheckEnv::policy(&r);
+    let mut e = Expr::new(ExprKind::Literal(Literal::Bool(true)), Span::default());
+    for _ in 0..10_000 {
+        e = Expr::new(
+            ExprKind::Unary {
+                op: UnaryOp::Not,
+                operand: Box::new(e),
+            },
+            Span::default(),
+        );
+    }
+    let errs = check(&e, &env).unwrap_err();
+    assert!(errs[0].message.contains("nests too deeply"));
+    assert!(e.to_string().starts_with("<expression nested deeper than"));
+    // Take it apart without recursion.
+    let mut stack = vec![e];
+    while let Some(mut x) = stack.pop() {
+        x.take_children(&mut stack);
+    }
+}

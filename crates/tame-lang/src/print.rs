@@ -8,9 +8,15 @@
 use std::fmt::{self, Display, Formatter, Write as _};
 
 use crate::ast::{Expr, ExprKind, Literal, UnaryOp};
+use crate::parser::MAX_DEPTH;
 
+/// Trees deeper than the parser accepts are not printed (printing
+/// recurses): they show as a placeholder that does not parse.
 impl Display for Expr {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        if self.depth() > MAX_DEPTH {
+            return write!(f, "<expression nested deeper than {MAX_DEPTH} levels>");
+        }
         write_expr(self, f)
     }
 }
