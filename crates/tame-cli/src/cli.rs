@@ -82,6 +82,7 @@ pub enum Command {
     #[command(after_help = "\
 Examples:
   tame check policies.yml
+  tame check policies/                      every policy below a directory
   tame check policies/*.yml --json
   tame check policies.yml --error-format json
 
@@ -126,6 +127,7 @@ Examples:
 Examples:
   tame test policies/coding_agent.yml            tests in the file's `tests:` section
   tame test policies/*.yml                       and in sibling NAME.tests.yml files
+  tame test policies/                            every policy below a directory
   tame test read_file --args '{\"path\": \"/tmp/file.txt\"}'   dry-run on the server
 
 A test case (in `tests:` or in NAME.tests.yml):
@@ -229,8 +231,8 @@ Examples:
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Policy files to compile
-    #[arg(required = true, value_name = "FILE")]
+    /// Policy files, or directories to search for *.yml / *.yaml
+    #[arg(required = true, value_name = "FILE|DIR")]
     pub files: Vec<PathBuf>,
     /// Treat lints as errors
     #[arg(long)]

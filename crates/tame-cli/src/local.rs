@@ -36,6 +36,59 @@ pub fn policy_error(path: &Path, err: &tame_engine::PolicyError) -> CliError {
     }
 }
 
+/// Whether a path names a policy file (YAML, not a sibling test file).
+fn is_policy_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    (name.ends_with(".yml") || name.ends_with(".yaml")) && !name.contains(".tests.")
+}
+
+fn collect_dir(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), CliError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| CliError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| CliError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        paths.push(entry.path());
+    }
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            collect_dir(&path, found)?;
+        } else if is_policy_file(&path) {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Expands directories to the policy files below them (sorted; sibling
+/// `*.tests.yml` files are not policies). Files are kept as given.
+pub fn expand_targets(targets: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+    let mut out = Vec::new();
+    for target in targets {
+        if target.is_dir() {
+            let before = out.len();
+            collect_dir(target, &mut out)?;
+            if out.len() == before {
+                return Err(CliError::Input(format!(
+                    "no policy files (*.yml, *.yaml) in `{}`",
+                    target.display()
+                )));
+            }
+        } else {
+            out.push(target.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// Reads and compiles a policy file.
 pub fn load_policy(path: &Path) -> Result<Policy, CliError> {
     let source = read_file(path)?;
@@ -47,7 +100,7 @@ pub fn load_policy(path: &Path) -> Result<Policy, CliError> {
 pub fn check(args: &CheckArgs, out: &Out) -> Result<Exit, CliError> {
     let mut failed = false;
     let mut warned = false;
-    for path in &args.files {
+    for path in &expand_targets(&args.files)? {
         match check_one(path, out) {
             Ok(had_warnings) => warned |= had_warnings,
             Err(err) => {

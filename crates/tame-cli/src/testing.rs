@@ -13,7 +13,7 @@ use crate::Exit;
 use crate::cli::TestArgs;
 use crate::client::{self, ServerOpts};
 use crate::error::CliError;
-use crate::local::{load_policy, parse_call, read_file};
+use crate::local::{expand_targets, load_policy, parse_call, read_file};
 use crate::output::{Out, bold, decision_word, dim, pass_word};
 
 /// A test case as written in YAML (a sibling file or the `tests:` section).
@@ -307,8 +307,9 @@ fn run_policy_tests(args: &TestArgs, out: &Out) -> Result<Exit, CliError> {
     let mut failed = 0usize;
     let mut errors = 0usize;
     let mut reports = Vec::new();
-    for target in &args.targets {
-        let path = PathBuf::from(target);
+    let targets: Vec<PathBuf> = args.targets.iter().map(PathBuf::from).collect();
+    for path in expand_targets(&targets)? {
+        let target = path.display().to_string();
         match run_file(&path, &args.test_files, out) {
             Ok(report) => {
                 passed += report.passed;

@@ -183,6 +183,35 @@ fn test_runner_counts_cases_across_files() {
     assert_eq!(sum, passed);
 }
 
+#[test]
+fn directories_expand_to_their_policies() {
+    // `cargo xtask ci` runs exactly these two commands.
+    let r = run(tame().arg("check").arg(policies_dir()));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        policy_files().len()
+    );
+    assert!(
+        !r.stdout.contains(".tests.yml"),
+        "test files are not policies: {}",
+        r.stdout
+    );
+    let r = run(tame().arg("test").arg(policies_dir()));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.stdout
+            .lines()
+            .filter(|l| l.starts_with("testing "))
+            .count(),
+        policy_files().len()
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let r = run(tame().arg("check").arg(empty.path()));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("no policy files"), "{}", r.stderr);
+}
+
 // ---------------------------------------------------------------- eval
 
 #[test]
