@@ -83,11 +83,34 @@ pub fn main_entry() -> ExitCode {
             } else {
                 Exit::Ok
             };
-            let _ = err.print();
+            if err.use_stderr() && wants_json_errors(std::env::args()) {
+                let text = err.render().to_string();
+                let message = text
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ");
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"error": message, "kind": "usage", "usage": text.trim_end()})
+                );
+            } else {
+                let _ = err.print();
+            }
             return code.into();
         }
     };
     run(cli).into()
+}
+
+/// Whether the raw arguments ask for JSON errors (used when clap itself
+/// rejects the command line, before the flag could be parsed).
+fn wants_json_errors(args: impl Iterator<Item = String>) -> bool {
+    let args: Vec<String> = args.collect();
+    args.iter().any(|a| a == "--error-format=json")
+        || args
+            .windows(2)
+            .any(|w| matches!(w, [flag, value] if flag == "--error-format" && value == "json"))
 }
 
 /// Runs a parsed command line, printing its output and its errors.
@@ -132,5 +155,47 @@ fn dispatch(cli: &Cli, out: &Out) -> Result<Exit, CliError> {
                 .map_err(|e| CliError::Other(format!("cannot write completions: {e}")))?;
             Ok(Exit::Ok)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> impl Iterator<Item = String> {
+        list.iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn json_errors_are_detected_in_raw_arguments() {
+        assert!(wants_json_errors(args(&[
+            "tame",
+            "--error-format",
+            "json",
+            "chek"
+        ])));
+        assert!(wants_json_errors(args(&[
+            "tame",
+            "chek",
+            "--error-format=json"
+        ])));
+        assert!(!wants_json_errors(args(&[
+            "tame",
+            "--error-format",
+            "human"
+        ])));
+        assert!(!wants_json_errors(args(&["tame", "json"])));
+    }
+
+    #[test]
+    fn exit_codes_match_the_tamesdk_cli() {
+        assert_eq!(Exit::for_decision_str("allow").code(), 0);
+        assert_eq!(Exit::for_decision_str("deny").code(), 2);
+        assert_eq!(Exit::for_decision_str("approve").code(), 3);
+        assert_eq!(Exit::for_decision_str("maybe").code(), 1);
+        assert_eq!(Exit::for_action(tame_engine::Action::Deny), Exit::Deny);
     }
 }
