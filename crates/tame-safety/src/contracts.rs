@@ -184,125 +184,57 @@ impl Contracts {
         Contracts::default()
     }
 
+    /// Builds from already-typed sections (e.g. fields of the engine's policy
+    /// model deserialized with serde). `agents: None` means no agent binding.
+    pub fn new(
+        tool_contracts: IndexMap<String, ToolContract>,
+        agents: Option<IndexMap<String, AgentBinding>>,
+    ) -> Result<Contracts, ContractError> {
+        build(
+            Some(
+                tool_contracts
+                    .into_iter()
+                    .map(|(k, v)| (k, Ok(v)))
+                    .collect(),
+            ),
+            agents.map(|a| a.into_iter().map(|(k, v)| (k, Ok(v))).collect()),
+            Vec::new(),
+        )
+    }
+
     /// Loads the `tool_contracts:` and `agents:` sections (either may be absent).
     pub fn from_json(
         tool_contracts: Option<&Value>,
         agents: Option<&Value>,
     ) -> Result<Contracts, ContractError> {
         let mut errors = Vec::new();
-        let mut tools = IndexMap::new();
-        if let Some(section) = tool_contracts {
-            match section {
-                Value::Object(map) => {
-                    for (name, body) in map {
-                        let err = |message: String| ContractItemError {
-                            section: "tool_contracts".to_owned(),
-                            name: name.clone(),
-                            message,
-                        };
-                        match ToolContract::deserialize(body) {
-                            Ok(contract) => {
-                                for tag in &contract.allowed_request_tags {
-                                    if let Err(m) = check_tag(tag) {
-                                        errors.push(err(m));
-                                    }
-                                }
-                                for field in &contract.allowed_response_fields {
-                                    if field.is_empty() {
-                                        errors.push(err("empty response field name".to_owned()));
-                                    }
-                                }
-                                tools.insert(name.clone(), contract);
-                            }
-                            Err(e) => errors.push(err(e.to_string())),
-                        }
-                    }
-                }
-                Value::Null => {}
-                other => errors.push(ContractItemError {
-                    section: "tool_contracts".to_owned(),
-                    name: String::new(),
-                    message: format!(
-                        "must be a map of tool name to contract, found {}",
-                        kind_of(other)
-                    ),
-                }),
-            }
-        }
-        let mut compiled_agents = None;
-        if let Some(section) = agents {
-            match section {
-                Value::Object(map) => {
-                    let mut out = IndexMap::new();
-                    for (name, body) in map {
-                        let err = |message: String| ContractItemError {
-                            section: "agents".to_owned(),
-                            name: name.clone(),
-                            message,
-                        };
-                        let binding = match AgentBinding::deserialize(body) {
-                            Ok(b) => b,
-                            Err(e) => {
-                                errors.push(err(e.to_string()));
-                                continue;
-                            }
-                        };
-                        let mut builder = GlobSetBuilder::new();
-                        let mut ok = true;
-                        for pattern in &binding.allowed_tools {
-                            match Glob::new(pattern) {
-                                Ok(g) => {
-                                    builder.add(g);
-                                }
-                                Err(e) => {
-                                    ok = false;
-                                    errors.push(err(format!("invalid tool glob `{pattern}`: {e}")));
-                                }
-                            }
-                        }
-                        if !ok {
-                            continue;
-                        }
-                        match builder.build() {
-                            Ok(globs) => {
-                                out.insert(name.clone(), CompiledAgent { binding, globs });
-                            }
-                            Err(e) => errors.push(err(format!("invalid tool globs: {e}"))),
-                        }
-                    }
-                    compiled_agents = Some(out);
-                }
-                Value::Null => {}
-                other => errors.push(ContractItemError {
-                    section: "agents".to_owned(),
-                    name: String::new(),
-                    message: format!(
-                        "must be a map of agent id to {{allowed_tools: [...]}}, found {}",
-                        kind_of(other)
-                    ),
-                }),
-            }
-        }
-        if errors.is_empty() {
-            Ok(Contracts {
-                tools,
-                agents: compiled_agents,
-            })
-        } else {
-            Err(ContractError { errors })
-        }
+        let tools = json_entries::<ToolContract>("tool_contracts", tool_contracts, &mut errors);
+        let agents = json_entries::<AgentBinding>("agents", agents, &mut errors);
+        build(tools, agents, errors)
     }
 
-    /// Loads from YAML text holding `tool_contracts:` and/or `agents:` keys.
+    /// Loads from YAML text holding `tool_contracts:` and/or `agents:` keys
+    /// (errors come in file order).
     pub fn from_yaml(source: &str) -> Result<Contracts, ContractError> {
-        let doc: Value = serde_yaml::from_str(source).map_err(|e| ContractError {
-            errors: vec![ContractItemError {
-                section: "tool_contracts".to_owned(),
-                name: String::new(),
-                message: format!("invalid YAML: {e}"),
-            }],
+        let doc: serde_yaml::Value = serde_yaml::from_str(source).map_err(|e| ContractError {
+            errors: vec![item_error(
+                "tool_contracts",
+                "",
+                format!("invalid YAML: {e}"),
+            )],
         })?;
-        Contracts::from_json(doc.get("tool_contracts"), doc.get("agents"))
+        Contracts::from_yaml_sections(doc.get("tool_contracts"), doc.get("agents"))
+    }
+
+    /// Loads the two sections from YAML values (order-preserving).
+    pub fn from_yaml_sections(
+        tool_contracts: Option<&serde_yaml::Value>,
+        agents: Option<&serde_yaml::Value>,
+    ) -> Result<Contracts, ContractError> {
+        let mut errors = Vec::new();
+        let tools = yaml_entries::<ToolContract>("tool_contracts", tool_contracts, &mut errors);
+        let agents = yaml_entries::<AgentBinding>("agents", agents, &mut errors);
+        build(tools, agents, errors)
     }
 
     /// The contract that applies to `tool`: its own, else the `"*"` one.
@@ -488,6 +420,166 @@ impl Contracts {
             stripped_fields,
             findings,
         }
+    }
+}
+
+/// One section's entries in file order, each parsed or with its error.
+type Entries<T> = Vec<(String, Result<T, String>)>;
+
+fn item_error(section: &str, name: &str, message: String) -> ContractItemError {
+    ContractItemError {
+        section: section.to_owned(),
+        name: name.to_owned(),
+        message,
+    }
+}
+
+fn section_shape_error(section: &str, found: &str) -> ContractItemError {
+    let expected = if section == "agents" {
+        "a map of agent id to {allowed_tools: [...]}"
+    } else {
+        "a map of tool name to contract"
+    };
+    item_error(section, "", format!("must be {expected}, found {found}"))
+}
+
+fn json_entries<T: serde::de::DeserializeOwned>(
+    section: &str,
+    value: Option<&Value>,
+    errors: &mut Vec<ContractItemError>,
+) -> Option<Entries<T>> {
+    match value? {
+        Value::Null => None,
+        Value::Object(map) => Some(
+            map.iter()
+                .map(|(k, v)| (k.clone(), T::deserialize(v).map_err(|e| e.to_string())))
+                .collect(),
+        ),
+        other => {
+            errors.push(section_shape_error(section, kind_of(other)));
+            None
+        }
+    }
+}
+
+fn yaml_entries<T: serde::de::DeserializeOwned>(
+    section: &str,
+    value: Option<&serde_yaml::Value>,
+    errors: &mut Vec<ContractItemError>,
+) -> Option<Entries<T>> {
+    match value? {
+        serde_yaml::Value::Null => None,
+        serde_yaml::Value::Mapping(map) => {
+            let mut out = Vec::with_capacity(map.len());
+            for (k, v) in map {
+                let Some(name) = k.as_str() else {
+                    errors.push(item_error(
+                        section,
+                        "",
+                        format!("entry names must be strings, found {k:?}"),
+                    ));
+                    continue;
+                };
+                out.push((
+                    name.to_owned(),
+                    T::deserialize(v).map_err(|e| e.to_string()),
+                ));
+            }
+            Some(out)
+        }
+        serde_yaml::Value::Sequence(_) => {
+            errors.push(section_shape_error(section, "a list"));
+            None
+        }
+        _ => {
+            errors.push(section_shape_error(section, "a scalar"));
+            None
+        }
+    }
+}
+
+fn build(
+    tools: Option<Entries<ToolContract>>,
+    agents: Option<Entries<AgentBinding>>,
+    mut errors: Vec<ContractItemError>,
+) -> Result<Contracts, ContractError> {
+    let mut contracts = IndexMap::new();
+    for (name, entry) in tools.unwrap_or_default() {
+        let contract = match entry {
+            Ok(c) => c,
+            Err(m) => {
+                errors.push(item_error("tool_contracts", &name, m));
+                continue;
+            }
+        };
+        for tag in &contract.allowed_request_tags {
+            if let Err(m) = check_tag(tag) {
+                errors.push(item_error("tool_contracts", &name, m));
+            }
+        }
+        if contract
+            .allowed_response_fields
+            .iter()
+            .any(String::is_empty)
+        {
+            errors.push(item_error(
+                "tool_contracts",
+                &name,
+                "empty response field name".to_owned(),
+            ));
+        }
+        contracts.insert(name, contract);
+    }
+    let compiled_agents = agents.map(|entries| {
+        let mut out = IndexMap::new();
+        for (name, entry) in entries {
+            let binding = match entry {
+                Ok(b) => b,
+                Err(m) => {
+                    errors.push(item_error("agents", &name, m));
+                    continue;
+                }
+            };
+            let mut builder = GlobSetBuilder::new();
+            let mut ok = true;
+            for pattern in &binding.allowed_tools {
+                match Glob::new(pattern) {
+                    Ok(g) => {
+                        builder.add(g);
+                    }
+                    Err(e) => {
+                        ok = false;
+                        errors.push(item_error(
+                            "agents",
+                            &name,
+                            format!("invalid tool glob `{pattern}`: {e}"),
+                        ));
+                    }
+                }
+            }
+            if !ok {
+                continue;
+            }
+            match builder.build() {
+                Ok(globs) => {
+                    out.insert(name, CompiledAgent { binding, globs });
+                }
+                Err(e) => errors.push(item_error(
+                    "agents",
+                    &name,
+                    format!("invalid tool globs: {e}"),
+                )),
+            }
+        }
+        out
+    });
+    if errors.is_empty() {
+        Ok(Contracts {
+            tools: contracts,
+            agents: compiled_agents,
+        })
+    } else {
+        Err(ContractError { errors })
     }
 }
 

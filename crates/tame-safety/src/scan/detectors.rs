@@ -265,6 +265,9 @@ pub(crate) const GENERIC_MIN_LEN: usize = 8;
 pub(crate) const GENERIC_MAX_LEN: usize = 512;
 pub(crate) const GENERIC_MIN_ENTROPY: f64 = 3.0;
 
+/// Longest private key block body that is followed to its END line.
+const MAX_KEY_BLOCK: usize = 64 * 1024;
+
 fn byte_at(s: &str, i: usize) -> Option<u8> {
     s.as_bytes().get(i).copied()
 }
@@ -311,6 +314,7 @@ pub(crate) fn confirm(rule: Rule, s: &str, m: Range<usize>) -> Option<(Kind, Ran
             let rest = s.get(m.end..)?;
             let body_len = rest
                 .bytes()
+                .take(MAX_KEY_BLOCK)
                 .take_while(|b| b.is_ascii_alphanumeric() || b"+/=\r\n\t :,.-".contains(b))
                 .count();
             let body = rest.get(..body_len)?;
@@ -381,6 +385,7 @@ pub(crate) fn confirm(rule: Rule, s: &str, m: Range<usize>) -> Option<(Kind, Ran
             let rest = s.get(m.end..)?;
             let len = rest
                 .char_indices()
+                .take(GENERIC_MAX_LEN + 1)
                 .find(|&(_, c)| {
                     c.is_whitespace()
                         || matches!(
@@ -401,6 +406,9 @@ pub(crate) fn confirm(rule: Rule, s: &str, m: Range<usize>) -> Option<(Kind, Ran
                         )
                 })
                 .map_or(rest.len(), |(i, _)| i);
+            if len > GENERIC_MAX_LEN {
+                return None;
+            }
             let value = rest.get(..len)?;
             generic_value_ok(value).then_some((Kind::GenericSecret, m.end..m.end + len))
         }

@@ -266,7 +266,6 @@ impl Scanner {
     pub fn redact_where(&self, value: &mut Value, select: impl Fn(Kind) -> bool) -> Vec<Finding> {
         let mut cache = self.automaton.create_cache();
         let mut out = Vec::new();
-        let mut hits = Vec::new();
         // Stack of (path segments to the node, node, parent member name).
         let mut stack: Vec<(Vec<Segment<'static>>, &mut Value, Option<String>)> =
             vec![(Vec::new(), value, None)];
@@ -276,16 +275,17 @@ impl Scanner {
             }
             match node {
                 Value::String(s) => {
-                    hits.clear();
-                    self.hits_in(&mut cache, s, parent_key.as_deref(), &mut hits);
-                    hits.retain(|h| select(h.kind));
-                    if !hits.is_empty() {
-                        let p = format_path(&path);
-                        out.extend(
-                            hits.iter()
-                                .map(|h| make_finding(h, s, p.clone(), Location::Value)),
-                        );
-                        *s = apply_redaction(s, &hits);
+                    let p = format_path(&path);
+                    if let Some(new) = self.redact_text(
+                        &mut cache,
+                        s,
+                        parent_key.as_deref(),
+                        &select,
+                        &p,
+                        Location::Value,
+                        &mut out,
+                    ) {
+                        *s = new;
                     }
                 }
                 Value::Array(items) => {
@@ -305,18 +305,23 @@ impl Scanner {
                     // First rename members whose names hold a finding.
                     let mut renames = Vec::new();
                     for key in map.keys() {
-                        hits.clear();
-                        self.hits_in(&mut cache, key, None, &mut hits);
-                        hits.retain(|h| select(h.kind));
-                        if !hits.is_empty() {
-                            let new_key = apply_redaction(key, &hits);
+                        let mut found = Vec::new();
+                        if let Some(new_key) = self.redact_text(
+                            &mut cache,
+                            key,
+                            None,
+                            &select,
+                            "",
+                            Location::Key,
+                            &mut found,
+                        ) {
                             let mut p = path.clone();
                             p.push(Segment::Key(Cow::Owned(new_key.clone())));
                             let p = format_path(&p);
-                            out.extend(
-                                hits.iter()
-                                    .map(|h| make_finding(h, key, p.clone(), Location::Key)),
-                            );
+                            out.extend(found.into_iter().map(|f| Finding {
+                                path: p.clone(),
+                                ..f
+                            }));
                             renames.push((key.clone(), new_key));
                         }
                     }
@@ -344,13 +349,59 @@ impl Scanner {
     #[must_use]
     pub fn redact_str(&self, text: &str) -> (String, Vec<Finding>) {
         let mut cache = self.automaton.create_cache();
+        let mut findings = Vec::new();
+        let redacted = self
+            .redact_text(
+                &mut cache,
+                text,
+                None,
+                &|_| true,
+                "$",
+                Location::Value,
+                &mut findings,
+            )
+            .unwrap_or_else(|| text.to_owned());
+        (redacted, findings)
+    }
+
+    /// Redacts one string until a rescan finds nothing selected (a
+    /// replacement can turn a neighbour into a delimited match, e.g.
+    /// `AKIA…EXAMPLEalice@example.com`); at most four rounds. Findings of
+    /// later rounds carry ranges in the partly redacted text. Returns `None`
+    /// when nothing was found.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "internal helper shared by the redaction entry points"
+    )]
+    fn redact_text(
+        &self,
+        cache: &mut meta::Cache,
+        text: &str,
+        member: Option<&str>,
+        select: &dyn Fn(Kind) -> bool,
+        path: &str,
+        location: Location,
+        out: &mut Vec<Finding>,
+    ) -> Option<String> {
+        let mut current: Option<String> = None;
         let mut hits = Vec::new();
-        self.hits_in(&mut cache, text, None, &mut hits);
-        let findings = hits
-            .iter()
-            .map(|h| make_finding(h, text, "$".to_owned(), Location::Value))
-            .collect();
-        (apply_redaction(text, &hits), findings)
+        for _ in 0..4 {
+            let source = current.as_deref().unwrap_or(text);
+            hits.clear();
+            // The member-name rule only applies to the original value.
+            let member = if current.is_none() { member } else { None };
+            self.hits_in(cache, source, member, &mut hits);
+            hits.retain(|h| select(h.kind));
+            if hits.is_empty() {
+                break;
+            }
+            out.extend(
+                hits.iter()
+                    .map(|h| make_finding(h, source, path.to_owned(), location)),
+            );
+            current = Some(apply_redaction(source, &hits));
+        }
+        current
     }
 
     /// Visits every finding in document order; returns true when the depth
@@ -475,32 +526,9 @@ impl Scanner {
                 });
             }
         }
-        if let Some(new) = out.get_mut(start_len..)
-            && new.len() > 1
-        {
-            {
-                new.sort_by_key(|h| (h.range.start, h.kind.is_generic()));
-                let specific: Vec<Range<usize>> = new
-                    .iter()
-                    .filter(|h| !h.kind.is_generic())
-                    .map(|h| h.range.clone())
-                    .collect();
-                let mut kept: Vec<Hit> = Vec::with_capacity(new.len());
-                for h in new.iter() {
-                    let overlaps_specific = h.kind.is_generic()
-                        && specific
-                            .iter()
-                            .any(|r| r.start < h.range.end && h.range.start < r.end);
-                    let inside_kept = kept.last().is_some_and(|k| {
-                        k.range.start <= h.range.start && h.range.end <= k.range.end
-                    });
-                    if !overlaps_specific && !inside_kept {
-                        kept.push(h.clone());
-                    }
-                }
-                out.truncate(start_len);
-                out.extend(kept);
-            }
+        if out.len() > start_len + 1 {
+            let new = out.split_off(start_len);
+            out.extend(resolve_overlaps(text, new));
         }
     }
 
@@ -522,6 +550,47 @@ impl Scanner {
         (self.secret_key_name.is_match(member) && detectors::generic_value_ok(text))
             .then_some(Kind::GenericSecret)
     }
+}
+
+/// Sorts one string's hits. A generic hit that overlaps a specific one is
+/// cut short before it (and dropped when what is left no longer looks like a
+/// secret); a hit inside the previous kept hit (e.g. inside a private key) is dropped.
+fn resolve_overlaps(text: &str, mut hits: Vec<Hit>) -> Vec<Hit> {
+    hits.sort_by_key(|h| (h.range.start, h.kind.is_generic()));
+    let specific: Vec<Range<usize>> = hits
+        .iter()
+        .filter(|h| !h.kind.is_generic())
+        .map(|h| h.range.clone())
+        .collect();
+    let mut kept: Vec<Hit> = Vec::with_capacity(hits.len());
+    for mut h in hits {
+        if h.kind.is_generic() {
+            let cut = specific
+                .iter()
+                .filter(|r| r.start < h.range.end && h.range.start < r.end)
+                .map(|r| r.start)
+                .min();
+            if let Some(cut) = cut {
+                let shortened = h.range.start..cut;
+                let still_secret = cut > h.range.start
+                    && text
+                        .get(shortened.clone())
+                        .is_some_and(detectors::generic_value_ok);
+                if !still_secret {
+                    continue;
+                }
+                h.range = shortened;
+            }
+        }
+        let inside_kept = kept
+            .last()
+            .is_some_and(|k| k.range.start <= h.range.start && h.range.end <= k.range.end);
+        if !inside_kept {
+            kept.push(h);
+        }
+    }
+    kept.sort_by_key(|h| h.range.start);
+    kept
 }
 
 fn make_finding(hit: &Hit, text: &str, path: String, location: Location) -> Finding {
