@@ -152,7 +152,7 @@ fn check_one(path: &Path, out: &Out) -> Result<bool, CliError> {
     }
     for lint in lints {
         // Rendered lints carry their location and a caret.
-        anstream::eprintln!("{}", lint.rendered.trim_end());
+        crate::output::err!("{}", lint.rendered.trim_end());
     }
     let legacy = if policy.info().legacy {
         ", legacy format"
@@ -182,9 +182,6 @@ pub fn graph(args: &GraphArgs, out: &Out) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
-/// Keys of an eval line that are the CLI's, not the call's.
-const LINE_ONLY_KEYS: [&str; 2] = ["session", "now"];
-
 /// One input line, converted: the request and the facts it brings.
 struct Call {
     request: Request,
@@ -199,9 +196,6 @@ pub fn parse_call(value: &Value) -> Result<(Request, Option<MemoryFacts>), Strin
     let mut call = obj.clone();
     let session = call.remove("session");
     let now = call.remove("now");
-    for key in LINE_ONLY_KEYS {
-        call.remove(key);
-    }
     let mut request = Request::from_call_json(&Value::Object(call)).map_err(|e| e.to_string())?;
     if let Some(now) = now {
         let text = now

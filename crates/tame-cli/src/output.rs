@@ -8,6 +8,36 @@ use owo_colors::OwoColorize;
 
 use crate::error::CliError;
 
+/// Writes one line to stdout through anstream (which strips colours off a
+/// terminal). A closed pipe (`tame eval ... | head`) ends the process
+/// quietly instead of panicking like `println!`.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_line(&mut anstream::stdout(), format_args!($($arg)*))
+    };
+}
+
+/// Writes one line to stderr; see [`out!`].
+macro_rules! err {
+    ($($arg:tt)*) => {
+        $crate::output::write_line(&mut anstream::stderr(), format_args!($($arg)*))
+    };
+}
+
+pub(crate) use err;
+
+/// Writes a line; exits quietly when the reader has gone away.
+pub fn write_line(stream: &mut impl std::io::Write, args: std::fmt::Arguments<'_>) {
+    let result = stream
+        .write_fmt(args)
+        .and_then(|()| stream.write_all(b"\n"));
+    if let Err(e) = result
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
+
 /// How errors are printed on standard error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ErrorFormat {
@@ -32,19 +62,19 @@ impl Out {
 
     /// Prints one line on stdout.
     pub fn line(&self, text: impl Display) {
-        anstream::println!("{text}");
+        out!("{text}");
     }
 
     /// Prints a JSON value on one line of stdout.
     pub fn json_line(&self, value: &serde_json::Value) {
-        anstream::println!("{value}");
+        out!("{value}");
     }
 
     /// Prints a JSON value, pretty, on stdout.
     pub fn json_pretty(&self, value: &serde_json::Value) {
         match serde_json::to_string_pretty(value) {
-            Ok(text) => anstream::println!("{text}"),
-            Err(_) => anstream::println!("{value}"),
+            Ok(text) => out!("{text}"),
+            Err(_) => out!("{value}"),
         }
     }
 
@@ -52,10 +82,10 @@ impl Out {
     pub fn warning(&self, text: impl Display) {
         match self.error_format {
             ErrorFormat::Human => {
-                anstream::eprintln!("{}: {text}", "warning".yellow().bold());
+                err!("{}: {text}", "warning".yellow().bold());
             }
             ErrorFormat::Json => {
-                anstream::eprintln!("{}", serde_json::json!({"warning": text.to_string()}));
+                err!("{}", serde_json::json!({"warning": text.to_string()}));
             }
         }
     }
@@ -66,10 +96,10 @@ impl Out {
             ErrorFormat::Human => match err {
                 // Policy diagnostics are already rendered with their own
                 // `error:` headers and carets.
-                CliError::Policy { rendered, .. } => anstream::eprintln!("{rendered}"),
-                other => anstream::eprintln!("{}: {other}", "error".red().bold()),
+                CliError::Policy { rendered, .. } => err!("{rendered}"),
+                other => err!("{}: {other}", "error".red().bold()),
             },
-            ErrorFormat::Json => anstream::eprintln!("{}", err.to_json()),
+            ErrorFormat::Json => err!("{}", err.to_json()),
         }
     }
 }
