@@ -20,7 +20,12 @@ Exit codes: 0 allow / success, 1 error, 2 deny, 3 approve.";
 
 /// Tame: the runtime guard between AI agents and their tools.
 #[derive(Debug, Parser)]
-#[command(name = "tame", version, about, after_help = MAIN_EXAMPLES)]
+#[command(
+    name = "tame",
+    version,
+    about = "Tame: the runtime guard between AI agents and their tools",
+    after_help = MAIN_EXAMPLES
+)]
 pub struct Cli {
     /// URL of the Tame server (server commands)
     #[arg(
@@ -107,9 +112,10 @@ Output, one JSON object per call:
   {\"decision\": \"allow\", \"rule_name\": \"...\", \"reason\": \"...\", \"policy_version\": \"...\"}
 A malformed line prints {\"error\": \"...\", \"line\": N} and evaluation goes on.
 
-Session facts: calls sharing a `session_id` accumulate (each evaluated call is
-recorded at its `now`, whatever the decision, as the server's audit log
-does), so rate-limit rules can be exercised offline. A `session` object on a
+Session facts: calls sharing a `session_id` accumulate (each allowed call is
+recorded at its `now`; denied calls and calls waiting for approval did not
+run and do not count, as on the server), so rate-limit rules can be
+exercised offline. A `session` object on a
 line sets that session's facts before the call. Calls without a
 `session_id` start from empty facts (plus their own `session`).
 Exit code: 0 when every line was evaluated, 1 when a line was malformed.")]

@@ -311,7 +311,10 @@ fn evaluate_line(policy: &Policy, call: Call, sessions: &mut Sessions, args: &Ev
             serde_json::to_value(&explanation).unwrap_or(Value::Null),
         );
     }
-    facts.record(&request.tool, request.now);
+    // As on the server, only calls that were let through count as calls.
+    if decision.action == tame_engine::Action::Allow {
+        facts.record(&request.tool, request.now);
+    }
     line
 }
 

@@ -435,6 +435,31 @@ fn eval_rate_limit_windows_follow_the_calls_own_times() {
 }
 
 #[test]
+fn eval_counts_only_calls_that_were_let_through() {
+    // Five e-mails denied for carrying a secret do not use up the quota.
+    let secret = "{\"tool_name\": \"send_email\", \"tool_args\": {\"to\": \"ops@acme.example\", \"body\": \"AKIAIOSFODNN7EXAMPLE\"}, \"session_id\": \"s\"}\n";
+    let plain = "{\"tool_name\": \"send_email\", \"tool_args\": {\"to\": \"ops@acme.example\"}, \"session_id\": \"s\"}\n";
+    let input = secret.repeat(5) + &plain.repeat(21);
+    let r = run(tame()
+        .arg("eval")
+        .arg(policies_dir().join("support_email.yml"))
+        .write_stdin(input));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines = json_lines(&r.stdout);
+    assert!(
+        lines[..5]
+            .iter()
+            .all(|l| l["rule_name"] == "block_secrets_in_email")
+    );
+    assert!(
+        lines[5..25].iter().all(|l| l["decision"] == "allow"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(lines[25]["rule_name"], "hourly_email_limit");
+}
+
+#[test]
 fn eval_rejects_a_bad_now_and_bad_facts_per_line() {
     let input = concat!(
         "{\"tool_name\": \"send_email\", \"tool_args\": {}, \"now\": \"yesterday\"}\n",
