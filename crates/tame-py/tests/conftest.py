@@ -26,9 +26,9 @@ def clean_config(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
         if name.upper().startswith("TAME_") and name not in ("TAME_BIN",):
             monkeypatch.delenv(name)
-    tame.reset_config()
+    tame.config.forget_config()
     yield
-    tame.reset_config()
+    tame.config.forget_config()
 
 
 @pytest.fixture

@@ -133,11 +133,16 @@ def configure(**kwargs: Any) -> TameConfig:
 
 def reset_config() -> TameConfig:
     """Forget ``configure()`` calls and re-read the environment."""
+    forget_config()
+    return get_config()
+
+
+def forget_config() -> None:
+    """Forget the configuration; the environment is read again on next use."""
     global _config, _generation
     with _lock:
-        _config = TameConfig.from_env()
+        _config = None
         _generation += 1
-        return _config
 
 
 def load_config(path: "os.PathLike[str] | str") -> TameConfig:

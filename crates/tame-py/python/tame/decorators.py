@@ -54,11 +54,12 @@ def _default_async_embedded() -> Optional[AsyncClient]:
     cfg = get_config()
     if not cfg.policy_file:
         return None
+    session_id = default_client().session_id
     with _default_lock:
         gen = configuration_generation()
         if _default_async is not None and _default_async[0] == gen:
             return _default_async[1]
-        client = AsyncClient(config=cfg, session_id=default_client().session_id)
+        client = AsyncClient(config=cfg, session_id=session_id)
         _default_async = (gen, client)
         return client
 
