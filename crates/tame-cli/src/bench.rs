@@ -188,12 +188,13 @@ pub fn bench(args: &BenchArgs, out: &Out) -> Result<Exit, CliError> {
     out.line(format!("  p50          {:>12}", format_ns(p50)));
     out.line(format!("  p99          {:>12}", format_ns(p99)));
     out.line(format!("  mean         {:>12}", format_ns(mean)));
+    // Pad before styling: escape codes must not count as width.
     out.line(format!(
-        "  {:<36} {:>10} {:>7} {:>12}",
-        bold("rule"),
-        bold("hits"),
-        bold("share"),
-        bold("mean cost")
+        "  {}",
+        bold(format!(
+            "{:<36} {:>10} {:>7} {:>12}",
+            "rule", "hits", "share", "mean cost"
+        ))
     ));
     for (name, hits, avg) in &rows {
         let share = *hits as f64 * 100.0 / total as f64;
