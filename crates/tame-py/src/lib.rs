@@ -284,12 +284,12 @@ impl Engine {
     }
 
     /// Runs `f` with the session's facts (none without a session id), then
-    /// records the call when asked.
+    /// records the call when `record` says so of the result.
     fn with_facts<T>(
         &self,
         py: Python<'_>,
         req: &Request,
-        record: bool,
+        record: impl FnOnce(&T) -> bool,
         f: impl FnOnce(&dyn SessionFacts) -> T,
     ) -> Result<T> {
         let _guard = EvalGuard::enter()?;
@@ -307,7 +307,7 @@ impl Engine {
             }
         };
         let out = f(&*facts);
-        if record {
+        if record(&out) {
             facts.record(&req.tool, req.now);
         }
         Ok(out)
@@ -447,8 +447,9 @@ impl Engine {
         Ok(Engine::load(text.to_cow()?.into_owned(), name.to_owned(), functions)?)
     }
 
-    /// Decides one call. With a `session_id`, the session's facts (calls so
-    /// far) are used and the call is recorded (unless `record=False`).
+    /// Decides one call. With a `session_id`, the session's facts are used
+    /// and an allowed call is recorded in them (unless `record=False`), as
+    /// the server's store counts allowed calls.
     #[pyo3(signature = (tool_name, tool_args = None, session_id = None, agent_id = None, user_id = None, metadata = None, record = true))]
     #[allow(clippy::too_many_arguments)]
     fn evaluate(
@@ -464,7 +465,12 @@ impl Engine {
     ) -> PyResult<Decision> {
         let req = Engine::request(tool_name, tool_args, session_id, agent_id, user_id, metadata)?;
         let policy = self.current();
-        let inner = self.with_facts(py, &req, record, |facts| policy.evaluate(&req, facts))?;
+        let inner = self.with_facts(
+            py,
+            &req,
+            |d: &tame_engine::Decision| record && d.action == Action::Allow,
+            |facts| policy.evaluate(&req, facts),
+        )?;
         Ok(Decision { inner })
     }
 
@@ -484,7 +490,7 @@ impl Engine {
     ) -> PyResult<Bound<'py, PyAny>> {
         let req = Engine::request(tool_name, tool_args, session_id, agent_id, user_id, metadata)?;
         let policy = self.current();
-        let explanation = self.with_facts(py, &req, false, |facts| policy.explain(&req, facts))?;
+        let explanation = self.with_facts(py, &req, |_| false, |facts| policy.explain(&req, facts))?;
         let json = serde_json::to_value(&explanation)
             .map_err(|e| PyRuntimeError::new_err(format!("cannot convert the explanation: {e}")))?;
         json_to_py(py, &json)

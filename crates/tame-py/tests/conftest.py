@@ -87,7 +87,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env.update(
         TAME_AGENT_KEYS="agent-key",
         TAME_ADMIN_KEYS="admin-key",
-        TAME_AUDIT_SECRET="test-secret",
+        TAME_AUDIT_SECRET="pytest-audit-secret-0123456789abcdef",
     )
     log = open(tmp / "server.log", "w")
     proc = subprocess.Popen(

@@ -60,11 +60,14 @@ def test_numbers_compare_whichever_way_they_were_written() -> None:
 
 def test_session_facts_are_kept_per_session() -> None:
     e = tame.Engine.from_str(RATE_LIMIT, "rate.yml")
-    actions = [e.evaluate("send_email", {"to": "bob"}, session_id="a").action for _ in range(3)]
-    assert actions == ["allow", "allow", "deny"]
+    actions = [e.evaluate("send_email", {"to": "bob"}, session_id="a").action for _ in range(4)]
+    assert actions == ["allow", "allow", "deny", "deny"]
     assert e.evaluate("send_email", {"to": "bob"}, session_id="b").action == "allow"
-    assert e.session_count("a", "send_email") == 3
-    assert e.session_facts("a")["calls"] == 3
+    # only allowed calls count, as in the server's store
+    assert e.session_count("a", "send_email") == 2
+    assert e.session_facts("a")["calls"] == 2
+    e.evaluate("launch", {}, session_id="a")  # default deny: not recorded
+    assert e.session_facts("a")["calls"] == 2
     assert e.sessions() == ["a", "b"]
     # without a session id nothing is recorded
     for _ in range(5):
