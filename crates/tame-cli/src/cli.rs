@@ -183,12 +183,17 @@ Examples:
   TAME_API_URL=http://localhost:8000 TAME_API_KEY=secret tame status --json")]
     Status,
 
-    /// Show the server's current policy
+    /// Show, validate, reload or list the server's policy
     #[command(after_help = "\
 Examples:
-  tame policy
-  tame policy --json")]
-    Policy,
+  tame policy                              the server's current policy
+  tame policy --json
+  tame policy validate policies.yml        compile a file on the server, change nothing
+  tame policy reload                       re-read the server's policy file
+  tame policy reload policies.yml          replace the policy with this file's content
+  tame policy versions                     every version the server has loaded
+  tame policy graph policies.yml           local: the decision DAG as DOT")]
+    Policy(PolicyArgs),
 
     /// Enforce one call on the server; the exit code is the decision
     #[command(after_help = "\
@@ -223,7 +228,8 @@ Examples:
     #[command(after_help = "\
 Examples:
   tame audit verify
-  tame audit verify --json")]
+  tame audit verify --json
+  tame audit export > audit.jsonl")]
     Audit(AuditArgs),
 
     /// Print a shell completion script
@@ -353,6 +359,32 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub action: Option<PolicyAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyAction {
+    /// Show the server's current policy (the default)
+    Show,
+    /// Compile a policy file on the server without loading it
+    Validate {
+        /// The policy file
+        file: PathBuf,
+    },
+    /// Reload the server's policy file, or load FILE's content instead
+    Reload {
+        /// A policy file whose content replaces the server's policy
+        file: Option<PathBuf>,
+    },
+    /// List the policy versions the server has loaded
+    Versions,
+    /// Print a local policy's decision DAG as DOT (same as `tame graph`)
+    Graph(GraphArgs),
+}
+
+#[derive(Debug, Args)]
 pub struct EnforceArgs {
     /// The tool's name
     #[arg(long)]
@@ -413,8 +445,10 @@ pub struct AuditArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditAction {
-    /// Check the audit log's hash chain
+    /// Check the audit log's hash chain; exits 1 when it is broken
     Verify,
+    /// Print every audit record as JSON lines
+    Export,
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use crate::Exit;
-use crate::cli::{ApprovalsAction, ApprovalsArgs, AuditAction, AuditArgs, EnforceArgs};
+use crate::cli::{
+    ApprovalsAction, ApprovalsArgs, AuditAction, AuditArgs, EnforceArgs, PolicyAction,
+};
 use crate::error::CliError;
 use crate::output::{Out, bold, decision_word, dim};
 
@@ -116,6 +118,12 @@ impl Client {
                 Value::Null => String::from("(empty body)"),
                 other => other.to_string(),
             },
+        };
+        let rendered = rendered_diagnostics(&body);
+        let detail = if body.get("diagnostics").is_some() && !rendered.is_empty() {
+            format!("{detail}\n{}", rendered.join("\n"))
+        } else {
+            detail
         };
         let detail = if status == 401 {
             format!(
@@ -252,6 +260,120 @@ pub fn policy(opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
     }
     print_policy(&policy, out);
     Ok(Exit::Ok)
+}
+
+/// `tame policy [show|validate|reload|versions]`.
+pub fn policy_command(
+    action: Option<&PolicyAction>,
+    opts: &ServerOpts,
+    out: &Out,
+) -> Result<Exit, CliError> {
+    match action {
+        None | Some(PolicyAction::Show) | Some(PolicyAction::Graph(_)) => policy(opts, out),
+        Some(PolicyAction::Validate { file }) => {
+            let content = read_policy_text(file)?;
+            let client = Client::new(opts)?;
+            let report = client.post(
+                "/api/v1/policy/validate",
+                &json!({"policy_content": content}),
+            )?;
+            let valid = report.get("is_valid").and_then(Value::as_bool) == Some(true);
+            if out.json {
+                out.json_pretty(&report);
+            } else if valid {
+                out.line(format!(
+                    "{} {} is valid on {}: version {}, {} rules",
+                    crate::output::pass_word(true),
+                    file.display(),
+                    client.url(),
+                    show(report.get("version")),
+                    show(report.get("rules_count"))
+                ));
+            } else {
+                out.line(format!(
+                    "{} {} does not compile:",
+                    crate::output::pass_word(false),
+                    file.display()
+                ));
+                for line in rendered_diagnostics(&report) {
+                    out.line(line);
+                }
+            }
+            Ok(if valid { Exit::Ok } else { Exit::Error })
+        }
+        Some(PolicyAction::Reload { file }) => {
+            let client = Client::new(opts)?;
+            let body = match file {
+                Some(file) => json!({"policy_content": read_policy_text(file)?}),
+                None => json!({}),
+            };
+            let report = client.post("/api/v1/policy/reload", &body)?;
+            if out.json {
+                out.json_pretty(&report);
+            } else {
+                out.line(format!(
+                    "{} policy {}: version {}, {} rules, hash {}",
+                    crate::output::pass_word(true),
+                    show(report.get("status")),
+                    show(report.get("version")),
+                    show(report.get("rules_count")),
+                    dim(show(report.get("hash")))
+                ));
+            }
+            Ok(Exit::Ok)
+        }
+        Some(PolicyAction::Versions) => {
+            let client = Client::new(opts)?;
+            let report = client.get("/api/v1/policy/versions", &[])?;
+            if out.json {
+                out.json_pretty(&report);
+                return Ok(Exit::Ok);
+            }
+            let versions = report
+                .get("versions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for v in &versions {
+                let active = if v.get("active").and_then(Value::as_bool) == Some(true) {
+                    crate::output::good("active")
+                } else {
+                    String::new()
+                };
+                out.line(format!(
+                    "{:>4}  {:<12} {}  {}  {} {active}",
+                    show(v.get("id")),
+                    show(v.get("version")),
+                    dim(show(v.get("hash")).get(..12).unwrap_or("")),
+                    show(v.get("loaded_at")),
+                    show(v.get("origin")),
+                ));
+            }
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+fn read_policy_text(file: &std::path::Path) -> Result<String, CliError> {
+    std::fs::read_to_string(file).map_err(|source| CliError::Read {
+        path: file.to_path_buf(),
+        source,
+    })
+}
+
+/// The rendered diagnostics of a server answer (validate, reload errors).
+fn rendered_diagnostics(body: &Value) -> Vec<String> {
+    if let Some(diags) = body.get("diagnostics").and_then(Value::as_array) {
+        return diags
+            .iter()
+            .filter_map(|d| d.get("rendered").and_then(Value::as_str))
+            .map(|r| r.trim_end().to_string())
+            .collect();
+    }
+    body.get("errors")
+        .and_then(Value::as_array)
+        .map(|errs| errs.iter().map(|e| show(Some(e))).collect())
+        .unwrap_or_default()
 }
 
 /// Prints a `/api/v1/policy/current` document for humans.
@@ -502,6 +624,19 @@ fn encode(segment: &str) -> String {
 pub fn audit(args: &AuditArgs, opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
     let client = Client::new(opts)?;
     match args.action {
+        AuditAction::Export => {
+            match client.get("/api/v1/audit/export", &[])? {
+                // Several JSON lines do not parse as one document.
+                Value::String(text) => {
+                    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                        out.line(line);
+                    }
+                }
+                Value::Null => {}
+                one => out.json_line(&one),
+            }
+            Ok(Exit::Ok)
+        }
         AuditAction::Verify => {
             let report = client.get("/api/v1/audit/verify", &[])?;
             let ok = ["ok", "valid", "verified", "intact"]

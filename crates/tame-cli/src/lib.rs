@@ -141,7 +141,10 @@ fn dispatch(cli: &Cli, out: &Out) -> Result<Exit, CliError> {
         Command::Bench(args) => bench::bench(args, out),
         Command::Serve(args) => serve::serve(args),
         Command::Status => client::status(&server, out),
-        Command::Policy => client::policy(&server, out),
+        Command::Policy(args) => match &args.action {
+            Some(cli::PolicyAction::Graph(graph)) => local::graph(graph, out),
+            action => client::policy_command(action.as_ref(), &server, out),
+        },
         Command::Enforce(args) => client::enforce(args, &server, out),
         Command::Interactive => repl::interactive(&server, out),
         Command::Approvals(args) => client::approvals(args, &server, out),

@@ -1189,3 +1189,74 @@ fn serve_refuses_a_policy_that_does_not_compile() {
     assert!(r.stderr.contains("bad.yml"), "{}", r.stderr);
     assert!(r.stderr.contains("maybe"), "{}", r.stderr);
 }
+
+#[test]
+fn policy_life_cycle_and_audit_export_through_the_cli() {
+    let server = Server::start(&policies_dir().join("example.yml"), &[]);
+    let dir = tempfile::tempdir().unwrap();
+
+    let r = run(server
+        .tame()
+        .arg("policy")
+        .arg("validate")
+        .arg(policies_dir().join("coding_agent.yml")));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("14 rules"), "{}", r.stdout);
+
+    let bad = write(
+        dir.path(),
+        "bad.yml",
+        "version: \"1\"\nrules:\n  - name: r\n    action: deny\n    condition: 'nope(1)'\n",
+    );
+    let r = run(server.tame().arg("policy").arg("validate").arg(&bad));
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("nope"),
+        "the diagnostic is shown: {}",
+        r.stdout
+    );
+
+    // A failed reload keeps the running policy and shows why.
+    let r = run(server.tame().arg("policy").arg("reload").arg(&bad));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("nope"), "{}", r.stderr);
+
+    let r = run(server
+        .tame()
+        .arg("policy")
+        .arg("reload")
+        .arg(policies_dir().join("coding_agent.yml")));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("14 rules"), "{}", r.stdout);
+    let r = run(server.tame().arg("policy").arg("--json"));
+    let current: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(current["rules_count"], 14);
+
+    let r = run(server.tame().arg("policy").arg("versions").arg("--json"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let versions: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        2,
+        "{versions}"
+    );
+
+    for path in ["/workspace/a", "/etc/passwd", "/workspace/b"] {
+        let args = format!("{{\"path\": \"{path}\"}}");
+        run(server
+            .tame()
+            .arg("enforce")
+            .arg("--tool")
+            .arg("read_file")
+            .arg("--args")
+            .arg(&args));
+    }
+    let r = run(server.tame().arg("audit").arg("export"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let records = json_lines(&r.stdout);
+    let decisions: Vec<&Value> = records
+        .iter()
+        .filter(|rec| rec.to_string().contains("read_file"))
+        .collect();
+    assert_eq!(decisions.len(), 3, "{}", r.stdout);
+}
