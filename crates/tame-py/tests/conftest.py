@@ -3,6 +3,7 @@ configuration per test, and a real `tame serve` process for server tests."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -74,14 +75,17 @@ class Server:
         self.policy = policy
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+SEED_POLICY = Path(__file__).resolve().parent / "data" / "seed_policy.yml"
+
+
+@contextlib.contextmanager
+def running_server(tmp: Path, policy_text: str) -> Iterator[Server]:
+    """Starts `tame serve` on a free port with a temporary database."""
     binary = _tame_binary()
     if binary is None:
         pytest.skip("the `tame` binary is not built (cargo build -p tame-cli, or set TAME_BIN)")
-    tmp = tmp_path_factory.mktemp("server")
     policy = tmp / "policies.yml"
-    policy.write_text(EXAMPLE_POLICY.read_text())
+    policy.write_text(policy_text)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TAME_")}
     env.update(
@@ -89,7 +93,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         TAME_ADMIN_KEYS="admin-key",
         TAME_AUDIT_SECRET="pytest-audit-secret-0123456789abcdef",
     )
-    log = open(tmp / "server.log", "w")
+    log_path = tmp / "server.log"
+    log = open(log_path, "w")
     proc = subprocess.Popen(
         [binary, "serve", "--policy", str(policy), "--addr", f"127.0.0.1:{port}", "--db", str(tmp / "tame.db")],
         stdout=log,
@@ -104,14 +109,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         while True:
             if proc.poll() is not None:
                 log.flush()
-                pytest.fail(f"`tame serve` exited with {proc.returncode}:\n{(tmp / 'server.log').read_text()}")
+                pytest.fail(f"`tame serve` exited with {proc.returncode}:\n{log_path.read_text()}")
             try:
                 if httpx.get(url + "/health", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"`tame serve` did not answer within 30 s:\n{(tmp / 'server.log').read_text()}")
+                pytest.fail(f"`tame serve` did not answer within 30 s:\n{log_path.read_text()}")
             time.sleep(0.1)
         yield Server(url, "agent-key", "admin-key", policy)
     finally:
@@ -122,3 +127,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`tame serve` with the example policy."""
+    with running_server(tmp_path_factory.mktemp("server"), EXAMPLE_POLICY.read_text()) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def seed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`tame serve` with the seed examples' policy."""
+    with running_server(tmp_path_factory.mktemp("seed-server"), SEED_POLICY.read_text()) as s:
+        yield s
