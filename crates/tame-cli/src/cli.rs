@@ -200,7 +200,8 @@ Examples:
 Examples:
   tame enforce --tool delete_file --args '{\"path\": \"/tmp/test\"}'
   echo \"Exit code: $?\"   # 0 allow, 2 deny, 3 approve, 1 error
-  tame enforce --tool send_email --args '{\"to\": \"x@y.z\"}' --session-id s1 --json")]
+  tame enforce --tool send_email --args '{\"to\": \"x@y.z\"}' --session-id s1 --json
+  tame enforce --tool delete_file --args '{\"path\": \"/tmp/x\"}' --wait 300   waits for a human")]
     Enforce(EnforceArgs),
 
     /// An interactive shell for the server commands
@@ -401,6 +402,13 @@ pub struct EnforceArgs {
     /// Metadata, a JSON object
     #[arg(long)]
     pub metadata: Option<String>,
+    /// On `approve`, wait up to SECS for a human; an approved call is then
+    /// released (0 allow) and a rejected or expired one denied (2)
+    #[arg(long, value_name = "SECS")]
+    pub wait: Option<u64>,
+    /// Release a call approved earlier (same tool, arguments and session)
+    #[arg(long)]
+    pub approval_id: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -441,7 +441,9 @@ pub fn enforce_body(
     body
 }
 
-/// `tame enforce`: one real call; the exit code is the decision.
+/// `tame enforce`: one real call; the exit code is the decision. With
+/// `--wait`, an `approve` decision waits for a human and, once approved,
+/// releases the call (the server evaluates it again).
 pub fn enforce(args: &EnforceArgs, opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
     let tool_args = parse_object(&args.args, "--args")?;
     let metadata = args
@@ -450,7 +452,7 @@ pub fn enforce(args: &EnforceArgs, opts: &ServerOpts, out: &Out) -> Result<Exit,
         .map(|m| parse_object(m, "--metadata"))
         .transpose()?;
     let client = Client::new(opts)?;
-    let body = enforce_body(
+    let mut body = enforce_body(
         &args.tool,
         tool_args,
         args.session_id.as_deref(),
@@ -458,9 +460,88 @@ pub fn enforce(args: &EnforceArgs, opts: &ServerOpts, out: &Out) -> Result<Exit,
         args.user_id.as_deref(),
         metadata,
     );
+    if let Some(id) = &args.approval_id {
+        crate::output::set(&mut body, "approval_id", id.as_str());
+    }
     let decision = client.post("/api/v1/enforce", &body)?;
-    print_decision(&decision, out);
-    Ok(exit_for(&decision))
+    let approval_id = decision
+        .get("approval_id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let (Some(wait), Some(approval_id)) = (args.wait.filter(|w| *w > 0), approval_id) else {
+        print_decision(&decision, out);
+        return Ok(exit_for(&decision));
+    };
+    if !out.json {
+        print_decision(&decision, out);
+        out.line(dim(format!(
+            "waiting up to {wait} s for approval {approval_id}..."
+        )));
+    }
+    let state = wait_for_approval(&approval_id, wait, opts)?;
+    match state.as_str() {
+        "approved" => {
+            // Release: the same call, same session, with the approval's id.
+            if let Some(sid) = decision.get("session_id").and_then(Value::as_str) {
+                crate::output::set(&mut body, "session_id", sid);
+            }
+            crate::output::set(&mut body, "approval_id", approval_id.as_str());
+            let released = client.post("/api/v1/enforce", &body)?;
+            print_decision(&released, out);
+            Ok(exit_for(&released))
+        }
+        "pending" => {
+            if out.json {
+                print_decision(&decision, out);
+            } else {
+                out.line(format!("approval {approval_id} is still pending"));
+            }
+            Ok(Exit::Approve)
+        }
+        other => {
+            if out.json {
+                let mut d = decision.clone();
+                crate::output::set(&mut d, "decision", "deny");
+                crate::output::set(&mut d, "approval_state", other);
+                out.json_pretty(&d);
+            } else {
+                out.line(format!(
+                    "{}  approval {approval_id} was {other}",
+                    decision_word("deny")
+                ));
+            }
+            Ok(Exit::Deny)
+        }
+    }
+}
+
+/// Long-polls an approval until it is decided or `wait` seconds pass;
+/// returns its state (`approved`, `rejected`, `expired` or `pending`).
+fn wait_for_approval(id: &str, wait: u64, opts: &ServerOpts) -> Result<String, CliError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(wait);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        // The server caps one poll below a minute; ask for at most 50 s.
+        let poll = left.as_secs().clamp(1, 50);
+        let poll_opts = ServerOpts {
+            timeout_secs: poll + opts.timeout_secs,
+            ..opts.clone()
+        };
+        let client = Client::new(&poll_opts)?;
+        let poll_text = poll.to_string();
+        let answer = client.get(
+            &format!("/api/v1/approvals/{}/wait", encode(id)),
+            &[("timeout", &poll_text)],
+        )?;
+        let state = str_field(&answer, "state").to_string();
+        if state != "pending" || std::time::Instant::now() >= deadline {
+            return Ok(if state.is_empty() {
+                String::from("pending")
+            } else {
+                state
+            });
+        }
+    }
 }
 
 fn exit_for(decision: &Value) -> Exit {

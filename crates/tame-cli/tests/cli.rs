@@ -1260,3 +1260,67 @@ fn policy_life_cycle_and_audit_export_through_the_cli() {
         .collect();
     assert_eq!(decisions.len(), 3, "{}", r.stdout);
 }
+
+/// Starts `tame enforce --wait` in the background, then decides its
+/// approval with `tame approvals`; returns the waiting process's result.
+fn enforce_and_decide(server: &Server, verb: &str) -> (i32, String) {
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tame"))
+        .env("NO_COLOR", "1")
+        .arg("--api-url")
+        .arg(&server.url)
+        .arg("enforce")
+        .arg("--tool")
+        .arg("delete_file")
+        .arg("--args")
+        .arg(r#"{"path": "/tmp/wait-test"}"#)
+        .arg("--session-id")
+        .arg(format!("wait-{verb}"))
+        .arg("--wait")
+        .arg("30")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Find the pending approval (the waiting process created it).
+    let mut id = None;
+    for _ in 0..100 {
+        let r = run(server.tame().arg("approvals").arg("list").arg("--json"));
+        let list: Value = serde_json::from_str(&r.stdout).unwrap();
+        id = list["approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["session_id"] == format!("wait-{verb}"))
+            .map(|a| a["approval_id"].as_str().unwrap().to_string());
+        if id.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let id = id.expect("the waiting enforce created no approval");
+    let r = run(server
+        .tame()
+        .arg("approvals")
+        .arg(verb)
+        .arg(&id)
+        .arg("--reason")
+        .arg("decided in a test"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn enforce_wait_releases_an_approved_call_and_denies_a_rejected_one() {
+    let server = Server::start(&policies_dir().join("example.yml"), &[]);
+    let (code, stdout) = enforce_and_decide(&server, "approve");
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("waiting up to 30 s"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("allow")), "{stdout}");
+    let (code, stdout) = enforce_and_decide(&server, "reject");
+    assert_eq!(code, 2, "{stdout}");
+    assert!(stdout.contains("was rejected"), "{stdout}");
+}
