@@ -12,13 +12,25 @@ from typing import Any, Mapping
 
 MAX_DEPTH = 64
 
+_PLAIN = (str, int, bool, type(None))
+
 
 def check_json(value: Any, where: str, depth: int = 0) -> None:
     """Raise TypeError/ValueError naming the path of the first value that is
     not plain JSON (dict with str keys, list/tuple, str, int, float, bool, None)."""
     if depth > MAX_DEPTH:
         raise ValueError(f"{where}: nested deeper than {MAX_DEPTH} levels")
-    if value is None or isinstance(value, (str, bool, int)):
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return
+    if kind is dict:
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{where}: keys must be strings, got {type(key).__name__} `{key!r}`")
+            if type(item) not in _PLAIN:
+                check_json(item, f"{where}.{key}", depth + 1)
+        return
+    if isinstance(value, (str, bool, int)):
         return
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
@@ -41,6 +53,9 @@ def require_mapping(value: Any, where: str) -> dict:
     """``None`` becomes ``{}``; a mapping is checked and copied; else TypeError."""
     if value is None:
         return {}
+    if type(value) is dict:
+        check_json(value, where)
+        return dict(value)
     if not isinstance(value, Mapping):
         raise TypeError(f"{where} must be a dict, got {type(value).__name__}")
     check_json(value, where)
