@@ -261,3 +261,16 @@ async def test_async_client_embedded(engine: tame.Engine) -> None:
 async def _async_executor(name: str, args: dict) -> str:
     await asyncio.sleep(0)
     return f"read {args['path']}"
+
+
+def test_embedded_log_keeps_the_last_entries(engine: tame.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tame._backend import EmbeddedBackend, embedded_backend_for
+
+    monkeypatch.setattr(EmbeddedBackend, "max_log_entries", 3)
+    c = tame.Client(engine=engine, session_id="capped")
+    decisions = [c.enforce("read_file", {"path": f"/tmp/{i}"}) for i in range(5)]
+    logs = c.get_session_logs()
+    assert [e["tool_args"]["path"] for e in logs] == ["/tmp/2", "/tmp/3", "/tmp/4"]
+    with pytest.raises(tame.TameSDKException, match="not found"):
+        c.update_result("capped", decisions[0].log_id, {"status": "success"})
+    assert embedded_backend_for(engine) is embedded_backend_for(engine)

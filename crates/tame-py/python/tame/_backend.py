@@ -7,8 +7,9 @@ import threading
 import time
 import uuid
 import weakref
+from collections import deque
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Deque, Dict, List, Mapping, Optional, Tuple
 
 from .exceptions import ConnectionException, TameSDKException
 
@@ -158,7 +159,10 @@ class EmbeddedBackend:
 
     Keeps the log, session summaries and approvals in memory; session facts
     (``session.count(...)``) are kept by the engine itself. Thread-safe.
+    Each session keeps its last ``max_log_entries`` log entries.
     """
+
+    max_log_entries = 10_000
 
     def __init__(self, engine: Any) -> None:
         # a weak reference: the registry below maps engines to backends
@@ -170,7 +174,7 @@ class EmbeddedBackend:
         self.api_url = "embedded:"
         self._lock = threading.Condition()
         self._sessions: Dict[str, Dict[str, Any]] = {}
-        self._logs: Dict[str, List[Dict[str, Any]]] = {}
+        self._logs: Dict[str, Deque[Dict[str, Any]]] = {}
         self._entries: Dict[str, Dict[str, Any]] = {}
         self._approvals: Dict[str, Dict[str, Any]] = {}
         self._next_log = 0
@@ -282,7 +286,13 @@ class EmbeddedBackend:
                 "user_id": user_id,
             }
             self._entries[log_id] = entry
-            self._logs.setdefault(session_id, []).append(entry)
+            log = self._logs.get(session_id)
+            if log is None:
+                log = self._logs[session_id] = deque()
+            log.append(entry)
+            if len(log) > self.max_log_entries:
+                dropped = log.popleft()
+                self._entries.pop(dropped["id"], None)
             summary = self._sessions.get(session_id)
             if summary is None:
                 summary = {
