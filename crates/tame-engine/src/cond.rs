@@ -2,7 +2,10 @@
 //! checking (tame-lang) and compiling (tame-interp) conditions, with host
 //! functions.
 
-use tame_lang::{HostFn, Type};
+use std::sync::Arc;
+
+use tame_lang::{HostFn, Key, Type, Value, ValueMap};
+use tame_safety::Scanner;
 
 /// Host functions registered by the embedding program, with signatures.
 ///
@@ -43,6 +46,35 @@ impl Registry {
     }
 }
 
+/// `has_secret(x)`, `has_pii(x)` (bools) and `secrets(x)` (a list of
+/// `{kind, category, path, preview}` maps) over any value, usually `args`.
+fn payload_functions() -> [(&'static str, HostFn); 3] {
+    fn one(args: &[Value]) -> Result<serde_json::Value, String> {
+        match args {
+            [v] => Ok(crate::request::value_to_json(v)),
+            _ => Err(format!("expected 1 argument, got {}", args.len())),
+        }
+    }
+    let has_secret: HostFn = Arc::new(|args: &[Value]| Ok(Value::Bool(Scanner::global().has_secret(&one(args)?))));
+    let has_pii: HostFn = Arc::new(|args: &[Value]| Ok(Value::Bool(Scanner::global().has_pii(&one(args)?))));
+    let secrets: HostFn = Arc::new(|args: &[Value]| {
+        let found = Scanner::global().secrets(&one(args)?);
+        let items: Vec<Value> = found
+            .iter()
+            .map(|f| {
+                let mut m = ValueMap::default();
+                m.insert(Key::from("kind"), Value::string(f.kind.as_str()));
+                m.insert(Key::from("category"), Value::string(f.category.as_str()));
+                m.insert(Key::from("path"), Value::string(&f.path));
+                m.insert(Key::from("preview"), Value::string(&f.preview));
+                Value::Map(Arc::new(m))
+            })
+            .collect();
+        Ok(Value::List(items.into()))
+    });
+    [("has_secret", has_secret), ("has_pii", has_pii), ("secrets", secrets)]
+}
+
 /// The environment conditions are checked and compiled in.
 #[derive(Debug)]
 pub(crate) struct CondEnv {
@@ -52,9 +84,10 @@ pub(crate) struct CondEnv {
 impl CondEnv {
     pub fn new(registry: &Registry) -> Self {
         let mut interp = tame_interp::Env::policy();
-        // Registration point for payload checks: `has_secret`, `has_pii`
-        // and `secrets` are registered here from tame-safety's scanner once
-        // that crate exports one.
+        // Payload checks backed by tame-safety's scanner.
+        for (name, func) in payload_functions() {
+            interp.add_function(name, Some(1), func);
+        }
         for h in &registry.host {
             interp.add_function(&h.name, Some(h.params.len()), h.func.clone());
         }

@@ -110,6 +110,9 @@ impl SessionFacts for MemoryFacts {
 
     fn count(&self, tool: &str, window: Option<jiff::SignedDuration>) -> i64 {
         let fixed = self.fixed_counts.get(tool).copied().unwrap_or(0);
+        if self.events.is_empty() {
+            return fixed;
+        }
         let since = window.and_then(|w| self.now.unwrap_or_else(jiff::Timestamp::now).checked_sub(w).ok());
         let recorded = self
             .events

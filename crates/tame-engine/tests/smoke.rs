@@ -45,3 +45,26 @@ rules:
     println!("{}", p.to_dot());
     println!("{:?}", p.stats());
 }
+
+#[test]
+fn payload_checks_use_the_scanner() {
+    let src = r#"
+rules:
+  - name: no_secrets
+    action: deny
+    condition: 'has_secret(args)'
+  - name: pii_needs_approval
+    action: approve
+    condition: 'has_pii(args) && size(secrets(args)) == 0'
+  - name: rest
+    action: allow
+"#;
+    let p = Policy::from_yaml(src, "p.yml").unwrap_or_else(|e| panic!("{e}"));
+    let ev = |c: serde_json::Value| p.evaluate(&Request::from_call_json(&c).unwrap(), &NoFacts);
+    let d = ev(json!({"tool_name": "http", "tool_args": {"body": "key AKIAIOSFODNN7EXAMPLE"}}));
+    assert_eq!(d.rule_name.as_deref(), Some("no_secrets"), "{d:?}");
+    let d = ev(json!({"tool_name": "mail", "tool_args": {"to": "jane.doe@example.com"}}));
+    assert_eq!(d.rule_name.as_deref(), Some("pii_needs_approval"), "{d:?}");
+    let d = ev(json!({"tool_name": "mail", "tool_args": {"to": "nobody"}}));
+    assert_eq!(d.action, Action::Allow, "{d:?}");
+}
