@@ -164,15 +164,31 @@ pub struct LogEntry {
     pub outcome: Option<CallOutcome>,
 }
 
+/// Decides approvals for the embedded engine (a human at a prompt, a
+/// test's script): sees the call and the verdict that asked for approval.
+pub type Approver = Arc<dyn Fn(&ToolCall, &Verdict) -> ApprovalOutcome + Send + Sync>;
+
 /// The engine in this process: decisions from a compiled [`Policy`],
 /// session facts in memory, an in-memory log and an optional JSON-lines
-/// journal file.
-#[derive(Debug)]
+/// journal file. Without an [`Approver`], approvals stay pending.
 pub struct EmbeddedGuard {
     policy: Arc<Policy>,
     sessions: Mutex<HashMap<String, MemoryFacts>>,
     log: Mutex<Vec<LogEntry>>,
     journal: Option<Journal>,
+    approver: Option<Approver>,
+    /// Calls waiting for approval, by approval id.
+    pending: Mutex<HashMap<String, (ToolCall, Verdict)>>,
+}
+
+impl std::fmt::Debug for EmbeddedGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedGuard")
+            .field("policy", &self.policy.info().origin)
+            .field("journal", &self.journal.is_some())
+            .field("approver", &self.approver.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl EmbeddedGuard {
@@ -182,7 +198,15 @@ impl EmbeddedGuard {
             sessions: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
             journal: None,
+            approver: None,
+            pending: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Lets `approver` decide approvals (otherwise they stay pending).
+    pub fn with_approver(mut self, approver: Approver) -> Self {
+        self.approver = Some(approver);
+        self
     }
 
     /// Loads and compiles the policy file at `path`.
@@ -251,6 +275,11 @@ impl EmbeddedGuard {
                 "approval_id": verdict.approval_id,
             }));
         }
+        if let Some(id) = &verdict.approval_id {
+            if let Ok(mut pending) = self.pending.lock() {
+                pending.insert(id.clone(), (call.clone(), verdict.clone()));
+            }
+        }
         if let Ok(mut log) = self.log.lock() {
             log.push(LogEntry {
                 log_id,
@@ -278,6 +307,16 @@ impl Guard for EmbeddedGuard {
         let Some(log_id) = verdict.log_id.as_deref() else {
             anyhow::bail!("cannot record a result: the decision has no log id");
         };
+        {
+            let mut log = self
+                .log
+                .lock()
+                .map_err(|_| anyhow::anyhow!("the log is unavailable (a thread panicked)"))?;
+            let Some(entry) = log.iter_mut().rev().find(|entry| entry.log_id == log_id) else {
+                anyhow::bail!("cannot record a result: unknown log id `{log_id}`");
+            };
+            entry.outcome = Some(outcome.clone());
+        }
         if let Some(journal) = &self.journal {
             let mut entry = json!({
                 "kind": "result",
@@ -292,22 +331,40 @@ impl Guard for EmbeddedGuard {
             }
             journal.write(&entry);
         }
-        let mut log = self
-            .log
-            .lock()
-            .map_err(|_| anyhow::anyhow!("the log is unavailable (a thread panicked)"))?;
-        match log.iter_mut().rev().find(|entry| entry.log_id == log_id) {
-            Some(entry) => {
-                entry.outcome = Some(outcome.clone());
-                Ok(())
-            }
-            None => anyhow::bail!("cannot record a result: unknown log id `{log_id}`"),
-        }
+        Ok(())
     }
 
-    async fn wait_approval(&self, _approval_id: &str, _timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
-        // Without a server there is nobody to approve: the call stays pending.
-        Ok(ApprovalOutcome::Pending)
+    async fn wait_approval(&self, approval_id: &str, _timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
+        // Without an approver there is nobody to ask: the call stays pending.
+        let Some(approver) = &self.approver else {
+            return Ok(ApprovalOutcome::Pending);
+        };
+        let waiting = self.pending.lock().ok().and_then(|mut pending| pending.remove(approval_id));
+        let Some((call, verdict)) = waiting else {
+            anyhow::bail!("unknown approval id `{approval_id}`");
+        };
+        let outcome = approver(&call, &verdict);
+        if let Some(journal) = &self.journal {
+            let (status, reason) = match &outcome {
+                ApprovalOutcome::Approved => ("approved", None),
+                ApprovalOutcome::Rejected(why) => ("rejected", why.clone()),
+                ApprovalOutcome::Pending => ("pending", None),
+            };
+            journal.write(&json!({
+                "kind": "approval",
+                "timestamp": jiff::Timestamp::now().to_string(),
+                "approval_id": approval_id,
+                "log_id": verdict.log_id,
+                "status": status,
+                "reason": reason,
+            }));
+        }
+        if outcome == ApprovalOutcome::Pending {
+            if let Ok(mut pending) = self.pending.lock() {
+                pending.insert(approval_id.to_owned(), (call, verdict));
+            }
+        }
+        Ok(outcome)
     }
 
     fn denies_unconditionally(&self, tool: &str) -> bool {

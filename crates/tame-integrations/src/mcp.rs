@@ -384,10 +384,10 @@ where
                 // one by one), so that every `tools/call` in them is enforced.
                 for message in batch {
                     let text = message.to_string();
-                    handle_client_message(&shared, &mut calls, message, text);
+                    handle_client_message(&shared, &mut calls, message, text).await;
                 }
             }
-            Ok(message) => handle_client_message(&shared, &mut calls, message, line),
+            Ok(message) => handle_client_message(&shared, &mut calls, message, line).await,
         }
         // Reap finished enforcement tasks as we go.
         while calls.try_join_next().is_some() {}
@@ -396,7 +396,7 @@ where
     while calls.join_next().await.is_some() {}
 }
 
-fn handle_client_message<G: Guard + 'static>(
+async fn handle_client_message<G: Guard + 'static>(
     shared: &Arc<Shared<G>>,
     calls: &mut JoinSet<()>,
     message: Value,
@@ -416,9 +416,8 @@ fn handle_client_message<G: Guard + 'static>(
         // A request.
         (Some(Some(method)), Some(id)) => {
             if method == "tools/call" {
-                let shared = Arc::clone(shared);
                 let params = object.get("params").cloned().unwrap_or(Value::Null);
-                calls.spawn(async move { enforce_call(shared, id, params, line).await });
+                enforce_call(shared, calls, id, params, line).await;
             } else {
                 let pending = if method == "tools/list" && shared.hide_denied {
                     Pending::ToolsList
@@ -449,7 +448,16 @@ fn handle_client_message<G: Guard + 'static>(
     }
 }
 
-async fn enforce_call<G: Guard + 'static>(shared: Arc<Shared<G>>, id: Value, params: Value, line: String) {
+/// Decides a `tools/call` in arrival order (so session facts such as rate
+/// limits see calls in the order the client sent them); only the wait for
+/// an approval runs in the background.
+async fn enforce_call<G: Guard + 'static>(
+    shared: &Arc<Shared<G>>,
+    calls: &mut JoinSet<()>,
+    id: Value,
+    params: Value,
+    line: String,
+) {
     let Some(name) = params.get("name").and_then(Value::as_str) else {
         shared.send_client(&error_response(
             &id,
@@ -488,45 +496,41 @@ async fn enforce_call<G: Guard + 'static>(shared: Arc<Shared<G>>, id: Value, par
         }
     };
     match verdict.decision {
-        Action::Allow => {}
-        Action::Deny => {
-            shared.send_client(&refusal(&id, &verdict.reason, verdict_meta(&verdict)));
-            return;
+        Action::Allow => {
+            shared.forward_request(&id, line, Pending::ToolCall { call, verdict, started: Instant::now() });
         }
+        Action::Deny => shared.send_client(&refusal(&id, &verdict.reason, verdict_meta(&verdict))),
         Action::Approve => {
-            let Some(approval_id) = verdict.approval_id.clone() else {
-                let text = format!("tame: `{name}` needs approval but no approval was created: {}", verdict.reason);
-                shared.send_client(&refusal(&id, &text, verdict_meta(&verdict)));
-                return;
-            };
-            let outcome = shared.guard.wait_approval(&approval_id, shared.approval_timeout).await;
-            match outcome {
-                Ok(ApprovalOutcome::Approved) => {}
-                Ok(ApprovalOutcome::Rejected(why)) => {
-                    let text = match why {
-                        Some(why) if !why.is_empty() => format!("tame: approval {approval_id} for `{name}` was rejected: {why}"),
-                        _ => format!("tame: approval {approval_id} for `{name}` was rejected"),
-                    };
-                    shared.send_client(&refusal(&id, &text, verdict_meta(&verdict)));
-                    return;
-                }
-                Ok(ApprovalOutcome::Pending) => {
-                    let text = format!(
-                        "tame: `{name}` needs approval ({}); pending approval id: {approval_id}",
-                        verdict.reason
-                    );
-                    shared.send_client(&refusal(&id, &text, verdict_meta(&verdict)));
-                    return;
-                }
-                Err(err) => {
-                    let text = format!("tame: `{name}` needs approval; approval {approval_id} could not be checked: {err:#}");
-                    shared.send_client(&refusal(&id, &text, verdict_meta(&verdict)));
-                    return;
-                }
-            }
+            let shared = Arc::clone(shared);
+            calls.spawn(async move { await_approval(&shared, id, call, verdict, line).await });
         }
     }
-    shared.forward_request(&id, line, Pending::ToolCall { call, verdict, started: Instant::now() });
+}
+
+/// Waits (bounded) for the approval of a call, then forwards it or tells
+/// the client why it did not run.
+async fn await_approval<G: Guard + 'static>(shared: &Shared<G>, id: Value, call: ToolCall, verdict: Verdict, line: String) {
+    let name = call.tool_name.as_str();
+    let Some(approval_id) = verdict.approval_id.clone() else {
+        let text = format!("tame: `{name}` needs approval but no approval was created: {}", verdict.reason);
+        shared.send_client(&refusal(&id, &text, verdict_meta(&verdict)));
+        return;
+    };
+    let text = match shared.guard.wait_approval(&approval_id, shared.approval_timeout).await {
+        Ok(ApprovalOutcome::Approved) => {
+            shared.forward_request(&id, line, Pending::ToolCall { call, verdict, started: Instant::now() });
+            return;
+        }
+        Ok(ApprovalOutcome::Rejected(Some(why))) if !why.is_empty() => {
+            format!("tame: approval {approval_id} for `{name}` was rejected: {why}")
+        }
+        Ok(ApprovalOutcome::Rejected(_)) => format!("tame: approval {approval_id} for `{name}` was rejected"),
+        Ok(ApprovalOutcome::Pending) => {
+            format!("tame: `{name}` needs approval ({}); pending approval id: {approval_id}", verdict.reason)
+        }
+        Err(err) => format!("tame: `{name}` needs approval; approval {approval_id} could not be checked: {err:#}"),
+    };
+    shared.send_client(&refusal(&id, &text, verdict_meta(&verdict)));
 }
 
 async fn read_server<G, R>(shared: Arc<Shared<G>>, server_out: R)

@@ -57,19 +57,22 @@ fn main() {
         command: args.command,
         ..McpProxyOptions::default()
     };
-    let code = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => match runtime.block_on(run_mcp_proxy(opts)) {
-            Ok(code) => code,
-            Err(err) => {
-                eprintln!("tame mcp-proxy: {err:#}");
-                2
-            }
-        },
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("tame mcp-proxy: cannot start the async runtime: {err}");
+            std::process::exit(2);
+        }
+    };
+    let code = match runtime.block_on(run_mcp_proxy(opts)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("tame mcp-proxy: {err:#}");
             2
         }
     };
-    // stdin is read on a blocking thread that would hold up runtime shutdown.
+    // stdin is read on a blocking thread: dropping the runtime would wait
+    // for that read (until the client closes stdin). Exit right away.
+    runtime.shutdown_background();
     std::process::exit(code);
 }

@@ -3,6 +3,7 @@
 //! (real python3 subprocesses, a local HTTP service).
 
 mod common;
+mod embedded;
 mod proxy;
 mod runner;
 mod service;
