@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use hmac::{Hmac, Mac};
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 use tame_engine::Action;
@@ -233,6 +233,7 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
     })?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "cache_size", -32768)?;
     Ok(conn)
 }
 
@@ -447,25 +448,45 @@ impl Writer {
         tracing::debug!("store writer drained and stopped");
     }
 
+    /// Applies a batch in one transaction. A job that fails a check (an
+    /// unknown log, a used approval) fails alone: checks come before any
+    /// write. A database error fails the whole batch, which is rolled back.
     fn commit_batch(&mut self, batch: Vec<Job>) {
         let saved = self.chain.clone();
         let mut done = Vec::with_capacity(batch.len());
-        let outcome = (|| -> StoreResult<()> {
-            let mut tx = self.conn.transaction()?;
-            for job in batch {
-                done.push(apply_job(&mut tx, &mut self.chain, &self.mac, job));
+        let mut fatal: Option<String> = None;
+        match self.conn.transaction() {
+            Ok(tx) => {
+                let mut sessions: HashMap<String, SessionDelta> = HashMap::new();
+                for job in batch {
+                    if fatal.is_some() {
+                        done.push(job.skipped());
+                        continue;
+                    }
+                    let d = apply_job(&tx, &mut self.chain, &self.mac, &mut sessions, job);
+                    fatal = d.fatal_error();
+                    done.push(d);
+                }
+                if fatal.is_none()
+                    && let Err(e) = finish_batch(&tx, &self.chain, sessions)
+                {
+                    fatal = Some(e.to_string());
+                }
+                if fatal.is_none()
+                    && let Err(e) = tx.commit()
+                {
+                    fatal = Some(e.to_string());
+                }
+                // On error the transaction is rolled back when dropped.
             }
-            tx.prepare_cached(
-                "INSERT INTO meta(key, value) VALUES ('head', ?1)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute([format!("{}:{}", self.chain.seq, self.chain.hash)])?;
-            tx.commit()?;
-            Ok(())
-        })();
-        match outcome {
-            Ok(()) => done.into_iter().for_each(|d| d.finish(None)),
             Err(e) => {
+                fatal = Some(e.to_string());
+                done.extend(batch.into_iter().map(Job::skipped));
+            }
+        }
+        match fatal {
+            None => done.into_iter().for_each(|d| d.finish(None)),
+            Some(e) => {
                 tracing::error!(error = %e, "audit batch failed to commit");
                 self.chain = saved;
                 let msg = format!("the audit batch was not committed: {e}");
@@ -475,39 +496,95 @@ impl Writer {
     }
 }
 
-/// Runs one job inside its own savepoint: a failing job leaves no trace
-/// and does not affect the others of its batch.
-fn apply_job(tx: &mut Transaction<'_>, chain: &mut Chain, mac: &HmacSha256, job: Job) -> Done {
-    fn guarded<T>(
-        tx: &mut Transaction<'_>,
-        chain: &mut Chain,
-        f: impl FnOnce(&Connection, &mut Chain) -> StoreResult<T>,
-    ) -> StoreResult<T> {
-        let before = chain.clone();
-        let sp = tx.savepoint()?;
-        match f(&sp, chain) {
-            Ok(v) => {
-                sp.commit()?;
-                Ok(v)
-            }
-            Err(e) => {
-                *chain = before;
-                drop(sp);
-                Err(e)
-            }
+/// What a batch adds to one session's summary row.
+#[derive(Debug, Default)]
+struct SessionDelta {
+    start: String,
+    end: String,
+    last_seq: i64,
+    total: i64,
+    allowed: i64,
+    denied: i64,
+    approved: i64,
+    agent_id: Option<String>,
+    user_id: Option<String>,
+}
+
+/// Writes the batch's session summaries and the chain head.
+fn finish_batch(tx: &Connection, chain: &Chain, sessions: HashMap<String, SessionDelta>) -> StoreResult<()> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO sessions(session_id, start_time, end_time, last_seq, total, allowed, denied, approved, agent_id, user_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT(session_id) DO UPDATE SET end_time = excluded.end_time, last_seq = excluded.last_seq,
+           total = total + excluded.total, allowed = allowed + excluded.allowed, denied = denied + excluded.denied,
+           approved = approved + excluded.approved,
+           agent_id = COALESCE(agent_id, excluded.agent_id), user_id = COALESCE(user_id, excluded.user_id)",
+    )?;
+    for (id, d) in sessions {
+        upsert.execute(params![
+            id, d.start, d.end, d.last_seq, d.total, d.allowed, d.denied, d.approved, d.agent_id, d.user_id
+        ])?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO meta(key, value) VALUES ('head', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([format!("{}:{}", chain.seq, chain.hash)])?;
+    Ok(())
+}
+
+impl Job {
+    /// The outcome of a job that was not applied (its batch failed).
+    fn skipped(self) -> Done {
+        fn e<T>() -> StoreResult<T> {
+            Err(StoreError::Db("not applied".into()))
+        }
+        match self {
+            Job::Decision(_, a) => Done::Decision(a, e()),
+            Job::Result(_, a) => Done::Result(a, e()),
+            Job::Approval(_, a) => Done::Approval(a, Box::new(e())),
+            Job::Expire(_, a) => Done::Expire(a, e()),
+            Job::Policy(_, a) => Done::Policy(a, e()),
+            Job::Flush(a) => Done::Flush(a),
         }
     }
+}
+
+impl Done {
+    /// A database error, which fails the whole batch.
+    fn fatal_error(&self) -> Option<String> {
+        fn db<T>(r: &StoreResult<T>) -> Option<String> {
+            match r {
+                Err(e @ (StoreError::Db(_) | StoreError::Io { .. })) => Some(e.to_string()),
+                _ => None,
+            }
+        }
+        match self {
+            Done::Decision(_, r) => db(r),
+            Done::Result(_, r) => db(r),
+            Done::Approval(_, r) => db(r),
+            Done::Expire(_, r) => db(r),
+            Done::Policy(_, r) => db(r),
+            Done::Flush(_) => None,
+        }
+    }
+}
+
+/// Runs one job. Checks come before writes, so a job failing a check
+/// leaves nothing behind.
+fn apply_job(
+    tx: &Connection,
+    chain: &mut Chain,
+    mac: &HmacSha256,
+    sessions: &mut HashMap<String, SessionDelta>,
+    job: Job,
+) -> Done {
     match job {
-        Job::Decision(d, ack) => {
-            let r = guarded(tx, chain, |t, c| write_decision(t, c, mac, &d));
-            Done::Decision(ack, r)
-        }
-        Job::Result(r, ack) => Done::Result(ack, guarded(tx, chain, |t, c| write_result(t, c, mac, &r))),
-        Job::Approval(a, ack) => {
-            Done::Approval(ack, Box::new(guarded(tx, chain, |t, c| write_approval_decision(t, c, mac, &a))))
-        }
-        Job::Expire(now, ack) => Done::Expire(ack, guarded(tx, chain, |t, c| write_expiry(t, c, mac, now))),
-        Job::Policy(p, ack) => Done::Policy(ack, guarded(tx, chain, |t, c| write_policy(t, c, mac, &p))),
+        Job::Decision(d, ack) => Done::Decision(ack, write_decision(tx, chain, mac, sessions, &d)),
+        Job::Result(r, ack) => Done::Result(ack, write_result(tx, chain, mac, &r)),
+        Job::Approval(a, ack) => Done::Approval(ack, Box::new(write_approval_decision(tx, chain, mac, &a))),
+        Job::Expire(now, ack) => Done::Expire(ack, write_expiry(tx, chain, mac, now)),
+        Job::Policy(p, ack) => Done::Policy(ack, write_policy(tx, chain, mac, &p)),
         Job::Flush(ack) => Done::Flush(ack),
     }
 }
@@ -548,6 +625,7 @@ fn write_decision(
     tx: &Connection,
     chain: &mut Chain,
     mac: &HmacSha256,
+    sessions: &mut HashMap<String, SessionDelta>,
     d: &NewDecision,
 ) -> StoreResult<DecisionReceipt> {
     let ts = format_timestamp(d.timestamp);
@@ -592,21 +670,24 @@ fn write_decision(
         "released_by": opt_str(d.release_of.as_ref().map(|r| r.approval_id.as_str())),
     });
     let seq = append(tx, chain, mac, "decision", &ts, Some(&d.session_id), Some(&d.log_id), &body)?;
-    let seq_i = i64::try_from(seq).unwrap_or(i64::MAX);
-    let (a, de, ap) = match d.decision {
-        Action::Allow => (1, 0, 0),
-        Action::Deny => (0, 1, 0),
-        Action::Approve => (0, 0, 1),
-    };
-    tx.prepare_cached(
-        "INSERT INTO sessions(session_id, start_time, end_time, last_seq, total, allowed, denied, approved, agent_id, user_id)
-         VALUES (?1, ?2, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT(session_id) DO UPDATE SET end_time = excluded.end_time, last_seq = excluded.last_seq,
-           total = total + 1, allowed = allowed + excluded.allowed, denied = denied + excluded.denied,
-           approved = approved + excluded.approved,
-           agent_id = COALESCE(agent_id, excluded.agent_id), user_id = COALESCE(user_id, excluded.user_id)",
-    )?
-    .execute(params![d.session_id, ts, seq_i, a, de, ap, d.agent_id, d.user_id])?;
+    let delta = sessions.entry(d.session_id.clone()).or_insert_with(|| SessionDelta {
+        start: ts.clone(),
+        ..SessionDelta::default()
+    });
+    delta.end.clone_from(&ts);
+    delta.last_seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    delta.total += 1;
+    match d.decision {
+        Action::Allow => delta.allowed += 1,
+        Action::Deny => delta.denied += 1,
+        Action::Approve => delta.approved += 1,
+    }
+    if delta.agent_id.is_none() {
+        delta.agent_id.clone_from(&d.agent_id);
+    }
+    if delta.user_id.is_none() {
+        delta.user_id.clone_from(&d.user_id);
+    }
     if let Some(approval) = &d.new_approval {
         let expires_at = format_timestamp(approval.expires_at);
         let body = json!({

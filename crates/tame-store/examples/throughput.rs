@@ -1,0 +1,74 @@
+//! Store throughput: appends decisions from several threads with many
+//! writes in flight and reports records/s (group commit at work).
+//!
+//! `cargo run --release -p tame-store --example throughput -- [records] [durability full|normal]`
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+use tame_engine::Action;
+use tame_store::{Durability, NewDecision, SqliteOptions, SqliteStore, Store};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let total: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(200_000);
+    let durability = match args.next().as_deref() {
+        Some("normal") => Durability::Normal,
+        _ => Durability::Full,
+    };
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(SqliteStore::open(
+        dir.path().join("t.db"),
+        SqliteOptions { durability, ..Default::default() },
+    )?);
+    let started = Instant::now();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut inflight = std::collections::VecDeque::new();
+                for i in 0..total / 4 {
+                    inflight.push_back(store.record_decision(NewDecision {
+                        log_id: uuid::Uuid::new_v4().to_string(),
+                        session_id: format!("s{}", (t * 1000 + i / 50) % 2000),
+                        timestamp: jiff::Timestamp::now(),
+                        tool_name: "read_file".into(),
+                        tool_args: json!({"path": format!("/home/u/{i}.txt")}),
+                        agent_id: Some("bench".into()),
+                        user_id: None,
+                        metadata: json!({}),
+                        decision: Action::Allow,
+                        rule_name: Some("allow_reads".into()),
+                        reason: "Matched rule: allow_reads".into(),
+                        policy_version: "1".into(),
+                        new_approval: None,
+                        release_of: None,
+                    }));
+                    if inflight.len() >= 64
+                        && let Some(t) = inflight.pop_front()
+                    {
+                        t.wait().map_err(|e| e.to_string())?;
+                    }
+                }
+                for t in inflight {
+                    t.wait().map_err(|e| e.to_string())?;
+                }
+                Ok::<_, String>(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| "writer thread panicked")??;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{total} decisions in {:.2} s: {:.0} records/s ({durability:?})",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    );
+    let verify = Instant::now();
+    let report = store.verify()?;
+    println!("verify: {} records in {:.2} s, valid: {}", report.records, verify.elapsed().as_secs_f64(), report.valid);
+    Ok(())
+}
