@@ -225,6 +225,15 @@ Examples:
   tame approvals reject 3f2a9c --reason \"not during the freeze\"")]
     Approvals(ApprovalsArgs),
 
+    /// List sessions, or show one session's calls
+    #[command(after_help = "\
+Examples:
+  tame sessions                            the latest sessions
+  tame sessions --agent-id coder --page 2
+  tame sessions show 8b9e4e5d-...          every call of a session
+  tame sessions summary 8b9e4e5d-... --json")]
+    Sessions(SessionsArgs),
+
     /// Audit log commands
     #[command(after_help = "\
 Examples:
@@ -442,6 +451,38 @@ pub enum ApprovalsAction {
         /// Who decides (recorded in the audit log; default `admin`)
         #[arg(long)]
         by: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    #[command(subcommand)]
+    pub action: Option<SessionsAction>,
+    /// Only sessions of this agent
+    #[arg(long)]
+    pub agent_id: Option<String>,
+    /// Only sessions of this user
+    #[arg(long)]
+    pub user_id: Option<String>,
+    /// Page number, from 1
+    #[arg(long, default_value_t = 1)]
+    pub page: u64,
+    /// Sessions per page
+    #[arg(long, default_value_t = 20)]
+    pub page_size: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsAction {
+    /// Every call of one session
+    Show {
+        /// The session's id
+        id: String,
+    },
+    /// One session's counts
+    Summary {
+        /// The session's id
+        id: String,
     },
 }
 

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::Exit;
 use crate::cli::{
     ApprovalsAction, ApprovalsArgs, AuditAction, AuditArgs, EnforceArgs, PolicyAction,
+    SessionsAction, SessionsArgs,
 };
 use crate::error::CliError;
 use crate::output::{Out, bold, decision_word, dim};
@@ -686,6 +687,93 @@ fn report_approval(resp: &Value, id: &str, verb: &str, out: &Out) {
     } else {
         out.line(format!("{verb} {}", bold(id)));
     }
+}
+
+/// `tame sessions [show ID | summary ID]`.
+pub fn sessions(args: &SessionsArgs, opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
+    let client = Client::new(opts)?;
+    match &args.action {
+        None => {
+            let page = args.page.to_string();
+            let size = args.page_size.to_string();
+            let mut query: Vec<(&str, &str)> = vec![("page", &page), ("page_size", &size)];
+            if let Some(a) = &args.agent_id {
+                query.push(("agent_id", a));
+            }
+            if let Some(u) = &args.user_id {
+                query.push(("user_id", u));
+            }
+            let list = client.get("/api/v1/sessions", &query)?;
+            if out.json {
+                out.json_pretty(&list);
+                return Ok(Exit::Ok);
+            }
+            let sessions = list
+                .get("sessions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            out.line(format!(
+                "{} of {} sessions (page {})",
+                sessions.len(),
+                show(list.get("total_count")),
+                show(list.get("page"))
+            ));
+            for s in &sessions {
+                print_summary(s, out);
+            }
+        }
+        Some(SessionsAction::Summary { id }) => {
+            let summary = client.get(&format!("/api/v1/sessions/{}/summary", encode(id)), &[])?;
+            if out.json {
+                out.json_pretty(&summary);
+            } else {
+                print_summary(&summary, out);
+            }
+        }
+        Some(SessionsAction::Show { id }) => {
+            let log = client.get(&format!("/api/v1/sessions/{}", encode(id)), &[])?;
+            if out.json {
+                out.json_pretty(&log);
+                return Ok(Exit::Ok);
+            }
+            for entry in log.as_array().into_iter().flatten() {
+                out.line(format!(
+                    "{}  {:<8} {:<24} {}  {}",
+                    dim(show(entry.get("timestamp"))),
+                    decision_word(str_field(entry, "policy_decision")),
+                    show(entry.get("tool_name")),
+                    show(entry.get("policy_rule")),
+                    dim(show(entry.get("tool_args")))
+                ));
+                if let Some(status) = entry.get("execution_status").filter(|v| !v.is_null()) {
+                    out.line(format!(
+                        "    result: {} {}",
+                        show(Some(status)),
+                        dim(show(entry.get("execution_duration_ms")) + " ms")
+                    ));
+                }
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn print_summary(s: &Value, out: &Out) {
+    out.line(format!(
+        "{}  {} calls: {} allowed, {} denied, {} approve  {}",
+        bold(show(s.get("session_id"))),
+        show(s.get("total_calls")),
+        show(s.get("allowed_calls")),
+        show(s.get("denied_calls")),
+        show(s.get("approved_calls")),
+        dim(format!(
+            "agent {}, user {}, since {}",
+            show(s.get("agent_id")),
+            show(s.get("user_id")),
+            show(s.get("start_time"))
+        ))
+    ));
 }
 
 /// Percent-encodes a path segment (ids are usually UUIDs; be safe anyway).

@@ -149,6 +149,7 @@ fn dispatch(cli: &Cli, out: &Out) -> Result<Exit, CliError> {
         Command::Interactive => repl::interactive(&server, out),
         Command::Approvals(args) => client::approvals(args, &server, out),
         Command::Audit(args) => client::audit(args, &server, out),
+        Command::Sessions(args) => client::sessions(args, &server, out),
         Command::Completions(args) => {
             let mut cmd = Cli::command();
             let mut stdout = std::io::stdout().lock();

@@ -805,22 +805,13 @@ fn graph_prints_dot() {
 
 #[test]
 fn every_command_has_examples_in_help() {
-    for cmd in [
-        "check",
-        "eval",
-        "explain",
-        "test",
-        "bench",
-        "graph",
-        "serve",
-        "status",
-        "policy",
-        "enforce",
-        "interactive",
-        "approvals",
-        "audit",
-        "completions",
-    ] {
+    use clap::CommandFactory;
+    let commands: Vec<String> = tame_cli::Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    assert!(commands.len() >= 15, "{commands:?}");
+    for cmd in &commands {
         let r = run(tame().arg(cmd).arg("--help"));
         assert_eq!(r.code, 0, "{cmd}: {}", r.stderr);
         assert!(
@@ -1102,6 +1093,37 @@ fn server_commands_against_a_real_server() {
     let r = run(server.tame().arg("audit").arg("verify"));
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("audit chain intact"), "{}", r.stdout);
+
+    // The three enforced calls are in session `cli-test`.
+    let r = run(server
+        .tame()
+        .arg("sessions")
+        .arg("summary")
+        .arg("cli-test")
+        .arg("--json"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let summary: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(summary["total_calls"], 3, "{summary}");
+    assert_eq!(summary["denied_calls"], 1, "{summary}");
+    let r = run(server.tame().arg("sessions").arg("show").arg("cli-test"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout.lines().filter(|l| l.contains("read_file")).count(),
+        2,
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("delete_needs_approval"), "{}", r.stdout);
+    let r = run(server.tame().arg("sessions"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("cli-test"), "{}", r.stdout);
+    let r = run(server
+        .tame()
+        .arg("sessions")
+        .arg("show")
+        .arg("no-such-session"));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("404"), "{}", r.stderr);
 }
 
 #[test]
