@@ -133,3 +133,28 @@ fn host_fn(e: &Entry) -> tame_engine::HostFn {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names() {
+        assert_eq!(parse_type("string"), Ok(Type::String));
+        assert_eq!(parse_type(" str "), Ok(Type::String));
+        assert_eq!(parse_type("list(int)"), Ok(Type::List(Box::new(Type::Int))));
+        assert_eq!(parse_type("map"), Ok(Type::Map(Box::new(Type::Dyn), Box::new(Type::Dyn))));
+        let err = parse_type("float64").unwrap_err();
+        assert!(err.starts_with("unknown type `float64`"), "{err}");
+    }
+
+    #[test]
+    fn function_names() {
+        assert!(valid_name("is_vip"));
+        assert!(valid_name("_x1"));
+        assert!(!valid_name("1x"));
+        assert!(!valid_name("a-b"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a.b"));
+    }
+}
