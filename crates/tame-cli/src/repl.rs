@@ -1,6 +1,8 @@
 //! `tame interactive`: a line-editing shell (rustyline) over the server
 //! commands, like the TameSDK CLI's interactive mode.
 
+use std::io::IsTerminal;
+
 use rustyline::error::ReadlineError;
 
 use crate::Exit;
@@ -123,6 +125,16 @@ fn execute(line: &str, opts: &ServerOpts, out: &Out) -> Result<bool, CliError> {
 pub fn interactive(opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
     let mut editor = rustyline::DefaultEditor::new()
         .map_err(|e| CliError::Other(format!("cannot start the line editor: {e}")))?;
+    // History lives in ~/.tame_history, only for people at a terminal
+    // (piped sessions and tests leave no trace).
+    let history = std::io::stdin()
+        .is_terminal()
+        .then(|| std::env::var_os("HOME"))
+        .flatten()
+        .map(|home| std::path::PathBuf::from(home).join(".tame_history"));
+    if let Some(path) = &history {
+        let _ = editor.load_history(path);
+    }
     out.line(format!(
         "{} interactive mode, server {} {}",
         bold("tame"),
@@ -146,6 +158,9 @@ pub fn interactive(opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
             Err(ReadlineError::Eof) => break,
             Err(e) => return Err(CliError::Other(format!("cannot read input: {e}"))),
         }
+    }
+    if let Some(path) = &history {
+        let _ = editor.save_history(path);
     }
     Ok(Exit::Ok)
 }

@@ -854,6 +854,21 @@ fn no_colour_when_not_a_terminal() {
     );
 }
 
+#[test]
+fn colour_can_be_forced() {
+    let r = run(tame()
+        .arg("--color")
+        .arg("always")
+        .arg("check")
+        .arg(policies_dir().join("example.yml")));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("\u{1b}["),
+        "no escape codes: {:?}",
+        r.stdout
+    );
+}
+
 // ---------------------------------------------------------------- server down
 
 fn dead_url() -> String {
