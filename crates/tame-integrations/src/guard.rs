@@ -275,10 +275,10 @@ impl EmbeddedGuard {
                 "approval_id": verdict.approval_id,
             }));
         }
-        if let Some(id) = &verdict.approval_id {
-            if let Ok(mut pending) = self.pending.lock() {
-                pending.insert(id.clone(), (call.clone(), verdict.clone()));
-            }
+        if let Some(id) = &verdict.approval_id
+            && let Ok(mut pending) = self.pending.lock()
+        {
+            pending.insert(id.clone(), (call.clone(), verdict.clone()));
         }
         if let Ok(mut log) = self.log.lock() {
             log.push(LogEntry {
@@ -359,10 +359,10 @@ impl Guard for EmbeddedGuard {
                 "reason": reason,
             }));
         }
-        if outcome == ApprovalOutcome::Pending {
-            if let Ok(mut pending) = self.pending.lock() {
-                pending.insert(approval_id.to_owned(), (call, verdict));
-            }
+        if outcome == ApprovalOutcome::Pending
+            && let Ok(mut pending) = self.pending.lock()
+        {
+            pending.insert(approval_id.to_owned(), (call, verdict));
         }
         Ok(outcome)
     }

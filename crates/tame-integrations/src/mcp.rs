@@ -100,10 +100,10 @@ pub async fn run_mcp_proxy(opts: McpProxyOptions) -> anyhow::Result<i32> {
         opts.api_key.clone(),
         opts.journal.as_deref(),
     )?;
-    if opts.hide_denied {
-        if let AnyGuard::Remote(remote) = &guard {
-            load_remote_hidden(remote).await;
-        }
+    if opts.hide_denied
+        && let AnyGuard::Remote(remote) = &guard
+    {
+        load_remote_hidden(remote).await;
     }
     run_mcp_proxy_with(Arc::new(guard), &opts, tokio::io::stdin(), tokio::io::stdout()).await
 }
@@ -127,7 +127,15 @@ enum Out {
 enum Pending {
     Plain,
     ToolsList,
-    ToolCall { call: ToolCall, verdict: Verdict, started: Instant },
+    ToolCall(Box<ForwardedCall>),
+}
+
+/// An allowed `tools/call` on its way to the server.
+#[derive(Debug)]
+struct ForwardedCall {
+    call: ToolCall,
+    verdict: Verdict,
+    started: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -497,7 +505,7 @@ async fn enforce_call<G: Guard + 'static>(
     };
     match verdict.decision {
         Action::Allow => {
-            shared.forward_request(&id, line, Pending::ToolCall { call, verdict, started: Instant::now() });
+            shared.forward_request(&id, line, Pending::ToolCall(Box::new(ForwardedCall { call, verdict, started: Instant::now() })));
         }
         Action::Deny => shared.send_client(&refusal(&id, &verdict.reason, verdict_meta(&verdict))),
         Action::Approve => {
@@ -518,7 +526,7 @@ async fn await_approval<G: Guard + 'static>(shared: &Shared<G>, id: Value, call:
     };
     let text = match shared.guard.wait_approval(&approval_id, shared.approval_timeout).await {
         Ok(ApprovalOutcome::Approved) => {
-            shared.forward_request(&id, line, Pending::ToolCall { call, verdict, started: Instant::now() });
+            shared.forward_request(&id, line, Pending::ToolCall(Box::new(ForwardedCall { call, verdict, started: Instant::now() })));
             return;
         }
         Ok(ApprovalOutcome::Rejected(Some(why))) if !why.is_empty() => {
@@ -566,7 +574,8 @@ where
                     continue;
                 }
             }
-            Some(Pending::ToolCall { call, verdict, started }) => {
+            Some(Pending::ToolCall(forwarded)) => {
+                let ForwardedCall { call, verdict, started } = *forwarded;
                 let outcome = call_outcome(&message, started);
                 let shared = Arc::clone(&shared);
                 records.spawn(async move {

@@ -439,10 +439,10 @@ async fn run_local(
         };
     }
     // Non-zero exit: a response written before dying still counts.
-    if let Ok(answer) = &parsed {
-        if answer.get("ok").is_some() {
-            return parse_response(answer);
-        }
+    if let Ok(answer) = &parsed
+        && answer.get("ok").is_some()
+    {
+        return parse_response(answer);
     }
     let how = match status.code() {
         Some(code) => format!("exit code {code}"),

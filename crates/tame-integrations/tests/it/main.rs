@@ -2,8 +2,17 @@
 //! a binary, against stdlib and real `mcp` servers) and the tool runner
 //! (real python3 subprocesses, a local HTTP service).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed expectation should panic with its message"
+)]
+
 mod common;
 mod embedded;
+mod examples;
 mod proxy;
 mod runner;
 mod service;
