@@ -533,6 +533,18 @@ fn unreadable_policy_file_is_named() {
 }
 
 #[test]
+fn binary_policy_file_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("binary.yml");
+    std::fs::write(&path, [0xff_u8, 0xfe, 0x00, 0x9f]).unwrap();
+    let r = run(tame().arg("check").arg(&path));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("cannot read"), "{}", r.stderr);
+    assert!(r.stderr.contains("binary.yml"), "{}", r.stderr);
+    assert!(r.stderr.contains("UTF-8"), "{}", r.stderr);
+}
+
+#[test]
 fn yaml_syntax_error_has_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(
