@@ -192,14 +192,21 @@ pub fn bench(args: &BenchArgs, out: &Out) -> Result<Exit, CliError> {
     out.line(format!(
         "  {}",
         bold(format!(
-            "{:<36} {:>10} {:>7} {:>12}",
-            "rule", "hits", "share", "mean cost"
+            "{:>3} {:<36} {:>10} {:>7} {:>12}",
+            "#", "rule", "hits", "share", "mean cost"
         ))
     ));
-    for (name, hits, avg) in &rows {
+    for (index, (name, hits, avg)) in rows.iter().enumerate() {
         let share = *hits as f64 * 100.0 / total as f64;
+        // Rules in file order; the default has no position.
+        let position = if index + 1 < rows.len() {
+            (index + 1).to_string()
+        } else {
+            String::new()
+        };
         let line = format!(
-            "  {:<36} {:>10} {:>6.1}% {:>12}",
+            "  {:>3} {:<36} {:>10} {:>6.1}% {:>12}",
+            position,
             name,
             hits,
             share,
@@ -214,6 +221,22 @@ pub fn bench(args: &BenchArgs, out: &Out) -> Result<Exit, CliError> {
         } else {
             out.line(line);
         }
+    }
+    // The busiest rule: worth moving up (where the rules before it do not
+    // overlap) or making cheaper.
+    if let Some((index, (name, hits, _))) = rows
+        .iter()
+        .enumerate()
+        .take(rows.len().saturating_sub(1))
+        .max_by_key(|(_, (_, hits, _))| *hits)
+        .filter(|(index, (_, hits, _))| *index > 0 && *hits > 0)
+    {
+        out.line(format!(
+            "  busiest rule: {name} decides {:.1}% of calls as rule {} of {}",
+            *hits as f64 * 100.0 / total as f64,
+            index + 1,
+            rows.len() - 1
+        ));
     }
     out.line(dim(
         "  (cost includes about 20-40 ns of timer overhead per decision)",

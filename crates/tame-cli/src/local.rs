@@ -414,3 +414,33 @@ fn print_trace(trace: &Value, out: &Out) {
         out.line(dim("  no rule matched: the policy's default applied"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_yaml_policies_count_as_policy_files() {
+        assert!(is_policy_file(Path::new("p/coding_agent.yml")));
+        assert!(is_policy_file(Path::new("p/x.yaml")));
+        assert!(!is_policy_file(Path::new("p/coding_agent.tests.yml")));
+        assert!(!is_policy_file(Path::new("p/calls/a.jsonl")));
+        assert!(!is_policy_file(Path::new("p/README.md")));
+    }
+
+    #[test]
+    fn calls_take_now_and_session_facts() {
+        let (req, facts) = parse_call(&json!({
+            "tool_name": "t", "tool_args": {"a": 1},
+            "now": "2026-11-21T06:00:00Z", "session": {"counts": {"t": 2}}
+        }))
+        .unwrap();
+        assert_eq!(&*req.tool, "t");
+        assert_eq!(req.now.to_string(), "2026-11-21T06:00:00Z");
+        assert!(facts.is_some());
+        let err = parse_call(&json!({"tool_name": "t", "now": 5})).unwrap_err();
+        assert!(err.contains("`now` must be"), "{err}");
+        let err = parse_call(&json!("read_file")).unwrap_err();
+        assert!(err.contains("JSON object"), "{err}");
+    }
+}

@@ -480,3 +480,82 @@ fn print_outcome(outcome: &Outcome, out: &Out) {
         out.line(format!("        {}", dim(line)));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> CaseSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn shorthand_cases_build_the_call() {
+        let s = spec(
+            "tool: send_email\nargs: {to: a@b.c}\nuser_id: u1\nsession: {calls: 2}\nnow: '2026-01-01T00:00:00Z'\nexpect: deny\n",
+        );
+        assert_eq!(
+            s.call_json().unwrap(),
+            json!({"tool_name": "send_email", "tool_args": {"to": "a@b.c"}, "user_id": "u1",
+                   "session": {"calls": 2}, "now": "2026-01-01T00:00:00Z"})
+        );
+        assert_eq!(s.rule, None, "absent rule means any rule");
+    }
+
+    #[test]
+    fn rule_null_means_the_default() {
+        let s = spec("tool: x\nexpect: deny\nrule: null\n");
+        assert_eq!(s.rule, Some(None));
+        let s = spec("tool: x\nexpect: deny\nrule: r1\n");
+        assert_eq!(s.rule, Some(Some(String::from("r1"))));
+    }
+
+    #[test]
+    fn a_case_without_a_tool_cannot_run() {
+        let s = spec("args: {}\nexpect: allow\n");
+        assert!(s.call_json().unwrap_err().contains("names no tool"));
+    }
+
+    #[test]
+    fn typos_in_cases_are_errors() {
+        let err = serde_yaml::from_str::<CaseSpec>("tool: x\nexpct: allow\n").unwrap_err();
+        assert!(err.to_string().contains("expct"), "{err}");
+    }
+
+    #[test]
+    fn cases_run_against_a_policy_with_a_diff() {
+        let policy = Policy::from_yaml(
+            "version: \"t\"\ndefault: deny\nrules:\n  - name: reads\n    action: allow\n    tools: [\"read_*\"]\n",
+            "t.yml",
+        )
+        .unwrap();
+        let case = |yaml: &str| Case {
+            name: String::from("c"),
+            origin: String::from("t.tests.yml"),
+            spec: spec(yaml),
+        };
+        let ok = run_case(
+            &policy,
+            &case("tool: read_file\nexpect: allow\nrule: reads\n"),
+        );
+        assert!(ok.pass, "{:?}", ok.diff);
+        let bad = run_case(
+            &policy,
+            &case("tool: write_file\nexpect: allow\nrule: reads\n"),
+        );
+        assert!(!bad.pass);
+        assert_eq!(
+            bad.diff,
+            vec![
+                String::from("decision: expected allow, got deny"),
+                String::from("rule: expected reads, got (default)"),
+            ]
+        );
+        let typo = run_case(&policy, &case("tool: read_file\nexpect: alow\n"));
+        assert!(
+            typo.diff[0].contains("`expect: alow` is not a decision"),
+            "{:?}",
+            typo.diff
+        );
+    }
+}
