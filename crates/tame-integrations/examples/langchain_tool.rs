@@ -58,7 +58,7 @@ impl<G: Guard> GuardedTool<G> {
     /// `invoke` as in LangChain: the text the agent reads back.
     pub async fn invoke(&self, input: Value) -> String {
         let call = ToolCall::new(&self.name, input.clone(), &self.session_id);
-        let verdict = match self.guard.enforce(&call).await {
+        let mut verdict = match self.guard.enforce(&call).await {
             Ok(verdict) => verdict,
             Err(err) => return format!("Tool error: no policy decision ({err:#})"),
         };
@@ -67,7 +67,14 @@ impl<G: Guard> GuardedTool<G> {
             Action::Approve => {
                 let id = verdict.approval_id.clone().unwrap_or_default();
                 match self.guard.wait_approval(&id, Duration::from_secs(30)).await {
-                    Ok(ApprovalOutcome::Approved) => {}
+                    Ok(ApprovalOutcome::Approved) => {
+                        // Use the approval: the same call, asked again.
+                        match self.guard.release(&call, &id).await {
+                            Ok(released) if released.decision == Action::Allow => verdict = released,
+                            Ok(released) => return format!("Tool call denied: {}", released.reason),
+                            Err(err) => return format!("Tool error: {err:#}"),
+                        }
+                    }
                     Ok(ApprovalOutcome::Rejected(why)) => {
                         return format!("Tool call rejected by a human: {}", why.unwrap_or_default());
                     }

@@ -89,7 +89,7 @@ async fn handle_call<G: Guard>(guard: &G, session: &str, tool_call: &Value) -> S
         _ => return json!({"error": "invalid_arguments", "detail": format!("arguments are not a json object: {raw}")}).to_string(),
     };
     let call = ToolCall::new(name, args.clone(), session);
-    let verdict = match guard.enforce(&call).await {
+    let mut verdict = match guard.enforce(&call).await {
         Ok(v) => v,
         Err(err) => return json!({"error": "policy_unavailable", "detail": format!("{err:#}")}).to_string(),
     };
@@ -98,7 +98,14 @@ async fn handle_call<G: Guard>(guard: &G, session: &str, tool_call: &Value) -> S
         Action::Approve => {
             let id = verdict.approval_id.clone().unwrap_or_default();
             match guard.wait_approval(&id, Duration::from_secs(30)).await {
-                Ok(ApprovalOutcome::Approved) => {}
+                Ok(ApprovalOutcome::Approved) => {
+                        // Use the approval: the same call, asked again.
+                        match guard.release(&call, &id).await {
+                            Ok(released) if released.decision == Action::Allow => verdict = released,
+                            Ok(released) => return json!({"error": "denied", "rule": released.rule_name, "reason": released.reason}).to_string(),
+                            Err(err) => return format!("Tool error: {err:#}"),
+                        }
+                    }
                 Ok(ApprovalOutcome::Rejected(why)) => {
                     return json!({"error": "approval_rejected", "approval_id": id, "reason": why}).to_string();
                 }

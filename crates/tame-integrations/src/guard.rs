@@ -115,6 +115,12 @@ pub trait Guard: Send + Sync {
         outcome: &CallOutcome,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
+    /// After approval `approval_id` was granted: the decision that lets
+    /// `call` (the same call) run. The policy is asked again (its deny still
+    /// denies) and the approval is used up; run the call only on `allow`,
+    /// and record its outcome under this verdict's log id.
+    fn release(&self, call: &ToolCall, approval_id: &str) -> impl Future<Output = anyhow::Result<Verdict>> + Send;
+
     /// Waits at most `timeout` for a human to decide approval `approval_id`.
     fn wait_approval(
         &self,
@@ -179,6 +185,8 @@ pub struct EmbeddedGuard {
     approver: Option<Approver>,
     /// Calls waiting for approval, by approval id.
     pending: Mutex<HashMap<String, (ToolCall, Verdict)>>,
+    /// Granted approvals not used yet.
+    approved: Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for EmbeddedGuard {
@@ -200,6 +208,7 @@ impl EmbeddedGuard {
             journal: None,
             approver: None,
             pending: Mutex::new(HashMap::new()),
+            approved: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -231,7 +240,10 @@ impl EmbeddedGuard {
         self.log.lock().map(|log| log.clone()).unwrap_or_default()
     }
 
-    fn decide(&self, call: &ToolCall) -> anyhow::Result<Verdict> {
+    /// Decides `call`; with `release`, the call comes back with an approval:
+    /// a granted approval turns the policy's answer into `allow` (a deny of
+    /// the policy still denies) and is used up.
+    fn decide(&self, call: &ToolCall, release: Option<&str>) -> anyhow::Result<Verdict> {
         let request = Request::from_call_json(&serde_json::to_value(call)?)
             .map_err(|err| anyhow::anyhow!("invalid call of `{}`: {err}", call.tool_name))?;
         let now = request.now;
@@ -240,7 +252,18 @@ impl EmbeddedGuard {
             .lock()
             .map_err(|_| anyhow::anyhow!("session facts are unavailable (a thread panicked)"))?;
         let facts = sessions.entry(call.session_id.clone()).or_default();
-        let decision = self.policy.evaluate(&request, &*facts);
+        let mut decision = self.policy.evaluate(&request, &*facts);
+        if let Some(id) = release {
+            let granted = self.approved.lock().is_ok_and(|mut approved| approved.remove(id));
+            (decision.action, decision.reason) = match (granted, decision.action) {
+                (false, _) => (Action::Deny, format!("approval {id} was not granted").into()),
+                (true, Action::Deny) => (
+                    Action::Deny,
+                    format!("{} (approval {id} does not override a deny of the policy)", decision.reason).into(),
+                ),
+                (true, _) => (Action::Allow, format!("approved (approval {id})").into()),
+            };
+        }
         if decision.action == Action::Allow {
             facts.record(&call.tool_name, now);
         }
@@ -273,6 +296,7 @@ impl EmbeddedGuard {
                 "reason": verdict.reason,
                 "policy_version": verdict.policy_version,
                 "approval_id": verdict.approval_id,
+                "released_approval": release,
             }));
         }
         if let Some(id) = &verdict.approval_id
@@ -295,7 +319,11 @@ impl EmbeddedGuard {
 
 impl Guard for EmbeddedGuard {
     async fn enforce(&self, call: &ToolCall) -> anyhow::Result<Verdict> {
-        self.decide(call)
+        self.decide(call, None)
+    }
+
+    async fn release(&self, call: &ToolCall, approval_id: &str) -> anyhow::Result<Verdict> {
+        self.decide(call, Some(approval_id))
     }
 
     async fn record(
@@ -359,10 +387,18 @@ impl Guard for EmbeddedGuard {
                 "reason": reason,
             }));
         }
-        if outcome == ApprovalOutcome::Pending
-            && let Ok(mut pending) = self.pending.lock()
-        {
-            pending.insert(approval_id.to_owned(), (call, verdict));
+        match outcome {
+            ApprovalOutcome::Pending => {
+                if let Ok(mut pending) = self.pending.lock() {
+                    pending.insert(approval_id.to_owned(), (call, verdict));
+                }
+            }
+            ApprovalOutcome::Approved => {
+                if let Ok(mut approved) = self.approved.lock() {
+                    approved.insert(approval_id.to_owned());
+                }
+            }
+            ApprovalOutcome::Rejected(_) => {}
         }
         Ok(outcome)
     }
@@ -421,6 +457,31 @@ impl RemoteGuard {
             .with_context(|| format!("server's answer to {what} is not json"))
     }
 
+    async fn post_enforce(&self, call: &ToolCall, approval_id: Option<&str>) -> anyhow::Result<Verdict> {
+        let mut body = serde_json::to_value(call)?;
+        if let (Some(id), Value::Object(fields)) = (approval_id, &mut body) {
+            fields.insert("approval_id".to_owned(), Value::String(id.to_owned()));
+        }
+        let response = self
+            .request(reqwest::Method::POST, "/api/v1/enforce")
+            .json(&body)
+            .send()
+            .await
+            .context("cannot reach the tame server")?;
+        let body = Self::json(response, "POST /api/v1/enforce").await?;
+        let decision: Action = serde_json::from_value(body.get("decision").cloned().unwrap_or(Value::Null))
+            .context("server's enforce answer has no valid `decision`")?;
+        Ok(Verdict {
+            decision,
+            rule_name: string_field(&body, "rule_name"),
+            reason: string_field(&body, "reason").unwrap_or_default(),
+            policy_version: string_field(&body, "policy_version").unwrap_or_default(),
+            log_id: string_field(&body, "log_id"),
+            approval_id: string_field(&body, "approval_id"),
+            session_id: string_field(&body, "session_id").unwrap_or_else(|| call.session_id.clone()),
+        })
+    }
+
     /// Asks the server's current policy which of `tools` it denies
     /// unconditionally (`GET /api/v1/policy/current`), for `tools/list`
     /// filtering. Without rule details in the answer nothing is hidden.
@@ -451,24 +512,11 @@ fn string_field(v: &Value, key: &str) -> Option<String> {
 
 impl Guard for RemoteGuard {
     async fn enforce(&self, call: &ToolCall) -> anyhow::Result<Verdict> {
-        let response = self
-            .request(reqwest::Method::POST, "/api/v1/enforce")
-            .json(call)
-            .send()
-            .await
-            .context("cannot reach the tame server")?;
-        let body = Self::json(response, "POST /api/v1/enforce").await?;
-        let decision: Action = serde_json::from_value(body.get("decision").cloned().unwrap_or(Value::Null))
-            .context("server's enforce answer has no valid `decision`")?;
-        Ok(Verdict {
-            decision,
-            rule_name: string_field(&body, "rule_name"),
-            reason: string_field(&body, "reason").unwrap_or_default(),
-            policy_version: string_field(&body, "policy_version").unwrap_or_default(),
-            log_id: string_field(&body, "log_id"),
-            approval_id: string_field(&body, "approval_id"),
-            session_id: string_field(&body, "session_id").unwrap_or_else(|| call.session_id.clone()),
-        })
+        self.post_enforce(call, None).await
+    }
+
+    async fn release(&self, call: &ToolCall, approval_id: &str) -> anyhow::Result<Verdict> {
+        self.post_enforce(call, Some(approval_id)).await
     }
 
     async fn record(
@@ -492,30 +540,32 @@ impl Guard for RemoteGuard {
     }
 
     async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
+        // The server long-polls `/wait` for at most 50 s a request.
         let deadline = Instant::now() + timeout;
-        let path = format!("/api/v1/approvals/{approval_id}");
+        let path = format!("/api/v1/approvals/{approval_id}/wait");
         loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let seconds = left.as_secs_f64().ceil().clamp(1.0, 50.0).to_string();
             let response = self
                 .request(reqwest::Method::GET, &path)
+                .query(&[("timeout", seconds.trim_end_matches(".0"))])
+                .timeout(left + Duration::from_secs(10))
                 .send()
                 .await
                 .context("cannot reach the tame server")?;
             let body = Self::json(response, &format!("GET {path}")).await?;
-            let status = string_field(&body, "status").unwrap_or_default();
-            match status.as_str() {
+            let approval = body.get("approval").unwrap_or(&body);
+            let state = string_field(&body, "state").or_else(|| string_field(approval, "state")).unwrap_or_default();
+            match state.as_str() {
                 "approved" => return Ok(ApprovalOutcome::Approved),
-                "rejected" | "denied" | "expired" => {
-                    let reason = string_field(&body, "reason")
-                        .or_else(|| string_field(&body, "decision_reason"));
+                "rejected" | "expired" => {
+                    let reason = string_field(approval, "decision_reason")
+                        .or_else(|| (state == "expired").then(|| format!("approval {approval_id} expired")));
                     return Ok(ApprovalOutcome::Rejected(reason));
                 }
+                _ if Instant::now() >= deadline => return Ok(ApprovalOutcome::Pending),
                 _ => {}
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(ApprovalOutcome::Pending);
-            }
-            tokio::time::sleep((deadline - now).min(Duration::from_millis(250))).await;
         }
     }
 
@@ -567,6 +617,13 @@ impl Guard for AnyGuard {
         }
     }
 
+    async fn release(&self, call: &ToolCall, approval_id: &str) -> anyhow::Result<Verdict> {
+        match self {
+            AnyGuard::Embedded(g) => g.release(call, approval_id).await,
+            AnyGuard::Remote(g) => g.release(call, approval_id).await,
+        }
+    }
+
     async fn record(&self, verdict: &Verdict, call: &ToolCall, outcome: &CallOutcome) -> anyhow::Result<()> {
         match self {
             AnyGuard::Embedded(g) => g.record(verdict, call, outcome).await,
@@ -600,6 +657,9 @@ impl<G: Guard> Guard for Arc<G> {
         outcome: &CallOutcome,
     ) -> impl Future<Output = anyhow::Result<()>> + Send {
         (**self).record(verdict, call, outcome)
+    }
+    fn release(&self, call: &ToolCall, approval_id: &str) -> impl Future<Output = anyhow::Result<Verdict>> + Send {
+        (**self).release(call, approval_id)
     }
     fn wait_approval(
         &self,

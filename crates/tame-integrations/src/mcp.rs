@@ -518,17 +518,26 @@ async fn enforce_call<G: Guard + 'static>(
 /// Waits (bounded) for the approval of a call, then forwards it or tells
 /// the client why it did not run.
 async fn await_approval<G: Guard + 'static>(shared: &Shared<G>, id: Value, call: ToolCall, verdict: Verdict, line: String) {
-    let name = call.tool_name.as_str();
+    let name = call.tool_name.clone();
     let Some(approval_id) = verdict.approval_id.clone() else {
         let text = format!("tame: `{name}` needs approval but no approval was created: {}", verdict.reason);
         shared.send_client(&refusal(&id, &text, verdict_meta(&verdict)));
         return;
     };
     let text = match shared.guard.wait_approval(&approval_id, shared.approval_timeout).await {
-        Ok(ApprovalOutcome::Approved) => {
-            shared.forward_request(&id, line, Pending::ToolCall(Box::new(ForwardedCall { call, verdict, started: Instant::now() })));
-            return;
-        }
+        Ok(ApprovalOutcome::Approved) => match shared.guard.release(&call, &approval_id).await {
+            Ok(released) if released.decision == Action::Allow => {
+                let forwarded = ForwardedCall { call, verdict: released, started: Instant::now() };
+                shared.forward_request(&id, line, Pending::ToolCall(Box::new(forwarded)));
+                return;
+            }
+            Ok(released) => {
+                let text = format!("tame: approval {approval_id} for `{name}` was granted but the call is denied: {}", released.reason);
+                shared.send_client(&refusal(&id, &text, verdict_meta(&released)));
+                return;
+            }
+            Err(err) => format!("tame: approval {approval_id} for `{name}` was granted but could not be used: {err:#}"),
+        },
         Ok(ApprovalOutcome::Rejected(Some(why))) if !why.is_empty() => {
             format!("tame: approval {approval_id} for `{name}` was rejected: {why}")
         }

@@ -127,7 +127,7 @@ pub async fn run_guarded<G: Guard>(
         error: None,
         trace: planned,
     };
-    let verdict = match guard.enforce(&call).await {
+    let mut verdict = match guard.enforce(&call).await {
         Ok(verdict) => verdict,
         Err(err) => {
             report.reason = format!("no policy decision: {err:#}");
@@ -154,7 +154,27 @@ pub async fn run_guarded<G: Guard>(
                 None => Ok(ApprovalOutcome::Pending),
             };
             match wait {
-                Ok(ApprovalOutcome::Approved) => {}
+                Ok(ApprovalOutcome::Approved) => {
+                    let approval_id = verdict.approval_id.clone().unwrap_or_default();
+                    match guard.release(&call, &approval_id).await {
+                        Ok(released) if released.decision == Action::Allow => verdict = released,
+                        Ok(released) => {
+                            report.error = Some(error("PolicyDenied", &released.reason, "policy_denied"));
+                            report.decision = released.decision;
+                            report.reason = released.reason;
+                            report.log_id = released.log_id;
+                            return report;
+                        }
+                        Err(err) => {
+                            let text = format!("approval {approval_id} was granted but could not be used: {err:#}");
+                            report.error = Some(error("ApprovalPending", &text, "approval_pending"));
+                            return report;
+                        }
+                    }
+                    report.decision = verdict.decision;
+                    report.reason.clone_from(&verdict.reason);
+                    report.log_id.clone_from(&verdict.log_id);
+                }
                 Ok(ApprovalOutcome::Rejected(why)) => {
                     let text = why.unwrap_or_else(|| "the approval was rejected".to_owned());
                     report.error = Some(error("ApprovalRejected", &text, "approval_rejected"));

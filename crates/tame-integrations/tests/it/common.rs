@@ -19,6 +19,8 @@ pub struct ScriptedGuard {
     pub approval: Option<ApprovalOutcome>,
     pub hidden: Vec<String>,
     pub fail: bool,
+    /// The policy denies a call when it comes back approved.
+    pub deny_on_release: bool,
     pub calls: Mutex<Vec<ToolCall>>,
     pub records: Mutex<Vec<(Verdict, CallOutcome)>>,
     pub waited: Mutex<Vec<(String, Duration)>>,
@@ -60,6 +62,19 @@ impl Guard for ScriptedGuard {
             policy_version: "test".to_owned(),
             log_id: Some(format!("log-{n}")),
             approval_id: (decision == Action::Approve).then(|| format!("appr-{n}")),
+            session_id: call.session_id.clone(),
+        })
+    }
+
+    async fn release(&self, call: &ToolCall, approval_id: &str) -> anyhow::Result<Verdict> {
+        let decision = if self.deny_on_release { Action::Deny } else { Action::Allow };
+        Ok(Verdict {
+            decision,
+            rule_name: Some(format!("rule_for_{}", call.tool_name)),
+            reason: format!("released {approval_id}"),
+            policy_version: "test".to_owned(),
+            log_id: Some(format!("released-{approval_id}")),
+            approval_id: None,
             session_id: call.session_id.clone(),
         })
     }

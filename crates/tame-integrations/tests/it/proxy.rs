@@ -145,6 +145,27 @@ async fn approvals_forward_when_approved_and_explain_otherwise() {
 }
 
 #[tokio::test]
+async fn an_approved_call_is_released_before_it_runs() {
+    let mut guard = ScriptedGuard::new(&[("pay", Action::Approve)]);
+    guard.approval = Some(ApprovalOutcome::Approved);
+    let guard = Arc::new(guard);
+    let (_, out) = session(Arc::clone(&guard), mini_server_opts(), &[init(), call(1, "pay", json!({"amount": 5}))], false).await;
+    assert_eq!(by_id(&out, 1)["result"]["isError"], false);
+    // The result is recorded under the release's log entry.
+    assert_eq!(guard.records()[0].0.log_id.as_deref(), Some("released-appr-1"));
+
+    let mut guard = ScriptedGuard::new(&[("pay", Action::Approve)]);
+    guard.approval = Some(ApprovalOutcome::Approved);
+    guard.deny_on_release = true;
+    let guard = Arc::new(guard);
+    let (_, out) = session(Arc::clone(&guard), mini_server_opts(), &[init(), call(1, "pay", json!({"amount": 5}))], false).await;
+    let answer = by_id(&out, 1);
+    assert_eq!(answer["result"]["isError"], true);
+    assert!(text_of(&answer).contains("granted but the call is denied: released appr-1"), "{answer:#}");
+    assert!(guard.records().is_empty());
+}
+
+#[tokio::test]
 async fn hide_denied_filters_tools_list() {
     let mut guard = ScriptedGuard::new(&[]);
     guard.hidden = vec!["delete_file".into(), "crash".into()];
