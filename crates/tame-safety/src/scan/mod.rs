@@ -203,9 +203,8 @@ impl Scanner {
     /// Findings in a single string (paths are `$`).
     #[must_use]
     pub fn scan_str(&self, text: &str) -> Vec<Finding> {
-        let mut cache = self.automaton.create_cache();
         let mut hits = Vec::new();
-        self.hits_in(&mut cache, text, None, &mut hits);
+        self.hits_in(text, None, &mut hits);
         hits.iter()
             .map(|h| make_finding(h, text, "$".to_owned(), Location::Value))
             .collect()
@@ -264,7 +263,6 @@ impl Scanner {
     /// Like [`Scanner::redact`], but only replaces findings for which `select`
     /// returns true (e.g. secrets only); the others are left in place and not returned.
     pub fn redact_where(&self, value: &mut Value, select: impl Fn(Kind) -> bool) -> Vec<Finding> {
-        let mut cache = self.automaton.create_cache();
         let mut out = Vec::new();
         // Stack of (path segments to the node, node, parent member name).
         let mut stack: Vec<(Vec<Segment<'static>>, &mut Value, Option<String>)> =
@@ -277,7 +275,6 @@ impl Scanner {
                 Value::String(s) => {
                     let p = format_path(&path);
                     if let Some(new) = self.redact_text(
-                        &mut cache,
                         s,
                         parent_key.as_deref(),
                         &select,
@@ -306,15 +303,9 @@ impl Scanner {
                     let mut renames = Vec::new();
                     for key in map.keys() {
                         let mut found = Vec::new();
-                        if let Some(new_key) = self.redact_text(
-                            &mut cache,
-                            key,
-                            None,
-                            &select,
-                            "",
-                            Location::Key,
-                            &mut found,
-                        ) {
+                        if let Some(new_key) =
+                            self.redact_text(key, None, &select, "", Location::Key, &mut found)
+                        {
                             let mut p = path.clone();
                             p.push(Segment::Key(Cow::Owned(new_key.clone())));
                             let p = format_path(&p);
@@ -348,18 +339,9 @@ impl Scanner {
     /// Redacts one string, returning the new text and the findings.
     #[must_use]
     pub fn redact_str(&self, text: &str) -> (String, Vec<Finding>) {
-        let mut cache = self.automaton.create_cache();
         let mut findings = Vec::new();
         let redacted = self
-            .redact_text(
-                &mut cache,
-                text,
-                None,
-                &|_| true,
-                "$",
-                Location::Value,
-                &mut findings,
-            )
+            .redact_text(text, None, &|_| true, "$", Location::Value, &mut findings)
             .unwrap_or_else(|| text.to_owned());
         (redacted, findings)
     }
@@ -369,13 +351,8 @@ impl Scanner {
     /// `AKIA…EXAMPLEalice@example.com`); at most four rounds. Findings of
     /// later rounds carry ranges in the partly redacted text. Returns `None`
     /// when nothing was found.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "internal helper shared by the redaction entry points"
-    )]
     fn redact_text(
         &self,
-        cache: &mut meta::Cache,
         text: &str,
         member: Option<&str>,
         select: &dyn Fn(Kind) -> bool,
@@ -390,7 +367,7 @@ impl Scanner {
             hits.clear();
             // The member-name rule only applies to the original value.
             let member = if current.is_none() { member } else { None };
-            self.hits_in(cache, source, member, &mut hits);
+            self.hits_in(source, member, &mut hits);
             hits.retain(|h| select(h.kind));
             if hits.is_empty() {
                 break;
@@ -407,7 +384,6 @@ impl Scanner {
     /// Visits every finding in document order; returns true when the depth
     /// limit left containers unscanned.
     fn walk(&self, root: &Value, visit: &mut dyn FnMut(Finding) -> ControlFlow<()>) -> bool {
-        let mut cache = self.automaton.create_cache();
         let mut hits = Vec::new();
         let mut depth_exceeded = false;
         let mut path: Vec<Segment<'_>> = Vec::new();
@@ -422,7 +398,7 @@ impl Scanner {
             match node {
                 Value::String(s) => {
                     hits.clear();
-                    self.hits_in(&mut cache, s, parent_key, &mut hits);
+                    self.hits_in(s, parent_key, &mut hits);
                     if !hits.is_empty() {
                         let p = format_path(&path);
                         for h in &hits {
@@ -455,7 +431,7 @@ impl Scanner {
                     let first_child = stack.len();
                     for (key, child) in map.iter() {
                         hits.clear();
-                        self.hits_in(&mut cache, key, None, &mut hits);
+                        self.hits_in(key, None, &mut hits);
                         let seg = if hits.is_empty() {
                             Segment::Key(Cow::Borrowed(key.as_str()))
                         } else {
@@ -485,18 +461,12 @@ impl Scanner {
 
     /// The confirmed, de-overlapped matches in one string. `member` is the
     /// name of the object member holding the string, if any.
-    fn hits_in(
-        &self,
-        cache: &mut meta::Cache,
-        text: &str,
-        member: Option<&str>,
-        out: &mut Vec<Hit>,
-    ) {
+    fn hits_in(&self, text: &str, member: Option<&str>, out: &mut Vec<Hit>) {
         let start_len = out.len();
         if text.len() >= MIN_CANDIDATE_LEN {
             let mut input = Input::new(text);
             let mut skip_until = 0usize;
-            while let Some(m) = self.automaton.search_with(cache, &input) {
+            while let Some(m) = self.automaton.search(&input) {
                 let next = m.end().max(m.start() + 1);
                 if m.start() >= skip_until {
                     let rule = self.rules.get(m.pattern().as_usize()).copied();

@@ -201,9 +201,15 @@ fn draft_2020_12_keywords_work() {
         "$.pair[2]"
     );
     // `dependentRequired` reports the missing dependency's path.
-    let err = s.validate_args("t", &json!({"pair": ["a", 1]})).unwrap_err();
+    let err = s
+        .validate_args("t", &json!({"pair": ["a", 1]}))
+        .unwrap_err();
     assert_eq!(err.json_path, "$.n");
-    assert!(err.schema_path.contains("dependentRequired"), "{}", err.schema_path);
+    assert!(
+        err.schema_path.contains("dependentRequired"),
+        "{}",
+        err.schema_path
+    );
     assert_eq!(
         s.validate_args("t", &json!({"when": "yesterday"}))
             .unwrap_err()
