@@ -510,11 +510,6 @@ fn receiver_call(
 fn build_primary(pair: Pair<'_, Rule>) -> Res<Expr> {
     let span = span_of(&pair);
     match pair.as_rule() {
-        Rule::null_lit => Ok(Expr::new(ExprKind::Literal(Literal::Null), span)),
-        Rule::bool_lit => Ok(Expr::new(
-            ExprKind::Literal(Literal::Bool(pair.as_str() == "true")),
-            span,
-        )),
         Rule::number => Ok(Expr::new(
             ExprKind::Literal(parse_number(pair, false, span)?),
             span,
@@ -549,15 +544,28 @@ fn build_ident(pair: Pair<'_, Rule>) -> Res<Expr> {
     let span = span_of(&pair);
     let mut name = None;
     let mut call_args = None;
+    let mut has_dot = false;
     for p in pair.into_inner() {
         match p.as_rule() {
             Rule::ident => name = Some(p),
             Rule::call_args => call_args = Some(p),
-            _ => {}
+            _ => has_dot = true,
         }
     }
     let name = name.ok_or_else(|| missing(span, "name"))?;
     let text = name.as_str();
+    let keyword = match text {
+        "true" => Some(Literal::Bool(true)),
+        "false" => Some(Literal::Bool(false)),
+        "null" => Some(Literal::Null),
+        _ => None,
+    };
+    if let Some(lit) = keyword
+        && call_args.is_none()
+        && !has_dot
+    {
+        return Ok(Expr::new(ExprKind::Literal(lit), span));
+    }
     if is_reserved(text) {
         return Err(
             ParseError::new(format!("`{text}` is a reserved word"), span_of(&name))

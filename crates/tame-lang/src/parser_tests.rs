@@ -391,3 +391,20 @@ fn unclosed_brackets_get_a_hint() {
     let e = err("a ? (b : c");
     assert!(e.help.is_some_and(|h| h.contains("`(` is never closed")));
 }
+
+#[test]
+fn keywords_are_literals_only_alone() {
+    assert_eq!(lit("true"), Literal::Bool(true));
+    assert_eq!(p("true.x"), "true.x");
+    assert!(err("true()").message.contains("reserved"));
+    assert!(err(".null").message.contains("reserved"));
+    assert_eq!(p("null == nullx"), "null == nullx");
+}
+
+#[test]
+fn whitespace_and_comments() {
+    assert_eq!(p("a\t&&\r\n\x0Cb // trailing"), "a && b");
+    assert_eq!(p("// leading\na"), "a");
+    assert!(parse("a = = b").is_err(), "operators cannot contain blanks");
+    assert!(parse("a & & b").is_err());
+}

@@ -210,3 +210,27 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// The checker never panics, and a tree that checks still checks
+    /// (with the same type) after printing and re-parsing.
+    #[test]
+    fn check_never_panics_and_survives_printing(ast in expr()) {
+        let registry = tame_lang::Registry::builtins();
+        let mut env = tame_lang::CheckEnv::policy(&registry);
+        for n in ["x", "android", "order", "nothing", "in_range", "_tmp1"] {
+            env.declare(n, tame_lang::Type::Dyn);
+        }
+        let first = tame_lang::check(&ast, &env);
+        let printed = ast.to_string();
+        if let Ok(reparsed) = parse(&printed) {
+            let again = tame_lang::check(&reparsed, &env);
+            prop_assert_eq!(first.is_ok(), again.is_ok());
+            if let (Ok(a), Ok(b)) = (first, again) {
+                prop_assert_eq!(a, b);
+            }
+        }
+    }
+}
