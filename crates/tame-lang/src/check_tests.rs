@@ -47,6 +47,7 @@ fn policy_conditions_check_as_bool() {
         "session.calls > 100",
         "has_secret(args) || has_pii(tool_args)",
         r#"size(secrets(args)) > 0"#,
+        r#"secrets(args).exists(s, s.kind == "aws_key")"#,
         r#"ip(args.addr).in_cidr("10.0.0.0/8") || in_cidr(args.addr, "192.168.0.0/16")"#,
         r#"url(args.to).host == "example.com""#,
         r#"lower(tool) == "x" && tool.upper().trim() == "X""#,

@@ -18,9 +18,11 @@
 //! - `url(s)` parses a URL into a `map(string, string)` with the keys
 //!   `scheme`, `host`, `port`, `path`, `query` and `fragment`, so
 //!   `url(args.to).host == "example.com"` works.
-//! - `has_secret(x)`, `has_pii(x)`, `secrets(x)`: payload scanners. They are
-//!   declared here without an implementation; the engine supplies one with
-//!   [`Registry::register_host`].
+//! - `has_secret(x) -> bool`, `has_pii(x) -> bool` and
+//!   `secrets(x) -> list(map(string, string))` (one `{kind, category, path,
+//!   preview}` map per finding): payload scanners. They are declared here
+//!   without an implementation; the engine supplies one with
+//!   [`Registry::register_host`] and exactly these signatures.
 //! - Session facts on the `session` root: `session.count(tool)`,
 //!   `session.count(tool, window)`, `session.called(tool)`.
 
@@ -204,7 +206,7 @@ impl Registry {
         // Tame: payload scanners, implemented by the embedder
         r.slot("has_secret", vec![Dyn], Bool);
         r.slot("has_pii", vec![Dyn], Bool);
-        r.slot("secrets", vec![Dyn], list(Str));
+        r.slot("secrets", vec![Dyn], list(map(Str, Str)));
         // Tame: session facts
         r.method("count", vec![Session, Str], Int);
         r.method("count", vec![Session, Str, Duration], Int);
