@@ -105,7 +105,7 @@ pub async fn enforce(State(state): State<AppState>, headers: HeaderMap, JsonBody
         let (decision, new_approval, release) = match &approval {
             None => {
                 let new_approval = (evaluated.action == Action::Approve).then(|| NewApproval {
-                    id: uuid::Uuid::new_v4().to_string(),
+                    id: uuid::Uuid::now_v7().to_string(),
                     call_hash: hash.clone(),
                     expires_at: now
                         .checked_add(state.limits().approval_timeout)
@@ -119,7 +119,8 @@ pub async fn enforce(State(state): State<AppState>, headers: HeaderMap, JsonBody
         (decision, new_approval, release)
     };
 
-    let log_id = uuid::Uuid::new_v4().to_string();
+    // Time-ordered ids keep the audit log's id index append-only.
+    let log_id = uuid::Uuid::now_v7().to_string();
     let timestamp = format_timestamp(now);
     let rule_name = decision.rule_name.as_deref().map(str::to_string);
     let reason = decision.reason.to_string();

@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let mut inflight = std::collections::VecDeque::new();
                 for i in 0..total / 4 {
                     inflight.push_back(store.record_decision(NewDecision {
-                        log_id: uuid::Uuid::new_v4().to_string(),
+                        log_id: uuid::Uuid::now_v7().to_string(),
                         session_id: format!("s{}", (t * 1000 + i / 50) % 2000),
                         timestamp: jiff::Timestamp::now(),
                         tool_name: "read_file".into(),

@@ -70,24 +70,25 @@ CREATE TABLE IF NOT EXISTS audit (
     ts TEXT NOT NULL,
     session_id TEXT,
     ref_id TEXT,
+    session_prev INTEGER,
     body TEXT NOT NULL,
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS audit_session ON audit(session_id, seq);
 CREATE INDEX IF NOT EXISTS audit_ref ON audit(ref_id, seq);
 CREATE TABLE IF NOT EXISTS sessions (
     session_id TEXT PRIMARY KEY,
     start_time TEXT NOT NULL,
     end_time TEXT NOT NULL,
     last_seq INTEGER NOT NULL,
+    tail_seq INTEGER NOT NULL,
     total INTEGER NOT NULL,
     allowed INTEGER NOT NULL,
     denied INTEGER NOT NULL,
     approved INTEGER NOT NULL,
     agent_id TEXT,
     user_id TEXT
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_last ON sessions(last_seq);
 CREATE TABLE IF NOT EXISTS approvals (
     id TEXT PRIMARY KEY,
@@ -159,11 +160,18 @@ impl Done {
     }
 }
 
-/// The head of the chain: last sequence number and its hash.
-#[derive(Clone, Debug)]
+/// The head of the chain (last sequence number and its hash) and, per
+/// session, its last record: records of a session are linked through
+/// `session_prev`, so a session's log is read without a session index
+/// (random inserts into such an index dominated the write cost).
+#[derive(Debug)]
 struct Chain {
     seq: u64,
     hash: String,
+    /// Last record of each session seen by this writer.
+    tails: HashMap<String, u64>,
+    /// Sessions with records in the current batch.
+    touched: HashSet<String>,
 }
 
 /// The SQLite store. Cheap to share behind an `Arc`; dropping it drains
@@ -265,18 +273,24 @@ impl SqliteStore {
             Durability::Normal => "NORMAL",
         };
         conn.pragma_update(None, "synchronous", sync)?;
+        // Checkpoint less often: hot pages are copied once per checkpoint.
+        conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
         conn.execute_batch(SCHEMA)?;
         let chain = conn
             .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
                 Ok(Chain {
                     seq: r.get::<_, i64>(0)?.try_into().unwrap_or(0),
                     hash: r.get(1)?,
+                    tails: HashMap::new(),
+                    touched: HashSet::new(),
                 })
             })
             .optional()?
             .unwrap_or(Chain {
                 seq: 0,
                 hash: GENESIS.to_string(),
+                tails: HashMap::new(),
+                touched: HashSet::new(),
             });
         let mut unloaded = HashSet::new();
         {
@@ -347,12 +361,11 @@ impl SqliteStore {
     fn load_facts(&self, session_id: &str) -> StoreResult<SessionState> {
         self.with_reader(|conn| {
             let mut state = SessionState::default();
-            let mut stmt = conn.prepare_cached(
-                "SELECT body FROM audit WHERE session_id = ?1 AND kind = 'decision' ORDER BY seq",
-            )?;
-            let rows = stmt.query_map([session_id], |r| r.get::<_, String>(0))?;
-            for body in rows {
-                let body: Value = serde_json::from_str(&body?).unwrap_or(Value::Null);
+            for (_, kind, body) in session_records(conn, session_id)? {
+                if kind != "decision" {
+                    continue;
+                }
+                let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
                 let allowed = body.get("decision").and_then(Value::as_str) == Some("allow");
                 let tool = body.get("tool_name").and_then(Value::as_str);
                 let at = body
@@ -366,6 +379,40 @@ impl SqliteStore {
             Ok(state)
         })
     }
+}
+
+/// A session's records `(seq, kind, body)` in order, following the
+/// `session_prev` links back from the session's last record. A read
+/// transaction keeps the walk consistent while the writer goes on.
+fn session_records(conn: &Connection, session_id: &str) -> StoreResult<Vec<(u64, String, String)>> {
+    conn.execute_batch("BEGIN")?;
+    let walk = (|| -> StoreResult<Vec<(u64, String, String)>> {
+        let tail: Option<i64> = conn
+            .prepare_cached("SELECT tail_seq FROM sessions WHERE session_id = ?1")?
+            .query_row([session_id], |r| r.get(0))
+            .optional()?;
+        let mut out = Vec::new();
+        let mut next = tail;
+        let mut stmt = conn.prepare_cached("SELECT kind, body, session_prev, session_id FROM audit WHERE seq = ?1")?;
+        while let Some(seq) = next {
+            let row: Option<(String, String, Option<i64>, Option<String>)> = stmt
+                .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .optional()?;
+            // A missing or foreign record (a damaged log) ends the walk;
+            // `verify` names it.
+            let Some((kind, body, prev, owner)) = row else { break };
+            if owner.as_deref() != Some(session_id) {
+                break;
+            }
+            out.push((u64::try_from(seq).unwrap_or(0), kind, body));
+            // Links point strictly backwards, so the walk ends.
+            next = prev.filter(|p| *p < seq);
+        }
+        out.reverse();
+        Ok(out)
+    })();
+    let _ = conn.execute_batch("COMMIT");
+    walk
 }
 
 impl Drop for SqliteStore {
@@ -415,7 +462,7 @@ fn record_mac(
     mac: &HmacSha256,
     prev_hash: &str,
     seq: u64,
-    fields: [Option<&str>; 5],
+    fields: [Option<&str>; 6],
 ) -> String {
     let mut m = mac.clone();
     m.update(prev_hash.as_bytes());
@@ -452,7 +499,8 @@ impl Writer {
     /// unknown log, a used approval) fails alone: checks come before any
     /// write. A database error fails the whole batch, which is rolled back.
     fn commit_batch(&mut self, batch: Vec<Job>) {
-        let saved = self.chain.clone();
+        let saved = (self.chain.seq, self.chain.hash.clone());
+        self.chain.touched.clear();
         let mut done = Vec::with_capacity(batch.len());
         let mut fatal: Option<String> = None;
         match self.conn.transaction() {
@@ -488,7 +536,9 @@ impl Writer {
             None => done.into_iter().for_each(|d| d.finish(None)),
             Some(e) => {
                 tracing::error!(error = %e, "audit batch failed to commit");
-                self.chain = saved;
+                (self.chain.seq, self.chain.hash) = saved;
+                // The session tails may name rolled-back records: reload them.
+                self.chain.tails.clear();
                 let msg = format!("the audit batch was not committed: {e}");
                 done.into_iter().for_each(|d| d.finish(Some(&msg)));
             }
@@ -511,18 +561,33 @@ struct SessionDelta {
 }
 
 /// Writes the batch's session summaries and the chain head.
-fn finish_batch(tx: &Connection, chain: &Chain, sessions: HashMap<String, SessionDelta>) -> StoreResult<()> {
+fn finish_batch(tx: &Connection, chain: &Chain, mut sessions: HashMap<String, SessionDelta>) -> StoreResult<()> {
     let mut upsert = tx.prepare_cached(
-        "INSERT INTO sessions(session_id, start_time, end_time, last_seq, total, allowed, denied, approved, agent_id, user_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT(session_id) DO UPDATE SET end_time = excluded.end_time, last_seq = excluded.last_seq,
+        "INSERT INTO sessions(session_id, start_time, end_time, last_seq, tail_seq, total, allowed, denied, approved, agent_id, user_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT(session_id) DO UPDATE SET
+           end_time = CASE WHEN excluded.total > 0 THEN excluded.end_time ELSE end_time END,
+           last_seq = CASE WHEN excluded.total > 0 THEN excluded.last_seq ELSE last_seq END,
+           tail_seq = excluded.tail_seq,
            total = total + excluded.total, allowed = allowed + excluded.allowed, denied = denied + excluded.denied,
            approved = approved + excluded.approved,
            agent_id = COALESCE(agent_id, excluded.agent_id), user_id = COALESCE(user_id, excluded.user_id)",
     )?;
-    for (id, d) in sessions {
+    for id in &chain.touched {
+        let Some(&tail) = chain.tails.get(id) else { continue };
+        let d = sessions.remove(id).unwrap_or_default();
         upsert.execute(params![
-            id, d.start, d.end, d.last_seq, d.total, d.allowed, d.denied, d.approved, d.agent_id, d.user_id
+            id,
+            d.start,
+            d.end,
+            d.last_seq,
+            i64::try_from(tail).unwrap_or(i64::MAX),
+            d.total,
+            d.allowed,
+            d.denied,
+            d.approved,
+            d.agent_id,
+            d.user_id
         ])?;
     }
     tx.prepare_cached(
@@ -602,10 +667,27 @@ fn append(
 ) -> StoreResult<u64> {
     let seq = chain.seq.saturating_add(1);
     let body = canonical_json(body);
-    let hash = record_mac(mac, &chain.hash, seq, [Some(kind), Some(ts), session_id, ref_id, Some(&body)]);
+    let session_prev = match session_id {
+        Some(sid) => match chain.tails.get(sid) {
+            Some(&prev) => Some(prev),
+            None => tx
+                .prepare_cached("SELECT tail_seq FROM sessions WHERE session_id = ?1")?
+                .query_row([sid], |r| r.get::<_, i64>(0))
+                .optional()?
+                .and_then(|p| u64::try_from(p).ok()),
+        },
+        None => None,
+    };
+    let prev_text = session_prev.map(|p| p.to_string());
+    let hash = record_mac(
+        mac,
+        &chain.hash,
+        seq,
+        [Some(kind), Some(ts), session_id, ref_id, prev_text.as_deref(), Some(&body)],
+    );
     tx.prepare_cached(
-        "INSERT INTO audit(seq, kind, ts, session_id, ref_id, body, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO audit(seq, kind, ts, session_id, ref_id, session_prev, body, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         i64::try_from(seq).unwrap_or(i64::MAX),
@@ -613,11 +695,19 @@ fn append(
         ts,
         session_id,
         ref_id,
+        session_prev.and_then(|p| i64::try_from(p).ok()),
         body,
         chain.hash,
         hash
     ])?;
-    *chain = Chain { seq, hash };
+    chain.seq = seq;
+    chain.hash = hash;
+    if let Some(sid) = session_id {
+        chain.tails.insert(sid.to_string(), seq);
+        if !chain.touched.contains(sid) {
+            chain.touched.insert(sid.to_string());
+        }
+    }
     Ok(seq)
 }
 
@@ -866,18 +956,13 @@ fn apply_result(entry: &mut LogEntry, body: &Value) {
     entry.tool_result = Some(result);
 }
 
-fn read_entries(conn: &Connection, sql: &str, key: &str) -> StoreResult<Vec<LogEntry>> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map([key], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
-    })?;
+fn entries_from_records(records: Vec<(u64, String, String)>) -> Vec<LogEntry> {
     let mut entries: Vec<LogEntry> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
-    for row in rows {
-        let (seq, kind, body) = row?;
+    for (seq, kind, body) in records {
         let body = parse_body(&body);
         if kind == "decision" {
-            let entry = entry_from_decision(u64::try_from(seq).unwrap_or(0), &body);
+            let entry = entry_from_decision(seq, &body);
             index.insert(entry.id.clone(), entries.len());
             entries.push(entry);
         } else if let Some(entry) = s(&body, "log_id")
@@ -887,7 +972,17 @@ fn read_entries(conn: &Connection, sql: &str, key: &str) -> StoreResult<Vec<LogE
             apply_result(entry, &body);
         }
     }
-    Ok(entries)
+    entries
+}
+
+fn records_by_ref(conn: &Connection, ref_id: &str) -> StoreResult<Vec<(u64, String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, kind, body FROM audit WHERE ref_id = ?1 AND kind IN ('decision', 'result') ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([ref_id], |r| {
+        Ok((u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0), r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionSummary> {
@@ -1035,22 +1130,14 @@ impl Store for SqliteStore {
 
     fn session_log(&self, session_id: &str) -> StoreResult<Option<Vec<LogEntry>>> {
         self.with_reader(|conn| {
-            let entries = read_entries(
-                conn,
-                "SELECT seq, kind, body FROM audit WHERE session_id = ?1 AND kind IN ('decision', 'result') ORDER BY seq",
-                session_id,
-            )?;
+            let entries = entries_from_records(session_records(conn, session_id)?);
             Ok(if entries.is_empty() { None } else { Some(entries) })
         })
     }
 
     fn log_entry(&self, log_id: &str) -> StoreResult<Option<LogEntry>> {
         self.with_reader(|conn| {
-            let entries = read_entries(
-                conn,
-                "SELECT seq, kind, body FROM audit WHERE ref_id = ?1 AND kind IN ('decision', 'result') ORDER BY seq",
-                log_id,
-            )?;
+            let entries = entries_from_records(records_by_ref(conn, log_id)?);
             Ok(entries.into_iter().next())
         })
     }
@@ -1106,7 +1193,7 @@ impl Store for SqliteStore {
     fn export(&self, out: &mut dyn Write) -> StoreResult<u64> {
         self.with_reader(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash FROM audit ORDER BY seq",
+                "SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev FROM audit ORDER BY seq",
             )?;
             let mut rows = stmt.query([])?;
             let mut n = 0u64;
@@ -1118,6 +1205,7 @@ impl Store for SqliteStore {
                 line.insert("ts".into(), json!(r.get::<_, String>(2)?));
                 line.insert("session_id".into(), json!(r.get::<_, Option<String>>(3)?));
                 line.insert("ref_id".into(), json!(r.get::<_, Option<String>>(4)?));
+                line.insert("session_prev".into(), json!(r.get::<_, Option<i64>>(8)?));
                 line.insert("record".into(), serde_json::from_str(&body).unwrap_or(Value::String(body)));
                 line.insert("prev_hash".into(), json!(r.get::<_, String>(6)?));
                 line.insert("hash".into(), json!(r.get::<_, String>(7)?));
@@ -1137,7 +1225,7 @@ impl Store for SqliteStore {
 
 fn verify_chain(conn: &Connection, mac: &HmacSha256) -> StoreResult<VerifyReport> {
     let mut stmt = conn.prepare(
-        "SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash FROM audit ORDER BY seq",
+        "SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev FROM audit ORDER BY seq",
     )?;
     let mut rows = stmt.query([])?;
     let mut expected_seq = 1u64;
@@ -1159,6 +1247,7 @@ fn verify_chain(conn: &Connection, mac: &HmacSha256) -> StoreResult<VerifyReport
         let body: String = r.get(5)?;
         let prev_hash: String = r.get(6)?;
         let hash: String = r.get(7)?;
+        let session_prev = r.get::<_, Option<i64>>(8)?.map(|p| p.to_string());
         records += 1;
         if seq != expected_seq {
             first_problem = Some(problem(
@@ -1177,7 +1266,7 @@ fn verify_chain(conn: &Connection, mac: &HmacSha256) -> StoreResult<VerifyReport
             mac,
             &prev,
             seq,
-            [Some(&kind), Some(&ts), session.as_deref(), ref_id.as_deref(), Some(&body)],
+            [Some(&kind), Some(&ts), session.as_deref(), ref_id.as_deref(), session_prev.as_deref(), Some(&body)],
         );
         if prev_hash != prev || computed != hash {
             let what = ref_id.as_deref().map(|r| format!(" ({kind} `{r}`)")).unwrap_or_default();

@@ -410,3 +410,60 @@ fn sessions_are_paged_and_filtered() {
         .unwrap();
     assert_eq!(odd.total_count, 2);
 }
+
+#[test]
+fn a_session_log_links_across_restarts_and_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        let tickets: Vec<_> = (0..50)
+            .map(|i| {
+                let session = if i % 2 == 0 { "even" } else { "odd" };
+                store.record_decision(decision(&format!("l{i}"), session, "t", Action::Allow, "2026-11-21T06:00:00Z"))
+            })
+            .collect();
+        for t in tickets {
+            t.wait().unwrap();
+        }
+        store
+            .record_result(NewResult {
+                session_id: "odd".into(),
+                log_id: "l1".into(),
+                timestamp: ts("2026-11-21T06:00:01Z"),
+                result: json!({"status": "error", "error_message": "boom"}),
+            })
+            .wait()
+            .unwrap();
+    }
+    let store = open(&dir);
+    store
+        .record_decision(decision("l-after", "even", "t", Action::Deny, "2026-11-21T07:00:00Z"))
+        .wait()
+        .unwrap();
+    let even = store.session_log("even").unwrap().unwrap();
+    assert_eq!(even.len(), 26);
+    assert_eq!(even.first().unwrap().id, "l0");
+    assert_eq!(even.last().unwrap().id, "l-after");
+    assert!(even.windows(2).all(|w| w[0].seq < w[1].seq));
+    let odd = store.session_log("odd").unwrap().unwrap();
+    assert_eq!(odd.len(), 25);
+    assert_eq!(odd[0].error_message.as_deref(), Some("boom"));
+    let summary = store.session_summary("even").unwrap().unwrap();
+    assert_eq!((summary.total_calls, summary.denied_calls), (26, 1));
+    assert!(store.verify().unwrap().valid);
+}
+
+#[test]
+fn editing_a_session_link_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for i in 0..3 {
+        store
+            .record_decision(decision(&format!("l{i}"), "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
+            .wait()
+            .unwrap();
+    }
+    sqlite(&dir).exec("UPDATE audit SET session_prev = NULL WHERE seq = 3");
+    let problem = store.verify().unwrap().first_problem.unwrap();
+    assert_eq!((problem.kind, problem.seq), (ChainProblemKind::Edited, 3));
+}

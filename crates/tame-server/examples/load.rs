@@ -1,0 +1,216 @@
+//! Load generator: drives `POST /api/v1/enforce` (audit logging on) and the
+//! trivial `GET /health` of the same server, one after the other in the
+//! same run, and reports requests/s, p50, p99 and the enforce/health ratio.
+//!
+//! ```text
+//! cargo run --release -p tame-server --example load -- [--connections 32] [--seconds 5]
+//!     [--addr HOST:PORT] [--durability full|normal] [--max-requests N]
+//! ```
+//!
+//! Without `--addr` it starts the server in this process (own runtime with
+//! two worker threads, SQLite in a temporary directory, the policy below)
+//! and drives it over loopback from a separate single-threaded client
+//! runtime. With `--addr` it drives a running server (which must accept
+//! the calls below without an API key, or set `TAME_API_KEY`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+const POLICY: &str = r#"
+version: "load-1"
+default: deny
+rules:
+  - name: block_system_files
+    action: deny
+    tools: ["read_file", "write_*"]
+    condition: 'args.path.startsWith("/etc/") or glob(args.path, "/root/**")'
+    reason: "System paths are off limits ({args.path})"
+  - name: rate_limit_email
+    action: deny
+    tools: ["send_email"]
+    condition: 'session.count("send_email", duration("1h")) >= 20'
+  - name: no_post_after_secret
+    action: deny
+    tools: ["http_post"]
+    condition: 'session.called("read_secret")'
+  - name: allow_reads
+    action: allow
+    tools: ["read_*", "list_*", "search_*", "send_email", "http_post"]
+"#;
+
+struct Args {
+    connections: usize,
+    seconds: u64,
+    addr: Option<SocketAddr>,
+    durability: String,
+    max_requests: u64,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args { connections: 32, seconds: 5, addr: None, durability: "full".into(), max_requests: 5_000_000 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--connections" => args.connections = value()?.parse()?,
+            "--seconds" => args.seconds = value()?.parse()?,
+            "--addr" => args.addr = Some(value()?.parse()?),
+            "--durability" => args.durability = value()?,
+            "--max-requests" => args.max_requests = value()?.parse()?,
+            other => anyhow::bail!("unknown flag `{other}`"),
+        }
+    }
+    Ok(args)
+}
+
+fn body_for(conn: usize, i: u64) -> String {
+    let session = format!("load-{}", (conn as u64 * 7919 + i / 50) % 2000);
+    match i % 5 {
+        0 => format!(r#"{{"tool_name":"read_file","tool_args":{{"path":"/etc/shadow"}},"session_id":"{session}","agent_id":"bench"}}"#),
+        1 => format!(r#"{{"tool_name":"send_email","tool_args":{{"to":"a@example.com","subject":"hi {i}"}},"session_id":"{session}"}}"#),
+        2 => format!(r#"{{"tool_name":"http_post","tool_args":{{"url":"https://example.com/api"}},"session_id":"{session}"}}"#),
+        3 => format!(r#"{{"tool_name":"unknown_tool","tool_args":{{}},"session_id":"{session}"}}"#),
+        _ => format!(r#"{{"tool_name":"read_file","tool_args":{{"path":"/home/u/{i}.txt"}},"session_id":"{session}","agent_id":"bench"}}"#),
+    }
+}
+
+struct Phase {
+    requests: u64,
+    errors: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+}
+
+impl Phase {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let idx = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        f64::from(self.latencies_us.get(idx).copied().unwrap_or(0)) / 1000.0
+    }
+}
+
+async fn drive(addr: SocketAddr, enforce: bool, args: &Args, key: Option<String>) -> anyhow::Result<Phase> {
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let budget = Arc::new(AtomicU64::new(args.max_requests));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for conn in 0..args.connections {
+        let budget = budget.clone();
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(connection);
+            let mut lat = Vec::with_capacity(100_000);
+            let mut errors = 0u64;
+            let mut i = 0u64;
+            while Instant::now() < deadline && budget.fetch_sub(1, Ordering::Relaxed) > 0 {
+                let mut req = hyper::Request::builder().header("host", "localhost");
+                if let Some(k) = &key {
+                    req = req.header("authorization", format!("Bearer {k}"));
+                }
+                let req = if enforce {
+                    req.method("POST")
+                        .uri("/api/v1/enforce")
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from(body_for(conn, i))))?
+                } else {
+                    req.method("GET").uri("/health").body(Full::new(Bytes::new()))?
+                };
+                let t = Instant::now();
+                sender.ready().await?;
+                let resp = sender.send_request(req).await?;
+                let ok = resp.status().is_success();
+                resp.into_body().collect().await?;
+                lat.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+                if !ok {
+                    errors += 1;
+                }
+                i += 1;
+            }
+            anyhow::Ok((lat, errors))
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await??;
+        latencies_us.extend(lat);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    latencies_us.sort_unstable();
+    Ok(Phase { requests: latencies_us.len() as u64, errors, elapsed, latencies_us })
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let key = std::env::var("TAME_API_KEY").ok();
+    let _dir;
+    let (addr, server_rt) = match args.addr {
+        Some(addr) => (addr, None),
+        None => {
+            let dir = tempfile::tempdir()?;
+            std::fs::write(dir.path().join("policies.yml"), POLICY)?;
+            let mut config = tame_server::ServerConfig {
+                policy_path: dir.path().join("policies.yml"),
+                db_path: dir.path().join("tame.db"),
+                addr: "127.0.0.1:0".parse()?,
+                watch_policy: false,
+                ..Default::default()
+            };
+            config.apply_env([("TAME_DURABILITY".to_string(), args.durability.clone())])?;
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let (tx, rx) = std::sync::mpsc::channel();
+            rt.spawn(async move {
+                let r = tame_server::run_until(config, std::future::pending(), move |a| {
+                    let _ = tx.send(a);
+                })
+                .await;
+                if let Err(e) = r {
+                    eprintln!("server failed: {e:#}");
+                }
+            });
+            let addr = rx.recv_timeout(Duration::from_secs(30)).context("server did not start")?;
+            _dir = dir;
+            (addr, Some(rt))
+        }
+    };
+    let client = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (health, enforce) = client.block_on(async {
+        // Warm up both routes briefly.
+        let warm = Args { seconds: 1, max_requests: 2000, ..parse_args()? };
+        drive(addr, false, &warm, key.clone()).await?;
+        drive(addr, true, &warm, key.clone()).await?;
+        let health = drive(addr, false, &args, key.clone()).await?;
+        let enforce = drive(addr, true, &args, key.clone()).await?;
+        anyhow::Ok((health, enforce))
+    })?;
+    println!("connections: {}, seconds per phase: {}, durability: {}", args.connections, args.seconds, args.durability);
+    for (name, p) in [("GET /health", &health), ("POST /api/v1/enforce", &enforce)] {
+        println!(
+            "{name:<22} {:>9.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  ({} requests, {} non-2xx)",
+            p.rps(),
+            p.pct(0.50),
+            p.pct(0.99),
+            p.requests,
+            p.errors
+        );
+    }
+    println!("enforce/health throughput ratio: {:.2}", enforce.rps() / health.rps());
+    drop(server_rt);
+    Ok(())
+}
