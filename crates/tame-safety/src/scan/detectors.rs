@@ -249,7 +249,7 @@ pub(crate) const PATTERNS: &[(Rule, &str)] = &[
     ),
     (
         Rule::PhoneNanp,
-        r"(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[-. ])[2-9][0-9]{2}[-. ][0-9]{4}",
+        r"(?:1[-. ])?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[-. ])[2-9][0-9]{2}[-. ][0-9]{4}",
     ),
 ];
 
@@ -315,7 +315,7 @@ pub(crate) fn confirm(rule: Rule, s: &str, m: Range<usize>) -> Option<(Kind, Ran
             let body_len = rest
                 .bytes()
                 .take(MAX_KEY_BLOCK)
-                .take_while(|b| b.is_ascii_alphanumeric() || b"+/=\r\n\t :,.-".contains(b))
+                .take_while(|b| b.is_ascii_alphanumeric() || b"+/=\r\n\t :,.-\\".contains(b))
                 .count();
             let body = rest.get(..body_len)?;
             let (end, body_chars) = match body.find("-----END") {
@@ -410,7 +410,10 @@ pub(crate) fn confirm(rule: Rule, s: &str, m: Range<usize>) -> Option<(Kind, Ran
                 return None;
             }
             let value = rest.get(..len)?;
-            generic_value_ok(value).then_some((Kind::GenericSecret, m.end..m.end + len))
+            // `password = getPassword()` is code, not a value.
+            let is_call = rest.as_bytes().get(len) == Some(&b'(');
+            (!is_call && generic_value_ok(value))
+                .then_some((Kind::GenericSecret, m.end..m.end + len))
         }
         Rule::Email => {
             let at = text.find('@')?;
@@ -468,12 +471,15 @@ pub(crate) fn confirm(rule: Rule, s: &str, m: Range<usize>) -> Option<(Kind, Ran
             {
                 return None;
             }
+            // Optional trunk prefix "1-" / "1 " / "1.".
             let bytes = text.as_bytes();
-            if bytes.first() != Some(&b'(') {
-                // "415-555-2671": both separators must agree.
-                if bytes.get(3) != bytes.get(7) {
-                    return None;
-                }
+            let bytes = match bytes.first() {
+                Some(b'1') => bytes.get(2..).unwrap_or_default(),
+                _ => bytes,
+            };
+            // "415-555-2671": both separators must agree.
+            if bytes.first() != Some(&b'(') && bytes.get(3) != bytes.get(7) {
+                return None;
             }
             Some((Kind::Phone, m))
         }
@@ -485,7 +491,25 @@ pub(crate) fn generic_value_ok(value: &str) -> bool {
     (GENERIC_MIN_LEN..=GENERIC_MAX_LEN).contains(&value.len())
         && !value.chars().any(char::is_whitespace)
         && !checks::is_placeholder(value)
+        && !looks_like_identifier(value)
         && checks::shannon_entropy(value) >= GENERIC_MIN_ENTROPY
+}
+
+/// Code rather than a credential: a dotted path of identifiers
+/// (`self.password`, `config.api_key`) or a short letters-only word
+/// (`getPassword`). Letters-only values of 16 characters or more still count
+/// (passphrases).
+fn looks_like_identifier(value: &str) -> bool {
+    let ident = |part: &str| {
+        let mut chars = part.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let dotted = value.contains('.') && value.split('.').all(ident);
+    let short_word = value.len() < 16 && value.bytes().all(|b| b.is_ascii_alphabetic());
+    dotted || short_word
 }
 
 fn confirm_iban(s: &str, m: Range<usize>) -> Option<(Kind, Range<usize>)> {

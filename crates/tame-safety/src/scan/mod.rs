@@ -459,31 +459,42 @@ impl Scanner {
         depth_exceeded
     }
 
+    /// Runs the automaton over `range` of `text`, confirming each candidate.
+    /// With `nested`, the password of a URL is searched again so a token
+    /// used as a password (`https://x:ghp_…@github.com`) is named too.
+    fn search(&self, text: &str, range: Range<usize>, nested: bool, out: &mut Vec<Hit>) {
+        let end = range.end;
+        let mut input = Input::new(text).range(range);
+        let mut skip_until = 0usize;
+        while let Some(m) = self.automaton.search(&input) {
+            let next = m.end().max(m.start() + 1);
+            if m.start() >= skip_until {
+                let rule = self.rules.get(m.pattern().as_usize()).copied();
+                if let Some((kind, range)) =
+                    rule.and_then(|r| detectors::confirm(r, text, m.range()))
+                {
+                    if kind == Kind::PrivateKey {
+                        skip_until = range.end;
+                    }
+                    if nested && kind == Kind::UrlPassword {
+                        self.search(text, range.clone(), false, out);
+                    }
+                    out.push(Hit { kind, range });
+                }
+            }
+            if next >= end {
+                break;
+            }
+            input.set_start(next.max(skip_until.min(end)));
+        }
+    }
+
     /// The confirmed, de-overlapped matches in one string. `member` is the
     /// name of the object member holding the string, if any.
     fn hits_in(&self, text: &str, member: Option<&str>, out: &mut Vec<Hit>) {
         let start_len = out.len();
         if text.len() >= MIN_CANDIDATE_LEN {
-            let mut input = Input::new(text);
-            let mut skip_until = 0usize;
-            while let Some(m) = self.automaton.search(&input) {
-                let next = m.end().max(m.start() + 1);
-                if m.start() >= skip_until {
-                    let rule = self.rules.get(m.pattern().as_usize()).copied();
-                    if let Some((kind, range)) =
-                        rule.and_then(|r| detectors::confirm(r, text, m.range()))
-                    {
-                        if kind == Kind::PrivateKey {
-                            skip_until = range.end;
-                        }
-                        out.push(Hit { kind, range });
-                    }
-                }
-                if next >= text.len() {
-                    break;
-                }
-                input.set_start(next.max(skip_until.min(text.len())));
-            }
+            self.search(text, 0..text.len(), true, out);
         }
         if let Some(member) = member {
             let has_secret = out
@@ -524,7 +535,8 @@ impl Scanner {
 
 /// Sorts one string's hits. A generic hit that overlaps a specific one is
 /// cut short before it (and dropped when what is left no longer looks like a
-/// secret); a hit inside the previous kept hit (e.g. inside a private key) is dropped.
+/// secret); a hit inside a private key block is dropped. Other overlapping
+/// specific hits are kept (a token used as a URL password is both).
 fn resolve_overlaps(text: &str, mut hits: Vec<Hit>) -> Vec<Hit> {
     hits.sort_by_key(|h| (h.range.start, h.kind.is_generic()));
     let specific: Vec<Range<usize>> = hits
@@ -552,9 +564,11 @@ fn resolve_overlaps(text: &str, mut hits: Vec<Hit>) -> Vec<Hit> {
                 h.range = shortened;
             }
         }
-        let inside_kept = kept
-            .last()
-            .is_some_and(|k| k.range.start <= h.range.start && h.range.end <= k.range.end);
+        let inside_kept = kept.last().is_some_and(|k| {
+            k.kind == Kind::PrivateKey
+                && k.range.start <= h.range.start
+                && h.range.end <= k.range.end
+        });
         if !inside_kept {
             kept.push(h);
         }
@@ -589,17 +603,24 @@ fn preview(kind: Kind, matched: &str) -> String {
     out
 }
 
-/// Replaces each hit's range with `[REDACTED:kind]` (hits sorted, disjoint).
+/// Replaces each hit's range with `[REDACTED:kind]`; overlapping hits are
+/// merged into one replacement named after the earliest (longest) hit.
 fn apply_redaction(text: &str, hits: &[Hit]) -> String {
+    let mut sorted: Vec<&Hit> = hits.iter().collect();
+    sorted.sort_by_key(|h| (h.range.start, std::cmp::Reverse(h.range.end)));
+    let mut merged: Vec<(Range<usize>, Kind)> = Vec::with_capacity(sorted.len());
+    for h in sorted {
+        match merged.last_mut() {
+            Some((r, _)) if h.range.start < r.end => r.end = r.end.max(h.range.end),
+            _ => merged.push((h.range.clone(), h.kind)),
+        }
+    }
     let mut out = String::with_capacity(text.len());
     let mut pos = 0usize;
-    for h in hits {
-        if h.range.start < pos {
-            continue;
-        }
-        out.push_str(text.get(pos..h.range.start).unwrap_or_default());
-        out.push_str(&replacement(h.kind));
-        pos = h.range.end;
+    for (range, kind) in merged {
+        out.push_str(text.get(pos..range.start).unwrap_or_default());
+        out.push_str(&replacement(kind));
+        pos = range.end;
     }
     out.push_str(text.get(pos..).unwrap_or_default());
     out

@@ -213,6 +213,8 @@ for _ in range(16):
     add(name + sep + val, ["generic_secret"], "generic assignment")
 for _ in range(4):
     add("Authorization: Bearer " + rand(ALNUM, rng.randint(32, 48)), ["generic_secret"], "bearer token")
+for t in ["password=P@ssw0rd!2026", "DB_PASSWORD='hunter2hunter2-Q9'", "passphrase: correcthorsebatterystaple"]:
+    add(t, ["generic_secret"] if "passphrase" not in t else [], "generic assignment, human-made value")
 for t in [
     "password=",
     "password: ********",
@@ -228,6 +230,12 @@ for t in [
     "client_secret: [REDACTED:generic_secret]",
     "The password must be at least 12 characters long.",
     "Bearer realm",
+    "const password = getPassword();",
+    "password = self.password",
+    "secret_key=os.urandom(32)",
+    "password: {{ vault_password }}",
+    "if (password == confirmPassword) {",
+    "api_key: str = Field(default=None)",
 ]:
     add(t, [], "generic hard negative")
 

@@ -38,24 +38,21 @@ impl Counts {
 
 const FLOOR: f64 = 0.95;
 
-#[test]
-fn precision_and_recall_per_detector() {
-    let corpus = include_str!("../corpus/detectors.jsonl");
-    let scanner = Scanner::new();
-    let mut counts: BTreeMap<Kind, Counts> =
-        Kind::ALL.iter().map(|k| (*k, Counts::default())).collect();
-    let mut misses = Vec::new();
+type Table = BTreeMap<Kind, Counts>;
+
+fn measure(name: &str, corpus: &str, table: &mut Table, misses: &mut Vec<String>) -> usize {
+    let scanner = Scanner::global();
     let mut samples = 0;
     for (line_no, line) in corpus.lines().enumerate() {
-        let sample: Sample =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}", line_no + 1));
+        let sample: Sample = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("{name} line {}: {e}", line_no + 1));
         samples += 1;
         let expected: BTreeSet<Kind> = sample
             .kinds
             .iter()
             .map(|k| {
                 Kind::from_name(k)
-                    .unwrap_or_else(|| panic!("line {}: unknown kind {k}", line_no + 1))
+                    .unwrap_or_else(|| panic!("{name} line {}: unknown kind {k}", line_no + 1))
             })
             .collect();
         let found: BTreeSet<Kind> = scanner
@@ -64,37 +61,42 @@ fn precision_and_recall_per_detector() {
             .map(|f| f.kind)
             .collect();
         for kind in Kind::ALL {
-            let c = counts.get_mut(&kind).unwrap();
-            match (expected.contains(&kind), found.contains(&kind)) {
-                (true, true) => c.tp += 1,
+            let c = table.entry(kind).or_default();
+            let verdict = match (expected.contains(&kind), found.contains(&kind)) {
+                (true, true) => {
+                    c.tp += 1;
+                    None
+                }
                 (true, false) => {
                     c.fn_ += 1;
-                    misses.push(format!(
-                        "FN {kind} line {} ({}): {:?}",
-                        line_no + 1,
-                        sample.note,
-                        sample.text
-                    ));
+                    Some("FN")
                 }
                 (false, true) => {
                     c.fp += 1;
-                    misses.push(format!(
-                        "FP {kind} line {} ({}): {:?}",
-                        line_no + 1,
-                        sample.note,
-                        sample.text
-                    ));
+                    Some("FP")
                 }
-                (false, false) => {}
+                (false, false) => None,
+            };
+            if let Some(v) = verdict {
+                misses.push(format!(
+                    "{v} {kind} {name}:{} ({}): {:?}",
+                    line_no + 1,
+                    sample.note,
+                    sample.text
+                ));
             }
         }
     }
-    println!("corpus: {samples} samples");
+    samples
+}
+
+fn print_table(title: &str, samples: usize, table: &Table) {
+    println!("\n{title}: {samples} samples");
     println!(
         "{:<22} {:>4} {:>4} {:>4} {:>9} {:>7}",
         "detector", "tp", "fp", "fn", "precision", "recall"
     );
-    for (kind, c) in &counts {
+    for (kind, c) in table {
         println!(
             "{:<22} {:>4} {:>4} {:>4} {:>9.3} {:>7.3}",
             kind.as_str(),
@@ -105,10 +107,43 @@ fn precision_and_recall_per_detector() {
             c.recall()
         );
     }
+}
+
+/// Prints per-detector tables for the generated corpus, the hand-written
+/// realistic snippets and both together; asserts the floors on the total.
+#[test]
+fn precision_and_recall_per_detector() {
+    let mut misses = Vec::new();
+    let mut generated = Table::new();
+    let n_gen = measure(
+        "detectors.jsonl",
+        include_str!("../corpus/detectors.jsonl"),
+        &mut generated,
+        &mut misses,
+    );
+    let mut realistic = Table::new();
+    let n_real = measure(
+        "realistic.jsonl",
+        include_str!("../corpus/realistic.jsonl"),
+        &mut realistic,
+        &mut misses,
+    );
+    let mut total = Table::new();
+    for table in [&generated, &realistic] {
+        for (kind, c) in table {
+            let t = total.entry(*kind).or_default();
+            t.tp += c.tp;
+            t.fp += c.fp;
+            t.fn_ += c.fn_;
+        }
+    }
+    print_table("generated corpus", n_gen, &generated);
+    print_table("realistic snippets", n_real, &realistic);
+    print_table("total", n_gen + n_real, &total);
     for m in &misses {
         println!("{m}");
     }
-    for (kind, c) in &counts {
+    for (kind, c) in &total {
         assert!(c.tp > 0, "{kind}: the corpus has no true positive");
         assert!(
             c.precision() >= FLOOR,

@@ -255,3 +255,28 @@ fn non_ascii_text_is_scanned() {
     // The local part "jürgen" is not ASCII; the address is found from its ASCII tail.
     assert!(k.contains(&Kind::Email), "{k:?}");
 }
+
+#[test]
+fn token_used_as_url_password_is_named_and_redacted_once() {
+    let text =
+        "https://x-access-token:ghs_16C7e42F292c6912E7710c838347Ae178B4a@github.com/org/repo.git";
+    let mut k = kinds(text);
+    k.sort();
+    assert_eq!(k, vec![Kind::GithubToken, Kind::UrlPassword]);
+    let (redacted, _) = Scanner::global().redact_str(text);
+    assert_eq!(
+        redacted,
+        "https://x-access-token:[REDACTED:github_token]@github.com/org/repo.git"
+    );
+}
+
+#[test]
+fn trunk_prefixed_and_escaped_forms() {
+    assert_finds("call 1-800-555-0199 now", Kind::Phone);
+    assert_clean("call 21-800-555-0199 now");
+    let escaped = "KEY=\"-----BEGIN OPENSSH PRIVATE KEY-----\\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\\n-----END OPENSSH PRIVATE KEY-----\"";
+    let f = Scanner::global().scan_str(escaped);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].kind, Kind::PrivateKey);
+    assert!(escaped[f[0].start..f[0].end].ends_with("-----END OPENSSH PRIVATE KEY-----"));
+}
