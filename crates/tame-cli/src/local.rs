@@ -142,17 +142,25 @@ fn check_one(path: &Path, out: &Out) -> Result<bool, CliError> {
         }));
         return Ok(!lints.is_empty());
     }
-    if !lints.is_empty() {
-        out.warning(format!(
-            "{}: {} lint{} in policy",
-            path.display(),
-            lints.len(),
-            if lints.len() == 1 { "" } else { "s" }
-        ));
-    }
-    for lint in lints {
-        // Rendered lints carry their location and a caret.
-        crate::output::err!("{}", lint.rendered.trim_end());
+    if out.error_format == crate::output::ErrorFormat::Json {
+        // One JSON object per lint: the engine's diagnostic shape.
+        for lint in lints {
+            let value = serde_json::to_value(lint).unwrap_or(Value::Null);
+            crate::output::err!("{}", json!({"warning": value}));
+        }
+    } else {
+        if !lints.is_empty() {
+            out.warning(format!(
+                "{}: {} lint{} in policy",
+                path.display(),
+                lints.len(),
+                if lints.len() == 1 { "" } else { "s" }
+            ));
+        }
+        for lint in lints {
+            // Rendered lints carry their location and a caret.
+            crate::output::err!("{}", lint.rendered.trim_end());
+        }
     }
     let legacy = if policy.info().legacy {
         ", legacy format"

@@ -676,6 +676,23 @@ fn legacy_lints_are_warnings_with_a_condition_to_paste() {
     assert!(r.stdout.contains("2 warnings"), "{}", r.stdout);
     let strict = run(tame().arg("check").arg("--deny-warnings").arg(&path));
     assert_eq!(strict.code, 1);
+    // As JSON: one object per lint, with its position and the rule.
+    let r = run(tame()
+        .arg("--error-format")
+        .arg("json")
+        .arg("check")
+        .arg(&path));
+    assert_eq!(r.code, 0);
+    let lints = json_lines(&r.stderr);
+    assert_eq!(lints.len(), 2, "{}", r.stderr);
+    assert_eq!(lints[0]["warning"]["rule"], "big_payments");
+    assert_eq!(lints[0]["warning"]["line"], 8);
+    assert!(
+        lints[0]["warning"]["help"]
+            .as_str()
+            .unwrap()
+            .contains("args.amount > 50")
+    );
 }
 
 #[test]
