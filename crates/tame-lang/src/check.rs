@@ -654,6 +654,19 @@ impl<'a> Checker<'a, '_> {
         function: &str,
         args: &'a [Expr],
     ) -> Type {
+        // A macro's name that did not expand: its arguments are not
+        // expressions to check (the variable is not declared).
+        if self.env.registry().overloads(function).is_empty()
+            && let Some(usage) = macro_usage(function)
+        {
+            return self.error(
+                CheckError::new(
+                    format!("`{function}` is a macro and takes {usage}"),
+                    name_span(e, target, function),
+                )
+                .with_label(format!("called with {} argument(s)", args.len())),
+            );
+        }
         let target_type = target.map(|t| self.expr(t));
         let arg_types: Vec<Type> = args.iter().map(|a| self.expr(a)).collect();
         let registry = self.env.registry();
@@ -813,6 +826,18 @@ fn arith_dyn(op: BinaryOp, other: &Type) -> Option<Type> {
         (_, Type::Int | Type::Uint | Type::Double) => Some(other.clone()),
         (BinaryOp::Add, Type::String | Type::Bytes | Type::List(_)) => Some(other.clone()),
         (BinaryOp::Add | BinaryOp::Sub, Type::Timestamp | Type::Duration) => Some(Type::Dyn),
+        _ => None,
+    }
+}
+
+/// How a macro is called, for calls of a macro's name that did not expand.
+fn macro_usage(function: &str) -> Option<&'static str> {
+    match function {
+        "all" | "exists" | "exists_one" | "filter" => {
+            Some("a variable and a predicate: `list.all(x, x > 0)`")
+        }
+        "map" => Some("a variable, an optional filter and a transform: `list.map(x, x * 2)`"),
+        "has" => Some("one field selection: `has(args.path)`"),
         _ => None,
     }
 }

@@ -337,3 +337,18 @@ fn deep_trees_built_by_hand_are_refused_not_walked() {
         x.take_children(&mut stack);
     }
 }
+
+#[test]
+fn macros_with_the_wrong_shape_explain_themselves() {
+    let e = err1("args.l.all(x)");
+    assert_eq!(
+        e.message,
+        "`all` is a macro and takes a variable and a predicate: `list.all(x, x > 0)`"
+    );
+    assert_eq!(e.span, Span::new(7, 10));
+    let e = err1("has(args.a, args.b)");
+    assert!(
+        e.message
+            .starts_with("`has` is a macro and takes one field selection")
+    );
+}
