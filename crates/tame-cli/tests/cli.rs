@@ -934,6 +934,40 @@ fn enforce_against_a_down_server_names_the_url() {
 }
 
 #[test]
+fn test_tells_policy_files_from_tool_names() {
+    let url = dead_url();
+    // A tool name (no such file): a dry run on the server.
+    let r = run(tame()
+        .arg("--api-url")
+        .arg(&url)
+        .arg("test")
+        .arg("read_file"));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains(&url), "{}", r.stderr);
+    // A missing .yml file: the policy runner says it cannot read it.
+    let r = run(tame()
+        .arg("--api-url")
+        .arg(&url)
+        .arg("test")
+        .arg("missing.yml"));
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("cannot read `missing.yml`"),
+        "{}",
+        r.stderr
+    );
+    // --args forces the server, even for a name that looks like a file.
+    let r = run(tame()
+        .arg("--api-url")
+        .arg(&url)
+        .arg("test")
+        .arg("weird.yml")
+        .arg("--args")
+        .arg("{}"));
+    assert!(r.stderr.contains(&url), "{}", r.stderr);
+}
+
+#[test]
 fn api_url_comes_from_the_environment() {
     let url = dead_url();
     let r = run(tame().env("TAME_API_URL", &url).arg("status"));
