@@ -10,7 +10,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use tame_engine::{Policy, Type, Value};
 
-use crate::convert::{json_to_py, py_to_json};
+use crate::convert::{json_to_py, py_to_value};
 
 /// One registered function.
 #[derive(Debug)]
@@ -123,13 +123,12 @@ fn host_fn(e: &Entry) -> tame_engine::HostFn {
                 .bind(py)
                 .call1(tuple)
                 .map_err(|e| format!("host function `{name}` raised {e}"))?;
-            let json = py_to_json(&out, "return value").map_err(|e| match e {
+            py_to_value(&out, "return value").map_err(|e| match e {
                 crate::convert::ConvertError::Type(m) | crate::convert::ConvertError::Value(m) => {
                     format!("host function `{name}`: {m}")
                 }
                 crate::convert::ConvertError::Python(e) => format!("host function `{name}`: {e}"),
-            })?;
-            Ok(tame_engine::json_to_value(&json))
+            })
         })
     })
 }

@@ -275,8 +275,8 @@ impl Engine {
         }
         let args = convert::object_arg(tool_args, "tool_args")?;
         let meta = convert::object_arg(metadata, "metadata")?;
-        let mut req = Request::new(&tool, tame_engine::json_to_value(&args));
-        req.metadata = tame_engine::json_to_value(&meta);
+        let mut req = Request::new(&tool, args);
+        req.metadata = meta;
         req.session_id = session_id.map(Arc::from);
         req.agent_id = agent_id.map(Arc::from);
         req.user_id = user_id.map(Arc::from);
@@ -641,8 +641,8 @@ impl Engine {
 /// conversion `evaluate` applies to `tool_args` (for tests and debugging).
 #[pyfunction]
 fn to_call_value<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let json = py_to_json(value, "value").map_err(Error::from)?;
-    json_to_py(py, &json)
+    let v = convert::py_to_value(value, "value").map_err(Error::from)?;
+    json_to_py(py, &tame_engine::value_to_json(&v))
 }
 
 #[pymodule]
