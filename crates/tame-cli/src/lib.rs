@@ -11,6 +11,7 @@ mod client;
 mod error;
 mod local;
 mod output;
+mod remote;
 mod repl;
 mod serve;
 mod testing;
@@ -140,16 +141,16 @@ fn dispatch(cli: &Cli, out: &Out) -> Result<Exit, CliError> {
         Command::Test(args) => testing::test_command(args, &server, out),
         Command::Bench(args) => bench::bench(args, out),
         Command::Serve(args) => serve::serve(args),
-        Command::Status => client::status(&server, out),
+        Command::Status => remote::status(&server, out),
         Command::Policy(args) => match &args.action {
             Some(cli::PolicyAction::Graph(graph)) => local::graph(graph, out),
-            action => client::policy_command(action.as_ref(), &server, out),
+            action => remote::policy_command(action.as_ref(), &server, out),
         },
-        Command::Enforce(args) => client::enforce(args, &server, out),
+        Command::Enforce(args) => remote::enforce(args, &server, out),
         Command::Interactive => repl::interactive(&server, out),
-        Command::Approvals(args) => client::approvals(args, &server, out),
-        Command::Audit(args) => client::audit(args, &server, out),
-        Command::Sessions(args) => client::sessions(args, &server, out),
+        Command::Approvals(args) => remote::approvals(args, &server, out),
+        Command::Audit(args) => remote::audit(args, &server, out),
+        Command::Sessions(args) => remote::sessions(args, &server, out),
         Command::Completions(args) => {
             let mut cmd = Cli::command();
             let mut stdout = std::io::stdout().lock();

@@ -9,6 +9,7 @@ use crate::Exit;
 use crate::client::{self, ServerOpts};
 use crate::error::CliError;
 use crate::output::{Out, bold, dim};
+use crate::remote;
 
 const HELP: &str = "\
 commands:
@@ -73,16 +74,16 @@ fn execute(line: &str, opts: &ServerOpts, out: &Out) -> Result<bool, CliError> {
         Line::Empty => {}
         Line::Help => out.line(HELP),
         Line::Status => {
-            client::status(opts, out)?;
+            remote::status(opts, out)?;
         }
         Line::Policy => {
-            client::policy(opts, out)?;
+            remote::policy(opts, out)?;
         }
         Line::Approvals => {
             let args = crate::cli::ApprovalsArgs {
                 action: crate::cli::ApprovalsAction::List,
             };
-            client::approvals(&args, opts, out)?;
+            remote::approvals(&args, opts, out)?;
         }
         Line::Config => {
             out.line(format!("  api url: {}", opts.url));
@@ -100,16 +101,16 @@ fn execute(line: &str, opts: &ServerOpts, out: &Out) -> Result<bool, CliError> {
         }
         Line::Test { tool, args } => {
             let args = client::parse_loose_args(args)?;
-            client::test_call(tool, args, opts, out)?;
+            remote::test_call(tool, args, opts, out)?;
         }
         Line::Enforce { tool, args } => {
             let args = client::parse_loose_args(args)?;
             let c = client::Client::new(opts)?;
             let decision = c.post(
                 "/api/v1/enforce",
-                &client::enforce_body(tool, args, None, None, None, None),
+                &remote::enforce_body(tool, args, None, None, None, None),
             )?;
-            client::print_decision(&decision, out);
+            remote::print_decision(&decision, out);
         }
         Line::Quit => return Ok(false),
         Line::Unknown(word) => {

@@ -15,6 +15,7 @@ use crate::client::{self, ServerOpts};
 use crate::error::CliError;
 use crate::local::{expand_targets, load_policy, parse_call, read_file};
 use crate::output::{Out, bold, decision_word, dim, pass_word};
+use crate::remote;
 
 /// A test case as written in YAML (a sibling file or the `tests:` section).
 #[derive(Clone, Debug, Deserialize)]
@@ -297,7 +298,7 @@ pub fn test_command(args: &TestArgs, server: &ServerOpts, out: &Out) -> Result<E
             )));
         }
         let tool_args = client::parse_loose_args(args.args.as_deref().unwrap_or("{}"))?;
-        return client::test_call(first, tool_args, server, out);
+        return remote::test_call(first, tool_args, server, out);
     }
     run_policy_tests(args, out)
 }
