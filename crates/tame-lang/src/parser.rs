@@ -834,10 +834,11 @@ fn from_pest(e: &pest::error::Error<Rule>, source: &str) -> ParseError {
             if !expected.is_empty() {
                 err = err.with_label(format!("expected {}", join_or(&expected)));
             }
-            if source
-                .get(pos..)
-                .is_some_and(|rest| rest.starts_with('"') || rest.starts_with('\''))
-            {
+            let rest = source.get(pos..).unwrap_or_default();
+            let prev = source.get(..pos).and_then(|b| b.chars().next_back());
+            if let Some(hint) = common_mistake(prev, rest) {
+                err = err.with_help(hint);
+            } else if rest.starts_with('"') || rest.starts_with('\'') {
                 err = err.with_help("is a string missing its closing quote, or an escape invalid?");
             } else if let Some((open, bracket)) = unclosed(source, pos) {
                 let close = match bracket {
@@ -859,6 +860,32 @@ fn from_pest(e: &pest::error::Error<Rule>, source: &str) -> ParseError {
             }
             err
         }
+    }
+}
+
+/// A hint for mistakes people make when coming from other languages.
+fn common_mistake(prev: Option<char>, rest: &str) -> Option<&'static str> {
+    let word: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect();
+    match word.as_str() {
+        "AND" | "And" => return Some("write `and` or `&&`"),
+        "OR" | "Or" => return Some("write `or` or `||`"),
+        "NOT" | "Not" => return Some("write `not` or `!`"),
+        "is" => return Some("compare with `==` (`x == null` tests for null)"),
+        _ => {}
+    }
+    if rest.starts_with('=') && matches!(prev, Some('=' | '!')) {
+        Some("CEL compares with `==` and `!=`")
+    } else if rest.starts_with('=') && !rest.starts_with("==") {
+        Some("compare with `==`; CEL has no assignment")
+    } else if rest.starts_with('&') && !rest.starts_with("&&") {
+        Some("write `&&` or `and`")
+    } else if rest.starts_with('|') && !rest.starts_with("||") {
+        Some("write `||` or `or`")
+    } else {
+        None
     }
 }
 

@@ -408,3 +408,18 @@ fn whitespace_and_comments() {
     assert!(parse("a = = b").is_err(), "operators cannot contain blanks");
     assert!(parse("a & & b").is_err());
 }
+
+#[test]
+fn common_mistakes_get_hints() {
+    let hint = |src: &str| err(src).help.unwrap_or_default();
+    assert_eq!(
+        hint("args.x = 1"),
+        "compare with `==`; CEL has no assignment"
+    );
+    assert_eq!(hint("a AND b"), "write `and` or `&&`");
+    assert_eq!(hint("a OR b"), "write `or` or `||`");
+    assert_eq!(hint("a & b"), "write `&&` or `and`");
+    assert_eq!(hint("a | b"), "write `||` or `or`");
+    assert_eq!(hint("a === b"), "CEL compares with `==` and `!=`");
+    assert_eq!(err("a AND b").span, Span::new(2, 5));
+}
