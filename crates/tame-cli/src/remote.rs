@@ -23,13 +23,13 @@ pub fn status(opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
     let health = client.get("/health", &[])?;
     // The policy summary is a bonus: a key without read rights still gets
     // the health line.
-    let policy = client.get("/api/v1/policy/current", &[]).ok();
+    let policy = client.get("/api/v1/policy/current", &[]);
     if out.json {
         out.json_pretty(&json!({
             "url": client.url(),
             "connected": true,
             "health": health,
-            "policy": policy,
+            "policy": policy.as_ref().ok(),
         }));
         return Ok(Exit::Ok);
     }
@@ -44,12 +44,21 @@ pub fn status(opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
     if let Some(version) = health.get("version") {
         out.line(format!("  server:  {}", show(Some(version))));
     }
-    if let Some(policy) = &policy {
-        out.line(format!(
+    match &policy {
+        Ok(policy) => out.line(format!(
             "  policy:  version {} ({} rules)",
             show(policy.get("version")),
             show(policy.get("rules_count"))
-        ));
+        )),
+        Err(CliError::Server { status, .. }) if *status == 401 || *status == 403 => {
+            out.line(format!(
+                "  policy:  {}",
+                dim(format!(
+                    "not readable with this API key ({status}); set --api-key or TAME_API_KEY"
+                ))
+            ));
+        }
+        Err(other) => out.line(format!("  policy:  {}", dim(other))),
     }
     Ok(Exit::Ok)
 }

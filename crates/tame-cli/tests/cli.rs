@@ -1218,6 +1218,15 @@ fn api_key_is_sent_from_flag_or_environment() {
             .arg("--args")
             .arg(r#"{"path": "/tmp/a"}"#))
     };
+    // Health needs no key; the policy line says why it is missing.
+    let r = run(server.tame().arg("status"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("not readable with this API key (401)"),
+        "{}",
+        r.stdout
+    );
+
     let r = enforce(&mut server.tame());
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("401"), "{}", r.stderr);
