@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use tame_engine::{Action, MemoryFacts, NoFacts, Policy, Request, SessionFacts};
 
+mod contracts;
 mod convert;
 mod host;
 
@@ -45,6 +46,8 @@ pub(crate) enum Error {
     Type(String),
     /// A Python argument of the right type with a bad value.
     Value(String),
+    /// Tool contracts that do not load.
+    Contract(tame_safety::ContractError),
     /// Session facts given as JSON are malformed.
     Request(tame_engine::RequestError),
     /// A host function could not be registered.
@@ -78,6 +81,7 @@ impl From<Error> for PyErr {
             Error::Type(m) => PyTypeError::new_err(m),
             Error::Value(m) => PyValueError::new_err(m),
             Error::Request(err) => PyValueError::new_err(err.to_string()),
+            Error::Contract(err) => PyValueError::new_err(err.to_string()),
             Error::Register(m) => PyValueError::new_err(m),
             Error::Reentrant => PyRuntimeError::new_err(
                 "a host function called `evaluate` on the engine that is evaluating it",
@@ -651,8 +655,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<Engine>()?;
     m.add_class::<Decision>()?;
+    m.add_class::<contracts::Contracts>()?;
     m.add("TameError", py.get_type::<TameError>())?;
     m.add("PolicyError", py.get_type::<PolicyError>())?;
     m.add_function(wrap_pyfunction!(to_call_value, m)?)?;
+    m.add_function(wrap_pyfunction!(contracts::scan_payload, m)?)?;
     Ok(())
 }

@@ -21,6 +21,7 @@ from .contracts import (
     intercept_tool_request,
     intercept_tool_response,
     load_contracts,
+    scan_payload,
     validate_tool_request,
 )
 from .decorators import enforce_policy, log_action, with_approval
@@ -85,6 +86,7 @@ __all__ = [
     "RequestInterception",
     "ResponseInterception",
     "load_contracts",
+    "scan_payload",
     "validate_tool_request",
     "intercept_tool_request",
     "intercept_tool_response",
