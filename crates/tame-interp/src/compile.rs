@@ -140,6 +140,18 @@ fn foldable(n: &Node) -> bool {
     }
 }
 
+/// `operand.key`, in one step when the operand is a variable.
+fn select_node(operand: Node, key: Key, span: Span) -> Node {
+    match operand {
+        Node::Slot { slot, .. } => Node::SlotField { slot, key, span },
+        operand => fold(Node::Select {
+            operand: Box::new(operand),
+            key,
+            span,
+        }),
+    }
+}
+
 /// Evaluates a node whose inputs are all constants.
 fn fold(n: Node) -> Node {
     if !foldable(&n) {
@@ -150,7 +162,7 @@ fn fold(n: Node) -> Node {
     let r = n.eval(&cx).map(std::borrow::Cow::into_owned);
     match r {
         Ok(v) => Node::Const(v),
-        Err(e) => Node::Fail(e),
+        Err(e) => Node::Fail(*e),
     }
 }
 
@@ -236,11 +248,14 @@ impl Compiler<'_> {
                 }
                 let base = self.expr(operand)?;
                 let key = Key::String(Arc::from(field.as_str()));
-                let operand = Box::new(base);
                 if *test {
-                    fold(Node::Has { operand, key, span })
+                    fold(Node::Has {
+                        operand: Box::new(base),
+                        key,
+                        span,
+                    })
                 } else {
-                    fold(Node::Select { operand, key, span })
+                    select_node(base, key, span)
                 }
             }
             ExprKind::Index { operand, index } => {
@@ -452,11 +467,7 @@ impl Compiler<'_> {
             };
         };
         for (field, s) in parts.iter().skip(used) {
-            node = fold(Node::Select {
-                operand: Box::new(node),
-                key: Key::String(Arc::from(*field)),
-                span: *s,
-            });
+            node = select_node(node, Key::String(Arc::from(*field)), *s);
         }
         Ok(node)
     }

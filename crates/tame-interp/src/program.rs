@@ -68,6 +68,12 @@ pub(crate) enum Node {
         key: Key,
         span: Span,
     },
+    /// `var.field` on a slot (`args.path`): the hot path, one step.
+    SlotField {
+        slot: usize,
+        key: Key,
+        span: Span,
+    },
     Has {
         operand: Box<Node>,
         key: Key,
@@ -196,13 +202,13 @@ impl Program {
     /// Evaluates the program.
     pub fn eval(&self, act: &Activation<'_>) -> Result<Value, EvalError> {
         let cx = Cx::new(act, self);
-        self.root.eval(&cx).map(Cow::into_owned)
+        self.root.eval(&cx).map(Cow::into_owned).map_err(|e| *e)
     }
 
     /// Evaluates a condition that must be a bool (no clone of the result).
     pub fn eval_bool(&self, act: &Activation<'_>) -> Result<bool, EvalError> {
         let cx = Cx::new(act, self);
-        let v = self.root.eval(&cx)?;
+        let v = self.root.eval(&cx).map_err(|e| *e)?;
         match &*v {
             Value::Bool(b) => Ok(*b),
             other => Err(EvalError::new(
@@ -245,29 +251,36 @@ impl<'a> Cx<'a> {
         }
     }
 
-    fn set_local(&self, i: usize, v: Value, span: Span) -> Result<(), EvalError> {
+    fn set_local(&self, i: usize, v: Value, span: Span) -> Result<(), Fault> {
         let mut l = self
             .locals
             .try_borrow_mut()
-            .map_err(|_| EvalError::new("internal error: locals busy", span))?;
+            .map_err(|_| fault("internal error: locals busy", span))?;
         match l.get_mut(i) {
             Some(slot) => {
                 *slot = v;
                 Ok(())
             }
-            None => Err(EvalError::new("internal error: bad local", span)),
+            None => Err(fault("internal error: bad local", span)),
         }
     }
 }
 
-type Out<'s> = Result<Cow<'s, Value>, EvalError>;
+/// Errors travel boxed inside the evaluator so that results stay small.
+pub(crate) type Fault = Box<EvalError>;
+
+type Out<'s> = Result<Cow<'s, Value>, Fault>;
+
+fn fault(msg: impl Into<String>, span: Span) -> Fault {
+    Box::new(EvalError::new(msg, span))
+}
 
 fn owned<'s>(v: Value) -> Out<'s> {
     Ok(Cow::Owned(v))
 }
 
 fn err<'s>(msg: impl Into<String>, span: Span) -> Out<'s> {
-    Err(EvalError::new(msg, span))
+    Err(fault(msg, span))
 }
 
 /// Runs a host function. Errors become messages; the caller adds the span.
@@ -281,6 +294,7 @@ impl Node {
             Node::Fail(e) => e.span,
             Node::Slot { span, .. }
             | Node::Select { span, .. }
+            | Node::SlotField { span, .. }
             | Node::Has { span, .. }
             | Node::Index { span, .. }
             | Node::Not { span, .. }
@@ -307,10 +321,10 @@ impl Node {
     }
 
     /// Evaluates to a boolean for `&&`, `||`, `!` and `?:`.
-    fn eval_bool<'s>(&'s self, cx: &'s Cx<'s>, what: &str) -> Result<bool, EvalError> {
+    fn eval_bool<'s>(&'s self, cx: &'s Cx<'s>, what: &str) -> Result<bool, Fault> {
         match &*self.eval(cx)? {
             Value::Bool(b) => Ok(*b),
-            other => Err(EvalError::new(
+            other => Err(fault(
                 format!(
                     "no matching overload: `{what}` needs bool, got {}",
                     other.type_of().name()
@@ -323,7 +337,7 @@ impl Node {
     pub(crate) fn eval<'s>(&'s self, cx: &'s Cx<'s>) -> Out<'s> {
         match self {
             Node::Const(v) => Ok(Cow::Borrowed(v)),
-            Node::Fail(e) => Err(e.clone()),
+            Node::Fail(e) => Err(Box::new(e.clone())),
             Node::Slot { slot, span } => match cx.act.vars.get(*slot) {
                 Some(v) => Ok(Cow::Borrowed(v)),
                 None => {
@@ -336,6 +350,13 @@ impl Node {
                 None => err("internal error: bad local", Span::default()),
             },
             Node::Now => owned(Value::Timestamp(cx.act.now)),
+            Node::SlotField { slot, key, span } => match cx.act.vars.get(*slot) {
+                Some(v) => select(Cow::Borrowed(v), key, *span),
+                None => {
+                    let name = cx.names.get(*slot).map_or("?", String::as_str);
+                    err(format!("no value bound for variable `{name}`"), *span)
+                }
+            },
             Node::Select { operand, key, span } => {
                 let base = operand.eval(cx)?;
                 select(base, key, *span)
@@ -359,7 +380,7 @@ impl Node {
             Node::Not { operand, .. } => owned(Value::Bool(!operand.eval_bool(cx, "!")?)),
             Node::Neg { operand, span } => ops::negate(&*operand.eval(cx)?)
                 .map(Cow::Owned)
-                .map_err(|m| EvalError::new(m, *span)),
+                .map_err(|m| fault(m, *span)),
             Node::And(a, b, _) => {
                 // CEL: false wins over errors on either side.
                 match a.eval_bool(cx, "&&") {
@@ -406,14 +427,14 @@ impl Node {
                 let y = rhs.eval(cx)?;
                 ops::relation(&x, &y, *op)
                     .map(|b| Cow::Owned(Value::Bool(b)))
-                    .map_err(|m| EvalError::new(m, *span))
+                    .map_err(|m| fault(m, *span))
             }
             Node::Arith { op, lhs, rhs, span } => {
                 let x = lhs.eval(cx)?;
                 let y = rhs.eval(cx)?;
                 ops::arith(*op, &x, &y)
                     .map(Cow::Owned)
-                    .map_err(|m| EvalError::new(m, *span))
+                    .map_err(|m| fault(m, *span))
             }
             Node::In { lhs, rhs, span } => {
                 let x = lhs.eval(cx)?;
@@ -434,8 +455,7 @@ impl Node {
             Node::Map { entries, span } => {
                 let mut m = ValueMap::with_capacity_and_hasher(entries.len(), Default::default());
                 for (k, v) in entries {
-                    let key =
-                        ops::to_key(&*k.eval(cx)?).map_err(|e| EvalError::new(e, k.span()))?;
+                    let key = ops::to_key(&*k.eval(cx)?).map_err(|e| fault(e, k.span()))?;
                     if ops::map_has_key(&m, &key) {
                         return err(
                             format!("Failed with repeated key: {}", key_text(&key)),
@@ -464,7 +484,7 @@ impl Node {
                     }
                     _ => func.call(&[]),
                 };
-                r.map(Cow::Owned).map_err(|m| EvalError::new(m, *span))
+                r.map(Cow::Owned).map_err(|m| fault(m, *span))
             }
             Node::StrTest {
                 op,
@@ -509,7 +529,7 @@ impl Node {
                 }
                 call_host(func, &vals)
                     .map(Cow::Owned)
-                    .map_err(|m| EvalError::new(format!("{name}: {m}"), *span))
+                    .map_err(|m| fault(format!("{name}: {m}"), *span))
             }
             Node::SessionCalls => owned(Value::Int(cx.act.facts.calls())),
             Node::SessionLabels => {
@@ -569,7 +589,7 @@ fn select<'s>(base: Cow<'s, Value>, key: &Key, span: Span) -> Out<'s> {
             Key::String(s) => s.to_string(),
             other => key_text(other),
         };
-        EvalError::new(format!("no such key: {name}"), span)
+        fault(format!("no such key: {name}"), span)
     };
     match base {
         Cow::Borrowed(Value::Map(m)) => m.get(key).map(Cow::Borrowed).ok_or_else(missing),
@@ -596,10 +616,10 @@ fn index_value<'s>(base: Cow<'s, Value>, idx: &Value, span: Span) -> Out<'s> {
         },
         Cow::Borrowed(Value::List(l)) => ops::list_index(l, idx)
             .map(Cow::Owned)
-            .map_err(|m| EvalError::new(m, span)),
+            .map_err(|m| fault(m, span)),
         Cow::Owned(Value::List(l)) => ops::list_index(&l, idx)
             .map(Cow::Owned)
-            .map_err(|m| EvalError::new(m, span)),
+            .map_err(|m| fault(m, span)),
         other => err(ops::no_overload("[]", &[&other, idx]), span),
     }
 }
@@ -635,8 +655,7 @@ fn eval_comprehension<'s>(c: &'s Compr, cx: &'s Cx<'s>) -> Out<'s> {
             );
         }
     };
-    let pred_bool =
-        |node: &'s Node| -> Result<bool, EvalError> { node.eval_bool(cx, c.kind.name()) };
+    let pred_bool = |node: &'s Node| -> Result<bool, Fault> { node.eval_bool(cx, c.kind.name()) };
     match c.kind {
         MacroKind::All | MacroKind::Exists => {
             let stop_on = c.kind == MacroKind::Exists;
