@@ -8,6 +8,25 @@
 //! policy roots come from [`Env::policy`], slots in [`roots`]), then call
 //! [`Program::eval`] or [`Program::eval_bool`] per request with an
 //! [`Activation`].
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tame_interp::{Activation, Env, NoFacts, compile, roots};
+//! use tame_lang::{Key, Value, ValueMap};
+//!
+//! let ast = tame_lang::parse(r#"args.path.startsWith("/etc/") or glob(args.path, "/root/**")"#)?;
+//! let program = compile(&ast, &Env::policy())?;
+//!
+//! let mut args = ValueMap::default();
+//! args.insert(Key::from("path"), Value::string("/etc/hosts"));
+//! let mut vars = vec![Value::Null; roots::COUNT];
+//! vars[roots::TOOL] = Value::string("read_file");
+//! vars[roots::ARGS] = Value::Map(Arc::new(args));
+//!
+//! let act = Activation::new(&vars, &NoFacts, jiff::Timestamp::now());
+//! assert_eq!(program.eval_bool(&act)?, true);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod compile;
 mod env;

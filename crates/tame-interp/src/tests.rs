@@ -194,7 +194,8 @@ fn timestamps_and_durations() {
     is_true(
         "timestamp('2009-02-13T23:31:30Z').getMonth() == 1 && timestamp('2009-02-13T23:31:30Z').getDate() == 13",
     );
-    is_true("duration('3730s').getMinutes() == 62");
+    is_true("duration('3730s').getMinutes() == 62 && duration('3730s').getHours() == 1");
+    is_true("duration('123.321456789s').getMilliseconds() == 321");
     fails("timestamp('2009-02-13')", "invalid timestamp");
     fails(
         "timestamp('0001-01-01T00:00:00Z') - duration('1s')",

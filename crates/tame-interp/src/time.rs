@@ -230,14 +230,16 @@ impl TsPart {
         }
     }
 
-    /// Duration accessors convert the whole duration to the unit.
+    /// Duration accessors convert the whole duration to the unit, except
+    /// `getMilliseconds`, which is the milliseconds component.
     pub(crate) fn of_duration(self, d: SignedDuration) -> Option<i64> {
         let n = d.as_nanos();
         let v = match self {
             TsPart::Hours => n / (3600 * NANOS),
             TsPart::Minutes => n / (60 * NANOS),
             TsPart::Seconds => n / NANOS,
-            TsPart::Milliseconds => n / 1_000_000,
+            // CEL: the milliseconds component, not the total.
+            TsPart::Milliseconds => (n % NANOS) / 1_000_000,
             _ => return None,
         };
         i64::try_from(v).ok()
