@@ -312,6 +312,9 @@ pub struct TestArgs {
     /// Extra test files (default: NAME.tests.yml beside each policy)
     #[arg(long = "tests", value_name = "FILE")]
     pub test_files: Vec<PathBuf>,
+    /// Print only failing cases, coverage and the summary
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

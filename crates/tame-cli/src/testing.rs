@@ -311,7 +311,7 @@ fn run_policy_tests(args: &TestArgs, out: &Out) -> Result<Exit, CliError> {
     let targets: Vec<PathBuf> = args.targets.iter().map(PathBuf::from).collect();
     for path in expand_targets(&targets)? {
         let target = path.display().to_string();
-        match run_file(&path, &args.test_files, out) {
+        match run_file(&path, &args.test_files, args.quiet, out) {
             Ok(report) => {
                 passed += report.passed;
                 failed += report.failed;
@@ -350,7 +350,12 @@ struct FileReport {
     json: Value,
 }
 
-fn run_file(path: &Path, extra: &[PathBuf], out: &Out) -> Result<FileReport, CliError> {
+fn run_file(
+    path: &Path,
+    extra: &[PathBuf],
+    quiet: bool,
+    out: &Out,
+) -> Result<FileReport, CliError> {
     let policy = load_policy(path)?;
     let origin = path.display().to_string();
     let mut cases = inline_cases(&policy, &origin);
@@ -396,7 +401,9 @@ fn run_file(path: &Path, extra: &[PathBuf], out: &Out) -> Result<FileReport, Cli
                 "diff": outcome.diff,
             }));
         } else {
-            print_outcome(&outcome, out);
+            if !(quiet && outcome.pass) {
+                print_outcome(&outcome, out);
+            }
         }
     }
     let uncovered: Vec<String> = rule_names(&policy)

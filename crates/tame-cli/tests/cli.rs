@@ -754,6 +754,13 @@ fn failing_policy_test_shows_a_diff_and_exits_1() {
         r.stdout
     );
     assert_eq!(r.stdout.lines().last().unwrap(), "1 passed, 1 failed");
+    assert!(r.stdout.contains("ok reads"), "{}", r.stdout);
+    // --quiet keeps the failure and the summary, drops the passing case.
+    let r = run(tame().arg("test").arg("-q").arg(&policy));
+    assert_eq!(r.code, 1);
+    assert!(!r.stdout.contains("ok reads"), "{}", r.stdout);
+    assert!(r.stdout.contains("FAIL wrong"), "{}", r.stdout);
+    assert_eq!(r.stdout.lines().last().unwrap(), "1 passed, 1 failed");
 }
 
 #[test]
