@@ -1399,7 +1399,7 @@ fn enforce_and_decide(server: &Server, verb: &str) -> (i32, String) {
         .unwrap();
     // Find the pending approval (the waiting process created it).
     let mut id = None;
-    for _ in 0..100 {
+    for _ in 0..400 {
         let r = run(server.tame().arg("approvals").arg("list").arg("--json"));
         let list: Value = serde_json::from_str(&r.stdout).unwrap();
         id = list["approvals"]
