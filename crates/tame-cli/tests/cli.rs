@@ -1039,18 +1039,30 @@ struct Server {
 
 impl Server {
     fn start(policy: &Path, extra: &[&str]) -> Server {
-        use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--policy".into(),
+            policy.into(),
+            "--addr".into(),
+            "127.0.0.1:0".into(),
+            "--db".into(),
+            dir.path().join("tame.db").into(),
+            "--no-watch".into(),
+        ];
+        args.extend(extra.iter().map(std::ffi::OsString::from));
+        Server::spawn(&args, dir)
+    }
+
+    /// Runs `tame serve ARGS` and waits for its `listening on` line.
+    fn spawn(args: &[std::ffi::OsString], dir: tempfile::TempDir) -> Server {
+        use std::io::BufRead;
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tame"))
             .arg("serve")
-            .arg("--policy")
-            .arg(policy)
-            .arg("--addr")
-            .arg("127.0.0.1:0")
-            .arg("--db")
-            .arg(dir.path().join("tame.db"))
-            .arg("--no-watch")
-            .args(extra)
+            .args(args)
+            .env_remove("TAME_POLICY")
+            .env_remove("TAME_ADDR")
+            .env_remove("TAME_DB")
+            .env_remove("TAME_CONFIG")
             .env("TAME_LOG", "warn")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -1439,4 +1451,46 @@ fn enforce_wait_releases_an_approved_call_and_denies_a_rejected_one() {
     let (code, stdout) = enforce_and_decide(&server, "reject");
     assert_eq!(code, 2, "{stdout}");
     assert!(stdout.contains("was rejected"), "{stdout}");
+}
+
+#[test]
+fn serve_reads_a_config_file_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "tame.yml",
+        &format!(
+            "policy: {}\naddr: \"127.0.0.1:0\"\ndb: state/tame.db\nwatch_policy: false\nadmin_keys: [\"from-config\"]\n",
+            policies_dir().join("github_agent.yml").display()
+        ),
+    );
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    let server = Server::spawn(
+        &[
+            "--config".into(),
+            config.into_os_string(),
+            "--admin-key".into(),
+            "from-flag".into(),
+        ],
+        dir,
+    );
+    // The policy and the database come from the file (db relative to it).
+    let r = run(server
+        .tame()
+        .arg("--api-key")
+        .arg("from-flag")
+        .arg("policy")
+        .arg("--json"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let policy: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(policy["rules_count"], 9);
+    assert!(server._dir.path().join("state/tame.db").exists());
+    // The flag's key replaced the file's.
+    let r = run(server
+        .tame()
+        .arg("--api-key")
+        .arg("from-config")
+        .arg("policy"));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("401"), "{}", r.stderr);
 }
