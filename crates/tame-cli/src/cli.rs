@@ -192,7 +192,9 @@ Examples:
   tame policy reload                       re-read the server's policy file
   tame policy reload policies.yml          replace the policy with this file's content
   tame policy versions                     every version the server has loaded
-  tame policy graph policies.yml           local: the decision DAG as DOT")]
+  tame policy graph policies.yml           local: the decision DAG as DOT
+  tame policy check policies/              local: same as `tame check`
+  tame policy test policies/               local: same as `tame test`")]
     Policy(PolicyArgs),
 
     /// Enforce one call on the server; the exit code is the decision
@@ -395,6 +397,10 @@ pub enum PolicyAction {
     Versions,
     /// Print a local policy's decision DAG as DOT (same as `tame graph`)
     Graph(GraphArgs),
+    /// Compile local policy files (same as `tame check`)
+    Check(CheckArgs),
+    /// Run local policies' tests (same as `tame test POLICY...`)
+    Test(TestArgs),
 }
 
 #[derive(Debug, Args)]

@@ -144,6 +144,8 @@ fn dispatch(cli: &Cli, out: &Out) -> Result<Exit, CliError> {
         Command::Status => remote::status(&server, out),
         Command::Policy(args) => match &args.action {
             Some(cli::PolicyAction::Graph(graph)) => local::graph(graph, out),
+            Some(cli::PolicyAction::Check(check)) => local::check(check, out),
+            Some(cli::PolicyAction::Test(test)) => testing::test_command(test, &server, out),
             action => remote::policy_command(action.as_ref(), &server, out),
         },
         Command::Enforce(args) => remote::enforce(args, &server, out),

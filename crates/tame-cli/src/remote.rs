@@ -82,7 +82,12 @@ pub fn policy_command(
     out: &Out,
 ) -> Result<Exit, CliError> {
     match action {
-        None | Some(PolicyAction::Show) | Some(PolicyAction::Graph(_)) => policy(opts, out),
+        // Local actions are dispatched before this; show the policy.
+        None
+        | Some(PolicyAction::Show)
+        | Some(PolicyAction::Graph(_))
+        | Some(PolicyAction::Check(_))
+        | Some(PolicyAction::Test(_)) => policy(opts, out),
         Some(PolicyAction::Validate { file }) => {
             let content = read_policy_text(file)?;
             let client = Client::new(opts)?;

@@ -212,6 +212,33 @@ fn directories_expand_to_their_policies() {
     assert!(r.stderr.contains("no policy files"), "{}", r.stderr);
 }
 
+#[test]
+fn policy_subcommands_alias_the_local_commands() {
+    let r = run(tame()
+        .arg("policy")
+        .arg("check")
+        .arg(policies_dir().join("example.yml")));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("ok "), "{}", r.stdout);
+    let r = run(tame()
+        .arg("policy")
+        .arg("test")
+        .arg("-q")
+        .arg(policies_dir().join("example.yml")));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.trim_end().ends_with(" passed, 0 failed"),
+        "{}",
+        r.stdout
+    );
+    let r = run(tame()
+        .arg("policy")
+        .arg("graph")
+        .arg(policies_dir().join("example.yml")));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("digraph"), "{}", r.stdout);
+}
+
 // ---------------------------------------------------------------- eval
 
 #[test]
