@@ -34,11 +34,13 @@ const MAX_IDLE_READERS: usize = 8;
 /// How hard a commit waits for the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// `synchronous=FULL`: a committed record survives a power cut.
+    /// A record is acknowledged once the WAL holding it is fsynced: it
+    /// survives a power cut.
     #[default]
     Full,
-    /// `synchronous=NORMAL`: a committed record survives a crash of the
-    /// process (SIGKILL), not necessarily a power cut. Faster.
+    /// A record is acknowledged once committed to the WAL (in the OS page
+    /// cache): it survives a crash of the process (SIGKILL), not
+    /// necessarily a power cut.
     Normal,
 }
 
@@ -268,11 +270,9 @@ impl SqliteStore {
             .map_err(|e| StoreError::Secret(e.to_string()))?;
 
         let conn = open_connection(&path)?;
-        let sync = match options.durability {
-            Durability::Full => "FULL",
-            Durability::Normal => "NORMAL",
-        };
-        conn.pragma_update(None, "synchronous", sync)?;
+        // Commits only write the WAL; with `Full` durability the syncer
+        // thread fsyncs it before anyone is told (see `Syncer`).
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         // Checkpoint less often: hot pages are copied once per checkpoint.
         conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
         conn.execute_batch(SCHEMA)?;
@@ -302,11 +302,20 @@ impl SqliteStore {
         }
 
         let (sender, receiver) = channel();
+        let syncer = match options.durability {
+            Durability::Full => {
+                let mut wal = path.clone().into_os_string();
+                wal.push("-wal");
+                Some(Syncer::start(PathBuf::from(wal))?)
+            }
+            Durability::Normal => None,
+        };
         let writer = Writer {
             conn,
             chain,
             mac: mac.clone(),
             max_batch: options.max_batch.max(1),
+            syncer,
         };
         let handle = std::thread::Builder::new()
             .name("tame-store-writer".into())
@@ -446,6 +455,74 @@ struct Writer {
     chain: Chain,
     mac: HmacSha256,
     max_batch: usize,
+    syncer: Option<Syncer>,
+}
+
+/// Pipelined durability: the writer commits batch N+1 to the WAL while
+/// this thread fsyncs the WAL for the batches committed before; a batch's
+/// callers are answered only after an fsync that started after its commit.
+/// (SQLite's `synchronous=FULL` would fsync inside every commit and stall
+/// the writer for the whole disk flush.)
+struct Syncer {
+    sender: Option<Sender<Vec<Done>>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start(wal: PathBuf) -> StoreResult<Syncer> {
+        let (sender, receiver) = channel::<Vec<Done>>();
+        let handle = std::thread::Builder::new()
+            .name("tame-store-sync".into())
+            .spawn(move || {
+                let mut file: Option<std::fs::File> = None;
+                while let Ok(first) = receiver.recv() {
+                    let mut pending = vec![first];
+                    while let Ok(more) = receiver.try_recv() {
+                        pending.push(more);
+                    }
+                    let synced = match &file {
+                        Some(f) => f.sync_data(),
+                        None => std::fs::File::open(&wal).and_then(|f| {
+                            let r = f.sync_data();
+                            file = Some(f);
+                            r
+                        }),
+                    };
+                    let failed = synced
+                        .err()
+                        .map(|e| format!("cannot sync the audit log `{}`: {e}", wal.display()));
+                    if let Some(msg) = &failed {
+                        tracing::error!("{msg}");
+                    }
+                    for done in pending.into_iter().flatten() {
+                        done.finish(failed.as_deref());
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Db(format!("cannot start the sync thread: {e}")))?;
+        Ok(Syncer {
+            sender: Some(sender),
+            handle: Some(handle),
+        })
+    }
+
+    /// Hands committed outcomes over; answers them here if the thread is gone.
+    fn submit(&self, done: Vec<Done>) {
+        if let Some(sender) = &self.sender
+            && let Err(std::sync::mpsc::SendError(done)) = sender.send(done)
+        {
+            done.into_iter().for_each(|d| d.finish(Some("the audit sync thread has stopped")));
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.sender.take();
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
 }
 
 fn opt_str(v: Option<&str>) -> Value {
@@ -492,6 +569,8 @@ impl Writer {
             }
             self.commit_batch(batch);
         }
+        // Answer everything in flight before the connection closes.
+        drop(self.syncer.take());
         tracing::debug!("store writer drained and stopped");
     }
 
@@ -533,7 +612,10 @@ impl Writer {
             }
         }
         match fatal {
-            None => done.into_iter().for_each(|d| d.finish(None)),
+            None => match &self.syncer {
+                Some(syncer) => syncer.submit(done),
+                None => done.into_iter().for_each(|d| d.finish(None)),
+            },
             Some(e) => {
                 tracing::error!(error = %e, "audit batch failed to commit");
                 (self.chain.seq, self.chain.hash) = saved;

@@ -467,3 +467,25 @@ fn editing_a_session_link_is_found() {
     let problem = store.verify().unwrap().first_problem.unwrap();
     assert_eq!((problem.kind, problem.seq), (ChainProblemKind::Edited, 3));
 }
+
+#[test]
+fn both_durability_modes_acknowledge_committed_records() {
+    for durability in [Durability::Full, Durability::Normal] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        {
+            let store = SqliteStore::open(&path, SqliteOptions { durability, ..Default::default() }).unwrap();
+            let tickets: Vec<_> = (0..20)
+                .map(|i| store.record_decision(decision(&format!("l{i}"), "s", "t", Action::Allow, "2026-11-21T06:00:00Z")))
+                .collect();
+            for t in tickets {
+                t.wait().unwrap();
+            }
+            store.flush().wait().unwrap();
+        }
+        let store = SqliteStore::open(&path, SqliteOptions { durability, ..Default::default() }).unwrap();
+        let report = store.verify().unwrap();
+        assert!(report.valid, "{durability:?}");
+        assert_eq!(report.records, 20, "{durability:?}");
+    }
+}
