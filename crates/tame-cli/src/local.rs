@@ -232,6 +232,17 @@ fn parse_line(text: &str) -> Result<Call, String> {
     Ok(Call { request, session })
 }
 
+/// One output line of `eval`.
+#[derive(serde::Serialize)]
+struct EvalLine<'a> {
+    decision: &'a str,
+    rule_name: Option<&'a str>,
+    reason: &'a str,
+    policy_version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explain: Option<Value>,
+}
+
 /// Session facts kept across the lines of one `eval` run.
 #[derive(Debug, Default)]
 struct Sessions {
@@ -275,12 +286,12 @@ pub fn eval(args: &EvalArgs, out: &Out) -> Result<Exit, CliError> {
             }
         };
         let result = evaluate_line(&policy, call, &mut sessions, args);
-        out.json_line(&result);
+        out.line(result);
     }
     Ok(if had_error { Exit::Error } else { Exit::Ok })
 }
 
-fn evaluate_line(policy: &Policy, call: Call, sessions: &mut Sessions, args: &EvalArgs) -> Value {
+fn evaluate_line(policy: &Policy, call: Call, sessions: &mut Sessions, args: &EvalArgs) -> String {
     let Call { request, session } = call;
     let session_key = request
         .session_id
@@ -305,20 +316,20 @@ fn evaluate_line(policy: &Policy, call: Call, sessions: &mut Sessions, args: &Ev
     // the call's own time, so `now` on a line replays a past session.
     facts.set_now(request.now);
     let decision = policy.evaluate(&request, &*facts);
-    let mut line = json!({
-        "decision": decision.action.as_str(),
-        "rule_name": decision.rule_name.as_deref(),
-        "reason": decision.reason,
-        "policy_version": &*decision.policy_version,
+    let explain = args
+        .explain
+        .then(|| serde_json::to_value(policy.explain(&request, &*facts)).unwrap_or(Value::Null));
+    let line = EvalLine {
+        decision: decision.action.as_str(),
+        rule_name: decision.rule_name.as_deref(),
+        reason: &decision.reason,
+        policy_version: &decision.policy_version,
+        explain,
+    };
+    // Fields in the documented order (a struct, not a sorted map).
+    let line = serde_json::to_string(&line).unwrap_or_else(|e| {
+        json!({"error": format!("cannot write the decision: {e}")}).to_string()
     });
-    if args.explain {
-        let explanation = policy.explain(&request, &*facts);
-        crate::output::set(
-            &mut line,
-            "explain",
-            serde_json::to_value(&explanation).unwrap_or(Value::Null),
-        );
-    }
     // As on the server, only calls that were let through count as calls.
     if decision.action == tame_engine::Action::Allow {
         facts.record(&request.tool, request.now);

@@ -300,6 +300,11 @@ fn eval_lines_have_the_documented_fields() {
     assert_eq!(line["rule_name"], "block_system_files");
     assert_eq!(line["reason"], "System paths are off limits (/etc/hosts)");
     assert_eq!(line["policy_version"], "2026-11");
+    // Byte for byte, fields in the documented order (as in the README).
+    assert_eq!(
+        r.stdout,
+        "{\"decision\":\"deny\",\"rule_name\":\"block_system_files\",\"reason\":\"System paths are off limits (/etc/hosts)\",\"policy_version\":\"2026-11\"}\n"
+    );
 }
 
 #[test]
