@@ -415,9 +415,9 @@ pub struct RemoteGuard {
     base: String,
     api_key: Option<String>,
     client: reqwest::Client,
-    /// Tools the server's current policy denies unconditionally, fetched
+    /// The server's rules as far as `--hide-denied` needs them, fetched
     /// once by [`RemoteGuard::load_hidden`].
-    hidden: Arc<Mutex<Option<Vec<String>>>>,
+    hidden: Arc<Mutex<Option<(Vec<crate::hide::RuleShape>, Action)>>>,
 }
 
 impl RemoteGuard {
@@ -482,9 +482,10 @@ impl RemoteGuard {
         })
     }
 
-    /// Asks the server's current policy which of `tools` it denies
-    /// unconditionally (`GET /api/v1/policy/current`), for `tools/list`
-    /// filtering. Without rule details in the answer nothing is hidden.
+    /// Reads the server's current rules (`GET /api/v1/policy/current`) so
+    /// that [`Guard::denies_unconditionally`] can answer for `tools/list`
+    /// filtering; until then, and for rules whose condition the answer does
+    /// not show, nothing is hidden beyond what is certain.
     pub async fn load_hidden(&self) -> anyhow::Result<()> {
         let response = self
             .request(reqwest::Method::GET, "/api/v1/policy/current")
@@ -492,9 +493,8 @@ impl RemoteGuard {
             .await
             .context("cannot reach the tame server")?;
         let current = Self::json(response, "GET /api/v1/policy/current").await?;
-        let hidden = crate::hide::hidden_from_policy_json(&current);
         if let Ok(mut slot) = self.hidden.lock() {
-            *slot = Some(hidden);
+            *slot = Some(crate::hide::shapes_from_policy_json(&current));
         }
         Ok(())
     }
@@ -573,7 +573,7 @@ impl Guard for RemoteGuard {
         self.hidden
             .lock()
             .ok()
-            .and_then(|hidden| hidden.as_ref().map(|names| names.iter().any(|n| n == tool)))
+            .and_then(|shapes| shapes.as_ref().map(|(rules, default)| crate::hide::denied_by_shape(rules, *default, tool)))
             .unwrap_or(false)
     }
 }

@@ -74,41 +74,38 @@ pub fn denies_unconditionally(policy: &Policy, tool: &str) -> bool {
     denied_by_shape(&rules, info.default, tool)
 }
 
-/// The tools named in a server's `GET /api/v1/policy/current` answer that its
-/// rules deny unconditionally. Rules without a `condition` key count as
-/// conditional, so a server that does not report conditions hides only what
-/// its default denies when no rule may apply.
-pub fn hidden_from_policy_json(current: &Value) -> Vec<String> {
+/// The rules and default of a server's `GET /api/v1/policy/current`
+/// answer, for [`denied_by_shape`]. A rule without a `condition` key (or
+/// any rule of a legacy policy) counts as conditional, and an action we do
+/// not know as one that may open access.
+pub fn shapes_from_policy_json(current: &Value) -> (Vec<RuleShape>, Action) {
     let default = match current.get("default").and_then(Value::as_str) {
         Some("allow") => Action::Allow,
         Some("approve") => Action::Approve,
         _ => Action::Deny,
     };
-    let Some(rules) = current.get("rules").and_then(Value::as_array) else {
-        return Vec::new();
-    };
-    let mut shapes = Vec::new();
-    let mut names = Vec::new();
-    for rule in rules {
-        let action = match rule.get("action").and_then(Value::as_str) {
-            Some("allow") => Action::Allow,
-            Some("deny") => Action::Deny,
-            Some("approve") => Action::Approve,
-            // An action we do not know: assume it may open access.
-            _ => Action::Allow,
-        };
-        let tools = rule.get("tools").and_then(Value::as_array).map(|tools| {
-            tools.iter().filter_map(Value::as_str).map(str::to_owned).collect::<Vec<_>>()
-        });
-        names.extend(tools.iter().flatten().filter(|t| !t.contains(['*', '?', '[', '{'])).cloned());
-        let unconditional = rule.get("condition").is_some_and(Value::is_null)
-            && rule.get("conditions").is_none_or(|c| c.is_null() || c.as_object().is_some_and(|m| m.is_empty()));
-        shapes.push(RuleShape { action, tools, unconditional });
-    }
-    names.sort();
-    names.dedup();
-    names.retain(|name| denied_by_shape(&shapes, default, name));
-    names
+    // Legacy rules report no condition text even when they have `conditions`.
+    let legacy = current.get("legacy").and_then(Value::as_bool).unwrap_or(false);
+    let rules = current.get("rules").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let shapes = rules
+        .iter()
+        .map(|rule| {
+            let action = match rule.get("action").and_then(Value::as_str) {
+                Some("deny") => Action::Deny,
+                Some("approve") => Action::Approve,
+                _ => Action::Allow,
+            };
+            let tools = rule
+                .get("tools")
+                .and_then(Value::as_array)
+                .map(|tools| tools.iter().filter_map(Value::as_str).map(str::to_owned).collect());
+            let unconditional = !legacy
+                && rule.get("condition").is_some_and(Value::is_null)
+                && rule.get("conditions").is_none_or(|c| c.is_null() || c.as_object().is_some_and(|m| m.is_empty()));
+            RuleShape { action, tools, unconditional }
+        })
+        .collect();
+    (shapes, default)
 }
 
 #[cfg(test)]
@@ -159,6 +156,11 @@ mod tests {
         assert!(!denied_by_shape(&rules, Action::Deny, "pay"));
     }
 
+    fn hidden(current: &Value, tools: &[&str]) -> Vec<String> {
+        let (shapes, default) = shapes_from_policy_json(current);
+        tools.iter().filter(|t| denied_by_shape(&shapes, default, t)).map(|t| (*t).to_owned()).collect()
+    }
+
     #[test]
     fn server_json_without_conditions_hides_only_by_default() {
         let current = serde_json::json!({
@@ -171,14 +173,18 @@ mod tests {
         });
         // `rm`'s deny rule might be conditional (no `condition` key); no
         // later rule may allow it, so the default deny still hides it.
-        assert_eq!(hidden_from_policy_json(&current), vec!["rm".to_owned()]);
+        assert_eq!(hidden(&current, &["rm", "read_x", "pay", "other"]), ["rm", "other"]);
         let with_condition = serde_json::json!({
             "default": "allow",
             "rules": [
                 {"action": "deny", "tools": ["rm"], "condition": null},
-                {"action": "deny", "tools": ["mv"], "condition": "args.x == 1"}
+                {"action": "deny", "tools": ["mv"], "condition": "args.x == 1"},
+                {"action": "deny", "tools": ["del_*"], "condition": null}
             ]
         });
-        assert_eq!(hidden_from_policy_json(&with_condition), vec!["rm".to_owned()]);
+        assert_eq!(hidden(&with_condition, &["rm", "mv", "del_file", "ls"]), ["rm", "del_file"]);
+        let mut legacy = with_condition.clone();
+        legacy["legacy"] = Value::Bool(true);
+        assert!(hidden(&legacy, &["rm", "mv", "del_file", "ls"]).is_empty());
     }
 }

@@ -14,5 +14,6 @@ mod common;
 mod embedded;
 mod examples;
 mod proxy;
+mod remote;
 mod runner;
 mod service;
