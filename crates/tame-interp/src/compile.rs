@@ -140,6 +140,26 @@ fn foldable(n: &Node) -> bool {
     }
 }
 
+/// Constant lists of at least this many strings are searched by hash.
+const STRING_SET_MIN: usize = 8;
+
+fn string_set(n: &Node) -> Option<Arc<rustc_hash::FxHashSet<Arc<str>>>> {
+    let Node::Const(Value::List(items)) = n else {
+        return None;
+    };
+    if items.len() < STRING_SET_MIN {
+        return None;
+    }
+    items
+        .iter()
+        .map(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect::<Option<rustc_hash::FxHashSet<_>>>()
+        .map(Arc::new)
+}
+
 /// `operand.key`, in one step when the operand is a variable.
 fn select_node(operand: Node, key: Key, span: Span) -> Node {
     match operand {
@@ -294,10 +314,13 @@ impl Compiler<'_> {
                         rhs: b,
                         span,
                     },
-                    BinaryOp::In => Node::In {
-                        lhs: a,
-                        rhs: b,
-                        span,
+                    BinaryOp::In => match string_set(&b) {
+                        Some(set) if !is_const(&a) => Node::InStrSet { lhs: a, set },
+                        _ => Node::In {
+                            lhs: a,
+                            rhs: b,
+                            span,
+                        },
                     },
                     BinaryOp::Add
                     | BinaryOp::Sub

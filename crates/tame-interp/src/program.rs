@@ -125,6 +125,11 @@ pub(crate) enum Node {
         span: Span,
     },
     Comprehension(Box<Compr>),
+    /// `x in [...]` over a long constant list of strings: a hash lookup.
+    InStrSet {
+        lhs: Box<Node>,
+        set: Arc<rustc_hash::FxHashSet<Arc<str>>>,
+    },
     Call {
         func: Builtin,
         args: Vec<Node>,
@@ -235,9 +240,14 @@ pub(crate) struct Cx<'a> {
 
 impl<'a> Cx<'a> {
     fn new(act: &'a Activation<'a>, p: &'a Program) -> Self {
+        let locals = if p.locals == 0 {
+            Vec::new()
+        } else {
+            vec![Value::Null; p.locals]
+        };
         Cx {
             act,
-            locals: RefCell::new(vec![Value::Null; p.locals]),
+            locals: RefCell::new(locals),
             names: &p.var_names,
         }
     }
@@ -444,6 +454,14 @@ impl Node {
                     Value::Map(m) => owned(Value::Bool(ops::map_get(m, &x).is_some())),
                     other => err(ops::no_overload("in", &[&x, other]), *span),
                 }
+            }
+            Node::InStrSet { lhs, set } => {
+                let found = match &*lhs.eval(cx)? {
+                    Value::String(x) => set.contains(&**x),
+                    // Heterogeneous equality is false, never an error.
+                    _ => false,
+                };
+                owned(Value::Bool(found))
             }
             Node::List(items) => {
                 let mut out = Vec::with_capacity(items.len());

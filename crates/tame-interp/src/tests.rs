@@ -531,3 +531,63 @@ fn too_deep_is_a_compile_error() {
     let err = compile(&e, &Env::new()).unwrap_err();
     assert!(err.message.contains("nested too deeply"));
 }
+
+#[test]
+fn programs_are_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<crate::Program>();
+    assert_send_sync::<Env>();
+    let p = Arc::new(
+        compile(
+            &tame_lang::parse("args.path.startsWith('/etc/')").unwrap(),
+            &Env::policy(),
+        )
+        .unwrap(),
+    );
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let p = Arc::clone(&p);
+            std::thread::spawn(move || {
+                let vars = policy_vars();
+                let act = Activation::new(&vars, &NoFacts, jiff::Timestamp::UNIX_EPOCH);
+                p.eval_bool(&act).unwrap()
+            })
+        })
+        .collect();
+    for h in handles {
+        assert!(h.join().unwrap());
+    }
+}
+
+#[test]
+fn errors_carry_the_failing_span() {
+    let src = "args.path == '/x' && args.nope > 1";
+    let ast = tame_lang::parse(src).unwrap();
+    let p = compile(&ast, &Env::policy()).unwrap();
+    let mut vars = policy_vars();
+    vars[roots::ARGS] = map(&[("path", Value::string("/x"))]);
+    let e = p
+        .eval(&Activation::new(
+            &vars,
+            &NoFacts,
+            jiff::Timestamp::UNIX_EPOCH,
+        ))
+        .unwrap_err();
+    assert_eq!(e.message, "no such key: nope");
+    assert_eq!(src[e.span.range()].trim_end(), "args.nope");
+}
+
+#[test]
+fn public_equality_follows_cel() {
+    assert!(crate::equals(&Value::Int(1), &Value::Double(1.0)));
+    assert!(crate::equals(&Value::Uint(1), &Value::Int(1)));
+    assert!(!crate::equals(
+        &Value::Double(f64::NAN),
+        &Value::Double(f64::NAN)
+    ));
+    assert!(!crate::equals(&Value::Int(1), &Value::string("1")));
+    assert!(crate::equals(
+        &map(&[("a", Value::Int(1))]),
+        &map(&[("a", Value::Uint(1))])
+    ));
+}
