@@ -51,8 +51,20 @@ pub struct GuardedTool<G> {
 }
 
 impl<G: Guard> GuardedTool<G> {
-    pub fn new(name: &str, description: &str, guard: Arc<G>, session_id: &str, func: ToolFn) -> Self {
-        GuardedTool { name: name.into(), description: description.into(), func, guard, session_id: session_id.into() }
+    pub fn new(
+        name: &str,
+        description: &str,
+        guard: Arc<G>,
+        session_id: &str,
+        func: ToolFn,
+    ) -> Self {
+        GuardedTool {
+            name: name.into(),
+            description: description.into(),
+            func,
+            guard,
+            session_id: session_id.into(),
+        }
     }
 
     /// `invoke` as in LangChain: the text the agent reads back.
@@ -70,13 +82,20 @@ impl<G: Guard> GuardedTool<G> {
                     Ok(ApprovalOutcome::Approved) => {
                         // Use the approval: the same call, asked again.
                         match self.guard.release(&call, &id).await {
-                            Ok(released) if released.decision == Action::Allow => verdict = released,
-                            Ok(released) => return format!("Tool call denied: {}", released.reason),
+                            Ok(released) if released.decision == Action::Allow => {
+                                verdict = released
+                            }
+                            Ok(released) => {
+                                return format!("Tool call denied: {}", released.reason);
+                            }
                             Err(err) => return format!("Tool error: {err:#}"),
                         }
                     }
                     Ok(ApprovalOutcome::Rejected(why)) => {
-                        return format!("Tool call rejected by a human: {}", why.unwrap_or_default());
+                        return format!(
+                            "Tool call rejected by a human: {}",
+                            why.unwrap_or_default()
+                        );
                     }
                     Ok(ApprovalOutcome::Pending) | Err(_) => {
                         return format!("Tool call awaits approval {id}: {}", verdict.reason);
@@ -88,7 +107,11 @@ impl<G: Guard> GuardedTool<G> {
         let started = Instant::now();
         let output = (self.func)(&input);
         let outcome = CallOutcome {
-            status: if output.is_ok() { CallStatus::Success } else { CallStatus::Error },
+            status: if output.is_ok() {
+                CallStatus::Success
+            } else {
+                CallStatus::Error
+            },
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             error_message: output.as_ref().err().cloned(),
             result: output.clone().unwrap_or(Value::Null),
@@ -117,7 +140,9 @@ struct FakeModel {
 
 impl FakeModel {
     fn next(&mut self, _observation: Option<&str>) -> Step {
-        self.script.pop_front().unwrap_or(Step::Final("(script exhausted)"))
+        self.script
+            .pop_front()
+            .unwrap_or(Step::Final("(script exhausted)"))
     }
 }
 
@@ -131,19 +156,39 @@ fn desk(call: &ToolCall, _verdict: &tame_integrations::Verdict) -> ApprovalOutco
 
 /// Runs the agent loop; returns the transcript.
 pub async fn run() -> anyhow::Result<Vec<String>> {
-    let policy = Policy::from_yaml(POLICY, "langchain_tool.rs").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let policy =
+        Policy::from_yaml(POLICY, "langchain_tool.rs").map_err(|e| anyhow::anyhow!("{e}"))?;
     let guard = Arc::new(EmbeddedGuard::new(Arc::new(policy)).with_approver(Arc::new(desk)));
     let session = "lc-session-1";
     let tools = [
-        GuardedTool::new("search_orders", "Find a customer's orders", Arc::clone(&guard), session, Box::new(|input| {
-            Ok(json!({"orders": [{"id": 17, "customer": input["customer"], "total": 80}]}))
-        })),
-        GuardedTool::new("shell", "Run a shell command", Arc::clone(&guard), session, Box::new(|input| {
-            Ok(json!(format!("pretend output of `{}`", input["command"].as_str().unwrap_or_default())))
-        })),
-        GuardedTool::new("refund", "Refund an order", Arc::clone(&guard), session, Box::new(|input| {
-            Ok(json!({"refunded": input["amount"], "order": input["order"]}))
-        })),
+        GuardedTool::new(
+            "search_orders",
+            "Find a customer's orders",
+            Arc::clone(&guard),
+            session,
+            Box::new(|input| {
+                Ok(json!({"orders": [{"id": 17, "customer": input["customer"], "total": 80}]}))
+            }),
+        ),
+        GuardedTool::new(
+            "shell",
+            "Run a shell command",
+            Arc::clone(&guard),
+            session,
+            Box::new(|input| {
+                Ok(json!(format!(
+                    "pretend output of `{}`",
+                    input["command"].as_str().unwrap_or_default()
+                )))
+            }),
+        ),
+        GuardedTool::new(
+            "refund",
+            "Refund an order",
+            Arc::clone(&guard),
+            session,
+            Box::new(|input| Ok(json!({"refunded": input["amount"], "order": input["order"]}))),
+        ),
     ];
     let mut model = FakeModel {
         script: VecDeque::from([
@@ -177,7 +222,10 @@ pub async fn run() -> anyhow::Result<Vec<String>> {
     let log = guard.log();
     transcript.push(format!(
         "audit: {}",
-        log.iter().map(|e| e.verdict.decision.as_str()).collect::<Vec<_>>().join(",")
+        log.iter()
+            .map(|e| e.verdict.decision.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     ));
     Ok(transcript)
 }

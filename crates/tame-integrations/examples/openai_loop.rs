@@ -10,14 +10,19 @@
 //!
 //! Run: `cargo run -p tame-integrations --example openai_loop`
 
-#![expect(clippy::indexing_slicing, reason = "serde_json's `value[key]` gives Null for a missing key, it never panics")]
+#![expect(
+    clippy::indexing_slicing,
+    reason = "serde_json's `value[key]` gives Null for a missing key, it never panics"
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 use tame_engine::{Action, Policy};
-use tame_integrations::{ApprovalOutcome, CallOutcome, CallStatus, EmbeddedGuard, Guard, ToolCall, Verdict};
+use tame_integrations::{
+    ApprovalOutcome, CallOutcome, CallStatus, EmbeddedGuard, Guard, ToolCall, Verdict,
+};
 
 const POLICY: &str = r#"
 version: "2026-11"
@@ -43,9 +48,7 @@ rules:
 fn fake_model(messages: &[Value]) -> Value {
     let results: Vec<&Value> = messages.iter().filter(|m| m["role"] == "tool").collect();
     if results.is_empty() {
-        let call = |id: &str, name: &str, args: Value| {
-            json!({"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}})
-        };
+        let call = |id: &str, name: &str, args: Value| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}});
         return json!({
             "role": "assistant",
             "content": null,
@@ -58,7 +61,14 @@ fn fake_model(messages: &[Value]) -> Value {
             ]
         });
     }
-    let failed = results.iter().filter(|m| m["content"].as_str().is_some_and(|c| c.contains("\"error\""))).count();
+    let failed = results
+        .iter()
+        .filter(|m| {
+            m["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("\"error\""))
+        })
+        .count();
     json!({"role": "assistant", "content": format!("{} tool calls ran, {failed} were refused.", results.len() - failed)})
 }
 
@@ -91,23 +101,30 @@ async fn handle_call<G: Guard>(guard: &G, session: &str, tool_call: &Value) -> S
     let call = ToolCall::new(name, args.clone(), session);
     let mut verdict = match guard.enforce(&call).await {
         Ok(v) => v,
-        Err(err) => return json!({"error": "policy_unavailable", "detail": format!("{err:#}")}).to_string(),
+        Err(err) => {
+            return json!({"error": "policy_unavailable", "detail": format!("{err:#}")})
+                .to_string();
+        }
     };
     match verdict.decision {
-        Action::Deny => return json!({"error": "denied", "rule": verdict.rule_name, "reason": verdict.reason}).to_string(),
+        Action::Deny => {
+            return json!({"error": "denied", "rule": verdict.rule_name, "reason": verdict.reason})
+                .to_string();
+        }
         Action::Approve => {
             let id = verdict.approval_id.clone().unwrap_or_default();
             match guard.wait_approval(&id, Duration::from_secs(30)).await {
                 Ok(ApprovalOutcome::Approved) => {
-                        // Use the approval: the same call, asked again.
-                        match guard.release(&call, &id).await {
+                    // Use the approval: the same call, asked again.
+                    match guard.release(&call, &id).await {
                             Ok(released) if released.decision == Action::Allow => verdict = released,
                             Ok(released) => return json!({"error": "denied", "rule": released.rule_name, "reason": released.reason}).to_string(),
                             Err(err) => return format!("Tool error: {err:#}"),
                         }
-                    }
+                }
                 Ok(ApprovalOutcome::Rejected(why)) => {
-                    return json!({"error": "approval_rejected", "approval_id": id, "reason": why}).to_string();
+                    return json!({"error": "approval_rejected", "approval_id": id, "reason": why})
+                        .to_string();
                 }
                 Ok(ApprovalOutcome::Pending) | Err(_) => {
                     return json!({"error": "approval_pending", "approval_id": id, "reason": verdict.reason}).to_string();
@@ -119,7 +136,11 @@ async fn handle_call<G: Guard>(guard: &G, session: &str, tool_call: &Value) -> S
     let started = Instant::now();
     let output = run_function(name, &args);
     let outcome = CallOutcome {
-        status: if output.is_ok() { CallStatus::Success } else { CallStatus::Error },
+        status: if output.is_ok() {
+            CallStatus::Success
+        } else {
+            CallStatus::Error
+        },
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         error_message: output.as_ref().err().cloned(),
         result: output.clone().unwrap_or(Value::Null),
@@ -152,7 +173,8 @@ pub async fn run() -> anyhow::Result<Vec<Value>> {
         }
         for tool_call in &calls {
             let content = handle_call(&guard, session, tool_call).await;
-            messages.push(json!({"role": "tool", "tool_call_id": tool_call["id"], "content": content}));
+            messages
+                .push(json!({"role": "tool", "tool_call_id": tool_call["id"], "content": content}));
         }
     }
     anyhow::bail!("the model kept calling tools")

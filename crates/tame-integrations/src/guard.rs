@@ -36,7 +36,11 @@ pub struct ToolCall {
 
 impl ToolCall {
     /// A call with empty metadata and no agent or user.
-    pub fn new(tool_name: impl Into<String>, tool_args: Value, session_id: impl Into<String>) -> Self {
+    pub fn new(
+        tool_name: impl Into<String>,
+        tool_args: Value,
+        session_id: impl Into<String>,
+    ) -> Self {
         ToolCall {
             tool_name: tool_name.into(),
             tool_args,
@@ -119,7 +123,11 @@ pub trait Guard: Send + Sync {
     /// `call` (the same call) run. The policy is asked again (its deny still
     /// denies) and the approval is used up; run the call only on `allow`,
     /// and record its outcome under this verdict's log id.
-    fn release(&self, call: &ToolCall, approval_id: &str) -> impl Future<Output = anyhow::Result<Verdict>> + Send;
+    fn release(
+        &self,
+        call: &ToolCall,
+        approval_id: &str,
+    ) -> impl Future<Output = anyhow::Result<Verdict>> + Send;
 
     /// Waits at most `timeout` for a human to decide approval `approval_id`.
     fn wait_approval(
@@ -146,7 +154,9 @@ impl Journal {
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open journal `{}`", path.display()))?;
-        Ok(Journal { file: Mutex::new(file) })
+        Ok(Journal {
+            file: Mutex::new(file),
+        })
     }
 
     fn write(&self, entry: &Value) {
@@ -254,12 +264,22 @@ impl EmbeddedGuard {
         let facts = sessions.entry(call.session_id.clone()).or_default();
         let mut decision = self.policy.evaluate(&request, &*facts);
         if let Some(id) = release {
-            let granted = self.approved.lock().is_ok_and(|mut approved| approved.remove(id));
+            let granted = self
+                .approved
+                .lock()
+                .is_ok_and(|mut approved| approved.remove(id));
             (decision.action, decision.reason) = match (granted, decision.action) {
-                (false, _) => (Action::Deny, format!("approval {id} was not granted").into()),
+                (false, _) => (
+                    Action::Deny,
+                    format!("approval {id} was not granted").into(),
+                ),
                 (true, Action::Deny) => (
                     Action::Deny,
-                    format!("{} (approval {id} does not override a deny of the policy)", decision.reason).into(),
+                    format!(
+                        "{} (approval {id} does not override a deny of the policy)",
+                        decision.reason
+                    )
+                    .into(),
                 ),
                 (true, _) => (Action::Allow, format!("approved (approval {id})").into()),
             };
@@ -362,12 +382,20 @@ impl Guard for EmbeddedGuard {
         Ok(())
     }
 
-    async fn wait_approval(&self, approval_id: &str, _timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
+    async fn wait_approval(
+        &self,
+        approval_id: &str,
+        _timeout: Duration,
+    ) -> anyhow::Result<ApprovalOutcome> {
         // Without an approver there is nobody to ask: the call stays pending.
         let Some(approver) = &self.approver else {
             return Ok(ApprovalOutcome::Pending);
         };
-        let waiting = self.pending.lock().ok().and_then(|mut pending| pending.remove(approval_id));
+        let waiting = self
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut pending| pending.remove(approval_id));
         let Some((call, verdict)) = waiting else {
             anyhow::bail!("unknown approval id `{approval_id}`");
         };
@@ -417,7 +445,7 @@ pub struct RemoteGuard {
     client: reqwest::Client,
     /// The server's rules as far as `--hide-denied` needs them, fetched
     /// once by [`RemoteGuard::load_hidden`].
-    hidden: Arc<Mutex<Option<(Vec<crate::hide::RuleShape>, Action)>>>,
+    hidden: Arc<Mutex<Option<PolicyShape>>>,
 }
 
 impl RemoteGuard {
@@ -429,7 +457,12 @@ impl RemoteGuard {
             .timeout(Duration::from_secs(30))
             .build()
             .context("cannot build the http client")?;
-        Ok(RemoteGuard { base, api_key, client, hidden: Arc::new(Mutex::new(None)) })
+        Ok(RemoteGuard {
+            base,
+            api_key,
+            client,
+            hidden: Arc::new(Mutex::new(None)),
+        })
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -449,7 +482,10 @@ impl RemoteGuard {
         if !status.is_success() {
             let detail = serde_json::from_str::<Value>(&body)
                 .ok()
-                .and_then(|v| v.get("detail").map(|d| d.as_str().map_or_else(|| d.to_string(), str::to_owned)))
+                .and_then(|v| {
+                    v.get("detail")
+                        .map(|d| d.as_str().map_or_else(|| d.to_string(), str::to_owned))
+                })
                 .unwrap_or(body);
             anyhow::bail!("server answered {status} to {what}: {detail}");
         }
@@ -457,7 +493,11 @@ impl RemoteGuard {
             .with_context(|| format!("server's answer to {what} is not json"))
     }
 
-    async fn post_enforce(&self, call: &ToolCall, approval_id: Option<&str>) -> anyhow::Result<Verdict> {
+    async fn post_enforce(
+        &self,
+        call: &ToolCall,
+        approval_id: Option<&str>,
+    ) -> anyhow::Result<Verdict> {
         let mut body = serde_json::to_value(call)?;
         if let (Some(id), Value::Object(fields)) = (approval_id, &mut body) {
             fields.insert("approval_id".to_owned(), Value::String(id.to_owned()));
@@ -469,8 +509,9 @@ impl RemoteGuard {
             .await
             .context("cannot reach the tame server")?;
         let body = Self::json(response, "POST /api/v1/enforce").await?;
-        let decision: Action = serde_json::from_value(body.get("decision").cloned().unwrap_or(Value::Null))
-            .context("server's enforce answer has no valid `decision`")?;
+        let decision: Action =
+            serde_json::from_value(body.get("decision").cloned().unwrap_or(Value::Null))
+                .context("server's enforce answer has no valid `decision`")?;
         Ok(Verdict {
             decision,
             rule_name: string_field(&body, "rule_name"),
@@ -478,7 +519,8 @@ impl RemoteGuard {
             policy_version: string_field(&body, "policy_version").unwrap_or_default(),
             log_id: string_field(&body, "log_id"),
             approval_id: string_field(&body, "approval_id"),
-            session_id: string_field(&body, "session_id").unwrap_or_else(|| call.session_id.clone()),
+            session_id: string_field(&body, "session_id")
+                .unwrap_or_else(|| call.session_id.clone()),
         })
     }
 
@@ -494,10 +536,18 @@ impl RemoteGuard {
             .context("cannot reach the tame server")?;
         let current = Self::json(response, "GET /api/v1/policy/current").await?;
         if let Ok(mut slot) = self.hidden.lock() {
-            *slot = Some(crate::hide::shapes_from_policy_json(&current));
+            let (rules, default) = crate::hide::shapes_from_policy_json(&current);
+            *slot = Some(PolicyShape { rules, default });
         }
         Ok(())
     }
+}
+
+/// A server policy's rules as `--hide-denied` sees them.
+#[derive(Debug)]
+struct PolicyShape {
+    rules: Vec<crate::hide::RuleShape>,
+    default: Action,
 }
 
 /// Reads a string field, accepting numbers too (log ids are strings in the
@@ -536,10 +586,16 @@ impl Guard for RemoteGuard {
             .send()
             .await
             .context("cannot reach the tame server")?;
-        Self::json(response, &format!("POST {path}")).await.map(drop)
+        Self::json(response, &format!("POST {path}"))
+            .await
+            .map(drop)
     }
 
-    async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
+    async fn wait_approval(
+        &self,
+        approval_id: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<ApprovalOutcome> {
         // The server long-polls `/wait` for at most 50 s a request.
         let deadline = Instant::now() + timeout;
         let path = format!("/api/v1/approvals/{approval_id}/wait");
@@ -555,12 +611,15 @@ impl Guard for RemoteGuard {
                 .context("cannot reach the tame server")?;
             let body = Self::json(response, &format!("GET {path}")).await?;
             let approval = body.get("approval").unwrap_or(&body);
-            let state = string_field(&body, "state").or_else(|| string_field(approval, "state")).unwrap_or_default();
+            let state = string_field(&body, "state")
+                .or_else(|| string_field(approval, "state"))
+                .unwrap_or_default();
             match state.as_str() {
                 "approved" => return Ok(ApprovalOutcome::Approved),
                 "rejected" | "expired" => {
-                    let reason = string_field(approval, "decision_reason")
-                        .or_else(|| (state == "expired").then(|| format!("approval {approval_id} expired")));
+                    let reason = string_field(approval, "decision_reason").or_else(|| {
+                        (state == "expired").then(|| format!("approval {approval_id} expired"))
+                    });
                     return Ok(ApprovalOutcome::Rejected(reason));
                 }
                 _ if Instant::now() >= deadline => return Ok(ApprovalOutcome::Pending),
@@ -573,7 +632,11 @@ impl Guard for RemoteGuard {
         self.hidden
             .lock()
             .ok()
-            .and_then(|shapes| shapes.as_ref().map(|(rules, default)| crate::hide::denied_by_shape(rules, *default, tool)))
+            .and_then(|shape| {
+                shape
+                    .as_ref()
+                    .map(|s| crate::hide::denied_by_shape(&s.rules, s.default, tool))
+            })
             .unwrap_or(false)
     }
 }
@@ -604,7 +667,9 @@ impl AnyGuard {
                 };
                 Ok(AnyGuard::Embedded(guard))
             }
-            (None, None) => anyhow::bail!("either a policy file (--policy) or a server (--api-url) is required"),
+            (None, None) => {
+                anyhow::bail!("either a policy file (--policy) or a server (--api-url) is required")
+            }
         }
     }
 }
@@ -624,14 +689,23 @@ impl Guard for AnyGuard {
         }
     }
 
-    async fn record(&self, verdict: &Verdict, call: &ToolCall, outcome: &CallOutcome) -> anyhow::Result<()> {
+    async fn record(
+        &self,
+        verdict: &Verdict,
+        call: &ToolCall,
+        outcome: &CallOutcome,
+    ) -> anyhow::Result<()> {
         match self {
             AnyGuard::Embedded(g) => g.record(verdict, call, outcome).await,
             AnyGuard::Remote(g) => g.record(verdict, call, outcome).await,
         }
     }
 
-    async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
+    async fn wait_approval(
+        &self,
+        approval_id: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<ApprovalOutcome> {
         match self {
             AnyGuard::Embedded(g) => g.wait_approval(approval_id, timeout).await,
             AnyGuard::Remote(g) => g.wait_approval(approval_id, timeout).await,
@@ -658,7 +732,11 @@ impl<G: Guard> Guard for Arc<G> {
     ) -> impl Future<Output = anyhow::Result<()>> + Send {
         (**self).record(verdict, call, outcome)
     }
-    fn release(&self, call: &ToolCall, approval_id: &str) -> impl Future<Output = anyhow::Result<Verdict>> + Send {
+    fn release(
+        &self,
+        call: &ToolCall,
+        approval_id: &str,
+    ) -> impl Future<Output = anyhow::Result<Verdict>> + Send {
         (**self).release(call, approval_id)
     }
     fn wait_approval(

@@ -48,7 +48,11 @@ fn applies(rule: &RuleShape, tool: &str, loosely: bool) -> bool {
         return true;
     };
     globs.iter().any(|pattern| {
-        match GlobBuilder::new(pattern).case_insensitive(loosely).literal_separator(false).build() {
+        match GlobBuilder::new(pattern)
+            .case_insensitive(loosely)
+            .literal_separator(false)
+            .build()
+        {
             Ok(glob) => glob.compile_matcher().is_match(tool),
             // A pattern we cannot read may match anything (loosely) and is
             // never counted as surely matching.
@@ -85,8 +89,15 @@ pub fn shapes_from_policy_json(current: &Value) -> (Vec<RuleShape>, Action) {
         _ => Action::Deny,
     };
     // Legacy rules report no condition text even when they have `conditions`.
-    let legacy = current.get("legacy").and_then(Value::as_bool).unwrap_or(false);
-    let rules = current.get("rules").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let legacy = current
+        .get("legacy")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let rules = current
+        .get("rules")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let shapes = rules
         .iter()
         .map(|rule| {
@@ -95,14 +106,23 @@ pub fn shapes_from_policy_json(current: &Value) -> (Vec<RuleShape>, Action) {
                 Some("approve") => Action::Approve,
                 _ => Action::Allow,
             };
-            let tools = rule
-                .get("tools")
-                .and_then(Value::as_array)
-                .map(|tools| tools.iter().filter_map(Value::as_str).map(str::to_owned).collect());
+            let tools = rule.get("tools").and_then(Value::as_array).map(|tools| {
+                tools
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            });
             let unconditional = !legacy
                 && rule.get("condition").is_some_and(Value::is_null)
-                && rule.get("conditions").is_none_or(|c| c.is_null() || c.as_object().is_some_and(|m| m.is_empty()));
-            RuleShape { action, tools, unconditional }
+                && rule
+                    .get("conditions")
+                    .is_none_or(|c| c.is_null() || c.as_object().is_some_and(|m| m.is_empty()));
+            RuleShape {
+                action,
+                tools,
+                unconditional,
+            }
         })
         .collect();
     (shapes, default)
@@ -122,7 +142,10 @@ mod tests {
 
     #[test]
     fn unconditional_deny_hides() {
-        let rules = [rule(Action::Deny, &["delete_*"], true), rule(Action::Allow, &["*"], true)];
+        let rules = [
+            rule(Action::Deny, &["delete_*"], true),
+            rule(Action::Allow, &["*"], true),
+        ];
         assert!(denied_by_shape(&rules, Action::Deny, "delete_file"));
         assert!(!denied_by_shape(&rules, Action::Deny, "read_file"));
     }
@@ -138,7 +161,10 @@ mod tests {
 
     #[test]
     fn conditional_deny_is_skipped() {
-        let rules = [rule(Action::Deny, &["*"], false), rule(Action::Allow, &["read_*"], true)];
+        let rules = [
+            rule(Action::Deny, &["*"], false),
+            rule(Action::Allow, &["read_*"], true),
+        ];
         assert!(!denied_by_shape(&rules, Action::Deny, "read_file"));
         assert!(denied_by_shape(&rules, Action::Deny, "write_file"));
         assert!(!denied_by_shape(&rules, Action::Allow, "write_file"));
@@ -158,7 +184,11 @@ mod tests {
 
     fn hidden(current: &Value, tools: &[&str]) -> Vec<String> {
         let (shapes, default) = shapes_from_policy_json(current);
-        tools.iter().filter(|t| denied_by_shape(&shapes, default, t)).map(|t| (*t).to_owned()).collect()
+        tools
+            .iter()
+            .filter(|t| denied_by_shape(&shapes, default, t))
+            .map(|t| (*t).to_owned())
+            .collect()
     }
 
     #[test]
@@ -173,7 +203,10 @@ mod tests {
         });
         // `rm`'s deny rule might be conditional (no `condition` key); no
         // later rule may allow it, so the default deny still hides it.
-        assert_eq!(hidden(&current, &["rm", "read_x", "pay", "other"]), ["rm", "other"]);
+        assert_eq!(
+            hidden(&current, &["rm", "read_x", "pay", "other"]),
+            ["rm", "other"]
+        );
         let with_condition = serde_json::json!({
             "default": "allow",
             "rules": [
@@ -182,7 +215,10 @@ mod tests {
                 {"action": "deny", "tools": ["del_*"], "condition": null}
             ]
         });
-        assert_eq!(hidden(&with_condition, &["rm", "mv", "del_file", "ls"]), ["rm", "del_file"]);
+        assert_eq!(
+            hidden(&with_condition, &["rm", "mv", "del_file", "ls"]),
+            ["rm", "del_file"]
+        );
         let mut legacy = with_condition.clone();
         legacy["legacy"] = Value::Bool(true);
         assert!(hidden(&legacy, &["rm", "mv", "del_file", "ls"]).is_empty());

@@ -29,7 +29,9 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::guard::{AnyGuard, ApprovalOutcome, CallOutcome, CallStatus, Guard, RemoteGuard, ToolCall, Verdict};
+use crate::guard::{
+    AnyGuard, ApprovalOutcome, CallOutcome, CallStatus, Guard, RemoteGuard, ToolCall, Verdict,
+};
 
 /// JSON-RPC error codes used by the proxy.
 pub mod codes {
@@ -105,12 +107,20 @@ pub async fn run_mcp_proxy(opts: McpProxyOptions) -> anyhow::Result<i32> {
     {
         load_remote_hidden(remote).await;
     }
-    run_mcp_proxy_with(Arc::new(guard), &opts, tokio::io::stdin(), tokio::io::stdout()).await
+    run_mcp_proxy_with(
+        Arc::new(guard),
+        &opts,
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+    )
+    .await
 }
 
 async fn load_remote_hidden(remote: &RemoteGuard) {
     if let Err(err) = remote.load_hidden().await {
-        eprintln!("tame mcp-proxy: cannot read the server's policy for --hide-denied, hiding nothing: {err:#}");
+        eprintln!(
+            "tame mcp-proxy: cannot read the server's policy for --hide-denied, hiding nothing: {err:#}"
+        );
     }
 }
 
@@ -161,7 +171,9 @@ impl<G> Shared<G> {
     fn table(&self) -> MutexGuard<'_, Table> {
         // A poisoned table still holds consistent entries (every update is a
         // single insert or remove): keep going rather than drop requests.
-        self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn send_client(&self, message: &Value) {
@@ -175,7 +187,11 @@ impl<G> Shared<G> {
         let mut table = self.table();
         if table.closed {
             drop(table);
-            self.send_client(&error_response(id, codes::INTERNAL_ERROR, "the mcp server is no longer running"));
+            self.send_client(&error_response(
+                id,
+                codes::INTERNAL_ERROR,
+                "the mcp server is no longer running",
+            ));
             return;
         }
         table.pending.insert(id_key(id), pending);
@@ -209,8 +225,14 @@ where
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start mcp server `{shown}`"))?;
-    let server_in = child.stdin.take().context("the mcp server's stdin is not piped")?;
-    let server_out = child.stdout.take().context("the mcp server's stdout is not piped")?;
+    let server_in = child
+        .stdin
+        .take()
+        .context("the mcp server's stdin is not piped")?;
+    let server_out = child
+        .stdout
+        .take()
+        .context("the mcp server's stdout is not piped")?;
 
     let (to_client, client_rx) = mpsc::unbounded_channel();
     let (to_server, server_rx) = mpsc::unbounded_channel();
@@ -219,7 +241,10 @@ where
 
     let shared = Arc::new(Shared {
         guard,
-        session_id: opts.session_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        session_id: opts
+            .session_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         agent_id: opts.agent_id.clone(),
         user_id: opts.user_id.clone(),
         hide_denied: opts.hide_denied,
@@ -295,7 +320,11 @@ fn fail_pending<G>(shared: &Shared<G>) -> usize {
     };
     for key in pending.keys() {
         let id = serde_json::from_str::<Value>(key).unwrap_or(Value::Null);
-        shared.send_client(&error_response(&id, codes::INTERNAL_ERROR, "the mcp server exited before answering"));
+        shared.send_client(&error_response(
+            &id,
+            codes::INTERNAL_ERROR,
+            "the mcp server exited before answering",
+        ));
     }
     pending.len()
 }
@@ -366,7 +395,11 @@ where
             Err(err) => {
                 // Not UTF-8 (or a read error): answer as a parse error when
                 // the stream is still readable.
-                shared.send_client(&error_response(&Value::Null, codes::PARSE_ERROR, &format!("parse error: {err}")));
+                shared.send_client(&error_response(
+                    &Value::Null,
+                    codes::PARSE_ERROR,
+                    &format!("parse error: {err}"),
+                ));
                 if err.kind() == std::io::ErrorKind::InvalidData {
                     continue;
                 }
@@ -439,7 +472,9 @@ async fn handle_client_message<G: Guard + 'static>(
         // and has nobody to answer: drop it.
         (Some(Some(method)), None) => {
             if method == "tools/call" {
-                eprintln!("tame mcp-proxy: dropped a `tools/call` notification (no id): calls must be requests");
+                eprintln!(
+                    "tame mcp-proxy: dropped a `tools/call` notification (no id): calls must be requests"
+                );
             } else {
                 let _ = shared.to_server.send(Out::Line(line));
             }
@@ -498,14 +533,27 @@ async fn enforce_call<G: Guard + 'static>(
         Ok(verdict) => verdict,
         Err(err) => {
             // Fail closed: no decision, no call.
-            let text = format!("tame: the call of `{name}` was not run: no policy decision ({err:#})");
-            shared.send_client(&refusal(&id, &text, json!({"decision": "deny", "error": format!("{err:#}")})));
+            let text =
+                format!("tame: the call of `{name}` was not run: no policy decision ({err:#})");
+            shared.send_client(&refusal(
+                &id,
+                &text,
+                json!({"decision": "deny", "error": format!("{err:#}")}),
+            ));
             return;
         }
     };
     match verdict.decision {
         Action::Allow => {
-            shared.forward_request(&id, line, Pending::ToolCall(Box::new(ForwardedCall { call, verdict, started: Instant::now() })));
+            shared.forward_request(
+                &id,
+                line,
+                Pending::ToolCall(Box::new(ForwardedCall {
+                    call,
+                    verdict,
+                    started: Instant::now(),
+                })),
+            );
         }
         Action::Deny => shared.send_client(&refusal(&id, &verdict.reason, verdict_meta(&verdict))),
         Action::Approve => {
@@ -517,35 +565,64 @@ async fn enforce_call<G: Guard + 'static>(
 
 /// Waits (bounded) for the approval of a call, then forwards it or tells
 /// the client why it did not run.
-async fn await_approval<G: Guard + 'static>(shared: &Shared<G>, id: Value, call: ToolCall, verdict: Verdict, line: String) {
+async fn await_approval<G: Guard + 'static>(
+    shared: &Shared<G>,
+    id: Value,
+    call: ToolCall,
+    verdict: Verdict,
+    line: String,
+) {
     let name = call.tool_name.clone();
     let Some(approval_id) = verdict.approval_id.clone() else {
-        let text = format!("tame: `{name}` needs approval but no approval was created: {}", verdict.reason);
+        let text = format!(
+            "tame: `{name}` needs approval but no approval was created: {}",
+            verdict.reason
+        );
         shared.send_client(&refusal(&id, &text, verdict_meta(&verdict)));
         return;
     };
-    let text = match shared.guard.wait_approval(&approval_id, shared.approval_timeout).await {
+    let text = match shared
+        .guard
+        .wait_approval(&approval_id, shared.approval_timeout)
+        .await
+    {
         Ok(ApprovalOutcome::Approved) => match shared.guard.release(&call, &approval_id).await {
             Ok(released) if released.decision == Action::Allow => {
-                let forwarded = ForwardedCall { call, verdict: released, started: Instant::now() };
+                let forwarded = ForwardedCall {
+                    call,
+                    verdict: released,
+                    started: Instant::now(),
+                };
                 shared.forward_request(&id, line, Pending::ToolCall(Box::new(forwarded)));
                 return;
             }
             Ok(released) => {
-                let text = format!("tame: approval {approval_id} for `{name}` was granted but the call is denied: {}", released.reason);
+                let text = format!(
+                    "tame: approval {approval_id} for `{name}` was granted but the call is denied: {}",
+                    released.reason
+                );
                 shared.send_client(&refusal(&id, &text, verdict_meta(&released)));
                 return;
             }
-            Err(err) => format!("tame: approval {approval_id} for `{name}` was granted but could not be used: {err:#}"),
+            Err(err) => format!(
+                "tame: approval {approval_id} for `{name}` was granted but could not be used: {err:#}"
+            ),
         },
         Ok(ApprovalOutcome::Rejected(Some(why))) if !why.is_empty() => {
             format!("tame: approval {approval_id} for `{name}` was rejected: {why}")
         }
-        Ok(ApprovalOutcome::Rejected(_)) => format!("tame: approval {approval_id} for `{name}` was rejected"),
-        Ok(ApprovalOutcome::Pending) => {
-            format!("tame: `{name}` needs approval ({}); pending approval id: {approval_id}", verdict.reason)
+        Ok(ApprovalOutcome::Rejected(_)) => {
+            format!("tame: approval {approval_id} for `{name}` was rejected")
         }
-        Err(err) => format!("tame: `{name}` needs approval; approval {approval_id} could not be checked: {err:#}"),
+        Ok(ApprovalOutcome::Pending) => {
+            format!(
+                "tame: `{name}` needs approval ({}); pending approval id: {approval_id}",
+                verdict.reason
+            )
+        }
+        Err(err) => format!(
+            "tame: `{name}` needs approval; approval {approval_id} could not be checked: {err:#}"
+        ),
     };
     shared.send_client(&refusal(&id, &text, verdict_meta(&verdict)));
 }
@@ -579,17 +656,26 @@ where
                             .and_then(Value::as_str)
                             .is_none_or(|name| !shared.guard.denies_unconditionally(name))
                     });
-                    let _ = shared.to_client.send(Out::Line(Value::Object(message).to_string()));
+                    let _ = shared
+                        .to_client
+                        .send(Out::Line(Value::Object(message).to_string()));
                     continue;
                 }
             }
             Some(Pending::ToolCall(forwarded)) => {
-                let ForwardedCall { call, verdict, started } = *forwarded;
+                let ForwardedCall {
+                    call,
+                    verdict,
+                    started,
+                } = *forwarded;
                 let outcome = call_outcome(&message, started);
                 let shared = Arc::clone(&shared);
                 records.spawn(async move {
                     if let Err(err) = shared.guard.record(&verdict, &call, &outcome).await {
-                        eprintln!("tame mcp-proxy: cannot record the result of `{}`: {err:#}", call.tool_name);
+                        eprintln!(
+                            "tame mcp-proxy: cannot record the result of `{}`: {err:#}",
+                            call.tool_name
+                        );
                     }
                 });
             }
@@ -605,7 +691,10 @@ where
 fn call_outcome(message: &Map<String, Value>, started: Instant) -> CallOutcome {
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     if let Some(error) = message.get("error") {
-        let text = error.get("message").and_then(Value::as_str).unwrap_or("json-rpc error");
+        let text = error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("json-rpc error");
         return CallOutcome {
             status: CallStatus::Error,
             duration_ms,
@@ -615,17 +704,28 @@ fn call_outcome(message: &Map<String, Value>, started: Instant) -> CallOutcome {
         };
     }
     let result = message.get("result").cloned().unwrap_or(Value::Null);
-    let is_error = result.get("isError").and_then(Value::as_bool).unwrap_or(false);
+    let is_error = result
+        .get("isError")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let error_message = is_error.then(|| {
         result
             .get("content")
             .and_then(Value::as_array)
-            .and_then(|items| items.iter().find_map(|item| item.get("text").and_then(Value::as_str)))
+            .and_then(|items| {
+                items
+                    .iter()
+                    .find_map(|item| item.get("text").and_then(Value::as_str))
+            })
             .unwrap_or("tool reported an error")
             .to_owned()
     });
     CallOutcome {
-        status: if is_error { CallStatus::Error } else { CallStatus::Success },
+        status: if is_error {
+            CallStatus::Error
+        } else {
+            CallStatus::Success
+        },
         duration_ms,
         error_message,
         result,

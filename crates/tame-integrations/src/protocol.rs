@@ -86,7 +86,11 @@ pub struct ToolError {
 
 impl ToolError {
     fn new(kind: &str, message: impl Into<String>, reason_code: &str) -> Self {
-        ToolError { kind: kind.to_owned(), message: message.into(), reason_code: Some(reason_code.to_owned()) }
+        ToolError {
+            kind: kind.to_owned(),
+            message: message.into(),
+            reason_code: Some(reason_code.to_owned()),
+        }
     }
 }
 
@@ -143,7 +147,10 @@ impl Default for ToolRunner {
 
 impl ToolRunner {
     pub fn new(default_timeout: Duration) -> Self {
-        ToolRunner { default_timeout, http: reqwest::Client::new() }
+        ToolRunner {
+            default_timeout,
+            http: reqwest::Client::new(),
+        }
     }
 
     /// The timeout that applies to `binding`.
@@ -157,7 +164,12 @@ impl ToolRunner {
 
     /// Executes `binding` with `payload`. Never fails: every problem is an
     /// `ok: false` execution with an error naming it.
-    pub async fn execute(&self, binding: &ToolBinding, payload: &Value, trace_id: &str) -> Execution {
+    pub async fn execute(
+        &self,
+        binding: &ToolBinding,
+        payload: &Value,
+        trace_id: &str,
+    ) -> Execution {
         let timeout = self.timeout_for(binding);
         let mut trace = Trace {
             resolved_source: "binding".to_owned(),
@@ -168,23 +180,71 @@ impl ToolRunner {
         };
         let started = Instant::now();
         let outcome = match &binding.runner {
-            RunnerSpec::Local { entry, python, python_path, cwd, sandbox } => {
+            RunnerSpec::Local {
+                entry,
+                python,
+                python_path,
+                cwd,
+                sandbox,
+            } => {
                 trace.runner = "local".to_owned();
                 trace.sandbox = Some(*sandbox);
-                let local = Local { entry, python: python.as_deref(), python_path, cwd: cwd.as_deref(), sandbox: *sandbox };
-                run_local(&binding.name, &local, payload, trace_id, timeout, &mut trace).await
+                let local = Local {
+                    entry,
+                    python: python.as_deref(),
+                    python_path,
+                    cwd: cwd.as_deref(),
+                    sandbox: *sandbox,
+                };
+                run_local(
+                    &binding.name,
+                    &local,
+                    payload,
+                    trace_id,
+                    timeout,
+                    &mut trace,
+                )
+                .await
             }
-            RunnerSpec::Service { url, entry, kind, required_guarantees } => {
+            RunnerSpec::Service {
+                url,
+                entry,
+                kind,
+                required_guarantees,
+            } => {
                 trace.runner = "service".to_owned();
                 trace.service_url = Some(url.clone());
-                let service = Service { url, entry: entry.as_deref(), kind: kind.as_deref(), required_guarantees };
-                self.run_service(&binding.name, &service, payload, trace_id, timeout, &mut trace).await
+                let service = Service {
+                    url,
+                    entry: entry.as_deref(),
+                    kind: kind.as_deref(),
+                    required_guarantees,
+                };
+                self.run_service(
+                    &binding.name,
+                    &service,
+                    payload,
+                    trace_id,
+                    timeout,
+                    &mut trace,
+                )
+                .await
             }
         };
         trace.duration_ms = millis(started.elapsed());
         match outcome {
-            Ok(result) => Execution { ok: true, result: Some(result), error: None, trace },
-            Err(error) => Execution { ok: false, result: None, error: Some(error), trace },
+            Ok(result) => Execution {
+                ok: true,
+                result: Some(result),
+                error: None,
+                trace,
+            },
+            Err(error) => Execution {
+                ok: false,
+                result: None,
+                error: Some(error),
+                trace,
+            },
         }
     }
 
@@ -197,11 +257,20 @@ impl ToolRunner {
         timeout: Duration,
         trace: &mut Trace,
     ) -> Result<Value, ToolError> {
-        let url = reqwest::Url::parse(service.url)
-            .map_err(|err| ToolError::new("ServiceError", format!("invalid service url `{}`: {err}", service.url), "bad_url"))?;
-        let handshake_url = url
-            .join("/capabilities/handshake")
-            .map_err(|err| ToolError::new("ServiceError", format!("invalid service url `{}`: {err}", service.url), "bad_url"))?;
+        let url = reqwest::Url::parse(service.url).map_err(|err| {
+            ToolError::new(
+                "ServiceError",
+                format!("invalid service url `{}`: {err}", service.url),
+                "bad_url",
+            )
+        })?;
+        let handshake_url = url.join("/capabilities/handshake").map_err(|err| {
+            ToolError::new(
+                "ServiceError",
+                format!("invalid service url `{}`: {err}", service.url),
+                "bad_url",
+            )
+        })?;
         let deadline = Instant::now() + timeout;
         let handshake = json!({
             "protocol_version": PROTOCOL_VERSION,
@@ -209,19 +278,32 @@ impl ToolRunner {
             "runner": "service",
             "required_guarantees": service.required_guarantees,
         });
-        let answer = self.post(handshake_url.as_str(), &handshake, deadline, "handshake").await?;
+        let answer = self
+            .post(handshake_url.as_str(), &handshake, deadline, "handshake")
+            .await?;
         let accepted = answer.get("ok").and_then(Value::as_bool).unwrap_or(false);
         trace.service_handshake = Some(if accepted { "ok" } else { "rejected" }.to_owned());
-        trace.enforcement_level = answer.get("enforcement").and_then(Value::as_str).map(str::to_owned);
+        trace.enforcement_level = answer
+            .get("enforcement")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         if !accepted {
-            let why = answer.get("error").map_or_else(|| "no reason given".to_owned(), describe_error);
+            let why = answer
+                .get("error")
+                .map_or_else(|| "no reason given".to_owned(), describe_error);
             return Err(ToolError::new(
                 "ServiceHandshakeError",
-                format!("service at `{}` refused the handshake for `{tool}`: {why}", service.url),
+                format!(
+                    "service at `{}` refused the handshake for `{tool}`: {why}",
+                    service.url
+                ),
                 "handshake_rejected",
             ));
         }
-        if let Some(supported) = answer.get("supported_guarantees").and_then(Value::as_object) {
+        if let Some(supported) = answer
+            .get("supported_guarantees")
+            .and_then(Value::as_object)
+        {
             let missing: Vec<&str> = service
                 .required_guarantees
                 .iter()
@@ -231,7 +313,11 @@ impl ToolRunner {
             if !missing.is_empty() {
                 return Err(ToolError::new(
                     "ServiceHandshakeError",
-                    format!("service at `{}` does not guarantee: {}", service.url, missing.join(", ")),
+                    format!(
+                        "service at `{}` does not guarantee: {}",
+                        service.url,
+                        missing.join(", ")
+                    ),
                     "guarantee_blocked",
                 ));
             }
@@ -255,29 +341,68 @@ impl ToolRunner {
         })
     }
 
-    async fn post(&self, url: &str, body: &Value, deadline: Instant, what: &str) -> Result<Value, ToolError> {
+    async fn post(
+        &self,
+        url: &str,
+        body: &Value,
+        deadline: Instant,
+        what: &str,
+    ) -> Result<Value, ToolError> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(ToolError::new("ToolTimeout", format!("service {what} at `{url}` timed out"), "timeout"));
+            return Err(ToolError::new(
+                "ToolTimeout",
+                format!("service {what} at `{url}` timed out"),
+                "timeout",
+            ));
         }
-        let response = self.http.post(url).json(body).timeout(left).send().await.map_err(|err| {
-            if err.is_timeout() {
-                ToolError::new("ToolTimeout", format!("service {what} at `{url}` timed out after {} ms", millis(left)), "timeout")
-            } else {
-                ToolError::new("ServiceError", format!("cannot reach service at `{url}` ({what}): {err}"), "unreachable")
-            }
-        })?;
+        let response = self
+            .http
+            .post(url)
+            .json(body)
+            .timeout(left)
+            .send()
+            .await
+            .map_err(|err| {
+                if err.is_timeout() {
+                    ToolError::new(
+                        "ToolTimeout",
+                        format!(
+                            "service {what} at `{url}` timed out after {} ms",
+                            millis(left)
+                        ),
+                        "timeout",
+                    )
+                } else {
+                    ToolError::new(
+                        "ServiceError",
+                        format!("cannot reach service at `{url}` ({what}): {err}"),
+                        "unreachable",
+                    )
+                }
+            })?;
         let status = response.status();
         let text = response.text().await.map_err(|err| {
-            let code = if err.is_timeout() { "timeout" } else { "unreachable" };
-            ToolError::new("ServiceError", format!("cannot read the {what} answer of `{url}`: {err}"), code)
+            let code = if err.is_timeout() {
+                "timeout"
+            } else {
+                "unreachable"
+            };
+            ToolError::new(
+                "ServiceError",
+                format!("cannot read the {what} answer of `{url}`: {err}"),
+                code,
+            )
         })?;
         let value = serde_json::from_str::<Value>(&text);
         match value {
             Ok(value) if status.is_success() || value.get("ok").is_some() => Ok(value),
             _ => Err(ToolError::new(
                 "ServiceError",
-                format!("service at `{url}` answered {status} to the {what}: {}", cut(&text, 300)),
+                format!(
+                    "service at `{url}` answered {status} to the {what}: {}",
+                    cut(&text, 300)
+                ),
                 "bad_status",
             )),
         }
@@ -316,7 +441,10 @@ fn cut(text: &str, max: usize) -> String {
 }
 
 fn describe_error(error: &Value) -> String {
-    match (error.get("type").and_then(Value::as_str), error.get("message").and_then(Value::as_str)) {
+    match (
+        error.get("type").and_then(Value::as_str),
+        error.get("message").and_then(Value::as_str),
+    ) {
         (Some(kind), Some(message)) => format!("{kind}: {message}"),
         (None, Some(message)) => message.to_owned(),
         _ => error.to_string(),
@@ -330,15 +458,20 @@ pub fn parse_response(answer: &Value) -> Result<Value, ToolError> {
         Some(true) => Ok(answer.get("result").cloned().unwrap_or(Value::Null)),
         Some(false) => {
             let error = answer.get("error").cloned().unwrap_or(Value::Null);
-            Err(serde_json::from_value::<ToolError>(error.clone()).unwrap_or_else(|_| ToolError {
-                kind: "ToolError".to_owned(),
-                message: describe_error(&error),
-                reason_code: None,
-            }))
+            Err(
+                serde_json::from_value::<ToolError>(error.clone()).unwrap_or_else(|_| ToolError {
+                    kind: "ToolError".to_owned(),
+                    message: describe_error(&error),
+                    reason_code: None,
+                }),
+            )
         }
         None => Err(ToolError::new(
             "ProtocolError",
-            format!("a response without a boolean `ok`: {}", cut(&answer.to_string(), 300)),
+            format!(
+                "a response without a boolean `ok`: {}",
+                cut(&answer.to_string(), 300)
+            ),
             "bad_response",
         )),
     }
@@ -359,8 +492,13 @@ async fn run_local(
     if let Some(existing) = std::env::var_os("PYTHONPATH") {
         paths.extend(std::env::split_paths(&existing));
     }
-    let python_path = std::env::join_paths(&paths)
-        .map_err(|err| ToolError::new("ToolError", format!("invalid python path: {err}"), "bad_python_path"))?;
+    let python_path = std::env::join_paths(&paths).map_err(|err| {
+        ToolError::new(
+            "ToolError",
+            format!("invalid python path: {err}"),
+            "bad_python_path",
+        )
+    })?;
     trace.python_path = Some(python_path.to_string_lossy().into_owned());
 
     let mut command = Command::new(python);
@@ -377,7 +515,14 @@ async fn run_local(
         command.current_dir(cwd);
     }
     let mut child = command.spawn().map_err(|err| {
-        ToolError::new("ToolError", format!("cannot start `{}` for tool `{tool}`: {err}", python.display()), "spawn_failed")
+        ToolError::new(
+            "ToolError",
+            format!(
+                "cannot start `{}` for tool `{tool}`: {err}",
+                python.display()
+            ),
+            "spawn_failed",
+        )
     })?;
     let request = json!({
         "protocol_version": PROTOCOL_VERSION,
@@ -387,9 +532,14 @@ async fn run_local(
         "sandbox": local.sandbox,
         "trace_id": trace_id,
     });
-    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        return Err(ToolError::new("ToolError", "the tool's pipes are missing", "spawn_failed"));
+        return Err(ToolError::new(
+            "ToolError",
+            "the tool's pipes are missing",
+            "spawn_failed",
+        ));
     };
     let io = async {
         // A tool that never reads its input must not block us: write in
@@ -400,7 +550,11 @@ async fn run_local(
         };
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let (_, _, _) = tokio::join!(write, stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+        let (_, _, _) = tokio::join!(
+            write,
+            stdout.read_to_end(&mut out),
+            stderr.read_to_end(&mut err)
+        );
         let status = child.wait().await;
         (status, out, err)
     };
@@ -411,13 +565,21 @@ async fn run_local(
             let _ = child.wait().await;
             return Err(ToolError::new(
                 "ToolTimeout",
-                format!("tool `{tool}` did not finish within {} ms and was killed", millis(timeout)),
+                format!(
+                    "tool `{tool}` did not finish within {} ms and was killed",
+                    millis(timeout)
+                ),
                 "timeout",
             ));
         }
     };
-    let status = status
-        .map_err(|err| ToolError::new("ToolError", format!("cannot wait for tool `{tool}`: {err}"), "spawn_failed"))?;
+    let status = status.map_err(|err| {
+        ToolError::new(
+            "ToolError",
+            format!("cannot wait for tool `{tool}`: {err}"),
+            "spawn_failed",
+        )
+    })?;
     trace.exit_code = status.code();
     let stdout_text = String::from_utf8_lossy(&out);
     let stderr_text = String::from_utf8_lossy(&err);
@@ -450,7 +612,10 @@ async fn run_local(
     };
     Err(ToolError::new(
         "ToolCrashed",
-        format!("tool `{tool}` crashed ({how}); stderr: {}", cut(&stderr_text, STDERR_TAIL)),
+        format!(
+            "tool `{tool}` crashed ({how}); stderr: {}",
+            cut(&stderr_text, STDERR_TAIL)
+        ),
         "crashed",
     ))
 }
@@ -500,7 +665,10 @@ impl ToolsFile {
         let mut file: ToolsFile =
             serde_yaml::from_str(text).with_context(|| format!("invalid tools file `{origin}`"))?;
         for entry in file.tools.values_mut() {
-            if let RunnerSpec::Local { python_path, cwd, .. } = &mut entry.runner {
+            if let RunnerSpec::Local {
+                python_path, cwd, ..
+            } = &mut entry.runner
+            {
                 for dir in python_path.iter_mut() {
                     if dir.is_relative() {
                         *dir = base.join(&*dir);
@@ -516,7 +684,8 @@ impl ToolsFile {
 
     /// Reads and parses the `tools.yaml` at `path`.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read tools file `{}`", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read tools file `{}`", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_yaml(&text, &path.display().to_string(), base)
     }

@@ -21,7 +21,9 @@ use tame_engine::Action;
 
 use crate::guard::{AnyGuard, ApprovalOutcome, CallOutcome, CallStatus, Guard, ToolCall};
 use crate::mcp::MAX_APPROVAL_WAIT;
-use crate::protocol::{PROTOCOL_VERSION, RunnerSpec, ToolBinding, ToolError, ToolRunner, ToolsFile, Trace};
+use crate::protocol::{
+    PROTOCOL_VERSION, RunnerSpec, ToolBinding, ToolError, ToolRunner, ToolsFile, Trace,
+};
 
 /// Who is calling, for the policy.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -84,7 +86,12 @@ impl ToolRunReport {
             exit::OK
         } else if self.executed {
             exit::TOOL_FAILED
-        } else if self.decision == Action::Approve && self.error.as_ref().is_some_and(|e| e.kind == "ApprovalPending") {
+        } else if self.decision == Action::Approve
+            && self
+                .error
+                .as_ref()
+                .is_some_and(|e| e.kind == "ApprovalPending")
+        {
             exit::PENDING_APPROVAL
         } else {
             exit::DENIED
@@ -101,15 +108,24 @@ pub async fn run_guarded<G: Guard>(
     ctx: &CallContext,
     approval_timeout: Duration,
 ) -> ToolRunReport {
-    let session_id = ctx.session_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let trace_id = ctx.trace_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let session_id = ctx
+        .session_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let trace_id = ctx
+        .trace_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let call = ToolCall {
         tool_name: binding.name.clone(),
         tool_args: payload.clone(),
         session_id: session_id.clone(),
         agent_id: ctx.agent_id.clone(),
         user_id: ctx.user_id.clone(),
-        metadata: ctx.metadata.clone().unwrap_or_else(|| Value::Object(Map::new())),
+        metadata: ctx
+            .metadata
+            .clone()
+            .unwrap_or_else(|| Value::Object(Map::new())),
     };
     let planned = planned_trace(runner, binding, &trace_id);
     let mut report = ToolRunReport {
@@ -131,7 +147,11 @@ pub async fn run_guarded<G: Guard>(
         Ok(verdict) => verdict,
         Err(err) => {
             report.reason = format!("no policy decision: {err:#}");
-            report.error = Some(error("PolicyUnavailable", &report.reason, "policy_unavailable"));
+            report.error = Some(error(
+                "PolicyUnavailable",
+                &report.reason,
+                "policy_unavailable",
+            ));
             return report;
         }
     };
@@ -150,7 +170,11 @@ pub async fn run_guarded<G: Guard>(
         }
         Action::Approve => {
             let wait = match verdict.approval_id.as_deref() {
-                Some(id) => guard.wait_approval(id, approval_timeout.min(MAX_APPROVAL_WAIT)).await,
+                Some(id) => {
+                    guard
+                        .wait_approval(id, approval_timeout.min(MAX_APPROVAL_WAIT))
+                        .await
+                }
                 None => Ok(ApprovalOutcome::Pending),
             };
             match wait {
@@ -159,15 +183,19 @@ pub async fn run_guarded<G: Guard>(
                     match guard.release(&call, &approval_id).await {
                         Ok(released) if released.decision == Action::Allow => verdict = released,
                         Ok(released) => {
-                            report.error = Some(error("PolicyDenied", &released.reason, "policy_denied"));
+                            report.error =
+                                Some(error("PolicyDenied", &released.reason, "policy_denied"));
                             report.decision = released.decision;
                             report.reason = released.reason;
                             report.log_id = released.log_id;
                             return report;
                         }
                         Err(err) => {
-                            let text = format!("approval {approval_id} was granted but could not be used: {err:#}");
-                            report.error = Some(error("ApprovalPending", &text, "approval_pending"));
+                            let text = format!(
+                                "approval {approval_id} was granted but could not be used: {err:#}"
+                            );
+                            report.error =
+                                Some(error("ApprovalPending", &text, "approval_pending"));
                             return report;
                         }
                     }
@@ -203,14 +231,24 @@ pub async fn run_guarded<G: Guard>(
     report.error.clone_from(&execution.error);
     report.trace = execution.trace;
     let mut extra = Map::new();
-    extra.insert("execution_time_ms".to_owned(), json!(report.trace.duration_ms));
+    extra.insert(
+        "execution_time_ms".to_owned(),
+        json!(report.trace.duration_ms),
+    );
     if let Ok(Value::Object(trace)) = serde_json::to_value(&report.trace) {
         extra.insert("trace".to_owned(), Value::Object(trace));
     }
     let outcome = CallOutcome {
-        status: if execution.ok { CallStatus::Success } else { CallStatus::Error },
+        status: if execution.ok {
+            CallStatus::Success
+        } else {
+            CallStatus::Error
+        },
         duration_ms: report.trace.duration_ms,
-        error_message: execution.error.as_ref().map(|e| format!("{}: {}", e.kind, e.message)),
+        error_message: execution
+            .error
+            .as_ref()
+            .map(|e| format!("{}: {}", e.kind, e.message)),
         result: execution.result.unwrap_or(Value::Null),
         extra,
     };
@@ -221,7 +259,11 @@ pub async fn run_guarded<G: Guard>(
 }
 
 fn error(kind: &str, message: &str, code: &str) -> ToolError {
-    ToolError { kind: kind.to_owned(), message: message.to_owned(), reason_code: Some(code.to_owned()) }
+    ToolError {
+        kind: kind.to_owned(),
+        message: message.to_owned(),
+        reason_code: Some(code.to_owned()),
+    }
 }
 
 /// The trace of a run that may not happen (denied): what would have run.
@@ -272,7 +314,9 @@ impl RunToolOptions {
     /// The binding these options name.
     pub fn binding(&self) -> anyhow::Result<ToolBinding> {
         let mut binding = match (&self.tools_file, &self.entry, &self.service_url) {
-            (_, Some(_), Some(_)) => anyhow::bail!("give either --entry or --service-url, not both"),
+            (_, Some(_), Some(_)) => {
+                anyhow::bail!("give either --entry or --service-url, not both")
+            }
             (_, Some(entry), None) => ToolBinding {
                 name: self.tool.clone(),
                 runner: RunnerSpec::Local {
@@ -294,13 +338,25 @@ impl RunToolOptions {
                 },
                 timeout_seconds: None,
             },
-            (Some(file), None, None) => ToolsFile::from_file(file)?.binding(&self.tool).with_context(|| {
-                format!("tool `{}` is not in tools file `{}`", self.tool, file.display())
-            })?,
-            (None, None, None) => anyhow::bail!("tool `{}` has no binding: give --tools, --entry or --service-url", self.tool),
+            (Some(file), None, None) => ToolsFile::from_file(file)?
+                .binding(&self.tool)
+                .with_context(|| {
+                    format!(
+                        "tool `{}` is not in tools file `{}`",
+                        self.tool,
+                        file.display()
+                    )
+                })?,
+            (None, None, None) => anyhow::bail!(
+                "tool `{}` has no binding: give --tools, --entry or --service-url",
+                self.tool
+            ),
         };
         if let Some(seconds) = self.timeout_seconds {
-            anyhow::ensure!(seconds.is_finite() && seconds > 0.0, "--timeout-seconds must be a positive number, got {seconds}");
+            anyhow::ensure!(
+                seconds.is_finite() && seconds > 0.0,
+                "--timeout-seconds must be a positive number, got {seconds}"
+            );
             binding.timeout_seconds = Some(seconds);
         }
         Ok(binding)
@@ -309,12 +365,28 @@ impl RunToolOptions {
 
 /// `tame run-tool` inside a runtime.
 pub async fn run_tool_async(opts: RunToolOptions) -> anyhow::Result<ToolRunReport> {
-    anyhow::ensure!(opts.payload.is_object(), "the payload must be a json object");
+    anyhow::ensure!(
+        opts.payload.is_object(),
+        "the payload must be a json object"
+    );
     let binding = opts.binding()?;
-    let guard = AnyGuard::open(opts.policy.as_deref(), opts.api_url.as_deref(), opts.api_key.clone(), opts.journal.as_deref())?;
+    let guard = AnyGuard::open(
+        opts.policy.as_deref(),
+        opts.api_url.as_deref(),
+        opts.api_key.clone(),
+        opts.journal.as_deref(),
+    )?;
     let runner = ToolRunner::default();
     let wait = opts.approval_timeout.unwrap_or(Duration::from_secs(30));
-    Ok(run_guarded(&guard, &runner, &binding, &opts.payload, &opts.context, wait).await)
+    Ok(run_guarded(
+        &guard,
+        &runner,
+        &binding,
+        &opts.payload,
+        &opts.context,
+        wait,
+    )
+    .await)
 }
 
 /// `tame run-tool`: decides, runs and records one call, on its own runtime.
@@ -358,7 +430,9 @@ pub struct RunToolRequest {
 /// [`ToolRunReport`] (200 whatever the decision), 404 for an unknown tool,
 /// 422 for a bad body, errors as `{"detail": ...}`.
 pub fn tools_router<G: Guard + 'static>(service: Arc<ToolsService<G>>) -> Router {
-    Router::new().route("/api/v1/tools/run", post(run_tool_handler::<G>)).with_state(service)
+    Router::new()
+        .route("/api/v1/tools/run", post(run_tool_handler::<G>))
+        .with_state(service)
 }
 
 /// The handler of `POST /api/v1/tools/run` (mountable on any router whose
@@ -373,10 +447,16 @@ pub async fn run_tool_handler<G: Guard + 'static>(
     };
     let payload = request.payload.unwrap_or_else(|| Value::Object(Map::new()));
     if !payload.is_object() {
-        return detail(StatusCode::UNPROCESSABLE_ENTITY, "`payload` must be a json object");
+        return detail(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`payload` must be a json object",
+        );
     }
     let Some(binding) = service.tools.binding(&request.tool_name) else {
-        return detail(StatusCode::NOT_FOUND, &format!("unknown tool `{}`", request.tool_name));
+        return detail(
+            StatusCode::NOT_FOUND,
+            &format!("unknown tool `{}`", request.tool_name),
+        );
     };
     let report = run_guarded(
         &service.guard,

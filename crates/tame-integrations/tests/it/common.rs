@@ -9,7 +9,9 @@ use tame_engine::Action;
 use tame_integrations::{ApprovalOutcome, CallOutcome, Guard, ToolCall, Verdict};
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// A guard whose decisions are scripted per tool; records everything.
@@ -29,7 +31,10 @@ pub struct ScriptedGuard {
 impl ScriptedGuard {
     pub fn new(decisions: &[(&str, Action)]) -> Self {
         ScriptedGuard {
-            decisions: decisions.iter().map(|(t, a)| ((*t).to_owned(), *a)).collect(),
+            decisions: decisions
+                .iter()
+                .map(|(t, a)| ((*t).to_owned(), *a))
+                .collect(),
             ..ScriptedGuard::default()
         }
     }
@@ -67,7 +72,11 @@ impl Guard for ScriptedGuard {
     }
 
     async fn release(&self, call: &ToolCall, approval_id: &str) -> anyhow::Result<Verdict> {
-        let decision = if self.deny_on_release { Action::Deny } else { Action::Allow };
+        let decision = if self.deny_on_release {
+            Action::Deny
+        } else {
+            Action::Allow
+        };
         Ok(Verdict {
             decision,
             rule_name: Some(format!("rule_for_{}", call.tool_name)),
@@ -79,13 +88,28 @@ impl Guard for ScriptedGuard {
         })
     }
 
-    async fn record(&self, verdict: &Verdict, _call: &ToolCall, outcome: &CallOutcome) -> anyhow::Result<()> {
-        self.records.lock().unwrap().push((verdict.clone(), outcome.clone()));
+    async fn record(
+        &self,
+        verdict: &Verdict,
+        _call: &ToolCall,
+        outcome: &CallOutcome,
+    ) -> anyhow::Result<()> {
+        self.records
+            .lock()
+            .unwrap()
+            .push((verdict.clone(), outcome.clone()));
         Ok(())
     }
 
-    async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
-        self.waited.lock().unwrap().push((approval_id.to_owned(), timeout));
+    async fn wait_approval(
+        &self,
+        approval_id: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<ApprovalOutcome> {
+        self.waited
+            .lock()
+            .unwrap()
+            .push((approval_id.to_owned(), timeout));
         Ok(self.approval.clone().unwrap_or(ApprovalOutcome::Pending))
     }
 

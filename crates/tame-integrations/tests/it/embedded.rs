@@ -22,19 +22,31 @@ async fn decisions_come_from_the_policy_and_are_logged() {
     let guard = guard().with_journal(journal.path()).unwrap();
     let call = |tool: &str, args: Value| ToolCall::new(tool, args, "s-1");
 
-    let v = guard.enforce(&call("read_file", json!({"path": "/etc/passwd"}))).await.unwrap();
+    let v = guard
+        .enforce(&call("read_file", json!({"path": "/etc/passwd"})))
+        .await
+        .unwrap();
     assert_eq!(v.decision, Action::Deny);
     assert_eq!(v.rule_name.as_deref(), Some("no_system_paths"));
     assert_eq!(v.reason, "System paths are off limits (/etc/passwd)");
 
-    let allowed = guard.enforce(&call("read_file", json!({"path": "/home/a"}))).await.unwrap();
+    let allowed = guard
+        .enforce(&call("read_file", json!({"path": "/home/a"})))
+        .await
+        .unwrap();
     assert_eq!(allowed.decision, Action::Allow);
     assert_eq!(allowed.rule_name.as_deref(), Some("allow_known_tools"));
 
-    let v = guard.enforce(&call("pay", json!({"amount": 1}))).await.unwrap();
+    let v = guard
+        .enforce(&call("pay", json!({"amount": 1})))
+        .await
+        .unwrap();
     assert_eq!(v.decision, Action::Approve);
     assert!(v.approval_id.is_some());
-    let v = guard.enforce(&call("launch_rockets", json!({}))).await.unwrap();
+    let v = guard
+        .enforce(&call("launch_rockets", json!({})))
+        .await
+        .unwrap();
     assert_eq!((v.decision, v.rule_name.as_deref()), (Action::Deny, None));
 
     let outcome = CallOutcome {
@@ -44,7 +56,10 @@ async fn decisions_come_from_the_policy_and_are_logged() {
         result: json!({"content": []}),
         extra: serde_json::Map::new(),
     };
-    guard.record(&allowed, &call("read_file", json!({})), &outcome).await.unwrap();
+    guard
+        .record(&allowed, &call("read_file", json!({})), &outcome)
+        .await
+        .unwrap();
     let log = guard.log();
     assert_eq!(log.len(), 4);
     assert_eq!(log[1].outcome.as_ref().map(|o| o.duration_ms), Some(12));
@@ -52,7 +67,10 @@ async fn decisions_come_from_the_policy_and_are_logged() {
 
     let mut unknown = allowed.clone();
     unknown.log_id = Some("nope".into());
-    let err = guard.record(&unknown, &call("read_file", json!({})), &outcome).await.unwrap_err();
+    let err = guard
+        .record(&unknown, &call("read_file", json!({})), &outcome)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("unknown log id `nope`"), "{err}");
 
     let lines = json_lines(&std::fs::read_to_string(journal.path()).unwrap());
@@ -82,18 +100,30 @@ rules:
     let guard = EmbeddedGuard::new(Arc::new(Policy::from_yaml(yaml, "inline.yml").unwrap()));
     let mut seen = Vec::new();
     for session in ["a", "a", "a", "b"] {
-        let v = guard.enforce(&ToolCall::new("send", json!({}), session)).await.unwrap();
+        let v = guard
+            .enforce(&ToolCall::new("send", json!({}), session))
+            .await
+            .unwrap();
         seen.push(v.decision);
     }
-    assert_eq!(seen, [Action::Allow, Action::Allow, Action::Deny, Action::Allow]);
+    assert_eq!(
+        seen,
+        [Action::Allow, Action::Allow, Action::Deny, Action::Allow]
+    );
 }
 
 #[test]
 fn unconditional_denies_are_found_conservatively() {
     let guard = guard();
     assert!(guard.denies_unconditionally("delete_file"));
-    assert!(guard.denies_unconditionally("launch_rockets"), "no rule: the default denies");
-    assert!(!guard.denies_unconditionally("read_file"), "its deny is conditional");
+    assert!(
+        guard.denies_unconditionally("launch_rockets"),
+        "no rule: the default denies"
+    );
+    assert!(
+        !guard.denies_unconditionally("read_file"),
+        "its deny is conditional"
+    );
     assert!(!guard.denies_unconditionally("pay"));
     assert!(!guard.denies_unconditionally("echo"));
 
@@ -118,7 +148,11 @@ rules:
 fn bad_policy_files_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("broken.yml");
-    std::fs::write(&path, "version: \"2026-11\"\nrules:\n  - name: x\n    action: maybe\n").unwrap();
+    std::fs::write(
+        &path,
+        "version: \"2026-11\"\nrules:\n  - name: x\n    action: maybe\n",
+    )
+    .unwrap();
     let err = EmbeddedGuard::from_file(&path).unwrap_err();
     assert!(format!("{err:#}").contains("cannot load policy"), "{err:#}");
     let err = EmbeddedGuard::from_file(&dir.path().join("missing.yml")).unwrap_err();
@@ -171,22 +205,48 @@ fn the_binary_enforces_the_policy_file() {
     ];
     let (code, out, stderr) = proxy_binary(&args, &lines);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(by_id(&out, 1)["result"]["content"][0]["text"], r#"ran echo {"t": 1}"#);
+    assert_eq!(
+        by_id(&out, 1)["result"]["content"][0]["text"],
+        r#"ran echo {"t": 1}"#
+    );
     let denied = by_id(&out, 2);
     assert_eq!(denied["result"]["isError"], true);
-    assert_eq!(denied["result"]["content"][0]["text"], "System paths are off limits (/etc/hosts)");
-    assert_eq!(denied["result"]["_meta"]["tame"]["rule_name"], "no_system_paths");
+    assert_eq!(
+        denied["result"]["content"][0]["text"],
+        "System paths are off limits (/etc/hosts)"
+    );
+    assert_eq!(
+        denied["result"]["_meta"]["tame"]["rule_name"],
+        "no_system_paths"
+    );
     let list = by_id(&out, 3);
-    let names: Vec<&str> = list["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["echo", "read_file", "pay", "crash", "slow"]);
     assert!(out.iter().any(|m| m["error"]["code"] == -32700));
 
     let entries = json_lines(&std::fs::read_to_string(journal.path()).unwrap());
     let kinds: Vec<(&str, &str)> = entries
         .iter()
-        .map(|e| (e["kind"].as_str().unwrap(), e["decision"].as_str().or(e["status"].as_str()).unwrap()))
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["decision"].as_str().or(e["status"].as_str()).unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(kinds, [("decision", "allow"), ("decision", "deny"), ("result", "success")]);
+    assert_eq!(
+        kinds,
+        [
+            ("decision", "allow"),
+            ("decision", "deny"),
+            ("result", "success")
+        ]
+    );
     assert_eq!(entries[0]["agent_id"], "bin-agent");
 }
 
@@ -195,9 +255,14 @@ fn the_binary_reports_usage_and_crashes() {
     let policy = fixture("policy.yml");
     let (code, _, stderr) = proxy_binary(&["--policy", "/nonexistent/policy.yml"], &[]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("cannot load policy `/nonexistent/policy.yml`"), "{stderr}");
+    assert!(
+        stderr.contains("cannot load policy `/nonexistent/policy.yml`"),
+        "{stderr}"
+    );
 
-    let crash = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "crash"}}).to_string();
+    let crash =
+        json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "crash"}})
+            .to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tame-mcp-proxy"))
         .args(["--policy", policy.to_str().unwrap(), "--", "python3"])
         .arg(fixture("mini_server.py"))

@@ -12,7 +12,10 @@ use crate::common::{ScriptedGuard, by_id, fixture, json_lines};
 
 fn mini_server_opts() -> McpProxyOptions {
     McpProxyOptions {
-        command: vec!["python3".into(), fixture("mini_server.py").display().to_string()],
+        command: vec![
+            "python3".into(),
+            fixture("mini_server.py").display().to_string(),
+        ],
         agent_id: Some("agent-7".into()),
         session_id: Some("sess-1".into()),
         ..McpProxyOptions::default()
@@ -21,10 +24,16 @@ fn mini_server_opts() -> McpProxyOptions {
 
 /// Feeds `lines` to the proxy as the client, then closes stdin unless
 /// `keep_open`; returns the exit code and everything the client received.
-async fn session(guard: Arc<ScriptedGuard>, opts: McpProxyOptions, lines: &[String], keep_open: bool) -> (i32, Vec<Value>) {
+async fn session(
+    guard: Arc<ScriptedGuard>,
+    opts: McpProxyOptions,
+    lines: &[String],
+    keep_open: bool,
+) -> (i32, Vec<Value>) {
     let (mut client_tx, proxy_in) = tokio::io::duplex(1 << 16);
     let (proxy_out, mut client_rx) = tokio::io::duplex(1 << 16);
-    let proxy = tokio::spawn(async move { run_mcp_proxy_with(guard, &opts, proxy_in, proxy_out).await });
+    let proxy =
+        tokio::spawn(async move { run_mcp_proxy_with(guard, &opts, proxy_in, proxy_out).await });
     let reader = tokio::spawn(async move {
         let mut out = String::new();
         client_rx.read_to_string(&mut out).await.unwrap();
@@ -34,8 +43,17 @@ async fn session(guard: Arc<ScriptedGuard>, opts: McpProxyOptions, lines: &[Stri
         client_tx.write_all(line.as_bytes()).await.unwrap();
         client_tx.write_all(b"\n").await.unwrap();
     }
-    let keep = if keep_open { Some(client_tx) } else { drop(client_tx); None };
-    let code = tokio::time::timeout(Duration::from_secs(60), proxy).await.expect("proxy hung").unwrap().unwrap();
+    let keep = if keep_open {
+        Some(client_tx)
+    } else {
+        drop(client_tx);
+        None
+    };
+    let code = tokio::time::timeout(Duration::from_secs(60), proxy)
+        .await
+        .expect("proxy hung")
+        .unwrap()
+        .unwrap();
     drop(keep);
     let out = reader.await.unwrap();
     (code, json_lines(&out))
@@ -50,12 +68,18 @@ fn init() -> String {
 }
 
 fn text_of(response: &Value) -> String {
-    response["result"]["content"][0]["text"].as_str().unwrap_or_default().to_owned()
+    response["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[tokio::test]
 async fn allow_forwards_deny_answers_and_malformed_lines_get_errors() {
-    let guard = Arc::new(ScriptedGuard::new(&[("echo", Action::Allow), ("delete_file", Action::Deny)]));
+    let guard = Arc::new(ScriptedGuard::new(&[
+        ("echo", Action::Allow),
+        ("delete_file", Action::Deny),
+    ]));
     let marker = tempfile::NamedTempFile::new().unwrap();
     let mut opts = mini_server_opts();
     // The server finds the marker path through the environment it inherits.
@@ -89,18 +113,30 @@ async fn allow_forwards_deny_answers_and_malformed_lines_get_errors() {
     let denied = by_id(&out, 2);
     assert_eq!(denied["result"]["isError"], true);
     assert_eq!(text_of(&denied), "scripted deny of delete_file");
-    assert_eq!(denied["result"]["_meta"]["tame"]["rule_name"], "rule_for_delete_file");
+    assert_eq!(
+        denied["result"]["_meta"]["tame"]["rule_name"],
+        "rule_for_delete_file"
+    );
 
     let errors: Vec<&Value> = out.iter().filter(|m| m["id"].is_null()).collect();
-    let codes: Vec<i64> = errors.iter().map(|m| m["error"]["code"].as_i64().unwrap()).collect();
+    let codes: Vec<i64> = errors
+        .iter()
+        .map(|m| m["error"]["code"].as_i64().unwrap())
+        .collect();
     assert_eq!(codes, vec![-32700, -32600], "{errors:#?}");
     assert_eq!(by_id(&out, 3)["error"]["code"], -32602);
     assert_eq!(by_id(&out, 4)["error"]["code"], -32602);
     // tools/list passes through unchanged (no --hide-denied).
-    assert_eq!(by_id(&out, 5)["result"]["tools"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        by_id(&out, 5)["result"]["tools"].as_array().unwrap().len(),
+        6
+    );
 
     // Only the allowed call ran; the tools/call notification was dropped.
-    let ran: Vec<&Value> = out.iter().filter(|m| text_of(m).starts_with("ran ")).collect();
+    let ran: Vec<&Value> = out
+        .iter()
+        .filter(|m| text_of(m).starts_with("ran "))
+        .collect();
     assert_eq!(ran.len(), 1, "{ran:#?}");
     let calls = guard.calls();
     assert_eq!(calls.len(), 2);
@@ -112,28 +148,55 @@ async fn allow_forwards_deny_answers_and_malformed_lines_get_errors() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].0.log_id.as_deref(), Some("log-1"));
     assert_eq!(records[0].1.status, CallStatus::Success);
-    assert_eq!(records[0].1.result["content"][0]["text"], r#"ran echo {"text": "hi"}"#);
+    assert_eq!(
+        records[0].1.result["content"][0]["text"],
+        r#"ran echo {"text": "hi"}"#
+    );
 
     // The server saw stdin close and exited on its own.
-    assert_eq!(std::fs::read_to_string(marker.path()).unwrap(), "clean-exit");
+    assert_eq!(
+        std::fs::read_to_string(marker.path()).unwrap(),
+        "clean-exit"
+    );
 }
 
 #[tokio::test]
 async fn approvals_forward_when_approved_and_explain_otherwise() {
     for (outcome, ran, expect) in [
-        (ApprovalOutcome::Approved, true, r#"ran pay {"amount": 5}"#.to_owned()),
-        (ApprovalOutcome::Pending, false, "pending approval id: appr-1".to_owned()),
-        (ApprovalOutcome::Rejected(Some("too much".into())), false, "was rejected: too much".to_owned()),
+        (
+            ApprovalOutcome::Approved,
+            true,
+            r#"ran pay {"amount": 5}"#.to_owned(),
+        ),
+        (
+            ApprovalOutcome::Pending,
+            false,
+            "pending approval id: appr-1".to_owned(),
+        ),
+        (
+            ApprovalOutcome::Rejected(Some("too much".into())),
+            false,
+            "was rejected: too much".to_owned(),
+        ),
     ] {
         let mut guard = ScriptedGuard::new(&[("pay", Action::Approve)]);
         guard.approval = Some(outcome.clone());
         let guard = Arc::new(guard);
         let mut opts = mini_server_opts();
         opts.approval_timeout = Duration::from_secs(600);
-        let (code, out) = session(Arc::clone(&guard), opts, &[init(), call(1, "pay", json!({"amount": 5}))], false).await;
+        let (code, out) = session(
+            Arc::clone(&guard),
+            opts,
+            &[init(), call(1, "pay", json!({"amount": 5}))],
+            false,
+        )
+        .await;
         assert_eq!(code, 0);
         let answer = by_id(&out, 1);
-        assert!(text_of(&answer).contains(&expect), "{outcome:?}: {answer:#}");
+        assert!(
+            text_of(&answer).contains(&expect),
+            "{outcome:?}: {answer:#}"
+        );
         assert_eq!(answer["result"]["isError"], !ran, "{outcome:?}");
         assert_eq!(guard.records().len(), usize::from(ran));
         let waited = guard.waited.lock().unwrap().clone();
@@ -149,19 +212,37 @@ async fn an_approved_call_is_released_before_it_runs() {
     let mut guard = ScriptedGuard::new(&[("pay", Action::Approve)]);
     guard.approval = Some(ApprovalOutcome::Approved);
     let guard = Arc::new(guard);
-    let (_, out) = session(Arc::clone(&guard), mini_server_opts(), &[init(), call(1, "pay", json!({"amount": 5}))], false).await;
+    let (_, out) = session(
+        Arc::clone(&guard),
+        mini_server_opts(),
+        &[init(), call(1, "pay", json!({"amount": 5}))],
+        false,
+    )
+    .await;
     assert_eq!(by_id(&out, 1)["result"]["isError"], false);
     // The result is recorded under the release's log entry.
-    assert_eq!(guard.records()[0].0.log_id.as_deref(), Some("released-appr-1"));
+    assert_eq!(
+        guard.records()[0].0.log_id.as_deref(),
+        Some("released-appr-1")
+    );
 
     let mut guard = ScriptedGuard::new(&[("pay", Action::Approve)]);
     guard.approval = Some(ApprovalOutcome::Approved);
     guard.deny_on_release = true;
     let guard = Arc::new(guard);
-    let (_, out) = session(Arc::clone(&guard), mini_server_opts(), &[init(), call(1, "pay", json!({"amount": 5}))], false).await;
+    let (_, out) = session(
+        Arc::clone(&guard),
+        mini_server_opts(),
+        &[init(), call(1, "pay", json!({"amount": 5}))],
+        false,
+    )
+    .await;
     let answer = by_id(&out, 1);
     assert_eq!(answer["result"]["isError"], true);
-    assert!(text_of(&answer).contains("granted but the call is denied: released appr-1"), "{answer:#}");
+    assert!(
+        text_of(&answer).contains("granted but the call is denied: released appr-1"),
+        "{answer:#}"
+    );
     assert!(guard.records().is_empty());
 }
 
@@ -187,10 +268,19 @@ async fn hide_denied_filters_tools_list() {
 async fn an_unreachable_policy_fails_closed() {
     let mut guard = ScriptedGuard::new(&[("echo", Action::Allow)]);
     guard.fail = true;
-    let (_, out) = session(Arc::new(guard), mini_server_opts(), &[init(), call(1, "echo", json!({"text": "x"}))], false).await;
+    let (_, out) = session(
+        Arc::new(guard),
+        mini_server_opts(),
+        &[init(), call(1, "echo", json!({"text": "x"}))],
+        false,
+    )
+    .await;
     let answer = by_id(&out, 1);
     assert_eq!(answer["result"]["isError"], true);
-    assert!(text_of(&answer).contains("policy server unreachable"), "{answer:#}");
+    assert!(
+        text_of(&answer).contains("policy server unreachable"),
+        "{answer:#}"
+    );
     assert!(!out.iter().any(|m| text_of(m).starts_with("ran ")));
 }
 
@@ -201,21 +291,42 @@ async fn batches_are_enforced_element_by_element() {
         {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "a"}}},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "delete_file", "arguments": {"path": "/"}}}
     ]);
-    let (_, out) = session(guard, mini_server_opts(), &[init(), batch.to_string(), "[]".into()], false).await;
+    let (_, out) = session(
+        guard,
+        mini_server_opts(),
+        &[init(), batch.to_string(), "[]".into()],
+        false,
+    )
+    .await;
     assert_eq!(text_of(&by_id(&out, 1)), r#"ran echo {"text": "a"}"#);
     assert_eq!(by_id(&out, 2)["result"]["isError"], true);
-    assert!(out.iter().any(|m| m["id"].is_null() && m["error"]["code"] == -32600));
+    assert!(
+        out.iter()
+            .any(|m| m["id"].is_null() && m["error"]["code"] == -32600)
+    );
 }
 
 #[tokio::test]
 async fn a_crashing_server_errors_pending_requests_and_exits_nonzero() {
     let guard = Arc::new(ScriptedGuard::new(&[("crash", Action::Allow)]));
     // The client stays connected: the proxy must notice the crash by itself.
-    let (code, out) = session(Arc::clone(&guard), mini_server_opts(), &[init(), call(1, "crash", json!({}))], true).await;
+    let (code, out) = session(
+        Arc::clone(&guard),
+        mini_server_opts(),
+        &[init(), call(1, "crash", json!({}))],
+        true,
+    )
+    .await;
     assert_eq!(code, 3, "the server's exit code is passed on");
     let answer = by_id(&out, 1);
     assert_eq!(answer["error"]["code"], -32603);
-    assert!(answer["error"]["message"].as_str().unwrap().contains("exited"), "{answer:#}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exited"),
+        "{answer:#}"
+    );
     assert!(guard.records().is_empty());
 }
 
@@ -223,7 +334,11 @@ async fn a_crashing_server_errors_pending_requests_and_exits_nonzero() {
 async fn a_server_that_ignores_stdin_eof_is_killed_after_the_grace_period() {
     let guard = Arc::new(ScriptedGuard::new(&[]));
     let opts = McpProxyOptions {
-        command: vec!["python3".into(), "-c".into(), "import time; time.sleep(120)".into()],
+        command: vec![
+            "python3".into(),
+            "-c".into(),
+            "import time; time.sleep(120)".into(),
+        ],
         shutdown_grace: Duration::from_millis(200),
         ..McpProxyOptions::default()
     };
@@ -235,12 +350,27 @@ async fn a_server_that_ignores_stdin_eof_is_killed_after_the_grace_period() {
 #[tokio::test]
 async fn a_missing_server_command_is_a_clear_error() {
     let guard = Arc::new(ScriptedGuard::new(&[]));
-    let opts = McpProxyOptions { command: vec!["/nonexistent/mcp-server".into()], ..McpProxyOptions::default() };
+    let opts = McpProxyOptions {
+        command: vec!["/nonexistent/mcp-server".into()],
+        ..McpProxyOptions::default()
+    };
     let (_tx, rx) = tokio::io::duplex(64);
-    let err = run_mcp_proxy_with(guard, &opts, rx, tokio::io::sink()).await.unwrap_err();
-    assert!(format!("{err:#}").contains("cannot start mcp server `/nonexistent/mcp-server`"), "{err:#}");
+    let err = run_mcp_proxy_with(guard, &opts, rx, tokio::io::sink())
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("cannot start mcp server `/nonexistent/mcp-server`"),
+        "{err:#}"
+    );
     let empty = McpProxyOptions::default();
     let (_tx, rx) = tokio::io::duplex(64);
-    let err = run_mcp_proxy_with(Arc::new(ScriptedGuard::new(&[])), &empty, rx, tokio::io::sink()).await.unwrap_err();
+    let err = run_mcp_proxy_with(
+        Arc::new(ScriptedGuard::new(&[])),
+        &empty,
+        rx,
+        tokio::io::sink(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("no mcp server command"), "{err}");
 }

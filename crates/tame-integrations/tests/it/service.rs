@@ -60,10 +60,17 @@ async fn service(mode: &'static str) -> (String, Seen) {
 }
 
 fn binding(url: &str, guarantees: Value, timeout: Option<f64>) -> ToolBinding {
-    let Value::Object(required_guarantees) = guarantees else { panic!() };
+    let Value::Object(required_guarantees) = guarantees else {
+        panic!()
+    };
     ToolBinding {
         name: "greeter".into(),
-        runner: RunnerSpec::Service { url: url.into(), entry: Some("tools.sample_tool:greet".into()), kind: None, required_guarantees },
+        runner: RunnerSpec::Service {
+            url: url.into(),
+            entry: Some("tools.sample_tool:greet".into()),
+            kind: None,
+            required_guarantees,
+        },
         timeout_seconds: timeout,
     }
 }
@@ -71,7 +78,13 @@ fn binding(url: &str, guarantees: Value, timeout: Option<f64>) -> ToolBinding {
 #[tokio::test]
 async fn handshake_then_call_with_the_protocol_payload() {
     let (url, seen) = service("ok").await;
-    let run = ToolRunner::default().execute(&binding(&url, json!({"no_network": true}), Some(3.0)), &json!({"name": "Ada"}), "tr-1").await;
+    let run = ToolRunner::default()
+        .execute(
+            &binding(&url, json!({"no_network": true}), Some(3.0)),
+            &json!({"name": "Ada"}),
+            "tr-1",
+        )
+        .await;
     assert!(run.ok, "{run:#?}");
     assert_eq!(run.result, Some(json!({"message": "Hello Ada"})));
     assert_eq!(run.trace.runner, "service");
@@ -83,7 +96,10 @@ async fn handshake_then_call_with_the_protocol_payload() {
     let seen = seen.0.lock().unwrap().clone();
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[0].0, "handshake");
-    assert_eq!(seen[0].1, json!({"protocol_version": 1, "tool_name": "greeter", "runner": "service", "required_guarantees": {"no_network": true}}));
+    assert_eq!(
+        seen[0].1,
+        json!({"protocol_version": 1, "tool_name": "greeter", "runner": "service", "required_guarantees": {"no_network": true}})
+    );
     assert_eq!(seen[1].0, "run");
     let body = &seen[1].1;
     assert_eq!(body["protocol_version"], 1);
@@ -98,14 +114,26 @@ async fn handshake_then_call_with_the_protocol_payload() {
 #[tokio::test]
 async fn refused_handshakes_and_missing_guarantees_stop_the_call() {
     let (url, seen) = service("refuse").await;
-    let run = ToolRunner::default().execute(&binding(&url, json!({}), None), &json!({}), "t").await;
+    let run = ToolRunner::default()
+        .execute(&binding(&url, json!({}), None), &json!({}), "t")
+        .await;
     let error = run.error.unwrap();
     assert_eq!(error.kind, "ServiceHandshakeError");
     assert!(error.message.contains("Refused: not today"), "{error:?}");
-    assert_eq!(seen.0.lock().unwrap().len(), 1, "no call after a refused handshake");
+    assert_eq!(
+        seen.0.lock().unwrap().len(),
+        1,
+        "no call after a refused handshake"
+    );
 
     let (url, seen) = service("ok").await;
-    let run = ToolRunner::default().execute(&binding(&url, json!({"no_filesystem": true}), None), &json!({}), "t").await;
+    let run = ToolRunner::default()
+        .execute(
+            &binding(&url, json!({"no_filesystem": true}), None),
+            &json!({}),
+            "t",
+        )
+        .await;
     let error = run.error.unwrap();
     assert_eq!(error.reason_code.as_deref(), Some("guarantee_blocked"));
     assert!(error.message.contains("no_filesystem"), "{error:?}");
@@ -115,22 +143,42 @@ async fn refused_handshakes_and_missing_guarantees_stop_the_call() {
 #[tokio::test]
 async fn service_errors_timeouts_and_outages() {
     let (url, _) = service("error").await;
-    let run = ToolRunner::default().execute(&binding(&url, json!({}), None), &json!({}), "t").await;
+    let run = ToolRunner::default()
+        .execute(&binding(&url, json!({}), None), &json!({}), "t")
+        .await;
     assert_eq!(run.error.unwrap().kind, "ValueError");
 
     let (url, _) = service("500").await;
-    let run = ToolRunner::default().execute(&binding(&url, json!({}), None), &json!({}), "t").await;
+    let run = ToolRunner::default()
+        .execute(&binding(&url, json!({}), None), &json!({}), "t")
+        .await;
     let error = run.error.unwrap();
-    assert!(error.message.contains("500") && error.message.contains("boom"), "{error:?}");
+    assert!(
+        error.message.contains("500") && error.message.contains("boom"),
+        "{error:?}"
+    );
 
     let (url, _) = service("slow").await;
-    let run = ToolRunner::default().execute(&binding(&url, json!({}), Some(0.3)), &json!({}), "t").await;
+    let run = ToolRunner::default()
+        .execute(&binding(&url, json!({}), Some(0.3)), &json!({}), "t")
+        .await;
     assert_eq!(run.error.unwrap().kind, "ToolTimeout");
 
     // Nothing listens on port 1.
-    let run = ToolRunner::default().execute(&binding("http://127.0.0.1:1/run", json!({}), None), &json!({}), "t").await;
-    assert_eq!(run.error.unwrap().reason_code.as_deref(), Some("unreachable"));
-    let run = ToolRunner::default().execute(&binding("not a url", json!({}), None), &json!({}), "t").await;
+    let run = ToolRunner::default()
+        .execute(
+            &binding("http://127.0.0.1:1/run", json!({}), None),
+            &json!({}),
+            "t",
+        )
+        .await;
+    assert_eq!(
+        run.error.unwrap().reason_code.as_deref(),
+        Some("unreachable")
+    );
+    let run = ToolRunner::default()
+        .execute(&binding("not a url", json!({}), None), &json!({}), "t")
+        .await;
     assert_eq!(run.error.unwrap().reason_code.as_deref(), Some("bad_url"));
 }
 
@@ -141,7 +189,9 @@ async fn post_json(app: axum::Router, body: &str) -> (StatusCode, Value) {
         .unwrap();
     let response = app.oneshot(request).await.unwrap();
     let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
     (status, serde_json::from_slice(&bytes).unwrap())
 }
 
@@ -153,17 +203,30 @@ async fn the_http_handler_runs_only_registered_tools() {
     );
     let tools = ToolsFile::from_yaml(&yaml, "tools.yaml", &fixture("")).unwrap();
     let guard = ScriptedGuard::new(&[("greet", Action::Allow), ("weather", Action::Allow)]);
-    let state = Arc::new(ToolsService { guard, tools, runner: ToolRunner::default(), approval_timeout: Duration::from_secs(1) });
+    let state = Arc::new(ToolsService {
+        guard,
+        tools,
+        runner: ToolRunner::default(),
+        approval_timeout: Duration::from_secs(1),
+    });
     let app = tools_router(Arc::clone(&state));
 
-    let (status, report) = post_json(app.clone(), r#"{"tool_name": "greet", "payload": {"name": "Cy"}, "session_id": "s1"}"#).await;
+    let (status, report) = post_json(
+        app.clone(),
+        r#"{"tool_name": "greet", "payload": {"name": "Cy"}, "session_id": "s1"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(report["decision"], "allow");
     assert_eq!(report["result"]["message"], "Hello Cy");
     assert_eq!(report["trace"]["runner"], "local");
     assert_eq!(report["session_id"], "s1");
 
-    let (_, report) = post_json(app.clone(), r#"{"tool_name": "weather", "tool_args": {"name": "Di"}}"#).await;
+    let (_, report) = post_json(
+        app.clone(),
+        r#"{"tool_name": "weather", "tool_args": {"name": "Di"}}"#,
+    )
+    .await;
     assert_eq!(report["result"]["message"], "Hello Di");
     assert_eq!(report["trace"]["service_url"], url);
 
@@ -182,6 +245,9 @@ async fn the_http_handler_runs_only_registered_tools() {
 
     let (status, body) = post_json(app, r#"{"payload": {}}"#).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(body["detail"].as_str().unwrap().contains("tool_name"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("tool_name"),
+        "{body}"
+    );
     let _ = Map::<String, Value>::new();
 }
