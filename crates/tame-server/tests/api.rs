@@ -367,3 +367,27 @@ async fn openapi_matches_the_router() {
         }
     }
 }
+
+#[tokio::test]
+async fn verify_names_an_edited_and_a_deleted_record() {
+    let h = harness();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let r = h.enforce(json!({"tool_name": "read_file", "tool_args": {"path": format!("/tmp/{i}")}, "session_id": "s"})).await;
+        ids.push(r.json["log_id"].as_str().unwrap().to_string());
+    }
+    let db = rusqlite::Connection::open(h.dir.path().join("tame.db")).unwrap();
+    db.execute("UPDATE audit SET body = replace(body, '/tmp/1', '/tmp/X') WHERE seq = 2", []).unwrap();
+    let v = h.get("/api/v1/audit/verify").await;
+    assert_eq!(v.json["valid"], false);
+    assert_eq!(v.json["first_problem"]["kind"], "edited");
+    assert_eq!(v.json["first_problem"]["seq"], 2);
+    assert_eq!(v.json["first_problem"]["ref_id"], ids[1]);
+    db.execute("UPDATE audit SET body = replace(body, '/tmp/X', '/tmp/1') WHERE seq = 2", []).unwrap();
+    assert_eq!(h.get("/api/v1/audit/verify").await.json["valid"], true);
+    db.execute("DELETE FROM audit WHERE seq = 3", []).unwrap();
+    let v = h.get("/api/v1/audit/verify").await;
+    assert_eq!(v.json["first_problem"]["kind"], "missing");
+    assert_eq!(v.json["first_problem"]["seq"], 3);
+    assert!(v.json["first_problem"]["message"].as_str().unwrap().contains("record 3 is missing"));
+}

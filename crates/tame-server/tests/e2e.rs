@@ -92,8 +92,17 @@ fn setup() -> tempfile::TempDir {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_load_loses_no_acknowledged_decision() {
+    sigkill_mid_load(&["--no-watch"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_load_loses_nothing_with_normal_durability() {
+    sigkill_mid_load(&["--no-watch", "--durability", "normal"]).await;
+}
+
+async fn sigkill_mid_load(flags: &[&str]) {
     let dir = setup();
-    let mut server = start(dir.path(), &["--no-watch"]);
+    let mut server = start(dir.path(), flags);
     let addr = server.addr;
     let mut workers = Vec::new();
     for w in 0..8 {
@@ -125,7 +134,7 @@ async fn sigkill_mid_load_loses_no_acknowledged_decision() {
     assert!(received.len() > 100, "too little load: {}", received.len());
     drop(server);
 
-    let server = start(dir.path(), &["--no-watch"]);
+    let server = start(dir.path(), flags);
     let (status, report) = call(server.addr, "GET", "/api/v1/audit/verify", None).await;
     assert_eq!(status, 200);
     assert_eq!(report["valid"], true, "{report}");
