@@ -114,7 +114,8 @@ fn foldable(n: &Node) -> bool {
         Node::StrTest { target, .. }
         | Node::Regex { target, .. }
         | Node::Glob { target, .. }
-        | Node::InCidr { target, .. } => is_const(target),
+        | Node::InCidr { target, .. }
+        | Node::TsPartTz { target, .. } => is_const(target),
         Node::Index {
             operand: a,
             index: b,
@@ -638,6 +639,15 @@ impl Compiler<'_> {
                         Ok(glob) => Node::Glob {
                             target,
                             glob: Arc::new(glob),
+                            span,
+                        },
+                        Err(m) => return self.unresolved(m, span),
+                    },
+                    (Builtin::Part(part), _) => match crate::time::parse_tz(&lit) {
+                        Ok(tz) => Node::TsPartTz {
+                            target,
+                            part,
+                            tz,
                             span,
                         },
                         Err(m) => return self.unresolved(m, span),

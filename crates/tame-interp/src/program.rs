@@ -151,6 +151,13 @@ pub(crate) enum Node {
         glob: Arc<globset::GlobMatcher>,
         span: Span,
     },
+    /// A timestamp accessor with a constant time zone, resolved once.
+    TsPartTz {
+        target: Box<Node>,
+        part: crate::time::TsPart,
+        tz: jiff::tz::TimeZone,
+        span: Span,
+    },
     InCidr {
         target: Box<Node>,
         net: Cidr,
@@ -321,6 +328,7 @@ impl Node {
             | Node::Regex { span, .. }
             | Node::Glob { span, .. }
             | Node::InCidr { span, .. }
+            | Node::TsPartTz { span, .. }
             | Node::Host { span, .. }
             | Node::SessionCount { span, .. }
             | Node::SessionCalled { span, .. } => *span,
@@ -527,6 +535,15 @@ impl Node {
             Node::Glob { target, glob, span } => match &*target.eval(cx)? {
                 Value::String(s) => owned(Value::Bool(glob.is_match(&**s))),
                 other => err(ops::no_overload("glob", &[other]), *span),
+            },
+            Node::TsPartTz {
+                target,
+                part,
+                tz,
+                span,
+            } => match &*target.eval(cx)? {
+                Value::Timestamp(t) => owned(Value::Int(part.of_timestamp(*t, tz))),
+                other => err(ops::no_overload("timestamp accessor", &[other]), *span),
             },
             Node::InCidr { target, net, span } => match &*target.eval(cx)? {
                 Value::String(s) => match s.parse::<std::net::IpAddr>() {

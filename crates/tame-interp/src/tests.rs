@@ -203,6 +203,15 @@ fn timestamps_and_durations() {
     );
     fails("duration('1y')", "invalid duration");
     fails("timestamp(0).getHours('Mars/Olympus')", "unknown time zone");
+    // A constant zone is resolved once at compile time; a bad one is a
+    // compile error in strict mode.
+    policy_true("now.getHours('Asia/Kolkata') == 3 && now.getMinutes('+05:30') == 43");
+    let e = compile(
+        &tame_lang::parse("now.getHours('Mars/Olympus') > 1").unwrap(),
+        &Env::policy(),
+    )
+    .unwrap_err();
+    assert!(e.message.contains("unknown time zone"), "{}", e.message);
 }
 
 #[test]
