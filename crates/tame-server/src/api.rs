@@ -75,6 +75,8 @@ pub async fn record_result(
             return Err(AppError::unprocessable(format!("{field}: wrong type")).with("field", json!(field)));
         }
     }
+    let mut body = body;
+    crate::enforce::redact_secrets(&mut body);
     state
         .store()
         .record_result(NewResult { session_id, log_id: log_id.clone(), timestamp: Timestamp::now(), result: body })

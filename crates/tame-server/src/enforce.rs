@@ -59,14 +59,13 @@ pub async fn enforce(State(state): State<AppState>, headers: HeaderMap, JsonBody
         }
     };
     let now = req.now;
-    let tool_args = match body.get("tool_args") {
+    let mut body = body;
+    let mut take = |key: &str| match body.as_object_mut().and_then(|o| o.remove(key)) {
         Some(Value::Null) | None => Value::Object(serde_json::Map::new()),
-        Some(v) => v.clone(),
+        Some(v) => v,
     };
-    let metadata = match body.get("metadata") {
-        Some(Value::Null) | None => Value::Object(serde_json::Map::new()),
-        Some(v) => v.clone(),
-    };
+    let mut tool_args = take("tool_args");
+    let mut metadata = take("metadata");
     let policy = state.policy();
     let hash = call_hash(&req.tool, &tool_args, &session_id);
 
@@ -121,6 +120,10 @@ pub async fn enforce(State(state): State<AppState>, headers: HeaderMap, JsonBody
 
     // Time-ordered ids keep the audit log's id index append-only.
     let log_id = uuid::Uuid::now_v7().to_string();
+    // Secrets never reach the audit log (the call hash above is of the
+    // original arguments, so a release still matches).
+    redact_secrets(&mut tool_args);
+    redact_secrets(&mut metadata);
     let timestamp = format_timestamp(now);
     let rule_name = decision.rule_name.as_deref().map(str::to_string);
     let reason = decision.reason.to_string();
@@ -167,6 +170,16 @@ pub async fn enforce(State(state): State<AppState>, headers: HeaderMap, JsonBody
         approval_id: approval_out.as_deref(),
     };
     Ok(axum::Json(body).into_response())
+}
+
+/// Replaces credentials (keys, tokens, passwords) in `value` with
+/// `[REDACTED:kind]`; personal data is kept (policies may need it).
+pub(crate) fn redact_secrets(value: &mut Value) {
+    let findings = tame_safety::Scanner::global()
+        .redact_where(value, |kind| kind.category() == tame_safety::Category::Secret);
+    if !findings.is_empty() {
+        tracing::debug!(count = findings.len(), "secrets redacted before storage");
+    }
 }
 
 /// The decision for a call that comes back with a decided approval: the

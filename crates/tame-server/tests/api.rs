@@ -391,3 +391,21 @@ async fn verify_names_an_edited_and_a_deleted_record() {
     assert_eq!(v.json["first_problem"]["seq"], 3);
     assert!(v.json["first_problem"]["message"].as_str().unwrap().contains("record 3 is missing"));
 }
+
+#[tokio::test]
+async fn secrets_are_redacted_before_storage() {
+    let h = harness();
+    let key = "AKIAIOSFODNN7EXAMPLE";
+    let r = h
+        .enforce(json!({"tool_name": "read_file", "tool_args": {"path": "/tmp/a", "aws": key}, "session_id": "sec"}))
+        .await;
+    assert_eq!(r.json["decision"], "allow");
+    let log_id = r.json["log_id"].as_str().unwrap().to_string();
+    h.post(&format!("/api/v1/enforce/sec/result?log_id={log_id}"), json!({"status": "success", "output": key})).await;
+    let log = h.get("/api/v1/sessions/sec").await;
+    assert!(!log.text.contains(key), "{}", log.text);
+    assert!(log.text.contains("[REDACTED:"), "{}", log.text);
+    assert_eq!(log.json[0]["tool_args"]["path"], "/tmp/a");
+    let export = h.get("/api/v1/audit/export").await;
+    assert!(!export.text.contains(key));
+}
