@@ -19,6 +19,7 @@ commands:
   test TOOL [ARGS]          dry-run a call; ARGS is JSON or key=value,key=value
   enforce TOOL [ARGS]       enforce a call (it is logged)
   approvals                 list pending approvals
+  sessions                  list the latest sessions
   config                    show the server URL and whether an API key is set
   quit                      leave (also: exit, Ctrl-D)";
 
@@ -32,6 +33,7 @@ enum Line<'a> {
     Test { tool: &'a str, args: &'a str },
     Enforce { tool: &'a str, args: &'a str },
     Approvals,
+    Sessions,
     Config,
     Quit,
     Unknown(&'a str),
@@ -55,6 +57,7 @@ fn parse(line: &str) -> Line<'_> {
         "policy" => Line::Policy,
         "config" => Line::Config,
         "approvals" => Line::Approvals,
+        "sessions" => Line::Sessions,
         "quit" | "exit" | "q" => Line::Quit,
         "test" => {
             let (tool, args) = split_word(rest);
@@ -84,6 +87,16 @@ fn execute(line: &str, opts: &ServerOpts, out: &Out) -> Result<bool, CliError> {
                 action: crate::cli::ApprovalsAction::List,
             };
             remote::approvals(&args, opts, out)?;
+        }
+        Line::Sessions => {
+            let args = crate::cli::SessionsArgs {
+                action: None,
+                agent_id: None,
+                user_id: None,
+                page: 1,
+                page_size: 20,
+            };
+            remote::sessions(&args, opts, out)?;
         }
         Line::Config => {
             out.line(format!("  api url: {}", opts.url));
@@ -175,6 +188,7 @@ mod tests {
         assert_eq!(parse("  "), Line::Empty);
         assert_eq!(parse("help"), Line::Help);
         assert_eq!(parse("quit"), Line::Quit);
+        assert_eq!(parse("sessions"), Line::Sessions);
         assert_eq!(
             parse("test read_file {\"path\": \"/tmp/test.txt\"}"),
             Line::Test {

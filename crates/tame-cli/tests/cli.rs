@@ -1308,7 +1308,7 @@ fn api_key_is_sent_from_flag_or_environment() {
 fn interactive_mode_talks_to_the_server() {
     let server = Server::start(&policies_dir().join("example.yml"), &[]);
     let r = run(server.tame().arg("interactive").write_stdin(
-        "status\ntest read_file {\"path\": \"/etc/x\"}\ntest query_database database=production,query=DROP\npolicy\nquit\n",
+        "status\ntest read_file {\"path\": \"/etc/x\"}\ntest query_database database=production,query=DROP\nenforce read_file {\"path\": \"/tmp/r\"}\nsessions\npolicy\nquit\n",
     ));
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("connected to"), "{}", r.stdout);
@@ -1322,6 +1322,7 @@ fn interactive_mode_talks_to_the_server() {
         "{}",
         r.stdout
     );
+    assert!(r.stdout.contains("1 of 1 sessions"), "{}", r.stdout);
     assert!(
         r.stdout.contains("allow_email"),
         "the policy lists its rules: {}",
