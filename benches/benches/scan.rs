@@ -41,7 +41,7 @@ const SECRETS: &[&str] = &[
 
 /// About 1 MB of JSON: a list of ticket-like records with nested objects,
 /// free text in several scripts, numbers, and a few secrets and PII.
-fn realistic_payload(target_bytes: usize) -> Value {
+fn realistic_payload(target_bytes: usize, with_secrets: bool) -> Value {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut records = Vec::new();
     let mut size = 0usize;
@@ -54,7 +54,7 @@ fn realistic_payload(target_bytes: usize) -> Value {
             }
             text.push_str(rng.pick(WORDS));
         }
-        if i % 97 == 0 {
+        if with_secrets && i % 97 == 0 {
             text.push(' ');
             text.push_str(rng.pick(SECRETS));
         }
@@ -76,7 +76,9 @@ fn realistic_payload(target_bytes: usize) -> Value {
 
 fn bench_scan(c: &mut Criterion) {
     let scanner = Scanner::new();
-    let payload = realistic_payload(1 << 20);
+    let payload = realistic_payload(1 << 20, true);
+    let clean = realistic_payload(1 << 20, false);
+    assert!(!scanner.has_secret(&clean) && !scanner.has_pii(&clean));
     let bytes = payload.to_string().len() as u64;
     let findings = scanner.scan(&payload).len();
     assert!(findings > 0, "the payload carries secrets to find");
@@ -86,6 +88,16 @@ fn bench_scan(c: &mut Criterion) {
     group.bench_function("scan_1mb_json", |b| b.iter(|| scanner.scan(black_box(&payload))));
     group.bench_function("has_secret_1mb_json", |b| {
         b.iter(|| scanner.has_secret(black_box(&payload)))
+    });
+    group.bench_function("has_secret_1mb_clean_json", |b| {
+        b.iter(|| scanner.has_secret(black_box(&clean)))
+    });
+    group.bench_function("redact_1mb_json", |b| {
+        b.iter_batched(
+            || payload.clone(),
+            |mut v| scanner.redact(black_box(&mut v)),
+            criterion::BatchSize::LargeInput,
+        )
     });
     group.finish();
 

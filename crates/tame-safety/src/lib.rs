@@ -24,5 +24,5 @@ pub use contracts::{
     AgentBinding, ContractError, Contracts, InterceptAction, RequestInterception,
     RequestValidation, ResponseInterception, ToolContract,
 };
-pub use scan::{Category, Finding, Kind, Location, ScanOptions, ScanReport, Scanner};
+pub use scan::{Category, Finding, Kind, Location, ScanOptions, ScanReport, Scanner, labels};
 pub use schema::{SchemaLoadError, SchemaViolation, ToolSchemaError, ToolSchemas, ToolSpec};

@@ -62,6 +62,23 @@ impl Finding {
     }
 }
 
+/// Session labels for what a payload revealed: the category (`secret`,
+/// `pii`) and the data tag of each kind (`secret.aws_access_key_id`,
+/// `personal.pii.email`), sorted and without duplicates. Meant for
+/// `session.labels`, so a rule like `"secret" in session.labels` can stop a
+/// later `send_email`.
+#[must_use]
+pub fn labels(findings: &[Finding]) -> Vec<String> {
+    let mut out: Vec<String> = findings
+        .iter()
+        .flat_map(|f| [f.category.as_str(), f.kind.data_tag()])
+        .map(str::to_owned)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 fn replacement(kind: Kind) -> String {
     format!("[REDACTED:{}]", kind.as_str())
 }
@@ -264,39 +281,49 @@ impl Scanner {
     /// returns true (e.g. secrets only); the others are left in place and not returned.
     pub fn redact_where(&self, value: &mut Value, select: impl Fn(Kind) -> bool) -> Vec<Finding> {
         let mut out = Vec::new();
-        // Stack of (path segments to the node, node, parent member name).
-        let mut stack: Vec<(Vec<Segment<'static>>, &mut Value, Option<String>)> =
-            vec![(Vec::new(), value, None)];
-        while let Some((path, node, parent_key)) = stack.pop() {
+        let mut path: Vec<Segment<'_>> = Vec::new();
+        // (depth, segment leading to the node, node, parent member name)
+        let mut stack: Vec<(usize, Option<Segment<'_>>, &mut Value, Option<&str>)> =
+            vec![(0, None, value, None)];
+        while let Some((depth, seg, node, parent_key)) = stack.pop() {
             if out.len() >= self.options.max_findings {
                 break;
             }
+            path.truncate(depth.saturating_sub(1));
+            if let Some(seg) = seg {
+                path.push(seg);
+            }
             match node {
                 Value::String(s) => {
-                    let p = format_path(&path);
-                    if let Some(new) = self.redact_text(
-                        s,
-                        parent_key.as_deref(),
-                        &select,
-                        &p,
-                        Location::Value,
-                        &mut out,
-                    ) {
+                    if s.len() < MIN_CANDIDATE_LEN {
+                        continue;
+                    }
+                    let mut found = Vec::new();
+                    if let Some(new) =
+                        self.redact_text(s, parent_key, &select, "", Location::Value, &mut found)
+                    {
+                        let p = format_path(&path);
+                        out.extend(found.into_iter().map(|f| Finding {
+                            path: p.clone(),
+                            ..f
+                        }));
                         *s = new;
                     }
                 }
                 Value::Array(items) => {
-                    if path.len() >= self.options.max_depth {
+                    if depth >= self.options.max_depth {
                         continue;
                     }
-                    for (i, child) in items.iter_mut().enumerate().rev() {
-                        let mut p = path.clone();
-                        p.push(Segment::Index(i));
-                        stack.push((p, child, None));
+                    let first_child = stack.len();
+                    for (i, child) in items.iter_mut().enumerate() {
+                        stack.push((depth + 1, Some(Segment::Index(i)), child, None));
+                    }
+                    if let Some(pushed) = stack.get_mut(first_child..) {
+                        pushed.reverse();
                     }
                 }
                 Value::Object(map) => {
-                    if path.len() >= self.options.max_depth {
+                    if depth >= self.options.max_depth {
                         continue;
                     }
                     // First rename members whose names hold a finding.
@@ -306,9 +333,9 @@ impl Scanner {
                         if let Some(new_key) =
                             self.redact_text(key, None, &select, "", Location::Key, &mut found)
                         {
-                            let mut p = path.clone();
-                            p.push(Segment::Key(Cow::Owned(new_key.clone())));
-                            let p = format_path(&p);
+                            path.push(Segment::Key(Cow::Owned(new_key.clone())));
+                            let p = format_path(&path);
+                            path.pop();
                             out.extend(found.into_iter().map(|f| Finding {
                                 path: p.clone(),
                                 ..f
@@ -321,12 +348,18 @@ impl Scanner {
                             map.insert(new, v);
                         }
                     }
-                    let mut children: Vec<_> = map.iter_mut().collect();
-                    children.reverse();
-                    for (key, child) in children {
-                        let mut p = path.clone();
-                        p.push(Segment::Key(Cow::Owned(key.clone())));
-                        stack.push((p, child, Some(key.clone())));
+                    let first_child = stack.len();
+                    for (key, child) in map.iter_mut() {
+                        let key = key.as_str();
+                        stack.push((
+                            depth + 1,
+                            Some(Segment::Key(Cow::Borrowed(key))),
+                            child,
+                            Some(key),
+                        ));
+                    }
+                    if let Some(pushed) = stack.get_mut(first_child..) {
+                        pushed.reverse();
                     }
                 }
                 Value::Null | Value::Bool(_) | Value::Number(_) => {}

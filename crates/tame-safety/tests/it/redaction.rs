@@ -109,3 +109,19 @@ proptest! {
         scanner.redact(&mut v);
     }
 }
+
+#[test]
+fn labels_name_categories_and_tags() {
+    let f = Scanner::global()
+        .scan(&json!({"a": "AKIAIOSFODNN7EXAMPLE", "b": ["x@example.com", "y@example.com"]}));
+    assert_eq!(
+        tame_safety::labels(&f),
+        vec![
+            "personal.pii.email",
+            "pii",
+            "secret",
+            "secret.aws_access_key_id"
+        ]
+    );
+    assert!(tame_safety::labels(&[]).is_empty());
+}
