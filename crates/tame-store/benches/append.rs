@@ -1,0 +1,70 @@
+//! Criterion benchmark of the audit writer: appending 1,000 decisions with
+//! all of them in flight (group commit), in both durability modes, and
+//! verifying the chain.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::json;
+use tame_engine::Action;
+use tame_store::{Durability, NewDecision, SqliteOptions, SqliteStore, Store};
+
+fn decision(i: u64) -> NewDecision {
+    NewDecision {
+        log_id: uuid::Uuid::now_v7().to_string(),
+        session_id: format!("s{}", i % 200),
+        timestamp: jiff::Timestamp::now(),
+        tool_name: "read_file".into(),
+        tool_args: json!({"path": format!("/home/u/{i}.txt")}),
+        agent_id: Some("bench".into()),
+        user_id: None,
+        metadata: json!({}),
+        decision: Action::Allow,
+        rule_name: Some("allow_reads".into()),
+        reason: "Matched rule: allow_reads".into(),
+        policy_version: "1".into(),
+        new_approval: None,
+        release_of: None,
+    }
+}
+
+fn append(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append_1000");
+    group.throughput(Throughput::Elements(1000));
+    group.sample_size(20);
+    for (name, durability) in [("full", Durability::Full), ("normal", Durability::Normal)] {
+        let Ok(dir) = tempfile::tempdir() else { return };
+        let Ok(store) = SqliteStore::open(dir.path().join("b.db"), SqliteOptions { durability, ..Default::default() })
+        else {
+            return;
+        };
+        let mut i = 0u64;
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| {
+                let tickets: Vec<_> = (0..1000)
+                    .map(|_| {
+                        i += 1;
+                        store.record_decision(decision(i))
+                    })
+                    .collect();
+                tickets.into_iter().map(|t| t.wait().is_ok()).filter(|ok| *ok).count()
+            });
+        });
+    }
+    group.finish();
+}
+
+fn verify(c: &mut Criterion) {
+    let Ok(dir) = tempfile::tempdir() else { return };
+    let Ok(store) = SqliteStore::open(dir.path().join("v.db"), SqliteOptions::default()) else { return };
+    let tickets: Vec<_> = (0..10_000).map(|i| store.record_decision(decision(i))).collect();
+    for t in tickets {
+        let _ = t.wait();
+    }
+    let mut group = c.benchmark_group("verify");
+    group.throughput(Throughput::Elements(10_000));
+    group.sample_size(10);
+    group.bench_function("10000_records", |b| b.iter(|| store.verify().map(|r| r.valid)));
+    group.finish();
+}
+
+criterion_group!(benches, append, verify);
+criterion_main!(benches);
