@@ -45,18 +45,15 @@ fn read_calls(path: &Path) -> Result<Vec<(Request, MemoryFacts)>, CliError> {
                 e.column()
             ))
         })?;
-        let (request, facts) = parse_call(&value)
-            .map_err(|e| CliError::Input(format!("{}:{}: {e}", path.display(), i + 1)))?;
+        let (request, facts) =
+            parse_call(&value).map_err(|e| CliError::Input(format!("{}:{}: {e}", path.display(), i + 1)))?;
         let mut facts = facts.unwrap_or_default();
         // Windows measure back from the call's time, not the clock.
         facts.set_now(request.now);
         calls.push((request, facts));
     }
     if calls.is_empty() {
-        return Err(CliError::Input(format!(
-            "{}: no calls to benchmark",
-            path.display()
-        )));
+        return Err(CliError::Input(format!("{}: no calls to benchmark", path.display())));
     }
     Ok(calls)
 }
@@ -91,9 +88,9 @@ pub fn bench(args: &BenchArgs, out: &Out) -> Result<Exit, CliError> {
     let total = args.iterations.max(1);
     let progress = (total >= 500_000 && !out.json).then(|| {
         let bar = indicatif::ProgressBar::new(total);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} {wide_bar} {pos}/{len} decisions ({per_sec}, eta {eta})",
-        ) {
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} {wide_bar} {pos}/{len} decisions ({per_sec}, eta {eta})")
+        {
             bar.set_style(style);
         }
         bar
@@ -145,12 +142,7 @@ pub fn bench(args: &BenchArgs, out: &Out) -> Result<Exit, CliError> {
 
     // Rules in file order, the default last; rules never hit show 0.
     let mut rows: Vec<(String, u64, u64)> = Vec::new();
-    let mut names: Vec<String> = policy
-        .info()
-        .rules
-        .iter()
-        .map(|r| r.name.to_string())
-        .collect();
+    let mut names: Vec<String> = policy.info().rules.iter().map(|r| r.name.to_string()).collect();
     names.push(String::from("(default)"));
     for name in names {
         let (hits, avg) = per_rule.get(&name).map_or((0, 0), |s| {
@@ -210,11 +202,7 @@ pub fn bench(args: &BenchArgs, out: &Out) -> Result<Exit, CliError> {
             name,
             hits,
             share,
-            if *hits == 0 {
-                String::from("-")
-            } else {
-                format_ns(*avg)
-            }
+            if *hits == 0 { String::from("-") } else { format_ns(*avg) }
         );
         if *hits == 0 {
             out.line(dim(line));
@@ -238,9 +226,7 @@ pub fn bench(args: &BenchArgs, out: &Out) -> Result<Exit, CliError> {
             rows.len() - 1
         ));
     }
-    out.line(dim(
-        "  (cost includes about 20-40 ns of timer overhead per decision)",
-    ));
+    out.line(dim("  (cost includes about 20-40 ns of timer overhead per decision)"));
     Ok(Exit::Ok)
 }
 

@@ -28,12 +28,7 @@ Exit codes: 0 allow / success, 1 error, 2 deny, 3 approve.";
 )]
 pub struct Cli {
     /// URL of the Tame server (server commands)
-    #[arg(
-        long,
-        global = true,
-        env = "TAME_API_URL",
-        default_value = "http://localhost:8000"
-    )]
+    #[arg(long, global = true, env = "TAME_API_URL", default_value = "http://localhost:8000")]
     pub api_url: String,
 
     /// API key sent to the server (server commands)

@@ -89,13 +89,10 @@ impl Client {
             reason: describe_transport_error(&e),
         })?;
         let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| CliError::ServerDown {
-                url: self.base.clone(),
-                reason: format!("the response could not be read: {e}"),
-            })?;
+        let text = resp.body_mut().read_to_string().map_err(|e| CliError::ServerDown {
+            url: self.base.clone(),
+            reason: format!("the response could not be read: {e}"),
+        })?;
         let body: Value = if text.trim().is_empty() {
             Value::Null
         } else {
@@ -120,9 +117,7 @@ impl Client {
             detail
         };
         let detail = if status == 401 {
-            format!(
-                "authentication failed, check the API key (--api-key or TAME_API_KEY): {detail}"
-            )
+            format!("authentication failed, check the API key (--api-key or TAME_API_KEY): {detail}")
         } else if status == 403 {
             format!("forbidden, this API key may not do that: {detail}")
         } else {
@@ -138,9 +133,7 @@ impl Client {
 
 fn describe_transport_error(err: &ureq::Error) -> String {
     match err {
-        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-            String::from("connection refused")
-        }
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => String::from("connection refused"),
         ureq::Error::Timeout(_) => String::from("timed out"),
         ureq::Error::HostNotFound => String::from("host not found"),
         other => other.to_string(),
@@ -157,9 +150,7 @@ pub fn parse_object(text: &str, what: &str) -> Result<Value, CliError> {
         ))
     })?;
     if !value.is_object() {
-        return Err(CliError::Input(format!(
-            "{what} must be a JSON object, got `{text}`"
-        )));
+        return Err(CliError::Input(format!("{what} must be a JSON object, got `{text}`")));
     }
     Ok(value)
 }
@@ -254,10 +245,7 @@ mod tests {
 
     #[test]
     fn loose_args_accept_json_and_reject_junk() {
-        assert_eq!(
-            parse_loose_args(r#"{"a": [1]}"#).unwrap(),
-            json!({"a": [1]})
-        );
+        assert_eq!(parse_loose_args(r#"{"a": [1]}"#).unwrap(), json!({"a": [1]}));
         assert_eq!(parse_loose_args("").unwrap(), json!({}));
         let err = parse_loose_args("nonsense").unwrap_err().to_string();
         assert!(err.contains("`nonsense`"), "{err}");
@@ -266,10 +254,7 @@ mod tests {
     #[test]
     fn object_parser_names_position_and_type() {
         let err = parse_object("{\"a\": }", "--args").unwrap_err().to_string();
-        assert!(
-            err.contains("--args is not valid JSON (line 1, column 7)"),
-            "{err}"
-        );
+        assert!(err.contains("--args is not valid JSON (line 1, column 7)"), "{err}");
         let err = parse_object("[1]", "--args").unwrap_err().to_string();
         assert!(err.contains("must be a JSON object"), "{err}");
     }

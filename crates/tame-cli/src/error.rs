@@ -8,10 +8,7 @@ use std::path::PathBuf;
 pub enum CliError {
     /// A file could not be read.
     #[error("cannot read `{}`: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     /// A policy failed to compile. `rendered` holds every diagnostic with
     /// carets; `diagnostics` the same as JSON objects.
     #[error("{rendered}")]
@@ -25,11 +22,7 @@ pub enum CliError {
     ServerDown { url: String, reason: String },
     /// The server answered with an error status.
     #[error("the tame server at {url} answered {status}: {detail}")]
-    Server {
-        url: String,
-        status: u16,
-        detail: String,
-    },
+    Server { url: String, status: u16, detail: String },
     /// Bad input on the command line or in a file.
     #[error("{0}")]
     Input(String),
@@ -58,9 +51,7 @@ impl CliError {
             "kind": self.kind(),
         });
         match self {
-            CliError::Policy {
-                path, diagnostics, ..
-            } => {
+            CliError::Policy { path, diagnostics, .. } => {
                 crate::output::set(&mut obj, "file", path.display().to_string());
                 crate::output::set(&mut obj, "diagnostics", diagnostics.clone());
             }

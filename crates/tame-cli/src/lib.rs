@@ -79,18 +79,10 @@ pub fn main_entry() -> ExitCode {
             // clap prints help/version to stdout with code 0, usage errors
             // to stderr with code 2; usage errors are errors (1) here so that
             // 2 keeps meaning "deny".
-            let code = if err.use_stderr() {
-                Exit::Error
-            } else {
-                Exit::Ok
-            };
+            let code = if err.use_stderr() { Exit::Error } else { Exit::Ok };
             if err.use_stderr() && wants_json_errors(std::env::args()) {
                 let text = err.render().to_string();
-                let message = text
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .trim_start_matches("error: ");
+                let message = text.lines().next().unwrap_or("").trim_start_matches("error: ");
                 eprintln!(
                     "{}",
                     serde_json::json!({"error": message, "kind": "usage", "usage": text.trim_end()})
@@ -170,30 +162,14 @@ mod tests {
     use super::*;
 
     fn args(list: &[&str]) -> impl Iterator<Item = String> {
-        list.iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-            .into_iter()
+        list.iter().map(|s| s.to_string()).collect::<Vec<_>>().into_iter()
     }
 
     #[test]
     fn json_errors_are_detected_in_raw_arguments() {
-        assert!(wants_json_errors(args(&[
-            "tame",
-            "--error-format",
-            "json",
-            "chek"
-        ])));
-        assert!(wants_json_errors(args(&[
-            "tame",
-            "chek",
-            "--error-format=json"
-        ])));
-        assert!(!wants_json_errors(args(&[
-            "tame",
-            "--error-format",
-            "human"
-        ])));
+        assert!(wants_json_errors(args(&["tame", "--error-format", "json", "chek"])));
+        assert!(wants_json_errors(args(&["tame", "chek", "--error-format=json"])));
+        assert!(!wants_json_errors(args(&["tame", "--error-format", "human"])));
         assert!(!wants_json_errors(args(&["tame", "json"])));
     }
 

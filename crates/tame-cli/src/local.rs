@@ -162,11 +162,7 @@ fn check_one(path: &Path, out: &Out) -> Result<bool, CliError> {
             crate::output::err!("{}", lint.rendered.trim_end());
         }
     }
-    let legacy = if policy.info().legacy {
-        ", legacy format"
-    } else {
-        ""
-    };
+    let legacy = if policy.info().legacy { ", legacy format" } else { "" };
     let warnings = match lints.len() {
         0 => String::new(),
         1 => String::from(", 1 warning"),
@@ -226,8 +222,7 @@ pub fn facts_from_json(value: &Value) -> Result<MemoryFacts, String> {
 }
 
 fn parse_line(text: &str) -> Result<Call, String> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| format!("invalid JSON at column {}: {e}", e.column()))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON at column {}: {e}", e.column()))?;
     let (request, session) = parse_call(&value)?;
     Ok(Call { request, session })
 }
@@ -327,9 +322,8 @@ fn evaluate_line(policy: &Policy, call: Call, sessions: &mut Sessions, args: &Ev
         explain,
     };
     // Fields in the documented order (a struct, not a sorted map).
-    let line = serde_json::to_string(&line).unwrap_or_else(|e| {
-        json!({"error": format!("cannot write the decision: {e}")}).to_string()
-    });
+    let line = serde_json::to_string(&line)
+        .unwrap_or_else(|e| json!({"error": format!("cannot write the decision: {e}")}).to_string());
     // As on the server, only calls that were let through count as calls.
     if decision.action == tame_engine::Action::Allow {
         facts.record(&request.tool, request.now);
@@ -405,20 +399,11 @@ fn print_trace(trace: &Value, out: &Out) {
             Some("error") => crate::output::bad("error"),
             _ => dim("not matched"),
         };
-        out.line(format!(
-            "  {} {} {outcome}",
-            bold(name),
-            dim(format!("({action})"))
-        ));
+        out.line(format!("  {} {} {outcome}", bold(name), dim(format!("({action})"))));
         if let Some(err) = rule.get("error").and_then(Value::as_str) {
             out.line(format!("      error: {err}"));
         }
-        for atom in rule
-            .get("atoms")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for atom in rule.get("atoms").and_then(Value::as_array).into_iter().flatten() {
             let expr = atom.get("expr").and_then(Value::as_str).unwrap_or("?");
             let value = atom.get("value").and_then(Value::as_str).unwrap_or("?");
             let cached = if atom.get("cached").and_then(Value::as_bool) == Some(true) {

@@ -28,9 +28,7 @@ pub(crate) use err;
 
 /// Writes a line; exits quietly when the reader has gone away.
 pub fn write_line(stream: &mut impl std::io::Write, args: std::fmt::Arguments<'_>) {
-    let result = stream
-        .write_fmt(args)
-        .and_then(|()| stream.write_all(b"\n"));
+    let result = stream.write_fmt(args).and_then(|()| stream.write_all(b"\n"));
     if let Err(e) = result
         && e.kind() == std::io::ErrorKind::BrokenPipe
     {

@@ -8,12 +8,9 @@ use serde_json::{Value, json};
 
 use crate::Exit;
 use crate::cli::{
-    ApprovalsAction, ApprovalsArgs, AuditAction, AuditArgs, EnforceArgs, PolicyAction,
-    SessionsAction, SessionsArgs,
+    ApprovalsAction, ApprovalsArgs, AuditAction, AuditArgs, EnforceArgs, PolicyAction, SessionsAction, SessionsArgs,
 };
-use crate::client::{
-    Client, ServerOpts, encode, parse_object, rendered_diagnostics, show, str_field,
-};
+use crate::client::{Client, ServerOpts, encode, parse_object, rendered_diagnostics, show, str_field};
 use crate::error::CliError;
 use crate::output::{Out, bold, decision_word, dim};
 
@@ -76,11 +73,7 @@ pub fn policy(opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
 }
 
 /// `tame policy [show|validate|reload|versions]`.
-pub fn policy_command(
-    action: Option<&PolicyAction>,
-    opts: &ServerOpts,
-    out: &Out,
-) -> Result<Exit, CliError> {
+pub fn policy_command(action: Option<&PolicyAction>, opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
     match action {
         // Local actions are dispatched before this; show the policy.
         None
@@ -91,10 +84,7 @@ pub fn policy_command(
         Some(PolicyAction::Validate { file }) => {
             let content = read_policy_text(file)?;
             let client = Client::new(opts)?;
-            let report = client.post(
-                "/api/v1/policy/validate",
-                &json!({"policy_content": content}),
-            )?;
+            let report = client.post("/api/v1/policy/validate", &json!({"policy_content": content}))?;
             let valid = report.get("is_valid").and_then(Value::as_bool) == Some(true);
             if out.json {
                 out.json_pretty(&report);
@@ -181,19 +171,12 @@ fn read_policy_text(file: &std::path::Path) -> Result<String, CliError> {
 
 /// Prints a `/api/v1/policy/current` document for humans.
 pub fn print_policy(policy: &Value, out: &Out) {
-    out.line(format!(
-        "{} {}",
-        bold("policy"),
-        show(policy.get("version"))
-    ));
+    out.line(format!("{} {}", bold("policy"), show(policy.get("version"))));
     if let Some(desc) = policy.get("description").and_then(Value::as_str) {
         out.line(format!("  description: {desc}"));
     }
     out.line(format!("  hash:        {}", show(policy.get("hash"))));
-    out.line(format!(
-        "  rules:       {}",
-        show(policy.get("rules_count"))
-    ));
+    out.line(format!("  rules:       {}", show(policy.get("rules_count"))));
     if let Some(updated) = policy.get("last_updated") {
         out.line(format!("  updated:     {}", show(Some(updated))));
     }
@@ -201,11 +184,7 @@ pub fn print_policy(policy: &Value, out: &Out) {
         for rule in rules {
             let action = str_field(rule, "action");
             let tools = match rule.get("tools") {
-                Some(Value::Array(list)) => list
-                    .iter()
-                    .map(|t| show(Some(t)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                Some(Value::Array(list)) => list.iter().map(|t| show(Some(t))).collect::<Vec<_>>().join(", "),
                 Some(Value::Null) | None => String::from("*"),
                 other => show(other),
             };
@@ -267,19 +246,14 @@ pub fn enforce(args: &EnforceArgs, opts: &ServerOpts, out: &Out) -> Result<Exit,
         crate::output::set(&mut body, "approval_id", id.as_str());
     }
     let decision = client.post("/api/v1/enforce", &body)?;
-    let approval_id = decision
-        .get("approval_id")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let approval_id = decision.get("approval_id").and_then(Value::as_str).map(str::to_string);
     let (Some(wait), Some(approval_id)) = (args.wait.filter(|w| *w > 0), approval_id) else {
         print_decision(&decision, out);
         return Ok(exit_for(&decision));
     };
     if !out.json {
         print_decision(&decision, out);
-        out.line(dim(format!(
-            "waiting up to {wait} s for approval {approval_id}..."
-        )));
+        out.line(dim(format!("waiting up to {wait} s for approval {approval_id}...")));
     }
     let state = wait_for_approval(&approval_id, wait, opts)?;
     match state.as_str() {
@@ -308,10 +282,7 @@ pub fn enforce(args: &EnforceArgs, opts: &ServerOpts, out: &Out) -> Result<Exit,
                 crate::output::set(&mut d, "approval_state", other);
                 out.json_pretty(&d);
             } else {
-                out.line(format!(
-                    "{}  approval {approval_id} was {other}",
-                    decision_word("deny")
-                ));
+                out.line(format!("{}  approval {approval_id} was {other}", decision_word("deny")));
             }
             Ok(Exit::Deny)
         }
@@ -363,18 +334,10 @@ pub fn print_decision(decision: &Value, out: &Out) {
         decision_word(word),
         bold(show(decision.get("rule_name")))
     ));
-    out.line(format!(
-        "  {:<16} {}",
-        "reason:",
-        show(decision.get("reason"))
-    ));
+    out.line(format!("  {:<16} {}", "reason:", show(decision.get("reason"))));
     for key in ["session_id", "log_id", "approval_id", "policy_version"] {
         if let Some(v) = decision.get(key).filter(|v| !v.is_null()) {
-            out.line(format!(
-                "  {:<16} {}",
-                format!("{key}:"),
-                dim(show(Some(v)))
-            ));
+            out.line(format!("  {:<16} {}", format!("{key}:"), dim(show(Some(v)))));
         }
     }
 }
@@ -387,12 +350,8 @@ pub fn test_call(tool: &str, args: Value, opts: &ServerOpts, out: &Out) -> Resul
     let body = enforce_body(tool, args, None, None, None, None);
     let decision = match client.post("/api/v1/policy/test", &body) {
         Ok(dry) => normalize_dry_run(dry),
-        Err(CliError::Server {
-            status: 404 | 405, ..
-        }) => {
-            out.warning(
-                "the server has no dry-run route; enforcing the call instead (it is logged)",
-            );
+        Err(CliError::Server { status: 404 | 405, .. }) => {
+            out.warning("the server has no dry-run route; enforcing the call instead (it is logged)");
             client.post("/api/v1/enforce", &body)?
         }
         Err(other) => return Err(other),
@@ -650,10 +609,7 @@ mod tests {
     fn audit_problems_name_the_record() {
         let report = json!({"valid": false, "records": 9, "first_problem": {
             "kind": "hash_mismatch", "seq": 4, "ref_id": "log-4", "message": "record was edited"}});
-        assert_eq!(
-            describe_problem(&report),
-            "record was edited (record #4, log log-4)"
-        );
+        assert_eq!(describe_problem(&report), "record was edited (record #4, log log-4)");
         assert_eq!(describe_problem(&json!({"detail": "x"})), "x");
     }
 

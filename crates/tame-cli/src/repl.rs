@@ -127,9 +127,7 @@ fn execute(line: &str, opts: &ServerOpts, out: &Out) -> Result<bool, CliError> {
         }
         Line::Quit => return Ok(false),
         Line::Unknown(word) => {
-            return Err(CliError::Input(format!(
-                "unknown command `{word}` (type `help`)"
-            )));
+            return Err(CliError::Input(format!("unknown command `{word}` (type `help`)")));
         }
     }
     Ok(true)
@@ -137,8 +135,8 @@ fn execute(line: &str, opts: &ServerOpts, out: &Out) -> Result<bool, CliError> {
 
 /// `tame interactive`.
 pub fn interactive(opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
-    let mut editor = rustyline::DefaultEditor::new()
-        .map_err(|e| CliError::Other(format!("cannot start the line editor: {e}")))?;
+    let mut editor =
+        rustyline::DefaultEditor::new().map_err(|e| CliError::Other(format!("cannot start the line editor: {e}")))?;
     // History lives in ~/.tame_history, only for people at a terminal
     // (piped sessions and tests leave no trace).
     let history = std::io::stdin()

@@ -12,8 +12,8 @@ use crate::error::CliError;
 /// Builds the server configuration: defaults, config file, `TAME_*`
 /// environment, then flags.
 pub fn config(args: &ServeArgs) -> Result<tame_server::ServerConfig, CliError> {
-    let mut config = tame_server::ServerConfig::load(args.config.as_deref())
-        .map_err(|e| CliError::Input(format!("{e:#}")))?;
+    let mut config =
+        tame_server::ServerConfig::load(args.config.as_deref()).map_err(|e| CliError::Input(format!("{e:#}")))?;
     if let Some(policy) = &args.policy {
         config.policy_path = policy.clone();
     }
@@ -65,11 +65,9 @@ pub fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
         .build()
         .map_err(|e| CliError::Other(format!("cannot start the async runtime: {e}")))?;
     runtime
-        .block_on(tame_server::run_until(
-            config,
-            tame_server::shutdown_signal(),
-            |addr| println!("listening on http://{addr}"),
-        ))
+        .block_on(tame_server::run_until(config, tame_server::shutdown_signal(), |addr| {
+            println!("listening on http://{addr}")
+        }))
         .map_err(|e| CliError::Other(format!("{e:#}")))?;
     Ok(Exit::Ok)
 }

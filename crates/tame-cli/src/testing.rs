@@ -129,9 +129,7 @@ impl CaseSpec {
             crate::output::set(&mut call, "now", now.clone());
         }
         if call.get("tool_name").is_none() {
-            return Err(String::from(
-                "the case names no tool (`tool:` or `call.tool_name`)",
-            ));
+            return Err(String::from("the case names no tool (`tool:` or `call.tool_name`)"));
         }
         Ok(call)
     }
@@ -167,10 +165,7 @@ fn number_cases(specs: Vec<CaseSpec>, origin: &str) -> Vec<Case> {
         .into_iter()
         .enumerate()
         .map(|(i, spec)| Case {
-            name: spec
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("case {}", i + 1)),
+            name: spec.name.clone().unwrap_or_else(|| format!("case {}", i + 1)),
             origin: origin.to_string(),
             spec,
         })
@@ -276,21 +271,14 @@ pub fn run_case(policy: &Policy, case: &Case) -> Outcome {
 
 /// The rule names a policy declares, in file order.
 pub fn rule_names(policy: &Policy) -> Vec<String> {
-    policy
-        .info()
-        .rules
-        .iter()
-        .map(|r| r.name.to_string())
-        .collect()
+    policy.info().rules.iter().map(|r| r.name.to_string()).collect()
 }
 
 /// `tame test ...`: the policy runner, or a server dry run.
 pub fn test_command(args: &TestArgs, server: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
     let first = args.targets.first().map(String::as_str).unwrap_or("");
-    let looks_like_file =
-        |t: &str| Path::new(t).exists() || t.ends_with(".yml") || t.ends_with(".yaml");
-    let server_mode =
-        args.args.is_some() || args.server || (args.targets.len() == 1 && !looks_like_file(first));
+    let looks_like_file = |t: &str| Path::new(t).exists() || t.ends_with(".yml") || t.ends_with(".yaml");
+    let server_mode = args.args.is_some() || args.server || (args.targets.len() == 1 && !looks_like_file(first));
     if server_mode {
         if args.targets.len() != 1 {
             return Err(CliError::Input(String::from(
@@ -350,12 +338,7 @@ struct FileReport {
     json: Value,
 }
 
-fn run_file(
-    path: &Path,
-    extra: &[PathBuf],
-    quiet: bool,
-    out: &Out,
-) -> Result<FileReport, CliError> {
+fn run_file(path: &Path, extra: &[PathBuf], quiet: bool, out: &Out) -> Result<FileReport, CliError> {
     let policy = load_policy(path)?;
     let origin = path.display().to_string();
     let mut cases = inline_cases(&policy, &origin);
@@ -406,10 +389,7 @@ fn run_file(
             }
         }
     }
-    let uncovered: Vec<String> = rule_names(&policy)
-        .into_iter()
-        .filter(|r| !hit.contains(r))
-        .collect();
+    let uncovered: Vec<String> = rule_names(&policy).into_iter().filter(|r| !hit.contains(r)).collect();
     if !out.json {
         if uncovered.is_empty() {
             out.line(dim("  coverage: every rule was hit"));
@@ -435,10 +415,7 @@ fn run_file(
 }
 
 fn sibling_name(path: &Path) -> String {
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("policy");
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("policy");
     format!("{stem}.tests.yml")
 }
 
@@ -542,15 +519,9 @@ mod tests {
             origin: String::from("t.tests.yml"),
             spec: spec(yaml),
         };
-        let ok = run_case(
-            &policy,
-            &case("tool: read_file\nexpect: allow\nrule: reads\n"),
-        );
+        let ok = run_case(&policy, &case("tool: read_file\nexpect: allow\nrule: reads\n"));
         assert!(ok.pass, "{:?}", ok.diff);
-        let bad = run_case(
-            &policy,
-            &case("tool: write_file\nexpect: allow\nrule: reads\n"),
-        );
+        let bad = run_case(&policy, &case("tool: write_file\nexpect: allow\nrule: reads\n"));
         assert!(!bad.pass);
         assert_eq!(
             bad.diff,
