@@ -261,3 +261,32 @@ def test_reentrant_evaluate_from_host_function_is_refused() -> None:
     # the nested call raised inside the host function: a run-time error,
     # so the allow rule does not match and the deny rule does
     assert d.action == "deny"
+
+
+def test_policy_error_from_a_file(tmp_path) -> None:
+    path = tmp_path / "policies.yml"
+    path.write_text('version: "1"\nrules:\n  - name: ok\n    action: allow\n  - name: typo\n    action: alow\n')
+    with pytest.raises(tame.PolicyError) as info:
+        tame.Engine.from_file(path)
+    assert info.value.file == str(path)
+    assert info.value.line == 6
+    assert str(path) in str(info.value)
+    assert "alow" in info.value.rendered
+
+
+def test_engines_are_released_with_their_clients() -> None:
+    import gc
+    import weakref
+
+    from tame._backend import embedded_backend_for
+
+    e = tame.Engine.from_str(RATE_LIMIT)
+    backend = embedded_backend_for(e)
+    c = tame.Client(engine=e)
+    c.enforce("send_email", {"to": "x"})
+    ref = weakref.ref(e)
+    del e, c
+    gc.collect()
+    assert ref() is None
+    with pytest.raises(tame.TameSDKException, match="no longer exists"):
+        backend.call("POST", "/api/v1/enforce", json={"tool_name": "send_email"})
