@@ -50,6 +50,7 @@ pub async fn enforce(State(state): State<AppState>, headers: HeaderMap, JsonBody
         AppError::unprocessable(e.to_string()).with("field", Value::String(e.path.clone()))
     })?;
     let approval_id = approval_id_of(&body)?;
+    let fresh_session = req.session_id.is_none();
     let session_id = match &req.session_id {
         Some(s) => s.to_string(),
         None => {
@@ -97,7 +98,11 @@ pub async fn enforce(State(state): State<AppState>, headers: HeaderMap, JsonBody
         None => None,
     };
 
-    let facts = state.store().session_facts(&session_id)?;
+    let facts = if fresh_session {
+        state.store().fresh_session_facts(&session_id)
+    } else {
+        state.store().session_facts(&session_id)?
+    };
     let (decision, new_approval, release) = {
         let mut guard = facts.lock();
         let evaluated = policy.policy.evaluate(&req, &guard.view(now));

@@ -3,6 +3,7 @@
 //! through [`SessionFacts`] without any I/O.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jiff::{SignedDuration, Timestamp};
@@ -110,13 +111,24 @@ impl SessionFacts for FactsView<'_> {
 #[derive(Debug, Default)]
 pub struct SessionCell {
     state: Mutex<SessionState>,
+    /// When the cell was last handed out (Unix seconds).
+    last_used: AtomicI64,
 }
 
 impl SessionCell {
     pub(crate) fn new(state: SessionState) -> Self {
         SessionCell {
             state: Mutex::new(state),
+            last_used: AtomicI64::new(0),
         }
+    }
+
+    pub(crate) fn touch(&self, now: i64) {
+        self.last_used.store(now, Ordering::Relaxed);
+    }
+
+    pub(crate) fn last_used(&self) -> i64 {
+        self.last_used.load(Ordering::Relaxed)
     }
 
     /// Locks the session's facts. A poisoned lock is recovered: the state

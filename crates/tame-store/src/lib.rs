@@ -115,9 +115,12 @@ impl<T> Future for Ticket<T> {
 /// resolves after the commit; reads are plain calls that may block briefly
 /// on the database (call them off the async executor).
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// The in-memory facts of a session (created empty for a new session).
-    /// No I/O for sessions that are new or already in memory.
+    /// The in-memory facts of a session, read back from the log when the
+    /// session is not in memory (after a restart, or after it sat idle).
     fn session_facts(&self, session_id: &str) -> StoreResult<FactsHandle>;
+    /// The facts of a session known to be new (e.g. an id just generated):
+    /// never reads the database.
+    fn fresh_session_facts(&self, session_id: &str) -> FactsHandle;
 
     /// Appends a decision (and, for `approve`, its pending approval; for a
     /// release, marks the approval used) to the log.

@@ -183,10 +183,7 @@ pub struct SqliteStore {
     sender: Option<Sender<Job>>,
     writer: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
-    facts: Mutex<HashMap<String, FactsHandle>>,
-    /// Sessions stored before this process started whose facts are not
-    /// loaded yet.
-    unloaded: Mutex<HashSet<String>>,
+    facts: Mutex<FactsCache>,
     mac: HmacSha256,
 }
 
@@ -292,15 +289,6 @@ impl SqliteStore {
                 tails: HashMap::new(),
                 touched: HashSet::new(),
             });
-        let mut unloaded = HashSet::new();
-        {
-            let mut stmt = conn.prepare("SELECT session_id FROM sessions")?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-            for row in rows {
-                unloaded.insert(row?);
-            }
-        }
-
         let (sender, receiver) = channel();
         let syncer = match options.durability {
             Durability::Full => {
@@ -327,8 +315,7 @@ impl SqliteStore {
             sender: Some(sender),
             writer: Some(handle),
             readers: Mutex::new(Vec::new()),
-            facts: Mutex::new(HashMap::new()),
-            unloaded: Mutex::new(unloaded),
+            facts: Mutex::new(FactsCache::default()),
             mac,
         })
     }
@@ -365,6 +352,28 @@ impl SqliteStore {
             pool.push(conn);
         }
         result
+    }
+
+    fn cached_facts(&self, session_id: &str) -> Option<FactsHandle> {
+        let cache = self.facts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.map.get(session_id).map(|cell| {
+            cell.touch(now_secs());
+            Arc::clone(cell)
+        })
+    }
+
+    fn insert_facts(&self, session_id: &str, state: SessionState) -> FactsHandle {
+        let mut cache = self.facts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = now_secs();
+        if cache.map.len() >= cache.sweep_at {
+            cache.sweep(now);
+        }
+        let cell = cache
+            .map
+            .entry(session_id.to_string())
+            .or_insert_with(|| Arc::new(SessionCell::new(state)));
+        cell.touch(now);
+        Arc::clone(cell)
     }
 
     fn load_facts(&self, session_id: &str) -> StoreResult<SessionState> {
@@ -422,6 +431,43 @@ fn session_records(conn: &Connection, session_id: &str) -> StoreResult<Vec<(u64,
     })();
     let _ = conn.execute_batch("COMMIT");
     walk
+}
+
+/// Sessions idle this long (seconds) may leave memory; their facts are
+/// read back from the log when they come back.
+const FACTS_IDLE_SECS: i64 = 120;
+/// Cache size at which the first sweep runs.
+const FACTS_SWEEP_AT: usize = 50_000;
+
+fn now_secs() -> i64 {
+    Timestamp::now().as_second()
+}
+
+/// Session facts in memory, swept of idle sessions as it grows, so that
+/// clients that open a session per call do not grow it without bound.
+#[derive(Debug)]
+struct FactsCache {
+    map: HashMap<String, FactsHandle>,
+    sweep_at: usize,
+}
+
+impl Default for FactsCache {
+    fn default() -> Self {
+        FactsCache {
+            map: HashMap::new(),
+            sweep_at: FACTS_SWEEP_AT,
+        }
+    }
+}
+
+impl FactsCache {
+    /// Drops sessions nobody holds that were idle long enough for their
+    /// last decision to be committed (so a reload sees it).
+    fn sweep(&mut self, now: i64) {
+        self.map
+            .retain(|_, cell| Arc::strong_count(cell) > 1 || now - cell.last_used() < FACTS_IDLE_SECS);
+        self.sweep_at = (self.map.len().saturating_mul(2)).max(FACTS_SWEEP_AT);
+    }
 }
 
 impl Drop for SqliteStore {
@@ -1127,31 +1173,23 @@ fn approval_from_row(r: &rusqlite::Row<'_>, now: Timestamp) -> rusqlite::Result<
 
 impl Store for SqliteStore {
     fn session_facts(&self, session_id: &str) -> StoreResult<FactsHandle> {
-        {
-            let map = self.facts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(cell) = map.get(session_id) {
-                return Ok(Arc::clone(cell));
-            }
+        if let Some(cell) = self.cached_facts(session_id) {
+            return Ok(cell);
         }
-        let stored = self
-            .unloaded
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(session_id);
+        let stored = self.with_reader(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT 1 FROM sessions WHERE session_id = ?1")?
+                .exists([session_id])?)
+        })?;
         let state = if stored { self.load_facts(session_id)? } else { SessionState::default() };
-        let mut map = self.facts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let cell = map
-            .entry(session_id.to_string())
-            .or_insert_with(|| Arc::new(SessionCell::new(state)));
-        let cell = Arc::clone(cell);
-        drop(map);
-        if stored {
-            self.unloaded
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(session_id);
+        Ok(self.insert_facts(session_id, state))
+    }
+
+    fn fresh_session_facts(&self, session_id: &str) -> FactsHandle {
+        match self.cached_facts(session_id) {
+            Some(cell) => cell,
+            None => self.insert_facts(session_id, SessionState::default()),
         }
-        Ok(cell)
     }
 
     fn record_decision(&self, decision: NewDecision) -> Ticket<DecisionReceipt> {
@@ -1394,4 +1432,27 @@ fn verify_chain(conn: &Connection, mac: &HmacSha256) -> StoreResult<VerifyReport
         head_hash: (records > 0).then_some(prev),
         first_problem,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_drops_idle_unheld_sessions_only() {
+        let mut cache = FactsCache::default();
+        let held = Arc::new(SessionCell::new(SessionState::default()));
+        cache.map.insert("held".into(), Arc::clone(&held));
+        let idle = Arc::new(SessionCell::new(SessionState::default()));
+        idle.touch(1_000);
+        cache.map.insert("idle".into(), idle);
+        let recent = Arc::new(SessionCell::new(SessionState::default()));
+        recent.touch(1_000 + FACTS_IDLE_SECS);
+        cache.map.insert("recent".into(), recent);
+        cache.sweep(1_000 + FACTS_IDLE_SECS + 1);
+        let mut left: Vec<&String> = cache.map.keys().collect();
+        left.sort();
+        assert_eq!(left, ["held", "recent"]);
+        assert_eq!(cache.sweep_at, FACTS_SWEEP_AT);
+    }
 }

@@ -489,3 +489,22 @@ fn both_durability_modes_acknowledge_committed_records() {
         assert_eq!(report.records, 20, "{durability:?}");
     }
 }
+
+#[test]
+fn a_known_session_is_read_back_and_a_fresh_one_is_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        store
+            .record_decision(decision("l1", "known", "send_email", Action::Allow, "2026-11-21T06:00:00Z"))
+            .wait()
+            .unwrap();
+    }
+    let store = open(&dir);
+    assert_eq!(store.session_facts("known").unwrap().lock().calls(), 1);
+    assert_eq!(store.fresh_session_facts("brand-new").lock().calls(), 0);
+    // The same cell comes back while it is in memory.
+    let a = store.session_facts("known").unwrap();
+    let b = store.session_facts("known").unwrap();
+    assert!(std::sync::Arc::ptr_eq(&a, &b));
+}
