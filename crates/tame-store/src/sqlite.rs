@@ -773,7 +773,7 @@ fn apply_job(
     job: Job,
 ) -> Done {
     match job {
-        Job::Decision(d, ack) => Done::Decision(ack, write_decision(tx, chain, mac, sessions, &d)),
+        Job::Decision(d, ack) => Done::Decision(ack, write_decision(tx, chain, mac, sessions, *d)),
         Job::Result(r, ack) => Done::Result(ack, write_result(tx, chain, mac, &r)),
         Job::Approval(a, ack) => Done::Approval(ack, Box::new(write_approval_decision(tx, chain, mac, &a))),
         Job::Expire(now, ack) => Done::Expire(ack, write_expiry(tx, chain, mac, now)),
@@ -844,7 +844,7 @@ fn write_decision(
     chain: &mut Chain,
     mac: &HmacSha256,
     sessions: &mut HashMap<String, SessionDelta>,
-    d: &NewDecision,
+    mut d: NewDecision,
 ) -> StoreResult<DecisionReceipt> {
     let ts = format_timestamp(d.timestamp);
     if let Some(release) = &d.release_of {
@@ -871,22 +871,23 @@ fn write_decision(
         tx.prepare_cached("UPDATE approvals SET released_log_id = ?1 WHERE id = ?2")?
             .execute(params![d.log_id, release.approval_id])?;
     }
-    let body = json!({
-        "log_id": d.log_id,
-        "session_id": d.session_id,
-        "timestamp": ts,
-        "tool_name": d.tool_name,
-        "tool_args": d.tool_args,
-        "agent_id": opt_str(d.agent_id.as_deref()),
-        "user_id": opt_str(d.user_id.as_deref()),
-        "metadata": d.metadata,
-        "decision": d.decision.as_str(),
-        "rule_name": opt_str(d.rule_name.as_deref()),
-        "reason": d.reason,
-        "policy_version": d.policy_version,
-        "approval_id": opt_str(d.new_approval.as_ref().map(|a| a.id.as_str())),
-        "released_by": opt_str(d.release_of.as_ref().map(|r| r.approval_id.as_str())),
-    });
+    // Built field by field so the arguments and metadata move in uncopied.
+    let mut fields = Map::new();
+    fields.insert("log_id".into(), Value::String(d.log_id.clone()));
+    fields.insert("session_id".into(), Value::String(d.session_id.clone()));
+    fields.insert("timestamp".into(), Value::String(ts.clone()));
+    fields.insert("tool_name".into(), Value::String(std::mem::take(&mut d.tool_name)));
+    fields.insert("tool_args".into(), std::mem::take(&mut d.tool_args));
+    fields.insert("agent_id".into(), opt_str(d.agent_id.as_deref()));
+    fields.insert("user_id".into(), opt_str(d.user_id.as_deref()));
+    fields.insert("metadata".into(), std::mem::take(&mut d.metadata));
+    fields.insert("decision".into(), Value::String(d.decision.as_str().into()));
+    fields.insert("rule_name".into(), opt_str(d.rule_name.as_deref()));
+    fields.insert("reason".into(), Value::String(std::mem::take(&mut d.reason)));
+    fields.insert("policy_version".into(), Value::String(d.policy_version.clone()));
+    fields.insert("approval_id".into(), opt_str(d.new_approval.as_ref().map(|a| a.id.as_str())));
+    fields.insert("released_by".into(), opt_str(d.release_of.as_ref().map(|r| r.approval_id.as_str())));
+    let body = Value::Object(fields);
     let seq = append(tx, chain, mac, "decision", &ts, Some(&d.session_id), Some(&d.log_id), &body)?;
     let delta = sessions.entry(d.session_id.clone()).or_insert_with(|| SessionDelta {
         start: ts.clone(),
