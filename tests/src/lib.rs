@@ -3,6 +3,14 @@
 //! the three ways of getting a decision (engine facade, `tame eval`,
 //! `POST /api/v1/enforce`).
 
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test code: a failed check panics with a message, which is how a test fails"
+)]
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -27,18 +35,35 @@ pub fn root() -> PathBuf {
     here.parent().unwrap_or(here).to_path_buf()
 }
 
-/// The real `tame` binary of `tame-cli`, built once per test process.
+/// The real `tame` binary of `tame-cli`, found or built once per test
+/// process.
 ///
-/// The binary lives in another package, so Cargo does not hand it to this
-/// crate's tests (`CARGO_BIN_EXE_tame` exists only in `tame-cli`). escargot
-/// runs `cargo build -p tame-cli --bin tame` in the same profile and target
-/// directory and reads the artifact's path from Cargo's JSON messages: a
-/// no-op when `cargo test --workspace` or `cargo nextest run --workspace`
-/// already built it, a build from a clean clone under `cargo test -p
-/// tame-e2e`, and never a stale binary.
+/// The binary lives in another package, so Cargo does not hand its path to
+/// this crate's tests (`CARGO_BIN_EXE_tame` exists only in `tame-cli`). In
+/// order:
+///
+/// 1. `TAME_BIN`, when set (e.g. to test a release build).
+/// 2. `tame` beside this test's own profile directory (`target/debug`),
+///    when it is newer than every source and manifest of the crates: that
+///    is the binary `cargo test --workspace` / `cargo nextest run
+///    --workspace` built for `tame-cli`'s tests in this very run. Using it
+///    as is matters: a nested `cargo build -p tame-cli` resolves features
+///    for fewer packages than `--workspace` does, so it would rebuild the
+///    binary and replace it under `tame-cli`'s tests running in parallel.
+/// 3. Otherwise (`cargo test -p tame-e2e` from a clean clone, or sources
+///    edited since) escargot runs `cargo build -p tame-cli --bin tame` in the
+///    same profile and target directory and reads the artifact's path from
+///    Cargo's JSON messages.
 pub fn tame_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("TAME_BIN") {
+            return PathBuf::from(bin);
+        }
+        if let Some(bin) = fresh_sibling_binary() {
+            eprintln!("tame-e2e: using {} (newer than every source)", bin.display());
+            return bin;
+        }
         let run = escargot::CargoBuild::new()
             .package("tame-cli")
             .bin("tame")
@@ -46,8 +71,55 @@ pub fn tame_bin() -> &'static Path {
             .manifest_path(root().join("Cargo.toml"))
             .run()
             .unwrap_or_else(|e| panic!("cannot build the `tame` binary (cargo build -p tame-cli --bin tame): {e}"));
+        eprintln!("tame-e2e: built {}", run.path().display());
         run.path().to_path_buf()
     })
+}
+
+/// `target/<profile>/tame` when it was built after the last change to any
+/// crate's sources or manifests.
+fn fresh_sibling_binary() -> Option<PathBuf> {
+    // This test runs as target/<profile>/deps/NAME-HASH.
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?.parent()?;
+    let bin = profile_dir.join(format!("tame{}", std::env::consts::EXE_SUFFIX));
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok()?;
+    let root = root();
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        newest = newest.max(modified(&root.join(file))?);
+    }
+    let crates = std::fs::read_dir(root.join("crates")).ok()?;
+    for krate in crates.flatten() {
+        newest = newest.max(newest_under(&krate.path())?);
+    }
+    (built > newest).then_some(bin)
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The newest modification time below a crate directory, leaving out what
+/// does not go into its binary (tests, benches, examples, build output).
+fn newest_under(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = modified(dir)?;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if path.is_dir() {
+            if matches!(
+                name.to_str(),
+                Some("tests" | "benches" | "examples" | "target" | "fuzz" | "python")
+            ) {
+                continue;
+            }
+            newest = newest.max(newest_under(&path)?);
+        } else {
+            newest = newest.max(modified(&path)?);
+        }
+    }
+    Some(newest)
 }
 
 /// `tame` with a time limit and no colours.
@@ -143,7 +215,13 @@ pub fn engine_eval(policy: &Policy, calls: &[Value]) -> Vec<Value> {
 /// Decisions from the real `tame eval POLICY -`, the calls on its stdin.
 pub fn cli_eval(policy: &Path, calls: &[Value]) -> Vec<Value> {
     let input: String = calls.iter().map(|c| format!("{c}\n")).collect();
-    let out = tame().arg("eval").arg(policy).arg("-").write_stdin(input).output().expect("run tame eval");
+    let out = tame()
+        .arg("eval")
+        .arg(policy)
+        .arg("-")
+        .write_stdin(input)
+        .output()
+        .expect("run tame eval");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -155,9 +233,15 @@ pub fn cli_eval(policy: &Path, calls: &[Value]) -> Vec<Value> {
     let lines: Vec<Value> = stdout
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("tame eval printed a line that is not JSON ({e}): {l}")))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("tame eval printed a line that is not JSON ({e}): {l}"))
+        })
         .collect();
-    assert_eq!(lines.len(), calls.len(), "tame eval printed one line per call:\n{stdout}");
+    assert_eq!(
+        lines.len(),
+        calls.len(),
+        "tame eval printed one line per call:\n{stdout}"
+    );
     lines
 }
 
@@ -187,7 +271,10 @@ pub fn live_calls(calls: &[Value], tag: &str) -> (Vec<Value>, Vec<String>) {
             continue;
         };
         let facts = session.as_object().cloned().unwrap_or_default();
-        if facts.contains_key("labels") || facts.contains_key("calls") || facts.keys().any(|k| k != "counts" && k != "called") {
+        if facts.contains_key("labels")
+            || facts.contains_key("calls")
+            || facts.keys().any(|k| k != "counts" && k != "called")
+        {
             skipped.push(format!("call {}: {call}", index + 1));
             continue;
         }
@@ -195,7 +282,11 @@ pub fn live_calls(calls: &[Value], tag: &str) -> (Vec<Value>, Vec<String>) {
             .get("session_id")
             .and_then(Value::as_str)
             .map_or_else(|| format!("{tag}-{}", index + 1), str::to_string);
-        let tool = obj.get("tool_name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let tool = obj
+            .get("tool_name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let mut history: Vec<(String, u64)> = Vec::new();
         if let Some(Value::Object(counts)) = facts.get("counts") {
             history.extend(counts.iter().map(|(t, n)| (t.clone(), n.as_u64().unwrap_or(0))));
@@ -208,7 +299,11 @@ pub fn live_calls(calls: &[Value], tag: &str) -> (Vec<Value>, Vec<String>) {
             }
         }
         for (t, n) in history {
-            let args = if t == tool { obj.get("tool_args").cloned().unwrap_or(json!({})) } else { json!({}) };
+            let args = if t == tool {
+                obj.get("tool_args").cloned().unwrap_or(json!({}))
+            } else {
+                json!({})
+            };
             for _ in 0..n {
                 let mut earlier = Map::new();
                 earlier.insert("tool_name".into(), json!(t));
@@ -276,7 +371,12 @@ impl Server {
             .timeout_global(Some(HTTP_TIMEOUT))
             .build()
             .into();
-        let mut server = Server { child: Some(child), url: String::new(), log, agent };
+        let mut server = Server {
+            child: Some(child),
+            url: String::new(),
+            log,
+            agent,
+        };
         match rx.recv_timeout(START_TIMEOUT) {
             Ok(url) => server.url = url,
             Err(_) => {
@@ -298,10 +398,20 @@ impl Server {
     /// `POST path` with a JSON body: the status and the JSON answer.
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let url = format!("{}{path}", self.url);
-        let mut resp = self.agent.post(&url).send_json(body).unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let mut resp = self
+            .agent
+            .post(&url)
+            .send_json(body)
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
         let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().unwrap_or_else(|e| panic!("POST {url}: {e}"));
-        (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST {url}: not JSON ({e}): {text}")))
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST {url}: not JSON ({e}): {text}")),
+        )
     }
 
     /// `GET path`: the status and the JSON answer.
@@ -309,8 +419,14 @@ impl Server {
         let url = format!("{}{path}", self.url);
         let mut resp = self.agent.get(&url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
         let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {text}")))
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {text}")),
+        )
     }
 
     /// `POST /api/v1/enforce` that must succeed; the whole answer.
@@ -334,14 +450,21 @@ impl Server {
         loop {
             match child.try_wait() {
                 Ok(Some(status)) => {
-                    assert!(status.success(), "tame serve exited with {status}; log:\n{}", self.log_text());
+                    assert!(
+                        status.success(),
+                        "tame serve exited with {status}; log:\n{}",
+                        self.log_text()
+                    );
                     return;
                 }
                 Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(25)),
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    panic!("tame serve did not stop on SIGTERM within 15 s; log:\n{}", self.log_text());
+                    panic!(
+                        "tame serve did not stop on SIGTERM within 15 s; log:\n{}",
+                        self.log_text()
+                    );
                 }
             }
         }

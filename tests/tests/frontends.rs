@@ -4,6 +4,14 @@
 //! `policies/` that has sample calls in `policies/calls/`, and for the
 //! legacy policy (whose reasons are the original server's).
 
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test code: a failed check panics with a message, which is how a test fails"
+)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -18,8 +26,12 @@ fn policies_with_calls() -> Vec<(String, PathBuf, PathBuf)> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("read policies/") {
         let path = entry.expect("policies/ entry").path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-        let Some(stem) = name.strip_suffix(".yml") else { continue };
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(stem) = name.strip_suffix(".yml") else {
+            continue;
+        };
         if stem.contains(".tests") {
             continue;
         }
@@ -43,7 +55,13 @@ fn load(path: &Path) -> Policy {
 /// Asserts two lists of decisions are equal field by field, naming the
 /// first call where they differ.
 fn assert_same(what: &str, calls: &[Value], left: (&str, &[Value]), right: (&str, &[Value])) {
-    assert_eq!(left.1.len(), right.1.len(), "{what}: {} and {} decided different numbers of calls", left.0, right.0);
+    assert_eq!(
+        left.1.len(),
+        right.1.len(),
+        "{what}: {} and {} decided different numbers of calls",
+        left.0,
+        right.0
+    );
     for (i, call) in calls.iter().enumerate() {
         let a = decision_fields(&left.1[i]);
         let b = decision_fields(&right.1[i]);
@@ -75,7 +93,11 @@ fn engine_and_tame_eval_agree_on_every_sample_call() {
         assert_same(&stem, &calls, ("engine", &engine), ("tame eval", &cli));
         for d in &engine {
             actions.insert(d["decision"].as_str().unwrap_or_default().to_string());
-            assert_eq!(d["policy_version"], json!(policy.info().version.to_string()), "{stem}: {d}");
+            assert_eq!(
+                d["policy_version"],
+                json!(policy.info().version.to_string()),
+                "{stem}: {d}"
+            );
             defaulted += usize::from(d["rule_name"].is_null());
         }
     }
@@ -94,7 +116,11 @@ fn offline_session_facts_reach_the_rate_limits() {
     let calls = read_calls(&root().join("policies/calls/support_email.jsonl"));
     let decisions = engine_eval(&load(&support), &calls);
     let limited = decisions.iter().position(|d| d["rule_name"] == "hourly_email_limit");
-    assert_eq!(limited, Some(20), "the 21st e-mail should be the first one limited: {decisions:#?}");
+    assert_eq!(
+        limited,
+        Some(20),
+        "the 21st e-mail should be the first one limited: {decisions:#?}"
+    );
 
     let example = root().join("policies/example.yml");
     let calls = read_calls(&root().join("policies/calls/example.jsonl"));
@@ -106,7 +132,11 @@ fn offline_session_facts_reach_the_rate_limits() {
         .collect();
     assert_eq!(email.len(), 2);
     assert_eq!(email[0].1["decision"], "allow", "3 earlier e-mails: {}", email[0].1);
-    assert_eq!(email[1].1["rule_name"], "rate_limit_email", "30 earlier e-mails: {}", email[1].1);
+    assert_eq!(
+        email[1].1["rule_name"], "rate_limit_email",
+        "30 earlier e-mails: {}",
+        email[1].1
+    );
 }
 
 /// Live: a real server on a fresh database decides every call exactly like
@@ -144,12 +174,17 @@ fn compare_live(what: &str, policy_path: &Path, calls: &[Value]) -> Vec<Value> {
     // Calls that name no session are each given a session of their own.
     let mut fresh = BTreeSet::new();
     for (call, answer) in calls.iter().zip(&live) {
-        let sid = answer["session_id"].as_str().unwrap_or_else(|| panic!("no session_id in {answer}"));
+        let sid = answer["session_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session_id in {answer}"));
         match call.get("session_id").and_then(Value::as_str) {
             Some(named) => assert_eq!(sid, named, "{what}: {call}"),
             None => assert!(fresh.insert(sid.to_string()), "{what}: session {sid} reused for {call}"),
         }
-        assert!(answer["log_id"].as_str().is_some_and(|s| !s.is_empty()), "{what}: no log_id in {answer}");
+        assert!(
+            answer["log_id"].as_str().is_some_and(|s| !s.is_empty()),
+            "{what}: no log_id in {answer}"
+        );
     }
     server.stop();
     engine
@@ -180,9 +215,21 @@ fn live_replay_of_session_facts_hits_the_rate_limit() {
 fn legacy_policy_reasons_on_every_frontend() {
     let policy = root().join("policies/legacy_tame.yml");
     let cases = [
-        (json!({"tool_name": "read_file", "tool_args": {"path": "/etc/passwd"}}), "deny", Some("block_sensitive_files")),
-        (json!({"tool_name": "read_file", "tool_args": {"path": "/app/.env"}}), "deny", None),
-        (json!({"tool_name": "read_file", "tool_args": {"path": "/home/u/notes.txt"}}), "allow", Some("allow_reads_except_env")),
+        (
+            json!({"tool_name": "read_file", "tool_args": {"path": "/etc/passwd"}}),
+            "deny",
+            Some("block_sensitive_files"),
+        ),
+        (
+            json!({"tool_name": "read_file", "tool_args": {"path": "/app/.env"}}),
+            "deny",
+            None,
+        ),
+        (
+            json!({"tool_name": "read_file", "tool_args": {"path": "/home/u/notes.txt"}}),
+            "allow",
+            Some("allow_reads_except_env"),
+        ),
         (
             json!({"tool_name": "execute_command", "tool_args": {"command": "rm -rf /tmp/x"}, "metadata": {"role": "admin"}}),
             "deny",
@@ -198,9 +245,21 @@ fn legacy_policy_reasons_on_every_frontend() {
             "approve",
             Some("commands_need_approval"),
         ),
-        (json!({"tool_name": "delete_file", "tool_args": {"path": "/tmp/x"}}), "approve", Some("require_approval_for_deletion")),
-        (json!({"tool_name": "send_email", "tool_args": {"to": "a@b.example"}, "user_id": "u-42"}), "allow", Some("identified_users_may_email")),
-        (json!({"tool_name": "send_email", "tool_args": {"to": "a@b.example"}}), "deny", None),
+        (
+            json!({"tool_name": "delete_file", "tool_args": {"path": "/tmp/x"}}),
+            "approve",
+            Some("require_approval_for_deletion"),
+        ),
+        (
+            json!({"tool_name": "send_email", "tool_args": {"to": "a@b.example"}, "user_id": "u-42"}),
+            "allow",
+            Some("identified_users_may_email"),
+        ),
+        (
+            json!({"tool_name": "send_email", "tool_args": {"to": "a@b.example"}}),
+            "deny",
+            None,
+        ),
         (json!({"tool_name": "format_disk", "tool_args": {}}), "deny", None),
     ];
     let calls: Vec<Value> = cases.iter().map(|(c, _, _)| c.clone()).collect();

@@ -5,6 +5,14 @@
 //! it. The `curl` line runs against a real `tame serve` of the same policy
 //! (on a free port instead of 8000) when `curl` is installed.
 
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test code: a failed check panics with a message, which is how a test fails"
+)]
+
 use std::path::Path;
 use std::process::Command;
 
@@ -61,7 +69,8 @@ fn console_commands(lines: &[String]) -> Vec<(String, Vec<String>)> {
 fn sh(dir: &Path, command: &str) -> std::process::Output {
     let bin_dir = tame_bin().parent().expect("the binary's directory");
     let path = std::env::join_paths(
-        std::iter::once(bin_dir.to_path_buf()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+        std::iter::once(bin_dir.to_path_buf())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
     )
     .expect("PATH");
     let mut child = Command::new("sh")
@@ -89,7 +98,10 @@ fn sh(dir: &Path, command: &str) -> std::process::Output {
 }
 
 fn has_curl() -> bool {
-    Command::new("curl").arg("--version").output().is_ok_and(|o| o.status.success())
+    Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
@@ -115,7 +127,8 @@ fn readme_thirty_second_example_runs_as_written() {
     let dir = tempfile::tempdir().expect("temp dir");
     let policy_path = dir.path().join(file_name);
     std::fs::write(&policy_path, yaml.join("\n") + "\n").expect("write the policy");
-    let policy = Policy::from_file(&policy_path).unwrap_or_else(|e| panic!("the README's policy does not compile:\n{e}"));
+    let policy =
+        Policy::from_file(&policy_path).unwrap_or_else(|e| panic!("the README's policy does not compile:\n{e}"));
 
     let commands = console_commands(console);
     assert!(
@@ -134,7 +147,10 @@ fn readme_thirty_second_example_runs_as_written() {
             }
             let running = server.get_or_insert_with(|| Server::start(&policy_path, &dir.path().join("tame.db")));
             let host = running.url.trim_start_matches("http://").to_string();
-            assert!(command.contains("localhost:8000"), "the README's curl talks to localhost:8000: {command}");
+            assert!(
+                command.contains("localhost:8000"),
+                "the README's curl talks to localhost:8000: {command}"
+            );
             command = command.replace("localhost:8000", &host);
         }
         let out = sh(dir.path(), &command);
@@ -154,7 +170,8 @@ fn readme_thirty_second_example_runs_as_written() {
                 .and_then(|rest| rest.split('\'').next())
                 .expect("the curl line sends `-d '{...}'`");
             let call: Value = serde_json::from_str(payload).expect("the curl payload is JSON");
-            let answer: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("curl printed no JSON ({e}): {stdout}"));
+            let answer: Value =
+                serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("curl printed no JSON ({e}): {stdout}"));
             let engine = engine_eval(&policy, &[call]);
             assert_eq!(decision_fields(&answer), engine[0], "{command}");
             compared += 1;
@@ -173,13 +190,25 @@ fn readme_thirty_second_example_runs_as_written() {
 
 #[test]
 fn console_blocks_are_split_into_commands_and_outputs() {
-    let lines: Vec<String> = ["$ a", "out 1", "out 2", "$ b \\", "    --flag", "$ c"].iter().map(|s| s.to_string()).collect();
+    let lines: Vec<String> = ["$ a", "out 1", "out 2", "$ b \\", "    --flag", "$ c"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let cmds = console_commands(&lines);
     assert_eq!(cmds.len(), 3);
-    assert_eq!(cmds[0], ("a".to_string(), vec!["out 1".to_string(), "out 2".to_string()]));
+    assert_eq!(
+        cmds[0],
+        ("a".to_string(), vec!["out 1".to_string(), "out 2".to_string()])
+    );
     assert_eq!(cmds[1], ("b \\\n    --flag".to_string(), vec![]));
     assert_eq!(cmds[2].0, "c");
     let readme = "## A\n```yaml\nx\n```\n## B\n```console\n$ y\n```\n```yaml\nz\n```\n";
     let blocks = section_blocks(readme, "## B");
-    assert_eq!(blocks, vec![("console".into(), vec!["$ y".into()]), ("yaml".into(), vec!["z".into()])]);
+    assert_eq!(
+        blocks,
+        vec![
+            ("console".into(), vec!["$ y".into()]),
+            ("yaml".into(), vec!["z".into()])
+        ]
+    );
 }
