@@ -3,12 +3,7 @@
 //! Run: `cargo bench -p tame-interp --bench eval`.
 
 // Harness code, not library code: a bad setup may panic loudly.
-#![allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -23,10 +18,7 @@ fn vars() -> Vec<Value> {
     args.insert(Key::from("amount"), Value::Int(1500));
     args.insert(Key::from("to"), Value::string("bob@example.com"));
     args.insert(Key::from("database"), Value::string("production"));
-    args.insert(
-        Key::from("query"),
-        Value::string("  SELECT * FROM users WHERE id = 7"),
-    );
+    args.insert(Key::from("query"), Value::string("  SELECT * FROM users WHERE id = 7"));
     let mut v = vec![Value::Null; roots::COUNT];
     v[roots::TOOL] = Value::string("read_file");
     v[roots::ARGS] = Value::Map(Arc::new(args));
@@ -67,9 +59,7 @@ fn bench(c: &mut Criterion) {
         let ast = tame_lang::parse(src).unwrap();
         let program = compile(&ast, &env).unwrap();
         assert!(program.eval(&act).is_ok(), "{name}");
-        g.bench_function(*name, |b| {
-            b.iter(|| black_box(&program).eval(black_box(&act)))
-        });
+        g.bench_function(*name, |b| b.iter(|| black_box(&program).eval(black_box(&act))));
     }
     g.finish();
 

@@ -3,12 +3,7 @@
 //! too noisy. Usage: `eval_loop [iterations] [condition]`.
 
 // Harness code, not library code: a bad setup may panic loudly.
-#![allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -18,10 +13,7 @@ use tame_lang::{Key, Value, ValueMap};
 
 fn main() -> Result<(), String> {
     let mut argv = std::env::args().skip(1);
-    let n: u64 = argv
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000_000);
+    let n: u64 = argv.next().and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
     let src = argv
         .next()
         .unwrap_or_else(|| r#"args.path.startsWith("/etc/")"#.to_string());
@@ -43,9 +35,6 @@ fn main() -> Result<(), String> {
         }
     }
     let el = start.elapsed();
-    println!(
-        "{src}: {:.1} ns/eval ({t} true)",
-        el.as_nanos() as f64 / n as f64
-    );
+    println!("{src}: {:.1} ns/eval ({t} true)", el.as_nanos() as f64 / n as f64);
     Ok(())
 }

@@ -10,7 +10,7 @@ use crate::NoFacts;
 use crate::env::Env;
 use crate::error::{CompileError, EvalError};
 use crate::funcs::{self, Builtin};
-use crate::program::{Activation, Compr, Cx, Node, Program, StrOp};
+use crate::program::{Activation, Compr, Cx, GROW_EVERY, Node, Program, STACK_GROW, STACK_RED_ZONE, StrOp};
 
 /// Deepest expression accepted. The parser refuses deeper input already;
 /// this guard keeps hand-built ASTs from overflowing the stack of the
@@ -24,6 +24,7 @@ pub fn compile(expr: &Expr, env: &Env) -> Result<Program, CompileError> {
         env,
         scopes: Vec::new(),
         max_locals: 0,
+        depth: 0,
     };
     let root = c.expr(expr)?;
     Ok(Program {
@@ -41,11 +42,7 @@ fn children(e: &Expr) -> Vec<&Expr> {
         ExprKind::Call { target, args, .. } => target.iter().map(|t| &**t).chain(args).collect(),
         ExprKind::Unary { operand, .. } => vec![operand],
         ExprKind::Binary { lhs, rhs, .. } => vec![lhs, rhs],
-        ExprKind::Ternary {
-            cond,
-            then,
-            otherwise,
-        } => vec![cond, then, otherwise],
+        ExprKind::Ternary { cond, then, otherwise } => vec![cond, then, otherwise],
         ExprKind::List(items) => items.iter().collect(),
         ExprKind::Map(entries) => entries.iter().flat_map(|(k, v)| [k, v]).collect(),
         ExprKind::Comprehension(c) => std::iter::once(&c.range)
@@ -75,6 +72,8 @@ struct Compiler<'e> {
     /// Macro variables in scope, innermost last, with their local index.
     scopes: Vec<(String, usize)>,
     max_locals: usize,
+    /// Nesting depth of the expression being compiled.
+    depth: usize,
 }
 
 fn literal(l: &Literal) -> Value {
@@ -117,9 +116,7 @@ fn foldable(n: &Node) -> bool {
         | Node::InCidr { target, .. }
         | Node::TsPartTz { target, .. } => is_const(target),
         Node::Index {
-            operand: a,
-            index: b,
-            ..
+            operand: a, index: b, ..
         }
         | Node::And(a, b, _)
         | Node::Or(a, b, _)
@@ -129,10 +126,7 @@ fn foldable(n: &Node) -> bool {
         | Node::Arith { lhs: a, rhs: b, .. }
         | Node::In { lhs: a, rhs: b, .. } => is_const(a) && is_const(b),
         Node::Ternary {
-            cond,
-            then,
-            otherwise,
-            ..
+            cond, then, otherwise, ..
         } => is_const(cond) && is_const(then) && is_const(otherwise),
         Node::List(items) => items.iter().all(is_const),
         Node::Map { entries, .. } => entries.iter().all(|(k, v)| is_const(k) && is_const(v)),
@@ -193,18 +187,14 @@ fn fold(n: Node) -> Node {
 fn simplify(n: Node) -> Node {
     match n {
         Node::And(a, b, span) => {
-            if matches!(*a, Node::Const(Value::Bool(false)))
-                || matches!(*b, Node::Const(Value::Bool(false)))
-            {
+            if matches!(*a, Node::Const(Value::Bool(false))) || matches!(*b, Node::Const(Value::Bool(false))) {
                 Node::Const(Value::Bool(false))
             } else {
                 Node::And(a, b, span)
             }
         }
         Node::Or(a, b, span) => {
-            if matches!(*a, Node::Const(Value::Bool(true)))
-                || matches!(*b, Node::Const(Value::Bool(true)))
-            {
+            if matches!(*a, Node::Const(Value::Bool(true))) || matches!(*b, Node::Const(Value::Bool(true))) {
                 Node::Const(Value::Bool(true))
             } else {
                 Node::Or(a, b, span)
@@ -231,11 +221,7 @@ fn simplify(n: Node) -> Node {
 
 impl Compiler<'_> {
     fn local(&self, name: &str) -> Option<usize> {
-        self.scopes
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, i)| *i)
+        self.scopes.iter().rev().find(|(n, _)| n == name).map(|(_, i)| *i)
     }
 
     /// An error that is a compile error in strict mode and a run-time
@@ -248,7 +234,26 @@ impl Compiler<'_> {
         }
     }
 
+    /// Compiles `e`, checking the stack every [`GROW_EVERY`] levels, and
+    /// marks those levels with [`Node::Grow`] for the evaluator.
     fn expr(&mut self, e: &Expr) -> Result<Node, CompileError> {
+        self.depth += 1;
+        let depth = self.depth;
+        let r = if depth.is_multiple_of(GROW_EVERY) {
+            stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || self.expr_inner(e))
+        } else {
+            self.expr_inner(e)
+        };
+        self.depth -= 1;
+        let node = r?;
+        Ok(if depth.is_multiple_of(GROW_EVERY) && !is_const(&node) {
+            Node::Grow(Box::new(node))
+        } else {
+            node
+        })
+    }
+
+    fn expr_inner(&mut self, e: &Expr) -> Result<Node, CompileError> {
         let span = e.span;
         Ok(match &e.kind {
             ExprKind::Literal(l) => Node::Const(literal(l)),
@@ -259,11 +264,7 @@ impl Compiler<'_> {
                 let parts: Vec<(&str, Span)> = name.split('.').map(|p| (p, span)).collect();
                 self.qualified(&parts, parts.len(), span)?
             }
-            ExprKind::Select {
-                operand,
-                field,
-                test,
-            } => {
+            ExprKind::Select { operand, field, test } => {
                 if !*test && let Some(n) = self.select_path(e)? {
                     return Ok(n);
                 }
@@ -282,17 +283,9 @@ impl Compiler<'_> {
             ExprKind::Index { operand, index } => {
                 let operand = Box::new(self.expr(operand)?);
                 let index = Box::new(self.expr(index)?);
-                fold(Node::Index {
-                    operand,
-                    index,
-                    span,
-                })
+                fold(Node::Index { operand, index, span })
             }
-            ExprKind::Call {
-                target,
-                function,
-                args,
-            } => self.call(target.as_deref(), function, args, span)?,
+            ExprKind::Call { target, function, args } => self.call(target.as_deref(), function, args, span)?,
             ExprKind::Unary { op, operand } => {
                 let operand = Box::new(self.expr(operand)?);
                 match op {
@@ -317,17 +310,9 @@ impl Compiler<'_> {
                     },
                     BinaryOp::In => match string_set(&b) {
                         Some(set) if !is_const(&a) => Node::InStrSet { lhs: a, set },
-                        _ => Node::In {
-                            lhs: a,
-                            rhs: b,
-                            span,
-                        },
+                        _ => Node::In { lhs: a, rhs: b, span },
                     },
-                    BinaryOp::Add
-                    | BinaryOp::Sub
-                    | BinaryOp::Mul
-                    | BinaryOp::Div
-                    | BinaryOp::Rem => Node::Arith {
+                    BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => Node::Arith {
                         op,
                         lhs: a,
                         rhs: b,
@@ -335,11 +320,7 @@ impl Compiler<'_> {
                     },
                 })
             }
-            ExprKind::Ternary {
-                cond,
-                then,
-                otherwise,
-            } => {
+            ExprKind::Ternary { cond, then, otherwise } => {
                 let cond = Box::new(self.expr(cond)?);
                 let then = Box::new(self.expr(then)?);
                 let otherwise = Box::new(self.expr(otherwise)?);
@@ -351,10 +332,7 @@ impl Compiler<'_> {
                 })
             }
             ExprKind::List(items) => {
-                let items = items
-                    .iter()
-                    .map(|i| self.expr(i))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let items = items.iter().map(|i| self.expr(i)).collect::<Result<Vec<_>, _>>()?;
                 fold(Node::List(items))
             }
             ExprKind::Map(entries) => {
@@ -415,32 +393,14 @@ impl Compiler<'_> {
         self.qualified(&parts, plain.max(1), e.span).map(Some)
     }
 
-    fn qualified(
-        &mut self,
-        parts: &[(&str, Span)],
-        plain: usize,
-        span: Span,
-    ) -> Result<Node, CompileError> {
-        let name_of = |k: usize| {
-            parts
-                .iter()
-                .take(k)
-                .map(|(p, _)| *p)
-                .collect::<Vec<_>>()
-                .join(".")
-        };
+    fn qualified(&mut self, parts: &[(&str, Span)], plain: usize, span: Span) -> Result<Node, CompileError> {
+        let name_of = |k: usize| parts.iter().take(k).map(|(p, _)| *p).collect::<Vec<_>>().join(".");
         let mut base: Option<(Node, usize)> = None;
         for k in (1..=plain.min(parts.len())).rev() {
             let name = name_of(k);
             let part_span = parts.get(k - 1).map_or(span, |(_, s)| *s);
             if let Some(slot) = self.env.slot(&name) {
-                base = Some((
-                    Node::Slot {
-                        slot,
-                        span: part_span,
-                    },
-                    k,
-                ));
+                base = Some((Node::Slot { slot, span: part_span }, k));
                 break;
             }
             if k == parts.len()
@@ -503,13 +463,7 @@ impl Compiler<'_> {
             && self.env.slot("session").is_none()
     }
 
-    fn call(
-        &mut self,
-        target: Option<&Expr>,
-        function: &str,
-        args: &[Expr],
-        span: Span,
-    ) -> Result<Node, CompileError> {
+    fn call(&mut self, target: Option<&Expr>, function: &str, args: &[Expr], span: Span) -> Result<Node, CompileError> {
         if let Some(t) = target
             && self.is_session_target(t)
         {
@@ -546,9 +500,7 @@ impl Compiler<'_> {
         }
         if self.env.is_unimplemented(function) {
             return Err(CompileError::new(
-                format!(
-                    "`{function}` is declared but the embedding program registered no implementation"
-                ),
+                format!("`{function}` is declared but the embedding program registered no implementation"),
                 span,
             ));
         }
@@ -562,18 +514,10 @@ impl Compiler<'_> {
                 span,
             );
         }
-        self.unresolved(
-            format!("unbound function: unknown function `{function}`"),
-            span,
-        )
+        self.unresolved(format!("unbound function: unknown function `{function}`"), span)
     }
 
-    fn session_call(
-        &mut self,
-        function: &str,
-        args: &[Expr],
-        span: Span,
-    ) -> Result<Node, CompileError> {
+    fn session_call(&mut self, function: &str, args: &[Expr], span: Span) -> Result<Node, CompileError> {
         match (function, args) {
             ("count", [tool]) => {
                 let tool = Box::new(self.expr(tool)?);
@@ -604,12 +548,7 @@ impl Compiler<'_> {
 
     /// Specialises calls with constant arguments (regexes, globs, networks
     /// and string tests compiled once), else a generic call.
-    fn builtin(
-        &mut self,
-        b: Builtin,
-        mut nodes: Vec<Node>,
-        span: Span,
-    ) -> Result<Node, CompileError> {
+    fn builtin(&mut self, b: Builtin, mut nodes: Vec<Node>, span: Span) -> Result<Node, CompileError> {
         let all_const = nodes.iter().all(is_const);
         if !all_const && nodes.len() == 2 {
             if let Some(lit) = nodes.get(1).and_then(const_str).cloned() {
@@ -621,12 +560,7 @@ impl Compiler<'_> {
                 };
                 let target = Box::new(nodes.swap_remove(0));
                 return Ok(match (b, str_op) {
-                    (_, Some(op)) => Node::StrTest {
-                        op,
-                        target,
-                        lit,
-                        span,
-                    },
+                    (_, Some(op)) => Node::StrTest { op, target, lit, span },
                     (Builtin::Matches, _) => match funcs::compile_regex(&lit) {
                         Ok(re) => Node::Regex {
                             target,
@@ -644,12 +578,7 @@ impl Compiler<'_> {
                         Err(m) => return self.unresolved(m, span),
                     },
                     (Builtin::Part(part), _) => match crate::time::parse_tz(&lit) {
-                        Ok(tz) => Node::TsPartTz {
-                            target,
-                            part,
-                            tz,
-                            span,
-                        },
+                        Ok(tz) => Node::TsPartTz { target, part, tz, span },
                         Err(m) => return self.unresolved(m, span),
                     },
                     (Builtin::InCidr, _) if lit.contains('/') => match funcs::parse_cidr(&lit) {
@@ -695,9 +624,7 @@ impl Compiler<'_> {
                 | Builtin::InCidr
         );
         match node {
-            Node::Fail(e) if parses_text && !self.env.lenient() => {
-                Err(CompileError::new(e.message, e.span))
-            }
+            Node::Fail(e) if parses_text && !self.env.lenient() => Err(CompileError::new(e.message, e.span)),
             other => Ok(other),
         }
     }

@@ -83,16 +83,10 @@ impl Env {
     pub fn policy() -> Self {
         let mut env = Self::new();
         env.declare("tool", Type::String);
-        env.declare(
-            "args",
-            Type::Map(Box::new(Type::String), Box::new(Type::Dyn)),
-        );
+        env.declare("args", Type::Map(Box::new(Type::String), Box::new(Type::Dyn)));
         env.declare("agent", Type::Dyn);
         env.declare("user", Type::Dyn);
-        env.declare(
-            "metadata",
-            Type::Map(Box::new(Type::String), Box::new(Type::Dyn)),
-        );
+        env.declare("metadata", Type::Map(Box::new(Type::String), Box::new(Type::Dyn)));
         env.declare("session.id", Type::Dyn);
         env.alias("tool_args", "args");
         env.alias("context", "metadata");

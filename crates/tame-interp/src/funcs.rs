@@ -81,9 +81,7 @@ impl Builtin {
 
     /// Whether the name is a built-in at all (for "wrong arity" messages).
     pub(crate) fn known_name(name: &str) -> bool {
-        (0..4).any(|n| {
-            Self::resolve(name, true, n).is_some() || Self::resolve(name, false, n).is_some()
-        })
+        (0..4).any(|n| Self::resolve(name, true, n).is_some() || Self::resolve(name, false, n).is_some())
     }
 
     pub(crate) fn name(self) -> &'static str {
@@ -122,15 +120,9 @@ impl Builtin {
         let bad = || no_overload(self.name(), args);
         match (self, args) {
             (Builtin::Size, [v]) => size(v).ok_or_else(bad),
-            (Builtin::Contains, [Value::String(s), Value::String(t)]) => {
-                Ok(Value::Bool(s.contains(&**t)))
-            }
-            (Builtin::StartsWith, [Value::String(s), Value::String(t)]) => {
-                Ok(Value::Bool(s.starts_with(&**t)))
-            }
-            (Builtin::EndsWith, [Value::String(s), Value::String(t)]) => {
-                Ok(Value::Bool(s.ends_with(&**t)))
-            }
+            (Builtin::Contains, [Value::String(s), Value::String(t)]) => Ok(Value::Bool(s.contains(&**t))),
+            (Builtin::StartsWith, [Value::String(s), Value::String(t)]) => Ok(Value::Bool(s.starts_with(&**t))),
+            (Builtin::EndsWith, [Value::String(s), Value::String(t)]) => Ok(Value::Bool(s.ends_with(&**t))),
             (Builtin::Matches, [Value::String(s), Value::String(p)]) => {
                 let re = compile_regex(p)?;
                 Ok(Value::Bool(re.is_match(s)))
@@ -149,37 +141,23 @@ impl Builtin {
             },
             (Builtin::Dyn, [v]) => Ok((*v).clone()),
             (Builtin::TypeOf, [v]) => Ok(Value::Type(v.type_of())),
-            (Builtin::Timestamp, [Value::String(s)]) => {
-                time::parse_timestamp(s).map(Value::Timestamp)
-            }
-            (Builtin::Timestamp, [Value::Int(i)]) => {
-                time::ts_from_seconds(*i).map(Value::Timestamp)
-            }
+            (Builtin::Timestamp, [Value::String(s)]) => time::parse_timestamp(s).map(Value::Timestamp),
+            (Builtin::Timestamp, [Value::Int(i)]) => time::ts_from_seconds(*i).map(Value::Timestamp),
             (Builtin::Timestamp, [v @ Value::Timestamp(_)]) => Ok((*v).clone()),
             (Builtin::Duration, [Value::String(s)]) => time::parse_duration(s).map(Value::Duration),
             (Builtin::Duration, [v @ Value::Duration(_)]) => Ok((*v).clone()),
-            (Builtin::Part(p), [Value::Timestamp(t)]) => {
-                Ok(Value::Int(p.of_timestamp(*t, &jiff::tz::TimeZone::UTC)))
-            }
+            (Builtin::Part(p), [Value::Timestamp(t)]) => Ok(Value::Int(p.of_timestamp(*t, &jiff::tz::TimeZone::UTC))),
             (Builtin::Part(p), [Value::Timestamp(t), Value::String(tz)]) => {
                 let tz = time::parse_tz(tz)?;
                 Ok(Value::Int(p.of_timestamp(*t, &tz)))
             }
-            (Builtin::Part(p), [Value::Duration(d)]) => {
-                p.of_duration(*d).map(Value::Int).ok_or_else(bad)
-            }
+            (Builtin::Part(p), [Value::Duration(d)]) => p.of_duration(*d).map(Value::Int).ok_or_else(bad),
             (Builtin::Lower, [Value::String(s)]) => Ok(Value::String(Arc::from(s.to_lowercase()))),
             (Builtin::Upper, [Value::String(s)]) => Ok(Value::String(Arc::from(s.to_uppercase()))),
             (Builtin::Trim, [Value::String(s)]) => Ok(Value::String(Arc::from(s.trim()))),
-            (Builtin::Glob, [Value::String(s), Value::String(p)]) => {
-                Ok(Value::Bool(compile_glob(p)?.is_match(&**s)))
-            }
-            (Builtin::Ip, [Value::String(s)]) => {
-                parse_ip(s).map(|ip| Value::String(Arc::from(ip.to_string())))
-            }
-            (Builtin::Cidr, [Value::String(s)]) => {
-                parse_cidr(s).map(|c| Value::String(Arc::from(c.to_string())))
-            }
+            (Builtin::Glob, [Value::String(s), Value::String(p)]) => Ok(Value::Bool(compile_glob(p)?.is_match(&**s))),
+            (Builtin::Ip, [Value::String(s)]) => parse_ip(s).map(|ip| Value::String(Arc::from(ip.to_string()))),
+            (Builtin::Cidr, [Value::String(s)]) => parse_cidr(s).map(|c| Value::String(Arc::from(c.to_string()))),
             (Builtin::IsIp, [Value::String(s)]) => Ok(Value::Bool(s.parse::<IpAddr>().is_ok())),
             (Builtin::InCidr, [Value::String(a), Value::String(b)]) => {
                 // Either order: `cidr(c).containsIP(ip)` and `in_cidr(ip, c)`.
@@ -238,16 +216,10 @@ fn to_int(v: &Value) -> Option<Result<Value, String>> {
 fn to_uint(v: &Value) -> Option<Result<Value, String>> {
     Some(match v {
         Value::Uint(u) => Ok(Value::Uint(*u)),
-        Value::Int(i) => u64::try_from(*i)
-            .map(Value::Uint)
-            .map_err(|_| range("uint")),
+        Value::Int(i) => u64::try_from(*i).map(Value::Uint).map_err(|_| range("uint")),
         Value::Double(d) => {
             if d.is_finite() && *d > -1.0 && *d < TWO_64 {
-                #[expect(
-                    clippy::cast_possible_truncation,
-                    clippy::cast_sign_loss,
-                    reason = "range checked"
-                )]
+                #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "range checked")]
                 let u = *d as u64;
                 Ok(Value::Uint(u))
             } else {
@@ -263,10 +235,7 @@ fn to_uint(v: &Value) -> Option<Result<Value, String>> {
 }
 
 fn to_double(v: &Value) -> Option<Result<Value, String>> {
-    #[expect(
-        clippy::cast_precision_loss,
-        reason = "CEL converts to the nearest double"
-    )]
+    #[expect(clippy::cast_precision_loss, reason = "CEL converts to the nearest double")]
     Some(match v {
         Value::Double(d) => Ok(Value::Double(*d)),
         Value::Int(i) => Ok(Value::Double(*i as f64)),
@@ -286,11 +255,7 @@ pub(crate) fn format_double(d: f64) -> String {
         return "NaN".into();
     }
     if d.is_infinite() {
-        return if d > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
+        return if d > 0.0 { "+Inf".into() } else { "-Inf".into() };
     }
     let a = d.abs();
     if a != 0.0 && !(1e-4..1e21).contains(&a) {
@@ -350,8 +315,7 @@ pub(crate) fn compile_glob(p: &str) -> Result<globset::GlobMatcher, String> {
 }
 
 fn parse_ip(s: &str) -> Result<IpAddr, String> {
-    s.parse::<IpAddr>()
-        .map_err(|_| format!("invalid IP address `{s}`"))
+    s.parse::<IpAddr>().map_err(|_| format!("invalid IP address `{s}`"))
 }
 
 /// An IP network `addr/prefix`.
@@ -365,15 +329,11 @@ impl Cidr {
     pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
                 u128::from(n) & mask == u128::from(a) & mask
             }
             (IpAddr::V6(_), IpAddr::V4(a)) => self.contains(IpAddr::V6(a.to_ipv6_mapped())),
@@ -502,11 +462,7 @@ mod tests {
         assert!(net.contains("10.1.2.3".parse().unwrap()));
         assert!(!net.contains("11.0.0.1".parse().unwrap()));
         assert!(parse_cidr("10.0.0.0/33").is_err());
-        assert!(
-            parse_cidr("0.0.0.0/0")
-                .unwrap()
-                .contains("8.8.8.8".parse().unwrap())
-        );
+        assert!(parse_cidr("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
         let v6 = parse_cidr("fd00::/8").unwrap();
         assert!(v6.contains("fd12::1".parse().unwrap()));
         let r = Builtin::InCidr
@@ -556,10 +512,7 @@ mod tests {
             Ok(Value::Int(-1))
         ));
         assert!(Builtin::ToUint.call(&[&Value::Int(-1)]).is_err());
-        assert!(matches!(
-            Builtin::ToUint.call(&[&s("42")]),
-            Ok(Value::Uint(42))
-        ));
+        assert!(matches!(Builtin::ToUint.call(&[&s("42")]), Ok(Value::Uint(42))));
         assert!(Builtin::ToBool.call(&[&s("yes")]).is_err());
         assert!(
             Builtin::ToString

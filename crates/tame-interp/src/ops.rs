@@ -67,8 +67,7 @@ pub fn equals(a: &Value, b: &Value) -> bool {
         (Value::Duration(x), Value::Duration(y)) => x == y,
         (Value::Type(x), Value::Type(y)) => x == y,
         (Value::List(x), Value::List(y)) => {
-            Arc::ptr_eq(x, y)
-                || (x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| equals(p, q)))
+            Arc::ptr_eq(x, y) || (x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| equals(p, q)))
         }
         (Value::Map(x), Value::Map(y)) => {
             Arc::ptr_eq(x, y)
@@ -173,16 +172,14 @@ pub(crate) fn arith(op: BinaryOp, a: &Value, b: &Value) -> Result<Value, String>
                 Some(Value::List(x.iter().chain(y.iter()).cloned().collect()))
             }
         }
-        (Add, Value::Timestamp(t), Value::Duration(d))
-        | (Add, Value::Duration(d), Value::Timestamp(t)) => {
+        (Add, Value::Timestamp(t), Value::Duration(d)) | (Add, Value::Duration(d), Value::Timestamp(t)) => {
             return time::ts_add(*t, d.as_nanos()).map(Value::Timestamp);
         }
         (Sub, Value::Timestamp(t), Value::Duration(d)) => {
             return time::ts_add(*t, -d.as_nanos()).map(Value::Timestamp);
         }
         (Sub, Value::Timestamp(x), Value::Timestamp(y)) => {
-            return time::dur_from_nanos(x.as_nanosecond() - y.as_nanosecond())
-                .map(Value::Duration);
+            return time::dur_from_nanos(x.as_nanosecond() - y.as_nanosecond()).map(Value::Duration);
         }
         (Add, Value::Duration(x), Value::Duration(y)) => {
             return time::dur_from_nanos(x.as_nanos() + y.as_nanos()).map(Value::Duration);
@@ -197,10 +194,7 @@ pub(crate) fn arith(op: BinaryOp, a: &Value, b: &Value) -> Result<Value, String>
 
 pub(crate) fn negate(v: &Value) -> Result<Value, String> {
     match v {
-        Value::Int(i) => i
-            .checked_neg()
-            .map(Value::Int)
-            .ok_or_else(|| OVERFLOW.to_string()),
+        Value::Int(i) => i.checked_neg().map(Value::Int).ok_or_else(|| OVERFLOW.to_string()),
         Value::Double(d) => Ok(Value::Double(-d)),
         Value::Duration(d) => time::dur_from_nanos(-d.as_nanos()).map(Value::Duration),
         _ => Err(no_overload("-", &[v])),
@@ -252,11 +246,7 @@ pub(crate) fn map_get<'m>(m: &'m ValueMap, k: &Value) -> Option<&'m Value> {
                 return None;
             }
             if *d >= 0.0 && *d < TWO_64 {
-                #[expect(
-                    clippy::cast_possible_truncation,
-                    clippy::cast_sign_loss,
-                    reason = "range checked"
-                )]
+                #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "range checked")]
                 let u = *d as u64;
                 if let Some(v) = map_get_key(m, &Key::Uint(u)) {
                     return Some(v);

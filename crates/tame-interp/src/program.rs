@@ -125,6 +125,10 @@ pub(crate) enum Node {
         span: Span,
     },
     Comprehension(Box<Compr>),
+    /// Placed every few levels of a deep program: makes sure enough stack
+    /// is left before descending further (growing it on the heap if not).
+    /// Shallow programs have none, so the hot path pays nothing.
+    Grow(Box<Node>),
     /// `x in [...]` over a long constant list of strings: a hash lookup.
     InStrSet {
         lhs: Box<Node>,
@@ -283,6 +287,15 @@ impl<'a> Cx<'a> {
     }
 }
 
+/// Stack that must be left when a [`Node::Grow`] is reached: enough for
+/// the levels up to the next one, even with debug builds' large frames.
+pub(crate) const STACK_RED_ZONE: usize = 1024 * 1024;
+/// Size of a new stack segment when less than the red zone is left.
+pub(crate) const STACK_GROW: usize = 4 * 1024 * 1024;
+/// Levels between two [`Node::Grow`] (and between stack checks of the
+/// compiler).
+pub(crate) const GROW_EVERY: usize = 32;
+
 /// Errors travel boxed inside the evaluator so that results stay small.
 pub(crate) type Fault = Box<EvalError>;
 
@@ -333,6 +346,7 @@ impl Node {
             | Node::SessionCount { span, .. }
             | Node::SessionCalled { span, .. } => *span,
             Node::Comprehension(c) => c.span,
+            Node::Grow(n) => n.span(),
             Node::Eq(a, b) | Node::Ne(a, b) => a.span().to(b.span()),
             _ => Span::default(),
         }
@@ -381,16 +395,9 @@ impl Node {
             }
             Node::Has { operand, key, span } => match &*operand.eval(cx)? {
                 Value::Map(m) => owned(Value::Bool(m.contains_key(key))),
-                other => err(
-                    format!("no such overload: has() on {}", other.type_of().name()),
-                    *span,
-                ),
+                other => err(format!("no such overload: has() on {}", other.type_of().name()), *span),
             },
-            Node::Index {
-                operand,
-                index,
-                span,
-            } => {
+            Node::Index { operand, index, span } => {
                 let base = operand.eval(cx)?;
                 let idx = index.eval(cx)?;
                 index_value(base, &idx, *span)
@@ -419,10 +426,7 @@ impl Node {
                 },
             },
             Node::Ternary {
-                cond,
-                then,
-                otherwise,
-                ..
+                cond, then, otherwise, ..
             } => {
                 if cond.eval_bool(cx, "_?_:_")? {
                     then.eval(cx)
@@ -450,9 +454,7 @@ impl Node {
             Node::Arith { op, lhs, rhs, span } => {
                 let x = lhs.eval(cx)?;
                 let y = rhs.eval(cx)?;
-                ops::arith(*op, &x, &y)
-                    .map(Cow::Owned)
-                    .map_err(|m| fault(m, *span))
+                ops::arith(*op, &x, &y).map(Cow::Owned).map_err(|m| fault(m, *span))
             }
             Node::In { lhs, rhs, span } => {
                 let x = lhs.eval(cx)?;
@@ -483,10 +485,7 @@ impl Node {
                 for (k, v) in entries {
                     let key = ops::to_key(&*k.eval(cx)?).map_err(|e| fault(e, k.span()))?;
                     if ops::map_has_key(&m, &key) {
-                        return err(
-                            format!("Failed with repeated key: {}", key_text(&key)),
-                            *span,
-                        );
+                        return err(format!("Failed with repeated key: {}", key_text(&key)), *span);
                     }
                     let val = v.eval(cx)?.into_owned();
                     m.insert(key, val);
@@ -494,6 +493,7 @@ impl Node {
                 owned(Value::Map(Arc::new(m)))
             }
             Node::Comprehension(c) => eval_comprehension(c, cx),
+            Node::Grow(n) => stacker::maybe_grow(STACK_RED_ZONE, STACK_GROW, || n.eval(cx)),
             Node::Call { func, args, span } => {
                 let r = match args.as_slice() {
                     [a] => func.call(&[&*a.eval(cx)?]),
@@ -512,12 +512,7 @@ impl Node {
                 };
                 r.map(Cow::Owned).map_err(|m| fault(m, *span))
             }
-            Node::StrTest {
-                op,
-                target,
-                lit,
-                span,
-            } => match &*target.eval(cx)? {
+            Node::StrTest { op, target, lit, span } => match &*target.eval(cx)? {
                 Value::String(s) => owned(Value::Bool(match op {
                     StrOp::Contains => s.contains(&**lit),
                     StrOp::StartsWith => s.starts_with(&**lit),
@@ -536,12 +531,7 @@ impl Node {
                 Value::String(s) => owned(Value::Bool(glob.is_match(&**s))),
                 other => err(ops::no_overload("glob", &[other]), *span),
             },
-            Node::TsPartTz {
-                target,
-                part,
-                tz,
-                span,
-            } => match &*target.eval(cx)? {
+            Node::TsPartTz { target, part, tz, span } => match &*target.eval(cx)? {
                 Value::Timestamp(t) => owned(Value::Int(part.of_timestamp(*t, tz))),
                 other => err(ops::no_overload("timestamp accessor", &[other]), *span),
             },
@@ -552,12 +542,7 @@ impl Node {
                 },
                 other => err(ops::no_overload("containsIP", &[other]), *span),
             },
-            Node::Host {
-                name,
-                func,
-                args,
-                span,
-            } => {
+            Node::Host { name, func, args, span } => {
                 let mut vals = Vec::with_capacity(args.len());
                 for a in args {
                     vals.push(a.eval(cx)?.into_owned());
@@ -568,13 +553,7 @@ impl Node {
             }
             Node::SessionCalls => owned(Value::Int(cx.act.facts.calls())),
             Node::SessionLabels => {
-                let labels: Vec<Value> = cx
-                    .act
-                    .facts
-                    .labels()
-                    .into_iter()
-                    .map(Value::String)
-                    .collect();
+                let labels: Vec<Value> = cx.act.facts.labels().into_iter().map(Value::String).collect();
                 owned(Value::List(Arc::from(labels)))
             }
             Node::SessionCount { tool, window, span } => {
@@ -630,10 +609,7 @@ fn select<'s>(base: Cow<'s, Value>, key: &Key, span: Span) -> Out<'s> {
         Cow::Borrowed(Value::Map(m)) => m.get(key).map(Cow::Borrowed).ok_or_else(missing),
         Cow::Owned(Value::Map(m)) => m.get(key).cloned().map(Cow::Owned).ok_or_else(missing),
         other => err(
-            format!(
-                "type '{}' does not support field selection",
-                other.type_of().name()
-            ),
+            format!("type '{}' does not support field selection", other.type_of().name()),
             span,
         ),
     }
@@ -649,12 +625,8 @@ fn index_value<'s>(base: Cow<'s, Value>, idx: &Value, span: Span) -> Out<'s> {
             Some(v) => owned(v.clone()),
             None => err(format!("no such key: {}", display_key(idx)), span),
         },
-        Cow::Borrowed(Value::List(l)) => ops::list_index(l, idx)
-            .map(Cow::Owned)
-            .map_err(|m| fault(m, span)),
-        Cow::Owned(Value::List(l)) => ops::list_index(&l, idx)
-            .map(Cow::Owned)
-            .map_err(|m| fault(m, span)),
+        Cow::Borrowed(Value::List(l)) => ops::list_index(l, idx).map(Cow::Owned).map_err(|m| fault(m, span)),
+        Cow::Owned(Value::List(l)) => ops::list_index(&l, idx).map(Cow::Owned).map_err(|m| fault(m, span)),
         other => err(ops::no_overload("[]", &[&other, idx]), span),
     }
 }
@@ -681,11 +653,7 @@ fn eval_comprehension<'s>(c: &'s Compr, cx: &'s Cx<'s>) -> Out<'s> {
         }
         other => {
             return err(
-                format!(
-                    "no such overload: `{}` over {}",
-                    c.kind.name(),
-                    other.type_of().name()
-                ),
+                format!("no such overload: `{}` over {}", c.kind.name(), other.type_of().name()),
                 c.span,
             );
         }

@@ -4,10 +4,7 @@
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use tame_lang::{
-    BinaryOp, Comprehension, Expr, ExprKind, Key, Literal, MacroKind, Span, UnaryOp, Value,
-    ValueMap,
-};
+use tame_lang::{BinaryOp, Comprehension, Expr, ExprKind, Key, Literal, MacroKind, Span, UnaryOp, Value, ValueMap};
 
 use crate::{Activation, Env, NoFacts, compile, roots};
 
@@ -16,22 +13,13 @@ fn leaf_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::Int),
-        prop_oneof![
-            Just(0i64),
-            Just(1),
-            Just(-1),
-            Just(i64::MAX),
-            Just(i64::MIN)
-        ]
-        .prop_map(Value::Int),
+        prop_oneof![Just(0i64), Just(1), Just(-1), Just(i64::MAX), Just(i64::MIN)].prop_map(Value::Int),
         any::<u64>().prop_map(Value::Uint),
-        prop_oneof![any::<f64>(), Just(f64::NAN), Just(f64::INFINITY), Just(0.5)]
-            .prop_map(Value::Double),
+        prop_oneof![any::<f64>(), Just(f64::NAN), Just(f64::INFINITY), Just(0.5)].prop_map(Value::Double),
         "[a-z/.]{0,8}".prop_map(|s| Value::string(&s)),
         prop::collection::vec(any::<u8>(), 0..4).prop_map(|b| Value::Bytes(Arc::from(b))),
-        (-100_000_000_000i64..100_000_000_000).prop_map(|s| {
-            Value::Timestamp(jiff::Timestamp::from_second(s).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
-        }),
+        (-100_000_000_000i64..100_000_000_000)
+            .prop_map(|s| { Value::Timestamp(jiff::Timestamp::from_second(s).unwrap_or(jiff::Timestamp::UNIX_EPOCH)) }),
         any::<i64>().prop_map(|n| Value::Duration(jiff::SignedDuration::from_nanos(n))),
     ]
 }
@@ -177,29 +165,24 @@ fn expr() -> impl Strategy<Value = Expr> {
                     function: f.to_string(),
                     args
                 })),
-            (
-                prop::sample::select(vec![UnaryOp::Not, UnaryOp::Neg]),
-                inner.clone()
-            )
-                .prop_map(|(op, o)| e(ExprKind::Unary {
+            (prop::sample::select(vec![UnaryOp::Not, UnaryOp::Neg]), inner.clone()).prop_map(|(op, o)| e(
+                ExprKind::Unary {
                     op,
                     operand: Box::new(o)
-                })),
+                }
+            )),
             (binop(), inner.clone(), inner.clone()).prop_map(|(op, l, r)| e(ExprKind::Binary {
                 op,
                 lhs: Box::new(l),
                 rhs: Box::new(r)
             })),
-            (inner.clone(), inner.clone(), inner.clone()).prop_map(|(c, t, o)| e(
-                ExprKind::Ternary {
-                    cond: Box::new(c),
-                    then: Box::new(t),
-                    otherwise: Box::new(o)
-                }
-            )),
+            (inner.clone(), inner.clone(), inner.clone()).prop_map(|(c, t, o)| e(ExprKind::Ternary {
+                cond: Box::new(c),
+                then: Box::new(t),
+                otherwise: Box::new(o)
+            })),
             prop::collection::vec(inner.clone(), 0..3).prop_map(|v| e(ExprKind::List(v))),
-            prop::collection::vec((inner.clone(), inner.clone()), 0..3)
-                .prop_map(|v| e(ExprKind::Map(v))),
+            prop::collection::vec((inner.clone(), inner.clone()), 0..3).prop_map(|v| e(ExprKind::Map(v))),
             (
                 prop::sample::select(vec![
                     MacroKind::All,
@@ -278,12 +261,8 @@ proptest! {
 /// Structural equality treating NaN as equal to NaN.
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Double(x), Value::Double(y)) => {
-            x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
-        }
-        (Value::List(x), Value::List(y)) => {
-            x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| same(p, q))
-        }
+        (Value::Double(x), Value::Double(y)) => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+        (Value::List(x), Value::List(y)) => x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| same(p, q)),
         (Value::Map(x), Value::Map(y)) => {
             x.len() == y.len()
                 && x.iter()
@@ -313,11 +292,7 @@ fn hide_literals(ast: &Expr, lits: &mut Vec<Value>) -> Expr {
             ExprKind::Ident(name)
         }
         ExprKind::Ident(i) => ExprKind::Ident(i.clone()),
-        ExprKind::Select {
-            operand,
-            field,
-            test,
-        } => ExprKind::Select {
+        ExprKind::Select { operand, field, test } => ExprKind::Select {
             operand: Box::new(hide_literals(operand, lits)),
             field: field.clone(),
             test: *test,
@@ -326,11 +301,7 @@ fn hide_literals(ast: &Expr, lits: &mut Vec<Value>) -> Expr {
             operand: Box::new(hide_literals(operand, lits)),
             index: Box::new(hide_literals(index, lits)),
         },
-        ExprKind::Call {
-            target,
-            function,
-            args,
-        } => ExprKind::Call {
+        ExprKind::Call { target, function, args } => ExprKind::Call {
             target: target.as_ref().map(|t| Box::new(hide_literals(t, lits))),
             function: function.clone(),
             args: args.iter().map(|a| hide_literals(a, lits)).collect(),
@@ -344,18 +315,12 @@ fn hide_literals(ast: &Expr, lits: &mut Vec<Value>) -> Expr {
             lhs: Box::new(hide_literals(lhs, lits)),
             rhs: Box::new(hide_literals(rhs, lits)),
         },
-        ExprKind::Ternary {
-            cond,
-            then,
-            otherwise,
-        } => ExprKind::Ternary {
+        ExprKind::Ternary { cond, then, otherwise } => ExprKind::Ternary {
             cond: Box::new(hide_literals(cond, lits)),
             then: Box::new(hide_literals(then, lits)),
             otherwise: Box::new(hide_literals(otherwise, lits)),
         },
-        ExprKind::List(items) => {
-            ExprKind::List(items.iter().map(|i| hide_literals(i, lits)).collect())
-        }
+        ExprKind::List(items) => ExprKind::List(items.iter().map(|i| hide_literals(i, lits)).collect()),
         ExprKind::Map(entries) => ExprKind::Map(
             entries
                 .iter()

@@ -7,17 +7,11 @@ use tame_lang::{Key, Type, Value, ValueMap};
 
 use crate::{Activation, Env, NoFacts, SessionFacts, compile, host_fn, roots};
 
-fn eval_in(
-    env: &Env,
-    vars: &[Value],
-    facts: &dyn SessionFacts,
-    src: &str,
-) -> Result<Value, String> {
+fn eval_in(env: &Env, vars: &[Value], facts: &dyn SessionFacts, src: &str) -> Result<Value, String> {
     let ast = tame_lang::parse(src).map_err(|e| format!("parse: {e}"))?;
     let p = compile(&ast, env).map_err(|e| format!("compile: {e}"))?;
     let now = jiff::Timestamp::from_second(1_700_000_000).map_err(|e| e.to_string())?;
-    p.eval(&Activation::new(vars, facts, now))
-        .map_err(|e| e.message)
+    p.eval(&Activation::new(vars, facts, now)).map_err(|e| e.message)
 }
 
 fn eval(src: &str) -> Result<Value, String> {
@@ -180,27 +174,18 @@ fn timestamps_and_durations() {
     is_true("timestamp('2009-02-13T23:31:30Z') == timestamp(1234567890)");
     is_true("int(timestamp('2009-02-13T23:31:30Z')) == 1234567890");
     is_true("duration('1h2m3s') == duration('3723s')");
-    is_true(
-        "timestamp('2009-02-13T23:00:00Z') + duration('1h') == timestamp('2009-02-14T00:00:00Z')",
-    );
-    is_true(
-        "timestamp('2009-02-13T23:00:00Z') - timestamp('2009-02-13T22:00:00Z') == duration('1h')",
-    );
+    is_true("timestamp('2009-02-13T23:00:00Z') + duration('1h') == timestamp('2009-02-14T00:00:00Z')");
+    is_true("timestamp('2009-02-13T23:00:00Z') - timestamp('2009-02-13T22:00:00Z') == duration('1h')");
     is_true("duration('1m') > duration('59s') && duration('-1s') < duration('0')");
     is_true("string(duration('1.5s')) == '1.5s' && string(timestamp(0)) == '1970-01-01T00:00:00Z'");
     is_true("timestamp('2009-02-13T23:31:30Z').getHours('America/Los_Angeles') == 15");
     is_true("timestamp('2009-02-13T23:31:30Z').getMinutes('+05:30') == 1");
     is_true("timestamp('2009-02-13T23:31:30Z').getDayOfWeek() == 5");
-    is_true(
-        "timestamp('2009-02-13T23:31:30Z').getMonth() == 1 && timestamp('2009-02-13T23:31:30Z').getDate() == 13",
-    );
+    is_true("timestamp('2009-02-13T23:31:30Z').getMonth() == 1 && timestamp('2009-02-13T23:31:30Z').getDate() == 13");
     is_true("duration('3730s').getMinutes() == 62 && duration('3730s').getHours() == 1");
     is_true("duration('123.321456789s').getMilliseconds() == 321");
     fails("timestamp('2009-02-13')", "invalid timestamp");
-    fails(
-        "timestamp('0001-01-01T00:00:00Z') - duration('1s')",
-        "range",
-    );
+    fails("timestamp('0001-01-01T00:00:00Z') - duration('1s')", "range");
     fails("duration('1y')", "invalid duration");
     fails("timestamp(0).getHours('Mars/Olympus')", "unknown time zone");
     // A constant zone is resolved once at compile time; a bad one is a
@@ -221,9 +206,7 @@ fn tame_string_and_network_additions() {
     is_false("glob('/home/ann', '/etc/*')");
     is_false("glob('/tmp/a/b', '/tmp/*')");
     is_true("'/tmp/a'.glob('/tmp/*')");
-    is_true(
-        "cidr('10.0.0.0/8').containsIP('10.2.3.4') && !cidr('10.0.0.0/8').containsIP(ip('11.0.0.1'))",
-    );
+    is_true("cidr('10.0.0.0/8').containsIP('10.2.3.4') && !cidr('10.0.0.0/8').containsIP(ip('11.0.0.1'))");
     is_true("in_cidr('192.168.1.9', '192.168.0.0/16') && isIP('::1') && !isIP('nope')");
     fails("ip('300.1.1.1')", "invalid IP");
     is_true("url('https://Example.com:8443/a?q=1').host == 'example.com'");
@@ -235,30 +218,15 @@ fn tame_string_and_network_additions() {
 fn constant_patterns_are_checked_at_compile_time() {
     let env = Env::policy();
     let bad_re = tame_lang::parse("args.x.matches('(')").unwrap();
-    assert!(
-        compile(&bad_re, &env)
-            .unwrap_err()
-            .message
-            .contains("invalid regex")
-    );
+    assert!(compile(&bad_re, &env).unwrap_err().message.contains("invalid regex"));
     let bad_glob = tame_lang::parse("glob(args.x, '[')").unwrap();
-    assert!(
-        compile(&bad_glob, &env)
-            .unwrap_err()
-            .message
-            .contains("invalid glob")
-    );
+    assert!(compile(&bad_glob, &env).unwrap_err().message.contains("invalid glob"));
     let bad_net = tame_lang::parse("cidr('10.0.0.0/99').containsIP(args.ip)").unwrap();
     assert!(compile(&bad_net, &env).is_err());
     // A regex bigger than the size limit is refused, not compiled.
     let huge = format!("args.x.matches('{}')", "(a{1000}){1000}");
     let huge = tame_lang::parse(&huge).unwrap();
-    assert!(
-        compile(&huge, &env)
-            .unwrap_err()
-            .message
-            .contains("invalid regex")
-    );
+    assert!(compile(&huge, &env).unwrap_err().message.contains("invalid regex"));
 }
 
 #[test]
@@ -272,11 +240,7 @@ fn constants_fold() {
     let p = compile(&tame_lang::parse("[1, 2, 3].size()").unwrap(), &Env::new()).unwrap();
     assert!(matches!(p.constant(), Some(Value::Int(3))));
     // `false && x` folds even though `x` is a variable.
-    let p = compile(
-        &tame_lang::parse("false && args.x == 1").unwrap(),
-        &Env::policy(),
-    )
-    .unwrap();
+    let p = compile(&tame_lang::parse("false && args.x == 1").unwrap(), &Env::policy()).unwrap();
     assert!(matches!(p.constant(), Some(Value::Bool(false))));
     // A constant error stays a run-time error (it may be absorbed).
     let p = compile(&tame_lang::parse("1 / 0").unwrap(), &Env::new()).unwrap();
@@ -310,10 +274,7 @@ impl SessionFacts for Facts {
 fn policy_vars() -> Vec<Value> {
     let mut v = vec![Value::Null; roots::COUNT];
     v[roots::TOOL] = Value::string("read_file");
-    v[roots::ARGS] = map(&[
-        ("path", Value::string("/etc/hosts")),
-        ("amount", Value::Uint(1500)),
-    ]);
+    v[roots::ARGS] = map(&[("path", Value::string("/etc/hosts")), ("amount", Value::Uint(1500))]);
     v[roots::AGENT] = Value::string("agent-1");
     v[roots::USER] = Value::Null;
     v[roots::METADATA] = map(&[("env", Value::string("prod"))]);
@@ -324,10 +285,7 @@ fn policy_vars() -> Vec<Value> {
 #[track_caller]
 fn policy_true(src: &str) {
     let r = eval_in(&Env::policy(), &policy_vars(), &Facts, src);
-    assert!(
-        matches!(r, Ok(Value::Bool(true))),
-        "`{src}` should be true, got {r:?}"
-    );
+    assert!(matches!(r, Ok(Value::Bool(true))), "`{src}` should be true, got {r:?}");
 }
 
 #[test]
@@ -351,12 +309,7 @@ fn session_facts() {
     policy_true("session.called('read_secret') && !session.called('x')");
     policy_true("'secret_read' in session.labels");
     let env = Env::policy();
-    for bad in [
-        "session",
-        "session.nope",
-        "session.count()",
-        "session.frob('x')",
-    ] {
+    for bad in ["session", "session.nope", "session.count()", "session.frob('x')"] {
         let ast = tame_lang::parse(bad).unwrap();
         assert!(compile(&ast, &env).is_err(), "`{bad}` should not compile");
     }
@@ -400,8 +353,7 @@ fn host_functions() {
         Some(1),
         host_fn(|args| match args {
             [Value::Map(m)] => Ok(Value::Bool(
-                m.values()
-                    .any(|v| v.as_str().is_some_and(|s| s.starts_with("sk-"))),
+                m.values().any(|v| v.as_str().is_some_and(|s| s.starts_with("sk-"))),
             )),
             _ => Err("expects a map".into()),
         }),
@@ -416,12 +368,7 @@ fn host_functions() {
     );
     let mut vars = policy_vars();
     vars[roots::ARGS] = map(&[("key", Value::string("sk-123"))]);
-    let ok = eval_in(
-        &env,
-        &vars,
-        &NoFacts,
-        "has_secret(args) && tool.shout() == 'READ_FILE'",
-    );
+    let ok = eval_in(&env, &vars, &NoFacts, "has_secret(args) && tool.shout() == 'READ_FILE'");
     assert!(matches!(ok, Ok(Value::Bool(true))), "{ok:?}");
     let err = eval_in(&env, &vars, &NoFacts, "has_secret(tool)").unwrap_err();
     assert_eq!(err, "has_secret: expects a map");
@@ -491,10 +438,7 @@ fn declared_variables_and_qualified_names() {
         Value::string("yeah"),
         map(&[("c", Value::string("oops"))]),
     ];
-    assert!(matches!(
-        eval_in(&env, &vars, &NoFacts, "x * 2"),
-        Ok(Value::Int(10))
-    ));
+    assert!(matches!(eval_in(&env, &vars, &NoFacts, "x * 2"), Ok(Value::Int(10))));
     let r = eval_in(&env, &vars, &NoFacts, "a.b.c").unwrap();
     assert_eq!(r.as_str(), Some("yeah"));
     // A missing slot is a run-time error naming the variable.
@@ -514,11 +458,7 @@ fn eval_bool_requires_bool() {
     let vars = policy_vars();
     let act = Activation::new(&vars, &NoFacts, jiff::Timestamp::UNIX_EPOCH);
     assert!(p.eval_bool(&act).unwrap_err().message.contains("not bool"));
-    let p = compile(
-        &tame_lang::parse("args.path.startsWith('/etc/')").unwrap(),
-        &env,
-    )
-    .unwrap();
+    let p = compile(&tame_lang::parse("args.path.startsWith('/etc/')").unwrap(), &env).unwrap();
     assert!(p.eval_bool(&act).unwrap());
 }
 
@@ -576,11 +516,7 @@ fn errors_carry_the_failing_span() {
     let mut vars = policy_vars();
     vars[roots::ARGS] = map(&[("path", Value::string("/x"))]);
     let e = p
-        .eval(&Activation::new(
-            &vars,
-            &NoFacts,
-            jiff::Timestamp::UNIX_EPOCH,
-        ))
+        .eval(&Activation::new(&vars, &NoFacts, jiff::Timestamp::UNIX_EPOCH))
         .unwrap_err();
     assert_eq!(e.message, "no such key: nope");
     assert_eq!(src[e.span.range()].trim_end(), "args.nope");
@@ -590,13 +526,49 @@ fn errors_carry_the_failing_span() {
 fn public_equality_follows_cel() {
     assert!(crate::equals(&Value::Int(1), &Value::Double(1.0)));
     assert!(crate::equals(&Value::Uint(1), &Value::Int(1)));
-    assert!(!crate::equals(
-        &Value::Double(f64::NAN),
-        &Value::Double(f64::NAN)
-    ));
+    assert!(!crate::equals(&Value::Double(f64::NAN), &Value::Double(f64::NAN)));
     assert!(!crate::equals(&Value::Int(1), &Value::string("1")));
     assert!(crate::equals(
         &map(&[("a", Value::Int(1))]),
         &map(&[("a", Value::Uint(1))])
     ));
+}
+
+#[test]
+fn deepest_accepted_expression_evaluates_on_a_small_stack() {
+    // `!!...!(args.path == '/etc/hosts')` exactly MAX_DEPTH deep, evaluated
+    // on a 1 MiB thread: debug builds have frames of several KiB, so this
+    // needs the stack checks of `Node::Grow` and of the compiler.
+    let mut e = tame_lang::parse("args.path == '/etc/hosts'").unwrap();
+    let nots = crate::MAX_DEPTH - 3;
+    for _ in 0..nots {
+        e = tame_lang::Expr::new(
+            tame_lang::ExprKind::Unary {
+                op: tame_lang::UnaryOp::Not,
+                operand: Box::new(e),
+            },
+            tame_lang::Span::default(),
+        );
+    }
+    let env = Env::policy();
+    let p = compile(&e, &env).unwrap();
+    let r = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(move || {
+            let vars = policy_vars();
+            p.eval_bool(&Activation::new(&vars, &NoFacts, jiff::Timestamp::UNIX_EPOCH))
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(r.unwrap(), nots.is_multiple_of(2));
+    // One level more is refused.
+    let deeper = tame_lang::Expr::new(
+        tame_lang::ExprKind::Unary {
+            op: tame_lang::UnaryOp::Not,
+            operand: Box::new(e),
+        },
+        tame_lang::Span::default(),
+    );
+    assert!(compile(&deeper, &env).is_err());
 }

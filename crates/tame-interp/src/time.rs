@@ -50,9 +50,7 @@ pub(crate) fn dur_from_nanos(n: i128) -> Result<SignedDuration, String> {
 
 /// RFC 3339 text, e.g. `2009-02-13T23:31:30Z`; an offset is required.
 pub(crate) fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
-    let t: Timestamp = s
-        .parse()
-        .map_err(|e| format!("invalid timestamp `{s}`: {e}"))?;
+    let t: Timestamp = s.parse().map_err(|e| format!("invalid timestamp `{s}`: {e}"))?;
     check_ts(t).map_err(|_| format!("range error: timestamp `{s}` out of range"))
 }
 
@@ -72,18 +70,12 @@ pub(crate) fn parse_duration(text: &str) -> Result<SignedDuration, String> {
     }
     let mut total: i128 = 0;
     while !rest.is_empty() {
-        let num_len = rest
-            .bytes()
-            .take_while(|b| b.is_ascii_digit() || *b == b'.')
-            .count();
+        let num_len = rest.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
         let (num, tail) = rest.split_at(num_len);
         if num.is_empty() || num == "." {
             return Err(bad());
         }
-        let unit_len = tail
-            .bytes()
-            .take_while(|b| !(b.is_ascii_digit() || *b == b'.'))
-            .count();
+        let unit_len = tail.bytes().take_while(|b| !(b.is_ascii_digit() || *b == b'.')).count();
         let (unit, tail) = tail.split_at(unit_len);
         let scale: i128 = match unit {
             "ns" => 1,
@@ -262,24 +254,14 @@ mod tests {
         assert!(parse_duration("1x").is_err());
         assert!(parse_duration("h").is_err());
         assert!(parse_duration("1..2s").is_err());
-        assert!(
-            parse_duration("320000000000s")
-                .unwrap_err()
-                .contains("range")
-        );
+        assert!(parse_duration("320000000000s").unwrap_err().contains("range"));
     }
 
     #[test]
     fn durations_format_as_seconds() {
-        assert_eq!(
-            format_duration(SignedDuration::from_secs(1_000_000)),
-            "1000000s"
-        );
+        assert_eq!(format_duration(SignedDuration::from_secs(1_000_000)), "1000000s");
         assert_eq!(format_duration(SignedDuration::from_millis(-1500)), "-1.5s");
-        assert_eq!(
-            format_duration(SignedDuration::from_nanos(1)),
-            "0.000000001s"
-        );
+        assert_eq!(format_duration(SignedDuration::from_nanos(1)), "0.000000001s");
     }
 
     #[test]
@@ -295,18 +277,12 @@ mod tests {
     #[test]
     fn offsets_and_zones() {
         let t = parse_timestamp("2009-02-13T23:31:30Z").unwrap();
-        assert_eq!(
-            TsPart::Hours.of_timestamp(t, &parse_tz("02:00").unwrap()),
-            1
-        );
+        assert_eq!(TsPart::Hours.of_timestamp(t, &parse_tz("02:00").unwrap()), 1);
         assert_eq!(
             TsPart::Minutes.of_timestamp(t, &parse_tz("Asia/Kathmandu").unwrap()),
             16
         );
-        assert_eq!(
-            TsPart::Date.of_timestamp(t, &parse_tz("Australia/Sydney").unwrap()),
-            14
-        );
+        assert_eq!(TsPart::Date.of_timestamp(t, &parse_tz("Australia/Sydney").unwrap()), 14);
         assert!(parse_tz("Not/AZone").is_err());
         assert!(parse_tz("+25:00").is_err());
     }

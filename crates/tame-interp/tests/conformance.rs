@@ -4,12 +4,7 @@
 //! with every skip reason and failure, and asserts a pass-rate floor.
 
 // Test-only code: a malformed data file may panic the test with a message.
-#![allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
@@ -149,16 +144,8 @@ fn to_value(m: &Msg) -> Result<Value, String> {
     Ok(match name.as_str() {
         "null_value" => Value::Null,
         "bool_value" => Value::Bool(word(Some(v)).as_deref() == Some("true")),
-        "int64_value" => Value::Int(
-            word(Some(v))
-                .and_then(|w| w.parse().ok())
-                .ok_or("bad int64_value")?,
-        ),
-        "uint64_value" => Value::Uint(
-            word(Some(v))
-                .and_then(|w| w.parse().ok())
-                .ok_or("bad uint64_value")?,
-        ),
+        "int64_value" => Value::Int(word(Some(v)).and_then(|w| w.parse().ok()).ok_or("bad int64_value")?),
+        "uint64_value" => Value::Uint(word(Some(v)).and_then(|w| w.parse().ok()).ok_or("bad uint64_value")?),
         "double_value" => Value::Double(parse_double(&word(Some(v)).unwrap_or_default())?),
         "string_value" => match v {
             Val::Str(b) => Value::String(Arc::from(
@@ -175,10 +162,7 @@ fn to_value(m: &Msg) -> Result<Value, String> {
             let Val::Msg(l) = v else {
                 return Err("bad list_value".into());
             };
-            let items = l
-                .msgs("values")
-                .map(to_value)
-                .collect::<Result<Vec<_>, _>>()?;
+            let items = l.msgs("values").map(to_value).collect::<Result<Vec<_>, _>>()?;
             Value::List(Arc::from(items))
         }
         "map_value" => {
@@ -243,9 +227,7 @@ fn same(a: &Value, b: &Value) -> bool {
         }
         (Value::String(x), Value::String(y)) => x == y,
         (Value::Bytes(x), Value::Bytes(y)) => x == y,
-        (Value::List(x), Value::List(y)) => {
-            x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| same(p, q))
-        }
+        (Value::List(x), Value::List(y)) => x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| same(p, q)),
         (Value::Map(x), Value::Map(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
         }
@@ -288,9 +270,7 @@ fn run_test(test: &Msg) -> Outcome {
         }
     }
     for d in test.msgs("type_env") {
-        if let (Some(name), Some(t)) =
-            (d.string("name"), d.msg("ident").and_then(|i| i.msg("type")))
-        {
+        if let (Some(name), Some(t)) = (d.string("name"), d.msg("ident").and_then(|i| i.msg("type"))) {
             env.declare(&name, decl_type(t));
         }
     }
@@ -306,9 +286,7 @@ fn run_test(test: &Msg) -> Outcome {
             }
         }
         for d in test.msgs("type_env") {
-            if let (Some(name), Some(t)) =
-                (d.string("name"), d.msg("ident").and_then(|i| i.msg("type")))
-            {
+            if let (Some(name), Some(t)) = (d.string("name"), d.msg("ident").and_then(|i| i.msg("type"))) {
                 cenv.declare(name, decl_type(t));
             }
         }
@@ -325,12 +303,8 @@ fn run_test(test: &Msg) -> Outcome {
     let got = compile(&ast, &env)
         .map_err(|e| format!("compile error: {e}"))
         .and_then(|p| {
-            p.eval(&Activation::new(
-                &vars,
-                &NoFacts,
-                jiff::Timestamp::UNIX_EPOCH,
-            ))
-            .map_err(|e| format!("eval error: {e}"))
+            p.eval(&Activation::new(&vars, &NoFacts, jiff::Timestamp::UNIX_EPOCH))
+                .map_err(|e| format!("eval error: {e}"))
         });
 
     let expected = test
@@ -343,11 +317,7 @@ fn run_test(test: &Msg) -> Outcome {
             Err(err) => Outcome::Skip(format!("cannot read the expected value: {err}")),
         },
         (Some(exp), Err(e)) => Outcome::Fail(format!("expected {}, got {e}", describe(exp))),
-        (None, Err(_))
-            if test.get("eval_error").is_some() || test.get("any_eval_errors").is_some() =>
-        {
-            Outcome::Pass
-        }
+        (None, Err(_)) if test.get("eval_error").is_some() || test.get("any_eval_errors").is_some() => Outcome::Pass,
         (None, Ok(v)) => Outcome::Fail(format!("expected an error, got {v:?}")),
         (None, Err(e)) => Outcome::Fail(format!("no expectation in the test; got {e}")),
     }
@@ -360,9 +330,7 @@ fn describe(m: &Msg) -> String {
 #[test]
 fn cel_conformance() {
     let Some(dir) = conformance_dir() else {
-        println!(
-            "skipping CEL conformance: ../shared/conformance/cel not found (set TAME_CEL_CONFORMANCE)"
-        );
+        println!("skipping CEL conformance: ../shared/conformance/cel not found (set TAME_CEL_CONFORMANCE)");
         return;
     };
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -371,11 +339,7 @@ fn cel_conformance() {
         .filter(|p| p.extension().is_some_and(|e| e == "textproto"))
         .collect();
     files.sort();
-    assert!(
-        !files.is_empty(),
-        "no .textproto files in {}",
-        dir.display()
-    );
+    assert!(!files.is_empty(), "no .textproto files in {}", dir.display());
 
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
     for path in &files {
@@ -391,8 +355,8 @@ fn cel_conformance() {
             for test in section.msgs("test") {
                 let id = format!("{file}/{sname}/{}", test.string("name").unwrap_or_default());
                 let expr = test.string("expr").unwrap_or_default();
-                let outcome = std::panic::catch_unwind(|| run_test(test))
-                    .unwrap_or_else(|_| Outcome::Fail("panicked".into()));
+                let outcome =
+                    std::panic::catch_unwind(|| run_test(test)).unwrap_or_else(|_| Outcome::Fail("panicked".into()));
                 match outcome {
                     Outcome::Pass => tally.pass += 1,
                     Outcome::Skip(r) => {

@@ -34,10 +34,7 @@ impl Msg {
     }
 
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Val> + 'a {
-        self.fields
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v)
+        self.fields.iter().filter(move |(n, _)| n == name).map(|(_, v)| v)
     }
 
     pub fn msg(&self, name: &str) -> Option<&Msg> {
@@ -169,9 +166,9 @@ impl<'a> Lexer<'a> {
                     let end = rest.iter().position(|&c| c == b']');
                     let is_name = end.is_some_and(|e| {
                         e > 0
-                            && rest[..e].iter().all(|c| {
-                                c.is_ascii_alphanumeric() || matches!(c, b'.' | b'/' | b'_')
-                            })
+                            && rest[..e]
+                                .iter()
+                                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'/' | b'_'))
                             && rest[0].is_ascii_alphabetic()
                     });
                     match (is_name, end) {
@@ -186,12 +183,7 @@ impl<'a> Lexer<'a> {
                         }
                     }
                 }
-                c if c.is_ascii_alphanumeric()
-                    || c == b'_'
-                    || c == b'-'
-                    || c == b'+'
-                    || c == b'.' =>
-                {
+                c if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'+' || c == b'.' => {
                     let start = self.pos;
                     while let Some(c) = self.peek_byte() {
                         if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'+' | b'.') {
@@ -294,10 +286,7 @@ struct Parser {
 
 impl Parser {
     fn line(&self) -> usize {
-        self.toks
-            .get(self.pos)
-            .or(self.toks.last())
-            .map_or(0, |(_, l)| *l)
+        self.toks.get(self.pos).or(self.toks.last()).map_or(0, |(_, l)| *l)
     }
 
     fn err<T>(&self, message: impl Into<String>) -> Result<T, Error> {
@@ -397,10 +386,7 @@ mod tests {
 
     #[test]
     fn fields_messages_and_lists() {
-        let m = parse(
-            "name: \"x\" # comment\n section { test: < a: 1 b: [1, 2] > } flag: true; s: 'a' \"b\"",
-        )
-        .unwrap();
+        let m = parse("name: \"x\" # comment\n section { test: < a: 1 b: [1, 2] > } flag: true; s: 'a' \"b\"").unwrap();
         assert_eq!(m.string("name").as_deref(), Some("x"));
         assert!(m.flag("flag"));
         assert_eq!(m.string("s").as_deref(), Some("ab"));
@@ -411,21 +397,16 @@ mod tests {
 
     #[test]
     fn escapes_are_bytes() {
-        let m =
-            parse(r#"a: "\303\277" b: "\xff\x00" c: "\u270c" d: "\a\b\f\n\r\t\v\"\'\\""#).unwrap();
+        let m = parse(r#"a: "\303\277" b: "\xff\x00" c: "\u270c" d: "\a\b\f\n\r\t\v\"\'\\""#).unwrap();
         assert_eq!(m.get("a"), Some(&Val::Str(vec![0xc3, 0xbf])));
         assert_eq!(m.get("b"), Some(&Val::Str(vec![0xff, 0])));
         assert_eq!(m.get("c"), Some(&Val::Str("\u{270c}".as_bytes().to_vec())));
-        assert_eq!(
-            m.get("d"),
-            Some(&Val::Str(b"\x07\x08\x0c\n\r\t\x0b\"'\\".to_vec()))
-        );
+        assert_eq!(m.get("d"), Some(&Val::Str(b"\x07\x08\x0c\n\r\t\x0b\"'\\".to_vec())));
     }
 
     #[test]
     fn extension_names_and_errors() {
-        let m =
-            parse("v { [type.googleapis.com/google.protobuf.Duration] { seconds: 1 } }").unwrap();
+        let m = parse("v { [type.googleapis.com/google.protobuf.Duration] { seconds: 1 } }").unwrap();
         assert!(
             m.msg("v")
                 .unwrap()
