@@ -314,8 +314,11 @@ fn err<'s>(msg: impl Into<String>, span: Span) -> Out<'s> {
 }
 
 /// Runs a host function. Errors become messages; the caller adds the span.
+/// A host function that panics is an error of the call, not a crash of
+/// the evaluator (with `panic = "unwind"`).
 fn call_host(func: &HostFn, args: &[Value]) -> Result<Value, String> {
-    func(args)
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| func(args)))
+        .unwrap_or_else(|_| Err("host function panicked".to_string()))
 }
 
 impl Node {

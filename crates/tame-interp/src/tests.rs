@@ -383,6 +383,16 @@ fn host_functions() {
 }
 
 #[test]
+fn a_panicking_host_function_is_an_error() {
+    let mut env = Env::policy();
+    env.add_function("boom", Some(0), host_fn(|_| panic!("host bug")));
+    let r = eval_in(&env, &policy_vars(), &NoFacts, "boom() || true");
+    assert!(matches!(r, Ok(Value::Bool(true))), "{r:?}");
+    let r = eval_in(&env, &policy_vars(), &NoFacts, "boom()");
+    assert_eq!(r.unwrap_err(), "boom: host function panicked");
+}
+
+#[test]
 fn registry_host_functions() {
     let mut reg = tame_lang::Registry::builtins();
     // Declared for the embedder but not implemented: a compile error.
