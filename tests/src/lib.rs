@@ -258,11 +258,12 @@ pub fn cli_eval(policy: &Path, calls: &[Value]) -> Vec<Value> {
 ///   allowed, so the history may leave fewer facts than the offline
 ///   `session` said (a rate limit stops counting at its limit); every
 ///   frontend is handed the same history, so they must still agree.
-/// - Facts that no call can create (`calls` without counts, `labels`) make
-///   the call unreplayable: it is left out and named in the second result.
+/// - Facts that no call can create (a bare `calls` total, `labels`) are
+///   dropped; the second result names each call that lost some. Again the
+///   same for every frontend.
 pub fn live_calls(calls: &[Value], tag: &str) -> (Vec<Value>, Vec<String>) {
     let mut out = Vec::new();
-    let mut skipped = Vec::new();
+    let mut dropped_facts = Vec::new();
     for (index, call) in calls.iter().enumerate() {
         let mut obj = call.as_object().cloned().unwrap_or_default();
         obj.remove("now");
@@ -271,12 +272,9 @@ pub fn live_calls(calls: &[Value], tag: &str) -> (Vec<Value>, Vec<String>) {
             continue;
         };
         let facts = session.as_object().cloned().unwrap_or_default();
-        if facts.contains_key("labels")
-            || facts.contains_key("calls")
-            || facts.keys().any(|k| k != "counts" && k != "called")
-        {
-            skipped.push(format!("call {}: {call}", index + 1));
-            continue;
+        let dropped: Vec<&String> = facts.keys().filter(|k| *k != "counts" && *k != "called").collect();
+        if !dropped.is_empty() {
+            dropped_facts.push(format!("call {} loses {dropped:?}: {call}", index + 1));
         }
         let session_id = obj
             .get("session_id")
@@ -320,7 +318,7 @@ pub fn live_calls(calls: &[Value], tag: &str) -> (Vec<Value>, Vec<String>) {
         obj.insert("session_id".into(), json!(session_id));
         out.push(Value::Object(obj));
     }
-    (out, skipped)
+    (out, dropped_facts)
 }
 
 /// A `tame serve` process on a free loopback port with its own SQLite
