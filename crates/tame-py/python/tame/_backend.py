@@ -237,7 +237,7 @@ class EmbeddedBackend:
     # -- enforce ---------------------------------------------------------
 
     def _enforce(self, body: Any) -> Dict[str, Any]:
-        if not isinstance(body, Mapping):
+        if not isinstance(body, dict):
             raise ApiError(422, "request body must be an object")
         tool_name = body.get("tool_name")
         if not isinstance(tool_name, str) or not tool_name:
@@ -247,7 +247,7 @@ class EmbeddedBackend:
         session_id = body.get("session_id") or str(uuid.uuid4())
         agent_id = body.get("agent_id")
         user_id = body.get("user_id")
-        approval_id = body.get("approval_id") or (metadata.get("approval_id") if isinstance(metadata, Mapping) else None)
+        approval_id = body.get("approval_id") or (metadata.get("approval_id") if isinstance(metadata, dict) else None)
         held = None
         if approval_id is not None:
             held = self._approval_for_release(str(approval_id), tool_name, tool_args, session_id)

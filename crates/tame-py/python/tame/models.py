@@ -107,7 +107,7 @@ class EnforcementDecision:
         metadata: Optional[Mapping[str, Any]] = None,
     ) -> "EnforcementDecision":
         """Build a decision from a ``POST /api/v1/enforce`` response body."""
-        if not isinstance(data, Mapping):
+        if not isinstance(data, dict):
             raise TameSDKException(
                 f"unexpected enforce response: expected an object, got {type(data).__name__}"
             )
