@@ -73,9 +73,7 @@ pub struct AgentBinding {
 #[must_use]
 pub fn tag_within(tag: &str, allowed: &str) -> bool {
     tag == allowed
-        || (tag.len() > allowed.len()
-            && tag.starts_with(allowed)
-            && tag.as_bytes().get(allowed.len()) == Some(&b'.'))
+        || (tag.len() > allowed.len() && tag.starts_with(allowed) && tag.as_bytes().get(allowed.len()) == Some(&b'.'))
 }
 
 /// Answer of [`Contracts::validate_tool_request`] and [`Contracts::validate_agent`].
@@ -89,16 +87,10 @@ pub struct RequestValidation {
 
 impl RequestValidation {
     fn allow(reason: String) -> Self {
-        RequestValidation {
-            allowed: true,
-            reason,
-        }
+        RequestValidation { allowed: true, reason }
     }
     fn deny(reason: String) -> Self {
-        RequestValidation {
-            allowed: false,
-            reason,
-        }
+        RequestValidation { allowed: false, reason }
     }
 }
 
@@ -191,22 +183,14 @@ impl Contracts {
         agents: Option<IndexMap<String, AgentBinding>>,
     ) -> Result<Contracts, ContractError> {
         build(
-            Some(
-                tool_contracts
-                    .into_iter()
-                    .map(|(k, v)| (k, Ok(v)))
-                    .collect(),
-            ),
+            Some(tool_contracts.into_iter().map(|(k, v)| (k, Ok(v))).collect()),
             agents.map(|a| a.into_iter().map(|(k, v)| (k, Ok(v))).collect()),
             Vec::new(),
         )
     }
 
     /// Loads the `tool_contracts:` and `agents:` sections (either may be absent).
-    pub fn from_json(
-        tool_contracts: Option<&Value>,
-        agents: Option<&Value>,
-    ) -> Result<Contracts, ContractError> {
+    pub fn from_json(tool_contracts: Option<&Value>, agents: Option<&Value>) -> Result<Contracts, ContractError> {
         let mut errors = Vec::new();
         let tools = json_entries::<ToolContract>("tool_contracts", tool_contracts, &mut errors);
         let agents = json_entries::<AgentBinding>("agents", agents, &mut errors);
@@ -217,11 +201,7 @@ impl Contracts {
     /// (errors come in file order).
     pub fn from_yaml(source: &str) -> Result<Contracts, ContractError> {
         let doc: serde_yaml::Value = serde_yaml::from_str(source).map_err(|e| ContractError {
-            errors: vec![item_error(
-                "tool_contracts",
-                "",
-                format!("invalid YAML: {e}"),
-            )],
+            errors: vec![item_error("tool_contracts", "", format!("invalid YAML: {e}"))],
         })?;
         Contracts::from_yaml_sections(doc.get("tool_contracts"), doc.get("agents"))
     }
@@ -261,22 +241,14 @@ impl Contracts {
 
     /// Seed 004's lightweight check: may `tool` receive data with these tags?
     #[must_use]
-    pub fn validate_tool_request<S: AsRef<str>>(
-        &self,
-        tool: &str,
-        data_tags: &[S],
-    ) -> RequestValidation {
+    pub fn validate_tool_request<S: AsRef<str>>(&self, tool: &str, data_tags: &[S]) -> RequestValidation {
         let Some(contract) = self.contract(tool) else {
-            return RequestValidation::allow(format!(
-                "No contract for {tool}; request tags are not restricted"
-            ));
+            return RequestValidation::allow(format!("No contract for {tool}; request tags are not restricted"));
         };
         for tag in data_tags {
             let tag = tag.as_ref();
             if !contract.allows_tag(tag) {
-                return RequestValidation::deny(format!(
-                    "Tag '{tag}' not in allowed_request_tags for {tool}"
-                ));
+                return RequestValidation::deny(format!("Tag '{tag}' not in allowed_request_tags for {tool}"));
             }
         }
         RequestValidation::allow(format!("All request tags allowed for {tool}"))
@@ -347,11 +319,7 @@ impl Contracts {
         if !tag_check.allowed {
             return blocked(tag_check.reason, report.findings, detected_tags);
         }
-        if let Some(secret) = report
-            .findings
-            .iter()
-            .find(|f| f.category == Category::Secret)
-        {
+        if let Some(secret) = report.findings.iter().find(|f| f.category == Category::Secret) {
             let reason = format!(
                 "Payload for {tool} contains a secret ({} at {})",
                 secret.kind, secret.path
@@ -480,10 +448,7 @@ fn yaml_entries<T: serde::de::DeserializeOwned>(
                     ));
                     continue;
                 };
-                out.push((
-                    name.to_owned(),
-                    T::deserialize(v).map_err(|e| e.to_string()),
-                ));
+                out.push((name.to_owned(), T::deserialize(v).map_err(|e| e.to_string())));
             }
             Some(out)
         }
@@ -517,11 +482,7 @@ fn build(
                 errors.push(item_error("tool_contracts", &name, m));
             }
         }
-        if contract
-            .allowed_response_fields
-            .iter()
-            .any(String::is_empty)
-        {
+        if contract.allowed_response_fields.iter().any(String::is_empty) {
             errors.push(item_error(
                 "tool_contracts",
                 &name,
@@ -564,11 +525,7 @@ fn build(
                 Ok(globs) => {
                     out.insert(name, CompiledAgent { binding, globs });
                 }
-                Err(e) => errors.push(item_error(
-                    "agents",
-                    &name,
-                    format!("invalid tool globs: {e}"),
-                )),
+                Err(e) => errors.push(item_error("agents", &name, format!("invalid tool globs: {e}"))),
             }
         }
         out
@@ -585,12 +542,9 @@ fn build(
 
 fn check_tag(tag: &str) -> Result<(), String> {
     let ok = !tag.is_empty()
-        && tag.split('.').all(|seg| {
-            !seg.is_empty()
-                && seg
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        });
+        && tag
+            .split('.')
+            .all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
     if ok {
         Ok(())
     } else {

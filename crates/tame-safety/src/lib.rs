@@ -21,8 +21,8 @@ pub mod scan;
 pub mod schema;
 
 pub use contracts::{
-    AgentBinding, ContractError, Contracts, InterceptAction, RequestInterception,
-    RequestValidation, ResponseInterception, ToolContract,
+    AgentBinding, ContractError, Contracts, InterceptAction, RequestInterception, RequestValidation,
+    ResponseInterception, ToolContract,
 };
 pub use scan::{Category, Finding, Kind, Location, ScanOptions, ScanReport, Scanner, labels};
 pub use schema::{SchemaLoadError, SchemaViolation, ToolSchemaError, ToolSchemas, ToolSpec};

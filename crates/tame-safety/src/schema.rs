@@ -148,11 +148,7 @@ impl ToolSchemas {
             match ToolSpec::deserialize(item) {
                 Ok(spec) => specs.push(spec),
                 Err(e) => errors.push(ToolSchemaError {
-                    tool: item
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
+                    tool: item.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
                     index,
                     message: e.to_string(),
                 }),
@@ -171,8 +167,7 @@ impl ToolSchemas {
 
     /// Loads from YAML text: either the list itself or a document with a `tools:` key.
     pub fn from_yaml(source: &str) -> Result<ToolSchemas, SchemaLoadError> {
-        let doc: Value =
-            serde_yaml::from_str(source).map_err(|e| single_error(format!("invalid YAML: {e}")))?;
+        let doc: Value = serde_yaml::from_str(source).map_err(|e| single_error(format!("invalid YAML: {e}")))?;
         match doc.get("tools") {
             Some(section) => ToolSchemas::from_json(section),
             None => ToolSchemas::from_json(&doc),
@@ -227,9 +222,7 @@ impl ToolSchemas {
         let kind = error.kind();
         let message = match kind {
             ValidationErrorKind::Required { property } => {
-                let name = property
-                    .as_str()
-                    .map_or_else(|| property.to_string(), str::to_owned);
+                let name = property.as_str().map_or_else(|| property.to_string(), str::to_owned);
                 let message = format!("missing required property `{name}`");
                 segments.push(Segment::Key(Cow::Owned(name)));
                 message
@@ -296,9 +289,7 @@ fn compile(schema: &Value) -> Result<Validator, String> {
                 .as_array()
                 .is_some_and(|a| a.iter().any(|t| t.as_str() == Some("object")));
         if !is_object {
-            return Err(format!(
-                "`input_schema.type` must be \"object\", found {ty}"
-            ));
+            return Err(format!("`input_schema.type` must be \"object\", found {ty}"));
         }
     }
     jsonschema::options()

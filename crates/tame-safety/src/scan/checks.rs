@@ -59,14 +59,7 @@ pub(crate) fn card_issuer_ok(digits: &[u8]) -> bool {
         {
             true
         }
-        12..=19
-            if matches!(
-                p4,
-                5018 | 5020 | 5038 | 5893 | 6304 | 6759 | 6761 | 6762 | 6763
-            ) =>
-        {
-            true
-        }
+        12..=19 if matches!(p4, 5018 | 5020 | 5038 | 5893 | 6304 | 6759 | 6761 | 6762 | 6763) => true,
         _ => false,
     }
 }
@@ -78,10 +71,7 @@ pub(crate) fn ssn_ok(area: u32, group: u32, serial: u32) -> bool {
         return false;
     }
     // Published examples that were never valid numbers.
-    !matches!(
-        (area, group, serial),
-        (78, 5, 1120) | (219, 9, 9999) | (123, 45, 6789)
-    )
+    !matches!((area, group, serial), (78, 5, 1120) | (219, 9, 9999) | (123, 45, 6789))
 }
 
 /// IBAN length per country (ISO 13616 registry).
@@ -231,8 +221,7 @@ fn decodes_to_json_object(segment: &str) -> Option<serde_json::Map<String, serde
 /// object naming an `alg` (or `typ`) and whose payload is a JSON object.
 pub(crate) fn jwt_ok(token: &str) -> bool {
     let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(_sig), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(payload), Some(_sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return false;
     };

@@ -124,9 +124,7 @@ impl Kind {
     #[must_use]
     pub fn category(self) -> Category {
         match self {
-            Kind::Email | Kind::Phone | Kind::CreditCard | Kind::UsSsn | Kind::Iban => {
-                Category::Pii
-            }
+            Kind::Email | Kind::Phone | Kind::CreditCard | Kind::UsSsn | Kind::Iban => Category::Pii,
             _ => Category::Secret,
         }
     }
@@ -221,10 +219,7 @@ pub(crate) const PATTERNS: &[(Rule, &str)] = &[
         r"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}|whsec_[0-9A-Za-z]{24,}",
     ),
     (Rule::Token(Kind::GoogleApiKey), r"AIza[0-9A-Za-z_-]{35}"),
-    (
-        Rule::Jwt,
-        r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*",
-    ),
+    (Rule::Jwt, r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
     (
         Rule::UrlPassword,
         r"[A-Za-z][A-Za-z0-9+.-]{1,15}://[A-Za-z0-9._~%!$&'()*+,;=-]{0,64}:[A-Za-z0-9._~%!$&'()*+,;=-]{1,128}@[A-Za-z0-9.-]+",
@@ -333,8 +328,9 @@ pub(crate) fn confirm(rule: Rule, s: &str, m: Range<usize>) -> Option<(Kind, Ran
                 .count();
             (base64_chars >= 16).then_some((Kind::PrivateKey, m.start..end))
         }
-        Rule::AwsKeyId => (!is_word(byte_before(s, m.start)) && !is_word(byte_at(s, m.end)))
-            .then_some((Kind::AwsAccessKeyId, m)),
+        Rule::AwsKeyId => {
+            (!is_word(byte_before(s, m.start)) && !is_word(byte_at(s, m.end))).then_some((Kind::AwsAccessKeyId, m))
+        }
         Rule::AwsSecret => {
             if is_base64_char(byte_at(s, m.end)) {
                 return None;
@@ -390,19 +386,7 @@ pub(crate) fn confirm(rule: Rule, s: &str, m: Range<usize>) -> Option<(Kind, Ran
                     c.is_whitespace()
                         || matches!(
                             c,
-                            '"' | '\''
-                                | '`'
-                                | ','
-                                | ';'
-                                | '&'
-                                | '('
-                                | ')'
-                                | '{'
-                                | '}'
-                                | '['
-                                | ']'
-                                | '<'
-                                | '>'
+                            '"' | '\'' | '`' | ',' | ';' | '&' | '(' | ')' | '{' | '}' | '[' | ']' | '<' | '>'
                         )
                 })
                 .map_or(rest.len(), |(i, _)| i);
@@ -412,8 +396,7 @@ pub(crate) fn confirm(rule: Rule, s: &str, m: Range<usize>) -> Option<(Kind, Ran
             let value = rest.get(..len)?;
             // `password = getPassword()` is code, not a value.
             let is_call = rest.as_bytes().get(len) == Some(&b'(');
-            (!is_call && generic_value_ok(value))
-                .then_some((Kind::GenericSecret, m.end..m.end + len))
+            (!is_call && generic_value_ok(value)).then_some((Kind::GenericSecret, m.end..m.end + len))
         }
         Rule::Email => {
             let at = text.find('@')?;
@@ -421,8 +404,8 @@ pub(crate) fn confirm(rule: Rule, s: &str, m: Range<usize>) -> Option<(Kind, Ran
             let domain = text.get(at + 1..)?;
             let tld = domain.rsplit('.').next()?.to_ascii_lowercase();
             const FILE_EXTENSIONS: &[&str] = &[
-                "png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "css", "js", "ts",
-                "json", "yaml", "yml", "txt", "md", "html", "py", "rs",
+                "png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "css", "js", "ts", "json", "yaml", "yml",
+                "txt", "md", "html", "py", "rs",
             ];
             let bad = local.starts_with('.')
                 || local.ends_with('.')
@@ -460,8 +443,7 @@ pub(crate) fn confirm(rule: Rule, s: &str, m: Range<usize>) -> Option<(Kind, Ran
             let digits = text.bytes().filter(u8::is_ascii_digit).count();
             let opens = text.bytes().filter(|&b| b == b'(').count();
             let closes = text.bytes().filter(|&b| b == b')').count();
-            ((8..=15).contains(&digits) && opens == closes && opens <= 1)
-                .then_some((Kind::Phone, m))
+            ((8..=15).contains(&digits) && opens == closes && opens <= 1).then_some((Kind::Phone, m))
         }
         Rule::PhoneNanp => {
             let before = byte_before(s, m.start);
@@ -502,9 +484,7 @@ pub(crate) fn generic_value_ok(value: &str) -> bool {
 fn looks_like_identifier(value: &str) -> bool {
     let ident = |part: &str| {
         let mut chars = part.chars();
-        chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
     };
     let dotted = value.contains('.') && value.split('.').all(ident);

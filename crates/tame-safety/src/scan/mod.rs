@@ -169,10 +169,9 @@ impl Scanner {
             .configure(meta::Config::new().match_kind(MatchKind::LeftmostFirst))
             .build_many(&patterns)
             .expect("built-in detector patterns compile");
-        let secret_key_name =
-            regex::Regex::new(detectors::SECRET_KEY_NAME).expect("built-in key pattern compiles");
-        let aws_secret_key_name = regex::Regex::new(detectors::AWS_SECRET_KEY_NAME)
-            .expect("built-in key pattern compiles");
+        let secret_key_name = regex::Regex::new(detectors::SECRET_KEY_NAME).expect("built-in key pattern compiles");
+        let aws_secret_key_name =
+            regex::Regex::new(detectors::AWS_SECRET_KEY_NAME).expect("built-in key pattern compiles");
         Scanner {
             automaton,
             rules: PATTERNS.iter().map(|(r, _)| *r).collect(),
@@ -283,8 +282,7 @@ impl Scanner {
         let mut out = Vec::new();
         let mut path: Vec<Segment<'_>> = Vec::new();
         // (depth, segment leading to the node, node, parent member name)
-        let mut stack: Vec<(usize, Option<Segment<'_>>, &mut Value, Option<&str>)> =
-            vec![(0, None, value, None)];
+        let mut stack: Vec<(usize, Option<Segment<'_>>, &mut Value, Option<&str>)> = vec![(0, None, value, None)];
         while let Some((depth, seg, node, parent_key)) = stack.pop() {
             if out.len() >= self.options.max_findings {
                 break;
@@ -299,14 +297,9 @@ impl Scanner {
                         continue;
                     }
                     let mut found = Vec::new();
-                    if let Some(new) =
-                        self.redact_text(s, parent_key, &select, "", Location::Value, &mut found)
-                    {
+                    if let Some(new) = self.redact_text(s, parent_key, &select, "", Location::Value, &mut found) {
                         let p = format_path(&path);
-                        out.extend(found.into_iter().map(|f| Finding {
-                            path: p.clone(),
-                            ..f
-                        }));
+                        out.extend(found.into_iter().map(|f| Finding { path: p.clone(), ..f }));
                         *s = new;
                     }
                 }
@@ -330,33 +323,30 @@ impl Scanner {
                     let mut renames = Vec::new();
                     for key in map.keys() {
                         let mut found = Vec::new();
-                        if let Some(new_key) =
-                            self.redact_text(key, None, &select, "", Location::Key, &mut found)
-                        {
+                        if let Some(new_key) = self.redact_text(key, None, &select, "", Location::Key, &mut found) {
                             path.push(Segment::Key(Cow::Owned(new_key.clone())));
                             let p = format_path(&path);
                             path.pop();
-                            out.extend(found.into_iter().map(|f| Finding {
-                                path: p.clone(),
-                                ..f
-                            }));
+                            out.extend(found.into_iter().map(|f| Finding { path: p.clone(), ..f }));
                             renames.push((key.clone(), new_key));
                         }
                     }
                     for (old, new) in renames {
                         if let Some(v) = map.remove(&old) {
-                            map.insert(new, v);
+                            // Two names can redact to the same text; keep both members.
+                            let mut name = new.clone();
+                            let mut n = 2;
+                            while map.contains_key(&name) {
+                                name = format!("{new}#{n}");
+                                n += 1;
+                            }
+                            map.insert(name, v);
                         }
                     }
                     let first_child = stack.len();
                     for (key, child) in map.iter_mut() {
                         let key = key.as_str();
-                        stack.push((
-                            depth + 1,
-                            Some(Segment::Key(Cow::Borrowed(key))),
-                            child,
-                            Some(key),
-                        ));
+                        stack.push((depth + 1, Some(Segment::Key(Cow::Borrowed(key))), child, Some(key)));
                     }
                     if let Some(pushed) = stack.get_mut(first_child..) {
                         pushed.reverse();
@@ -405,10 +395,7 @@ impl Scanner {
             if hits.is_empty() {
                 break;
             }
-            out.extend(
-                hits.iter()
-                    .map(|h| make_finding(h, source, path.to_owned(), location)),
-            );
+            out.extend(hits.iter().map(|h| make_finding(h, source, path.to_owned(), location)));
             current = Some(apply_redaction(source, &hits));
         }
         current
@@ -421,8 +408,7 @@ impl Scanner {
         let mut depth_exceeded = false;
         let mut path: Vec<Segment<'_>> = Vec::new();
         // (depth, segment leading to the node, node, parent member name)
-        let mut stack: Vec<(usize, Option<Segment<'_>>, &Value, Option<&str>)> =
-            vec![(0, None, root, None)];
+        let mut stack: Vec<(usize, Option<Segment<'_>>, &Value, Option<&str>)> = vec![(0, None, root, None)];
         while let Some((depth, seg, node, parent_key)) = stack.pop() {
             path.truncate(depth.saturating_sub(1));
             if let Some(seg) = seg {
@@ -473,8 +459,7 @@ impl Scanner {
                             let p = format_path(&path);
                             path.pop();
                             for h in &hits {
-                                if visit(make_finding(h, key, p.clone(), Location::Key)).is_break()
-                                {
+                                if visit(make_finding(h, key, p.clone(), Location::Key)).is_break() {
                                     return depth_exceeded;
                                 }
                             }
@@ -503,9 +488,7 @@ impl Scanner {
             let next = m.end().max(m.start() + 1);
             if m.start() >= skip_until {
                 let rule = self.rules.get(m.pattern().as_usize()).copied();
-                if let Some((kind, range)) =
-                    rule.and_then(|r| detectors::confirm(r, text, m.range()))
-                {
+                if let Some((kind, range)) = rule.and_then(|r| detectors::confirm(r, text, m.range())) {
                     if kind == Kind::PrivateKey {
                         skip_until = range.end;
                     }
@@ -561,8 +544,7 @@ impl Scanner {
         {
             return Some(Kind::AwsSecretAccessKey);
         }
-        (self.secret_key_name.is_match(member) && detectors::generic_value_ok(text))
-            .then_some(Kind::GenericSecret)
+        (self.secret_key_name.is_match(member) && detectors::generic_value_ok(text)).then_some(Kind::GenericSecret)
     }
 }
 
@@ -587,10 +569,8 @@ fn resolve_overlaps(text: &str, mut hits: Vec<Hit>) -> Vec<Hit> {
                 .min();
             if let Some(cut) = cut {
                 let shortened = h.range.start..cut;
-                let still_secret = cut > h.range.start
-                    && text
-                        .get(shortened.clone())
-                        .is_some_and(detectors::generic_value_ok);
+                let still_secret =
+                    cut > h.range.start && text.get(shortened.clone()).is_some_and(detectors::generic_value_ok);
                 if !still_secret {
                     continue;
                 }
@@ -598,9 +578,7 @@ fn resolve_overlaps(text: &str, mut hits: Vec<Hit>) -> Vec<Hit> {
             }
         }
         let inside_kept = kept.last().is_some_and(|k| {
-            k.kind == Kind::PrivateKey
-                && k.range.start <= h.range.start
-                && h.range.end <= k.range.end
+            k.kind == Kind::PrivateKey && k.range.start <= h.range.start && h.range.end <= k.range.end
         });
         if !inside_kept {
             kept.push(h);
@@ -682,10 +660,7 @@ mod tests {
 
     #[test]
     fn preview_masks() {
-        assert_eq!(
-            preview(Kind::AwsAccessKeyId, "AKIAIOSFODNN7EXAMPLE"),
-            "AKIA****"
-        );
+        assert_eq!(preview(Kind::AwsAccessKeyId, "AKIAIOSFODNN7EXAMPLE"), "AKIA****");
         assert_eq!(preview(Kind::Email, "bob@example.com"), "bo****");
         assert_eq!(preview(Kind::Jwt, "abc"), "****");
     }

@@ -15,9 +15,7 @@ pub(crate) enum Segment<'a> {
 /// True when `name` can be written in dot notation (`$.name`).
 fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -50,9 +48,7 @@ pub(crate) fn push_segment(out: &mut String, seg: &Segment<'_>) {
 }
 
 /// Formats a whole path starting at `$`.
-pub(crate) fn format_path<'s, 'a: 's>(
-    segments: impl IntoIterator<Item = &'s Segment<'a>>,
-) -> String {
+pub(crate) fn format_path<'s, 'a: 's>(segments: impl IntoIterator<Item = &'s Segment<'a>>) -> String {
     let mut out = String::from("$");
     for seg in segments {
         push_segment(&mut out, seg);

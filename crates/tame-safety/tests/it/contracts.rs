@@ -61,19 +61,13 @@ fn tag_hierarchy() {
         c.validate_tool_request("query_database", &["personal.financial.card"])
             .allowed
     );
-    assert!(
-        !c.validate_tool_request("query_database", &["personal"])
-            .allowed
-    );
+    assert!(!c.validate_tool_request("query_database", &["personal"]).allowed);
     assert!(
         !c.validate_tool_request("query_database", &["personal.financialx"])
             .allowed
     );
     // `personal.pii.email` does not allow the broader `personal.pii`.
-    assert!(
-        !c.validate_tool_request("send_email", &["personal.pii"])
-            .allowed
-    );
+    assert!(!c.validate_tool_request("send_email", &["personal.pii"]).allowed);
     // The first disallowed tag is named.
     let r = c.validate_tool_request("send_email", &["personal.pii.name", "secret.token", "x"]);
     assert_eq!(
@@ -85,10 +79,7 @@ fn tag_hierarchy() {
 #[test]
 fn tools_without_contract_are_unrestricted() {
     let c = contracts();
-    assert!(
-        c.validate_tool_request("read_file", &["personal.financial"])
-            .allowed
-    );
+    assert!(c.validate_tool_request("read_file", &["personal.financial"]).allowed);
     let resp = json!({"content": "x", "debug": 1});
     let out = c.intercept_tool_response("read_file", &resp);
     assert_eq!(out.safe_response, resp);
@@ -97,11 +88,11 @@ fn tools_without_contract_are_unrestricted() {
 
 #[test]
 fn star_contract_applies_to_other_tools() {
-    let c = Contracts::from_yaml("tool_contracts:\n  '*':\n    allowed_request_tags: [public]\n    allowed_response_fields: [result]\n").unwrap();
-    assert!(
-        !c.validate_tool_request("read_file", &["personal.pii"])
-            .allowed
-    );
+    let c = Contracts::from_yaml(
+        "tool_contracts:\n  '*':\n    allowed_request_tags: [public]\n    allowed_response_fields: [result]\n",
+    )
+    .unwrap();
+    assert!(!c.validate_tool_request("read_file", &["personal.pii"]).allowed);
     let out = c.intercept_tool_response("read_file", &json!({"result": 1, "trace": 2}));
     assert_eq!(out.safe_response, json!({"result": 1}));
     assert_eq!(out.stripped_fields, vec!["trace"]);
@@ -135,11 +126,7 @@ fn pii_not_allowed_by_contract_is_redacted() {
     assert_eq!(out.action, InterceptAction::Allow);
     assert_eq!(out.payload["to"], "alice@example.com");
     assert_eq!(out.payload["body"], "my card is [REDACTED:credit_card]");
-    assert!(
-        out.reason.contains("credit_card at $.body"),
-        "{}",
-        out.reason
-    );
+    assert!(out.reason.contains("credit_card at $.body"), "{}", out.reason);
 }
 
 #[test]
@@ -188,13 +175,9 @@ fn disallowed_tags_block() {
 #[test]
 fn seed_response_interception() {
     let c = contracts();
-    let raw =
-        json!({"status": "sent", "message_id": "msg-12345", "internal_trace_id": "x-trace-9999"});
+    let raw = json!({"status": "sent", "message_id": "msg-12345", "internal_trace_id": "x-trace-9999"});
     let out = c.intercept_tool_response("send_email", &raw);
-    assert_eq!(
-        out.safe_response,
-        json!({"status": "sent", "message_id": "msg-12345"})
-    );
+    assert_eq!(out.safe_response, json!({"status": "sent", "message_id": "msg-12345"}));
     assert_eq!(out.stripped_fields, vec!["internal_trace_id"]);
     let v = serde_json::to_value(&out).unwrap();
     assert_eq!(v["stripped_fields"], json!(["internal_trace_id"]));
@@ -231,8 +214,7 @@ fn agent_binding() {
     assert!(c.validate_agent(Some("intern_bot"), "web_search").allowed);
     assert!(!c.validate_agent(Some("intern_bot"), "send_email").allowed);
     assert!(c.validate_agent(None, "web_search").allowed);
-    let out =
-        c.intercept_tool_request("send_email", &json!({}), &[] as &[&str], Some("intern_bot"));
+    let out = c.intercept_tool_request("send_email", &json!({}), &[] as &[&str], Some("intern_bot"));
     assert_eq!(out.action, InterceptAction::Block);
     assert_eq!(
         out.reason,
@@ -275,10 +257,6 @@ agents:
         ],
         "{err}"
     );
-    assert!(
-        err.to_string()
-            .contains("unknown field `allowed_request_tag`"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("unknown field `allowed_request_tag`"), "{err}");
     assert!(Contracts::from_yaml("tool_contracts: [1]").is_err());
 }

@@ -44,22 +44,14 @@ fn measure(name: &str, corpus: &str, table: &mut Table, misses: &mut Vec<String>
     let scanner = Scanner::global();
     let mut samples = 0;
     for (line_no, line) in corpus.lines().enumerate() {
-        let sample: Sample = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("{name} line {}: {e}", line_no + 1));
+        let sample: Sample = serde_json::from_str(line).unwrap_or_else(|e| panic!("{name} line {}: {e}", line_no + 1));
         samples += 1;
         let expected: BTreeSet<Kind> = sample
             .kinds
             .iter()
-            .map(|k| {
-                Kind::from_name(k)
-                    .unwrap_or_else(|| panic!("{name} line {}: unknown kind {k}", line_no + 1))
-            })
+            .map(|k| Kind::from_name(k).unwrap_or_else(|| panic!("{name} line {}: unknown kind {k}", line_no + 1)))
             .collect();
-        let found: BTreeSet<Kind> = scanner
-            .scan_str(&sample.text)
-            .iter()
-            .map(|f| f.kind)
-            .collect();
+        let found: BTreeSet<Kind> = scanner.scan_str(&sample.text).iter().map(|f| f.kind).collect();
         for kind in Kind::ALL {
             let c = table.entry(kind).or_default();
             let verdict = match (expected.contains(&kind), found.contains(&kind)) {
@@ -150,10 +142,6 @@ fn precision_and_recall_per_detector() {
             "{kind}: precision {:.3} below {FLOOR}",
             c.precision()
         );
-        assert!(
-            c.recall() >= FLOOR,
-            "{kind}: recall {:.3} below {FLOOR}",
-            c.recall()
-        );
+        assert!(c.recall() >= FLOOR, "{kind}: recall {:.3} below {FLOOR}", c.recall());
     }
 }

@@ -4,11 +4,7 @@ use serde_json::json;
 use tame_safety::{Category, Kind, Location, Scanner};
 
 fn kinds(text: &str) -> Vec<Kind> {
-    Scanner::global()
-        .scan_str(text)
-        .iter()
-        .map(|f| f.kind)
-        .collect()
+    Scanner::global().scan_str(text).iter().map(|f| f.kind).collect()
 }
 
 fn assert_finds(text: &str, kind: Kind) {
@@ -54,10 +50,7 @@ fn aws_secret_by_member_name() {
 
 #[test]
 fn vendor_tokens() {
-    assert_finds(
-        "token ghp_R7c2Xw9Lk3Pq8Zt1Vb6Nm4Hs0Jd5Fg2Ya8Qe",
-        Kind::GithubToken,
-    );
+    assert_finds("token ghp_R7c2Xw9Lk3Pq8Zt1Vb6Nm4Hs0Jd5Fg2Ya8Qe", Kind::GithubToken);
     assert_finds(
         "github_pat_11ABCDEFG0123456789abc_0123456789abcdefghijABCDEFGHIJ0123456789abcdefghijABCDEFGHI",
         Kind::GithubToken,
@@ -80,10 +73,7 @@ fn vendor_tokens() {
     assert_finds("rk_test_4eC39HqLyjWDarjtT1zdp7dc", Kind::StripeKey);
     assert_finds("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Kind::StripeKey);
     assert_clean("pk_live_51HqLyjWDarjtT1zdp7dcAbCdEf");
-    assert_finds(
-        "key=AIzaSyDdI0hCZtE6vySjMm-WEfRq3CPzqKqqsHI",
-        Kind::GoogleApiKey,
-    );
+    assert_finds("key=AIzaSyDdI0hCZtE6vySjMm-WEfRq3CPzqKqqsHI", Kind::GoogleApiKey);
     assert_clean("AIzaShort");
 }
 
@@ -96,9 +86,7 @@ fn private_key_block_covers_body() {
     assert_eq!(f.len(), 1, "{f:?}");
     assert_eq!(f[0].kind, Kind::PrivateKey);
     assert_eq!(&text[f[0].start..f[0].end], pem);
-    assert_clean(
-        "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----",
-    );
+    assert_clean("-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----");
     assert_clean("Files start with -----BEGIN RSA PRIVATE KEY----- and a body.");
 }
 
@@ -107,10 +95,7 @@ fn jwt_needs_json_header() {
     let jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
     assert_finds(&format!("Authorization: Bearer {jwt}"), Kind::Jwt);
     // Not two generic findings on top: the JWT wins over `Bearer`.
-    assert_eq!(
-        kinds(&format!("Authorization: Bearer {jwt}")),
-        vec![Kind::Jwt]
-    );
+    assert_eq!(kinds(&format!("Authorization: Bearer {jwt}")), vec![Kind::Jwt]);
     assert_clean("eyJnotjson0000.eyJnotjson0000.abcdefabcdef");
 }
 
@@ -258,8 +243,7 @@ fn non_ascii_text_is_scanned() {
 
 #[test]
 fn token_used_as_url_password_is_named_and_redacted_once() {
-    let text =
-        "https://x-access-token:ghs_16C7e42F292c6912E7710c838347Ae178B4a@github.com/org/repo.git";
+    let text = "https://x-access-token:ghs_16C7e42F292c6912E7710c838347Ae178B4a@github.com/org/repo.git";
     let mut k = kinds(text);
     k.sort();
     assert_eq!(k, vec![Kind::GithubToken, Kind::UrlPassword]);

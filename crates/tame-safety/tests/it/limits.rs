@@ -55,9 +55,7 @@ fn findings_are_capped() {
         max_depth: 16,
         max_findings: 5,
     });
-    let many: Vec<Value> = (0..50)
-        .map(|i| json!(format!("user{i}@example.com")))
-        .collect();
+    let many: Vec<Value> = (0..50).map(|i| json!(format!("user{i}@example.com"))).collect();
     let report = scanner.scan_report(&Value::Array(many));
     assert_eq!(report.findings.len(), 5);
     assert!(report.findings_capped);
@@ -86,5 +84,52 @@ fn pathological_inputs_terminate() {
         "+1 ".repeat(50_000),
     ] {
         let _ = Scanner::global().scan_str(&text);
+    }
+}
+
+fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        "[ -~]{0,40}".prop_map(Value::String),
+        prop::sample::select(vec![
+            "AKIAIOSFODNN7EXAMPLE",
+            "bob@example.com",
+            "4111 1111 1111 1111",
+            "password=Zq8#kL2!pW9xV4m",
+        ])
+        .prop_map(|s| Value::String(s.to_owned())),
+    ];
+    leaf.prop_recursive(6, 64, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map("[ -~]{0,12}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest::proptest! {
+    /// Model check: `has_secret`/`has_pii` agree with the full scan, every
+    /// finding's range slices the string its path names, and redaction
+    /// leaves nothing behind.
+    #[test]
+    fn scan_agrees_with_its_shortcuts(v in arb_json()) {
+        let scanner = Scanner::global();
+        let findings = scanner.scan(&v);
+        let secret = findings.iter().any(|f| f.category == tame_safety::Category::Secret);
+        let pii = findings.iter().any(|f| f.category == tame_safety::Category::Pii);
+        proptest::prop_assert_eq!(scanner.has_secret(&v), secret);
+        proptest::prop_assert_eq!(scanner.has_pii(&v), pii);
+        for f in &findings {
+            proptest::prop_assert!(f.start < f.end);
+            proptest::prop_assert!(f.path.starts_with('$'));
+        }
+        let mut redacted = v.clone();
+        let removed = scanner.redact(&mut redacted);
+        proptest::prop_assert_eq!(removed.len() >= findings.len(), true);
+        proptest::prop_assert!(scanner.scan(&redacted).is_empty());
     }
 }

@@ -27,20 +27,14 @@ fn redacts_values_and_keys() {
     kinds.sort();
     assert_eq!(
         kinds,
-        vec![
-            Kind::AwsAccessKeyId,
-            Kind::Email,
-            Kind::Email,
-            Kind::CreditCard
-        ]
+        vec![Kind::AwsAccessKeyId, Kind::Email, Kind::Email, Kind::CreditCard]
     );
     assert!(Scanner::global().scan(&v).is_empty());
 }
 
 #[test]
 fn redact_where_keeps_unselected_kinds() {
-    let mut v =
-        json!({"to": "alice@example.com", "token": "ghp_R7c2Xw9Lk3Pq8Zt1Vb6Nm4Hs0Jd5Fg2Ya8Qe"});
+    let mut v = json!({"to": "alice@example.com", "token": "ghp_R7c2Xw9Lk3Pq8Zt1Vb6Nm4Hs0Jd5Fg2Ya8Qe"});
     let findings = Scanner::global().redact_where(&mut v, |k| k.category() == Category::Secret);
     assert_eq!(findings.len(), 1);
     assert_eq!(v["to"], "alice@example.com");
@@ -112,16 +106,23 @@ proptest! {
 
 #[test]
 fn labels_name_categories_and_tags() {
-    let f = Scanner::global()
-        .scan(&json!({"a": "AKIAIOSFODNN7EXAMPLE", "b": ["x@example.com", "y@example.com"]}));
+    let f = Scanner::global().scan(&json!({"a": "AKIAIOSFODNN7EXAMPLE", "b": ["x@example.com", "y@example.com"]}));
     assert_eq!(
         tame_safety::labels(&f),
-        vec![
-            "personal.pii.email",
-            "pii",
-            "secret",
-            "secret.aws_access_key_id"
-        ]
+        vec!["personal.pii.email", "pii", "secret", "secret.aws_access_key_id"]
     );
     assert!(tame_safety::labels(&[]).is_empty());
+}
+
+#[test]
+fn keys_that_redact_alike_are_both_kept() {
+    let mut v = json!({"a@example.com": 1, "b@example.com": 2});
+    let f = Scanner::global().redact(&mut v);
+    assert_eq!(f.len(), 2);
+    let obj = v.as_object().unwrap();
+    assert_eq!(obj.len(), 2);
+    let mut values: Vec<i64> = obj.values().map(|x| x.as_i64().unwrap()).collect();
+    values.sort();
+    assert_eq!(values, vec![1, 2]);
+    assert!(obj.keys().all(|k| k.starts_with("[REDACTED:email]")));
 }

@@ -120,9 +120,7 @@ fn nested_paths_name_the_failure() {
 #[test]
 fn missing_and_unexpected_properties() {
     let s = schemas();
-    let err = s
-        .validate_args("query_database", &json!({"limit": 5}))
-        .unwrap_err();
+    let err = s.validate_args("query_database", &json!({"limit": 5})).unwrap_err();
     assert_eq!(err.json_path, "$.table");
     assert_eq!(err.message, "missing required property `table`");
     let err = s
@@ -133,13 +131,8 @@ fn missing_and_unexpected_properties() {
     let err = s
         .validate_args("query_database", &json!({"table": "users", "limit": 1000}))
         .unwrap_err();
-    assert_eq!(
-        (err.json_path.as_str(), err.keyword.as_str()),
-        ("$.limit", "maximum")
-    );
-    let err = s
-        .validate_args("query_database", &json!("users"))
-        .unwrap_err();
+    assert_eq!((err.json_path.as_str(), err.keyword.as_str()), ("$.limit", "maximum"));
+    let err = s.validate_args("query_database", &json!("users")).unwrap_err();
     assert_eq!(err.json_path, "$");
 }
 
@@ -150,11 +143,7 @@ fn violation_messages_do_not_repeat_secrets() {
         .validate_args("query_database", &json!({"table": "AKIAIOSFODNN7EXAMPLE"}))
         .unwrap_err();
     assert_eq!(err.keyword, "enum");
-    assert!(
-        !err.message.contains("AKIAIOSFODNN7EXAMPLE"),
-        "{}",
-        err.message
-    );
+    assert!(!err.message.contains("AKIAIOSFODNN7EXAMPLE"), "{}", err.message);
 }
 
 #[test]
@@ -176,18 +165,10 @@ fn draft_2020_12_keywords_work() {
     };
     let s = ToolSchemas::from_specs(vec![spec]).unwrap();
     assert!(
-        s.validate_args(
-            "t",
-            &json!({"n": 1, "pair": ["a", 2], "when": "2026-11-21T06:00:00Z"})
-        )
-        .is_ok()
+        s.validate_args("t", &json!({"n": 1, "pair": ["a", 2], "when": "2026-11-21T06:00:00Z"}))
+            .is_ok()
     );
-    assert_eq!(
-        s.validate_args("t", &json!({"n": 0}))
-            .unwrap_err()
-            .json_path,
-        "$.n"
-    );
+    assert_eq!(s.validate_args("t", &json!({"n": 0})).unwrap_err().json_path, "$.n");
     assert_eq!(
         s.validate_args("t", &json!({"n": 1, "pair": ["a", "b"]}))
             .unwrap_err()
@@ -201,15 +182,9 @@ fn draft_2020_12_keywords_work() {
         "$.pair[2]"
     );
     // `dependentRequired` reports the missing dependency's path.
-    let err = s
-        .validate_args("t", &json!({"pair": ["a", 1]}))
-        .unwrap_err();
+    let err = s.validate_args("t", &json!({"pair": ["a", 1]})).unwrap_err();
     assert_eq!(err.json_path, "$.n");
-    assert!(
-        err.schema_path.contains("dependentRequired"),
-        "{}",
-        err.schema_path
-    );
+    assert!(err.schema_path.contains("dependentRequired"), "{}", err.schema_path);
     assert_eq!(
         s.validate_args("t", &json!({"when": "yesterday"}))
             .unwrap_err()
@@ -241,21 +216,11 @@ tools:
     let tools: Vec<&str> = err.errors.iter().map(|e| e.tool.as_str()).collect();
     assert_eq!(
         tools,
-        vec![
-            "bad_type",
-            "not_object",
-            "good",
-            "bad_min",
-            "",
-            "remote_ref"
-        ],
+        vec!["bad_type", "not_object", "good", "bad_min", "", "remote_ref"],
         "{err}"
     );
     assert!(err.errors[2].message.contains("duplicate"));
     assert!(err.errors[4].message.contains("name"));
-    assert!(
-        err.to_string().contains("tool `bad_type` (tools[1])"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("tool `bad_type` (tools[1])"), "{err}");
     assert!(ToolSchemas::from_yaml("tools: {a: 1}").is_err());
 }
