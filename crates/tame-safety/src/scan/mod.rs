@@ -5,6 +5,31 @@
 //! The walk is iterative (an explicit stack), so arbitrarily deep payloads
 //! cannot overflow the stack; depth and the number of findings are bounded by
 //! [`ScanOptions`].
+//!
+//! | kind | what is matched | confirmed by |
+//! |---|---|---|
+//! | `aws_access_key_id` | `AKIA`/`ASIA`/`ABIA`/`ACCA` + 16 | word boundaries |
+//! | `aws_secret_access_key` | 40 base64 chars after an `aws…secret…=`/`:` name, or as the value of such a JSON member | entropy ≥ 3.5, not a placeholder |
+//! | `github_token` | `ghp_ gho_ ghu_ ghs_ ghr_` + 36, `github_pat_` 22 `_` 59 | boundaries, not a placeholder |
+//! | `gitlab_token` | `glpat- gldt- glrt- glptt-` + 20 or more | boundaries |
+//! | `slack_token` | `xox[baprs]-…`, `xapp-…` | a numeric id segment, length ≥ 24 |
+//! | `slack_webhook` | `https://hooks.slack.com/services/…` | length |
+//! | `stripe_key` | `sk_/rk_` + `live_/test_`, `whsec_` (not `pk_`) | boundaries |
+//! | `google_api_key` | `AIza` + 35 | boundaries |
+//! | `private_key` | `-----BEGIN … PRIVATE KEY-----` (PEM, OpenSSH, PGP) through its END line | ≥ 16 base64 chars of body (escaped `\n` too) |
+//! | `jwt` | `eyJ….….…` | header decodes to a JSON object with `alg`/`typ`, payload to an object |
+//! | `url_password` | `scheme://user:password@host` (range = the password; a token used as password is also named) | not a placeholder (`password`, `****`, `$VAR`) |
+//! | `generic_secret` | value after `password= secret: api_key= access_token= … Bearer`, or the value of a member whose name ends so | length 8–512, entropy ≥ 3.0 bits/char, not a placeholder, template, call or identifier |
+//! | `email` | `local@domain.tld` (ASCII) | no URL userinfo, no `git@host:` remotes, no `@2x.png` file names |
+//! | `phone` | `+` and 8–15 digits with separators; North American `(415) 555-2671`, `415-555-2671`, `1-800-555-0199` | boundaries, consistent separators |
+//! | `credit_card` | 13–19 digits, optionally grouped by spaces or dashes | issuer prefix (IIN) and length, Luhn |
+//! | `us_ssn` | `ddd-dd-dddd` | area not 000/666/9xx, group not 00, serial not 0000, published examples excluded |
+//! | `iban` | two letters, two digits, 11–30 alphanumerics, optionally in groups of 4 (uppercase) | country length table, mod-97 |
+//!
+//! Known gaps (by design, to stay precise): bare 10-digit phone numbers,
+//! national formats outside North America without `+`, SSNs without dashes,
+//! lowercase IBANs, non-ASCII e-mail local parts (the ASCII tail is found),
+//! vendor tokens other than the ones listed.
 
 mod checks;
 mod detectors;
