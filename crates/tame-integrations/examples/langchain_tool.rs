@@ -51,13 +51,7 @@ pub struct GuardedTool<G> {
 }
 
 impl<G: Guard> GuardedTool<G> {
-    pub fn new(
-        name: &str,
-        description: &str,
-        guard: Arc<G>,
-        session_id: &str,
-        func: ToolFn,
-    ) -> Self {
+    pub fn new(name: &str, description: &str, guard: Arc<G>, session_id: &str, func: ToolFn) -> Self {
         GuardedTool {
             name: name.into(),
             description: description.into(),
@@ -82,9 +76,7 @@ impl<G: Guard> GuardedTool<G> {
                     Ok(ApprovalOutcome::Approved) => {
                         // Use the approval: the same call, asked again.
                         match self.guard.release(&call, &id).await {
-                            Ok(released) if released.decision == Action::Allow => {
-                                verdict = released
-                            }
+                            Ok(released) if released.decision == Action::Allow => verdict = released,
                             Ok(released) => {
                                 return format!("Tool call denied: {}", released.reason);
                             }
@@ -92,10 +84,7 @@ impl<G: Guard> GuardedTool<G> {
                         }
                     }
                     Ok(ApprovalOutcome::Rejected(why)) => {
-                        return format!(
-                            "Tool call rejected by a human: {}",
-                            why.unwrap_or_default()
-                        );
+                        return format!("Tool call rejected by a human: {}", why.unwrap_or_default());
                     }
                     Ok(ApprovalOutcome::Pending) | Err(_) => {
                         return format!("Tool call awaits approval {id}: {}", verdict.reason);
@@ -140,9 +129,7 @@ struct FakeModel {
 
 impl FakeModel {
     fn next(&mut self, _observation: Option<&str>) -> Step {
-        self.script
-            .pop_front()
-            .unwrap_or(Step::Final("(script exhausted)"))
+        self.script.pop_front().unwrap_or(Step::Final("(script exhausted)"))
     }
 }
 
@@ -156,8 +143,7 @@ fn desk(call: &ToolCall, _verdict: &tame_integrations::Verdict) -> ApprovalOutco
 
 /// Runs the agent loop; returns the transcript.
 pub async fn run() -> anyhow::Result<Vec<String>> {
-    let policy =
-        Policy::from_yaml(POLICY, "langchain_tool.rs").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let policy = Policy::from_yaml(POLICY, "langchain_tool.rs").map_err(|e| anyhow::anyhow!("{e}"))?;
     let guard = Arc::new(EmbeddedGuard::new(Arc::new(policy)).with_approver(Arc::new(desk)));
     let session = "lc-session-1";
     let tools = [
@@ -166,9 +152,7 @@ pub async fn run() -> anyhow::Result<Vec<String>> {
             "Find a customer's orders",
             Arc::clone(&guard),
             session,
-            Box::new(|input| {
-                Ok(json!({"orders": [{"id": 17, "customer": input["customer"], "total": 80}]}))
-            }),
+            Box::new(|input| Ok(json!({"orders": [{"id": 17, "customer": input["customer"], "total": 80}]}))),
         ),
         GuardedTool::new(
             "shell",

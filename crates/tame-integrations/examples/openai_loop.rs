@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 use tame_engine::{Action, Policy};
-use tame_integrations::{
-    ApprovalOutcome, CallOutcome, CallStatus, EmbeddedGuard, Guard, ToolCall, Verdict,
-};
+use tame_integrations::{ApprovalOutcome, CallOutcome, CallStatus, EmbeddedGuard, Guard, ToolCall, Verdict};
 
 const POLICY: &str = r#"
 version: "2026-11"
@@ -63,11 +61,7 @@ fn fake_model(messages: &[Value]) -> Value {
     }
     let failed = results
         .iter()
-        .filter(|m| {
-            m["content"]
-                .as_str()
-                .is_some_and(|c| c.contains("\"error\""))
-        })
+        .filter(|m| m["content"].as_str().is_some_and(|c| c.contains("\"error\"")))
         .count();
     json!({"role": "assistant", "content": format!("{} tool calls ran, {failed} were refused.", results.len() - failed)})
 }
@@ -96,20 +90,21 @@ async fn handle_call<G: Guard>(guard: &G, session: &str, tool_call: &Value) -> S
     let raw = tool_call["function"]["arguments"].as_str().unwrap_or("{}");
     let args: Value = match serde_json::from_str(raw) {
         Ok(args @ Value::Object(_)) => args,
-        _ => return json!({"error": "invalid_arguments", "detail": format!("arguments are not a json object: {raw}")}).to_string(),
+        _ => {
+            return json!({"error": "invalid_arguments", "detail": format!("arguments are not a json object: {raw}")})
+                .to_string();
+        }
     };
     let call = ToolCall::new(name, args.clone(), session);
     let mut verdict = match guard.enforce(&call).await {
         Ok(v) => v,
         Err(err) => {
-            return json!({"error": "policy_unavailable", "detail": format!("{err:#}")})
-                .to_string();
+            return json!({"error": "policy_unavailable", "detail": format!("{err:#}")}).to_string();
         }
     };
     match verdict.decision {
         Action::Deny => {
-            return json!({"error": "denied", "rule": verdict.rule_name, "reason": verdict.reason})
-                .to_string();
+            return json!({"error": "denied", "rule": verdict.rule_name, "reason": verdict.reason}).to_string();
         }
         Action::Approve => {
             let id = verdict.approval_id.clone().unwrap_or_default();
@@ -117,17 +112,20 @@ async fn handle_call<G: Guard>(guard: &G, session: &str, tool_call: &Value) -> S
                 Ok(ApprovalOutcome::Approved) => {
                     // Use the approval: the same call, asked again.
                     match guard.release(&call, &id).await {
-                            Ok(released) if released.decision == Action::Allow => verdict = released,
-                            Ok(released) => return json!({"error": "denied", "rule": released.rule_name, "reason": released.reason}).to_string(),
-                            Err(err) => return format!("Tool error: {err:#}"),
+                        Ok(released) if released.decision == Action::Allow => verdict = released,
+                        Ok(released) => {
+                            return json!({"error": "denied", "rule": released.rule_name, "reason": released.reason})
+                                .to_string();
                         }
+                        Err(err) => return format!("Tool error: {err:#}"),
+                    }
                 }
                 Ok(ApprovalOutcome::Rejected(why)) => {
-                    return json!({"error": "approval_rejected", "approval_id": id, "reason": why})
-                        .to_string();
+                    return json!({"error": "approval_rejected", "approval_id": id, "reason": why}).to_string();
                 }
                 Ok(ApprovalOutcome::Pending) | Err(_) => {
-                    return json!({"error": "approval_pending", "approval_id": id, "reason": verdict.reason}).to_string();
+                    return json!({"error": "approval_pending", "approval_id": id, "reason": verdict.reason})
+                        .to_string();
                 }
             }
         }
@@ -173,8 +171,7 @@ pub async fn run() -> anyhow::Result<Vec<Value>> {
         }
         for tool_call in &calls {
             let content = handle_call(&guard, session, tool_call).await;
-            messages
-                .push(json!({"role": "tool", "tool_call_id": tool_call["id"], "content": content}));
+            messages.push(json!({"role": "tool", "tool_call_id": tool_call["id"], "content": content}));
         }
     }
     anyhow::bail!("the model kept calling tools")

@@ -36,11 +36,7 @@ pub struct ToolCall {
 
 impl ToolCall {
     /// A call with empty metadata and no agent or user.
-    pub fn new(
-        tool_name: impl Into<String>,
-        tool_args: Value,
-        session_id: impl Into<String>,
-    ) -> Self {
+    pub fn new(tool_name: impl Into<String>, tool_args: Value, session_id: impl Into<String>) -> Self {
         ToolCall {
             tool_name: tool_name.into(),
             tool_args,
@@ -123,11 +119,7 @@ pub trait Guard: Send + Sync {
     /// `call` (the same call) run. The policy is asked again (its deny still
     /// denies) and the approval is used up; run the call only on `allow`,
     /// and record its outcome under this verdict's log id.
-    fn release(
-        &self,
-        call: &ToolCall,
-        approval_id: &str,
-    ) -> impl Future<Output = anyhow::Result<Verdict>> + Send;
+    fn release(&self, call: &ToolCall, approval_id: &str) -> impl Future<Output = anyhow::Result<Verdict>> + Send;
 
     /// Waits at most `timeout` for a human to decide approval `approval_id`.
     fn wait_approval(
@@ -154,9 +146,7 @@ impl Journal {
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open journal `{}`", path.display()))?;
-        Ok(Journal {
-            file: Mutex::new(file),
-        })
+        Ok(Journal { file: Mutex::new(file) })
     }
 
     fn write(&self, entry: &Value) {
@@ -168,6 +158,9 @@ impl Journal {
         }
     }
 }
+
+/// How many decisions the embedded guard keeps in memory.
+pub const MAX_LOG_ENTRIES: usize = 10_000;
 
 /// One entry of the embedded guard's in-memory log.
 #[derive(Clone, Debug, Serialize)]
@@ -264,15 +257,9 @@ impl EmbeddedGuard {
         let facts = sessions.entry(call.session_id.clone()).or_default();
         let mut decision = self.policy.evaluate(&request, &*facts);
         if let Some(id) = release {
-            let granted = self
-                .approved
-                .lock()
-                .is_ok_and(|mut approved| approved.remove(id));
+            let granted = self.approved.lock().is_ok_and(|mut approved| approved.remove(id));
             (decision.action, decision.reason) = match (granted, decision.action) {
-                (false, _) => (
-                    Action::Deny,
-                    format!("approval {id} was not granted").into(),
-                ),
+                (false, _) => (Action::Deny, format!("approval {id} was not granted").into()),
                 (true, Action::Deny) => (
                     Action::Deny,
                     format!(
@@ -289,8 +276,7 @@ impl EmbeddedGuard {
         }
         drop(sessions);
         let log_id = uuid::Uuid::new_v4().to_string();
-        let approval_id =
-            (decision.action == Action::Approve).then(|| uuid::Uuid::new_v4().to_string());
+        let approval_id = (decision.action == Action::Approve).then(|| uuid::Uuid::new_v4().to_string());
         let verdict = Verdict {
             decision: decision.action,
             rule_name: decision.rule_name.as_deref().map(str::to_owned),
@@ -325,6 +311,10 @@ impl EmbeddedGuard {
             pending.insert(id.clone(), (call.clone(), verdict.clone()));
         }
         if let Ok(mut log) = self.log.lock() {
+            if log.len() >= MAX_LOG_ENTRIES {
+                // Keep memory bounded in long runs: the journal keeps all.
+                log.drain(..MAX_LOG_ENTRIES / 2);
+            }
             log.push(LogEntry {
                 log_id,
                 timestamp,
@@ -346,12 +336,7 @@ impl Guard for EmbeddedGuard {
         self.decide(call, Some(approval_id))
     }
 
-    async fn record(
-        &self,
-        verdict: &Verdict,
-        _call: &ToolCall,
-        outcome: &CallOutcome,
-    ) -> anyhow::Result<()> {
+    async fn record(&self, verdict: &Verdict, _call: &ToolCall, outcome: &CallOutcome) -> anyhow::Result<()> {
         let Some(log_id) = verdict.log_id.as_deref() else {
             anyhow::bail!("cannot record a result: the decision has no log id");
         };
@@ -372,9 +357,7 @@ impl Guard for EmbeddedGuard {
                 "log_id": log_id,
                 "session_id": verdict.session_id,
             });
-            if let (Value::Object(entry), Ok(Value::Object(fields))) =
-                (&mut entry, serde_json::to_value(outcome))
-            {
+            if let (Value::Object(entry), Ok(Value::Object(fields))) = (&mut entry, serde_json::to_value(outcome)) {
                 entry.extend(fields);
             }
             journal.write(&entry);
@@ -382,11 +365,7 @@ impl Guard for EmbeddedGuard {
         Ok(())
     }
 
-    async fn wait_approval(
-        &self,
-        approval_id: &str,
-        _timeout: Duration,
-    ) -> anyhow::Result<ApprovalOutcome> {
+    async fn wait_approval(&self, approval_id: &str, _timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
         // Without an approver there is nobody to ask: the call stays pending.
         let Some(approver) = &self.approver else {
             return Ok(ApprovalOutcome::Pending);
@@ -489,15 +468,10 @@ impl RemoteGuard {
                 .unwrap_or(body);
             anyhow::bail!("server answered {status} to {what}: {detail}");
         }
-        serde_json::from_str(&body)
-            .with_context(|| format!("server's answer to {what} is not json"))
+        serde_json::from_str(&body).with_context(|| format!("server's answer to {what} is not json"))
     }
 
-    async fn post_enforce(
-        &self,
-        call: &ToolCall,
-        approval_id: Option<&str>,
-    ) -> anyhow::Result<Verdict> {
+    async fn post_enforce(&self, call: &ToolCall, approval_id: Option<&str>) -> anyhow::Result<Verdict> {
         let mut body = serde_json::to_value(call)?;
         if let (Some(id), Value::Object(fields)) = (approval_id, &mut body) {
             fields.insert("approval_id".to_owned(), Value::String(id.to_owned()));
@@ -509,9 +483,8 @@ impl RemoteGuard {
             .await
             .context("cannot reach the tame server")?;
         let body = Self::json(response, "POST /api/v1/enforce").await?;
-        let decision: Action =
-            serde_json::from_value(body.get("decision").cloned().unwrap_or(Value::Null))
-                .context("server's enforce answer has no valid `decision`")?;
+        let decision: Action = serde_json::from_value(body.get("decision").cloned().unwrap_or(Value::Null))
+            .context("server's enforce answer has no valid `decision`")?;
         Ok(Verdict {
             decision,
             rule_name: string_field(&body, "rule_name"),
@@ -519,8 +492,7 @@ impl RemoteGuard {
             policy_version: string_field(&body, "policy_version").unwrap_or_default(),
             log_id: string_field(&body, "log_id"),
             approval_id: string_field(&body, "approval_id"),
-            session_id: string_field(&body, "session_id")
-                .unwrap_or_else(|| call.session_id.clone()),
+            session_id: string_field(&body, "session_id").unwrap_or_else(|| call.session_id.clone()),
         })
     }
 
@@ -569,12 +541,7 @@ impl Guard for RemoteGuard {
         self.post_enforce(call, Some(approval_id)).await
     }
 
-    async fn record(
-        &self,
-        verdict: &Verdict,
-        _call: &ToolCall,
-        outcome: &CallOutcome,
-    ) -> anyhow::Result<()> {
+    async fn record(&self, verdict: &Verdict, _call: &ToolCall, outcome: &CallOutcome) -> anyhow::Result<()> {
         let Some(log_id) = verdict.log_id.as_deref() else {
             anyhow::bail!("cannot record a result: the server gave no log id");
         };
@@ -586,16 +553,10 @@ impl Guard for RemoteGuard {
             .send()
             .await
             .context("cannot reach the tame server")?;
-        Self::json(response, &format!("POST {path}"))
-            .await
-            .map(drop)
+        Self::json(response, &format!("POST {path}")).await.map(drop)
     }
 
-    async fn wait_approval(
-        &self,
-        approval_id: &str,
-        timeout: Duration,
-    ) -> anyhow::Result<ApprovalOutcome> {
+    async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
         // The server long-polls `/wait` for at most 50 s a request.
         let deadline = Instant::now() + timeout;
         let path = format!("/api/v1/approvals/{approval_id}/wait");
@@ -617,9 +578,8 @@ impl Guard for RemoteGuard {
             match state.as_str() {
                 "approved" => return Ok(ApprovalOutcome::Approved),
                 "rejected" | "expired" => {
-                    let reason = string_field(approval, "decision_reason").or_else(|| {
-                        (state == "expired").then(|| format!("approval {approval_id} expired"))
-                    });
+                    let reason = string_field(approval, "decision_reason")
+                        .or_else(|| (state == "expired").then(|| format!("approval {approval_id} expired")));
                     return Ok(ApprovalOutcome::Rejected(reason));
                 }
                 _ if Instant::now() >= deadline => return Ok(ApprovalOutcome::Pending),
@@ -689,23 +649,14 @@ impl Guard for AnyGuard {
         }
     }
 
-    async fn record(
-        &self,
-        verdict: &Verdict,
-        call: &ToolCall,
-        outcome: &CallOutcome,
-    ) -> anyhow::Result<()> {
+    async fn record(&self, verdict: &Verdict, call: &ToolCall, outcome: &CallOutcome) -> anyhow::Result<()> {
         match self {
             AnyGuard::Embedded(g) => g.record(verdict, call, outcome).await,
             AnyGuard::Remote(g) => g.record(verdict, call, outcome).await,
         }
     }
 
-    async fn wait_approval(
-        &self,
-        approval_id: &str,
-        timeout: Duration,
-    ) -> anyhow::Result<ApprovalOutcome> {
+    async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
         match self {
             AnyGuard::Embedded(g) => g.wait_approval(approval_id, timeout).await,
             AnyGuard::Remote(g) => g.wait_approval(approval_id, timeout).await,
@@ -732,11 +683,7 @@ impl<G: Guard> Guard for Arc<G> {
     ) -> impl Future<Output = anyhow::Result<()>> + Send {
         (**self).record(verdict, call, outcome)
     }
-    fn release(
-        &self,
-        call: &ToolCall,
-        approval_id: &str,
-    ) -> impl Future<Output = anyhow::Result<Verdict>> + Send {
+    fn release(&self, call: &ToolCall, approval_id: &str) -> impl Future<Output = anyhow::Result<Verdict>> + Send {
         (**self).release(call, approval_id)
     }
     fn wait_approval(

@@ -89,10 +89,7 @@ pub fn shapes_from_policy_json(current: &Value) -> (Vec<RuleShape>, Action) {
         _ => Action::Deny,
     };
     // Legacy rules report no condition text even when they have `conditions`.
-    let legacy = current
-        .get("legacy")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let legacy = current.get("legacy").and_then(Value::as_bool).unwrap_or(false);
     let rules = current
         .get("rules")
         .and_then(Value::as_array)
@@ -106,13 +103,10 @@ pub fn shapes_from_policy_json(current: &Value) -> (Vec<RuleShape>, Action) {
                 Some("approve") => Action::Approve,
                 _ => Action::Allow,
             };
-            let tools = rule.get("tools").and_then(Value::as_array).map(|tools| {
-                tools
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            });
+            let tools = rule
+                .get("tools")
+                .and_then(Value::as_array)
+                .map(|tools| tools.iter().filter_map(Value::as_str).map(str::to_owned).collect());
             let unconditional = !legacy
                 && rule.get("condition").is_some_and(Value::is_null)
                 && rule
@@ -203,10 +197,7 @@ mod tests {
         });
         // `rm`'s deny rule might be conditional (no `condition` key); no
         // later rule may allow it, so the default deny still hides it.
-        assert_eq!(
-            hidden(&current, &["rm", "read_x", "pay", "other"]),
-            ["rm", "other"]
-        );
+        assert_eq!(hidden(&current, &["rm", "read_x", "pay", "other"]), ["rm", "other"]);
         let with_condition = serde_json::json!({
             "default": "allow",
             "rules": [

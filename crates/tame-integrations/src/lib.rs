@@ -15,12 +15,10 @@ pub mod protocol;
 pub mod run;
 
 pub use guard::{
-    AnyGuard, ApprovalOutcome, Approver, CallOutcome, CallStatus, EmbeddedGuard, Guard,
-    RemoteGuard, ToolCall, Verdict,
+    AnyGuard, ApprovalOutcome, Approver, CallOutcome, CallStatus, EmbeddedGuard, Guard, RemoteGuard, ToolCall, Verdict,
 };
 pub use mcp::{McpProxyOptions, run_mcp_proxy, run_mcp_proxy_with};
 pub use protocol::{Execution, RunnerSpec, ToolBinding, ToolError, ToolRunner, ToolsFile, Trace};
 pub use run::{
-    CallContext, RunToolOptions, ToolRunReport, ToolsService, run_guarded, run_tool,
-    run_tool_async, tools_router,
+    CallContext, RunToolOptions, ToolRunReport, ToolsService, run_guarded, run_tool, run_tool_async, tools_router,
 };

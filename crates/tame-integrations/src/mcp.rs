@@ -24,14 +24,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde_json::{Map, Value, json};
 use tame_engine::Action;
-use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, BufReader,
+};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::guard::{
-    AnyGuard, ApprovalOutcome, CallOutcome, CallStatus, Guard, RemoteGuard, ToolCall, Verdict,
-};
+use crate::guard::{AnyGuard, ApprovalOutcome, CallOutcome, CallStatus, Guard, RemoteGuard, ToolCall, Verdict};
 
 /// JSON-RPC error codes used by the proxy.
 pub mod codes {
@@ -107,20 +107,12 @@ pub async fn run_mcp_proxy(opts: McpProxyOptions) -> anyhow::Result<i32> {
     {
         load_remote_hidden(remote).await;
     }
-    run_mcp_proxy_with(
-        Arc::new(guard),
-        &opts,
-        tokio::io::stdin(),
-        tokio::io::stdout(),
-    )
-    .await
+    run_mcp_proxy_with(Arc::new(guard), &opts, tokio::io::stdin(), tokio::io::stdout()).await
 }
 
 async fn load_remote_hidden(remote: &RemoteGuard) {
     if let Err(err) = remote.load_hidden().await {
-        eprintln!(
-            "tame mcp-proxy: cannot read the server's policy for --hide-denied, hiding nothing: {err:#}"
-        );
+        eprintln!("tame mcp-proxy: cannot read the server's policy for --hide-denied, hiding nothing: {err:#}");
     }
 }
 
@@ -171,9 +163,7 @@ impl<G> Shared<G> {
     fn table(&self) -> MutexGuard<'_, Table> {
         // A poisoned table still holds consistent entries (every update is a
         // single insert or remove): keep going rather than drop requests.
-        self.table
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn send_client(&self, message: &Value) {
@@ -225,14 +215,8 @@ where
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start mcp server `{shown}`"))?;
-    let server_in = child
-        .stdin
-        .take()
-        .context("the mcp server's stdin is not piped")?;
-    let server_out = child
-        .stdout
-        .take()
-        .context("the mcp server's stdout is not piped")?;
+    let server_in = child.stdin.take().context("the mcp server's stdin is not piped")?;
+    let server_out = child.stdout.take().context("the mcp server's stdout is not piped")?;
 
     let (to_client, client_rx) = mpsc::unbounded_channel();
     let (to_server, server_rx) = mpsc::unbounded_channel();
@@ -347,6 +331,43 @@ async fn write_lines<W: AsyncWrite + Unpin>(mut out: W, mut rx: mpsc::UnboundedR
     let _ = out.shutdown().await;
 }
 
+/// The longest message accepted on either side (MCP messages may carry
+/// base64 images, so this is generous).
+pub const MAX_MESSAGE_BYTES: u64 = 64 << 20;
+
+/// Reads one newline-delimited message. `Ok(None)` at end of stream;
+/// `Ok(Some(Err(problem)))` for a line that is not UTF-8 (its bytes are left
+/// in `buf`) or longer than [`MAX_MESSAGE_BYTES`] (skipped, `buf` empty).
+async fn next_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<Result<String, String>>> {
+    buf.clear();
+    let n = (&mut *reader).take(MAX_MESSAGE_BYTES).read_until(b'\n', buf).await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() != Some(&b'\n') && u64::try_from(n).is_ok_and(|n| n >= MAX_MESSAGE_BYTES) {
+        // Skip the rest of the oversized line.
+        loop {
+            buf.clear();
+            let more = (&mut *reader).take(MAX_MESSAGE_BYTES).read_until(b'\n', buf).await?;
+            if more == 0 || buf.last() == Some(&b'\n') {
+                break;
+            }
+        }
+        buf.clear();
+        return Ok(Some(Err(format!("message longer than {MAX_MESSAGE_BYTES} bytes"))));
+    }
+    while matches!(buf.last(), Some(b'\n' | b'\r')) {
+        buf.pop();
+    }
+    match std::str::from_utf8(buf) {
+        Ok(text) => Ok(Some(Ok(text.to_owned()))),
+        Err(err) => Ok(Some(Err(format!("message is not utf-8: {err}")))),
+    }
+}
+
 /// A key for a JSON-RPC id (numbers and strings are distinct ids).
 fn id_key(id: &Value) -> String {
     id.to_string()
@@ -386,23 +407,24 @@ where
     G: Guard + 'static,
     R: AsyncRead + Unpin,
 {
-    let mut lines = BufReader::new(client_in).lines();
+    let mut reader = BufReader::new(client_in);
+    let mut buf = Vec::new();
     let mut calls = JoinSet::new();
     loop {
-        let line = match lines.next_line().await {
-            Ok(Some(line)) => line,
-            Ok(None) => break,
-            Err(err) => {
-                // Not UTF-8 (or a read error): answer as a parse error when
-                // the stream is still readable.
+        let line = match next_line(&mut reader, &mut buf).await {
+            Ok(Some(Ok(line))) => line,
+            Ok(Some(Err(problem))) => {
+                // Not UTF-8, or too long: a parse error, and go on.
                 shared.send_client(&error_response(
                     &Value::Null,
                     codes::PARSE_ERROR,
-                    &format!("parse error: {err}"),
+                    &format!("parse error: {problem}"),
                 ));
-                if err.kind() == std::io::ErrorKind::InvalidData {
-                    continue;
-                }
+                continue;
+            }
+            Ok(None) => break,
+            Err(err) => {
+                eprintln!("tame mcp-proxy: cannot read from the client: {err}");
                 break;
             }
         };
@@ -472,9 +494,7 @@ async fn handle_client_message<G: Guard + 'static>(
         // and has nobody to answer: drop it.
         (Some(Some(method)), None) => {
             if method == "tools/call" {
-                eprintln!(
-                    "tame mcp-proxy: dropped a `tools/call` notification (no id): calls must be requests"
-                );
+                eprintln!("tame mcp-proxy: dropped a `tools/call` notification (no id): calls must be requests");
             } else {
                 let _ = shared.to_server.send(Out::Line(line));
             }
@@ -533,8 +553,7 @@ async fn enforce_call<G: Guard + 'static>(
         Ok(verdict) => verdict,
         Err(err) => {
             // Fail closed: no decision, no call.
-            let text =
-                format!("tame: the call of `{name}` was not run: no policy decision ({err:#})");
+            let text = format!("tame: the call of `{name}` was not run: no policy decision ({err:#})");
             shared.send_client(&refusal(
                 &id,
                 &text,
@@ -581,11 +600,7 @@ async fn await_approval<G: Guard + 'static>(
         shared.send_client(&refusal(&id, &text, verdict_meta(&verdict)));
         return;
     };
-    let text = match shared
-        .guard
-        .wait_approval(&approval_id, shared.approval_timeout)
-        .await
-    {
+    let text = match shared.guard.wait_approval(&approval_id, shared.approval_timeout).await {
         Ok(ApprovalOutcome::Approved) => match shared.guard.release(&call, &approval_id).await {
             Ok(released) if released.decision == Action::Allow => {
                 let forwarded = ForwardedCall {
@@ -604,9 +619,7 @@ async fn await_approval<G: Guard + 'static>(
                 shared.send_client(&refusal(&id, &text, verdict_meta(&released)));
                 return;
             }
-            Err(err) => format!(
-                "tame: approval {approval_id} for `{name}` was granted but could not be used: {err:#}"
-            ),
+            Err(err) => format!("tame: approval {approval_id} for `{name}` was granted but could not be used: {err:#}"),
         },
         Ok(ApprovalOutcome::Rejected(Some(why))) if !why.is_empty() => {
             format!("tame: approval {approval_id} for `{name}` was rejected: {why}")
@@ -620,9 +633,7 @@ async fn await_approval<G: Guard + 'static>(
                 verdict.reason
             )
         }
-        Err(err) => format!(
-            "tame: `{name}` needs approval; approval {approval_id} could not be checked: {err:#}"
-        ),
+        Err(err) => format!("tame: `{name}` needs approval; approval {approval_id} could not be checked: {err:#}"),
     };
     shared.send_client(&refusal(&id, &text, verdict_meta(&verdict)));
 }
@@ -632,42 +643,49 @@ where
     G: Guard + 'static,
     R: AsyncRead + Unpin,
 {
-    let mut lines = BufReader::new(server_out).lines();
+    let mut reader = BufReader::new(server_out);
+    let mut buf = Vec::new();
     let mut records = JoinSet::new();
-    while let Ok(Some(line)) = lines.next_line().await {
+    loop {
+        let line = match next_line(&mut reader, &mut buf).await {
+            Ok(Some(Ok(line))) => line,
+            Ok(Some(Err(problem))) => {
+                // Not ours to fix: say so and relay what can be relayed.
+                eprintln!("tame mcp-proxy: the mcp server wrote a bad line: {problem}");
+                if !buf.is_empty() {
+                    let _ = shared
+                        .to_client
+                        .send(Out::Line(String::from_utf8_lossy(&buf).trim_end().to_owned()));
+                }
+                continue;
+            }
+            Ok(None) | Err(_) => break,
+        };
         let Ok(Value::Object(mut message)) = serde_json::from_str::<Value>(&line) else {
             // Not ours to judge: relay as is.
             let _ = shared.to_client.send(Out::Line(line));
             continue;
         };
-        let is_response = !message.contains_key("method")
-            && (message.contains_key("result") || message.contains_key("error"));
+        let is_response =
+            !message.contains_key("method") && (message.contains_key("result") || message.contains_key("error"));
         let pending = match message.get("id") {
             Some(id) if is_response => shared.table().pending.remove(&id_key(id)),
             _ => None,
         };
         match pending {
             Some(Pending::ToolsList) => {
-                if let Some(Value::Array(tools)) =
-                    message.get_mut("result").and_then(|r| r.get_mut("tools"))
-                {
+                if let Some(Value::Array(tools)) = message.get_mut("result").and_then(|r| r.get_mut("tools")) {
                     tools.retain(|tool| {
                         tool.get("name")
                             .and_then(Value::as_str)
                             .is_none_or(|name| !shared.guard.denies_unconditionally(name))
                     });
-                    let _ = shared
-                        .to_client
-                        .send(Out::Line(Value::Object(message).to_string()));
+                    let _ = shared.to_client.send(Out::Line(Value::Object(message).to_string()));
                     continue;
                 }
             }
             Some(Pending::ToolCall(forwarded)) => {
-                let ForwardedCall {
-                    call,
-                    verdict,
-                    started,
-                } = *forwarded;
+                let ForwardedCall { call, verdict, started } = *forwarded;
                 let outcome = call_outcome(&message, started);
                 let shared = Arc::clone(&shared);
                 records.spawn(async move {
@@ -691,10 +709,7 @@ where
 fn call_outcome(message: &Map<String, Value>, started: Instant) -> CallOutcome {
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     if let Some(error) = message.get("error") {
-        let text = error
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("json-rpc error");
+        let text = error.get("message").and_then(Value::as_str).unwrap_or("json-rpc error");
         return CallOutcome {
             status: CallStatus::Error,
             duration_ms,
@@ -704,19 +719,12 @@ fn call_outcome(message: &Map<String, Value>, started: Instant) -> CallOutcome {
         };
     }
     let result = message.get("result").cloned().unwrap_or(Value::Null);
-    let is_error = result
-        .get("isError")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let is_error = result.get("isError").and_then(Value::as_bool).unwrap_or(false);
     let error_message = is_error.then(|| {
         result
             .get("content")
             .and_then(Value::as_array)
-            .and_then(|items| {
-                items
-                    .iter()
-                    .find_map(|item| item.get("text").and_then(Value::as_str))
-            })
+            .and_then(|items| items.iter().find_map(|item| item.get("text").and_then(Value::as_str)))
             .unwrap_or("tool reported an error")
             .to_owned()
     });

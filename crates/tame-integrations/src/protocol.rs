@@ -164,12 +164,7 @@ impl ToolRunner {
 
     /// Executes `binding` with `payload`. Never fails: every problem is an
     /// `ok: false` execution with an error naming it.
-    pub async fn execute(
-        &self,
-        binding: &ToolBinding,
-        payload: &Value,
-        trace_id: &str,
-    ) -> Execution {
+    pub async fn execute(&self, binding: &ToolBinding, payload: &Value, trace_id: &str) -> Execution {
         let timeout = self.timeout_for(binding);
         let mut trace = Trace {
             resolved_source: "binding".to_owned(),
@@ -196,15 +191,7 @@ impl ToolRunner {
                     cwd: cwd.as_deref(),
                     sandbox: *sandbox,
                 };
-                run_local(
-                    &binding.name,
-                    &local,
-                    payload,
-                    trace_id,
-                    timeout,
-                    &mut trace,
-                )
-                .await
+                run_local(&binding.name, &local, payload, trace_id, timeout, &mut trace).await
             }
             RunnerSpec::Service {
                 url,
@@ -220,15 +207,8 @@ impl ToolRunner {
                     kind: kind.as_deref(),
                     required_guarantees,
                 };
-                self.run_service(
-                    &binding.name,
-                    &service,
-                    payload,
-                    trace_id,
-                    timeout,
-                    &mut trace,
-                )
-                .await
+                self.run_service(&binding.name, &service, payload, trace_id, timeout, &mut trace)
+                    .await
             }
         };
         trace.duration_ms = millis(started.elapsed());
@@ -283,27 +263,18 @@ impl ToolRunner {
             .await?;
         let accepted = answer.get("ok").and_then(Value::as_bool).unwrap_or(false);
         trace.service_handshake = Some(if accepted { "ok" } else { "rejected" }.to_owned());
-        trace.enforcement_level = answer
-            .get("enforcement")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        trace.enforcement_level = answer.get("enforcement").and_then(Value::as_str).map(str::to_owned);
         if !accepted {
             let why = answer
                 .get("error")
                 .map_or_else(|| "no reason given".to_owned(), describe_error);
             return Err(ToolError::new(
                 "ServiceHandshakeError",
-                format!(
-                    "service at `{}` refused the handshake for `{tool}`: {why}",
-                    service.url
-                ),
+                format!("service at `{}` refused the handshake for `{tool}`: {why}", service.url),
                 "handshake_rejected",
             ));
         }
-        if let Some(supported) = answer
-            .get("supported_guarantees")
-            .and_then(Value::as_object)
-        {
+        if let Some(supported) = answer.get("supported_guarantees").and_then(Value::as_object) {
             let missing: Vec<&str> = service
                 .required_guarantees
                 .iter()
@@ -341,13 +312,7 @@ impl ToolRunner {
         })
     }
 
-    async fn post(
-        &self,
-        url: &str,
-        body: &Value,
-        deadline: Instant,
-        what: &str,
-    ) -> Result<Value, ToolError> {
+    async fn post(&self, url: &str, body: &Value, deadline: Instant, what: &str) -> Result<Value, ToolError> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(ToolError::new(
@@ -367,10 +332,7 @@ impl ToolRunner {
                 if err.is_timeout() {
                     ToolError::new(
                         "ToolTimeout",
-                        format!(
-                            "service {what} at `{url}` timed out after {} ms",
-                            millis(left)
-                        ),
+                        format!("service {what} at `{url}` timed out after {} ms", millis(left)),
                         "timeout",
                     )
                 } else {
@@ -383,11 +345,7 @@ impl ToolRunner {
             })?;
         let status = response.status();
         let text = response.text().await.map_err(|err| {
-            let code = if err.is_timeout() {
-                "timeout"
-            } else {
-                "unreachable"
-            };
+            let code = if err.is_timeout() { "timeout" } else { "unreachable" };
             ToolError::new(
                 "ServiceError",
                 format!("cannot read the {what} answer of `{url}`: {err}"),
@@ -468,10 +426,7 @@ pub fn parse_response(answer: &Value) -> Result<Value, ToolError> {
         }
         None => Err(ToolError::new(
             "ProtocolError",
-            format!(
-                "a response without a boolean `ok`: {}",
-                cut(&answer.to_string(), 300)
-            ),
+            format!("a response without a boolean `ok`: {}", cut(&answer.to_string(), 300)),
             "bad_response",
         )),
     }
@@ -492,13 +447,8 @@ async fn run_local(
     if let Some(existing) = std::env::var_os("PYTHONPATH") {
         paths.extend(std::env::split_paths(&existing));
     }
-    let python_path = std::env::join_paths(&paths).map_err(|err| {
-        ToolError::new(
-            "ToolError",
-            format!("invalid python path: {err}"),
-            "bad_python_path",
-        )
-    })?;
+    let python_path = std::env::join_paths(&paths)
+        .map_err(|err| ToolError::new("ToolError", format!("invalid python path: {err}"), "bad_python_path"))?;
     trace.python_path = Some(python_path.to_string_lossy().into_owned());
 
     let mut command = Command::new(python);
@@ -517,10 +467,7 @@ async fn run_local(
     let mut child = command.spawn().map_err(|err| {
         ToolError::new(
             "ToolError",
-            format!(
-                "cannot start `{}` for tool `{tool}`: {err}",
-                python.display()
-            ),
+            format!("cannot start `{}` for tool `{tool}`: {err}", python.display()),
             "spawn_failed",
         )
     })?;
@@ -550,11 +497,7 @@ async fn run_local(
         };
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let (_, _, _) = tokio::join!(
-            write,
-            stdout.read_to_end(&mut out),
-            stderr.read_to_end(&mut err)
-        );
+        let (_, _, _) = tokio::join!(write, stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
         let status = child.wait().await;
         (status, out, err)
     };
@@ -665,10 +608,7 @@ impl ToolsFile {
         let mut file: ToolsFile =
             serde_yaml::from_str(text).with_context(|| format!("invalid tools file `{origin}`"))?;
         for entry in file.tools.values_mut() {
-            if let RunnerSpec::Local {
-                python_path, cwd, ..
-            } = &mut entry.runner
-            {
+            if let RunnerSpec::Local { python_path, cwd, .. } = &mut entry.runner {
                 for dir in python_path.iter_mut() {
                     if dir.is_relative() {
                         *dir = base.join(&*dir);
@@ -684,8 +624,8 @@ impl ToolsFile {
 
     /// Reads and parses the `tools.yaml` at `path`.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read tools file `{}`", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read tools file `{}`", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_yaml(&text, &path.display().to_string(), base)
     }

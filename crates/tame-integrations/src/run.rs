@@ -21,9 +21,7 @@ use tame_engine::Action;
 
 use crate::guard::{AnyGuard, ApprovalOutcome, CallOutcome, CallStatus, Guard, ToolCall};
 use crate::mcp::MAX_APPROVAL_WAIT;
-use crate::protocol::{
-    PROTOCOL_VERSION, RunnerSpec, ToolBinding, ToolError, ToolRunner, ToolsFile, Trace,
-};
+use crate::protocol::{PROTOCOL_VERSION, RunnerSpec, ToolBinding, ToolError, ToolRunner, ToolsFile, Trace};
 
 /// Who is calling, for the policy.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -86,12 +84,7 @@ impl ToolRunReport {
             exit::OK
         } else if self.executed {
             exit::TOOL_FAILED
-        } else if self.decision == Action::Approve
-            && self
-                .error
-                .as_ref()
-                .is_some_and(|e| e.kind == "ApprovalPending")
-        {
+        } else if self.decision == Action::Approve && self.error.as_ref().is_some_and(|e| e.kind == "ApprovalPending") {
             exit::PENDING_APPROVAL
         } else {
             exit::DENIED
@@ -112,20 +105,14 @@ pub async fn run_guarded<G: Guard>(
         .session_id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let trace_id = ctx
-        .trace_id
-        .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let trace_id = ctx.trace_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let call = ToolCall {
         tool_name: binding.name.clone(),
         tool_args: payload.clone(),
         session_id: session_id.clone(),
         agent_id: ctx.agent_id.clone(),
         user_id: ctx.user_id.clone(),
-        metadata: ctx
-            .metadata
-            .clone()
-            .unwrap_or_else(|| Value::Object(Map::new())),
+        metadata: ctx.metadata.clone().unwrap_or_else(|| Value::Object(Map::new())),
     };
     let planned = planned_trace(runner, binding, &trace_id);
     let mut report = ToolRunReport {
@@ -147,11 +134,7 @@ pub async fn run_guarded<G: Guard>(
         Ok(verdict) => verdict,
         Err(err) => {
             report.reason = format!("no policy decision: {err:#}");
-            report.error = Some(error(
-                "PolicyUnavailable",
-                &report.reason,
-                "policy_unavailable",
-            ));
+            report.error = Some(error("PolicyUnavailable", &report.reason, "policy_unavailable"));
             return report;
         }
     };
@@ -170,11 +153,7 @@ pub async fn run_guarded<G: Guard>(
         }
         Action::Approve => {
             let wait = match verdict.approval_id.as_deref() {
-                Some(id) => {
-                    guard
-                        .wait_approval(id, approval_timeout.min(MAX_APPROVAL_WAIT))
-                        .await
-                }
+                Some(id) => guard.wait_approval(id, approval_timeout.min(MAX_APPROVAL_WAIT)).await,
                 None => Ok(ApprovalOutcome::Pending),
             };
             match wait {
@@ -183,19 +162,15 @@ pub async fn run_guarded<G: Guard>(
                     match guard.release(&call, &approval_id).await {
                         Ok(released) if released.decision == Action::Allow => verdict = released,
                         Ok(released) => {
-                            report.error =
-                                Some(error("PolicyDenied", &released.reason, "policy_denied"));
+                            report.error = Some(error("PolicyDenied", &released.reason, "policy_denied"));
                             report.decision = released.decision;
                             report.reason = released.reason;
                             report.log_id = released.log_id;
                             return report;
                         }
                         Err(err) => {
-                            let text = format!(
-                                "approval {approval_id} was granted but could not be used: {err:#}"
-                            );
-                            report.error =
-                                Some(error("ApprovalPending", &text, "approval_pending"));
+                            let text = format!("approval {approval_id} was granted but could not be used: {err:#}");
+                            report.error = Some(error("ApprovalPending", &text, "approval_pending"));
                             return report;
                         }
                     }
@@ -231,10 +206,7 @@ pub async fn run_guarded<G: Guard>(
     report.error.clone_from(&execution.error);
     report.trace = execution.trace;
     let mut extra = Map::new();
-    extra.insert(
-        "execution_time_ms".to_owned(),
-        json!(report.trace.duration_ms),
-    );
+    extra.insert("execution_time_ms".to_owned(), json!(report.trace.duration_ms));
     if let Ok(Value::Object(trace)) = serde_json::to_value(&report.trace) {
         extra.insert("trace".to_owned(), Value::Object(trace));
     }
@@ -245,10 +217,7 @@ pub async fn run_guarded<G: Guard>(
             CallStatus::Error
         },
         duration_ms: report.trace.duration_ms,
-        error_message: execution
-            .error
-            .as_ref()
-            .map(|e| format!("{}: {}", e.kind, e.message)),
+        error_message: execution.error.as_ref().map(|e| format!("{}: {}", e.kind, e.message)),
         result: execution.result.unwrap_or(Value::Null),
         extra,
     };
@@ -340,13 +309,7 @@ impl RunToolOptions {
             },
             (Some(file), None, None) => ToolsFile::from_file(file)?
                 .binding(&self.tool)
-                .with_context(|| {
-                    format!(
-                        "tool `{}` is not in tools file `{}`",
-                        self.tool,
-                        file.display()
-                    )
-                })?,
+                .with_context(|| format!("tool `{}` is not in tools file `{}`", self.tool, file.display()))?,
             (None, None, None) => anyhow::bail!(
                 "tool `{}` has no binding: give --tools, --entry or --service-url",
                 self.tool
@@ -365,10 +328,7 @@ impl RunToolOptions {
 
 /// `tame run-tool` inside a runtime.
 pub async fn run_tool_async(opts: RunToolOptions) -> anyhow::Result<ToolRunReport> {
-    anyhow::ensure!(
-        opts.payload.is_object(),
-        "the payload must be a json object"
-    );
+    anyhow::ensure!(opts.payload.is_object(), "the payload must be a json object");
     let binding = opts.binding()?;
     let guard = AnyGuard::open(
         opts.policy.as_deref(),
@@ -378,15 +338,7 @@ pub async fn run_tool_async(opts: RunToolOptions) -> anyhow::Result<ToolRunRepor
     )?;
     let runner = ToolRunner::default();
     let wait = opts.approval_timeout.unwrap_or(Duration::from_secs(30));
-    Ok(run_guarded(
-        &guard,
-        &runner,
-        &binding,
-        &opts.payload,
-        &opts.context,
-        wait,
-    )
-    .await)
+    Ok(run_guarded(&guard, &runner, &binding, &opts.payload, &opts.context, wait).await)
 }
 
 /// `tame run-tool`: decides, runs and records one call, on its own runtime.
@@ -447,16 +399,10 @@ pub async fn run_tool_handler<G: Guard + 'static>(
     };
     let payload = request.payload.unwrap_or_else(|| Value::Object(Map::new()));
     if !payload.is_object() {
-        return detail(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "`payload` must be a json object",
-        );
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, "`payload` must be a json object");
     }
     let Some(binding) = service.tools.binding(&request.tool_name) else {
-        return detail(
-            StatusCode::NOT_FOUND,
-            &format!("unknown tool `{}`", request.tool_name),
-        );
+        return detail(StatusCode::NOT_FOUND, &format!("unknown tool `{}`", request.tool_name));
     };
     let report = run_guarded(
         &service.guard,

@@ -43,8 +43,8 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let approval_timeout = Duration::try_from_secs_f64(args.approval_timeout.max(0.0))
-        .unwrap_or(Duration::from_secs(30));
+    let approval_timeout =
+        Duration::try_from_secs_f64(args.approval_timeout.max(0.0)).unwrap_or(Duration::from_secs(30));
     let opts = McpProxyOptions {
         policy: args.policy,
         api_url: args.api_url,

@@ -31,10 +31,7 @@ pub struct ScriptedGuard {
 impl ScriptedGuard {
     pub fn new(decisions: &[(&str, Action)]) -> Self {
         ScriptedGuard {
-            decisions: decisions
-                .iter()
-                .map(|(t, a)| ((*t).to_owned(), *a))
-                .collect(),
+            decisions: decisions.iter().map(|(t, a)| ((*t).to_owned(), *a)).collect(),
             ..ScriptedGuard::default()
         }
     }
@@ -88,28 +85,13 @@ impl Guard for ScriptedGuard {
         })
     }
 
-    async fn record(
-        &self,
-        verdict: &Verdict,
-        _call: &ToolCall,
-        outcome: &CallOutcome,
-    ) -> anyhow::Result<()> {
-        self.records
-            .lock()
-            .unwrap()
-            .push((verdict.clone(), outcome.clone()));
+    async fn record(&self, verdict: &Verdict, _call: &ToolCall, outcome: &CallOutcome) -> anyhow::Result<()> {
+        self.records.lock().unwrap().push((verdict.clone(), outcome.clone()));
         Ok(())
     }
 
-    async fn wait_approval(
-        &self,
-        approval_id: &str,
-        timeout: Duration,
-    ) -> anyhow::Result<ApprovalOutcome> {
-        self.waited
-            .lock()
-            .unwrap()
-            .push((approval_id.to_owned(), timeout));
+    async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
+        self.waited.lock().unwrap().push((approval_id.to_owned(), timeout));
         Ok(self.approval.clone().unwrap_or(ApprovalOutcome::Pending))
     }
 

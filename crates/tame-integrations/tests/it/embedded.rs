@@ -37,16 +37,10 @@ async fn decisions_come_from_the_policy_and_are_logged() {
     assert_eq!(allowed.decision, Action::Allow);
     assert_eq!(allowed.rule_name.as_deref(), Some("allow_known_tools"));
 
-    let v = guard
-        .enforce(&call("pay", json!({"amount": 1})))
-        .await
-        .unwrap();
+    let v = guard.enforce(&call("pay", json!({"amount": 1}))).await.unwrap();
     assert_eq!(v.decision, Action::Approve);
     assert!(v.approval_id.is_some());
-    let v = guard
-        .enforce(&call("launch_rockets", json!({})))
-        .await
-        .unwrap();
+    let v = guard.enforce(&call("launch_rockets", json!({}))).await.unwrap();
     assert_eq!((v.decision, v.rule_name.as_deref()), (Action::Deny, None));
 
     let outcome = CallOutcome {
@@ -100,16 +94,10 @@ rules:
     let guard = EmbeddedGuard::new(Arc::new(Policy::from_yaml(yaml, "inline.yml").unwrap()));
     let mut seen = Vec::new();
     for session in ["a", "a", "a", "b"] {
-        let v = guard
-            .enforce(&ToolCall::new("send", json!({}), session))
-            .await
-            .unwrap();
+        let v = guard.enforce(&ToolCall::new("send", json!({}), session)).await.unwrap();
         seen.push(v.decision);
     }
-    assert_eq!(
-        seen,
-        [Action::Allow, Action::Allow, Action::Deny, Action::Allow]
-    );
+    assert_eq!(seen, [Action::Allow, Action::Allow, Action::Deny, Action::Allow]);
 }
 
 #[test]
@@ -120,10 +108,7 @@ fn unconditional_denies_are_found_conservatively() {
         guard.denies_unconditionally("launch_rockets"),
         "no rule: the default denies"
     );
-    assert!(
-        !guard.denies_unconditionally("read_file"),
-        "its deny is conditional"
-    );
+    assert!(!guard.denies_unconditionally("read_file"), "its deny is conditional");
     assert!(!guard.denies_unconditionally("pay"));
     assert!(!guard.denies_unconditionally("echo"));
 
@@ -148,11 +133,7 @@ rules:
 fn bad_policy_files_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("broken.yml");
-    std::fs::write(
-        &path,
-        "version: \"2026-11\"\nrules:\n  - name: x\n    action: maybe\n",
-    )
-    .unwrap();
+    std::fs::write(&path, "version: \"2026-11\"\nrules:\n  - name: x\n    action: maybe\n").unwrap();
     let err = EmbeddedGuard::from_file(&path).unwrap_err();
     assert!(format!("{err:#}").contains("cannot load policy"), "{err:#}");
     let err = EmbeddedGuard::from_file(&dir.path().join("missing.yml")).unwrap_err();
@@ -205,20 +186,14 @@ fn the_binary_enforces_the_policy_file() {
     ];
     let (code, out, stderr) = proxy_binary(&args, &lines);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(
-        by_id(&out, 1)["result"]["content"][0]["text"],
-        r#"ran echo {"t": 1}"#
-    );
+    assert_eq!(by_id(&out, 1)["result"]["content"][0]["text"], r#"ran echo {"t": 1}"#);
     let denied = by_id(&out, 2);
     assert_eq!(denied["result"]["isError"], true);
     assert_eq!(
         denied["result"]["content"][0]["text"],
         "System paths are off limits (/etc/hosts)"
     );
-    assert_eq!(
-        denied["result"]["_meta"]["tame"]["rule_name"],
-        "no_system_paths"
-    );
+    assert_eq!(denied["result"]["_meta"]["tame"]["rule_name"], "no_system_paths");
     let list = by_id(&out, 3);
     let names: Vec<&str> = list["result"]["tools"]
         .as_array()
@@ -241,11 +216,7 @@ fn the_binary_enforces_the_policy_file() {
         .collect();
     assert_eq!(
         kinds,
-        [
-            ("decision", "allow"),
-            ("decision", "deny"),
-            ("result", "success")
-        ]
+        [("decision", "allow"), ("decision", "deny"), ("result", "success")]
     );
     assert_eq!(entries[0]["agent_id"], "bin-agent");
 }
@@ -260,9 +231,7 @@ fn the_binary_reports_usage_and_crashes() {
         "{stderr}"
     );
 
-    let crash =
-        json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "crash"}})
-            .to_string();
+    let crash = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "crash"}}).to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tame-mcp-proxy"))
         .args(["--policy", policy.to_str().unwrap(), "--", "python3"])
         .arg(fixture("mini_server.py"))

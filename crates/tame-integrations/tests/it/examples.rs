@@ -43,10 +43,7 @@ async fn langchain_style_wrapper_allows_denies_and_waits_for_approval() {
     assert_eq!(transcript[6], "final: Refunded what I was allowed to.");
     // The approved refund is decided again when it comes back with its
     // approval: approve, then allow.
-    assert_eq!(
-        transcript[7],
-        "audit: allow,allow,deny,allow,approve,allow,approve"
-    );
+    assert_eq!(transcript[7], "audit: allow,allow,deny,allow,approve,allow,approve");
 }
 
 #[tokio::test]
@@ -60,10 +57,7 @@ async fn openai_style_loop_returns_tool_messages_for_every_path() {
     let denied = tool("call_2");
     assert_eq!(denied["error"], "denied");
     assert_eq!(denied["rule"], "no_system_files");
-    assert_eq!(
-        denied["reason"],
-        "System files are off limits (/etc/passwd)"
-    );
+    assert_eq!(denied["reason"], "System files are off limits (/etc/passwd)");
     assert_eq!(tool("call_3")["sent"], 40);
     let rejected = tool("call_4");
     assert_eq!(rejected["error"], "approval_rejected");

@@ -12,10 +12,7 @@ use crate::common::{ScriptedGuard, by_id, fixture, json_lines};
 
 fn mini_server_opts() -> McpProxyOptions {
     McpProxyOptions {
-        command: vec![
-            "python3".into(),
-            fixture("mini_server.py").display().to_string(),
-        ],
+        command: vec!["python3".into(), fixture("mini_server.py").display().to_string()],
         agent_id: Some("agent-7".into()),
         session_id: Some("sess-1".into()),
         ..McpProxyOptions::default()
@@ -32,8 +29,7 @@ async fn session(
 ) -> (i32, Vec<Value>) {
     let (mut client_tx, proxy_in) = tokio::io::duplex(1 << 16);
     let (proxy_out, mut client_rx) = tokio::io::duplex(1 << 16);
-    let proxy =
-        tokio::spawn(async move { run_mcp_proxy_with(guard, &opts, proxy_in, proxy_out).await });
+    let proxy = tokio::spawn(async move { run_mcp_proxy_with(guard, &opts, proxy_in, proxy_out).await });
     let reader = tokio::spawn(async move {
         let mut out = String::new();
         client_rx.read_to_string(&mut out).await.unwrap();
@@ -98,7 +94,8 @@ async fn allow_forwards_deny_answers_and_malformed_lines_get_errors() {
         call(2, "delete_file", json!({"path": "/tmp/x"})),
         "42".to_owned(),
         json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"arguments": {}}}).to_string(),
-        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "echo", "arguments": [1]}}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "echo", "arguments": [1]}})
+            .to_string(),
         json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "echo"}}).to_string(),
         json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"}).to_string(),
     ];
@@ -113,30 +110,18 @@ async fn allow_forwards_deny_answers_and_malformed_lines_get_errors() {
     let denied = by_id(&out, 2);
     assert_eq!(denied["result"]["isError"], true);
     assert_eq!(text_of(&denied), "scripted deny of delete_file");
-    assert_eq!(
-        denied["result"]["_meta"]["tame"]["rule_name"],
-        "rule_for_delete_file"
-    );
+    assert_eq!(denied["result"]["_meta"]["tame"]["rule_name"], "rule_for_delete_file");
 
     let errors: Vec<&Value> = out.iter().filter(|m| m["id"].is_null()).collect();
-    let codes: Vec<i64> = errors
-        .iter()
-        .map(|m| m["error"]["code"].as_i64().unwrap())
-        .collect();
+    let codes: Vec<i64> = errors.iter().map(|m| m["error"]["code"].as_i64().unwrap()).collect();
     assert_eq!(codes, vec![-32700, -32600], "{errors:#?}");
     assert_eq!(by_id(&out, 3)["error"]["code"], -32602);
     assert_eq!(by_id(&out, 4)["error"]["code"], -32602);
     // tools/list passes through unchanged (no --hide-denied).
-    assert_eq!(
-        by_id(&out, 5)["result"]["tools"].as_array().unwrap().len(),
-        6
-    );
+    assert_eq!(by_id(&out, 5)["result"]["tools"].as_array().unwrap().len(), 6);
 
     // Only the allowed call ran; the tools/call notification was dropped.
-    let ran: Vec<&Value> = out
-        .iter()
-        .filter(|m| text_of(m).starts_with("ran "))
-        .collect();
+    let ran: Vec<&Value> = out.iter().filter(|m| text_of(m).starts_with("ran ")).collect();
     assert_eq!(ran.len(), 1, "{ran:#?}");
     let calls = guard.calls();
     assert_eq!(calls.len(), 2);
@@ -148,26 +133,16 @@ async fn allow_forwards_deny_answers_and_malformed_lines_get_errors() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].0.log_id.as_deref(), Some("log-1"));
     assert_eq!(records[0].1.status, CallStatus::Success);
-    assert_eq!(
-        records[0].1.result["content"][0]["text"],
-        r#"ran echo {"text": "hi"}"#
-    );
+    assert_eq!(records[0].1.result["content"][0]["text"], r#"ran echo {"text": "hi"}"#);
 
     // The server saw stdin close and exited on its own.
-    assert_eq!(
-        std::fs::read_to_string(marker.path()).unwrap(),
-        "clean-exit"
-    );
+    assert_eq!(std::fs::read_to_string(marker.path()).unwrap(), "clean-exit");
 }
 
 #[tokio::test]
 async fn approvals_forward_when_approved_and_explain_otherwise() {
     for (outcome, ran, expect) in [
-        (
-            ApprovalOutcome::Approved,
-            true,
-            r#"ran pay {"amount": 5}"#.to_owned(),
-        ),
+        (ApprovalOutcome::Approved, true, r#"ran pay {"amount": 5}"#.to_owned()),
         (
             ApprovalOutcome::Pending,
             false,
@@ -193,10 +168,7 @@ async fn approvals_forward_when_approved_and_explain_otherwise() {
         .await;
         assert_eq!(code, 0);
         let answer = by_id(&out, 1);
-        assert!(
-            text_of(&answer).contains(&expect),
-            "{outcome:?}: {answer:#}"
-        );
+        assert!(text_of(&answer).contains(&expect), "{outcome:?}: {answer:#}");
         assert_eq!(answer["result"]["isError"], !ran, "{outcome:?}");
         assert_eq!(guard.records().len(), usize::from(ran));
         let waited = guard.waited.lock().unwrap().clone();
@@ -221,10 +193,7 @@ async fn an_approved_call_is_released_before_it_runs() {
     .await;
     assert_eq!(by_id(&out, 1)["result"]["isError"], false);
     // The result is recorded under the release's log entry.
-    assert_eq!(
-        guard.records()[0].0.log_id.as_deref(),
-        Some("released-appr-1")
-    );
+    assert_eq!(guard.records()[0].0.log_id.as_deref(), Some("released-appr-1"));
 
     let mut guard = ScriptedGuard::new(&[("pay", Action::Approve)]);
     guard.approval = Some(ApprovalOutcome::Approved);
@@ -277,10 +246,7 @@ async fn an_unreachable_policy_fails_closed() {
     .await;
     let answer = by_id(&out, 1);
     assert_eq!(answer["result"]["isError"], true);
-    assert!(
-        text_of(&answer).contains("policy server unreachable"),
-        "{answer:#}"
-    );
+    assert!(text_of(&answer).contains("policy server unreachable"), "{answer:#}");
     assert!(!out.iter().any(|m| text_of(m).starts_with("ran ")));
 }
 
@@ -300,10 +266,7 @@ async fn batches_are_enforced_element_by_element() {
     .await;
     assert_eq!(text_of(&by_id(&out, 1)), r#"ran echo {"text": "a"}"#);
     assert_eq!(by_id(&out, 2)["result"]["isError"], true);
-    assert!(
-        out.iter()
-            .any(|m| m["id"].is_null() && m["error"]["code"] == -32600)
-    );
+    assert!(out.iter().any(|m| m["id"].is_null() && m["error"]["code"] == -32600));
 }
 
 #[tokio::test]
@@ -321,10 +284,7 @@ async fn a_crashing_server_errors_pending_requests_and_exits_nonzero() {
     let answer = by_id(&out, 1);
     assert_eq!(answer["error"]["code"], -32603);
     assert!(
-        answer["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("exited"),
+        answer["error"]["message"].as_str().unwrap().contains("exited"),
         "{answer:#}"
     );
     assert!(guard.records().is_empty());
@@ -334,11 +294,7 @@ async fn a_crashing_server_errors_pending_requests_and_exits_nonzero() {
 async fn a_server_that_ignores_stdin_eof_is_killed_after_the_grace_period() {
     let guard = Arc::new(ScriptedGuard::new(&[]));
     let opts = McpProxyOptions {
-        command: vec![
-            "python3".into(),
-            "-c".into(),
-            "import time; time.sleep(120)".into(),
-        ],
+        command: vec!["python3".into(), "-c".into(), "import time; time.sleep(120)".into()],
         shutdown_grace: Duration::from_millis(200),
         ..McpProxyOptions::default()
     };
@@ -364,13 +320,8 @@ async fn a_missing_server_command_is_a_clear_error() {
     );
     let empty = McpProxyOptions::default();
     let (_tx, rx) = tokio::io::duplex(64);
-    let err = run_mcp_proxy_with(
-        Arc::new(ScriptedGuard::new(&[])),
-        &empty,
-        rx,
-        tokio::io::sink(),
-    )
-    .await
-    .unwrap_err();
+    let err = run_mcp_proxy_with(Arc::new(ScriptedGuard::new(&[])), &empty, rx, tokio::io::sink())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("no mcp server command"), "{err}");
 }

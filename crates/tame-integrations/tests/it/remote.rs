@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tame_integrations::run::exit;
 use tame_integrations::{
-    CallContext, Guard, McpProxyOptions, RemoteGuard, RunnerSpec, ToolBinding, ToolRunner,
-    run_guarded, run_mcp_proxy_with,
+    CallContext, Guard, McpProxyOptions, RemoteGuard, RunnerSpec, ToolBinding, ToolRunner, run_guarded,
+    run_mcp_proxy_with,
 };
 use tame_server::{AppState, Auth, Limits, LoadedPolicy};
 use tame_store::{SqliteOptions, SqliteStore, Store};
@@ -28,8 +28,7 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let path = fixture("policy.yml");
         let source = std::fs::read_to_string(&path).unwrap();
-        let store =
-            SqliteStore::open(dir.path().join("tame.db"), SqliteOptions::default()).unwrap();
+        let store = SqliteStore::open(dir.path().join("tame.db"), SqliteOptions::default()).unwrap();
         let store: Arc<dyn Store> = Arc::new(store);
         let loaded = LoadedPolicy {
             policy: tame_engine::Policy::from_yaml(&source, "policy.yml").unwrap(),
@@ -40,11 +39,7 @@ impl Server {
         let state = AppState::new(loaded, None, store, Auth::default(), Limits::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            axum::serve(listener, tame_server::app(state))
-                .await
-                .unwrap()
-        });
+        tokio::spawn(async move { axum::serve(listener, tame_server::app(state)).await.unwrap() });
         Server {
             url,
             http: reqwest::Client::new(),
@@ -98,10 +93,7 @@ async fn the_proxy_decides_records_and_releases_approvals_through_the_server() {
     assert!(!guard.denies_unconditionally("read_file"));
 
     let opts = McpProxyOptions {
-        command: vec![
-            "python3".into(),
-            fixture("mini_server.py").display().to_string(),
-        ],
+        command: vec!["python3".into(), fixture("mini_server.py").display().to_string()],
         session_id: Some("remote-session".into()),
         agent_id: Some("remote-agent".into()),
         approval_timeout: Duration::from_secs(20),
@@ -109,15 +101,10 @@ async fn the_proxy_decides_records_and_releases_approvals_through_the_server() {
     };
     let (mut client_tx, proxy_in) = tokio::io::duplex(1 << 16);
     let (proxy_out, client_rx) = tokio::io::duplex(1 << 16);
-    let proxy = tokio::spawn(async move {
-        run_mcp_proxy_with(Arc::new(guard), &opts, proxy_in, proxy_out).await
-    });
+    let proxy = tokio::spawn(async move { run_mcp_proxy_with(Arc::new(guard), &opts, proxy_in, proxy_out).await });
     let mut replies = BufReader::new(client_rx).lines();
     let mut ask = async move |line: String| -> Value {
-        client_tx
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
+        client_tx.write_all(format!("{line}\n").as_bytes()).await.unwrap();
         let reply = tokio::time::timeout(Duration::from_secs(30), replies.next_line())
             .await
             .unwrap()
@@ -127,10 +114,7 @@ async fn the_proxy_decides_records_and_releases_approvals_through_the_server() {
     };
 
     let echo = ask(call(1, "echo", json!({"text": "hi"}))).await;
-    assert_eq!(
-        echo["result"]["content"][0]["text"],
-        r#"ran echo {"text": "hi"}"#
-    );
+    assert_eq!(echo["result"]["content"][0]["text"], r#"ran echo {"text": "hi"}"#);
     let denied = ask(call(2, "read_file", json!({"path": "/etc/shadow"}))).await;
     assert_eq!(denied["result"]["isError"], true);
     assert_eq!(
@@ -175,9 +159,7 @@ async fn the_proxy_decides_records_and_releases_approvals_through_the_server() {
         "{entries:#?}"
     );
     assert!(entries.iter().all(|e| e["agent_id"] == "remote-agent"));
-    let approval = server
-        .get(&format!("/api/v1/approvals/{approval_id}"))
-        .await;
+    let approval = server.get(&format!("/api/v1/approvals/{approval_id}")).await;
     assert_eq!(approval["state"], "approved");
 }
 
@@ -216,15 +198,7 @@ async fn the_tool_runner_records_trace_fields_on_the_server() {
         name: "pay".into(),
         ..greet.clone()
     };
-    let report = run_guarded(
-        &guard,
-        &runner,
-        &pay,
-        &json!({}),
-        &ctx,
-        Duration::from_millis(300),
-    )
-    .await;
+    let report = run_guarded(&guard, &runner, &pay, &json!({}), &ctx, Duration::from_millis(300)).await;
     assert_eq!(report.exit_code(), exit::PENDING_APPROVAL, "{report:#?}");
     assert!(report.approval_id.is_some());
 
@@ -246,13 +220,7 @@ async fn an_unreachable_server_is_a_clear_error() {
         .enforce(&tame_integrations::ToolCall::new("echo", json!({}), "s"))
         .await
         .unwrap_err();
-    assert!(
-        format!("{err:#}").contains("cannot reach the tame server"),
-        "{err:#}"
-    );
+    assert!(format!("{err:#}").contains("cannot reach the tame server"), "{err:#}");
     let err = RemoteGuard::new("not a url", None).unwrap_err();
-    assert!(
-        err.to_string().contains("invalid api url `not a url`"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("invalid api url `not a url`"), "{err}");
 }

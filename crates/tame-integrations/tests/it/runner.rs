@@ -7,9 +7,7 @@ use serde_json::json;
 use tame_engine::Action;
 use tame_integrations::protocol::{PROTOCOL_VERSION, ToolsFile};
 use tame_integrations::run::exit;
-use tame_integrations::{
-    ApprovalOutcome, CallContext, CallStatus, RunnerSpec, ToolBinding, ToolRunner, run_guarded,
-};
+use tame_integrations::{ApprovalOutcome, CallContext, CallStatus, RunnerSpec, ToolBinding, ToolRunner, run_guarded};
 
 use crate::common::{ScriptedGuard, fixture};
 
@@ -38,22 +36,13 @@ async fn success_returns_the_result_and_keeps_stdout_clean() {
         )
         .await;
     assert!(run.ok, "{run:#?}");
-    assert_eq!(
-        run.result,
-        Some(json!({"message": "Hello Ada", "ok": true}))
-    );
+    assert_eq!(run.result, Some(json!({"message": "Hello Ada", "ok": true})));
     assert_eq!(run.trace.runner, "local");
     assert_eq!(run.trace.timeout_ms, 10_000);
     assert_eq!(run.trace.protocol_version, PROTOCOL_VERSION);
     assert_eq!(run.trace.trace_id, "t-1");
     assert_eq!(run.trace.exit_code, Some(0));
-    assert!(
-        run.trace
-            .python_path
-            .as_deref()
-            .unwrap()
-            .contains("fixtures/tools")
-    );
+    assert!(run.trace.python_path.as_deref().unwrap().contains("fixtures/tools"));
 }
 
 #[tokio::test]
@@ -70,16 +59,9 @@ async fn tool_errors_come_back_as_protocol_errors() {
     );
 
     let run = runner
-        .execute(
-            &local("bad_output", "sample_tool:bad_output", None),
-            &json!({}),
-            "t",
-        )
+        .execute(&local("bad_output", "sample_tool:bad_output", None), &json!({}), "t")
         .await;
-    assert_eq!(
-        run.error.unwrap().reason_code.as_deref(),
-        Some("bad_result")
-    );
+    assert_eq!(run.error.unwrap().reason_code.as_deref(), Some("bad_result"));
 
     let run = runner
         .execute(&local("nope", "no_such_module:f", None), &json!({}), "t")
@@ -110,11 +92,7 @@ async fn a_crash_is_a_tool_error_with_stderr() {
 #[tokio::test]
 async fn exit_zero_without_json_is_a_protocol_error() {
     let run = ToolRunner::default()
-        .execute(
-            &local("raw", "sample_tool:raw_garbage", None),
-            &json!({}),
-            "t",
-        )
+        .execute(&local("raw", "sample_tool:raw_garbage", None), &json!({}), "t")
         .await;
     let error = run.error.unwrap();
     assert_eq!(error.kind, "ProtocolError");
@@ -133,10 +111,7 @@ async fn timeouts_kill_the_tool_per_tool_override_first() {
     // Killed, not waited for: far less than the tool's 60 s.
     assert!(run.trace.duration_ms < 30_000, "{}", run.trace.duration_ms);
     // The runner's default applies without an override.
-    assert_eq!(
-        runner.timeout_for(&local("x", "m:f", None)),
-        Duration::from_secs(30)
-    );
+    assert_eq!(runner.timeout_for(&local("x", "m:f", None)), Duration::from_secs(30));
     assert_eq!(
         runner.timeout_for(&local("x", "m:f", Some(-1.0))),
         Duration::from_secs(30)
@@ -192,11 +167,7 @@ async fn the_policy_decides_before_anything_runs() {
     assert!(!report.executed);
     assert_eq!(report.error.as_ref().unwrap().kind, "PolicyDenied");
     assert_eq!(report.reason, "scripted deny of die");
-    assert_eq!(
-        guard.records().len(),
-        1,
-        "nothing recorded for a call that did not run"
-    );
+    assert_eq!(guard.records().len(), 1, "nothing recorded for a call that did not run");
 
     // Approval pending: not run, exit code says so.
     let report = run_guarded(
@@ -268,12 +239,7 @@ fn tools_files_resolve_paths_and_timeouts() {
     ));
     assert!(file.binding("missing").is_none());
 
-    let err = ToolsFile::from_yaml(
-        "tools:\n  x:\n    runner: rocket\n",
-        "bad.yaml",
-        &fixture(""),
-    )
-    .unwrap_err();
+    let err = ToolsFile::from_yaml("tools:\n  x:\n    runner: rocket\n", "bad.yaml", &fixture("")).unwrap_err();
     assert!(format!("{err:#}").contains("bad.yaml"), "{err:#}");
 }
 

@@ -120,19 +120,11 @@ async fn refused_handshakes_and_missing_guarantees_stop_the_call() {
     let error = run.error.unwrap();
     assert_eq!(error.kind, "ServiceHandshakeError");
     assert!(error.message.contains("Refused: not today"), "{error:?}");
-    assert_eq!(
-        seen.0.lock().unwrap().len(),
-        1,
-        "no call after a refused handshake"
-    );
+    assert_eq!(seen.0.lock().unwrap().len(), 1, "no call after a refused handshake");
 
     let (url, seen) = service("ok").await;
     let run = ToolRunner::default()
-        .execute(
-            &binding(&url, json!({"no_filesystem": true}), None),
-            &json!({}),
-            "t",
-        )
+        .execute(&binding(&url, json!({"no_filesystem": true}), None), &json!({}), "t")
         .await;
     let error = run.error.unwrap();
     assert_eq!(error.reason_code.as_deref(), Some("guarantee_blocked"));
@@ -166,16 +158,9 @@ async fn service_errors_timeouts_and_outages() {
 
     // Nothing listens on port 1.
     let run = ToolRunner::default()
-        .execute(
-            &binding("http://127.0.0.1:1/run", json!({}), None),
-            &json!({}),
-            "t",
-        )
+        .execute(&binding("http://127.0.0.1:1/run", json!({}), None), &json!({}), "t")
         .await;
-    assert_eq!(
-        run.error.unwrap().reason_code.as_deref(),
-        Some("unreachable")
-    );
+    assert_eq!(run.error.unwrap().reason_code.as_deref(), Some("unreachable"));
     let run = ToolRunner::default()
         .execute(&binding("not a url", json!({}), None), &json!({}), "t")
         .await;
@@ -189,9 +174,7 @@ async fn post_json(app: axum::Router, body: &str) -> (StatusCode, Value) {
         .unwrap();
     let response = app.oneshot(request).await.unwrap();
     let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
     (status, serde_json::from_slice(&bytes).unwrap())
 }
 
@@ -222,11 +205,7 @@ async fn the_http_handler_runs_only_registered_tools() {
     assert_eq!(report["trace"]["runner"], "local");
     assert_eq!(report["session_id"], "s1");
 
-    let (_, report) = post_json(
-        app.clone(),
-        r#"{"tool_name": "weather", "tool_args": {"name": "Di"}}"#,
-    )
-    .await;
+    let (_, report) = post_json(app.clone(), r#"{"tool_name": "weather", "tool_args": {"name": "Di"}}"#).await;
     assert_eq!(report["result"]["message"], "Hello Di");
     assert_eq!(report["trace"]["service_url"], url);
 
@@ -245,9 +224,6 @@ async fn the_http_handler_runs_only_registered_tools() {
 
     let (status, body) = post_json(app, r#"{"payload": {}}"#).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        body["detail"].as_str().unwrap().contains("tool_name"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap().contains("tool_name"), "{body}");
     let _ = Map::<String, Value>::new();
 }
