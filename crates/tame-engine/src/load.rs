@@ -2,6 +2,8 @@
 //! every error of the file with its line, column, rule and a caret.
 
 use std::collections::HashMap;
+
+use serde::Deserialize;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -30,7 +32,8 @@ pub(crate) struct Loaded {
     pub tests: Vec<PolicyTest>,
     /// Byte span of each rule's mapping (for diagnostics after loading).
     pub rule_spans: Vec<Option<Range<usize>>>,
-    /// Byte offsets to map condition spans: per rule, the condition node.
+    /// The located YAML tree (for diagnostics after loading).
+    pub tree: Option<YNode>,
     pub warnings: Vec<crate::diag::Diagnostic>,
 }
 
@@ -113,6 +116,32 @@ pub(crate) fn load(
     let mut infos = Vec::new();
     let mut rule_spans = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
+    // Duplicates are found on the raw names, so a broken first rule still
+    // makes a second one with its name an error.
+    let mut first_line: HashMap<String, usize> = HashMap::new();
+    let mut duplicate = vec![false; rule_values.len()];
+    for (i, v) in rule_values.iter().enumerate() {
+        let Some(name) = rule_name(v) else { continue };
+        let line = rules_node.and_then(|n| n.items().get(i)).map_or(0, |n| line_col(source, n.span().start).0);
+        match first_line.get(&name) {
+            Some(&first) => {
+                if let Some(d) = duplicate.get_mut(i) {
+                    *d = true;
+                }
+                let node = rules_node.and_then(|n| n.items().get(i));
+                let span = node.and_then(|n| n.get("name")).map(YNode::span);
+                r.error(
+                    format!("duplicate rule name `{name}`"),
+                    span,
+                    Some(&name),
+                    Some(format!("the first rule with this name is at line {first}; rule names must be unique")),
+                );
+            }
+            None => {
+                first_line.insert(name, line);
+            }
+        }
+    }
     let mut warnings = Vec::new();
     for (i, value) in rule_values.iter().enumerate() {
         let node = rules_node.and_then(|n| n.items().get(i));
@@ -120,7 +149,7 @@ pub(crate) fn load(
         let rule_span = node.map(YNode::span);
         let fallback_span = || rule_span.clone().map(|s| s.start..s.start);
         let spec = if legacy {
-            match serde_yaml::from_value::<LegacyRuleModel>(value.clone()) {
+            match LegacyRuleModel::deserialize(value) {
                 Ok(m) => legacy_rule(r, m, node, &mut warnings),
                 Err(e) => {
                     report_serde(r, &e, node, name_hint.as_deref(), fallback_span());
@@ -128,7 +157,7 @@ pub(crate) fn load(
                 }
             }
         } else {
-            match serde_yaml::from_value::<RuleModel>(value.clone()) {
+            match RuleModel::deserialize(value) {
                 Ok(m) => current_rule(r, source, m, node, check),
                 Err(e) => {
                     if !(legacy_count > 0 && has_key(value, "conditions")) {
@@ -139,15 +168,7 @@ pub(crate) fn load(
             }
         };
         let Some((spec, info)) = spec else { continue };
-        if let Some(&first) = names.get(&*spec.name) {
-            let span = node.and_then(|n| n.get("name")).map(YNode::span).or_else(fallback_span);
-            let first_line = rule_spans.get(first).cloned().flatten().map(|s: Range<usize>| line_col(source, s.start).0);
-            r.error(
-                format!("duplicate rule name `{}`", spec.name),
-                span,
-                Some(&spec.name),
-                first_line.map(|l| format!("the first rule with this name is at line {l}; rule names must be unique")),
-            );
+        if duplicate.get(i).copied().unwrap_or(false) || names.contains_key(&*spec.name) {
             continue;
         }
         names.insert(spec.name.to_string(), rule_spans.len());
@@ -204,6 +225,7 @@ pub(crate) fn load(
         infos,
         tests,
         rule_spans,
+        tree: Some(tree),
         warnings,
     })
 }

@@ -160,6 +160,7 @@ impl Policy {
         };
         if r.has_errors() {
             r.diagnostics.extend(loaded.warnings);
+            r.diagnostics.sort_by_key(|d| (d.line, d.column));
             return Err(PolicyError { diagnostics: r.diagnostics });
         }
         let program = match compile::compile(&loaded.rules, env.interp()) {
