@@ -325,3 +325,37 @@ async fn a_missing_server_command_is_a_clear_error() {
         .unwrap_err();
     assert!(err.to_string().contains("no mcp server command"), "{err}");
 }
+
+#[tokio::test]
+async fn non_utf8_input_is_a_parse_error_and_the_proxy_goes_on() {
+    let guard = Arc::new(ScriptedGuard::new(&[("echo", Action::Allow)]));
+    let opts = mini_server_opts();
+    let (mut client_tx, proxy_in) = tokio::io::duplex(1 << 16);
+    let (proxy_out, mut client_rx) = tokio::io::duplex(1 << 16);
+    let proxy = tokio::spawn(async move { run_mcp_proxy_with(guard, &opts, proxy_in, proxy_out).await });
+    client_tx
+        .write_all(b"{\"jsonrpc\": \"2.0\", \"id\": \xff\xfe}\r\n")
+        .await
+        .unwrap();
+    client_tx
+        .write_all(format!("{}\r\n", call(1, "echo", json!({"text": "ok"}))).as_bytes())
+        .await
+        .unwrap();
+    drop(client_tx);
+    let code = tokio::time::timeout(Duration::from_secs(60), proxy)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, 0);
+    let mut out = String::new();
+    client_rx.read_to_string(&mut out).await.unwrap();
+    let out = json_lines(&out);
+    assert_eq!(out[0]["error"]["code"], -32700);
+    assert!(
+        out[0]["error"]["message"].as_str().unwrap().contains("utf-8"),
+        "{:#}",
+        out[0]
+    );
+    assert_eq!(text_of(&by_id(&out, 1)), r#"ran echo {"text": "ok"}"#);
+}
