@@ -6,8 +6,8 @@ use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
-use crate::convert::{json_to_py, py_to_json};
 use crate::Error;
+use crate::convert::{json_to_py, py_to_json};
 
 /// Compiled tool contracts and agent bindings.
 #[pyclass(frozen, module = "tame._native")]
@@ -73,7 +73,12 @@ impl Contracts {
 
     /// `{"allowed", "reason"}`: may this agent call `tool_name`?
     #[pyo3(signature = (agent_id, tool_name))]
-    fn validate_agent<'py>(&self, py: Python<'py>, agent_id: Option<&str>, tool_name: &str) -> PyResult<Bound<'py, PyAny>> {
+    fn validate_agent<'py>(
+        &self,
+        py: Python<'py>,
+        agent_id: Option<&str>,
+        tool_name: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &self.inner.validate_agent(agent_id, tool_name))
     }
 
@@ -89,7 +94,10 @@ impl Contracts {
     ) -> PyResult<Bound<'py, PyAny>> {
         let tags = tags_arg(data_tags)?;
         let payload = py_to_json(payload, "payload").map_err(Error::from)?;
-        to_py(py, &self.inner.intercept_tool_request(tool_name, &payload, &tags, agent_id))
+        to_py(
+            py,
+            &self.inner.intercept_tool_request(tool_name, &payload, &tags, agent_id),
+        )
     }
 
     /// `{"safe_response", "stripped_fields", "findings"}`.

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use tame_engine::Value;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use tame_engine::Value;
 
 /// Deepest nesting accepted from Python (deeper input is rejected, never a
 /// stack overflow).
@@ -37,7 +37,10 @@ pub fn object_arg(obj: Option<&Bound<'_, PyAny>>, name: &str) -> Result<Value, C
         Some(o) if o.is_instance_of::<PyDict>() => py_to_value(o, name),
         Some(o) => Err(ConvertError::Type(format!(
             "{name} must be a dict, got {}",
-            o.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "object".into())
+            o.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| "object".into())
         ))),
     }
 }
@@ -109,7 +112,9 @@ fn to_value(obj: &Bound<'_, PyAny>, depth: usize, path: &mut Vec<String>) -> Res
             })?;
             pairs.push((Arc::<str>::from(&*key), value));
         }
-        return Ok(Value::Map(Arc::new(pairs.into_iter().map(|(k, v)| (k.as_ref().into(), v)).collect())));
+        return Ok(Value::Map(Arc::new(
+            pairs.into_iter().map(|(k, v)| (k.as_ref().into(), v)).collect(),
+        )));
     }
     if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
         let mut items = Vec::new();
@@ -122,7 +127,10 @@ fn to_value(obj: &Bound<'_, PyAny>, depth: usize, path: &mut Vec<String>) -> Res
         }
         return Ok(Value::List(items.into()));
     }
-    Err(Fail::Type("expected JSON data (dict, list, str, int, float, bool or None)", type_of(obj)))
+    Err(Fail::Type(
+        "expected JSON data (dict, list, str, int, float, bool or None)",
+        type_of(obj),
+    ))
 }
 
 /// Converts a Python value (dict with str keys, list, tuple, str, int,
@@ -133,7 +141,10 @@ pub fn py_to_json(obj: &Bound<'_, PyAny>, root: &str) -> Result<serde_json::Valu
 }
 
 fn type_of(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "object".into())
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "object".into())
 }
 
 /// On error, `path` holds the segments down to the failing value.
@@ -146,9 +157,10 @@ fn convert(obj: &Bound<'_, PyAny>, depth: usize, path: &mut Vec<String>) -> Resu
         return Ok(J::Null);
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return s.to_cow().map(|s| J::String(s.into_owned())).map_err(|_| {
-            Fail::Value("string is not valid unicode (lone surrogate)".into())
-        });
+        return s
+            .to_cow()
+            .map(|s| J::String(s.into_owned()))
+            .map_err(|_| Fail::Value("string is not valid unicode (lone surrogate)".into()));
     }
     if let Ok(b) = obj.cast::<PyBool>() {
         return Ok(J::Bool(b.is_true()));
@@ -196,7 +208,10 @@ fn convert(obj: &Bound<'_, PyAny>, depth: usize, path: &mut Vec<String>) -> Resu
         }
         return Ok(J::Array(items));
     }
-    Err(Fail::Type("expected JSON data (dict, list, str, int, float, bool or None)", type_of(obj)))
+    Err(Fail::Type(
+        "expected JSON data (dict, list, str, int, float, bool or None)",
+        type_of(obj),
+    ))
 }
 
 /// Converts JSON to Python objects (dicts, lists, str, int, float, bool, None).

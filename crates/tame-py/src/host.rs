@@ -84,7 +84,12 @@ impl Functions {
             .collect::<Result<Vec<_>, _>>()?;
         let returns = parse_type(returns).map_err(|e| format!("returns: {e}"))?;
         self.entries.retain(|e| e.name != name);
-        self.entries.push(Entry { name: name.to_owned(), func, params, returns });
+        self.entries.push(Entry {
+            name: name.to_owned(),
+            func,
+            params,
+            returns,
+        });
         Ok(())
     }
 
@@ -142,7 +147,10 @@ mod tests {
         assert_eq!(parse_type("string"), Ok(Type::String));
         assert_eq!(parse_type(" str "), Ok(Type::String));
         assert_eq!(parse_type("list(int)"), Ok(Type::List(Box::new(Type::Int))));
-        assert_eq!(parse_type("map"), Ok(Type::Map(Box::new(Type::Dyn), Box::new(Type::Dyn))));
+        assert_eq!(
+            parse_type("map"),
+            Ok(Type::Map(Box::new(Type::Dyn), Box::new(Type::Dyn)))
+        );
         let err = parse_type("float64").unwrap_err();
         assert!(err.starts_with("unknown type `float64`"), "{err}");
     }

@@ -19,7 +19,7 @@ mod contracts;
 mod convert;
 mod host;
 
-use convert::{json_to_py, py_to_json, ConvertError};
+use convert::{ConvertError, json_to_py, py_to_json};
 
 create_exception!(
     tame,
@@ -84,7 +84,7 @@ impl From<Error> for PyErr {
             Error::Contract(err) => PyValueError::new_err(err.to_string()),
             Error::Register(m) => PyValueError::new_err(m),
             Error::Reentrant => PyRuntimeError::new_err(
-                "a host function called `evaluate` on the engine that is evaluating it",
+                "`evaluate` was called from a host function while an evaluation runs on this thread",
             ),
             Error::Python(err) => err,
         }
@@ -227,7 +227,9 @@ struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("origin", &self.origin).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
     }
 }
 
@@ -267,12 +269,9 @@ impl Engine {
         user_id: Option<&str>,
         metadata: Option<&Bound<'_, PyAny>>,
     ) -> Result<Request> {
-        let tool = tool_name.cast::<PyString>().map_err(|_| {
-            Error::Type(format!(
-                "tool_name must be a string, got {}",
-                type_name(tool_name)
-            ))
-        })?;
+        let tool = tool_name
+            .cast::<PyString>()
+            .map_err(|_| Error::Type(format!("tool_name must be a string, got {}", type_name(tool_name))))?;
         let tool = tool.to_cow()?;
         if tool.trim().is_empty() {
             return Err(Error::Value("tool_name must not be empty".into()));
@@ -329,12 +328,8 @@ fn params_arg(params: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
                     "params must be a list of type names, not a string",
                 ));
             }
-            p.extract().map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "params must be a list of type names, got {}",
-                    type_name(p)
-                ))
-            })
+            p.extract()
+                .map_err(|_| PyTypeError::new_err(format!("params must be a list of type names, got {}", type_name(p))))
         }
     }
 }
@@ -344,11 +339,14 @@ fn params_arg(params: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
 fn infer_params(func: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     let py = func.py();
     let inspect = py.import("inspect")?;
-    let sig = inspect.call_method1("signature", (func,)).map_err(|_| {
-        PyTypeError::new_err("cannot read the callable's signature: pass params=[...]")
-    })?;
+    let sig = inspect
+        .call_method1("signature", (func,))
+        .map_err(|_| PyTypeError::new_err("cannot read the callable's signature: pass params=[...]"))?;
     let kinds = inspect.getattr("Parameter")?;
-    let positional = [kinds.getattr("POSITIONAL_ONLY")?, kinds.getattr("POSITIONAL_OR_KEYWORD")?];
+    let positional = [
+        kinds.getattr("POSITIONAL_ONLY")?,
+        kinds.getattr("POSITIONAL_OR_KEYWORD")?,
+    ];
     let mut out = Vec::new();
     for p in sig.getattr("parameters")?.call_method0("values")?.try_iter()? {
         let kind = p?.getattr("kind")?;
@@ -422,19 +420,14 @@ impl Engine {
     fn from_file(path: &Bound<'_, PyAny>, functions: Option<&Bound<'_, PyAny>>) -> PyResult<Engine> {
         let functions = functions_arg(functions)?;
         let os = path.py().import("os")?;
-        let fspath = os.call_method1("fspath", (path,)).map_err(|_| {
-            PyTypeError::new_err(format!(
-                "path must be a str or os.PathLike, got {}",
-                type_name(path)
-            ))
-        })?;
-        let path: String = fspath.extract().map_err(|_| {
-            PyTypeError::new_err("path must be a text path, not bytes")
-        })?;
+        let fspath = os
+            .call_method1("fspath", (path,))
+            .map_err(|_| PyTypeError::new_err(format!("path must be a str or os.PathLike, got {}", type_name(path))))?;
+        let path: String = fspath
+            .extract()
+            .map_err(|_| PyTypeError::new_err("path must be a text path, not bytes"))?;
         let source = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                PyFileNotFoundError::new_err(format!("policy file not found: {path}"))
-            }
+            std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(format!("policy file not found: {path}")),
             _ => PyOSError::new_err(format!("cannot read policy file {path}: {e}")),
         })?;
         Ok(Engine::load(source, path, functions)?)
@@ -445,9 +438,9 @@ impl Engine {
     #[pyo3(signature = (text, name = "<string>", functions = None))]
     fn from_str(text: &Bound<'_, PyAny>, name: &str, functions: Option<&Bound<'_, PyAny>>) -> PyResult<Engine> {
         let functions = functions_arg(functions)?;
-        let text = text.cast::<PyString>().map_err(|_| {
-            PyTypeError::new_err(format!("policy text must be a str, got {}", type_name(text)))
-        })?;
+        let text = text
+            .cast::<PyString>()
+            .map_err(|_| PyTypeError::new_err(format!("policy text must be a str, got {}", type_name(text))))?;
         Ok(Engine::load(text.to_cow()?.into_owned(), name.to_owned(), functions)?)
     }
 
@@ -527,7 +520,8 @@ impl Engine {
         };
         let mut functions = lock(&self.functions);
         let mut next = functions.clone();
-        next.add(name, func.clone().unbind(), &params, returns).map_err(Error::Value)?;
+        next.add(name, func.clone().unbind(), &params, returns)
+            .map_err(Error::Value)?;
         let policy = Engine::compile(&self.source, &self.origin, &next)?;
         *functions = next;
         match self.policy.write() {
