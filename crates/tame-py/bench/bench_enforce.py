@@ -156,6 +156,16 @@ def main() -> int:
             measure("Client(api_url=local tame serve).enforce (HTTP, keep-alive)",
                     lambda: http.enforce("read_file", call_args), max(args.http_calls // 20, 1), 20)
             http.close()
+            import httpx
+
+            raw = httpx.Client(base_url=url)
+            body = {"tool_name": "read_file", "tool_args": call_args, "session_id": "bench-raw"}
+            measure("  baseline: raw httpx POST /api/v1/enforce (same server)",
+                    lambda: raw.post("/api/v1/enforce", json=body).raise_for_status(),
+                    max(args.http_calls // 20, 1), 20)
+            measure("  baseline: raw httpx GET /health (no store write)",
+                    lambda: raw.get("/health").raise_for_status(), max(args.http_calls // 20, 1), 20)
+            raw.close()
         finally:
             proc.terminate()
             proc.wait(timeout=10)
