@@ -63,18 +63,17 @@ pub struct ToolRunReport {
     pub trace: Trace,
 }
 
-/// Exit codes of `tame run-tool` (deny is not an error).
+/// Exit codes of `tame run-tool`, as the `tame` CLI's (deny is not an
+/// error).
 pub mod exit {
     /// The tool ran and succeeded.
     pub const OK: i32 = 0;
-    /// The tool ran and failed (error, crash, timeout).
+    /// The tool ran and failed (error, crash, timeout), or bad usage.
     pub const TOOL_FAILED: i32 = 1;
-    /// Bad usage or configuration.
-    pub const USAGE: i32 = 2;
     /// The policy denied the call (or an approval was rejected).
-    pub const DENIED: i32 = 3;
+    pub const DENIED: i32 = 2;
     /// The call waits for an approval.
-    pub const PENDING_APPROVAL: i32 = 4;
+    pub const PENDING_APPROVAL: i32 = 3;
 }
 
 impl ToolRunReport {
