@@ -7,6 +7,24 @@
 //! - [`run`]: guarded tool runs for `tame run-tool` and the server's
 //!   `POST /api/v1/tools/run`;
 //! - [`guard`]: where decisions come from (the embedded engine or a server).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use serde_json::json;
+//! use tame_engine::{Action, Policy};
+//! use tame_integrations::{EmbeddedGuard, Guard, ToolCall};
+//!
+//! let policy = Policy::from_yaml(
+//!     "version: \"1\"\nrules:\n  - name: no_rm\n    action: deny\n    tools: [\"rm\"]\n    reason: \"never\"\n",
+//!     "inline.yml",
+//! )?;
+//! let guard = EmbeddedGuard::new(Arc::new(policy));
+//! let verdict = tokio::runtime::Runtime::new()?
+//!     .block_on(guard.enforce(&ToolCall::new("rm", json!({"path": "/"}), "session-1")))?;
+//! assert_eq!((verdict.decision, verdict.reason.as_str()), (Action::Deny, "never"));
+//! assert!(guard.denies_unconditionally("rm"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod guard;
 pub mod hide;
