@@ -73,7 +73,8 @@ fn sh(dir: &Path, command: &str) -> std::process::Output {
             .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
     )
     .expect("PATH");
-    let mut child = Command::new("sh")
+    // Bounded: the README's commands finish in well under a second.
+    assert_cmd::Command::new("sh")
         .arg("-c")
         .arg(command)
         .current_dir(dir)
@@ -81,20 +82,9 @@ fn sh(dir: &Path, command: &str) -> std::process::Output {
         .env("NO_COLOR", "1")
         .env_remove("TAME_API_URL")
         .env_remove("TAME_API_KEY")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run sh");
-    // Bounded: the README's commands finish in well under a second.
-    let deadline = std::time::Instant::now() + tame_e2e::COMMAND_TIMEOUT;
-    while child.try_wait().expect("wait for sh").is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("`{command}` did not finish within {:?}", tame_e2e::COMMAND_TIMEOUT);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    child.wait_with_output().expect("sh output")
+        .timeout(tame_e2e::COMMAND_TIMEOUT)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{command}`: {e}"))
 }
 
 fn has_curl() -> bool {
