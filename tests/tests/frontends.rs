@@ -335,3 +335,45 @@ fn every_policy_test_case_decides_alike_on_every_frontend() {
     }
     assert!(compared >= 40, "only {compared} test cases compared");
 }
+
+/// A malformed call is refused with the same message by every frontend:
+/// the engine's `RequestError`, the `error` of `tame eval`'s line and the
+/// `detail` of the server's 422 answer (which also names the field).
+#[test]
+fn malformed_calls_are_refused_alike() {
+    let policy = root().join("policies/example.yml");
+    let calls = [
+        json!({"tool_name": "read_file", "tool_args": "/tmp/a"}),
+        json!({"tool_args": {}}),
+        json!({"tool_name": "", "tool_args": {}}),
+        json!({"tool_name": "read_file", "session_id": 5}),
+        json!({"tool_name": "read_file", "metadata": [1]}),
+    ];
+    let input: String = calls.iter().map(|c| format!("{c}\n")).collect();
+    let out = tame_e2e::tame()
+        .arg("eval")
+        .arg(&policy)
+        .arg("-")
+        .write_stdin(input)
+        .output()
+        .expect("run tame eval");
+    assert_eq!(out.status.code(), Some(1), "malformed lines fail the run");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), calls.len());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&policy, &dir.path().join("tame.db"));
+    for (i, (call, line)) in calls.iter().zip(&lines).enumerate() {
+        let err = tame_engine::Request::from_call_json(call).expect_err("malformed");
+        let message = err.to_string();
+        assert_eq!(line["error"], message.as_str(), "tame eval, {call}");
+        assert_eq!(line["line"], i + 1, "tame eval, {call}");
+        let (status, body) = server.post("/api/v1/enforce", call);
+        assert_eq!(status, 422, "{call}: {body}");
+        assert_eq!(body["detail"], message.as_str(), "tame serve, {call}");
+        assert_eq!(body["field"], err.path.as_str(), "tame serve, {call}");
+    }
+    server.stop();
+}
