@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tame_engine::Action;
 use tame_integrations::{ApprovalOutcome, CallStatus, McpProxyOptions, run_mcp_proxy_with};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::common::{ScriptedGuard, by_id, fixture, json_lines};
 
@@ -213,6 +213,35 @@ async fn an_approved_call_is_released_before_it_runs() {
         "{answer:#}"
     );
     assert!(guard.records().is_empty());
+}
+
+#[tokio::test]
+async fn server_requests_and_client_responses_pass_through_unchanged() {
+    let guard = Arc::new(ScriptedGuard::new(&[("ask_client", Action::Allow)]));
+    // Odd spacing on purpose: the proxy relays lines, it does not re-encode.
+    let answer = r#"{"jsonrpc":"2.0", "id":"srv-1", "result":{"roots":[]}}"#.to_owned();
+    let (tx, proxy_in) = tokio::io::duplex(1 << 16);
+    let (proxy_out, rx) = tokio::io::duplex(1 << 16);
+    let opts = mini_server_opts();
+    let proxy = tokio::spawn(async move { run_mcp_proxy_with(guard, &opts, proxy_in, proxy_out).await });
+    let mut tx = tx;
+    let mut lines = tokio::io::BufReader::new(rx).lines();
+    tx.write_all(format!("{}\n", call(1, "ask_client", json!({}))).as_bytes())
+        .await
+        .unwrap();
+    let request = lines.next_line().await.unwrap().unwrap();
+    assert_eq!(
+        request,
+        r#"{"jsonrpc":"2.0","id":"srv-1","method":"roots/list","params":{ }}"#
+    );
+    tx.write_all(format!("{answer}\n").as_bytes()).await.unwrap();
+    let reply: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(
+        text_of(&reply),
+        r#"client said {"id": "srv-1", "jsonrpc": "2.0", "result": {"roots": []}}"#
+    );
+    drop(tx);
+    assert_eq!(proxy.await.unwrap().unwrap(), 0);
 }
 
 #[tokio::test]
