@@ -79,11 +79,12 @@ pub mod exit {
 impl ToolRunReport {
     /// The process exit code for this report (see [`exit`]).
     pub fn exit_code(&self) -> i32 {
+        let kind = self.error.as_ref().map(|e| e.kind.as_str());
         if self.ok {
             exit::OK
-        } else if self.executed {
+        } else if self.executed || kind == Some("PolicyUnavailable") {
             exit::TOOL_FAILED
-        } else if self.decision == Action::Approve && self.error.as_ref().is_some_and(|e| e.kind == "ApprovalPending") {
+        } else if self.decision == Action::Approve && kind == Some("ApprovalPending") {
             exit::PENDING_APPROVAL
         } else {
             exit::DENIED

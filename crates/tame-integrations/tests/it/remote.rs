@@ -221,6 +221,31 @@ async fn an_unreachable_server_is_a_clear_error() {
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("cannot reach the tame server"), "{err:#}");
+    let report = run_guarded(
+        &guard,
+        &ToolRunner::default(),
+        &ToolBinding {
+            name: "greet".into(),
+            runner: RunnerSpec::Service {
+                url: "http://127.0.0.1:1/run".into(),
+                entry: None,
+                kind: None,
+                required_guarantees: Default::default(),
+            },
+            timeout_seconds: None,
+        },
+        &json!({}),
+        &CallContext::default(),
+        Duration::from_secs(1),
+    )
+    .await;
+    assert!(!report.executed);
+    assert_eq!(report.error.as_ref().unwrap().kind, "PolicyUnavailable");
+    assert_eq!(
+        report.exit_code(),
+        exit::TOOL_FAILED,
+        "no decision is an error, not a deny"
+    );
     let err = RemoteGuard::new("not a url", None).unwrap_err();
     assert!(err.to_string().contains("invalid api url `not a url`"), "{err}");
 }
