@@ -4,47 +4,8 @@
 
 use std::sync::Arc;
 
-use tame_lang::{HostFn, Key, Type, Value, ValueMap};
+use tame_lang::{HostFn, Key, Registry, Type, Value, ValueMap};
 use tame_safety::Scanner;
-
-/// Host functions registered by the embedding program, with signatures.
-///
-/// NOTE: stand-in until `tame_lang::Registry` lands; same method shape
-/// (`register_host(name, params, result, func)`), so callers won't change.
-#[derive(Clone, Default)]
-pub struct Registry {
-    host: Vec<HostDecl>,
-}
-
-#[derive(Clone)]
-struct HostDecl {
-    name: String,
-    params: Vec<Type>,
-    #[allow(dead_code)]
-    result: Type,
-    func: HostFn,
-}
-
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.host.iter().map(|h| &h.name)).finish()
-    }
-}
-
-impl Registry {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds a host function callable as `name(a, b)` (or `a.name(b)`).
-    pub fn register_host(&mut self, name: &str, params: Vec<Type>, result: Type, func: HostFn) -> Result<(), String> {
-        if self.host.iter().any(|h| h.name == name && h.params.len() == params.len()) {
-            return Err(format!("host function `{name}` with {} parameters is already registered", params.len()));
-        }
-        self.host.push(HostDecl { name: name.to_owned(), params, result, func });
-        Ok(())
-    }
-}
 
 /// `has_secret(x)`, `has_pii(x)` (bools) and `secrets(x)` (a list of
 /// `{kind, category, path, preview}` maps) over any value, usually `args`.
@@ -75,35 +36,57 @@ fn payload_functions() -> [(&'static str, HostFn); 3] {
     [("has_secret", has_secret), ("has_pii", has_pii), ("secrets", secrets)]
 }
 
-/// The environment conditions are checked and compiled in.
+/// The environment conditions are checked and compiled in: the built-in
+/// functions, the payload checks, and the embedder's host functions.
 #[derive(Debug)]
 pub(crate) struct CondEnv {
+    registry: Registry,
     interp: tame_interp::Env,
 }
 
 impl CondEnv {
-    pub fn new(registry: &Registry) -> Self {
-        let mut interp = tame_interp::Env::policy();
-        // Payload checks backed by tame-safety's scanner.
+    /// `user` holds the embedder's host functions; it may or may not
+    /// include the built-ins (they are always available).
+    pub fn new(user: &Registry) -> Self {
+        let mut registry = Registry::builtins();
         for (name, func) in payload_functions() {
-            interp.add_function(name, Some(1), func);
+            let result = if name == "secrets" {
+                Type::List(Box::new(Type::Map(Box::new(Type::String), Box::new(Type::String))))
+            } else {
+                Type::Bool
+            };
+            // A registry that already implements them keeps its own.
+            let _ = registry.register_host(name, vec![Type::Dyn], result, func);
         }
-        for h in &registry.host {
-            interp.add_function(&h.name, Some(h.params.len()), h.func.clone());
+        for name in user.names() {
+            for o in user.overloads(name) {
+                let Some(f) = &o.host else { continue };
+                // Replace a payload check with the embedder's version.
+                let _ = if o.receiver {
+                    registry.register_host_method(name, o.params.clone(), o.result.clone(), f.clone())
+                } else {
+                    registry.register_host(name, o.params.clone(), o.result.clone(), f.clone())
+                };
+            }
         }
-        CondEnv { interp }
+        let interp = tame_interp::Env::policy().with_registry(&registry);
+        CondEnv { registry, interp }
     }
 
     pub fn interp(&self) -> &tame_interp::Env {
         &self.interp
     }
 
-    /// Type-checks a condition: it must be `bool` or `dyn`.
-    ///
-    /// NOTE: until tame-lang's checker lands, unknown names and functions
-    /// are caught when the condition is compiled (tame-interp's strict
-    /// mode), with the same spans.
-    pub fn check(&self, _expr: &tame_lang::Expr) -> Result<(), Vec<tame_lang::CheckError>> {
-        Ok(())
+    /// Type-checks a condition: it must be `bool` (or `dyn`, checked at
+    /// run time).
+    pub fn check(&self, expr: &tame_lang::Expr) -> Result<(), Vec<tame_lang::CheckError>> {
+        let env = tame_lang::CheckEnv::policy(&self.registry);
+        match tame_lang::check(expr, &env)? {
+            Type::Bool | Type::Dyn => Ok(()),
+            other => Err(vec![
+                tame_lang::CheckError::new(format!("a condition must be a bool, this is {}", other.name()), expr.span)
+                    .with_help("compare it, e.g. `args.count > 0` or `args.name == \"x\"`"),
+            ]),
+        }
     }
 }

@@ -140,13 +140,13 @@ pub struct Policy {
 }
 
 /// Host functions the embedding program adds to conditions.
-pub use crate::cond::Registry;
+pub use tame_lang::Registry;
 
 impl Policy {
     /// Loads and compiles a policy from YAML text. `origin` names it in
     /// diagnostics (usually the file path).
     pub fn from_yaml(source: &str, origin: &str) -> Result<Policy, PolicyError> {
-        Self::from_yaml_with(source, origin, &Registry::default())
+        Self::from_yaml_with(source, origin, &Registry::new())
     }
 
     /// Like [`Policy::from_yaml`], with host functions.

@@ -43,7 +43,7 @@ fn condition() -> impl Strategy<Value = String> {
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} || {b})")),
             inner.clone().prop_map(|a| format!("!({a})")),
             (inner.clone(), inner.clone(), inner.clone()).prop_map(|(c, a, b)| format!("({c} ? {a} : {b})")),
-            (inner.clone(), inner).prop_map(|(a, b)| format!("({a} and not {b})")),
+            (inner.clone(), inner).prop_map(|(a, b)| format!("({a} and not ({b}))")),
         ]
     })
 }

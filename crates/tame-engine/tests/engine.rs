@@ -530,3 +530,17 @@ fn host_functions_are_registered_through_the_registry() {
     assert_eq!(p.evaluate(&call("t", json!({"host": "x.com"})), &NoFacts).action, Action::Deny);
     assert!(Policy::from_yaml("rules:\n  - name: r\n    action: allow\n    condition: 'is_internal(args.host)'\n", "p.yml").is_err());
 }
+
+#[test]
+fn conditions_are_type_checked_with_the_rule_named() {
+    let e = load_err("rules:\n  - name: not_bool\n    action: deny\n    condition: 'args.x + 1'\n  - name: unknown_fn\n    action: deny\n    condition: 'frobnicate(args.x)'\n");
+    let errs: Vec<&Diagnostic> = e.errors().collect();
+    assert_eq!(errs.len(), 2, "{e}");
+    assert!(errs[0].message.contains("must be a bool"), "{}", errs[0].message);
+    assert_eq!((errs[0].rule.as_deref(), errs[0].line, errs[0].column), (Some("not_bool"), 4, 17));
+    assert!(errs[1].message.contains("frobnicate"), "{}", errs[1].message);
+    assert_eq!((errs[1].rule.as_deref(), errs[1].line, errs[1].column), (Some("unknown_fn"), 7, 17));
+    let j = serde_json::to_value(&e).unwrap();
+    assert_eq!(j["diagnostics"][0]["severity"], "error");
+    assert_eq!(j["diagnostics"][1]["rule"], "unknown_fn");
+}
