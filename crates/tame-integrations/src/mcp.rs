@@ -285,14 +285,35 @@ async fn drop_server_input<G>(shared: &Shared<G>, server_writer: tokio::task::Jo
 }
 
 async fn wait_or_kill(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
-    match tokio::time::timeout(grace, child.wait()).await {
-        Ok(status) => status.ok(),
-        Err(_) => {
-            eprintln!("tame mcp-proxy: mcp server did not exit within {grace:?}; killing it");
-            let _ = child.start_kill();
-            child.wait().await.ok()
+    if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
+        return status.ok();
+    }
+    // As the MCP stdio transport asks: SIGTERM first, then SIGKILL.
+    if terminate(child) {
+        eprintln!("tame mcp-proxy: mcp server did not exit within {grace:?}; sent SIGTERM");
+        if let Ok(status) = tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+            return status.ok();
         }
     }
+    eprintln!("tame mcp-proxy: killing the mcp server");
+    let _ = child.start_kill();
+    child.wait().await.ok()
+}
+
+/// Sends SIGTERM to the child; `false` when that is not possible.
+#[cfg(unix)]
+fn terminate(child: &Child) -> bool {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    child
+        .id()
+        .and_then(|pid| i32::try_from(pid).ok())
+        .is_some_and(|pid| kill(Pid::from_raw(pid), Signal::SIGTERM).is_ok())
+}
+
+#[cfg(not(unix))]
+fn terminate(_child: &Child) -> bool {
+    false
 }
 
 /// Answers every request still waiting for the (dead) server with an error.

@@ -320,16 +320,34 @@ async fn a_crashing_server_errors_pending_requests_and_exits_nonzero() {
 }
 
 #[tokio::test]
-async fn a_server_that_ignores_stdin_eof_is_killed_after_the_grace_period() {
-    let guard = Arc::new(ScriptedGuard::new(&[]));
-    let opts = McpProxyOptions {
-        command: vec!["python3".into(), "-c".into(), "import time; time.sleep(120)".into()],
-        shutdown_grace: Duration::from_millis(200),
-        ..McpProxyOptions::default()
-    };
-    let (code, out) = session(guard, opts, &[], false).await;
-    assert_eq!(code, 0);
-    assert!(out.is_empty());
+async fn a_server_that_ignores_stdin_eof_gets_sigterm_then_sigkill() {
+    let marker = tempfile::NamedTempFile::new().unwrap();
+    let marker_path = marker.path().display().to_string();
+    // Exits on SIGTERM, leaving a mark.
+    let polite = "import signal, sys, time\n\
+        def bye(*_):\n    open(sys.argv[1], 'w').write('term')\n    sys.exit(0)\n\
+        signal.signal(signal.SIGTERM, bye)\ntime.sleep(120)\n";
+    // Ignores SIGTERM: only SIGKILL ends it.
+    let stubborn = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(120)\n";
+    for (script, marked) in [(polite, true), (stubborn, false)] {
+        std::fs::write(marker.path(), "").unwrap();
+        let guard = Arc::new(ScriptedGuard::new(&[]));
+        let opts = McpProxyOptions {
+            command: vec!["python3".into(), "-c".into(), script.into(), marker_path.clone()],
+            // Long enough for python (behind a pyenv shim, on a busy machine) to
+            // install its handler before the signal comes.
+            shutdown_grace: Duration::from_secs(3),
+            ..McpProxyOptions::default()
+        };
+        let (code, out) = session(guard, opts, &[], false).await;
+        assert_eq!(code, 0);
+        assert!(out.is_empty());
+        assert_eq!(
+            std::fs::read_to_string(marker.path()).unwrap() == "term",
+            marked,
+            "{script}"
+        );
+    }
 }
 
 #[tokio::test]
