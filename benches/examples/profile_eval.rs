@@ -17,7 +17,9 @@ fn main() {
             return;
         }
     };
-    let Ok(req) = Request::from_call_json(&typical_call(n)) else { return };
+    let Ok(req) = Request::from_call_json(&typical_call(n)) else {
+        return;
+    };
     let facts = MemoryFacts::default();
     let start = std::time::Instant::now();
     for _ in 0..iters {

@@ -183,8 +183,16 @@ pub(crate) struct Program {
 /// its condition (tool-pattern errors carry the pattern's index instead).
 #[derive(Debug)]
 pub(crate) enum CompileFailure {
-    Condition { rule: usize, message: String, span: tame_lang::Span },
-    Tool { rule: usize, pattern: usize, message: String },
+    Condition {
+        rule: usize,
+        message: String,
+        span: tame_lang::Span,
+    },
+    Tool {
+        rule: usize,
+        pattern: usize,
+        message: String,
+    },
 }
 
 /// The boolean structure of a condition over atoms.
@@ -234,7 +242,10 @@ pub(crate) fn compile(rules: &[RuleSpec], env: &tame_interp::Env) -> Result<Prog
     };
     for exit in 0..EXITS {
         let g = b.graph.add_node(DagNode::Exit(exit));
-        b.flat.push(FlatNode { atom: u32::MAX, next: [exit; 3] });
+        b.flat.push(FlatNode {
+            atom: u32::MAX,
+            next: [exit; 3],
+        });
         b.flat_to_graph.push(g);
     }
     let mut failures = Vec::new();
@@ -297,15 +308,19 @@ fn build_switch(rules: &[RuleSpec], failures: &mut Vec<CompileFailure>) -> Switc
                             gi
                         }
                         Err(message) => {
-                            failures.push(CompileFailure::Tool { rule: i, pattern: pi, message });
+                            failures.push(CompileFailure::Tool {
+                                rule: i,
+                                pattern: pi,
+                                message,
+                            });
                             continue;
                         }
                     },
                 };
-                if let Some(list) = glob_rules.get_mut(gi) {
-                    if list.last() != Some(&ri) {
-                        list.push(ri);
-                    }
+                if let Some(list) = glob_rules.get_mut(gi)
+                    && list.last() != Some(&ri)
+                {
+                    list.push(ri);
                 }
             } else {
                 if exact_seen.insert(pattern.as_str(), ()).is_none() {
@@ -352,7 +367,12 @@ fn add_switch_to_graph(p: &mut Program, flat_to_graph: &[NodeIndex]) {
     names.sort_unstable();
     let mut buckets: Vec<(Arc<str>, Vec<u32>)> = names
         .into_iter()
-        .map(|(name, b)| (Arc::from(name), p.switch.buckets.get(b as usize).map(|l| l.to_vec()).unwrap_or_default()))
+        .map(|(name, b)| {
+            (
+                Arc::from(name),
+                p.switch.buckets.get(b as usize).map(|l| l.to_vec()).unwrap_or_default(),
+            )
+        })
         .collect();
     // Other names: the glob rules and the universal ones, in order.
     let mut other: Vec<u32> = p.switch.glob_rules.iter().flat_map(|l| l.iter().copied()).collect();
@@ -364,11 +384,11 @@ fn add_switch_to_graph(p: &mut Program, flat_to_graph: &[NodeIndex]) {
         let bucket = p.graph.add_node(DagNode::Bucket(name));
         p.graph.add_edge(root, bucket, DagEdge::Tool);
         for (n, ri) in list.iter().enumerate() {
-            if let Some(rule) = p.rules.get(*ri as usize) {
-                if let Some(&target) = flat_to_graph.get(rule.entry as usize) {
-                    let edge = DagEdge::Rule(u32::try_from(n + 1).unwrap_or(u32::MAX), rule.name.clone(), rule.action);
-                    p.graph.add_edge(bucket, target, edge);
-                }
+            if let Some(rule) = p.rules.get(*ri as usize)
+                && let Some(&target) = flat_to_graph.get(rule.entry as usize)
+            {
+                let edge = DagEdge::Rule(u32::try_from(n + 1).unwrap_or(u32::MAX), rule.name.clone(), rule.action);
+                p.graph.add_edge(bucket, target, edge);
             }
         }
     }
@@ -419,14 +439,21 @@ impl Builder<'_> {
         }
         let node = match &e.kind {
             ExprKind::Literal(Literal::Bool(b)) => BNode::Const(*b),
-            ExprKind::Unary { op: UnaryOp::Not, operand } => {
+            ExprKind::Unary {
+                op: UnaryOp::Not,
+                operand,
+            } => {
                 let x = self.split(operand, arena, depth + 1)?;
                 match arena.get(x as usize) {
                     Some(BNode::Const(b)) => BNode::Const(!b),
                     _ => BNode::Not(x),
                 }
             }
-            ExprKind::Binary { op: op @ (BinaryOp::And | BinaryOp::Or), lhs, rhs } => {
+            ExprKind::Binary {
+                op: op @ (BinaryOp::And | BinaryOp::Or),
+                lhs,
+                rhs,
+            } => {
                 let l = self.split(lhs, arena, depth + 1)?;
                 let r = self.split(rhs, arena, depth + 1)?;
                 let and = *op == BinaryOp::And;
@@ -474,12 +501,21 @@ impl Builder<'_> {
         let atom = match (&key, expr) {
             (AtomKey::Cel(_), Some(e)) => {
                 let program = tame_interp::compile(e, self.env).map_err(|err| (err.message, err.span))?;
-                Atom { kind: AtomKind::Cel(program), label: Arc::from(e.to_string()) }
+                Atom {
+                    kind: AtomKind::Cel(program),
+                    label: Arc::from(e.to_string()),
+                }
             }
-            (AtomKey::Legacy(c), _) => Atom { kind: AtomKind::Legacy(c.clone()), label: Arc::from(c.describe()) },
+            (AtomKey::Legacy(c), _) => Atom {
+                kind: AtomKind::Legacy(c.clone()),
+                label: Arc::from(c.describe()),
+            },
             (AtomKey::Cel(e), None) => {
                 let program = tame_interp::compile(e, self.env).map_err(|err| (err.message, err.span))?;
-                Atom { kind: AtomKind::Cel(program), label: Arc::from(e.to_string()) }
+                Atom {
+                    kind: AtomKind::Cel(program),
+                    label: Arc::from(e.to_string()),
+                }
             }
         };
         let id = u32::try_from(self.atoms.len()).unwrap_or(u32::MAX);
@@ -533,7 +569,10 @@ impl Builder<'_> {
             return id;
         }
         let id = u32::try_from(self.flat.len()).unwrap_or(u32::MAX);
-        let label = self.atoms.get(atom as usize).map_or_else(|| Arc::from("?"), |a| a.label.clone());
+        let label = self
+            .atoms
+            .get(atom as usize)
+            .map_or_else(|| Arc::from("?"), |a| a.label.clone());
         let g = self.graph.add_node(DagNode::Test { atom, label });
         for (target, kind) in next.iter().zip([DagEdge::True, DagEdge::False, DagEdge::Error]) {
             if let Some(&tg) = self.flat_to_graph.get(*target as usize) {

@@ -84,8 +84,11 @@ impl CondEnv {
         match tame_lang::check(expr, &env)? {
             Type::Bool | Type::Dyn => Ok(()),
             other => Err(vec![
-                tame_lang::CheckError::new(format!("a condition must be a bool, this is {}", other.name()), expr.span)
-                    .with_help("compare it, e.g. `args.count > 0` or `args.name == \"x\"`"),
+                tame_lang::CheckError::new(
+                    format!("a condition must be a bool, this is {}", other.name()),
+                    expr.span,
+                )
+                .with_help("compare it, e.g. `args.count > 0` or `args.name == \"x\"`"),
             ]),
         }
     }

@@ -113,7 +113,11 @@ pub(crate) struct Reporter<'a> {
 
 impl<'a> Reporter<'a> {
     pub fn new(file: &'a str, text: &'a str) -> Self {
-        Reporter { file, text, diagnostics: Vec::new() }
+        Reporter {
+            file,
+            text,
+            diagnostics: Vec::new(),
+        }
     }
 
     pub fn has_errors(&self) -> bool {
@@ -190,7 +194,9 @@ pub(crate) fn render(
     let len = if end > start {
         end - start
     } else {
-        text.get(start..).and_then(|s| s.chars().next()).map_or(0, char::len_utf8)
+        text.get(start..)
+            .and_then(|s| s.chars().next())
+            .map_or(0, char::len_utf8)
     };
     diag = diag.with_label(LabeledSpan::new(label, start, len));
     let report = miette::Report::new(diag).with_source_code(NamedSource::new(file, text.to_owned()));
@@ -228,7 +234,15 @@ mod tests {
     fn render_shows_location_and_caret() {
         let text = "rules:\n  - name: x\n    action: allw\n";
         let start = text.find("allw").unwrap_or(0);
-        let out = render("p.yml", text, Severity::Error, "unknown action `allw`", Some(start..start + 4), None, Some("use allow"));
+        let out = render(
+            "p.yml",
+            text,
+            Severity::Error,
+            "unknown action `allw`",
+            Some(start..start + 4),
+            None,
+            Some("use allow"),
+        );
         assert!(out.contains("p.yml:3:13"), "{out}");
         assert!(out.contains("action: allw"), "{out}");
         assert!(out.contains("────"), "{out}");

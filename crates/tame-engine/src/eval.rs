@@ -35,7 +35,14 @@ pub(crate) struct Scratch {
 
 impl Scratch {
     const fn new() -> Self {
-        Scratch { generation: 0, stamps: Vec::new(), results: Vec::new(), errors: Vec::new(), globs: Vec::new(), rules: Vec::new() }
+        Scratch {
+            generation: 0,
+            stamps: Vec::new(),
+            results: Vec::new(),
+            errors: Vec::new(),
+            globs: Vec::new(),
+            rules: Vec::new(),
+        }
     }
 
     fn begin(&mut self, atoms: usize) {
@@ -135,7 +142,11 @@ pub(crate) struct Recorder<'p> {
 
 impl<'p> Recorder<'p> {
     pub fn new(program: &'p Program) -> Self {
-        Recorder { program, rules: Vec::new(), visited: Vec::new() }
+        Recorder {
+            program,
+            rules: Vec::new(),
+            visited: Vec::new(),
+        }
     }
 }
 
@@ -151,14 +162,25 @@ impl Tracer for Recorder<'_> {
     }
     fn atom(&mut self, node: u32, atom: u32, result: u8, cached: bool, error: Option<&str>) {
         self.visited.push(node);
-        let expr = self.program.atoms.get(atom as usize).map_or_else(String::new, |a| a.label.to_string());
+        let expr = self
+            .program
+            .atoms
+            .get(atom as usize)
+            .map_or_else(String::new, |a| a.label.to_string());
         let value = match result {
             R_TRUE => "true",
             R_FALSE => "false",
             _ => "error",
         };
         if let Some(r) = self.rules.last_mut() {
-            r.atoms.push(AtomTrace { node, atom, expr, value: value.into(), error: error.map(str::to_owned), cached });
+            r.atoms.push(AtomTrace {
+                node,
+                atom,
+                expr,
+                value: value.into(),
+                error: error.map(str::to_owned),
+                cached,
+            });
         }
     }
     fn rule_end(&mut self, outcome: RuleOutcome, error: Option<&str>) {
@@ -199,7 +221,10 @@ impl Frame<'_> {
         s.begin(p.atoms.len());
         let mut vars: Option<[Value; tame_interp::roots::COUNT]> = None;
         let (rules, tool_match): (&[u32], ToolMatch) = match p.switch.exact.get(&*req.tool) {
-            Some(&b) => (p.switch.buckets.get(b as usize).map_or(&[][..], |l| &l[..]), ToolMatch::Exact),
+            Some(&b) => (
+                p.switch.buckets.get(b as usize).map_or(&[][..], |l| &l[..]),
+                ToolMatch::Exact,
+            ),
             None if p.switch.glob_rules.is_empty() => (&p.switch.universal[..], ToolMatch::Other),
             None => {
                 s.globs.clear();
@@ -265,7 +290,13 @@ impl Frame<'_> {
                 if r == R_ERROR {
                     last_error = Some(n.atom);
                 }
-                tracer.atom(node, n.atom, r, cached, if r == R_ERROR { error_of(s, n.atom) } else { None });
+                tracer.atom(
+                    node,
+                    n.atom,
+                    r,
+                    cached,
+                    if r == R_ERROR { error_of(s, n.atom) } else { None },
+                );
                 node = n.next.get(r as usize).copied().unwrap_or(EXIT_ERROR);
                 steps += 1;
                 if steps > p.nodes.len() {
@@ -276,19 +307,34 @@ impl Frame<'_> {
             match node {
                 EXIT_MATCH => {
                     tracer.rule_end(RuleOutcome::Matched, None);
-                    return Outcome { rule: Some(ri), error: None, tool_match };
+                    return Outcome {
+                        rule: Some(ri),
+                        error: None,
+                        tool_match,
+                    };
                 }
                 EXIT_NO_MATCH => tracer.rule_end(RuleOutcome::NotMatched, None),
                 _ => {
-                    let msg = last_error.and_then(|a| error_of(s, a)).unwrap_or("condition failed").to_owned();
+                    let msg = last_error
+                        .and_then(|a| error_of(s, a))
+                        .unwrap_or("condition failed")
+                        .to_owned();
                     tracer.rule_end(RuleOutcome::Error, Some(&msg));
                     if rule.action != Action::Allow {
-                        return Outcome { rule: Some(ri), error: Some(msg), tool_match };
+                        return Outcome {
+                            rule: Some(ri),
+                            error: Some(msg),
+                            tool_match,
+                        };
                     }
                 }
             }
         }
-        Outcome { rule: None, error: None, tool_match }
+        Outcome {
+            rule: None,
+            error: None,
+            tool_match,
+        }
     }
 
     /// Turns an outcome into a decision (allocates only for templates and
@@ -309,7 +355,12 @@ impl Frame<'_> {
         if let Some(e) = &out.error {
             reason = Arc::from(format!("{reason} (condition error: {e})"));
         }
-        Decision { action: rule.action, rule_name: Some(rule.name.clone()), reason, policy_version: self.version.clone() }
+        Decision {
+            action: rule.action,
+            rule_name: Some(rule.name.clone()),
+            reason,
+            policy_version: self.version.clone(),
+        }
     }
 }
 
@@ -325,7 +376,9 @@ fn eval_atom(
     vars: &mut Option<[Value; tame_interp::roots::COUNT]>,
     errors: &mut Vec<(u32, String)>,
 ) -> u8 {
-    let Some(a) = p.atoms.get(atom as usize) else { return R_ERROR };
+    let Some(a) = p.atoms.get(atom as usize) else {
+        return R_ERROR;
+    };
     match &a.kind {
         AtomKind::Legacy(check) => {
             if check.eval(req) {

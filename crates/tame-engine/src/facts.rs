@@ -33,7 +33,10 @@ impl MemoryFacts {
     /// defaults to the sum of `counts`; a tool in `called` without a count
     /// counts once.
     pub fn from_json(v: &serde_json::Value) -> Result<MemoryFacts, RequestError> {
-        let err = |path: &str, message: &str| RequestError { path: path.to_owned(), message: message.to_owned() };
+        let err = |path: &str, message: &str| RequestError {
+            path: path.to_owned(),
+            message: message.to_owned(),
+        };
         let obj = match v {
             serde_json::Value::Null => return Ok(MemoryFacts::default()),
             serde_json::Value::Object(o) => o,
@@ -53,9 +56,10 @@ impl MemoryFacts {
                 return Err(err("session.counts", "expected an object of tool name to count"));
             };
             for (tool, n) in counts {
-                let n = n.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
-                    err(&format!("session.counts.{tool}"), "expected a non-negative integer")
-                })?;
+                let n = n
+                    .as_i64()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| err(&format!("session.counts.{tool}"), "expected a non-negative integer"))?;
                 facts.fixed_counts.insert(Arc::from(tool.as_str()), n);
             }
         }
@@ -64,7 +68,9 @@ impl MemoryFacts {
                 return Err(err("session.called", "expected an array of tool names"));
             };
             for (i, tool) in called.iter().enumerate() {
-                let tool = tool.as_str().ok_or_else(|| err(&format!("session.called[{i}]"), "expected a string"))?;
+                let tool = tool
+                    .as_str()
+                    .ok_or_else(|| err(&format!("session.called[{i}]"), "expected a string"))?;
                 facts.fixed_counts.entry(Arc::from(tool)).or_insert(1);
             }
         }
@@ -73,13 +79,18 @@ impl MemoryFacts {
                 return Err(err("session.labels", "expected an array of strings"));
             };
             for (i, l) in labels.iter().enumerate() {
-                let l = l.as_str().ok_or_else(|| err(&format!("session.labels[{i}]"), "expected a string"))?;
+                let l = l
+                    .as_str()
+                    .ok_or_else(|| err(&format!("session.labels[{i}]"), "expected a string"))?;
                 facts.labels.push(Arc::from(l));
             }
         }
         facts.fixed_calls = match obj.get("calls") {
             None => facts.fixed_counts.values().sum(),
-            Some(n) => n.as_i64().filter(|n| *n >= 0).ok_or_else(|| err("session.calls", "expected a non-negative integer"))?,
+            Some(n) => n
+                .as_i64()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| err("session.calls", "expected a non-negative integer"))?,
         };
         Ok(facts)
     }
@@ -105,7 +116,8 @@ impl MemoryFacts {
 
 impl SessionFacts for MemoryFacts {
     fn calls(&self) -> i64 {
-        self.fixed_calls.saturating_add(i64::try_from(self.events.len()).unwrap_or(i64::MAX))
+        self.fixed_calls
+            .saturating_add(i64::try_from(self.events.len()).unwrap_or(i64::MAX))
     }
 
     fn count(&self, tool: &str, window: Option<jiff::SignedDuration>) -> i64 {
@@ -138,8 +150,10 @@ mod tests {
 
     #[test]
     fn from_json_reads_every_field() {
-        let f = MemoryFacts::from_json(&json!({"calls": 3, "counts": {"send_email": 2}, "called": ["x"], "labels": ["secret_read"]}))
-            .unwrap();
+        let f = MemoryFacts::from_json(
+            &json!({"calls": 3, "counts": {"send_email": 2}, "called": ["x"], "labels": ["secret_read"]}),
+        )
+        .unwrap();
         assert_eq!(f.calls(), 3);
         assert_eq!(f.count("send_email", None), 2);
         assert_eq!(f.count("x", None), 1);

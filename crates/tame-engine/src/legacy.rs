@@ -32,10 +32,19 @@ use crate::request::value_to_json;
 /// One legacy check; each is one atom of the decision DAG.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum LegacyCheck {
-    ArgContains { key: Arc<str>, needles: Vec<String> },
-    ArgNotContains { key: Arc<str>, needles: Vec<String> },
+    ArgContains {
+        key: Arc<str>,
+        needles: Vec<String>,
+    },
+    ArgNotContains {
+        key: Arc<str>,
+        needles: Vec<String>,
+    },
     /// `expected` is `None` for `"*"` (present).
-    ContextEquals { key: Arc<str>, expected: Option<LegacyScalar> },
+    ContextEquals {
+        key: Arc<str>,
+        expected: Option<LegacyScalar>,
+    },
 }
 
 /// A YAML scalar to compare a context value with.
@@ -88,10 +97,10 @@ fn arg_text<'r>(req: &'r Request, key: &str) -> Option<std::borrow::Cow<'r, str>
 }
 
 fn context_value(req: &Request, key: &str) -> Option<Value> {
-    if let Value::Map(m) = &req.metadata {
-        if let Some(v) = m.get(&Key::String(Arc::from(key))) {
-            return Some(v.clone());
-        }
+    if let Value::Map(m) = &req.metadata
+        && let Some(v) = m.get(&Key::String(Arc::from(key)))
+    {
+        return Some(v.clone());
     }
     let id = |s: &Option<Arc<str>>| Some(s.as_ref().map_or(Value::Null, |s| Value::String(s.clone())));
     match key {
@@ -154,24 +163,31 @@ pub(crate) fn context_scalar(v: &serde_yaml::Value) -> Result<Option<LegacyScala
 /// If a legacy value looks like it meant a regex, a range or a time window,
 /// the message and the equivalent `condition`.
 pub(crate) fn suspicious(kind: &str, key: &str, value: &str) -> Option<(String, String)> {
-    let lhs = if kind == "session_context" { format!("metadata.{key}") } else { format!("args.{key}") };
+    let lhs = if kind == "session_context" {
+        format!("metadata.{key}")
+    } else {
+        format!("args.{key}")
+    };
     let quoted = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
     let v = value.trim();
     // Ranges: >50, >= 10, <3, <=7.5, 10-20 / 10..20
     for op in [">=", "<=", ">", "<"] {
-        if let Some(num) = v.strip_prefix(op) {
-            if num.trim().parse::<f64>().is_ok() {
-                return Some((
-                    format!("legacy value `{value}` is compared as text, not as a range"),
-                    format!("condition: '{lhs} {op} {}'", num.trim()),
-                ));
-            }
+        if let Some(num) = v.strip_prefix(op)
+            && num.trim().parse::<f64>().is_ok()
+        {
+            return Some((
+                format!("legacy value `{value}` is compared as text, not as a range"),
+                format!("condition: '{lhs} {op} {}'", num.trim()),
+            ));
         }
     }
     let time = |s: &str| {
         let s = s.trim();
         let (h, m) = s.split_once(':').unwrap_or((s, "00"));
-        let ok = h.len() <= 2 && m.len() == 2 && h.parse::<u8>().is_ok_and(|h| h < 24) && m.parse::<u8>().is_ok_and(|m| m < 60);
+        let ok = h.len() <= 2
+            && m.len() == 2
+            && h.parse::<u8>().is_ok_and(|h| h < 24)
+            && m.parse::<u8>().is_ok_and(|m| m < 60);
         ok && s.contains(':')
     };
     if let Some((a, b)) = v.split_once('-') {
@@ -208,7 +224,10 @@ pub(crate) fn suspicious(kind: &str, key: &str, value: &str) -> Option<(String, 
         } else {
             format!("condition: '{lhs}.matches({})'", quoted(v))
         };
-        return Some((format!("legacy value `{value}` looks like a regex but is compared as text"), cond));
+        return Some((
+            format!("legacy value `{value}` looks like a regex but is compared as text"),
+            cond,
+        ));
     }
     None
 }
@@ -230,20 +249,32 @@ mod tests {
 
     #[test]
     fn arg_contains_is_a_substring_of_the_argument_text() {
-        let c = LegacyCheck::ArgContains { key: "path".into(), needles: vec!["/etc".into()] };
+        let c = LegacyCheck::ArgContains {
+            key: "path".into(),
+            needles: vec!["/etc".into()],
+        };
         assert!(c.eval(&req(json!({"path": "/etc/hosts"}), json!({}))));
         assert!(c.eval(&req(json!({"path": "/home/etc"}), json!({}))));
         assert!(!c.eval(&req(json!({"file": "/etc/hosts"}), json!({}))));
         assert!(!c.eval(&req(json!({"path": "/usr"}), json!({}))));
-        let n = LegacyCheck::ArgContains { key: "n".into(), needles: vec!["42".into()] };
+        let n = LegacyCheck::ArgContains {
+            key: "n".into(),
+            needles: vec!["42".into()],
+        };
         assert!(n.eval(&req(json!({"n": 1422}), json!({}))));
-        let any = LegacyCheck::ArgContains { key: "p".into(), needles: vec!["a".into(), "z".into()] };
+        let any = LegacyCheck::ArgContains {
+            key: "p".into(),
+            needles: vec!["a".into(), "z".into()],
+        };
         assert!(any.eval(&req(json!({"p": "xyz"}), json!({}))));
     }
 
     #[test]
     fn arg_not_contains_holds_for_missing_args() {
-        let c = LegacyCheck::ArgNotContains { key: "path".into(), needles: vec!["/etc".into()] };
+        let c = LegacyCheck::ArgNotContains {
+            key: "path".into(),
+            needles: vec!["/etc".into()],
+        };
         assert!(c.eval(&req(json!({}), json!({}))));
         assert!(c.eval(&req(json!({"path": "/usr"}), json!({}))));
         assert!(!c.eval(&req(json!({"path": "/etc/x"}), json!({}))));
@@ -251,15 +282,27 @@ mod tests {
 
     #[test]
     fn session_context_merges_ids_and_metadata() {
-        let role = LegacyCheck::ContextEquals { key: "user_role".into(), expected: Some(LegacyScalar::Str("admin".into())) };
+        let role = LegacyCheck::ContextEquals {
+            key: "user_role".into(),
+            expected: Some(LegacyScalar::Str("admin".into())),
+        };
         assert!(role.eval(&req(json!({}), json!({"user_role": "admin"}))));
         assert!(!role.eval(&req(json!({}), json!({"user_role": "dev"}))));
         assert!(!role.eval(&req(json!({}), json!({}))));
-        let agent = LegacyCheck::ContextEquals { key: "agent_id".into(), expected: None };
+        let agent = LegacyCheck::ContextEquals {
+            key: "agent_id".into(),
+            expected: None,
+        };
         assert!(agent.eval(&req(json!({}), json!({}))));
-        let user = LegacyCheck::ContextEquals { key: "user_id".into(), expected: None };
+        let user = LegacyCheck::ContextEquals {
+            key: "user_id".into(),
+            expected: None,
+        };
         assert!(!user.eval(&req(json!({}), json!({}))));
-        let level = LegacyCheck::ContextEquals { key: "level".into(), expected: Some(LegacyScalar::Num("3".into())) };
+        let level = LegacyCheck::ContextEquals {
+            key: "level".into(),
+            expected: Some(LegacyScalar::Num("3".into())),
+        };
         assert!(level.eval(&req(json!({}), json!({"level": 3.0}))));
         assert!(!level.eval(&req(json!({}), json!({"level": "3"}))));
     }

@@ -74,9 +74,15 @@ pub(crate) fn lints(r: &Reporter<'_>, loaded: &Loaded) -> Vec<Diagnostic> {
         let shadow = if later.tools.is_empty() {
             first_all
         } else {
-            later.tools.iter().map(|p| cover(p)).try_fold(0usize, |acc, c| c.map(|c| acc.max(c)))
+            later
+                .tools
+                .iter()
+                .map(|p| cover(p))
+                .try_fold(0usize, |acc, c| c.map(|c| acc.max(c)))
         };
-        let Some(shadow) = shadow.filter(|&i| i < j) else { continue };
+        let Some(shadow) = shadow.filter(|&i| i < j) else {
+            continue;
+        };
         let Some(earlier) = rules.get(shadow) else { continue };
         let span = nodes.get(&*later.name).and_then(|n| n.get("name")).map(YNode::span);
         out.push(r.make(
@@ -88,7 +94,10 @@ pub(crate) fn lints(r: &Reporter<'_>, loaded: &Loaded) -> Vec<Diagnostic> {
             span,
             None,
             Some(&later.name),
-            Some(format!("move `{}` above `{}`, or give `{}` a condition", later.name, earlier.name, earlier.name)),
+            Some(format!(
+                "move `{}` above `{}`, or give `{}` a condition",
+                later.name, earlier.name, earlier.name
+            )),
         ));
     }
 
@@ -98,12 +107,12 @@ pub(crate) fn lints(r: &Reporter<'_>, loaded: &Loaded) -> Vec<Diagnostic> {
     let mut builder = GlobSetBuilder::new();
     for rule in rules {
         for t in rule.tools.iter().filter(|t| is_glob(t)) {
-            if !seen.contains_key(t.as_str()) {
-                if let Ok(g) = tool_glob(t) {
-                    seen.insert(t.as_str(), all_globs.len());
-                    all_globs.push(t.as_str());
-                    builder.add(g);
-                }
+            if !seen.contains_key(t.as_str())
+                && let Ok(g) = tool_glob(t)
+            {
+                seen.insert(t.as_str(), all_globs.len());
+                all_globs.push(t.as_str());
+                builder.add(g);
             }
         }
     }
@@ -126,7 +135,9 @@ pub(crate) fn lints(r: &Reporter<'_>, loaded: &Loaded) -> Vec<Diagnostic> {
     let mut reported: FxHashMap<&str, ()> = FxHashMap::default();
     for rule in rules {
         for (i, pattern) in rule.tools.iter().enumerate() {
-            let Some(&gi) = seen.get(pattern.as_str()) else { continue };
+            let Some(&gi) = seen.get(pattern.as_str()) else {
+                continue;
+            };
             if used.get(gi).copied().unwrap_or(true) || reported.insert(pattern.as_str(), ()).is_some() {
                 continue;
             }

@@ -63,7 +63,12 @@ pub(crate) fn load(
         }
     };
     if source.trim().is_empty() || tree.is_none() {
-        r.error("policy file is empty".into(), None, None, Some("a policy needs at least `rules:`".into()));
+        r.error(
+            "policy file is empty".into(),
+            None,
+            None,
+            Some("a policy needs at least `rules:`".into()),
+        );
         return None;
     }
     let file: FileModel = match serde_yaml::from_str(source) {
@@ -86,7 +91,12 @@ pub(crate) fn load(
         None => Action::Deny,
         Some(d) => parse_action(d).unwrap_or_else(|| {
             let span = tree.get("default").map(YNode::span);
-            r.error(format!("unknown default action `{d}`"), span, None, Some(ACTION_HELP.into()));
+            r.error(
+                format!("unknown default action `{d}`"),
+                span,
+                None,
+                Some(ACTION_HELP.into()),
+            );
             Action::Deny
         }),
     };
@@ -94,7 +104,10 @@ pub(crate) fn load(
     let rule_values = file.rules.unwrap_or_default();
     let has_key = |v: &serde_yaml::Value, k: &str| v.as_mapping().is_some_and(|m| m.contains_key(k));
     let legacy_count = rule_values.iter().filter(|v| has_key(v, "conditions")).count();
-    let new_count = rule_values.iter().filter(|v| has_key(v, "condition") || has_key(v, "reason")).count();
+    let new_count = rule_values
+        .iter()
+        .filter(|v| has_key(v, "condition") || has_key(v, "reason"))
+        .count();
     let legacy = legacy_count > 0 && new_count == 0 && file.default.is_none();
     if legacy_count > 0 && !legacy {
         // Mixed: report the legacy rules.
@@ -122,7 +135,9 @@ pub(crate) fn load(
     let mut duplicate = vec![false; rule_values.len()];
     for (i, v) in rule_values.iter().enumerate() {
         let Some(name) = rule_name(v) else { continue };
-        let line = rules_node.and_then(|n| n.items().get(i)).map_or(0, |n| line_col(source, n.span().start).0);
+        let line = rules_node
+            .and_then(|n| n.items().get(i))
+            .map_or(0, |n| line_col(source, n.span().start).0);
         match first_line.get(&name) {
             Some(&first) => {
                 if let Some(d) = duplicate.get_mut(i) {
@@ -134,7 +149,9 @@ pub(crate) fn load(
                     format!("duplicate rule name `{name}`"),
                     span,
                     Some(&name),
-                    Some(format!("the first rule with this name is at line {first}; rule names must be unique")),
+                    Some(format!(
+                        "the first rule with this name is at line {first}; rule names must be unique"
+                    )),
                 );
             }
             None => {
@@ -187,20 +204,33 @@ pub(crate) fn load(
             Ok(t) => {
                 let Some(expect) = parse_action(&t.expect) else {
                     let s = node.and_then(|n| n.get("expect")).map(YNode::span).or(span);
-                    r.error(format!("unknown expected decision `{}` in test {}", t.expect, i + 1), s, None, Some(ACTION_HELP.into()));
+                    r.error(
+                        format!("unknown expected decision `{}` in test {}", t.expect, i + 1),
+                        s,
+                        None,
+                        Some(ACTION_HELP.into()),
+                    );
                     continue;
                 };
                 let serde_json::Value::Object(mut call) = t.call else {
                     let s = node.and_then(|n| n.get("call")).map(YNode::span).or(span);
-                    r.error(format!("test {}: `call` must be a mapping with `tool_name` and `tool_args`", i + 1), s, None, None);
+                    r.error(
+                        format!(
+                            "test {}: `call` must be a mapping with `tool_name` and `tool_args`",
+                            i + 1
+                        ),
+                        s,
+                        None,
+                        None,
+                    );
                     continue;
                 };
                 let session = call.remove("session");
-                if let Some(rule) = &t.rule {
-                    if !names.contains_key(rule) {
-                        let s = node.and_then(|n| n.get("rule")).map(YNode::span).or(span);
-                        r.error(format!("test {} expects unknown rule `{rule}`", i + 1), s, None, None);
-                    }
+                if let Some(rule) = &t.rule
+                    && !names.contains_key(rule)
+                {
+                    let s = node.and_then(|n| n.get("rule")).map(YNode::span).or(span);
+                    r.error(format!("test {} expects unknown rule `{rule}`", i + 1), s, None, None);
                 }
                 tests.push(PolicyTest {
                     name: t.name.unwrap_or_else(|| format!("test {}", i + 1)),
@@ -250,7 +280,13 @@ fn clean_serde_message(msg: &str) -> String {
     msg.trim_end_matches('.').to_owned()
 }
 
-fn report_serde(r: &mut Reporter<'_>, e: &serde_yaml::Error, node: Option<&YNode>, rule: Option<&str>, fallback: Option<Range<usize>>) {
+fn report_serde(
+    r: &mut Reporter<'_>,
+    e: &serde_yaml::Error,
+    node: Option<&YNode>,
+    rule: Option<&str>,
+    fallback: Option<Range<usize>>,
+) {
     let msg = clean_serde_message(&e.to_string());
     let span = if msg.starts_with("unknown field") {
         backticked(&msg).and_then(|k| node.and_then(|n| n.entry(&k)).map(|(k, _)| k.span()))
@@ -267,14 +303,22 @@ fn offset_of(text: &str, line: usize, column: usize) -> usize {
     let mut off = 0;
     for (i, l) in text.split_inclusive('\n').enumerate() {
         if i + 1 == line {
-            return off + l.char_indices().nth(column.saturating_sub(1)).map_or(l.len(), |(b, _)| b);
+            return off
+                + l.char_indices()
+                    .nth(column.saturating_sub(1))
+                    .map_or(l.len(), |(b, _)| b);
         }
         off += l.len();
     }
     text.len()
 }
 
-fn tools_of(r: &mut Reporter<'_>, tools: Option<crate::model::Tools>, node: Option<&YNode>, rule: &str) -> Option<Vec<String>> {
+fn tools_of(
+    r: &mut Reporter<'_>,
+    tools: Option<crate::model::Tools>,
+    node: Option<&YNode>,
+    rule: &str,
+) -> Option<Vec<String>> {
     let tools = tools.map(crate::model::Tools::into_vec).unwrap_or_default();
     let tools_node = node.and_then(|n| n.get("tools"));
     let mut ok = true;
@@ -283,15 +327,19 @@ fn tools_of(r: &mut Reporter<'_>, tools: Option<crate::model::Tools>, node: Opti
         if t.trim().is_empty() {
             r.error("empty tool name".into(), span, Some(rule), None);
             ok = false;
-        } else if is_glob(t) {
-            if let Err(m) = tool_glob(t) {
-                r.error(m, span, Some(rule), None);
-                ok = false;
-            }
+        } else if is_glob(t)
+            && let Err(m) = tool_glob(t)
+        {
+            r.error(m, span, Some(rule), None);
+            ok = false;
         }
     }
     // `*` alone means every tool.
-    let tools = if tools.iter().any(|t| t == "*" || t == "**") { Vec::new() } else { tools };
+    let tools = if tools.iter().any(|t| t == "*" || t == "**") {
+        Vec::new()
+    } else {
+        tools
+    };
     ok.then_some(tools)
 }
 
@@ -299,7 +347,12 @@ fn action_of(r: &mut Reporter<'_>, action: &str, node: Option<&YNode>, rule: &st
     let a = parse_action(action);
     if a.is_none() {
         let span = node.and_then(|n| n.get("action")).map(YNode::span);
-        r.error(format!("unknown action `{action}`"), span, Some(rule), Some(ACTION_HELP.into()));
+        r.error(
+            format!("unknown action `{action}`"),
+            span,
+            Some(rule),
+            Some(ACTION_HELP.into()),
+        );
     }
     a
 }
@@ -348,13 +401,22 @@ fn current_rule(
         }
     };
     let (reason, template) = match &m.reason {
-        None => (Arc::from(m.description.clone().unwrap_or_else(|| format!("Matched rule: {}", m.name))), None),
+        None => (
+            Arc::from(
+                m.description
+                    .clone()
+                    .unwrap_or_else(|| format!("Matched rule: {}", m.name)),
+            ),
+            None,
+        ),
         Some(text) => match Template::parse(text) {
             Ok(None) => (Arc::from(unescape_static(text)), None),
             Ok(Some(t)) => (Arc::from(text.as_str()), Some(t)),
             Err(e) => {
                 let rn = node.and_then(|n| n.get("reason"));
-                let span = rn.map(|n| locate::scalar_offset(source, n, e.span.start)..locate::scalar_offset(source, n, e.span.end));
+                let span = rn.map(|n| {
+                    locate::scalar_offset(source, n, e.span.start)..locate::scalar_offset(source, n, e.span.end)
+                });
                 r.error(e.message, span, Some(&m.name), None);
                 (Arc::from(""), None)
             }
@@ -383,7 +445,10 @@ fn current_rule(
 }
 
 fn false_expr() -> tame_lang::Expr {
-    tame_lang::Expr::new(tame_lang::ExprKind::Literal(tame_lang::Literal::Bool(false)), tame_lang::Span::default())
+    tame_lang::Expr::new(
+        tame_lang::ExprKind::Literal(tame_lang::Literal::Bool(false)),
+        tame_lang::Span::default(),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -437,7 +502,10 @@ fn legacy_rule(
                             Some(legacy::LegacyScalar::Str(s)) => vec![s.clone()],
                             _ => Vec::new(),
                         };
-                        checks.push(LegacyCheck::ContextEquals { key: Arc::from(key.as_str()), expected });
+                        checks.push(LegacyCheck::ContextEquals {
+                            key: Arc::from(key.as_str()),
+                            expected,
+                        });
                         text
                     }
                     Err(msg) => {
@@ -450,9 +518,15 @@ fn legacy_rule(
                     Ok(needles) => {
                         let key = Arc::from(key.as_str());
                         checks.push(if kind == "arg_contains" {
-                            LegacyCheck::ArgContains { key, needles: needles.clone() }
+                            LegacyCheck::ArgContains {
+                                key,
+                                needles: needles.clone(),
+                            }
                         } else {
-                            LegacyCheck::ArgNotContains { key, needles: needles.clone() }
+                            LegacyCheck::ArgNotContains {
+                                key,
+                                needles: needles.clone(),
+                            }
                         });
                         needles
                     }
@@ -471,7 +545,9 @@ fn legacy_rule(
                         span.clone(),
                         None,
                         Some(&m.name),
-                        Some(format!("legacy values are matched literally; the equivalent in the current format is `{cond}`")),
+                        Some(format!(
+                            "legacy values are matched literally; the equivalent in the current format is `{cond}`"
+                        )),
                     );
                     warnings.push(d);
                 }

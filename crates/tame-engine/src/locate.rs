@@ -16,10 +16,22 @@ const MAX_DEPTH: usize = 128;
 /// A YAML node with its byte span in the file.
 #[derive(Debug)]
 pub(crate) enum YNode {
-    Scalar { value: String, style: ScalarStyle, span: Range<usize> },
-    Seq { items: Vec<YNode>, span: Range<usize> },
-    Map { entries: Vec<(YNode, YNode)>, span: Range<usize> },
-    Alias { span: Range<usize> },
+    Scalar {
+        value: String,
+        style: ScalarStyle,
+        span: Range<usize>,
+    },
+    Seq {
+        items: Vec<YNode>,
+        span: Range<usize>,
+    },
+    Map {
+        entries: Vec<(YNode, YNode)>,
+        span: Range<usize>,
+    },
+    Alias {
+        span: Range<usize>,
+    },
 }
 
 impl YNode {
@@ -70,8 +82,15 @@ struct CharIndex {
 
 impl CharIndex {
     fn new(text: &str) -> Self {
-        let offsets = if text.is_ascii() { Vec::new() } else { text.char_indices().map(|(i, _)| i).collect() };
-        CharIndex { offsets, len: text.len() }
+        let offsets = if text.is_ascii() {
+            Vec::new()
+        } else {
+            text.char_indices().map(|(i, _)| i).collect()
+        };
+        CharIndex {
+            offsets,
+            len: text.len(),
+        }
     }
     fn byte(&self, char_index: usize) -> usize {
         if self.offsets.is_empty() {
@@ -98,7 +117,11 @@ pub(crate) fn parse(text: &str) -> Result<Option<YNode>, (String, usize)> {
         let start = idx.byte(span.start.index());
         let end = idx.byte(span.end.index()).max(start);
         let node = match event {
-            Event::Scalar(value, style, _, _) => YNode::Scalar { value: value.into_owned(), style, span: start..end },
+            Event::Scalar(value, style, _, _) => YNode::Scalar {
+                value: value.into_owned(),
+                style,
+                span: start..end,
+            },
             Event::Alias(_) => YNode::Alias { span: start..end },
             Event::SequenceStart(..) | Event::MappingStart(..) => {
                 if stack.len() >= MAX_DEPTH {
@@ -112,11 +135,17 @@ pub(crate) fn parse(text: &str) -> Result<Option<YNode>, (String, usize)> {
                 continue;
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq(items, s)) => YNode::Seq { items, span: s..end.max(s) },
+                Some(Frame::Seq(items, s)) => YNode::Seq {
+                    items,
+                    span: s..end.max(s),
+                },
                 _ => return Err(("unbalanced sequence".into(), start)),
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map(entries, _, s)) => YNode::Map { entries, span: s..end.max(s) },
+                Some(Frame::Map(entries, _, s)) => YNode::Map {
+                    entries,
+                    span: s..end.max(s),
+                },
                 _ => return Err(("unbalanced mapping".into(), start)),
             },
             Event::DocumentEnd if root.is_some() => break,
@@ -173,7 +202,7 @@ pub(crate) fn scalar_offset(text: &str, node: &YNode, decoded_offset: usize) -> 
                 found = Some((q, rc.len_utf8()));
                 break;
             }
-            if !rc.is_whitespace() && !(double && rc == '\\') {
+            if !rc.is_whitespace() {
                 break;
             }
             q += rc.len_utf8();
@@ -229,7 +258,9 @@ mod tests {
 
     fn cond_node(text: &str) -> YNode {
         let root = parse(text).unwrap().unwrap();
-        let YNode::Map { mut entries, .. } = root else { panic!("not a map") };
+        let YNode::Map { mut entries, .. } = root else {
+            panic!("not a map")
+        };
         entries.remove(0).1
     }
 

@@ -100,7 +100,12 @@ impl PolicyTest {
 
     /// Runs the test against a policy.
     pub fn run(&self, policy: &Policy) -> TestOutcome {
-        let fail = |message: String| TestOutcome { name: self.name.clone(), passed: false, decision: None, message: Some(message) };
+        let fail = |message: String| TestOutcome {
+            name: self.name.clone(),
+            passed: false,
+            decision: None,
+            message: Some(message),
+        };
         let req = match self.request() {
             Ok(r) => r,
             Err(e) => return fail(format!("call: {e}")),
@@ -112,12 +117,20 @@ impl PolicyTest {
         let d = policy.evaluate(&req, &facts);
         let mut problems = Vec::new();
         if d.action != self.expect {
-            problems.push(format!("expected `{}`, got `{}` ({})", self.expect.as_str(), d.action.as_str(), d.reason));
+            problems.push(format!(
+                "expected `{}`, got `{}` ({})",
+                self.expect.as_str(),
+                d.action.as_str(),
+                d.reason
+            ));
         }
-        if let Some(rule) = &self.rule {
-            if d.rule_name.as_deref() != Some(rule.as_str()) {
-                problems.push(format!("expected rule `{rule}`, got {}", d.rule_name.as_deref().map_or("no rule".into(), |r| format!("`{r}`"))));
-            }
+        if let Some(rule) = &self.rule
+            && d.rule_name.as_deref() != Some(rule.as_str())
+        {
+            problems.push(format!(
+                "expected rule `{rule}`, got {}",
+                d.rule_name.as_deref().map_or("no rule".into(), |r| format!("`{r}`"))
+            ));
         }
         TestOutcome {
             name: self.name.clone(),
@@ -156,26 +169,38 @@ impl Policy {
         let check = |e: &tame_lang::Expr| env.check(e);
         let loaded = load::load(&mut r, source, &check);
         let Some(loaded) = loaded else {
-            return Err(PolicyError { diagnostics: r.diagnostics });
+            return Err(PolicyError {
+                diagnostics: r.diagnostics,
+            });
         };
         if r.has_errors() {
             r.diagnostics.extend(loaded.warnings);
             r.diagnostics.sort_by_key(|d| (d.line, d.column));
-            return Err(PolicyError { diagnostics: r.diagnostics });
+            return Err(PolicyError {
+                diagnostics: r.diagnostics,
+            });
         }
         let program = match compile::compile(&loaded.rules, env.interp()) {
             Ok(p) => p,
             Err(failures) => {
                 report_compile_failures(&mut r, source, &loaded.rules, &loaded.rule_spans, failures);
-                return Err(PolicyError { diagnostics: r.diagnostics });
+                return Err(PolicyError {
+                    diagnostics: r.diagnostics,
+                });
             }
         };
         let hash = hex::encode(Sha256::digest(source.as_bytes()));
-        let version = loaded.version.clone().unwrap_or_else(|| format!("sha256:{}", hash.get(..12).unwrap_or("")));
+        let version = loaded
+            .version
+            .clone()
+            .unwrap_or_else(|| format!("sha256:{}", hash.get(..12).unwrap_or("")));
         let default_reason: Arc<str> = if loaded.legacy || loaded.default == Action::Deny {
             Arc::from(NO_MATCH_REASON)
         } else {
-            Arc::from(format!("{NO_MATCH_REASON}; the policy's default is `{}`", loaded.default.as_str()))
+            Arc::from(format!(
+                "{NO_MATCH_REASON}; the policy's default is `{}`",
+                loaded.default.as_str()
+            ))
         };
         let info = PolicyInfo {
             version: version.clone(),
@@ -201,12 +226,18 @@ impl Policy {
     /// Reads and compiles a policy file.
     pub fn from_file(path: &Path) -> Result<Policy, PolicyError> {
         let origin = path.display().to_string();
-        let source = std::fs::read_to_string(path).map_err(|e| PolicyError::plain(&origin, format!("cannot read policy file: {e}")))?;
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| PolicyError::plain(&origin, format!("cannot read policy file: {e}")))?;
         Self::from_yaml(&source, &origin)
     }
 
     fn frame(&self) -> Frame<'_> {
-        Frame { program: &self.program, default: self.info.default, default_reason: &self.default_reason, version: &self.version }
+        Frame {
+            program: &self.program,
+            default: self.info.default,
+            default_reason: &self.default_reason,
+            version: &self.version,
+        }
     }
 
     /// Decides a call: the first matching rule, else the default.
@@ -282,11 +313,17 @@ fn report_compile_failures(
     failures: Vec<CompileFailure>,
 ) {
     let tree = crate::locate::parse(source).ok().flatten();
-    let rule_node = |i: usize| tree.as_ref().and_then(|t| t.get("rules")).and_then(|n| n.items().get(i));
+    let rule_node = |i: usize| {
+        tree.as_ref()
+            .and_then(|t| t.get("rules"))
+            .and_then(|n| n.items().get(i))
+    };
     // Rules may have been skipped while loading; find the node by name.
     let node_of = |i: usize| {
         let name = rules.get(i).map(|r| &*r.name)?;
-        (0..).map_while(|k| rule_node(k)).find(|n| n.get("name").and_then(|v| v.as_str()) == Some(name))
+        (0..)
+            .map_while(&rule_node)
+            .find(|n| n.get("name").and_then(|v| v.as_str()) == Some(name))
     };
     for f in failures {
         match f {

@@ -18,7 +18,10 @@ pub struct RequestError {
 
 impl RequestError {
     fn new(path: &str, message: &str) -> Self {
-        RequestError { path: path.to_owned(), message: message.to_owned() }
+        RequestError {
+            path: path.to_owned(),
+            message: message.to_owned(),
+        }
     }
 }
 
@@ -52,10 +55,9 @@ fn object_to_map(obj: &serde_json::Map<String, serde_json::Value>) -> ValueMap {
     map
 }
 
-/// Converts a value back to JSON. Bytes become base64-free arrays of
-/// numbers would be surprising, so they become a string of their lossy
-/// UTF-8; timestamps and durations their RFC 3339 / `1h2m` text; types
-/// their name. Non-finite doubles become `null` (JSON has no NaN).
+/// Converts a value back to JSON: bytes as their (lossy) UTF-8 text,
+/// timestamps as RFC 3339, durations as `1h2m3s`, types by name, and
+/// non-finite doubles as `null` (JSON has no NaN).
 pub fn value_to_json(v: &Value) -> serde_json::Value {
     use serde_json::Value as J;
     match v {
@@ -89,11 +91,17 @@ pub(crate) fn key_to_string(k: &Key) -> String {
     }
 }
 
-fn opt_string(call: &serde_json::Map<String, serde_json::Value>, field: &str) -> Result<Option<Arc<str>>, RequestError> {
+fn opt_string(
+    call: &serde_json::Map<String, serde_json::Value>,
+    field: &str,
+) -> Result<Option<Arc<str>>, RequestError> {
     match call.get(field) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(Arc::from(s.as_str()))),
-        Some(other) => Err(RequestError::new(field, &format!("expected a string, found {}", json_kind(other)))),
+        Some(other) => Err(RequestError::new(
+            field,
+            &format!("expected a string, found {}", json_kind(other)),
+        )),
     }
 }
 
@@ -101,7 +109,10 @@ fn opt_object(call: &serde_json::Map<String, serde_json::Value>, field: &str) ->
     match call.get(field) {
         None | Some(serde_json::Value::Null) => Ok(empty_map()),
         Some(serde_json::Value::Object(obj)) => Ok(Value::Map(Arc::new(object_to_map(obj)))),
-        Some(other) => Err(RequestError::new(field, &format!("expected an object, found {}", json_kind(other)))),
+        Some(other) => Err(RequestError::new(
+            field,
+            &format!("expected an object, found {}", json_kind(other)),
+        )),
     }
 }
 
@@ -142,13 +153,19 @@ impl Request {
     /// current time.
     pub fn from_call_json(call: &serde_json::Value) -> Result<Request, RequestError> {
         let serde_json::Value::Object(obj) = call else {
-            return Err(RequestError::new("$", &format!("expected a call object, found {}", json_kind(call))));
+            return Err(RequestError::new(
+                "$",
+                &format!("expected a call object, found {}", json_kind(call)),
+            ));
         };
         let tool = match obj.get("tool_name") {
             Some(serde_json::Value::String(s)) if !s.is_empty() => Arc::from(s.as_str()),
             Some(serde_json::Value::String(_)) => return Err(RequestError::new("tool_name", "must not be empty")),
             Some(other) => {
-                return Err(RequestError::new("tool_name", &format!("expected a string, found {}", json_kind(other))));
+                return Err(RequestError::new(
+                    "tool_name",
+                    &format!("expected a string, found {}", json_kind(other)),
+                ));
             }
             None => return Err(RequestError::new("tool_name", "missing")),
         };
@@ -168,7 +185,11 @@ impl Request {
         let mut obj = serde_json::Map::new();
         obj.insert("tool_name".into(), serde_json::Value::String(self.tool.to_string()));
         obj.insert("tool_args".into(), value_to_json(&self.args));
-        let ids = [("session_id", &self.session_id), ("agent_id", &self.agent_id), ("user_id", &self.user_id)];
+        let ids = [
+            ("session_id", &self.session_id),
+            ("agent_id", &self.agent_id),
+            ("user_id", &self.user_id),
+        ];
         for (name, v) in ids {
             if let Some(v) = v {
                 obj.insert(name.into(), serde_json::Value::String(v.to_string()));
@@ -188,7 +209,10 @@ mod tests {
     fn numbers_follow_the_json_rules() {
         assert!(matches!(json_to_value(&json!(3)), Value::Int(3)));
         assert!(matches!(json_to_value(&json!(-3)), Value::Int(-3)));
-        assert!(matches!(json_to_value(&json!(18446744073709551615u64)), Value::Uint(u64::MAX)));
+        assert!(matches!(
+            json_to_value(&json!(18446744073709551615u64)),
+            Value::Uint(u64::MAX)
+        ));
         assert!(matches!(json_to_value(&json!(3.0)), Value::Double(d) if d == 3.0));
         let v: serde_json::Value = serde_json::from_str("1e3").unwrap_or_default();
         assert!(matches!(json_to_value(&v), Value::Double(d) if d == 1000.0));
@@ -202,8 +226,9 @@ mod tests {
 
     #[test]
     fn call_fields_are_read_and_errors_name_the_path() {
-        let r = Request::from_call_json(&json!({"tool_name": "read_file", "tool_args": {"path": "/x"}, "agent_id": "a1"}))
-            .unwrap();
+        let r =
+            Request::from_call_json(&json!({"tool_name": "read_file", "tool_args": {"path": "/x"}, "agent_id": "a1"}))
+                .unwrap();
         assert_eq!(&*r.tool, "read_file");
         assert_eq!(r.agent_id.as_deref(), Some("a1"));
         assert_eq!(r.user_id, None);

@@ -68,12 +68,18 @@ impl Template {
                     literal.push('}');
                 }
                 '}' => {
-                    return Err(TemplateError { message: "unmatched `}` (write `}}` for a brace)".into(), span: i..i + 1 });
+                    return Err(TemplateError {
+                        message: "unmatched `}` (write `}}` for a brace)".into(),
+                        span: i..i + 1,
+                    });
                 }
                 '{' => {
                     let start = i + 1;
                     let Some(len) = text.get(start..).and_then(|s| s.find('}')) else {
-                        return Err(TemplateError { message: "unclosed `{` (write `{{` for a brace)".into(), span: i..i + 1 });
+                        return Err(TemplateError {
+                            message: "unclosed `{` (write `{{` for a brace)".into(),
+                            span: i..i + 1,
+                        });
                     };
                     let end = start + len;
                     let inner = text.get(start..end).unwrap_or("");
@@ -174,7 +180,10 @@ fn parse_path(inner: &str) -> Result<(Root, Vec<Step>), PathErr> {
         Some(pos + rest.find(|c: char| !is_ident(c)).unwrap_or(rest.len()))
     };
     let Some(end) = ident_at(pos) else {
-        return Err(("expected a path such as `args.path` inside `{}`".into(), lead..s.len().max(lead)));
+        return Err((
+            "expected a path such as `args.path` inside `{}`".into(),
+            lead..s.len().max(lead),
+        ));
     };
     let name = s.get(pos..end).unwrap_or("");
     let root_span = pos..end;
@@ -235,7 +244,10 @@ fn parse_path(inner: &str) -> Result<(Root, Vec<Step>), PathErr> {
             }
             _ => {
                 return Err((
-                    format!("unexpected `{}` in reason path", s.get(pos..).and_then(|r| r.chars().next()).unwrap_or(' ')),
+                    format!(
+                        "unexpected `{}` in reason path",
+                        s.get(pos..).and_then(|r| r.chars().next()).unwrap_or(' ')
+                    ),
                     pos..pos + 1,
                 ));
             }
@@ -262,14 +274,23 @@ mod tests {
     }
 
     fn render(t: &str) -> String {
-        Template::parse(t).unwrap().map(|t| t.render(&req())).unwrap_or_else(|| unescape_static(t))
+        Template::parse(t)
+            .unwrap()
+            .map(|t| t.render(&req()))
+            .unwrap_or_else(|| unescape_static(t))
     }
 
     #[test]
     fn renders_paths() {
-        assert_eq!(render("System paths are off limits ({args.path})"), "System paths are off limits (/etc/passwd)");
+        assert_eq!(
+            render("System paths are off limits ({args.path})"),
+            "System paths are off limits (/etc/passwd)"
+        );
         assert_eq!(render("{tool} by {agent} for {user}"), "read_file by bot for null");
-        assert_eq!(render("n={tool_args.n} l={args.list[1]} k={args[\"odd key\"]}"), "n=3 l=b k=true");
+        assert_eq!(
+            render("n={tool_args.n} l={args.list[1]} k={args[\"odd key\"]}"),
+            "n=3 l=b k=true"
+        );
         assert_eq!(render("{metadata.team}/{context.team}/{session.id}"), "blue/blue/s-1");
         assert_eq!(render("{args.nope} {args.list[9]}"), "<missing> <missing>");
         assert_eq!(render("{args.list}"), "[\"a\",\"b\"]");

@@ -2,6 +2,13 @@
 //! like a plain tree-walking reference (first match over the rules, each
 //! whole condition evaluated by tame-interp directly), on random policies
 //! and random requests. Also: the loader never panics on arbitrary text.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests"
+)]
 
 use proptest::prelude::*;
 use serde_json::json;
@@ -54,13 +61,22 @@ fn action() -> impl Strategy<Value = Action> {
 
 fn rules() -> impl Strategy<Value = Vec<Rule>> {
     prop::collection::vec(
-        (action(), prop::sample::subsequence(TOOLS.to_vec(), 0..3), prop::option::weighted(0.85, condition())),
+        (
+            action(),
+            prop::sample::subsequence(TOOLS.to_vec(), 0..3),
+            prop::option::weighted(0.85, condition()),
+        ),
         1..8,
     )
     .prop_map(|v| {
         v.into_iter()
             .enumerate()
-            .map(|(i, (action, tools, condition))| Rule { name: format!("r{i}"), action, tools, condition })
+            .map(|(i, (action, tools, condition))| Rule {
+                name: format!("r{i}"),
+                action,
+                tools,
+                condition,
+            })
             .collect()
     })
 }

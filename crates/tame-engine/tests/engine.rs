@@ -1,4 +1,12 @@
-//! Quick end-to-end check of the facade.
+//! Integration tests of the engine facade: loading, diagnostics, legacy
+//! policies, the decision DAG, evaluation and explain.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests"
+)]
 use serde_json::json;
 use tame_engine::*;
 
@@ -35,7 +43,8 @@ rules:
     assert_eq!(d.action, Action::Allow, "{d:?}");
     let d = ev(json!({"tool_name": "write_file", "tool_args": {"path": "/root/a/b"}}));
     assert_eq!(d.action, Action::Deny, "{d:?}");
-    let d = ev(json!({"tool_name": "query_database", "tool_args": {"database": "production", "query": "DROP TABLE x"}}));
+    let d =
+        ev(json!({"tool_name": "query_database", "tool_args": {"database": "production", "query": "DROP TABLE x"}}));
     assert_eq!(d.action, Action::Approve, "{d:?}");
     let d = ev(json!({"tool_name": "list_dir", "tool_args": {}}));
     assert_eq!(d.action, Action::Allow, "{d:?}");
@@ -95,7 +104,11 @@ fn syntax_error_names_file_line_column_rule_with_caret() {
     // The caret is on the `)` inside the quoted condition.
     let col_of_paren = src.lines().nth(6).unwrap().find("and )").unwrap() + 5;
     assert_eq!(d.column, col_of_paren, "{}", d.rendered);
-    assert!(d.rendered.contains(&format!("policies.yml:7:{col_of_paren}")), "{}", d.rendered);
+    assert!(
+        d.rendered.contains(&format!("policies.yml:7:{col_of_paren}")),
+        "{}",
+        d.rendered
+    );
     assert!(d.rendered.contains("condition: 'args.path"), "{}", d.rendered);
     assert!(e.to_string().contains("broken"));
 }
@@ -126,11 +139,23 @@ rules:
     condition: '1 +'
 "#;
     let e = load_err(src);
-    let msgs: Vec<String> = e.errors().map(|d| format!("{}|{:?}|{}", d.message, d.rule, d.line)).collect();
+    let msgs: Vec<String> = e
+        .errors()
+        .map(|d| format!("{}|{:?}|{}", d.message, d.rule, d.line))
+        .collect();
     assert_eq!(msgs.len(), 4, "{msgs:#?}");
-    assert!(msgs[0].starts_with("unknown field `condtion`") && msgs[0].ends_with("|5"), "{msgs:#?}");
-    assert!(msgs[1].contains("unknown action `allw`") && msgs[1].ends_with("|7"), "{msgs:#?}");
-    assert!(msgs[2].contains("duplicate rule name `a`") && msgs[2].ends_with("|8"), "{msgs:#?}");
+    assert!(
+        msgs[0].starts_with("unknown field `condtion`") && msgs[0].ends_with("|5"),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs[1].contains("unknown action `allw`") && msgs[1].ends_with("|7"),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs[2].contains("duplicate rule name `a`") && msgs[2].ends_with("|8"),
+        "{msgs:#?}"
+    );
     assert!(msgs[3].contains("Some(\"c\")") && msgs[3].ends_with("|12"), "{msgs:#?}");
     let dup = e.errors().nth(2).unwrap();
     assert!(dup.help.as_deref().unwrap_or("").contains("line 3"), "{dup:?}");
@@ -143,7 +168,13 @@ fn unknown_top_level_keys_and_bad_defaults_are_errors() {
     assert!(d.message.contains("unknown field `rulez`"), "{}", d.message);
     assert_eq!((d.line, d.column), (2, 1));
     let e = load_err("default: maybe\nrules: []\n");
-    assert!(e.errors().next().unwrap().message.contains("unknown default action `maybe`"));
+    assert!(
+        e.errors()
+            .next()
+            .unwrap()
+            .message
+            .contains("unknown default action `maybe`")
+    );
     let e = load_err("");
     assert!(e.errors().next().unwrap().message.contains("empty"));
     let e = load_err("rules: [\n");
@@ -174,7 +205,10 @@ fn default_reason_and_rule_reason_follow_the_original_server() {
     let d = p.evaluate(&call("read_file", json!({})), &NoFacts);
     assert_eq!(&*d.reason, "Matched rule: only_reads");
     let d = p.evaluate(&call("write_file", json!({})), &NoFacts);
-    assert_eq!((d.action, d.rule_name.clone(), &*d.reason), (Action::Deny, None, "No matching policy rule found"));
+    assert_eq!(
+        (d.action, d.rule_name.clone(), &*d.reason),
+        (Action::Deny, None, "No matching policy rule found")
+    );
     assert_eq!(&*d.policy_version, p.info().version);
 }
 
@@ -216,7 +250,8 @@ rules:
     assert_eq!((d.action, &*d.reason), (Action::Deny, "Matched rule: block_etc"));
     let d = ev(json!({"tool_name": "read_file", "tool_args": {"path": "/home/a"}}));
     assert_eq!(d.rule_name.as_deref(), Some("reads"));
-    let d = ev(json!({"tool_name": "delete_file", "tool_args": {}, "user_id": "u1", "metadata": {"user_role": "admin"}}));
+    let d =
+        ev(json!({"tool_name": "delete_file", "tool_args": {}, "user_id": "u1", "metadata": {"user_role": "admin"}}));
     assert_eq!(d.action, Action::Allow);
     let d = ev(json!({"tool_name": "delete_file", "tool_args": {}, "metadata": {"user_role": "admin"}}));
     assert_eq!((d.action, &*d.reason), (Action::Deny, "No matching policy rule found"));
@@ -242,10 +277,22 @@ rules:
     );
     let lints: Vec<&Diagnostic> = p.lints().iter().collect();
     assert_eq!(lints.len(), 2, "{lints:#?}");
-    assert!(lints.iter().all(|d| d.severity == Severity::Warning && d.rule.as_deref() == Some("big")));
-    assert!(lints[0].help.as_deref().unwrap_or("").contains("args.amount > 50"), "{:?}", lints[0]);
+    assert!(
+        lints
+            .iter()
+            .all(|d| d.severity == Severity::Warning && d.rule.as_deref() == Some("big"))
+    );
+    assert!(
+        lints[0].help.as_deref().unwrap_or("").contains("args.amount > 50"),
+        "{:?}",
+        lints[0]
+    );
     assert_eq!(lints[0].line, 8);
-    assert!(lints[1].help.as_deref().unwrap_or("").contains("args.path.matches("), "{:?}", lints[1]);
+    assert!(
+        lints[1].help.as_deref().unwrap_or("").contains("args.path.matches("),
+        "{:?}",
+        lints[1]
+    );
 }
 
 #[test]
@@ -314,7 +361,10 @@ rules:
     condition: 'args.missing > 1 && args.x == 1'
 "#,
     );
-    assert_eq!(p.evaluate(&call("t", json!({"x": 1})), &NoFacts).action, Action::Approve);
+    assert_eq!(
+        p.evaluate(&call("t", json!({"x": 1})), &NoFacts).action,
+        Action::Approve
+    );
     assert_eq!(p.evaluate(&call("t", json!({"x": 2})), &NoFacts).rule_name, None);
 }
 
@@ -340,7 +390,8 @@ rules:
     );
     let s = p.stats();
     assert_eq!((s.rules, s.tools_indexed, s.globs), (4, 1, 2));
-    let d = |tool: &str, args: serde_json::Value| p.evaluate(&call(tool, args), &NoFacts).rule_name.map(|r| r.to_string());
+    let d =
+        |tool: &str, args: serde_json::Value| p.evaluate(&call(tool, args), &NoFacts).rule_name.map(|r| r.to_string());
     assert_eq!(d("db_query", json!({"drop": true})).as_deref(), Some("g1"));
     assert_eq!(d("db_query", json!({})).as_deref(), Some("exact"));
     assert_eq!(d("db_insert", json!({})).as_deref(), Some("g2"));
@@ -373,7 +424,12 @@ rules:
     // not matter); `args.n > 3` and `args.n > 5` are two more.
     assert_eq!(p.stats().atoms, 3);
     let ex = p.explain(&call("t", json!({"path": "/etc/x", "n": 1})), &NoFacts);
-    let starts: Vec<&AtomTrace> = ex.rules.iter().flat_map(|r| &r.atoms).filter(|a| a.expr.contains("startsWith")).collect();
+    let starts: Vec<&AtomTrace> = ex
+        .rules
+        .iter()
+        .flat_map(|r| &r.atoms)
+        .filter(|a| a.expr.contains("startsWith"))
+        .collect();
     assert_eq!(starts.len(), 3);
     assert!(!starts[0].cached && starts[1].cached && starts[2].cached, "{starts:#?}");
     assert_eq!(ex.decision.action, Action::Deny);
@@ -382,9 +438,14 @@ rules:
 
 #[test]
 fn constants_fold() {
-    let p = load("rules:\n  - name: never\n    action: deny\n    condition: 'false && args.x == 1'\n  - name: always\n    action: allow\n    condition: 'true || args.x == 1'\n");
+    let p = load(
+        "rules:\n  - name: never\n    action: deny\n    condition: 'false && args.x == 1'\n  - name: always\n    action: allow\n    condition: 'true || args.x == 1'\n",
+    );
     assert_eq!(p.stats().predicates, 0);
-    assert_eq!(p.evaluate(&call("t", json!({})), &NoFacts).rule_name.as_deref(), Some("always"));
+    assert_eq!(
+        p.evaluate(&call("t", json!({})), &NoFacts).rule_name.as_deref(),
+        Some("always")
+    );
 }
 
 #[test]
@@ -405,7 +466,10 @@ rules:
     let ex = p.explain(&call("t", json!({"n": 1, "s": "b"})), &NoFacts);
     assert_eq!(ex.decision.rule_name.as_deref(), Some("r2"));
     let outcomes: Vec<(&str, RuleOutcome)> = ex.rules.iter().map(|r| (r.rule.as_str(), r.outcome)).collect();
-    assert_eq!(outcomes, vec![("r1", RuleOutcome::NotMatched), ("r2", RuleOutcome::Matched)]);
+    assert_eq!(
+        outcomes,
+        vec![("r1", RuleOutcome::NotMatched), ("r2", RuleOutcome::Matched)]
+    );
     let values: Vec<&str> = ex.rules[1].atoms.iter().map(|a| a.value.as_str()).collect();
     assert_eq!(values, vec!["false", "true"]);
     assert_eq!(ex.visited.len(), 3);
@@ -437,9 +501,15 @@ rules:
     f.record("send_email", now);
     assert_eq!(p.evaluate(&call("send_email", json!({})), &f).action, Action::Allow);
     f.record("send_email", now);
-    assert_eq!(p.evaluate(&call("send_email", json!({})), &f).rule_name.as_deref(), Some("rate"));
+    assert_eq!(
+        p.evaluate(&call("send_email", json!({})), &f).rule_name.as_deref(),
+        Some("rate")
+    );
     let f = MemoryFacts::from_json(&json!({"called": ["read_secret"]})).unwrap();
-    assert_eq!(p.evaluate(&call("http_post", json!({})), &f).rule_name.as_deref(), Some("flow"));
+    assert_eq!(
+        p.evaluate(&call("http_post", json!({})), &f).rule_name.as_deref(),
+        Some("flow")
+    );
 }
 
 #[test]
@@ -463,8 +533,14 @@ tests:
 "#,
     );
     let lints: Vec<String> = p.lints().iter().map(|d| d.message.clone()).collect();
-    assert!(lints.iter().any(|m| m.contains("rule `etc` can never match")), "{lints:#?}");
-    assert!(lints.iter().any(|m| m.contains("`wirte_*` matches no tool")), "{lints:#?}");
+    assert!(
+        lints.iter().any(|m| m.contains("rule `etc` can never match")),
+        "{lints:#?}"
+    );
+    assert!(
+        lints.iter().any(|m| m.contains("`wirte_*` matches no tool")),
+        "{lints:#?}"
+    );
     assert!(!lints.iter().any(|m| m.contains("`read_*`")), "{lints:#?}");
 }
 
@@ -493,7 +569,13 @@ tests:
     let out = p.run_tests();
     assert!(out[0].passed, "{:?}", out[0]);
     assert!(!out[1].passed);
-    assert!(out[1].message.as_deref().unwrap_or("").contains("expected `deny`, got `allow`"));
+    assert!(
+        out[1]
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("expected `deny`, got `allow`")
+    );
     let e = load_err("rules: []\ntests:\n  - call: {tool_name: x}\n    expect: nope\n");
     assert!(e.errors().next().unwrap().message.contains("nope"));
 }
@@ -511,7 +593,10 @@ fn info_and_dot_describe_the_policy() {
     assert!(!info.legacy);
     let dot = p.to_dot();
     assert!(dot.starts_with("digraph"), "{dot}");
-    assert!(dot.contains("switch tool") && dot.contains("args.x == 1") && dot.contains("1. r (deny)"), "{dot}");
+    assert!(
+        dot.contains("switch tool") && dot.contains("args.x == 1") && dot.contains("1. r (deny)"),
+        "{dot}"
+    );
     let d = p.evaluate(&call("zzz", json!({})), &NoFacts);
     assert_eq!(d.action, Action::Allow);
 }
@@ -523,23 +608,48 @@ fn host_functions_are_registered_through_the_registry() {
         [Value::String(s)] => Ok(Value::Bool(s.ends_with(".internal"))),
         _ => Err("expected a string".into()),
     });
-    reg.register_host("is_internal", vec![Type::String], Type::Bool, f).unwrap();
-    let p = Policy::from_yaml_with("rules:\n  - name: r\n    action: allow\n    condition: 'is_internal(args.host)'\n", "p.yml", &reg)
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(p.evaluate(&call("t", json!({"host": "db.internal"})), &NoFacts).action, Action::Allow);
-    assert_eq!(p.evaluate(&call("t", json!({"host": "x.com"})), &NoFacts).action, Action::Deny);
-    assert!(Policy::from_yaml("rules:\n  - name: r\n    action: allow\n    condition: 'is_internal(args.host)'\n", "p.yml").is_err());
+    reg.register_host("is_internal", vec![Type::String], Type::Bool, f)
+        .unwrap();
+    let p = Policy::from_yaml_with(
+        "rules:\n  - name: r\n    action: allow\n    condition: 'is_internal(args.host)'\n",
+        "p.yml",
+        &reg,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        p.evaluate(&call("t", json!({"host": "db.internal"})), &NoFacts).action,
+        Action::Allow
+    );
+    assert_eq!(
+        p.evaluate(&call("t", json!({"host": "x.com"})), &NoFacts).action,
+        Action::Deny
+    );
+    assert!(
+        Policy::from_yaml(
+            "rules:\n  - name: r\n    action: allow\n    condition: 'is_internal(args.host)'\n",
+            "p.yml"
+        )
+        .is_err()
+    );
 }
 
 #[test]
 fn conditions_are_type_checked_with_the_rule_named() {
-    let e = load_err("rules:\n  - name: not_bool\n    action: deny\n    condition: 'args.x + 1'\n  - name: unknown_fn\n    action: deny\n    condition: 'frobnicate(args.x)'\n");
+    let e = load_err(
+        "rules:\n  - name: not_bool\n    action: deny\n    condition: 'args.x + 1'\n  - name: unknown_fn\n    action: deny\n    condition: 'frobnicate(args.x)'\n",
+    );
     let errs: Vec<&Diagnostic> = e.errors().collect();
     assert_eq!(errs.len(), 2, "{e}");
     assert!(errs[0].message.contains("must be a bool"), "{}", errs[0].message);
-    assert_eq!((errs[0].rule.as_deref(), errs[0].line, errs[0].column), (Some("not_bool"), 4, 17));
+    assert_eq!(
+        (errs[0].rule.as_deref(), errs[0].line, errs[0].column),
+        (Some("not_bool"), 4, 17)
+    );
     assert!(errs[1].message.contains("frobnicate"), "{}", errs[1].message);
-    assert_eq!((errs[1].rule.as_deref(), errs[1].line, errs[1].column), (Some("unknown_fn"), 7, 17));
+    assert_eq!(
+        (errs[1].rule.as_deref(), errs[1].line, errs[1].column),
+        (Some("unknown_fn"), 7, 17)
+    );
     let j = serde_json::to_value(&e).unwrap();
     assert_eq!(j["diagnostics"][0]["severity"], "error");
     assert_eq!(j["diagnostics"][1]["rule"], "unknown_fn");
