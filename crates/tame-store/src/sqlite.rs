@@ -1265,7 +1265,18 @@ impl Store for SqliteStore {
 
     fn approvals(&self, state: Option<ApprovalState>, now: Timestamp) -> StoreResult<Vec<Approval>> {
         self.with_reader(|conn| {
-            let mut stmt = conn.prepare_cached(&format!("{APPROVAL_SELECT} ORDER BY a.created_seq DESC"))?;
+            // Narrow in SQL (the state index); a pending approval past its
+            // expiry reads as expired, so those two overlap.
+            let filter = match state {
+                None => "",
+                Some(ApprovalState::Pending) | Some(ApprovalState::Expired) => {
+                    "WHERE a.state IN ('pending', 'expired')"
+                }
+                Some(ApprovalState::Approved) => "WHERE a.state = 'approved'",
+                Some(ApprovalState::Rejected) => "WHERE a.state = 'rejected'",
+            };
+            let mut stmt =
+                conn.prepare_cached(&format!("{APPROVAL_SELECT} {filter} ORDER BY a.created_seq DESC"))?;
             let rows = stmt.query_map([], |r| approval_from_row(r, now))?;
             let mut out = Vec::new();
             for row in rows {
