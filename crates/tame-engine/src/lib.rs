@@ -42,6 +42,7 @@ mod locate;
 mod model;
 mod policy;
 mod request;
+mod safety;
 mod template;
 
 pub use diag::{Diagnostic, PolicyError, Severity, line_col};
@@ -50,5 +51,16 @@ pub use facade::*;
 pub use facts::MemoryFacts;
 pub use policy::{Policy, PolicyInfo, PolicyTest, Registry, RuleInfo, Stats, TestOutcome};
 pub use request::{RequestError, json_to_value, value_to_json};
+pub use safety::{
+    BUILTIN_RULES, PayloadMode, PayloadPolicy, RULE_AGENT_BINDING, RULE_PAYLOAD_PII, RULE_PAYLOAD_SECRETS,
+    RULE_TOOL_CONTRACT, RULE_TOOL_SCHEMA,
+};
+/// Payload safety types frontends need (they do not depend on `tame-safety` directly).
+pub use tame_safety::{
+    AgentBinding, Category, Contracts, Finding, InterceptAction, Kind, RequestInterception, RequestValidation,
+    ResponseInterception, Scanner, SchemaViolation, ToolContract, ToolSchemas, ToolSpec, labels,
+};
+/// What [`Policy::filter_response`] returns: `safe_response`, `stripped_fields`, `findings`.
+pub type ResponseFilter = tame_safety::ResponseInterception;
 pub use tame_interp::{NoFacts, SessionFacts};
 pub use tame_lang::{HostFn, Type, Value};

@@ -35,6 +35,8 @@ pub(crate) struct Loaded {
     /// The located YAML tree (for diagnostics after loading).
     pub tree: Option<YNode>,
     pub warnings: Vec<crate::diag::Diagnostic>,
+    /// Payload safety sections, compiled by `crate::safety::load`.
+    pub safety: crate::safety::Sections,
 }
 
 pub(crate) fn parse_action(s: &str) -> Option<Action> {
@@ -228,6 +230,7 @@ pub(crate) fn load(
                 let session = call.remove("session");
                 if let Some(rule) = &t.rule
                     && !names.contains_key(rule)
+                    && !crate::safety::is_builtin_rule(rule)
                 {
                     let s = node.and_then(|n| n.get("rule")).map(YNode::span).or(span);
                     r.error(format!("test {} expects unknown rule `{rule}`", i + 1), s, None, None);
@@ -257,6 +260,13 @@ pub(crate) fn load(
         rule_spans,
         tree: Some(tree),
         warnings,
+        safety: crate::safety::Sections {
+            tools: file.tools,
+            tools_file: file.tools_file,
+            tool_contracts: file.tool_contracts,
+            agents: file.agents,
+            payload: file.payload,
+        },
     })
 }
 

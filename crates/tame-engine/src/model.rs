@@ -21,6 +21,17 @@ pub(crate) struct FileModel {
     pub rules: Option<Vec<serde_yaml::Value>>,
     #[serde(default)]
     pub tests: Option<Vec<serde_yaml::Value>>,
+    /// Payload safety sections (see `crate::safety`), read there.
+    #[serde(default)]
+    pub tools: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub tools_file: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub tool_contracts: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub agents: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub payload: Option<serde_yaml::Value>,
 }
 
 /// `tools:` as a list of globs, or a single glob.

@@ -14,6 +14,8 @@ use crate::facade::{Action, Decision, Request};
 use crate::facts::MemoryFacts;
 use crate::load::{self, NO_MATCH_REASON};
 use crate::request::RequestError;
+use crate::safety::Safety;
+use tame_safety::{RequestInterception, RequestValidation, ResponseInterception};
 
 /// One rule as written in the file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -150,6 +152,8 @@ pub struct Policy {
     default_reason: Arc<str>,
     lints: Vec<Diagnostic>,
     tests: Vec<PolicyTest>,
+    /// `tools:`, `tool_contracts:`, `agents:`, `payload:` (see `crate::safety`).
+    safety: Safety,
 }
 
 /// Host functions the embedding program adds to conditions.
@@ -168,11 +172,13 @@ impl Policy {
         let mut r = Reporter::new(origin, source);
         let check = |e: &tame_lang::Expr| env.check(e);
         let loaded = load::load(&mut r, source, &check);
-        let Some(loaded) = loaded else {
+        let Some(mut loaded) = loaded else {
             return Err(PolicyError {
                 diagnostics: r.diagnostics,
             });
         };
+        let sections = std::mem::take(&mut loaded.safety);
+        let safety = crate::safety::load(&mut r, origin, loaded.tree.as_ref(), sections);
         if r.has_errors() {
             r.diagnostics.extend(loaded.warnings);
             r.diagnostics.sort_by_key(|d| (d.line, d.column));
@@ -220,6 +226,7 @@ impl Policy {
             default_reason,
             lints,
             tests: loaded.tests,
+            safety,
         })
     }
 
@@ -241,7 +248,14 @@ impl Policy {
     }
 
     /// Decides a call: the first matching rule, else the default.
+    /// With payload safety sections, their built-in checks run first (see
+    /// [`crate::RULE_TOOL_SCHEMA`] and the other built-in rule names).
     pub fn evaluate(&self, req: &Request, facts: &dyn SessionFacts) -> Decision {
+        if self.safety.active
+            && let Some(d) = self.safety.precheck(req, &self.version)
+        {
+            return d;
+        }
         let frame = self.frame();
         let out = frame.run(req, facts, &mut NoTrace);
         frame.decide(req, &out)
@@ -251,6 +265,20 @@ impl Policy {
     /// atom, and the DAG nodes visited.
     pub fn explain(&self, req: &Request, facts: &dyn SessionFacts) -> Explanation {
         let frame = self.frame();
+        if self.safety.active
+            && let Some(decision) = self.safety.precheck(req, &self.version)
+        {
+            // A built-in check decided: no rule was tried.
+            let out = frame.run(req, facts, &mut NoTrace);
+            return Explanation {
+                defaulted: false,
+                decision,
+                tool: req.tool.to_string(),
+                tool_match: out.tool_match,
+                rules: Vec::new(),
+                visited: Vec::new(),
+            };
+        }
         let mut rec = Recorder::new(&self.program);
         let out = frame.run(req, facts, &mut rec);
         let decision = frame.decide(req, &out);
@@ -297,6 +325,64 @@ impl Policy {
     /// Runs every test case of the file.
     pub fn run_tests(&self) -> Vec<TestOutcome> {
         self.tests.iter().map(|t| t.run(self)).collect()
+    }
+
+    /// The arguments to pass on when `payload:` says `redact`: detected
+    /// secrets and/or personal data replaced by `[REDACTED:kind]`. `None`
+    /// when there is nothing to redact (pass the arguments unchanged).
+    pub fn sanitize_args(&self, req: &Request) -> Option<serde_json::Value> {
+        if !self.safety.active {
+            return None;
+        }
+        self.safety.sanitize_args(req)
+    }
+
+    /// Seed 004's lightweight check: may `tool` receive data with these tags?
+    pub fn validate_tool_request<S: AsRef<str>>(&self, tool: &str, data_tags: &[S]) -> RequestValidation {
+        self.safety.validate_tool_request(tool, data_tags)
+    }
+
+    /// Agent identity binding: may `agent` call `tool`?
+    pub fn validate_agent(&self, agent: Option<&str>, tool: &str) -> RequestValidation {
+        self.safety.contracts.validate_agent(agent, tool)
+    }
+
+    /// Seed 004's full request interception: agent binding, tags, then a
+    /// payload scan (a secret blocks; personal data the contract does not
+    /// allow is redacted from `payload`).
+    pub fn intercept_tool_request<S: AsRef<str>>(
+        &self,
+        tool: &str,
+        payload: &serde_json::Value,
+        data_tags: &[S],
+        agent: Option<&str>,
+    ) -> RequestInterception {
+        self.safety
+            .contracts
+            .intercept_tool_request(tool, payload, data_tags, agent)
+    }
+
+    /// Filters a tool's result per its contract: only `allowed_response_fields`
+    /// survive (`stripped_fields` names the rest); `findings` are the
+    /// secrets and personal data left in `safe_response`. Without a
+    /// contract for the tool the response passes unchanged.
+    pub fn filter_response(&self, tool: &str, response: &serde_json::Value) -> ResponseInterception {
+        self.safety.contracts.intercept_tool_response(tool, response)
+    }
+
+    /// The tool contracts and agent bindings of the policy.
+    pub fn contracts(&self) -> &tame_safety::Contracts {
+        &self.safety.contracts
+    }
+
+    /// The tools' argument schemas of the policy.
+    pub fn tool_schemas(&self) -> &tame_safety::ToolSchemas {
+        &self.safety.schemas
+    }
+
+    /// The `payload:` section (defaults when absent).
+    pub fn payload_policy(&self) -> crate::safety::PayloadPolicy {
+        self.safety.payload
     }
 
     /// The decision DAG in Graphviz DOT.
