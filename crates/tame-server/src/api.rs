@@ -75,13 +75,29 @@ pub async fn record_result(
             return Err(AppError::unprocessable(format!("{field}: wrong type")).with("field", json!(field)));
         }
     }
-    let mut body = body;
-    crate::enforce::redact_secrets(&mut body);
+    // What the result reveals labels the session (scanned before redaction).
+    let labels = crate::safety::result_labels(&body);
+    let mut stored = body.clone();
+    crate::enforce::redact_secrets(&mut stored);
     state
         .store()
-        .record_result(NewResult { session_id, log_id: log_id.clone(), timestamp: Timestamp::now(), result: body })
+        .record_result(NewResult {
+            session_id: session_id.clone(),
+            log_id: log_id.clone(),
+            timestamp: Timestamp::now(),
+            result: stored,
+        })
         .await?;
-    Ok(axum::Json(json!({"status": "updated", "log_id": log_id})).into_response())
+    let filtered = crate::safety::filter_result(&state, &log_id, &body).await?;
+    crate::safety::add_labels(&state, &session_id, &labels)?;
+    Ok(axum::Json(json!({
+        "status": "updated",
+        "log_id": log_id,
+        "safe_response": filtered.safe_response,
+        "stripped_fields": filtered.stripped_fields,
+        "labels": labels,
+    }))
+    .into_response())
 }
 
 // ------------------------------------------------------------ sessions

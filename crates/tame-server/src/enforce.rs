@@ -30,6 +30,11 @@ struct EnforceResponse<'a> {
     timestamp: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     approval_id: Option<&'a str>,
+    /// With `payload: {secrets|pii: redact}` in the policy: the arguments to
+    /// run the tool with (detected values replaced by `[REDACTED:kind]`);
+    /// absent when nothing was redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sanitized_args: Option<&'a Value>,
 }
 
 fn approval_id_of(body: &Value) -> Result<Option<String>, AppError> {
@@ -125,6 +130,11 @@ pub async fn enforce(State(state): State<AppState>, headers: HeaderMap, JsonBody
 
     // Time-ordered ids keep the audit log's id index append-only.
     let log_id = uuid::Uuid::now_v7().to_string();
+    let sanitized_args = policy.policy.sanitize_args(&req);
+    if let Some(clean) = &sanitized_args {
+        // What the policy says to redact is not logged either.
+        tool_args = clean.clone();
+    }
     // Secrets never reach the audit log (the call hash above is of the
     // original arguments, so a release still matches).
     redact_secrets(&mut tool_args);
@@ -173,6 +183,7 @@ pub async fn enforce(State(state): State<AppState>, headers: HeaderMap, JsonBody
         log_id: &log_id,
         timestamp: &timestamp,
         approval_id: approval_out.as_deref(),
+        sanitized_args: sanitized_args.as_ref(),
     };
     Ok(axum::Json(body).into_response())
 }

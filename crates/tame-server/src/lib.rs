@@ -49,6 +49,7 @@ mod enforce;
 mod error;
 mod metrics;
 mod openapi;
+mod safety;
 mod serve;
 mod state;
 
