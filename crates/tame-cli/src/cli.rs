@@ -246,6 +246,17 @@ Examples:
   tame completions zsh > \"${fpath[1]}/_tame\"
   tame completions fish > ~/.config/fish/completions/tame.fish")]
     Completions(CompletionsArgs),
+
+    /// Check tool contracts (seed 004) of a policy offline: request interception, response filtering
+    #[command(after_help = "\
+Examples:
+  tame contract request policies.yml --tool send_email --tags personal.pii.email --payload '{\"to\": \"a@b.c\"}' --agent support_bot
+  tame contract response policies.yml --tool send_email '{\"status\": \"sent\", \"trace\": \"x\"}'
+  some_tool | tame contract response policies.yml --tool send_email -
+Output: JSON with the seed's fields (request: action, allowed, reason, payload,
+detected_tags, findings; response: safe_response, stripped_fields, findings).
+Exit code of `request`: 0 allow, 2 block.")]
+    Contract(crate::contract::ContractArgs),
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@
 mod bench;
 mod cli;
 mod client;
+mod contract;
 mod error;
 mod local;
 mod output;
@@ -145,6 +146,7 @@ fn dispatch(cli: &Cli, out: &Out) -> Result<Exit, CliError> {
         Command::Approvals(args) => remote::approvals(args, &server, out),
         Command::Audit(args) => remote::audit(args, &server, out),
         Command::Sessions(args) => remote::sessions(args, &server, out),
+        Command::Contract(args) => contract::contract(args, out),
         Command::Completions(args) => {
             let mut cmd = Cli::command();
             let mut stdout = std::io::stdout().lock();

@@ -236,6 +236,9 @@ struct EvalLine<'a> {
     policy_version: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     explain: Option<Value>,
+    /// With `payload: {secrets|pii: redact}`: the arguments to pass on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sanitized_args: Option<Value>,
 }
 
 /// Session facts kept across the lines of one `eval` run.
@@ -320,6 +323,7 @@ fn evaluate_line(policy: &Policy, call: Call, sessions: &mut Sessions, args: &Ev
         reason: &decision.reason,
         policy_version: &decision.policy_version,
         explain,
+        sanitized_args: policy.sanitize_args(&request),
     };
     // Fields in the documented order (a struct, not a sorted map).
     let line = serde_json::to_string(&line)
