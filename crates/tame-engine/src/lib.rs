@@ -57,7 +57,7 @@ pub use safety::{
 };
 /// Payload safety types frontends need (they do not depend on `tame-safety` directly).
 pub use tame_safety::{
-    AgentBinding, Category, Contracts, Finding, InterceptAction, Kind, RequestInterception, RequestValidation,
+    AgentBinding, Category, ContractError, Contracts, Finding, InterceptAction, Kind, RequestInterception, RequestValidation,
     ResponseInterception, Scanner, SchemaViolation, ToolContract, ToolSchemas, ToolSpec, labels,
 };
 /// What [`Policy::filter_response`] returns: `safe_response`, `stripped_fields`, `findings`.
