@@ -137,9 +137,6 @@ pub(crate) fn load(
     let mut duplicate = vec![false; rule_values.len()];
     for (i, v) in rule_values.iter().enumerate() {
         let Some(name) = rule_name(v) else { continue };
-        let line = rules_node
-            .and_then(|n| n.items().get(i))
-            .map_or(0, |n| line_col(source, n.span().start).0);
         match first_line.get(&name) {
             Some(&first) => {
                 if let Some(d) = duplicate.get_mut(i) {
@@ -152,12 +149,15 @@ pub(crate) fn load(
                     span,
                     Some(&name),
                     Some(format!(
-                        "the first rule with this name is at line {first}; rule names must be unique"
+                        "the first rule with this name is at line {}; rule names must be unique",
+                        rules_node
+                            .and_then(|n| n.items().get(first))
+                            .map_or(0, |n| line_col(source, n.span().start).0)
                     )),
                 );
             }
             None => {
-                first_line.insert(name, line);
+                first_line.insert(name, i);
             }
         }
     }
