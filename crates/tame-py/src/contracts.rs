@@ -1,6 +1,6 @@
 //! Tool contracts (seed 004) for Python: which data tags a tool may
 //! receive, which response fields the agent may see, which agents may call
-//! which tools. A thin wrapper of `tame_safety::Contracts`.
+//! which tools. A thin wrapper of `tame_engine::Contracts` (tame-safety's, re-exported by the engine).
 
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyTypeError};
 use pyo3::prelude::*;
@@ -13,10 +13,10 @@ use crate::convert::{json_to_py, py_to_json};
 #[pyclass(frozen, module = "tame._native")]
 #[derive(Debug)]
 pub struct Contracts {
-    inner: tame_safety::Contracts,
+    inner: tame_engine::Contracts,
 }
 
-fn tags_arg(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+pub(crate) fn tags_arg(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
     match tags {
         None => Ok(Vec::new()),
         Some(t) if t.is_none() => Ok(Vec::new()),
@@ -27,7 +27,7 @@ fn tags_arg(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
     }
 }
 
-fn to_py<'py, T: serde::Serialize>(py: Python<'py>, value: &T) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn to_py<'py, T: serde::Serialize>(py: Python<'py>, value: &T) -> PyResult<Bound<'py, PyAny>> {
     let json = serde_json::to_value(value)
         .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("cannot convert a result: {e}")))?;
     json_to_py(py, &json)
@@ -38,7 +38,7 @@ impl Contracts {
     /// Reads YAML text with `tool_contracts:` and/or `agents:` sections.
     #[staticmethod]
     fn from_yaml(text: &str) -> PyResult<Contracts> {
-        let inner = tame_safety::Contracts::from_yaml(text).map_err(Error::Contract)?;
+        let inner = tame_engine::Contracts::from_yaml(text).map_err(Error::Contract)?;
         Ok(Contracts { inner })
     }
 
@@ -50,7 +50,7 @@ impl Contracts {
             std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(format!("contracts file not found: {shown}")),
             _ => PyOSError::new_err(format!("cannot read contracts file {shown}: {e}")),
         })?;
-        let inner = tame_safety::Contracts::from_yaml(&text).map_err(|mut e| {
+        let inner = tame_engine::Contracts::from_yaml(&text).map_err(|mut e| {
             for item in &mut e.errors {
                 item.message = format!("{}: {}", shown, item.message);
             }
@@ -117,5 +117,5 @@ impl Contracts {
 #[pyfunction]
 pub fn scan_payload<'py>(py: Python<'py>, payload: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let payload = py_to_json(payload, "payload").map_err(Error::from)?;
-    to_py(py, &tame_safety::Scanner::global().scan_report(&payload).findings)
+    to_py(py, &tame_engine::Scanner::global().scan_report(&payload).findings)
 }

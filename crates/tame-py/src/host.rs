@@ -106,7 +106,7 @@ impl Functions {
         for e in &self.entries {
             registry
                 .register_host(&e.name, e.params.clone(), e.returns.clone(), host_fn(e))
-                .map_err(crate::Error::Register)?;
+                .map_err(|e| crate::Error::Register(e.to_string()))?;
         }
         Policy::from_yaml_with(source, origin, &registry).map_err(crate::Error::Policy)
     }

@@ -47,7 +47,7 @@ pub(crate) enum Error {
     /// A Python argument of the right type with a bad value.
     Value(String),
     /// Tool contracts that do not load.
-    Contract(tame_safety::ContractError),
+    Contract(tame_engine::ContractError),
     /// Session facts given as JSON are malformed.
     Request(tame_engine::RequestError),
     /// A host function could not be registered.
@@ -548,6 +548,50 @@ impl Engine {
             }
         }
         json_to_py(py, &json)
+    }
+
+    /// The tool's response filtered by its contract in the policy:
+    /// `{"safe_response", "stripped_fields", "findings"}`.
+    fn filter_response<'py>(
+        &self,
+        py: Python<'py>,
+        tool_name: &str,
+        response: &Bound<'_, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let response = py_to_json(response, "response").map_err(Error::from)?;
+        contracts::to_py(py, &self.current().filter_response(tool_name, &response))
+    }
+
+    /// `{"allowed", "reason"}`: may `tool_name` receive data with these tags
+    /// (the policy's `tool_contracts:`)?
+    #[pyo3(signature = (tool_name, data_tags = None))]
+    fn validate_tool_request<'py>(
+        &self,
+        py: Python<'py>,
+        tool_name: &str,
+        data_tags: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let tags = contracts::tags_arg(data_tags)?;
+        contracts::to_py(py, &self.current().validate_tool_request(tool_name, &tags))
+    }
+
+    /// `{"action", "payload", "reason", "findings", "detected_tags"}` per the
+    /// policy's `tool_contracts:` and `agents:`.
+    #[pyo3(signature = (tool_name, payload, data_tags = None, agent_id = None))]
+    fn intercept_tool_request<'py>(
+        &self,
+        py: Python<'py>,
+        tool_name: &str,
+        payload: &Bound<'_, PyAny>,
+        data_tags: Option<&Bound<'_, PyAny>>,
+        agent_id: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let tags = contracts::tags_arg(data_tags)?;
+        let payload = py_to_json(payload, "payload").map_err(Error::from)?;
+        let out = self
+            .current()
+            .intercept_tool_request(tool_name, &payload, &tags, agent_id);
+        contracts::to_py(py, &out)
     }
 
     /// Sizes of the compiled policy: rules, tools_indexed, dag_nodes.
