@@ -14,10 +14,10 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use tame_engine::InterceptAction;
 
+use crate::Exit;
 use crate::error::CliError;
 use crate::local::load_policy;
 use crate::output::Out;
-use crate::Exit;
 
 #[derive(Debug, Args)]
 pub struct ContractArgs {

@@ -138,7 +138,12 @@ pub(crate) fn load(r: &mut Reporter<'_>, origin: &str, tree: Option<&YNode>, sec
         (Some(t), None) => match serde_json::to_value(t) {
             Ok(v) => Some((v, None)),
             Err(e) => {
-                r.error(format!("invalid `tools` section: {e}"), span_of(section_node("tools")), None, None);
+                r.error(
+                    format!("invalid `tools` section: {e}"),
+                    span_of(section_node("tools")),
+                    None,
+                    None,
+                );
                 None
             }
         },
@@ -233,7 +238,12 @@ fn read_tools_file(
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) => {
-            r.error(format!("cannot read tools file {shown}: {e}"), span_of(node), None, None);
+            r.error(
+                format!("cannot read tools file {shown}: {e}"),
+                span_of(node),
+                None,
+                None,
+            );
             return None;
         }
     };
@@ -263,10 +273,7 @@ fn deny(rule: &'static str, reason: String, version: &Arc<str>) -> Decision {
 /// `metadata.data_tags` of a call: its strings (other items are ignored).
 pub(crate) fn data_tags(req: &Request) -> Vec<String> {
     match value_to_json(&req.metadata).get("data_tags") {
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .filter_map(|t| t.as_str().map(str::to_owned))
-            .collect(),
+        Some(serde_json::Value::Array(items)) => items.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect(),
         Some(serde_json::Value::String(s)) => vec![s.clone()],
         _ => Vec::new(),
     }
@@ -305,7 +312,11 @@ impl Safety {
                     Category::Pii => (self.payload.pii, RULE_PAYLOAD_PII, "personal data"),
                 };
                 if mode == PayloadMode::Deny {
-                    let reason = format!("arguments of `{tool}` contain {what} ({} at {})", f.kind.as_str(), f.path);
+                    let reason = format!(
+                        "arguments of `{tool}` contain {what} ({} at {})",
+                        f.kind.as_str(),
+                        f.path
+                    );
                     return Some(deny(rule, reason, version));
                 }
             }

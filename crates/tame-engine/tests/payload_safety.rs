@@ -1,5 +1,6 @@
 //! Payload safety through the engine facade: argument schemas, agent
 //! binding, tool contracts (tags, response filtering) and the payload scan.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use serde_json::json;
 use tame_engine::{Action, MemoryFacts, NoFacts, Policy, Request};
@@ -175,7 +176,8 @@ fn payload_deny_and_redact_modes() {
         "p.yml",
     )
     .unwrap();
-    let call = req(json!({"tool_name": "http_get", "tool_args": {"url": "https://x", "h": {"auth": "AKIAIOSFODNN7EXAMPLE"}}}));
+    let call =
+        req(json!({"tool_name": "http_get", "tool_args": {"url": "https://x", "h": {"auth": "AKIAIOSFODNN7EXAMPLE"}}}));
     let d = deny.evaluate(&call, &NoFacts);
     assert_eq!(d.action, Action::Deny);
     assert_eq!(d.rule_name.as_deref(), Some("payload_secrets"));
@@ -188,7 +190,9 @@ fn payload_deny_and_redact_modes() {
         "p.yml",
     )
     .unwrap();
-    let call = req(json!({"tool_name": "http_get", "tool_args": {"to": "bob@example.com", "h": {"auth": "AKIAIOSFODNN7EXAMPLE"}}}));
+    let call = req(
+        json!({"tool_name": "http_get", "tool_args": {"to": "bob@example.com", "h": {"auth": "AKIAIOSFODNN7EXAMPLE"}}}),
+    );
     assert_eq!(redact.evaluate(&call, &NoFacts).action, Action::Allow);
     let clean = redact.sanitize_args(&call).unwrap();
     assert_eq!(clean["h"]["auth"], "[REDACTED:aws_access_key_id]");
@@ -199,8 +203,15 @@ fn payload_deny_and_redact_modes() {
 
 #[test]
 fn policies_without_sections_are_unchanged() {
-    let p = Policy::from_yaml("version: '1'\nrules:\n  - name: a\n    action: allow\n    tools: [x]\n", "p.yml").unwrap();
-    let d = p.evaluate(&req(json!({"tool_name": "x", "tool_args": {"k": "AKIAIOSFODNN7EXAMPLE"}})), &NoFacts);
+    let p = Policy::from_yaml(
+        "version: '1'\nrules:\n  - name: a\n    action: allow\n    tools: [x]\n",
+        "p.yml",
+    )
+    .unwrap();
+    let d = p.evaluate(
+        &req(json!({"tool_name": "x", "tool_args": {"k": "AKIAIOSFODNN7EXAMPLE"}})),
+        &NoFacts,
+    );
     assert_eq!(d.action, Action::Allow);
     assert!(p.contracts().is_empty());
     assert!(p.tool_schemas().is_empty());
@@ -211,11 +222,20 @@ fn load_errors_have_locations_and_tool_names() {
     let src = "version: '1'\ntools:\n  - name: ok\n    description: fine\n    input_schema: {type: object}\n  - name: broken\n    description: bad\n    input_schema: {type: 12}\ntool_contracts:\n  send_email:\n    allowed_request_tag: [x]\npayload: {secrets: maybe}\nrules: []\n";
     let err = Policy::from_yaml(src, "policies.yml").unwrap_err();
     let ds: Vec<_> = err.errors().collect();
-    let broken = ds.iter().find(|d| d.message.contains("`broken`")).expect("schema error");
+    let broken = ds
+        .iter()
+        .find(|d| d.message.contains("`broken`"))
+        .expect("schema error");
     assert_eq!((broken.file.as_str(), broken.line), ("policies.yml", 6));
-    let contract = ds.iter().find(|d| d.message.contains("`send_email`")).expect("contract error");
+    let contract = ds
+        .iter()
+        .find(|d| d.message.contains("`send_email`"))
+        .expect("contract error");
     assert_eq!(contract.line, 10);
-    let payload = ds.iter().find(|d| d.message.contains("payload")).expect("payload error");
+    let payload = ds
+        .iter()
+        .find(|d| d.message.contains("payload"))
+        .expect("payload error");
     assert_eq!(payload.line, 12);
     assert!(broken.column > 0);
 }

@@ -90,7 +90,10 @@ async fn schema_and_agent_binding_deny_before_rules() {
     assert!(j["reason"].as_str().unwrap().contains("$.profile.age"), "{j}");
 
     let (_, j) = h
-        .post("/api/v1/enforce", json!({"tool_name": "create_user", "agent_id": "stranger", "tool_args": {"username": "al"}}))
+        .post(
+            "/api/v1/enforce",
+            json!({"tool_name": "create_user", "agent_id": "stranger", "tool_args": {"username": "al"}}),
+        )
         .await;
     assert_eq!(j["decision"], "deny");
     assert_eq!(j["rule_name"], "agent_binding");
@@ -110,7 +113,10 @@ async fn redact_mode_returns_sanitized_args_and_logs_them() {
     assert_eq!(j["sanitized_args"]["token"], "[REDACTED:aws_access_key_id]");
     assert_eq!(j["sanitized_args"]["path"], "/app");
     let (_, clean) = h
-        .post("/api/v1/enforce", json!({"tool_name": "read_config", "session_id": "r1", "tool_args": {"path": "/app"}}))
+        .post(
+            "/api/v1/enforce",
+            json!({"tool_name": "read_config", "session_id": "r1", "tool_args": {"path": "/app"}}),
+        )
         .await;
     assert!(clean.get("sanitized_args").is_none(), "{clean}");
 }
@@ -136,7 +142,12 @@ async fn result_is_filtered_by_contract_and_labels_the_session() {
     assert_eq!(r["labels"], json!([]));
 
     // A read reveals a secret: the session is labelled, and a later e-mail is denied.
-    let (_, j) = h.post("/api/v1/enforce", json!({"tool_name": "read_file", "session_id": "s1", "tool_args": {"path": "/k"}})).await;
+    let (_, j) = h
+        .post(
+            "/api/v1/enforce",
+            json!({"tool_name": "read_file", "session_id": "s1", "tool_args": {"path": "/k"}}),
+        )
+        .await;
     let read_id = j["log_id"].as_str().unwrap().to_string();
     let (s, r) = h
         .post(
@@ -148,8 +159,16 @@ async fn result_is_filtered_by_contract_and_labels_the_session() {
     // No contract for read_file: the response comes back unchanged.
     assert_eq!(r["safe_response"], json!({"content": "aws_key=AKIAIOSFODNN7EXAMPLE"}));
     assert_eq!(r["stripped_fields"], json!([]));
-    let labels: Vec<&str> = r["labels"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    assert!(labels.contains(&"secret") && labels.contains(&"secret.aws_access_key_id"), "{labels:?}");
+    let labels: Vec<&str> = r["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        labels.contains(&"secret") && labels.contains(&"secret.aws_access_key_id"),
+        "{labels:?}"
+    );
     let (_, j) = h.post("/api/v1/enforce", send.clone()).await;
     assert_eq!(j["decision"], "deny");
     assert_eq!(j["rule_name"], "no_email_after_secret");
@@ -172,5 +191,8 @@ async fn disallowed_data_tags_are_denied_with_the_seed_reason() {
         .await;
     assert_eq!(j["decision"], "deny");
     assert_eq!(j["rule_name"], "tool_contract");
-    assert_eq!(j["reason"], "Tag 'personal.financial' not in allowed_request_tags for send_email");
+    assert_eq!(
+        j["reason"],
+        "Tag 'personal.financial' not in allowed_request_tags for send_email"
+    );
 }
