@@ -392,7 +392,15 @@ fn print_trace(trace: &Value, out: &Out) {
         };
         out.line(format!("  tool `{tool}`: {how}"));
     }
-    if rules.is_empty() {
+    let builtin = trace
+        .pointer("/decision/rule_name")
+        .and_then(Value::as_str)
+        .filter(|r| tame_engine::BUILTIN_RULES.contains(r));
+    if let Some(check) = builtin {
+        out.line(dim(format!(
+            "  decided by the built-in payload safety check `{check}` before any rule"
+        )));
+    } else if rules.is_empty() {
         out.line(dim("  no rule applies to this tool"));
     }
     for rule in rules {

@@ -206,3 +206,28 @@ fn eval_applies_schemas_binding_and_redaction() {
     assert_eq!(j["decision"], "allow");
     assert_eq!(j["sanitized_args"]["note"], "mail [REDACTED:email]");
 }
+
+#[test]
+fn explain_names_the_builtin_check() {
+    let p = policy();
+    let out = tame()
+        .args([
+            "explain",
+            p.to_str().unwrap(),
+            "--tool",
+            "create_ticket",
+            "--args",
+            r#"{"title": "Printer on fire"}"#,
+        ])
+        .args(["--agent-id", "support_bot"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("tool_schema"), "{stdout}");
+    assert!(stdout.contains("$.customer"), "{stdout}");
+    assert!(
+        stdout.contains("built-in payload safety check `tool_schema`"),
+        "{stdout}"
+    );
+}
