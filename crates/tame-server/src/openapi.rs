@@ -21,7 +21,7 @@ const fn r(method: &'static str, path: &'static str, role: Role, summary: &'stat
 /// Every route of the server, in router order (one entry per method).
 pub const ROUTES: &[RouteDoc] = &[
     r("post", "/api/v1/enforce", Role::Agent, "Decide a tool call (allow, deny or approve) and log it"),
-    r("post", "/api/v1/enforce/{session_id}/result", Role::Agent, "Record a tool's result for a logged call (query: log_id)"),
+    r("post", "/api/v1/enforce/{session_id}/result", Role::Agent, "Record a tool's result for a logged call (query: log_id); answers status, log_id, safe_response and stripped_fields (the `result` member, or the body, filtered by the tool's contract) and the session labels the result added"),
     r("get", "/api/v1/sessions", Role::Admin, "List sessions (query: page, page_size, agent_id, user_id)"),
     r("get", "/api/v1/sessions/{session_id}", Role::Admin, "A session's log entries"),
     r("get", "/api/v1/sessions/{session_id}/summary", Role::Admin, "A session's summary"),
@@ -46,7 +46,7 @@ pub const ROUTES: &[RouteDoc] = &[
 fn request_body(path: &str, method: &str) -> Option<Value> {
     let schema = match (method, path) {
         ("post", "/api/v1/enforce") | ("post", "/api/v1/policy/test") => json!({"$ref": "#/components/schemas/EnforceRequest"}),
-        ("post", "/api/v1/enforce/{session_id}/result") => json!({"type": "object", "description": "The tool's result: status, duration_ms, error_message are read; other keys are kept"}),
+        ("post", "/api/v1/enforce/{session_id}/result") => json!({"type": "object", "description": "The tool's result: status, duration_ms, error_message are read; other keys are kept; `result` (else the whole body) is the tool's response filtered by its contract"}),
         ("post", "/api/v1/policy/validate") => json!({"type": "object", "required": ["policy_content"], "properties": {"policy_content": {"type": "string"}, "description": {"type": "string"}}}),
         ("post", "/api/v1/policy/reload") => json!({"type": "object", "properties": {"policy_content": {"type": "string"}}}),
         ("post", p) if p.ends_with("/approve") || p.ends_with("/reject") => json!({"type": "object", "properties": {"reason": {"type": "string"}, "by": {"type": "string"}}}),
@@ -131,6 +131,7 @@ pub fn openapi_document() -> Value {
                         "log_id": {"type": "string"},
                         "timestamp": {"type": "string", "format": "date-time"},
                         "approval_id": {"type": "string"},
+                        "sanitized_args": {"type": "object", "description": "With `payload: {secrets|pii: redact}`: the arguments to run the tool with"},
                     },
                 },
             },
