@@ -191,8 +191,8 @@ pub async fn enforce(State(state): State<AppState>, headers: HeaderMap, JsonBody
 /// Replaces credentials (keys, tokens, passwords) in `value` with
 /// `[REDACTED:kind]`; personal data is kept (policies may need it).
 pub(crate) fn redact_secrets(value: &mut Value) {
-    let findings = tame_safety::Scanner::global()
-        .redact_where(value, |kind| kind.category() == tame_safety::Category::Secret);
+    let findings = tame_engine::Scanner::global()
+        .redact_where(value, |kind| kind.category() == tame_engine::Category::Secret);
     if !findings.is_empty() {
         tracing::debug!(count = findings.len(), "secrets redacted before storage");
     }
