@@ -88,8 +88,10 @@ pub async fn record_result(
             result: stored,
         })
         .await?;
-    let filtered = crate::safety::filter_result(&state, &log_id, &body).await?;
+    // Labels first: the result is recorded, so what it revealed counts even
+    // if filtering it fails.
     crate::safety::add_labels(&state, &session_id, &labels)?;
+    let filtered = crate::safety::filter_result(&state, &log_id, &body).await?;
     Ok(axum::Json(json!({
         "status": "updated",
         "log_id": log_id,
