@@ -127,6 +127,8 @@ pub(crate) fn load(
         }
     }
 
+    // Identical condition texts are parsed and checked once.
+    let mut parsed_conditions: HashMap<String, tame_lang::Expr> = HashMap::new();
     let mut rules = Vec::new();
     let mut infos = Vec::new();
     let mut rule_spans = Vec::new();
@@ -177,7 +179,7 @@ pub(crate) fn load(
             }
         } else {
             match RuleModel::deserialize(value) {
-                Ok(m) => current_rule(r, source, m, node, check),
+                Ok(m) => current_rule(r, source, m, node, check, &mut parsed_conditions),
                 Err(e) => {
                     if !(legacy_count > 0 && has_key(value, "conditions")) {
                         report_serde(r, &e, node, name_hint.as_deref(), fallback_span());
@@ -344,13 +346,13 @@ fn tools_of(
             ok = false;
         }
     }
-    // `*` alone means every tool.
-    let tools = if tools.iter().any(|t| t == "*" || t == "**") {
-        Vec::new()
-    } else {
-        tools
-    };
     ok.then_some(tools)
+}
+
+/// The compiler's tool list: empty (every tool) when `*` is listed.
+fn every_tool(tools: Option<&[String]>) -> Option<Vec<String>> {
+    let tools = tools?;
+    Some(if tools.iter().any(|t| t == "*" || t == "**") { Vec::new() } else { tools.to_vec() })
 }
 
 fn action_of(r: &mut Reporter<'_>, action: &str, node: Option<&YNode>, rule: &str) -> Option<Action> {
@@ -382,6 +384,7 @@ fn current_rule(
     m: RuleModel,
     node: Option<&YNode>,
     check: &dyn Fn(&tame_lang::Expr) -> Result<(), Vec<tame_lang::CheckError>>,
+    cache: &mut HashMap<String, tame_lang::Expr>,
 ) -> Option<(RuleSpec, RuleInfo)> {
     let name_valid = name_ok(r, &m.name, node);
     let action = action_of(r, &m.action, node, &m.name);
@@ -392,9 +395,17 @@ fn current_rule(
         Some(ConditionText::Bool(true)) => (Some(CondSpec::Always), Some("true".to_owned())),
         Some(ConditionText::Bool(false)) => (Some(CondSpec::Cel(false_expr())), Some("false".to_owned())),
         Some(ConditionText::Text(text)) => {
-            let spec = match tame_lang::parse(&text) {
+            let parsed = match cache.get(&text) {
+                Some(expr) => Ok(expr.clone()),
+                None => tame_lang::parse(&text),
+            };
+            let spec = match parsed {
+                Ok(expr) if cache.contains_key(&text) => Some(CondSpec::Cel(expr)),
                 Ok(expr) => match check(&expr) {
-                    Ok(()) => Some(CondSpec::Cel(expr)),
+                    Ok(()) => {
+                        cache.insert(text.clone(), expr.clone());
+                        Some(CondSpec::Cel(expr))
+                    }
                     Err(errors) => {
                         for e in errors {
                             lang_error(r, source, cond_node, &m.name, &e.message, e.span, e.label, e.help);
@@ -435,7 +446,7 @@ fn current_rule(
     let spec = RuleSpec {
         name: Arc::from(m.name.as_str()),
         action: action?,
-        tools: tools?,
+        tools: every_tool(tools.as_deref())?,
         condition: condition?,
         reason,
         template,
@@ -446,7 +457,7 @@ fn current_rule(
     let info = RuleInfo {
         name: m.name,
         action: spec.action,
-        tools: spec.tools.clone(),
+        tools: tools.unwrap_or_default(),
         description: m.description,
         condition: condition_text,
         reason: m.reason,
@@ -567,7 +578,7 @@ fn legacy_rule(
     let spec = RuleSpec {
         name: Arc::from(m.name.as_str()),
         action: action?,
-        tools: tools?,
+        tools: every_tool(tools.as_deref())?,
         condition: CondSpec::Legacy(checks),
         reason: Arc::from(format!("Matched rule: {}", m.name)),
         template: None,
@@ -578,7 +589,7 @@ fn legacy_rule(
     let info = RuleInfo {
         name: m.name,
         action: spec.action,
-        tools: spec.tools.clone(),
+        tools: tools.unwrap_or_default(),
         description: m.description,
         condition: None,
         reason: None,
