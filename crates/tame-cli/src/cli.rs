@@ -239,6 +239,29 @@ Examples:
   tame audit export > audit.jsonl")]
     Audit(AuditArgs),
 
+    /// Guard an MCP server: enforce every tools/call with a policy (stdio proxy)
+    #[command(after_help = "\
+Examples:
+  tame mcp-proxy --policy policies.yml -- python my_server.py
+  tame mcp-proxy --api-url http://127.0.0.1:8000 --agent-id bot --hide-denied -- npx some-mcp-server
+
+Point the MCP client at this command instead of the server's. Denied calls get
+an isError tool result with the rule's reason; approvals are waited for on the
+server (bounded); allowed calls are forwarded and their results recorded.
+--policy decides in process; without it the server at --api-url decides.")]
+    McpProxy(crate::integrations::McpProxyArgs),
+
+    /// Run a tool with the tool protocol v1 (Python subprocess or HTTP service), policy first
+    #[command(after_help = "\
+Examples:
+  tame run-tool greet --policy policies.yml --entry tools.sample:greet --payload '{\"name\": \"Ada\"}'
+  tame run-tool weather --tools tools.yaml --payload-file payload.json
+  tame run-tool weather --service-url http://127.0.0.1:9000/tools/run --timeout-seconds 3
+
+Prints the run's report (decision, result or error, trace fields) as JSON.
+Exit codes: 0 ran and succeeded, 1 the tool failed or no decision, 2 deny, 3 approval pending.")]
+    RunTool(crate::integrations::RunToolArgs),
+
     /// Print a shell completion script
     #[command(after_help = "\
 Examples:

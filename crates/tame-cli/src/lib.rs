@@ -10,6 +10,7 @@ mod cli;
 mod client;
 mod contract;
 mod error;
+mod integrations;
 mod local;
 mod output;
 mod remote;
@@ -147,6 +148,8 @@ fn dispatch(cli: &Cli, out: &Out) -> Result<Exit, CliError> {
         Command::Audit(args) => remote::audit(args, &server, out),
         Command::Sessions(args) => remote::sessions(args, &server, out),
         Command::Contract(args) => contract::contract(args, out),
+        Command::McpProxy(args) => integrations::mcp_proxy(args, cli),
+        Command::RunTool(args) => integrations::run_tool(args, cli, out),
         Command::Completions(args) => {
             let mut cmd = Cli::command();
             let mut stdout = std::io::stdout().lock();
