@@ -86,6 +86,8 @@ pub async fn record_result(
             log_id: log_id.clone(),
             timestamp: Timestamp::now(),
             result: stored,
+            // Stored with the result, so they hold again after a restart.
+            labels: labels.clone(),
         })
         .await?;
     // Labels first: the result is recorded, so what it revealed counts even

@@ -1,7 +1,8 @@
 //! End-to-end tests over a real socket against the `tame-server` binary:
 //! SIGKILL in the middle of a load loses no acknowledged decision, SIGTERM
-//! drains and flushes, SIGHUP and file changes reload the policy, and an
-//! open API refuses a non-loopback address.
+//! drains and flushes, SIGHUP and file changes reload the policy, an open
+//! API refuses a non-loopback address, and session labels from a result
+//! still hold after a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 mod common;
@@ -242,4 +243,49 @@ fn a_policy_that_does_not_compile_stops_startup_with_diagnostics() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not compile") && err.contains("nosuch_root"), "{err}");
+}
+
+const LABEL_POLICY: &str = r#"
+version: "labels1"
+default: allow
+rules:
+  - name: no_email_after_secret
+    action: deny
+    tools: [send_email]
+    condition: '"secret" in session.labels'
+    reason: "a secret was read in this session"
+"#;
+
+#[tokio::test]
+async fn session_labels_hold_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policies.yml"), LABEL_POLICY).unwrap();
+    let email = |session: &str| json!({"tool_name": "send_email", "session_id": session, "tool_args": {"to": "a@example.com"}});
+    {
+        let server = start(dir.path(), &["--no-watch"]);
+        let (_, j) = call(server.addr, "POST", "/api/v1/enforce", Some(&json!({"tool_name": "read_file", "session_id": "s1", "tool_args": {"path": "/k"}}))).await;
+        assert_eq!(j["decision"], "allow", "{j}");
+        let log_id = j["log_id"].as_str().unwrap().to_string();
+        let result = json!({"status": "success", "result": {"content": "aws_key=AKIAIOSFODNN7EXAMPLE"}});
+        let (status, r) = call(server.addr, "POST", &format!("/api/v1/enforce/s1/result?log_id={log_id}"), Some(&result)).await;
+        assert_eq!(status, 200, "{r}");
+        assert!(r["labels"].as_array().unwrap().contains(&json!("secret")), "{r}");
+        let (_, j) = call(server.addr, "POST", "/api/v1/enforce", Some(&email("s1"))).await;
+        assert_eq!(j["rule_name"], "no_email_after_secret", "{j}");
+        // Dropping the server kills it (SIGKILL): the acknowledged result is on disk.
+    }
+    let server = start(dir.path(), &["--no-watch"]);
+    let (_, j) = call(server.addr, "POST", "/api/v1/enforce", Some(&email("s1"))).await;
+    assert_eq!(j["decision"], "deny", "{j}");
+    assert_eq!(j["rule_name"], "no_email_after_secret");
+    // Another session never saw the secret.
+    let (_, j) = call(server.addr, "POST", "/api/v1/enforce", Some(&email("s2"))).await;
+    assert_eq!(j["decision"], "allow", "{j}");
+    // The stored result is redacted; the label record verifies.
+    let (_, report) = call(server.addr, "GET", "/api/v1/audit/verify", None).await;
+    assert_eq!(report["valid"], true, "{report}");
+    let mut s = connect(server.addr).await.unwrap();
+    let (_, export) = send(&mut s, "GET", "/api/v1/audit/export", None).await.unwrap();
+    assert!(!export.contains("AKIAIOSFODNN7EXAMPLE"));
+    assert!(export.contains("\"labels\":[\"secret\""), "{export}");
 }

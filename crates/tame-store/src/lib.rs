@@ -116,7 +116,8 @@ impl<T> Future for Ticket<T> {
 /// on the database (call them off the async executor).
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// The in-memory facts of a session, read back from the log when the
-    /// session is not in memory (after a restart, or after it sat idle).
+    /// session is not in memory (after a restart, or after it sat idle):
+    /// its allowed calls and the labels stored with its results.
     fn session_facts(&self, session_id: &str) -> StoreResult<FactsHandle>;
     /// The facts of a session known to be new (e.g. an id just generated):
     /// never reads the database.
@@ -125,7 +126,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Appends a decision (and, for `approve`, its pending approval; for a
     /// release, marks the approval used) to the log.
     fn record_decision(&self, decision: NewDecision) -> Ticket<DecisionReceipt>;
-    /// Records a tool's result for a logged decision of the same session.
+    /// Records a tool's result, and the session labels it revealed, for a
+    /// logged decision of the same session.
     fn record_result(&self, result: NewResult) -> Ticket<u64>;
     /// Approves or rejects a pending approval.
     fn decide_approval(&self, decision: ApprovalDecision) -> Ticket<Approval>;

@@ -380,6 +380,16 @@ impl SqliteStore {
         self.with_reader(|conn| {
             let mut state = SessionState::default();
             for (_, kind, body) in session_records(conn, session_id)? {
+                if kind == "result" {
+                    // Labels the result revealed (records written before
+                    // labels were stored have none).
+                    let body = parse_body(&body);
+                    let labels = body.get("labels").and_then(Value::as_array);
+                    for label in labels.into_iter().flatten().filter_map(Value::as_str) {
+                        state.add_label(label);
+                    }
+                    continue;
+                }
                 if kind != "decision" {
                     continue;
                 }
@@ -951,12 +961,19 @@ fn write_result(tx: &Connection, chain: &mut Chain, mac: &HmacSha256, r: &NewRes
         Some(_) => {}
     }
     let ts = format_timestamp(r.timestamp);
-    let body = json!({
+    let mut body = json!({
         "log_id": r.log_id,
         "session_id": r.session_id,
         "timestamp": ts,
         "result": r.result,
     });
+    // The labels are part of the chained body: an edit to them breaks the
+    // record's HMAC like any other field. Omitted when there are none.
+    if !r.labels.is_empty()
+        && let Some(fields) = body.as_object_mut()
+    {
+        fields.insert("labels".into(), json!(r.labels));
+    }
     append(tx, chain, mac, "result", &ts, Some(&r.session_id), Some(&r.log_id), &body)
 }
 
@@ -1466,5 +1483,61 @@ mod tests {
         left.sort();
         assert_eq!(left, ["held", "recent"]);
         assert_eq!(cache.sweep_at, FACTS_SWEEP_AT);
+    }
+
+    #[test]
+    fn labels_come_back_after_a_sweep() {
+        use tame_engine::SessionFacts;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("tame.db"), SqliteOptions::default()).unwrap();
+        let at: Timestamp = "2026-11-21T06:00:00Z".parse().unwrap();
+        let cell = store.fresh_session_facts("s1");
+        cell.lock().note_decision("read_file", at, Action::Allow);
+        store
+            .record_decision(NewDecision {
+                log_id: "l1".into(),
+                session_id: "s1".into(),
+                timestamp: at,
+                tool_name: "read_file".into(),
+                tool_args: json!({}),
+                agent_id: None,
+                user_id: None,
+                metadata: json!({}),
+                decision: Action::Allow,
+                rule_name: None,
+                reason: "ok".into(),
+                policy_version: "v1".into(),
+                new_approval: None,
+                release_of: None,
+            })
+            .wait()
+            .unwrap();
+        store
+            .record_result(NewResult {
+                session_id: "s1".into(),
+                log_id: "l1".into(),
+                timestamp: at,
+                result: json!({"status": "success"}),
+                labels: vec!["secret".into(), "secret.github_token".into()],
+            })
+            .wait()
+            .unwrap();
+        // As the server does once the result is committed.
+        cell.lock().add_label("secret");
+        cell.lock().add_label("secret.github_token");
+        drop(cell);
+
+        // The session sat idle and was swept out of memory.
+        {
+            let mut cache = store.facts.lock().unwrap();
+            cache.sweep(now_secs() + FACTS_IDLE_SECS + 1);
+            assert!(!cache.map.contains_key("s1"));
+        }
+        let cell = store.session_facts("s1").unwrap();
+        let guard = cell.lock();
+        let view = guard.view(at);
+        let labels: Vec<String> = view.labels().iter().map(|l| l.to_string()).collect();
+        assert_eq!(labels, ["secret", "secret.github_token"]);
+        assert_eq!(view.calls(), 1);
     }
 }

@@ -58,6 +58,12 @@ pub struct NewResult {
     /// The result object as posted (`status`, `duration_ms`,
     /// `error_message` are read; other keys are kept).
     pub result: Value,
+    /// Session labels the result revealed (`secret`, `pii`, ...). They are
+    /// stored in the same chained record as the result, so they count again
+    /// when the session's facts are read back from the log (after a
+    /// restart, or after the session left memory). The caller still adds
+    /// them to the in-memory facts once the write is committed.
+    pub labels: Vec<String>,
 }
 
 /// An admin's verdict on a pending approval.

@@ -70,6 +70,7 @@ fn decisions_and_results_round_trip() {
             log_id: "l1".into(),
             timestamp: ts("2026-11-21T06:00:02Z"),
             result: json!({"status": "success", "duration_ms": 12.5, "execution_time_ms": 12}),
+            labels: Vec::new(),
         })
         .wait()
         .unwrap();
@@ -105,6 +106,7 @@ fn results_for_unknown_or_foreign_logs_fail_and_write_nothing() {
             log_id: "nope".into(),
             timestamp: ts("2026-11-21T06:00:01Z"),
             result: json!({}),
+            labels: Vec::new(),
         })
         .wait();
     assert!(matches!(missing, Err(StoreError::LogNotFound(id)) if id == "nope"));
@@ -114,6 +116,7 @@ fn results_for_unknown_or_foreign_logs_fail_and_write_nothing() {
             log_id: "l1".into(),
             timestamp: ts("2026-11-21T06:00:01Z"),
             result: json!({}),
+            labels: Vec::new(),
         })
         .wait();
     assert!(matches!(foreign, Err(StoreError::SessionMismatch { .. })));
@@ -266,6 +269,88 @@ fn session_facts_survive_a_restart() {
     assert!(view.called("read_secret"));
     let fresh = store.session_facts("new-session").unwrap();
     assert_eq!(fresh.lock().calls(), 0);
+}
+
+fn labelled_result(session: &str, log_id: &str, labels: &[&str]) -> NewResult {
+    NewResult {
+        session_id: session.into(),
+        log_id: log_id.into(),
+        timestamp: ts("2026-11-21T06:00:05Z"),
+        result: json!({"status": "success", "result": {"content": "[REDACTED:aws_access_key_id]"}}),
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+    }
+}
+
+fn labels_of(store: &SqliteStore, session: &str) -> Vec<String> {
+    let cell = store.session_facts(session).unwrap();
+    let guard = cell.lock();
+    let mut labels: Vec<String> = guard.view(ts("2026-11-21T07:00:00Z")).labels().iter().map(|l| l.to_string()).collect();
+    labels.sort();
+    labels
+}
+
+#[test]
+fn result_labels_survive_reopening_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        for (log_id, session) in [("l1", "s1"), ("l2", "s1"), ("l3", "s2"), ("l4", "s3")] {
+            store
+                .record_decision(decision(log_id, session, "read_file", Action::Allow, "2026-11-21T06:00:00Z"))
+                .wait()
+                .unwrap();
+        }
+        store.record_result(labelled_result("s1", "l1", &["secret", "secret.aws_access_key_id"])).wait().unwrap();
+        // A second result repeats one label and adds another: kept once each.
+        store.record_result(labelled_result("s1", "l2", &["secret", "pii"])).wait().unwrap();
+        store.record_result(labelled_result("s2", "l3", &[])).wait().unwrap();
+        // A result that fails its check stores no labels either.
+        let foreign = store.record_result(labelled_result("s3", "l1", &["secret"])).wait();
+        assert!(matches!(foreign, Err(StoreError::SessionMismatch { .. })));
+    }
+    let store = open(&dir);
+    assert_eq!(labels_of(&store, "s1"), ["pii", "secret", "secret.aws_access_key_id"]);
+    assert!(labels_of(&store, "s2").is_empty());
+    assert!(labels_of(&store, "s3").is_empty());
+    // The labels are part of the chained records and of the export.
+    assert!(store.verify().unwrap().valid);
+    let mut out = Vec::new();
+    store.export(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let result = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["kind"] == "result" && v["ref_id"] == "l1")
+        .unwrap();
+    assert_eq!(result["record"]["labels"], json!(["secret", "secret.aws_access_key_id"]));
+    // An unlabelled result keeps the old record shape.
+    assert!(!text.lines().any(|l| l.contains("\"ref_id\":\"l3\"") && l.contains("\"labels\"")));
+    // Log entries are unchanged: the labels are not part of the tool's result.
+    let log = store.session_log("s1").unwrap().unwrap();
+    assert!(log[0].tool_result.as_ref().unwrap().get("labels").is_none());
+}
+
+#[test]
+fn editing_stored_labels_breaks_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .record_decision(decision("l1", "s1", "read_file", Action::Allow, "2026-11-21T06:00:00Z"))
+        .wait()
+        .unwrap();
+    let seq = store.record_result(labelled_result("s1", "l1", &["secret"])).wait().unwrap();
+    store
+        .record_decision(decision("l2", "s1", "send_email", Action::Deny, "2026-11-21T06:00:06Z"))
+        .wait()
+        .unwrap();
+    assert!(store.verify().unwrap().valid);
+    // Dropping the label to get past a flow rule is found and named.
+    let db = sqlite(&dir);
+    assert_eq!(db.exec(&format!("UPDATE audit SET body = replace(body, '\"secret\"', '\"public\"') WHERE seq = {seq}")), 1);
+    let problem = store.verify().unwrap().first_problem.unwrap();
+    assert_eq!(problem.kind, ChainProblemKind::Edited);
+    assert_eq!(problem.seq, seq);
+    assert_eq!(problem.ref_id.as_deref(), Some("l1"));
 }
 
 fn approve_decision(store: &SqliteStore, log_id: &str, approval_id: &str, expires: &str) {
@@ -431,6 +516,7 @@ fn a_session_log_links_across_restarts_and_batches() {
                 log_id: "l1".into(),
                 timestamp: ts("2026-11-21T06:00:01Z"),
                 result: json!({"status": "error", "error_message": "boom"}),
+                labels: Vec::new(),
             })
             .wait()
             .unwrap();
