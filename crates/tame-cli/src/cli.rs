@@ -400,6 +400,9 @@ pub struct ServeArgs {
     /// Do not reload the policy when its file changes
     #[arg(long)]
     pub no_watch: bool,
+    /// A tools.yaml (tool protocol v1): serve `POST /api/v1/tools/run` for its tools
+    #[arg(long, env = "TAME_TOOLS_FILE", value_name = "FILE")]
+    pub tools_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -45,6 +45,9 @@ pub fn config(args: &ServeArgs) -> Result<tame_server::ServerConfig, CliError> {
     if args.no_watch {
         config.watch_policy = false;
     }
+    if let Some(tools) = &args.tools_file {
+        config.tools_file = Some(tools.clone());
+    }
     Ok(config)
 }
 

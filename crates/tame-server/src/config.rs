@@ -43,6 +43,9 @@ pub struct ServerConfig {
     pub max_wait: Duration,
     /// Requests taking longer are answered 408.
     pub request_timeout: Duration,
+    /// A `tools.yaml` (tool protocol v1): serves `POST /api/v1/tools/run`
+    /// for the tools it registers; `None`: that route answers 404.
+    pub tools_file: Option<PathBuf>,
 }
 
 /// The longest long poll: below the 60 s that MCP clients wait.
@@ -65,6 +68,7 @@ impl Default for ServerConfig {
             watch_policy: true,
             max_wait: MAX_WAIT_CAP,
             request_timeout: Duration::from_secs(60),
+            tools_file: None,
         }
     }
 }
@@ -86,6 +90,7 @@ struct FileConfig {
     durability: Option<String>,
     watch_policy: Option<bool>,
     max_wait_secs: Option<u64>,
+    tools_file: Option<PathBuf>,
 }
 
 fn parse_addr(s: &str, what: &str) -> anyhow::Result<SocketAddr> {
@@ -176,6 +181,9 @@ impl ServerConfig {
         if let Some(s) = parsed.max_wait_secs {
             self.max_wait = Duration::from_secs(s).min(MAX_WAIT_CAP);
         }
+        if let Some(p) = parsed.tools_file {
+            self.tools_file = Some(base.join(p));
+        }
         Ok(())
     }
 
@@ -183,7 +191,8 @@ impl ServerConfig {
     /// `TAME_AGENT_KEYS` and `TAME_ADMIN_KEYS` (comma separated),
     /// `TAME_ALLOW_INSECURE_BIND`, `TAME_APPROVAL_TIMEOUT_SECS`,
     /// `TAME_BODY_LIMIT`, `TAME_JSON_DEPTH_LIMIT`, `TAME_AUDIT_SECRET`,
-    /// `TAME_DURABILITY` (`full`|`normal`), `TAME_WATCH_POLICY`.
+    /// `TAME_DURABILITY` (`full`|`normal`), `TAME_WATCH_POLICY`,
+    /// `TAME_TOOLS_FILE`.
     pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<()> {
         for (name, value) in vars {
             let what = name.as_str();
@@ -202,6 +211,7 @@ impl ServerConfig {
                 "TAME_AUDIT_SECRET" => self.secret = Some(value),
                 "TAME_DURABILITY" => self.durability = parse_durability(&value, what)?,
                 "TAME_WATCH_POLICY" => self.watch_policy = parse_bool(&value, what)?,
+                "TAME_TOOLS_FILE" => self.tools_file = Some(PathBuf::from(value)),
                 _ => {}
             }
         }
@@ -232,7 +242,7 @@ mod tests {
         let file = dir.path().join("tame.yml");
         std::fs::write(
             &file,
-            "policy: p.yml\naddr: 127.0.0.1:9000\nadmin_keys: [a1]\napproval_timeout_secs: 30\ndurability: normal\n",
+            "policy: p.yml\naddr: 127.0.0.1:9000\nadmin_keys: [a1]\napproval_timeout_secs: 30\ndurability: normal\ntools_file: tools.yaml\n",
         )
         .unwrap();
         let mut c = ServerConfig::default();
@@ -241,7 +251,9 @@ mod tests {
         assert_eq!(c.addr.port(), 9000);
         assert_eq!(c.approval_timeout, Duration::from_secs(30));
         assert_eq!(c.durability, Durability::Normal);
+        assert_eq!(c.tools_file, Some(dir.path().join("tools.yaml")));
         c.apply_env([
+            ("TAME_TOOLS_FILE".to_string(), "/srv/tools.yaml".to_string()),
             ("TAME_ADDR".to_string(), "0.0.0.0:1234".to_string()),
             ("TAME_AGENT_KEYS".to_string(), "k1, k2,".to_string()),
             ("OTHER".to_string(), "x".to_string()),
@@ -249,6 +261,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.addr.port(), 1234);
         assert_eq!(c.agent_keys, ["k1", "k2"]);
+        assert_eq!(c.tools_file, Some(PathBuf::from("/srv/tools.yaml")));
         let err = c.apply_env([("TAME_BODY_LIMIT".to_string(), "lots".to_string())]).unwrap_err();
         assert!(err.to_string().contains("TAME_BODY_LIMIT"));
     }

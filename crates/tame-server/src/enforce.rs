@@ -20,21 +20,21 @@ use crate::metrics::DecisionLabels;
 
 /// The answer, in the original server's shape plus `approval_id`.
 #[derive(Debug, Serialize)]
-struct EnforceResponse<'a> {
-    session_id: &'a str,
-    decision: Action,
-    rule_name: Option<&'a str>,
-    reason: &'a str,
-    policy_version: &'a str,
-    log_id: &'a str,
-    timestamp: &'a str,
+pub(crate) struct Enforced {
+    pub session_id: String,
+    pub decision: Action,
+    pub rule_name: Option<String>,
+    pub reason: String,
+    pub policy_version: String,
+    pub log_id: String,
+    pub timestamp: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    approval_id: Option<&'a str>,
+    pub approval_id: Option<String>,
     /// With `payload: {secrets|pii: redact}` in the policy: the arguments to
     /// run the tool with (detected values replaced by `[REDACTED:kind]`);
     /// absent when nothing was redacted.
     #[serde(skip_serializing_if = "Option::is_none")]
-    sanitized_args: Option<&'a Value>,
+    pub sanitized_args: Option<Value>,
 }
 
 fn approval_id_of(body: &Value) -> Result<Option<String>, AppError> {
@@ -50,6 +50,13 @@ fn approval_id_of(body: &Value) -> Result<Option<String>, AppError> {
 
 pub async fn enforce(State(state): State<AppState>, headers: HeaderMap, JsonBody(body): JsonBody) -> Result<Response, AppError> {
     state.auth().check(&headers, Role::Agent)?;
+    Ok(axum::Json(decide(&state, body).await?).into_response())
+}
+
+/// Decides the call in `body` (an enforce request), stores the decision and
+/// returns the answer once committed. The caller has checked the key; the
+/// enforce handler and the tool runner (`POST /api/v1/tools/run`) share it.
+pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, AppError> {
     let started = Instant::now();
     let mut req = Request::from_call_json(&body).map_err(|e| {
         AppError::unprocessable(e.to_string()).with("field", Value::String(e.path.clone()))
@@ -174,18 +181,17 @@ pub async fn enforce(State(state): State<AppState>, headers: HeaderMap, JsonBody
         .inc();
     metrics.enforce_seconds.observe(started.elapsed().as_secs_f64());
 
-    let body = EnforceResponse {
-        session_id: &session_id,
+    Ok(Enforced {
+        session_id,
         decision: decision.action,
-        rule_name: rule_name.as_deref(),
-        reason: &reason,
-        policy_version: &decision.policy_version,
-        log_id: &log_id,
-        timestamp: &timestamp,
-        approval_id: approval_out.as_deref(),
-        sanitized_args: sanitized_args.as_ref(),
-    };
-    Ok(axum::Json(body).into_response())
+        rule_name,
+        reason,
+        policy_version: decision.policy_version.to_string(),
+        log_id,
+        timestamp,
+        approval_id: approval_out,
+        sanitized_args,
+    })
 }
 
 /// Replaces credentials (keys, tokens, passwords) in `value` with

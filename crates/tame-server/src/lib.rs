@@ -52,6 +52,7 @@ mod openapi;
 mod safety;
 mod serve;
 mod state;
+mod tools;
 
 pub use auth::{Auth, Role};
 pub use config::{MAX_WAIT_CAP, ServerConfig};
@@ -81,6 +82,7 @@ fn handlers() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
         ("/api/v1/enforce", post(enforce::enforce)),
         ("/api/v1/enforce/{session_id}/result", post(api::record_result)),
+        ("/api/v1/tools/run", post(tools::run_tool)),
         ("/api/v1/sessions", get(api::list_sessions)),
         ("/api/v1/sessions/{session_id}", get(api::session_log)),
         ("/api/v1/sessions/{session_id}/summary", get(api::session_summary)),

@@ -22,6 +22,7 @@ const fn r(method: &'static str, path: &'static str, role: Role, summary: &'stat
 pub const ROUTES: &[RouteDoc] = &[
     r("post", "/api/v1/enforce", Role::Agent, "Decide a tool call (allow, deny or approve) and log it"),
     r("post", "/api/v1/enforce/{session_id}/result", Role::Agent, "Record a tool's result for a logged call (query: log_id); answers status, log_id, safe_response and stripped_fields (the `result` member, or the body, filtered by the tool's contract) and the session labels the result added"),
+    r("post", "/api/v1/tools/run", Role::Agent, "Run a tool registered in the server's tools file (tool protocol v1): decided like enforce, run only on allow, its result recorded; answers the run report (200 whatever the decision; 404 for an unknown tool or without a tools file)"),
     r("get", "/api/v1/sessions", Role::Admin, "List sessions (query: page, page_size, agent_id, user_id)"),
     r("get", "/api/v1/sessions/{session_id}", Role::Admin, "A session's log entries"),
     r("get", "/api/v1/sessions/{session_id}/summary", Role::Admin, "A session's summary"),
@@ -47,6 +48,7 @@ fn request_body(path: &str, method: &str) -> Option<Value> {
     let schema = match (method, path) {
         ("post", "/api/v1/enforce") | ("post", "/api/v1/policy/test") => json!({"$ref": "#/components/schemas/EnforceRequest"}),
         ("post", "/api/v1/enforce/{session_id}/result") => json!({"type": "object", "description": "The tool's result: status, duration_ms, error_message are read; other keys are kept; `result` (else the whole body) is the tool's response filtered by its contract"}),
+        ("post", "/api/v1/tools/run") => json!({"type": "object", "required": ["tool_name"], "properties": {"tool_name": {"type": "string"}, "payload": {"type": "object", "description": "The tool's payload (`tool_args` is accepted too)"}, "session_id": {"type": "string"}, "agent_id": {"type": "string"}, "user_id": {"type": "string"}, "metadata": {"type": "object"}, "trace_id": {"type": "string"}}}),
         ("post", "/api/v1/policy/validate") => json!({"type": "object", "required": ["policy_content"], "properties": {"policy_content": {"type": "string"}, "description": {"type": "string"}}}),
         ("post", "/api/v1/policy/reload") => json!({"type": "object", "properties": {"policy_content": {"type": "string"}}}),
         ("post", p) if p.ends_with("/approve") || p.ends_with("/reject") => json!({"type": "object", "properties": {"reason": {"type": "string"}, "by": {"type": "string"}}}),

@@ -73,6 +73,8 @@ pub async fn run_until(
         .with_context(|| format!("cannot read the policy file `{origin}`"))?;
     let policy = Policy::from_yaml(&source, &origin)
         .map_err(|e| anyhow::anyhow!("the policy `{origin}` does not compile:\n{}", describe_policy_error(&e)))?;
+    // A bad tools file stops the start, like a bad policy.
+    let tools = config.tools_file.as_deref().map(tame_integrations::ToolsFile::from_file).transpose()?;
 
     let store = SqliteStore::open(
         &config.db_path,
@@ -98,6 +100,9 @@ pub async fn run_until(
     };
     let needs_record = last_hash.as_deref() != Some(loaded.policy.info().hash.as_str());
     let state = AppState::new(loaded, Some(config.policy_path.clone()), store.clone(), auth, limits);
+    if let Some(tools) = tools {
+        state.set_tools(tools);
+    }
     if needs_record {
         state.record_version(&state.policy()).await;
     }

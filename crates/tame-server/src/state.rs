@@ -60,6 +60,8 @@ struct Inner {
     metrics: Metrics,
     approvals_changed: tokio::sync::watch::Sender<u64>,
     reload_lock: tokio::sync::Mutex<()>,
+    /// The tools `POST /api/v1/tools/run` may run (set once, at start).
+    tools: std::sync::OnceLock<Arc<crate::tools::ToolsSetup>>,
 }
 
 /// Cheap to clone: one `Arc`.
@@ -95,6 +97,7 @@ impl AppState {
             metrics: Metrics::default(),
             approvals_changed,
             reload_lock: tokio::sync::Mutex::new(()),
+            tools: std::sync::OnceLock::new(),
         }))
     }
 
@@ -116,6 +119,17 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// Serves `POST /api/v1/tools/run` for the tools of `tools` (a parsed
+    /// `tools.yaml`); without it that route answers 404. Only the first
+    /// call counts: `false` if tools were set already.
+    pub fn set_tools(&self, tools: tame_integrations::ToolsFile) -> bool {
+        self.0.tools.set(Arc::new(crate::tools::ToolsSetup::new(tools))).is_ok()
+    }
+
+    pub(crate) fn tools(&self) -> Option<&Arc<crate::tools::ToolsSetup>> {
+        self.0.tools.get()
     }
 
     pub fn policy_path(&self) -> Option<&PathBuf> {

@@ -1,0 +1,186 @@
+//! `POST /api/v1/tools/run` through the router (`oneshot`): a local Python
+//! tool (tool protocol v1) decided by the server's enforce path, its result
+//! recorded in the audit log; denied tools do not run; unknown tools 404.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{Harness, harness, harness_with};
+use serde_json::{Value, json};
+use tame_integrations::ToolsFile;
+use tame_server::{Auth, Limits};
+
+/// `read_file` appends each path it is run with to `ran.txt` next to it, so
+/// a test can tell whether it ran at all.
+const TOOL: &str = r#"
+import os
+
+def read_file(payload):
+    path = payload["path"]
+    with open(os.path.join(os.path.dirname(__file__), "ran.txt"), "a") as f:
+        f.write(path + "\n")
+    return {"content": "contents of " + path}
+"#;
+
+const TOOLS_YAML: &str = r#"
+tools:
+  read_file:
+    runner: local
+    entry: pytools.files:read_file
+    python_path: [./src]
+    timeout_seconds: 20
+  delete_everything:
+    runner: local
+    entry: pytools.files:read_file
+    python_path: [./src]
+"#;
+
+/// Writes the tool and its tools file into the harness's directory and
+/// registers them with the server.
+fn with_tools(h: &Harness) -> std::path::PathBuf {
+    let pkg = h.dir.path().join("src/pytools");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("__init__.py"), "").unwrap();
+    std::fs::write(pkg.join("files.py"), TOOL).unwrap();
+    let file = h.dir.path().join("tools.yaml");
+    std::fs::write(&file, TOOLS_YAML).unwrap();
+    assert!(h.state.set_tools(ToolsFile::from_file(&file).unwrap()));
+    pkg.join("ran.txt")
+}
+
+fn ran(marker: &std::path::Path) -> String {
+    std::fs::read_to_string(marker).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn allowed_tool_runs_and_its_result_is_in_the_audit_log() {
+    let h = harness();
+    let marker = with_tools(&h);
+    let r = h
+        .post(
+            "/api/v1/tools/run",
+            json!({"tool_name": "read_file", "payload": {"path": "/tmp/notes.txt"}, "session_id": "s-tools", "trace_id": "trace-42"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["decision"], "allow");
+    assert_eq!(r.json["rule_name"], "allow_rest");
+    assert_eq!(r.json["executed"], true);
+    assert_eq!(r.json["ok"], true, "{}", r.text);
+    assert_eq!(r.json["result"], json!({"content": "contents of /tmp/notes.txt"}));
+    let trace = &r.json["trace"];
+    assert_eq!(trace["runner"], "local");
+    assert_eq!(trace["protocol_version"], 1);
+    assert_eq!(trace["trace_id"], "trace-42");
+    assert_eq!(trace["timeout_ms"], 20_000);
+    assert_eq!(trace["exit_code"], 0);
+    assert_eq!(trace["python_env"], "python3");
+    assert!(trace["python_path"].as_str().unwrap().ends_with("src"), "{trace}");
+    assert!(trace["duration_ms"].is_u64());
+    assert_eq!(ran(&marker), "/tmp/notes.txt\n");
+
+    // The decision is in the session's log, with the outcome and its trace
+    // recorded under the same log id.
+    let log_id = r.json["log_id"].as_str().unwrap().to_owned();
+    let session = h.get("/api/v1/sessions/s-tools").await;
+    assert_eq!(session.status, StatusCode::OK, "{}", session.text);
+    let entries = session.json.as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{}", session.text);
+    let entry = &entries[0];
+    assert_eq!(entry["id"], log_id.as_str());
+    assert_eq!(entry["tool_name"], "read_file");
+    assert_eq!(entry["policy_decision"], "allow");
+    assert_eq!(entry["execution_status"], "success", "{entry}");
+    let stored = entry["tool_result"].to_string();
+    assert!(stored.contains("contents of /tmp/notes.txt"), "{stored}");
+    assert!(stored.contains("trace-42"), "{stored}");
+
+    // And in the tamper-evident export.
+    let export = h.get("/api/v1/audit/export").await;
+    assert_eq!(export.status, StatusCode::OK);
+    assert!(export.text.contains(&log_id), "{}", export.text);
+}
+
+#[tokio::test]
+async fn denied_tools_are_not_run() {
+    let h = harness();
+    let marker = with_tools(&h);
+    // A deny rule with a condition.
+    let r = h
+        .post("/api/v1/tools/run", json!({"tool_name": "read_file", "payload": {"path": "/etc/passwd"}, "session_id": "s-deny"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["decision"], "deny");
+    assert_eq!(r.json["rule_name"], "block_etc");
+    assert_eq!(r.json["reason"], "System paths are off limits (/etc/passwd)");
+    assert_eq!(r.json["executed"], false);
+    assert_eq!(r.json["ok"], false);
+    assert!(r.json.get("result").is_none(), "{}", r.text);
+    // The policy's default (deny) for a registered tool no rule allows.
+    let r = h.post("/api/v1/tools/run", json!({"tool_name": "delete_everything", "payload": {"path": "/"}, "session_id": "s-deny"})).await;
+    assert_eq!(r.json["decision"], "deny", "{}", r.text);
+    assert_eq!(r.json["executed"], false);
+    assert_eq!(ran(&marker), "", "a denied tool ran");
+
+    // Both decisions are logged like any enforce.
+    let session = h.get("/api/v1/sessions/s-deny").await;
+    let decisions: Vec<&Value> = session.json.as_array().unwrap().iter().map(|e| &e["policy_decision"]).collect();
+    assert_eq!(decisions, [&json!("deny"), &json!("deny")], "{}", session.text);
+}
+
+#[tokio::test]
+async fn unknown_tools_and_bad_bodies() {
+    let h = harness();
+    let marker = with_tools(&h);
+    let r = h.post("/api/v1/tools/run", json!({"tool_name": "read_secret", "payload": {}})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert_eq!(r.json["detail"], "unknown tool `read_secret`");
+    let r = h.post("/api/v1/tools/run", json!({"payload": {}})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    let r = h.post("/api/v1/tools/run", json!({"tool_name": "read_file", "payload": [1]})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(ran(&marker), "");
+    // Nothing was decided, so nothing was logged.
+    let sessions = h.get("/api/v1/sessions").await;
+    assert_eq!(sessions.json["total_count"], 0, "{}", sessions.text);
+}
+
+#[tokio::test]
+async fn without_a_tools_file_the_route_is_not_found() {
+    let h = harness();
+    let r = h.post("/api/v1/tools/run", json!({"tool_name": "read_file", "payload": {"path": "/tmp/x"}})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert!(r.json["detail"].as_str().unwrap().contains("no tools file"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn the_agent_key_is_required() {
+    let h = harness_with(Auth::new(&["agent-k".into()], &["admin-k".into()]), Limits::default());
+    let marker = with_tools(&h);
+    let body = json!({"tool_name": "read_file", "payload": {"path": "/tmp/a"}}).to_string();
+    let r = h.call("POST", "/api/v1/tools/run", Some(&body), None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    let r = h.call("POST", "/api/v1/tools/run", Some(&body), Some("wrong")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert_eq!(ran(&marker), "");
+    // With the agent key the tool runs and its result is recorded (the
+    // result endpoint's key check passes with the same key).
+    let r = h.call("POST", "/api/v1/tools/run", Some(&body), Some("agent-k")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["ok"], true, "{}", r.text);
+    assert_eq!(ran(&marker), "/tmp/a\n");
+    let sid = r.json["session_id"].as_str().unwrap();
+    let session = h.call("GET", &format!("/api/v1/sessions/{sid}"), None, Some("admin-k")).await;
+    assert!(session.text.contains("/tmp/a"), "{}", session.text);
+    assert!(session.text.contains("contents of /tmp/a"), "{}", session.text);
+}
+
+#[tokio::test]
+async fn the_route_is_documented() {
+    let h = harness();
+    let doc = h.get("/openapi.json").await;
+    let op = &doc.json["paths"]["/api/v1/tools/run"]["post"];
+    assert_eq!(op["x-tame-role"], "agent", "{op}");
+    assert_eq!(op["requestBody"]["content"]["application/json"]["schema"]["required"], json!(["tool_name"]));
+}
