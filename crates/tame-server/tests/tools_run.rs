@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
 use common::{Harness, harness, harness_with};
 use serde_json::{Value, json};
@@ -21,6 +23,9 @@ def read_file(payload):
     with open(os.path.join(os.path.dirname(__file__), "ran.txt"), "a") as f:
         f.write(path + "\n")
     return {"content": "contents of " + path}
+
+def query(payload):
+    return {"rows": 3, "database": payload["database"]}
 "#;
 
 const TOOLS_YAML: &str = r#"
@@ -30,6 +35,10 @@ tools:
     entry: pytools.files:read_file
     python_path: [./src]
     timeout_seconds: 20
+  query_database:
+    runner: local
+    entry: pytools.files:query
+    python_path: [./src]
   delete_everything:
     runner: local
     entry: pytools.files:read_file
@@ -183,4 +192,53 @@ async fn the_route_is_documented() {
     let op = &doc.json["paths"]["/api/v1/tools/run"]["post"];
     assert_eq!(op["x-tame-role"], "agent", "{op}");
     assert_eq!(op["requestBody"]["content"]["application/json"]["schema"]["required"], json!(["tool_name"]));
+}
+
+#[tokio::test]
+async fn approvals_are_waited_for_and_released() {
+    let limits = Limits { max_wait: Duration::from_secs(10), ..Limits::default() };
+    let h = harness_with(Auth::default(), limits);
+    with_tools(&h);
+    let run = h.post(
+        "/api/v1/tools/run",
+        json!({"tool_name": "query_database", "payload": {"database": "production"}, "session_id": "s-appr"}),
+    );
+    let approve = async {
+        // The run waits on its approval: find it and approve it.
+        for _ in 0..200 {
+            let pending = h.get("/api/v1/approvals?state=pending").await;
+            if let Some(id) = pending.json["approvals"][0]["approval_id"].as_str() {
+                let r = h.post(&format!("/api/v1/approvals/{id}/approve"), json!({"reason": "ok", "by": "ops"})).await;
+                assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+                return id.to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no pending approval appeared");
+    };
+    let (r, approval_id) = tokio::join!(run, approve);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["decision"], "allow", "{}", r.text);
+    assert_eq!(r.json["ok"], true, "{}", r.text);
+    assert_eq!(r.json["result"], json!({"rows": 3, "database": "production"}));
+    assert!(r.json["reason"].as_str().unwrap().contains(&approval_id), "{}", r.text);
+    // The approve decision and the release are both in the log.
+    let session = h.get("/api/v1/sessions/s-appr").await;
+    let decisions: Vec<&Value> = session.json.as_array().unwrap().iter().map(|e| &e["policy_decision"]).collect();
+    assert_eq!(decisions, [&json!("approve"), &json!("allow")], "{}", session.text);
+}
+
+#[tokio::test]
+async fn an_undecided_approval_leaves_the_tool_unrun() {
+    let limits = Limits { max_wait: Duration::from_secs(1), ..Limits::default() };
+    let h = harness_with(Auth::default(), limits);
+    with_tools(&h);
+    let r = h
+        .post("/api/v1/tools/run", json!({"tool_name": "query_database", "payload": {"database": "production"}}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["decision"], "approve", "{}", r.text);
+    assert_eq!(r.json["executed"], false);
+    assert!(r.json["approval_id"].is_string(), "{}", r.text);
+    assert!(r.json.get("result").is_none(), "{}", r.text);
 }
