@@ -18,6 +18,19 @@
 //! and the approval is used up. A rejected or expired approval answers
 //! `deny`.
 //!
+//! ## Running tools (tool protocol v1)
+//!
+//! With a tools file (`tools_file` in the config, `TAME_TOOLS_FILE`, `tame
+//! serve --tools-file`; a `tools.yaml` of `tame-integrations`), `POST
+//! /api/v1/tools/run` `{tool_name, payload, session_id?, agent_id?,
+//! user_id?, metadata?, trace_id?}` runs a registered tool with the agent
+//! key: the call is decided and logged exactly as by `POST /api/v1/enforce`,
+//! an `approve` is waited for (at most the long-poll cap) and released, the
+//! tool runs only on `allow`, and its outcome (with the protocol's trace) is
+//! recorded as by the result endpoint. The answer is the run report (200
+//! whatever the decision); unknown tools, and every tool without a tools
+//! file, get 404.
+//!
 //! ## Audit log and durability
 //!
 //! Every decision goes to the store's writer thread, which group-commits

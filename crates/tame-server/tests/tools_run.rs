@@ -242,3 +242,71 @@ async fn an_undecided_approval_leaves_the_tool_unrun() {
     assert!(r.json["approval_id"].is_string(), "{}", r.text);
     assert!(r.json.get("result").is_none(), "{}", r.text);
 }
+
+/// One HTTP/1.1 request over a fresh connection: the status and the JSON body.
+async fn http_post(addr: std::net::SocketAddr, path: &str, body: &Value) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status = answer.split(' ').nth(1).unwrap().parse().unwrap();
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn server_config(dir: &std::path::Path) -> tame_server::ServerConfig {
+    let policy = dir.join("policies.yml");
+    std::fs::write(&policy, common::POLICY).unwrap();
+    tame_server::ServerConfig {
+        policy_path: policy,
+        addr: "127.0.0.1:0".parse().unwrap(),
+        db_path: dir.join("tame.db"),
+        watch_policy: false,
+        ..tame_server::ServerConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_with_a_tools_file_runs_its_tools() {
+    let h = harness();
+    let marker = with_tools(&h);
+    let config = tame_server::ServerConfig { tools_file: Some(h.dir.path().join("tools.yaml")), ..server_config(h.dir.path()) };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (ready, addr) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(tame_server::run_until(
+        config,
+        async move {
+            let _ = stopped.await;
+        },
+        move |addr| {
+            let _ = ready.send(addr);
+        },
+    ));
+    let addr = addr.await.unwrap();
+    let (status, report) =
+        http_post(addr, "/api/v1/tools/run", &json!({"tool_name": "read_file", "tool_args": {"path": "/srv/data"}})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["result"]["content"], "contents of /srv/data");
+    assert_eq!(ran(&marker), "/srv/data\n");
+    let (status, report) = http_post(addr, "/api/v1/tools/run", &json!({"tool_name": "nope"})).await;
+    assert_eq!((status, &report["detail"]), (404, &json!("unknown tool `nope`")));
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_broken_tools_file_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools.yaml");
+    std::fs::write(&tools, "tools:\n  x:\n    runner: teleport\n").unwrap();
+    let config = tame_server::ServerConfig { tools_file: Some(tools), ..server_config(dir.path()) };
+    let err = tame_server::run_until(config, async {}, |_| panic!("the server started")).await.unwrap_err();
+    assert!(format!("{err:#}").contains("tools file"), "{err:#}");
+}
