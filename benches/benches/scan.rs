@@ -23,11 +23,50 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "the", "deploy", "failed", "because", "service", "returned", "timeout", "after", "retry",
-    "customer", "asked", "about", "invoice", "order", "shipping", "delayed", "warehouse",
-    "Berlin", "München", "café", "résumé", "latency", "p99", "12ms", "v1.2.3", "2026-11-20",
-    "10.0.3.7", "#4411", "$129.99", "status=ok", "user_id=8812", "please", "review", "the",
-    "attached", "report", "and", "confirm", "by", "Friday", "thanks", "—", "日本語", "テスト",
+    "the",
+    "deploy",
+    "failed",
+    "because",
+    "service",
+    "returned",
+    "timeout",
+    "after",
+    "retry",
+    "customer",
+    "asked",
+    "about",
+    "invoice",
+    "order",
+    "shipping",
+    "delayed",
+    "warehouse",
+    "Berlin",
+    "München",
+    "café",
+    "résumé",
+    "latency",
+    "p99",
+    "12ms",
+    "v1.2.3",
+    "2026-11-20",
+    "10.0.3.7",
+    "#4411",
+    "$129.99",
+    "status=ok",
+    "user_id=8812",
+    "please",
+    "review",
+    "the",
+    "attached",
+    "report",
+    "and",
+    "confirm",
+    "by",
+    "Friday",
+    "thanks",
+    "—",
+    "日本語",
+    "テスト",
 ];
 
 const SECRETS: &[&str] = &[
@@ -108,7 +147,9 @@ fn bench_scan(c: &mut Criterion) {
         "attachments": [{"name": "q3.pdf", "size": 48213}],
     });
     c.bench_function("scan_tool_call", |b| b.iter(|| scanner.scan(black_box(&call))));
-    c.bench_function("has_secret_tool_call", |b| b.iter(|| scanner.has_secret(black_box(&call))));
+    c.bench_function("has_secret_tool_call", |b| {
+        b.iter(|| scanner.has_secret(black_box(&call)))
+    });
     c.bench_function("redact_tool_call", |b| {
         b.iter(|| {
             let mut v = call.clone();

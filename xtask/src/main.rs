@@ -53,7 +53,10 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Runs a command in the workspace root, echoing it first.
@@ -63,7 +66,16 @@ fn run(program: &str, args: &[&str]) -> Result {
 
 fn run_env(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result {
     let shown: Vec<String> = envs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    eprintln!("\n$ {}{} {}", if shown.is_empty() { String::new() } else { shown.join(" ") + " " }, program, args.join(" "));
+    eprintln!(
+        "\n$ {}{} {}",
+        if shown.is_empty() {
+            String::new()
+        } else {
+            shown.join(" ") + " "
+        },
+        program,
+        args.join(" ")
+    );
     let status = Command::new(program)
         .args(args)
         .envs(envs.iter().copied())
@@ -78,12 +90,19 @@ fn run_env(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result {
 }
 
 fn has(program: &str, probe: &[&str]) -> bool {
-    Command::new(program).args(probe).output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new(program)
+        .args(probe)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 fn lint() -> Result {
     run("cargo", &["fmt", "--all", "--check"])?;
-    run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+    run(
+        "cargo",
+        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+    )
 }
 
 fn test() -> Result {
@@ -95,8 +114,14 @@ fn test() -> Result {
     }
     run("cargo", &["test", "--workspace", "--doc"])?;
     // The policies shipped in policies/ must check and pass their own tests.
-    run("cargo", &["run", "--quiet", "-p", "tame-cli", "--", "check", "policies/"])?;
-    run("cargo", &["run", "--quiet", "-p", "tame-cli", "--", "test", "policies/"])?;
+    run(
+        "cargo",
+        &["run", "--quiet", "-p", "tame-cli", "--", "check", "policies/"],
+    )?;
+    run(
+        "cargo",
+        &["run", "--quiet", "-p", "tame-cli", "--", "test", "policies/"],
+    )?;
     // Python package and the integrations that need Python packages.
     for script in ["scripts/py-test.sh", "crates/tame-integrations/scripts/mcp-test.sh"] {
         if root().join(script).exists() {
@@ -131,7 +156,11 @@ fn ensure_cargo_fuzz() -> Result {
 
 fn fuzz_build() -> Result {
     ensure_cargo_fuzz()?;
-    run_env("cargo", &["fuzz", "build", "--fuzz-dir", "fuzz"], &[("RUSTC_BOOTSTRAP", "1")])
+    run_env(
+        "cargo",
+        &["fuzz", "build", "--fuzz-dir", "fuzz"],
+        &[("RUSTC_BOOTSTRAP", "1")],
+    )
 }
 
 fn fuzz(args: &[String]) -> Result {

@@ -84,12 +84,20 @@ mod tests {
 
     #[test]
     fn tools_file_flag_reaches_the_server_config() {
-        let cli = Cli::try_parse_from(["tame", "serve", "--policy", "p.yml", "--tools-file", "conf/tools.yaml"]).unwrap();
-        let Command::Serve(args) = cli.command else { panic!("not serve") };
+        let cli =
+            Cli::try_parse_from(["tame", "serve", "--policy", "p.yml", "--tools-file", "conf/tools.yaml"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
         let config = super::config(&args).unwrap();
         assert_eq!(config.tools_file, Some(std::path::PathBuf::from("conf/tools.yaml")));
         let cli = Cli::try_parse_from(["tame", "serve", "--policy", "p.yml"]).unwrap();
-        let Command::Serve(args) = cli.command else { panic!("not serve") };
-        assert_eq!(super::config(&args).unwrap().tools_file, std::env::var_os("TAME_TOOLS_FILE").map(Into::into));
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(
+            super::config(&args).unwrap().tools_file,
+            std::env::var_os("TAME_TOOLS_FILE").map(Into::into)
+        );
     }
 }

@@ -57,8 +57,8 @@ pub use safety::{
 };
 /// Payload safety types frontends need (they do not depend on `tame-safety` directly).
 pub use tame_safety::{
-    AgentBinding, Category, ContractError, Contracts, Finding, InterceptAction, Kind, RequestInterception, RequestValidation,
-    ResponseInterception, Scanner, SchemaViolation, ToolContract, ToolSchemas, ToolSpec, labels,
+    AgentBinding, Category, ContractError, Contracts, Finding, InterceptAction, Kind, RequestInterception,
+    RequestValidation, ResponseInterception, Scanner, SchemaViolation, ToolContract, ToolSchemas, ToolSpec, labels,
 };
 /// What [`Policy::filter_response`] returns: `safe_response`, `stripped_fields`, `findings`.
 pub type ResponseFilter = tame_safety::ResponseInterception;

@@ -352,7 +352,11 @@ fn tools_of(
 /// The compiler's tool list: empty (every tool) when `*` is listed.
 fn every_tool(tools: Option<&[String]>) -> Option<Vec<String>> {
     let tools = tools?;
-    Some(if tools.iter().any(|t| t == "*" || t == "**") { Vec::new() } else { tools.to_vec() })
+    Some(if tools.iter().any(|t| t == "*" || t == "**") {
+        Vec::new()
+    } else {
+        tools.to_vec()
+    })
 }
 
 fn action_of(r: &mut Reporter<'_>, action: &str, node: Option<&YNode>, rule: &str) -> Option<Action> {

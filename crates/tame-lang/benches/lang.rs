@@ -29,21 +29,15 @@ fn benches(c: &mut Criterion) {
     let typical = parse(TYPICAL).unwrap();
     let long_ast = parse(&long).unwrap();
 
-    c.bench_function("parse/typical", |b| {
-        b.iter(|| parse(black_box(TYPICAL)).unwrap())
-    });
+    c.bench_function("parse/typical", |b| b.iter(|| parse(black_box(TYPICAL)).unwrap()));
     c.bench_function(&format!("parse/long_{}_bytes", long.len()), |b| {
         b.iter(|| parse(black_box(&long)).unwrap())
     });
     c.bench_function("check/typical", |b| {
         b.iter(|| check(black_box(&typical), &env).unwrap())
     });
-    c.bench_function("check/long", |b| {
-        b.iter(|| check(black_box(&long_ast), &env).unwrap())
-    });
-    c.bench_function("print/typical", |b| {
-        b.iter(|| black_box(&typical).to_string())
-    });
+    c.bench_function("check/long", |b| b.iter(|| check(black_box(&long_ast), &env).unwrap()));
+    c.bench_function("print/typical", |b| b.iter(|| black_box(&typical).to_string()));
 }
 
 criterion_group!(lang, benches);

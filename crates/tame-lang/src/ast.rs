@@ -76,11 +76,7 @@ impl Expr {
                 f(lhs);
                 f(rhs);
             }
-            ExprKind::Ternary {
-                cond,
-                then,
-                otherwise,
-            } => {
+            ExprKind::Ternary { cond, then, otherwise } => {
                 f(cond);
                 f(then);
                 f(otherwise);
@@ -130,11 +126,7 @@ impl Expr {
                 take(lhs);
                 take(rhs);
             }
-            ExprKind::Ternary {
-                cond,
-                then,
-                otherwise,
-            } => {
+            ExprKind::Ternary { cond, then, otherwise } => {
                 take(cond);
                 take(then);
                 take(otherwise);
@@ -307,13 +299,7 @@ impl BinaryOp {
         match self {
             BinaryOp::Or => 1,
             BinaryOp::And => 2,
-            BinaryOp::Eq
-            | BinaryOp::Ne
-            | BinaryOp::Lt
-            | BinaryOp::Le
-            | BinaryOp::Gt
-            | BinaryOp::Ge
-            | BinaryOp::In => 3,
+            BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge | BinaryOp::In => 3,
             BinaryOp::Add | BinaryOp::Sub => 4,
             BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => 5,
         }

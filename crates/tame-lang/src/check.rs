@@ -182,10 +182,7 @@ fn orderable(a: &Type, b: &Type) -> bool {
     };
     ordered(a)
         && ordered(b)
-        && (matches!(a, Type::Dyn)
-            || matches!(b, Type::Dyn)
-            || a == b
-            || (is_numeric(a) && is_numeric(b)))
+        && (matches!(a, Type::Dyn) || matches!(b, Type::Dyn) || a == b || (is_numeric(a) && is_numeric(b)))
 }
 
 /// Binds the type parameters of `param` to match `arg`; `dyn` matches
@@ -213,10 +210,7 @@ fn substitute(t: &Type, subst: &FxHashMap<&'static str, Type>) -> Type {
     match t {
         Type::Param(p) => subst.get(p).cloned().unwrap_or(Type::Dyn),
         Type::List(e) => list(substitute(e, subst)),
-        Type::Map(k, v) => Type::Map(
-            Box::new(substitute(k, subst)),
-            Box::new(substitute(v, subst)),
-        ),
+        Type::Map(k, v) => Type::Map(Box::new(substitute(k, subst)), Box::new(substitute(v, subst))),
         other => other.clone(),
     }
 }
@@ -234,11 +228,7 @@ fn distance(a: &str, b: &str) -> usize {
                 .copied()
                 .unwrap_or(usize::MAX)
                 .saturating_add(usize::from(ca != *cb));
-            let del = prev
-                .get(j + 1)
-                .copied()
-                .unwrap_or(usize::MAX)
-                .saturating_add(1);
+            let del = prev.get(j + 1).copied().unwrap_or(usize::MAX).saturating_add(1);
             let ins = cur.get(j).copied().unwrap_or(usize::MAX).saturating_add(1);
             cur.push(sub.min(del).min(ins));
         }
@@ -295,11 +285,8 @@ impl<'a> Checker<'a, '_> {
 
     fn unknown_ident(&mut self, name: &str, span: Span) -> Type {
         let scoped: Vec<&str> = self.scopes.iter().map(|(n, _)| *n).collect();
-        let candidates = scoped
-            .into_iter()
-            .chain(self.env.vars.keys().map(String::as_str));
-        let mut err = CheckError::new(format!("unknown identifier `{name}`"), span)
-            .with_label("not declared");
+        let candidates = scoped.into_iter().chain(self.env.vars.keys().map(String::as_str));
+        let mut err = CheckError::new(format!("unknown identifier `{name}`"), span).with_label("not declared");
         if let Some(s) = closest(name, candidates) {
             err = err.with_help(format!("did you mean `{s}`?"));
         } else {
@@ -326,39 +313,25 @@ impl<'a> Checker<'a, '_> {
                 Some(t) => t,
                 None => self.unknown_ident(name, e.span),
             },
-            ExprKind::Select {
-                operand,
-                field,
-                test,
-            } => self.select(e, operand, field, *test),
+            ExprKind::Select { operand, field, test } => self.select(e, operand, field, *test),
             ExprKind::Index { operand, index } => {
                 let ot = self.expr(operand);
                 let it = self.expr(index);
                 self.index(&ot, &it, index.span, e.span)
             }
-            ExprKind::Call {
-                target,
-                function,
-                args,
-            } => self.call(e, target.as_deref(), function, args),
+            ExprKind::Call { target, function, args } => self.call(e, target.as_deref(), function, args),
             ExprKind::Unary { op, operand } => {
                 let t = self.expr(operand);
                 match (op, &t) {
                     (UnaryOp::Not, Type::Bool | Type::Dyn) => Type::Bool,
                     (UnaryOp::Neg, Type::Int | Type::Double | Type::Dyn) => t,
                     (UnaryOp::Not, _) => self.error(
-                        CheckError::new(
-                            format!("`!` needs a bool, not `{}`", t.name()),
-                            operand.span,
-                        )
-                        .with_label(format!("this is `{}`", t.name())),
+                        CheckError::new(format!("`!` needs a bool, not `{}`", t.name()), operand.span)
+                            .with_label(format!("this is `{}`", t.name())),
                     ),
                     (UnaryOp::Neg, _) => self.error(
-                        CheckError::new(
-                            format!("cannot negate a value of type `{}`", t.name()),
-                            operand.span,
-                        )
-                        .with_label(format!("this is `{}`", t.name())),
+                        CheckError::new(format!("cannot negate a value of type `{}`", t.name()), operand.span)
+                            .with_label(format!("this is `{}`", t.name())),
                     ),
                 }
             }
@@ -367,11 +340,7 @@ impl<'a> Checker<'a, '_> {
                 let r = self.expr(rhs);
                 self.binary(*op, (&l, lhs.span), (&r, rhs.span), e.span)
             }
-            ExprKind::Ternary {
-                cond,
-                then,
-                otherwise,
-            } => {
+            ExprKind::Ternary { cond, then, otherwise } => {
                 let c = self.expr(cond);
                 if !matches!(c, Type::Bool | Type::Dyn) {
                     self.error(
@@ -402,16 +371,10 @@ impl<'a> Checker<'a, '_> {
                 let mut value: Option<Type> = None;
                 for (k, v) in entries {
                     let kt = self.expr(k);
-                    if !matches!(
-                        kt,
-                        Type::Int | Type::Uint | Type::Bool | Type::String | Type::Dyn
-                    ) {
+                    if !matches!(kt, Type::Int | Type::Uint | Type::Bool | Type::String | Type::Dyn) {
                         self.error(
                             CheckError::new(
-                                format!(
-                                    "map keys must be int, uint, bool or string, not `{}`",
-                                    kt.name()
-                                ),
+                                format!("map keys must be int, uint, bool or string, not `{}`", kt.name()),
                                 k.span,
                             )
                             .with_label(format!("this is `{}`", kt.name())),
@@ -421,10 +384,7 @@ impl<'a> Checker<'a, '_> {
                     key = Some(key.map_or(kt.clone(), |p| join(p, &kt)));
                     value = Some(value.map_or(vt.clone(), |p| join(p, &vt)));
                 }
-                Type::Map(
-                    Box::new(key.unwrap_or(Type::Dyn)),
-                    Box::new(value.unwrap_or(Type::Dyn)),
-                )
+                Type::Map(Box::new(key.unwrap_or(Type::Dyn)), Box::new(value.unwrap_or(Type::Dyn)))
             }
             ExprKind::Comprehension(c) => self.comprehension(c, e.span),
         }
@@ -471,8 +431,7 @@ impl<'a> Checker<'a, '_> {
                 Some(t) => t,
                 None => {
                     let mut err =
-                        CheckError::new(format!("`session` has no field `{field}`"), span)
-                            .with_label("unknown field");
+                        CheckError::new(format!("`session` has no field `{field}`"), span).with_label("unknown field");
                     err = match closest(field, SESSION_FIELDS.iter().copied()) {
                         Some(s) => err.with_help(format!("did you mean `session.{s}`?")),
                         None => err.with_help(format!(
@@ -487,10 +446,7 @@ impl<'a> Checker<'a, '_> {
                 let verb = if test { "test for" } else { "select" };
                 return self.error(
                     CheckError::new(
-                        format!(
-                            "cannot {verb} field `{field}` of a value of type `{}`",
-                            other.name()
-                        ),
+                        format!("cannot {verb} field `{field}` of a value of type `{}`", other.name()),
                         span,
                     )
                     .with_label(format!("this is `{}`", other.name())),
@@ -528,22 +484,13 @@ impl<'a> Checker<'a, '_> {
                 (**v).clone()
             }
             other => self.error(
-                CheckError::new(
-                    format!("cannot index a value of type `{}`", other.name()),
-                    span,
-                )
-                .with_help("only lists and maps can be indexed"),
+                CheckError::new(format!("cannot index a value of type `{}`", other.name()), span)
+                    .with_help("only lists and maps can be indexed"),
             ),
         }
     }
 
-    fn binary(
-        &mut self,
-        op: BinaryOp,
-        (l, ls): (&Type, Span),
-        (r, rs): (&Type, Span),
-        span: Span,
-    ) -> Type {
+    fn binary(&mut self, op: BinaryOp, (l, ls): (&Type, Span), (r, rs): (&Type, Span), span: Span) -> Type {
         use Type::{Bool, Bytes, Double, Duration, Dyn, Int, String as Str, Timestamp, Uint};
         let sym = op.symbol();
         match op {
@@ -551,11 +498,8 @@ impl<'a> Checker<'a, '_> {
                 for (t, s) in [(l, ls), (r, rs)] {
                     if !matches!(t, Bool | Dyn) {
                         self.error(
-                            CheckError::new(
-                                format!("`{sym}` needs bool operands, not `{}`", t.name()),
-                                s,
-                            )
-                            .with_label(format!("this is `{}`", t.name())),
+                            CheckError::new(format!("`{sym}` needs bool operands, not `{}`", t.name()), s)
+                                .with_label(format!("this is `{}`", t.name())),
                         );
                     }
                 }
@@ -564,11 +508,8 @@ impl<'a> Checker<'a, '_> {
             BinaryOp::Eq | BinaryOp::Ne => {
                 if !comparable(l, r) {
                     self.error(
-                        CheckError::new(
-                            format!("cannot compare `{}` with `{}`", l.name(), r.name()),
-                            span,
-                        )
-                        .with_help("values of different types are never equal"),
+                        CheckError::new(format!("cannot compare `{}` with `{}`", l.name(), r.name()), span)
+                            .with_help("values of different types are never equal"),
                     );
                 }
                 Bool
@@ -576,11 +517,7 @@ impl<'a> Checker<'a, '_> {
             BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
                 if !orderable(l, r) {
                     self.error(CheckError::new(
-                        format!(
-                            "cannot order `{}` and `{}` with `{sym}`",
-                            l.name(),
-                            r.name()
-                        ),
+                        format!("cannot order `{}` and `{}` with `{sym}`", l.name(), r.name()),
                         span,
                     ));
                 }
@@ -600,10 +537,7 @@ impl<'a> Checker<'a, '_> {
                     other => {
                         self.error(
                             CheckError::new(
-                                format!(
-                                    "`in` needs a list or map on the right, not `{}`",
-                                    other.name()
-                                ),
+                                format!("`in` needs a list or map on the right, not `{}`", other.name()),
                                 rs,
                             )
                             .with_label(format!("this is `{}`", other.name())),
@@ -615,12 +549,8 @@ impl<'a> Checker<'a, '_> {
             BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => {
                 let result = match (op, l, r) {
                     (_, Dyn, Dyn) => Some(Dyn),
-                    (BinaryOp::Add, Type::List(a), Type::List(b)) => {
-                        Some(list(join((**a).clone(), b)))
-                    }
-                    (BinaryOp::Add, Timestamp, Duration) | (BinaryOp::Add, Duration, Timestamp) => {
-                        Some(Timestamp)
-                    }
+                    (BinaryOp::Add, Type::List(a), Type::List(b)) => Some(list(join((**a).clone(), b))),
+                    (BinaryOp::Add, Timestamp, Duration) | (BinaryOp::Add, Duration, Timestamp) => Some(Timestamp),
                     (BinaryOp::Add | BinaryOp::Sub, Duration, Duration) => Some(Duration),
                     (BinaryOp::Sub, Timestamp, Timestamp) => Some(Duration),
                     (BinaryOp::Sub, Timestamp, Duration) => Some(Timestamp),
@@ -647,13 +577,7 @@ impl<'a> Checker<'a, '_> {
         }
     }
 
-    fn call(
-        &mut self,
-        e: &'a Expr,
-        target: Option<&'a Expr>,
-        function: &str,
-        args: &'a [Expr],
-    ) -> Type {
+    fn call(&mut self, e: &'a Expr, target: Option<&'a Expr>, function: &str, args: &'a [Expr]) -> Type {
         // A macro's name that did not expand: its arguments are not
         // expressions to check (the variable is not declared).
         if self.env.registry().overloads(function).is_empty()
@@ -676,11 +600,8 @@ impl<'a> Checker<'a, '_> {
             let candidates = registry
                 .names()
                 .filter(|n| registry.overloads(n).iter().any(|o| o.receiver == receiver));
-            let mut err = CheckError::new(
-                format!("unknown function `{function}`"),
-                name_span(e, target, function),
-            )
-            .with_label("not declared");
+            let mut err = CheckError::new(format!("unknown function `{function}`"), name_span(e, target, function))
+                .with_label("not declared");
             if let Some(s) = closest(function, candidates) {
                 err = err.with_help(format!("did you mean `{s}`?"));
             }
@@ -702,27 +623,16 @@ impl<'a> Checker<'a, '_> {
             );
         }
         let arity = args.len();
-        let by_arity: Vec<&Overload> = styled
-            .iter()
-            .copied()
-            .filter(|o| o.arity() == arity)
-            .collect();
+        let by_arity: Vec<&Overload> = styled.iter().copied().filter(|o| o.arity() == arity).collect();
         if by_arity.is_empty() {
             let mut arities: Vec<usize> = styled.iter().map(|o| o.arity()).collect();
             arities.sort_unstable();
             arities.dedup();
             let expected: Vec<String> = arities.iter().map(ToString::to_string).collect();
-            let plural = if arities == [1] {
-                "argument"
-            } else {
-                "arguments"
-            };
+            let plural = if arities == [1] { "argument" } else { "arguments" };
             return self.error(
                 CheckError::new(
-                    format!(
-                        "`{function}` takes {} {plural}, not {arity}",
-                        expected.join(" or ")
-                    ),
+                    format!("`{function}` takes {} {plural}, not {arity}", expected.join(" or ")),
                     e.span,
                 )
                 .with_help(signatures(function, &styled)),
@@ -734,12 +644,7 @@ impl<'a> Checker<'a, '_> {
         let mut result: Option<Type> = None;
         for o in &by_arity {
             let mut subst = FxHashMap::default();
-            if o.params.len() == actual.len()
-                && o.params
-                    .iter()
-                    .zip(&actual)
-                    .all(|(p, a)| unify(p, a, &mut subst))
-            {
+            if o.params.len() == actual.len() && o.params.iter().zip(&actual).all(|(p, a)| unify(p, a, &mut subst)) {
                 let t = substitute(&o.result, &subst);
                 result = Some(match result {
                     None => t,
@@ -756,11 +661,8 @@ impl<'a> Checker<'a, '_> {
                     _ => format!("`{function}({})`", shown.join(", ")),
                 };
                 self.error(
-                    CheckError::new(
-                        format!("no overload of `{function}` matches {shown}"),
-                        e.span,
-                    )
-                    .with_help(signatures(function, &by_arity)),
+                    CheckError::new(format!("no overload of `{function}` matches {shown}"), e.span)
+                        .with_help(signatures(function, &by_arity)),
                 )
             }
         }
@@ -773,11 +675,7 @@ impl<'a> Checker<'a, '_> {
             Type::List(e) | Type::Map(e, _) => (**e).clone(),
             other => self.error(
                 CheckError::new(
-                    format!(
-                        "`{}` needs a list or map, not `{}`",
-                        c.kind.name(),
-                        other.name()
-                    ),
+                    format!("`{}` needs a list or map, not `{}`", c.kind.name(), other.name()),
                     c.range.span,
                 )
                 .with_label(format!("this is `{}`", other.name())),
@@ -833,9 +731,7 @@ fn arith_dyn(op: BinaryOp, other: &Type) -> Option<Type> {
 /// How a macro is called, for calls of a macro's name that did not expand.
 fn macro_usage(function: &str) -> Option<&'static str> {
     match function {
-        "all" | "exists" | "exists_one" | "filter" => {
-            Some("a variable and a predicate: `list.all(x, x > 0)`")
-        }
+        "all" | "exists" | "exists_one" | "filter" => Some("a variable and a predicate: `list.all(x, x > 0)`"),
         "map" => Some("a variable, an optional filter and a transform: `list.map(x, x * 2)`"),
         "has" => Some("one field selection: `has(args.path)`"),
         _ => None,

@@ -1,11 +1,6 @@
 //! Unit tests of the checker: names, functions, arity, types, macros.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::sync::Arc;
 
@@ -85,10 +80,7 @@ fn result_types() {
     assert_eq!(ty("b'a' + b'b'"), Type::Bytes);
     assert_eq!(ty("[1] + [2]"), Type::List(Box::new(Type::Int)));
     assert_eq!(ty("[1, 'a']"), Type::List(Box::new(Type::Dyn)));
-    assert_eq!(
-        ty("{'a': 1}"),
-        Type::Map(Box::new(Type::String), Box::new(Type::Int))
-    );
+    assert_eq!(ty("{'a': 1}"), Type::Map(Box::new(Type::String), Box::new(Type::Int)));
     assert_eq!(ty("now - now"), Type::Duration);
     assert_eq!(ty("now + duration('1h')"), Type::Timestamp);
     assert_eq!(ty("args.x"), Type::Dyn);
@@ -96,10 +88,7 @@ fn result_types() {
     assert_eq!(ty("true ? 1 : 2"), Type::Int);
     assert_eq!(ty("true ? 1 : 'a'"), Type::Dyn);
     assert_eq!(ty("[1, 2].map(x, x * 2)"), Type::List(Box::new(Type::Int)));
-    assert_eq!(
-        ty("[1, 2].filter(x, x > 1)"),
-        Type::List(Box::new(Type::Int))
-    );
+    assert_eq!(ty("[1, 2].filter(x, x > 1)"), Type::List(Box::new(Type::Int)));
     assert_eq!(ty("{'a': 1}.map(k, k)"), Type::List(Box::new(Type::String)));
     assert_eq!(ty("size('abc')"), Type::Int);
     assert_eq!(
@@ -155,46 +144,22 @@ fn statically_wrong_types() {
         "no overload of `size` matches `size(int)`"
     );
     assert_eq!(err1("!'x'").message, "`!` needs a bool, not `string`");
-    assert_eq!(
-        err1("-'x' == 1").message,
-        "cannot negate a value of type `string`"
-    );
-    assert_eq!(
-        err1("-1u == 1u").message,
-        "cannot negate a value of type `uint`"
-    );
-    assert_eq!(
-        err1("1 && true").message,
-        "`&&` needs bool operands, not `int`"
-    );
-    assert_eq!(
-        err1("tool == 1").message,
-        "cannot compare `string` with `int`"
-    );
-    assert_eq!(
-        err1("tool < 1").message,
-        "cannot order `string` and `int` with `<`"
-    );
+    assert_eq!(err1("-'x' == 1").message, "cannot negate a value of type `string`");
+    assert_eq!(err1("-1u == 1u").message, "cannot negate a value of type `uint`");
+    assert_eq!(err1("1 && true").message, "`&&` needs bool operands, not `int`");
+    assert_eq!(err1("tool == 1").message, "cannot compare `string` with `int`");
+    assert_eq!(err1("tool < 1").message, "cannot order `string` and `int` with `<`");
     assert_eq!(
         err1("1 in tool").message,
         "`in` needs a list or map on the right, not `string`"
     );
-    assert_eq!(
-        err1("1 + 1.0 == 2.0").message,
-        "no `+` for `int` and `double`"
-    );
-    assert_eq!(
-        err1("1.5 % 2.0 == 0.0").message,
-        "no `%` for `double` and `double`"
-    );
+    assert_eq!(err1("1 + 1.0 == 2.0").message, "no `+` for `int` and `double`");
+    assert_eq!(err1("1.5 % 2.0 == 0.0").message, "no `%` for `double` and `double`");
     assert_eq!(
         err1("tool.x == 1").message,
         "cannot select field `x` of a value of type `string`"
     );
-    assert_eq!(
-        err1("tool[0] == 'a'").message,
-        "cannot index a value of type `string`"
-    );
+    assert_eq!(err1("tool[0] == 'a'").message, "cannot index a value of type `string`");
     assert_eq!(
         err1("[1]['a'] == 1").message,
         "a list index must be an int, not `string`"
@@ -255,27 +220,16 @@ fn host_functions_are_checked_like_builtins() {
     let ok = check(&parse("risk_score(tool) > 5").unwrap(), &env);
     assert_eq!(ok, Ok(Type::Bool));
     let bad = check(&parse("risk_score(1) > 5").unwrap(), &env).unwrap_err();
-    assert_eq!(
-        bad[0].message,
-        "no overload of `risk_score` matches `risk_score(int)`"
-    );
-    assert_eq!(
-        bad[0].help.as_deref(),
-        Some("expected `risk_score(string) -> int`")
-    );
+    assert_eq!(bad[0].message, "no overload of `risk_score` matches `risk_score(int)`");
+    assert_eq!(bad[0].help.as_deref(), Some("expected `risk_score(string) -> int`"));
 }
 
 #[test]
 fn custom_environments() {
     let r = Registry::builtins();
-    let env = CheckEnv::new(&r)
-        .with("x", Type::Int)
-        .with("a.b.c", Type::String);
+    let env = CheckEnv::new(&r).with("x", Type::Int).with("a.b.c", Type::String);
     assert_eq!(check(&parse("x + 1").unwrap(), &env), Ok(Type::Int));
-    assert_eq!(
-        check(&parse("a.b.c + 'd'").unwrap(), &env),
-        Ok(Type::String)
-    );
+    assert_eq!(check(&parse("a.b.c + 'd'").unwrap(), &env), Ok(Type::String));
     assert_eq!(check(&parse("size(a.b.c)").unwrap(), &env), Ok(Type::Int));
     assert!(check(&parse("tool").unwrap(), &env).is_err());
     // An empty registry knows no functions.
@@ -347,8 +301,5 @@ fn macros_with_the_wrong_shape_explain_themselves() {
     );
     assert_eq!(e.span, Span::new(7, 10));
     let e = err1("has(args.a, args.b)");
-    assert!(
-        e.message
-            .starts_with("`has` is a macro and takes one field selection")
-    );
+    assert!(e.message.starts_with("`has` is a macro and takes one field selection"));
 }

@@ -133,27 +133,20 @@ struct Parts<'a> {
 /// The span moved to `offset` and clamped to the text.
 fn placed(span: Span, text: &str, offset: usize) -> (usize, usize) {
     let start = offset.saturating_add(span.start as usize).min(text.len());
-    let end = offset
-        .saturating_add(span.end as usize)
-        .min(text.len())
-        .max(start);
+    let end = offset.saturating_add(span.end as usize).min(text.len()).max(start);
     (start, end)
 }
 
 fn render(parts: Parts<'_>, file_name: &str, file_text: &str, offset: usize) -> String {
     let (start, end) = placed(parts.span, file_text, offset);
     let (line, column) = line_col(file_text, start);
-    let label = parts
-        .label
-        .map(str::to_owned)
-        .or_else(|| Some("here".to_owned()));
-    let mut diagnostic = MietteDiagnostic::new(parts.message.to_owned())
-        .with_label(LabeledSpan::new_with_span(label, start..end));
+    let label = parts.label.map(str::to_owned).or_else(|| Some("here".to_owned()));
+    let mut diagnostic =
+        MietteDiagnostic::new(parts.message.to_owned()).with_label(LabeledSpan::new_with_span(label, start..end));
     if let Some(help) = parts.help {
         diagnostic = diagnostic.with_help(help.to_owned());
     }
-    let report = miette::Report::new(diagnostic)
-        .with_source_code(NamedSource::new(file_name, file_text.to_owned()));
+    let report = miette::Report::new(diagnostic).with_source_code(NamedSource::new(file_name, file_text.to_owned()));
     let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
         .with_width(100)
         .without_syntax_highlighting();
@@ -205,8 +198,7 @@ mod tests {
     fn render_places_the_caret_inside_a_larger_file() {
         let file = "rules:\n  - condition: 'args.x == '\n";
         let offset = file.find("args").unwrap_or(0);
-        let err = ParseError::new("unexpected end of condition", Span::new(10, 10))
-            .with_help("add a value after `==`");
+        let err = ParseError::new("unexpected end of condition", Span::new(10, 10)).with_help("add a value after `==`");
         let out = err.render("policies.yml", file, offset);
         assert!(out.contains("unexpected end of condition"), "{out}");
         assert!(out.contains("policies.yml:2:"), "{out}");

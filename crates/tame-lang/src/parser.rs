@@ -12,18 +12,8 @@ use crate::ast::{BinaryOp, Comprehension, Expr, ExprKind, Literal, MacroKind, Sp
 use crate::diag::ParseError;
 
 mod grammar {
-    #![allow(
-        missing_docs,
-        missing_debug_implementations,
-        clippy::all,
-        clippy::pedantic
-    )]
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )]
+    #![allow(missing_docs, missing_debug_implementations, clippy::all, clippy::pedantic)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
     #[derive(pest_derive::Parser)]
     #[grammar = "grammar.pest"]
@@ -290,17 +280,9 @@ fn build_expr(pair: Pair<'_, Rule>) -> Res<Expr> {
     if inner.next().is_none() {
         return Ok(cond);
     }
-    let then = build_chain(
-        inner
-            .next()
-            .ok_or_else(|| missing(span, "ternary branch"))?,
-    )?;
+    let then = build_chain(inner.next().ok_or_else(|| missing(span, "ternary branch"))?)?;
     let _colon = inner.next();
-    let otherwise = build_expr(
-        inner
-            .next()
-            .ok_or_else(|| missing(span, "ternary branch"))?,
-    )?;
+    let otherwise = build_expr(inner.next().ok_or_else(|| missing(span, "ternary branch"))?)?;
     Ok(Expr::new(
         ExprKind::Ternary {
             cond: Box::new(cond),
@@ -428,10 +410,7 @@ fn build_member(pair: Pair<'_, Rule>) -> Res<Expr> {
                 }
             }
             _ => {
-                let index = postfix
-                    .into_inner()
-                    .next()
-                    .ok_or_else(|| missing(pspan, "index"))?;
+                let index = postfix.into_inner().next().ok_or_else(|| missing(pspan, "index"))?;
                 let index = build_expr(index)?;
                 expr = Expr::new(
                     ExprKind::Index {
@@ -451,13 +430,7 @@ fn build_args(pair: Pair<'_, Rule>) -> Res<Vec<Expr>> {
 }
 
 /// `target.function(args)`: a macro when the name and arity say so.
-fn receiver_call(
-    target: Expr,
-    function: String,
-    name_span: Span,
-    args: Vec<Expr>,
-    span: Span,
-) -> Res<Expr> {
+fn receiver_call(target: Expr, function: String, name_span: Span, args: Vec<Expr>, span: Span) -> Res<Expr> {
     let kind = match (function.as_str(), args.len()) {
         ("all", 2) => Some(MacroKind::All),
         ("exists", 2) => Some(MacroKind::Exists),
@@ -510,16 +483,9 @@ fn receiver_call(
 fn build_primary(pair: Pair<'_, Rule>) -> Res<Expr> {
     let span = span_of(&pair);
     match pair.as_rule() {
-        Rule::number => Ok(Expr::new(
-            ExprKind::Literal(parse_number(pair, false, span)?),
-            span,
-        )),
+        Rule::number => Ok(Expr::new(ExprKind::Literal(parse_number(pair, false, span)?), span)),
         Rule::string => Ok(Expr::new(ExprKind::Literal(decode_string(pair)?), span)),
-        Rule::paren => build_expr(
-            pair.into_inner()
-                .next()
-                .ok_or_else(|| missing(span, "expression"))?,
-        ),
+        Rule::paren => build_expr(pair.into_inner().next().ok_or_else(|| missing(span, "expression"))?),
         Rule::list => {
             let items = pair.into_inner().map(build_expr).collect::<Res<Vec<_>>>()?;
             Ok(Expr::new(ExprKind::List(items), span))
@@ -567,11 +533,9 @@ fn build_ident(pair: Pair<'_, Rule>) -> Res<Expr> {
         return Ok(Expr::new(ExprKind::Literal(lit), span));
     }
     if is_reserved(text) {
-        return Err(
-            ParseError::new(format!("`{text}` is a reserved word"), span_of(&name))
-                .with_label("reserved word")
-                .with_help("reserved words cannot name a variable or function"),
-        );
+        return Err(ParseError::new(format!("`{text}` is a reserved word"), span_of(&name))
+            .with_label("reserved word")
+            .with_help("reserved words cannot name a variable or function"));
     }
     let Some(call_args) = call_args else {
         return Ok(Expr::new(ExprKind::Ident(text.to_owned()), span));
@@ -614,16 +578,9 @@ fn build_ident(pair: Pair<'_, Rule>) -> Res<Expr> {
 // Literals
 
 fn parse_number(pair: Pair<'_, Rule>, negative: bool, span: Span) -> Res<Literal> {
-    let inner = pair
-        .into_inner()
-        .next()
-        .ok_or_else(|| missing(span, "number"))?;
+    let inner = pair.into_inner().next().ok_or_else(|| missing(span, "number"))?;
     let text = inner.as_str();
-    let shown = if negative {
-        format!("-{text}")
-    } else {
-        text.to_owned()
-    };
+    let shown = if negative { format!("-{text}") } else { text.to_owned() };
     match inner.as_rule() {
         Rule::double => {
             let v: f64 = text
@@ -647,9 +604,8 @@ fn parse_number(pair: Pair<'_, Rule>, negative: bool, span: Span) -> Res<Literal
         }
         _ => {
             let out_of_range = || {
-                ParseError::new(format!("int literal `{shown}` is out of range"), span).with_help(
-                    "int values go from -9223372036854775808 to 9223372036854775807; add `u` for a uint",
-                )
+                ParseError::new(format!("int literal `{shown}` is out of range"), span)
+                    .with_help("int values go from -9223372036854775808 to 9223372036854775807; add `u` for a uint")
             };
             let mag = parse_magnitude(text).ok_or_else(out_of_range)?;
             let v = if negative {
@@ -693,9 +649,7 @@ fn decode_string(pair: Pair<'_, Rule>) -> Res<Literal> {
     } else {
         1
     };
-    let content = quoted
-        .get(q..quoted.len().saturating_sub(q))
-        .unwrap_or_default();
+    let content = quoted.get(q..quoted.len().saturating_sub(q)).unwrap_or_default();
     let content_start = body.as_span().start() + q;
     let mut out: Vec<u8> = Vec::with_capacity(content.len());
     if raw {
@@ -759,11 +713,7 @@ fn unescape(content: &str, base: usize, bytes: bool, out: &mut Vec<u8>) -> Res<(
                     .with_help("valid escapes: \\n \\t \\r \\\\ \\\" \\' \\` \\? \\a \\b \\f \\v \\xHH \\uHHHH \\UHHHHHHHH \\ooo"));
             }
         };
-        let mut value: u32 = if radix == 8 {
-            e.to_digit(8).unwrap_or(0)
-        } else {
-            0
-        };
+        let mut value: u32 = if radix == 8 { e.to_digit(8).unwrap_or(0) } else { 0 };
         let mut end = i + 2;
         for _ in 0..len {
             let digit = chars.peek().and_then(|&(_, d)| d.to_digit(radix));
@@ -865,10 +815,7 @@ fn from_pest(e: &pest::error::Error<Rule>, source: &str) -> ParseError {
 
 /// A hint for mistakes people make when coming from other languages.
 fn common_mistake(prev: Option<char>, rest: &str) -> Option<&'static str> {
-    let word: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect();
+    let word: String = rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
     match word.as_str() {
         "AND" | "And" => return Some("write `and` or `&&`"),
         "OR" | "Or" => return Some("write `or` or `||`"),

@@ -1,11 +1,6 @@
 //! Unit tests of the parser: literals, escapes, precedence, macros, errors, limits.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use super::*;
 
@@ -43,11 +38,7 @@ fn integer_literals() {
     assert_eq!(lit("-9223372036854775808"), Literal::Int(i64::MIN));
     assert!(err("9223372036854775808").message.contains("out of range"));
     assert!(err("-9223372036854775809").message.contains("out of range"));
-    assert!(
-        err("99999999999999999999999")
-            .message
-            .contains("out of range")
-    );
+    assert!(err("99999999999999999999999").message.contains("out of range"));
 }
 
 #[test]
@@ -56,11 +47,7 @@ fn uint_literals() {
     assert_eq!(lit("1U"), Literal::Uint(1));
     assert_eq!(lit("0x1u"), Literal::Uint(1));
     assert_eq!(lit("18446744073709551615u"), Literal::Uint(u64::MAX));
-    assert!(
-        err("18446744073709551616u")
-            .message
-            .contains("uint literal")
-    );
+    assert!(err("18446744073709551616u").message.contains("uint literal"));
     // The sign never folds into a uint: `-1u` is a negation the checker rejects.
     assert_eq!(p("-1u"), "-(1u)");
 }
@@ -103,10 +90,7 @@ fn string_forms() {
     assert_eq!(lit(r"R'\d+'"), s("\\d+"));
     assert_eq!(lit("r'''a\\'''"), s("a\\"));
     assert_eq!(lit(r#""""""""#), s(""));
-    assert!(
-        parse("\"a\nb\"").is_err(),
-        "single-quoted strings cannot span lines"
-    );
+    assert!(parse("\"a\nb\"").is_err(), "single-quoted strings cannot span lines");
 }
 
 #[test]
@@ -123,11 +107,7 @@ fn string_escapes() {
     assert!(e.message.contains("invalid escape `\\q`"), "{e}");
     assert_eq!(e.span, Span::new(3, 5));
     assert!(err(r#""\uD800""#).message.contains("not a valid unicode"));
-    assert!(
-        err(r#""\U00110000""#)
-            .message
-            .contains("not a valid unicode")
-    );
+    assert!(err(r#""\U00110000""#).message.contains("not a valid unicode"));
     assert!(err(r#""\x4""#).message.contains("needs 2 hex digits"));
     assert!(err(r#""\12""#).message.contains("needs 3 octal digits"));
 }
@@ -160,10 +140,7 @@ fn precedence() {
     assert_eq!(p("-x.y"), "-x.y");
     assert!(matches!(
         parse("-x.y").map(|e| e.kind),
-        Ok(ExprKind::Unary {
-            op: UnaryOp::Neg,
-            ..
-        })
+        Ok(ExprKind::Unary { op: UnaryOp::Neg, .. })
     ));
     assert_eq!(p("!a == b"), "(!a) == b");
     assert_eq!(p("!!a"), "!!a");
@@ -222,10 +199,7 @@ fn macros_expand() {
     };
     assert_eq!((c.kind, c.var.as_str()), (MacroKind::All, "i"));
     assert_eq!(c.range.to_string(), "args.items");
-    assert_eq!(
-        c.predicate.as_ref().map(ToString::to_string),
-        Some("i > 0".into())
-    );
+    assert_eq!(c.predicate.as_ref().map(ToString::to_string), Some("i > 0".into()));
     assert!(c.transform.is_none());
 
     let e = parse("l.map(x, x * 2)").unwrap();
@@ -234,19 +208,13 @@ fn macros_expand() {
     };
     assert_eq!(c.kind, MacroKind::Map);
     assert!(c.predicate.is_none());
-    assert_eq!(
-        c.transform.as_ref().map(ToString::to_string),
-        Some("x * 2".into())
-    );
+    assert_eq!(c.transform.as_ref().map(ToString::to_string), Some("x * 2".into()));
 
     let e = parse("l.map(x, x > 1, x * 2)").unwrap();
     let ExprKind::Comprehension(c) = &e.kind else {
         panic!("{e:?}")
     };
-    assert_eq!(
-        c.predicate.as_ref().map(ToString::to_string),
-        Some("x > 1".into())
-    );
+    assert_eq!(c.predicate.as_ref().map(ToString::to_string), Some("x > 1".into()));
 
     for (src, kind) in [
         ("l.exists(x, x)", MacroKind::Exists),
@@ -259,10 +227,7 @@ fn macros_expand() {
         }
     }
     // Other arities are plain calls.
-    assert!(matches!(
-        parse("l.all(x)").map(|e| e.kind),
-        Ok(ExprKind::Call { .. })
-    ));
+    assert!(matches!(parse("l.all(x)").map(|e| e.kind), Ok(ExprKind::Call { .. })));
     let e = err("l.all(x.y, true)");
     assert!(e.message.contains("must be a variable name"), "{e}");
     assert_eq!(e.span, Span::new(6, 9));
@@ -276,10 +241,7 @@ fn has_macro() {
     let e = err("has(args)");
     assert!(e.message.contains("must be a field selection"));
     assert_eq!(e.span, Span::new(4, 8));
-    assert!(matches!(
-        parse("has(a, b)").map(|e| e.kind),
-        Ok(ExprKind::Call { .. })
-    ));
+    assert!(matches!(parse("has(a, b)").map(|e| e.kind), Ok(ExprKind::Call { .. })));
 }
 
 #[test]
@@ -336,11 +298,7 @@ fn limits_refuse_huge_and_deep_input() {
     assert!(err(&deep[..60_000]).message.contains("nests too deeply"));
     let nest = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
     assert!(parse(&nest(MAX_NESTING)).is_ok());
-    assert!(
-        err(&nest(MAX_NESTING + 1))
-            .message
-            .contains("nests too deeply")
-    );
+    assert!(err(&nest(MAX_NESTING + 1)).message.contains("nests too deeply"));
     // Brackets inside strings don't count.
     assert!(parse(&format!("'{}'", "(".repeat(1000))).is_ok());
     let nots = format!("{}a", "!".repeat(60_000));
@@ -372,20 +330,14 @@ fn limits_hold_on_a_small_stack() {
         ];
         inputs.iter().filter(|s| parse(s).is_ok()).count()
     };
-    let handle = std::thread::Builder::new()
-        .stack_size(1 << 20)
-        .spawn(run)
-        .unwrap();
+    let handle = std::thread::Builder::new().stack_size(1 << 20).spawn(run).unwrap();
     assert_eq!(handle.join().unwrap(), 1);
 }
 
 #[test]
 fn unclosed_brackets_get_a_hint() {
     let e = err("glob(args.path, '/root/**'");
-    assert_eq!(
-        e.help.as_deref(),
-        Some("the `(` after `glob` is never closed: add `)`")
-    );
+    assert_eq!(e.help.as_deref(), Some("the `(` after `glob` is never closed: add `)`"));
     let e = err("[1, 2");
     assert_eq!(e.help.as_deref(), Some("the `[` is never closed: add `]`"));
     let e = err("a ? (b : c");
@@ -412,10 +364,7 @@ fn whitespace_and_comments() {
 #[test]
 fn common_mistakes_get_hints() {
     let hint = |src: &str| err(src).help.unwrap_or_default();
-    assert_eq!(
-        hint("args.x = 1"),
-        "compare with `==`; CEL has no assignment"
-    );
+    assert_eq!(hint("args.x = 1"), "compare with `==`; CEL has no assignment");
     assert_eq!(hint("a AND b"), "write `and` or `&&`");
     assert_eq!(hint("a OR b"), "write `or` or `||`");
     assert_eq!(hint("a & b"), "write `&&` or `and`");

@@ -94,11 +94,7 @@ fn write_expr(e: &Expr, f: &mut Formatter<'_>) -> fmt::Result {
     match &e.kind {
         ExprKind::Literal(l) => write!(f, "{l}"),
         ExprKind::Ident(name) => f.write_str(name),
-        ExprKind::Select {
-            operand,
-            field,
-            test,
-        } => {
+        ExprKind::Select { operand, field, test } => {
             if *test {
                 f.write_str("has(")?;
             }
@@ -116,11 +112,7 @@ fn write_expr(e: &Expr, f: &mut Formatter<'_>) -> fmt::Result {
             write_expr(index, f)?;
             f.write_char(']')
         }
-        ExprKind::Call {
-            target,
-            function,
-            args,
-        } => {
+        ExprKind::Call { target, function, args } => {
             if let Some(t) = target {
                 write_target(t, f)?;
                 f.write_char('.')?;
@@ -145,11 +137,7 @@ fn write_expr(e: &Expr, f: &mut Formatter<'_>) -> fmt::Result {
             write!(f, " {} ", op.symbol())?;
             write_operand(rhs, f)
         }
-        ExprKind::Ternary {
-            cond,
-            then,
-            otherwise,
-        } => {
+        ExprKind::Ternary { cond, then, otherwise } => {
             write_operand(cond, f)?;
             f.write_str(" ? ")?;
             write_operand(then, f)?;
@@ -188,9 +176,7 @@ fn write_expr(e: &Expr, f: &mut Formatter<'_>) -> fmt::Result {
 /// A field name, quoted with backticks unless it is a plain name.
 fn write_field(field: &str, f: &mut Formatter<'_>) -> fmt::Result {
     let mut chars = field.chars();
-    let plain = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let plain = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     if plain {
         f.write_str(field)

@@ -124,9 +124,7 @@ impl Registry {
     /// CEL's standard functions used by policies and the conformance
     /// suite, plus Tame's additions (see the module documentation).
     pub fn builtins() -> Self {
-        use Type::{
-            Bool, Bytes, Double, Duration, Dyn, Int, Session, String as Str, Timestamp, Uint,
-        };
+        use Type::{Bool, Bytes, Double, Duration, Dyn, Int, Session, String as Str, Timestamp, Uint};
         let mut r = Self::new();
 
         // size
@@ -216,22 +214,15 @@ impl Registry {
 
     fn add(&mut self, name: &str, receiver: bool, params: Vec<Type>, result: Type, slot: bool) {
         let ids: Vec<String> = params.iter().map(id_part).collect();
-        let id = format!(
-            "{name}_{}{}",
-            if receiver { "m_" } else { "" },
-            ids.join("_")
-        );
-        self.functions
-            .entry(name.to_owned())
-            .or_default()
-            .push(Overload {
-                id,
-                receiver,
-                params,
-                result,
-                host: None,
-                host_slot: slot,
-            });
+        let id = format!("{name}_{}{}", if receiver { "m_" } else { "" }, ids.join("_"));
+        self.functions.entry(name.to_owned()).or_default().push(Overload {
+            id,
+            receiver,
+            params,
+            result,
+            host: None,
+            host_slot: slot,
+        });
     }
 
     fn global(&mut self, name: &str, params: Vec<Type>, result: Type) {
@@ -272,9 +263,7 @@ impl Registry {
         f: HostFn,
     ) -> Result<(), RegistryError> {
         if params.is_empty() {
-            return Err(RegistryError::InvalidName {
-                name: name.to_owned(),
-            });
+            return Err(RegistryError::InvalidName { name: name.to_owned() });
         }
         self.register(name, true, params, result, f)
     }
@@ -287,16 +276,11 @@ impl Registry {
         result: Type,
         f: HostFn,
     ) -> Result<(), RegistryError> {
-        let valid = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !crate::parser::is_reserved(name);
         if !valid {
-            return Err(RegistryError::InvalidName {
-                name: name.to_owned(),
-            });
+            return Err(RegistryError::InvalidName { name: name.to_owned() });
         }
         let arity = params.len().saturating_sub(usize::from(receiver));
         if let Some(o) = self.functions.get_mut(name).and_then(|existing| {
@@ -332,17 +316,14 @@ impl Registry {
             });
         }
         let id = format!("host_{name}_{arity}");
-        self.functions
-            .entry(name.to_owned())
-            .or_default()
-            .push(Overload {
-                id,
-                receiver,
-                params,
-                result,
-                host: Some(f),
-                host_slot: false,
-            });
+        self.functions.entry(name.to_owned()).or_default().push(Overload {
+            id,
+            receiver,
+            params,
+            result,
+            host: Some(f),
+            host_slot: false,
+        });
         Ok(())
     }
 
@@ -383,12 +364,7 @@ fn id_part(t: &Type) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
     use std::sync::Arc;
 
@@ -427,8 +403,7 @@ mod tests {
     #[test]
     fn host_functions_register_and_clash() {
         let mut r = Registry::builtins();
-        r.register_host("risk", vec![Type::String], Type::Int, f())
-            .unwrap();
+        r.register_host("risk", vec![Type::String], Type::Int, f()).unwrap();
         assert!(r.host("risk", false, 1).is_some());
         assert_eq!(
             r.register_host("risk", vec![Type::Dyn], Type::Int, f()),
@@ -440,9 +415,7 @@ mod tests {
         // Another arity is another overload.
         r.register_host("risk", vec![Type::String, Type::Int], Type::Int, f())
             .unwrap();
-        let err = r
-            .register_host("size", vec![Type::Dyn], Type::Int, f())
-            .unwrap_err();
+        let err = r.register_host("size", vec![Type::Dyn], Type::Int, f()).unwrap_err();
         assert!(
             err.to_string()
                 .contains("clashes with the built-in `size(string) -> int`"),
@@ -468,13 +441,9 @@ mod tests {
             .register_host("has_secret", vec![Type::String], Type::Bool, f())
             .unwrap_err();
         assert!(matches!(err, RegistryError::SlotMismatch { .. }));
-        r.register_host("has_secret", vec![Type::Dyn], Type::Bool, f())
-            .unwrap();
+        r.register_host("has_secret", vec![Type::Dyn], Type::Bool, f()).unwrap();
         assert!(r.host("has_secret", false, 1).is_some());
-        assert!(
-            r.register_host("has_secret", vec![Type::Dyn], Type::Bool, f())
-                .is_err()
-        );
+        assert!(r.register_host("has_secret", vec![Type::Dyn], Type::Bool, f()).is_err());
     }
 
     #[test]

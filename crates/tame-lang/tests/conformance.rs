@@ -4,12 +4,7 @@
 //! that construct protobuf messages (`Msg{...}`) or need a container are
 //! outside Tame's dialect and are listed as expected failures.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
 
@@ -48,11 +43,7 @@ fn conformance_expressions_parse() {
                 // Whatever parses must print and re-parse to the same tree.
                 let printed = e.to_string();
                 match tame_lang::parse(&printed) {
-                    Ok(again) => assert_eq!(
-                        again, e,
-                        "{}: `{}` printed as `{printed}`",
-                        case.name, case.expr
-                    ),
+                    Ok(again) => assert_eq!(again, e, "{}: `{}` printed as `{printed}`", case.name, case.expr),
                     Err(err) => panic!(
                         "{}: `{}` printed as `{printed}` which fails: {err}",
                         case.name, case.expr
@@ -69,10 +60,7 @@ fn conformance_expressions_parse() {
         expected.len()
     );
     for (case, err) in &expected {
-        eprintln!(
-            "  expected: {}/{}: `{}`: {err}",
-            case.file, case.name, case.expr
-        );
+        eprintln!("  expected: {}/{}: `{}`: {err}", case.file, case.name, case.expr);
     }
     for (case, err) in &bugs {
         eprintln!(
@@ -145,10 +133,7 @@ fn conformance_expressions_check_with_dyn_variables() {
         );
     }
     for (case, msg) in &bugs {
-        eprintln!(
-            "  FAILED: {}/{}: `{}`: {msg}",
-            case.file, case.name, case.expr
-        );
+        eprintln!("  FAILED: {}/{}: `{}`: {msg}", case.file, case.name, case.expr);
     }
     assert!(
         bugs.is_empty(),

@@ -1,16 +1,12 @@
 //! Snapshots of rendered diagnostics: a caret under the offending text,
 //! placed inside the YAML file the condition came from.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use tame_lang::{CheckEnv, Registry, check, parse};
 
-const FILE: &str = "version: \"2026-11\"\nrules:\n  - name: block_system_files\n    action: deny\n    condition: 'CONDITION'\n";
+const FILE: &str =
+    "version: \"2026-11\"\nrules:\n  - name: block_system_files\n    action: deny\n    condition: 'CONDITION'\n";
 
 /// The policy file with `cond` in place, and the byte offset of `cond`.
 fn file_with(cond: &str) -> (String, usize) {
@@ -20,9 +16,7 @@ fn file_with(cond: &str) -> (String, usize) {
 
 fn render_parse(cond: &str) -> String {
     let (file, offset) = file_with(cond);
-    parse(cond)
-        .unwrap_err()
-        .render("policies.yml", &file, offset)
+    parse(cond).unwrap_err().render("policies.yml", &file, offset)
 }
 
 fn render_check(cond: &str) -> String {
@@ -50,9 +44,7 @@ fn bad_escape_in_a_policy_file() {
 
 #[test]
 fn check_errors_in_a_policy_file() {
-    insta::assert_snapshot!(render_check(
-        r#"argz.path.startswith("/etc/") || size(tool, 1) > 2"#
-    ));
+    insta::assert_snapshot!(render_check(r#"argz.path.startswith("/etc/") || size(tool, 1) > 2"#));
 }
 
 #[test]

@@ -1,12 +1,7 @@
 //! Every condition of the example policies in `policies/` parses and
 //! checks as a bool with the built-in registry and the policy roots.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use tame_lang::{CheckEnv, Registry, Type, check, parse};
 
@@ -33,21 +28,12 @@ fn example_policy_conditions_check_as_bool() {
         let Some(rules) = doc.get("rules").and_then(|r| r.as_sequence()) else {
             continue;
         };
-        for cond in rules
-            .iter()
-            .filter_map(|r| r.get("condition").and_then(|c| c.as_str()))
-        {
+        for cond in rules.iter().filter_map(|r| r.get("condition").and_then(|c| c.as_str())) {
             seen += 1;
-            let outcome = parse(cond)
-                .map_err(|e| vec![e.into()])
-                .and_then(|e| check(&e, &env));
+            let outcome = parse(cond).map_err(|e| vec![e.into()]).and_then(|e| check(&e, &env));
             match outcome {
                 Ok(Type::Bool | Type::Dyn) => {}
-                Ok(other) => failures.push(format!(
-                    "{}: `{cond}` is `{}`",
-                    path.display(),
-                    other.name()
-                )),
+                Ok(other) => failures.push(format!("{}: `{cond}` is `{}`", path.display(), other.name())),
                 Err(errs) => {
                     let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
                     failures.push(format!("{}: `{cond}`: {}", path.display(), msgs.join("; ")));

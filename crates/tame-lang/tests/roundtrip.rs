@@ -1,17 +1,10 @@
 //! Property tests: printing any AST and re-parsing it gives the same AST,
 //! and the parser never panics, whatever the input.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use proptest::prelude::*;
-use tame_lang::{
-    BinaryOp, Comprehension, Expr, ExprKind, Literal, MacroKind, Span, UnaryOp, parse,
-};
+use tame_lang::{BinaryOp, Comprehension, Expr, ExprKind, Literal, MacroKind, Span, UnaryOp, parse};
 
 fn e(kind: ExprKind) -> Expr {
     Expr::new(kind, Span::default())
@@ -42,10 +35,7 @@ fn field() -> impl Strategy<Value = String> {
 
 fn function() -> impl Strategy<Value = String> {
     name().prop_filter("not a macro", |n| {
-        !matches!(
-            n.as_str(),
-            "all" | "exists" | "exists_one" | "map" | "filter" | "has"
-        )
+        !matches!(n.as_str(), "all" | "exists" | "exists_one" | "map" | "filter" | "has")
     })
 }
 
@@ -58,8 +48,7 @@ fn literal() -> impl Strategy<Value = Literal> {
         any::<f64>()
             .prop_filter("finite", |d| d.is_finite())
             .prop_map(Literal::Double),
-        prop_oneof![Just(0.0), Just(-0.0), Just(1e300), Just(5e-324), Just(0.1)]
-            .prop_map(Literal::Double),
+        prop_oneof![Just(0.0), Just(-0.0), Just(1e300), Just(5e-324), Just(0.1)].prop_map(Literal::Double),
         any::<String>().prop_map(Literal::String),
         "[\\\\\"'`\\n\\r\\t a-z]{0,8}".prop_map(Literal::String),
         proptest::collection::vec(any::<u8>(), 0..8).prop_map(Literal::Bytes),
@@ -93,43 +82,31 @@ fn expr() -> impl Strategy<Value = Expr> {
     leaf.prop_recursive(6, 64, 4, |inner| {
         let boxed = inner.clone().prop_map(Box::new);
         prop_oneof![
-            (boxed.clone(), field(), any::<bool>()).prop_map(|(operand, field, test)| e(
-                ExprKind::Select {
-                    operand,
-                    field,
-                    test
-                }
-            )),
-            (boxed.clone(), boxed.clone())
-                .prop_map(|(operand, index)| e(ExprKind::Index { operand, index })),
+            (boxed.clone(), field(), any::<bool>()).prop_map(|(operand, field, test)| e(ExprKind::Select {
+                operand,
+                field,
+                test
+            })),
+            (boxed.clone(), boxed.clone()).prop_map(|(operand, index)| e(ExprKind::Index { operand, index })),
             (
                 proptest::option::of(boxed.clone()),
                 function(),
                 proptest::collection::vec(inner.clone(), 0..3)
             )
-                .prop_map(|(target, function, args)| e(ExprKind::Call {
-                    target,
-                    function,
-                    args
-                })),
+                .prop_map(|(target, function, args)| e(ExprKind::Call { target, function, args })),
             (
                 proptest::sample::select(vec![UnaryOp::Not, UnaryOp::Neg]),
                 boxed.clone()
             )
                 .prop_map(|(op, operand)| e(ExprKind::Unary { op, operand })),
-            (binary_op(), boxed.clone(), boxed.clone())
-                .prop_map(|(op, lhs, rhs)| e(ExprKind::Binary { op, lhs, rhs })),
-            (boxed.clone(), boxed.clone(), boxed.clone()).prop_map(|(cond, then, otherwise)| e(
-                ExprKind::Ternary {
-                    cond,
-                    then,
-                    otherwise
-                }
-            )),
-            proptest::collection::vec(inner.clone(), 0..4)
-                .prop_map(|items| e(ExprKind::List(items))),
-            proptest::collection::vec((inner.clone(), inner.clone()), 0..3)
-                .prop_map(|m| e(ExprKind::Map(m))),
+            (binary_op(), boxed.clone(), boxed.clone()).prop_map(|(op, lhs, rhs)| e(ExprKind::Binary { op, lhs, rhs })),
+            (boxed.clone(), boxed.clone(), boxed.clone()).prop_map(|(cond, then, otherwise)| e(ExprKind::Ternary {
+                cond,
+                then,
+                otherwise
+            })),
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(|items| e(ExprKind::List(items))),
+            proptest::collection::vec((inner.clone(), inner.clone()), 0..3).prop_map(|m| e(ExprKind::Map(m))),
             (
                 proptest::sample::select(vec![
                     MacroKind::All,
@@ -164,10 +141,10 @@ fn expr() -> impl Strategy<Value = Expr> {
 /// Characters and tokens of the language, to reach deep into the grammar.
 fn cel_like() -> impl Strategy<Value = String> {
     let token = proptest::sample::select(vec![
-        "a", "b.c", "(", ")", "[", "]", "{", "}", ",", ":", "?", ".", "!", "-", "+", "*", "/", "%",
-        "==", "!=", "<", "<=", ">", ">=", "&&", "||", " and ", " or ", " not ", " in ", "1",
-        "0x1f", "1u", "1.5", "1e3", "'s'", "\"\\n\"", "b'\\xff'", "r'\\d'", "'''t'''", "size(",
-        ".all(x,", ".map(x,", "has(", "true", "null", " ", "\\", "'", "\"", "`",
+        "a", "b.c", "(", ")", "[", "]", "{", "}", ",", ":", "?", ".", "!", "-", "+", "*", "/", "%", "==", "!=", "<",
+        "<=", ">", ">=", "&&", "||", " and ", " or ", " not ", " in ", "1", "0x1f", "1u", "1.5", "1e3", "'s'",
+        "\"\\n\"", "b'\\xff'", "r'\\d'", "'''t'''", "size(", ".all(x,", ".map(x,", "has(", "true", "null", " ", "\\",
+        "'", "\"", "`",
     ]);
     proptest::collection::vec(token, 0..40).prop_map(|t| t.concat())
 }

@@ -54,7 +54,13 @@ struct Args {
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args { connections: 32, seconds: 5, addr: None, durability: "full".into(), max_requests: 5_000_000 };
+    let mut args = Args {
+        connections: 32,
+        seconds: 5,
+        addr: None,
+        durability: "full".into(),
+        max_requests: 5_000_000,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -73,11 +79,19 @@ fn parse_args() -> anyhow::Result<Args> {
 fn body_for(conn: usize, i: u64) -> String {
     let session = format!("load-{}", (conn as u64 * 7919 + i / 50) % 2000);
     match i % 5 {
-        0 => format!(r#"{{"tool_name":"read_file","tool_args":{{"path":"/etc/shadow"}},"session_id":"{session}","agent_id":"bench"}}"#),
-        1 => format!(r#"{{"tool_name":"send_email","tool_args":{{"to":"a@example.com","subject":"hi {i}"}},"session_id":"{session}"}}"#),
-        2 => format!(r#"{{"tool_name":"http_post","tool_args":{{"url":"https://example.com/api"}},"session_id":"{session}"}}"#),
+        0 => format!(
+            r#"{{"tool_name":"read_file","tool_args":{{"path":"/etc/shadow"}},"session_id":"{session}","agent_id":"bench"}}"#
+        ),
+        1 => format!(
+            r#"{{"tool_name":"send_email","tool_args":{{"to":"a@example.com","subject":"hi {i}"}},"session_id":"{session}"}}"#
+        ),
+        2 => format!(
+            r#"{{"tool_name":"http_post","tool_args":{{"url":"https://example.com/api"}},"session_id":"{session}"}}"#
+        ),
         3 => format!(r#"{{"tool_name":"unknown_tool","tool_args":{{}},"session_id":"{session}"}}"#),
-        _ => format!(r#"{{"tool_name":"read_file","tool_args":{{"path":"/home/u/{i}.txt"}},"session_id":"{session}","agent_id":"bench"}}"#),
+        _ => format!(
+            r#"{{"tool_name":"read_file","tool_args":{{"path":"/home/u/{i}.txt"}},"session_id":"{session}","agent_id":"bench"}}"#
+        ),
     }
 }
 
@@ -153,7 +167,12 @@ async fn drive(addr: SocketAddr, enforce: bool, args: &Args, key: Option<String>
     }
     let elapsed = started.elapsed();
     latencies_us.sort_unstable();
-    Ok(Phase { requests: latencies_us.len() as u64, errors, elapsed, latencies_us })
+    Ok(Phase {
+        requests: latencies_us.len() as u64,
+        errors,
+        elapsed,
+        latencies_us,
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -173,7 +192,10 @@ fn main() -> anyhow::Result<()> {
                 ..Default::default()
             };
             config.apply_env([("TAME_DURABILITY".to_string(), args.durability.clone())])?;
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
             let (tx, rx) = std::sync::mpsc::channel();
             rt.spawn(async move {
                 let r = tame_server::run_until(config, std::future::pending(), move |a| {
@@ -184,7 +206,9 @@ fn main() -> anyhow::Result<()> {
                     eprintln!("server failed: {e:#}");
                 }
             });
-            let addr = rx.recv_timeout(Duration::from_secs(30)).context("server did not start")?;
+            let addr = rx
+                .recv_timeout(Duration::from_secs(30))
+                .context("server did not start")?;
             _dir = dir;
             (addr, Some(rt))
         }
@@ -192,14 +216,21 @@ fn main() -> anyhow::Result<()> {
     let client = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (health, enforce) = client.block_on(async {
         // Warm up both routes briefly.
-        let warm = Args { seconds: 1, max_requests: 2000, ..parse_args()? };
+        let warm = Args {
+            seconds: 1,
+            max_requests: 2000,
+            ..parse_args()?
+        };
         drive(addr, false, &warm, key.clone()).await?;
         drive(addr, true, &warm, key.clone()).await?;
         let health = drive(addr, false, &args, key.clone()).await?;
         let enforce = drive(addr, true, &args, key.clone()).await?;
         anyhow::Ok((health, enforce))
     })?;
-    println!("connections: {}, seconds per phase: {}, durability: {}", args.connections, args.seconds, args.durability);
+    println!(
+        "connections: {}, seconds per phase: {}, durability: {}",
+        args.connections, args.seconds, args.durability
+    );
     for (name, p) in [("GET /health", &health), ("POST /api/v1/enforce", &enforce)] {
         println!(
             "{name:<22} {:>9.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  ({} requests, {} non-2xx)",

@@ -22,7 +22,8 @@ use crate::{AppState, openapi_document};
 type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 fn params(q: Params) -> Result<HashMap<String, String>, AppError> {
-    q.map(|Query(m)| m).map_err(|e| AppError::bad_request(format!("invalid query string: {e}")))
+    q.map(|Query(m)| m)
+        .map_err(|e| AppError::bad_request(format!("invalid query string: {e}")))
 }
 
 fn num_param(p: &HashMap<String, String>, name: &str, default: u64, max: u64) -> Result<u64, AppError> {
@@ -30,8 +31,10 @@ fn num_param(p: &HashMap<String, String>, name: &str, default: u64, max: u64) ->
         None => Ok(default),
         Some(v) => match v.parse::<u64>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(AppError::unprocessable(format!("{name}: expected a whole number from 1 to {max}, found `{v}`"))
-                .with("field", Value::String(name.into()))),
+            _ => Err(
+                AppError::unprocessable(format!("{name}: expected a whole number from 1 to {max}, found `{v}`"))
+                    .with("field", Value::String(name.into())),
+            ),
         },
     }
 }
@@ -40,7 +43,10 @@ fn num_param(p: &HashMap<String, String>, name: &str, default: u64, max: u64) ->
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, tame_store::StoreError> + Send + 'static,
 ) -> Result<T, AppError> {
-    tokio::task::spawn_blocking(f).await.map_err(AppError::internal)?.map_err(AppError::from)
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(AppError::internal)?
+        .map_err(AppError::from)
 }
 
 pub async fn not_found() -> AppError {
@@ -67,9 +73,18 @@ pub async fn record_result(
         return Err(AppError::unprocessable("body: expected the result object").with("field", json!("body")));
     }
     for (field, ok) in [
-        ("status", body.get("status").is_none_or(|v| v.is_string() || v.is_null())),
-        ("duration_ms", body.get("duration_ms").is_none_or(|v| v.is_number() || v.is_null())),
-        ("error_message", body.get("error_message").is_none_or(|v| v.is_string() || v.is_null())),
+        (
+            "status",
+            body.get("status").is_none_or(|v| v.is_string() || v.is_null()),
+        ),
+        (
+            "duration_ms",
+            body.get("duration_ms").is_none_or(|v| v.is_number() || v.is_null()),
+        ),
+        (
+            "error_message",
+            body.get("error_message").is_none_or(|v| v.is_string() || v.is_null()),
+        ),
     ] {
         if !ok {
             return Err(AppError::unprocessable(format!("{field}: wrong type")).with("field", json!(field)));
@@ -127,7 +142,11 @@ pub async fn list_sessions(State(state): State<AppState>, headers: HeaderMap, q:
     .into_response())
 }
 
-pub async fn session_log(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, AppError> {
+pub async fn session_log(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
     state.auth().check(&headers, Role::Admin)?;
     let store = state.store().clone();
     let sid = id.clone();
@@ -137,7 +156,11 @@ pub async fn session_log(State(state): State<AppState>, headers: HeaderMap, Path
     }
 }
 
-pub async fn session_summary(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, AppError> {
+pub async fn session_summary(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
     state.auth().check(&headers, Role::Admin)?;
     let store = state.store().clone();
     let sid = id.clone();
@@ -180,9 +203,11 @@ fn error_strings(e: &PolicyError) -> Vec<String> {
 fn policy_rejected(e: &PolicyError) -> AppError {
     let errors = error_strings(e);
     let first = errors.first().cloned().unwrap_or_default();
-    AppError::unprocessable(format!("the policy does not compile; the running policy stays: {first}"))
-        .with("errors", json!(errors))
-        .with("diagnostics", json!(e.diagnostics))
+    AppError::unprocessable(format!(
+        "the policy does not compile; the running policy stays: {first}"
+    ))
+    .with("errors", json!(errors))
+    .with("diagnostics", json!(e.diagnostics))
 }
 
 pub async fn policy_current(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
@@ -217,7 +242,11 @@ struct ValidateBody {
     description: Option<String>,
 }
 
-pub async fn policy_validate(State(state): State<AppState>, headers: HeaderMap, JsonBody(body): JsonBody) -> Result<Response, AppError> {
+pub async fn policy_validate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, AppError> {
     state.auth().check(&headers, Role::Agent)?;
     let body: ValidateBody = typed(body)?;
     let compiled = tokio::task::spawn_blocking(move || Policy::from_yaml(&body.policy_content, "policy_content"))
@@ -248,11 +277,18 @@ struct ReloadBody {
     policy_content: Option<String>,
 }
 
-pub async fn policy_reload(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, AppError> {
+pub async fn policy_reload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, AppError> {
     state.auth().check(&headers, Role::Admin)?;
     let limits = state.limits();
     if body.len() > limits.body_bytes {
-        return Err(AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large"));
+        return Err(AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body is too large",
+        ));
     }
     let body: ReloadBody = if body.iter().all(u8::is_ascii_whitespace) {
         ReloadBody::default()
@@ -288,7 +324,10 @@ async fn dry_run(state: &AppState, call: Value) -> Result<Response, AppError> {
         }
         None => {
             let facts = tame_engine::NoFacts;
-            (loaded.policy.evaluate(&req, &facts), loaded.policy.explain(&req, &facts))
+            (
+                loaded.policy.evaluate(&req, &facts),
+                loaded.policy.explain(&req, &facts),
+            )
         }
     };
     Ok(axum::Json(json!({
@@ -304,7 +343,11 @@ async fn dry_run(state: &AppState, call: Value) -> Result<Response, AppError> {
     .into_response())
 }
 
-pub async fn policy_test_post(State(state): State<AppState>, headers: HeaderMap, JsonBody(body): JsonBody) -> Result<Response, AppError> {
+pub async fn policy_test_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, AppError> {
     state.auth().check(&headers, Role::Agent)?;
     let mut body = body;
     // The SDK's test_policy sends `session_context`: treat it as metadata.
@@ -317,18 +360,25 @@ pub async fn policy_test_post(State(state): State<AppState>, headers: HeaderMap,
     dry_run(&state, body).await
 }
 
-pub async fn policy_test_get(State(state): State<AppState>, headers: HeaderMap, q: Params) -> Result<Response, AppError> {
+pub async fn policy_test_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Params,
+) -> Result<Response, AppError> {
     state.auth().check(&headers, Role::Agent)?;
     let p = params(q)?;
     let mut call = serde_json::Map::new();
     for (key, v) in &p {
         let value = match key.as_str() {
-            "tool_args" | "metadata" | "session_context" => serde_json::from_str(v).map_err(|e| {
-                AppError::bad_request(format!("{key}: not valid JSON: {e}")).with("field", json!(key))
-            })?,
+            "tool_args" | "metadata" | "session_context" => serde_json::from_str(v)
+                .map_err(|e| AppError::bad_request(format!("{key}: not valid JSON: {e}")).with("field", json!(key)))?,
             _ => Value::String(v.clone()),
         };
-        let key = if key == "session_context" { "metadata".to_string() } else { key.clone() };
+        let key = if key == "session_context" {
+            "metadata".to_string()
+        } else {
+            key.clone()
+        };
         call.insert(key, value);
     }
     dry_run(&state, Value::Object(call)).await
@@ -348,15 +398,21 @@ pub async fn policy_versions(State(state): State<AppState>, headers: HeaderMap) 
 
 // ------------------------------------------------------------ approvals
 
-pub async fn list_approvals(State(state): State<AppState>, headers: HeaderMap, q: Params) -> Result<Response, AppError> {
+pub async fn list_approvals(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Params,
+) -> Result<Response, AppError> {
     state.auth().check(&headers, Role::Admin)?;
     let p = params(q)?;
     let filter = match p.get("state").map(String::as_str) {
         None => Some(ApprovalState::Pending),
         Some("all") => None,
         Some(s) => Some(ApprovalState::parse(s).ok_or_else(|| {
-            AppError::unprocessable(format!("state: expected pending, approved, rejected, expired or all, found `{s}`"))
-                .with("field", json!("state"))
+            AppError::unprocessable(format!(
+                "state: expected pending, approved, rejected, expired or all, found `{s}`"
+            ))
+            .with("field", json!("state"))
         })?),
     };
     let store = state.store().clone();
@@ -372,7 +428,11 @@ async fn load_approval(state: &AppState, id: &str) -> Result<tame_store::Approva
         .ok_or_else(|| AppError::not_found(format!("approval `{id}` not found")))
 }
 
-pub async fn get_approval(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, AppError> {
+pub async fn get_approval(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
     state.auth().check(&headers, Role::Agent)?;
     Ok(axum::Json(load_approval(&state, &id).await?).into_response())
 }
@@ -383,7 +443,13 @@ struct VerdictBody {
     by: Option<String>,
 }
 
-async fn decide(state: AppState, headers: HeaderMap, id: String, body: axum::body::Bytes, approve: bool) -> Result<Response, AppError> {
+async fn decide(
+    state: AppState,
+    headers: HeaderMap,
+    id: String,
+    body: axum::body::Bytes,
+    approve: bool,
+) -> Result<Response, AppError> {
     state.auth().check(&headers, Role::Admin)?;
     let limits = state.limits();
     let body: VerdictBody = if body.iter().all(u8::is_ascii_whitespace) {
@@ -405,15 +471,30 @@ async fn decide(state: AppState, headers: HeaderMap, id: String, body: axum::bod
     Ok(axum::Json(approval).into_response())
 }
 
-pub async fn approve(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Response, AppError> {
+pub async fn approve(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, AppError> {
     decide(state, headers, id, body, true).await
 }
 
-pub async fn reject(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Response, AppError> {
+pub async fn reject(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, AppError> {
     decide(state, headers, id, body, false).await
 }
 
-pub async fn wait_approval(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, q: Params) -> Result<Response, AppError> {
+pub async fn wait_approval(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    q: Params,
+) -> Result<Response, AppError> {
     state.auth().check(&headers, Role::Agent)?;
     let p = params(q)?;
     let cap = state.limits().max_wait.as_secs().max(1);
@@ -424,7 +505,9 @@ pub async fn wait_approval(State(state): State<AppState>, headers: HeaderMap, Pa
         watch.borrow_and_update();
         let approval = load_approval(&state, &id).await?;
         if approval.state != ApprovalState::Pending {
-            return Ok(axum::Json(json!({"approval": approval, "timed_out": false, "state": approval.state})).into_response());
+            return Ok(
+                axum::Json(json!({"approval": approval, "timed_out": false, "state": approval.state})).into_response(),
+            );
         }
         // Wake at the deadline, at the approval's expiry, or on any change.
         let expiry = approval
@@ -479,7 +562,10 @@ pub async fn health(State(state): State<AppState>) -> Response {
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics().render(),
     )
         .into_response()

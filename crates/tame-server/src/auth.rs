@@ -131,8 +131,15 @@ mod tests {
     fn roles_follow_keys() {
         let auth = Auth::new(&["ag".into()], &["ad".into()]);
         assert!(!auth.is_open());
-        assert_eq!(auth.check(&headers(&[("authorization", "Bearer ad")]), Role::Admin).unwrap(), Role::Admin);
-        assert_eq!(auth.check(&headers(&[("x-api-key", "ag")]), Role::Agent).unwrap(), Role::Agent);
+        assert_eq!(
+            auth.check(&headers(&[("authorization", "Bearer ad")]), Role::Admin)
+                .unwrap(),
+            Role::Admin
+        );
+        assert_eq!(
+            auth.check(&headers(&[("x-api-key", "ag")]), Role::Agent).unwrap(),
+            Role::Agent
+        );
         let e = auth.check(&headers(&[("x-api-key", "ag")]), Role::Admin).unwrap_err();
         assert_eq!(e.status, StatusCode::FORBIDDEN);
         let e = auth.check(&headers(&[("x-api-key", "nope")]), Role::Agent).unwrap_err();

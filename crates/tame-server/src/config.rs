@@ -119,7 +119,11 @@ fn parse_num<T: std::str::FromStr>(s: &str, what: &str) -> anyhow::Result<T> {
 }
 
 fn split_keys(s: &str) -> Vec<String> {
-    s.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_string).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 impl ServerConfig {
@@ -136,10 +140,10 @@ impl ServerConfig {
     /// Applies a YAML (or JSON) config file. Relative paths in it are
     /// relative to the file's directory.
     pub fn apply_file(&mut self, file: &Path) -> anyhow::Result<()> {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read config file `{}`", file.display()))?;
-        let parsed: FileConfig = serde_yaml::from_str(&text)
-            .with_context(|| format!("invalid config file `{}`", file.display()))?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("cannot read config file `{}`", file.display()))?;
+        let parsed: FileConfig =
+            serde_yaml::from_str(&text).with_context(|| format!("invalid config file `{}`", file.display()))?;
         let base = file.parent().unwrap_or(Path::new("."));
         let what = file.display().to_string();
         if let Some(p) = parsed.policy {
@@ -262,7 +266,9 @@ mod tests {
         assert_eq!(c.addr.port(), 1234);
         assert_eq!(c.agent_keys, ["k1", "k2"]);
         assert_eq!(c.tools_file, Some(PathBuf::from("/srv/tools.yaml")));
-        let err = c.apply_env([("TAME_BODY_LIMIT".to_string(), "lots".to_string())]).unwrap_err();
+        let err = c
+            .apply_env([("TAME_BODY_LIMIT".to_string(), "lots".to_string())])
+            .unwrap_err();
         assert!(err.to_string().contains("TAME_BODY_LIMIT"));
     }
 

@@ -48,7 +48,11 @@ fn approval_id_of(body: &Value) -> Result<Option<String>, AppError> {
     }
 }
 
-pub async fn enforce(State(state): State<AppState>, headers: HeaderMap, JsonBody(body): JsonBody) -> Result<Response, AppError> {
+pub async fn enforce(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, AppError> {
     state.auth().check(&headers, Role::Agent)?;
     Ok(axum::Json(decide(&state, body).await?).into_response())
 }
@@ -58,9 +62,8 @@ pub async fn enforce(State(state): State<AppState>, headers: HeaderMap, JsonBody
 /// enforce handler and the tool runner (`POST /api/v1/tools/run`) share it.
 pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, AppError> {
     let started = Instant::now();
-    let mut req = Request::from_call_json(&body).map_err(|e| {
-        AppError::unprocessable(e.to_string()).with("field", Value::String(e.path.clone()))
-    })?;
+    let mut req = Request::from_call_json(&body)
+        .map_err(|e| AppError::unprocessable(e.to_string()).with("field", Value::String(e.path.clone())))?;
     let approval_id = approval_id_of(&body)?;
     let fresh_session = req.session_id.is_none();
     let session_id = match &req.session_id {
@@ -90,11 +93,19 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
             let found = tokio::task::spawn_blocking(move || store.approval(&id, now))
                 .await
                 .map_err(AppError::internal)??;
-            let found = found.ok_or_else(|| AppError::not_found(format!("approval `{}` not found", approval_id.as_deref().unwrap_or_default())))?;
+            let found = found.ok_or_else(|| {
+                AppError::not_found(format!(
+                    "approval `{}` not found",
+                    approval_id.as_deref().unwrap_or_default()
+                ))
+            })?;
             if found.call_hash != hash {
                 return Err(AppError::new(
                     axum::http::StatusCode::FORBIDDEN,
-                    format!("approval `{}` was granted for a different call (tool, arguments and session must match)", found.approval_id),
+                    format!(
+                        "approval `{}` was granted for a different call (tool, arguments and session must match)",
+                        found.approval_id
+                    ),
                 ));
             }
             if found.state == ApprovalState::Pending {
@@ -164,7 +175,10 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
         reason: reason.clone(),
         policy_version: decision.policy_version.to_string(),
         new_approval,
-        release_of: release.map(|approval_id| Release { approval_id, call_hash: hash }),
+        release_of: release.map(|approval_id| Release {
+            approval_id,
+            call_hash: hash,
+        }),
     };
     state.store().record_decision(record).await?;
     if approval.is_some() {
@@ -197,8 +211,8 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
 /// Replaces credentials (keys, tokens, passwords) in `value` with
 /// `[REDACTED:kind]`; personal data is kept (policies may need it).
 pub(crate) fn redact_secrets(value: &mut Value) {
-    let findings = tame_engine::Scanner::global()
-        .redact_where(value, |kind| kind.category() == tame_engine::Category::Secret);
+    let findings =
+        tame_engine::Scanner::global().redact_where(value, |kind| kind.category() == tame_engine::Category::Secret);
     if !findings.is_empty() {
         tracing::debug!(count = findings.len(), "secrets redacted before storage");
     }
@@ -217,17 +231,28 @@ fn released(evaluated: Decision, approval: &tame_store::Approval) -> (Decision, 
     };
     match approval.state {
         ApprovalState::Rejected => {
-            let why = approval.decision_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+            let why = approval
+                .decision_reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
             (deny(format!("approval {id} was rejected{why}")), None, None)
         }
         ApprovalState::Expired | ApprovalState::Pending => (deny(format!("approval {id} expired")), None, None),
         ApprovalState::Approved if evaluated.action == Action::Deny => {
-            let reason = format!("{} (approval {id} does not override a deny of the current policy)", evaluated.reason);
+            let reason = format!(
+                "{} (approval {id} does not override a deny of the current policy)",
+                evaluated.reason
+            );
             (deny(reason), None, None)
         }
         ApprovalState::Approved => {
             let by = approval.decided_by.as_deref().unwrap_or("an admin");
-            let why = approval.decision_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+            let why = approval
+                .decision_reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
             let decision = Decision {
                 action: Action::Allow,
                 rule_name: evaluated.rule_name.clone(),

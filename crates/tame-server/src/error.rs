@@ -65,9 +65,7 @@ impl IntoResponse for AppError {
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match &e {
-            StoreError::LogNotFound(_) | StoreError::ApprovalNotFound(_) => {
-                AppError::not_found(e.to_string())
-            }
+            StoreError::LogNotFound(_) | StoreError::ApprovalNotFound(_) => AppError::not_found(e.to_string()),
             StoreError::SessionMismatch { .. } | StoreError::ApprovalMismatch(_) => {
                 AppError::new(StatusCode::FORBIDDEN, e.to_string())
             }
@@ -169,8 +167,7 @@ pub fn typed<T: DeserializeOwned>(value: Value) -> Result<T, AppError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { "body".to_string() } else { path };
-        AppError::unprocessable(format!("{field}: {}", e.inner()))
-            .with("field", Value::String(field))
+        AppError::unprocessable(format!("{field}: {}", e.inner())).with("field", Value::String(field))
     })
 }
 

@@ -102,7 +102,10 @@ fn handlers() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/policy/current", get(api::policy_current)),
         ("/api/v1/policy/validate", post(api::policy_validate)),
         ("/api/v1/policy/reload", post(api::policy_reload)),
-        ("/api/v1/policy/test", get(api::policy_test_get).post(api::policy_test_post)),
+        (
+            "/api/v1/policy/test",
+            get(api::policy_test_get).post(api::policy_test_post),
+        ),
         ("/api/v1/policy/versions", get(api::policy_versions)),
         ("/api/v1/approvals", get(api::list_approvals)),
         ("/api/v1/approvals/{approval_id}", get(api::get_approval)),

@@ -15,30 +15,125 @@ pub struct RouteDoc {
 }
 
 const fn r(method: &'static str, path: &'static str, role: Role, summary: &'static str) -> RouteDoc {
-    RouteDoc { method, path, role, summary }
+    RouteDoc {
+        method,
+        path,
+        role,
+        summary,
+    }
 }
 
 /// Every route of the server, in router order (one entry per method).
 pub const ROUTES: &[RouteDoc] = &[
-    r("post", "/api/v1/enforce", Role::Agent, "Decide a tool call (allow, deny or approve) and log it"),
-    r("post", "/api/v1/enforce/{session_id}/result", Role::Agent, "Record a tool's result for a logged call (query: log_id); answers status, log_id, safe_response and stripped_fields (the `result` member, or the body, filtered by the tool's contract) and the session labels the result added"),
-    r("post", "/api/v1/tools/run", Role::Agent, "Run a tool registered in the server's tools file (tool protocol v1): decided like enforce, run only on allow, its result recorded; answers the run report (200 whatever the decision; 404 for an unknown tool or without a tools file)"),
-    r("get", "/api/v1/sessions", Role::Admin, "List sessions (query: page, page_size, agent_id, user_id)"),
-    r("get", "/api/v1/sessions/{session_id}", Role::Admin, "A session's log entries"),
-    r("get", "/api/v1/sessions/{session_id}/summary", Role::Admin, "A session's summary"),
-    r("get", "/api/v1/policy/current", Role::Agent, "The running policy: version, hash, rules"),
-    r("post", "/api/v1/policy/validate", Role::Agent, "Check a policy text without loading it"),
-    r("post", "/api/v1/policy/reload", Role::Admin, "Reload the policy from its file, or from policy_content"),
-    r("get", "/api/v1/policy/test", Role::Agent, "Dry-run a call (query: tool_name, tool_args as JSON, session_id, agent_id, user_id, metadata)"),
-    r("post", "/api/v1/policy/test", Role::Agent, "Dry-run a call given as an enforce body"),
-    r("get", "/api/v1/policy/versions", Role::Admin, "Every loaded policy version with its hash"),
-    r("get", "/api/v1/approvals", Role::Admin, "List approvals (query: state = pending|approved|rejected|expired|all)"),
+    r(
+        "post",
+        "/api/v1/enforce",
+        Role::Agent,
+        "Decide a tool call (allow, deny or approve) and log it",
+    ),
+    r(
+        "post",
+        "/api/v1/enforce/{session_id}/result",
+        Role::Agent,
+        "Record a tool's result for a logged call (query: log_id); answers status, log_id, safe_response and stripped_fields (the `result` member, or the body, filtered by the tool's contract) and the session labels the result added",
+    ),
+    r(
+        "post",
+        "/api/v1/tools/run",
+        Role::Agent,
+        "Run a tool registered in the server's tools file (tool protocol v1): decided like enforce, run only on allow, its result recorded; answers the run report (200 whatever the decision; 404 for an unknown tool or without a tools file)",
+    ),
+    r(
+        "get",
+        "/api/v1/sessions",
+        Role::Admin,
+        "List sessions (query: page, page_size, agent_id, user_id)",
+    ),
+    r(
+        "get",
+        "/api/v1/sessions/{session_id}",
+        Role::Admin,
+        "A session's log entries",
+    ),
+    r(
+        "get",
+        "/api/v1/sessions/{session_id}/summary",
+        Role::Admin,
+        "A session's summary",
+    ),
+    r(
+        "get",
+        "/api/v1/policy/current",
+        Role::Agent,
+        "The running policy: version, hash, rules",
+    ),
+    r(
+        "post",
+        "/api/v1/policy/validate",
+        Role::Agent,
+        "Check a policy text without loading it",
+    ),
+    r(
+        "post",
+        "/api/v1/policy/reload",
+        Role::Admin,
+        "Reload the policy from its file, or from policy_content",
+    ),
+    r(
+        "get",
+        "/api/v1/policy/test",
+        Role::Agent,
+        "Dry-run a call (query: tool_name, tool_args as JSON, session_id, agent_id, user_id, metadata)",
+    ),
+    r(
+        "post",
+        "/api/v1/policy/test",
+        Role::Agent,
+        "Dry-run a call given as an enforce body",
+    ),
+    r(
+        "get",
+        "/api/v1/policy/versions",
+        Role::Admin,
+        "Every loaded policy version with its hash",
+    ),
+    r(
+        "get",
+        "/api/v1/approvals",
+        Role::Admin,
+        "List approvals (query: state = pending|approved|rejected|expired|all)",
+    ),
     r("get", "/api/v1/approvals/{approval_id}", Role::Agent, "One approval"),
-    r("post", "/api/v1/approvals/{approval_id}/approve", Role::Admin, "Approve a pending call (body: reason, by)"),
-    r("post", "/api/v1/approvals/{approval_id}/reject", Role::Admin, "Reject a pending call (body: reason, by)"),
-    r("get", "/api/v1/approvals/{approval_id}/wait", Role::Agent, "Long poll until the approval is decided (query: timeout seconds, at most 50)"),
-    r("get", "/api/v1/audit/verify", Role::Admin, "Check the hash chain of the audit log"),
-    r("get", "/api/v1/audit/export", Role::Admin, "The audit log as JSON lines"),
+    r(
+        "post",
+        "/api/v1/approvals/{approval_id}/approve",
+        Role::Admin,
+        "Approve a pending call (body: reason, by)",
+    ),
+    r(
+        "post",
+        "/api/v1/approvals/{approval_id}/reject",
+        Role::Admin,
+        "Reject a pending call (body: reason, by)",
+    ),
+    r(
+        "get",
+        "/api/v1/approvals/{approval_id}/wait",
+        Role::Agent,
+        "Long poll until the approval is decided (query: timeout seconds, at most 50)",
+    ),
+    r(
+        "get",
+        "/api/v1/audit/verify",
+        Role::Admin,
+        "Check the hash chain of the audit log",
+    ),
+    r(
+        "get",
+        "/api/v1/audit/export",
+        Role::Admin,
+        "The audit log as JSON lines",
+    ),
     r("get", "/health", Role::Public, "Liveness"),
     r("get", "/metrics", Role::Public, "Prometheus metrics"),
     r("get", "/openapi.json", Role::Public, "This document"),
@@ -46,15 +141,29 @@ pub const ROUTES: &[RouteDoc] = &[
 
 fn request_body(path: &str, method: &str) -> Option<Value> {
     let schema = match (method, path) {
-        ("post", "/api/v1/enforce") | ("post", "/api/v1/policy/test") => json!({"$ref": "#/components/schemas/EnforceRequest"}),
-        ("post", "/api/v1/enforce/{session_id}/result") => json!({"type": "object", "description": "The tool's result: status, duration_ms, error_message are read; other keys are kept; `result` (else the whole body) is the tool's response filtered by its contract"}),
-        ("post", "/api/v1/tools/run") => json!({"type": "object", "required": ["tool_name"], "properties": {"tool_name": {"type": "string"}, "payload": {"type": "object", "description": "The tool's payload (`tool_args` is accepted too)"}, "session_id": {"type": "string"}, "agent_id": {"type": "string"}, "user_id": {"type": "string"}, "metadata": {"type": "object"}, "trace_id": {"type": "string"}}}),
-        ("post", "/api/v1/policy/validate") => json!({"type": "object", "required": ["policy_content"], "properties": {"policy_content": {"type": "string"}, "description": {"type": "string"}}}),
-        ("post", "/api/v1/policy/reload") => json!({"type": "object", "properties": {"policy_content": {"type": "string"}}}),
-        ("post", p) if p.ends_with("/approve") || p.ends_with("/reject") => json!({"type": "object", "properties": {"reason": {"type": "string"}, "by": {"type": "string"}}}),
+        ("post", "/api/v1/enforce") | ("post", "/api/v1/policy/test") => {
+            json!({"$ref": "#/components/schemas/EnforceRequest"})
+        }
+        ("post", "/api/v1/enforce/{session_id}/result") => {
+            json!({"type": "object", "description": "The tool's result: status, duration_ms, error_message are read; other keys are kept; `result` (else the whole body) is the tool's response filtered by its contract"})
+        }
+        ("post", "/api/v1/tools/run") => {
+            json!({"type": "object", "required": ["tool_name"], "properties": {"tool_name": {"type": "string"}, "payload": {"type": "object", "description": "The tool's payload (`tool_args` is accepted too)"}, "session_id": {"type": "string"}, "agent_id": {"type": "string"}, "user_id": {"type": "string"}, "metadata": {"type": "object"}, "trace_id": {"type": "string"}}})
+        }
+        ("post", "/api/v1/policy/validate") => {
+            json!({"type": "object", "required": ["policy_content"], "properties": {"policy_content": {"type": "string"}, "description": {"type": "string"}}})
+        }
+        ("post", "/api/v1/policy/reload") => {
+            json!({"type": "object", "properties": {"policy_content": {"type": "string"}}})
+        }
+        ("post", p) if p.ends_with("/approve") || p.ends_with("/reject") => {
+            json!({"type": "object", "properties": {"reason": {"type": "string"}, "by": {"type": "string"}}})
+        }
         _ => return None,
     };
-    Some(json!({"required": method == "post" && !path.ends_with("/reload") && !path.ends_with("/approve") && !path.ends_with("/reject"), "content": {"application/json": {"schema": schema}}}))
+    Some(
+        json!({"required": method == "post" && !path.ends_with("/reload") && !path.ends_with("/approve") && !path.ends_with("/reject"), "content": {"application/json": {"schema": schema}}}),
+    )
 }
 
 fn parameters(path: &str) -> Vec<Value> {

@@ -48,7 +48,11 @@ pub async fn shutdown_signal() {
 }
 
 fn describe_policy_error(e: &tame_engine::PolicyError) -> String {
-    e.diagnostics.iter().map(|d| d.rendered.clone()).collect::<Vec<_>>().join("\n")
+    e.diagnostics
+        .iter()
+        .map(|d| d.rendered.clone())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Serves until `shutdown` resolves; `on_ready` gets the bound address
@@ -74,7 +78,11 @@ pub async fn run_until(
     let policy = Policy::from_yaml(&source, &origin)
         .map_err(|e| anyhow::anyhow!("the policy `{origin}` does not compile:\n{}", describe_policy_error(&e)))?;
     // A bad tools file stops the start, like a bad policy.
-    let tools = config.tools_file.as_deref().map(tame_integrations::ToolsFile::from_file).transpose()?;
+    let tools = config
+        .tools_file
+        .as_deref()
+        .map(tame_integrations::ToolsFile::from_file)
+        .transpose()?;
 
     let store = SqliteStore::open(
         &config.db_path,
@@ -87,10 +95,18 @@ pub async fn run_until(
     .with_context(|| format!("cannot open the store `{}`", config.db_path.display()))?;
     let store: Arc<dyn Store> = Arc::new(store);
 
-    let loaded = LoadedPolicy { policy, source, origin, loaded_at: Timestamp::now() };
+    let loaded = LoadedPolicy {
+        policy,
+        source,
+        origin,
+        loaded_at: Timestamp::now(),
+    };
     let last_hash = {
         let store = store.clone();
-        tokio::task::spawn_blocking(move || store.policy_versions()).await??.last().map(|v| v.hash.clone())
+        tokio::task::spawn_blocking(move || store.policy_versions())
+            .await??
+            .last()
+            .map(|v| v.hash.clone())
     };
     let limits = Limits {
         body_bytes: config.body_limit,
@@ -152,7 +168,9 @@ pub async fn run_until(
 
 async fn reload_and_log(state: &AppState, why: &str) {
     match state.reload_from_file().await {
-        Ok(ReloadOutcome::Loaded(p)) => tracing::info!(trigger = why, version = %p.policy.info().version, "policy reloaded"),
+        Ok(ReloadOutcome::Loaded(p)) => {
+            tracing::info!(trigger = why, version = %p.policy.info().version, "policy reloaded")
+        }
         Ok(ReloadOutcome::Unchanged(_)) => tracing::debug!(trigger = why, "policy unchanged"),
         Err(e) => tracing::error!(
             trigger = why,
@@ -194,13 +212,19 @@ fn file_watcher(state: AppState, tasks: &mut tokio::task::JoinSet<()>) -> anyhow
         anyhow::bail!("no policy file");
     };
     let path = std::path::absolute(&path)?;
-    let dir = path.parent().map(std::path::Path::to_path_buf).unwrap_or_else(|| ".".into());
+    let dir = path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| ".".into());
     let name = path.file_name().map(std::ffi::OsStr::to_os_string);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
             && !event.kind.is_access()
-            && event.paths.iter().any(|p| p.file_name().map(std::ffi::OsStr::to_os_string) == name)
+            && event
+                .paths
+                .iter()
+                .any(|p| p.file_name().map(std::ffi::OsStr::to_os_string) == name)
         {
             let _ = tx.try_send(());
         }

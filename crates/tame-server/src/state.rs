@@ -158,19 +158,33 @@ impl AppState {
         let policy = match compiled {
             Ok(p) => p,
             Err(e) => {
-                self.metrics().reloads.get_or_create(&crate::metrics::ReloadLabels { outcome: "rejected" }).inc();
+                self.metrics()
+                    .reloads
+                    .get_or_create(&crate::metrics::ReloadLabels { outcome: "rejected" })
+                    .inc();
                 return Err(e);
             }
         };
         let current = self.policy();
         if current.policy.info().hash == policy.info().hash {
-            self.metrics().reloads.get_or_create(&crate::metrics::ReloadLabels { outcome: "unchanged" }).inc();
+            self.metrics()
+                .reloads
+                .get_or_create(&crate::metrics::ReloadLabels { outcome: "unchanged" })
+                .inc();
             return Ok(ReloadOutcome::Unchanged(current));
         }
-        let loaded = Arc::new(LoadedPolicy { policy, source, origin, loaded_at: Timestamp::now() });
+        let loaded = Arc::new(LoadedPolicy {
+            policy,
+            source,
+            origin,
+            loaded_at: Timestamp::now(),
+        });
         self.record_version(&loaded).await;
         self.0.policy.store(Arc::clone(&loaded));
-        self.metrics().reloads.get_or_create(&crate::metrics::ReloadLabels { outcome: "loaded" }).inc();
+        self.metrics()
+            .reloads
+            .get_or_create(&crate::metrics::ReloadLabels { outcome: "loaded" })
+            .inc();
         tracing::info!(version = %loaded.policy.info().version, hash = %loaded.policy.info().hash, "policy loaded");
         Ok(ReloadOutcome::Loaded(loaded))
     }
@@ -178,7 +192,9 @@ impl AppState {
     /// Reloads the policy file given at start.
     pub async fn reload_from_file(&self) -> Result<ReloadOutcome, PolicyError> {
         let Some(path) = self.0.policy_path.clone() else {
-            return Err(crate::api::plain_policy_error("this server has no policy file to reload"));
+            return Err(crate::api::plain_policy_error(
+                "this server has no policy file to reload",
+            ));
         };
         let origin = path.display().to_string();
         let source = tokio::fs::read_to_string(&path)

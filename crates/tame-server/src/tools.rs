@@ -29,7 +29,10 @@ pub(crate) struct ToolsSetup {
 
 impl ToolsSetup {
     pub(crate) fn new(tools: ToolsFile) -> Self {
-        ToolsSetup { tools, runner: ToolRunner::default() }
+        ToolsSetup {
+            tools,
+            runner: ToolRunner::default(),
+        }
     }
 }
 
@@ -42,7 +45,9 @@ pub async fn run_tool(
 ) -> Result<Response, AppError> {
     state.auth().check(&headers, Role::Agent)?;
     let Some(setup) = state.tools().cloned() else {
-        return Err(AppError::not_found("no tools file is configured: set `tools_file` (or TAME_TOOLS_FILE, --tools-file)"));
+        return Err(AppError::not_found(
+            "no tools file is configured: set `tools_file` (or TAME_TOOLS_FILE, --tools-file)",
+        ));
     };
     let approval_timeout = state.limits().max_wait;
     let service = ToolsService {
@@ -125,7 +130,9 @@ impl Guard for ServerGuard {
     }
 
     async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
-        let seconds = timeout.as_secs().clamp(1, self.state.limits().max_wait.as_secs().max(1));
+        let seconds = timeout
+            .as_secs()
+            .clamp(1, self.state.limits().max_wait.as_secs().max(1));
         let query = HashMap::from([("timeout".to_owned(), seconds.to_string())]);
         let response = crate::api::wait_approval(
             State(self.state.clone()),
@@ -140,9 +147,14 @@ impl Guard for ServerGuard {
         match body.get("state").and_then(Value::as_str).unwrap_or_default() {
             "approved" => Ok(ApprovalOutcome::Approved),
             "rejected" => Ok(ApprovalOutcome::Rejected(
-                approval.get("decision_reason").and_then(Value::as_str).map(str::to_owned),
+                approval
+                    .get("decision_reason")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
             )),
-            "expired" => Ok(ApprovalOutcome::Rejected(Some(format!("approval {approval_id} expired")))),
+            "expired" => Ok(ApprovalOutcome::Rejected(Some(format!(
+                "approval {approval_id} expired"
+            )))),
             _ => Ok(ApprovalOutcome::Pending),
         }
     }

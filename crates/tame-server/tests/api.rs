@@ -25,7 +25,10 @@ async fn enforce_answers_in_the_original_shape_and_logs() {
     let sid = j["session_id"].as_str().unwrap();
     assert_eq!(sid.len(), 36, "a fresh UUID");
     let ts = j["timestamp"].as_str().unwrap();
-    assert!(ts.ends_with('Z') && ts.len() == "2026-11-21T06:00:00.123456Z".len(), "{ts}");
+    assert!(
+        ts.ends_with('Z') && ts.len() == "2026-11-21T06:00:00.123456Z".len(),
+        "{ts}"
+    );
     let log_id = j["log_id"].as_str().unwrap();
 
     let log = h.get(&format!("/api/v1/sessions/{sid}")).await;
@@ -38,11 +41,23 @@ async fn enforce_answers_in_the_original_shape_and_logs() {
     assert_eq!(e["policy_rule"], "block_etc");
     assert_eq!(e["tool_args"]["path"], "/etc/passwd");
     assert_eq!(e["agent_id"], "a1");
-    for key in ["session_id", "timestamp", "tool_name", "tool_result", "policy_version", "execution_status", "execution_duration_ms", "error_message", "user_id"] {
+    for key in [
+        "session_id",
+        "timestamp",
+        "tool_name",
+        "tool_result",
+        "policy_version",
+        "execution_status",
+        "execution_duration_ms",
+        "error_message",
+        "user_id",
+    ] {
         assert!(e.get(key).is_some(), "log entry lacks {key}");
     }
 
-    let ok = h.enforce(json!({"tool_name": "read_file", "tool_args": {"path": "/tmp/a"}, "session_id": sid})).await;
+    let ok = h
+        .enforce(json!({"tool_name": "read_file", "tool_args": {"path": "/tmp/a"}, "session_id": sid}))
+        .await;
     assert_eq!(ok.json["decision"], "allow");
     assert_eq!(ok.json["session_id"], sid);
     let none = h.enforce(json!({"tool_name": "rm_rf", "session_id": sid})).await;
@@ -60,15 +75,23 @@ async fn enforce_answers_in_the_original_shape_and_logs() {
     assert_eq!(list.json["total_count"], 1);
     assert_eq!(list.json["page_size"], 10);
     assert_eq!(list.json["sessions"][0]["session_id"], sid);
-    assert_eq!(h.get("/api/v1/sessions?page=0").await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        h.get("/api/v1/sessions?page=0").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     assert_eq!(h.get("/api/v1/sessions/unknown").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(h.get("/api/v1/sessions/unknown/summary").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        h.get("/api/v1/sessions/unknown/summary").await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
 async fn results_are_recorded_with_404_and_403() {
     let h = harness();
-    let r = h.enforce(json!({"tool_name": "read_file", "tool_args": {"path": "/tmp"}, "session_id": "s1"})).await;
+    let r = h
+        .enforce(json!({"tool_name": "read_file", "tool_args": {"path": "/tmp"}, "session_id": "s1"}))
+        .await;
     let log_id = r.json["log_id"].as_str().unwrap().to_string();
     let ok = h
         .post(
@@ -87,15 +110,27 @@ async fn results_are_recorded_with_404_and_403() {
     assert_eq!(log.json[0]["execution_duration_ms"], 5.0);
     assert_eq!(log.json[0]["tool_result"]["output"], "x");
 
-    let missing = h.post("/api/v1/enforce/s1/result?log_id=nope", json!({"status": "success"})).await;
+    let missing = h
+        .post("/api/v1/enforce/s1/result?log_id=nope", json!({"status": "success"}))
+        .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert!(missing.json["detail"].as_str().unwrap().contains("nope"));
-    let foreign = h.post(&format!("/api/v1/enforce/s2/result?log_id={log_id}"), json!({"status": "x"})).await;
+    let foreign = h
+        .post(
+            &format!("/api/v1/enforce/s2/result?log_id={log_id}"),
+            json!({"status": "x"}),
+        )
+        .await;
     assert_eq!(foreign.status, StatusCode::FORBIDDEN);
     let no_id = h.post("/api/v1/enforce/s1/result", json!({})).await;
     assert_eq!(no_id.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(no_id.json["field"], "log_id");
-    let bad = h.post(&format!("/api/v1/enforce/s1/result?log_id={log_id}"), json!({"duration_ms": "slow"})).await;
+    let bad = h
+        .post(
+            &format!("/api/v1/enforce/s1/result?log_id={log_id}"),
+            json!({"duration_ms": "slow"}),
+        )
+        .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(bad.json["field"], "duration_ms");
 }
@@ -110,12 +145,19 @@ async fn rate_limits_and_flow_rules_work_through_the_server() {
     assert_eq!(third.json["decision"], "deny");
     assert_eq!(third.json["rule_name"], "rate_limit_email");
     // Another session has its own count.
-    let other = h.enforce(json!({"tool_name": "send_email", "session_id": "other"})).await;
+    let other = h
+        .enforce(json!({"tool_name": "send_email", "session_id": "other"}))
+        .await;
     assert_eq!(other.json["decision"], "allow");
 
     let post = || h.enforce(json!({"tool_name": "http_post", "session_id": "flow"}));
     assert_eq!(post().await.json["decision"], "allow");
-    assert_eq!(h.enforce(json!({"tool_name": "read_secret", "session_id": "flow"})).await.json["decision"], "allow");
+    assert_eq!(
+        h.enforce(json!({"tool_name": "read_secret", "session_id": "flow"}))
+            .await
+            .json["decision"],
+        "allow"
+    );
     let after = post().await;
     assert_eq!(after.json["decision"], "deny");
     assert_eq!(after.json["rule_name"], "no_post_after_secret");
@@ -144,14 +186,22 @@ async fn approvals_flow_from_pending_to_release() {
     assert_eq!(waited.json["timed_out"], true);
 
     let approved = h
-        .post(&format!("/api/v1/approvals/{id}/approve"), json!({"reason": "ticket 42", "by": "alice"}))
+        .post(
+            &format!("/api/v1/approvals/{id}/approve"),
+            json!({"reason": "ticket 42", "by": "alice"}),
+        )
         .await;
     assert_eq!(approved.status, StatusCode::OK, "{}", approved.text);
     assert_eq!(approved.json["state"], "approved");
     let waited = h.get(&format!("/api/v1/approvals/{id}/wait?timeout=1")).await;
     assert_eq!(waited.json["state"], "approved");
     assert_eq!(waited.json["timed_out"], false);
-    assert_eq!(h.post(&format!("/api/v1/approvals/{id}/reject"), json!({})).await.status, StatusCode::CONFLICT);
+    assert_eq!(
+        h.post(&format!("/api/v1/approvals/{id}/reject"), json!({}))
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
 
     let mut other = release.clone();
     other["tool_args"]["query"] = json!("drop table y");
@@ -166,7 +216,10 @@ async fn approvals_flow_from_pending_to_release() {
     let one = h.get(&format!("/api/v1/approvals/{id}")).await;
     assert_eq!(one.json["released_log_id"], released.json["log_id"]);
     assert_eq!(h.get("/api/v1/approvals/nope").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(h.get("/api/v1/approvals?state=bogus").await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        h.get("/api/v1/approvals?state=bogus").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     let verify = h.get("/api/v1/audit/verify").await;
     assert_eq!(verify.json["valid"], true, "{}", verify.text);
 }
@@ -175,16 +228,28 @@ async fn approvals_flow_from_pending_to_release() {
 async fn rejected_and_expired_approvals_deny() {
     let h = harness_with(Auth::default(), short_approvals());
     let call = json!({"tool_name": "query_database", "tool_args": {"database": "production"}, "session_id": "s"});
-    let id = h.enforce(call.clone()).await.json["approval_id"].as_str().unwrap().to_string();
-    let rejected = h.post(&format!("/api/v1/approvals/{id}/reject"), json!({"reason": "no"})).await;
+    let id = h.enforce(call.clone()).await.json["approval_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rejected = h
+        .post(&format!("/api/v1/approvals/{id}/reject"), json!({"reason": "no"}))
+        .await;
     assert_eq!(rejected.json["state"], "rejected");
     let mut release = call.clone();
     release["metadata"] = json!({"approval_id": id});
     let denied = h.enforce(release).await;
     assert_eq!(denied.json["decision"], "deny");
-    assert!(denied.json["reason"].as_str().unwrap().contains("rejected"), "{}", denied.text);
+    assert!(
+        denied.json["reason"].as_str().unwrap().contains("rejected"),
+        "{}",
+        denied.text
+    );
 
-    let id = h.enforce(call.clone()).await.json["approval_id"].as_str().unwrap().to_string();
+    let id = h.enforce(call.clone()).await.json["approval_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let waited = h.get(&format!("/api/v1/approvals/{id}/wait?timeout=5")).await;
     assert_eq!(waited.json["state"], "expired", "{}", waited.text);
     let mut release = call;
@@ -208,11 +273,15 @@ async fn policy_current_validate_reload_versions_and_test() {
     assert_eq!(cur.json["hash"].as_str().unwrap().len(), 64);
     let old_hash = cur.json["hash"].clone();
 
-    let valid = h.post("/api/v1/policy/validate", json!({"policy_content": POLICY})).await;
+    let valid = h
+        .post("/api/v1/policy/validate", json!({"policy_content": POLICY}))
+        .await;
     assert_eq!(valid.json["is_valid"], true);
     assert_eq!(valid.json["rules_count"], 5);
     let broken = "version: \"x\"\nrules:\n  - name: r\n    action: deny\n    condition: 'args.path.nosuch('\n";
-    let invalid = h.post("/api/v1/policy/validate", json!({"policy_content": broken})).await;
+    let invalid = h
+        .post("/api/v1/policy/validate", json!({"policy_content": broken}))
+        .await;
     assert_eq!(invalid.json["is_valid"], false);
     assert!(!invalid.json["errors"].as_array().unwrap().is_empty());
     let wrong_type = h.post("/api/v1/policy/validate", json!({"policy_content": 5})).await;
@@ -221,7 +290,12 @@ async fn policy_current_validate_reload_versions_and_test() {
 
     let rejected = h.post("/api/v1/policy/reload", json!({"policy_content": broken})).await;
     assert_eq!(rejected.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(rejected.json["detail"].as_str().unwrap().contains("running policy stays"));
+    assert!(
+        rejected.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("running policy stays")
+    );
     assert!(!rejected.json["diagnostics"].as_array().unwrap().is_empty());
     assert_eq!(h.get("/api/v1/policy/current").await.json["hash"], old_hash);
 
@@ -233,11 +307,18 @@ async fn policy_current_validate_reload_versions_and_test() {
     assert_eq!(reloaded.json["version"], "t2");
     let same = h.call("POST", "/api/v1/policy/reload", None, None).await;
     assert_eq!(same.json["status"], "unchanged");
-    let r = h.enforce(json!({"tool_name": "read_file", "tool_args": {"path": "/tmp"}})).await;
+    let r = h
+        .enforce(json!({"tool_name": "read_file", "tool_args": {"path": "/tmp"}}))
+        .await;
     assert_eq!(r.json["policy_version"], "t2");
     let versions = h.get("/api/v1/policy/versions").await;
     let list = versions.json["versions"].as_array().unwrap();
-    assert_eq!(list.len(), 1, "only reloads are stored by the router; run() stores the first: {}", versions.text);
+    assert_eq!(
+        list.len(),
+        1,
+        "only reloads are stored by the router; run() stores the first: {}",
+        versions.text
+    );
     assert_eq!(list[0]["version"], "t2");
     assert_eq!(list[0]["active"], true);
 
@@ -248,10 +329,16 @@ async fn policy_current_validate_reload_versions_and_test() {
     assert_eq!(t.json["decision"]["action"], "deny");
     assert_eq!(t.json["decision"]["rule_name"], "block_etc");
     let t = h
-        .post("/api/v1/policy/test", json!({"tool_name": "read_file", "tool_args": {"path": "/tmp"}, "session_context": {"user_role": "admin"}}))
+        .post(
+            "/api/v1/policy/test",
+            json!({"tool_name": "read_file", "tool_args": {"path": "/tmp"}, "session_context": {"user_role": "admin"}}),
+        )
         .await;
     assert_eq!(t.json["decision"]["action"], "allow");
-    assert_eq!(h.get("/api/v1/policy/test?tool_name=x&tool_args=%7B").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        h.get("/api/v1/policy/test?tool_name=x&tool_args=%7B").await.status,
+        StatusCode::BAD_REQUEST
+    );
     // Dry runs are not logged.
     assert_eq!(h.get("/api/v1/sessions").await.json["total_count"], 1);
 }
@@ -265,24 +352,58 @@ async fn keys_gate_routes_by_role() {
     assert!(none.json["detail"].as_str().unwrap().contains("API key"));
     let wrong = h.call("POST", "/api/v1/enforce", Some(&body), Some("nope")).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(h.call("POST", "/api/v1/enforce", Some(&body), Some("agent-k")).await.status, StatusCode::OK);
-    assert_eq!(h.call("GET", "/api/v1/sessions", None, Some("agent-k")).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(h.call("POST", "/api/v1/policy/reload", None, Some("agent-k")).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(h.call("GET", "/api/v1/audit/verify", None, Some("agent-k")).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(h.call("GET", "/api/v1/sessions", None, Some("admin-k")).await.status, StatusCode::OK);
-    assert_eq!(h.call("POST", "/api/v1/enforce", Some(&body), Some("admin-k")).await.status, StatusCode::OK);
+    assert_eq!(
+        h.call("POST", "/api/v1/enforce", Some(&body), Some("agent-k"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.call("GET", "/api/v1/sessions", None, Some("agent-k")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        h.call("POST", "/api/v1/policy/reload", None, Some("agent-k"))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        h.call("GET", "/api/v1/audit/verify", None, Some("agent-k"))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        h.call("GET", "/api/v1/sessions", None, Some("admin-k")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.call("POST", "/api/v1/enforce", Some(&body), Some("admin-k"))
+            .await
+            .status,
+        StatusCode::OK
+    );
     assert_eq!(h.call("GET", "/health", None, None).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn bad_input_gets_clear_errors_and_no_panic() {
-    let limits = Limits { body_bytes: 2048, json_depth: 8, ..Limits::default() };
+    let limits = Limits {
+        body_bytes: 2048,
+        json_depth: 8,
+        ..Limits::default()
+    };
     let h = harness_with(Auth::default(), limits);
     let big = json!({"tool_name": "t", "tool_args": {"x": "a".repeat(4096)}}).to_string();
     let r = h.call("POST", "/api/v1/enforce", Some(&big), None).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(r.json["detail"].as_str().unwrap().contains("2048"));
-    let deep = format!("{{\"tool_name\":\"t\",\"tool_args\":{}1{}}}", "[".repeat(20), "]".repeat(20));
+    let deep = format!(
+        "{{\"tool_name\":\"t\",\"tool_args\":{}1{}}}",
+        "[".repeat(20),
+        "]".repeat(20)
+    );
     let r = h.call("POST", "/api/v1/enforce", Some(&deep), None).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.json["detail"].as_str().unwrap().contains("nesting"));
@@ -306,11 +427,15 @@ async fn bad_input_gets_clear_errors_and_no_panic() {
     let r = h.get("/api/v1/nothing").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(r.json["detail"].is_string());
-    let r = h.call("POST", "/api/v1/approvals/x/approve", Some("{\"reason\": 5}"), None).await;
+    let r = h
+        .call("POST", "/api/v1/approvals/x/approve", Some("{\"reason\": 5}"), None)
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.json["field"], "reason");
     // Condition errors on odd argument types do not widen access.
-    let r = h.enforce(json!({"tool_name": "read_file", "tool_args": {"path": 42}})).await;
+    let r = h
+        .enforce(json!({"tool_name": "read_file", "tool_args": {"path": 42}}))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json["decision"], "deny");
 }
@@ -319,9 +444,11 @@ async fn bad_input_gets_clear_errors_and_no_panic() {
 async fn audit_verify_export_health_metrics() {
     let h = harness();
     for _ in 0..3 {
-        h.enforce(json!({"tool_name": "read_file", "tool_args": {"path": "/tmp"}})).await;
+        h.enforce(json!({"tool_name": "read_file", "tool_args": {"path": "/tmp"}}))
+            .await;
     }
-    h.enforce(json!({"tool_name": "read_file", "tool_args": {"path": "/etc/x"}})).await;
+    h.enforce(json!({"tool_name": "read_file", "tool_args": {"path": "/etc/x"}}))
+        .await;
     let v = h.get("/api/v1/audit/verify").await;
     assert_eq!(v.json["valid"], true);
     assert_eq!(v.json["records"], 4);
@@ -334,8 +461,16 @@ async fn audit_verify_export_health_metrics() {
     let health = h.get("/health").await;
     assert_eq!(health.json["status"], "healthy");
     let m = h.get("/metrics").await;
-    assert!(m.text.contains("tame_decisions_total{action=\"allow\",rule=\"allow_rest\"} 3"), "{}", m.text);
-    assert!(m.text.contains("tame_decisions_total{action=\"deny\",rule=\"block_etc\"} 1"));
+    assert!(
+        m.text
+            .contains("tame_decisions_total{action=\"allow\",rule=\"allow_rest\"} 3"),
+        "{}",
+        m.text
+    );
+    assert!(
+        m.text
+            .contains("tame_decisions_total{action=\"deny\",rule=\"block_etc\"} 1")
+    );
     assert!(m.text.contains("tame_enforce_duration_seconds_count 4"));
 }
 
@@ -349,16 +484,20 @@ async fn openapi_matches_the_router() {
         .flat_map(|(p, ops)| ops.as_object().unwrap().keys().map(move |m| (m.clone(), p.clone())))
         .collect();
     documented.sort();
-    let mut table: Vec<(String, String)> = ROUTES.iter().map(|r| (r.method.to_string(), r.path.to_string())).collect();
+    let mut table: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
     table.sort();
     assert_eq!(documented, table);
     // Every documented operation is served (not 404/405).
     for route in ROUTES {
-        let uri = route
-            .path
-            .replace("{session_id}", "s")
-            .replace("{approval_id}", "a");
-        let uri = if uri.ends_with("/wait") { format!("{uri}?timeout=1") } else { uri };
+        let uri = route.path.replace("{session_id}", "s").replace("{approval_id}", "a");
+        let uri = if uri.ends_with("/wait") {
+            format!("{uri}?timeout=1")
+        } else {
+            uri
+        };
         let method = route.method.to_uppercase();
         let body = (method == "POST").then_some("{}");
         let r = h.call(&method, &uri, body, None).await;
@@ -377,23 +516,38 @@ async fn verify_names_an_edited_and_a_deleted_record() {
     let h = harness();
     let mut ids = Vec::new();
     for i in 0..4 {
-        let r = h.enforce(json!({"tool_name": "read_file", "tool_args": {"path": format!("/tmp/{i}")}, "session_id": "s"})).await;
+        let r = h
+            .enforce(json!({"tool_name": "read_file", "tool_args": {"path": format!("/tmp/{i}")}, "session_id": "s"}))
+            .await;
         ids.push(r.json["log_id"].as_str().unwrap().to_string());
     }
     let db = rusqlite::Connection::open(h.dir.path().join("tame.db")).unwrap();
-    db.execute("UPDATE audit SET body = replace(body, '/tmp/1', '/tmp/X') WHERE seq = 2", []).unwrap();
+    db.execute(
+        "UPDATE audit SET body = replace(body, '/tmp/1', '/tmp/X') WHERE seq = 2",
+        [],
+    )
+    .unwrap();
     let v = h.get("/api/v1/audit/verify").await;
     assert_eq!(v.json["valid"], false);
     assert_eq!(v.json["first_problem"]["kind"], "edited");
     assert_eq!(v.json["first_problem"]["seq"], 2);
     assert_eq!(v.json["first_problem"]["ref_id"], ids[1]);
-    db.execute("UPDATE audit SET body = replace(body, '/tmp/X', '/tmp/1') WHERE seq = 2", []).unwrap();
+    db.execute(
+        "UPDATE audit SET body = replace(body, '/tmp/X', '/tmp/1') WHERE seq = 2",
+        [],
+    )
+    .unwrap();
     assert_eq!(h.get("/api/v1/audit/verify").await.json["valid"], true);
     db.execute("DELETE FROM audit WHERE seq = 3", []).unwrap();
     let v = h.get("/api/v1/audit/verify").await;
     assert_eq!(v.json["first_problem"]["kind"], "missing");
     assert_eq!(v.json["first_problem"]["seq"], 3);
-    assert!(v.json["first_problem"]["message"].as_str().unwrap().contains("record 3 is missing"));
+    assert!(
+        v.json["first_problem"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("record 3 is missing")
+    );
 }
 
 #[tokio::test]
@@ -405,7 +559,11 @@ async fn secrets_are_redacted_before_storage() {
         .await;
     assert_eq!(r.json["decision"], "allow");
     let log_id = r.json["log_id"].as_str().unwrap().to_string();
-    h.post(&format!("/api/v1/enforce/sec/result?log_id={log_id}"), json!({"status": "success", "output": key})).await;
+    h.post(
+        &format!("/api/v1/enforce/sec/result?log_id={log_id}"),
+        json!({"status": "success", "output": key}),
+    )
+    .await;
     let log = h.get("/api/v1/sessions/sec").await;
     assert!(!log.text.contains(key), "{}", log.text);
     assert!(log.text.contains("[REDACTED:"), "{}", log.text);

@@ -64,7 +64,12 @@ async fn connect(addr: SocketAddr) -> Option<SendRequest<Full<Bytes>>> {
     Some(sender)
 }
 
-async fn send(sender: &mut SendRequest<Full<Bytes>>, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, String)> {
+async fn send(
+    sender: &mut SendRequest<Full<Bytes>>,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Option<(u16, String)> {
     sender.ready().await.ok()?;
     let req = hyper::Request::builder()
         .method(method)
@@ -148,7 +153,12 @@ async fn sigkill_mid_load(flags: &[&str]) {
         .map(|v| v["ref_id"].as_str().unwrap().to_string())
         .collect();
     let missing: Vec<&String> = received.iter().filter(|id| !logged.contains(*id)).collect();
-    assert!(missing.is_empty(), "{} of {} acknowledged decisions missing", missing.len(), received.len());
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged decisions missing",
+        missing.len(),
+        received.len()
+    );
     eprintln!("sigkill: {} acknowledged, {} logged", received.len(), logged.len());
 }
 
@@ -156,9 +166,18 @@ async fn sigkill_mid_load(flags: &[&str]) {
 async fn sigterm_drains_and_flushes() {
     let dir = setup();
     let mut server = start(dir.path(), &["--no-watch"]);
-    let (_, r) = call(server.addr, "POST", "/api/v1/enforce", Some(&json!({"tool_name": "read_file", "tool_args": {"path": "/tmp"}, "session_id": "s"}))).await;
+    let (_, r) = call(
+        server.addr,
+        "POST",
+        "/api/v1/enforce",
+        Some(&json!({"tool_name": "read_file", "tool_args": {"path": "/tmp"}, "session_id": "s"})),
+    )
+    .await;
     assert_eq!(r["decision"], "allow");
-    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     let exit = loop {
@@ -170,7 +189,9 @@ async fn sigterm_drains_and_flushes() {
     };
     assert!(exit.success(), "{exit:?}");
     let db = rusqlite::Connection::open(dir.path().join("tame.db")).unwrap();
-    let n: i64 = db.query_row("SELECT COUNT(*) FROM audit WHERE kind = 'decision'", [], |r| r.get(0)).unwrap();
+    let n: i64 = db
+        .query_row("SELECT COUNT(*) FROM audit WHERE kind = 'decision'", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, 1);
 }
 
@@ -192,15 +213,26 @@ async fn sighup_reloads_and_a_broken_file_keeps_the_running_policy() {
     let server = start(dir.path(), &["--no-watch"]);
     let path = dir.path().join("policies.yml");
     std::fs::write(&path, "version: \"bad\"\nrules:\n  - name: r\n    action: nope\n").unwrap();
-    Command::new("kill").args(["-HUP", &server.child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, cur) = call(server.addr, "GET", "/api/v1/policy/current", None).await;
     assert_eq!(cur["version"], "t1");
     std::fs::write(&path, common::POLICY.replace("\"t1\"", "\"t2\"")).unwrap();
-    Command::new("kill").args(["-HUP", &server.child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(wait_for_version(server.addr, "t2").await);
     let (_, versions) = call(server.addr, "GET", "/api/v1/policy/versions", None).await;
-    let list: Vec<&str> = versions["versions"].as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap()).collect();
+    let list: Vec<&str> = versions["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
     assert_eq!(list, ["t1", "t2"]);
 }
 
@@ -208,8 +240,15 @@ async fn sighup_reloads_and_a_broken_file_keeps_the_running_policy() {
 async fn file_changes_reload_the_policy() {
     let dir = setup();
     let server = start(dir.path(), &[]);
-    std::fs::write(dir.path().join("policies.yml"), common::POLICY.replace("\"t1\"", "\"t3\"")).unwrap();
-    assert!(wait_for_version(server.addr, "t3").await, "the file watcher did not reload");
+    std::fs::write(
+        dir.path().join("policies.yml"),
+        common::POLICY.replace("\"t1\"", "\"t3\""),
+    )
+    .unwrap();
+    assert!(
+        wait_for_version(server.addr, "t3").await,
+        "the file watcher did not reload"
+    );
 }
 
 #[test]
@@ -231,7 +270,11 @@ fn an_open_api_refuses_non_loopback_addresses() {
 #[test]
 fn a_policy_that_does_not_compile_stops_startup_with_diagnostics() {
     let dir = setup();
-    std::fs::write(dir.path().join("policies.yml"), "rules:\n  - name: r\n    action: deny\n    condition: 'nosuch_root.x'\n").unwrap();
+    std::fs::write(
+        dir.path().join("policies.yml"),
+        "rules:\n  - name: r\n    action: deny\n    condition: 'nosuch_root.x'\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_tame-server"))
         .arg("--policy")
         .arg(dir.path().join("policies.yml"))
@@ -260,14 +303,27 @@ rules:
 async fn session_labels_hold_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("policies.yml"), LABEL_POLICY).unwrap();
-    let email = |session: &str| json!({"tool_name": "send_email", "session_id": session, "tool_args": {"to": "a@example.com"}});
+    let email =
+        |session: &str| json!({"tool_name": "send_email", "session_id": session, "tool_args": {"to": "a@example.com"}});
     {
         let server = start(dir.path(), &["--no-watch"]);
-        let (_, j) = call(server.addr, "POST", "/api/v1/enforce", Some(&json!({"tool_name": "read_file", "session_id": "s1", "tool_args": {"path": "/k"}}))).await;
+        let (_, j) = call(
+            server.addr,
+            "POST",
+            "/api/v1/enforce",
+            Some(&json!({"tool_name": "read_file", "session_id": "s1", "tool_args": {"path": "/k"}})),
+        )
+        .await;
         assert_eq!(j["decision"], "allow", "{j}");
         let log_id = j["log_id"].as_str().unwrap().to_string();
         let result = json!({"status": "success", "result": {"content": "aws_key=AKIAIOSFODNN7EXAMPLE"}});
-        let (status, r) = call(server.addr, "POST", &format!("/api/v1/enforce/s1/result?log_id={log_id}"), Some(&result)).await;
+        let (status, r) = call(
+            server.addr,
+            "POST",
+            &format!("/api/v1/enforce/s1/result?log_id={log_id}"),
+            Some(&result),
+        )
+        .await;
         assert_eq!(status, 200, "{r}");
         assert!(r["labels"].as_array().unwrap().contains(&json!("secret")), "{r}");
         let (_, j) = call(server.addr, "POST", "/api/v1/enforce", Some(&email("s1"))).await;

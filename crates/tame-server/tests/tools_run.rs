@@ -117,7 +117,10 @@ async fn denied_tools_are_not_run() {
     let marker = with_tools(&h);
     // A deny rule with a condition.
     let r = h
-        .post("/api/v1/tools/run", json!({"tool_name": "read_file", "payload": {"path": "/etc/passwd"}, "session_id": "s-deny"}))
+        .post(
+            "/api/v1/tools/run",
+            json!({"tool_name": "read_file", "payload": {"path": "/etc/passwd"}, "session_id": "s-deny"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json["decision"], "deny");
@@ -127,14 +130,25 @@ async fn denied_tools_are_not_run() {
     assert_eq!(r.json["ok"], false);
     assert!(r.json.get("result").is_none(), "{}", r.text);
     // The policy's default (deny) for a registered tool no rule allows.
-    let r = h.post("/api/v1/tools/run", json!({"tool_name": "delete_everything", "payload": {"path": "/"}, "session_id": "s-deny"})).await;
+    let r = h
+        .post(
+            "/api/v1/tools/run",
+            json!({"tool_name": "delete_everything", "payload": {"path": "/"}, "session_id": "s-deny"}),
+        )
+        .await;
     assert_eq!(r.json["decision"], "deny", "{}", r.text);
     assert_eq!(r.json["executed"], false);
     assert_eq!(ran(&marker), "", "a denied tool ran");
 
     // Both decisions are logged like any enforce.
     let session = h.get("/api/v1/sessions/s-deny").await;
-    let decisions: Vec<&Value> = session.json.as_array().unwrap().iter().map(|e| &e["policy_decision"]).collect();
+    let decisions: Vec<&Value> = session
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["policy_decision"])
+        .collect();
     assert_eq!(decisions, [&json!("deny"), &json!("deny")], "{}", session.text);
 }
 
@@ -142,12 +156,16 @@ async fn denied_tools_are_not_run() {
 async fn unknown_tools_and_bad_bodies() {
     let h = harness();
     let marker = with_tools(&h);
-    let r = h.post("/api/v1/tools/run", json!({"tool_name": "read_secret", "payload": {}})).await;
+    let r = h
+        .post("/api/v1/tools/run", json!({"tool_name": "read_secret", "payload": {}}))
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
     assert_eq!(r.json["detail"], "unknown tool `read_secret`");
     let r = h.post("/api/v1/tools/run", json!({"payload": {}})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
-    let r = h.post("/api/v1/tools/run", json!({"tool_name": "read_file", "payload": [1]})).await;
+    let r = h
+        .post("/api/v1/tools/run", json!({"tool_name": "read_file", "payload": [1]}))
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     assert_eq!(ran(&marker), "");
     // Nothing was decided, so nothing was logged.
@@ -158,9 +176,18 @@ async fn unknown_tools_and_bad_bodies() {
 #[tokio::test]
 async fn without_a_tools_file_the_route_is_not_found() {
     let h = harness();
-    let r = h.post("/api/v1/tools/run", json!({"tool_name": "read_file", "payload": {"path": "/tmp/x"}})).await;
+    let r = h
+        .post(
+            "/api/v1/tools/run",
+            json!({"tool_name": "read_file", "payload": {"path": "/tmp/x"}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
-    assert!(r.json["detail"].as_str().unwrap().contains("no tools file"), "{}", r.text);
+    assert!(
+        r.json["detail"].as_str().unwrap().contains("no tools file"),
+        "{}",
+        r.text
+    );
 }
 
 #[tokio::test]
@@ -180,7 +207,9 @@ async fn the_agent_key_is_required() {
     assert_eq!(r.json["ok"], true, "{}", r.text);
     assert_eq!(ran(&marker), "/tmp/a\n");
     let sid = r.json["session_id"].as_str().unwrap();
-    let session = h.call("GET", &format!("/api/v1/sessions/{sid}"), None, Some("admin-k")).await;
+    let session = h
+        .call("GET", &format!("/api/v1/sessions/{sid}"), None, Some("admin-k"))
+        .await;
     assert!(session.text.contains("/tmp/a"), "{}", session.text);
     assert!(session.text.contains("contents of /tmp/a"), "{}", session.text);
 }
@@ -191,12 +220,18 @@ async fn the_route_is_documented() {
     let doc = h.get("/openapi.json").await;
     let op = &doc.json["paths"]["/api/v1/tools/run"]["post"];
     assert_eq!(op["x-tame-role"], "agent", "{op}");
-    assert_eq!(op["requestBody"]["content"]["application/json"]["schema"]["required"], json!(["tool_name"]));
+    assert_eq!(
+        op["requestBody"]["content"]["application/json"]["schema"]["required"],
+        json!(["tool_name"])
+    );
 }
 
 #[tokio::test]
 async fn approvals_are_waited_for_and_released() {
-    let limits = Limits { max_wait: Duration::from_secs(10), ..Limits::default() };
+    let limits = Limits {
+        max_wait: Duration::from_secs(10),
+        ..Limits::default()
+    };
     let h = harness_with(Auth::default(), limits);
     with_tools(&h);
     let run = h.post(
@@ -208,7 +243,12 @@ async fn approvals_are_waited_for_and_released() {
         for _ in 0..200 {
             let pending = h.get("/api/v1/approvals?state=pending").await;
             if let Some(id) = pending.json["approvals"][0]["approval_id"].as_str() {
-                let r = h.post(&format!("/api/v1/approvals/{id}/approve"), json!({"reason": "ok", "by": "ops"})).await;
+                let r = h
+                    .post(
+                        &format!("/api/v1/approvals/{id}/approve"),
+                        json!({"reason": "ok", "by": "ops"}),
+                    )
+                    .await;
                 assert_eq!(r.status, StatusCode::OK, "{}", r.text);
                 return id.to_owned();
             }
@@ -224,17 +264,29 @@ async fn approvals_are_waited_for_and_released() {
     assert!(r.json["reason"].as_str().unwrap().contains(&approval_id), "{}", r.text);
     // The approve decision and the release are both in the log.
     let session = h.get("/api/v1/sessions/s-appr").await;
-    let decisions: Vec<&Value> = session.json.as_array().unwrap().iter().map(|e| &e["policy_decision"]).collect();
+    let decisions: Vec<&Value> = session
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["policy_decision"])
+        .collect();
     assert_eq!(decisions, [&json!("approve"), &json!("allow")], "{}", session.text);
 }
 
 #[tokio::test]
 async fn an_undecided_approval_leaves_the_tool_unrun() {
-    let limits = Limits { max_wait: Duration::from_secs(1), ..Limits::default() };
+    let limits = Limits {
+        max_wait: Duration::from_secs(1),
+        ..Limits::default()
+    };
     let h = harness_with(Auth::default(), limits);
     with_tools(&h);
     let r = h
-        .post("/api/v1/tools/run", json!({"tool_name": "query_database", "payload": {"database": "production"}}))
+        .post(
+            "/api/v1/tools/run",
+            json!({"tool_name": "query_database", "payload": {"database": "production"}}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json["decision"], "approve", "{}", r.text);
@@ -276,7 +328,10 @@ fn server_config(dir: &std::path::Path) -> tame_server::ServerConfig {
 async fn a_server_started_with_a_tools_file_runs_its_tools() {
     let h = harness();
     let marker = with_tools(&h);
-    let config = tame_server::ServerConfig { tools_file: Some(h.dir.path().join("tools.yaml")), ..server_config(h.dir.path()) };
+    let config = tame_server::ServerConfig {
+        tools_file: Some(h.dir.path().join("tools.yaml")),
+        ..server_config(h.dir.path())
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (ready, addr) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(tame_server::run_until(
@@ -289,8 +344,12 @@ async fn a_server_started_with_a_tools_file_runs_its_tools() {
         },
     ));
     let addr = addr.await.unwrap();
-    let (status, report) =
-        http_post(addr, "/api/v1/tools/run", &json!({"tool_name": "read_file", "tool_args": {"path": "/srv/data"}})).await;
+    let (status, report) = http_post(
+        addr,
+        "/api/v1/tools/run",
+        &json!({"tool_name": "read_file", "tool_args": {"path": "/srv/data"}}),
+    )
+    .await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["result"]["content"], "contents of /srv/data");
@@ -306,7 +365,12 @@ async fn a_broken_tools_file_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let tools = dir.path().join("tools.yaml");
     std::fs::write(&tools, "tools:\n  x:\n    runner: teleport\n").unwrap();
-    let config = tame_server::ServerConfig { tools_file: Some(tools), ..server_config(dir.path()) };
-    let err = tame_server::run_until(config, async {}, |_| panic!("the server started")).await.unwrap_err();
+    let config = tame_server::ServerConfig {
+        tools_file: Some(tools),
+        ..server_config(dir.path())
+    };
+    let err = tame_server::run_until(config, async {}, |_| panic!("the server started"))
+        .await
+        .unwrap_err();
     assert!(format!("{err:#}").contains("tools file"), "{err:#}");
 }

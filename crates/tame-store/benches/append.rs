@@ -32,8 +32,13 @@ fn append(c: &mut Criterion) {
     group.sample_size(20);
     for (name, durability) in [("full", Durability::Full), ("normal", Durability::Normal)] {
         let Ok(dir) = tempfile::tempdir() else { return };
-        let Ok(store) = SqliteStore::open(dir.path().join("b.db"), SqliteOptions { durability, ..Default::default() })
-        else {
+        let Ok(store) = SqliteStore::open(
+            dir.path().join("b.db"),
+            SqliteOptions {
+                durability,
+                ..Default::default()
+            },
+        ) else {
             return;
         };
         let mut i = 0u64;
@@ -54,7 +59,9 @@ fn append(c: &mut Criterion) {
 
 fn verify(c: &mut Criterion) {
     let Ok(dir) = tempfile::tempdir() else { return };
-    let Ok(store) = SqliteStore::open(dir.path().join("v.db"), SqliteOptions::default()) else { return };
+    let Ok(store) = SqliteStore::open(dir.path().join("v.db"), SqliteOptions::default()) else {
+        return;
+    };
     let tickets: Vec<_> = (0..10_000).map(|i| store.record_decision(decision(i))).collect();
     for t in tickets {
         let _ = t.wait();

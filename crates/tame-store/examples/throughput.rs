@@ -20,7 +20,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(SqliteStore::open(
         dir.path().join("t.db"),
-        SqliteOptions { durability, ..Default::default() },
+        SqliteOptions {
+            durability,
+            ..Default::default()
+        },
     )?);
     let started = Instant::now();
     let threads: Vec<_> = (0..4)
@@ -69,6 +72,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let verify = Instant::now();
     let report = store.verify()?;
-    println!("verify: {} records in {:.2} s, valid: {}", report.records, verify.elapsed().as_secs_f64(), report.valid);
+    println!(
+        "verify: {} records in {:.2} s, valid: {}",
+        report.records,
+        verify.elapsed().as_secs_f64(),
+        report.valid
+    );
     Ok(())
 }

@@ -134,9 +134,7 @@ impl SessionCell {
     /// Locks the session's facts. A poisoned lock is recovered: the state
     /// is plain counters and stays consistent.
     pub fn lock(&self) -> MutexGuard<'_, SessionState> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -197,6 +195,9 @@ mod tests {
         }
         let v = s.view(ts(1_000_000));
         assert_eq!(v.count("t", None), MAX_TIMES_PER_TOOL as i64 + 5);
-        assert_eq!(v.count("t", Some(SignedDuration::from_hours(1_000))), MAX_TIMES_PER_TOOL as i64);
+        assert_eq!(
+            v.count("t", Some(SignedDuration::from_hours(1_000))),
+            MAX_TIMES_PER_TOOL as i64
+        );
     }
 }

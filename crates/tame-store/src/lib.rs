@@ -103,9 +103,7 @@ impl<T> Future for Ticket<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.get_mut().0 {
-            TicketInner::Waiting(rx) => Pin::new(rx)
-                .poll(cx)
-                .map(|r| r.unwrap_or(Err(StoreError::WriterGone))),
+            TicketInner::Waiting(rx) => Pin::new(rx).poll(cx).map(|r| r.unwrap_or(Err(StoreError::WriterGone))),
             TicketInner::Ready(r) => Poll::Ready(r.take().unwrap_or(Err(StoreError::WriterGone))),
         }
     }

@@ -19,9 +19,9 @@ use tame_engine::Action;
 use crate::canonical::canonical_json;
 use crate::facts::{FactsHandle, SessionCell, SessionState};
 use crate::{
-    Approval, ApprovalDecision, ApprovalState, ChainProblem, ChainProblemKind, DecisionReceipt,
-    LogEntry, NewDecision, NewPolicyVersion, NewResult, PolicyVersion, SessionPage, SessionQuery,
-    SessionSummary, Store, StoreError, StoreResult, Ticket, VerifyReport, format_timestamp,
+    Approval, ApprovalDecision, ApprovalState, ChainProblem, ChainProblemKind, DecisionReceipt, LogEntry, NewDecision,
+    NewPolicyVersion, NewResult, PolicyVersion, SessionPage, SessionQuery, SessionSummary, Store, StoreError,
+    StoreResult, Ticket, VerifyReport, format_timestamp,
 };
 
 type HmacSha256 = Hmac<Sha256>;
@@ -189,7 +189,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -202,9 +204,8 @@ pub fn load_or_create_secret(path: &Path) -> StoreResult<Vec<u8>> {
     };
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let key = hex::decode(text.trim()).map_err(|e| {
-                StoreError::Secret(format!("`{}` is not hex: {e}", path.display()))
-            })?;
+            let key = hex::decode(text.trim())
+                .map_err(|e| StoreError::Secret(format!("`{}` is not hex: {e}", path.display())))?;
             if key.len() < 16 {
                 return Err(StoreError::Secret(format!(
                     "`{}` holds {} bytes, at least 16 are needed",
@@ -235,9 +236,7 @@ pub fn load_or_create_secret(path: &Path) -> StoreResult<Vec<u8>> {
 }
 
 fn open_connection(path: &Path) -> StoreResult<Connection> {
-    let conn = Connection::open(path).map_err(|e| {
-        StoreError::Db(format!("cannot open `{}`: {e}", path.display()))
-    })?;
+    let conn = Connection::open(path).map_err(|e| StoreError::Db(format!("cannot open `{}`: {e}", path.display())))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "cache_size", -32768)?;
@@ -263,8 +262,7 @@ impl SqliteStore {
                 load_or_create_secret(Path::new(&secret_path))?
             }
         };
-        let mac = HmacSha256::new_from_slice(&key)
-            .map_err(|e| StoreError::Secret(e.to_string()))?;
+        let mac = HmacSha256::new_from_slice(&key).map_err(|e| StoreError::Secret(e.to_string()))?;
 
         let conn = open_connection(&path)?;
         // Commits only write the WAL; with `Full` durability the syncer
@@ -344,10 +342,7 @@ impl SqliteStore {
             None => open_connection(&self.path)?,
         };
         let result = f(&conn);
-        let mut pool = self
-            .readers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut pool = self.readers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if pool.len() < MAX_IDLE_READERS {
             pool.push(conn);
         }
@@ -567,7 +562,8 @@ impl Syncer {
         if let Some(sender) = &self.sender
             && let Err(std::sync::mpsc::SendError(done)) = sender.send(done)
         {
-            done.into_iter().for_each(|d| d.finish(Some("the audit sync thread has stopped")));
+            done.into_iter()
+                .for_each(|d| d.finish(Some("the audit sync thread has stopped")));
         }
     }
 }
@@ -591,12 +587,7 @@ fn micros(ts: Timestamp) -> i64 {
 
 /// HMAC of one record: every field, length-prefixed (`None` distinct from
 /// empty), then the previous record's hash.
-fn record_mac(
-    mac: &HmacSha256,
-    prev_hash: &str,
-    seq: u64,
-    fields: [Option<&str>; 6],
-) -> String {
+fn record_mac(mac: &HmacSha256, prev_hash: &str, seq: u64, fields: [Option<&str>; 6]) -> String {
     let mut m = mac.clone();
     m.update(prev_hash.as_bytes());
     m.update(&seq.to_be_bytes());
@@ -821,7 +812,14 @@ fn append(
         mac,
         &chain.hash,
         seq,
-        [Some(kind), Some(ts), session_id, ref_id, prev_text.as_deref(), Some(&body)],
+        [
+            Some(kind),
+            Some(ts),
+            session_id,
+            ref_id,
+            prev_text.as_deref(),
+            Some(&body),
+        ],
     );
     tx.prepare_cached(
         "INSERT INTO audit(seq, kind, ts, session_id, ref_id, session_prev, body, prev_hash, hash)
@@ -895,10 +893,25 @@ fn write_decision(
     fields.insert("rule_name".into(), opt_str(d.rule_name.as_deref()));
     fields.insert("reason".into(), Value::String(std::mem::take(&mut d.reason)));
     fields.insert("policy_version".into(), Value::String(d.policy_version.clone()));
-    fields.insert("approval_id".into(), opt_str(d.new_approval.as_ref().map(|a| a.id.as_str())));
-    fields.insert("released_by".into(), opt_str(d.release_of.as_ref().map(|r| r.approval_id.as_str())));
+    fields.insert(
+        "approval_id".into(),
+        opt_str(d.new_approval.as_ref().map(|a| a.id.as_str())),
+    );
+    fields.insert(
+        "released_by".into(),
+        opt_str(d.release_of.as_ref().map(|r| r.approval_id.as_str())),
+    );
     let body = Value::Object(fields);
-    let seq = append(tx, chain, mac, "decision", &ts, Some(&d.session_id), Some(&d.log_id), &body)?;
+    let seq = append(
+        tx,
+        chain,
+        mac,
+        "decision",
+        &ts,
+        Some(&d.session_id),
+        Some(&d.log_id),
+        &body,
+    )?;
     let delta = sessions.entry(d.session_id.clone()).or_insert_with(|| SessionDelta {
         start: ts.clone(),
         ..SessionDelta::default()
@@ -927,7 +940,16 @@ fn write_decision(
             "policy_version": d.policy_version,
             "expires_at": expires_at,
         });
-        let created = append(tx, chain, mac, "approval_created", &ts, Some(&d.session_id), Some(&approval.id), &body)?;
+        let created = append(
+            tx,
+            chain,
+            mac,
+            "approval_created",
+            &ts,
+            Some(&d.session_id),
+            Some(&approval.id),
+            &body,
+        )?;
         tx.prepare_cached(
             "INSERT INTO approvals(id, created_seq, log_id, session_id, call_hash, state, expires_micros, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7)",
@@ -974,7 +996,16 @@ fn write_result(tx: &Connection, chain: &mut Chain, mac: &HmacSha256, r: &NewRes
     {
         fields.insert("labels".into(), json!(r.labels));
     }
-    append(tx, chain, mac, "result", &ts, Some(&r.session_id), Some(&r.log_id), &body)
+    append(
+        tx,
+        chain,
+        mac,
+        "result",
+        &ts,
+        Some(&r.session_id),
+        Some(&r.log_id),
+        &body,
+    )
 }
 
 fn write_approval_decision(
@@ -1003,7 +1034,11 @@ fn write_approval_decision(
             expected: "pending",
         });
     }
-    let new_state = if a.approve { ApprovalState::Approved } else { ApprovalState::Rejected };
+    let new_state = if a.approve {
+        ApprovalState::Approved
+    } else {
+        ApprovalState::Rejected
+    };
     let ts = format_timestamp(a.at);
     let session: Option<String> = tx
         .prepare_cached("SELECT session_id FROM approvals WHERE id = ?1")?
@@ -1016,7 +1051,16 @@ fn write_approval_decision(
         "reason": opt_str(a.reason.as_deref()),
         "at": ts,
     });
-    append(tx, chain, mac, "approval_decided", &ts, session.as_deref(), Some(&a.id), &body)?;
+    append(
+        tx,
+        chain,
+        mac,
+        "approval_decided",
+        &ts,
+        session.as_deref(),
+        Some(&a.id),
+        &body,
+    )?;
     tx.prepare_cached(
         "UPDATE approvals SET state = ?1, decided_by = ?2, decision_reason = ?3, decided_at = ?4 WHERE id = ?5",
     )?
@@ -1049,7 +1093,14 @@ fn write_policy(tx: &Connection, chain: &mut Chain, mac: &HmacSha256, p: &NewPol
     tx.prepare_cached(
         "INSERT INTO policy_versions(seq, version, hash, origin, loaded_at, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![i64::try_from(seq).unwrap_or(i64::MAX), p.version, p.hash, p.origin, ts, p.source])?;
+    .execute(params![
+        i64::try_from(seq).unwrap_or(i64::MAX),
+        p.version,
+        p.hash,
+        p.origin,
+        ts,
+        p.source
+    ])?;
     Ok(u64::try_from(tx.last_insert_rowid()).unwrap_or(0))
 }
 
@@ -1126,7 +1177,11 @@ fn records_by_ref(conn: &Connection, ref_id: &str) -> StoreResult<Vec<(u64, Stri
         "SELECT seq, kind, body FROM audit WHERE ref_id = ?1 AND kind IN ('decision', 'result') ORDER BY seq",
     )?;
     let rows = stmt.query_map([ref_id], |r| {
-        Ok((u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0), r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+        Ok((
+            u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -1146,8 +1201,7 @@ fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionSummary> {
     })
 }
 
-const SUMMARY_COLUMNS: &str =
-    "session_id, start_time, end_time, total, allowed, denied, approved, agent_id, user_id";
+const SUMMARY_COLUMNS: &str = "session_id, start_time, end_time, total, allowed, denied, approved, agent_id, user_id";
 
 fn read_approval(conn: &Connection, id: &str, now: Timestamp) -> StoreResult<Option<Approval>> {
     let mut stmt = conn.prepare_cached(&format!("{APPROVAL_SELECT} WHERE a.id = ?1"))?;
@@ -1166,7 +1220,10 @@ fn approval_from_row(r: &rusqlite::Row<'_>, now: Timestamp) -> rusqlite::Result<
     if state == ApprovalState::Pending && expires <= micros(now) {
         state = ApprovalState::Expired;
     }
-    let body = r.get::<_, Option<String>>(11)?.map(|b| parse_body(&b)).unwrap_or(Value::Null);
+    let body = r
+        .get::<_, Option<String>>(11)?
+        .map(|b| parse_body(&b))
+        .unwrap_or(Value::Null);
     Ok(Approval {
         approval_id: r.get(0)?,
         log_id: r.get(1)?,
@@ -1199,7 +1256,11 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT 1 FROM sessions WHERE session_id = ?1")?
                 .exists([session_id])?)
         })?;
-        let state = if stored { self.load_facts(session_id)? } else { SessionState::default() };
+        let state = if stored {
+            self.load_facts(session_id)?
+        } else {
+            SessionState::default()
+        };
         Ok(self.insert_facts(session_id, state))
     }
 
@@ -1247,7 +1308,12 @@ impl Store for SqliteStore {
                 "SELECT {SUMMARY_COLUMNS} FROM sessions {filter} ORDER BY last_seq DESC LIMIT ?3 OFFSET ?4"
             ))?;
             let rows = stmt.query_map(
-                params![query.agent_id, query.user_id, i64::try_from(size).unwrap_or(1000), offset],
+                params![
+                    query.agent_id,
+                    query.user_id,
+                    i64::try_from(size).unwrap_or(1000),
+                    offset
+                ],
                 summary_from_row,
             )?;
             Ok(SessionPage {
@@ -1292,8 +1358,7 @@ impl Store for SqliteStore {
                 Some(ApprovalState::Approved) => "WHERE a.state = 'approved'",
                 Some(ApprovalState::Rejected) => "WHERE a.state = 'rejected'",
             };
-            let mut stmt =
-                conn.prepare_cached(&format!("{APPROVAL_SELECT} {filter} ORDER BY a.created_seq DESC"))?;
+            let mut stmt = conn.prepare_cached(&format!("{APPROVAL_SELECT} {filter} ORDER BY a.created_seq DESC"))?;
             let rows = stmt.query_map([], |r| approval_from_row(r, now))?;
             let mut out = Vec::new();
             for row in rows {
@@ -1355,7 +1420,10 @@ impl Store for SqliteStore {
                 line.insert("session_id".into(), json!(r.get::<_, Option<String>>(3)?));
                 line.insert("ref_id".into(), json!(r.get::<_, Option<String>>(4)?));
                 line.insert("session_prev".into(), json!(r.get::<_, Option<i64>>(8)?));
-                line.insert("record".into(), serde_json::from_str(&body).unwrap_or(Value::String(body)));
+                line.insert(
+                    "record".into(),
+                    serde_json::from_str(&body).unwrap_or(Value::String(body)),
+                );
                 line.insert("prev_hash".into(), json!(r.get::<_, String>(6)?));
                 line.insert("hash".into(), json!(r.get::<_, String>(7)?));
                 let text = canonical_json(&Value::Object(line));
@@ -1406,7 +1474,10 @@ fn verify_chain(conn: &Connection, mac: &HmacSha256) -> StoreResult<VerifyReport
                 if seq == expected_seq + 1 {
                     format!("record {expected_seq} is missing (deleted)")
                 } else {
-                    format!("records {expected_seq} to {} are missing (deleted)", seq.saturating_sub(1))
+                    format!(
+                        "records {expected_seq} to {} are missing (deleted)",
+                        seq.saturating_sub(1)
+                    )
                 },
             ));
             break;
@@ -1415,10 +1486,20 @@ fn verify_chain(conn: &Connection, mac: &HmacSha256) -> StoreResult<VerifyReport
             mac,
             &prev,
             seq,
-            [Some(&kind), Some(&ts), session.as_deref(), ref_id.as_deref(), session_prev.as_deref(), Some(&body)],
+            [
+                Some(&kind),
+                Some(&ts),
+                session.as_deref(),
+                ref_id.as_deref(),
+                session_prev.as_deref(),
+                Some(&body),
+            ],
         );
         if prev_hash != prev || computed != hash {
-            let what = ref_id.as_deref().map(|r| format!(" ({kind} `{r}`)")).unwrap_or_default();
+            let what = ref_id
+                .as_deref()
+                .map(|r| format!(" ({kind} `{r}`)"))
+                .unwrap_or_default();
             first_problem = Some(problem(
                 ChainProblemKind::Edited,
                 seq,
@@ -1443,7 +1524,10 @@ fn verify_chain(conn: &Connection, mac: &HmacSha256) -> StoreResult<VerifyReport
                     ChainProblemKind::Truncated,
                     last + 1,
                     None,
-                    format!("records {} to {head_seq} at the end of the log are missing (deleted)", last + 1),
+                    format!(
+                        "records {} to {head_seq} at the end of the log are missing (deleted)",
+                        last + 1
+                    ),
                 ));
             } else if head_seq == last && head_hash != prev && last > 0 {
                 first_problem = Some(problem(

@@ -60,7 +60,13 @@ fn decisions_and_results_round_trip() {
         .wait()
         .unwrap();
     let r2 = store
-        .record_decision(decision("l2", "s1", "delete_file", Action::Deny, "2026-11-21T06:00:01Z"))
+        .record_decision(decision(
+            "l2",
+            "s1",
+            "delete_file",
+            Action::Deny,
+            "2026-11-21T06:00:01Z",
+        ))
         .wait()
         .unwrap();
     assert!(r2.seq > r1.seq);
@@ -87,7 +93,10 @@ fn decisions_and_results_round_trip() {
     assert!(store.session_log("nope").unwrap().is_none());
 
     let summary = store.session_summary("s1").unwrap().unwrap();
-    assert_eq!((summary.total_calls, summary.allowed_calls, summary.denied_calls), (2, 1, 1));
+    assert_eq!(
+        (summary.total_calls, summary.allowed_calls, summary.denied_calls),
+        (2, 1, 1)
+    );
     assert_eq!(summary.agent_id.as_deref(), Some("agent-1"));
     assert_eq!(summary.end_time.as_deref(), Some("2026-11-21T06:00:01.000000Z"));
 }
@@ -162,13 +171,22 @@ fn editing_a_record_is_found_and_named() {
     let store = open(&dir);
     for i in 0..5 {
         store
-            .record_decision(decision(&format!("l{i}"), "s1", "t", Action::Deny, "2026-11-21T06:00:00Z"))
+            .record_decision(decision(
+                &format!("l{i}"),
+                "s1",
+                "t",
+                Action::Deny,
+                "2026-11-21T06:00:00Z",
+            ))
             .wait()
             .unwrap();
     }
     assert!(store.verify().unwrap().valid);
     let db = sqlite(&dir);
-    assert_eq!(db.exec("UPDATE audit SET body = replace(body, '\"deny\"', '\"allow\"') WHERE seq = 3"), 1);
+    assert_eq!(
+        db.exec("UPDATE audit SET body = replace(body, '\"deny\"', '\"allow\"') WHERE seq = 3"),
+        1
+    );
     let report = store.verify().unwrap();
     assert!(!report.valid);
     let problem = report.first_problem.unwrap();
@@ -184,7 +202,13 @@ fn deleting_a_record_names_the_gap_and_truncation_is_found() {
     let store = open(&dir);
     for i in 0..6 {
         store
-            .record_decision(decision(&format!("l{i}"), "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
+            .record_decision(decision(
+                &format!("l{i}"),
+                "s1",
+                "t",
+                Action::Allow,
+                "2026-11-21T06:00:00Z",
+            ))
             .wait()
             .unwrap();
     }
@@ -206,18 +230,38 @@ fn a_different_secret_fails_verification() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("k.db");
     {
-        let store = SqliteStore::open(&path, SqliteOptions { secret: Some(vec![7; 32]), ..Default::default() }).unwrap();
+        let store = SqliteStore::open(
+            &path,
+            SqliteOptions {
+                secret: Some(vec![7; 32]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         store
             .record_decision(decision("l1", "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
             .wait()
             .unwrap();
         assert!(store.verify().unwrap().valid);
     }
-    let store = SqliteStore::open(&path, SqliteOptions { secret: Some(vec![8; 32]), ..Default::default() }).unwrap();
+    let store = SqliteStore::open(
+        &path,
+        SqliteOptions {
+            secret: Some(vec![8; 32]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let report = store.verify().unwrap();
     assert_eq!(report.first_problem.unwrap().seq, 1);
     assert!(matches!(
-        SqliteStore::open(&path, SqliteOptions { secret: Some(vec![1; 4]), ..Default::default() }),
+        SqliteStore::open(
+            &path,
+            SqliteOptions {
+                secret: Some(vec![1; 4]),
+                ..Default::default()
+            }
+        ),
         Err(StoreError::Secret(_))
     ));
 }
@@ -243,9 +287,13 @@ fn session_facts_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(&dir);
-        for (i, (tool, action)) in [("send_email", Action::Allow), ("send_email", Action::Deny), ("read_secret", Action::Allow)]
-            .into_iter()
-            .enumerate()
+        for (i, (tool, action)) in [
+            ("send_email", Action::Allow),
+            ("send_email", Action::Deny),
+            ("read_secret", Action::Allow),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let facts = store.session_facts("s1").unwrap();
             facts.lock().note_decision(tool, ts("2026-11-21T06:00:00Z"), action);
@@ -284,7 +332,12 @@ fn labelled_result(session: &str, log_id: &str, labels: &[&str]) -> NewResult {
 fn labels_of(store: &SqliteStore, session: &str) -> Vec<String> {
     let cell = store.session_facts(session).unwrap();
     let guard = cell.lock();
-    let mut labels: Vec<String> = guard.view(ts("2026-11-21T07:00:00Z")).labels().iter().map(|l| l.to_string()).collect();
+    let mut labels: Vec<String> = guard
+        .view(ts("2026-11-21T07:00:00Z"))
+        .labels()
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
     labels.sort();
     labels
 }
@@ -296,13 +349,25 @@ fn result_labels_survive_reopening_the_store() {
         let store = open(&dir);
         for (log_id, session) in [("l1", "s1"), ("l2", "s1"), ("l3", "s2"), ("l4", "s3")] {
             store
-                .record_decision(decision(log_id, session, "read_file", Action::Allow, "2026-11-21T06:00:00Z"))
+                .record_decision(decision(
+                    log_id,
+                    session,
+                    "read_file",
+                    Action::Allow,
+                    "2026-11-21T06:00:00Z",
+                ))
                 .wait()
                 .unwrap();
         }
-        store.record_result(labelled_result("s1", "l1", &["secret", "secret.aws_access_key_id"])).wait().unwrap();
+        store
+            .record_result(labelled_result("s1", "l1", &["secret", "secret.aws_access_key_id"]))
+            .wait()
+            .unwrap();
         // A second result repeats one label and adds another: kept once each.
-        store.record_result(labelled_result("s1", "l2", &["secret", "pii"])).wait().unwrap();
+        store
+            .record_result(labelled_result("s1", "l2", &["secret", "pii"]))
+            .wait()
+            .unwrap();
         store.record_result(labelled_result("s2", "l3", &[])).wait().unwrap();
         // A result that fails its check stores no labels either.
         let foreign = store.record_result(labelled_result("s3", "l1", &["secret"])).wait();
@@ -322,9 +387,16 @@ fn result_labels_survive_reopening_the_store() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .find(|v| v["kind"] == "result" && v["ref_id"] == "l1")
         .unwrap();
-    assert_eq!(result["record"]["labels"], json!(["secret", "secret.aws_access_key_id"]));
+    assert_eq!(
+        result["record"]["labels"],
+        json!(["secret", "secret.aws_access_key_id"])
+    );
     // An unlabelled result keeps the old record shape.
-    assert!(!text.lines().any(|l| l.contains("\"ref_id\":\"l3\"") && l.contains("\"labels\"")));
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("\"ref_id\":\"l3\"") && l.contains("\"labels\""))
+    );
     // Log entries are unchanged: the labels are not part of the tool's result.
     let log = store.session_log("s1").unwrap().unwrap();
     assert!(log[0].tool_result.as_ref().unwrap().get("labels").is_none());
@@ -338,7 +410,10 @@ fn editing_stored_labels_breaks_the_chain() {
         .record_decision(decision("l1", "s1", "read_file", Action::Allow, "2026-11-21T06:00:00Z"))
         .wait()
         .unwrap();
-    let seq = store.record_result(labelled_result("s1", "l1", &["secret"])).wait().unwrap();
+    let seq = store
+        .record_result(labelled_result("s1", "l1", &["secret"]))
+        .wait()
+        .unwrap();
     store
         .record_decision(decision("l2", "s1", "send_email", Action::Deny, "2026-11-21T06:00:06Z"))
         .wait()
@@ -346,7 +421,12 @@ fn editing_stored_labels_breaks_the_chain() {
     assert!(store.verify().unwrap().valid);
     // Dropping the label to get past a flow rule is found and named.
     let db = sqlite(&dir);
-    assert_eq!(db.exec(&format!("UPDATE audit SET body = replace(body, '\"secret\"', '\"public\"') WHERE seq = {seq}")), 1);
+    assert_eq!(
+        db.exec(&format!(
+            "UPDATE audit SET body = replace(body, '\"secret\"', '\"public\"') WHERE seq = {seq}"
+        )),
+        1
+    );
     let problem = store.verify().unwrap().first_problem.unwrap();
     assert_eq!(problem.kind, ChainProblemKind::Edited);
     assert_eq!(problem.seq, seq);
@@ -382,8 +462,14 @@ fn approvals_are_decided_once_released_once_and_survive_restart() {
 
     // Releasing before approval fails.
     let mut release = decision("l2", "s1", "query_database", Action::Allow, "2026-11-21T06:02:00Z");
-    release.release_of = Some(Release { approval_id: "a1".into(), call_hash: a.call_hash.clone() });
-    assert!(matches!(store.record_decision(release.clone()).wait(), Err(StoreError::ApprovalState { .. })));
+    release.release_of = Some(Release {
+        approval_id: "a1".into(),
+        call_hash: a.call_hash.clone(),
+    });
+    assert!(matches!(
+        store.record_decision(release.clone()).wait(),
+        Err(StoreError::ApprovalState { .. })
+    ));
 
     let decided = store
         .decide_approval(ApprovalDecision {
@@ -399,20 +485,44 @@ fn approvals_are_decided_once_released_once_and_survive_restart() {
     assert_eq!(decided.decided_by.as_deref(), Some("admin"));
     // Deciding twice fails.
     let again = store
-        .decide_approval(ApprovalDecision { id: "a1".into(), approve: false, by: None, reason: None, at: now })
+        .decide_approval(ApprovalDecision {
+            id: "a1".into(),
+            approve: false,
+            by: None,
+            reason: None,
+            at: now,
+        })
         .wait();
-    assert!(matches!(again, Err(StoreError::ApprovalState { state: ApprovalState::Approved, .. })));
+    assert!(matches!(
+        again,
+        Err(StoreError::ApprovalState {
+            state: ApprovalState::Approved,
+            ..
+        })
+    ));
 
     // A different call cannot use the approval.
     let mut wrong = release.clone();
     wrong.log_id = "l3".into();
-    wrong.release_of = Some(Release { approval_id: "a1".into(), call_hash: "other".into() });
-    assert!(matches!(store.record_decision(wrong).wait(), Err(StoreError::ApprovalMismatch(_))));
+    wrong.release_of = Some(Release {
+        approval_id: "a1".into(),
+        call_hash: "other".into(),
+    });
+    assert!(matches!(
+        store.record_decision(wrong).wait(),
+        Err(StoreError::ApprovalMismatch(_))
+    ));
     store.record_decision(release.clone()).wait().unwrap();
     let mut twice = release;
     twice.log_id = "l4".into();
-    assert!(matches!(store.record_decision(twice).wait(), Err(StoreError::ApprovalUsed(_))));
-    assert_eq!(store.approval("a1", now).unwrap().unwrap().released_log_id.as_deref(), Some("l2"));
+    assert!(matches!(
+        store.record_decision(twice).wait(),
+        Err(StoreError::ApprovalUsed(_))
+    ));
+    assert_eq!(
+        store.approval("a1", now).unwrap().unwrap().released_log_id.as_deref(),
+        Some("l2")
+    );
     assert!(store.log_entry("l3").unwrap().is_none());
     let report = store.verify().unwrap();
     assert!(report.valid, "{report:?}");
@@ -425,11 +535,26 @@ fn approvals_expire_and_then_cannot_be_approved() {
     approve_decision(&store, "l1", "a1", "2026-11-21T06:05:00Z");
     approve_decision(&store, "l2", "a2", "2026-11-21T08:00:00Z");
     let later = ts("2026-11-21T06:10:00Z");
-    assert_eq!(store.approval("a1", later).unwrap().unwrap().state, ApprovalState::Expired);
+    assert_eq!(
+        store.approval("a1", later).unwrap().unwrap().state,
+        ApprovalState::Expired
+    );
     let late = store
-        .decide_approval(ApprovalDecision { id: "a1".into(), approve: true, by: None, reason: None, at: later })
+        .decide_approval(ApprovalDecision {
+            id: "a1".into(),
+            approve: true,
+            by: None,
+            reason: None,
+            at: later,
+        })
         .wait();
-    assert!(matches!(late, Err(StoreError::ApprovalState { state: ApprovalState::Expired, .. })));
+    assert!(matches!(
+        late,
+        Err(StoreError::ApprovalState {
+            state: ApprovalState::Expired,
+            ..
+        })
+    ));
     let expired = store.expire_approvals(later).wait().unwrap();
     assert_eq!(expired, vec!["a1".to_string()]);
     assert_eq!(store.approvals(Some(ApprovalState::Pending), later).unwrap().len(), 1);
@@ -439,7 +564,13 @@ fn approvals_expire_and_then_cannot_be_approved() {
     assert!(text.lines().any(|l| l.contains("\"kind\":\"approval_expired\"")));
     assert!(matches!(
         store
-            .decide_approval(ApprovalDecision { id: "zz".into(), approve: true, by: None, reason: None, at: later })
+            .decide_approval(ApprovalDecision {
+                id: "zz".into(),
+                approve: true,
+                by: None,
+                reason: None,
+                at: later
+            })
             .wait(),
         Err(StoreError::ApprovalNotFound(_))
     ));
@@ -467,11 +598,17 @@ fn policy_versions_and_export() {
         .unwrap();
     store.flush().wait().unwrap();
     let versions = store.policy_versions().unwrap();
-    assert_eq!(versions.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["1", "2"]);
+    assert_eq!(
+        versions.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(),
+        ["1", "2"]
+    );
     let mut out = Vec::new();
     assert_eq!(store.export(&mut out).unwrap(), 3);
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines[2]["record"]["tool_name"], "t");
     assert_eq!(lines[1]["hash"], lines[2]["prev_hash"]);
 }
@@ -481,17 +618,43 @@ fn sessions_are_paged_and_filtered() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     for i in 0..5 {
-        let mut d = decision(&format!("l{i}"), &format!("s{i}"), "t", Action::Allow, "2026-11-21T06:00:00Z");
+        let mut d = decision(
+            &format!("l{i}"),
+            &format!("s{i}"),
+            "t",
+            Action::Allow,
+            "2026-11-21T06:00:00Z",
+        );
         d.user_id = Some(if i % 2 == 0 { "even" } else { "odd" }.into());
         store.record_decision(d).wait().unwrap();
     }
-    let page = store.sessions(&SessionQuery { page: 1, page_size: 2, ..Default::default() }).unwrap();
+    let page = store
+        .sessions(&SessionQuery {
+            page: 1,
+            page_size: 2,
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(page.total_count, 5);
-    assert_eq!(page.sessions.iter().map(|s| s.session_id.as_str()).collect::<Vec<_>>(), ["s4", "s3"]);
-    let page3 = store.sessions(&SessionQuery { page: 3, page_size: 2, ..Default::default() }).unwrap();
+    assert_eq!(
+        page.sessions.iter().map(|s| s.session_id.as_str()).collect::<Vec<_>>(),
+        ["s4", "s3"]
+    );
+    let page3 = store
+        .sessions(&SessionQuery {
+            page: 3,
+            page_size: 2,
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(page3.sessions.len(), 1);
     let odd = store
-        .sessions(&SessionQuery { page: 1, page_size: 10, user_id: Some("odd".into()), ..Default::default() })
+        .sessions(&SessionQuery {
+            page: 1,
+            page_size: 10,
+            user_id: Some("odd".into()),
+            ..Default::default()
+        })
         .unwrap();
     assert_eq!(odd.total_count, 2);
 }
@@ -504,7 +667,13 @@ fn a_session_log_links_across_restarts_and_batches() {
         let tickets: Vec<_> = (0..50)
             .map(|i| {
                 let session = if i % 2 == 0 { "even" } else { "odd" };
-                store.record_decision(decision(&format!("l{i}"), session, "t", Action::Allow, "2026-11-21T06:00:00Z"))
+                store.record_decision(decision(
+                    &format!("l{i}"),
+                    session,
+                    "t",
+                    Action::Allow,
+                    "2026-11-21T06:00:00Z",
+                ))
             })
             .collect();
         for t in tickets {
@@ -545,7 +714,13 @@ fn editing_a_session_link_is_found() {
     let store = open(&dir);
     for i in 0..3 {
         store
-            .record_decision(decision(&format!("l{i}"), "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
+            .record_decision(decision(
+                &format!("l{i}"),
+                "s1",
+                "t",
+                Action::Allow,
+                "2026-11-21T06:00:00Z",
+            ))
             .wait()
             .unwrap();
     }
@@ -560,16 +735,38 @@ fn both_durability_modes_acknowledge_committed_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.db");
         {
-            let store = SqliteStore::open(&path, SqliteOptions { durability, ..Default::default() }).unwrap();
+            let store = SqliteStore::open(
+                &path,
+                SqliteOptions {
+                    durability,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
             let tickets: Vec<_> = (0..20)
-                .map(|i| store.record_decision(decision(&format!("l{i}"), "s", "t", Action::Allow, "2026-11-21T06:00:00Z")))
+                .map(|i| {
+                    store.record_decision(decision(
+                        &format!("l{i}"),
+                        "s",
+                        "t",
+                        Action::Allow,
+                        "2026-11-21T06:00:00Z",
+                    ))
+                })
                 .collect();
             for t in tickets {
                 t.wait().unwrap();
             }
             store.flush().wait().unwrap();
         }
-        let store = SqliteStore::open(&path, SqliteOptions { durability, ..Default::default() }).unwrap();
+        let store = SqliteStore::open(
+            &path,
+            SqliteOptions {
+                durability,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let report = store.verify().unwrap();
         assert!(report.valid, "{durability:?}");
         assert_eq!(report.records, 20, "{durability:?}");
@@ -582,7 +779,13 @@ fn a_known_session_is_read_back_and_a_fresh_one_is_empty() {
     {
         let store = open(&dir);
         store
-            .record_decision(decision("l1", "known", "send_email", Action::Allow, "2026-11-21T06:00:00Z"))
+            .record_decision(decision(
+                "l1",
+                "known",
+                "send_email",
+                Action::Allow,
+                "2026-11-21T06:00:00Z",
+            ))
             .wait()
             .unwrap();
     }

@@ -1,6 +1,12 @@
 //! Shared helpers of the server's tests: a policy, a state over a temporary
 //! store, and one-shot requests through the router.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,7 +72,10 @@ pub fn harness() -> Harness {
 }
 
 pub fn short_approvals() -> Limits {
-    Limits { approval_timeout: Duration::from_millis(300), ..Limits::default() }
+    Limits {
+        approval_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    }
 }
 
 pub struct Reply {
@@ -84,7 +93,9 @@ impl Harness {
         if body.is_some() {
             req = req.header("content-type", "application/json");
         }
-        let req = req.body(body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty)).unwrap();
+        let req = req
+            .body(body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty))
+            .unwrap();
         let resp = tame_server::app(self.state.clone()).oneshot(req).await.unwrap();
         let status = resp.status();
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
