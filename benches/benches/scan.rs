@@ -93,7 +93,7 @@ fn realistic_payload(target_bytes: usize, with_secrets: bool) -> Value {
             }
             text.push_str(rng.pick(WORDS));
         }
-        if with_secrets && i % 97 == 0 {
+        if with_secrets && i.is_multiple_of(97) {
             text.push(' ');
             text.push_str(rng.pick(SECRETS));
         }
