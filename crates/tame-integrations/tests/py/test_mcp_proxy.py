@@ -1,6 +1,9 @@
 """End to end: the official `mcp` client library talks to a real FastMCP
 server through `tame-mcp-proxy`, which enforces tests/fixtures/policy.yml."""
 import json
+import time
+import queue
+import threading
 import os
 import subprocess
 import sys
@@ -123,9 +126,25 @@ def test_malformed_json_rpc_gets_a_parse_error_and_the_proxy_goes_on(proxy_bin, 
         "{\"jsonrpc\": \"2.0\", \"id\": 2, \"method\": ",
         json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "still here"}}}),
     ]
-    out, err = proc.communicate("\n".join(lines) + "\n", timeout=60)
+    # Keep stdin open until the answer to id 3 arrives: closing it is a
+    # disconnect, on which the proxy (rightly) shuts the server down.
+    proc.stdin.write("\n".join(lines) + "\n")
+    proc.stdin.flush()
+    answers = queue.Queue()
+    threading.Thread(target=lambda: [answers.put(l) for l in proc.stdout] and None, daemon=True).start()
+    messages = []
+    deadline = time.monotonic() + 60
+    while not any(m.get("id") == 3 for m in messages):
+        try:
+            line = answers.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"no answer to id 3 within 60 s; got {messages}") from None
+        if line.strip():
+            messages.append(json.loads(line))
+    proc.stdin.close()
+    proc.wait(timeout=60)
+    err = proc.stderr.read()
     assert proc.returncode == 0, err
-    messages = [json.loads(line) for line in out.splitlines() if line.strip()]
     parse_errors = [m for m in messages if m.get("error", {}).get("code") == -32700]
     assert len(parse_errors) == 1 and parse_errors[0]["id"] is None
     echo = next(m for m in messages if m.get("id") == 3)
