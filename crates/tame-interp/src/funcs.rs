@@ -420,24 +420,6 @@ fn parse_url(s: &str) -> Result<Value, String> {
     Ok(Value::Map(Arc::new(m)))
 }
 
-/// Type names usable as values (`int`, `google.protobuf.Timestamp`, ...).
-pub(crate) fn type_named(name: &str) -> Option<Type> {
-    Some(match name {
-        "int" => Type::Int,
-        "uint" => Type::Uint,
-        "double" => Type::Double,
-        "bool" => Type::Bool,
-        "string" => Type::String,
-        "bytes" => Type::Bytes,
-        "list" => Type::List(Box::new(Type::Dyn)),
-        "map" => Type::Map(Box::new(Type::Dyn), Box::new(Type::Dyn)),
-        "null_type" => Type::Null,
-        "type" => Type::Type,
-        "google.protobuf.Timestamp" => Type::Timestamp,
-        "google.protobuf.Duration" => Type::Duration,
-        _ => return None,
-    })
-}
 
 #[cfg(test)]
 mod tests {

@@ -119,21 +119,7 @@ fn parse_double(w: &str) -> Result<f64, String> {
 }
 
 fn type_from_name(name: &str) -> Type {
-    match name {
-        "int" => Type::Int,
-        "uint" => Type::Uint,
-        "double" => Type::Double,
-        "bool" => Type::Bool,
-        "string" => Type::String,
-        "bytes" => Type::Bytes,
-        "list" => Type::List(Box::new(Type::Dyn)),
-        "map" => Type::Map(Box::new(Type::Dyn), Box::new(Type::Dyn)),
-        "null_type" => Type::Null,
-        "type" => Type::Type,
-        "google.protobuf.Timestamp" => Type::Timestamp,
-        "google.protobuf.Duration" => Type::Duration,
-        _ => Type::Dyn,
-    }
+    Type::from_name(name).unwrap_or(Type::Dyn)
 }
 
 /// A `cel.expr.Value` message as a Tame value.

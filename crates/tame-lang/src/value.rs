@@ -63,6 +63,26 @@ pub enum Type {
 }
 
 impl Type {
+    /// The type a CEL type name denotes (`int`, `google.protobuf.Timestamp`,
+    /// ...): the inverse of [`Type::name`] for the types a name can stand for.
+    pub fn from_name(name: &str) -> Option<Type> {
+        Some(match name {
+            "int" => Type::Int,
+            "uint" => Type::Uint,
+            "double" => Type::Double,
+            "bool" => Type::Bool,
+            "string" => Type::String,
+            "bytes" => Type::Bytes,
+            "list" => Type::List(Box::new(Type::Dyn)),
+            "map" => Type::Map(Box::new(Type::Dyn), Box::new(Type::Dyn)),
+            "null_type" => Type::Null,
+            "type" => Type::Type,
+            "google.protobuf.Timestamp" => Type::Timestamp,
+            "google.protobuf.Duration" => Type::Duration,
+            _ => return None,
+        })
+    }
+
     /// The CEL name of the type, as `type(x)` prints it.
     pub fn name(&self) -> String {
         match self {
