@@ -404,7 +404,7 @@ impl Compiler<'_> {
                 break;
             }
             if k == parts.len()
-                && let Some(t) = Type::from_name(&name)
+                && let Some(t) = tame_lang::Type::from_name(&name)
             {
                 base = Some((Node::Const(Value::Type(t)), k));
                 break;

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use tame_lang::{Key, Type, Value, ValueMap};
+use tame_lang::{Key, Value, ValueMap};
 
 use crate::ops::no_overload;
 use crate::time::{self, TsPart};
@@ -419,7 +419,6 @@ fn parse_url(s: &str) -> Result<Value, String> {
     put("userinfo", Value::string(userinfo));
     Ok(Value::Map(Arc::new(m)))
 }
-
 
 #[cfg(test)]
 mod tests {
