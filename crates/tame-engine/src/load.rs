@@ -12,7 +12,7 @@ use crate::diag::{Reporter, Severity, line_col};
 use crate::facade::Action;
 use crate::legacy::{self, LegacyCheck};
 use crate::locate::{self, YNode};
-use crate::model::{ConditionText, FileModel, LegacyRuleModel, RuleModel, TestModel, scalar_text};
+use crate::model::{ConditionText, FastRule, FileModel, LegacyRuleModel, RuleModel, TestModel, scalar_text};
 use crate::policy::{PolicyTest, RuleInfo};
 use crate::template::{Template, unescape_static};
 
@@ -73,7 +73,16 @@ pub(crate) fn load(
         );
         return None;
     }
-    let file: FileModel = match serde_yaml::from_str(source) {
+    // Typed rules straight from the text when the whole file reads that
+    // way; otherwise through `Value`s, which find and report every error.
+    let fast = serde_yaml::from_str::<FileModel<FastRule>>(source)
+        .ok()
+        .map(|f| f.map_rules(|r| RuleSrc::Typed(r.into())));
+    let parsed = match fast {
+        Some(f) => Ok(f),
+        None => serde_yaml::from_str::<FileModel>(source).map(|f| f.map_rules(RuleSrc::Value)),
+    };
+    let file = match parsed {
         Ok(f) => f,
         Err(e) => {
             let span = e.location().map(|l| {
@@ -104,7 +113,12 @@ pub(crate) fn load(
     };
     let rules_node = tree.get("rules");
     let rule_values = file.rules.unwrap_or_default();
-    let has_key = |v: &serde_yaml::Value, k: &str| v.as_mapping().is_some_and(|m| m.contains_key(k));
+    let has_key = |v: &RuleSrc, k: &str| match v {
+        RuleSrc::Value(v) => v.as_mapping().is_some_and(|m| m.contains_key(k)),
+        // Typed rules only come from files without legacy rules, where
+        // these counts decide nothing.
+        RuleSrc::Typed(_) => false,
+    };
     let legacy_count = rule_values.iter().filter(|v| has_key(v, "conditions")).count();
     let new_count = rule_values
         .iter()
@@ -164,13 +178,31 @@ pub(crate) fn load(
         }
     }
     let mut warnings = Vec::new();
-    for (i, value) in rule_values.iter().enumerate() {
+    let mut keep = |i: usize, spec: RuleSpec, info: RuleInfo, rule_span: Option<Range<usize>>| {
+        if duplicate.get(i).copied().unwrap_or(false) || names.contains_key(&*spec.name) {
+            return;
+        }
+        names.insert(spec.name.to_string(), rule_spans.len());
+        rules.push(spec);
+        infos.push(info);
+        rule_spans.push(rule_span);
+    };
+    for (i, value) in rule_values.into_iter().enumerate() {
         let node = rules_node.and_then(|n| n.items().get(i));
-        let name_hint = rule_name(value);
+        let name_hint = rule_name(&value);
         let rule_span = node.map(YNode::span);
         let fallback_span = || rule_span.clone().map(|s| s.start..s.start);
+        let value = match value {
+            RuleSrc::Typed(m) => {
+                if let Some((spec, info)) = current_rule(r, source, m, node, check, &mut parsed_conditions) {
+                    keep(i, spec, info, rule_span);
+                }
+                continue;
+            }
+            RuleSrc::Value(v) => v,
+        };
         let spec = if legacy {
-            match LegacyRuleModel::deserialize(value) {
+            match LegacyRuleModel::deserialize(&value) {
                 Ok(m) => legacy_rule(r, m, node, &mut warnings),
                 Err(e) => {
                     report_serde(r, &e, node, name_hint.as_deref(), fallback_span());
@@ -178,24 +210,19 @@ pub(crate) fn load(
                 }
             }
         } else {
-            match RuleModel::deserialize(value) {
+            match RuleModel::deserialize(&value) {
                 Ok(m) => current_rule(r, source, m, node, check, &mut parsed_conditions),
                 Err(e) => {
-                    if !(legacy_count > 0 && has_key(value, "conditions")) {
+                    if !(legacy_count > 0 && value.get("conditions").is_some()) {
                         report_serde(r, &e, node, name_hint.as_deref(), fallback_span());
                     }
                     None
                 }
             }
         };
-        let Some((spec, info)) = spec else { continue };
-        if duplicate.get(i).copied().unwrap_or(false) || names.contains_key(&*spec.name) {
-            continue;
+        if let Some((spec, info)) = spec {
+            keep(i, spec, info, rule_span);
         }
-        names.insert(spec.name.to_string(), rule_spans.len());
-        rules.push(spec);
-        infos.push(info);
-        rule_spans.push(rule_span);
     }
 
     let tests_node = tree.get("tests");
@@ -272,8 +299,17 @@ pub(crate) fn load(
     })
 }
 
-fn rule_name(v: &serde_yaml::Value) -> Option<String> {
-    v.get("name").and_then(serde_yaml::Value::as_str).map(str::to_owned)
+/// A rule as read by serde: typed already, or a value to read.
+enum RuleSrc {
+    Typed(RuleModel),
+    Value(serde_yaml::Value),
+}
+
+fn rule_name(v: &RuleSrc) -> Option<String> {
+    match v {
+        RuleSrc::Typed(m) => Some(m.name.clone()),
+        RuleSrc::Value(v) => v.get("name").and_then(serde_yaml::Value::as_str).map(str::to_owned),
+    }
 }
 
 /// The first backticked word of a serde message (`unknown field `x``).

@@ -3,14 +3,21 @@
 //! Rules and tests are first read as plain YAML values so that one bad rule
 //! does not hide the errors of the others; each is then read into its own
 //! typed model. Unknown keys are errors everywhere.
+//!
+//! Reading every rule into a `serde_yaml::Value` first is slow on large
+//! files, so the loader first tries [`FastRule`]s straight from the text;
+//! the value path runs only when that fails, and reports the errors.
 
 use indexmap::IndexMap;
 use serde::Deserialize;
 
 /// The top level of a policy file.
+///
+/// `R` is how rules are read: `serde_yaml::Value` (one bad rule does not
+/// hide the others) or [`FastRule`] (typed, straight from the text).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileModel {
+#[serde(deny_unknown_fields, bound(deserialize = "R: Deserialize<'de>"))]
+pub(crate) struct FileModel<R = serde_yaml::Value> {
     #[serde(default)]
     pub version: Option<serde_yaml::Value>,
     #[serde(default)]
@@ -18,7 +25,7 @@ pub(crate) struct FileModel {
     #[serde(default)]
     pub default: Option<String>,
     #[serde(default)]
-    pub rules: Option<Vec<serde_yaml::Value>>,
+    pub rules: Option<Vec<R>>,
     #[serde(default)]
     pub tests: Option<Vec<serde_yaml::Value>>,
     /// Payload safety sections (see `crate::safety`), read there.
@@ -32,6 +39,80 @@ pub(crate) struct FileModel {
     pub agents: Option<serde_yaml::Value>,
     #[serde(default)]
     pub payload: Option<serde_yaml::Value>,
+}
+
+impl<R> FileModel<R> {
+    /// The same file with each rule turned into `S`.
+    pub fn map_rules<S>(self, f: impl FnMut(R) -> S) -> FileModel<S> {
+        FileModel {
+            version: self.version,
+            description: self.description,
+            default: self.default,
+            rules: self.rules.map(|v| v.into_iter().map(f).collect()),
+            tests: self.tests,
+            tools: self.tools,
+            tools_file: self.tools_file,
+            tool_contracts: self.tool_contracts,
+            agents: self.agents,
+            payload: self.payload,
+        }
+    }
+}
+
+/// A string read the way a `serde_yaml::Value` reads it: only scalars YAML
+/// resolves to strings (not `123`, `true` or `~`), so a typed read accepts
+/// exactly what reading through a `Value` accepts.
+#[derive(Debug)]
+pub(crate) struct StrictString(pub String);
+
+impl<'de> Deserialize<'de> for StrictString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = StrictString;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StrictString, E> {
+                Ok(StrictString(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<StrictString, E> {
+                Ok(StrictString(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A current-format rule read straight from the text. Anything this does
+/// not accept (legacy keys, odd types, tags) sends the loader down the
+/// `Value` path, which reports it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FastRule {
+    name: StrictString,
+    action: StrictString,
+    #[serde(default)]
+    tools: Option<Tools>,
+    #[serde(default)]
+    condition: Option<ConditionText>,
+    #[serde(default)]
+    reason: Option<StrictString>,
+    #[serde(default)]
+    description: Option<StrictString>,
+}
+
+impl From<FastRule> for RuleModel {
+    fn from(r: FastRule) -> Self {
+        RuleModel {
+            name: r.name.0,
+            action: r.action.0,
+            tools: r.tools,
+            condition: r.condition,
+            reason: r.reason.map(|s| s.0),
+            description: r.description.map(|s| s.0),
+        }
+    }
 }
 
 /// `tools:` as a list of globs, or a single glob.
