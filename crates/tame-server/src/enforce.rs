@@ -83,7 +83,11 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
     let mut tool_args = take("tool_args");
     let mut metadata = take("metadata");
     let policy = state.policy();
-    let hash = call_hash(&req.tool, &tool_args, &session_id);
+    // The call's hash binds an approval to it: needed only to release one
+    // or to create one (computed below, before the arguments are redacted).
+    let mut hash = approval_id
+        .is_some()
+        .then(|| call_hash(&req.tool, &tool_args, &session_id));
 
     // The approval a release refers to, read before taking the session lock.
     let approval = match &approval_id {
@@ -99,7 +103,7 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
                     approval_id.as_deref().unwrap_or_default()
                 ))
             })?;
-            if found.call_hash != hash {
+            if hash.as_deref() != Some(found.call_hash.as_str()) {
                 return Err(AppError::new(
                     axum::http::StatusCode::FORBIDDEN,
                     format!(
@@ -133,7 +137,9 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
             None => {
                 let new_approval = (evaluated.action == Action::Approve).then(|| NewApproval {
                     id: uuid::Uuid::now_v7().to_string(),
-                    call_hash: hash.clone(),
+                    call_hash: hash
+                        .get_or_insert_with(|| call_hash(&req.tool, &tool_args, &session_id))
+                        .clone(),
                     expires_at: now
                         .checked_add(state.limits().approval_timeout)
                         .unwrap_or(Timestamp::MAX),
@@ -177,7 +183,7 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
         new_approval,
         release_of: release.map(|approval_id| Release {
             approval_id,
-            call_hash: hash,
+            call_hash: hash.unwrap_or_default(),
         }),
     };
     state.store().record_decision(record).await?;

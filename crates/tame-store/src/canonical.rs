@@ -11,50 +11,60 @@ use sha2::{Digest, Sha256};
 /// Writes `value` as canonical JSON: object keys sorted by their UTF-8
 /// bytes, no insignificant whitespace, strings escaped as `serde_json` does.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(256);
     write_canonical(value, &mut out);
-    out
+    // Every piece written is valid UTF-8 (serde_json output and ASCII).
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
+            out.push(b'{');
+            // A map that already iterates in key order (serde_json's default
+            // BTreeMap) is written as is; otherwise the keys are sorted.
+            if map.keys().is_sorted() {
+                for (i, (key, v)) in map.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_scalar(key, out);
+                    out.push(b':');
+                    write_canonical(v, out);
                 }
-                push_string(key, out);
-                out.push(':');
-                if let Some(v) = map.get(key) {
+            } else {
+                let mut members: Vec<(&String, &Value)> = map.iter().collect();
+                members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                for (i, (key, v)) in members.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_scalar(key, out);
+                    out.push(b':');
                     write_canonical(v, out);
                 }
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        Value::String(s) => push_string(s, out),
-        // Numbers, booleans and null have one serde_json rendering already.
-        other => out.push_str(&other.to_string()),
+        // Strings, numbers, booleans and null have one serde_json rendering.
+        other => write_scalar(other, out),
     }
 }
 
-fn push_string(s: &str, out: &mut String) {
-    // Serializing a &str with serde_json cannot fail.
-    match serde_json::to_string(s) {
-        Ok(quoted) => out.push_str(&quoted),
-        Err(_) => out.push_str("\"\""),
+fn write_scalar<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Serializing a string or a scalar into a Vec cannot fail.
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.extend_from_slice(b"null");
     }
 }
 
@@ -78,6 +88,23 @@ mod tests {
     fn keys_are_sorted_at_every_depth() {
         let v = json!({"b": 1, "a": {"z": [true, null], "y": "x\"y"}});
         assert_eq!(canonical_json(&v), r#"{"a":{"y":"x\"y","z":[true,null]},"b":1}"#);
+    }
+
+    #[test]
+    fn unsorted_maps_are_sorted_and_strings_escaped() {
+        let mut map = serde_json::Map::new();
+        for k in ["zeta", "alpha", "\u{e9}t\u{e9}", "mid"] {
+            map.insert(k.to_string(), json!("a\nb\u{1}\"\\\u{e9}"));
+        }
+        let text = canonical_json(&Value::Object(map));
+        assert_eq!(
+            text,
+            "{\"alpha\":\"a\\nb\\u0001\\\"\\\\\u{e9}\",\"mid\":\"a\\nb\\u0001\\\"\\\\\u{e9}\",\"zeta\":\"a\\nb\\u0001\\\"\\\\\u{e9}\",\"\u{e9}t\u{e9}\":\"a\\nb\\u0001\\\"\\\\\u{e9}\"}"
+        );
+        assert_eq!(
+            canonical_json(&json!([1.5, -2, true, null, "x"])),
+            r#"[1.5,-2,true,null,"x"]"#
+        );
     }
 
     #[test]
