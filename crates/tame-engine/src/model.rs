@@ -84,6 +84,63 @@ impl<'de> Deserialize<'de> for StrictString {
     }
 }
 
+/// [`Tools`] without the buffering of an untagged enum: a string or a
+/// sequence of strings, as [`StrictString`] reads them.
+#[derive(Debug)]
+pub(crate) struct FastTools(Tools);
+
+impl<'de> Deserialize<'de> for FastTools {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = FastTools;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a tool glob or a list of them")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FastTools, E> {
+                Ok(FastTools(Tools::One(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<FastTools, E> {
+                Ok(FastTools(Tools::One(v)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<FastTools, A::Error> {
+                let mut out = Vec::new();
+                while let Some(StrictString(s)) = seq.next_element()? {
+                    out.push(s);
+                }
+                Ok(FastTools(Tools::Many(out)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// [`ConditionText`] without the buffering of an untagged enum.
+#[derive(Debug)]
+pub(crate) struct FastCondition(ConditionText);
+
+impl<'de> Deserialize<'de> for FastCondition {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = FastCondition;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a condition string or a boolean")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<FastCondition, E> {
+                Ok(FastCondition(ConditionText::Bool(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FastCondition, E> {
+                Ok(FastCondition(ConditionText::Text(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<FastCondition, E> {
+                Ok(FastCondition(ConditionText::Text(v)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A current-format rule read straight from the text. Anything this does
 /// not accept (legacy keys, odd types, tags) sends the loader down the
 /// `Value` path, which reports it.
@@ -93,9 +150,9 @@ pub(crate) struct FastRule {
     name: StrictString,
     action: StrictString,
     #[serde(default)]
-    tools: Option<Tools>,
+    tools: Option<FastTools>,
     #[serde(default)]
-    condition: Option<ConditionText>,
+    condition: Option<FastCondition>,
     #[serde(default)]
     reason: Option<StrictString>,
     #[serde(default)]
@@ -107,8 +164,8 @@ impl From<FastRule> for RuleModel {
         RuleModel {
             name: r.name.0,
             action: r.action.0,
-            tools: r.tools,
-            condition: r.condition,
+            tools: r.tools.map(|t| t.0),
+            condition: r.condition.map(|c| c.0),
             reason: r.reason.map(|s| s.0),
             description: r.description.map(|s| s.0),
         }
