@@ -114,14 +114,12 @@ fn test() -> Result {
     }
     run("cargo", &["test", "--workspace", "--doc"])?;
     // The policies shipped in policies/ must check and pass their own tests.
-    run(
-        "cargo",
-        &["run", "--quiet", "-p", "tame-cli", "--", "check", "policies/"],
-    )?;
-    run(
-        "cargo",
-        &["run", "--quiet", "-p", "tame-cli", "--", "test", "policies/"],
-    )?;
+    // Use the `tame` the workspace test run just built: `cargo run -p
+    // tame-cli` would unify features differently and link it all over again.
+    let tame = tame_binary()?;
+    let tame = tame.to_string_lossy();
+    run(&tame, &["check", "policies/"])?;
+    run(&tame, &["test", "policies/"])?;
     // Python package and the integrations that need Python packages.
     for script in ["scripts/py-test.sh", "crates/tame-integrations/scripts/mcp-test.sh"] {
         if root().join(script).exists() {
@@ -129,6 +127,18 @@ fn test() -> Result {
         }
     }
     Ok(())
+}
+
+/// The debug `tame` binary of this workspace, built if it is missing.
+fn tame_binary() -> Result<PathBuf> {
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let bin = target.join("debug").join("tame");
+    if !bin.exists() {
+        run("cargo", &["build", "-p", "tame-cli", "--bin", "tame"])?;
+    }
+    Ok(bin)
 }
 
 fn build() -> Result {
