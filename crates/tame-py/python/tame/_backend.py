@@ -60,8 +60,11 @@ def _decode(response: Any) -> Any:
     raise ApiError(response.status_code, detail if isinstance(detail, str) else str(detail), body)
 
 
-class HttpBackend:
-    """Synchronous HTTP transport over ``httpx.Client``."""
+class _HttpTransport:
+    """What the sync and async HTTP transports share: the httpx client set-up
+    and the mapping of transport failures to ``ConnectionException``."""
+
+    _client_class = "Client"
 
     def __init__(self, api_url: str, api_key: Optional[str], timeout: float, transport: Any = None) -> None:
         import httpx
@@ -71,10 +74,23 @@ class HttpBackend:
         kwargs: Dict[str, Any] = {}
         if transport is not None:
             kwargs["transport"] = transport
-        self._client = httpx.Client(
+        self._client = getattr(httpx, self._client_class)(
             base_url=self.api_url, headers=_headers(api_key), timeout=timeout, **kwargs
         )
         self.timeout = timeout
+
+    def _failed(self, exc: Exception) -> ConnectionException:
+        if isinstance(exc, self._httpx.TimeoutException):
+            return ConnectionException(f"Tame API at {self.api_url} timed out: {exc}", {"api_url": self.api_url})
+        return ConnectionException(
+            f"failed to connect to Tame API at {self.api_url}: {exc}", {"api_url": self.api_url}
+        )
+
+
+class HttpBackend(_HttpTransport):
+    """Synchronous HTTP transport over ``httpx.Client``."""
+
+    _client_class = "Client"
 
     def call(
         self,
@@ -84,7 +100,6 @@ class HttpBackend:
         json: Any = None,
         timeout: Optional[float] = None,
     ) -> Any:
-        httpx = self._httpx
         try:
             response = self._client.request(
                 method,
@@ -93,35 +108,18 @@ class HttpBackend:
                 json=json,
                 timeout=timeout if timeout is not None else self.timeout,
             )
-        except httpx.TimeoutException as exc:
-            raise ConnectionException(
-                f"Tame API at {self.api_url} timed out: {exc}", {"api_url": self.api_url}
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise ConnectionException(
-                f"failed to connect to Tame API at {self.api_url}: {exc}", {"api_url": self.api_url}
-            ) from exc
+        except self._httpx.HTTPError as exc:
+            raise self._failed(exc) from exc
         return _decode(response)
 
     def close(self) -> None:
         self._client.close()
 
 
-class AsyncHttpBackend:
+class AsyncHttpBackend(_HttpTransport):
     """Asynchronous HTTP transport over ``httpx.AsyncClient``."""
 
-    def __init__(self, api_url: str, api_key: Optional[str], timeout: float, transport: Any = None) -> None:
-        import httpx
-
-        self._httpx = httpx
-        self.api_url = api_url.rstrip("/")
-        kwargs: Dict[str, Any] = {}
-        if transport is not None:
-            kwargs["transport"] = transport
-        self._client = httpx.AsyncClient(
-            base_url=self.api_url, headers=_headers(api_key), timeout=timeout, **kwargs
-        )
-        self.timeout = timeout
+    _client_class = "AsyncClient"
 
     async def call(
         self,
@@ -131,7 +129,6 @@ class AsyncHttpBackend:
         json: Any = None,
         timeout: Optional[float] = None,
     ) -> Any:
-        httpx = self._httpx
         try:
             response = await self._client.request(
                 method,
@@ -140,14 +137,8 @@ class AsyncHttpBackend:
                 json=json,
                 timeout=timeout if timeout is not None else self.timeout,
             )
-        except httpx.TimeoutException as exc:
-            raise ConnectionException(
-                f"Tame API at {self.api_url} timed out: {exc}", {"api_url": self.api_url}
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise ConnectionException(
-                f"failed to connect to Tame API at {self.api_url}: {exc}", {"api_url": self.api_url}
-            ) from exc
+        except self._httpx.HTTPError as exc:
+            raise self._failed(exc) from exc
         return _decode(response)
 
     async def aclose(self) -> None:
