@@ -13,6 +13,7 @@
 
 pub mod canonical;
 mod facts;
+mod record;
 mod sqlite;
 mod types;
 
