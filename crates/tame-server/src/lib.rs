@@ -58,6 +58,7 @@
 mod api;
 mod auth;
 mod config;
+mod dashboard;
 mod enforce;
 mod error;
 mod metrics;
@@ -84,7 +85,9 @@ pub fn app(state: AppState) -> Router {
     for (path, handler) in handlers() {
         router = router.route(path, handler);
     }
+    // The dashboard (HTML, not API) is not in ROUTES nor the OpenAPI document.
     router
+        .merge(dashboard::router())
         .fallback(api::not_found)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
