@@ -673,6 +673,9 @@ pub fn policy(
         }
         div.card {
             h2 { "Versions" }
+            @if versions.is_empty() {
+                p.empty { "No version is stored yet." }
+            }
             table {
                 thead { tr { th { "#" } th { "version" } th { "hash" } th { "origin" } th { "loaded" } th {} } }
                 tbody {
