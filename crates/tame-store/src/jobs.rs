@@ -33,10 +33,7 @@ pub(crate) enum Done {
 
 /// Queues a job on `sender`; the ticket resolves with its outcome (or
 /// [`StoreError::WriterGone`] when the writer has stopped).
-pub(crate) fn submit<T>(
-    sender: Option<&std::sync::mpsc::Sender<Job>>,
-    make: impl FnOnce(Ack<T>) -> Job,
-) -> Ticket<T> {
+pub(crate) fn submit<T>(sender: Option<&std::sync::mpsc::Sender<Job>>, make: impl FnOnce(Ack<T>) -> Job) -> Ticket<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     match sender {
         Some(sender) if sender.send(make(tx)).is_ok() => Ticket::new(rx),

@@ -17,6 +17,8 @@ mod jobs;
 mod postgres;
 mod record;
 mod sqlite;
+#[doc(hidden)]
+pub mod testing;
 mod types;
 
 use std::future::Future;

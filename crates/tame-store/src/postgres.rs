@@ -201,7 +201,9 @@ pub struct PgStore {
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore").field("db", &self.shown).finish_non_exhaustive()
+        f.debug_struct("PgStore")
+            .field("db", &self.shown)
+            .finish_non_exhaustive()
     }
 }
 
@@ -247,15 +249,17 @@ impl PgStore {
         let max_batch = options.max_batch.max(1);
         let writer = std::thread::Builder::new()
             .name("tame-pg-writer".into())
-            .spawn(move || match PgWriter::start(&writer_config, &writer_shown, writer_mac, max_batch) {
-                Ok(writer) => {
-                    let _ = ready_tx.send(Ok(()));
-                    writer.run(receiver);
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
-            })
+            .spawn(
+                move || match PgWriter::start(&writer_config, &writer_shown, writer_mac, max_batch) {
+                    Ok(writer) => {
+                        let _ = ready_tx.send(Ok(()));
+                        writer.run(receiver);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                },
+            )
             .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
         let started = ready_rx.recv().unwrap_or(Err(StoreError::WriterGone));
         if let Err(e) = started {
@@ -747,7 +751,9 @@ impl Batch<'_, '_> {
         let mut agent = Vec::new();
         let mut user = Vec::new();
         for id in &self.chain.touched {
-            let Some(&tail) = self.chain.tails.get(id) else { continue };
+            let Some(&tail) = self.chain.tails.get(id) else {
+                continue;
+            };
             let d = self.sessions.remove(id).unwrap_or_default();
             ids.push(id.clone());
             start.push(d.start);
@@ -792,13 +798,7 @@ impl Batch<'_, '_> {
         if let Some(approval) = &d.new_approval {
             let expires_at = format_timestamp(approval.expires_at);
             let body = approval_created_body(&d, approval, &expires_at);
-            let created = self.append(
-                "approval_created",
-                &ts,
-                Some(&d.session_id),
-                Some(&approval.id),
-                &body,
-            )?;
+            let created = self.append("approval_created", &ts, Some(&d.session_id), Some(&approval.id), &body)?;
             self.tx.execute(
                 &self.stmts.insert_approval,
                 &[
@@ -1257,7 +1257,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("cannot connect to `postgres://tame:***@127.0.0.1:1/tame`"), "{e}");
+        assert!(
+            e.contains("cannot connect to `postgres://tame:***@127.0.0.1:1/tame`"),
+            "{e}"
+        );
         assert!(!e.contains("topsecret"), "{e}");
     }
 }
