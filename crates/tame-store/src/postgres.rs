@@ -159,6 +159,10 @@ pub struct PgOptions {
     pub max_batch: usize,
     /// Reader connections (threads) answering reads.
     pub readers: usize,
+    /// How long `open` retries the writer lock held by another store
+    /// before failing (a server restarted right after a crash may find its
+    /// predecessor's connection not yet closed by PostgreSQL).
+    pub lock_wait: std::time::Duration,
 }
 
 impl PgOptions {
@@ -168,6 +172,7 @@ impl PgOptions {
             secret: secret.into(),
             max_batch: 4096,
             readers: 4,
+            lock_wait: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -178,6 +183,7 @@ impl std::fmt::Debug for PgOptions {
             .field("secret", &"<redacted>")
             .field("max_batch", &self.max_batch)
             .field("readers", &self.readers)
+            .field("lock_wait", &self.lock_wait)
             .finish()
     }
 }
@@ -247,10 +253,11 @@ impl PgStore {
         let writer_shown = shown.clone();
         let writer_mac = mac.clone();
         let max_batch = options.max_batch.max(1);
+        let lock_wait = options.lock_wait;
         let writer = std::thread::Builder::new()
             .name("tame-pg-writer".into())
             .spawn(
-                move || match PgWriter::start(&writer_config, &writer_shown, writer_mac, max_batch) {
+                move || match PgWriter::start(&writer_config, &writer_shown, writer_mac, max_batch, lock_wait) {
                     Ok(writer) => {
                         let _ = ready_tx.send(Ok(()));
                         writer.run(receiver);
@@ -482,12 +489,25 @@ struct Batch<'a, 't> {
 }
 
 impl PgWriter {
-    fn start(config: &postgres::Config, shown: &str, mac: HmacSha256, max_batch: usize) -> StoreResult<PgWriter> {
+    fn start(
+        config: &postgres::Config,
+        shown: &str,
+        mac: HmacSha256,
+        max_batch: usize,
+        lock_wait: std::time::Duration,
+    ) -> StoreResult<PgWriter> {
         let mut client = connect(config, shown)?;
-        let locked: bool = col(
-            &client.query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])?,
-            0,
-        )?;
+        let deadline = std::time::Instant::now() + lock_wait;
+        let locked = loop {
+            let locked: bool = col(
+                &client.query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])?,
+                0,
+            )?;
+            if locked || std::time::Instant::now() >= deadline {
+                break locked;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
         if !locked {
             return Err(StoreError::Db(format!(
                 "another tame server is writing to `{shown}` (it holds the store's advisory lock): \
@@ -548,7 +568,11 @@ impl PgWriter {
             }
             self.commit_batch(batch);
         }
-        // Closing the connection releases the advisory lock.
+        // Released now rather than when PostgreSQL notices the closed
+        // connection, so that the store can be reopened at once.
+        if let Err(e) = self.client.execute("SELECT pg_advisory_unlock($1)", &[&WRITER_LOCK]) {
+            tracing::warn!(error = %StoreError::from(e), "cannot release the store's writer lock");
+        }
         tracing::debug!("postgresql store writer drained and stopped");
     }
 

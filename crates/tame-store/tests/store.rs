@@ -102,15 +102,19 @@ impl TestDb {
     }
 }
 
-/// Instantiates each named test once per backend: `sqlite::NAME` and `pg::NAME`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
+/// Instantiates each test of `both` once per backend (`sqlite::NAME` and
+/// `pg::NAME`) and each test of `pg_only` as `pg::NAME`.
+macro_rules! tests_by_backend {
+    (both: [$($name:ident),* $(,)?], pg_only: [$($pg:ident),* $(,)?] $(,)?) => {
         mod sqlite {
             $(#[test] fn $name() { super::$name(&super::TestDb::sqlite()) })*
         }
         mod pg {
             $(#[test] fn $name() {
                 if let Some(db) = super::TestDb::pg(stringify!($name)) { super::$name(&db) }
+            })*
+            $(#[test] fn $pg() {
+                if let Some(db) = super::TestDb::pg(stringify!($pg)) { super::$pg(&db) }
             })*
         }
     };
@@ -805,21 +809,160 @@ fn a_known_session_is_read_back_and_a_fresh_one_is_empty(db: &TestDb) {
     assert!(std::sync::Arc::ptr_eq(&a, &b));
 }
 
-on_both_backends!(
-    decisions_and_results_round_trip,
-    results_for_unknown_or_foreign_logs_fail_and_write_nothing,
-    many_concurrent_writers_get_a_contiguous_verified_chain,
-    editing_a_record_is_found_and_named,
-    deleting_a_record_names_the_gap_and_truncation_is_found,
-    a_different_secret_fails_verification,
-    session_facts_survive_a_restart,
-    result_labels_survive_reopening_the_store,
-    editing_stored_labels_breaks_the_chain,
-    approvals_are_decided_once_released_once_and_survive_restart,
-    approvals_expire_and_then_cannot_be_approved,
-    policy_versions_and_export,
-    sessions_are_paged_and_filtered,
-    a_session_log_links_across_restarts_and_batches,
-    editing_a_session_link_is_found,
-    a_known_session_is_read_back_and_a_fresh_one_is_empty,
+// ---------------------------------------------------------------- PostgreSQL only
+
+fn pg_url(db: &TestDb) -> &str {
+    match db {
+        TestDb::Pg(url) => url,
+        TestDb::Sqlite(_) => panic!("a PostgreSQL test got a SQLite database"),
+    }
+}
+
+fn a_second_store_on_the_same_database_is_refused(db: &TestDb) {
+    let first = db.open();
+    let mut options = PgOptions::new(PG_SECRET.to_vec());
+    options.lock_wait = std::time::Duration::from_millis(300);
+    let second = PgStore::open(pg_url(db), options).unwrap_err();
+    let message = second.to_string();
+    assert!(message.contains("another tame server is writing to"), "{message}");
+    assert!(message.contains("only one writer per database"), "{message}");
+    first
+        .record_decision(decision("l1", "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
+        .wait()
+        .unwrap();
+    // Closing the first store releases the lock.
+    drop(first);
+    let reopened = db.open();
+    assert_eq!(reopened.verify().unwrap().records, 1);
+}
+
+fn the_store_is_used_and_dropped_inside_an_async_runtime(db: &TestDb) {
+    let url = pg_url(db).to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        // Opened, read, written, awaited and dropped on a runtime worker, as
+        // the server does: no I/O of the store runs on this thread.
+        let store = PgStore::open(&url, PgOptions::new(PG_SECRET.to_vec())).unwrap();
+        assert_eq!(store.session_facts("s1").unwrap().lock().calls(), 0);
+        let receipt = store
+            .record_decision(decision("l1", "s1", "read_file", Action::Allow, "2026-11-21T06:00:00Z"))
+            .await
+            .unwrap();
+        assert_eq!(receipt.seq, 1);
+        assert_eq!(store.session_log("s1").unwrap().unwrap().len(), 1);
+        assert!(store.verify().unwrap().valid);
+        drop(store);
+        let store = PgStore::open(&url, PgOptions::new(PG_SECRET.to_vec())).unwrap();
+        assert_eq!(store.session_facts("s1").unwrap().lock().calls(), 1);
+    });
+}
+
+/// The same calls through a store of either backend.
+fn same_story(store: &dyn Store) {
+    store
+        .record_policy(NewPolicyVersion {
+            version: "1".into(),
+            hash: "h1".into(),
+            origin: "policies.yml".into(),
+            source: "version: \"1\"".into(),
+            loaded_at: ts("2026-11-21T05:59:00Z"),
+        })
+        .wait()
+        .unwrap();
+    for i in 0..6 {
+        let action = [Action::Allow, Action::Deny][i % 2];
+        let d = decision(
+            &format!("l{i}"),
+            &format!("s{}", i % 3),
+            "t",
+            action,
+            "2026-11-21T06:00:00Z",
+        );
+        store.record_decision(d).wait().unwrap();
+    }
+    store
+        .record_result(labelled_result("s0", "l0", &["secret"]))
+        .wait()
+        .unwrap();
+    approve_decision(store, "l-a", "a1", "2026-11-21T07:00:00Z");
+    store
+        .decide_approval(ApprovalDecision {
+            id: "a1".into(),
+            approve: false,
+            by: Some("admin".into()),
+            reason: Some("no".into()),
+            at: ts("2026-11-21T06:01:00Z"),
+        })
+        .wait()
+        .unwrap();
+    approve_decision(store, "l-b", "a2", "2026-11-21T06:05:00Z");
+    store.expire_approvals(ts("2026-11-21T06:10:00Z")).wait().unwrap();
+}
+
+fn both_backends_write_the_same_records_and_chain(db: &TestDb) {
+    let sqlite_db = TestDb::sqlite();
+    let lite = sqlite_db.open_with_secret(PG_SECRET.to_vec()).unwrap();
+    let pg = db.open_with_secret(PG_SECRET.to_vec()).unwrap();
+    same_story(&*lite);
+    same_story(&*pg);
+    // Byte for byte the same export: the same records, links and hashes.
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    assert_eq!(lite.export(&mut a).unwrap(), pg.export(&mut b).unwrap());
+    assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
+    let (va, vb) = (lite.verify().unwrap(), pg.verify().unwrap());
+    assert!(va.valid && vb.valid);
+    assert_eq!(va, vb);
+    let now = ts("2026-11-21T06:20:00Z");
+    assert_eq!(lite.approvals(None, now).unwrap(), pg.approvals(None, now).unwrap());
+    for s in ["s0", "s1", "s2", "nope"] {
+        assert_eq!(lite.session_log(s).unwrap(), pg.session_log(s).unwrap());
+        assert_eq!(lite.session_summary(s).unwrap(), pg.session_summary(s).unwrap());
+    }
+    let q = SessionQuery {
+        page: 1,
+        page_size: 10,
+        ..Default::default()
+    };
+    assert_eq!(lite.sessions(&q).unwrap(), pg.sessions(&q).unwrap());
+    assert_eq!(lite.policy_versions().unwrap(), pg.policy_versions().unwrap());
+}
+
+fn a_newer_schema_is_refused(db: &TestDb) {
+    drop(db.open());
+    assert_eq!(db.exec("UPDATE meta SET value = '99' WHERE key = 'schema_version'"), 1);
+    let e = PgStore::open(pg_url(db), PgOptions::new(PG_SECRET.to_vec()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("schema version 99"), "{e}");
+}
+
+tests_by_backend!(
+    both: [
+        decisions_and_results_round_trip,
+        results_for_unknown_or_foreign_logs_fail_and_write_nothing,
+        many_concurrent_writers_get_a_contiguous_verified_chain,
+        editing_a_record_is_found_and_named,
+        deleting_a_record_names_the_gap_and_truncation_is_found,
+        a_different_secret_fails_verification,
+        session_facts_survive_a_restart,
+        result_labels_survive_reopening_the_store,
+        editing_stored_labels_breaks_the_chain,
+        approvals_are_decided_once_released_once_and_survive_restart,
+        approvals_expire_and_then_cannot_be_approved,
+        policy_versions_and_export,
+        sessions_are_paged_and_filtered,
+        a_session_log_links_across_restarts_and_batches,
+        editing_a_session_link_is_found,
+        a_known_session_is_read_back_and_a_fresh_one_is_empty,
+    ],
+    pg_only: [
+        a_second_store_on_the_same_database_is_refused,
+        the_store_is_used_and_dropped_inside_an_async_runtime,
+        both_backends_write_the_same_records_and_chain,
+        a_newer_schema_is_refused,
+    ],
 );
