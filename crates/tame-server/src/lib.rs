@@ -72,7 +72,7 @@ pub use auth::{Auth, Role};
 pub use config::{MAX_WAIT_CAP, ServerConfig};
 pub use error::AppError;
 pub use openapi::{ROUTES, RouteDoc, openapi_document};
-pub use serve::{run, run_until, shutdown_signal};
+pub use serve::{open_store, run, run_until, shutdown_signal};
 pub use state::{AppState, Limits, LoadedPolicy, ReloadOutcome};
 
 use axum::Router;

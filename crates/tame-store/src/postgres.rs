@@ -26,9 +26,9 @@ use crate::record::{
     write_export_line,
 };
 use crate::{
-    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, LogEntry, NewDecision, NewPolicyVersion, NewResult,
-    PolicyVersion, SessionPage, SessionQuery, SessionSummary, Store, StoreError, StoreResult, Ticket, VerifyReport,
-    format_timestamp,
+    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, Durability, LogEntry, NewDecision, NewPolicyVersion,
+    NewResult, PolicyVersion, SessionPage, SessionQuery, SessionSummary, Store, StoreError, StoreResult, Ticket,
+    VerifyReport, format_timestamp,
 };
 
 /// The schema version this build writes (kept in `meta` as `schema_version`).
@@ -155,6 +155,10 @@ pub struct PgOptions {
     /// The HMAC key of the audit chain (at least 16 bytes). PostgreSQL has
     /// no file beside it to keep one in, so it is always configured.
     pub secret: Vec<u8>,
+    /// `Full`: a commit waits for the WAL to reach PostgreSQL's disk
+    /// (`synchronous_commit = on`). `Normal`: it does not (`off`): a record
+    /// survives a crash of tame, not necessarily one of the database server.
+    pub durability: Durability,
     /// Most records committed in one transaction.
     pub max_batch: usize,
     /// Reader connections (threads) answering reads.
@@ -170,6 +174,7 @@ impl PgOptions {
     pub fn new(secret: impl Into<Vec<u8>>) -> PgOptions {
         PgOptions {
             secret: secret.into(),
+            durability: Durability::Full,
             max_batch: 4096,
             readers: 4,
             lock_wait: std::time::Duration::from_secs(5),
@@ -181,6 +186,7 @@ impl std::fmt::Debug for PgOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgOptions")
             .field("secret", &"<redacted>")
+            .field("durability", &self.durability)
             .field("max_batch", &self.max_batch)
             .field("readers", &self.readers)
             .field("lock_wait", &self.lock_wait)
@@ -254,10 +260,18 @@ impl PgStore {
         let writer_mac = mac.clone();
         let max_batch = options.max_batch.max(1);
         let lock_wait = options.lock_wait;
+        let durability = options.durability;
         let writer = std::thread::Builder::new()
             .name("tame-pg-writer".into())
-            .spawn(
-                move || match PgWriter::start(&writer_config, &writer_shown, writer_mac, max_batch, lock_wait) {
+            .spawn(move || {
+                match PgWriter::start(
+                    &writer_config,
+                    &writer_shown,
+                    writer_mac,
+                    max_batch,
+                    lock_wait,
+                    durability,
+                ) {
                     Ok(writer) => {
                         let _ = ready_tx.send(Ok(()));
                         writer.run(receiver);
@@ -265,8 +279,8 @@ impl PgStore {
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
                     }
-                },
-            )
+                }
+            })
             .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
         let started = ready_rx.recv().unwrap_or(Err(StoreError::WriterGone));
         if let Err(e) = started {
@@ -495,6 +509,7 @@ impl PgWriter {
         mac: HmacSha256,
         max_batch: usize,
         lock_wait: std::time::Duration,
+        durability: Durability,
     ) -> StoreResult<PgWriter> {
         let mut client = connect(config, shown)?;
         let deadline = std::time::Instant::now() + lock_wait;
@@ -514,9 +529,12 @@ impl PgWriter {
                  only one writer per database"
             )));
         }
-        // Every commit waits for the WAL to reach the disk, whatever the
-        // server's default.
-        client.batch_execute("SET synchronous_commit = on")?;
+        // Set whatever the server's default: with `Full`, every commit
+        // waits for the WAL to reach the disk.
+        client.batch_execute(match durability {
+            Durability::Full => "SET synchronous_commit = on",
+            Durability::Normal => "SET synchronous_commit = off",
+        })?;
         client.batch_execute(SCHEMA)?;
         let stored: Option<String> = client
             .query_opt("SELECT value FROM meta WHERE key = 'schema_version'", &[])?
