@@ -677,3 +677,16 @@ async fn pages_carry_security_headers_matching_their_inline_assets() {
     assert_eq!(api.status, StatusCode::NOT_FOUND);
     assert_eq!(api.json["detail"], "no such route");
 }
+
+#[tokio::test]
+async fn pending_approvals_come_soonest_expiry_first() {
+    let h = keyed();
+    let cookie = login(&h, "ann").await;
+    let first = pending_approval(&h, json!({"database": "production", "query": "DROP TABLE first_one"}), "s-a").await;
+    let second = pending_approval(&h, json!({"database": "production", "query": "DROP TABLE second_one"}), "s-b").await;
+    let page = get(&h, "/dashboard/approvals", Some(&cookie)).await;
+    let (a, b) = (page.text.find(&first).unwrap(), page.text.find(&second).unwrap());
+    assert!(a < b, "the older approval expires first and comes first");
+    assert!(page.text.contains(r#"<span class="count">2</span>"#));
+    assert_eq!(page.text.matches(r#"value="Approve""#).count() + page.text.matches(">Approve<").count(), 2);
+}

@@ -265,7 +265,9 @@ async fn approvals(
     let store = store(&state);
     let now = Timestamp::now();
     let (pending, decided) = blocking(move || {
-        let pending = store.approvals(Some(ApprovalState::Pending), now)?;
+        // The call that expires first is the one to look at first.
+        let mut pending = store.approvals(Some(ApprovalState::Pending), now)?;
+        pending.sort_by(|a, b| a.expires_at.cmp(&b.expires_at));
         let decided: Vec<Approval> = store
             .approvals(None, now)?
             .into_iter()

@@ -655,7 +655,7 @@ pub fn policy(
                 p.empty { "No rules: every call gets the default." }
             } @else {
                 table {
-                    thead { tr { th { "#" } th { "name" } th { "action" } th { "tools" } th { "condition" } th { "description" } } }
+                    thead { tr { th { "#" } th { "name" } th { "action" } th { "tools" } th { "condition" } th { "description and reason" } } }
                     tbody {
                         @for (i, r) in info.rules.iter().enumerate() {
                             tr {
@@ -664,7 +664,11 @@ pub fn policy(
                                 td { (decision_badge(r.action)) }
                                 td.mono.small { @if r.tools.is_empty() { "all tools" } @else { (r.tools.join(", ")) } }
                                 td.mono.small { (opt(r.condition.as_deref())) }
-                                td.small { (opt(r.description.as_deref())) }
+                                td.small {
+                                    @if let Some(d) = &r.description { div { (d) } }
+                                    @if let Some(reason) = &r.reason { div.muted { "reason: " (reason) } }
+                                    @if r.description.is_none() && r.reason.is_none() { span.muted { "–" } }
+                                }
                             }
                         }
                     }
