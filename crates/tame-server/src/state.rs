@@ -62,8 +62,8 @@ struct Inner {
     reload_lock: tokio::sync::Mutex<()>,
     /// The tools `POST /api/v1/tools/run` may run (set once, at start).
     tools: std::sync::OnceLock<Arc<crate::tools::ToolsSetup>>,
-    /// The dashboard's login sessions (random tokens, kept in memory).
-    dashboard: crate::dashboard::Logins,
+    /// The dashboard's login sessions and its cached audit chain check.
+    dashboard: crate::dashboard::Dashboard,
 }
 
 /// Cheap to clone: one `Arc`.
@@ -100,7 +100,7 @@ impl AppState {
             approvals_changed,
             reload_lock: tokio::sync::Mutex::new(()),
             tools: std::sync::OnceLock::new(),
-            dashboard: crate::dashboard::Logins::default(),
+            dashboard: crate::dashboard::Dashboard::default(),
         }))
     }
 
@@ -135,7 +135,7 @@ impl AppState {
         self.0.tools.get()
     }
 
-    pub(crate) fn dashboard_logins(&self) -> &crate::dashboard::Logins {
+    pub(crate) fn dashboard(&self) -> &crate::dashboard::Dashboard {
         &self.0.dashboard
     }
 

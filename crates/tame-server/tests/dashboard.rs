@@ -41,7 +41,10 @@ impl Page {
 
     /// The CSRF token the page's forms carry.
     fn csrf(&self) -> String {
-        let at = self.text.find(r#"name="csrf" value=""#).expect("a form with a csrf token");
+        let at = self
+            .text
+            .find(r#"name="csrf" value=""#)
+            .expect("a form with a csrf token");
         let rest = &self.text[at + r#"name="csrf" value=""#.len()..];
         rest[..rest.find('"').unwrap()].to_string()
     }
@@ -119,7 +122,9 @@ async fn login(h: &Harness, name: &str) -> String {
 
 async fn pending_approval(h: &Harness, args: Value, session: &str) -> String {
     let body = json!({"tool_name": "query_database", "tool_args": args, "session_id": session, "agent_id": "agent-7"});
-    let r = h.call("POST", "/api/v1/enforce", Some(&body.to_string()), Some(AGENT)).await;
+    let r = h
+        .call("POST", "/api/v1/enforce", Some(&body.to_string()), Some(AGENT))
+        .await;
     assert_eq!(r.json["decision"], "approve", "{}", r.text);
     r.json["approval_id"].as_str().unwrap().to_string()
 }
@@ -220,7 +225,9 @@ async fn api_keys_and_forged_cookies_do_not_open_pages() {
     .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.text.contains("log in"));
-    let a = h.call("GET", &format!("/api/v1/approvals/{id}"), None, Some(ADMIN)).await;
+    let a = h
+        .call("GET", &format!("/api/v1/approvals/{id}"), None, Some(ADMIN))
+        .await;
     assert_eq!(a.json["state"], "pending");
 }
 
@@ -256,7 +263,9 @@ async fn posts_need_the_csrf_token_and_the_same_origin() {
     let crossed = post(&h, &url, &[("csrf", &other_csrf)], Some(&cookie)).await;
     assert_eq!(crossed.status, StatusCode::FORBIDDEN);
 
-    let a = h.call("GET", &format!("/api/v1/approvals/{id}"), None, Some(ADMIN)).await;
+    let a = h
+        .call("GET", &format!("/api/v1/approvals/{id}"), None, Some(ADMIN))
+        .await;
     assert_eq!(a.json["state"], "pending", "nothing refused changed the approval");
 
     // A same-origin Referer stands in for a missing Origin.
@@ -289,7 +298,10 @@ async fn approve_from_the_dashboard_is_audited_and_releases_the_call() {
     ] {
         assert!(page.text.contains(shown), "approvals page lacks {shown}: {}", page.text);
     }
-    assert!(page.text.contains(r#"<span class="count">1</span>"#), "pending count in the nav");
+    assert!(
+        page.text.contains(r#"<span class="count">1</span>"#),
+        "pending count in the nav"
+    );
 
     let r = post(
         &h,
@@ -306,7 +318,9 @@ async fn approve_from_the_dashboard_is_audited_and_releases_the_call() {
     assert!(after.text.contains("dashboard:ann"), "recently decided lists who");
 
     // Same state as through the API: who and why are stored and audited.
-    let a = h.call("GET", &format!("/api/v1/approvals/{id}"), None, Some(ADMIN)).await;
+    let a = h
+        .call("GET", &format!("/api/v1/approvals/{id}"), None, Some(ADMIN))
+        .await;
     assert_eq!(a.json["state"], "approved");
     assert_eq!(a.json["decided_by"], "dashboard:ann");
     assert_eq!(a.json["decision_reason"], "checked with the DBA");
@@ -370,7 +384,9 @@ async fn reject_from_the_dashboard_denies_the_call() {
     )
     .await;
     assert_eq!(r.location(), format!("/dashboard/approvals?flash=rejected&id={id}"));
-    let a = h.call("GET", &format!("/api/v1/approvals/{id}"), None, Some(ADMIN)).await;
+    let a = h
+        .call("GET", &format!("/api/v1/approvals/{id}"), None, Some(ADMIN))
+        .await;
     assert_eq!(a.json["state"], "rejected");
     assert_eq!(a.json["decided_by"], "dashboard:bob");
     assert_eq!(a.json["decision_reason"], "not during business hours");
@@ -495,7 +511,10 @@ async fn agent_supplied_text_is_escaped_everywhere() {
     }
     // Links to the session percent-encode its id.
     let list = get(&h, "/dashboard/sessions", Some(&cookie)).await;
-    assert!(list.text.contains(&format!(r#"href="/dashboard/sessions/{}""#, "%3Cscript%3Ealert%28%27s%27%29%3C%2Fscript%3E")));
+    assert!(list.text.contains(&format!(
+        r#"href="/dashboard/sessions/{}""#,
+        "%3Cscript%3Ealert%28%27s%27%29%3C%2Fscript%3E"
+    )));
     let p = get(&h, &session_page, Some(&cookie)).await;
     assert!(p.text.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     // The denial's reason quotes the path: escaped too.
@@ -527,7 +546,10 @@ async fn pages_of_an_empty_store() {
     }
     let hash = h.state.policy().policy.info().hash.clone();
     assert!(policy.text.contains(&hash), "the running policy's hash");
-    assert!(policy.text.contains("args.path.startsWith(&quot;/etc/&quot;)"), "conditions, escaped");
+    assert!(
+        policy.text.contains("args.path.startsWith(&quot;/etc/&quot;)"),
+        "conditions, escaped"
+    );
 
     let unknown = get(&h, "/dashboard/sessions/nope", Some(&cookie)).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
@@ -541,18 +563,34 @@ async fn pages_of_an_empty_store() {
 async fn overview_counts_decisions_and_shows_a_broken_chain() {
     let h = keyed();
     let cookie = login(&h, "ann").await;
-    for (i, path) in ["/tmp/a", "/etc/passwd", "/tmp/b", "/etc/shadow", "/tmp/c"].iter().enumerate() {
+    for (i, path) in ["/tmp/a", "/etc/passwd", "/tmp/b", "/etc/shadow", "/tmp/c"]
+        .iter()
+        .enumerate()
+    {
         let body = json!({"tool_name": "read_file", "tool_args": {"path": path}, "session_id": format!("s{}", i % 2)});
-        h.call("POST", "/api/v1/enforce", Some(&body.to_string()), Some(AGENT)).await;
+        h.call("POST", "/api/v1/enforce", Some(&body.to_string()), Some(AGENT))
+            .await;
     }
     pending_approval(&h, prod_args(), "s9").await;
     let o = get(&h, "/dashboard", Some(&cookie)).await;
     let text = &o.text;
     assert!(text.contains("3 sessions"), "{text}");
-    assert!(text.contains(r#"<td class="num">3</td><td class="num">50.0 %</td>"#), "3 of 6 allowed: {text}");
-    assert!(text.contains(r#"<td class="num">2</td><td class="num">33.3 %</td>"#), "2 of 6 denied");
-    assert!(text.contains(r#"<td class="num">1</td><td class="num">16.7 %</td>"#), "1 of 6 approval");
-    assert!(text.contains("/tmp/c") || text.contains("read_file"), "recent decisions");
+    assert!(
+        text.contains(r#"<td class="num">3</td><td class="num">50.0 %</td>"#),
+        "3 of 6 allowed: {text}"
+    );
+    assert!(
+        text.contains(r#"<td class="num">2</td><td class="num">33.3 %</td>"#),
+        "2 of 6 denied"
+    );
+    assert!(
+        text.contains(r#"<td class="num">1</td><td class="num">16.7 %</td>"#),
+        "1 of 6 approval"
+    );
+    assert!(
+        text.contains("/tmp/c") || text.contains("read_file"),
+        "recent decisions"
+    );
     assert!(text.contains("intact"));
     // The newest decision comes first.
     let first_prod = text.find("query_database").unwrap();
@@ -560,11 +598,19 @@ async fn overview_counts_decisions_and_shows_a_broken_chain() {
     assert!(first_prod < first_read);
 
     let db = rusqlite::Connection::open(h.dir.path().join("tame.db")).unwrap();
-    db.execute("UPDATE audit SET body = replace(body, '/tmp/b', '/tmp/X') WHERE seq = 3", [])
-        .unwrap();
-    let o = get(&h, "/dashboard", Some(&cookie)).await;
+    db.execute(
+        "UPDATE audit SET body = replace(body, '/tmp/b', '/tmp/X') WHERE seq = 3",
+        [],
+    )
+    .unwrap();
+    // The check is reused for a minute, unless asked for anew.
+    let cached = get(&h, "/dashboard", Some(&cookie)).await;
+    assert!(cached.text.contains("intact"));
+    let o = get(&h, "/dashboard?verify=now", Some(&cookie)).await;
     assert!(o.text.contains("broken"), "{}", o.text);
     assert!(o.text.contains("record 3"));
+    let after = get(&h, "/dashboard", Some(&cookie)).await;
+    assert!(after.text.contains("broken"), "the new check replaces the cached one");
 }
 
 #[tokio::test]
@@ -574,7 +620,8 @@ async fn sessions_are_paged_and_filtered() {
     for i in 0..30 {
         let agent = if i % 3 == 0 { "a-three" } else { "a-other" };
         let body = json!({"tool_name": "read_file", "tool_args": {"path": "/tmp"}, "session_id": format!("sess-{i:02}"), "agent_id": agent});
-        h.call("POST", "/api/v1/enforce", Some(&body.to_string()), Some(AGENT)).await;
+        h.call("POST", "/api/v1/enforce", Some(&body.to_string()), Some(AGENT))
+            .await;
     }
     let rows = |p: &Page| p.text.matches(r#"<a class="mono" href="/dashboard/sessions/"#).count();
     let first = get(&h, "/dashboard/sessions", Some(&cookie)).await;
@@ -596,13 +643,21 @@ async fn sessions_are_paged_and_filtered() {
     let filtered = get(&h, "/dashboard/sessions?agent_id=a-three&page_size=4", Some(&cookie)).await;
     assert_eq!(rows(&filtered), 4);
     assert!(filtered.text.contains("10 in all"));
-    assert!(filtered.text.contains(r#"href="/dashboard/sessions?page=2&amp;agent_id=a-three""#));
-    assert!(filtered.text.contains(r#"value="a-three""#), "the filter stays in the form");
+    assert!(
+        filtered
+            .text
+            .contains(r#"href="/dashboard/sessions?page=2&amp;agent_id=a-three""#)
+    );
+    assert!(
+        filtered.text.contains(r#"value="a-three""#),
+        "the filter stays in the form"
+    );
 
     // A long session's log is paged too.
     for i in 0..105 {
         let body = json!({"tool_name": "read_file", "tool_args": {"path": format!("/tmp/{i}")}, "session_id": "long"});
-        h.call("POST", "/api/v1/enforce", Some(&body.to_string()), Some(AGENT)).await;
+        h.call("POST", "/api/v1/enforce", Some(&body.to_string()), Some(AGENT))
+            .await;
     }
     let entries = |p: &Page| p.text.matches("<summary>arguments</summary>").count();
     let log1 = get(&h, "/dashboard/sessions/long", Some(&cookie)).await;
@@ -661,17 +716,27 @@ async fn pages_carry_security_headers_matching_their_inline_assets() {
         let start = p.text.find(&open).unwrap_or_else(|| panic!("an inline {tag}")) + open.len();
         let end = start + p.text[start..].find(&format!("</{tag}>")).unwrap();
         let digest = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&p.text.as_bytes()[start..end]));
-        assert!(csp.contains(&format!("'sha256-{digest}'")), "{tag} hash missing from {csp}");
+        assert!(
+            csp.contains(&format!("'sha256-{digest}'")),
+            "{tag} hash missing from {csp}"
+        );
     }
     assert_eq!(p.headers[header::X_FRAME_OPTIONS], "DENY");
     assert_eq!(p.headers[header::CACHE_CONTROL], "no-store");
     assert_eq!(p.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
     assert!(
-        p.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"),
+        p.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
         "HTML"
     );
     // Nothing is loaded from elsewhere.
-    assert!(!p.text.contains("http://") && !p.text.contains("https://"), "{}", p.text);
+    assert!(
+        !p.text.contains("http://") && !p.text.contains("https://"),
+        "{}",
+        p.text
+    );
     // The API keeps its JSON 404.
     let api = h.get("/api/v1/nothing").await;
     assert_eq!(api.status, StatusCode::NOT_FOUND);
@@ -682,11 +747,24 @@ async fn pages_carry_security_headers_matching_their_inline_assets() {
 async fn pending_approvals_come_soonest_expiry_first() {
     let h = keyed();
     let cookie = login(&h, "ann").await;
-    let first = pending_approval(&h, json!({"database": "production", "query": "DROP TABLE first_one"}), "s-a").await;
-    let second = pending_approval(&h, json!({"database": "production", "query": "DROP TABLE second_one"}), "s-b").await;
+    let first = pending_approval(
+        &h,
+        json!({"database": "production", "query": "DROP TABLE first_one"}),
+        "s-a",
+    )
+    .await;
+    let second = pending_approval(
+        &h,
+        json!({"database": "production", "query": "DROP TABLE second_one"}),
+        "s-b",
+    )
+    .await;
     let page = get(&h, "/dashboard/approvals", Some(&cookie)).await;
     let (a, b) = (page.text.find(&first).unwrap(), page.text.find(&second).unwrap());
     assert!(a < b, "the older approval expires first and comes first");
     assert!(page.text.contains(r#"<span class="count">2</span>"#));
-    assert_eq!(page.text.matches(r#"value="Approve""#).count() + page.text.matches(">Approve<").count(), 2);
+    assert_eq!(
+        page.text.matches(r#"value="Approve""#).count() + page.text.matches(">Approve<").count(),
+        2
+    );
 }

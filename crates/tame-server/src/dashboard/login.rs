@@ -216,7 +216,9 @@ fn session_cookie(value: String, secure: bool, max_age: Duration) -> String {
         .same_site(SameSite::Strict)
         .path("/")
         .secure(secure)
-        .max_age(cookie::time::Duration::seconds(i64::try_from(max_age.as_secs()).unwrap_or(0)))
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age.as_secs()).unwrap_or(0),
+        ))
         .build()
         .to_string()
 }
@@ -272,7 +274,7 @@ fn resolve(parts: &Parts, state: &AppState) -> Result<Option<Viewer>, views::Pag
         return Ok(Some(Viewer {
             open: true,
             name: "local".into(),
-            csrf: state.dashboard_logins().open_csrf()?,
+            csrf: state.dashboard().logins.open_csrf()?,
             token: None,
         }));
     }
@@ -280,7 +282,8 @@ fn resolve(parts: &Parts, state: &AppState) -> Result<Option<Viewer>, views::Pag
         return Ok(None);
     };
     Ok(state
-        .dashboard_logins()
+        .dashboard()
+        .logins
         .find(&token, Timestamp::now())
         .map(|login| Viewer {
             open: false,
@@ -357,11 +360,19 @@ fn clean_name(name: &str) -> String {
         .collect::<String>()
         .trim()
         .to_owned();
-    if cleaned.is_empty() { "admin".to_owned() } else { cleaned }
+    if cleaned.is_empty() {
+        "admin".to_owned()
+    } else {
+        cleaned
+    }
 }
 
 fn login_failed(status: StatusCode, message: &str, form: &LoginForm) -> Response {
-    (status, views::login_page(Some(message), &safe_next(&form.next), &form.name)).into_response()
+    (
+        status,
+        views::login_page(Some(message), &safe_next(&form.next), &form.name),
+    )
+        .into_response()
 }
 
 /// `POST /dashboard/login`: checks the key and starts a session.
@@ -400,10 +411,7 @@ pub fn login(state: &AppState, headers: &HeaderMap, uri: &Uri, form: &LoginForm)
         }
         None => return login_failed(StatusCode::UNAUTHORIZED, "invalid key", form),
     }
-    let token = match state
-        .dashboard_logins()
-        .start(clean_name(&form.name), Timestamp::now())
-    {
+    let token = match state.dashboard().logins.start(clean_name(&form.name), Timestamp::now()) {
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
@@ -424,7 +432,7 @@ pub fn logout(viewer: &Viewer, headers: &HeaderMap, uri: &Uri, form_csrf: Option
         return Redirect::to("/dashboard").into_response();
     }
     if let Some(token) = &viewer.token {
-        state.dashboard_logins().end(token);
+        state.dashboard().logins.end(token);
     }
     let host = request_host(headers, uri).unwrap_or_default();
     let mut resp = Redirect::to("/dashboard/login").into_response();
@@ -481,7 +489,10 @@ mod tests {
         assert!(!same_origin(&h, &uri));
         let h = headers(&[("host", "127.0.0.1:8000"), ("origin", "null")]);
         assert!(!same_origin(&h, &uri));
-        let h = headers(&[("host", "127.0.0.1:8000"), ("referer", "http://127.0.0.1:8000/dashboard/x?y")]);
+        let h = headers(&[
+            ("host", "127.0.0.1:8000"),
+            ("referer", "http://127.0.0.1:8000/dashboard/x?y"),
+        ]);
         assert!(same_origin(&h, &uri));
         let h = headers(&[("host", "127.0.0.1:8000"), ("referer", "http://127.0.0.1:8000.evil/x")]);
         assert!(!same_origin(&h, &uri));
@@ -524,7 +535,14 @@ mod tests {
     #[test]
     fn cookie_attributes() {
         let c = session_cookie("tok".into(), true, SESSION_TTL);
-        for part in ["tame_dashboard=tok", "HttpOnly", "SameSite=Strict", "Path=/", "Secure", "Max-Age=28800"] {
+        for part in [
+            "tame_dashboard=tok",
+            "HttpOnly",
+            "SameSite=Strict",
+            "Path=/",
+            "Secure",
+            "Max-Age=28800",
+        ] {
             assert!(c.contains(part), "{c}");
         }
         assert!(!session_cookie("tok".into(), false, SESSION_TTL).contains("Secure"));

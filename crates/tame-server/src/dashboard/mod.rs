@@ -26,10 +26,9 @@ use axum::routing::{any, get, post};
 use base64::Engine;
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
-use tame_store::{Approval, ApprovalState, LogEntry, SessionQuery, Store, StoreResult};
+use tame_store::{Approval, ApprovalState, LogEntry, SessionQuery, Store, StoreResult, VerifyReport};
 
-pub use login::Logins;
-use login::{LoginForm, Viewer};
+use login::{LoginForm, Logins, Viewer};
 use views::{Chrome, Counts, Flash, Nav, PageError};
 
 use crate::AppState;
@@ -45,6 +44,34 @@ const COUNT_PAGES: u64 = 100;
 const DECIDED: usize = 20;
 /// Longest reason kept from the approve/reject form (characters).
 const MAX_REASON: usize = 2000;
+
+/// How long the overview reuses an audit chain check (it reads the whole log).
+const CHAIN_CHECK_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The dashboard's share of the server state.
+#[derive(Debug, Default)]
+pub struct Dashboard {
+    pub(crate) logins: Logins,
+    /// The last audit chain check; one check runs at a time.
+    chain: tokio::sync::Mutex<Option<(VerifyReport, Timestamp)>>,
+}
+
+/// The audit chain check and when it ran: reused for [`CHAIN_CHECK_TTL`]
+/// unless `fresh`.
+async fn chain_check(state: &AppState, fresh: bool) -> Result<(VerifyReport, Timestamp), PageError> {
+    let mut cached = state.dashboard().chain.lock().await;
+    let now = Timestamp::now();
+    if let Some((report, at)) = cached.as_ref()
+        && !fresh
+        && now.duration_since(*at).unsigned_abs() < CHAIN_CHECK_TTL
+    {
+        return Ok((report.clone(), *at));
+    }
+    let store = store(state);
+    let report = blocking(move || store.verify()).await?;
+    *cached = Some((report.clone(), now));
+    Ok((report, now))
+}
 
 /// The dashboard's routes, with their security headers. `/` redirects here.
 pub fn router() -> Router<AppState> {
@@ -202,15 +229,19 @@ fn recent_decisions(store: &dyn Store, n: u64) -> StoreResult<Vec<LogEntry>> {
     Ok(all)
 }
 
-async fn overview(State(state): State<AppState>, viewer: Viewer) -> Result<Response, PageError> {
+async fn overview(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, PageError> {
+    let (verify, verified_at) = chain_check(&state, q.get("verify").is_some_and(|v| v == "now")).await?;
     let store = store(&state);
-    let (pending, counts, recent, verify) = blocking(move || {
+    let (pending, counts, recent) = blocking(move || {
         let pending = store.approvals(Some(ApprovalState::Pending), Timestamp::now())?.len();
         Ok((
             pending,
             count_decisions(store.as_ref())?,
             recent_decisions(store.as_ref(), RECENT)?,
-            store.verify()?,
         ))
     })
     .await?;
@@ -230,6 +261,7 @@ async fn overview(State(state): State<AppState>, viewer: Viewer) -> Result<Respo
             counts,
             recent,
             verify,
+            verified_at,
         },
     );
     Ok(page.into_response())
@@ -386,7 +418,10 @@ async fn session(
     let sid = id.clone();
     let found = blocking(move || Ok((store.session_summary(&sid)?, store.session_log(&sid)?))).await?;
     let (Some(summary), log) = found else {
-        return Err(PageError::new(StatusCode::NOT_FOUND, format!("session `{id}` not found")));
+        return Err(PageError::new(
+            StatusCode::NOT_FOUND,
+            format!("session `{id}` not found"),
+        ));
     };
     let log = log.unwrap_or_default();
     let page = page_param(&q, "page", 1, u64::from(u32::MAX));

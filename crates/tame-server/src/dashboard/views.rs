@@ -89,6 +89,9 @@ pub fn relative(ts: &str, now: Timestamp) -> String {
     };
     let secs = t.as_second() - now.as_second();
     let n = secs.unsigned_abs();
+    if n < 5 {
+        return "just now".into();
+    }
     let amount = match n {
         0..60 => format!("{n} s"),
         60..3600 => format!("{} min", n / 60),
@@ -312,6 +315,8 @@ pub struct Overview<'a> {
     pub counts: Counts,
     pub recent: Vec<LogEntry>,
     pub verify: VerifyReport,
+    /// When the chain was checked (the check is reused for a minute).
+    pub verified_at: Timestamp,
 }
 
 fn percent(n: u64, of: u64) -> String {
@@ -361,6 +366,10 @@ pub fn overview(chrome: &Chrome<'_>, o: &Overview<'_>) -> Markup {
                     }
                     @if let Some(p) = &o.verify.first_problem {
                         dt { "problem" } dd { "record " (p.seq) ": " (p.message) }
+                    }
+                    dt { "checked" } dd {
+                        (relative(&o.verified_at.to_string(), Timestamp::now()))
+                        " · " a href="/dashboard?verify=now" { "check now" }
                     }
                 }
             }
@@ -719,6 +728,7 @@ mod tests {
         assert_eq!(relative("2026-11-21T06:14:10Z", now), "in 14 min");
         assert_eq!(relative("2026-11-21T03:00:00Z", now), "3 h ago");
         assert_eq!(relative("2026-11-21T06:00:30Z", now), "in 30 s");
+        assert_eq!(relative("2026-11-21T05:59:58Z", now), "just now");
     }
 
     #[test]
