@@ -448,6 +448,32 @@ async fn login_needs_the_same_origin_and_https_off_loopback() {
     let tls = send(&h, req(Some("https"), "https://tame.example.com")).await;
     assert_eq!(tls.status, StatusCode::SEE_OTHER, "{}", tls.text);
     assert!(tls.set_cookie().unwrap().contains("Secure"));
+
+    // A TLS proxy on this machine that forwards to loopback: the browser
+    // used https, so the cookie is Secure, and POSTs match the public name.
+    let proxied = |uri: &str, body: String, cookie: Option<&str>| {
+        let mut b = Request::post(uri)
+            .header(header::HOST, HOST)
+            .header("x-forwarded-host", "tame.example.com")
+            .header("x-forwarded-proto", "https")
+            .header(header::ORIGIN, "https://tame.example.com")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, c);
+        }
+        b.body(Body::from(body)).unwrap()
+    };
+    let r = send(&h, proxied("/dashboard/login", form_body(&[("key", ADMIN)]), None)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let set = r.set_cookie().unwrap();
+    assert!(set.contains("Secure"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    let id = pending_approval(&h, prod_args(), "s-proxy").await;
+    let csrf = get(&h, "/dashboard/approvals", Some(&cookie)).await.csrf();
+    let url = format!("/dashboard/approvals/{id}/approve");
+    let ok = send(&h, proxied(&url, form_body(&[("csrf", &csrf)]), Some(&cookie))).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.text);
+    assert!(ok.location().contains("flash=approved"));
 }
 
 #[tokio::test]

@@ -172,17 +172,28 @@ fn request_origin(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
+/// The public authority a reverse proxy says the browser used.
+fn forwarded_host(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-forwarded-host")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+}
+
 /// Whether a POST comes from a page of this same host: its `Origin` (or,
-/// without one, its `Referer`) names the authority the request was sent
-/// to. A request that names neither is refused.
+/// without one, its `Referer`) names the authority the request was sent to
+/// (`Host`, or a reverse proxy's `X-Forwarded-Host`: a cross-site form
+/// cannot set either). A request that names neither is refused.
 pub fn same_origin(headers: &HeaderMap, uri: &Uri) -> bool {
-    let Some(host) = request_host(headers, uri) else {
+    let Some((_, authority)) = request_origin(headers).and_then(scheme_and_authority) else {
         return false;
     };
-    match request_origin(headers).and_then(scheme_and_authority) {
-        Some((_, authority)) => authority.eq_ignore_ascii_case(&host),
-        None => false,
-    }
+    [request_host(headers, uri), forwarded_host(headers)]
+        .into_iter()
+        .flatten()
+        .any(|host| authority.eq_ignore_ascii_case(&host))
 }
 
 /// Whether the browser reached us over https (its origin's scheme, or a
@@ -387,9 +398,11 @@ pub fn login(state: &AppState, headers: &HeaderMap, uri: &Uri, form: &LoginForm)
             form,
         );
     }
+    // Secure whenever the browser came over https; off loopback it must have.
     let host = request_host(headers, uri).unwrap_or_default();
-    let secure = !is_loopback_host(&host);
-    if secure && !over_https(headers) {
+    let https = over_https(headers);
+    let secure = https || !is_loopback_host(&host);
+    if secure && !https {
         return login_failed(
             StatusCode::BAD_REQUEST,
             "off loopback the session cookie is Secure: open the dashboard over HTTPS (a TLS proxy in front of tame) or on localhost",
@@ -435,8 +448,9 @@ pub fn logout(viewer: &Viewer, headers: &HeaderMap, uri: &Uri, form_csrf: Option
         state.dashboard().logins.end(token);
     }
     let host = request_host(headers, uri).unwrap_or_default();
+    let secure = over_https(headers) || !is_loopback_host(&host);
     let mut resp = Redirect::to("/dashboard/login").into_response();
-    if let Ok(v) = session_cookie(String::new(), !is_loopback_host(&host), Duration::ZERO).parse() {
+    if let Ok(v) = session_cookie(String::new(), secure, Duration::ZERO).parse() {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
@@ -498,6 +512,19 @@ mod tests {
         assert!(!same_origin(&h, &uri));
         let h = headers(&[("host", "127.0.0.1:8000")]);
         assert!(!same_origin(&h, &uri), "neither Origin nor Referer");
+        // Behind a reverse proxy that keeps the public name in X-Forwarded-Host.
+        let h = headers(&[
+            ("host", "127.0.0.1:8000"),
+            ("x-forwarded-host", "tame.example.com"),
+            ("origin", "https://tame.example.com"),
+        ]);
+        assert!(same_origin(&h, &uri));
+        let h = headers(&[
+            ("host", "127.0.0.1:8000"),
+            ("x-forwarded-host", "tame.example.com"),
+            ("origin", "https://evil.example"),
+        ]);
+        assert!(!same_origin(&h, &uri));
     }
 
     #[test]
