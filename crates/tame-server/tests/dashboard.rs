@@ -794,3 +794,152 @@ async fn pending_approvals_come_soonest_expiry_first() {
         2
     );
 }
+
+/// A request over a real socket to a spawned `tame-server`.
+async fn over_socket(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: String,
+) -> Page {
+    use http_body_util::{BodyExt, Full};
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(axum::body::Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    Page {
+        status,
+        headers,
+        text: String::from_utf8_lossy(&bytes).to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_flow_over_a_real_socket() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policies.yml"), POLICY).unwrap();
+    /// Kills the server however the test ends.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tame-server"))
+        .arg("--policy")
+        .arg(dir.path().join("policies.yml"))
+        .arg("--db")
+        .arg(dir.path().join("tame.db"))
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--no-watch",
+            "--admin-key",
+            ADMIN,
+            "--agent-key",
+            AGENT,
+        ])
+        .env("TAME_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _server = Killed(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let origin = format!("http://{addr}");
+    let form = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("origin", origin.as_str()),
+    ];
+
+    let first = over_socket(addr, "GET", "/", &[], String::new()).await;
+    assert_eq!(first.location(), "/dashboard");
+    let closed = over_socket(addr, "GET", "/dashboard", &[], String::new()).await;
+    assert_eq!(closed.status, StatusCode::SEE_OTHER);
+    assert!(closed.location().starts_with("/dashboard/login"));
+
+    let login = over_socket(
+        addr,
+        "POST",
+        "/dashboard/login",
+        &form,
+        form_body(&[("key", ADMIN), ("name", "carol")]),
+    )
+    .await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.text);
+    let cookie = login.set_cookie().unwrap().split(';').next().unwrap().to_string();
+
+    let call = json!({"tool_name": "query_database", "tool_args": prod_args(), "session_id": "sock"}).to_string();
+    let bearer = format!("Bearer {AGENT}");
+    let decided = over_socket(
+        addr,
+        "POST",
+        "/api/v1/enforce",
+        &[("content-type", "application/json"), ("authorization", &bearer)],
+        call,
+    )
+    .await;
+    let id = serde_json::from_str::<Value>(&decided.text).unwrap()["approval_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let page = over_socket(
+        addr,
+        "GET",
+        "/dashboard/approvals",
+        &[("cookie", &cookie)],
+        String::new(),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains(&id));
+    let mut with_cookie = form.to_vec();
+    with_cookie.push(("cookie", &cookie));
+    let done = over_socket(
+        addr,
+        "POST",
+        &format!("/dashboard/approvals/{id}/reject"),
+        &with_cookie,
+        form_body(&[("csrf", &page.csrf()), ("reason", "over the wire")]),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+    let admin = format!("Bearer {ADMIN}");
+    let a = over_socket(
+        addr,
+        "GET",
+        &format!("/api/v1/approvals/{id}"),
+        &[("authorization", &admin)],
+        String::new(),
+    )
+    .await;
+    let a: Value = serde_json::from_str(&a.text).unwrap();
+    assert_eq!(a["state"], "rejected");
+    assert_eq!(a["decided_by"], "dashboard:carol");
+}
