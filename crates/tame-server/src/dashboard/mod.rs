@@ -102,7 +102,7 @@ fn csp_hash(text: &str) -> String {
 /// elsewhere; forms post only here; no framing.
 static CSP: LazyLock<HeaderValue> = LazyLock::new(|| {
     let policy = format!(
-        "default-src 'none'; style-src {}; script-src {}; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; style-src {}; script-src {}; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         csp_hash(views::CSS),
         csp_hash(views::REFRESH_JS)
     );

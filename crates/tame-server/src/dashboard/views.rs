@@ -182,6 +182,8 @@ fn head(title: &str, refresh: bool) -> Markup {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
             meta name="referrer" content="same-origin";
+            // No icon: keeps browsers from asking the API for /favicon.ico.
+            link rel="icon" href="data:,";
             title { (title) " · Tame" }
             style { (PreEscaped(CSS)) }
             @if refresh {
