@@ -943,3 +943,64 @@ async fn a_browser_flow_over_a_real_socket() {
     assert_eq!(a["state"], "rejected");
     assert_eq!(a["decided_by"], "dashboard:carol");
 }
+
+#[tokio::test]
+async fn expired_approvals_cannot_be_approved_from_the_dashboard() {
+    let h = harness_with(Auth::new(&[AGENT.into()], &[ADMIN.into()]), short_approvals());
+    let cookie = login(&h, "ann").await;
+    let id = pending_approval(&h, prod_args(), "s-late").await;
+    let csrf = get(&h, "/dashboard/approvals", Some(&cookie)).await.csrf();
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    let page = get(&h, "/dashboard/approvals", Some(&cookie)).await;
+    assert!(page.text.contains("No call is waiting"), "{}", page.text);
+    assert!(page.text.contains(r#"<span class="badge expired">expired</span>"#));
+    let late = post(
+        &h,
+        &format!("/dashboard/approvals/{id}/approve"),
+        &[("csrf", &csrf)],
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(late.location(), format!("/dashboard/approvals?flash=conflict&id={id}"));
+    let a = h
+        .call("GET", &format!("/api/v1/approvals/{id}"), None, Some(ADMIN))
+        .await;
+    assert_eq!(a.json["state"], "expired");
+}
+
+#[tokio::test]
+async fn attribute_values_and_the_login_form_are_escaped_too() {
+    let h = keyed();
+    let cookie = login(&h, "ann").await;
+    // An id built to break out of an attribute.
+    let sid = r#"x" onmouseover="alert(1)"#;
+    h.call(
+        "POST",
+        "/api/v1/enforce",
+        Some(&json!({"tool_name": "read_file", "tool_args": {"path": "/tmp"}, "session_id": sid}).to_string()),
+        Some(AGENT),
+    )
+    .await;
+    let list = get(&h, "/dashboard/sessions", Some(&cookie)).await;
+    assert!(!list.text.contains(r#"" onmouseover=""#), "{}", list.text);
+    assert!(list.text.contains(r#"title="x&quot; onmouseover=&quot;alert(1)""#));
+    // A failed login shows the name it was given, escaped.
+    let failed = post(
+        &h,
+        "/dashboard/login",
+        &[("key", "wrong"), ("name", r#""><script>alert(3)</script>"#)],
+        None,
+    )
+    .await;
+    assert_eq!(failed.status, StatusCode::UNAUTHORIZED);
+    assert!(!failed.text.contains("<script>alert(3)"));
+    assert!(failed.text.contains("&quot;&gt;&lt;script&gt;alert(3)"));
+    // The name in the header after login is escaped as well.
+    let r = post(&h, "/dashboard/login", &[("key", ADMIN), ("name", "<i>eve</i>")], None).await;
+    let eve = r.set_cookie().unwrap().split(';').next().unwrap().to_string();
+    let page = get(&h, "/dashboard", Some(&eve)).await;
+    assert!(
+        page.text
+            .contains("signed in as <strong>&lt;i&gt;eve&lt;/i&gt;</strong>")
+    );
+}
