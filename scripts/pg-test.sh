@@ -76,9 +76,9 @@ echo "pg-test: PostgreSQL $("$bindir/pg_ctl" --version | awk '{print $3}') at $T
 
 if [ "$#" -eq 0 ]; then
     if cargo nextest --version >/dev/null 2>&1; then
-        set -- cargo nextest run -p tame-store -p tame-server --no-fail-fast -E 'test(/(^|::)pg::/)'
+        set -- cargo nextest run --workspace --no-fail-fast -E 'test(/(^|::)pg::/)'
     else
-        set -- cargo test -p tame-store -p tame-server --no-fail-fast -- pg::
+        set -- cargo test --workspace --no-fail-fast -- pg::
     fi
 fi
 echo "+ $*" >&2
