@@ -155,9 +155,10 @@ pub struct PgOptions {
     /// The HMAC key of the audit chain (at least 16 bytes). PostgreSQL has
     /// no file beside it to keep one in, so it is always configured.
     pub secret: Vec<u8>,
-    /// `Full`: a commit waits for the WAL to reach PostgreSQL's disk
-    /// (`synchronous_commit = on`). `Normal`: it does not (`off`): a record
-    /// survives a crash of tame, not necessarily one of the database server.
+    /// `Full`: a record is acknowledged once the WAL holding its commit is
+    /// on PostgreSQL's disk. `Normal`: once committed (`synchronous_commit =
+    /// off`): it survives a crash of tame, not necessarily one of the
+    /// database server.
     pub durability: Durability,
     /// Most records committed in one transaction.
     pub max_batch: usize,
@@ -465,9 +466,77 @@ impl Stmts {
     }
 }
 
+/// Pipelined durability, as in the SQLite store: the writer commits
+/// without waiting for the disk (`synchronous_commit = off`) and goes on
+/// with the next batch, while this thread, on its own connection, commits a
+/// one-row write that does wait (`synchronous_commit = on`). The WAL is
+/// flushed in order, so once that commit returns, every batch committed
+/// before it started is on disk too; only then are their callers answered.
+/// A commit waiting for the disk would otherwise stall the writer for every
+/// flush.
+struct PgSyncer {
+    sender: Option<Sender<Vec<Done>>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl PgSyncer {
+    fn start(mut client: Client) -> StoreResult<PgSyncer> {
+        client.batch_execute("SET synchronous_commit = on")?;
+        let stmt = client.prepare(
+            "INSERT INTO meta(key, value) VALUES ('synced', $1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        )?;
+        let (sender, receiver) = channel::<Vec<Done>>();
+        let handle = std::thread::Builder::new()
+            .name("tame-pg-sync".into())
+            .spawn(move || {
+                while let Ok(first) = receiver.recv() {
+                    let mut pending = vec![first];
+                    while let Ok(more) = receiver.try_recv() {
+                        pending.push(more);
+                    }
+                    let at = format_timestamp(Timestamp::now());
+                    let failed = client.execute(&stmt, &[&at]).err().map(|e| {
+                        let msg = format!("cannot make the audit log durable: {}", StoreError::from(e));
+                        tracing::error!("{msg}");
+                        msg
+                    });
+                    for done in pending.into_iter().flatten() {
+                        done.finish(failed.as_deref());
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Db(format!("cannot start the sync thread: {e}")))?;
+        Ok(PgSyncer {
+            sender: Some(sender),
+            handle: Some(handle),
+        })
+    }
+
+    /// Hands committed outcomes over; answers them here if the thread is gone.
+    fn submit(&self, done: Vec<Done>) {
+        if let Some(sender) = &self.sender
+            && let Err(std::sync::mpsc::SendError(done)) = sender.send(done)
+        {
+            done.into_iter()
+                .for_each(|d| d.finish(Some("the audit sync thread has stopped")));
+        }
+    }
+}
+
+impl Drop for PgSyncer {
+    fn drop(&mut self) {
+        self.sender.take();
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
 struct PgWriter {
     client: Client,
     stmts: Stmts,
+    syncer: Option<PgSyncer>,
     chain: Chain,
     mac: HmacSha256,
     max_batch: usize,
@@ -529,12 +598,9 @@ impl PgWriter {
                  only one writer per database"
             )));
         }
-        // Set whatever the server's default: with `Full`, every commit
-        // waits for the WAL to reach the disk.
-        client.batch_execute(match durability {
-            Durability::Full => "SET synchronous_commit = on",
-            Durability::Normal => "SET synchronous_commit = off",
-        })?;
+        // The writer's commits do not wait for the disk; with `Full`
+        // durability the syncer makes them durable before anyone is told.
+        client.batch_execute("SET synchronous_commit = off")?;
         client.batch_execute(SCHEMA)?;
         let stored: Option<String> = client
             .query_opt("SELECT value FROM meta WHERE key = 'schema_version'", &[])?
@@ -565,12 +631,17 @@ impl PgWriter {
             None => Chain::new(0, GENESIS.to_string()),
         };
         let stmts = Stmts::prepare(&mut client)?;
+        let syncer = match durability {
+            Durability::Full => Some(PgSyncer::start(connect(config, shown)?)?),
+            Durability::Normal => None,
+        };
         Ok(PgWriter {
             client,
             stmts,
             chain,
             mac,
             max_batch,
+            syncer,
         })
     }
 
@@ -586,6 +657,8 @@ impl PgWriter {
             }
             self.commit_batch(batch);
         }
+        // Answer everything in flight before the lock goes.
+        drop(self.syncer.take());
         // Released now rather than when PostgreSQL notices the closed
         // connection, so that the store can be reopened at once.
         if let Err(e) = self.client.execute("SELECT pg_advisory_unlock($1)", &[&WRITER_LOCK]) {
@@ -643,7 +716,10 @@ impl PgWriter {
             }
         }
         match fatal {
-            None => done.into_iter().for_each(|d| d.finish(None)),
+            None => match &self.syncer {
+                Some(syncer) => syncer.submit(done),
+                None => done.into_iter().for_each(|d| d.finish(None)),
+            },
             Some(e) => {
                 tracing::error!(error = %e, "audit batch failed to commit");
                 (self.chain.seq, self.chain.hash) = saved;
