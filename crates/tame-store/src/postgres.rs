@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 
 use jiff::Timestamp;
 use postgres::types::FromSql;
-use postgres::{Client, IsolationLevel, NoTls, Row, Statement, Transaction};
+use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
 use serde_json::Value;
 
 use crate::canonical::canonical_json;
@@ -392,11 +392,33 @@ fn reader_loop(rx: &Mutex<Receiver<ReadJob>>, config: &postgres::Config, shown: 
 
 // ---------------------------------------------------------------- writer
 
+/// Appends rows of the audit log, given as arrays of their columns.
+const INSERT_AUDIT: &str = "INSERT INTO audit(seq, kind, ts, session_id, ref_id, session_prev, body, prev_hash, hash)
+    SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                         $7::text[], $8::text[], $9::text[])";
+
+/// Adds a batch's deltas to the session summaries (arrays of their columns).
+const UPSERT_SESSIONS: &str = "INSERT INTO sessions AS s(session_id, start_time, end_time, last_seq, tail_seq,
+        total, allowed, denied, approved, agent_id, user_id)
+    SELECT * FROM UNNEST($10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bigint[],
+                         $16::bigint[], $17::bigint[], $18::bigint[], $19::text[], $20::text[])
+    ON CONFLICT(session_id) DO UPDATE SET
+      end_time = CASE WHEN excluded.total > 0 THEN excluded.end_time ELSE s.end_time END,
+      last_seq = CASE WHEN excluded.total > 0 THEN excluded.last_seq ELSE s.last_seq END,
+      tail_seq = excluded.tail_seq,
+      total = s.total + excluded.total, allowed = s.allowed + excluded.allowed,
+      denied = s.denied + excluded.denied, approved = s.approved + excluded.approved,
+      agent_id = COALESCE(s.agent_id, excluded.agent_id),
+      user_id = COALESCE(s.user_id, excluded.user_id)";
+
+/// Records the chain head (`seq:hash`), which finds a truncated log.
+const UPSERT_HEAD: &str = "INSERT INTO meta(key, value) VALUES ('head', $21)
+    ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+
 /// Statements the writer prepares once per connection.
 struct Stmts {
     insert_audit: Statement,
-    upsert_sessions: Statement,
-    upsert_head: Statement,
+    write_batch: Statement,
     tails: Statement,
     tail: Statement,
     decision_owner: Statement,
@@ -414,29 +436,10 @@ struct Stmts {
 impl Stmts {
     fn prepare(client: &mut Client) -> StoreResult<Stmts> {
         Ok(Stmts {
-            insert_audit: client.prepare(
-                "INSERT INTO audit(seq, kind, ts, session_id, ref_id, session_prev, body, prev_hash, hash)
-                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-                                      $7::text[], $8::text[], $9::text[])",
-            )?,
-            upsert_sessions: client.prepare(
-                "INSERT INTO sessions AS s(session_id, start_time, end_time, last_seq, tail_seq, total, allowed,
-                                           denied, approved, agent_id, user_id)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
-                                      $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::text[])
-                 ON CONFLICT(session_id) DO UPDATE SET
-                   end_time = CASE WHEN excluded.total > 0 THEN excluded.end_time ELSE s.end_time END,
-                   last_seq = CASE WHEN excluded.total > 0 THEN excluded.last_seq ELSE s.last_seq END,
-                   tail_seq = excluded.tail_seq,
-                   total = s.total + excluded.total, allowed = s.allowed + excluded.allowed,
-                   denied = s.denied + excluded.denied, approved = s.approved + excluded.approved,
-                   agent_id = COALESCE(s.agent_id, excluded.agent_id),
-                   user_id = COALESCE(s.user_id, excluded.user_id)",
-            )?,
-            upsert_head: client.prepare(
-                "INSERT INTO meta(key, value) VALUES ('head', $1)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            )?,
+            insert_audit: client.prepare(INSERT_AUDIT)?,
+            write_batch: client.prepare(&format!(
+                "WITH w_audit AS ({INSERT_AUDIT}), w_sessions AS ({UPSERT_SESSIONS}), w_head AS ({UPSERT_HEAD}) SELECT 1"
+            ))?,
             tails: client.prepare("SELECT session_id, tail_seq FROM sessions WHERE session_id = ANY($1)")?,
             tail: client.prepare("SELECT tail_seq FROM sessions WHERE session_id = $1")?,
             decision_owner: client
@@ -559,9 +562,13 @@ struct PendingRows {
     decisions: HashMap<String, String>,
 }
 
-/// One batch's transaction and state.
-struct Batch<'a, 't> {
-    tx: &'a mut Transaction<'t>,
+/// One batch's state, writing through `db`: a transaction, or for a batch
+/// that only appends, the connection itself (its one write statement
+/// commits on its own).
+struct Batch<'a, C: GenericClient> {
+    db: &'a mut C,
+    /// The chain head's sequence number before the batch.
+    start_seq: u64,
     stmts: &'a Stmts,
     chain: &'a mut Chain,
     mac: &'a HmacSha256,
@@ -667,54 +674,46 @@ impl PgWriter {
         tracing::debug!("postgresql store writer drained and stopped");
     }
 
-    /// Applies a batch in one transaction and answers its jobs once it is
-    /// committed. A job failing a check fails alone (checks come before
-    /// writes); a database error fails and rolls back the whole batch.
+    /// Applies a batch atomically and answers its jobs once it is
+    /// committed: a batch that only appends decisions and results is one
+    /// statement; any other runs in a transaction. A job failing a check
+    /// fails alone (checks come before writes); a database error fails the
+    /// whole batch, which leaves nothing behind.
     fn commit_batch(&mut self, batch: Vec<Job>) {
         let saved = (self.chain.seq, self.chain.hash.clone());
         self.chain.touched.clear();
-        let mut done = Vec::with_capacity(batch.len());
-        let mut fatal: Option<String> = None;
-        match self.client.transaction() {
-            Ok(mut tx) => {
-                let mut b = Batch {
-                    tx: &mut tx,
-                    stmts: &self.stmts,
-                    chain: &mut self.chain,
-                    mac: &self.mac,
-                    rows: PendingRows::default(),
-                    sessions: HashMap::new(),
-                    new_sessions: HashSet::new(),
-                };
-                if let Err(e) = b.load_tails(&batch) {
-                    fatal = Some(e.to_string());
-                }
-                for job in batch {
-                    if fatal.is_some() {
-                        done.push(job.skipped());
-                        continue;
+        let plain = batch.iter().all(|job| match job {
+            Job::Decision(d, _) => d.release_of.is_none() && d.new_approval.is_none(),
+            Job::Result(..) | Job::Flush(_) => true,
+            Job::Approval(..) | Job::Expire(..) | Job::Policy(..) => false,
+        });
+        let PgWriter {
+            client,
+            stmts,
+            chain,
+            mac,
+            ..
+        } = self;
+        let (done, fatal) = if plain {
+            apply_batch(client, stmts, chain, mac, batch)
+        } else {
+            match client.transaction() {
+                Ok(mut tx) => {
+                    let (done, mut fatal) = apply_batch(&mut tx, stmts, chain, mac, batch);
+                    if fatal.is_none()
+                        && let Err(e) = tx.commit()
+                    {
+                        fatal = Some(StoreError::from(e).to_string());
                     }
-                    let d = b.apply(job);
-                    fatal = d.fatal_error();
-                    done.push(d);
+                    // On error the transaction is rolled back when dropped.
+                    (done, fatal)
                 }
-                if fatal.is_none()
-                    && let Err(e) = b.finish()
-                {
-                    fatal = Some(e.to_string());
-                }
-                if fatal.is_none()
-                    && let Err(e) = tx.commit()
-                {
-                    fatal = Some(StoreError::from(e).to_string());
-                }
-                // On error the transaction is rolled back when dropped.
+                Err(e) => (
+                    batch.into_iter().map(Job::skipped).collect(),
+                    Some(StoreError::from(e).to_string()),
+                ),
             }
-            Err(e) => {
-                fatal = Some(StoreError::from(e).to_string());
-                done.extend(batch.into_iter().map(Job::skipped));
-            }
-        }
+        };
         match fatal {
             None => match &self.syncer {
                 Some(syncer) => syncer.submit(done),
@@ -732,7 +731,45 @@ impl PgWriter {
     }
 }
 
-impl Batch<'_, '_> {
+/// Runs a batch's jobs through `db` and writes what they appended; returns
+/// their outcomes and the database error that failed the batch, if any.
+fn apply_batch<C: GenericClient>(
+    db: &mut C,
+    stmts: &Stmts,
+    chain: &mut Chain,
+    mac: &HmacSha256,
+    batch: Vec<Job>,
+) -> (Vec<Done>, Option<String>) {
+    let mut b = Batch {
+        db,
+        start_seq: chain.seq,
+        stmts,
+        chain,
+        mac,
+        rows: PendingRows::default(),
+        sessions: HashMap::new(),
+        new_sessions: HashSet::new(),
+    };
+    let mut done = Vec::with_capacity(batch.len());
+    let mut fatal = b.load_tails(&batch).err().map(|e| e.to_string());
+    for job in batch {
+        if fatal.is_some() {
+            done.push(job.skipped());
+            continue;
+        }
+        let d = b.apply(job);
+        fatal = d.fatal_error();
+        done.push(d);
+    }
+    if fatal.is_none()
+        && let Err(e) = b.finish()
+    {
+        fatal = Some(e.to_string());
+    }
+    (done, fatal)
+}
+
+impl<C: GenericClient> Batch<'_, C> {
     /// Reads, in one query, the last record of every session the batch
     /// writes to that this writer has not seen yet.
     fn load_tails(&mut self, jobs: &[Job]) -> StoreResult<()> {
@@ -750,7 +787,7 @@ impl Batch<'_, '_> {
         if wanted.is_empty() {
             return Ok(());
         }
-        for row in self.tx.query(&self.stmts.tails, &[&wanted])? {
+        for row in self.db.query(&self.stmts.tails, &[&wanted])? {
             let sid: String = col(&row, 0)?;
             let tail: i64 = col(&row, 1)?;
             self.chain.tails.insert(sid, to_u64(tail));
@@ -790,7 +827,7 @@ impl Batch<'_, '_> {
                 Some(&prev) => Some(prev),
                 None if self.new_sessions.contains(sid) => None,
                 None => self
-                    .tx
+                    .db
                     .query_opt(&self.stmts.tail, &[&sid])?
                     .map(|r| col::<i64>(&r, 0))
                     .transpose()?
@@ -837,7 +874,7 @@ impl Batch<'_, '_> {
             return Ok(());
         }
         let r = std::mem::take(&mut self.rows);
-        self.tx.execute(
+        self.db.execute(
             &self.stmts.insert_audit,
             &[
                 &r.seq,
@@ -854,9 +891,13 @@ impl Batch<'_, '_> {
         Ok(())
     }
 
-    /// Writes the queued rows, the batch's session summaries and the chain head.
+    /// Writes the queued rows, the batch's session summaries and the chain
+    /// head, in one statement; nothing when the batch appended nothing.
     fn finish(&mut self) -> StoreResult<()> {
-        self.flush_rows()?;
+        if self.chain.seq == self.start_seq {
+            return Ok(());
+        }
+        let r = std::mem::take(&mut self.rows);
         let mut ids = Vec::new();
         let mut start = Vec::new();
         let mut end = Vec::new();
@@ -885,16 +926,33 @@ impl Batch<'_, '_> {
             agent.push(d.agent_id);
             user.push(d.user_id);
         }
-        if !ids.is_empty() {
-            self.tx.execute(
-                &self.stmts.upsert_sessions,
-                &[
-                    &ids, &start, &end, &last_seq, &tail_seq, &total, &allowed, &denied, &approved, &agent, &user,
-                ],
-            )?;
-        }
         let head = format!("{}:{}", self.chain.seq, self.chain.hash);
-        self.tx.execute(&self.stmts.upsert_head, &[&head])?;
+        self.db.execute(
+            &self.stmts.write_batch,
+            &[
+                &r.seq,
+                &r.kind,
+                &r.ts,
+                &r.session_id,
+                &r.ref_id,
+                &r.session_prev,
+                &r.body,
+                &r.prev_hash,
+                &r.hash,
+                &ids,
+                &start,
+                &end,
+                &last_seq,
+                &tail_seq,
+                &total,
+                &allowed,
+                &denied,
+                &approved,
+                &agent,
+                &user,
+                &head,
+            ],
+        )?;
         Ok(())
     }
 
@@ -902,12 +960,12 @@ impl Batch<'_, '_> {
         let ts = format_timestamp(d.timestamp);
         if let Some(release) = &d.release_of {
             let row = self
-                .tx
+                .db
                 .query_opt(&self.stmts.approval_for_release, &[&release.approval_id])?
                 .map(|r| Ok::<_, StoreError>((col(&r, 0)?, col(&r, 1)?, col(&r, 2)?)))
                 .transpose()?;
             check_release(release, row)?;
-            self.tx
+            self.db
                 .execute(&self.stmts.mark_released, &[&d.log_id, &release.approval_id])?;
         }
         let body = decision_body(&mut d, &ts);
@@ -917,7 +975,7 @@ impl Batch<'_, '_> {
             let expires_at = format_timestamp(approval.expires_at);
             let body = approval_created_body(&d, approval, &expires_at);
             let created = self.append("approval_created", &ts, Some(&d.session_id), Some(&approval.id), &body)?;
-            self.tx.execute(
+            self.db.execute(
                 &self.stmts.insert_approval,
                 &[
                     &approval.id,
@@ -937,7 +995,7 @@ impl Batch<'_, '_> {
         let owner = match self.rows.decisions.get(&r.log_id) {
             Some(session) => Some(Some(session.clone())),
             None => self
-                .tx
+                .db
                 .query_opt(&self.stmts.decision_owner, &[&r.log_id])?
                 .map(|row| col::<Option<String>>(&row, 0))
                 .transpose()?,
@@ -950,38 +1008,38 @@ impl Batch<'_, '_> {
 
     fn write_approval_decision(&mut self, a: &ApprovalDecision) -> StoreResult<Approval> {
         let row = self
-            .tx
+            .db
             .query_opt(&self.stmts.approval_state, &[&a.id])?
             .map(|r| Ok::<_, StoreError>((col(&r, 0)?, col(&r, 1)?)))
             .transpose()?;
         let new_state = decided_state(a, row)?;
         let ts = format_timestamp(a.at);
         let session: Option<String> = self
-            .tx
+            .db
             .query_opt(&self.stmts.approval_session, &[&a.id])?
             .map(|r| col(&r, 0))
             .transpose()?;
         let body = approval_decided_body(a, new_state, &ts);
         self.append("approval_decided", &ts, session.as_deref(), Some(&a.id), &body)?;
-        self.tx.execute(
+        self.db.execute(
             &self.stmts.decide_approval,
             &[&new_state.as_str(), &a.by, &a.reason, &ts, &a.id],
         )?;
         // The approval is read back joined with its decision record.
         self.flush_rows()?;
-        read_approval(self.tx, &a.id, a.at)?.ok_or_else(|| StoreError::ApprovalNotFound(a.id.clone()))
+        read_approval(self.db, &a.id, a.at)?.ok_or_else(|| StoreError::ApprovalNotFound(a.id.clone()))
     }
 
     fn write_expiry(&mut self, now: Timestamp) -> StoreResult<Vec<String>> {
         let mut due: Vec<(String, String)> = Vec::new();
-        for row in self.tx.query(&self.stmts.due_approvals, &[&micros(now)])? {
+        for row in self.db.query(&self.stmts.due_approvals, &[&micros(now)])? {
             due.push((col(&row, 0)?, col(&row, 1)?));
         }
         let ts = format_timestamp(now);
         for (id, session) in &due {
             let body = approval_expired_body(id, &ts);
             self.append("approval_expired", &ts, Some(session), Some(id), &body)?;
-            self.tx.execute(&self.stmts.expire_approval, &[&ts, id])?;
+            self.db.execute(&self.stmts.expire_approval, &[&ts, id])?;
         }
         Ok(due.into_iter().map(|(id, _)| id).collect())
     }
@@ -990,7 +1048,7 @@ impl Batch<'_, '_> {
         let ts = format_timestamp(p.loaded_at);
         let body = policy_body(p, &ts);
         let seq = self.append("policy_loaded", &ts, None, Some(&p.hash), &body)?;
-        let row = self.tx.query_one(
+        let row = self.db.query_one(
             &self.stmts.insert_policy,
             &[&to_i64(seq), &p.version, &p.hash, &p.origin, &ts, &p.source],
         )?;
@@ -1000,29 +1058,12 @@ impl Batch<'_, '_> {
 
 // ---------------------------------------------------------------- reads
 
-/// Anything that runs queries: a client or a transaction.
-trait Query {
-    fn rows(&mut self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> StoreResult<Vec<Row>>;
-}
-
-impl Query for Client {
-    fn rows(&mut self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> StoreResult<Vec<Row>> {
-        Ok(self.query(sql, params)?)
-    }
-}
-
-impl Query for Transaction<'_> {
-    fn rows(&mut self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> StoreResult<Vec<Row>> {
-        Ok(self.query(sql, params)?)
-    }
-}
-
 /// A session's records `(seq, kind, body)` in order, following the
 /// `session_prev` links back from the session's last record in one query.
 /// A missing or foreign record (a damaged log) ends the walk; `verify`
 /// names it. Links must point strictly backwards, so the walk ends.
-fn session_records(db: &mut impl Query, session_id: &str) -> StoreResult<Vec<(u64, String, String)>> {
-    let rows = db.rows(
+fn session_records(db: &mut impl GenericClient, session_id: &str) -> StoreResult<Vec<(u64, String, String)>> {
+    let rows = db.query(
         "WITH RECURSIVE walk(seq, kind, body, prev) AS (
              SELECT a.seq, a.kind, a.body, a.session_prev
                FROM sessions s JOIN audit a ON a.seq = s.tail_seq AND a.session_id = s.session_id
@@ -1040,8 +1081,8 @@ fn session_records(db: &mut impl Query, session_id: &str) -> StoreResult<Vec<(u6
         .collect()
 }
 
-fn records_by_ref(db: &mut impl Query, ref_id: &str) -> StoreResult<Vec<(u64, String, String)>> {
-    let rows = db.rows(
+fn records_by_ref(db: &mut impl GenericClient, ref_id: &str) -> StoreResult<Vec<(u64, String, String)>> {
+    let rows = db.query(
         "SELECT seq, kind, body FROM audit WHERE ref_id = $1 AND kind IN ('decision', 'result') ORDER BY seq",
         &[&ref_id],
     )?;
@@ -1091,8 +1132,8 @@ fn approval_from_row(r: &Row, now: Timestamp) -> StoreResult<Approval> {
     .into_approval(now))
 }
 
-fn read_approval(db: &mut impl Query, id: &str, now: Timestamp) -> StoreResult<Option<Approval>> {
-    let rows = db.rows(&format!("{APPROVAL_SELECT} WHERE a.id = $1"), &[&id])?;
+fn read_approval(db: &mut impl GenericClient, id: &str, now: Timestamp) -> StoreResult<Option<Approval>> {
+    let rows = db.query(&format!("{APPROVAL_SELECT} WHERE a.id = $1"), &[&id])?;
     rows.first().map(|r| approval_from_row(r, now)).transpose()
 }
 
