@@ -256,30 +256,23 @@ impl PgStore {
         // caller's (the server opens the store from async code).
         let (ready_tx, ready_rx) = sync_channel::<StoreResult<()>>(1);
         let (sender, receiver) = channel();
-        let writer_config = config.clone();
-        let writer_shown = shown.clone();
+        let link = Link {
+            config: config.clone(),
+            shown: shown.clone(),
+            lock_wait: options.lock_wait,
+            durability: options.durability,
+        };
         let writer_mac = mac.clone();
         let max_batch = options.max_batch.max(1);
-        let lock_wait = options.lock_wait;
-        let durability = options.durability;
         let writer = std::thread::Builder::new()
             .name("tame-pg-writer".into())
-            .spawn(move || {
-                match PgWriter::start(
-                    &writer_config,
-                    &writer_shown,
-                    writer_mac,
-                    max_batch,
-                    lock_wait,
-                    durability,
-                ) {
-                    Ok(writer) => {
-                        let _ = ready_tx.send(Ok(()));
-                        writer.run(receiver);
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                    }
+            .spawn(move || match PgWriter::start(link, writer_mac, max_batch) {
+                Ok(writer) => {
+                    let _ = ready_tx.send(Ok(()));
+                    writer.run(receiver);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
                 }
             })
             .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
@@ -477,9 +470,16 @@ impl Stmts {
 /// before it started is on disk too; only then are their callers answered.
 /// A commit waiting for the disk would otherwise stall the writer for every
 /// flush.
+///
+/// The syncer never reconnects: a batch committed before a crash of the
+/// database server may be lost, and a sync commit on a new connection
+/// would vouch for it. When its connection is gone it fails what is
+/// pending and marks itself broken; the writer then starts over (new
+/// connections, chain head read back from the database).
 struct PgSyncer {
     sender: Option<Sender<Vec<Done>>>,
     handle: Option<JoinHandle<()>>,
+    broken: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PgSyncer {
@@ -490,6 +490,8 @@ impl PgSyncer {
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         )?;
         let (sender, receiver) = channel::<Vec<Done>>();
+        let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&broken);
         let handle = std::thread::Builder::new()
             .name("tame-pg-sync".into())
             .spawn(move || {
@@ -504,6 +506,9 @@ impl PgSyncer {
                         tracing::error!("{msg}");
                         msg
                     });
+                    if failed.is_some() && client.is_closed() {
+                        flag.store(true, std::sync::atomic::Ordering::Release);
+                    }
                     for done in pending.into_iter().flatten() {
                         done.finish(failed.as_deref());
                     }
@@ -513,6 +518,7 @@ impl PgSyncer {
         Ok(PgSyncer {
             sender: Some(sender),
             handle: Some(handle),
+            broken,
         })
     }
 
@@ -543,6 +549,24 @@ struct PgWriter {
     chain: Chain,
     mac: HmacSha256,
     max_batch: usize,
+    link: Link,
+}
+
+/// How the writer (re)connects.
+struct Link {
+    config: postgres::Config,
+    shown: String,
+    lock_wait: std::time::Duration,
+    durability: Durability,
+}
+
+/// A writer's connection, with the lock taken and the schema checked, and
+/// what goes with it.
+struct Connected {
+    client: Client,
+    stmts: Stmts,
+    chain: Chain,
+    syncer: Option<PgSyncer>,
 }
 
 /// Audit rows of a batch not yet sent to the database: they go in one
@@ -579,14 +603,60 @@ struct Batch<'a, C: GenericClient> {
 }
 
 impl PgWriter {
-    fn start(
-        config: &postgres::Config,
-        shown: &str,
-        mac: HmacSha256,
-        max_batch: usize,
-        lock_wait: std::time::Duration,
-        durability: Durability,
-    ) -> StoreResult<PgWriter> {
+    fn start(link: Link, mac: HmacSha256, max_batch: usize) -> StoreResult<PgWriter> {
+        let Connected {
+            client,
+            stmts,
+            chain,
+            syncer,
+        } = link.connect()?;
+        Ok(PgWriter {
+            client,
+            stmts,
+            chain,
+            mac,
+            max_batch,
+            syncer,
+            link,
+        })
+    }
+
+    /// Whether the connection (or the syncer's) is gone.
+    fn disconnected(&self) -> bool {
+        self.client.is_closed()
+            || (self.link.durability == Durability::Full && self.syncer.is_none())
+            || self
+                .syncer
+                .as_ref()
+                .is_some_and(|s| s.broken.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Starts over on new connections: the chain head is read back from
+    /// the database, so a batch lost with the old connection leaves no gap.
+    fn reconnect(&mut self) -> StoreResult<()> {
+        drop(self.syncer.take());
+        if !self.client.is_closed() {
+            let _ = self.client.execute("SELECT pg_advisory_unlock($1)", &[&WRITER_LOCK]);
+        }
+        let Connected {
+            client,
+            stmts,
+            chain,
+            syncer,
+        } = self.link.connect()?;
+        // The old client is dropped here, after the new one holds the lock.
+        self.client = client;
+        self.stmts = stmts;
+        self.chain = chain;
+        self.syncer = syncer;
+        tracing::warn!(db = %self.link.shown, "the audit writer reconnected to the database");
+        Ok(())
+    }
+}
+
+impl Link {
+    fn connect(&self) -> StoreResult<Connected> {
+        let (config, shown, lock_wait) = (&self.config, self.shown.as_str(), self.lock_wait);
         let mut client = connect(config, shown)?;
         let deadline = std::time::Instant::now() + lock_wait;
         let locked = loop {
@@ -638,20 +708,20 @@ impl PgWriter {
             None => Chain::new(0, GENESIS.to_string()),
         };
         let stmts = Stmts::prepare(&mut client)?;
-        let syncer = match durability {
+        let syncer = match self.durability {
             Durability::Full => Some(PgSyncer::start(connect(config, shown)?)?),
             Durability::Normal => None,
         };
-        Ok(PgWriter {
+        Ok(Connected {
             client,
             stmts,
             chain,
-            mac,
-            max_batch,
             syncer,
         })
     }
+}
 
+impl PgWriter {
     fn run(mut self, rx: Receiver<Job>) {
         while let Ok(first) = rx.recv() {
             let mut batch = Vec::with_capacity(64);
@@ -680,6 +750,14 @@ impl PgWriter {
     /// fails alone (checks come before writes); a database error fails the
     /// whole batch, which leaves nothing behind.
     fn commit_batch(&mut self, batch: Vec<Job>) {
+        if self.disconnected()
+            && let Err(e) = self.reconnect()
+        {
+            tracing::error!(error = %e, "the audit writer cannot reconnect");
+            let msg = format!("the audit batch was not committed: {e}");
+            batch.into_iter().for_each(|job| job.skipped().finish(Some(&msg)));
+            return;
+        }
         let saved = (self.chain.seq, self.chain.hash.clone());
         self.chain.touched.clear();
         let plain = batch.iter().all(|job| match job {

@@ -940,6 +940,58 @@ fn a_newer_schema_is_refused(db: &TestDb) {
     assert!(e.contains("schema version 99"), "{e}");
 }
 
+fn the_store_reconnects_after_its_connections_are_killed(db: &TestDb) {
+    let store = db.open();
+    store
+        .record_decision(decision("l0", "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
+        .wait()
+        .unwrap();
+    // Every connection of the store is closed by the server (an admin's
+    // pg_terminate_backend, a failover, a restart).
+    let killed = db.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    assert!(killed >= 1, "{killed}");
+    // A write in flight at that moment may fail (and says so); the next
+    // ones go through on new connections.
+    let mut written = 1;
+    let mut failures = 0;
+    for i in 1..=5 {
+        match store
+            .record_decision(decision(
+                &format!("l{i}"),
+                "s1",
+                "t",
+                Action::Allow,
+                "2026-11-21T06:00:01Z",
+            ))
+            .wait()
+        {
+            Ok(_) => written += 1,
+            Err(e) => {
+                failures += 1;
+                let e = e.to_string();
+                assert!(
+                    e.contains("not committed") || e.contains("cannot make the audit log durable"),
+                    "{e}"
+                );
+            }
+        }
+    }
+    assert!(failures <= 2, "{failures} writes failed");
+    let mut report = store.verify();
+    if report.is_err() {
+        // A reader may also meet its dead connection once.
+        report = store.verify();
+    }
+    let report = report.unwrap();
+    assert!(report.valid, "{report:?}");
+    // A write that failed only at the durability step may still be there.
+    assert!(report.records >= written, "{report:?}");
+    assert_eq!(store.session_log("s1").unwrap().unwrap().len() as u64, report.records);
+}
+
 tests_by_backend!(
     both: [
         decisions_and_results_round_trip,
@@ -964,5 +1016,6 @@ tests_by_backend!(
         the_store_is_used_and_dropped_inside_an_async_runtime,
         both_backends_write_the_same_records_and_chain,
         a_newer_schema_is_refused,
+        the_store_reconnects_after_its_connections_are_killed,
     ],
 );
