@@ -3,8 +3,11 @@
 //!
 //! The default backend is [`SqliteStore`]: an embedded SQLite database in
 //! WAL mode whose single writer thread group-commits records and answers
-//! each one only after its transaction is committed. Session facts live in
-//! memory and are read by the evaluator without I/O.
+//! each one only after its transaction is committed. [`PgStore`] keeps the
+//! same records in PostgreSQL (`tame serve --db postgres://...`), with the
+//! same chain, one writer per database (an advisory lock) and all its I/O
+//! on its own threads. Session facts live in memory and are read by the
+//! evaluator without I/O.
 //!
 //! Every change (decision, tool result, approval step, policy load) is one
 //! row of the `audit` table. Each row holds an HMAC-SHA256, keyed with the
