@@ -247,9 +247,17 @@ impl PgStore {
     pub fn open(url: &str, options: PgOptions) -> StoreResult<PgStore> {
         let shown = redact_url(url);
         let mac = mac_from_key(&options.secret)?;
-        let config: postgres::Config = url
+        let mut config: postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Db(format!("invalid PostgreSQL URL `{shown}`: {e}")))?;
+        // An unreachable host fails a (re)connection in bounded time rather
+        // than stalling the writer for the system's TCP timeout.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("tame");
+        }
 
         // The connection is made on the writer thread: the synchronous
         // client runs its own runtime, which must not start inside the
@@ -1478,6 +1486,18 @@ mod tests {
         // A password holding `@` or `/` still goes.
         assert_eq!(redact_url("postgres://u:a@b@h/db"), "postgres://u:***@h/db");
         assert!(!redact_url("postgres://u:p/w@h/db").contains("p/w@"));
+    }
+
+    #[test]
+    fn a_malformed_url_is_named_without_its_password() {
+        let e = PgStore::open("postgres://tame:hunter2@db:port/tame", PgOptions::new(vec![7u8; 32]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("invalid PostgreSQL URL `postgres://tame:***@db:port/tame`"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]
