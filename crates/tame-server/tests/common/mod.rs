@@ -52,10 +52,14 @@ pub struct Harness {
 
 pub fn harness_with(auth: Auth, limits: Limits) -> Harness {
     let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("tame.db"), SqliteOptions::default()).unwrap();
+    harness_on(dir, Arc::new(store), auth, limits)
+}
+
+/// A harness over `store` (any backend); the policy file goes in `dir`.
+pub fn harness_on(dir: tempfile::TempDir, store: Arc<dyn Store>, auth: Auth, limits: Limits) -> Harness {
     let policy_path = dir.path().join("policies.yml");
     std::fs::write(&policy_path, POLICY).unwrap();
-    let store = SqliteStore::open(dir.path().join("tame.db"), SqliteOptions::default()).unwrap();
-    let store: Arc<dyn Store> = Arc::new(store);
     let policy = tame_engine::Policy::from_yaml(POLICY, "policies.yml").unwrap();
     let loaded = LoadedPolicy {
         policy,
