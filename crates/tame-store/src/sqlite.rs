@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use hmac::{Hmac, Mac};
@@ -517,11 +517,19 @@ struct Writer {
 struct Syncer {
     sender: Option<Sender<Vec<Done>>>,
     handle: Option<JoinHandle<()>>,
+    /// Batches handed over and not yet synced. The writer waits for it to
+    /// reach zero before it commits again, so everything that arrives
+    /// during an fsync goes into the next batch: one commit and one fsync
+    /// per disk flush, instead of many small commits each writing the same
+    /// hot pages to the WAL again.
+    in_flight: Arc<(Mutex<usize>, Condvar)>,
 }
 
 impl Syncer {
     fn start(wal: PathBuf) -> StoreResult<Syncer> {
         let (sender, receiver) = channel::<Vec<Done>>();
+        let in_flight = Arc::new((Mutex::new(0usize), Condvar::new()));
+        let synced_count = in_flight.clone();
         let handle = std::thread::Builder::new()
             .name("tame-store-sync".into())
             .spawn(move || {
@@ -545,20 +553,43 @@ impl Syncer {
                     if let Some(msg) = &failed {
                         tracing::error!("{msg}");
                     }
+                    let batches = pending.len();
                     for done in pending.into_iter().flatten() {
                         done.finish(failed.as_deref());
                     }
+                    let (count, cv) = &*synced_count;
+                    if let Ok(mut n) = count.lock() {
+                        *n = n.saturating_sub(batches);
+                    }
+                    cv.notify_all();
                 }
             })
             .map_err(|e| StoreError::Db(format!("cannot start the sync thread: {e}")))?;
         Ok(Syncer {
             sender: Some(sender),
             handle: Some(handle),
+            in_flight,
         })
+    }
+
+    /// Blocks until every batch handed over is synced (returns at once if
+    /// the sync thread is gone: its batches were answered with an error).
+    fn wait_idle(&self) {
+        let (count, cv) = &*self.in_flight;
+        let Ok(mut n) = count.lock() else { return };
+        while *n > 0 && self.handle.as_ref().is_some_and(|h| !h.is_finished()) {
+            n = match cv.wait_timeout(n, std::time::Duration::from_millis(50)) {
+                Ok((n, _)) => n,
+                Err(_) => return,
+            };
+        }
     }
 
     /// Hands committed outcomes over; answers them here if the thread is gone.
     fn submit(&self, done: Vec<Done>) {
+        if let Ok(mut n) = self.in_flight.0.lock() {
+            *n += 1;
+        }
         if let Some(sender) = &self.sender
             && let Err(std::sync::mpsc::SendError(done)) = sender.send(done)
         {
@@ -605,7 +636,13 @@ fn record_mac(mac: &HmacSha256, prev_hash: &str, seq: u64, fields: [Option<&str>
 
 impl Writer {
     fn run(mut self, rx: Receiver<Job>) {
+        let (mut batches, mut jobs) = (0u64, 0u64);
         while let Ok(first) = rx.recv() {
+            // Group commit: while the previous batch is being synced, the
+            // jobs arriving meanwhile queue up and are committed together.
+            if let Some(syncer) = &self.syncer {
+                syncer.wait_idle();
+            }
             let mut batch = Vec::with_capacity(64);
             batch.push(first);
             while batch.len() < self.max_batch {
@@ -614,11 +651,13 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            batches += 1;
+            jobs += batch.len() as u64;
             self.commit_batch(batch);
         }
         // Answer everything in flight before the connection closes.
         drop(self.syncer.take());
-        tracing::debug!("store writer drained and stopped");
+        tracing::debug!(batches, jobs, "store writer drained and stopped");
     }
 
     /// Applies a batch in one transaction. A job that fails a check (an
