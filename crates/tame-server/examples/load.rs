@@ -23,6 +23,10 @@ use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
+// The same allocator as the `tame` and `tame-server` binaries.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const POLICY: &str = r#"
 version: "load-1"
 default: deny
@@ -51,6 +55,9 @@ struct Args {
     addr: Option<SocketAddr>,
     durability: String,
     max_requests: u64,
+    /// Drive only this route (`health` or `enforce`): for instruction
+    /// counts under callgrind, one route per run.
+    only: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -60,6 +67,7 @@ fn parse_args() -> anyhow::Result<Args> {
         addr: None,
         durability: "full".into(),
         max_requests: 5_000_000,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -70,6 +78,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--addr" => args.addr = Some(value()?.parse()?),
             "--durability" => args.durability = value()?,
             "--max-requests" => args.max_requests = value()?.parse()?,
+            "--only" => match value()?.as_str() {
+                route @ ("health" | "enforce") => args.only = Some(route.to_string()),
+                other => anyhow::bail!("--only takes `health` or `enforce`, not `{other}`"),
+            },
             other => anyhow::bail!("unknown flag `{other}`"),
         }
     }
@@ -95,6 +107,7 @@ fn body_for(conn: usize, i: u64) -> String {
     }
 }
 
+#[derive(Default)]
 struct Phase {
     requests: u64,
     errors: u64,
@@ -234,10 +247,16 @@ fn main() -> anyhow::Result<()> {
             max_requests: 2000,
             ..parse_args()?
         };
-        drive(addr, false, &warm, key.clone()).await?;
-        drive(addr, true, &warm, key.clone()).await?;
-        let health = drive(addr, false, &args, key.clone()).await?;
-        let enforce = drive(addr, true, &args, key.clone()).await?;
+        let run_health = args.only.as_deref() != Some("enforce");
+        let run_enforce = args.only.as_deref() != Some("health");
+        if run_health {
+            drive(addr, false, &warm, key.clone()).await?;
+        }
+        if run_enforce {
+            drive(addr, true, &warm, key.clone()).await?;
+        }
+        let health = if run_health { drive(addr, false, &args, key.clone()).await? } else { Phase::default() };
+        let enforce = if run_enforce { drive(addr, true, &args, key.clone()).await? } else { Phase::default() };
         anyhow::Ok((health, enforce))
     })?;
     println!(
