@@ -5,13 +5,15 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use hmac::{Hmac, Mac};
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 use tame_engine::Action;
@@ -264,29 +266,21 @@ impl SqliteStore {
         };
         let mac = HmacSha256::new_from_slice(&key).map_err(|e| StoreError::Secret(e.to_string()))?;
 
-        let conn = open_connection(&path)?;
+        let mut conn = open_connection(&path)?;
         // Commits only write the WAL; with `Full` durability the syncer
         // thread fsyncs it before anyone is told (see `Syncer`).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // Checkpoint less often: hot pages are copied once per checkpoint.
         conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
         conn.execute_batch(SCHEMA)?;
-        let chain = conn
-            .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
-                Ok(Chain {
-                    seq: r.get::<_, i64>(0)?.try_into().unwrap_or(0),
-                    hash: r.get(1)?,
-                    tails: HashMap::new(),
-                    touched: HashSet::new(),
-                })
-            })
-            .optional()?
-            .unwrap_or(Chain {
-                seq: 0,
-                hash: GENESIS.to_string(),
-                tails: HashMap::new(),
-                touched: HashSet::new(),
-            });
+        let mut chain = Chain {
+            seq: 0,
+            hash: GENESIS.to_string(),
+            tails: HashMap::new(),
+            touched: HashSet::new(),
+        };
+        // Reads the chain head and summarizes what a crash left unsummarized.
+        recover_summaries(&mut conn, &mut chain)?;
         let (sender, receiver) = channel();
         let syncer = match options.durability {
             Durability::Full => {
@@ -302,6 +296,9 @@ impl SqliteStore {
             mac: mac.clone(),
             max_batch: options.max_batch.max(1),
             syncer,
+            pending: HashMap::new(),
+            summarized_at: Instant::now(),
+            stale: false,
         };
         let handle = std::thread::Builder::new()
             .name("tame-store-writer".into())
@@ -507,7 +504,27 @@ struct Writer {
     mac: HmacSha256,
     max_batch: usize,
     syncer: Option<Syncer>,
+    /// Session summaries not yet written (see [`SUMMARY_INTERVAL`]).
+    pending: HashMap<String, SessionDelta>,
+    /// When the summaries were last written.
+    summarized_at: Instant,
+    /// Set when a batch failed: the in-memory tails and summaries may
+    /// name rolled-back records and are rebuilt from the log first.
+    stale: bool,
 }
+
+/// Session summaries (the `sessions` table: counts, last activity, the
+/// session's last record) are derived from the audit log, and written at
+/// most this often rather than in every batch: each batch touches a few
+/// random sessions, and rewriting their pages in every commit was most of
+/// the WAL written per decision. The audit records themselves are
+/// committed (and synced) before anyone is answered, as always. Reads that
+/// use the summaries write them first ([`Job::Flush`]), and after a crash
+/// [`recover_summaries`] rebuilds them from the records after
+/// `summaries_seq`.
+const SUMMARY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+/// Summaries are also written once this many sessions are pending.
+const SUMMARY_MAX_PENDING: usize = 4096;
 
 /// Pipelined durability: the writer commits batch N+1 to the WAL while
 /// this thread fsyncs the WAL for the batches committed before; a batch's
@@ -637,7 +654,24 @@ fn record_mac(mac: &HmacSha256, prev_hash: &str, seq: u64, fields: [Option<&str>
 impl Writer {
     fn run(mut self, rx: Receiver<Job>) {
         let (mut batches, mut jobs) = (0u64, 0u64);
-        while let Ok(first) = rx.recv() {
+        loop {
+            let first = if self.pending.is_empty() {
+                match rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                }
+            } else {
+                let left = SUMMARY_INTERVAL.saturating_sub(self.summarized_at.elapsed());
+                match rx.recv_timeout(left) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => {
+                        // Idle: write the pending summaries on their own.
+                        self.commit_batch(Vec::new());
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            };
             // Group commit: while the previous batch is being synced, the
             // jobs arriving meanwhile queue up and are committed together.
             if let Some(syncer) = &self.syncer {
@@ -655,6 +689,9 @@ impl Writer {
             jobs += batch.len() as u64;
             self.commit_batch(batch);
         }
+        if !self.pending.is_empty() || self.stale {
+            self.commit_batch(Vec::new());
+        }
         // Answer everything in flight before the connection closes.
         drop(self.syncer.take());
         tracing::debug!(batches, jobs, "store writer drained and stopped");
@@ -664,24 +701,40 @@ impl Writer {
     /// unknown log, a used approval) fails alone: checks come before any
     /// write. A database error fails the whole batch, which is rolled back.
     fn commit_batch(&mut self, batch: Vec<Job>) {
+        if self.stale {
+            match recover_summaries(&mut self.conn, &mut self.chain) {
+                Ok(()) => {
+                    self.stale = false;
+                    self.pending.clear();
+                    self.summarized_at = Instant::now();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot rebuild the session summaries");
+                    let msg = format!("the audit batch was not committed: {e}");
+                    batch.into_iter().for_each(|j| j.skipped().finish(Some(&msg)));
+                    return;
+                }
+            }
+        }
         let saved = (self.chain.seq, self.chain.hash.clone());
-        self.chain.touched.clear();
+        let summarize = batch.iter().any(|j| matches!(j, Job::Flush(_)))
+            || self.pending.len() >= SUMMARY_MAX_PENDING
+            || self.summarized_at.elapsed() >= SUMMARY_INTERVAL;
         let mut done = Vec::with_capacity(batch.len());
         let mut fatal: Option<String> = None;
         match self.conn.transaction() {
             Ok(tx) => {
-                let mut sessions: HashMap<String, SessionDelta> = HashMap::new();
                 for job in batch {
                     if fatal.is_some() {
                         done.push(job.skipped());
                         continue;
                     }
-                    let d = apply_job(&tx, &mut self.chain, &self.mac, &mut sessions, job);
+                    let d = apply_job(&tx, &mut self.chain, &self.mac, &mut self.pending, job);
                     fatal = d.fatal_error();
                     done.push(d);
                 }
                 if fatal.is_none()
-                    && let Err(e) = finish_batch(&tx, &self.chain, sessions)
+                    && let Err(e) = finish_batch(&tx, &self.chain, summarize.then_some(&mut self.pending))
                 {
                     fatal = Some(e.to_string());
                 }
@@ -698,15 +751,26 @@ impl Writer {
             }
         }
         match fatal {
-            None => match &self.syncer {
-                Some(syncer) => syncer.submit(done),
-                None => done.into_iter().for_each(|d| d.finish(None)),
-            },
+            None => {
+                if summarize {
+                    self.pending.clear();
+                    self.chain.touched.clear();
+                    self.summarized_at = Instant::now();
+                }
+                match &self.syncer {
+                    Some(syncer) => syncer.submit(done),
+                    None => done.into_iter().for_each(|d| d.finish(None)),
+                }
+            }
             Some(e) => {
                 tracing::error!(error = %e, "audit batch failed to commit");
                 (self.chain.seq, self.chain.hash) = saved;
-                // The session tails may name rolled-back records: reload them.
+                // The session tails and pending summaries may name
+                // rolled-back records: rebuild them from the log.
                 self.chain.tails.clear();
+                self.chain.touched.clear();
+                self.pending.clear();
+                self.stale = true;
                 let msg = format!("the audit batch was not committed: {e}");
                 done.into_iter().for_each(|d| d.finish(Some(&msg)));
             }
@@ -728,8 +792,40 @@ struct SessionDelta {
     user_id: Option<String>,
 }
 
-/// Writes the batch's session summaries and the chain head.
-fn finish_batch(tx: &Connection, chain: &Chain, mut sessions: HashMap<String, SessionDelta>) -> StoreResult<()> {
+impl SessionDelta {
+    /// Counts one decision (`None`: an unreadable one, counted in the total only).
+    fn note(&mut self, ts: &str, seq: i64, action: Option<Action>) {
+        ts.clone_into(&mut self.end);
+        self.last_seq = seq;
+        self.total += 1;
+        match action {
+            Some(Action::Allow) => self.allowed += 1,
+            Some(Action::Deny) => self.denied += 1,
+            Some(Action::Approve) => self.approved += 1,
+            None => {}
+        }
+    }
+}
+
+/// Writes the chain head and, when `sessions` is given, the pending
+/// session summaries (marking the log as summarized up to the head).
+fn finish_batch(
+    tx: &Connection,
+    chain: &Chain,
+    sessions: Option<&mut HashMap<String, SessionDelta>>,
+) -> StoreResult<()> {
+    tx.prepare_cached(
+        "INSERT INTO meta(key, value) VALUES ('head', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([format!("{}:{}", chain.seq, chain.hash)])?;
+    let Some(sessions) = sessions else { return Ok(()) };
+    write_summaries(tx, chain, sessions)
+}
+
+/// Upserts the summaries of the sessions touched since the last write and
+/// records how far the log is summarized.
+fn write_summaries(tx: &Connection, chain: &Chain, sessions: &HashMap<String, SessionDelta>) -> StoreResult<()> {
     let mut upsert = tx.prepare_cached(
         "INSERT INTO sessions(session_id, start_time, end_time, last_seq, tail_seq, total, allowed, denied, approved, agent_id, user_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -741,9 +837,10 @@ fn finish_batch(tx: &Connection, chain: &Chain, mut sessions: HashMap<String, Se
            approved = approved + excluded.approved,
            agent_id = COALESCE(agent_id, excluded.agent_id), user_id = COALESCE(user_id, excluded.user_id)",
     )?;
+    let none = SessionDelta::default();
     for id in &chain.touched {
         let Some(&tail) = chain.tails.get(id) else { continue };
-        let d = sessions.remove(id).unwrap_or_default();
+        let d = sessions.get(id).unwrap_or(&none);
         upsert.execute(params![
             id,
             d.start,
@@ -759,10 +856,77 @@ fn finish_batch(tx: &Connection, chain: &Chain, mut sessions: HashMap<String, Se
         ])?;
     }
     tx.prepare_cached(
-        "INSERT INTO meta(key, value) VALUES ('head', ?1)
+        "INSERT INTO meta(key, value) VALUES ('summaries_seq', ?1)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     )?
-    .execute([format!("{}:{}", chain.seq, chain.hash)])?;
+    .execute([chain.seq.to_string()])?;
+    Ok(())
+}
+
+/// Brings the session summaries up to the end of the log: reads the
+/// records after `summaries_seq` (those a crash left unsummarized, or
+/// a failed batch's predecessors), and writes their summaries. Also
+/// reloads the chain head and leaves the session tails of those records
+/// in `chain`. A database summarized in every batch (before
+/// `summaries_seq` existed) is up to date.
+fn recover_summaries(conn: &mut Connection, chain: &mut Chain) -> StoreResult<()> {
+    let tx = conn.transaction()?;
+    let head: Option<(i64, String)> = tx
+        .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    (chain.seq, chain.hash) = match head {
+        Some((seq, hash)) => (u64::try_from(seq).unwrap_or(0), hash),
+        None => (0, GENESIS.to_string()),
+    };
+    chain.tails.clear();
+    chain.touched.clear();
+    let from: Option<String> = tx
+        .query_row("SELECT value FROM meta WHERE key = 'summaries_seq'", [], |r| r.get(0))
+        .optional()?;
+    let from = match from {
+        Some(v) => v
+            .parse::<i64>()
+            .map_err(|_| StoreError::Db(format!("meta `summaries_seq` is not a number: `{v}`")))?,
+        None => i64::try_from(chain.seq).unwrap_or(i64::MAX),
+    };
+    let mut pending: HashMap<String, SessionDelta> = HashMap::new();
+    let mut rows = 0u64;
+    {
+        let mut stmt = tx.prepare("SELECT seq, kind, ts, session_id, body FROM audit WHERE seq > ?1 ORDER BY seq")?;
+        let mut it = stmt.query([from])?;
+        while let Some(row) = it.next()? {
+            let seq: i64 = row.get(0)?;
+            let Some(session_id) = row.get::<_, Option<String>>(3)? else { continue };
+            rows += 1;
+            chain.tails.insert(session_id.clone(), u64::try_from(seq).unwrap_or(0));
+            chain.touched.insert(session_id.clone());
+            if row.get_ref(1)?.as_str().ok() != Some("decision") {
+                continue;
+            }
+            let ts: String = row.get(2)?;
+            let body = parse_body(&row.get::<_, String>(4)?);
+            let delta = pending.entry(session_id).or_insert_with(|| SessionDelta {
+                start: ts.clone(),
+                ..SessionDelta::default()
+            });
+            let action = body.get("decision").and_then(|v| Action::deserialize(v).ok());
+            delta.note(&ts, seq, action);
+            if delta.agent_id.is_none() {
+                delta.agent_id = s(&body, "agent_id");
+            }
+            if delta.user_id.is_none() {
+                delta.user_id = s(&body, "user_id");
+            }
+        }
+    }
+    write_summaries(&tx, chain, &pending)?;
+    tx.commit()?;
+    chain.touched.clear();
+    if rows > 0 {
+        tracing::info!(records = rows, "session summaries rebuilt from the audit log");
+    }
     Ok(())
 }
 
@@ -955,14 +1119,7 @@ fn write_decision(
         start: ts.clone(),
         ..SessionDelta::default()
     });
-    delta.end.clone_from(&ts);
-    delta.last_seq = i64::try_from(seq).unwrap_or(i64::MAX);
-    delta.total += 1;
-    match d.decision {
-        Action::Allow => delta.allowed += 1,
-        Action::Deny => delta.denied += 1,
-        Action::Approve => delta.approved += 1,
-    }
+    delta.note(&ts, i64::try_from(seq).unwrap_or(i64::MAX), Some(d.decision));
     if delta.agent_id.is_none() {
         delta.agent_id.clone_from(&d.agent_id);
     }
