@@ -11,7 +11,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [args]
 
 tasks:
-  ci              fmt check, clippy (warnings denied), every test (Rust, Python, MCP)
+  ci              fmt check, clippy (warnings denied), every test (Rust, PostgreSQL
+                  store, Python, MCP)
   test            every test, without the fmt and clippy gates
   lint            fmt check and clippy only
   build           release builds of every frontend: the `tame` binary (CLI + server),
@@ -105,13 +106,34 @@ fn lint() -> Result {
     )
 }
 
+/// nextest filter of every test but the PostgreSQL ones (`pg::` in their path).
+const PG_TESTS_EXCLUDED: &str = "not test(/(^|::)pg::/)";
+
 fn test() -> Result {
-    // Rust: every crate's unit, integration and doc tests (debug build, one target dir).
+    // Rust: every crate's unit, integration and doc tests (debug build, one
+    // target dir), but the PostgreSQL ones (`pg::`): they run below, with a
+    // server.
     if has("cargo", &["nextest", "--version"]) {
-        run("cargo", &["nextest", "run", "--workspace", "--no-fail-fast"])?;
+        run(
+            "cargo",
+            &[
+                "nextest",
+                "run",
+                "--workspace",
+                "--no-fail-fast",
+                "-E",
+                PG_TESTS_EXCLUDED,
+            ],
+        )?;
     } else {
-        run("cargo", &["test", "--workspace", "--no-fail-fast"])?;
+        run(
+            "cargo",
+            &["test", "--workspace", "--no-fail-fast", "--", "--skip", "pg::"],
+        )?;
     }
+    // The store's and the server's tests against PostgreSQL: a throwaway
+    // server in target/pg (installed with apt-get when missing).
+    run("bash", &["scripts/pg-test.sh"])?;
     run("cargo", &["test", "--workspace", "--doc"])?;
     // The policies shipped in policies/ must check and pass their own tests.
     // Use the `tame` the workspace test run just built: `cargo run -p

@@ -376,7 +376,7 @@ pub struct ServeArgs {
     /// Address to listen on (HOST:PORT)
     #[arg(long, env = "TAME_ADDR")]
     pub addr: Option<String>,
-    /// Database: a SQLite path or a URL
+    /// Database: a SQLite file, or a postgres:// URL (then set TAME_AUDIT_SECRET)
     #[arg(long, env = "TAME_DB")]
     pub db: Option<String>,
     /// Configuration file (YAML)

@@ -4,11 +4,12 @@
 //!
 //! ```text
 //! cargo run --release -p tame-server --example load -- [--connections 32] [--seconds 5]
-//!     [--addr HOST:PORT] [--durability full|normal] [--max-requests N]
+//!     [--addr HOST:PORT] [--durability full|normal] [--max-requests N] [--db PATH|URL]
 //! ```
 //!
 //! Without `--addr` it starts the server in this process (own runtime with
-//! two worker threads, SQLite in a temporary directory, the policy below)
+//! two worker threads, SQLite in a temporary directory or the database of
+//! `--db`, e.g. `postgres://tame@127.0.0.1:5432/tame`, the policy below)
 //! and drives it over loopback from a separate single-threaded client
 //! runtime. With `--addr` it drives a running server (which must accept
 //! the calls below without an API key, or set `TAME_API_KEY`).
@@ -55,9 +56,9 @@ struct Args {
     addr: Option<SocketAddr>,
     durability: String,
     max_requests: u64,
-    /// Drive only this route (`health` or `enforce`): for instruction
-    /// counts under callgrind, one route per run.
+    /// Drive only this route (`health` or `enforce`): to profile one route at a time.
     only: Option<String>,
+    db: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -68,6 +69,7 @@ fn parse_args() -> anyhow::Result<Args> {
         durability: "full".into(),
         max_requests: 5_000_000,
         only: None,
+        db: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -82,6 +84,7 @@ fn parse_args() -> anyhow::Result<Args> {
                 route @ ("health" | "enforce") => args.only = Some(route.to_string()),
                 other => anyhow::bail!("--only takes `health` or `enforce`, not `{other}`"),
             },
+            "--db" => args.db = Some(value()?),
             other => anyhow::bail!("unknown flag `{other}`"),
         }
     }
@@ -218,6 +221,13 @@ fn main() -> anyhow::Result<()> {
                 ..Default::default()
             };
             config.apply_env([("TAME_DURABILITY".to_string(), args.durability.clone())])?;
+            if let Some(db) = &args.db {
+                config.db_path = db.into();
+                // A PostgreSQL store needs a configured audit secret.
+                config.secret = std::env::var("TAME_AUDIT_SECRET")
+                    .ok()
+                    .or_else(|| Some("load-test-audit-secret-0123456789".into()));
+            }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

@@ -40,7 +40,7 @@ fn num_param(p: &HashMap<String, String>, name: &str, default: u64, max: u64) ->
 }
 
 /// Runs a blocking store read off the async executor.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, tame_store::StoreError> + Send + 'static,
 ) -> Result<T, AppError> {
     tokio::task::spawn_blocking(f)
@@ -457,18 +457,33 @@ async fn decide(
     } else {
         typed(crate::error::parse_json(&body, limits.json_depth)?)?
     };
+    let by = body.by.unwrap_or_else(|| "admin".into());
+    let approval = decide_approval(&state, id, approve, by, body.reason).await?;
+    Ok(axum::Json(approval).into_response())
+}
+
+/// Approves or rejects a pending approval (recorded in the audit log with
+/// who and why) and wakes its waiters: the one path of the API and the
+/// dashboard.
+pub(crate) async fn decide_approval(
+    state: &AppState,
+    id: String,
+    approve: bool,
+    by: String,
+    reason: Option<String>,
+) -> Result<tame_store::Approval, AppError> {
     let approval = state
         .store()
         .decide_approval(ApprovalDecision {
             id,
             approve,
-            by: Some(body.by.unwrap_or_else(|| "admin".into())),
-            reason: body.reason,
+            by: Some(by),
+            reason,
             at: Timestamp::now(),
         })
         .await?;
     state.notify_approvals();
-    Ok(axum::Json(approval).into_response())
+    Ok(approval)
 }
 
 pub async fn approve(

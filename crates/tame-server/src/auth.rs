@@ -63,7 +63,12 @@ impl Auth {
 
     /// The role the request's key grants, `None` without a valid key.
     fn role_of(&self, headers: &HeaderMap) -> Option<Role> {
-        let key = presented_key(headers)?;
+        self.role_of_key(presented_key(headers)?)
+    }
+
+    /// The role `key` grants (`None` for an unknown key), compared in
+    /// constant time against every configured key.
+    pub(crate) fn role_of_key(&self, key: &str) -> Option<Role> {
         let d = digest(key);
         let admin = matches_any(&self.admin, &d);
         let agent = matches_any(&self.agent, &d);

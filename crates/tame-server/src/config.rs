@@ -19,7 +19,8 @@ pub struct ServerConfig {
     pub policy_path: PathBuf,
     /// Listen address; port 0 picks a free port.
     pub addr: SocketAddr,
-    /// The SQLite database file.
+    /// The SQLite database file, or a `postgres://` / `postgresql://` URL
+    /// (see [`ServerConfig::db_url`]).
     pub db_path: PathBuf,
     /// Keys that may enforce and report results.
     pub agent_keys: Vec<String>,
@@ -153,7 +154,12 @@ impl ServerConfig {
             self.addr = parse_addr(&a, &format!("{what}: addr"))?;
         }
         if let Some(p) = parsed.db {
-            self.db_path = base.join(p);
+            // A URL is not a path relative to the file.
+            self.db_path = if p.to_str().is_some_and(tame_store::is_postgres_url) {
+                p
+            } else {
+                base.join(p)
+            };
         }
         if let Some(k) = parsed.agent_keys {
             self.agent_keys = k;
@@ -220,6 +226,19 @@ impl ServerConfig {
             }
         }
         Ok(())
+    }
+
+    /// The PostgreSQL URL when the database is one, `None` for a SQLite file.
+    pub fn db_url(&self) -> Option<&str> {
+        self.db_path.to_str().filter(|db| tame_store::is_postgres_url(db))
+    }
+
+    /// The database for log lines and errors: a URL with its password redacted.
+    pub fn db_shown(&self) -> String {
+        match self.db_url() {
+            Some(url) => tame_store::redact_url(url),
+            None => self.db_path.display().to_string(),
+        }
     }
 
     /// Refuses an open API on a non-loopback address unless allowed.
@@ -292,5 +311,48 @@ mod tests {
         c.allow_insecure_bind = false;
         c.agent_keys = vec!["k".into()];
         assert!(c.check_bind().is_ok());
+    }
+
+    #[test]
+    fn a_postgres_url_is_kept_whole_and_shown_without_its_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tame.yml");
+        std::fs::write(&file, "db: postgresql://tame:hunter2@db.internal:5432/tame\n").unwrap();
+        let mut c = ServerConfig::default();
+        assert_eq!(c.db_url(), None);
+        assert_eq!(c.db_shown(), "tame.db");
+        c.apply_file(&file).unwrap();
+        assert_eq!(c.db_url(), Some("postgresql://tame:hunter2@db.internal:5432/tame"));
+        assert_eq!(c.db_shown(), "postgresql://tame:***@db.internal:5432/tame");
+        c.apply_env([("TAME_DB".to_string(), "data/tame.db".to_string())])
+            .unwrap();
+        assert_eq!(c.db_url(), None);
+        // A relative SQLite path in the file is relative to the file.
+        std::fs::write(&file, "db: data/tame.db\n").unwrap();
+        c.apply_file(&file).unwrap();
+        assert_eq!(c.db_path, dir.path().join("data/tame.db"));
+    }
+
+    #[test]
+    fn a_postgres_store_needs_the_audit_secret() {
+        let c = ServerConfig {
+            db_path: PathBuf::from("postgres://tame:hunter2@127.0.0.1:1/tame"),
+            ..ServerConfig::default()
+        };
+        let e = format!("{:#}", crate::serve::open_store(&c).unwrap_err());
+        assert!(e.contains("needs the audit secret: set TAME_AUDIT_SECRET"), "{e}");
+        assert!(e.contains("postgres://tame:***@127.0.0.1:1/tame"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        // With a secret it tries to connect, and the error still hides the password.
+        let c = ServerConfig {
+            secret: Some("0123456789abcdef0123".into()),
+            ..c
+        };
+        let e = format!("{:#}", crate::serve::open_store(&c).unwrap_err());
+        assert!(
+            e.contains("cannot open the store `postgres://tame:***@127.0.0.1:1/tame`"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
     }
 }

@@ -58,6 +58,7 @@
 mod api;
 mod auth;
 mod config;
+mod dashboard;
 mod enforce;
 mod error;
 mod metrics;
@@ -71,7 +72,7 @@ pub use auth::{Auth, Role};
 pub use config::{MAX_WAIT_CAP, ServerConfig};
 pub use error::AppError;
 pub use openapi::{ROUTES, RouteDoc, openapi_document};
-pub use serve::{run, run_until, shutdown_signal};
+pub use serve::{open_store, run, run_until, shutdown_signal};
 pub use state::{AppState, Limits, LoadedPolicy, ReloadOutcome};
 
 use axum::Router;
@@ -84,7 +85,9 @@ pub fn app(state: AppState) -> Router {
     for (path, handler) in handlers() {
         router = router.route(path, handler);
     }
+    // The dashboard (HTML, not API) is not in ROUTES nor the OpenAPI document.
     router
+        .merge(dashboard::router())
         .fallback(api::not_found)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -19,7 +19,7 @@ struct Args {
     /// Listen address (HOST:PORT).
     #[arg(long)]
     addr: Option<std::net::SocketAddr>,
-    /// SQLite database file.
+    /// SQLite database file, or a postgres:// URL (then set TAME_AUDIT_SECRET).
     #[arg(long)]
     db: Option<PathBuf>,
     /// Agent API key (repeatable).

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use jiff::Timestamp;
 use tame_engine::Policy;
-use tame_store::{SqliteOptions, SqliteStore, Store};
+use tame_store::{PgOptions, PgStore, SqliteOptions, SqliteStore, Store};
 
 use crate::auth::Auth;
 use crate::state::{AppState, Limits, LoadedPolicy, ReloadOutcome};
@@ -55,6 +55,38 @@ fn describe_policy_error(e: &tame_engine::PolicyError) -> String {
         .join("\n")
 }
 
+/// Opens the store `config.db_path` names: PostgreSQL for a `postgres://`
+/// or `postgresql://` URL (the audit secret must then be configured: there
+/// is no file beside the database to keep one in), else a SQLite file.
+pub fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
+    let shown = config.db_shown();
+    let secret = config.secret.as_ref().map(|s| s.as_bytes().to_vec());
+    if let Some(url) = config.db_url() {
+        let secret = secret.ok_or_else(|| {
+            anyhow::anyhow!(
+                "the PostgreSQL store `{shown}` needs the audit secret: set TAME_AUDIT_SECRET \
+                 (or `secret:` in the config file), at least 16 bytes, the same on every start"
+            )
+        })?;
+        let options = PgOptions {
+            durability: config.durability,
+            ..PgOptions::new(secret)
+        };
+        let store = PgStore::open(url, options).with_context(|| format!("cannot open the store `{shown}`"))?;
+        return Ok(Arc::new(store));
+    }
+    let store = SqliteStore::open(
+        &config.db_path,
+        SqliteOptions {
+            secret,
+            durability: config.durability,
+            ..SqliteOptions::default()
+        },
+    )
+    .with_context(|| format!("cannot open the store `{shown}`"))?;
+    Ok(Arc::new(store))
+}
+
 /// Serves until `shutdown` resolves; `on_ready` gets the bound address
 /// (useful with port 0).
 pub async fn run_until(
@@ -84,16 +116,7 @@ pub async fn run_until(
         .map(tame_integrations::ToolsFile::from_file)
         .transpose()?;
 
-    let store = SqliteStore::open(
-        &config.db_path,
-        SqliteOptions {
-            secret: config.secret.as_ref().map(|s| s.as_bytes().to_vec()),
-            durability: config.durability,
-            ..SqliteOptions::default()
-        },
-    )
-    .with_context(|| format!("cannot open the store `{}`", config.db_path.display()))?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store = open_store(&config)?;
 
     let loaded = LoadedPolicy {
         policy,
@@ -145,7 +168,7 @@ pub async fn run_until(
     };
 
     // Ready only once the reload triggers are in place.
-    tracing::info!(addr = %local, policy = %config.policy_path.display(), db = %config.db_path.display(), "tame server listening");
+    tracing::info!(addr = %local, policy = %config.policy_path.display(), db = %config.db_shown(), "tame server listening");
     on_ready(local);
 
     let router = app(state.clone()).layer(tower_http::timeout::TimeoutLayer::with_status_code(

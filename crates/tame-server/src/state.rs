@@ -62,6 +62,8 @@ struct Inner {
     reload_lock: tokio::sync::Mutex<()>,
     /// The tools `POST /api/v1/tools/run` may run (set once, at start).
     tools: std::sync::OnceLock<Arc<crate::tools::ToolsSetup>>,
+    /// The dashboard's login sessions and its cached audit chain check.
+    dashboard: crate::dashboard::Dashboard,
 }
 
 /// Cheap to clone: one `Arc`.
@@ -98,6 +100,7 @@ impl AppState {
             approvals_changed,
             reload_lock: tokio::sync::Mutex::new(()),
             tools: std::sync::OnceLock::new(),
+            dashboard: crate::dashboard::Dashboard::default(),
         }))
     }
 
@@ -130,6 +133,10 @@ impl AppState {
 
     pub(crate) fn tools(&self) -> Option<&Arc<crate::tools::ToolsSetup>> {
         self.0.tools.get()
+    }
+
+    pub(crate) fn dashboard(&self) -> &crate::dashboard::Dashboard {
+        &self.0.dashboard
     }
 
     pub fn policy_path(&self) -> Option<&PathBuf> {

@@ -33,11 +33,28 @@ impl Drop for Server {
 }
 
 fn start(dir: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tame-server"))
-        .arg("--policy")
-        .arg(dir.join("policies.yml"))
-        .arg("--db")
-        .arg(dir.join("tame.db"))
+    start_on(dir, &Db::Sqlite, extra)
+}
+
+/// Where a test server keeps its store.
+enum Db {
+    /// `tame.db` in the test's directory.
+    Sqlite,
+    /// A PostgreSQL database (URL), with the tests' audit secret.
+    Pg(String),
+}
+
+/// The audit secret of the PostgreSQL runs.
+const PG_SECRET: &str = "e2e-audit-secret-0123456789";
+
+fn start_on(dir: &Path, db: &Db, extra: &[&str]) -> Server {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tame-server"));
+    command.arg("--policy").arg(dir.join("policies.yml")).arg("--db");
+    match db {
+        Db::Sqlite => command.arg(dir.join("tame.db")),
+        Db::Pg(url) => command.arg(url).env("TAME_AUDIT_SECRET", PG_SECRET),
+    };
+    let mut child = command
         .args(["--addr", "127.0.0.1:0"])
         .args(extra)
         .env("TAME_LOG", "warn")
@@ -107,8 +124,66 @@ async fn sigkill_mid_load_loses_nothing_with_normal_durability() {
 }
 
 async fn sigkill_mid_load(flags: &[&str]) {
+    sigkill_mid_load_on(&Db::Sqlite, flags).await;
+}
+
+/// The same tests with the store in PostgreSQL (`TAME_TEST_DATABASE_URL`;
+/// run through `scripts/pg-test.sh`).
+mod pg {
+    use super::*;
+
+    /// A fresh database, or `None` (after saying so) when no server is
+    /// configured outside CI; in CI a missing server fails the test.
+    fn database(label: &str) -> Option<Db> {
+        match tame_store::testing::fresh_database(label) {
+            Ok(url) => Some(Db::Pg(url)),
+            Err(tame_store::testing::TestDbError::NotConfigured) => {
+                eprintln!(
+                    "skipped: {} is not set (run scripts/pg-test.sh)",
+                    tame_store::testing::TEST_DATABASE_URL
+                );
+                None
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sigkill_mid_load_loses_no_acknowledged_decision() {
+        let Some(db) = database("e2e_sigkill") else { return };
+        sigkill_mid_load_on(&db, &["--no-watch"]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_server_on_the_same_database_is_refused() {
+        let Some(db) = database("e2e_second") else { return };
+        let dir = setup();
+        let server = start_on(dir.path(), &db, &["--no-watch"]);
+        let (status, _) = call(
+            server.addr,
+            "POST",
+            "/api/v1/enforce",
+            Some(&json!({"tool_name": "read_file", "tool_args": {"path": "/tmp"}, "session_id": "s"})),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let Db::Pg(url) = &db else { unreachable!() };
+        let out = Command::new(env!("CARGO_BIN_EXE_tame-server"))
+            .arg("--policy")
+            .arg(dir.path().join("policies.yml"))
+            .args(["--db", url.as_str(), "--addr", "127.0.0.1:0", "--no-watch"])
+            .env("TAME_AUDIT_SECRET", PG_SECRET)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("another tame server is writing to"), "{err}");
+    }
+}
+
+async fn sigkill_mid_load_on(db: &Db, flags: &[&str]) {
     let dir = setup();
-    let mut server = start(dir.path(), flags);
+    let mut server = start_on(dir.path(), db, flags);
     let addr = server.addr;
     let mut workers = Vec::new();
     for w in 0..8 {
@@ -140,7 +215,7 @@ async fn sigkill_mid_load(flags: &[&str]) {
     assert!(received.len() > 100, "too little load: {}", received.len());
     drop(server);
 
-    let server = start(dir.path(), flags);
+    let server = start_on(dir.path(), db, flags);
     let (status, report) = call(server.addr, "GET", "/api/v1/audit/verify", None).await;
     assert_eq!(status, 200);
     assert_eq!(report["valid"], true, "{report}");

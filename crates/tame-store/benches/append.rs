@@ -1,11 +1,13 @@
 //! Criterion benchmark of the audit writer: appending 1,000 decisions with
 //! all of them in flight (group commit), in both durability modes, and
-//! verifying the chain.
+//! verifying the chain; the same against PostgreSQL when
+//! `TAME_TEST_DATABASE_URL` names a server (`scripts/pg-test.sh cargo bench
+//! -p tame-store --bench append -- pg_`).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use tame_engine::Action;
-use tame_store::{Durability, NewDecision, SqliteOptions, SqliteStore, Store};
+use tame_store::{Durability, NewDecision, PgOptions, PgStore, SqliteOptions, SqliteStore, Store};
 
 fn decision(i: u64) -> NewDecision {
     NewDecision {
@@ -73,5 +75,58 @@ fn verify(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append, verify);
+/// Appending and verifying through the PostgreSQL store, each durability
+/// mode in a fresh database. Skipped without `TAME_TEST_DATABASE_URL`.
+fn pg(c: &mut Criterion) {
+    if std::env::var_os(tame_store::testing::TEST_DATABASE_URL).is_none() {
+        eprintln!("pg benchmarks skipped: TAME_TEST_DATABASE_URL is not set (run through scripts/pg-test.sh)");
+        return;
+    }
+    let mut group = c.benchmark_group("pg_append_1000");
+    group.throughput(Throughput::Elements(1000));
+    group.sample_size(20);
+    for (name, durability) in [("full", Durability::Full), ("normal", Durability::Normal)] {
+        let Ok(url) = tame_store::testing::fresh_database(&format!("bench_{name}")) else {
+            return;
+        };
+        let options = PgOptions {
+            durability,
+            ..PgOptions::new(vec![7u8; 32])
+        };
+        let Ok(store) = PgStore::open(&url, options) else {
+            return;
+        };
+        let mut i = 0u64;
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| {
+                let tickets: Vec<_> = (0..1000)
+                    .map(|_| {
+                        i += 1;
+                        store.record_decision(decision(i))
+                    })
+                    .collect();
+                tickets.into_iter().map(|t| t.wait().is_ok()).filter(|ok| *ok).count()
+            });
+        });
+    }
+    group.finish();
+
+    let Ok(url) = tame_store::testing::fresh_database("bench_verify") else {
+        return;
+    };
+    let Ok(store) = PgStore::open(&url, PgOptions::new(vec![7u8; 32])) else {
+        return;
+    };
+    let tickets: Vec<_> = (0..10_000).map(|i| store.record_decision(decision(i))).collect();
+    for t in tickets {
+        let _ = t.wait();
+    }
+    let mut group = c.benchmark_group("pg_verify");
+    group.throughput(Throughput::Elements(10_000));
+    group.sample_size(10);
+    group.bench_function("10000_records", |b| b.iter(|| store.verify().map(|r| r.valid)));
+    group.finish();
+}
+
+criterion_group!(benches, append, verify, pg);
 criterion_main!(benches);

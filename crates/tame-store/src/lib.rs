@@ -13,7 +13,12 @@
 
 pub mod canonical;
 mod facts;
+mod jobs;
+mod postgres;
+mod record;
 mod sqlite;
+#[doc(hidden)]
+pub mod testing;
 mod types;
 
 use std::future::Future;
@@ -21,6 +26,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pub use facts::{FactsHandle, FactsView, MAX_TIMES_PER_TOOL, SessionCell, SessionState};
+pub use postgres::{PG_SCHEMA_VERSION, PgOptions, PgStore, is_postgres_url, redact_url};
 pub use sqlite::{Durability, SqliteOptions, SqliteStore, load_or_create_secret};
 pub use types::*;
 

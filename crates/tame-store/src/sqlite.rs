@@ -2,7 +2,7 @@
 //! and chains their hashes, a small pool of read connections, and the
 //! in-memory session facts.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -10,26 +10,25 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use hmac::{Hmac, Mac};
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
-use sha2::Sha256;
+use serde_json::Value;
 use tame_engine::Action;
 
 use crate::canonical::canonical_json;
-use crate::facts::{FactsHandle, SessionCell, SessionState};
-use crate::{
-    Approval, ApprovalDecision, ApprovalState, ChainProblem, ChainProblemKind, DecisionReceipt, LogEntry, NewDecision,
-    NewPolicyVersion, NewResult, PolicyVersion, SessionPage, SessionQuery, SessionSummary, Store, StoreError,
-    StoreResult, Ticket, VerifyReport, format_timestamp,
+use crate::facts::{FactsHandle, SessionState};
+use crate::record::{
+    ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, SessionDelta, approval_created_body,
+    approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state, decision_body,
+    entries_from_records, facts_from_records, mac_from_key, micros, parse_body, policy_body, record_mac, result_body,
+    s, write_export_line,
 };
-
-type HmacSha256 = Hmac<Sha256>;
-
-/// The hash that precedes the first record.
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+use crate::{
+    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, LogEntry, NewDecision, NewPolicyVersion, NewResult,
+    PolicyVersion, SessionPage, SessionQuery, SessionSummary, Store, StoreError, StoreResult, Ticket, VerifyReport,
+    format_timestamp,
+};
 /// Read connections kept open for reuse.
 const MAX_IDLE_READERS: usize = 8;
 
@@ -164,20 +163,6 @@ impl Done {
     }
 }
 
-/// The head of the chain (last sequence number and its hash) and, per
-/// session, its last record: records of a session are linked through
-/// `session_prev`, so a session's log is read without a session index
-/// (random inserts into such an index dominated the write cost).
-#[derive(Debug)]
-struct Chain {
-    seq: u64,
-    hash: String,
-    /// Last record of each session seen by this writer.
-    tails: HashMap<String, u64>,
-    /// Sessions with records in the current batch.
-    touched: HashSet<String>,
-}
-
 /// The SQLite store. Cheap to share behind an `Arc`; dropping it drains
 /// the writer's queue and joins the writer thread.
 pub struct SqliteStore {
@@ -187,7 +172,14 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     facts: Mutex<FactsCache>,
     mac: HmacSha256,
+    /// Last record of each session whose summary is not written yet
+    /// (shared with the writer, which fills it after each commit).
+    unsummarized: Tails,
 }
+
+/// Session id → its last committed record, for sessions with records
+/// after the summaries (see [`SUMMARY_INTERVAL`]).
+type Tails = Arc<Mutex<HashMap<String, u64>>>;
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -251,20 +243,14 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> StoreResult<SqliteStore> {
         let path = path.as_ref().to_path_buf();
         let key = match options.secret {
-            Some(key) if key.len() >= 16 => key,
-            Some(key) => {
-                return Err(StoreError::Secret(format!(
-                    "the configured secret has {} bytes, at least 16 are needed",
-                    key.len()
-                )));
-            }
+            Some(key) => key,
             None => {
                 let mut secret_path = path.clone().into_os_string();
                 secret_path.push(".secret");
                 load_or_create_secret(Path::new(&secret_path))?
             }
         };
-        let mac = HmacSha256::new_from_slice(&key).map_err(|e| StoreError::Secret(e.to_string()))?;
+        let mac = mac_from_key(&key)?;
 
         let mut conn = open_connection(&path)?;
         // Commits only write the WAL; with `Full` durability the syncer
@@ -273,12 +259,7 @@ impl SqliteStore {
         // Checkpoint less often: hot pages are copied once per checkpoint.
         conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
         conn.execute_batch(SCHEMA)?;
-        let mut chain = Chain {
-            seq: 0,
-            hash: GENESIS.to_string(),
-            tails: HashMap::new(),
-            touched: HashSet::new(),
-        };
+        let mut chain = Chain::new(0, GENESIS.to_string());
         // Reads the chain head and summarizes what a crash left unsummarized.
         recover_summaries(&mut conn, &mut chain)?;
         let (sender, receiver) = channel();
@@ -290,6 +271,7 @@ impl SqliteStore {
             }
             Durability::Normal => None,
         };
+        let unsummarized = Tails::default();
         let writer = Writer {
             conn,
             chain,
@@ -297,6 +279,7 @@ impl SqliteStore {
             max_batch: options.max_batch.max(1),
             syncer,
             pending: HashMap::new(),
+            unsummarized: unsummarized.clone(),
             summarized_at: Instant::now(),
             stale: false,
         };
@@ -312,6 +295,7 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             facts: Mutex::new(FactsCache::default()),
             mac,
+            unsummarized,
         })
     }
 
@@ -347,70 +331,56 @@ impl SqliteStore {
     }
 
     fn cached_facts(&self, session_id: &str) -> Option<FactsHandle> {
-        let cache = self.facts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache.map.get(session_id).map(|cell| {
-            cell.touch(now_secs());
-            Arc::clone(cell)
-        })
+        self.facts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(session_id)
     }
 
     fn insert_facts(&self, session_id: &str, state: SessionState) -> FactsHandle {
-        let mut cache = self.facts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = now_secs();
-        if cache.map.len() >= cache.sweep_at {
-            cache.sweep(now);
-        }
-        let cell = cache
-            .map
-            .entry(session_id.to_string())
-            .or_insert_with(|| Arc::new(SessionCell::new(state)));
-        cell.touch(now);
-        Arc::clone(cell)
+        self.facts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(session_id, state)
     }
 
-    fn load_facts(&self, session_id: &str) -> StoreResult<SessionState> {
-        self.with_reader(|conn| {
-            let mut state = SessionState::default();
-            for (_, kind, body) in session_records(conn, session_id)? {
-                if kind == "result" {
-                    // Labels the result revealed (records written before
-                    // labels were stored have none).
-                    let body = parse_body(&body);
-                    let labels = body.get("labels").and_then(Value::as_array);
-                    for label in labels.into_iter().flatten().filter_map(Value::as_str) {
-                        state.add_label(label);
-                    }
-                    continue;
-                }
-                if kind != "decision" {
-                    continue;
-                }
-                let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                let allowed = body.get("decision").and_then(Value::as_str) == Some("allow");
-                let tool = body.get("tool_name").and_then(Value::as_str);
-                let at = body
-                    .get("timestamp")
-                    .and_then(Value::as_str)
-                    .and_then(|t| t.parse::<Timestamp>().ok());
-                if let (true, Some(tool), Some(at)) = (allowed, tool, at) {
-                    state.note_call(tool, at);
-                }
-            }
-            Ok(state)
-        })
+    fn load_facts(&self, session_id: &str, tail: Option<u64>) -> StoreResult<SessionState> {
+        self.with_reader(|conn| Ok(facts_from_records(session_records(conn, session_id, tail)?)))
+    }
+
+    /// The last record of a session whose summary is not written yet.
+    fn unsummarized_tail(&self, session_id: &str) -> Option<u64> {
+        self.unsummarized
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(session_id)
+            .copied()
+    }
+
+    /// Writes the pending session summaries (for reads of them).
+    fn summarize(&self) -> StoreResult<()> {
+        self.flush().wait()
     }
 }
 
 /// A session's records `(seq, kind, body)` in order, following the
-/// `session_prev` links back from the session's last record. A read
-/// transaction keeps the walk consistent while the writer goes on.
-fn session_records(conn: &Connection, session_id: &str) -> StoreResult<Vec<(u64, String, String)>> {
+/// `session_prev` links back from the session's last record (`tail`, or
+/// the summary's when `None`). A read transaction keeps the walk
+/// consistent while the writer goes on.
+fn session_records(
+    conn: &Connection,
+    session_id: &str,
+    tail: Option<u64>,
+) -> StoreResult<Vec<(u64, String, String)>> {
     conn.execute_batch("BEGIN")?;
     let walk = (|| -> StoreResult<Vec<(u64, String, String)>> {
-        let tail: Option<i64> = conn
-            .prepare_cached("SELECT tail_seq FROM sessions WHERE session_id = ?1")?
-            .query_row([session_id], |r| r.get(0))
-            .optional()?;
+        let tail: Option<i64> = match tail {
+            Some(t) => i64::try_from(t).ok(),
+            None => conn
+                .prepare_cached("SELECT tail_seq FROM sessions WHERE session_id = ?1")?
+                .query_row([session_id], |r| r.get(0))
+                .optional()?,
+        };
         let mut out = Vec::new();
         let mut next = tail;
         let mut stmt = conn.prepare_cached("SELECT kind, body, session_prev, session_id FROM audit WHERE seq = ?1")?;
@@ -433,43 +403,6 @@ fn session_records(conn: &Connection, session_id: &str) -> StoreResult<Vec<(u64,
     })();
     let _ = conn.execute_batch("COMMIT");
     walk
-}
-
-/// Sessions idle this long (seconds) may leave memory; their facts are
-/// read back from the log when they come back.
-const FACTS_IDLE_SECS: i64 = 120;
-/// Cache size at which the first sweep runs.
-const FACTS_SWEEP_AT: usize = 50_000;
-
-fn now_secs() -> i64 {
-    Timestamp::now().as_second()
-}
-
-/// Session facts in memory, swept of idle sessions as it grows, so that
-/// clients that open a session per call do not grow it without bound.
-#[derive(Debug)]
-struct FactsCache {
-    map: HashMap<String, FactsHandle>,
-    sweep_at: usize,
-}
-
-impl Default for FactsCache {
-    fn default() -> Self {
-        FactsCache {
-            map: HashMap::new(),
-            sweep_at: FACTS_SWEEP_AT,
-        }
-    }
-}
-
-impl FactsCache {
-    /// Drops sessions nobody holds that were idle long enough for their
-    /// last decision to be committed (so a reload sees it).
-    fn sweep(&mut self, now: i64) {
-        self.map
-            .retain(|_, cell| Arc::strong_count(cell) > 1 || now - cell.last_used() < FACTS_IDLE_SECS);
-        self.sweep_at = (self.map.len().saturating_mul(2)).max(FACTS_SWEEP_AT);
-    }
 }
 
 impl Drop for SqliteStore {
@@ -506,6 +439,8 @@ struct Writer {
     syncer: Option<Syncer>,
     /// Session summaries not yet written (see [`SUMMARY_INTERVAL`]).
     pending: HashMap<String, SessionDelta>,
+    /// The tails of those sessions, published to readers after each commit.
+    unsummarized: Tails,
     /// When the summaries were last written.
     summarized_at: Instant,
     /// Set when a batch failed: the in-memory tails and summaries may
@@ -625,32 +560,6 @@ impl Drop for Syncer {
     }
 }
 
-fn opt_str(v: Option<&str>) -> Value {
-    v.map_or(Value::Null, |s| Value::String(s.to_string()))
-}
-
-fn micros(ts: Timestamp) -> i64 {
-    ts.as_microsecond()
-}
-
-/// HMAC of one record: every field, length-prefixed (`None` distinct from
-/// empty), then the previous record's hash.
-fn record_mac(mac: &HmacSha256, prev_hash: &str, seq: u64, fields: [Option<&str>; 6]) -> String {
-    let mut m = mac.clone();
-    m.update(prev_hash.as_bytes());
-    m.update(&seq.to_be_bytes());
-    for field in fields {
-        match field {
-            Some(s) => {
-                m.update(&(s.len() as u64).to_be_bytes());
-                m.update(s.as_bytes());
-            }
-            None => m.update(&u64::MAX.to_be_bytes()),
-        }
-    }
-    hex::encode(m.finalize().into_bytes())
-}
-
 impl Writer {
     fn run(mut self, rx: Receiver<Job>) {
         let (mut batches, mut jobs) = (0u64, 0u64);
@@ -666,7 +575,7 @@ impl Writer {
                     Ok(job) => job,
                     Err(RecvTimeoutError::Timeout) => {
                         // Idle: write the pending summaries on their own.
-                        self.commit_batch(Vec::new());
+                        self.commit_batch(Vec::new(), true);
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -687,10 +596,10 @@ impl Writer {
             }
             batches += 1;
             jobs += batch.len() as u64;
-            self.commit_batch(batch);
+            self.commit_batch(batch, false);
         }
         if !self.pending.is_empty() || self.stale {
-            self.commit_batch(Vec::new());
+            self.commit_batch(Vec::new(), true);
         }
         // Answer everything in flight before the connection closes.
         drop(self.syncer.take());
@@ -700,13 +609,18 @@ impl Writer {
     /// Applies a batch in one transaction. A job that fails a check (an
     /// unknown log, a used approval) fails alone: checks come before any
     /// write. A database error fails the whole batch, which is rolled back.
-    fn commit_batch(&mut self, batch: Vec<Job>) {
+    /// `summarize` writes the pending session summaries in any case.
+    fn commit_batch(&mut self, batch: Vec<Job>, summarize: bool) {
         if self.stale {
             match recover_summaries(&mut self.conn, &mut self.chain) {
                 Ok(()) => {
                     self.stale = false;
                     self.pending.clear();
                     self.summarized_at = Instant::now();
+                    self.unsummarized
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clear();
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot rebuild the session summaries");
@@ -717,9 +631,24 @@ impl Writer {
             }
         }
         let saved = (self.chain.seq, self.chain.hash.clone());
-        let summarize = batch.iter().any(|j| matches!(j, Job::Flush(_)))
+        let summarize = summarize
+            || batch.iter().any(|j| matches!(j, Job::Flush(_)))
             || self.pending.len() >= SUMMARY_MAX_PENDING
             || self.summarized_at.elapsed() >= SUMMARY_INTERVAL;
+        // Sessions whose facts this batch changes: their tails are
+        // published after the commit (session facts read them).
+        let sessions: Vec<String> = if summarize {
+            Vec::new()
+        } else {
+            batch
+                .iter()
+                .filter_map(|j| match j {
+                    Job::Decision(d, _) => Some(d.session_id.clone()),
+                    Job::Result(r, _) => Some(r.session_id.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
         let mut done = Vec::with_capacity(batch.len());
         let mut fatal: Option<String> = None;
         match self.conn.transaction() {
@@ -752,11 +681,23 @@ impl Writer {
         }
         match fatal {
             None => {
+                let mut published = self
+                    .unsummarized
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if summarize {
                     self.pending.clear();
                     self.chain.touched.clear();
                     self.summarized_at = Instant::now();
+                    published.clear();
+                } else {
+                    for sid in sessions {
+                        if let Some(&tail) = self.chain.tails.get(&sid) {
+                            published.insert(sid, tail);
+                        }
+                    }
                 }
+                drop(published);
                 match &self.syncer {
                     Some(syncer) => syncer.submit(done),
                     None => done.into_iter().for_each(|d| d.finish(None)),
@@ -771,38 +712,11 @@ impl Writer {
                 self.chain.touched.clear();
                 self.pending.clear();
                 self.stale = true;
+                // The published tails name committed records: they stay
+                // until the summaries are rebuilt.
                 let msg = format!("the audit batch was not committed: {e}");
                 done.into_iter().for_each(|d| d.finish(Some(&msg)));
             }
-        }
-    }
-}
-
-/// What a batch adds to one session's summary row.
-#[derive(Debug, Default)]
-struct SessionDelta {
-    start: String,
-    end: String,
-    last_seq: i64,
-    total: i64,
-    allowed: i64,
-    denied: i64,
-    approved: i64,
-    agent_id: Option<String>,
-    user_id: Option<String>,
-}
-
-impl SessionDelta {
-    /// Counts one decision (`None`: an unreadable one, counted in the total only).
-    fn note(&mut self, ts: &str, seq: i64, action: Option<Action>) {
-        ts.clone_into(&mut self.end);
-        self.last_seq = seq;
-        self.total += 1;
-        match action {
-            Some(Action::Allow) => self.allowed += 1,
-            Some(Action::Deny) => self.denied += 1,
-            Some(Action::Approve) => self.approved += 1,
-            None => {}
         }
     }
 }
@@ -912,7 +826,7 @@ fn recover_summaries(conn: &mut Connection, chain: &mut Chain) -> StoreResult<()
                 ..SessionDelta::default()
             });
             let action = body.get("decision").and_then(|v| Action::deserialize(v).ok());
-            delta.note(&ts, seq, action);
+            delta.count(&ts, u64::try_from(seq).unwrap_or(0), action);
             if delta.agent_id.is_none() {
                 delta.agent_id = s(&body, "agent_id");
             }
@@ -1039,14 +953,7 @@ fn append(
         chain.hash,
         hash
     ])?;
-    chain.seq = seq;
-    chain.hash = hash;
-    if let Some(sid) = session_id {
-        chain.tails.insert(sid.to_string(), seq);
-        if !chain.touched.contains(sid) {
-            chain.touched.insert(sid.to_string());
-        }
-    }
+    chain.advance(seq, hash, session_id);
     Ok(seq)
 }
 
@@ -1063,48 +970,11 @@ fn write_decision(
             .prepare_cached("SELECT state, call_hash, released_log_id FROM approvals WHERE id = ?1")?
             .query_row([&release.approval_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
-        let Some((state, call_hash, released)) = row else {
-            return Err(StoreError::ApprovalNotFound(release.approval_id.clone()));
-        };
-        if released.is_some() {
-            return Err(StoreError::ApprovalUsed(release.approval_id.clone()));
-        }
-        if state != "approved" {
-            return Err(StoreError::ApprovalState {
-                id: release.approval_id.clone(),
-                state: ApprovalState::parse(&state).unwrap_or(ApprovalState::Pending),
-                expected: "approved",
-            });
-        }
-        if call_hash != release.call_hash {
-            return Err(StoreError::ApprovalMismatch(release.approval_id.clone()));
-        }
+        check_release(release, row)?;
         tx.prepare_cached("UPDATE approvals SET released_log_id = ?1 WHERE id = ?2")?
             .execute(params![d.log_id, release.approval_id])?;
     }
-    // Built field by field so the arguments and metadata move in uncopied.
-    let mut fields = Map::new();
-    fields.insert("log_id".into(), Value::String(d.log_id.clone()));
-    fields.insert("session_id".into(), Value::String(d.session_id.clone()));
-    fields.insert("timestamp".into(), Value::String(ts.clone()));
-    fields.insert("tool_name".into(), Value::String(std::mem::take(&mut d.tool_name)));
-    fields.insert("tool_args".into(), std::mem::take(&mut d.tool_args));
-    fields.insert("agent_id".into(), opt_str(d.agent_id.as_deref()));
-    fields.insert("user_id".into(), opt_str(d.user_id.as_deref()));
-    fields.insert("metadata".into(), std::mem::take(&mut d.metadata));
-    fields.insert("decision".into(), Value::String(d.decision.as_str().into()));
-    fields.insert("rule_name".into(), opt_str(d.rule_name.as_deref()));
-    fields.insert("reason".into(), Value::String(std::mem::take(&mut d.reason)));
-    fields.insert("policy_version".into(), Value::String(d.policy_version.clone()));
-    fields.insert(
-        "approval_id".into(),
-        opt_str(d.new_approval.as_ref().map(|a| a.id.as_str())),
-    );
-    fields.insert(
-        "released_by".into(),
-        opt_str(d.release_of.as_ref().map(|r| r.approval_id.as_str())),
-    );
-    let body = Value::Object(fields);
+    let body = decision_body(&mut d, &ts);
     let seq = append(
         tx,
         chain,
@@ -1115,27 +985,10 @@ fn write_decision(
         Some(&d.log_id),
         &body,
     )?;
-    let delta = sessions.entry(d.session_id.clone()).or_insert_with(|| SessionDelta {
-        start: ts.clone(),
-        ..SessionDelta::default()
-    });
-    delta.note(&ts, i64::try_from(seq).unwrap_or(i64::MAX), Some(d.decision));
-    if delta.agent_id.is_none() {
-        delta.agent_id.clone_from(&d.agent_id);
-    }
-    if delta.user_id.is_none() {
-        delta.user_id.clone_from(&d.user_id);
-    }
+    SessionDelta::note_decision(sessions, &d, &ts, seq);
     if let Some(approval) = &d.new_approval {
         let expires_at = format_timestamp(approval.expires_at);
-        let body = json!({
-            "approval_id": approval.id,
-            "log_id": d.log_id,
-            "session_id": d.session_id,
-            "call_hash": approval.call_hash,
-            "policy_version": d.policy_version,
-            "expires_at": expires_at,
-        });
+        let body = approval_created_body(&d, approval, &expires_at);
         let created = append(
             tx,
             chain,
@@ -1168,30 +1021,9 @@ fn write_result(tx: &Connection, chain: &mut Chain, mac: &HmacSha256, r: &NewRes
         .prepare_cached("SELECT session_id FROM audit WHERE ref_id = ?1 AND kind = 'decision' LIMIT 1")?
         .query_row([&r.log_id], |row| row.get(0))
         .optional()?;
-    match owner {
-        None => return Err(StoreError::LogNotFound(r.log_id.clone())),
-        Some(owner) if owner.as_deref() != Some(r.session_id.as_str()) => {
-            return Err(StoreError::SessionMismatch {
-                log_id: r.log_id.clone(),
-                session_id: r.session_id.clone(),
-            });
-        }
-        Some(_) => {}
-    }
+    check_result_owner(r, owner)?;
     let ts = format_timestamp(r.timestamp);
-    let mut body = json!({
-        "log_id": r.log_id,
-        "session_id": r.session_id,
-        "timestamp": ts,
-        "result": r.result,
-    });
-    // The labels are part of the chained body: an edit to them breaks the
-    // record's HMAC like any other field. Omitted when there are none.
-    if !r.labels.is_empty()
-        && let Some(fields) = body.as_object_mut()
-    {
-        fields.insert("labels".into(), json!(r.labels));
-    }
+    let body = result_body(r, &ts);
     append(
         tx,
         chain,
@@ -1214,39 +1046,13 @@ fn write_approval_decision(
         .prepare_cached("SELECT state, expires_micros FROM approvals WHERE id = ?1")?
         .query_row([&a.id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let Some((state, expires)) = row else {
-        return Err(StoreError::ApprovalNotFound(a.id.clone()));
-    };
-    let state = ApprovalState::parse(&state).unwrap_or(ApprovalState::Expired);
-    let effective = if state == ApprovalState::Pending && expires <= micros(a.at) {
-        ApprovalState::Expired
-    } else {
-        state
-    };
-    if effective != ApprovalState::Pending {
-        return Err(StoreError::ApprovalState {
-            id: a.id.clone(),
-            state: effective,
-            expected: "pending",
-        });
-    }
-    let new_state = if a.approve {
-        ApprovalState::Approved
-    } else {
-        ApprovalState::Rejected
-    };
+    let new_state = decided_state(a, row)?;
     let ts = format_timestamp(a.at);
     let session: Option<String> = tx
         .prepare_cached("SELECT session_id FROM approvals WHERE id = ?1")?
         .query_row([&a.id], |r| r.get(0))
         .optional()?;
-    let body = json!({
-        "approval_id": a.id,
-        "state": new_state.as_str(),
-        "by": opt_str(a.by.as_deref()),
-        "reason": opt_str(a.reason.as_deref()),
-        "at": ts,
-    });
+    let body = approval_decided_body(a, new_state, &ts);
     append(
         tx,
         chain,
@@ -1274,7 +1080,7 @@ fn write_expiry(tx: &Connection, chain: &mut Chain, mac: &HmacSha256, now: Times
     };
     let ts = format_timestamp(now);
     for (id, session) in &due {
-        let body = json!({"approval_id": id, "state": "expired", "at": ts});
+        let body = approval_expired_body(id, &ts);
         append(tx, chain, mac, "approval_expired", &ts, Some(session), Some(id), &body)?;
         tx.prepare_cached("UPDATE approvals SET state = 'expired', decided_at = ?1 WHERE id = ?2")?
             .execute(params![ts, id])?;
@@ -1284,7 +1090,7 @@ fn write_expiry(tx: &Connection, chain: &mut Chain, mac: &HmacSha256, now: Times
 
 fn write_policy(tx: &Connection, chain: &mut Chain, mac: &HmacSha256, p: &NewPolicyVersion) -> StoreResult<u64> {
     let ts = format_timestamp(p.loaded_at);
-    let body = json!({"version": p.version, "hash": p.hash, "origin": p.origin, "loaded_at": ts});
+    let body = policy_body(p, &ts);
     let seq = append(tx, chain, mac, "policy_loaded", &ts, None, Some(&p.hash), &body)?;
     tx.prepare_cached(
         "INSERT INTO policy_versions(seq, version, hash, origin, loaded_at, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -1301,72 +1107,6 @@ fn write_policy(tx: &Connection, chain: &mut Chain, mac: &HmacSha256, p: &NewPol
 }
 
 // ---------------------------------------------------------------- reads
-
-fn parse_body(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
-}
-
-fn s(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).map(str::to_string)
-}
-
-fn entry_from_decision(seq: u64, body: &Value) -> LogEntry {
-    let decision = match body.get("decision").and_then(Value::as_str) {
-        Some("allow") => Action::Allow,
-        Some("approve") => Action::Approve,
-        _ => Action::Deny,
-    };
-    LogEntry {
-        id: s(body, "log_id").unwrap_or_default(),
-        session_id: s(body, "session_id").unwrap_or_default(),
-        timestamp: s(body, "timestamp").unwrap_or_default(),
-        tool_name: s(body, "tool_name").unwrap_or_default(),
-        tool_args: body.get("tool_args").cloned().unwrap_or(Value::Null),
-        tool_result: None,
-        policy_version: s(body, "policy_version").unwrap_or_default(),
-        policy_decision: decision,
-        policy_rule: s(body, "rule_name"),
-        reason: s(body, "reason").unwrap_or_default(),
-        execution_status: None,
-        execution_duration_ms: None,
-        error_message: None,
-        agent_id: s(body, "agent_id"),
-        user_id: s(body, "user_id"),
-        metadata: body.get("metadata").cloned().unwrap_or(Value::Null),
-        approval_id: s(body, "approval_id"),
-        seq,
-    }
-}
-
-fn apply_result(entry: &mut LogEntry, body: &Value) {
-    let result = body.get("result").cloned().unwrap_or(Value::Null);
-    entry.execution_status = s(&result, "status");
-    entry.execution_duration_ms = result
-        .get("duration_ms")
-        .or_else(|| result.get("execution_time_ms"))
-        .and_then(Value::as_f64);
-    entry.error_message = s(&result, "error_message");
-    entry.tool_result = Some(result);
-}
-
-fn entries_from_records(records: Vec<(u64, String, String)>) -> Vec<LogEntry> {
-    let mut entries: Vec<LogEntry> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for (seq, kind, body) in records {
-        let body = parse_body(&body);
-        if kind == "decision" {
-            let entry = entry_from_decision(seq, &body);
-            index.insert(entry.id.clone(), entries.len());
-            entries.push(entry);
-        } else if let Some(entry) = s(&body, "log_id")
-            .and_then(|id| index.get(&id).copied())
-            .and_then(|i| entries.get_mut(i))
-        {
-            apply_result(entry, &body);
-        }
-    }
-    entries
-}
 
 fn records_by_ref(conn: &Connection, ref_id: &str) -> StoreResult<Vec<(u64, String, String)>> {
     let mut stmt = conn.prepare_cached(
@@ -1410,36 +1150,22 @@ const APPROVAL_SELECT: &str = "SELECT a.id, a.log_id, a.session_id, a.call_hash,
     FROM approvals a LEFT JOIN audit d ON d.ref_id = a.log_id AND d.kind = 'decision'";
 
 fn approval_from_row(r: &rusqlite::Row<'_>, now: Timestamp) -> rusqlite::Result<Approval> {
-    let state: String = r.get(4)?;
-    let expires: i64 = r.get(5)?;
-    let mut state = ApprovalState::parse(&state).unwrap_or(ApprovalState::Expired);
-    if state == ApprovalState::Pending && expires <= micros(now) {
-        state = ApprovalState::Expired;
-    }
-    let body = r
-        .get::<_, Option<String>>(11)?
-        .map(|b| parse_body(&b))
-        .unwrap_or(Value::Null);
-    Ok(Approval {
-        approval_id: r.get(0)?,
+    Ok(ApprovalRow {
+        id: r.get(0)?,
         log_id: r.get(1)?,
         session_id: r.get(2)?,
-        tool_name: s(&body, "tool_name").unwrap_or_default(),
-        tool_args: body.get("tool_args").cloned().unwrap_or(Value::Null),
-        agent_id: s(&body, "agent_id"),
-        user_id: s(&body, "user_id"),
         call_hash: r.get(3)?,
-        policy_version: s(&body, "policy_version").unwrap_or_default(),
-        rule_name: s(&body, "rule_name"),
-        reason: s(&body, "reason").unwrap_or_default(),
-        state,
+        state: r.get(4)?,
+        expires_micros: r.get(5)?,
+        expires_at: r.get(6)?,
         decided_by: r.get(7)?,
         decision_reason: r.get(8)?,
-        created_at: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
         decided_at: r.get(9)?,
-        expires_at: r.get(6)?,
         released_log_id: r.get(10)?,
-    })
+        decision_body: r.get(11)?,
+        decision_ts: r.get(12)?,
+    }
+    .into_approval(now))
 }
 
 impl Store for SqliteStore {
@@ -1447,13 +1173,17 @@ impl Store for SqliteStore {
         if let Some(cell) = self.cached_facts(session_id) {
             return Ok(cell);
         }
-        let stored = self.with_reader(|conn| {
-            Ok(conn
-                .prepare_cached("SELECT 1 FROM sessions WHERE session_id = ?1")?
-                .exists([session_id])?)
-        })?;
+        // Called from async handlers: no waiting for the writer here. A
+        // session written since the last summaries has its tail published.
+        let tail = self.unsummarized_tail(session_id);
+        let stored = tail.is_some()
+            || self.with_reader(|conn| {
+                Ok(conn
+                    .prepare_cached("SELECT 1 FROM sessions WHERE session_id = ?1")?
+                    .exists([session_id])?)
+            })?;
         let state = if stored {
-            self.load_facts(session_id)?
+            self.load_facts(session_id, tail)?
         } else {
             SessionState::default()
         };
@@ -1492,6 +1222,7 @@ impl Store for SqliteStore {
     }
 
     fn sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
+        self.summarize()?;
         self.with_reader(|conn| {
             let page = query.page.max(1);
             let size = query.page_size.clamp(1, 1000);
@@ -1520,6 +1251,7 @@ impl Store for SqliteStore {
     }
 
     fn session_summary(&self, session_id: &str) -> StoreResult<Option<SessionSummary>> {
+        self.summarize()?;
         self.with_reader(|conn| {
             Ok(conn
                 .prepare_cached(&format!("SELECT {SUMMARY_COLUMNS} FROM sessions WHERE session_id = ?1"))?
@@ -1529,8 +1261,9 @@ impl Store for SqliteStore {
     }
 
     fn session_log(&self, session_id: &str) -> StoreResult<Option<Vec<LogEntry>>> {
+        self.summarize()?;
         self.with_reader(|conn| {
-            let entries = entries_from_records(session_records(conn, session_id)?);
+            let entries = entries_from_records(session_records(conn, session_id, None)?);
             Ok(if entries.is_empty() { None } else { Some(entries) })
         })
     }
@@ -1608,27 +1341,7 @@ impl Store for SqliteStore {
             let mut rows = stmt.query([])?;
             let mut n = 0u64;
             while let Some(r) = rows.next()? {
-                let body: String = r.get(5)?;
-                let mut line = Map::new();
-                line.insert("seq".into(), json!(r.get::<_, i64>(0)?));
-                line.insert("kind".into(), json!(r.get::<_, String>(1)?));
-                line.insert("ts".into(), json!(r.get::<_, String>(2)?));
-                line.insert("session_id".into(), json!(r.get::<_, Option<String>>(3)?));
-                line.insert("ref_id".into(), json!(r.get::<_, Option<String>>(4)?));
-                line.insert("session_prev".into(), json!(r.get::<_, Option<i64>>(8)?));
-                line.insert(
-                    "record".into(),
-                    serde_json::from_str(&body).unwrap_or(Value::String(body)),
-                );
-                line.insert("prev_hash".into(), json!(r.get::<_, String>(6)?));
-                line.insert("hash".into(), json!(r.get::<_, String>(7)?));
-                let text = canonical_json(&Value::Object(line));
-                let io = |e: std::io::Error| StoreError::Io {
-                    path: "audit export".into(),
-                    message: e.to_string(),
-                };
-                out.write_all(text.as_bytes()).map_err(io)?;
-                out.write_all(b"\n").map_err(io)?;
+                write_export_line(out, audit_row(r)?)?;
                 n += 1;
             }
             Ok(n)
@@ -1636,116 +1349,48 @@ impl Store for SqliteStore {
     }
 }
 
-fn verify_chain(conn: &Connection, mac: &HmacSha256) -> StoreResult<VerifyReport> {
-    let mut stmt = conn.prepare(
-        "SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev FROM audit ORDER BY seq",
-    )?;
-    let mut rows = stmt.query([])?;
-    let mut expected_seq = 1u64;
-    let mut prev = GENESIS.to_string();
-    let mut records = 0u64;
-    let problem = |kind, seq, ref_id: Option<String>, message: String| ChainProblem {
-        kind,
-        seq,
-        ref_id,
-        message,
-    };
-    let mut first_problem = None;
-    while let Some(r) = rows.next()? {
-        let seq = u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0);
-        let kind: String = r.get(1)?;
-        let ts: String = r.get(2)?;
-        let session: Option<String> = r.get(3)?;
-        let ref_id: Option<String> = r.get(4)?;
-        let body: String = r.get(5)?;
-        let prev_hash: String = r.get(6)?;
-        let hash: String = r.get(7)?;
-        let session_prev = r.get::<_, Option<i64>>(8)?.map(|p| p.to_string());
-        records += 1;
-        if seq != expected_seq {
-            first_problem = Some(problem(
-                ChainProblemKind::Missing,
-                expected_seq,
-                None,
-                if seq == expected_seq + 1 {
-                    format!("record {expected_seq} is missing (deleted)")
-                } else {
-                    format!(
-                        "records {expected_seq} to {} are missing (deleted)",
-                        seq.saturating_sub(1)
-                    )
-                },
-            ));
-            break;
-        }
-        let computed = record_mac(
-            mac,
-            &prev,
-            seq,
-            [
-                Some(&kind),
-                Some(&ts),
-                session.as_deref(),
-                ref_id.as_deref(),
-                session_prev.as_deref(),
-                Some(&body),
-            ],
-        );
-        if prev_hash != prev || computed != hash {
-            let what = ref_id
-                .as_deref()
-                .map(|r| format!(" ({kind} `{r}`)"))
-                .unwrap_or_default();
-            first_problem = Some(problem(
-                ChainProblemKind::Edited,
-                seq,
-                ref_id.clone(),
-                format!("record {seq}{what} was edited: its hash does not match its content"),
-            ));
-            break;
-        }
-        prev = hash;
-        expected_seq = seq + 1;
-    }
-    if first_problem.is_none() {
-        let head: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'head'", [], |r| r.get(0))
-            .optional()?;
-        if let Some(head) = head {
-            let (head_seq, head_hash) = head.split_once(':').unwrap_or(("0", ""));
-            let head_seq: u64 = head_seq.parse().unwrap_or(0);
-            let last = expected_seq - 1;
-            if head_seq > last {
-                first_problem = Some(problem(
-                    ChainProblemKind::Truncated,
-                    last + 1,
-                    None,
-                    format!(
-                        "records {} to {head_seq} at the end of the log are missing (deleted)",
-                        last + 1
-                    ),
-                ));
-            } else if head_seq == last && head_hash != prev && last > 0 {
-                first_problem = Some(problem(
-                    ChainProblemKind::Edited,
-                    last,
-                    None,
-                    format!("record {last} does not match the recorded head of the chain"),
-                ));
-            }
-        }
-    }
-    Ok(VerifyReport {
-        valid: first_problem.is_none(),
-        records,
-        head_hash: (records > 0).then_some(prev),
-        first_problem,
+/// The columns [`audit_row`] reads, in order.
+const AUDIT_COLUMNS: &str = "seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev";
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
+    Ok(AuditRow {
+        seq: r.get(0)?,
+        kind: r.get(1)?,
+        ts: r.get(2)?,
+        session_id: r.get(3)?,
+        ref_id: r.get(4)?,
+        body: r.get(5)?,
+        prev_hash: r.get(6)?,
+        hash: r.get(7)?,
+        session_prev: r.get(8)?,
     })
+}
+
+fn verify_chain(conn: &Connection, mac: &HmacSha256) -> StoreResult<VerifyReport> {
+    let mut stmt = conn.prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))?;
+    let mut rows = stmt.query([])?;
+    let mut check = ChainCheck::new(mac);
+    while let Some(r) = rows.next()? {
+        if !check.feed(&audit_row(r)?) {
+            break;
+        }
+    }
+    let head: Option<String> = if check.intact() {
+        conn.query_row("SELECT value FROM meta WHERE key = 'head'", [], |r| r.get(0))
+            .optional()?
+    } else {
+        None
+    };
+    Ok(check.finish(head.as_deref()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facts::SessionCell;
+    use crate::record::{FACTS_IDLE_SECS, FACTS_SWEEP_AT, now_secs};
+    use serde_json::json;
+    use std::sync::Arc;
 
     #[test]
     fn sweep_drops_idle_unheld_sessions_only() {

@@ -1,5 +1,7 @@
-//! Integration tests of the SQLite store: the log, results, approvals,
-//! session facts across restarts, the audit chain and its tamper checks.
+//! Integration tests of the stores: the log, results, approvals, session
+//! facts across restarts, the audit chain and its tamper checks. Each test
+//! runs against SQLite (`sqlite::`) and PostgreSQL (`pg::`, on the server
+//! named by `TAME_TEST_DATABASE_URL`: run them with `scripts/pg-test.sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use serde_json::json;
@@ -11,7 +13,7 @@ fn ts(s: &str) -> jiff::Timestamp {
     s.parse().unwrap()
 }
 
-fn open(dir: &tempfile::TempDir) -> SqliteStore {
+fn open_sqlite(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(dir.path().join("tame.db"), SqliteOptions::default()).unwrap()
 }
 
@@ -34,27 +36,92 @@ fn decision(log_id: &str, session: &str, tool: &str, action: Action, at: &str) -
     }
 }
 
-fn sqlite(dir: &tempfile::TempDir) -> rusqlite_shim::Conn {
-    rusqlite_shim::Conn::open(dir.path().join("tame.db"))
+/// One backend's database for a test: a SQLite file in a temporary
+/// directory, or a fresh PostgreSQL database.
+enum TestDb {
+    Sqlite(tempfile::TempDir),
+    Pg(String),
 }
 
-/// Direct database access for the tampering tests (an attacker's view).
-mod rusqlite_shim {
-    pub struct Conn(pub rusqlite::Connection);
-    impl Conn {
-        pub fn open(path: std::path::PathBuf) -> Conn {
-            Conn(rusqlite::Connection::open(path).unwrap())
+/// The audit secret of the PostgreSQL tests.
+const PG_SECRET: [u8; 32] = [7; 32];
+
+impl TestDb {
+    fn sqlite() -> TestDb {
+        TestDb::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    /// `None` (after saying so) when no PostgreSQL server is configured
+    /// outside CI; in CI a missing server fails the test.
+    fn pg(label: &str) -> Option<TestDb> {
+        match tame_store::testing::fresh_database(label) {
+            Ok(url) => Some(TestDb::Pg(url)),
+            Err(tame_store::testing::TestDbError::NotConfigured) => {
+                eprintln!(
+                    "skipped: {} is not set (run scripts/pg-test.sh)",
+                    tame_store::testing::TEST_DATABASE_URL
+                );
+                None
+            }
+            Err(e) => panic!("{e}"),
         }
-        pub fn exec(&self, sql: &str) -> usize {
-            self.0.execute(sql, []).unwrap()
+    }
+
+    /// Opens (or reopens) the store with its usual secret.
+    fn open(&self) -> std::sync::Arc<dyn Store> {
+        match self {
+            TestDb::Sqlite(dir) => std::sync::Arc::new(open_sqlite(dir)),
+            TestDb::Pg(_) => std::sync::Arc::from(self.open_with_secret(PG_SECRET.to_vec()).unwrap()),
+        }
+    }
+
+    /// Opens the store with the given audit secret.
+    fn open_with_secret(&self, secret: Vec<u8>) -> StoreResult<Box<dyn Store>> {
+        Ok(match self {
+            TestDb::Sqlite(dir) => Box::new(SqliteStore::open(
+                dir.path().join("tame.db"),
+                SqliteOptions {
+                    secret: Some(secret),
+                    ..Default::default()
+                },
+            )?),
+            TestDb::Pg(url) => Box::new(PgStore::open(url, PgOptions::new(secret))?),
+        })
+    }
+
+    /// Runs SQL on the database directly (an attacker's view); returns the
+    /// rows changed.
+    fn exec(&self, sql: &str) -> u64 {
+        match self {
+            TestDb::Sqlite(dir) => rusqlite::Connection::open(dir.path().join("tame.db"))
+                .unwrap()
+                .execute(sql, [])
+                .unwrap() as u64,
+            TestDb::Pg(url) => tame_store::testing::execute(url, sql).unwrap(),
         }
     }
 }
 
-#[test]
-fn decisions_and_results_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+/// Instantiates each test of `both` once per backend (`sqlite::NAME` and
+/// `pg::NAME`) and each test of `pg_only` as `pg::NAME`.
+macro_rules! tests_by_backend {
+    (both: [$($name:ident),* $(,)?], pg_only: [$($pg:ident),* $(,)?] $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(&super::TestDb::sqlite()) })*
+        }
+        mod pg {
+            $(#[test] fn $name() {
+                if let Some(db) = super::TestDb::pg(stringify!($name)) { super::$name(&db) }
+            })*
+            $(#[test] fn $pg() {
+                if let Some(db) = super::TestDb::pg(stringify!($pg)) { super::$pg(&db) }
+            })*
+        }
+    };
+}
+
+fn decisions_and_results_round_trip(db: &TestDb) {
+    let store = db.open();
     let r1 = store
         .record_decision(decision("l1", "s1", "read_file", Action::Allow, "2026-11-21T06:00:00Z"))
         .wait()
@@ -101,10 +168,8 @@ fn decisions_and_results_round_trip() {
     assert_eq!(summary.end_time.as_deref(), Some("2026-11-21T06:00:01.000000Z"));
 }
 
-#[test]
-fn results_for_unknown_or_foreign_logs_fail_and_write_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+fn results_for_unknown_or_foreign_logs_fail_and_write_nothing(db: &TestDb) {
+    let store = db.open();
     store
         .record_decision(decision("l1", "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
         .wait()
@@ -134,10 +199,8 @@ fn results_for_unknown_or_foreign_logs_fail_and_write_nothing() {
     assert_eq!(report.records, 1);
 }
 
-#[test]
-fn many_concurrent_writers_get_a_contiguous_verified_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(open(&dir));
+fn many_concurrent_writers_get_a_contiguous_verified_chain(db: &TestDb) {
+    let store = db.open();
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let store = store.clone();
@@ -165,10 +228,8 @@ fn many_concurrent_writers_get_a_contiguous_verified_chain() {
     assert_eq!(report.records, 1000);
 }
 
-#[test]
-fn editing_a_record_is_found_and_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+fn editing_a_record_is_found_and_named(db: &TestDb) {
+    let store = db.open();
     for i in 0..5 {
         store
             .record_decision(decision(
@@ -182,7 +243,6 @@ fn editing_a_record_is_found_and_named() {
             .unwrap();
     }
     assert!(store.verify().unwrap().valid);
-    let db = sqlite(&dir);
     assert_eq!(
         db.exec("UPDATE audit SET body = replace(body, '\"deny\"', '\"allow\"') WHERE seq = 3"),
         1
@@ -196,10 +256,8 @@ fn editing_a_record_is_found_and_named() {
     assert!(problem.message.contains("record 3"), "{}", problem.message);
 }
 
-#[test]
-fn deleting_a_record_names_the_gap_and_truncation_is_found() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+fn deleting_a_record_names_the_gap_and_truncation_is_found(db: &TestDb) {
+    let store = db.open();
     for i in 0..6 {
         store
             .record_decision(decision(
@@ -212,7 +270,6 @@ fn deleting_a_record_names_the_gap_and_truncation_is_found() {
             .wait()
             .unwrap();
     }
-    let db = sqlite(&dir);
     db.exec("DELETE FROM audit WHERE seq = 6");
     let report = store.verify().unwrap();
     let problem = report.first_problem.unwrap();
@@ -225,52 +282,27 @@ fn deleting_a_record_names_the_gap_and_truncation_is_found() {
     assert!(problem.message.contains("record 2 is missing"), "{}", problem.message);
 }
 
-#[test]
-fn a_different_secret_fails_verification() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("k.db");
+fn a_different_secret_fails_verification(db: &TestDb) {
     {
-        let store = SqliteStore::open(
-            &path,
-            SqliteOptions {
-                secret: Some(vec![7; 32]),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let store = db.open_with_secret(vec![7; 32]).unwrap();
         store
             .record_decision(decision("l1", "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
             .wait()
             .unwrap();
         assert!(store.verify().unwrap().valid);
     }
-    let store = SqliteStore::open(
-        &path,
-        SqliteOptions {
-            secret: Some(vec![8; 32]),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let store = db.open_with_secret(vec![8; 32]).unwrap();
     let report = store.verify().unwrap();
     assert_eq!(report.first_problem.unwrap().seq, 1);
-    assert!(matches!(
-        SqliteStore::open(
-            &path,
-            SqliteOptions {
-                secret: Some(vec![1; 4]),
-                ..Default::default()
-            }
-        ),
-        Err(StoreError::Secret(_))
-    ));
+    drop(store);
+    assert!(matches!(db.open_with_secret(vec![1; 4]), Err(StoreError::Secret(_))));
 }
 
 #[test]
 fn the_secret_file_is_created_once_and_reused() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = open(&dir);
+        let store = open_sqlite(&dir);
         store
             .record_decision(decision("l1", "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
             .wait()
@@ -278,15 +310,13 @@ fn the_secret_file_is_created_once_and_reused() {
     }
     let secret = std::fs::read_to_string(dir.path().join("tame.db.secret")).unwrap();
     assert_eq!(secret.len(), 64);
-    let store = open(&dir);
+    let store = open_sqlite(&dir);
     assert!(store.verify().unwrap().valid);
 }
 
-#[test]
-fn session_facts_survive_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
+fn session_facts_survive_a_restart(db: &TestDb) {
     {
-        let store = open(&dir);
+        let store = db.open();
         for (i, (tool, action)) in [
             ("send_email", Action::Allow),
             ("send_email", Action::Deny),
@@ -306,7 +336,7 @@ fn session_facts_survive_a_restart() {
         let guard = cell.lock();
         assert_eq!(guard.view(ts("2026-11-21T06:30:00Z")).calls(), 2);
     }
-    let store = open(&dir);
+    let store = db.open();
     let cell = store.session_facts("s1").unwrap();
     let guard = cell.lock();
     let view = guard.view(ts("2026-11-21T06:30:00Z"));
@@ -329,7 +359,7 @@ fn labelled_result(session: &str, log_id: &str, labels: &[&str]) -> NewResult {
     }
 }
 
-fn labels_of(store: &SqliteStore, session: &str) -> Vec<String> {
+fn labels_of(store: &dyn Store, session: &str) -> Vec<String> {
     let cell = store.session_facts(session).unwrap();
     let guard = cell.lock();
     let mut labels: Vec<String> = guard
@@ -342,11 +372,9 @@ fn labels_of(store: &SqliteStore, session: &str) -> Vec<String> {
     labels
 }
 
-#[test]
-fn result_labels_survive_reopening_the_store() {
-    let dir = tempfile::tempdir().unwrap();
+fn result_labels_survive_reopening_the_store(db: &TestDb) {
     {
-        let store = open(&dir);
+        let store = db.open();
         for (log_id, session) in [("l1", "s1"), ("l2", "s1"), ("l3", "s2"), ("l4", "s3")] {
             store
                 .record_decision(decision(
@@ -373,10 +401,10 @@ fn result_labels_survive_reopening_the_store() {
         let foreign = store.record_result(labelled_result("s3", "l1", &["secret"])).wait();
         assert!(matches!(foreign, Err(StoreError::SessionMismatch { .. })));
     }
-    let store = open(&dir);
-    assert_eq!(labels_of(&store, "s1"), ["pii", "secret", "secret.aws_access_key_id"]);
-    assert!(labels_of(&store, "s2").is_empty());
-    assert!(labels_of(&store, "s3").is_empty());
+    let store = db.open();
+    assert_eq!(labels_of(&*store, "s1"), ["pii", "secret", "secret.aws_access_key_id"]);
+    assert!(labels_of(&*store, "s2").is_empty());
+    assert!(labels_of(&*store, "s3").is_empty());
     // The labels are part of the chained records and of the export.
     assert!(store.verify().unwrap().valid);
     let mut out = Vec::new();
@@ -402,10 +430,8 @@ fn result_labels_survive_reopening_the_store() {
     assert!(log[0].tool_result.as_ref().unwrap().get("labels").is_none());
 }
 
-#[test]
-fn editing_stored_labels_breaks_the_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+fn editing_stored_labels_breaks_the_chain(db: &TestDb) {
+    let store = db.open();
     store
         .record_decision(decision("l1", "s1", "read_file", Action::Allow, "2026-11-21T06:00:00Z"))
         .wait()
@@ -420,7 +446,6 @@ fn editing_stored_labels_breaks_the_chain() {
         .unwrap();
     assert!(store.verify().unwrap().valid);
     // Dropping the label to get past a flow rule is found and named.
-    let db = sqlite(&dir);
     assert_eq!(
         db.exec(&format!(
             "UPDATE audit SET body = replace(body, '\"secret\"', '\"public\"') WHERE seq = {seq}"
@@ -433,7 +458,7 @@ fn editing_stored_labels_breaks_the_chain() {
     assert_eq!(problem.ref_id.as_deref(), Some("l1"));
 }
 
-fn approve_decision(store: &SqliteStore, log_id: &str, approval_id: &str, expires: &str) {
+fn approve_decision(store: &dyn Store, log_id: &str, approval_id: &str, expires: &str) {
     let mut d = decision(log_id, "s1", "query_database", Action::Approve, "2026-11-21T06:00:00Z");
     d.new_approval = Some(NewApproval {
         id: approval_id.into(),
@@ -443,15 +468,13 @@ fn approve_decision(store: &SqliteStore, log_id: &str, approval_id: &str, expire
     store.record_decision(d).wait().unwrap();
 }
 
-#[test]
-fn approvals_are_decided_once_released_once_and_survive_restart() {
-    let dir = tempfile::tempdir().unwrap();
+fn approvals_are_decided_once_released_once_and_survive_restart(db: &TestDb) {
     let now = ts("2026-11-21T06:01:00Z");
     {
-        let store = open(&dir);
-        approve_decision(&store, "l1", "a1", "2026-11-21T07:00:00Z");
+        let store = db.open();
+        approve_decision(&*store, "l1", "a1", "2026-11-21T07:00:00Z");
     }
-    let store = open(&dir);
+    let store = db.open();
     let pending = store.approvals(Some(ApprovalState::Pending), now).unwrap();
     assert_eq!(pending.len(), 1);
     let a = &pending[0];
@@ -528,12 +551,10 @@ fn approvals_are_decided_once_released_once_and_survive_restart() {
     assert!(report.valid, "{report:?}");
 }
 
-#[test]
-fn approvals_expire_and_then_cannot_be_approved() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    approve_decision(&store, "l1", "a1", "2026-11-21T06:05:00Z");
-    approve_decision(&store, "l2", "a2", "2026-11-21T08:00:00Z");
+fn approvals_expire_and_then_cannot_be_approved(db: &TestDb) {
+    let store = db.open();
+    approve_decision(&*store, "l1", "a1", "2026-11-21T06:05:00Z");
+    approve_decision(&*store, "l2", "a2", "2026-11-21T08:00:00Z");
     let later = ts("2026-11-21T06:10:00Z");
     assert_eq!(
         store.approval("a1", later).unwrap().unwrap().state,
@@ -576,10 +597,8 @@ fn approvals_expire_and_then_cannot_be_approved() {
     ));
 }
 
-#[test]
-fn policy_versions_and_export() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+fn policy_versions_and_export(db: &TestDb) {
+    let store = db.open();
     for v in ["1", "2"] {
         store
             .record_policy(NewPolicyVersion {
@@ -613,10 +632,8 @@ fn policy_versions_and_export() {
     assert_eq!(lines[1]["hash"], lines[2]["prev_hash"]);
 }
 
-#[test]
-fn sessions_are_paged_and_filtered() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+fn sessions_are_paged_and_filtered(db: &TestDb) {
+    let store = db.open();
     for i in 0..5 {
         let mut d = decision(
             &format!("l{i}"),
@@ -659,11 +676,9 @@ fn sessions_are_paged_and_filtered() {
     assert_eq!(odd.total_count, 2);
 }
 
-#[test]
-fn a_session_log_links_across_restarts_and_batches() {
-    let dir = tempfile::tempdir().unwrap();
+fn a_session_log_links_across_restarts_and_batches(db: &TestDb) {
     {
-        let store = open(&dir);
+        let store = db.open();
         let tickets: Vec<_> = (0..50)
             .map(|i| {
                 let session = if i % 2 == 0 { "even" } else { "odd" };
@@ -690,7 +705,7 @@ fn a_session_log_links_across_restarts_and_batches() {
             .wait()
             .unwrap();
     }
-    let store = open(&dir);
+    let store = db.open();
     store
         .record_decision(decision("l-after", "even", "t", Action::Deny, "2026-11-21T07:00:00Z"))
         .wait()
@@ -708,10 +723,8 @@ fn a_session_log_links_across_restarts_and_batches() {
     assert!(store.verify().unwrap().valid);
 }
 
-#[test]
-fn editing_a_session_link_is_found() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+fn editing_a_session_link_is_found(db: &TestDb) {
+    let store = db.open();
     for i in 0..3 {
         store
             .record_decision(decision(
@@ -724,7 +737,7 @@ fn editing_a_session_link_is_found() {
             .wait()
             .unwrap();
     }
-    sqlite(&dir).exec("UPDATE audit SET session_prev = NULL WHERE seq = 3");
+    db.exec("UPDATE audit SET session_prev = NULL WHERE seq = 3");
     let problem = store.verify().unwrap().first_problem.unwrap();
     assert_eq!((problem.kind, problem.seq), (ChainProblemKind::Edited, 3));
 }
@@ -773,11 +786,9 @@ fn both_durability_modes_acknowledge_committed_records() {
     }
 }
 
-#[test]
-fn a_known_session_is_read_back_and_a_fresh_one_is_empty() {
-    let dir = tempfile::tempdir().unwrap();
+fn a_known_session_is_read_back_and_a_fresh_one_is_empty(db: &TestDb) {
     {
-        let store = open(&dir);
+        let store = db.open();
         store
             .record_decision(decision(
                 "l1",
@@ -789,7 +800,7 @@ fn a_known_session_is_read_back_and_a_fresh_one_is_empty() {
             .wait()
             .unwrap();
     }
-    let store = open(&dir);
+    let store = db.open();
     assert_eq!(store.session_facts("known").unwrap().lock().calls(), 1);
     assert_eq!(store.fresh_session_facts("brand-new").lock().calls(), 0);
     // The same cell comes back while it is in memory.
@@ -797,3 +808,214 @@ fn a_known_session_is_read_back_and_a_fresh_one_is_empty() {
     let b = store.session_facts("known").unwrap();
     assert!(std::sync::Arc::ptr_eq(&a, &b));
 }
+
+// ---------------------------------------------------------------- PostgreSQL only
+
+fn pg_url(db: &TestDb) -> &str {
+    match db {
+        TestDb::Pg(url) => url,
+        TestDb::Sqlite(_) => panic!("a PostgreSQL test got a SQLite database"),
+    }
+}
+
+fn a_second_store_on_the_same_database_is_refused(db: &TestDb) {
+    let first = db.open();
+    let mut options = PgOptions::new(PG_SECRET.to_vec());
+    options.lock_wait = std::time::Duration::from_millis(300);
+    let second = PgStore::open(pg_url(db), options).unwrap_err();
+    let message = second.to_string();
+    assert!(message.contains("another tame server is writing to"), "{message}");
+    assert!(message.contains("only one writer per database"), "{message}");
+    first
+        .record_decision(decision("l1", "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
+        .wait()
+        .unwrap();
+    // Closing the first store releases the lock.
+    drop(first);
+    let reopened = db.open();
+    assert_eq!(reopened.verify().unwrap().records, 1);
+}
+
+fn the_store_is_used_and_dropped_inside_an_async_runtime(db: &TestDb) {
+    let url = pg_url(db).to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        // Opened, read, written, awaited and dropped on a runtime worker, as
+        // the server does: no I/O of the store runs on this thread.
+        let store = PgStore::open(&url, PgOptions::new(PG_SECRET.to_vec())).unwrap();
+        assert_eq!(store.session_facts("s1").unwrap().lock().calls(), 0);
+        let receipt = store
+            .record_decision(decision("l1", "s1", "read_file", Action::Allow, "2026-11-21T06:00:00Z"))
+            .await
+            .unwrap();
+        assert_eq!(receipt.seq, 1);
+        assert_eq!(store.session_log("s1").unwrap().unwrap().len(), 1);
+        assert!(store.verify().unwrap().valid);
+        drop(store);
+        let store = PgStore::open(&url, PgOptions::new(PG_SECRET.to_vec())).unwrap();
+        assert_eq!(store.session_facts("s1").unwrap().lock().calls(), 1);
+    });
+}
+
+/// The same calls through a store of either backend.
+fn same_story(store: &dyn Store) {
+    store
+        .record_policy(NewPolicyVersion {
+            version: "1".into(),
+            hash: "h1".into(),
+            origin: "policies.yml".into(),
+            source: "version: \"1\"".into(),
+            loaded_at: ts("2026-11-21T05:59:00Z"),
+        })
+        .wait()
+        .unwrap();
+    for i in 0..6 {
+        let action = [Action::Allow, Action::Deny][i % 2];
+        let d = decision(
+            &format!("l{i}"),
+            &format!("s{}", i % 3),
+            "t",
+            action,
+            "2026-11-21T06:00:00Z",
+        );
+        store.record_decision(d).wait().unwrap();
+    }
+    store
+        .record_result(labelled_result("s0", "l0", &["secret"]))
+        .wait()
+        .unwrap();
+    approve_decision(store, "l-a", "a1", "2026-11-21T07:00:00Z");
+    store
+        .decide_approval(ApprovalDecision {
+            id: "a1".into(),
+            approve: false,
+            by: Some("admin".into()),
+            reason: Some("no".into()),
+            at: ts("2026-11-21T06:01:00Z"),
+        })
+        .wait()
+        .unwrap();
+    approve_decision(store, "l-b", "a2", "2026-11-21T06:05:00Z");
+    store.expire_approvals(ts("2026-11-21T06:10:00Z")).wait().unwrap();
+}
+
+fn both_backends_write_the_same_records_and_chain(db: &TestDb) {
+    let sqlite_db = TestDb::sqlite();
+    let lite = sqlite_db.open_with_secret(PG_SECRET.to_vec()).unwrap();
+    let pg = db.open_with_secret(PG_SECRET.to_vec()).unwrap();
+    same_story(&*lite);
+    same_story(&*pg);
+    // Byte for byte the same export: the same records, links and hashes.
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    assert_eq!(lite.export(&mut a).unwrap(), pg.export(&mut b).unwrap());
+    assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
+    let (va, vb) = (lite.verify().unwrap(), pg.verify().unwrap());
+    assert!(va.valid && vb.valid);
+    assert_eq!(va, vb);
+    let now = ts("2026-11-21T06:20:00Z");
+    assert_eq!(lite.approvals(None, now).unwrap(), pg.approvals(None, now).unwrap());
+    for s in ["s0", "s1", "s2", "nope"] {
+        assert_eq!(lite.session_log(s).unwrap(), pg.session_log(s).unwrap());
+        assert_eq!(lite.session_summary(s).unwrap(), pg.session_summary(s).unwrap());
+    }
+    let q = SessionQuery {
+        page: 1,
+        page_size: 10,
+        ..Default::default()
+    };
+    assert_eq!(lite.sessions(&q).unwrap(), pg.sessions(&q).unwrap());
+    assert_eq!(lite.policy_versions().unwrap(), pg.policy_versions().unwrap());
+}
+
+fn a_newer_schema_is_refused(db: &TestDb) {
+    drop(db.open());
+    assert_eq!(db.exec("UPDATE meta SET value = '99' WHERE key = 'schema_version'"), 1);
+    let e = PgStore::open(pg_url(db), PgOptions::new(PG_SECRET.to_vec()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("schema version 99"), "{e}");
+}
+
+fn the_store_reconnects_after_its_connections_are_killed(db: &TestDb) {
+    let store = db.open();
+    store
+        .record_decision(decision("l0", "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
+        .wait()
+        .unwrap();
+    // Every connection of the store is closed by the server (an admin's
+    // pg_terminate_backend, a failover, a restart).
+    let killed = db.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    assert!(killed >= 1, "{killed}");
+    // A write in flight at that moment may fail (and says so); the next
+    // ones go through on new connections.
+    let mut written = 1;
+    let mut failures = 0;
+    for i in 1..=5 {
+        match store
+            .record_decision(decision(
+                &format!("l{i}"),
+                "s1",
+                "t",
+                Action::Allow,
+                "2026-11-21T06:00:01Z",
+            ))
+            .wait()
+        {
+            Ok(_) => written += 1,
+            Err(e) => {
+                failures += 1;
+                let e = e.to_string();
+                assert!(
+                    e.contains("not committed") || e.contains("cannot make the audit log durable"),
+                    "{e}"
+                );
+            }
+        }
+    }
+    assert!(failures <= 2, "{failures} writes failed");
+    let mut report = store.verify();
+    if report.is_err() {
+        // A reader may also meet its dead connection once.
+        report = store.verify();
+    }
+    let report = report.unwrap();
+    assert!(report.valid, "{report:?}");
+    // A write that failed only at the durability step may still be there.
+    assert!(report.records >= written, "{report:?}");
+    assert_eq!(store.session_log("s1").unwrap().unwrap().len() as u64, report.records);
+}
+
+tests_by_backend!(
+    both: [
+        decisions_and_results_round_trip,
+        results_for_unknown_or_foreign_logs_fail_and_write_nothing,
+        many_concurrent_writers_get_a_contiguous_verified_chain,
+        editing_a_record_is_found_and_named,
+        deleting_a_record_names_the_gap_and_truncation_is_found,
+        a_different_secret_fails_verification,
+        session_facts_survive_a_restart,
+        result_labels_survive_reopening_the_store,
+        editing_stored_labels_breaks_the_chain,
+        approvals_are_decided_once_released_once_and_survive_restart,
+        approvals_expire_and_then_cannot_be_approved,
+        policy_versions_and_export,
+        sessions_are_paged_and_filtered,
+        a_session_log_links_across_restarts_and_batches,
+        editing_a_session_link_is_found,
+        a_known_session_is_read_back_and_a_fresh_one_is_empty,
+    ],
+    pg_only: [
+        a_second_store_on_the_same_database_is_refused,
+        the_store_is_used_and_dropped_inside_an_async_runtime,
+        both_backends_write_the_same_records_and_chain,
+        a_newer_schema_is_refused,
+        the_store_reconnects_after_its_connections_are_killed,
+    ],
+);

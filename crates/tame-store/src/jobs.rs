@@ -1,0 +1,99 @@
+//! The writer's queue items: a write job with the channel its caller waits
+//! on, and its outcome, answered once the job's batch is committed. Shared
+//! by the backends' writer threads.
+
+use jiff::Timestamp;
+
+use crate::{
+    Approval, ApprovalDecision, DecisionReceipt, NewDecision, NewPolicyVersion, NewResult, StoreError, StoreResult,
+    Ticket,
+};
+
+pub(crate) type Ack<T> = tokio::sync::oneshot::Sender<StoreResult<T>>;
+
+/// One write, queued for the writer thread.
+pub(crate) enum Job {
+    Decision(Box<NewDecision>, Ack<DecisionReceipt>),
+    Result(NewResult, Ack<u64>),
+    Approval(ApprovalDecision, Ack<Approval>),
+    Expire(Timestamp, Ack<Vec<String>>),
+    Policy(NewPolicyVersion, Ack<u64>),
+    Flush(Ack<()>),
+}
+
+/// A job's outcome, sent once its batch is committed.
+pub(crate) enum Done {
+    Decision(Ack<DecisionReceipt>, StoreResult<DecisionReceipt>),
+    Result(Ack<u64>, StoreResult<u64>),
+    Approval(Ack<Approval>, Box<StoreResult<Approval>>),
+    Expire(Ack<Vec<String>>, StoreResult<Vec<String>>),
+    Policy(Ack<u64>, StoreResult<u64>),
+    Flush(Ack<()>),
+}
+
+/// Queues a job on `sender`; the ticket resolves with its outcome (or
+/// [`StoreError::WriterGone`] when the writer has stopped).
+pub(crate) fn submit<T>(sender: Option<&std::sync::mpsc::Sender<Job>>, make: impl FnOnce(Ack<T>) -> Job) -> Ticket<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    match sender {
+        Some(sender) if sender.send(make(tx)).is_ok() => Ticket::new(rx),
+        _ => Ticket::ready(Err(StoreError::WriterGone)),
+    }
+}
+
+impl Job {
+    /// The outcome of a job that was not applied (its batch failed).
+    pub(crate) fn skipped(self) -> Done {
+        fn e<T>() -> StoreResult<T> {
+            Err(StoreError::Db("not applied".into()))
+        }
+        match self {
+            Job::Decision(_, a) => Done::Decision(a, e()),
+            Job::Result(_, a) => Done::Result(a, e()),
+            Job::Approval(_, a) => Done::Approval(a, Box::new(e())),
+            Job::Expire(_, a) => Done::Expire(a, e()),
+            Job::Policy(_, a) => Done::Policy(a, e()),
+            Job::Flush(a) => Done::Flush(a),
+        }
+    }
+}
+
+impl Done {
+    /// Sends the outcome, or `failed` when the batch did not commit. A
+    /// caller that stopped waiting is not an error.
+    pub(crate) fn finish(self, failed: Option<&str>) {
+        fn send<T>(ack: Ack<T>, r: StoreResult<T>, failed: Option<&str>) {
+            let r = match failed {
+                Some(msg) => Err(StoreError::Db(msg.to_string())),
+                None => r,
+            };
+            let _ = ack.send(r);
+        }
+        match self {
+            Done::Decision(a, r) => send(a, r, failed),
+            Done::Result(a, r) => send(a, r, failed),
+            Done::Approval(a, r) => send(a, *r, failed),
+            Done::Expire(a, r) => send(a, r, failed),
+            Done::Policy(a, r) => send(a, r, failed),
+            Done::Flush(a) => send(a, Ok(()), failed),
+        }
+    }
+
+    /// A database error, which fails the whole batch.
+    pub(crate) fn fatal_error(&self) -> Option<String> {
+        fn db<T>(r: &StoreResult<T>) -> Option<String> {
+            match r {
+                Err(e @ (StoreError::Db(_) | StoreError::Io { .. })) => Some(e.to_string()),
+                _ => None,
+            }
+        }
+        match self {
+            Done::Decision(_, r) => db(r),
+            Done::Result(_, r) => db(r),
+            Done::Approval(_, r) => db(r),
+            Done::Expire(_, r) => db(r),
+            Done::Policy(_, r) => db(r),
+            Done::Flush(_) => None,
+        }
+    }
+}

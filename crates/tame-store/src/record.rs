@@ -1,0 +1,669 @@
+//! The backend-neutral half of the audit log, shared by every backend: the
+//! record HMAC and the chain head, the bodies of each record kind, the
+//! approval-state rules, log entries rebuilt from records, the session
+//! facts cache and the chain check behind `verify` and `export`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+use sha2::Sha256;
+use tame_engine::Action;
+
+use crate::canonical::canonical_json;
+use crate::facts::{FactsHandle, SessionCell, SessionState};
+use crate::{
+    Approval, ApprovalDecision, ApprovalState, ChainProblem, ChainProblemKind, LogEntry, NewApproval, NewDecision,
+    NewPolicyVersion, NewResult, Release, StoreError, StoreResult, VerifyReport,
+};
+
+pub(crate) type HmacSha256 = Hmac<Sha256>;
+
+/// The hash that precedes the first record.
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The HMAC key of the audit chain from a configured secret (at least 16 bytes).
+pub(crate) fn mac_from_key(key: &[u8]) -> StoreResult<HmacSha256> {
+    if key.len() < 16 {
+        return Err(StoreError::Secret(format!(
+            "the configured secret has {} bytes, at least 16 are needed",
+            key.len()
+        )));
+    }
+    HmacSha256::new_from_slice(key).map_err(|e| StoreError::Secret(e.to_string()))
+}
+
+/// HMAC of one record: every field, length-prefixed (`None` distinct from
+/// empty), then the previous record's hash.
+pub(crate) fn record_mac(mac: &HmacSha256, prev_hash: &str, seq: u64, fields: [Option<&str>; 6]) -> String {
+    let mut m = mac.clone();
+    m.update(prev_hash.as_bytes());
+    m.update(&seq.to_be_bytes());
+    for field in fields {
+        match field {
+            Some(s) => {
+                m.update(&(s.len() as u64).to_be_bytes());
+                m.update(s.as_bytes());
+            }
+            None => m.update(&u64::MAX.to_be_bytes()),
+        }
+    }
+    hex::encode(m.finalize().into_bytes())
+}
+
+pub(crate) fn opt_str(v: Option<&str>) -> Value {
+    v.map_or(Value::Null, |s| Value::String(s.to_string()))
+}
+
+pub(crate) fn micros(ts: Timestamp) -> i64 {
+    ts.as_microsecond()
+}
+
+/// The head of the chain (last sequence number and its hash) and, per
+/// session, its last record: records of a session are linked through
+/// `session_prev`, so a session's log is read without a session index
+/// (random inserts into such an index dominated the write cost).
+#[derive(Debug)]
+pub(crate) struct Chain {
+    pub(crate) seq: u64,
+    pub(crate) hash: String,
+    /// Last record of each session seen by this writer.
+    pub(crate) tails: HashMap<String, u64>,
+    /// Sessions with records in the current batch.
+    pub(crate) touched: HashSet<String>,
+}
+
+impl Chain {
+    /// A chain whose last record is `seq` with `hash` (`0`, [`GENESIS`] when empty).
+    pub(crate) fn new(seq: u64, hash: String) -> Chain {
+        Chain {
+            seq,
+            hash,
+            tails: HashMap::new(),
+            touched: HashSet::new(),
+        }
+    }
+
+    /// Moves the head to the record just written, and its session's tail.
+    pub(crate) fn advance(&mut self, seq: u64, hash: String, session_id: Option<&str>) {
+        self.seq = seq;
+        self.hash = hash;
+        if let Some(sid) = session_id {
+            self.tails.insert(sid.to_string(), seq);
+            if !self.touched.contains(sid) {
+                self.touched.insert(sid.to_string());
+            }
+        }
+    }
+}
+
+/// What a batch adds to one session's summary row.
+#[derive(Debug, Default)]
+pub(crate) struct SessionDelta {
+    pub(crate) start: String,
+    pub(crate) end: String,
+    pub(crate) last_seq: i64,
+    pub(crate) total: i64,
+    pub(crate) allowed: i64,
+    pub(crate) denied: i64,
+    pub(crate) approved: i64,
+    pub(crate) agent_id: Option<String>,
+    pub(crate) user_id: Option<String>,
+}
+
+impl SessionDelta {
+    /// Counts decision `d`, logged as record `seq` at `ts`, in its session's delta.
+    pub(crate) fn note_decision(sessions: &mut HashMap<String, SessionDelta>, d: &NewDecision, ts: &str, seq: u64) {
+        let delta = sessions.entry(d.session_id.clone()).or_insert_with(|| SessionDelta {
+            start: ts.to_string(),
+            ..SessionDelta::default()
+        });
+        delta.count(ts, seq, Some(d.decision));
+        if delta.agent_id.is_none() {
+            delta.agent_id.clone_from(&d.agent_id);
+        }
+        if delta.user_id.is_none() {
+            delta.user_id.clone_from(&d.user_id);
+        }
+    }
+
+    /// Counts one decision logged as record `seq` at `ts` (`None`: an
+    /// unreadable decision, counted in the total only).
+    pub(crate) fn count(&mut self, ts: &str, seq: u64, action: Option<Action>) {
+        self.end.clear();
+        self.end.push_str(ts);
+        self.last_seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        self.total += 1;
+        match action {
+            Some(Action::Allow) => self.allowed += 1,
+            Some(Action::Deny) => self.denied += 1,
+            Some(Action::Approve) => self.approved += 1,
+            None => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------- bodies
+
+/// The body of a `decision` record. Built field by field so the arguments,
+/// metadata, tool name and reason move in uncopied (they are taken out of `d`).
+pub(crate) fn decision_body(d: &mut NewDecision, ts: &str) -> Value {
+    let mut fields = Map::new();
+    fields.insert("log_id".into(), Value::String(d.log_id.clone()));
+    fields.insert("session_id".into(), Value::String(d.session_id.clone()));
+    fields.insert("timestamp".into(), Value::String(ts.to_string()));
+    fields.insert("tool_name".into(), Value::String(std::mem::take(&mut d.tool_name)));
+    fields.insert("tool_args".into(), std::mem::take(&mut d.tool_args));
+    fields.insert("agent_id".into(), opt_str(d.agent_id.as_deref()));
+    fields.insert("user_id".into(), opt_str(d.user_id.as_deref()));
+    fields.insert("metadata".into(), std::mem::take(&mut d.metadata));
+    fields.insert("decision".into(), Value::String(d.decision.as_str().into()));
+    fields.insert("rule_name".into(), opt_str(d.rule_name.as_deref()));
+    fields.insert("reason".into(), Value::String(std::mem::take(&mut d.reason)));
+    fields.insert("policy_version".into(), Value::String(d.policy_version.clone()));
+    fields.insert(
+        "approval_id".into(),
+        opt_str(d.new_approval.as_ref().map(|a| a.id.as_str())),
+    );
+    fields.insert(
+        "released_by".into(),
+        opt_str(d.release_of.as_ref().map(|r| r.approval_id.as_str())),
+    );
+    Value::Object(fields)
+}
+
+/// The body of the `approval_created` record that follows an `approve` decision.
+pub(crate) fn approval_created_body(d: &NewDecision, approval: &NewApproval, expires_at: &str) -> Value {
+    json!({
+        "approval_id": approval.id,
+        "log_id": d.log_id,
+        "session_id": d.session_id,
+        "call_hash": approval.call_hash,
+        "policy_version": d.policy_version,
+        "expires_at": expires_at,
+    })
+}
+
+/// The body of a `result` record.
+pub(crate) fn result_body(r: &NewResult, ts: &str) -> Value {
+    let mut body = json!({
+        "log_id": r.log_id,
+        "session_id": r.session_id,
+        "timestamp": ts,
+        "result": r.result,
+    });
+    // The labels are part of the chained body: an edit to them breaks the
+    // record's HMAC like any other field. Omitted when there are none.
+    if !r.labels.is_empty()
+        && let Some(fields) = body.as_object_mut()
+    {
+        fields.insert("labels".into(), json!(r.labels));
+    }
+    body
+}
+
+/// The body of an `approval_decided` record.
+pub(crate) fn approval_decided_body(a: &ApprovalDecision, new_state: ApprovalState, ts: &str) -> Value {
+    json!({
+        "approval_id": a.id,
+        "state": new_state.as_str(),
+        "by": opt_str(a.by.as_deref()),
+        "reason": opt_str(a.reason.as_deref()),
+        "at": ts,
+    })
+}
+
+/// The body of an `approval_expired` record.
+pub(crate) fn approval_expired_body(id: &str, ts: &str) -> Value {
+    json!({"approval_id": id, "state": "expired", "at": ts})
+}
+
+/// The body of a `policy_loaded` record.
+pub(crate) fn policy_body(p: &NewPolicyVersion, ts: &str) -> Value {
+    json!({"version": p.version, "hash": p.hash, "origin": p.origin, "loaded_at": ts})
+}
+
+// ---------------------------------------------------------------- rules
+
+/// Checks that the approval a call releases (stored as `state`, bound to
+/// `call_hash`, used for `released` if any) may release it.
+pub(crate) fn check_release(release: &Release, stored: Option<(String, String, Option<String>)>) -> StoreResult<()> {
+    let Some((state, call_hash, released)) = stored else {
+        return Err(StoreError::ApprovalNotFound(release.approval_id.clone()));
+    };
+    if released.is_some() {
+        return Err(StoreError::ApprovalUsed(release.approval_id.clone()));
+    }
+    if state != "approved" {
+        return Err(StoreError::ApprovalState {
+            id: release.approval_id.clone(),
+            state: ApprovalState::parse(&state).unwrap_or(ApprovalState::Pending),
+            expected: "approved",
+        });
+    }
+    if call_hash != release.call_hash {
+        return Err(StoreError::ApprovalMismatch(release.approval_id.clone()));
+    }
+    Ok(())
+}
+
+/// Checks that a result belongs to a logged decision of its session
+/// (`owner`: the decision's session, `None` when there is no such decision).
+pub(crate) fn check_result_owner(r: &NewResult, owner: Option<Option<String>>) -> StoreResult<()> {
+    match owner {
+        None => Err(StoreError::LogNotFound(r.log_id.clone())),
+        Some(owner) if owner.as_deref() != Some(r.session_id.as_str()) => Err(StoreError::SessionMismatch {
+            log_id: r.log_id.clone(),
+            session_id: r.session_id.clone(),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
+/// An approval's state as seen at `now`: a pending one past its expiry
+/// reads as expired; an unreadable state as expired (never as usable).
+pub(crate) fn effective_state(stored: &str, expires_micros: i64, now: Timestamp) -> ApprovalState {
+    let state = ApprovalState::parse(stored).unwrap_or(ApprovalState::Expired);
+    if state == ApprovalState::Pending && expires_micros <= micros(now) {
+        ApprovalState::Expired
+    } else {
+        state
+    }
+}
+
+/// The state an admin's verdict moves a stored approval to, or why it cannot.
+pub(crate) fn decided_state(a: &ApprovalDecision, stored: Option<(String, i64)>) -> StoreResult<ApprovalState> {
+    let Some((state, expires)) = stored else {
+        return Err(StoreError::ApprovalNotFound(a.id.clone()));
+    };
+    let effective = effective_state(&state, expires, a.at);
+    if effective != ApprovalState::Pending {
+        return Err(StoreError::ApprovalState {
+            id: a.id.clone(),
+            state: effective,
+            expected: "pending",
+        });
+    }
+    Ok(if a.approve {
+        ApprovalState::Approved
+    } else {
+        ApprovalState::Rejected
+    })
+}
+
+/// One row of the approvals table joined with its decision record.
+#[derive(Debug)]
+pub(crate) struct ApprovalRow {
+    pub(crate) id: String,
+    pub(crate) log_id: String,
+    pub(crate) session_id: String,
+    pub(crate) call_hash: String,
+    pub(crate) state: String,
+    pub(crate) expires_micros: i64,
+    pub(crate) expires_at: String,
+    pub(crate) decided_by: Option<String>,
+    pub(crate) decision_reason: Option<String>,
+    pub(crate) decided_at: Option<String>,
+    pub(crate) released_log_id: Option<String>,
+    /// Body of the `approve` decision record.
+    pub(crate) decision_body: Option<String>,
+    /// Timestamp of the `approve` decision record.
+    pub(crate) decision_ts: Option<String>,
+}
+
+impl ApprovalRow {
+    /// The approval as seen at `now`.
+    pub(crate) fn into_approval(self, now: Timestamp) -> Approval {
+        let state = effective_state(&self.state, self.expires_micros, now);
+        let body = self.decision_body.as_deref().map(parse_body).unwrap_or(Value::Null);
+        Approval {
+            approval_id: self.id,
+            log_id: self.log_id,
+            session_id: self.session_id,
+            tool_name: s(&body, "tool_name").unwrap_or_default(),
+            tool_args: body.get("tool_args").cloned().unwrap_or(Value::Null),
+            agent_id: s(&body, "agent_id"),
+            user_id: s(&body, "user_id"),
+            call_hash: self.call_hash,
+            policy_version: s(&body, "policy_version").unwrap_or_default(),
+            rule_name: s(&body, "rule_name"),
+            reason: s(&body, "reason").unwrap_or_default(),
+            state,
+            decided_by: self.decided_by,
+            decision_reason: self.decision_reason,
+            created_at: self.decision_ts.unwrap_or_default(),
+            decided_at: self.decided_at,
+            expires_at: self.expires_at,
+            released_log_id: self.released_log_id,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- reads
+
+pub(crate) fn parse_body(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+pub(crate) fn s(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+pub(crate) fn entry_from_decision(seq: u64, body: &Value) -> LogEntry {
+    let decision = match body.get("decision").and_then(Value::as_str) {
+        Some("allow") => Action::Allow,
+        Some("approve") => Action::Approve,
+        _ => Action::Deny,
+    };
+    LogEntry {
+        id: s(body, "log_id").unwrap_or_default(),
+        session_id: s(body, "session_id").unwrap_or_default(),
+        timestamp: s(body, "timestamp").unwrap_or_default(),
+        tool_name: s(body, "tool_name").unwrap_or_default(),
+        tool_args: body.get("tool_args").cloned().unwrap_or(Value::Null),
+        tool_result: None,
+        policy_version: s(body, "policy_version").unwrap_or_default(),
+        policy_decision: decision,
+        policy_rule: s(body, "rule_name"),
+        reason: s(body, "reason").unwrap_or_default(),
+        execution_status: None,
+        execution_duration_ms: None,
+        error_message: None,
+        agent_id: s(body, "agent_id"),
+        user_id: s(body, "user_id"),
+        metadata: body.get("metadata").cloned().unwrap_or(Value::Null),
+        approval_id: s(body, "approval_id"),
+        seq,
+    }
+}
+
+pub(crate) fn apply_result(entry: &mut LogEntry, body: &Value) {
+    let result = body.get("result").cloned().unwrap_or(Value::Null);
+    entry.execution_status = s(&result, "status");
+    entry.execution_duration_ms = result
+        .get("duration_ms")
+        .or_else(|| result.get("execution_time_ms"))
+        .and_then(Value::as_f64);
+    entry.error_message = s(&result, "error_message");
+    entry.tool_result = Some(result);
+}
+
+/// Log entries from `(seq, kind, body)` records in order: each decision
+/// with the result recorded for it, if any.
+pub(crate) fn entries_from_records(records: Vec<(u64, String, String)>) -> Vec<LogEntry> {
+    let mut entries: Vec<LogEntry> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (seq, kind, body) in records {
+        let body = parse_body(&body);
+        if kind == "decision" {
+            let entry = entry_from_decision(seq, &body);
+            index.insert(entry.id.clone(), entries.len());
+            entries.push(entry);
+        } else if let Some(entry) = s(&body, "log_id")
+            .and_then(|id| index.get(&id).copied())
+            .and_then(|i| entries.get_mut(i))
+        {
+            apply_result(entry, &body);
+        }
+    }
+    entries
+}
+
+/// A session's facts rebuilt from its `(seq, kind, body)` records: the
+/// calls it was allowed and the labels stored with its results.
+pub(crate) fn facts_from_records(records: Vec<(u64, String, String)>) -> SessionState {
+    let mut state = SessionState::default();
+    for (_, kind, body) in records {
+        if kind == "result" {
+            // Labels the result revealed (records written before labels
+            // were stored have none).
+            let body = parse_body(&body);
+            let labels = body.get("labels").and_then(Value::as_array);
+            for label in labels.into_iter().flatten().filter_map(Value::as_str) {
+                state.add_label(label);
+            }
+            continue;
+        }
+        if kind != "decision" {
+            continue;
+        }
+        let body = parse_body(&body);
+        let allowed = body.get("decision").and_then(Value::as_str) == Some("allow");
+        let tool = body.get("tool_name").and_then(Value::as_str);
+        let at = body
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<Timestamp>().ok());
+        if let (true, Some(tool), Some(at)) = (allowed, tool, at) {
+            state.note_call(tool, at);
+        }
+    }
+    state
+}
+
+// ---------------------------------------------------------------- facts cache
+
+/// Sessions idle this long (seconds) may leave memory; their facts are
+/// read back from the log when they come back.
+pub(crate) const FACTS_IDLE_SECS: i64 = 120;
+/// Cache size at which the first sweep runs.
+pub(crate) const FACTS_SWEEP_AT: usize = 50_000;
+
+pub(crate) fn now_secs() -> i64 {
+    Timestamp::now().as_second()
+}
+
+/// Session facts in memory, swept of idle sessions as it grows, so that
+/// clients that open a session per call do not grow it without bound.
+#[derive(Debug)]
+pub(crate) struct FactsCache {
+    pub(crate) map: HashMap<String, FactsHandle>,
+    pub(crate) sweep_at: usize,
+}
+
+impl Default for FactsCache {
+    fn default() -> Self {
+        FactsCache {
+            map: HashMap::new(),
+            sweep_at: FACTS_SWEEP_AT,
+        }
+    }
+}
+
+impl FactsCache {
+    /// Drops sessions nobody holds that were idle long enough for their
+    /// last decision to be committed (so a reload sees it).
+    pub(crate) fn sweep(&mut self, now: i64) {
+        self.map
+            .retain(|_, cell| Arc::strong_count(cell) > 1 || now - cell.last_used() < FACTS_IDLE_SECS);
+        self.sweep_at = (self.map.len().saturating_mul(2)).max(FACTS_SWEEP_AT);
+    }
+
+    /// The cached facts of a session, marked as used now.
+    pub(crate) fn get(&self, session_id: &str) -> Option<FactsHandle> {
+        self.map.get(session_id).map(|cell| {
+            cell.touch(now_secs());
+            Arc::clone(cell)
+        })
+    }
+
+    /// Caches `state` for a session (keeping facts already cached), sweeping
+    /// idle sessions first when the cache has grown.
+    pub(crate) fn insert(&mut self, session_id: &str, state: SessionState) -> FactsHandle {
+        let now = now_secs();
+        if self.map.len() >= self.sweep_at {
+            self.sweep(now);
+        }
+        let cell = self
+            .map
+            .entry(session_id.to_string())
+            .or_insert_with(|| Arc::new(SessionCell::new(state)));
+        cell.touch(now);
+        Arc::clone(cell)
+    }
+}
+
+// ---------------------------------------------------------------- chain check
+
+/// One stored audit row, as `verify` and `export` read it.
+#[derive(Debug)]
+pub(crate) struct AuditRow {
+    pub(crate) seq: i64,
+    pub(crate) kind: String,
+    pub(crate) ts: String,
+    pub(crate) session_id: Option<String>,
+    pub(crate) ref_id: Option<String>,
+    pub(crate) session_prev: Option<i64>,
+    pub(crate) body: String,
+    pub(crate) prev_hash: String,
+    pub(crate) hash: String,
+}
+
+impl AuditRow {
+    /// The row as one line of the JSON-lines export (canonical JSON, no newline).
+    pub(crate) fn export_line(self) -> String {
+        let mut line = Map::new();
+        line.insert("seq".into(), json!(self.seq));
+        line.insert("kind".into(), json!(self.kind));
+        line.insert("ts".into(), json!(self.ts));
+        line.insert("session_id".into(), json!(self.session_id));
+        line.insert("ref_id".into(), json!(self.ref_id));
+        line.insert("session_prev".into(), json!(self.session_prev));
+        line.insert(
+            "record".into(),
+            serde_json::from_str(&self.body).unwrap_or(Value::String(self.body)),
+        );
+        line.insert("prev_hash".into(), json!(self.prev_hash));
+        line.insert("hash".into(), json!(self.hash));
+        canonical_json(&Value::Object(line))
+    }
+}
+
+/// Writes one export line and its newline.
+pub(crate) fn write_export_line(out: &mut dyn std::io::Write, row: AuditRow) -> StoreResult<()> {
+    let io = |e: std::io::Error| StoreError::Io {
+        path: "audit export".into(),
+        message: e.to_string(),
+    };
+    out.write_all(row.export_line().as_bytes()).map_err(io)?;
+    out.write_all(b"\n").map_err(io)
+}
+
+/// Checks the audit chain row by row, in sequence order, and names the
+/// first edited or missing record.
+pub(crate) struct ChainCheck<'a> {
+    mac: &'a HmacSha256,
+    expected_seq: u64,
+    prev: String,
+    records: u64,
+    first_problem: Option<ChainProblem>,
+}
+
+impl<'a> ChainCheck<'a> {
+    pub(crate) fn new(mac: &'a HmacSha256) -> ChainCheck<'a> {
+        ChainCheck {
+            mac,
+            expected_seq: 1,
+            prev: GENESIS.to_string(),
+            records: 0,
+            first_problem: None,
+        }
+    }
+
+    /// Checks the next row; `false` once a problem is found (stop reading).
+    pub(crate) fn feed(&mut self, row: &AuditRow) -> bool {
+        let seq = u64::try_from(row.seq).unwrap_or(0);
+        let expected_seq = self.expected_seq;
+        self.records += 1;
+        if seq != expected_seq {
+            self.first_problem = Some(ChainProblem {
+                kind: ChainProblemKind::Missing,
+                seq: expected_seq,
+                ref_id: None,
+                message: if seq == expected_seq + 1 {
+                    format!("record {expected_seq} is missing (deleted)")
+                } else {
+                    format!(
+                        "records {expected_seq} to {} are missing (deleted)",
+                        seq.saturating_sub(1)
+                    )
+                },
+            });
+            return false;
+        }
+        let session_prev = row.session_prev.map(|p| p.to_string());
+        let computed = record_mac(
+            self.mac,
+            &self.prev,
+            seq,
+            [
+                Some(&row.kind),
+                Some(&row.ts),
+                row.session_id.as_deref(),
+                row.ref_id.as_deref(),
+                session_prev.as_deref(),
+                Some(&row.body),
+            ],
+        );
+        if row.prev_hash != self.prev || computed != row.hash {
+            let what = row
+                .ref_id
+                .as_deref()
+                .map(|r| format!(" ({} `{r}`)", row.kind))
+                .unwrap_or_default();
+            self.first_problem = Some(ChainProblem {
+                kind: ChainProblemKind::Edited,
+                seq,
+                ref_id: row.ref_id.clone(),
+                message: format!("record {seq}{what} was edited: its hash does not match its content"),
+            });
+            return false;
+        }
+        self.prev.clone_from(&row.hash);
+        self.expected_seq = seq + 1;
+        true
+    }
+
+    /// Whether the rows so far are intact (a head check is still needed).
+    pub(crate) fn intact(&self) -> bool {
+        self.first_problem.is_none()
+    }
+
+    /// The report, given the chain head the writer recorded (`seq:hash`),
+    /// which finds records deleted from the end of the log.
+    pub(crate) fn finish(mut self, head: Option<&str>) -> VerifyReport {
+        if self.first_problem.is_none()
+            && let Some(head) = head
+        {
+            let (head_seq, head_hash) = head.split_once(':').unwrap_or(("0", ""));
+            let head_seq: u64 = head_seq.parse().unwrap_or(0);
+            let last = self.expected_seq - 1;
+            if head_seq > last {
+                self.first_problem = Some(ChainProblem {
+                    kind: ChainProblemKind::Truncated,
+                    seq: last + 1,
+                    ref_id: None,
+                    message: format!(
+                        "records {} to {head_seq} at the end of the log are missing (deleted)",
+                        last + 1
+                    ),
+                });
+            } else if head_seq == last && head_hash != self.prev && last > 0 {
+                self.first_problem = Some(ChainProblem {
+                    kind: ChainProblemKind::Edited,
+                    seq: last,
+                    ref_id: None,
+                    message: format!("record {last} does not match the recorded head of the chain"),
+                });
+            }
+        }
+        VerifyReport {
+            valid: self.first_problem.is_none(),
+            records: self.records,
+            head_hash: (self.records > 0).then_some(self.prev),
+            first_problem: self.first_problem,
+        }
+    }
+}
