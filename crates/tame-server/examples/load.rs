@@ -24,6 +24,10 @@ use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
+// The same allocator as the `tame` and `tame-server` binaries.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const POLICY: &str = r#"
 version: "load-1"
 default: deny
@@ -52,6 +56,8 @@ struct Args {
     addr: Option<SocketAddr>,
     durability: String,
     max_requests: u64,
+    /// Drive only this route (`health` or `enforce`): to profile one route at a time.
+    only: Option<String>,
     db: Option<String>,
 }
 
@@ -62,6 +68,7 @@ fn parse_args() -> anyhow::Result<Args> {
         addr: None,
         durability: "full".into(),
         max_requests: 5_000_000,
+        only: None,
         db: None,
     };
     let mut it = std::env::args().skip(1);
@@ -73,6 +80,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--addr" => args.addr = Some(value()?.parse()?),
             "--durability" => args.durability = value()?,
             "--max-requests" => args.max_requests = value()?.parse()?,
+            "--only" => match value()?.as_str() {
+                route @ ("health" | "enforce") => args.only = Some(route.to_string()),
+                other => anyhow::bail!("--only takes `health` or `enforce`, not `{other}`"),
+            },
             "--db" => args.db = Some(value()?),
             other => anyhow::bail!("unknown flag `{other}`"),
         }
@@ -99,16 +110,23 @@ fn body_for(conn: usize, i: u64) -> String {
     }
 }
 
+#[derive(Default)]
 struct Phase {
     requests: u64,
     errors: u64,
     elapsed: Duration,
+    /// CPU time of the whole process (server and client) during the phase.
+    cpu: Duration,
     latencies_us: Vec<u32>,
 }
 
 impl Phase {
     fn rps(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+    /// CPU microseconds spent per request, client included.
+    fn cpu_per_request_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
     }
     fn pct(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
@@ -123,6 +141,7 @@ async fn drive(addr: SocketAddr, enforce: bool, args: &Args, key: Option<String>
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let budget = Arc::new(AtomicU64::new(args.max_requests));
     let started = Instant::now();
+    let cpu_started = cpu_time::ProcessTime::try_now()?;
     let mut tasks = Vec::new();
     for conn in 0..args.connections {
         let budget = budget.clone();
@@ -170,17 +189,23 @@ async fn drive(addr: SocketAddr, enforce: bool, args: &Args, key: Option<String>
         errors += e;
     }
     let elapsed = started.elapsed();
+    let cpu = cpu_started.try_elapsed()?;
     latencies_us.sort_unstable();
     Ok(Phase {
         requests: latencies_us.len() as u64,
         errors,
         elapsed,
+        cpu,
         latencies_us,
     })
 }
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
+    // `TAME_LOG=tame_store=debug` shows the writer's batch counts at the end.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("TAME_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
     let key = std::env::var("TAME_API_KEY").ok();
     let _dir;
     let (addr, server_rt) = match args.addr {
@@ -232,10 +257,16 @@ fn main() -> anyhow::Result<()> {
             max_requests: 2000,
             ..parse_args()?
         };
-        drive(addr, false, &warm, key.clone()).await?;
-        drive(addr, true, &warm, key.clone()).await?;
-        let health = drive(addr, false, &args, key.clone()).await?;
-        let enforce = drive(addr, true, &args, key.clone()).await?;
+        let run_health = args.only.as_deref() != Some("enforce");
+        let run_enforce = args.only.as_deref() != Some("health");
+        if run_health {
+            drive(addr, false, &warm, key.clone()).await?;
+        }
+        if run_enforce {
+            drive(addr, true, &warm, key.clone()).await?;
+        }
+        let health = if run_health { drive(addr, false, &args, key.clone()).await? } else { Phase::default() };
+        let enforce = if run_enforce { drive(addr, true, &args, key.clone()).await? } else { Phase::default() };
         anyhow::Ok((health, enforce))
     })?;
     println!(
@@ -244,15 +275,20 @@ fn main() -> anyhow::Result<()> {
     );
     for (name, p) in [("GET /health", &health), ("POST /api/v1/enforce", &enforce)] {
         println!(
-            "{name:<22} {:>9.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  ({} requests, {} non-2xx)",
+            "{name:<22} {:>9.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  cpu {:>5.1} us/req  ({} requests, {} non-2xx)",
             p.rps(),
             p.pct(0.50),
             p.pct(0.99),
+            p.cpu_per_request_us(),
             p.requests,
             p.errors
         );
     }
     println!("enforce/health throughput ratio: {:.2}", enforce.rps() / health.rps());
+    println!(
+        "enforce/health cpu-per-request ratio: {:.2} (the throughput ratio a quiet machine with both routes CPU-bound would show)",
+        health.cpu_per_request_us() / enforce.cpu_per_request_us()
+    );
     drop(server_rt);
     Ok(())
 }

@@ -120,20 +120,27 @@ impl SessionDelta {
             start: ts.to_string(),
             ..SessionDelta::default()
         });
-        delta.end.clear();
-        delta.end.push_str(ts);
-        delta.last_seq = i64::try_from(seq).unwrap_or(i64::MAX);
-        delta.total += 1;
-        match d.decision {
-            Action::Allow => delta.allowed += 1,
-            Action::Deny => delta.denied += 1,
-            Action::Approve => delta.approved += 1,
-        }
+        delta.count(ts, seq, Some(d.decision));
         if delta.agent_id.is_none() {
             delta.agent_id.clone_from(&d.agent_id);
         }
         if delta.user_id.is_none() {
             delta.user_id.clone_from(&d.user_id);
+        }
+    }
+
+    /// Counts one decision logged as record `seq` at `ts` (`None`: an
+    /// unreadable decision, counted in the total only).
+    pub(crate) fn count(&mut self, ts: &str, seq: u64, action: Option<Action>) {
+        self.end.clear();
+        self.end.push_str(ts);
+        self.last_seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        self.total += 1;
+        match action {
+            Some(Action::Allow) => self.allowed += 1,
+            Some(Action::Deny) => self.denied += 1,
+            Some(Action::Approve) => self.approved += 1,
+            None => {}
         }
     }
 }

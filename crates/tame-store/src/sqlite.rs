@@ -5,12 +5,14 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
+use serde::Deserialize;
 use serde_json::Value;
 use tame_engine::Action;
 
@@ -19,8 +21,8 @@ use crate::facts::{FactsHandle, SessionState};
 use crate::record::{
     ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, SessionDelta, approval_created_body,
     approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state, decision_body,
-    entries_from_records, facts_from_records, mac_from_key, micros, policy_body, record_mac, result_body,
-    write_export_line,
+    entries_from_records, facts_from_records, mac_from_key, micros, parse_body, policy_body, record_mac, result_body,
+    s, write_export_line,
 };
 use crate::{
     Approval, ApprovalDecision, ApprovalState, DecisionReceipt, LogEntry, NewDecision, NewPolicyVersion, NewResult,
@@ -170,7 +172,14 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     facts: Mutex<FactsCache>,
     mac: HmacSha256,
+    /// Last record of each session whose summary is not written yet
+    /// (shared with the writer, which fills it after each commit).
+    unsummarized: Tails,
 }
+
+/// Session id → its last committed record, for sessions with records
+/// after the summaries (see [`SUMMARY_INTERVAL`]).
+type Tails = Arc<Mutex<HashMap<String, u64>>>;
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -243,19 +252,16 @@ impl SqliteStore {
         };
         let mac = mac_from_key(&key)?;
 
-        let conn = open_connection(&path)?;
+        let mut conn = open_connection(&path)?;
         // Commits only write the WAL; with `Full` durability the syncer
         // thread fsyncs it before anyone is told (see `Syncer`).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // Checkpoint less often: hot pages are copied once per checkpoint.
         conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
         conn.execute_batch(SCHEMA)?;
-        let chain = conn
-            .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
-                Ok(Chain::new(r.get::<_, i64>(0)?.try_into().unwrap_or(0), r.get(1)?))
-            })
-            .optional()?
-            .unwrap_or_else(|| Chain::new(0, GENESIS.to_string()));
+        let mut chain = Chain::new(0, GENESIS.to_string());
+        // Reads the chain head and summarizes what a crash left unsummarized.
+        recover_summaries(&mut conn, &mut chain)?;
         let (sender, receiver) = channel();
         let syncer = match options.durability {
             Durability::Full => {
@@ -265,12 +271,17 @@ impl SqliteStore {
             }
             Durability::Normal => None,
         };
+        let unsummarized = Tails::default();
         let writer = Writer {
             conn,
             chain,
             mac: mac.clone(),
             max_batch: options.max_batch.max(1),
             syncer,
+            pending: HashMap::new(),
+            unsummarized: unsummarized.clone(),
+            summarized_at: Instant::now(),
+            stale: false,
         };
         let handle = std::thread::Builder::new()
             .name("tame-store-writer".into())
@@ -284,6 +295,7 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             facts: Mutex::new(FactsCache::default()),
             mac,
+            unsummarized,
         })
     }
 
@@ -332,21 +344,43 @@ impl SqliteStore {
             .insert(session_id, state)
     }
 
-    fn load_facts(&self, session_id: &str) -> StoreResult<SessionState> {
-        self.with_reader(|conn| Ok(facts_from_records(session_records(conn, session_id)?)))
+    fn load_facts(&self, session_id: &str, tail: Option<u64>) -> StoreResult<SessionState> {
+        self.with_reader(|conn| Ok(facts_from_records(session_records(conn, session_id, tail)?)))
+    }
+
+    /// The last record of a session whose summary is not written yet.
+    fn unsummarized_tail(&self, session_id: &str) -> Option<u64> {
+        self.unsummarized
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(session_id)
+            .copied()
+    }
+
+    /// Writes the pending session summaries (for reads of them).
+    fn summarize(&self) -> StoreResult<()> {
+        self.flush().wait()
     }
 }
 
 /// A session's records `(seq, kind, body)` in order, following the
-/// `session_prev` links back from the session's last record. A read
-/// transaction keeps the walk consistent while the writer goes on.
-fn session_records(conn: &Connection, session_id: &str) -> StoreResult<Vec<(u64, String, String)>> {
+/// `session_prev` links back from the session's last record (`tail`, or
+/// the summary's when `None`). A read transaction keeps the walk
+/// consistent while the writer goes on.
+fn session_records(
+    conn: &Connection,
+    session_id: &str,
+    tail: Option<u64>,
+) -> StoreResult<Vec<(u64, String, String)>> {
     conn.execute_batch("BEGIN")?;
     let walk = (|| -> StoreResult<Vec<(u64, String, String)>> {
-        let tail: Option<i64> = conn
-            .prepare_cached("SELECT tail_seq FROM sessions WHERE session_id = ?1")?
-            .query_row([session_id], |r| r.get(0))
-            .optional()?;
+        let tail: Option<i64> = match tail {
+            Some(t) => i64::try_from(t).ok(),
+            None => conn
+                .prepare_cached("SELECT tail_seq FROM sessions WHERE session_id = ?1")?
+                .query_row([session_id], |r| r.get(0))
+                .optional()?,
+        };
         let mut out = Vec::new();
         let mut next = tail;
         let mut stmt = conn.prepare_cached("SELECT kind, body, session_prev, session_id FROM audit WHERE seq = ?1")?;
@@ -403,7 +437,29 @@ struct Writer {
     mac: HmacSha256,
     max_batch: usize,
     syncer: Option<Syncer>,
+    /// Session summaries not yet written (see [`SUMMARY_INTERVAL`]).
+    pending: HashMap<String, SessionDelta>,
+    /// The tails of those sessions, published to readers after each commit.
+    unsummarized: Tails,
+    /// When the summaries were last written.
+    summarized_at: Instant,
+    /// Set when a batch failed: the in-memory tails and summaries may
+    /// name rolled-back records and are rebuilt from the log first.
+    stale: bool,
 }
+
+/// Session summaries (the `sessions` table: counts, last activity, the
+/// session's last record) are derived from the audit log, and written at
+/// most this often rather than in every batch: each batch touches a few
+/// random sessions, and rewriting their pages in every commit was most of
+/// the WAL written per decision. The audit records themselves are
+/// committed (and synced) before anyone is answered, as always. Reads that
+/// use the summaries write them first ([`Job::Flush`]), and after a crash
+/// [`recover_summaries`] rebuilds them from the records after
+/// `summaries_seq`.
+const SUMMARY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+/// Summaries are also written once this many sessions are pending.
+const SUMMARY_MAX_PENDING: usize = 4096;
 
 /// Pipelined durability: the writer commits batch N+1 to the WAL while
 /// this thread fsyncs the WAL for the batches committed before; a batch's
@@ -413,11 +469,19 @@ struct Writer {
 struct Syncer {
     sender: Option<Sender<Vec<Done>>>,
     handle: Option<JoinHandle<()>>,
+    /// Batches handed over and not yet synced. The writer waits for it to
+    /// reach zero before it commits again, so everything that arrives
+    /// during an fsync goes into the next batch: one commit and one fsync
+    /// per disk flush, instead of many small commits each writing the same
+    /// hot pages to the WAL again.
+    in_flight: Arc<(Mutex<usize>, Condvar)>,
 }
 
 impl Syncer {
     fn start(wal: PathBuf) -> StoreResult<Syncer> {
         let (sender, receiver) = channel::<Vec<Done>>();
+        let in_flight = Arc::new((Mutex::new(0usize), Condvar::new()));
+        let synced_count = in_flight.clone();
         let handle = std::thread::Builder::new()
             .name("tame-store-sync".into())
             .spawn(move || {
@@ -441,20 +505,43 @@ impl Syncer {
                     if let Some(msg) = &failed {
                         tracing::error!("{msg}");
                     }
+                    let batches = pending.len();
                     for done in pending.into_iter().flatten() {
                         done.finish(failed.as_deref());
                     }
+                    let (count, cv) = &*synced_count;
+                    if let Ok(mut n) = count.lock() {
+                        *n = n.saturating_sub(batches);
+                    }
+                    cv.notify_all();
                 }
             })
             .map_err(|e| StoreError::Db(format!("cannot start the sync thread: {e}")))?;
         Ok(Syncer {
             sender: Some(sender),
             handle: Some(handle),
+            in_flight,
         })
+    }
+
+    /// Blocks until every batch handed over is synced (returns at once if
+    /// the sync thread is gone: its batches were answered with an error).
+    fn wait_idle(&self) {
+        let (count, cv) = &*self.in_flight;
+        let Ok(mut n) = count.lock() else { return };
+        while *n > 0 && self.handle.as_ref().is_some_and(|h| !h.is_finished()) {
+            n = match cv.wait_timeout(n, std::time::Duration::from_millis(50)) {
+                Ok((n, _)) => n,
+                Err(_) => return,
+            };
+        }
     }
 
     /// Hands committed outcomes over; answers them here if the thread is gone.
     fn submit(&self, done: Vec<Done>) {
+        if let Ok(mut n) = self.in_flight.0.lock() {
+            *n += 1;
+        }
         if let Some(sender) = &self.sender
             && let Err(std::sync::mpsc::SendError(done)) = sender.send(done)
         {
@@ -475,7 +562,30 @@ impl Drop for Syncer {
 
 impl Writer {
     fn run(mut self, rx: Receiver<Job>) {
-        while let Ok(first) = rx.recv() {
+        let (mut batches, mut jobs) = (0u64, 0u64);
+        loop {
+            let first = if self.pending.is_empty() {
+                match rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                }
+            } else {
+                let left = SUMMARY_INTERVAL.saturating_sub(self.summarized_at.elapsed());
+                match rx.recv_timeout(left) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => {
+                        // Idle: write the pending summaries on their own.
+                        self.commit_batch(Vec::new(), true);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            };
+            // Group commit: while the previous batch is being synced, the
+            // jobs arriving meanwhile queue up and are committed together.
+            if let Some(syncer) = &self.syncer {
+                syncer.wait_idle();
+            }
             let mut batch = Vec::with_capacity(64);
             batch.push(first);
             while batch.len() < self.max_batch {
@@ -484,35 +594,76 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit_batch(batch);
+            batches += 1;
+            jobs += batch.len() as u64;
+            self.commit_batch(batch, false);
+        }
+        if !self.pending.is_empty() || self.stale {
+            self.commit_batch(Vec::new(), true);
         }
         // Answer everything in flight before the connection closes.
         drop(self.syncer.take());
-        tracing::debug!("store writer drained and stopped");
+        tracing::debug!(batches, jobs, "store writer drained and stopped");
     }
 
     /// Applies a batch in one transaction. A job that fails a check (an
     /// unknown log, a used approval) fails alone: checks come before any
     /// write. A database error fails the whole batch, which is rolled back.
-    fn commit_batch(&mut self, batch: Vec<Job>) {
+    /// `summarize` writes the pending session summaries in any case.
+    fn commit_batch(&mut self, batch: Vec<Job>, summarize: bool) {
+        if self.stale {
+            match recover_summaries(&mut self.conn, &mut self.chain) {
+                Ok(()) => {
+                    self.stale = false;
+                    self.pending.clear();
+                    self.summarized_at = Instant::now();
+                    self.unsummarized
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clear();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot rebuild the session summaries");
+                    let msg = format!("the audit batch was not committed: {e}");
+                    batch.into_iter().for_each(|j| j.skipped().finish(Some(&msg)));
+                    return;
+                }
+            }
+        }
         let saved = (self.chain.seq, self.chain.hash.clone());
-        self.chain.touched.clear();
+        let summarize = summarize
+            || batch.iter().any(|j| matches!(j, Job::Flush(_)))
+            || self.pending.len() >= SUMMARY_MAX_PENDING
+            || self.summarized_at.elapsed() >= SUMMARY_INTERVAL;
+        // Sessions whose facts this batch changes: their tails are
+        // published after the commit (session facts read them).
+        let sessions: Vec<String> = if summarize {
+            Vec::new()
+        } else {
+            batch
+                .iter()
+                .filter_map(|j| match j {
+                    Job::Decision(d, _) => Some(d.session_id.clone()),
+                    Job::Result(r, _) => Some(r.session_id.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
         let mut done = Vec::with_capacity(batch.len());
         let mut fatal: Option<String> = None;
         match self.conn.transaction() {
             Ok(tx) => {
-                let mut sessions: HashMap<String, SessionDelta> = HashMap::new();
                 for job in batch {
                     if fatal.is_some() {
                         done.push(job.skipped());
                         continue;
                     }
-                    let d = apply_job(&tx, &mut self.chain, &self.mac, &mut sessions, job);
+                    let d = apply_job(&tx, &mut self.chain, &self.mac, &mut self.pending, job);
                     fatal = d.fatal_error();
                     done.push(d);
                 }
                 if fatal.is_none()
-                    && let Err(e) = finish_batch(&tx, &self.chain, sessions)
+                    && let Err(e) = finish_batch(&tx, &self.chain, summarize.then_some(&mut self.pending))
                 {
                     fatal = Some(e.to_string());
                 }
@@ -529,15 +680,40 @@ impl Writer {
             }
         }
         match fatal {
-            None => match &self.syncer {
-                Some(syncer) => syncer.submit(done),
-                None => done.into_iter().for_each(|d| d.finish(None)),
-            },
+            None => {
+                let mut published = self
+                    .unsummarized
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if summarize {
+                    self.pending.clear();
+                    self.chain.touched.clear();
+                    self.summarized_at = Instant::now();
+                    published.clear();
+                } else {
+                    for sid in sessions {
+                        if let Some(&tail) = self.chain.tails.get(&sid) {
+                            published.insert(sid, tail);
+                        }
+                    }
+                }
+                drop(published);
+                match &self.syncer {
+                    Some(syncer) => syncer.submit(done),
+                    None => done.into_iter().for_each(|d| d.finish(None)),
+                }
+            }
             Some(e) => {
                 tracing::error!(error = %e, "audit batch failed to commit");
                 (self.chain.seq, self.chain.hash) = saved;
-                // The session tails may name rolled-back records: reload them.
+                // The session tails and pending summaries may name
+                // rolled-back records: rebuild them from the log.
                 self.chain.tails.clear();
+                self.chain.touched.clear();
+                self.pending.clear();
+                self.stale = true;
+                // The published tails name committed records: they stay
+                // until the summaries are rebuilt.
                 let msg = format!("the audit batch was not committed: {e}");
                 done.into_iter().for_each(|d| d.finish(Some(&msg)));
             }
@@ -545,8 +721,25 @@ impl Writer {
     }
 }
 
-/// Writes the batch's session summaries and the chain head.
-fn finish_batch(tx: &Connection, chain: &Chain, mut sessions: HashMap<String, SessionDelta>) -> StoreResult<()> {
+/// Writes the chain head and, when `sessions` is given, the pending
+/// session summaries (marking the log as summarized up to the head).
+fn finish_batch(
+    tx: &Connection,
+    chain: &Chain,
+    sessions: Option<&mut HashMap<String, SessionDelta>>,
+) -> StoreResult<()> {
+    tx.prepare_cached(
+        "INSERT INTO meta(key, value) VALUES ('head', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([format!("{}:{}", chain.seq, chain.hash)])?;
+    let Some(sessions) = sessions else { return Ok(()) };
+    write_summaries(tx, chain, sessions)
+}
+
+/// Upserts the summaries of the sessions touched since the last write and
+/// records how far the log is summarized.
+fn write_summaries(tx: &Connection, chain: &Chain, sessions: &HashMap<String, SessionDelta>) -> StoreResult<()> {
     let mut upsert = tx.prepare_cached(
         "INSERT INTO sessions(session_id, start_time, end_time, last_seq, tail_seq, total, allowed, denied, approved, agent_id, user_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -558,9 +751,10 @@ fn finish_batch(tx: &Connection, chain: &Chain, mut sessions: HashMap<String, Se
            approved = approved + excluded.approved,
            agent_id = COALESCE(agent_id, excluded.agent_id), user_id = COALESCE(user_id, excluded.user_id)",
     )?;
+    let none = SessionDelta::default();
     for id in &chain.touched {
         let Some(&tail) = chain.tails.get(id) else { continue };
-        let d = sessions.remove(id).unwrap_or_default();
+        let d = sessions.get(id).unwrap_or(&none);
         upsert.execute(params![
             id,
             d.start,
@@ -576,10 +770,77 @@ fn finish_batch(tx: &Connection, chain: &Chain, mut sessions: HashMap<String, Se
         ])?;
     }
     tx.prepare_cached(
-        "INSERT INTO meta(key, value) VALUES ('head', ?1)
+        "INSERT INTO meta(key, value) VALUES ('summaries_seq', ?1)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     )?
-    .execute([format!("{}:{}", chain.seq, chain.hash)])?;
+    .execute([chain.seq.to_string()])?;
+    Ok(())
+}
+
+/// Brings the session summaries up to the end of the log: reads the
+/// records after `summaries_seq` (those a crash left unsummarized, or
+/// a failed batch's predecessors), and writes their summaries. Also
+/// reloads the chain head and leaves the session tails of those records
+/// in `chain`. A database summarized in every batch (before
+/// `summaries_seq` existed) is up to date.
+fn recover_summaries(conn: &mut Connection, chain: &mut Chain) -> StoreResult<()> {
+    let tx = conn.transaction()?;
+    let head: Option<(i64, String)> = tx
+        .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    (chain.seq, chain.hash) = match head {
+        Some((seq, hash)) => (u64::try_from(seq).unwrap_or(0), hash),
+        None => (0, GENESIS.to_string()),
+    };
+    chain.tails.clear();
+    chain.touched.clear();
+    let from: Option<String> = tx
+        .query_row("SELECT value FROM meta WHERE key = 'summaries_seq'", [], |r| r.get(0))
+        .optional()?;
+    let from = match from {
+        Some(v) => v
+            .parse::<i64>()
+            .map_err(|_| StoreError::Db(format!("meta `summaries_seq` is not a number: `{v}`")))?,
+        None => i64::try_from(chain.seq).unwrap_or(i64::MAX),
+    };
+    let mut pending: HashMap<String, SessionDelta> = HashMap::new();
+    let mut rows = 0u64;
+    {
+        let mut stmt = tx.prepare("SELECT seq, kind, ts, session_id, body FROM audit WHERE seq > ?1 ORDER BY seq")?;
+        let mut it = stmt.query([from])?;
+        while let Some(row) = it.next()? {
+            let seq: i64 = row.get(0)?;
+            let Some(session_id) = row.get::<_, Option<String>>(3)? else { continue };
+            rows += 1;
+            chain.tails.insert(session_id.clone(), u64::try_from(seq).unwrap_or(0));
+            chain.touched.insert(session_id.clone());
+            if row.get_ref(1)?.as_str().ok() != Some("decision") {
+                continue;
+            }
+            let ts: String = row.get(2)?;
+            let body = parse_body(&row.get::<_, String>(4)?);
+            let delta = pending.entry(session_id).or_insert_with(|| SessionDelta {
+                start: ts.clone(),
+                ..SessionDelta::default()
+            });
+            let action = body.get("decision").and_then(|v| Action::deserialize(v).ok());
+            delta.count(&ts, u64::try_from(seq).unwrap_or(0), action);
+            if delta.agent_id.is_none() {
+                delta.agent_id = s(&body, "agent_id");
+            }
+            if delta.user_id.is_none() {
+                delta.user_id = s(&body, "user_id");
+            }
+        }
+    }
+    write_summaries(&tx, chain, &pending)?;
+    tx.commit()?;
+    chain.touched.clear();
+    if rows > 0 {
+        tracing::info!(records = rows, "session summaries rebuilt from the audit log");
+    }
     Ok(())
 }
 
@@ -912,13 +1173,17 @@ impl Store for SqliteStore {
         if let Some(cell) = self.cached_facts(session_id) {
             return Ok(cell);
         }
-        let stored = self.with_reader(|conn| {
-            Ok(conn
-                .prepare_cached("SELECT 1 FROM sessions WHERE session_id = ?1")?
-                .exists([session_id])?)
-        })?;
+        // Called from async handlers: no waiting for the writer here. A
+        // session written since the last summaries has its tail published.
+        let tail = self.unsummarized_tail(session_id);
+        let stored = tail.is_some()
+            || self.with_reader(|conn| {
+                Ok(conn
+                    .prepare_cached("SELECT 1 FROM sessions WHERE session_id = ?1")?
+                    .exists([session_id])?)
+            })?;
         let state = if stored {
-            self.load_facts(session_id)?
+            self.load_facts(session_id, tail)?
         } else {
             SessionState::default()
         };
@@ -957,6 +1222,7 @@ impl Store for SqliteStore {
     }
 
     fn sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
+        self.summarize()?;
         self.with_reader(|conn| {
             let page = query.page.max(1);
             let size = query.page_size.clamp(1, 1000);
@@ -985,6 +1251,7 @@ impl Store for SqliteStore {
     }
 
     fn session_summary(&self, session_id: &str) -> StoreResult<Option<SessionSummary>> {
+        self.summarize()?;
         self.with_reader(|conn| {
             Ok(conn
                 .prepare_cached(&format!("SELECT {SUMMARY_COLUMNS} FROM sessions WHERE session_id = ?1"))?
@@ -994,8 +1261,9 @@ impl Store for SqliteStore {
     }
 
     fn session_log(&self, session_id: &str) -> StoreResult<Option<Vec<LogEntry>>> {
+        self.summarize()?;
         self.with_reader(|conn| {
-            let entries = entries_from_records(session_records(conn, session_id)?);
+            let entries = entries_from_records(session_records(conn, session_id, None)?);
             Ok(if entries.is_empty() { None } else { Some(entries) })
         })
     }
