@@ -204,7 +204,10 @@ fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     // `TAME_LOG=tame_store=debug` shows the writer's batch counts at the end.
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("TAME_LOG") {
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
     }
     let key = std::env::var("TAME_API_KEY").ok();
     let _dir;
@@ -265,8 +268,16 @@ fn main() -> anyhow::Result<()> {
         if run_enforce {
             drive(addr, true, &warm, key.clone()).await?;
         }
-        let health = if run_health { drive(addr, false, &args, key.clone()).await? } else { Phase::default() };
-        let enforce = if run_enforce { drive(addr, true, &args, key.clone()).await? } else { Phase::default() };
+        let health = if run_health {
+            drive(addr, false, &args, key.clone()).await?
+        } else {
+            Phase::default()
+        };
+        let enforce = if run_enforce {
+            drive(addr, true, &args, key.clone()).await?
+        } else {
+            Phase::default()
+        };
         anyhow::Ok((health, enforce))
     })?;
     println!(

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -18,6 +18,7 @@ use tame_engine::Action;
 
 use crate::canonical::canonical_json;
 use crate::facts::{FactsHandle, SessionState};
+use crate::jobs::{Ack, Done, Job, submit};
 use crate::record::{
     ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, SessionDelta, approval_created_body,
     approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state, decision_body,
@@ -120,49 +121,6 @@ CREATE TABLE IF NOT EXISTS policy_versions (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
-type Ack<T> = tokio::sync::oneshot::Sender<StoreResult<T>>;
-
-enum Job {
-    Decision(Box<NewDecision>, Ack<DecisionReceipt>),
-    Result(NewResult, Ack<u64>),
-    Approval(ApprovalDecision, Ack<Approval>),
-    Expire(Timestamp, Ack<Vec<String>>),
-    Policy(NewPolicyVersion, Ack<u64>),
-    Flush(Ack<()>),
-}
-
-/// A job's outcome, sent once its batch is committed.
-enum Done {
-    Decision(Ack<DecisionReceipt>, StoreResult<DecisionReceipt>),
-    Result(Ack<u64>, StoreResult<u64>),
-    Approval(Ack<Approval>, Box<StoreResult<Approval>>),
-    Expire(Ack<Vec<String>>, StoreResult<Vec<String>>),
-    Policy(Ack<u64>, StoreResult<u64>),
-    Flush(Ack<()>),
-}
-
-impl Done {
-    /// Sends the outcome, or `failed` when the batch did not commit. A
-    /// caller that stopped waiting is not an error.
-    fn finish(self, failed: Option<&str>) {
-        fn send<T>(ack: Ack<T>, r: StoreResult<T>, failed: Option<&str>) {
-            let r = match failed {
-                Some(msg) => Err(StoreError::Db(msg.to_string())),
-                None => r,
-            };
-            let _ = ack.send(r);
-        }
-        match self {
-            Done::Decision(a, r) => send(a, r, failed),
-            Done::Result(a, r) => send(a, r, failed),
-            Done::Approval(a, r) => send(a, *r, failed),
-            Done::Expire(a, r) => send(a, r, failed),
-            Done::Policy(a, r) => send(a, r, failed),
-            Done::Flush(a) => send(a, Ok(()), failed),
-        }
-    }
-}
-
 /// The SQLite store. Cheap to share behind an `Arc`; dropping it drains
 /// the writer's queue and joins the writer thread.
 pub struct SqliteStore {
@@ -253,8 +211,8 @@ impl SqliteStore {
         let mac = mac_from_key(&key)?;
 
         let mut conn = open_connection(&path)?;
-        // Commits only write the WAL; with `Full` durability the syncer
-        // thread fsyncs it before anyone is told (see `Syncer`).
+        // Commits only write the WAL; with `Full` durability the writer
+        // fsyncs it before anyone is told (see `WalSync`).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // Checkpoint less often: hot pages are copied once per checkpoint.
         conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
@@ -267,7 +225,7 @@ impl SqliteStore {
             Durability::Full => {
                 let mut wal = path.clone().into_os_string();
                 wal.push("-wal");
-                Some(Syncer::start(PathBuf::from(wal))?)
+                Some(WalSync::new(PathBuf::from(wal)))
             }
             Durability::Normal => None,
         };
@@ -277,7 +235,7 @@ impl SqliteStore {
             chain,
             mac: mac.clone(),
             max_batch: options.max_batch.max(1),
-            syncer,
+            wal_sync: syncer,
             pending: HashMap::new(),
             unsummarized: unsummarized.clone(),
             summarized_at: Instant::now(),
@@ -305,11 +263,7 @@ impl SqliteStore {
     }
 
     fn submit<T>(&self, make: impl FnOnce(Ack<T>) -> Job) -> Ticket<T> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        match &self.sender {
-            Some(sender) if sender.send(make(tx)).is_ok() => Ticket::new(rx),
-            _ => Ticket::ready(Err(StoreError::WriterGone)),
-        }
+        submit(self.sender.as_ref(), make)
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
@@ -367,11 +321,7 @@ impl SqliteStore {
 /// `session_prev` links back from the session's last record (`tail`, or
 /// the summary's when `None`). A read transaction keeps the walk
 /// consistent while the writer goes on.
-fn session_records(
-    conn: &Connection,
-    session_id: &str,
-    tail: Option<u64>,
-) -> StoreResult<Vec<(u64, String, String)>> {
+fn session_records(conn: &Connection, session_id: &str, tail: Option<u64>) -> StoreResult<Vec<(u64, String, String)>> {
     conn.execute_batch("BEGIN")?;
     let walk = (|| -> StoreResult<Vec<(u64, String, String)>> {
         let tail: Option<i64> = match tail {
@@ -436,7 +386,7 @@ struct Writer {
     chain: Chain,
     mac: HmacSha256,
     max_batch: usize,
-    syncer: Option<Syncer>,
+    wal_sync: Option<WalSync>,
     /// Session summaries not yet written (see [`SUMMARY_INTERVAL`]).
     pending: HashMap<String, SessionDelta>,
     /// The tails of those sessions, published to readers after each commit.
@@ -461,102 +411,36 @@ const SUMMARY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2
 /// Summaries are also written once this many sessions are pending.
 const SUMMARY_MAX_PENDING: usize = 4096;
 
-/// Pipelined durability: the writer commits batch N+1 to the WAL while
-/// this thread fsyncs the WAL for the batches committed before; a batch's
-/// callers are answered only after an fsync that started after its commit.
-/// (SQLite's `synchronous=FULL` would fsync inside every commit and stall
-/// the writer for the whole disk flush.)
-struct Syncer {
-    sender: Option<Sender<Vec<Done>>>,
-    handle: Option<JoinHandle<()>>,
-    /// Batches handed over and not yet synced. The writer waits for it to
-    /// reach zero before it commits again, so everything that arrives
-    /// during an fsync goes into the next batch: one commit and one fsync
-    /// per disk flush, instead of many small commits each writing the same
-    /// hot pages to the WAL again.
-    in_flight: Arc<(Mutex<usize>, Condvar)>,
+/// Full durability: after each commit the writer fsyncs the WAL, and only
+/// then answers the batch's callers. (SQLite's `synchronous=FULL` would
+/// also sync at checkpoints inside the commit.) Jobs that arrive during
+/// the fsync queue up and form the next batch, so a busy server makes one
+/// commit and one fsync per disk flush, however many calls that covers.
+struct WalSync {
+    wal: PathBuf,
+    file: Option<std::fs::File>,
 }
 
-impl Syncer {
-    fn start(wal: PathBuf) -> StoreResult<Syncer> {
-        let (sender, receiver) = channel::<Vec<Done>>();
-        let in_flight = Arc::new((Mutex::new(0usize), Condvar::new()));
-        let synced_count = in_flight.clone();
-        let handle = std::thread::Builder::new()
-            .name("tame-store-sync".into())
-            .spawn(move || {
-                let mut file: Option<std::fs::File> = None;
-                while let Ok(first) = receiver.recv() {
-                    let mut pending = vec![first];
-                    while let Ok(more) = receiver.try_recv() {
-                        pending.push(more);
-                    }
-                    let synced = match &file {
-                        Some(f) => f.sync_data(),
-                        None => std::fs::File::open(&wal).and_then(|f| {
-                            let r = f.sync_data();
-                            file = Some(f);
-                            r
-                        }),
-                    };
-                    let failed = synced
-                        .err()
-                        .map(|e| format!("cannot sync the audit log `{}`: {e}", wal.display()));
-                    if let Some(msg) = &failed {
-                        tracing::error!("{msg}");
-                    }
-                    let batches = pending.len();
-                    for done in pending.into_iter().flatten() {
-                        done.finish(failed.as_deref());
-                    }
-                    let (count, cv) = &*synced_count;
-                    if let Ok(mut n) = count.lock() {
-                        *n = n.saturating_sub(batches);
-                    }
-                    cv.notify_all();
-                }
-            })
-            .map_err(|e| StoreError::Db(format!("cannot start the sync thread: {e}")))?;
-        Ok(Syncer {
-            sender: Some(sender),
-            handle: Some(handle),
-            in_flight,
+impl WalSync {
+    fn new(wal: PathBuf) -> WalSync {
+        WalSync { wal, file: None }
+    }
+
+    /// Flushes the WAL to disk; the error message names the file.
+    fn sync(&mut self) -> Result<(), String> {
+        let synced = match &self.file {
+            Some(f) => f.sync_data(),
+            None => std::fs::File::open(&self.wal).and_then(|f| {
+                let r = f.sync_data();
+                self.file = Some(f);
+                r
+            }),
+        };
+        synced.map_err(|e| {
+            // Reopen next time: the handle may be what failed.
+            self.file = None;
+            format!("cannot sync the audit log `{}`: {e}", self.wal.display())
         })
-    }
-
-    /// Blocks until every batch handed over is synced (returns at once if
-    /// the sync thread is gone: its batches were answered with an error).
-    fn wait_idle(&self) {
-        let (count, cv) = &*self.in_flight;
-        let Ok(mut n) = count.lock() else { return };
-        while *n > 0 && self.handle.as_ref().is_some_and(|h| !h.is_finished()) {
-            n = match cv.wait_timeout(n, std::time::Duration::from_millis(50)) {
-                Ok((n, _)) => n,
-                Err(_) => return,
-            };
-        }
-    }
-
-    /// Hands committed outcomes over; answers them here if the thread is gone.
-    fn submit(&self, done: Vec<Done>) {
-        if let Ok(mut n) = self.in_flight.0.lock() {
-            *n += 1;
-        }
-        if let Some(sender) = &self.sender
-            && let Err(std::sync::mpsc::SendError(done)) = sender.send(done)
-        {
-            done.into_iter()
-                .for_each(|d| d.finish(Some("the audit sync thread has stopped")));
-        }
-    }
-}
-
-impl Drop for Syncer {
-    fn drop(&mut self) {
-        self.sender.take();
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
-        }
     }
 }
 
@@ -581,11 +465,8 @@ impl Writer {
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             };
-            // Group commit: while the previous batch is being synced, the
-            // jobs arriving meanwhile queue up and are committed together.
-            if let Some(syncer) = &self.syncer {
-                syncer.wait_idle();
-            }
+            // Group commit: the jobs that arrived while the previous batch
+            // was committed and synced are committed together.
             let mut batch = Vec::with_capacity(64);
             batch.push(first);
             while batch.len() < self.max_batch {
@@ -601,8 +482,6 @@ impl Writer {
         if !self.pending.is_empty() || self.stale {
             self.commit_batch(Vec::new(), true);
         }
-        // Answer everything in flight before the connection closes.
-        drop(self.syncer.take());
         tracing::debug!(batches, jobs, "store writer drained and stopped");
     }
 
@@ -698,10 +577,14 @@ impl Writer {
                     }
                 }
                 drop(published);
-                match &self.syncer {
-                    Some(syncer) => syncer.submit(done),
-                    None => done.into_iter().for_each(|d| d.finish(None)),
+                let failed = match &mut self.wal_sync {
+                    Some(wal) => wal.sync().err(),
+                    None => None,
+                };
+                if let Some(msg) = &failed {
+                    tracing::error!("{msg}");
                 }
+                done.into_iter().for_each(|d| d.finish(failed.as_deref()));
             }
             Some(e) => {
                 tracing::error!(error = %e, "audit batch failed to commit");
@@ -812,7 +695,9 @@ fn recover_summaries(conn: &mut Connection, chain: &mut Chain) -> StoreResult<()
         let mut it = stmt.query([from])?;
         while let Some(row) = it.next()? {
             let seq: i64 = row.get(0)?;
-            let Some(session_id) = row.get::<_, Option<String>>(3)? else { continue };
+            let Some(session_id) = row.get::<_, Option<String>>(3)? else {
+                continue;
+            };
             rows += 1;
             chain.tails.insert(session_id.clone(), u64::try_from(seq).unwrap_or(0));
             chain.touched.insert(session_id.clone());
@@ -842,43 +727,6 @@ fn recover_summaries(conn: &mut Connection, chain: &mut Chain) -> StoreResult<()
         tracing::info!(records = rows, "session summaries rebuilt from the audit log");
     }
     Ok(())
-}
-
-impl Job {
-    /// The outcome of a job that was not applied (its batch failed).
-    fn skipped(self) -> Done {
-        fn e<T>() -> StoreResult<T> {
-            Err(StoreError::Db("not applied".into()))
-        }
-        match self {
-            Job::Decision(_, a) => Done::Decision(a, e()),
-            Job::Result(_, a) => Done::Result(a, e()),
-            Job::Approval(_, a) => Done::Approval(a, Box::new(e())),
-            Job::Expire(_, a) => Done::Expire(a, e()),
-            Job::Policy(_, a) => Done::Policy(a, e()),
-            Job::Flush(a) => Done::Flush(a),
-        }
-    }
-}
-
-impl Done {
-    /// A database error, which fails the whole batch.
-    fn fatal_error(&self) -> Option<String> {
-        fn db<T>(r: &StoreResult<T>) -> Option<String> {
-            match r {
-                Err(e @ (StoreError::Db(_) | StoreError::Io { .. })) => Some(e.to_string()),
-                _ => None,
-            }
-        }
-        match self {
-            Done::Decision(_, r) => db(r),
-            Done::Result(_, r) => db(r),
-            Done::Approval(_, r) => db(r),
-            Done::Expire(_, r) => db(r),
-            Done::Policy(_, r) => db(r),
-            Done::Flush(_) => None,
-        }
-    }
 }
 
 /// Runs one job. Checks come before writes, so a job failing a check

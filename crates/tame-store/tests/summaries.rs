@@ -64,7 +64,13 @@ fn reads_right_after_a_write_see_the_session() {
     assert_eq!(store.session_facts("s1").unwrap().lock().calls(), 1);
     assert_eq!(counts(&store, "s1"), (2, 1, 1, 0));
     assert_eq!(store.session_log("s1").unwrap().unwrap().len(), 2);
-    let page = store.sessions(&SessionQuery { page: 1, page_size: 50, ..Default::default() }).unwrap();
+    let page = store
+        .sessions(&SessionQuery {
+            page: 1,
+            page_size: 50,
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(page.total_count, 1);
 }
 
@@ -75,7 +81,11 @@ fn summaries_a_crash_lost_are_rebuilt_from_the_log_without_double_counting() {
         let store = open(&dir);
         write(
             &store,
-            &[("l1", "a", Action::Allow), ("l2", "a", Action::Deny), ("l3", "b", Action::Allow)],
+            &[
+                ("l1", "a", Action::Allow),
+                ("l2", "a", Action::Deny),
+                ("l3", "b", Action::Allow),
+            ],
         );
     }
     // What the summaries looked like after the first writes.
@@ -90,7 +100,11 @@ fn summaries_a_crash_lost_are_rebuilt_from_the_log_without_double_counting() {
         let store = open(&dir);
         write(
             &store,
-            &[("l4", "a", Action::Approve), ("l5", "c", Action::Allow), ("l6", "b", Action::Deny)],
+            &[
+                ("l4", "a", Action::Approve),
+                ("l5", "c", Action::Allow),
+                ("l6", "b", Action::Deny),
+            ],
         );
     }
     // A crash before the later summaries were written: the table and the
@@ -106,7 +120,10 @@ fn summaries_a_crash_lost_are_rebuilt_from_the_log_without_double_counting() {
     assert_eq!(counts(&store, "a"), (3, 1, 1, 1));
     assert_eq!(counts(&store, "b"), (2, 1, 1, 0));
     assert_eq!(counts(&store, "c"), (1, 1, 0, 0));
-    assert_eq!(store.session_summary("c").unwrap().unwrap().agent_id.as_deref(), Some("agent-c"));
+    assert_eq!(
+        store.session_summary("c").unwrap().unwrap().agent_id.as_deref(),
+        Some("agent-c")
+    );
     // Tails were rebuilt too: the logs are whole, and new records link on.
     assert_eq!(store.session_log("a").unwrap().unwrap().len(), 3);
     write(&store, &[("l7", "a", Action::Allow)]);
@@ -119,7 +136,17 @@ fn summaries_a_crash_lost_are_rebuilt_from_the_log_without_double_counting() {
         .collect();
     assert_eq!(log, ["l1", "l2", "l4", "l7"]);
     assert_eq!(store.session_facts("a").unwrap().lock().calls(), 2);
-    assert_eq!(store.sessions(&SessionQuery { page: 1, page_size: 50, ..Default::default() }).unwrap().total_count, 3);
+    assert_eq!(
+        store
+            .sessions(&SessionQuery {
+                page: 1,
+                page_size: 50,
+                ..Default::default()
+            })
+            .unwrap()
+            .total_count,
+        3
+    );
     assert!(store.verify().unwrap().valid);
 }
 
