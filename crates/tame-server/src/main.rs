@@ -42,6 +42,10 @@ struct Args {
     no_watch: bool,
 }
 
+// The same allocator as the `tame` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
