@@ -43,7 +43,7 @@ step "building and installing the tame package (maturin develop ${profile[*]:-})
 if [ "${TAME_PY_NO_SERVER:-0}" != "1" ] && [ -z "${TAME_BIN:-}" ]; then
     step "building the tame binary for the server tests (cargo build -p tame-cli)"
     if cargo build --quiet -p tame-cli --manifest-path "$root/Cargo.toml"; then
-        export TAME_BIN="$root/target/debug/tame"
+        export TAME_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/tame"
     else
         step "warning: the tame binary did not build; tests against a server will be skipped"
     fi

@@ -8,6 +8,6 @@ root="$(cd "$here/../.." && pwd)"
 python="$("$here/scripts/mcp-venv.sh")"
 echo "+ cargo build -p tame-integrations --bins --examples" >&2
 (cd "$root" && cargo build -p tame-integrations --bins --examples)
-export TAME_MCP_PROXY_BIN="${TAME_MCP_PROXY_BIN:-$root/target/debug/tame-mcp-proxy}"
+export TAME_MCP_PROXY_BIN="${TAME_MCP_PROXY_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/tame-mcp-proxy}"
 echo "+ pytest $here/tests/py" >&2
 exec "$python" -m pytest -q -p no:cacheprovider "$here/tests/py" "$@"

@@ -83,7 +83,11 @@ def running_server(tmp: Path, policy_text: str) -> Iterator[Server]:
     """Starts `tame serve` on a free port with a temporary database."""
     binary = _tame_binary()
     if binary is None:
-        pytest.skip("the `tame` binary is not built (cargo build -p tame-cli, or set TAME_BIN)")
+        message = "the `tame` binary is not built (cargo build -p tame-cli, or set TAME_BIN)"
+        if os.environ.get("CI"):
+            # In CI a missing binary is a failure, never a silent skip.
+            pytest.fail(message)
+        pytest.skip(message)
     policy = tmp / "policies.yml"
     policy.write_text(policy_text)
     port = _free_port()

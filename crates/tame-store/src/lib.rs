@@ -93,13 +93,11 @@ impl<T> Ticket<T> {
         Ticket(TicketInner::Ready(Some(result)))
     }
 
-    /// Blocks the current thread until the write is committed. Do not call
-    /// from inside an async runtime; await the ticket there.
+    /// Blocks the current thread until the write is committed. Await the
+    /// ticket in async code instead: this would hold up the executor's
+    /// thread meanwhile (it never panics there, though).
     pub fn wait(self) -> StoreResult<T> {
-        match self.0 {
-            TicketInner::Waiting(rx) => rx.blocking_recv().unwrap_or(Err(StoreError::WriterGone)),
-            TicketInner::Ready(r) => r.unwrap_or(Err(StoreError::WriterGone)),
-        }
+        pollster::block_on(self)
     }
 }
 

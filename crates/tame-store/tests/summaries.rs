@@ -168,3 +168,24 @@ fn summaries_are_written_when_the_writer_goes_idle() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[tokio::test]
+async fn summary_reads_inside_a_runtime_do_not_panic() {
+    // A single-threaded runtime: the read blocks this thread on the writer
+    // (tokio's own blocking receive would panic here).
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .record_decision(decision(
+            "l1",
+            "s1",
+            "send_email",
+            Action::Allow,
+            "2026-11-21T06:00:00Z",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(counts(&store, "s1"), (1, 1, 0, 0));
+    assert_eq!(store.session_log("s1").unwrap().unwrap().len(), 1);
+    store.flush().wait().unwrap();
+}
