@@ -65,9 +65,33 @@ stop() {
 }
 trap stop EXIT
 
+# TLS as production runs it: a throwaway CA signs the server's certificate
+# (for 127.0.0.1), and the tests trust that CA through SSL_CERT_FILE, so
+# the store's connections (sslmode=prefer by default) are encrypted and
+# verified. Without openssl the server runs without TLS and the TLS tests
+# say so (and fail in CI).
+ssl_opts=""
+if command -v openssl >/dev/null; then
+    (
+        cd "$pgdir"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=tame test CA" \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+            -keyout ca.key -out ca.pem
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server.key -out server.csr
+        printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile server.ext -out server.pem
+    ) >"$pgdir/openssl.log" 2>&1 || { cat "$pgdir/openssl.log" >&2; exit 1; }
+    chmod 600 "$pgdir/server.key"
+    [ "${#as_pg[@]}" -gt 0 ] && chown postgres "$pgdir/server.key" "$pgdir/server.pem"
+    ssl_opts="-c ssl=on -c ssl_cert_file=$pgdir/server.pem -c ssl_key_file=$pgdir/server.key"
+    export SSL_CERT_FILE="$pgdir/ca.pem"
+    export TAME_TEST_PG_TLS=1
+fi
+
 # fsync stays on (the default): commits are as durable as in production.
 "${as_pg[@]}" "$bindir/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $pgdir -c fsync=on -c synchronous_commit=on -c max_connections=300" \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $pgdir -c fsync=on -c synchronous_commit=on -c max_connections=300 $ssl_opts" \
     start >/dev/null || { cat "$pgdir/server.log" >&2; exit 1; }
 
 "${as_pg[@]}" "$bindir/createdb" -h 127.0.0.1 -p "$port" -U tame tame_test

@@ -12,9 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use jiff::Timestamp;
+use postgres::config::SslMode;
 use postgres::types::FromSql;
 use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
 use serde_json::Value;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::canonical::canonical_json;
 use crate::facts::{FactsHandle, SessionState};
@@ -97,12 +99,24 @@ CREATE TABLE IF NOT EXISTS policy_versions (
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
-        // `Display` of a server error is only "db error"; name the cause.
-        match e.as_db_error() {
-            Some(db) => StoreError::Db(format!("postgresql: {}: {}", db.severity(), db.message())),
-            None => StoreError::Db(format!("postgresql: {e}")),
-        }
+        StoreError::Db(pg_message(&e))
     }
+}
+
+/// What went wrong, with its causes: `Display` of a server error is only
+/// "db error", and of a failed TLS handshake only that it failed.
+fn pg_message(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("postgresql: {}: {}", db.severity(), db.message());
+    }
+    let mut message = format!("postgresql: {e}");
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    message
 }
 
 /// Whether `db` names a PostgreSQL database (`postgres://` or
@@ -221,9 +235,44 @@ impl std::fmt::Debug for PgStore {
 }
 
 fn connect(config: &postgres::Config, shown: &str) -> StoreResult<Client> {
-    config
-        .connect(NoTls)
-        .map_err(|e| StoreError::Db(format!("cannot connect to `{shown}`: {}", StoreError::from(e))))
+    let connected = match config.get_ssl_mode() {
+        SslMode::Disable => config.connect(NoTls),
+        SslMode::Require => config.connect(MakeRustlsConnect::new(tls_config(shown)?)),
+        // `prefer` is opportunistic: without trusted roots it stays plain.
+        _ => match tls_config(shown) {
+            Ok(tls) => config.connect(MakeRustlsConnect::new(tls)),
+            Err(e) => {
+                tracing::warn!("{e}; connecting without TLS (sslmode=prefer)");
+                config.connect(NoTls)
+            }
+        },
+    };
+    connected.map_err(|e| StoreError::Db(format!("cannot connect to `{shown}`: {}", pg_message(&e))))
+}
+
+/// TLS for the URL's `sslmode=prefer` (the default: TLS when the server
+/// offers it) and `sslmode=require`; `sslmode=disable` stays plain. The
+/// server's certificate is always verified, against the system's trusted
+/// roots (`SSL_CERT_FILE`/`SSL_CERT_DIR` name others, such as a cloud
+/// provider's CA bundle): an untrusted certificate fails the connection.
+fn tls_config(shown: &str) -> StoreResult<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = found
+            .errors
+            .first()
+            .map_or_else(|| "none found".to_string(), ToString::to_string);
+        return Err(StoreError::Db(format!(
+            "cannot connect to `{shown}` with TLS: no trusted root certificates ({why}); \
+             install ca-certificates, set SSL_CERT_FILE, or add `sslmode=disable` to the URL"
+        )));
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+        .map_err(|e| StoreError::Db(format!("cannot set up TLS for `{shown}`: {e}")))
 }
 
 /// A column of a row, or a database error naming it (never a panic).
