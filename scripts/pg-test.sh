@@ -71,6 +71,11 @@ trap stop EXIT
 # verified. Without openssl the server runs without TLS and the TLS tests
 # say so (and fail in CI).
 ssl_opts=""
+if ! command -v openssl >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "pg-test: openssl not found; installing it (apt-get)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null 2>&1 \
+        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null; } || true
+fi
 if command -v openssl >/dev/null; then
     (
         cd "$pgdir"
