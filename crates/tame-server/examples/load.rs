@@ -5,7 +5,15 @@
 //! ```text
 //! cargo run --release -p tame-server --example load -- [--connections 32] [--seconds 5]
 //!     [--addr HOST:PORT] [--durability full|normal] [--max-requests N] [--db PATH|URL]
+//!     [--only health|enforce]
 //! ```
+//!
+//! Besides requests/s and latencies it reports the CPU time the whole
+//! process (server and client) spent per request in each phase; their
+//! ratio is the throughput ratio a machine with both routes CPU-bound
+//! would show, and varies less with other load than the throughput does.
+//! `--only` drives one route (e.g. under `perf record`);
+//! `TAME_LOG=tame_store=debug` prints the writer's batch and job counts.
 //!
 //! Without `--addr` it starts the server in this process (own runtime with
 //! two worker threads, SQLite in a temporary directory or the database of
