@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -133,6 +134,8 @@ pub struct SqliteStore {
     /// Last record of each session whose summary is not written yet
     /// (shared with the writer, which fills it after each commit).
     unsummarized: Tails,
+    /// Whether the writer holds summaries not yet written.
+    behind: Arc<AtomicBool>,
 }
 
 /// Session id → its last committed record, for sessions with records
@@ -230,6 +233,7 @@ impl SqliteStore {
             Durability::Normal => None,
         };
         let unsummarized = Tails::default();
+        let behind = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             conn,
             chain,
@@ -238,6 +242,7 @@ impl SqliteStore {
             wal_sync: syncer,
             pending: HashMap::new(),
             unsummarized: unsummarized.clone(),
+            behind: behind.clone(),
             summarized_at: Instant::now(),
             stale: false,
         };
@@ -254,6 +259,7 @@ impl SqliteStore {
             facts: Mutex::new(FactsCache::default()),
             mac,
             unsummarized,
+            behind,
         })
     }
 
@@ -313,6 +319,11 @@ impl SqliteStore {
 
     /// Writes the pending session summaries (for reads of them).
     fn summarize(&self) -> StoreResult<()> {
+        // Set by the writer after a commit and before it answers anyone,
+        // so a read issued after a write's answer never skips its summary.
+        if !self.behind.load(Ordering::Acquire) {
+            return Ok(());
+        }
         self.flush().wait()
     }
 }
@@ -391,6 +402,8 @@ struct Writer {
     pending: HashMap<String, SessionDelta>,
     /// The tails of those sessions, published to readers after each commit.
     unsummarized: Tails,
+    /// Whether there are such summaries (read by [`SqliteStore::summarize`]).
+    behind: Arc<AtomicBool>,
     /// When the summaries were last written.
     summarized_at: Instant,
     /// Set when a batch failed: the in-memory tails and summaries may
@@ -577,6 +590,7 @@ impl Writer {
                     }
                 }
                 drop(published);
+                self.behind.store(!self.chain.touched.is_empty(), Ordering::Release);
                 let failed = match &mut self.wal_sync {
                     Some(wal) => wal.sync().err(),
                     None => None,
@@ -595,6 +609,7 @@ impl Writer {
                 self.chain.touched.clear();
                 self.pending.clear();
                 self.stale = true;
+                self.behind.store(true, Ordering::Release);
                 // The published tails name committed records: they stay
                 // until the summaries are rebuilt.
                 let msg = format!("the audit batch was not committed: {e}");
