@@ -3,6 +3,7 @@
 //! approval expiry sweeper, and shuts down gracefully: stops accepting,
 //! drains requests, then flushes the audit writer.
 
+use axum::serve::ListenerExt as _;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -175,6 +176,13 @@ pub async fn run_until(
         axum::http::StatusCode::REQUEST_TIMEOUT,
         config.request_timeout,
     ));
+    // No Nagle delay on answers: a response written in more than one
+    // segment must not wait for the client's delayed ACK.
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
 
     tasks.shutdown().await;
