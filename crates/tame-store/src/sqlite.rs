@@ -224,7 +224,7 @@ impl SqliteStore {
         // Reads the chain head and summarizes what a crash left unsummarized.
         recover_summaries(&mut conn, &mut chain)?;
         let (sender, receiver) = channel();
-        let syncer = match options.durability {
+        let wal_sync = match options.durability {
             Durability::Full => {
                 let mut wal = path.clone().into_os_string();
                 wal.push("-wal");
@@ -239,7 +239,7 @@ impl SqliteStore {
             chain,
             mac: mac.clone(),
             max_batch: options.max_batch.max(1),
-            wal_sync: syncer,
+            wal_sync,
             pending: HashMap::new(),
             unsummarized: unsummarized.clone(),
             behind: behind.clone(),
@@ -398,7 +398,8 @@ struct Writer {
     mac: HmacSha256,
     max_batch: usize,
     wal_sync: Option<WalSync>,
-    /// Session summaries not yet written (see [`SUMMARY_INTERVAL`]).
+    /// The decisions' share of the summaries not yet written (see
+    /// [`SUMMARY_INTERVAL`]); the sessions to write are `chain.touched`.
     pending: HashMap<String, SessionDelta>,
     /// The tails of those sessions, published to readers after each commit.
     unsummarized: Tails,
@@ -461,7 +462,7 @@ impl Writer {
     fn run(mut self, rx: Receiver<Job>) {
         let (mut batches, mut jobs) = (0u64, 0u64);
         loop {
-            let first = if self.pending.is_empty() {
+            let first = if self.chain.touched.is_empty() {
                 match rx.recv() {
                     Ok(job) => job,
                     Err(_) => break,
@@ -492,10 +493,21 @@ impl Writer {
             jobs += batch.len() as u64;
             self.commit_batch(batch, false);
         }
-        if !self.pending.is_empty() || self.stale {
+        if !self.chain.touched.is_empty() || self.stale {
             self.commit_batch(Vec::new(), true);
         }
         tracing::debug!(batches, jobs, "store writer drained and stopped");
+    }
+
+    /// Forgets what the summaries just written cover: nothing is pending.
+    fn summaries_written(&mut self) {
+        self.pending.clear();
+        self.chain.touched.clear();
+        self.summarized_at = Instant::now();
+        self.unsummarized
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     /// Applies a batch in one transaction. A job that fails a check (an
@@ -507,12 +519,7 @@ impl Writer {
             match recover_summaries(&mut self.conn, &mut self.chain) {
                 Ok(()) => {
                     self.stale = false;
-                    self.pending.clear();
-                    self.summarized_at = Instant::now();
-                    self.unsummarized
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .clear();
+                    self.summaries_written();
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot rebuild the session summaries");
@@ -525,7 +532,7 @@ impl Writer {
         let saved = (self.chain.seq, self.chain.hash.clone());
         let summarize = summarize
             || batch.iter().any(|j| matches!(j, Job::Flush(_)))
-            || self.pending.len() >= SUMMARY_MAX_PENDING
+            || self.chain.touched.len() >= SUMMARY_MAX_PENDING
             || self.summarized_at.elapsed() >= SUMMARY_INTERVAL;
         // Sessions whose facts this batch changes: their tails are
         // published after the commit (session facts read them).
@@ -555,7 +562,7 @@ impl Writer {
                     done.push(d);
                 }
                 if fatal.is_none()
-                    && let Err(e) = finish_batch(&tx, &self.chain, summarize.then_some(&mut self.pending))
+                    && let Err(e) = finish_batch(&tx, &self.chain, summarize.then_some(&self.pending))
                 {
                     fatal = Some(e.to_string());
                 }
@@ -573,23 +580,19 @@ impl Writer {
         }
         match fatal {
             None => {
-                let mut published = self
-                    .unsummarized
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if summarize {
-                    self.pending.clear();
-                    self.chain.touched.clear();
-                    self.summarized_at = Instant::now();
-                    published.clear();
+                    self.summaries_written();
                 } else {
+                    let mut published = self
+                        .unsummarized
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     for sid in sessions {
                         if let Some(&tail) = self.chain.tails.get(&sid) {
                             published.insert(sid, tail);
                         }
                     }
                 }
-                drop(published);
                 self.behind.store(!self.chain.touched.is_empty(), Ordering::Release);
                 let failed = match &mut self.wal_sync {
                     Some(wal) => wal.sync().err(),
@@ -621,11 +624,7 @@ impl Writer {
 
 /// Writes the chain head and, when `sessions` is given, the pending
 /// session summaries (marking the log as summarized up to the head).
-fn finish_batch(
-    tx: &Connection,
-    chain: &Chain,
-    sessions: Option<&mut HashMap<String, SessionDelta>>,
-) -> StoreResult<()> {
+fn finish_batch(tx: &Connection, chain: &Chain, sessions: Option<&HashMap<String, SessionDelta>>) -> StoreResult<()> {
     tx.prepare_cached(
         "INSERT INTO meta(key, value) VALUES ('head', ?1)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
