@@ -255,24 +255,33 @@ fn connect(config: &postgres::Config, shown: &str) -> StoreResult<Client> {
 /// server's certificate is always verified, against the system's trusted
 /// roots (`SSL_CERT_FILE`/`SSL_CERT_DIR` name others, such as a cloud
 /// provider's CA bundle): an untrusted certificate fails the connection.
+///
+/// The roots are read once per process (every connection of every store
+/// would otherwise parse the system's CA bundle again).
 fn tls_config(shown: &str) -> StoreResult<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
-        let why = found
-            .errors
-            .first()
-            .map_or_else(|| "none found".to_string(), ToString::to_string);
-        return Err(StoreError::Db(format!(
-            "cannot connect to `{shown}` with TLS: no trusted root certificates ({why}); \
-             install ca-certificates, set SSL_CERT_FILE, or add `sslmode=disable` to the URL"
-        )));
-    }
-    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-        .map_err(|e| StoreError::Db(format!("cannot set up TLS for `{shown}`: {e}")))
+    static CONFIG: std::sync::OnceLock<Result<rustls::ClientConfig, String>> = std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        let found = rustls_native_certs::load_native_certs();
+        let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+        if added == 0 {
+            let why = found
+                .errors
+                .first()
+                .map_or_else(|| "none found".to_string(), ToString::to_string);
+            return Err(format!(
+                "no trusted root certificates ({why}); \
+                 install ca-certificates, set SSL_CERT_FILE, or add `sslmode=disable` to the URL"
+            ));
+        }
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+            .map_err(|e| format!("cannot set up TLS: {e}"))
+    });
+    config
+        .clone()
+        .map_err(|why| StoreError::Db(format!("cannot connect to `{shown}` with TLS: {why}")))
 }
 
 /// A column of a row, or a database error naming it (never a panic).
