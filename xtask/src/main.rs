@@ -1,7 +1,7 @@
 //! `cargo xtask`: Tame's build, CI, benchmark and fuzz tasks.
 //!
 //! Each step is echoed before it runs, and the first failing step stops the
-//! task with its exit code. Usage: `cargo xtask <ci|test|build|bench|fuzz|lint>`.
+//! task with its exit code. Usage: `cargo xtask <ci|test|build|bench|fuzz|load|lint>`.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,9 @@ tasks:
   bench [ARGS]    criterion benchmarks (extra ARGS go to `cargo bench`)
   fuzz [TARGET] [SECONDS]
                   build the fuzz targets; with TARGET, run it for SECONDS (default 60)
+  load [ARGS]     the server's load test: /api/v1/enforce (audit logging on) and the
+                  trivial /health of one server in one run, over loopback; ARGS go to
+                  the load generator (e.g. --connections 96 --seconds 10, --addr HOST:PORT)
 ";
 
 type Result<T = ()> = std::result::Result<T, String>;
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         "build" => build(),
         "bench" => bench(rest),
         "fuzz" => fuzz(rest),
+        "load" => load(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
@@ -173,6 +177,12 @@ fn build() -> Result {
 
 fn bench(args: &[String]) -> Result {
     let mut argv = vec!["bench", "-p", "tame-benches"];
+    argv.extend(args.iter().map(String::as_str));
+    run("cargo", &argv)
+}
+
+fn load(args: &[String]) -> Result {
+    let mut argv = vec!["run", "--release", "-p", "tame-server", "--example", "load", "--"];
     argv.extend(args.iter().map(String::as_str));
     run("cargo", &argv)
 }
