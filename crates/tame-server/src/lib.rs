@@ -63,6 +63,7 @@ mod enforce;
 mod error;
 mod metrics;
 mod openapi;
+mod ratelimit;
 mod safety;
 mod serve;
 mod state;
@@ -72,6 +73,7 @@ pub use auth::{Auth, Role};
 pub use config::{MAX_WAIT_CAP, ServerConfig};
 pub use error::AppError;
 pub use openapi::{ROUTES, RouteDoc, openapi_document};
+pub use ratelimit::{ClientKey, FailureLimit, FailureLimiter, parse_proxy};
 pub use serve::{open_store, run, run_until, shutdown_signal};
 pub use state::{AppState, Limits, LoadedPolicy, ReloadOutcome};
 
@@ -85,6 +87,9 @@ pub fn app(state: AppState) -> Router {
     for (path, handler) in handlers() {
         router = router.route(path, handler);
     }
+    // Refused keys count against their client; a client over its budget
+    // is answered 429 (the dashboard's login form counts in `login`).
+    let router = router.route_layer(ratelimit::AuthLimitLayer::new(state.clone()));
     // The dashboard (HTML, not API) is not in ROUTES nor the OpenAPI document.
     router
         .merge(dashboard::router())

@@ -40,6 +40,17 @@ struct Args {
     /// Do not watch the policy file.
     #[arg(long)]
     no_watch: bool,
+    /// Failed authentications a client address may make before it is
+    /// answered 429 (default 10; 0 turns the limit off).
+    #[arg(long)]
+    auth_failure_burst: Option<u32>,
+    /// Seconds per failed authentication regained once the burst is spent (default 6).
+    #[arg(long)]
+    auth_failure_period: Option<f64>,
+    /// A reverse proxy (address or CIDR network) whose X-Forwarded-For
+    /// names the client (repeatable; none by default).
+    #[arg(long = "trusted-proxy")]
+    trusted_proxies: Vec<String>,
 }
 
 // The same allocator as the `tame` binary.
@@ -81,6 +92,15 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.no_watch {
         config.watch_policy = false;
+    }
+    if let Some(n) = args.auth_failure_burst {
+        config.auth_failures.burst = n;
+    }
+    if let Some(s) = args.auth_failure_period {
+        config.apply_env([("TAME_AUTH_FAILURE_PERIOD_SECS".to_string(), s.to_string())])?;
+    }
+    if !args.trusted_proxies.is_empty() {
+        config.apply_env([("TAME_TRUSTED_PROXIES".to_string(), args.trusted_proxies.join(","))])?;
     }
     tame_server::run_until(config, tame_server::shutdown_signal(), |addr| {
         // Machine-readable line for scripts and tests.

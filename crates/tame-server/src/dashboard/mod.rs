@@ -146,12 +146,13 @@ async fn login_form(viewer: Option<Viewer>, Query(q): Query<HashMap<String, Stri
 
 async fn login_submit(
     State(state): State<AppState>,
+    crate::ratelimit::Client(client): crate::ratelimit::Client,
     headers: HeaderMap,
     uri: Uri,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
     match form {
-        Ok(Form(form)) => login::login(&state, &headers, &uri, &form),
+        Ok(Form(form)) => login::login(&state, &headers, &uri, &form, client),
         Err(e) => PageError::new(StatusCode::BAD_REQUEST, format!("unreadable login form: {e}")).into_response(),
     }
 }
