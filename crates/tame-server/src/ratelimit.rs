@@ -548,11 +548,22 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         let auth = self.state.auth();
         let limiter = auth.limiter();
-        // Nothing to count: no keys, or limiting off.
-        if auth.is_open() || !limiter.is_on() {
+        // No keys: nothing can fail.
+        if auth.is_open() {
             return AuthLimitFuture::Inner {
                 inner: self.inner.call(req),
                 after: None,
+            };
+        }
+        // Limiting off: failures are still counted in the metrics.
+        if !limiter.is_on() {
+            return AuthLimitFuture::Inner {
+                inner: self.inner.call(req),
+                after: Some(After {
+                    state: self.state.clone(),
+                    client: ClientKey::Unknown,
+                    prepaid: false,
+                }),
             };
         }
         let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
@@ -832,6 +843,62 @@ mod tests {
             ip("10.3.3.3"),
             "only proxies: the left-most"
         );
+    }
+
+    /// A keyed server state over a temporary store, limited by `limit`.
+    fn keyed_state(limit: FailureLimit) -> (AppState, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let source = "version: t\ndefault: allow\nrules: []\n";
+        let loaded = crate::LoadedPolicy {
+            policy: tame_engine::Policy::from_yaml(source, "p.yml").unwrap(),
+            source: source.into(),
+            origin: "p.yml".into(),
+            loaded_at: jiff::Timestamp::now(),
+        };
+        let store =
+            tame_store::SqliteStore::open(dir.path().join("t.db"), tame_store::SqliteOptions::default()).unwrap();
+        let auth = crate::Auth::new(&["agent".into()], &[]).with_failure_limit(limit);
+        let state = AppState::new(loaded, None, Arc::new(store), auth, crate::Limits::default());
+        (state, dir)
+    }
+
+    async fn enforce_from(state: &AppState, key: &str, ip: [u8; 4]) -> StatusCode {
+        use tower::ServiceExt;
+        let mut req = axum::http::Request::post("/api/v1/enforce")
+            .header(header::AUTHORIZATION, format!("Bearer {key}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(r#"{"tool_name":"t","tool_args":{}}"#))
+            .unwrap();
+        req.extensions_mut().insert(ConnectInfo(SocketAddr::from((ip, 4000))));
+        crate::app(state.clone()).oneshot(req).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn through_the_router_the_budget_refills_one_attempt_per_period() {
+        let (state, _dir) = keyed_state(limit(2, 6));
+        let ip = [203, 0, 113, 1];
+        assert_eq!(enforce_from(&state, "x", ip).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(enforce_from(&state, "x", ip).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(enforce_from(&state, "x", ip).await, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(enforce_from(&state, "agent", ip).await, StatusCode::TOO_MANY_REQUESTS);
+
+        // One period later one attempt is checked: a wrong key is answered
+        // 401 (and spends the unit), the next is refused unchecked.
+        state.auth().limiter().advance_clock(Duration::from_secs(6));
+        assert_eq!(enforce_from(&state, "x", ip).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(enforce_from(&state, "agent", ip).await, StatusCode::TOO_MANY_REQUESTS);
+        // After another, the right key gets through.
+        state.auth().limiter().advance_clock(Duration::from_secs(6));
+        assert_eq!(enforce_from(&state, "agent", ip).await, StatusCode::OK);
+        assert_eq!(
+            enforce_from(&state, "x", ip).await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "still over budget"
+        );
+        // A full refill forgets the client.
+        state.auth().limiter().advance_clock(Duration::from_secs(12));
+        assert_eq!(enforce_from(&state, "x", ip).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(enforce_from(&state, "agent", ip).await, StatusCode::OK);
     }
 
     #[test]
