@@ -24,8 +24,10 @@
 //! a whole /64). Requests without a socket peer (tests through `oneshot`)
 //! share one `unknown` client. The tables are bounded: budgets that refilled
 //! are dropped by [`FailureLimiter::sweep`] (the server runs it every
-//! minute and whenever the table reaches its cap); past the cap, new clients
-//! share one overflow budget rather than growing memory.
+//! minute, and at most once a second when the table is at its cap); while
+//! it stays full, failures are counted against one shared overflow budget
+//! rather than growing memory (a flood of addresses then limits itself as
+//! one client; valid keys of clients not limited still go through).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -53,9 +55,11 @@ use crate::auth::Role;
 use crate::error::AppError;
 use crate::metrics::AuthLabels;
 
-/// Clients tracked at most (budgets plus marks); past it new clients share
+/// Clients tracked at most (budgets plus marks); past it failures share
 /// one overflow budget.
 const MAX_CLIENTS: usize = 100_000;
+/// Least time between two sweeps forced by a full table (a sweep walks it).
+const FORCED_SWEEP_GAP: Duration = Duration::from_secs(1);
 
 /// The failed-authentication limit's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,6 +240,11 @@ struct Active {
     marked: AtomicUsize,
     /// How long an empty budget takes to refill completely.
     full_refill: Duration,
+    /// Clients tracked at most ([`MAX_CLIENTS`]).
+    max_clients: usize,
+    /// When the table was last swept, in nanoseconds after `born`.
+    last_sweep: AtomicU64,
+    born: Instant,
 }
 
 /// The per-client budgets of failed authentications (see the module docs).
@@ -263,10 +272,15 @@ impl Default for FailureLimiter {
 impl FailureLimiter {
     /// A limiter for `limit`; off when its burst or period is zero.
     pub fn new(limit: FailureLimit) -> FailureLimiter {
+        Self::with_cap(limit, MAX_CLIENTS)
+    }
+
+    fn with_cap(limit: FailureLimit, max_clients: usize) -> FailureLimiter {
         let quota = NonZeroU32::new(limit.burst)
             .and_then(|burst| Quota::with_period(limit.period).map(|q| q.allow_burst(burst)));
         let active = quota.map(|quota| {
             let clock = LimiterClock::default();
+            let born = governor::clock::Clock::now(&clock);
             Active {
                 buckets: RateLimiter::dashmap_with_clock(quota, clock.clone())
                     .with_middleware::<StateInformationMiddleware>(),
@@ -274,6 +288,9 @@ impl FailureLimiter {
                 marks: RwLock::new(HashMap::new()),
                 marked: AtomicUsize::new(0),
                 full_refill: limit.period.saturating_mul(limit.burst),
+                max_clients,
+                last_sweep: AtomicU64::new(0),
+                born,
             }
         });
         FailureLimiter {
@@ -336,6 +353,15 @@ impl FailureLimiter {
         self.trusted.iter().any(|net| net.contains(&ip))
     }
 
+    /// Whether `client` is among the limited ones (a read lock; nothing
+    /// while no client is limited). Spends nothing, unlike [`Self::precheck`].
+    pub fn is_marked(&self, client: ClientKey) -> bool {
+        let Some(a) = &self.active else {
+            return false;
+        };
+        a.marked.load(Ordering::Relaxed) > 0 && a.read_marks().contains_key(&client)
+    }
+
     /// Before a request that needs a key: is its client limited?
     pub fn precheck(&self, client: ClientKey) -> Precheck {
         let Some(a) = &self.active else {
@@ -390,13 +416,26 @@ impl FailureLimiter {
     }
 
     /// The key a failure of `client` is counted under: its own, or the
-    /// shared overflow budget when the table is full even after a sweep.
+    /// shared overflow budget when the table is full even after a sweep
+    /// (the table cannot tell whether `client` is in it already)
+    /// (forced at most once per [`FORCED_SWEEP_GAP`], so that a flood of
+    /// new clients cannot make every failure walk the table).
     fn tracked(&self, a: &Active, client: ClientKey) -> ClientKey {
-        if a.buckets.len() < MAX_CLIENTS {
+        if a.buckets.len() < a.max_clients {
             return client;
         }
-        self.sweep();
-        if a.buckets.len() < MAX_CLIENTS {
+        let since_born = a.now().saturating_duration_since(a.born);
+        let now = u64::try_from(since_born.as_nanos()).unwrap_or(u64::MAX);
+        let last = a.last_sweep.load(Ordering::Relaxed);
+        let gap = u64::try_from(FORCED_SWEEP_GAP.as_nanos()).unwrap_or(u64::MAX);
+        if now.saturating_sub(last) >= gap
+            && a.last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.sweep();
+        }
+        if a.buckets.len() < a.max_clients {
             client
         } else {
             ClientKey::Overflow
@@ -443,13 +482,10 @@ impl Active {
         let now = self.now();
         let until = now.checked_add(self.full_refill).unwrap_or(now);
         let mut marks = self.write_marks();
-        if marks.len() >= MAX_CLIENTS && !marks.contains_key(&client) {
-            marks.retain(|_, u| *u > now);
-            if marks.len() >= MAX_CLIENTS {
-                // Its failures still get 429 once over budget, but after
-                // the key check rather than before.
-                return;
-            }
+        if marks.len() >= self.max_clients && !marks.contains_key(&client) {
+            // Full until the next sweep: this client's failures still get
+            // 429 once over budget, but after the key check, not before.
+            return;
         }
         let new = marks.insert(client, until).is_none();
         self.marked.store(marks.len(), Ordering::Relaxed);
@@ -569,7 +605,7 @@ where
         let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
         let client = limiter.client_of(peer, req.headers());
         let mut prepaid = false;
-        if limiter.limited_clients() > 0 && needs_key(&req) {
+        if limiter.limited_clients() > 0 && limiter.is_marked(client) && needs_key(&req) {
             match limiter.precheck(client) {
                 Precheck::Pass => {}
                 Precheck::Prepaid => prepaid = true,
@@ -781,6 +817,30 @@ mod tests {
         assert_eq!(l.tracked_clients(), 0);
         assert_eq!(l.limited_clients(), 0);
         assert_eq!(l.precheck(v4(1)), Precheck::Pass);
+    }
+
+    #[test]
+    fn a_full_table_puts_new_clients_on_one_shared_budget() {
+        let l = FailureLimiter::with_cap(limit(2, 6), 4);
+        for a in 0..4 {
+            assert_eq!(fail(&l, v4(a), 1), [None]);
+        }
+        assert_eq!(l.tracked_clients(), 4);
+        // Full, and nothing refilled: new clients share the overflow budget.
+        assert_eq!(fail(&l, v4(10), 1), [None]);
+        assert_eq!(fail(&l, v4(11), 1), [None]);
+        assert_eq!(l.tracked_clients(), 5, "the four and the overflow");
+        let w = fail(&l, v4(12), 1);
+        assert!(matches!(w.as_slice(), [Some(_)]), "the shared budget is spent: {w:?}");
+        assert!(matches!(l.precheck(ClientKey::Overflow), Precheck::Limited(_)));
+        // While full, every failure shares it (the table cannot say who is
+        // in it), but keys are still checked for clients not limited.
+        assert!(matches!(fail(&l, v4(0), 1).as_slice(), [Some(_)]));
+        assert_eq!(l.precheck(v4(0)), Precheck::Pass);
+        // Once budgets refill, a (forced) sweep makes room again.
+        l.advance_clock(Duration::from_secs(30));
+        assert_eq!(fail(&l, v4(20), 1), [None]);
+        assert_eq!(l.tracked_clients(), 1, "swept, then the new client");
     }
 
     #[test]
