@@ -48,6 +48,17 @@
 //! flags last. With no API keys the server refuses non-loopback addresses
 //! unless `allow_insecure_bind` is set.
 //!
+//! ## Failed authentications
+//!
+//! Wrong or missing API keys and wrong dashboard login keys count against
+//! their client address (the socket peer, or `X-Forwarded-For` from a
+//! trusted proxy; IPv6 by /64): after `burst` of them (10) the client is
+//! answered 429 with `Retry-After` until one more refills (every 6 s),
+//! whatever key it sends, valid or not, so that a guess cannot be confirmed
+//! meanwhile. Valid keys never reach the limiter; `burst: 0` turns it off.
+//! See [`FailureLimit`] and the `ratelimit` module; counted in `/metrics` as
+//! `tame_auth_failures_total` and `tame_auth_limited_total` by surface.
+//!
 //! ## Speed
 //!
 //! `cargo run --release -p tame-server --example load -- --seconds 5

@@ -320,7 +320,9 @@ impl FailureLimiter {
         self.active.as_ref().map_or(0, |a| a.buckets.len())
     }
 
-    /// The client of a request from `peer` (see [`Client`]).
+    /// The client of a request from `peer`: the peer's address, or, when
+    /// the peer is a trusted proxy, the right-most `X-Forwarded-For` entry
+    /// that is not one.
     pub fn client_of(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> ClientKey {
         let Some(peer) = peer else {
             return ClientKey::Unknown;
