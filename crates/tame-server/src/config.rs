@@ -128,12 +128,8 @@ fn parse_num<T: std::str::FromStr>(s: &str, what: &str) -> anyhow::Result<T> {
     s.parse().map_err(|_| anyhow::anyhow!("{what}: `{s}` is not a number"))
 }
 
-/// A refill period in seconds (fractions allowed), more than zero.
 fn parse_period(secs: f64, what: &str) -> anyhow::Result<Duration> {
-    match Duration::try_from_secs_f64(secs) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        _ => bail!("{what}: `{secs}` is not a period in seconds above zero (turn the limit off with a burst of 0)"),
-    }
+    crate::ratelimit::parse_period_secs(secs).map_err(|e| anyhow::anyhow!("{what}: {e}"))
 }
 
 fn parse_proxies<'a>(items: impl IntoIterator<Item = &'a str>, what: &str) -> anyhow::Result<Vec<ipnet::IpNet>> {

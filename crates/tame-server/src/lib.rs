@@ -84,7 +84,7 @@ pub use auth::{Auth, Role};
 pub use config::{MAX_WAIT_CAP, ServerConfig};
 pub use error::AppError;
 pub use openapi::{ROUTES, RouteDoc, openapi_document};
-pub use ratelimit::{ClientKey, FailureLimit, FailureLimiter, parse_proxy};
+pub use ratelimit::{ClientKey, FailureLimit, FailureLimiter, parse_period_secs, parse_proxy};
 pub use serve::{open_store, run, run_until, shutdown_signal};
 pub use state::{AppState, Limits, LoadedPolicy, ReloadOutcome};
 

@@ -97,10 +97,15 @@ async fn main() -> anyhow::Result<()> {
         config.auth_failures.burst = n;
     }
     if let Some(s) = args.auth_failure_period {
-        config.apply_env([("TAME_AUTH_FAILURE_PERIOD_SECS".to_string(), s.to_string())])?;
+        config.auth_failures.period =
+            tame_server::parse_period_secs(s).map_err(|e| anyhow::anyhow!("--auth-failure-period: {e}"))?;
     }
     if !args.trusted_proxies.is_empty() {
-        config.apply_env([("TAME_TRUSTED_PROXIES".to_string(), args.trusted_proxies.join(","))])?;
+        config.auth_failures.trusted_proxies = args
+            .trusted_proxies
+            .iter()
+            .map(|p| tame_server::parse_proxy(p).map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}")))
+            .collect::<anyhow::Result<_>>()?;
     }
     tame_server::run_until(config, tame_server::shutdown_signal(), |addr| {
         // Machine-readable line for scripts and tests.

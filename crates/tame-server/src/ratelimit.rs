@@ -98,6 +98,16 @@ impl FailureLimit {
     }
 }
 
+/// A refill period in seconds (fractions allowed), above zero.
+pub fn parse_period_secs(secs: f64) -> Result<Duration, String> {
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "`{secs}` is not a period in seconds above zero (turn the limit off with a burst of 0)"
+        )),
+    }
+}
+
 /// Parses one trusted proxy: an address (`10.0.0.7`, `::1`) or a network
 /// in CIDR notation (`10.0.0.0/8`, `fd00::/8`).
 pub fn parse_proxy(s: &str) -> Result<IpNet, String> {
