@@ -332,6 +332,65 @@ async fn forwarded_for_tells_clients_apart_only_behind_a_trusted_proxy() {
     assert_limited_api(&send(&h, via("198.51.100.1", AGENT), proxy).await);
 }
 
+/// Log lines written while a test runs (a `MakeWriter` over a shared buffer).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn a_limited_client_is_logged_once_with_its_address_and_never_the_key() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let h = keyed(FailureLimit {
+        burst: 3,
+        ..FailureLimit::default()
+    });
+    let secret_guess = "guess-7f3a9c";
+    for _ in 0..20 {
+        enforce(&h, Some(secret_guess), peer("203.0.113.44")).await;
+        login(&h, secret_guess, peer("203.0.113.44")).await;
+    }
+    assert_limited_api(&enforce(&h, Some(AGENT), peer("203.0.113.44")).await);
+    for _ in 0..5 {
+        enforce(&h, Some(secret_guess), peer("2001:db8:5:6::1")).await;
+    }
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let warns: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warns.len(), 2, "one line per limited client: {text}");
+    assert!(warns[0].contains("client=203.0.113.44"), "{text}");
+    assert!(warns[1].contains("client=2001:db8:5:6::/64"), "{text}");
+    assert!(warns[0].contains("too many failed authentications"), "{text}");
+    assert!(
+        !text.contains(secret_guess) && !text.contains(AGENT),
+        "no key is logged: {text}"
+    );
+}
+
 /// One HTTP/1.1 request over a fresh connection; the status and headers.
 fn raw_request(addr: SocketAddr, key: &str) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
