@@ -303,8 +303,6 @@ pub struct Counts {
     pub allow: u64,
     pub deny: u64,
     pub approve: u64,
-    /// Only the newest sessions were counted (there were too many).
-    pub partial: bool,
 }
 
 /// What the overview shows.
@@ -378,7 +376,7 @@ pub fn overview(chrome: &Chrome<'_>, o: &Overview<'_>) -> Markup {
         }
         div.card {
             h2 { "Decisions"
-                span.muted.small { " · " (c.sessions) " sessions" @if c.partial { " (the newest only)" } }
+                span.muted.small { " · " (c.sessions) " sessions" }
             }
             table {
                 thead { tr { th { "decision" } th.num { "calls" } th.num { "share" } } }
@@ -567,10 +565,12 @@ pub fn sessions(chrome: &Chrome<'_>, f: &SessionFilter, list: &[SessionSummary],
 }
 
 /// Log entries shown per page of a session.
-pub const LOG_PAGE: usize = 100;
+pub const LOG_PAGE: u64 = 100;
 
-pub fn session(chrome: &Chrome<'_>, s: &SessionSummary, log: &[LogEntry], page: u64, total: usize) -> Markup {
-    let pages = u64::try_from(total.div_ceil(LOG_PAGE)).unwrap_or(1);
+/// A session's page: its summary and one page (`page`, from 1) of its
+/// log of `total` entries.
+pub fn session(chrome: &Chrome<'_>, s: &SessionSummary, log: &[LogEntry], page: u64, total: u64) -> Markup {
+    let pages = total.div_ceil(LOG_PAGE);
     let href_base = format!("/dashboard/sessions/{}", path_segment(&s.session_id));
     let body = html! {
         h1 { "Session " span.mono { (s.session_id) } }
