@@ -373,6 +373,97 @@ fn both_backends_read_the_same_pages_and_totals(db: &TestDb) {
     }
 }
 
+/// What a random history does next.
+#[derive(Debug, Clone)]
+enum Op {
+    /// A decision (allow, deny or approve with its approval) in session `0..3`.
+    Decide { session: usize, action: usize },
+    /// A result for the `pick`-th decision written so far (modulo their number).
+    Result { pick: usize },
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => (0usize..3, 0usize..3).prop_map(|(session, action)| Op::Decide { session, action }),
+        1 => any::<usize>().prop_map(|pick| Op::Result { pick }),
+    ]
+}
+
+/// Model-based: random histories of decisions, approvals and (late)
+/// results in three interleaved sessions; every page read equals the
+/// slice of the whole log, the newest decisions equal the merged logs, and
+/// the totals equal the per-session sums. Each case writes sessions of its
+/// own into the same database.
+fn random_histories_read_back_like_the_whole_log(db: &TestDb) {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let store = db.open();
+    let mut runner = TestRunner::new(Config {
+        cases: 12,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let case = std::sync::atomic::AtomicUsize::new(0);
+    let strategy = (
+        proptest::collection::vec(op(), 0..60),
+        proptest::collection::vec((0u64..70, 0u64..70), 1..8),
+    );
+    runner
+        .run(&strategy, |(ops, pages)| {
+            let c = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut written: Vec<(String, String)> = Vec::new();
+            for (i, op) in ops.iter().enumerate() {
+                match op {
+                    Op::Decide { session, action } => {
+                        let (log, sid) = (format!("c{c}-l{i}"), format!("c{c}-s{session}"));
+                        let action = [Action::Allow, Action::Deny, Action::Approve][*action];
+                        let mut d = decision(&log, &sid, "t", action, "2026-11-21T06:00:00Z");
+                        if action == Action::Approve {
+                            d.new_approval = Some(NewApproval {
+                                id: format!("c{c}-a{i}"),
+                                call_hash: call_hash("t", &d.tool_args, &sid),
+                                expires_at: ts("2026-11-21T07:00:00Z"),
+                            });
+                        }
+                        store.record_decision(d).wait().unwrap();
+                        written.push((log, sid));
+                    }
+                    Op::Result { pick } if !written.is_empty() => {
+                        let (log, sid) = &written[pick % written.len()];
+                        store
+                            .record_result(NewResult {
+                                session_id: sid.clone(),
+                                log_id: log.clone(),
+                                timestamp: ts("2026-11-21T06:00:09Z"),
+                                result: json!({"status": "success", "duration_ms": i}),
+                                labels: Vec::new(),
+                            })
+                            .wait()
+                            .unwrap();
+                    }
+                    Op::Result { .. } => {}
+                }
+            }
+            for session in 0..3 {
+                let sid = format!("c{c}-s{session}");
+                let page = store.session_log_page(&sid, 0, 0).unwrap();
+                let whole = reference_log(&*store, &sid);
+                prop_assert_eq!(page.is_some(), whole.is_some(), "{}", sid);
+                if whole.is_some() {
+                    for &(offset, limit) in &pages {
+                        check_page(&*store, &sid, offset, limit);
+                    }
+                }
+            }
+            let reference = all_entries_newest_first(&*store);
+            prop_assert_eq!(store.recent_decisions(25).unwrap(), reference.into_iter().take(25).collect::<Vec<_>>());
+            prop_assert_eq!(store.decision_totals().unwrap(), summed_over_sessions(&*store));
+            Ok(())
+        })
+        .unwrap();
+}
+
 tests_by_backend!(
     both: [
         totals_count_every_session_right_after_writes,
@@ -381,6 +472,7 @@ tests_by_backend!(
         session_log_pages_slice_the_log_at_every_edge,
         session_log_pages_hold_approvals_and_late_results,
         a_damaged_log_gives_a_short_page_not_an_error,
+        random_histories_read_back_like_the_whole_log,
     ],
     pg_only: [both_backends_read_the_same_pages_and_totals],
 );
