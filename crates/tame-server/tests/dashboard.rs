@@ -1105,3 +1105,36 @@ async fn the_overview_lists_the_newest_decisions_of_all_sessions() {
         "10 of 40 denied"
     );
 }
+
+#[tokio::test]
+async fn the_approvals_page_lists_the_twenty_newest_decided() {
+    let h = keyed();
+    let cookie = login(&h, "ann").await;
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let args = json!({"database": "production", "query": format!("DELETE FROM t{i:03}")});
+        ids.push(pending_approval(&h, args, &format!("s-{i}")).await);
+    }
+    // All but the last two are rejected, each with its number as the reason.
+    for (i, id) in ids.iter().enumerate().take(23) {
+        let r = h
+            .call(
+                "POST",
+                &format!("/api/v1/approvals/{id}/reject"),
+                Some(&json!({"reason": format!("no {i:03}")}).to_string()),
+                Some(ADMIN),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    let page = get(&h, "/dashboard/approvals", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    // The 20 newest decided, newest first; the three oldest are left out.
+    let reasons = numbers_after(&page, "<td>no ", "</td>");
+    assert_eq!(reasons, (3..23).rev().collect::<Vec<_>>());
+    // The two pending ones are shown above, with the count in the nav.
+    for id in &ids[23..] {
+        assert!(page.text.contains(&format!("/dashboard/approvals/{id}/approve")));
+    }
+    assert!(page.text.contains(r#"<span class="count">2</span>"#));
+}

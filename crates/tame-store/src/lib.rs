@@ -76,6 +76,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub const MAX_RECENT_DECISIONS: u64 = 1000;
 /// Most entries in one [`Store::session_log_page`].
 pub const MAX_LOG_PAGE: u64 = 1000;
+/// Most approvals [`Store::decided_approvals`] returns.
+pub const MAX_DECIDED_APPROVALS: u64 = 1000;
 
 /// The acknowledgement of a write: resolves once the record is committed
 /// (or failed). Await it from async code or call [`Ticket::wait`] from a
@@ -174,8 +176,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// one, so the link columns of the records after the page are walked:
     /// the newest pages cost the least.
     fn session_log_page(&self, session_id: &str, offset: u64, limit: u64) -> StoreResult<Option<LogPage>>;
-    /// Approvals, newest first, optionally only those in `state`.
+    /// Approvals, newest first, optionally only those in `state`. Only
+    /// the pending ones (unexpired at `now`) are found through an index
+    /// alone: the others grow with the history.
     fn approvals(&self, state: Option<ApprovalState>, now: jiff::Timestamp) -> StoreResult<Vec<Approval>>;
+    /// The newest `limit` approvals (at most [`MAX_DECIDED_APPROVALS`]) no
+    /// longer pending at `now` (approved, rejected or expired), newest
+    /// first, as [`Store::approvals`] orders them.
+    fn decided_approvals(&self, limit: u64, now: jiff::Timestamp) -> StoreResult<Vec<Approval>>;
     /// One approval; a pending one past its expiry reads as expired.
     fn approval(&self, id: &str, now: jiff::Timestamp) -> StoreResult<Option<Approval>>;
     /// Every stored policy version, oldest first.

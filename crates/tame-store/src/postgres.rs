@@ -30,7 +30,7 @@ use crate::record::{
 use crate::reads::{Window, entries};
 use crate::{
     Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, Durability, LogEntry, LogPage,
-    MAX_LOG_PAGE, MAX_RECENT_DECISIONS, NewDecision, NewPolicyVersion, NewResult, PolicyVersion, SessionPage,
+    MAX_DECIDED_APPROVALS, MAX_LOG_PAGE, MAX_RECENT_DECISIONS, NewDecision, NewPolicyVersion, NewResult, PolicyVersion, SessionPage,
     SessionQuery, SessionSummary, Store, StoreError, StoreResult, Ticket, VerifyReport, format_timestamp,
 };
 
@@ -1293,6 +1293,17 @@ const APPROVAL_SELECT: &str = "SELECT a.id, a.log_id, a.session_id, a.call_hash,
         SELECT body, ts FROM audit WHERE ref_id = a.log_id AND kind = 'decision' ORDER BY seq LIMIT 1
     ) d ON TRUE";
 
+/// The newest `$2` approvals no longer pending at `$1` (decided, expired,
+/// or pending past their expiry), read before their decisions are joined.
+const DECIDED_APPROVALS: &str = "SELECT a.id, a.log_id, a.session_id, a.call_hash, a.state, a.expires_micros,
+    a.expires_at, a.decided_by, a.decision_reason, a.decided_at, a.released_log_id, d.body, d.ts
+    FROM (SELECT * FROM approvals WHERE state <> 'pending' OR expires_micros <= $1
+          ORDER BY created_seq DESC LIMIT $2) a
+    LEFT JOIN LATERAL (
+        SELECT body, ts FROM audit WHERE ref_id = a.log_id AND kind = 'decision' ORDER BY seq LIMIT 1
+    ) d ON TRUE
+    ORDER BY a.created_seq DESC";
+
 fn approval_from_row(r: &Row, now: Timestamp) -> StoreResult<Approval> {
     Ok(ApprovalRow {
         id: col(r, 0)?,
@@ -1527,15 +1538,19 @@ impl Store for PgStore {
         self.read(move |client| {
             // Narrow in SQL (the state index); a pending approval past its
             // expiry reads as expired, so those two overlap.
+            // Pending ones are those unexpired at `now` (`$1`): the expired
+            // ones of the whole history are not read for them.
             let filter = match state {
                 None => "",
-                Some(ApprovalState::Pending) | Some(ApprovalState::Expired) => {
-                    "WHERE a.state IN ('pending', 'expired')"
-                }
+                Some(ApprovalState::Pending) => "WHERE a.state = 'pending' AND a.expires_micros > $1",
+                Some(ApprovalState::Expired) => "WHERE a.state IN ('pending', 'expired')",
                 Some(ApprovalState::Approved) => "WHERE a.state = 'approved'",
                 Some(ApprovalState::Rejected) => "WHERE a.state = 'rejected'",
             };
-            let rows = client.query(&format!("{APPROVAL_SELECT} {filter} ORDER BY a.created_seq DESC"), &[])?;
+            let now_micros = micros(now);
+            let binds: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                if filter.contains("$1") { vec![&now_micros] } else { Vec::new() };
+            let rows = client.query(&format!("{APPROVAL_SELECT} {filter} ORDER BY a.created_seq DESC"), &binds)?;
             let mut out = Vec::new();
             for row in &rows {
                 let approval = approval_from_row(row, now)?;
@@ -1544,6 +1559,14 @@ impl Store for PgStore {
                 }
             }
             Ok(out)
+        })
+    }
+
+    fn decided_approvals(&self, limit: u64, now: Timestamp) -> StoreResult<Vec<Approval>> {
+        let limit = to_i64(limit.min(MAX_DECIDED_APPROVALS));
+        self.read(move |client| {
+            let rows = client.query(DECIDED_APPROVALS, &[&micros(now), &limit])?;
+            rows.iter().map(|r| approval_from_row(r, now)).collect()
         })
     }
 

@@ -28,8 +28,8 @@ use crate::record::{
 };
 use crate::reads::{Window, entries};
 use crate::{
-    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, LogEntry, LogPage, MAX_LOG_PAGE,
-    MAX_RECENT_DECISIONS, NewDecision, NewPolicyVersion, NewResult, PolicyVersion, SessionPage, SessionQuery,
+    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, LogEntry, LogPage,
+    MAX_DECIDED_APPROVALS, MAX_LOG_PAGE, MAX_RECENT_DECISIONS, NewDecision, NewPolicyVersion, NewResult, PolicyVersion, SessionPage, SessionQuery,
     SessionSummary, Store, StoreError, StoreResult, Ticket, VerifyReport, format_timestamp,
 };
 /// Read connections kept open for reuse.
@@ -1124,6 +1124,18 @@ mod read_plans {
         let details = plan(&conn, RESULTS_OF, params!["l1", "s1", 3]);
         assert!(details.iter().all(|d| d.contains("audit_ref")), "{details:?}");
     }
+
+    #[test]
+    fn pending_approvals_are_found_through_the_state_index() {
+        let (_dir, conn) = conn_with_schema();
+        let sql = format!("{APPROVAL_SELECT} {PENDING_APPROVALS} ORDER BY a.created_seq DESC");
+        let details = plan(&conn, &sql, [0]);
+        assert!(
+            details.iter().any(|d| d.starts_with("SEARCH a USING INDEX approvals_state")),
+            "{details:?}"
+        );
+        assert!(details.iter().all(|d| !d.starts_with("SCAN")), "{details:?}");
+    }
 }
 
 fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionSummary> {
@@ -1152,6 +1164,18 @@ fn read_approval(conn: &Connection, id: &str, now: Timestamp) -> StoreResult<Opt
 const APPROVAL_SELECT: &str = "SELECT a.id, a.log_id, a.session_id, a.call_hash, a.state, a.expires_micros,
     a.expires_at, a.decided_by, a.decision_reason, a.decided_at, a.released_log_id, d.body, d.ts
     FROM approvals a LEFT JOIN audit d ON d.ref_id = a.log_id AND d.kind = 'decision'";
+
+/// The filter of the approvals pending at `?1` (through the state index).
+const PENDING_APPROVALS: &str = "WHERE a.state = 'pending' AND a.expires_micros > ?1";
+
+/// The newest `?2` approvals no longer pending at `?1` (decided, expired,
+/// or pending past their expiry), read before their decisions are joined.
+const DECIDED_APPROVALS: &str = "SELECT a.id, a.log_id, a.session_id, a.call_hash, a.state, a.expires_micros,
+    a.expires_at, a.decided_by, a.decision_reason, a.decided_at, a.released_log_id, d.body, d.ts
+    FROM (SELECT * FROM approvals WHERE state <> 'pending' OR expires_micros <= ?1
+          ORDER BY created_seq DESC LIMIT ?2) a
+    LEFT JOIN audit d ON d.ref_id = a.log_id AND d.kind = 'decision'
+    ORDER BY a.created_seq DESC";
 
 fn approval_from_row(r: &rusqlite::Row<'_>, now: Timestamp) -> rusqlite::Result<Approval> {
     Ok(ApprovalRow {
@@ -1282,17 +1306,19 @@ impl Store for SqliteStore {
     fn approvals(&self, state: Option<ApprovalState>, now: Timestamp) -> StoreResult<Vec<Approval>> {
         self.with_reader(|conn| {
             // Narrow in SQL (the state index); a pending approval past its
-            // expiry reads as expired, so those two overlap.
+            // expiry reads as expired, so those two overlap. Pending ones
+            // are those unexpired at `now` (`?1`): the expired ones of the
+            // whole history are not read for them.
             let filter = match state {
                 None => "",
-                Some(ApprovalState::Pending) | Some(ApprovalState::Expired) => {
-                    "WHERE a.state IN ('pending', 'expired')"
-                }
+                Some(ApprovalState::Pending) => PENDING_APPROVALS,
+                Some(ApprovalState::Expired) => "WHERE a.state IN ('pending', 'expired')",
                 Some(ApprovalState::Approved) => "WHERE a.state = 'approved'",
                 Some(ApprovalState::Rejected) => "WHERE a.state = 'rejected'",
             };
+            let binds: Vec<i64> = if filter.contains("?1") { vec![micros(now)] } else { Vec::new() };
             let mut stmt = conn.prepare_cached(&format!("{APPROVAL_SELECT} {filter} ORDER BY a.created_seq DESC"))?;
-            let rows = stmt.query_map([], |r| approval_from_row(r, now))?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(binds), |r| approval_from_row(r, now))?;
             let mut out = Vec::new();
             for row in rows {
                 let approval = row?;
@@ -1301,6 +1327,15 @@ impl Store for SqliteStore {
                 }
             }
             Ok(out)
+        })
+    }
+
+    fn decided_approvals(&self, limit: u64, now: Timestamp) -> StoreResult<Vec<Approval>> {
+        let limit = i64::try_from(limit.min(MAX_DECIDED_APPROVALS)).unwrap_or(0);
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(DECIDED_APPROVALS)?;
+            let rows = stmt.query_map(params![micros(now), limit], |r| approval_from_row(r, now))?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
     }
 

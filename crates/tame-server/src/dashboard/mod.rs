@@ -39,7 +39,7 @@ const SESSIONS_PAGE: u64 = 25;
 /// Decisions on the overview.
 const RECENT: u64 = 15;
 /// Decided approvals listed under the pending ones.
-const DECIDED: usize = 20;
+const DECIDED: u64 = 20;
 /// Longest reason kept from the approve/reject form (characters).
 const MAX_REASON: usize = 2000;
 
@@ -265,12 +265,7 @@ async fn approvals(
         // The call that expires first is the one to look at first.
         let mut pending = store.approvals(Some(ApprovalState::Pending), now)?;
         pending.sort_by(|a, b| a.expires_at.cmp(&b.expires_at));
-        let decided: Vec<Approval> = store
-            .approvals(None, now)?
-            .into_iter()
-            .filter(|a| a.state != ApprovalState::Pending)
-            .take(DECIDED)
-            .collect();
+        let decided = store.decided_approvals(DECIDED, now)?;
         Ok((pending, decided))
     })
     .await?;

@@ -373,6 +373,79 @@ fn both_backends_read_the_same_pages_and_totals(db: &TestDb) {
     }
 }
 
+/// An `approve` decision in session `s1` whose approval expires at `expires`.
+fn approval_in(store: &dyn Store, n: usize, expires: &str) {
+    approve_decision(store, &format!("l-{n}"), &format!("a{n}"), expires);
+}
+
+fn decide(store: &dyn Store, n: usize, approve: bool) {
+    store
+        .decide_approval(ApprovalDecision {
+            id: format!("a{n}"),
+            approve,
+            by: Some("admin".into()),
+            reason: None,
+            at: ts("2026-11-21T06:01:00Z"),
+        })
+        .wait()
+        .unwrap();
+}
+
+fn ids(approvals: &[Approval]) -> Vec<&str> {
+    approvals.iter().map(|a| a.approval_id.as_str()).collect()
+}
+
+fn pending_and_decided_approvals_are_read_by_state(db: &TestDb) {
+    let store = db.open();
+    let now = ts("2026-11-21T06:30:00Z");
+    assert!(store.decided_approvals(20, now).unwrap().is_empty());
+    // a0 approved, a1 rejected, a2 marked expired, a3 past its expiry but
+    // not marked yet, a4 and a6 pending, a5 rejected.
+    for (n, expires) in [
+        (0, "2026-11-21T07:00:00Z"),
+        (1, "2026-11-21T07:00:00Z"),
+        (2, "2026-11-21T06:05:00Z"),
+    ] {
+        approval_in(&*store, n, expires);
+    }
+    decide(&*store, 0, true);
+    decide(&*store, 1, false);
+    store.expire_approvals(ts("2026-11-21T06:10:00Z")).wait().unwrap();
+    approval_in(&*store, 3, "2026-11-21T06:20:00Z");
+    approval_in(&*store, 4, "2026-11-21T07:00:00Z");
+    approval_in(&*store, 5, "2026-11-21T07:00:00Z");
+    decide(&*store, 5, false);
+    // Exactly at its expiry: no longer pending (as `approval` reads it).
+    approval_in(&*store, 6, "2026-11-21T06:30:00Z");
+    approval_in(&*store, 7, "2026-11-21T08:00:00Z");
+
+    let all = store.approvals(None, now).unwrap();
+    assert_eq!(ids(&all), ["a7", "a6", "a5", "a4", "a3", "a2", "a1", "a0"]);
+    let pending = store.approvals(Some(ApprovalState::Pending), now).unwrap();
+    assert_eq!(ids(&pending), ["a7", "a4"]);
+    assert_eq!(store.approval("a6", now).unwrap().unwrap().state, ApprovalState::Expired);
+    let expired = store.approvals(Some(ApprovalState::Expired), now).unwrap();
+    assert_eq!(ids(&expired), ["a6", "a3", "a2"]);
+
+    // The decided ones, as the whole list filtered says, newest first.
+    let reference: Vec<Approval> = all
+        .iter()
+        .filter(|a| a.state != ApprovalState::Pending)
+        .cloned()
+        .collect();
+    let decided = store.decided_approvals(20, now).unwrap();
+    assert_eq!(decided, reference);
+    assert_eq!(ids(&decided), ["a6", "a5", "a3", "a2", "a1", "a0"]);
+    assert_eq!(decided[1].state, ApprovalState::Rejected);
+    assert_eq!(decided[1].tool_name, "query_database", "the decision's fields are joined");
+    assert_eq!(store.decided_approvals(2, now).unwrap(), reference[..2]);
+    assert!(store.decided_approvals(0, now).unwrap().is_empty());
+    // Later, the pending ones have expired too.
+    let later = ts("2026-11-21T09:00:00Z");
+    assert_eq!(store.decided_approvals(20, later).unwrap().len(), 8);
+    assert!(store.approvals(Some(ApprovalState::Pending), later).unwrap().is_empty());
+}
+
 /// What a random history does next.
 #[derive(Debug, Clone)]
 enum Op {
@@ -473,6 +546,7 @@ tests_by_backend!(
         session_log_pages_hold_approvals_and_late_results,
         a_damaged_log_gives_a_short_page_not_an_error,
         random_histories_read_back_like_the_whole_log,
+        pending_and_decided_approvals_are_read_by_state,
     ],
     pg_only: [both_backends_read_the_same_pages_and_totals],
 );
