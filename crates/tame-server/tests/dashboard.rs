@@ -655,6 +655,7 @@ async fn sessions_are_paged_and_filtered() {
     assert!(first.text.contains("page 1 of 2"));
     assert!(first.text.contains("30 in all"));
     assert!(first.text.contains(r#"href="/dashboard/sessions?page=2""#));
+    assert!(first.text.contains(r#"rel="next">Older →</a>"#), "the newest sessions come first");
     assert!(first.text.contains("sess-29"), "newest first");
     let second = get(&h, "/dashboard/sessions?page=2", Some(&cookie)).await;
     assert_eq!(rows(&second), 5);
@@ -1064,6 +1065,9 @@ async fn a_session_page_shows_its_own_slice_of_the_log() {
     assert!(second.text.contains("page 2 of 3"));
     assert!(second.text.contains(r#"href="/dashboard/sessions/long?page=1""#));
     assert!(second.text.contains(r#"href="/dashboard/sessions/long?page=3""#));
+    // Page 1 is the start of the log: the later entries come next.
+    assert!(second.text.contains(r#"rel="prev">← Earlier</a>"#), "{}", second.text);
+    assert!(second.text.contains(r#"rel="next">Later →</a>"#));
     assert_eq!(second.text.matches("<summary>result</summary>").count(), 1);
     assert!(second.text.contains("42 ms"), "the result of entry 100");
     let third = get(&h, "/dashboard/sessions/long?page=3", Some(&cookie)).await;

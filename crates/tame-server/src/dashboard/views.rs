@@ -512,12 +512,25 @@ impl SessionFilter {
     }
 }
 
-fn pager(page: u64, pages: u64, href: impl Fn(u64) -> String) -> Markup {
+/// Which way a paged list runs, for the pager's labels.
+#[derive(Debug, Clone, Copy)]
+enum Order {
+    /// Page 1 holds the newest (the session list).
+    NewestFirst,
+    /// Page 1 holds the oldest (a session's log).
+    OldestFirst,
+}
+
+fn pager(page: u64, pages: u64, order: Order, href: impl Fn(u64) -> String) -> Markup {
+    let (prev, next) = match order {
+        Order::NewestFirst => ("← Newer", "Older →"),
+        Order::OldestFirst => ("← Earlier", "Later →"),
+    };
     html! {
         div.pager {
-            @if page > 1 { a href=(href(page - 1)) rel="prev" { "← Newer" } }
+            @if page > 1 { a href=(href(page - 1)) rel="prev" { (prev) } }
             span.muted { "page " (page) " of " (pages.max(1)) }
-            @if page < pages { a href=(href(page + 1)) rel="next" { "Older →" } }
+            @if page < pages { a href=(href(page + 1)) rel="next" { (next) } }
         }
     }
 }
@@ -558,7 +571,7 @@ pub fn sessions(chrome: &Chrome<'_>, f: &SessionFilter, list: &[SessionSummary],
                     }
                 }
             }
-            (pager(f.page, pages, |p| f.href(p)))
+            (pager(f.page, pages, Order::NewestFirst, |p| f.href(p)))
         }
     };
     layout("Sessions", chrome, false, body)
@@ -623,7 +636,7 @@ pub fn session(chrome: &Chrome<'_>, s: &SessionSummary, log: &[LogEntry], page: 
                     }
                 }
             }
-            (pager(page, pages, |p| format!("{href_base}?page={p}")))
+            (pager(page, pages, Order::OldestFirst, |p| format!("{href_base}?page={p}")))
         }
     };
     layout("Session", chrome, false, body)
