@@ -98,14 +98,18 @@ pub fn app(state: AppState) -> Router {
     for (path, handler) in handlers() {
         router = router.route(path, handler);
     }
-    // Refused keys count against their client; a client over its budget
-    // is answered 429 (the dashboard's login form counts in `login`).
-    let router = router.route_layer(ratelimit::AuthLimitLayer::new(state.clone()));
+    // Refused API keys count against their client; a client over its
+    // budget is answered 429 (the dashboard's login form counts in
+    // `login`). One layer with the trace layer: axum boxes each layer's
+    // future, so stacking them costs no allocation of its own.
+    let layers = tower::ServiceBuilder::new()
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(ratelimit::AuthLimitLayer::new(state.clone()));
     // The dashboard (HTML, not API) is not in ROUTES nor the OpenAPI document.
     router
         .merge(dashboard::router())
         .fallback(api::not_found)
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(layers)
         .with_state(state)
 }
 

@@ -538,7 +538,8 @@ pub fn api_limited(wait: Duration) -> Response {
 
 // ------------------------------------------------------------ the API layer
 
-/// Limits failed authentications on the API's routes (a `route_layer`).
+/// Limits failed authentications on the API's routes (`/api/...`; it lets
+/// every other request through untouched).
 #[derive(Clone)]
 pub struct AuthLimitLayer {
     state: AppState,
@@ -596,8 +597,8 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         let auth = self.state.auth();
         let limiter = auth.limiter();
-        // No keys: nothing can fail.
-        if auth.is_open() {
+        // No keys: nothing can fail; the dashboard counts its own logins.
+        if auth.is_open() || !req.uri().path().starts_with("/api/") {
             return AuthLimitFuture::Inner {
                 inner: self.inner.call(req),
                 after: None,

@@ -253,6 +253,32 @@ async fn the_dashboard_login_form_is_limited_too() {
 }
 
 #[tokio::test]
+async fn dashboard_pages_without_a_login_are_not_failures() {
+    let h = keyed(FailureLimit {
+        burst: 2,
+        ..FailureLimit::default()
+    });
+    let from = peer("203.0.113.12");
+    for _ in 0..10 {
+        let req = Request::post("/dashboard/approvals/a1/approve")
+            .header(header::HOST, HOST)
+            .header(header::ORIGIN, ORIGIN)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&h, req, from).await.status, StatusCode::UNAUTHORIZED);
+        let req = Request::get("/dashboard")
+            .header(header::HOST, HOST)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&h, req, from).await.status, StatusCode::SEE_OTHER);
+    }
+    assert_eq!(enforce(&h, Some("typo"), from).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.state.auth().limiter().limited_clients(), 0);
+    let m = metrics(&h).await;
+    assert_eq!(sample(&m, r#"tame_auth_failures_total{surface="api"}"#), 1, "{m}");
+}
+
+#[tokio::test]
 async fn the_api_and_the_login_form_share_one_budget() {
     let h = keyed(FailureLimit {
         burst: 4,
