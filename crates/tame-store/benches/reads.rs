@@ -3,13 +3,16 @@
 //! overview's totals and newest decisions, and a page of the long
 //! session's log, each next to the unbounded reads the dashboard used
 //! before (paging through every session, loading whole logs).
-//! `cargo bench -p tame-store --bench reads`.
+//! `cargo bench -p tame-store --bench reads`; the same on PostgreSQL when
+//! `TAME_TEST_DATABASE_URL` names a server (`scripts/pg-test.sh cargo bench
+//! -p tame-store --bench reads -- pg_`).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use tame_engine::Action;
 use tame_store::{
-    DecisionTotals, Durability, LogEntry, NewDecision, SessionQuery, SqliteOptions, SqliteStore, Store, StoreResult,
+    DecisionTotals, Durability, LogEntry, NewDecision, PgOptions, PgStore, SessionQuery, SqliteOptions, SqliteStore,
+    Store, StoreResult,
 };
 
 const SESSIONS: u64 = 10_000;
@@ -45,7 +48,7 @@ fn decision(i: u64, session: String) -> NewDecision {
 }
 
 /// Writes `n` decisions, 4096 in flight at a time.
-fn fill(store: &SqliteStore, n: u64, session: impl Fn(u64) -> String) {
+fn fill(store: &dyn Store, n: u64, session: impl Fn(u64) -> String) {
     let mut i = 0;
     while i < n {
         let end = (i + 4096).min(n);
@@ -100,31 +103,22 @@ fn recent_by_session_logs(store: &dyn Store, n: u64) -> StoreResult<Vec<LogEntry
     Ok(all)
 }
 
-fn reads(c: &mut Criterion) {
-    let Ok(dir) = tempfile::tempdir() else { return };
-    let Ok(store) = SqliteStore::open(
-        dir.path().join("reads.db"),
-        SqliteOptions {
-            durability: Durability::Normal,
-            ..Default::default()
-        },
-    ) else {
-        return;
-    };
-    fill(&store, LONG, |_| "long".to_string());
-    fill(&store, SESSIONS * PER_SESSION, |k| format!("s{}", k % SESSIONS));
+/// Fills `store` with the benchmark's sessions and measures its reads.
+fn bench_store(c: &mut Criterion, name: &str, store: &dyn Store) {
+    fill(store, LONG, |_| "long".to_string());
+    fill(store, SESSIONS * PER_SESSION, |k| format!("s{}", k % SESSIONS));
     // The long session is still active: among the most recent sessions,
     // whose whole logs the overview's old read loaded.
-    fill(&store, 1, |_| "long".to_string());
+    fill(store, 1, |_| "long".to_string());
     let _ = store.flush().wait();
 
-    let mut group = c.benchmark_group("dashboard_reads");
+    let mut group = c.benchmark_group(name);
     group.sample_size(10);
     group.bench_function("totals/decision_totals", |b| b.iter(|| store.decision_totals()));
-    group.bench_function("totals/paging_sessions", |b| b.iter(|| totals_by_paging(&store)));
+    group.bench_function("totals/paging_sessions", |b| b.iter(|| totals_by_paging(store)));
     group.bench_function("recent_15/recent_decisions", |b| b.iter(|| store.recent_decisions(RECENT)));
     group.bench_function("recent_15/session_logs", |b| {
-        b.iter(|| recent_by_session_logs(&store, RECENT))
+        b.iter(|| recent_by_session_logs(store, RECENT))
     });
     let total = LONG + 1;
     group.bench_function("long_session/page_last", |b| {
@@ -143,5 +137,38 @@ fn reads(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, reads);
+fn reads(c: &mut Criterion) {
+    let Ok(dir) = tempfile::tempdir() else { return };
+    let Ok(store) = SqliteStore::open(
+        dir.path().join("reads.db"),
+        SqliteOptions {
+            durability: Durability::Normal,
+            ..Default::default()
+        },
+    ) else {
+        return;
+    };
+    bench_store(c, "dashboard_reads", &store);
+}
+
+/// The same on PostgreSQL. Skipped without `TAME_TEST_DATABASE_URL`.
+fn pg(c: &mut Criterion) {
+    if std::env::var_os(tame_store::testing::TEST_DATABASE_URL).is_none() {
+        eprintln!("pg benchmarks skipped: TAME_TEST_DATABASE_URL is not set (run through scripts/pg-test.sh)");
+        return;
+    }
+    let Ok(url) = tame_store::testing::fresh_database("bench_reads") else {
+        return;
+    };
+    let options = PgOptions {
+        durability: Durability::Normal,
+        ..PgOptions::new(vec![7u8; 32])
+    };
+    let Ok(store) = PgStore::open(&url, options) else {
+        return;
+    };
+    bench_store(c, "pg_dashboard_reads", &store);
+}
+
+criterion_group!(benches, reads, pg);
 criterion_main!(benches);
