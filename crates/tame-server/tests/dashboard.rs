@@ -655,7 +655,10 @@ async fn sessions_are_paged_and_filtered() {
     assert!(first.text.contains("page 1 of 2"));
     assert!(first.text.contains("30 in all"));
     assert!(first.text.contains(r#"href="/dashboard/sessions?page=2""#));
-    assert!(first.text.contains(r#"rel="next">Older →</a>"#), "the newest sessions come first");
+    assert!(
+        first.text.contains(r#"rel="next">Older →</a>"#),
+        "the newest sessions come first"
+    );
     assert!(first.text.contains("sess-29"), "newest first");
     let second = get(&h, "/dashboard/sessions?page=2", Some(&cookie)).await;
     assert_eq!(rows(&second), 5);
@@ -1088,7 +1091,11 @@ async fn the_overview_lists_the_newest_decisions_of_all_sessions() {
     for i in 0..40 {
         // `read_NNN` tools are allowed; every fourth call is to a tool no
         // rule names (denied by default).
-        let tool = if i % 4 == 3 { format!("drop_{i:03}") } else { format!("read_{i:03}") };
+        let tool = if i % 4 == 3 {
+            format!("drop_{i:03}")
+        } else {
+            format!("read_{i:03}")
+        };
         let body = json!({"tool_name": tool, "tool_args": {}, "session_id": format!("s{}", i % 5)});
         h.call("POST", "/api/v1/enforce", Some(&body.to_string()), Some(AGENT))
             .await;

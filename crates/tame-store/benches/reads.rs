@@ -52,7 +52,9 @@ fn fill(store: &dyn Store, n: u64, session: impl Fn(u64) -> String) {
     let mut i = 0;
     while i < n {
         let end = (i + 4096).min(n);
-        let tickets: Vec<_> = (i..end).map(|k| store.record_decision(decision(k, session(k)))).collect();
+        let tickets: Vec<_> = (i..end)
+            .map(|k| store.record_decision(decision(k, session(k))))
+            .collect();
         for t in tickets {
             let _ = t.wait();
         }
@@ -116,7 +118,9 @@ fn bench_store(c: &mut Criterion, name: &str, store: &dyn Store) {
     group.sample_size(10);
     group.bench_function("totals/decision_totals", |b| b.iter(|| store.decision_totals()));
     group.bench_function("totals/paging_sessions", |b| b.iter(|| totals_by_paging(store)));
-    group.bench_function("recent_15/recent_decisions", |b| b.iter(|| store.recent_decisions(RECENT)));
+    group.bench_function("recent_15/recent_decisions", |b| {
+        b.iter(|| store.recent_decisions(RECENT))
+    });
     group.bench_function("recent_15/session_logs", |b| {
         b.iter(|| recent_by_session_logs(store, RECENT))
     });

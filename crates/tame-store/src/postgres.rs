@@ -21,17 +21,17 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::canonical::canonical_json;
 use crate::facts::{FactsHandle, SessionState};
 use crate::jobs::{Ack, Done, Job, submit};
+use crate::reads::{Window, entries};
 use crate::record::{
     ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, SessionDelta, approval_created_body,
     approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state, decision_body,
     entries_from_records, facts_from_records, mac_from_key, micros, policy_body, record_mac, result_body,
     write_export_line,
 };
-use crate::reads::{Window, entries};
 use crate::{
     Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, Durability, LogEntry, LogPage,
-    MAX_DECIDED_APPROVALS, MAX_LOG_PAGE, MAX_RECENT_DECISIONS, NewDecision, NewPolicyVersion, NewResult, PolicyVersion, SessionPage,
-    SessionQuery, SessionSummary, Store, StoreError, StoreResult, Ticket, VerifyReport, format_timestamp,
+    MAX_DECIDED_APPROVALS, MAX_LOG_PAGE, MAX_RECENT_DECISIONS, NewDecision, NewPolicyVersion, NewResult, PolicyVersion,
+    SessionPage, SessionQuery, SessionSummary, Store, StoreError, StoreResult, Ticket, VerifyReport, format_timestamp,
 };
 
 /// The schema version this build writes (kept in `meta` as `schema_version`).
@@ -1523,10 +1523,7 @@ impl Store for PgStore {
                     total,
                 }));
             };
-            let rows = client.query(
-                LOG_PAGE,
-                &[&tail, &id, &to_i64(window.end), &to_i64(window.skip)],
-            )?;
+            let rows = client.query(LOG_PAGE, &[&tail, &id, &to_i64(window.end), &to_i64(window.skip)])?;
             Ok(Some(LogPage {
                 entries: entries(records_from_rows(&rows)?),
                 total,
@@ -1548,9 +1545,15 @@ impl Store for PgStore {
                 Some(ApprovalState::Rejected) => "WHERE a.state = 'rejected'",
             };
             let now_micros = micros(now);
-            let binds: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                if filter.contains("$1") { vec![&now_micros] } else { Vec::new() };
-            let rows = client.query(&format!("{APPROVAL_SELECT} {filter} ORDER BY a.created_seq DESC"), &binds)?;
+            let binds: Vec<&(dyn postgres::types::ToSql + Sync)> = if filter.contains("$1") {
+                vec![&now_micros]
+            } else {
+                Vec::new()
+            };
+            let rows = client.query(
+                &format!("{APPROVAL_SELECT} {filter} ORDER BY a.created_seq DESC"),
+                &binds,
+            )?;
             let mut out = Vec::new();
             for row in &rows {
                 let approval = approval_from_row(row, now)?;

@@ -20,17 +20,17 @@ use tame_engine::Action;
 use crate::canonical::canonical_json;
 use crate::facts::{FactsHandle, SessionState};
 use crate::jobs::{Ack, Done, Job, submit};
+use crate::reads::{Window, entries};
 use crate::record::{
     ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, SessionDelta, approval_created_body,
     approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state, decision_body,
     entries_from_records, facts_from_records, mac_from_key, micros, parse_body, policy_body, record_mac, result_body,
     s, write_export_line,
 };
-use crate::reads::{Window, entries};
 use crate::{
     Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, LogEntry, LogPage,
-    MAX_DECIDED_APPROVALS, MAX_LOG_PAGE, MAX_RECENT_DECISIONS, NewDecision, NewPolicyVersion, NewResult, PolicyVersion, SessionPage, SessionQuery,
-    SessionSummary, Store, StoreError, StoreResult, Ticket, VerifyReport, format_timestamp,
+    MAX_DECIDED_APPROVALS, MAX_LOG_PAGE, MAX_RECENT_DECISIONS, NewDecision, NewPolicyVersion, NewResult, PolicyVersion,
+    SessionPage, SessionQuery, SessionSummary, Store, StoreError, StoreResult, Ticket, VerifyReport, format_timestamp,
 };
 /// Read connections kept open for reuse.
 const MAX_IDLE_READERS: usize = 8;
@@ -999,13 +999,16 @@ fn results_of(
     out: &mut Vec<(u64, String, String)>,
 ) -> StoreResult<()> {
     let mut stmt = conn.prepare_cached(RESULTS_OF)?;
-    let rows = stmt.query_map(params![log_id, session_id, i64::try_from(seq).unwrap_or(i64::MAX)], |r| {
-        Ok((
-            u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })?;
+    let rows = stmt.query_map(
+        params![log_id, session_id, i64::try_from(seq).unwrap_or(i64::MAX)],
+        |r| {
+            Ok((
+                u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        },
+    )?;
     for row in rows {
         out.push(row?);
     }
@@ -1131,7 +1134,9 @@ mod read_plans {
         let sql = format!("{APPROVAL_SELECT} {PENDING_APPROVALS} ORDER BY a.created_seq DESC");
         let details = plan(&conn, &sql, [0]);
         assert!(
-            details.iter().any(|d| d.starts_with("SEARCH a USING INDEX approvals_state")),
+            details
+                .iter()
+                .any(|d| d.starts_with("SEARCH a USING INDEX approvals_state")),
             "{details:?}"
         );
         assert!(details.iter().all(|d| !d.starts_with("SCAN")), "{details:?}");
@@ -1316,7 +1321,11 @@ impl Store for SqliteStore {
                 Some(ApprovalState::Approved) => "WHERE a.state = 'approved'",
                 Some(ApprovalState::Rejected) => "WHERE a.state = 'rejected'",
             };
-            let binds: Vec<i64> = if filter.contains("?1") { vec![micros(now)] } else { Vec::new() };
+            let binds: Vec<i64> = if filter.contains("?1") {
+                vec![micros(now)]
+            } else {
+                Vec::new()
+            };
             let mut stmt = conn.prepare_cached(&format!("{APPROVAL_SELECT} {filter} ORDER BY a.created_seq DESC"))?;
             let rows = stmt.query_map(rusqlite::params_from_iter(binds), |r| approval_from_row(r, now))?;
             let mut out = Vec::new();

@@ -115,13 +115,16 @@ fn totals_count_every_session_right_after_writes(db: &TestDb) {
             ("m2".into(), "new".into(), Action::Deny),
         ],
     );
-    store
-        .record_result(labelled_result("s0", "m1", &[]))
-        .wait()
-        .unwrap();
+    store.record_result(labelled_result("s0", "m1", &[])).wait().unwrap();
     let totals = store.decision_totals().unwrap();
     assert_eq!(
-        (totals.sessions, totals.total, totals.allowed, totals.denied, totals.approved),
+        (
+            totals.sessions,
+            totals.total,
+            totals.allowed,
+            totals.denied,
+            totals.approved
+        ),
         (8, 62, 21, 21, 20)
     );
     drop(store);
@@ -215,10 +218,7 @@ fn recent_decisions_are_the_newest_decisions_only(db: &TestDb) {
     }
     assert!(store.recent_decisions(0).unwrap().is_empty());
     // Records after the newest decision (a result, an expiry) are skipped.
-    store
-        .record_result(labelled_result("s0", "l0", &[]))
-        .wait()
-        .unwrap();
+    store.record_result(labelled_result("s0", "l0", &[])).wait().unwrap();
     assert_eq!(store.recent_decisions(1).unwrap()[0].id, "l-b");
 }
 
@@ -301,7 +301,10 @@ fn session_log_pages_slice_the_log_at_every_edge(db: &TestDb) {
     let other = check_page(&*store, "other", 140, 100);
     assert_eq!((other.total, other.entries.len()), (150, 10));
     assert_eq!(other.entries.last().unwrap().id, "l399");
-    assert_eq!(other.entries.last().unwrap().execution_status.as_deref(), Some("success"));
+    assert_eq!(
+        other.entries.last().unwrap().execution_status.as_deref(),
+        Some("success")
+    );
 
     assert!(store.session_log_page("nope", 0, 10).unwrap().is_none());
     assert!(store.session_log_page("", 0, 10).unwrap().is_none());
@@ -332,15 +335,19 @@ fn session_log_pages_hold_approvals_and_late_results(db: &TestDb) {
     assert_eq!(first.entries[0].error_message.as_deref(), Some("late"));
     let last = check_page(&*store, "s1", 10, 2);
     assert_eq!(
-        last.entries.iter().map(|e| e.approval_id.as_deref()).collect::<Vec<_>>(),
+        last.entries
+            .iter()
+            .map(|e| e.approval_id.as_deref())
+            .collect::<Vec<_>>(),
         [Some("a1"), Some("a2")]
     );
 }
 
 fn a_damaged_log_gives_a_short_page_not_an_error(db: &TestDb) {
     let store = db.open();
-    let calls: Vec<(String, String, Action)> =
-        (0..10).map(|i| (format!("l{i}"), "s1".to_string(), Action::Allow)).collect();
+    let calls: Vec<(String, String, Action)> = (0..10)
+        .map(|i| (format!("l{i}"), "s1".to_string(), Action::Allow))
+        .collect();
     write_all(&*store, &calls);
     // Let the summaries be written, then delete a record mid-session.
     store.session_summary("s1").unwrap();
@@ -423,7 +430,10 @@ fn pending_and_decided_approvals_are_read_by_state(db: &TestDb) {
     assert_eq!(ids(&all), ["a7", "a6", "a5", "a4", "a3", "a2", "a1", "a0"]);
     let pending = store.approvals(Some(ApprovalState::Pending), now).unwrap();
     assert_eq!(ids(&pending), ["a7", "a4"]);
-    assert_eq!(store.approval("a6", now).unwrap().unwrap().state, ApprovalState::Expired);
+    assert_eq!(
+        store.approval("a6", now).unwrap().unwrap().state,
+        ApprovalState::Expired
+    );
     let expired = store.approvals(Some(ApprovalState::Expired), now).unwrap();
     assert_eq!(ids(&expired), ["a6", "a3", "a2"]);
 
@@ -437,7 +447,10 @@ fn pending_and_decided_approvals_are_read_by_state(db: &TestDb) {
     assert_eq!(decided, reference);
     assert_eq!(ids(&decided), ["a6", "a5", "a3", "a2", "a1", "a0"]);
     assert_eq!(decided[1].state, ApprovalState::Rejected);
-    assert_eq!(decided[1].tool_name, "query_database", "the decision's fields are joined");
+    assert_eq!(
+        decided[1].tool_name, "query_database",
+        "the decision's fields are joined"
+    );
     assert_eq!(store.decided_approvals(2, now).unwrap(), reference[..2]);
     assert!(store.decided_approvals(0, now).unwrap().is_empty());
     // Later, the pending ones have expired too.
@@ -530,7 +543,10 @@ fn random_histories_read_back_like_the_whole_log(db: &TestDb) {
                 }
             }
             let reference = all_entries_newest_first(&*store);
-            prop_assert_eq!(store.recent_decisions(25).unwrap(), reference.into_iter().take(25).collect::<Vec<_>>());
+            prop_assert_eq!(
+                store.recent_decisions(25).unwrap(),
+                reference.into_iter().take(25).collect::<Vec<_>>()
+            );
             prop_assert_eq!(store.decision_totals().unwrap(), summed_over_sessions(&*store));
             Ok(())
         })
