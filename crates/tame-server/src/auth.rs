@@ -1,11 +1,16 @@
 //! API keys: agent keys may enforce and report results; admin keys may do
 //! everything. Keys are compared as sha256 digests in constant time.
+//! Refused keys are counted per client by the [`FailureLimiter`] the keys
+//! carry (see [`crate::ratelimit`]).
+
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode, header};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::AppError;
+use crate::ratelimit::{FailureLimit, FailureLimiter};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -28,11 +33,13 @@ impl Role {
     }
 }
 
-/// The configured keys, kept as digests.
+/// The configured keys, kept as digests, and the limit on failed
+/// authentications (on by default: [`FailureLimit::default`]).
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
     agent: Vec<[u8; 32]>,
     admin: Vec<[u8; 32]>,
+    limiter: Arc<FailureLimiter>,
 }
 
 fn digest(key: &str) -> [u8; 32] {
@@ -53,7 +60,21 @@ impl Auth {
         Auth {
             agent: agent_keys.iter().filter(|k| !k.is_empty()).map(|k| digest(k)).collect(),
             admin: admin_keys.iter().filter(|k| !k.is_empty()).map(|k| digest(k)).collect(),
+            limiter: Arc::default(),
         }
+    }
+
+    /// These keys with `limit` on failed authentications (burst 0: none).
+    pub fn with_failure_limit(self, limit: FailureLimit) -> Self {
+        Auth {
+            limiter: Arc::new(FailureLimiter::new(limit)),
+            ..self
+        }
+    }
+
+    /// The failed-authentication limiter.
+    pub fn limiter(&self) -> &FailureLimiter {
+        &self.limiter
     }
 
     /// No keys at all: the API is open (and the server binds loopback only).

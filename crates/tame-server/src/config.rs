@@ -12,6 +12,8 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use tame_store::Durability;
 
+use crate::ratelimit::FailureLimit;
+
 /// Everything `run` needs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -47,6 +49,9 @@ pub struct ServerConfig {
     /// A `tools.yaml` (tool protocol v1): serves `POST /api/v1/tools/run`
     /// for the tools it registers; `None`: that route answers 404.
     pub tools_file: Option<PathBuf>,
+    /// Failed authentications per client before 429 (0: no limit), their
+    /// refill period and the proxies whose `X-Forwarded-For` is believed.
+    pub auth_failures: FailureLimit,
 }
 
 /// The longest long poll: below the 60 s that MCP clients wait.
@@ -70,6 +75,7 @@ impl Default for ServerConfig {
             max_wait: MAX_WAIT_CAP,
             request_timeout: Duration::from_secs(60),
             tools_file: None,
+            auth_failures: FailureLimit::default(),
         }
     }
 }
@@ -92,6 +98,9 @@ struct FileConfig {
     watch_policy: Option<bool>,
     max_wait_secs: Option<u64>,
     tools_file: Option<PathBuf>,
+    auth_failure_burst: Option<u32>,
+    auth_failure_period_secs: Option<f64>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 fn parse_addr(s: &str, what: &str) -> anyhow::Result<SocketAddr> {
@@ -117,6 +126,19 @@ fn parse_bool(s: &str, what: &str) -> anyhow::Result<bool> {
 
 fn parse_num<T: std::str::FromStr>(s: &str, what: &str) -> anyhow::Result<T> {
     s.parse().map_err(|_| anyhow::anyhow!("{what}: `{s}` is not a number"))
+}
+
+fn parse_period(secs: f64, what: &str) -> anyhow::Result<Duration> {
+    crate::ratelimit::parse_period_secs(secs).map_err(|e| anyhow::anyhow!("{what}: {e}"))
+}
+
+fn parse_proxies<'a>(items: impl IntoIterator<Item = &'a str>, what: &str) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    items
+        .into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| crate::ratelimit::parse_proxy(p).map_err(|e| anyhow::anyhow!("{what}: {e}")))
+        .collect()
 }
 
 fn split_keys(s: &str) -> Vec<String> {
@@ -194,6 +216,16 @@ impl ServerConfig {
         if let Some(p) = parsed.tools_file {
             self.tools_file = Some(base.join(p));
         }
+        if let Some(n) = parsed.auth_failure_burst {
+            self.auth_failures.burst = n;
+        }
+        if let Some(s) = parsed.auth_failure_period_secs {
+            self.auth_failures.period = parse_period(s, &format!("{what}: auth_failure_period_secs"))?;
+        }
+        if let Some(p) = parsed.trusted_proxies {
+            self.auth_failures.trusted_proxies =
+                parse_proxies(p.iter().map(String::as_str), &format!("{what}: trusted_proxies"))?;
+        }
         Ok(())
     }
 
@@ -202,7 +234,9 @@ impl ServerConfig {
     /// `TAME_ALLOW_INSECURE_BIND`, `TAME_APPROVAL_TIMEOUT_SECS`,
     /// `TAME_BODY_LIMIT`, `TAME_JSON_DEPTH_LIMIT`, `TAME_AUDIT_SECRET`,
     /// `TAME_DURABILITY` (`full`|`normal`), `TAME_WATCH_POLICY`,
-    /// `TAME_TOOLS_FILE`.
+    /// `TAME_TOOLS_FILE`, `TAME_AUTH_FAILURE_BURST` (0: no limit),
+    /// `TAME_AUTH_FAILURE_PERIOD_SECS`, `TAME_TRUSTED_PROXIES` (comma
+    /// separated addresses or CIDR networks).
     pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<()> {
         for (name, value) in vars {
             let what = name.as_str();
@@ -222,6 +256,13 @@ impl ServerConfig {
                 "TAME_DURABILITY" => self.durability = parse_durability(&value, what)?,
                 "TAME_WATCH_POLICY" => self.watch_policy = parse_bool(&value, what)?,
                 "TAME_TOOLS_FILE" => self.tools_file = Some(PathBuf::from(value)),
+                "TAME_AUTH_FAILURE_BURST" => self.auth_failures.burst = parse_num(&value, what)?,
+                "TAME_AUTH_FAILURE_PERIOD_SECS" => {
+                    self.auth_failures.period = parse_period(parse_num(&value, what)?, what)?;
+                }
+                "TAME_TRUSTED_PROXIES" => {
+                    self.auth_failures.trusted_proxies = parse_proxies(value.split(','), what)?;
+                }
                 _ => {}
             }
         }
@@ -289,6 +330,54 @@ mod tests {
             .apply_env([("TAME_BODY_LIMIT".to_string(), "lots".to_string())])
             .unwrap_err();
         assert!(err.to_string().contains("TAME_BODY_LIMIT"));
+    }
+
+    #[test]
+    fn failure_limit_from_file_and_env() {
+        let mut c = ServerConfig::default();
+        assert_eq!(c.auth_failures, FailureLimit::default());
+        assert_eq!(
+            (c.auth_failures.burst, c.auth_failures.period),
+            (10, Duration::from_secs(6))
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tame.yml");
+        std::fs::write(
+            &file,
+            "auth_failure_burst: 5\nauth_failure_period_secs: 0.5\ntrusted_proxies: [10.0.0.0/8, 192.0.2.1]\n",
+        )
+        .unwrap();
+        c.apply_file(&file).unwrap();
+        assert_eq!(c.auth_failures.burst, 5);
+        assert_eq!(c.auth_failures.period, Duration::from_millis(500));
+        let shown: Vec<String> = c
+            .auth_failures
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.1/32"]);
+        c.apply_env([
+            ("TAME_AUTH_FAILURE_BURST".to_string(), "0".to_string()),
+            ("TAME_AUTH_FAILURE_PERIOD_SECS".to_string(), "30".to_string()),
+            ("TAME_TRUSTED_PROXIES".to_string(), "".to_string()),
+        ])
+        .unwrap();
+        assert!(!c.auth_failures.is_on(), "burst 0 turns the limit off");
+        assert_eq!(c.auth_failures.period, Duration::from_secs(30));
+        assert!(c.auth_failures.trusted_proxies.is_empty());
+
+        let err = c
+            .apply_env([("TAME_AUTH_FAILURE_PERIOD_SECS".to_string(), "0".to_string())])
+            .unwrap_err();
+        assert!(err.to_string().contains("TAME_AUTH_FAILURE_PERIOD_SECS"), "{err}");
+        let err = c
+            .apply_env([("TAME_TRUSTED_PROXIES".to_string(), "10.0.0.1, nope".to_string())])
+            .unwrap_err();
+        assert!(err.to_string().contains("TAME_TRUSTED_PROXIES: `nope`"), "{err}");
+        std::fs::write(&file, "auth_failure_period_secs: -1\n").unwrap();
+        let err = format!("{:#}", c.apply_file(&file).unwrap_err());
+        assert!(err.contains("auth_failure_period_secs"), "{err}");
     }
 
     #[test]

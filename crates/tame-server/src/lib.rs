@@ -48,6 +48,17 @@
 //! flags last. With no API keys the server refuses non-loopback addresses
 //! unless `allow_insecure_bind` is set.
 //!
+//! ## Failed authentications
+//!
+//! Wrong or missing API keys and wrong dashboard login keys count against
+//! their client address (the socket peer, or `X-Forwarded-For` from a
+//! trusted proxy; IPv6 by /64): after `burst` of them (10) the client is
+//! answered 429 with `Retry-After` until one more refills (every 6 s),
+//! whatever key it sends, valid or not, so that a guess cannot be confirmed
+//! meanwhile. Valid keys never reach the limiter; `burst: 0` turns it off.
+//! See [`FailureLimit`] and the `ratelimit` module; counted in `/metrics` as
+//! `tame_auth_failures_total` and `tame_auth_limited_total` by surface.
+//!
 //! ## Speed
 //!
 //! `cargo run --release -p tame-server --example load -- --seconds 5
@@ -63,6 +74,7 @@ mod enforce;
 mod error;
 mod metrics;
 mod openapi;
+mod ratelimit;
 mod safety;
 mod serve;
 mod state;
@@ -72,6 +84,7 @@ pub use auth::{Auth, Role};
 pub use config::{MAX_WAIT_CAP, ServerConfig};
 pub use error::AppError;
 pub use openapi::{ROUTES, RouteDoc, openapi_document};
+pub use ratelimit::{ClientKey, FailureLimit, FailureLimiter, parse_period_secs, parse_proxy};
 pub use serve::{open_store, run, run_until, shutdown_signal};
 pub use state::{AppState, Limits, LoadedPolicy, ReloadOutcome};
 
@@ -85,11 +98,18 @@ pub fn app(state: AppState) -> Router {
     for (path, handler) in handlers() {
         router = router.route(path, handler);
     }
+    // Refused API keys count against their client; a client over its
+    // budget is answered 429 (the dashboard's login form counts in
+    // `login`). One layer with the trace layer: axum boxes each layer's
+    // future, so stacking them costs no allocation of its own.
+    let layers = tower::ServiceBuilder::new()
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(ratelimit::AuthLimitLayer::new(state.clone()));
     // The dashboard (HTML, not API) is not in ROUTES nor the OpenAPI document.
     router
         .merge(dashboard::router())
         .fallback(api::not_found)
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(layers)
         .with_state(state)
 }
 

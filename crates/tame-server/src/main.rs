@@ -40,6 +40,17 @@ struct Args {
     /// Do not watch the policy file.
     #[arg(long)]
     no_watch: bool,
+    /// Failed authentications a client address may make before it is
+    /// answered 429 (default 10; 0 turns the limit off).
+    #[arg(long)]
+    auth_failure_burst: Option<u32>,
+    /// Seconds per failed authentication regained once the burst is spent (default 6).
+    #[arg(long)]
+    auth_failure_period: Option<f64>,
+    /// A reverse proxy (address or CIDR network) whose X-Forwarded-For
+    /// names the client (repeatable; none by default).
+    #[arg(long = "trusted-proxy")]
+    trusted_proxies: Vec<String>,
 }
 
 // The same allocator as the `tame` binary.
@@ -81,6 +92,20 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.no_watch {
         config.watch_policy = false;
+    }
+    if let Some(n) = args.auth_failure_burst {
+        config.auth_failures.burst = n;
+    }
+    if let Some(s) = args.auth_failure_period {
+        config.auth_failures.period =
+            tame_server::parse_period_secs(s).map_err(|e| anyhow::anyhow!("--auth-failure-period: {e}"))?;
+    }
+    if !args.trusted_proxies.is_empty() {
+        config.auth_failures.trusted_proxies = args
+            .trusted_proxies
+            .iter()
+            .map(|p| tame_server::parse_proxy(p).map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}")))
+            .collect::<anyhow::Result<_>>()?;
     }
     tame_server::run_until(config, tame_server::shutdown_signal(), |addr| {
         // Machine-readable line for scripts and tests.

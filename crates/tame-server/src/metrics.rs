@@ -1,5 +1,5 @@
 //! Prometheus metrics: decisions by action and rule, enforce latency,
-//! policy reloads.
+//! policy reloads, failed authentications and the 429s of their limit.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -18,6 +18,12 @@ pub struct ReloadLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// `api` or `dashboard`.
+    pub surface: &'static str,
+}
+
 /// The server's metrics and their registry.
 #[derive(Debug)]
 pub struct Metrics {
@@ -25,6 +31,8 @@ pub struct Metrics {
     pub decisions: Family<DecisionLabels, Counter>,
     pub enforce_seconds: Histogram,
     pub reloads: Family<ReloadLabels, Counter>,
+    pub auth_failures: Family<AuthLabels, Counter>,
+    pub auth_limited: Family<AuthLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -45,11 +53,25 @@ impl Default for Metrics {
         );
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register("policy_reloads", "Policy reload attempts by outcome", reloads.clone());
+        let auth_failures = Family::<AuthLabels, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Refused authentications (wrong or missing API key, wrong dashboard login key), by surface",
+            auth_failures.clone(),
+        );
+        let auth_limited = Family::<AuthLabels, Counter>::default();
+        registry.register(
+            "auth_limited",
+            "Requests answered 429 because their client spent its failed-authentication budget, by surface",
+            auth_limited.clone(),
+        );
         Metrics {
             registry,
             decisions,
             enforce_seconds,
             reloads,
+            auth_failures,
+            auth_limited,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Serving: binds (refusing an open API off loopback), loads the policy,
 //! opens the store, runs the reload triggers (SIGHUP, file watch), the
-//! approval expiry sweeper, and shuts down gracefully: stops accepting,
-//! drains requests, then flushes the audit writer.
+//! approval expiry sweeper and the sweeper of failed-authentication
+//! budgets, serves each request with its socket peer (`ConnectInfo`), and
+//! shuts down gracefully: stops accepting, drains requests, then flushes
+//! the audit writer.
 
 use axum::serve::ListenerExt as _;
 use std::future::Future;
@@ -96,7 +98,7 @@ pub async fn run_until(
     on_ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     config.check_bind()?;
-    let auth = Auth::new(&config.agent_keys, &config.admin_keys);
+    let auth = Auth::new(&config.agent_keys, &config.admin_keys).with_failure_limit(config.auth_failures.clone());
     if auth.is_open() {
         tracing::warn!(
             addr = %config.addr,
@@ -154,6 +156,9 @@ pub async fn run_until(
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(expiry_sweeper(state.clone()));
+    if state.auth().limiter().is_on() && !state.auth().is_open() {
+        tasks.spawn(limiter_sweeper(state.clone()));
+    }
     #[cfg(unix)]
     tasks.spawn(sighup_reloader(state.clone()));
     let _watcher = if config.watch_policy {
@@ -183,7 +188,11 @@ pub async fn run_until(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
         }
     });
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+    // Each request carries its socket peer (`ConnectInfo`): failed
+    // authentications are limited per client address.
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
 
     tasks.shutdown().await;
     drop(_watcher);
@@ -223,6 +232,15 @@ async fn expiry_sweeper(state: AppState) {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "cannot expire approvals"),
         }
+    }
+}
+
+/// Drops the failed-authentication budgets that refilled, every minute.
+async fn limiter_sweeper(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        state.auth().limiter().sweep();
     }
 }
 

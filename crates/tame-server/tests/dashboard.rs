@@ -655,6 +655,10 @@ async fn sessions_are_paged_and_filtered() {
     assert!(first.text.contains("page 1 of 2"));
     assert!(first.text.contains("30 in all"));
     assert!(first.text.contains(r#"href="/dashboard/sessions?page=2""#));
+    assert!(
+        first.text.contains(r#"rel="next">Older →</a>"#),
+        "the newest sessions come first"
+    );
     assert!(first.text.contains("sess-29"), "newest first");
     let second = get(&h, "/dashboard/sessions?page=2", Some(&cookie)).await;
     assert_eq!(rows(&second), 5);
@@ -1003,4 +1007,145 @@ async fn attribute_values_and_the_login_form_are_escaped_too() {
         page.text
             .contains("signed in as <strong>&lt;i&gt;eve&lt;/i&gt;</strong>")
     );
+}
+
+/// Enforces `read_file` on `/tmp/e{i:03}` in `session`; returns the log id.
+async fn read_call(h: &Harness, session: &str, i: usize) -> String {
+    let body = json!({"tool_name": "read_file", "tool_args": {"path": format!("/tmp/e{i:03}")}, "session_id": session});
+    let r = h
+        .call("POST", "/api/v1/enforce", Some(&body.to_string()), Some(AGENT))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.json["log_id"].as_str().unwrap().to_string()
+}
+
+/// The numbers `NNN` of the `{prefix}NNN{suffix}` a page shows, in page order.
+fn numbers_after(p: &Page, prefix: &str, suffix: &str) -> Vec<usize> {
+    p.text
+        .match_indices(prefix)
+        .filter_map(|(at, _)| {
+            let rest = &p.text[at + prefix.len()..];
+            let digits = rest.get(..3)?;
+            rest[3..].starts_with(suffix).then(|| digits.parse().ok())?
+        })
+        .collect()
+}
+
+/// The `/tmp/eNNN` calls a page shows (in their arguments), in page order.
+fn calls_shown(p: &Page) -> Vec<usize> {
+    numbers_after(p, "/tmp/e", "&quot;")
+}
+
+#[tokio::test]
+async fn a_session_page_shows_its_own_slice_of_the_log() {
+    let h = keyed();
+    let cookie = login(&h, "ann").await;
+    // `long` gets calls 0..250, `other` every fifth call besides.
+    let mut logs = Vec::new();
+    for i in 0..250 {
+        logs.push(read_call(&h, "long", i).await);
+        if i % 5 == 0 {
+            read_call(&h, "other", 500 + i).await;
+        }
+    }
+    // A result for the first entry of page 2.
+    let r = h
+        .call(
+            "POST",
+            &format!("/api/v1/enforce/long/result?log_id={}", logs[100]),
+            Some(&json!({"status": "success", "duration_ms": 42}).to_string()),
+            Some(AGENT),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    let first = get(&h, "/dashboard/sessions/long", Some(&cookie)).await;
+    assert_eq!(calls_shown(&first), (0..100).collect::<Vec<_>>());
+    assert!(first.text.contains("page 1 of 3"));
+    let second = get(&h, "/dashboard/sessions/long?page=2", Some(&cookie)).await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(calls_shown(&second), (100..200).collect::<Vec<_>>());
+    assert!(second.text.contains("page 2 of 3"));
+    assert!(second.text.contains(r#"href="/dashboard/sessions/long?page=1""#));
+    assert!(second.text.contains(r#"href="/dashboard/sessions/long?page=3""#));
+    // Page 1 is the start of the log: the later entries come next.
+    assert!(second.text.contains(r#"rel="prev">← Earlier</a>"#), "{}", second.text);
+    assert!(second.text.contains(r#"rel="next">Later →</a>"#));
+    assert_eq!(second.text.matches("<summary>result</summary>").count(), 1);
+    assert!(second.text.contains("42 ms"), "the result of entry 100");
+    let third = get(&h, "/dashboard/sessions/long?page=3", Some(&cookie)).await;
+    assert_eq!(calls_shown(&third), (200..250).collect::<Vec<_>>());
+    assert!(!third.text.contains(r#"rel="next""#), "the last page");
+    let beyond = get(&h, "/dashboard/sessions/long?page=4", Some(&cookie)).await;
+    assert_eq!(beyond.status, StatusCode::OK);
+    assert!(calls_shown(&beyond).is_empty());
+    let other = get(&h, "/dashboard/sessions/other", Some(&cookie)).await;
+    assert_eq!(calls_shown(&other), (0..50).map(|i| 500 + 5 * i).collect::<Vec<_>>());
+    assert!(other.text.contains("page 1 of 1"));
+}
+
+#[tokio::test]
+async fn the_overview_lists_the_newest_decisions_of_all_sessions() {
+    let h = keyed();
+    let cookie = login(&h, "ann").await;
+    for i in 0..40 {
+        // `read_NNN` tools are allowed; every fourth call is to a tool no
+        // rule names (denied by default).
+        let tool = if i % 4 == 3 {
+            format!("drop_{i:03}")
+        } else {
+            format!("read_{i:03}")
+        };
+        let body = json!({"tool_name": tool, "tool_args": {}, "session_id": format!("s{}", i % 5)});
+        h.call("POST", "/api/v1/enforce", Some(&body.to_string()), Some(AGENT))
+            .await;
+    }
+    let o = get(&h, "/dashboard", Some(&cookie)).await;
+    assert_eq!(o.status, StatusCode::OK);
+    // The 15 newest decisions of all sessions, newest first.
+    let shown = numbers_after(&o, "_", "</td>");
+    assert_eq!(shown, (25..40).rev().collect::<Vec<_>>());
+    assert!(o.text.contains("5 sessions"));
+    assert!(o.text.contains(r#"<strong>40</strong>"#), "40 decisions in all");
+    assert!(
+        o.text.contains(r#"<td class="num">30</td><td class="num">75.0 %</td>"#),
+        "30 of 40 allowed"
+    );
+    assert!(
+        o.text.contains(r#"<td class="num">10</td><td class="num">25.0 %</td>"#),
+        "10 of 40 denied"
+    );
+}
+
+#[tokio::test]
+async fn the_approvals_page_lists_the_twenty_newest_decided() {
+    let h = keyed();
+    let cookie = login(&h, "ann").await;
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let args = json!({"database": "production", "query": format!("DELETE FROM t{i:03}")});
+        ids.push(pending_approval(&h, args, &format!("s-{i}")).await);
+    }
+    // All but the last two are rejected, each with its number as the reason.
+    for (i, id) in ids.iter().enumerate().take(23) {
+        let r = h
+            .call(
+                "POST",
+                &format!("/api/v1/approvals/{id}/reject"),
+                Some(&json!({"reason": format!("no {i:03}")}).to_string()),
+                Some(ADMIN),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    let page = get(&h, "/dashboard/approvals", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    // The 20 newest decided, newest first; the three oldest are left out.
+    let reasons = numbers_after(&page, "<td>no ", "</td>");
+    assert_eq!(reasons, (3..23).rev().collect::<Vec<_>>());
+    // The two pending ones are shown above, with the count in the nav.
+    for id in &ids[23..] {
+        assert!(page.text.contains(&format!("/dashboard/approvals/{id}/approve")));
+    }
+    assert!(page.text.contains(r#"<span class="count">2</span>"#));
 }

@@ -18,6 +18,7 @@ pub mod canonical;
 mod facts;
 mod jobs;
 mod postgres;
+mod reads;
 mod record;
 mod sqlite;
 #[doc(hidden)]
@@ -70,6 +71,13 @@ impl From<rusqlite::Error> for StoreError {
 
 /// Result type of the store.
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Most entries [`Store::recent_decisions`] returns.
+pub const MAX_RECENT_DECISIONS: u64 = 1000;
+/// Most entries in one [`Store::session_log_page`].
+pub const MAX_LOG_PAGE: u64 = 1000;
+/// Most approvals [`Store::decided_approvals`] returns.
+pub const MAX_DECIDED_APPROVALS: u64 = 1000;
 
 /// The acknowledgement of a write: resolves once the record is committed
 /// (or failed). Await it from async code or call [`Ticket::wait`] from a
@@ -151,8 +159,31 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn session_log(&self, session_id: &str) -> StoreResult<Option<Vec<LogEntry>>>;
     /// One log entry.
     fn log_entry(&self, log_id: &str) -> StoreResult<Option<LogEntry>>;
-    /// Approvals, newest first, optionally only those in `state`.
+    /// Sessions and their decisions (allowed, denied, approved) summed
+    /// over every session by the database, in one query over the session
+    /// summaries.
+    fn decision_totals(&self) -> StoreResult<DecisionTotals>;
+    /// The newest `limit` decisions of all sessions (at most
+    /// [`MAX_RECENT_DECISIONS`]), newest first, each with its result. Reads
+    /// the end of the log backwards: the work grows with `limit`, not with
+    /// the log.
+    fn recent_decisions(&self, limit: u64) -> StoreResult<Vec<LogEntry>>;
+    /// One page of a session's log: the entries `offset..offset + limit` of
+    /// [`Store::session_log`] (oldest first; `limit` at most
+    /// [`MAX_LOG_PAGE`]) and the number of entries in the whole log; `None`
+    /// for an unknown session. Reads the bodies of the page's entries
+    /// only. A session's records are linked backwards from its newest
+    /// one, so the link columns of the records after the page are walked:
+    /// the newest pages cost the least.
+    fn session_log_page(&self, session_id: &str, offset: u64, limit: u64) -> StoreResult<Option<LogPage>>;
+    /// Approvals, newest first, optionally only those in `state`. Only
+    /// the pending ones (unexpired at `now`) are found through an index
+    /// alone: the others grow with the history.
     fn approvals(&self, state: Option<ApprovalState>, now: jiff::Timestamp) -> StoreResult<Vec<Approval>>;
+    /// The newest `limit` approvals (at most [`MAX_DECIDED_APPROVALS`]) no
+    /// longer pending at `now` (approved, rejected or expired), newest
+    /// first, as [`Store::approvals`] orders them.
+    fn decided_approvals(&self, limit: u64, now: jiff::Timestamp) -> StoreResult<Vec<Approval>>;
     /// One approval; a pending one past its expiry reads as expired.
     fn approval(&self, id: &str, now: jiff::Timestamp) -> StoreResult<Option<Approval>>;
     /// Every stored policy version, oldest first.

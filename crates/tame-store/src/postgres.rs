@@ -21,6 +21,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::canonical::canonical_json;
 use crate::facts::{FactsHandle, SessionState};
 use crate::jobs::{Ack, Done, Job, submit};
+use crate::reads::{Window, entries};
 use crate::record::{
     ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, SessionDelta, approval_created_body,
     approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state, decision_body,
@@ -28,9 +29,9 @@ use crate::record::{
     write_export_line,
 };
 use crate::{
-    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, Durability, LogEntry, NewDecision, NewPolicyVersion,
-    NewResult, PolicyVersion, SessionPage, SessionQuery, SessionSummary, Store, StoreError, StoreResult, Ticket,
-    VerifyReport, format_timestamp,
+    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, Durability, LogEntry, LogPage,
+    MAX_DECIDED_APPROVALS, MAX_LOG_PAGE, MAX_RECENT_DECISIONS, NewDecision, NewPolicyVersion, NewResult, PolicyVersion,
+    SessionPage, SessionQuery, SessionSummary, Store, StoreError, StoreResult, Ticket, VerifyReport, format_timestamp,
 };
 
 /// The schema version this build writes (kept in `meta` as `schema_version`).
@@ -1235,6 +1236,41 @@ fn records_by_ref(db: &mut impl GenericClient, ref_id: &str) -> StoreResult<Vec<
         .collect()
 }
 
+/// The newest `$1` decisions of the whole log (a backwards scan of the
+/// primary key) and their results, as `(seq, kind, body)`.
+const RECENT_DECISIONS: &str = "WITH d AS (
+        SELECT seq, kind, body, ref_id, session_id FROM audit WHERE kind = 'decision' ORDER BY seq DESC LIMIT $1
+    )
+    SELECT seq, kind, body FROM d
+    UNION ALL
+    SELECT r.seq, r.kind, r.body FROM d
+      JOIN audit r ON r.ref_id = d.ref_id AND r.kind = 'result' AND r.session_id = d.session_id AND r.seq > d.seq";
+
+/// One page of a session's log as `(seq, kind, body)`: walks the session's
+/// links back from its last record (`$1`), reading only the link columns,
+/// counting decisions newest first (`n`), stops at the page's oldest
+/// decision (`$3`), and reads the page's decisions (`n > $4`) and their
+/// results.
+const LOG_PAGE: &str = "WITH RECURSIVE walk(seq, kind, prev, n) AS (
+        SELECT seq, kind, session_prev, (kind = 'decision')::int::bigint FROM audit WHERE seq = $1 AND session_id = $2
+        UNION ALL
+        SELECT a.seq, a.kind, a.session_prev, w.n + (a.kind = 'decision')::int
+          FROM walk w JOIN audit a ON a.seq = w.prev
+         WHERE a.session_id = $2 AND w.prev < w.seq AND w.n < $3
+    ), page AS (
+        SELECT seq FROM walk WHERE kind = 'decision' AND n > $4
+    )
+    SELECT d.seq, d.kind, d.body FROM page p JOIN audit d ON d.seq = p.seq
+    UNION ALL
+    SELECT r.seq, r.kind, r.body FROM page p JOIN audit d ON d.seq = p.seq
+      JOIN audit r ON r.ref_id = d.ref_id AND r.kind = 'result' AND r.session_id = $2 AND r.seq > d.seq";
+
+fn records_from_rows(rows: &[Row]) -> StoreResult<Vec<(u64, String, String)>> {
+    rows.iter()
+        .map(|r| Ok((to_u64(col(r, 0)?), col(r, 1)?, col(r, 2)?)))
+        .collect()
+}
+
 const SUMMARY_COLUMNS: &str = "session_id, start_time, end_time, total, allowed, denied, approved, agent_id, user_id";
 
 fn summary_from_row(r: &Row) -> StoreResult<SessionSummary> {
@@ -1256,6 +1292,17 @@ const APPROVAL_SELECT: &str = "SELECT a.id, a.log_id, a.session_id, a.call_hash,
     FROM approvals a LEFT JOIN LATERAL (
         SELECT body, ts FROM audit WHERE ref_id = a.log_id AND kind = 'decision' ORDER BY seq LIMIT 1
     ) d ON TRUE";
+
+/// The newest `$2` approvals no longer pending at `$1` (decided, expired,
+/// or pending past their expiry), read before their decisions are joined.
+const DECIDED_APPROVALS: &str = "SELECT a.id, a.log_id, a.session_id, a.call_hash, a.state, a.expires_micros,
+    a.expires_at, a.decided_by, a.decision_reason, a.decided_at, a.released_log_id, d.body, d.ts
+    FROM (SELECT * FROM approvals WHERE state <> 'pending' OR expires_micros <= $1
+          ORDER BY created_seq DESC LIMIT $2) a
+    LEFT JOIN LATERAL (
+        SELECT body, ts FROM audit WHERE ref_id = a.log_id AND kind = 'decision' ORDER BY seq LIMIT 1
+    ) d ON TRUE
+    ORDER BY a.created_seq DESC";
 
 fn approval_from_row(r: &Row, now: Timestamp) -> StoreResult<Approval> {
     Ok(ApprovalRow {
@@ -1429,19 +1476,84 @@ impl Store for PgStore {
         self.read(move |client| Ok(entries_from_records(records_by_ref(client, &id)?).into_iter().next()))
     }
 
+    fn decision_totals(&self) -> StoreResult<DecisionTotals> {
+        self.read(|client| {
+            let row = client.query_one(
+                "SELECT count(*), coalesce(sum(total), 0)::bigint, coalesce(sum(allowed), 0)::bigint,
+                        coalesce(sum(denied), 0)::bigint, coalesce(sum(approved), 0)::bigint FROM sessions",
+                &[],
+            )?;
+            Ok(DecisionTotals {
+                sessions: to_u64(col(&row, 0)?),
+                total: to_u64(col(&row, 1)?),
+                allowed: to_u64(col(&row, 2)?),
+                denied: to_u64(col(&row, 3)?),
+                approved: to_u64(col(&row, 4)?),
+            })
+        })
+    }
+
+    fn recent_decisions(&self, limit: u64) -> StoreResult<Vec<LogEntry>> {
+        let limit = to_i64(limit.min(MAX_RECENT_DECISIONS));
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.read(move |client| {
+            let rows = client.query(RECENT_DECISIONS, &[&limit])?;
+            let mut newest_first = entries(records_from_rows(&rows)?);
+            newest_first.reverse();
+            Ok(newest_first)
+        })
+    }
+
+    fn session_log_page(&self, session_id: &str, offset: u64, limit: u64) -> StoreResult<Option<LogPage>> {
+        let id = session_id.to_string();
+        self.read(move |client| {
+            // The walk starts at the tail read here and audit records never
+            // change, so the page matches this count without a transaction.
+            let Some(row) = client.query_opt("SELECT tail_seq, total FROM sessions WHERE session_id = $1", &[&id])?
+            else {
+                return Ok(None);
+            };
+            let tail: i64 = col(&row, 0)?;
+            let total = to_u64(col(&row, 1)?);
+            let Some(window) = Window::of_page(total, offset, limit.min(MAX_LOG_PAGE)) else {
+                return Ok(Some(LogPage {
+                    entries: Vec::new(),
+                    total,
+                }));
+            };
+            let rows = client.query(LOG_PAGE, &[&tail, &id, &to_i64(window.end), &to_i64(window.skip)])?;
+            Ok(Some(LogPage {
+                entries: entries(records_from_rows(&rows)?),
+                total,
+            }))
+        })
+    }
+
     fn approvals(&self, state: Option<ApprovalState>, now: Timestamp) -> StoreResult<Vec<Approval>> {
         self.read(move |client| {
             // Narrow in SQL (the state index); a pending approval past its
             // expiry reads as expired, so those two overlap.
+            // Pending ones are those unexpired at `now` (`$1`): the expired
+            // ones of the whole history are not read for them.
             let filter = match state {
                 None => "",
-                Some(ApprovalState::Pending) | Some(ApprovalState::Expired) => {
-                    "WHERE a.state IN ('pending', 'expired')"
-                }
+                Some(ApprovalState::Pending) => "WHERE a.state = 'pending' AND a.expires_micros > $1",
+                Some(ApprovalState::Expired) => "WHERE a.state IN ('pending', 'expired')",
                 Some(ApprovalState::Approved) => "WHERE a.state = 'approved'",
                 Some(ApprovalState::Rejected) => "WHERE a.state = 'rejected'",
             };
-            let rows = client.query(&format!("{APPROVAL_SELECT} {filter} ORDER BY a.created_seq DESC"), &[])?;
+            let now_micros = micros(now);
+            let binds: Vec<&(dyn postgres::types::ToSql + Sync)> = if filter.contains("$1") {
+                vec![&now_micros]
+            } else {
+                Vec::new()
+            };
+            let rows = client.query(
+                &format!("{APPROVAL_SELECT} {filter} ORDER BY a.created_seq DESC"),
+                &binds,
+            )?;
             let mut out = Vec::new();
             for row in &rows {
                 let approval = approval_from_row(row, now)?;
@@ -1450,6 +1562,14 @@ impl Store for PgStore {
                 }
             }
             Ok(out)
+        })
+    }
+
+    fn decided_approvals(&self, limit: u64, now: Timestamp) -> StoreResult<Vec<Approval>> {
+        let limit = to_i64(limit.min(MAX_DECIDED_APPROVALS));
+        self.read(move |client| {
+            let rows = client.query(DECIDED_APPROVALS, &[&micros(now), &limit])?;
+            rows.iter().map(|r| approval_from_row(r, now)).collect()
         })
     }
 

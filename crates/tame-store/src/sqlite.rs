@@ -20,6 +20,7 @@ use tame_engine::Action;
 use crate::canonical::canonical_json;
 use crate::facts::{FactsHandle, SessionState};
 use crate::jobs::{Ack, Done, Job, submit};
+use crate::reads::{Window, entries};
 use crate::record::{
     ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, SessionDelta, approval_created_body,
     approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state, decision_body,
@@ -27,9 +28,9 @@ use crate::record::{
     s, write_export_line,
 };
 use crate::{
-    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, LogEntry, NewDecision, NewPolicyVersion, NewResult,
-    PolicyVersion, SessionPage, SessionQuery, SessionSummary, Store, StoreError, StoreResult, Ticket, VerifyReport,
-    format_timestamp,
+    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, LogEntry, LogPage,
+    MAX_DECIDED_APPROVALS, MAX_LOG_PAGE, MAX_RECENT_DECISIONS, NewDecision, NewPolicyVersion, NewResult, PolicyVersion,
+    SessionPage, SessionQuery, SessionSummary, Store, StoreError, StoreResult, Ticket, VerifyReport, format_timestamp,
 };
 /// Read connections kept open for reuse.
 const MAX_IDLE_READERS: usize = 8;
@@ -1056,6 +1057,164 @@ fn records_by_ref(conn: &Connection, ref_id: &str) -> StoreResult<Vec<(u64, Stri
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The results of one decision (through the `ref_id` index).
+const RESULTS_OF: &str = "SELECT seq, kind, body FROM audit
+    WHERE ref_id = ?1 AND kind = 'result' AND session_id = ?2 AND seq > ?3 ORDER BY seq";
+
+/// The results recorded for the decision at `seq` (log id `log_id`) of
+/// `session_id`, as `(seq, kind, body)`.
+fn results_of(
+    conn: &Connection,
+    seq: u64,
+    log_id: &str,
+    session_id: &str,
+    out: &mut Vec<(u64, String, String)>,
+) -> StoreResult<()> {
+    let mut stmt = conn.prepare_cached(RESULTS_OF)?;
+    let rows = stmt.query_map(
+        params![log_id, session_id, i64::try_from(seq).unwrap_or(i64::MAX)],
+        |r| {
+            Ok((
+                u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        },
+    )?;
+    for row in rows {
+        out.push(row?);
+    }
+    Ok(())
+}
+
+/// The newest decision records of the whole log, newest first: a backwards
+/// scan of the primary key that stops after `limit` decisions.
+const RECENT_DECISIONS: &str = "SELECT seq, session_id, ref_id, body FROM audit
+    WHERE kind = 'decision' ORDER BY seq DESC LIMIT ?1";
+
+/// The decisions of one page of a session's log: walks the session's
+/// links back from its last record (`?1`), reading only the link columns,
+/// counting decisions newest first (`n`), and stops at the page's oldest
+/// one (`?3`); the page holds those with `n > ?4`.
+const PAGE_WALK: &str = "WITH RECURSIVE walk(seq, kind, prev, n) AS (
+        SELECT seq, kind, session_prev, kind = 'decision' FROM audit WHERE seq = ?1 AND session_id = ?2
+        UNION ALL
+        SELECT a.seq, a.kind, a.session_prev, w.n + (a.kind = 'decision')
+          FROM walk w JOIN audit a ON a.seq = w.prev
+         WHERE a.session_id = ?2 AND w.prev < w.seq AND w.n < ?3
+    )
+    SELECT seq FROM walk WHERE kind = 'decision' AND n > ?4";
+
+/// One page of a session's log (see [`Store::session_log_page`]), in one
+/// read transaction: the summary's tail and count, the walk to the page,
+/// then the page's decisions and their results.
+fn log_page(conn: &Connection, session_id: &str, offset: u64, limit: u64) -> StoreResult<Option<LogPage>> {
+    conn.execute_batch("BEGIN")?;
+    let page = (|| -> StoreResult<Option<LogPage>> {
+        let row: Option<(i64, i64)> = conn
+            .prepare_cached("SELECT tail_seq, total FROM sessions WHERE session_id = ?1")?
+            .query_row([session_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((tail, total)) = row else { return Ok(None) };
+        let total = u64::try_from(total).unwrap_or(0);
+        let Some(window) = Window::of_page(total, offset, limit.min(MAX_LOG_PAGE)) else {
+            return Ok(Some(LogPage {
+                entries: Vec::new(),
+                total,
+            }));
+        };
+        let seqs: Vec<i64> = {
+            let mut stmt = conn.prepare_cached(PAGE_WALK)?;
+            let rows = stmt.query_map(
+                params![
+                    tail,
+                    session_id,
+                    i64::try_from(window.end).unwrap_or(i64::MAX),
+                    i64::try_from(window.skip).unwrap_or(i64::MAX)
+                ],
+                |r| r.get(0),
+            )?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut records = Vec::with_capacity(seqs.len() * 2);
+        let mut decision = conn.prepare_cached("SELECT ref_id, body FROM audit WHERE seq = ?1")?;
+        for seq in seqs {
+            let Some((log_id, body)) = decision
+                .query_row([seq], |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, String>(1)?)))
+                .optional()?
+            else {
+                continue;
+            };
+            let seq = u64::try_from(seq).unwrap_or(0);
+            if let Some(log_id) = log_id {
+                results_of(conn, seq, &log_id, session_id, &mut records)?;
+            }
+            records.push((seq, "decision".to_string(), body));
+        }
+        Ok(Some(LogPage {
+            entries: entries(records),
+            total,
+        }))
+    })();
+    let _ = conn.execute_batch("COMMIT");
+    page
+}
+
+#[cfg(test)]
+mod read_plans {
+    //! The bounded reads use the primary key and the `ref_id` index: none
+    //! scans or sorts the whole audit table.
+    use super::*;
+
+    /// The details of SQLite's plan for `sql`.
+    fn plan(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Vec<String> {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt.query_map(params, |r| r.get::<_, String>(3)).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    fn conn_with_schema() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("plan.db")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        (dir, conn)
+    }
+
+    #[test]
+    fn recent_decisions_scan_the_key_backwards_without_sorting() {
+        let (_dir, conn) = conn_with_schema();
+        let details = plan(&conn, RECENT_DECISIONS, [15]);
+        assert_eq!(details, ["SCAN audit"], "{details:?}");
+    }
+
+    #[test]
+    fn a_page_walk_follows_the_key_and_results_use_the_ref_index() {
+        let (_dir, conn) = conn_with_schema();
+        let details = plan(&conn, PAGE_WALK, params![10, "s1", 200, 100]);
+        // Only the walk's own rows are scanned; each step is a key lookup.
+        let scans: Vec<&String> = details.iter().filter(|d| d.starts_with("SCAN")).collect();
+        assert!(scans.iter().all(|d| *d == "SCAN w" || *d == "SCAN walk"), "{details:?}");
+        assert!(details.iter().all(|d| !d.contains("TEMP B-TREE")), "{details:?}");
+        assert!(details.iter().any(|d| d.contains("INTEGER PRIMARY KEY")), "{details:?}");
+        let details = plan(&conn, RESULTS_OF, params!["l1", "s1", 3]);
+        assert!(details.iter().all(|d| d.contains("audit_ref")), "{details:?}");
+    }
+
+    #[test]
+    fn pending_approvals_are_found_through_the_state_index() {
+        let (_dir, conn) = conn_with_schema();
+        let sql = format!("{APPROVAL_SELECT} {PENDING_APPROVALS} ORDER BY a.created_seq DESC");
+        let details = plan(&conn, &sql, [0]);
+        assert!(
+            details
+                .iter()
+                .any(|d| d.starts_with("SEARCH a USING INDEX approvals_state")),
+            "{details:?}"
+        );
+        assert!(details.iter().all(|d| !d.starts_with("SCAN")), "{details:?}");
+    }
+}
+
 fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionSummary> {
     let count = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, i64>(i)?.try_into().unwrap_or(0)) };
     Ok(SessionSummary {
@@ -1082,6 +1241,18 @@ fn read_approval(conn: &Connection, id: &str, now: Timestamp) -> StoreResult<Opt
 const APPROVAL_SELECT: &str = "SELECT a.id, a.log_id, a.session_id, a.call_hash, a.state, a.expires_micros,
     a.expires_at, a.decided_by, a.decision_reason, a.decided_at, a.released_log_id, d.body, d.ts
     FROM approvals a LEFT JOIN audit d ON d.ref_id = a.log_id AND d.kind = 'decision'";
+
+/// The filter of the approvals pending at `?1` (through the state index).
+const PENDING_APPROVALS: &str = "WHERE a.state = 'pending' AND a.expires_micros > ?1";
+
+/// The newest `?2` approvals no longer pending at `?1` (decided, expired,
+/// or pending past their expiry), read before their decisions are joined.
+const DECIDED_APPROVALS: &str = "SELECT a.id, a.log_id, a.session_id, a.call_hash, a.state, a.expires_micros,
+    a.expires_at, a.decided_by, a.decision_reason, a.decided_at, a.released_log_id, d.body, d.ts
+    FROM (SELECT * FROM approvals WHERE state <> 'pending' OR expires_micros <= ?1
+          ORDER BY created_seq DESC LIMIT ?2) a
+    LEFT JOIN audit d ON d.ref_id = a.log_id AND d.kind = 'decision'
+    ORDER BY a.created_seq DESC";
 
 fn approval_from_row(r: &rusqlite::Row<'_>, now: Timestamp) -> rusqlite::Result<Approval> {
     Ok(ApprovalRow {
@@ -1212,17 +1383,23 @@ impl Store for SqliteStore {
     fn approvals(&self, state: Option<ApprovalState>, now: Timestamp) -> StoreResult<Vec<Approval>> {
         self.with_reader(|conn| {
             // Narrow in SQL (the state index); a pending approval past its
-            // expiry reads as expired, so those two overlap.
+            // expiry reads as expired, so those two overlap. Pending ones
+            // are those unexpired at `now` (`?1`): the expired ones of the
+            // whole history are not read for them.
             let filter = match state {
                 None => "",
-                Some(ApprovalState::Pending) | Some(ApprovalState::Expired) => {
-                    "WHERE a.state IN ('pending', 'expired')"
-                }
+                Some(ApprovalState::Pending) => PENDING_APPROVALS,
+                Some(ApprovalState::Expired) => "WHERE a.state IN ('pending', 'expired')",
                 Some(ApprovalState::Approved) => "WHERE a.state = 'approved'",
                 Some(ApprovalState::Rejected) => "WHERE a.state = 'rejected'",
             };
+            let binds: Vec<i64> = if filter.contains("?1") {
+                vec![micros(now)]
+            } else {
+                Vec::new()
+            };
             let mut stmt = conn.prepare_cached(&format!("{APPROVAL_SELECT} {filter} ORDER BY a.created_seq DESC"))?;
-            let rows = stmt.query_map([], |r| approval_from_row(r, now))?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(binds), |r| approval_from_row(r, now))?;
             let mut out = Vec::new();
             for row in rows {
                 let approval = row?;
@@ -1231,6 +1408,15 @@ impl Store for SqliteStore {
                 }
             }
             Ok(out)
+        })
+    }
+
+    fn decided_approvals(&self, limit: u64, now: Timestamp) -> StoreResult<Vec<Approval>> {
+        let limit = i64::try_from(limit.min(MAX_DECIDED_APPROVALS)).unwrap_or(0);
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(DECIDED_APPROVALS)?;
+            let rows = stmt.query_map(params![micros(now), limit], |r| approval_from_row(r, now))?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
     }
 
@@ -1280,6 +1466,63 @@ impl Store for SqliteStore {
             }
             Ok(n)
         })
+    }
+
+    fn decision_totals(&self) -> StoreResult<DecisionTotals> {
+        self.summarize()?;
+        self.with_reader(|conn| {
+            let count = |v: i64| u64::try_from(v).unwrap_or(0);
+            Ok(conn
+                .prepare_cached(
+                    "SELECT count(*), coalesce(sum(total), 0), coalesce(sum(allowed), 0),
+                            coalesce(sum(denied), 0), coalesce(sum(approved), 0) FROM sessions",
+                )?
+                .query_row([], |r| {
+                    Ok(DecisionTotals {
+                        sessions: count(r.get(0)?),
+                        total: count(r.get(1)?),
+                        allowed: count(r.get(2)?),
+                        denied: count(r.get(3)?),
+                        approved: count(r.get(4)?),
+                    })
+                })?)
+        })
+    }
+
+    fn recent_decisions(&self, limit: u64) -> StoreResult<Vec<LogEntry>> {
+        let limit = i64::try_from(limit.min(MAX_RECENT_DECISIONS)).unwrap_or(0);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.with_reader(|conn| {
+            // One snapshot: the results read match the decisions.
+            conn.execute_batch("BEGIN")?;
+            let read = (|| -> StoreResult<Vec<LogEntry>> {
+                let decisions: Vec<(i64, Option<String>, Option<String>, String)> = {
+                    let mut stmt = conn.prepare_cached(RECENT_DECISIONS)?;
+                    let rows = stmt.query_map([limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                    rows.collect::<Result<_, _>>()?
+                };
+                let mut records = Vec::with_capacity(decisions.len() * 2);
+                for (seq, session_id, log_id, body) in decisions {
+                    let seq = u64::try_from(seq).unwrap_or(0);
+                    if let (Some(session_id), Some(log_id)) = (session_id, log_id) {
+                        results_of(conn, seq, &log_id, &session_id, &mut records)?;
+                    }
+                    records.push((seq, "decision".to_string(), body));
+                }
+                let mut newest_first = entries(records);
+                newest_first.reverse();
+                Ok(newest_first)
+            })();
+            let _ = conn.execute_batch("COMMIT");
+            read
+        })
+    }
+
+    fn session_log_page(&self, session_id: &str, offset: u64, limit: u64) -> StoreResult<Option<LogPage>> {
+        self.summarize()?;
+        self.with_reader(|conn| log_page(conn, session_id, offset, limit))
     }
 }
 

@@ -249,3 +249,24 @@ pub struct VerifyReport {
     pub head_hash: Option<String>,
     pub first_problem: Option<ChainProblem>,
 }
+
+/// Decisions counted over every session, for an overview.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DecisionTotals {
+    /// Sessions with at least one record.
+    pub sessions: u64,
+    /// Decisions of every kind.
+    pub total: u64,
+    pub allowed: u64,
+    pub denied: u64,
+    pub approved: u64,
+}
+
+/// One page of a session's log.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LogPage {
+    /// The page's entries in log order (oldest first), each with its result.
+    pub entries: Vec<LogEntry>,
+    /// Entries in the whole session's log (its decisions).
+    pub total: u64,
+}

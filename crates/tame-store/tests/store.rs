@@ -1019,3 +1019,6 @@ tests_by_backend!(
         the_store_reconnects_after_its_connections_are_killed,
     ],
 );
+
+// The bounded reads' tests (`reads::sqlite::*`, `reads::pg::*`).
+mod reads;

@@ -8,7 +8,9 @@
 //! token in the form and a same-origin `Origin` (or `Referer`). Without
 //! keys the dashboard is open, but only to requests whose `Host` is a
 //! loopback name, so a web page that rebinds its name to 127.0.0.1 cannot
-//! read or drive it.
+//! read or drive it. Wrong login keys count against the client's
+//! failed-authentication budget, shared with the API's (see
+//! [`crate::ratelimit`]).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -26,6 +28,7 @@ use subtle::ConstantTimeEq;
 
 use super::views;
 use crate::AppState;
+use crate::ratelimit::{ClientKey, Precheck};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "tame_dashboard";
@@ -386,8 +389,23 @@ fn login_failed(status: StatusCode, message: &str, form: &LoginForm) -> Response
         .into_response()
 }
 
-/// `POST /dashboard/login`: checks the key and starts a session.
-pub fn login(state: &AppState, headers: &HeaderMap, uri: &Uri, form: &LoginForm) -> Response {
+/// The login page again, answered 429 with `Retry-After`: `client` spent
+/// its failed-authentication budget.
+fn login_limited(state: &AppState, wait: Duration, form: &LoginForm) -> Response {
+    crate::ratelimit::count(state, "dashboard", crate::ratelimit::Counted::Limited);
+    let secs = crate::ratelimit::retry_after_secs(wait);
+    let message = format!("too many failed logins from your address: try again in {secs} s (the key was not checked)");
+    let mut resp = login_failed(StatusCode::TOO_MANY_REQUESTS, &message, form);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+    resp
+}
+
+/// `POST /dashboard/login`: checks the key and starts a session. A wrong
+/// key counts against `client`'s failed-authentication budget; once it is
+/// spent the form answers 429 without checking the key, right or wrong
+/// (see [`crate::ratelimit`]).
+pub fn login(state: &AppState, headers: &HeaderMap, uri: &Uri, form: &LoginForm, client: ClientKey) -> Response {
     if state.auth().is_open() {
         return Redirect::to("/dashboard").into_response();
     }
@@ -413,6 +431,12 @@ pub fn login(state: &AppState, headers: &HeaderMap, uri: &Uri, form: &LoginForm)
     if key.is_empty() {
         return login_failed(StatusCode::UNAUTHORIZED, "enter an admin key", form);
     }
+    let limiter = state.auth().limiter();
+    let prepaid = match limiter.precheck(client) {
+        Precheck::Pass => false,
+        Precheck::Prepaid => true,
+        Precheck::Limited(wait) => return login_limited(state, wait, form),
+    };
     match state.auth().role_of_key(key) {
         Some(crate::Role::Admin) => {}
         Some(_) => {
@@ -422,7 +446,13 @@ pub fn login(state: &AppState, headers: &HeaderMap, uri: &Uri, form: &LoginForm)
                 form,
             );
         }
-        None => return login_failed(StatusCode::UNAUTHORIZED, "invalid key", form),
+        None => {
+            crate::ratelimit::count(state, "dashboard", crate::ratelimit::Counted::Failure);
+            return match limiter.record_failure(client, prepaid) {
+                Some(wait) => login_limited(state, wait, form),
+                None => login_failed(StatusCode::UNAUTHORIZED, "invalid key", form),
+            };
+        }
     }
     let token = match state.dashboard().logins.start(clean_name(&form.name), Timestamp::now()) {
         Ok(t) => t,

@@ -26,7 +26,7 @@ use axum::routing::{any, get, post};
 use base64::Engine;
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
-use tame_store::{Approval, ApprovalState, LogEntry, SessionQuery, Store, StoreResult, VerifyReport};
+use tame_store::{Approval, ApprovalState, LogPage, SessionQuery, Store, StoreResult, VerifyReport};
 
 use login::{LoginForm, Logins, Viewer};
 use views::{Chrome, Counts, Flash, Nav, PageError};
@@ -38,10 +38,8 @@ use crate::api::blocking;
 const SESSIONS_PAGE: u64 = 25;
 /// Decisions on the overview.
 const RECENT: u64 = 15;
-/// Sessions read (1000 a page) to count decisions on the overview.
-const COUNT_PAGES: u64 = 100;
 /// Decided approvals listed under the pending ones.
-const DECIDED: usize = 20;
+const DECIDED: u64 = 20;
 /// Longest reason kept from the approve/reject form (characters).
 const MAX_REASON: usize = 2000;
 
@@ -146,12 +144,13 @@ async fn login_form(viewer: Option<Viewer>, Query(q): Query<HashMap<String, Stri
 
 async fn login_submit(
     State(state): State<AppState>,
+    crate::ratelimit::Client(client): crate::ratelimit::Client,
     headers: HeaderMap,
     uri: Uri,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
     match form {
-        Ok(Form(form)) => login::login(&state, &headers, &uri, &form),
+        Ok(Form(form)) => login::login(&state, &headers, &uri, &form, client),
         Err(e) => PageError::new(StatusCode::BAD_REQUEST, format!("unreadable login form: {e}")).into_response(),
     }
 }
@@ -183,50 +182,16 @@ async fn logout(
 
 // ------------------------------------------------------------ overview
 
-/// Decisions summed over the sessions (newest first, at most
-/// [`COUNT_PAGES`] pages of 1000).
+/// Decisions counted over every session, by the store in one query.
 fn count_decisions(store: &dyn Store) -> StoreResult<Counts> {
-    let mut c = Counts::default();
-    for page in 1..=COUNT_PAGES {
-        let p = store.sessions(&SessionQuery {
-            page,
-            page_size: 1000,
-            agent_id: None,
-            user_id: None,
-        })?;
-        c.sessions = p.total_count;
-        for s in &p.sessions {
-            c.total += s.total_calls;
-            c.allow += s.allowed_calls;
-            c.deny += s.denied_calls;
-            c.approve += s.approved_calls;
-        }
-        if p.sessions.is_empty() || page.saturating_mul(1000) >= p.total_count {
-            return Ok(c);
-        }
-    }
-    c.partial = true;
-    Ok(c)
-}
-
-/// The newest `n` decisions: they lie in the `n` most recently active sessions.
-fn recent_decisions(store: &dyn Store, n: u64) -> StoreResult<Vec<LogEntry>> {
-    let page = store.sessions(&SessionQuery {
-        page: 1,
-        page_size: n,
-        agent_id: None,
-        user_id: None,
-    })?;
-    let take = usize::try_from(n).unwrap_or(usize::MAX);
-    let mut all = Vec::new();
-    for s in &page.sessions {
-        if let Some(log) = store.session_log(&s.session_id)? {
-            all.extend(log.into_iter().rev().take(take));
-        }
-    }
-    all.sort_by_key(|e| std::cmp::Reverse(e.seq));
-    all.truncate(take);
-    Ok(all)
+    let t = store.decision_totals()?;
+    Ok(Counts {
+        sessions: t.sessions,
+        total: t.total,
+        allow: t.allowed,
+        deny: t.denied,
+        approve: t.approved,
+    })
 }
 
 async fn overview(
@@ -241,7 +206,7 @@ async fn overview(
         Ok((
             pending,
             count_decisions(store.as_ref())?,
-            recent_decisions(store.as_ref(), RECENT)?,
+            store.recent_decisions(RECENT)?,
         ))
     })
     .await?;
@@ -300,12 +265,7 @@ async fn approvals(
         // The call that expires first is the one to look at first.
         let mut pending = store.approvals(Some(ApprovalState::Pending), now)?;
         pending.sort_by(|a, b| a.expires_at.cmp(&b.expires_at));
-        let decided: Vec<Approval> = store
-            .approvals(None, now)?
-            .into_iter()
-            .filter(|a| a.state != ApprovalState::Pending)
-            .take(DECIDED)
-            .collect();
+        let decided = store.decided_approvals(DECIDED, now)?;
         Ok((pending, decided))
     })
     .await?;
@@ -414,28 +374,35 @@ async fn session(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
+    let page = page_param(&q, "page", 1, u64::from(u32::MAX));
+    let offset = page.saturating_sub(1).saturating_mul(views::LOG_PAGE);
     let store = store(&state);
     let sid = id.clone();
-    let found = blocking(move || Ok((store.session_summary(&sid)?, store.session_log(&sid)?))).await?;
+    // Only the page's entries are read, and the log's length.
+    let found = blocking(move || {
+        Ok((
+            store.session_summary(&sid)?,
+            store.session_log_page(&sid, offset, views::LOG_PAGE)?,
+        ))
+    })
+    .await?;
     let (Some(summary), log) = found else {
         return Err(PageError::new(
             StatusCode::NOT_FOUND,
             format!("session `{id}` not found"),
         ));
     };
-    let log = log.unwrap_or_default();
-    let page = page_param(&q, "page", 1, u64::from(u32::MAX));
-    let skip = usize::try_from(page - 1)
-        .unwrap_or(usize::MAX)
-        .saturating_mul(views::LOG_PAGE);
-    let shown: Vec<LogEntry> = log.iter().skip(skip).take(views::LOG_PAGE).cloned().collect();
+    let log = log.unwrap_or(LogPage {
+        entries: Vec::new(),
+        total: 0,
+    });
     let pending = pending(&state).await?.len();
     let chrome = Chrome {
         viewer: &viewer,
         pending,
         nav: Nav::Sessions,
     };
-    Ok(views::session(&chrome, &summary, &shown, page, log.len()).into_response())
+    Ok(views::session(&chrome, &summary, &log.entries, page, log.total).into_response())
 }
 
 // ------------------------------------------------------------ policy

@@ -303,8 +303,6 @@ pub struct Counts {
     pub allow: u64,
     pub deny: u64,
     pub approve: u64,
-    /// Only the newest sessions were counted (there were too many).
-    pub partial: bool,
 }
 
 /// What the overview shows.
@@ -378,7 +376,7 @@ pub fn overview(chrome: &Chrome<'_>, o: &Overview<'_>) -> Markup {
         }
         div.card {
             h2 { "Decisions"
-                span.muted.small { " · " (c.sessions) " sessions" @if c.partial { " (the newest only)" } }
+                span.muted.small { " · " (c.sessions) " sessions" }
             }
             table {
                 thead { tr { th { "decision" } th.num { "calls" } th.num { "share" } } }
@@ -514,12 +512,25 @@ impl SessionFilter {
     }
 }
 
-fn pager(page: u64, pages: u64, href: impl Fn(u64) -> String) -> Markup {
+/// Which way a paged list runs, for the pager's labels.
+#[derive(Debug, Clone, Copy)]
+enum Order {
+    /// Page 1 holds the newest (the session list).
+    NewestFirst,
+    /// Page 1 holds the oldest (a session's log).
+    OldestFirst,
+}
+
+fn pager(page: u64, pages: u64, order: Order, href: impl Fn(u64) -> String) -> Markup {
+    let (prev, next) = match order {
+        Order::NewestFirst => ("← Newer", "Older →"),
+        Order::OldestFirst => ("← Earlier", "Later →"),
+    };
     html! {
         div.pager {
-            @if page > 1 { a href=(href(page - 1)) rel="prev" { "← Newer" } }
+            @if page > 1 { a href=(href(page - 1)) rel="prev" { (prev) } }
             span.muted { "page " (page) " of " (pages.max(1)) }
-            @if page < pages { a href=(href(page + 1)) rel="next" { "Older →" } }
+            @if page < pages { a href=(href(page + 1)) rel="next" { (next) } }
         }
     }
 }
@@ -560,17 +571,19 @@ pub fn sessions(chrome: &Chrome<'_>, f: &SessionFilter, list: &[SessionSummary],
                     }
                 }
             }
-            (pager(f.page, pages, |p| f.href(p)))
+            (pager(f.page, pages, Order::NewestFirst, |p| f.href(p)))
         }
     };
     layout("Sessions", chrome, false, body)
 }
 
 /// Log entries shown per page of a session.
-pub const LOG_PAGE: usize = 100;
+pub const LOG_PAGE: u64 = 100;
 
-pub fn session(chrome: &Chrome<'_>, s: &SessionSummary, log: &[LogEntry], page: u64, total: usize) -> Markup {
-    let pages = u64::try_from(total.div_ceil(LOG_PAGE)).unwrap_or(1);
+/// A session's page: its summary and one page (`page`, from 1) of its
+/// log of `total` entries.
+pub fn session(chrome: &Chrome<'_>, s: &SessionSummary, log: &[LogEntry], page: u64, total: u64) -> Markup {
+    let pages = total.div_ceil(LOG_PAGE);
     let href_base = format!("/dashboard/sessions/{}", path_segment(&s.session_id));
     let body = html! {
         h1 { "Session " span.mono { (s.session_id) } }
@@ -623,7 +636,7 @@ pub fn session(chrome: &Chrome<'_>, s: &SessionSummary, log: &[LogEntry], page: 
                     }
                 }
             }
-            (pager(page, pages, |p| format!("{href_base}?page={p}")))
+            (pager(page, pages, Order::OldestFirst, |p| format!("{href_base}?page={p}")))
         }
     };
     layout("Session", chrome, false, body)

@@ -1,0 +1,178 @@
+//! Criterion benchmark of the dashboard's reads on a SQLite store holding
+//! 10,000 sessions of 10 decisions and one session of 100,000: the
+//! overview's totals and newest decisions, and a page of the long
+//! session's log, each next to the unbounded reads the dashboard used
+//! before (paging through every session, loading whole logs).
+//! `cargo bench -p tame-store --bench reads`; the same on PostgreSQL when
+//! `TAME_TEST_DATABASE_URL` names a server (`scripts/pg-test.sh cargo bench
+//! -p tame-store --bench reads -- pg_`).
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::json;
+use tame_engine::Action;
+use tame_store::{
+    DecisionTotals, Durability, LogEntry, NewDecision, PgOptions, PgStore, SessionQuery, SqliteOptions, SqliteStore,
+    Store, StoreResult,
+};
+
+const SESSIONS: u64 = 10_000;
+const PER_SESSION: u64 = 10;
+const LONG: u64 = 100_000;
+/// Entries on a page of the dashboard's session view.
+const PAGE: u64 = 100;
+/// Decisions on the overview.
+const RECENT: u64 = 15;
+
+fn decision(i: u64, session: String) -> NewDecision {
+    let action = match i % 3 {
+        0 => Action::Allow,
+        1 => Action::Deny,
+        _ => Action::Approve,
+    };
+    NewDecision {
+        log_id: format!("l{i}"),
+        session_id: session,
+        timestamp: jiff::Timestamp::now(),
+        tool_name: "read_file".into(),
+        tool_args: json!({"path": format!("/home/u/{i}.txt")}),
+        agent_id: Some("bench".into()),
+        user_id: None,
+        metadata: json!({}),
+        decision: action,
+        rule_name: Some("allow_reads".into()),
+        reason: "Matched rule: allow_reads".into(),
+        policy_version: "1".into(),
+        new_approval: None,
+        release_of: None,
+    }
+}
+
+/// Writes `n` decisions, 4096 in flight at a time.
+fn fill(store: &dyn Store, n: u64, session: impl Fn(u64) -> String) {
+    let mut i = 0;
+    while i < n {
+        let end = (i + 4096).min(n);
+        let tickets: Vec<_> = (i..end)
+            .map(|k| store.record_decision(decision(k, session(k))))
+            .collect();
+        for t in tickets {
+            let _ = t.wait();
+        }
+        i = end;
+    }
+}
+
+/// The overview's totals as the dashboard computed them before: every
+/// session's summary, 1000 a page.
+fn totals_by_paging(store: &dyn Store) -> StoreResult<DecisionTotals> {
+    let mut t = DecisionTotals::default();
+    for page in 1.. {
+        let p = store.sessions(&SessionQuery {
+            page,
+            page_size: 1000,
+            ..Default::default()
+        })?;
+        t.sessions = p.total_count;
+        for s in &p.sessions {
+            t.total += s.total_calls;
+            t.allowed += s.allowed_calls;
+            t.denied += s.denied_calls;
+            t.approved += s.approved_calls;
+        }
+        if p.sessions.is_empty() || page * 1000 >= p.total_count {
+            break;
+        }
+    }
+    Ok(t)
+}
+
+/// The overview's newest decisions as the dashboard read them before: the
+/// whole logs of the most recently active sessions.
+fn recent_by_session_logs(store: &dyn Store, n: u64) -> StoreResult<Vec<LogEntry>> {
+    let page = store.sessions(&SessionQuery {
+        page: 1,
+        page_size: n,
+        ..Default::default()
+    })?;
+    let mut all = Vec::new();
+    for s in &page.sessions {
+        if let Some(log) = store.session_log(&s.session_id)? {
+            all.extend(log.into_iter().rev().take(n as usize));
+        }
+    }
+    all.sort_by_key(|e| std::cmp::Reverse(e.seq));
+    all.truncate(n as usize);
+    Ok(all)
+}
+
+/// Fills `store` with the benchmark's sessions and measures its reads.
+fn bench_store(c: &mut Criterion, name: &str, store: &dyn Store) {
+    fill(store, LONG, |_| "long".to_string());
+    fill(store, SESSIONS * PER_SESSION, |k| format!("s{}", k % SESSIONS));
+    // The long session is still active: among the most recent sessions,
+    // whose whole logs the overview's old read loaded.
+    fill(store, 1, |_| "long".to_string());
+    let _ = store.flush().wait();
+
+    let mut group = c.benchmark_group(name);
+    group.sample_size(10);
+    group.bench_function("totals/decision_totals", |b| b.iter(|| store.decision_totals()));
+    group.bench_function("totals/paging_sessions", |b| b.iter(|| totals_by_paging(store)));
+    group.bench_function("recent_15/recent_decisions", |b| {
+        b.iter(|| store.recent_decisions(RECENT))
+    });
+    group.bench_function("recent_15/session_logs", |b| {
+        b.iter(|| recent_by_session_logs(store, RECENT))
+    });
+    let total = LONG + 1;
+    group.bench_function("long_session/page_last", |b| {
+        b.iter(|| store.session_log_page("long", total - PAGE, PAGE))
+    });
+    group.bench_function("long_session/page_first", |b| {
+        b.iter(|| store.session_log_page("long", 0, PAGE))
+    });
+    group.bench_function("long_session/whole_log_sliced", |b| {
+        b.iter(|| {
+            store
+                .session_log("long")
+                .map(|log| log.map(|l| l.into_iter().take(PAGE as usize).count()))
+        })
+    });
+    group.finish();
+}
+
+fn reads(c: &mut Criterion) {
+    let Ok(dir) = tempfile::tempdir() else { return };
+    let Ok(store) = SqliteStore::open(
+        dir.path().join("reads.db"),
+        SqliteOptions {
+            durability: Durability::Normal,
+            ..Default::default()
+        },
+    ) else {
+        return;
+    };
+    bench_store(c, "dashboard_reads", &store);
+}
+
+/// The same on PostgreSQL. Skipped without `TAME_TEST_DATABASE_URL`.
+fn pg(c: &mut Criterion) {
+    if std::env::var_os(tame_store::testing::TEST_DATABASE_URL).is_none() {
+        eprintln!("pg benchmarks skipped: TAME_TEST_DATABASE_URL is not set (run through scripts/pg-test.sh)");
+        return;
+    }
+    let Ok(url) = tame_store::testing::fresh_database("bench_reads") else {
+        return;
+    };
+    let options = PgOptions {
+        durability: Durability::Normal,
+        ..PgOptions::new(vec![7u8; 32])
+    };
+    let Ok(store) = PgStore::open(&url, options) else {
+        return;
+    };
+    bench_store(c, "pg_dashboard_reads", &store);
+}
+
+criterion_group!(benches, reads, pg);
+criterion_main!(benches);
