@@ -401,9 +401,10 @@ pub(crate) fn entries_from_records(records: Vec<(u64, String, String)>) -> Vec<L
             let entry = entry_from_decision(seq, &body);
             index.insert(entry.id.clone(), entries.len());
             entries.push(entry);
-        } else if let Some(entry) = s(&body, "log_id")
-            .and_then(|id| index.get(&id).copied())
-            .and_then(|i| entries.get_mut(i))
+        } else if kind == "result"
+            && let Some(entry) = s(&body, "log_id")
+                .and_then(|id| index.get(&id).copied())
+                .and_then(|i| entries.get_mut(i))
         {
             apply_result(entry, &body);
         }
@@ -665,5 +666,40 @@ impl<'a> ChainCheck<'a> {
             head_hash: (self.records > 0).then_some(self.prev),
             first_problem: self.first_problem,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn only_result_records_fill_in_a_decisions_result() {
+        let decision = |id: &str, action: &str| {
+            (format!(
+                r#"{{"log_id":"{id}","session_id":"s","timestamp":"2026-11-21T06:00:00Z","tool_name":"t","tool_args":{{}},"decision":"{action}","reason":"r","policy_version":"1"}}"#
+            ))
+        };
+        let records = vec![
+            (1, "decision".to_string(), decision("a", "approve")),
+            // An approval record names its decision's log id too.
+            (
+                2,
+                "approval_created".to_string(),
+                r#"{"approval_id":"p","log_id":"a","session_id":"s"}"#.to_string(),
+            ),
+            (3, "decision".to_string(), decision("b", "allow")),
+            (
+                4,
+                "result".to_string(),
+                r#"{"log_id":"b","session_id":"s","result":{"status":"success"}}"#.to_string(),
+            ),
+        ];
+        let entries = entries_from_records(records);
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].tool_result, None, "an approval record is not a result");
+        assert_eq!(entries[1].execution_status.as_deref(), Some("success"));
+        assert!(entries[1].tool_result.is_some());
     }
 }
