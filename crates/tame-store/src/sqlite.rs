@@ -129,7 +129,6 @@ pub struct SqliteStore {
     path: PathBuf,
     sender: Option<Sender<Job>>,
     writer: Option<JoinHandle<()>>,
-    checkpointer: Option<Checkpointer>,
     readers: Mutex<Vec<Connection>>,
     facts: Mutex<FactsCache>,
     mac: HmacSha256,
@@ -219,10 +218,8 @@ impl SqliteStore {
         // Commits only write the WAL; with `Full` durability the writer
         // fsyncs it before anyone is told (see `WalSync`).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        // The checkpointer thread copies the WAL into the database as it
-        // grows; the writer's own (automatic) checkpoint at this size then
-        // finds little left to copy, and resets the WAL.
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_RESET_PAGES)?;
+        // Checkpoint less often: hot pages are copied once per checkpoint.
+        conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
         conn.execute_batch(SCHEMA)?;
         let mut chain = Chain::new(0, GENESIS.to_string());
         // Reads the chain head and summarizes what a crash left unsummarized.
@@ -255,13 +252,10 @@ impl SqliteStore {
             .spawn(move || writer.run(receiver))
             .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
 
-        let checkpointer = Checkpointer::start(&path)?;
-
         Ok(SqliteStore {
             path,
             sender: Some(sender),
             writer: Some(handle),
-            checkpointer: Some(checkpointer),
             readers: Mutex::new(Vec::new()),
             facts: Mutex::new(FactsCache::default()),
             mac,
@@ -379,73 +373,7 @@ impl Drop for SqliteStore {
         if let Some(handle) = self.writer.take() {
             let _ = handle.join();
         }
-        if let Some(checkpointer) = self.checkpointer.take() {
-            checkpointer.stop();
-        }
     }
-}
-
-// ---------------------------------------------------------------- checkpoints
-
-/// The WAL size (pages) at which the writer's automatic checkpoint runs
-/// and the WAL starts over from its beginning.
-const WAL_RESET_PAGES: i64 = 8192;
-/// How often the checkpointer copies the WAL into the database.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
-/// Passes in a row while the writer keeps adding frames.
-const CHECKPOINT_CATCH_UP: usize = 4;
-
-/// Copies committed WAL frames into the database file from its own thread
-/// and connection (`PRAGMA wal_checkpoint(PASSIVE)`), so the writer is not
-/// stalled by the copy: a passive checkpoint runs beside the writer's
-/// commits. Left to the writer, a checkpoint of the whole WAL stalled every
-/// caller of its batch for tens of milliseconds every second or two under
-/// load. The WAL can only start over once everything in it is copied, which
-/// the writer's automatic checkpoint at [`WAL_RESET_PAGES`] ensures; by then
-/// little is left for it to copy.
-struct Checkpointer {
-    stop: Sender<()>,
-    thread: JoinHandle<()>,
-}
-
-impl Checkpointer {
-    fn start(path: &Path) -> StoreResult<Checkpointer> {
-        let conn = open_connection(path)?;
-        // The copy syncs the WAL before and the database after (the WAL is
-        // synced after every commit already with `Full` durability).
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let (stop, stopped) = channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("tame-store-checkpoint".into())
-            .spawn(move || {
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-                    for _ in 0..CHECKPOINT_CATCH_UP {
-                        match passive_checkpoint(&conn) {
-                            // Everything copied, or nothing copied (busy: the
-                            // writer's own checkpoint is running).
-                            Ok((log, copied)) if copied >= log || copied <= 0 => break,
-                            Ok(_) => {}
-                            Err(e) => {
-                                tracing::warn!(error = %e, "background WAL checkpoint failed");
-                                break;
-                            }
-                        }
-                    }
-                }
-            })
-            .map_err(|e| StoreError::Db(format!("cannot start the checkpoint thread: {e}")))?;
-        Ok(Checkpointer { stop, thread })
-    }
-
-    fn stop(self) {
-        drop(self.stop);
-        let _ = self.thread.join();
-    }
-}
-
-/// One passive checkpoint: the WAL's frames and how many are copied.
-fn passive_checkpoint(conn: &Connection) -> StoreResult<(i64, i64)> {
-    Ok(conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?)))?)
 }
 
 /// Whether a decision counts in the session's facts: only calls that were
