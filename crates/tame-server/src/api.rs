@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tame_engine::{Diagnostic, Policy, PolicyError, Request, Severity};
 use tame_store::{ApprovalDecision, ApprovalState, NewResult, SessionQuery};
 
-use crate::auth::Role;
+use crate::auth::{AgentKey, Role};
 use crate::error::{AppError, JsonBody, typed};
 use crate::state::ReloadOutcome;
 use crate::{AppState, openapi_document};
@@ -57,12 +57,11 @@ pub async fn not_found() -> AppError {
 
 pub async fn record_result(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _key: AgentKey,
     Path(session_id): Path<String>,
     q: Params,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
-    state.auth().check(&headers, Role::Agent)?;
     let p = params(q)?;
     let log_id = p
         .get("log_id")
@@ -242,12 +241,7 @@ struct ValidateBody {
     description: Option<String>,
 }
 
-pub async fn policy_validate(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody,
-) -> Result<Response, AppError> {
-    state.auth().check(&headers, Role::Agent)?;
+pub async fn policy_validate(_key: AgentKey, JsonBody(body): JsonBody) -> Result<Response, AppError> {
     let body: ValidateBody = typed(body)?;
     let compiled = tokio::task::spawn_blocking(move || Policy::from_yaml(&body.policy_content, "policy_content"))
         .await
@@ -345,10 +339,9 @@ async fn dry_run(state: &AppState, call: Value) -> Result<Response, AppError> {
 
 pub async fn policy_test_post(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _key: AgentKey,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
-    state.auth().check(&headers, Role::Agent)?;
     let mut body = body;
     // The SDK's test_policy sends `session_context`: treat it as metadata.
     if let Some(obj) = body.as_object_mut()

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -30,6 +32,28 @@ impl Role {
             Role::Agent => "agent",
             Role::Admin => "admin",
         }
+    }
+}
+
+/// An agent (or admin) key, checked from the headers alone. As a handler's
+/// extractor ahead of [`crate::error::JsonBody`] it refuses a call without
+/// a valid key (401/403) before the body is read and parsed, so a client
+/// without a key cannot make the server parse megabytes of JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentKey;
+
+impl FromRequestParts<crate::AppState> for AgentKey {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &crate::AppState) -> Result<Self, Self::Rejection> {
+        AgentKey::check(state, &parts.headers)
+    }
+}
+
+impl AgentKey {
+    /// Checks the key in `headers` (for handlers called directly).
+    pub fn check(state: &crate::AppState, headers: &HeaderMap) -> Result<AgentKey, AppError> {
+        state.auth().check(headers, Role::Agent).map(|_| AgentKey)
     }
 }
 

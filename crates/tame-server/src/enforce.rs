@@ -4,7 +4,6 @@
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde::Serialize;
@@ -14,7 +13,7 @@ use tame_store::canonical::call_hash;
 use tame_store::{ApprovalState, NewApproval, NewDecision, Release, format_timestamp};
 
 use crate::AppState;
-use crate::auth::Role;
+use crate::auth::AgentKey;
 use crate::error::{AppError, JsonBody};
 use crate::metrics::DecisionLabels;
 
@@ -50,10 +49,9 @@ fn approval_id_of(body: &Value) -> Result<Option<String>, AppError> {
 
 pub async fn enforce(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _key: AgentKey,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
-    state.auth().check(&headers, Role::Agent)?;
     Ok(axum::Json(decide(&state, body).await?).into_response())
 }
 

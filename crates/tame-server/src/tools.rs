@@ -17,7 +17,7 @@ use tame_integrations::run::{RunToolRequest, run_tool_handler};
 use tame_integrations::{ApprovalOutcome, CallOutcome, Guard, ToolCall, ToolRunner, ToolsFile, ToolsService, Verdict};
 
 use crate::AppState;
-use crate::auth::Role;
+use crate::auth::{AgentKey, Role};
 use crate::error::{AppError, JsonBody};
 
 /// The registered tools and the runner (built once, at start).
@@ -119,7 +119,7 @@ impl Guard for ServerGuard {
         let query = HashMap::from([("log_id".to_owned(), log_id)]);
         let response = crate::api::record_result(
             State(self.state.clone()),
-            self.headers.clone(),
+            AgentKey::check(&self.state, &self.headers).map_err(|e| anyhow::anyhow!("{}: {}", e.status, e.detail))?,
             Path(verdict.session_id.clone()),
             Ok(Query(query)),
             JsonBody(serde_json::to_value(outcome)?),

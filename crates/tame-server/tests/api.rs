@@ -7,7 +7,7 @@ mod common;
 use axum::http::StatusCode;
 use common::*;
 use serde_json::json;
-use tame_server::{Auth, Limits, ROUTES};
+use tame_server::{Auth, FailureLimit, Limits, ROUTES};
 
 #[tokio::test]
 async fn enforce_answers_in_the_original_shape_and_logs() {
@@ -385,6 +385,37 @@ async fn keys_gate_routes_by_role() {
         StatusCode::OK
     );
     assert_eq!(h.call("GET", "/health", None, None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_key_is_checked_before_the_body_is_read() {
+    let limits = Limits {
+        body_bytes: 2048,
+        ..Limits::default()
+    };
+    // Sixteen refusals in a row: the failed-authentication limit is off here.
+    let auth = Auth::new(&["agent-k".into()], &[]).with_failure_limit(FailureLimit::off());
+    let h = harness_with(auth, limits);
+    let big = json!({"tool_name": "t", "tool_args": {"x": "a".repeat(4096)}}).to_string();
+    for path in [
+        "/api/v1/enforce",
+        "/api/v1/enforce/s1/result?log_id=x",
+        "/api/v1/policy/validate",
+        "/api/v1/policy/test",
+    ] {
+        // Neither an oversized nor a malformed body is looked at without a key.
+        for body in [big.as_str(), "{\"tool_name\": "] {
+            let r = h.call("POST", path, Some(body), None).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}: {:?}", r.json);
+            let r = h.call("POST", path, Some(body), Some("wrong")).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}: {:?}", r.json);
+        }
+        // With the key the body's own errors come back.
+        let r = h.call("POST", path, Some(&big), Some("agent-k")).await;
+        assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {:?}", r.json);
+        let r = h.call("POST", path, Some("{\"tool_name\": "), Some("agent-k")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {:?}", r.json);
+    }
 }
 
 #[tokio::test]
