@@ -46,11 +46,11 @@ struct Args {
     // the flags override them.
     /// Failed authentications a client address may make before it is
     /// answered 429 (default 10; 0 turns the limit off) [env: TAME_AUTH_FAILURE_BURST]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     auth_failure_burst: Option<u32>,
     /// Seconds per failed authentication regained once the burst is spent
     /// (default 6) [env: TAME_AUTH_FAILURE_PERIOD_SECS]
-    #[arg(long, value_name = "SECS", value_parser = parse_period)]
+    #[arg(long, value_name = "SECS", value_parser = parse_period, allow_negative_numbers = true)]
     auth_failure_period: Option<Duration>,
     /// A reverse proxy (address or CIDR network) whose X-Forwarded-For
     /// names the client (repeatable or comma separated; none by default) [env: TAME_TRUSTED_PROXIES]
