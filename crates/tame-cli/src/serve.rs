@@ -48,6 +48,16 @@ pub fn config(args: &ServeArgs) -> Result<tame_server::ServerConfig, CliError> {
     if let Some(tools) = &args.tools_file {
         config.tools_file = Some(tools.clone());
     }
+    // Checked by clap already (a bad value is a usage error naming the flag).
+    if let Some(burst) = args.auth_failure_burst {
+        config.auth_failures.burst = burst;
+    }
+    if let Some(period) = args.auth_failure_period {
+        config.auth_failures.period = period;
+    }
+    if !args.trusted_proxies.is_empty() {
+        config.auth_failures.trusted_proxies = args.trusted_proxies.clone();
+    }
     Ok(config)
 }
 
@@ -99,5 +109,96 @@ mod tests {
             super::config(&args).unwrap().tools_file,
             std::env::var_os("TAME_TOOLS_FILE").map(Into::into)
         );
+    }
+
+    fn serve_args(extra: &[&str]) -> Result<crate::cli::ServeArgs, clap::Error> {
+        let args = ["tame", "serve", "--policy", "p.yml"].iter().chain(extra);
+        match Cli::try_parse_from(args)?.command {
+            Command::Serve(args) => Ok(args),
+            _ => panic!("not serve"),
+        }
+    }
+
+    #[test]
+    fn auth_failure_flags_reach_the_server_config() {
+        let args = serve_args(&[
+            "--auth-failure-burst",
+            "3",
+            "--auth-failure-period",
+            "0.25",
+            "--trusted-proxy",
+            "10.1.2.3/8,192.0.2.1",
+            "--trusted-proxy",
+            "fd00::/8",
+        ])
+        .unwrap();
+        let limit = super::config(&args).unwrap().auth_failures;
+        assert_eq!(limit.burst, 3);
+        assert_eq!(limit.period, std::time::Duration::from_millis(250));
+        let proxies: Vec<String> = limit.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "192.0.2.1/32", "fd00::/8"]);
+        // Burst 0 turns the limit off.
+        let args = serve_args(&["--auth-failure-burst", "0"]).unwrap();
+        assert!(!super::config(&args).unwrap().auth_failures.is_on());
+    }
+
+    #[test]
+    fn auth_failure_flags_override_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tame.yml");
+        std::fs::write(
+            &file,
+            "auth_failure_burst: 7\nauth_failure_period_secs: 2\ntrusted_proxies: [10.0.0.1]\n",
+        )
+        .unwrap();
+        let file = file.to_str().unwrap();
+        let from_file = super::config(&serve_args(&["--config", file]).unwrap()).unwrap();
+        let flagged = serve_args(&[
+            "--config",
+            file,
+            "--auth-failure-burst",
+            "4",
+            "--auth-failure-period",
+            "9",
+            "--trusted-proxy",
+            "::1",
+        ])
+        .unwrap();
+        let flagged = super::config(&flagged).unwrap();
+        // The process environment sits between file and flags: only compare
+        // the file's values when the test runs without those variables.
+        if std::env::var_os("TAME_AUTH_FAILURE_BURST").is_none() {
+            assert_eq!(from_file.auth_failures.burst, 7);
+        }
+        assert_eq!(flagged.auth_failures.burst, 4);
+        assert_eq!(flagged.auth_failures.period, std::time::Duration::from_secs(9));
+        let proxies: Vec<String> = flagged
+            .auth_failures
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(proxies, ["::1/128"]);
+    }
+
+    #[test]
+    fn bad_auth_failure_values_are_usage_errors_naming_the_flag() {
+        for (flag, value, says) in [
+            ("--auth-failure-burst", "lots", "invalid digit"),
+            ("--auth-failure-burst", "4294967296", "is not in 0..=4294967295"),
+            ("--auth-failure-period", "0", "above zero"),
+            ("--auth-failure-period", "-2", "above zero"),
+            ("--auth-failure-period", "NaN", "above zero"),
+            ("--auth-failure-period", "soon", "is not a number of seconds"),
+            ("--trusted-proxy", "10.0.0.0/33", "not an IP address or a CIDR network"),
+            ("--trusted-proxy", "10.0.0.1,proxy.local", "`proxy.local`"),
+        ] {
+            let arg = format!("{flag}={value}");
+            let err = serve_args(&[&arg]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{arg}");
+            let text = err.to_string();
+            assert!(text.contains(flag), "{arg}: {text}");
+            assert!(text.contains(says), "{arg}: {text}");
+        }
     }
 }

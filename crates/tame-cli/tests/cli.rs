@@ -982,6 +982,11 @@ impl Server {
 
     /// Runs `tame serve ARGS` and waits for its `listening on` line.
     fn spawn(args: &[std::ffi::OsString], dir: tempfile::TempDir) -> Server {
+        Server::spawn_with_env(args, &[], dir)
+    }
+
+    /// Runs `tame serve ARGS` with the variables `env` set.
+    fn spawn_with_env(args: &[std::ffi::OsString], env: &[(&str, &str)], dir: tempfile::TempDir) -> Server {
         use std::io::BufRead;
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("tame"))
             .arg("serve")
@@ -990,6 +995,10 @@ impl Server {
             .env_remove("TAME_ADDR")
             .env_remove("TAME_DB")
             .env_remove("TAME_CONFIG")
+            .env_remove("TAME_AUTH_FAILURE_BURST")
+            .env_remove("TAME_AUTH_FAILURE_PERIOD_SECS")
+            .env_remove("TAME_TRUSTED_PROXIES")
+            .envs(env.iter().copied())
             .env("TAME_LOG", "warn")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -1387,4 +1396,197 @@ fn serve_reads_a_config_file_and_flags_override_it() {
     let r = run(server.tame().arg("--api-key").arg("from-config").arg("policy"));
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("401"), "{}", r.stderr);
+}
+
+// ------------------------------------------------- failed-authentication limit
+
+#[test]
+fn serve_help_lists_the_auth_failure_flags() {
+    let r = run(tame().arg("serve").arg("--help"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // clap may wrap the help texts: compare them with their spaces squeezed.
+    let help = r.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    for expected in [
+        "--auth-failure-burst <N>",
+        "answered 429 (default 10; 0 turns the limit off) [env: TAME_AUTH_FAILURE_BURST]",
+        "--auth-failure-period <SECS>",
+        "regained once the burst is spent (default 6) [env: TAME_AUTH_FAILURE_PERIOD_SECS]",
+        "--trusted-proxy <NET>",
+        "whose X-Forwarded-For names the client (repeatable or comma separated; none by default) [env: TAME_TRUSTED_PROXIES]",
+    ] {
+        assert!(help.contains(expected), "`{expected}` not in:\n{}", r.stdout);
+    }
+}
+
+#[test]
+fn serve_refuses_bad_auth_failure_values_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |flag: &str, value: &str| {
+        run(tame()
+            .arg("serve")
+            .arg("--policy")
+            .arg(policies_dir().join("example.yml"))
+            .arg("--addr")
+            .arg("127.0.0.1:0")
+            .arg("--db")
+            .arg(dir.path().join("t.db"))
+            .arg(flag)
+            .arg(value))
+    };
+    // The exit code of any other usage error of `tame serve`.
+    let usage = serve("--approval-timeout", "soon");
+    assert_ne!(usage.code, 0, "{}", usage.stderr);
+    for (flag, value) in [
+        ("--auth-failure-burst", "lots"),
+        ("--auth-failure-period", "-2"),
+        ("--auth-failure-burst", "-1"),
+        ("--auth-failure-period", "0"),
+        ("--auth-failure-period", "never"),
+        ("--trusted-proxy", "10.0.0.0/99"),
+    ] {
+        let r = serve(flag, value);
+        assert_eq!(r.code, usage.code, "{flag} {value}: {}", r.stderr);
+        assert!(r.stderr.contains(flag), "{flag} {value}: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "nothing was served: {}", r.stdout);
+    }
+    assert!(!dir.path().join("t.db").exists(), "no database was opened");
+}
+
+/// One HTTP/1.1 request over a fresh socket: status, headers (names in
+/// lowercase) and body.
+fn http(url: &str, method: &str, path: &str, key: &str, body: &str) -> (u16, Vec<(String, String)>, String) {
+    use std::io::{Read, Write};
+    let host = url.strip_prefix("http://").unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+/// Sends wrong keys to `/api/v1/enforce` until the answer is not 401:
+/// how many were refused with 401 first, and the answer that ended it.
+fn wrong_keys_until_limited(server: &Server) -> (usize, u16, Vec<(String, String)>, String) {
+    let call = r#"{"tool_name": "read_file", "tool_args": {"path": "/tmp/a"}}"#;
+    for refused in 0..60 {
+        let (status, headers, body) = http(
+            &server.url,
+            "POST",
+            "/api/v1/enforce",
+            &format!("guess-{refused}"),
+            call,
+        );
+        if status != 401 {
+            return (refused, status, headers, body);
+        }
+    }
+    panic!("60 wrong keys and never limited");
+}
+
+#[test]
+fn serve_limits_failed_authentications_with_the_flags_over_env_and_file() {
+    let policy = policies_dir().join("example.yml");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "tame.yml",
+        "auth_failure_burst: 50\nauth_failure_period_secs: 60\n",
+    );
+    let args = |extra: &[&str]| -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--config".into(),
+            config.clone().into(),
+            "--policy".into(),
+            policy.clone().into(),
+            "--addr".into(),
+            "127.0.0.1:0".into(),
+            "--db".into(),
+            dir.path().join(format!("tame-{}.db", extra.len())).into(),
+            "--no-watch".into(),
+            "--agent-key".into(),
+            "right-key".into(),
+        ];
+        args.extend(extra.iter().map(std::ffi::OsString::from));
+        args
+    };
+
+    // The flag beats the environment, which beats the file: the 3rd wrong
+    // key is answered 429 with Retry-After and the JSON error body.
+    let env = [("TAME_AUTH_FAILURE_BURST", "40")];
+    let server = Server::spawn_with_env(
+        &args(&["--auth-failure-burst", "2"]),
+        &env,
+        tempfile::tempdir().unwrap(),
+    );
+    let (ok, _, body) = http(
+        &server.url,
+        "POST",
+        "/api/v1/enforce",
+        "right-key",
+        r#"{"tool_name": "read_file", "tool_args": {"path": "/tmp/a"}}"#,
+    );
+    assert_eq!(ok, 200, "{body}");
+    let (refused, status, headers, body) = wrong_keys_until_limited(&server);
+    assert_eq!((refused, status), (2, 429), "{body}");
+    let retry_after: u64 = header(&headers, "retry-after").unwrap().parse().unwrap();
+    // The period of the file (60 s): one more failure in at most a minute.
+    assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+    assert_eq!(header(&headers, "content-type"), Some("application/json"));
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["retry_after"], retry_after);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("too many failed authentications"),
+        "{body}"
+    );
+    // Limited: even the right key is refused until the budget refills.
+    let (status, _, _) = http(&server.url, "GET", "/api/v1/policy/current", "right-key", "");
+    assert_eq!(status, 429);
+    // Routes that need no key still answer.
+    let (status, _, _) = http(&server.url, "GET", "/health", "", "");
+    assert_eq!(status, 200);
+    drop(server);
+
+    // Without the flag the environment beats the file.
+    let server = Server::spawn_with_env(
+        &args(&[]),
+        &[("TAME_AUTH_FAILURE_BURST", "3")],
+        tempfile::tempdir().unwrap(),
+    );
+    let (refused, status, _, body) = wrong_keys_until_limited(&server);
+    assert_eq!((refused, status), (3, 429), "{body}");
+    drop(server);
+
+    // Burst 0 turns the limit off.
+    let server = Server::spawn_with_env(
+        &args(&["--auth-failure-burst", "0", "--trusted-proxy", "10.0.0.0/8"]),
+        &env,
+        tempfile::tempdir().unwrap(),
+    );
+    let call = r#"{"tool_name": "read_file"}"#;
+    for i in 0..12 {
+        let (status, _, body) = http(&server.url, "POST", "/api/v1/enforce", &format!("g{i}"), call);
+        assert_eq!(status, 401, "wrong key {i}: {body}");
+    }
 }

@@ -173,6 +173,23 @@ fn parameters(path: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The 429 of every route that needs a key: its client made too many
+/// failed authentications (see the `ratelimit` module); the answer comes
+/// whatever key is sent, until the client's budget refills.
+fn too_many_failed_authentications() -> Value {
+    json!({
+        "description": "Too many failed authentications from this client address: every key is refused until `Retry-After` seconds have passed",
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again (at least 1)",
+                "required": true,
+                "schema": {"type": "integer", "minimum": 1},
+            },
+        },
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TooManyFailedAuthentications"}}},
+    })
+}
+
 /// The OpenAPI document of [`ROUTES`].
 pub fn openapi_document() -> Value {
     let mut paths = Map::new();
@@ -194,6 +211,9 @@ pub fn openapi_document() -> Value {
         );
         if route.role != Role::Public {
             op.insert("security".into(), json!([{"bearer": []}, {"apiKey": []}]));
+            if let Some(Value::Object(responses)) = op.get_mut("responses") {
+                responses.insert("429".into(), too_many_failed_authentications());
+            }
         }
         let params = parameters(route.path);
         if !params.is_empty() {
@@ -217,6 +237,14 @@ pub fn openapi_document() -> Value {
             },
             "schemas": {
                 "Error": {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}},
+                "TooManyFailedAuthentications": {
+                    "type": "object",
+                    "required": ["detail", "retry_after"],
+                    "properties": {
+                        "detail": {"type": "string"},
+                        "retry_after": {"type": "integer", "minimum": 1, "description": "The `Retry-After` header's seconds"},
+                    },
+                },
                 "EnforceRequest": {
                     "type": "object",
                     "required": ["tool_name"],
@@ -248,4 +276,46 @@ pub fn openapi_document() -> Value {
             },
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The operation of `route` in `doc`.
+    fn op<'a>(doc: &'a Value, route: &RouteDoc) -> &'a Value {
+        &doc["paths"][route.path][route.method]
+    }
+
+    #[test]
+    fn exactly_the_keyed_routes_document_the_429() {
+        let doc = openapi_document();
+        let mut keyed = 0;
+        for route in ROUTES {
+            let responses = op(&doc, route)["responses"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{} {} has no responses", route.method, route.path));
+            let limited = responses.get("429");
+            if route.role == Role::Public {
+                assert!(
+                    limited.is_none(),
+                    "{} {} needs no key: no 429",
+                    route.method,
+                    route.path
+                );
+                continue;
+            }
+            keyed += 1;
+            let limited = limited.unwrap_or_else(|| panic!("{} {} lacks its 429", route.method, route.path));
+            assert_eq!(limited["headers"]["Retry-After"]["schema"]["type"], "integer");
+            assert_eq!(limited["headers"]["Retry-After"]["required"], true);
+            let schema = &limited["content"]["application/json"]["schema"]["$ref"];
+            assert_eq!(schema, "#/components/schemas/TooManyFailedAuthentications");
+        }
+        assert!(keyed > 0 && keyed < ROUTES.len());
+        let body = &doc["components"]["schemas"]["TooManyFailedAuthentications"];
+        assert_eq!(body["required"], json!(["detail", "retry_after"]));
+        assert_eq!(body["properties"]["retry_after"]["type"], "integer");
+        assert_eq!(body["properties"]["detail"]["type"], "string");
+    }
 }

@@ -540,6 +540,68 @@ async fn openapi_matches_the_router() {
             );
         }
     }
+    openapi_429s_match_the_limiter(&doc).await;
+}
+
+/// The document's 429s are those of the real router: with keys and a
+/// client over its failed-authentication budget, exactly the routes that
+/// document a 429 answer it (with `Retry-After` and the documented body);
+/// the others still answer.
+async fn openapi_429s_match_the_limiter(doc: &serde_json::Value) {
+    use tower::ServiceExt as _;
+    let limit = tame_server::FailureLimit {
+        burst: 1,
+        period: std::time::Duration::from_secs(3600),
+        trusted_proxies: Vec::new(),
+    };
+    let h = harness_with(
+        Auth::new(&["agent-k".into()], &["admin-k".into()]).with_failure_limit(limit),
+        Limits::default(),
+    );
+    // The one failure of the budget (all `oneshot` requests are one client).
+    let first = h.call("GET", "/api/v1/sessions", None, Some("wrong")).await;
+    assert_eq!(first.status, StatusCode::UNAUTHORIZED, "{}", first.text);
+    let schema = &doc["components"]["schemas"]["TooManyFailedAuthentications"];
+    let mut limited = 0;
+    for route in ROUTES {
+        let documented = &doc["paths"][route.path][route.method]["responses"]["429"];
+        let uri = route.path.replace("{session_id}", "s").replace("{approval_id}", "a");
+        let req = axum::http::Request::builder()
+            .method(route.method.to_uppercase().as_str())
+            .uri(&uri)
+            .header("authorization", "Bearer admin-k")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from("{}"))
+            .unwrap();
+        let resp = tame_server::app(h.state.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let retry_after = resp.headers().get("retry-after").cloned();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let what = format!("{} {}", route.method, route.path);
+        if status != StatusCode::TOO_MANY_REQUESTS {
+            assert!(
+                documented.is_null(),
+                "{what} documents a 429 it does not answer ({status})"
+            );
+            continue;
+        }
+        limited += 1;
+        assert!(documented.is_object(), "{what} answers 429 but does not document it");
+        assert!(documented["headers"]["Retry-After"].is_object(), "{what}: {documented}");
+        let secs: u64 = retry_after.unwrap().to_str().unwrap().parse().unwrap();
+        assert!(secs >= 1, "{what}: Retry-After {secs}");
+        assert_eq!(body["retry_after"], json!(secs), "{what}: {body}");
+        assert!(body["detail"].is_string(), "{what}: {body}");
+        for field in schema["required"].as_array().unwrap() {
+            assert!(
+                body.get(field.as_str().unwrap()).is_some(),
+                "{what}: {body} lacks {field}"
+            );
+        }
+    }
+    let keyed = ROUTES.iter().filter(|r| r.role != tame_server::Role::Public).count();
+    assert_eq!(limited, keyed, "every keyed route is limited");
 }
 
 #[tokio::test]
