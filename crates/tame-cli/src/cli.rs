@@ -403,31 +403,8 @@ pub struct ServeArgs {
     /// A tools.yaml (tool protocol v1): serve `POST /api/v1/tools/run` for its tools
     #[arg(long, env = "TAME_TOOLS_FILE", value_name = "FILE")]
     pub tools_file: Option<PathBuf>,
-    // The failed-authentication limit: the same flags, help and env
-    // variables as the `tame-server` binary (its `main.rs`). The variables
-    // are read by `ServerConfig::load` (errors name the variable), not by
-    // clap; the flags override them.
-    /// Failed authentications a client address may make before it is
-    /// answered 429 (default 10; 0 turns the limit off) [env: TAME_AUTH_FAILURE_BURST]
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    pub auth_failure_burst: Option<u32>,
-    /// Seconds per failed authentication regained once the burst is spent
-    /// (default 6) [env: TAME_AUTH_FAILURE_PERIOD_SECS]
-    #[arg(long, value_name = "SECS", value_parser = parse_period, allow_negative_numbers = true)]
-    pub auth_failure_period: Option<std::time::Duration>,
-    /// A reverse proxy (address or CIDR network) whose X-Forwarded-For
-    /// names the client (repeatable or comma separated; none by default) [env: TAME_TRUSTED_PROXIES]
-    #[arg(long = "trusted-proxy", value_name = "NET", value_delimiter = ',', value_parser = tame_server::parse_proxy)]
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-}
-
-/// `--auth-failure-period`: seconds above zero (fractions allowed).
-fn parse_period(s: &str) -> Result<std::time::Duration, String> {
-    let secs: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    tame_server::parse_period_secs(secs)
+    #[command(flatten)]
+    pub auth_failures: tame_server::AuthFailureArgs,
 }
 
 #[derive(Debug, Args)]

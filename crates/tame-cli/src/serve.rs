@@ -49,15 +49,7 @@ pub fn config(args: &ServeArgs) -> Result<tame_server::ServerConfig, CliError> {
         config.tools_file = Some(tools.clone());
     }
     // Checked by clap already (a bad value is a usage error naming the flag).
-    if let Some(burst) = args.auth_failure_burst {
-        config.auth_failures.burst = burst;
-    }
-    if let Some(period) = args.auth_failure_period {
-        config.auth_failures.period = period;
-    }
-    if !args.trusted_proxies.is_empty() {
-        config.auth_failures.trusted_proxies = args.trusted_proxies.clone();
-    }
+    args.auth_failures.apply(&mut config);
     Ok(config)
 }
 

@@ -296,6 +296,50 @@ impl ServerConfig {
     }
 }
 
+/// The failed-authentication flags, shared by `tame serve` and the
+/// `tame-server` binary. The variables named in the help are read by
+/// [`ServerConfig::load`] (errors name the variable), not by clap; the
+/// flags override them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AuthFailureArgs {
+    /// Failed authentications a client address may make before it is
+    /// answered 429 (default 10; 0 turns the limit off) [env: TAME_AUTH_FAILURE_BURST]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub auth_failure_burst: Option<u32>,
+    /// Seconds per failed authentication regained once the burst is spent
+    /// (default 6) [env: TAME_AUTH_FAILURE_PERIOD_SECS]
+    #[arg(long, value_name = "SECS", value_parser = parse_period_flag, allow_negative_numbers = true)]
+    pub auth_failure_period: Option<Duration>,
+    /// A reverse proxy (address or CIDR network) whose X-Forwarded-For
+    /// names the client (repeatable or comma separated; none by default) [env: TAME_TRUSTED_PROXIES]
+    #[arg(long = "trusted-proxy", value_name = "NET", value_delimiter = ',', value_parser = crate::ratelimit::parse_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl AuthFailureArgs {
+    /// Applies the flags given over what `config` holds.
+    pub fn apply(&self, config: &mut ServerConfig) {
+        if let Some(burst) = self.auth_failure_burst {
+            config.auth_failures.burst = burst;
+        }
+        if let Some(period) = self.auth_failure_period {
+            config.auth_failures.period = period;
+        }
+        if !self.trusted_proxies.is_empty() {
+            config.auth_failures.trusted_proxies = self.trusted_proxies.clone();
+        }
+    }
+}
+
+/// `--auth-failure-period`: seconds above zero (fractions allowed).
+fn parse_period_flag(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    crate::ratelimit::parse_period_secs(secs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,31 +40,8 @@ struct Args {
     /// Do not watch the policy file.
     #[arg(long)]
     no_watch: bool,
-    // The failed-authentication limit: the same flags, help and env
-    // variables as `tame serve` (tame-cli's `cli.rs`). The variables are
-    // read by `ServerConfig::load` (errors name the variable), not by clap;
-    // the flags override them.
-    /// Failed authentications a client address may make before it is
-    /// answered 429 (default 10; 0 turns the limit off) [env: TAME_AUTH_FAILURE_BURST]
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    auth_failure_burst: Option<u32>,
-    /// Seconds per failed authentication regained once the burst is spent
-    /// (default 6) [env: TAME_AUTH_FAILURE_PERIOD_SECS]
-    #[arg(long, value_name = "SECS", value_parser = parse_period, allow_negative_numbers = true)]
-    auth_failure_period: Option<Duration>,
-    /// A reverse proxy (address or CIDR network) whose X-Forwarded-For
-    /// names the client (repeatable or comma separated; none by default) [env: TAME_TRUSTED_PROXIES]
-    #[arg(long = "trusted-proxy", value_name = "NET", value_delimiter = ',', value_parser = tame_server::parse_proxy)]
-    trusted_proxies: Vec<ipnet::IpNet>,
-}
-
-/// `--auth-failure-period`: seconds above zero (fractions allowed).
-fn parse_period(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    tame_server::parse_period_secs(secs)
+    #[command(flatten)]
+    auth_failures: tame_server::AuthFailureArgs,
 }
 
 // The same allocator as the `tame` binary.
@@ -107,15 +84,7 @@ async fn main() -> anyhow::Result<()> {
     if args.no_watch {
         config.watch_policy = false;
     }
-    if let Some(n) = args.auth_failure_burst {
-        config.auth_failures.burst = n;
-    }
-    if let Some(period) = args.auth_failure_period {
-        config.auth_failures.period = period;
-    }
-    if !args.trusted_proxies.is_empty() {
-        config.auth_failures.trusted_proxies = args.trusted_proxies;
-    }
+    args.auth_failures.apply(&mut config);
     tame_server::run_until(config, tame_server::shutdown_signal(), |addr| {
         // Machine-readable line for scripts and tests.
         println!("listening on http://{addr}");
