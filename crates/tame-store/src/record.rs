@@ -677,9 +677,9 @@ mod tests {
     #[test]
     fn only_result_records_fill_in_a_decisions_result() {
         let decision = |id: &str, action: &str| {
-            (format!(
+            format!(
                 r#"{{"log_id":"{id}","session_id":"s","timestamp":"2026-11-21T06:00:00Z","tool_name":"t","tool_args":{{}},"decision":"{action}","reason":"r","policy_version":"1"}}"#
-            ))
+            )
         };
         let records = vec![
             (1, "decision".to_string(), decision("a", "approve")),
