@@ -326,6 +326,45 @@ async fn file_changes_reload_the_policy() {
     );
 }
 
+#[tokio::test]
+async fn a_policy_replaced_by_rename_is_reloaded() {
+    // How editors and config tools save: a new file renamed over the old.
+    let dir = setup();
+    let server = start(dir.path(), &[]);
+    let tmp = dir.path().join(".policies.yml.tmp");
+    std::fs::write(&tmp, common::POLICY.replace("\"t1\"", "\"t4\"")).unwrap();
+    std::fs::rename(&tmp, dir.path().join("policies.yml")).unwrap();
+    assert!(
+        wait_for_version(server.addr, "t4").await,
+        "a policy renamed into place was not reloaded"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_policy_behind_a_swapped_symlink_is_reloaded() {
+    // A Kubernetes ConfigMap volume: `policies.yml -> ..data/policies.yml`,
+    // and an update points `..data` at a new directory; the file named
+    // policies.yml is never written.
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = dir.path().join("..2026_11_21_v1");
+    std::fs::create_dir(&v1).unwrap();
+    std::fs::write(v1.join("policies.yml"), common::POLICY).unwrap();
+    symlink("..2026_11_21_v1", dir.path().join("..data")).unwrap();
+    symlink("..data/policies.yml", dir.path().join("policies.yml")).unwrap();
+    let server = start(dir.path(), &[]);
+    let v2 = dir.path().join("..2026_11_21_v2");
+    std::fs::create_dir(&v2).unwrap();
+    std::fs::write(v2.join("policies.yml"), common::POLICY.replace("\"t1\"", "\"t5\"")).unwrap();
+    symlink("..2026_11_21_v2", dir.path().join("..data_tmp")).unwrap();
+    std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+    assert!(
+        wait_for_version(server.addr, "t5").await,
+        "a ConfigMap-style symlink swap was not reloaded"
+    );
+}
+
 #[test]
 fn an_open_api_refuses_non_loopback_addresses() {
     let dir = setup();
