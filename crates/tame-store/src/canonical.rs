@@ -17,6 +17,56 @@ pub fn canonical_json(value: &Value) -> String {
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
+/// Writes a JSON object in canonical form member by member, without
+/// building a `serde_json::Map` first: the caller adds the members in key
+/// order (checked in debug builds).
+pub(crate) struct ObjectWriter<'a> {
+    out: &'a mut Vec<u8>,
+    last: Option<&'static str>,
+}
+
+impl<'a> ObjectWriter<'a> {
+    pub(crate) fn new(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        ObjectWriter { out, last: None }
+    }
+
+    fn key(&mut self, key: &'static str) {
+        debug_assert!(self.last.is_none_or(|last| last < key), "`{key}` is out of order");
+        if self.last.is_some() {
+            self.out.push(b',');
+        }
+        self.last = Some(key);
+        write_scalar(key, self.out);
+        self.out.push(b':');
+    }
+
+    /// A member holding any JSON value (written canonically).
+    pub(crate) fn value(&mut self, key: &'static str, value: &Value) {
+        self.key(key);
+        write_canonical(value, self.out);
+    }
+
+    /// A member holding a string, or `null` for `None`.
+    pub(crate) fn str(&mut self, key: &'static str, value: Option<&str>) {
+        self.key(key);
+        match value {
+            Some(s) => write_scalar(s, self.out),
+            None => self.out.extend_from_slice(b"null"),
+        }
+    }
+
+    pub(crate) fn finish(self) {
+        self.out.push(b'}');
+    }
+}
+
+/// Bytes the writers above produced, as a string.
+pub(crate) fn into_string(out: Vec<u8>) -> String {
+    // Every piece written is valid UTF-8 (serde_json output and ASCII).
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {

@@ -15,7 +15,6 @@ use jiff::Timestamp;
 use postgres::config::SslMode;
 use postgres::types::FromSql;
 use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
-use serde_json::Value;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::canonical::canonical_json;
@@ -24,7 +23,7 @@ use crate::jobs::{Ack, Done, Job, submit};
 use crate::reads::{Window, entries};
 use crate::record::{
     ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, SessionDelta, approval_created_body,
-    approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state, decision_body,
+    approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state, decision_body_json,
     entries_from_records, facts_from_records, mac_from_key, micros, policy_body, record_mac, result_body,
     write_export_line,
 };
@@ -963,10 +962,9 @@ impl<C: GenericClient> Batch<'_, C> {
         ts: &str,
         session_id: Option<&str>,
         ref_id: Option<&str>,
-        body: &Value,
+        body: String,
     ) -> StoreResult<u64> {
         let seq = self.chain.seq.saturating_add(1);
-        let body = canonical_json(body);
         let session_prev = match session_id {
             Some(sid) => match self.chain.tails.get(sid) {
                 Some(&prev) => Some(prev),
@@ -1101,7 +1099,7 @@ impl<C: GenericClient> Batch<'_, C> {
         Ok(())
     }
 
-    fn write_decision(&mut self, mut d: NewDecision) -> StoreResult<DecisionReceipt> {
+    fn write_decision(&mut self, d: NewDecision) -> StoreResult<DecisionReceipt> {
         let ts = format_timestamp(d.timestamp);
         if let Some(release) = &d.release_of {
             let row = self
@@ -1113,13 +1111,13 @@ impl<C: GenericClient> Batch<'_, C> {
             self.db
                 .execute(&self.stmts.mark_released, &[&d.log_id, &release.approval_id])?;
         }
-        let body = decision_body(&mut d, &ts);
-        let seq = self.append("decision", &ts, Some(&d.session_id), Some(&d.log_id), &body)?;
+        let body = decision_body_json(&d, &ts);
+        let seq = self.append("decision", &ts, Some(&d.session_id), Some(&d.log_id), body)?;
         SessionDelta::note_decision(&mut self.sessions, &d, &ts, seq);
         if let Some(approval) = &d.new_approval {
             let expires_at = format_timestamp(approval.expires_at);
-            let body = approval_created_body(&d, approval, &expires_at);
-            let created = self.append("approval_created", &ts, Some(&d.session_id), Some(&approval.id), &body)?;
+            let body = canonical_json(&approval_created_body(&d, approval, &expires_at));
+            let created = self.append("approval_created", &ts, Some(&d.session_id), Some(&approval.id), body)?;
             self.db.execute(
                 &self.stmts.insert_approval,
                 &[
@@ -1147,8 +1145,8 @@ impl<C: GenericClient> Batch<'_, C> {
         };
         check_result_owner(r, owner)?;
         let ts = format_timestamp(r.timestamp);
-        let body = result_body(r, &ts);
-        self.append("result", &ts, Some(&r.session_id), Some(&r.log_id), &body)
+        let body = canonical_json(&result_body(r, &ts));
+        self.append("result", &ts, Some(&r.session_id), Some(&r.log_id), body)
     }
 
     fn write_approval_decision(&mut self, a: &ApprovalDecision) -> StoreResult<Approval> {
@@ -1164,8 +1162,8 @@ impl<C: GenericClient> Batch<'_, C> {
             .query_opt(&self.stmts.approval_session, &[&a.id])?
             .map(|r| col(&r, 0))
             .transpose()?;
-        let body = approval_decided_body(a, new_state, &ts);
-        self.append("approval_decided", &ts, session.as_deref(), Some(&a.id), &body)?;
+        let body = canonical_json(&approval_decided_body(a, new_state, &ts));
+        self.append("approval_decided", &ts, session.as_deref(), Some(&a.id), body)?;
         self.db.execute(
             &self.stmts.decide_approval,
             &[&new_state.as_str(), &a.by, &a.reason, &ts, &a.id],
@@ -1182,8 +1180,8 @@ impl<C: GenericClient> Batch<'_, C> {
         }
         let ts = format_timestamp(now);
         for (id, session) in &due {
-            let body = approval_expired_body(id, &ts);
-            self.append("approval_expired", &ts, Some(session), Some(id), &body)?;
+            let body = canonical_json(&approval_expired_body(id, &ts));
+            self.append("approval_expired", &ts, Some(session), Some(id), body)?;
             self.db.execute(&self.stmts.expire_approval, &[&ts, id])?;
         }
         Ok(due.into_iter().map(|(id, _)| id).collect())
@@ -1191,8 +1189,8 @@ impl<C: GenericClient> Batch<'_, C> {
 
     fn write_policy(&mut self, p: &NewPolicyVersion) -> StoreResult<u64> {
         let ts = format_timestamp(p.loaded_at);
-        let body = policy_body(p, &ts);
-        let seq = self.append("policy_loaded", &ts, None, Some(&p.hash), &body)?;
+        let body = canonical_json(&policy_body(p, &ts));
+        let seq = self.append("policy_loaded", &ts, None, Some(&p.hash), body)?;
         let row = self.db.query_one(
             &self.stmts.insert_policy,
             &[&to_i64(seq), &p.version, &p.hash, &p.origin, &ts, &p.source],

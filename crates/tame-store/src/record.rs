@@ -147,31 +147,29 @@ impl SessionDelta {
 
 // ---------------------------------------------------------------- bodies
 
-/// The body of a `decision` record. Built field by field so the arguments,
-/// metadata, tool name and reason move in uncopied (they are taken out of `d`).
-pub(crate) fn decision_body(d: &mut NewDecision, ts: &str) -> Value {
-    let mut fields = Map::new();
-    fields.insert("log_id".into(), Value::String(d.log_id.clone()));
-    fields.insert("session_id".into(), Value::String(d.session_id.clone()));
-    fields.insert("timestamp".into(), Value::String(ts.to_string()));
-    fields.insert("tool_name".into(), Value::String(std::mem::take(&mut d.tool_name)));
-    fields.insert("tool_args".into(), std::mem::take(&mut d.tool_args));
-    fields.insert("agent_id".into(), opt_str(d.agent_id.as_deref()));
-    fields.insert("user_id".into(), opt_str(d.user_id.as_deref()));
-    fields.insert("metadata".into(), std::mem::take(&mut d.metadata));
-    fields.insert("decision".into(), Value::String(d.decision.as_str().into()));
-    fields.insert("rule_name".into(), opt_str(d.rule_name.as_deref()));
-    fields.insert("reason".into(), Value::String(std::mem::take(&mut d.reason)));
-    fields.insert("policy_version".into(), Value::String(d.policy_version.clone()));
-    fields.insert(
-        "approval_id".into(),
-        opt_str(d.new_approval.as_ref().map(|a| a.id.as_str())),
-    );
-    fields.insert(
-        "released_by".into(),
-        opt_str(d.release_of.as_ref().map(|r| r.approval_id.as_str())),
-    );
-    Value::Object(fields)
+/// The body of a `decision` record, as canonical JSON: written member by
+/// member in key order, straight from `d` (no `serde_json::Map` is built;
+/// this is on the writer's path for every decision). Equal to
+/// `canonical_json` of the same members (a test checks it).
+pub(crate) fn decision_body_json(d: &NewDecision, ts: &str) -> String {
+    let mut out = Vec::with_capacity(384);
+    let mut o = crate::canonical::ObjectWriter::new(&mut out);
+    o.str("agent_id", d.agent_id.as_deref());
+    o.str("approval_id", d.new_approval.as_ref().map(|a| a.id.as_str()));
+    o.str("decision", Some(d.decision.as_str()));
+    o.str("log_id", Some(&d.log_id));
+    o.value("metadata", &d.metadata);
+    o.str("policy_version", Some(&d.policy_version));
+    o.str("reason", Some(&d.reason));
+    o.str("released_by", d.release_of.as_ref().map(|r| r.approval_id.as_str()));
+    o.str("rule_name", d.rule_name.as_deref());
+    o.str("session_id", Some(&d.session_id));
+    o.str("timestamp", Some(ts));
+    o.value("tool_args", &d.tool_args);
+    o.str("tool_name", Some(&d.tool_name));
+    o.str("user_id", d.user_id.as_deref());
+    o.finish();
+    crate::canonical::into_string(out)
 }
 
 /// The body of the `approval_created` record that follows an `approve` decision.
@@ -672,7 +670,91 @@ impl<'a> ChainCheck<'a> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use proptest::prelude::*;
+    use serde_json::Map;
+
     use super::*;
+    use crate::canonical::canonical_json;
+
+    /// The decision body built as a `Value` (how it was built before
+    /// `decision_body_json`): the reference the direct writer must match.
+    fn decision_body_value(d: &NewDecision, ts: &str) -> Value {
+        let mut f = Map::new();
+        f.insert("log_id".into(), Value::String(d.log_id.clone()));
+        f.insert("session_id".into(), Value::String(d.session_id.clone()));
+        f.insert("timestamp".into(), Value::String(ts.to_string()));
+        f.insert("tool_name".into(), Value::String(d.tool_name.clone()));
+        f.insert("tool_args".into(), d.tool_args.clone());
+        f.insert("agent_id".into(), opt_str(d.agent_id.as_deref()));
+        f.insert("user_id".into(), opt_str(d.user_id.as_deref()));
+        f.insert("metadata".into(), d.metadata.clone());
+        f.insert("decision".into(), Value::String(d.decision.as_str().into()));
+        f.insert("rule_name".into(), opt_str(d.rule_name.as_deref()));
+        f.insert("reason".into(), Value::String(d.reason.clone()));
+        f.insert("policy_version".into(), Value::String(d.policy_version.clone()));
+        f.insert(
+            "approval_id".into(),
+            opt_str(d.new_approval.as_ref().map(|a| a.id.as_str())),
+        );
+        f.insert(
+            "released_by".into(),
+            opt_str(d.release_of.as_ref().map(|r| r.approval_id.as_str())),
+        );
+        Value::Object(f)
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(".{0,6}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_direct_decision_body_is_the_canonical_json_of_its_members(
+            text in prop::collection::vec(".{0,10}", 8),
+            some in prop::collection::vec(any::<bool>(), 6),
+            args in json_value(),
+            metadata in json_value(),
+            action in prop_oneof![Just(Action::Allow), Just(Action::Deny), Just(Action::Approve)],
+        ) {
+            let opt = |i: usize| some[i].then(|| text[i].clone());
+            let d = NewDecision {
+                log_id: text[0].clone(),
+                session_id: text[1].clone(),
+                timestamp: Timestamp::UNIX_EPOCH,
+                tool_name: text[2].clone(),
+                tool_args: args,
+                agent_id: opt(3),
+                user_id: opt(4),
+                metadata,
+                decision: action,
+                rule_name: opt(5),
+                reason: text[6].clone(),
+                policy_version: text[7].clone(),
+                new_approval: some[0].then(|| NewApproval {
+                    id: text[3].clone(),
+                    call_hash: "h".into(),
+                    expires_at: Timestamp::UNIX_EPOCH,
+                }),
+                release_of: some[1].then(|| Release { approval_id: text[4].clone(), call_hash: "h".into() }),
+            };
+            let ts = "2026-11-21T06:00:00.000001Z";
+            prop_assert_eq!(decision_body_json(&d, ts), canonical_json(&decision_body_value(&d, ts)));
+        }
+    }
 
     #[test]
     fn only_result_records_fill_in_a_decisions_result() {

@@ -14,7 +14,6 @@ use std::time::Instant;
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
-use serde_json::Value;
 use tame_engine::Action;
 
 use crate::canonical::canonical_json;
@@ -23,7 +22,7 @@ use crate::jobs::{Ack, Done, Job, submit};
 use crate::reads::{Window, entries};
 use crate::record::{
     ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, SessionDelta, approval_created_body,
-    approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state, decision_body,
+    approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state, decision_body_json,
     entries_from_records, facts_from_records, mac_from_key, micros, parse_body, policy_body, record_mac, result_body,
     s, write_export_line,
 };
@@ -772,10 +771,9 @@ fn append(
     ts: &str,
     session_id: Option<&str>,
     ref_id: Option<&str>,
-    body: &Value,
+    body: &str,
 ) -> StoreResult<u64> {
     let seq = chain.seq.saturating_add(1);
-    let body = canonical_json(body);
     let session_prev = match session_id {
         Some(sid) => match chain.tails.get(sid) {
             Some(&prev) => Some(prev),
@@ -798,7 +796,7 @@ fn append(
             session_id,
             ref_id,
             prev_text.as_deref(),
-            Some(&body),
+            Some(body),
         ],
     );
     tx.prepare_cached(
@@ -825,7 +823,7 @@ fn write_decision(
     chain: &mut Chain,
     mac: &HmacSha256,
     sessions: &mut HashMap<String, SessionDelta>,
-    mut d: NewDecision,
+    d: NewDecision,
 ) -> StoreResult<DecisionReceipt> {
     let ts = format_timestamp(d.timestamp);
     if let Some(release) = &d.release_of {
@@ -837,7 +835,7 @@ fn write_decision(
         tx.prepare_cached("UPDATE approvals SET released_log_id = ?1 WHERE id = ?2")?
             .execute(params![d.log_id, release.approval_id])?;
     }
-    let body = decision_body(&mut d, &ts);
+    let body = decision_body_json(&d, &ts);
     let seq = append(
         tx,
         chain,
@@ -851,7 +849,7 @@ fn write_decision(
     SessionDelta::note_decision(sessions, &d, &ts, seq);
     if let Some(approval) = &d.new_approval {
         let expires_at = format_timestamp(approval.expires_at);
-        let body = approval_created_body(&d, approval, &expires_at);
+        let body = canonical_json(&approval_created_body(&d, approval, &expires_at));
         let created = append(
             tx,
             chain,
@@ -886,7 +884,7 @@ fn write_result(tx: &Connection, chain: &mut Chain, mac: &HmacSha256, r: &NewRes
         .optional()?;
     check_result_owner(r, owner)?;
     let ts = format_timestamp(r.timestamp);
-    let body = result_body(r, &ts);
+    let body = canonical_json(&result_body(r, &ts));
     append(
         tx,
         chain,
@@ -915,7 +913,7 @@ fn write_approval_decision(
         .prepare_cached("SELECT session_id FROM approvals WHERE id = ?1")?
         .query_row([&a.id], |r| r.get(0))
         .optional()?;
-    let body = approval_decided_body(a, new_state, &ts);
+    let body = canonical_json(&approval_decided_body(a, new_state, &ts));
     append(
         tx,
         chain,
@@ -943,7 +941,7 @@ fn write_expiry(tx: &Connection, chain: &mut Chain, mac: &HmacSha256, now: Times
     };
     let ts = format_timestamp(now);
     for (id, session) in &due {
-        let body = approval_expired_body(id, &ts);
+        let body = canonical_json(&approval_expired_body(id, &ts));
         append(tx, chain, mac, "approval_expired", &ts, Some(session), Some(id), &body)?;
         tx.prepare_cached("UPDATE approvals SET state = 'expired', decided_at = ?1 WHERE id = ?2")?
             .execute(params![ts, id])?;
@@ -953,7 +951,7 @@ fn write_expiry(tx: &Connection, chain: &mut Chain, mac: &HmacSha256, now: Times
 
 fn write_policy(tx: &Connection, chain: &mut Chain, mac: &HmacSha256, p: &NewPolicyVersion) -> StoreResult<u64> {
     let ts = format_timestamp(p.loaded_at);
-    let body = policy_body(p, &ts);
+    let body = canonical_json(&policy_body(p, &ts));
     let seq = append(tx, chain, mac, "policy_loaded", &ts, None, Some(&p.hash), &body)?;
     tx.prepare_cached(
         "INSERT INTO policy_versions(seq, version, hash, origin, loaded_at, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
