@@ -15,6 +15,27 @@ pub struct ServerOpts {
     pub timeout_secs: u64,
 }
 
+/// TLS for https:// servers: certificates are checked against the
+/// system's trusted roots, or the bundle `SSL_CERT_FILE` (or the directory
+/// `SSL_CERT_DIR`) names, as the PostgreSQL store checks its server's; so a
+/// server behind a private CA works once that CA is trusted. With no roots
+/// found, Mozilla's bundled roots are used.
+#[cfg(feature = "tls")]
+fn tls_config() -> ureq::tls::TlsConfig {
+    let found = rustls_native_certs::load_native_certs();
+    let certs: Vec<ureq::tls::Certificate<'static>> = found
+        .certs
+        .iter()
+        .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+        .collect();
+    let roots = if certs.is_empty() {
+        ureq::tls::RootCerts::WebPki
+    } else {
+        ureq::tls::RootCerts::new_with_certs(&certs)
+    };
+    ureq::tls::TlsConfig::builder().root_certs(roots).build()
+}
+
 /// A connection to one server.
 #[derive(Debug)]
 pub struct Client {
@@ -38,10 +59,12 @@ impl Client {
                 opts.url
             )));
         }
-        let config = ureq::Agent::config_builder()
+        let builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(opts.timeout_secs.max(1))))
-            .build();
+            .timeout_global(Some(Duration::from_secs(opts.timeout_secs.max(1))));
+        #[cfg(feature = "tls")]
+        let builder = builder.tls_config(tls_config());
+        let config = builder.build();
         Ok(Client {
             agent: ureq::Agent::new_with_config(config),
             base,
