@@ -652,6 +652,27 @@ struct PendingRows {
     decisions: HashMap<String, String>,
 }
 
+/// One statement parameter.
+type Param<'a> = &'a (dyn postgres::types::ToSql + Sync);
+
+impl PendingRows {
+    /// The audit columns, in `INSERT_AUDIT`'s order (the first nine
+    /// parameters of both the plain insert and the batch statement).
+    fn columns(&self) -> [Param<'_>; 9] {
+        [
+            &self.seq,
+            &self.kind,
+            &self.ts,
+            &self.session_id,
+            &self.ref_id,
+            &self.session_prev,
+            &self.body,
+            &self.prev_hash,
+            &self.hash,
+        ]
+    }
+}
+
 /// One batch's state, writing through `db`: a transaction, or for a batch
 /// that only appends, the connection itself (its one write statement
 /// commits on its own).
@@ -1017,20 +1038,7 @@ impl<C: GenericClient> Batch<'_, C> {
             return Ok(());
         }
         let r = std::mem::take(&mut self.rows);
-        self.db.execute(
-            &self.stmts.insert_audit,
-            &[
-                &r.seq,
-                &r.kind,
-                &r.ts,
-                &r.session_id,
-                &r.ref_id,
-                &r.session_prev,
-                &r.body,
-                &r.prev_hash,
-                &r.hash,
-            ],
-        )?;
+        self.db.execute(&self.stmts.insert_audit, &r.columns())?;
         Ok(())
     }
 
@@ -1070,32 +1078,11 @@ impl<C: GenericClient> Batch<'_, C> {
             user.push(d.user_id);
         }
         let head = format!("{}:{}", self.chain.seq, self.chain.hash);
-        self.db.execute(
-            &self.stmts.write_batch,
-            &[
-                &r.seq,
-                &r.kind,
-                &r.ts,
-                &r.session_id,
-                &r.ref_id,
-                &r.session_prev,
-                &r.body,
-                &r.prev_hash,
-                &r.hash,
-                &ids,
-                &start,
-                &end,
-                &last_seq,
-                &tail_seq,
-                &total,
-                &allowed,
-                &denied,
-                &approved,
-                &agent,
-                &user,
-                &head,
-            ],
-        )?;
+        let summaries: [Param<'_>; 12] = [
+            &ids, &start, &end, &last_seq, &tail_seq, &total, &allowed, &denied, &approved, &agent, &user, &head,
+        ];
+        let params: Vec<Param<'_>> = r.columns().into_iter().chain(summaries).collect();
+        self.db.execute(&self.stmts.write_batch, &params)?;
         Ok(())
     }
 
