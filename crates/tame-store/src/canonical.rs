@@ -13,8 +13,7 @@ use sha2::{Digest, Sha256};
 pub fn canonical_json(value: &Value) -> String {
     let mut out = Vec::with_capacity(256);
     write_canonical(value, &mut out);
-    // Every piece written is valid UTF-8 (serde_json output and ASCII).
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    into_string(out)
 }
 
 /// Writes a JSON object in canonical form member by member, without

@@ -198,13 +198,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 /// shape the original server used (`2026-11-21T06:00:00.123456Z`).
 pub fn format_timestamp(ts: jiff::Timestamp) -> String {
     // Jiff's RFC 3339 printer writes the same text as the strftime format
-    // below for years 0000 to 9999, at a fraction of the cost (this runs
-    // twice per decision); other years keep the strftime form.
+    // below for years 0000 to 9999 (Jiff's last), at a fraction of the cost
+    // (this runs twice per decision); earlier years keep the strftime form.
     const PRINTER: jiff::fmt::temporal::DateTimePrinter =
         jiff::fmt::temporal::DateTimePrinter::new().precision(Some(6));
     let micros = ts.as_microsecond();
     let whole = jiff::Timestamp::from_microsecond(micros).unwrap_or(ts);
-    if (0..=9999).contains(&whole.to_zoned(jiff::tz::TimeZone::UTC).year()) {
+    /// 0000-01-01T00:00:00Z.
+    const YEAR_ZERO: i64 = -62_167_219_200;
+    if whole.as_second() >= YEAR_ZERO {
         let mut out = String::with_capacity(27);
         if PRINTER.print_timestamp(&whole, &mut out).is_ok() {
             return out;
