@@ -66,6 +66,7 @@ rules:
     tools: ["read_*", "list_*", "search_*", "send_email", "http_post"]
 "#;
 
+#[derive(Clone)]
 struct Args {
     connections: usize,
     seconds: u64,
@@ -277,11 +278,11 @@ fn main() -> anyhow::Result<()> {
         // Warm up both routes (see the module docs).
         let warm_health = Args {
             seconds: 1,
-            ..parse_args()?
+            ..args.clone()
         };
         let warm_enforce = Args {
             seconds: args.warmup,
-            ..parse_args()?
+            ..args.clone()
         };
         let run_health = args.only.as_deref() != Some("enforce");
         let run_enforce = args.only.as_deref() != Some("health");
