@@ -4,7 +4,8 @@
 //! `TAME_TEST_DATABASE_URL` names a server (`scripts/pg-test.sh cargo bench
 //! -p tame-store --bench append -- pg_`).
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use tame_engine::Action;
 use tame_store::{Durability, NewDecision, PgOptions, PgStore, SqliteOptions, SqliteStore, Store};
@@ -28,6 +29,22 @@ fn decision(i: u64) -> NewDecision {
     }
 }
 
+/// Batches of 1000 decisions appended to `store`, each batch waited for.
+fn bench_appends(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, store: &dyn Store) {
+    let mut i = 0u64;
+    group.bench_function(BenchmarkId::from_parameter(name), |b| {
+        b.iter(|| {
+            let tickets: Vec<_> = (0..1000)
+                .map(|_| {
+                    i += 1;
+                    store.record_decision(decision(i))
+                })
+                .collect();
+            tickets.into_iter().map(|t| t.wait().is_ok()).filter(|ok| *ok).count()
+        });
+    });
+}
+
 fn append(c: &mut Criterion) {
     let mut group = c.benchmark_group("append_1000");
     group.throughput(Throughput::Elements(1000));
@@ -43,18 +60,7 @@ fn append(c: &mut Criterion) {
         ) else {
             return;
         };
-        let mut i = 0u64;
-        group.bench_function(BenchmarkId::from_parameter(name), |b| {
-            b.iter(|| {
-                let tickets: Vec<_> = (0..1000)
-                    .map(|_| {
-                        i += 1;
-                        store.record_decision(decision(i))
-                    })
-                    .collect();
-                tickets.into_iter().map(|t| t.wait().is_ok()).filter(|ok| *ok).count()
-            });
-        });
+        bench_appends(&mut group, name, &store);
     }
     group.finish();
 }
@@ -96,18 +102,7 @@ fn pg(c: &mut Criterion) {
         let Ok(store) = PgStore::open(&url, options) else {
             return;
         };
-        let mut i = 0u64;
-        group.bench_function(BenchmarkId::from_parameter(name), |b| {
-            b.iter(|| {
-                let tickets: Vec<_> = (0..1000)
-                    .map(|_| {
-                        i += 1;
-                        store.record_decision(decision(i))
-                    })
-                    .collect();
-                tickets.into_iter().map(|t| t.wait().is_ok()).filter(|ok| *ok).count()
-            });
-        });
+        bench_appends(&mut group, name, &store);
     }
     group.finish();
 
