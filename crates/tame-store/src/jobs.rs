@@ -4,16 +4,16 @@
 
 use jiff::Timestamp;
 
+use crate::record::PreparedDecision;
 use crate::{
-    Approval, ApprovalDecision, DecisionReceipt, NewDecision, NewPolicyVersion, NewResult, StoreError, StoreResult,
-    Ticket,
+    Approval, ApprovalDecision, DecisionReceipt, NewPolicyVersion, NewResult, StoreError, StoreResult, Ticket,
 };
 
 pub(crate) type Ack<T> = tokio::sync::oneshot::Sender<StoreResult<T>>;
 
 /// One write, queued for the writer thread.
 pub(crate) enum Job {
-    Decision(Box<NewDecision>, Ack<DecisionReceipt>),
+    Decision(Box<PreparedDecision>, Ack<DecisionReceipt>),
     Result(NewResult, Ack<u64>),
     Approval(ApprovalDecision, Ack<Approval>),
     Expire(Timestamp, Ack<Vec<String>>),

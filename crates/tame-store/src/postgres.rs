@@ -22,8 +22,8 @@ use crate::facts::{FactsHandle, SessionState};
 use crate::jobs::{Ack, Done, Job, submit};
 use crate::reads::{Window, entries};
 use crate::record::{
-    ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, SessionDelta, approval_created_body,
-    approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state, decision_body_json,
+    ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, PreparedDecision, SessionDelta,
+    approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state,
     entries_from_records, facts_from_records, mac_from_key, micros, policy_body, record_mac, result_body,
     write_export_line,
 };
@@ -1086,8 +1086,7 @@ impl<C: GenericClient> Batch<'_, C> {
         Ok(())
     }
 
-    fn write_decision(&mut self, d: NewDecision) -> StoreResult<DecisionReceipt> {
-        let ts = format_timestamp(d.timestamp);
+    fn write_decision(&mut self, mut d: PreparedDecision) -> StoreResult<DecisionReceipt> {
         if let Some(release) = &d.release_of {
             let row = self
                 .db
@@ -1098,13 +1097,17 @@ impl<C: GenericClient> Batch<'_, C> {
             self.db
                 .execute(&self.stmts.mark_released, &[&d.log_id, &release.approval_id])?;
         }
-        let body = decision_body_json(&d, &ts);
-        let seq = self.append("decision", &ts, Some(&d.session_id), Some(&d.log_id), body)?;
-        SessionDelta::note_decision(&mut self.sessions, &d, &ts, seq);
-        if let Some(approval) = &d.new_approval {
-            let expires_at = format_timestamp(approval.expires_at);
-            let body = canonical_json(&approval_created_body(&d, approval, &expires_at));
-            let created = self.append("approval_created", &ts, Some(&d.session_id), Some(&approval.id), body)?;
+        let body = std::mem::take(&mut d.body);
+        let seq = self.append("decision", &d.ts, Some(&d.session_id), Some(&d.log_id), body)?;
+        SessionDelta::note_decision(&mut self.sessions, &d, seq);
+        if let Some(approval) = d.new_approval.take() {
+            let created = self.append(
+                "approval_created",
+                &d.ts,
+                Some(&d.session_id),
+                Some(&approval.id),
+                approval.body,
+            )?;
             self.db.execute(
                 &self.stmts.insert_approval,
                 &[
@@ -1113,8 +1116,8 @@ impl<C: GenericClient> Batch<'_, C> {
                     &d.log_id,
                     &d.session_id,
                     &approval.call_hash,
-                    &micros(approval.expires_at),
-                    &expires_at,
+                    &approval.expires_micros,
+                    &approval.expires_at,
                 ],
             )?;
         }
@@ -1386,7 +1389,9 @@ impl Store for PgStore {
     }
 
     fn record_decision(&self, decision: NewDecision) -> Ticket<DecisionReceipt> {
-        self.submit(|ack| Job::Decision(Box::new(decision), ack))
+        // Prepared here, on the caller's thread (see `PreparedDecision`).
+        let decision = Box::new(PreparedDecision::new(decision));
+        self.submit(|ack| Job::Decision(decision, ack))
     }
 
     fn record_result(&self, result: NewResult) -> Ticket<u64> {

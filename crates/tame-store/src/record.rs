@@ -91,7 +91,12 @@ impl Chain {
         self.seq = seq;
         self.hash = hash;
         if let Some(sid) = session_id {
-            self.tails.insert(sid.to_string(), seq);
+            match self.tails.get_mut(sid) {
+                Some(tail) => *tail = seq,
+                None => {
+                    self.tails.insert(sid.to_string(), seq);
+                }
+            }
             if !self.touched.contains(sid) {
                 self.touched.insert(sid.to_string());
             }
@@ -114,13 +119,16 @@ pub(crate) struct SessionDelta {
 }
 
 impl SessionDelta {
-    /// Counts decision `d`, logged as record `seq` at `ts`, in its session's delta.
-    pub(crate) fn note_decision(sessions: &mut HashMap<String, SessionDelta>, d: &NewDecision, ts: &str, seq: u64) {
-        let delta = sessions.entry(d.session_id.clone()).or_insert_with(|| SessionDelta {
-            start: ts.to_string(),
-            ..SessionDelta::default()
-        });
-        delta.count(ts, seq, Some(d.decision));
+    /// Counts decision `d`, logged as record `seq`, in its session's delta.
+    pub(crate) fn note_decision(sessions: &mut HashMap<String, SessionDelta>, d: &PreparedDecision, seq: u64) {
+        let delta = match sessions.get_mut(&d.session_id) {
+            Some(delta) => delta,
+            None => sessions.entry(d.session_id.clone()).or_insert_with(|| SessionDelta {
+                start: d.ts.clone(),
+                ..SessionDelta::default()
+            }),
+        };
+        delta.count(&d.ts, seq, Some(d.action));
         if delta.agent_id.is_none() {
             delta.agent_id.clone_from(&d.agent_id);
         }
@@ -170,6 +178,72 @@ pub(crate) fn decision_body_json(d: &NewDecision, ts: &str) -> String {
     o.str("user_id", d.user_id.as_deref());
     o.finish();
     crate::canonical::into_string(out)
+}
+
+/// A decision as a writer appends it, prepared by [`PreparedDecision::new`]
+/// on the caller's thread: the record bodies and timestamps are built
+/// there, and the call's arguments and metadata are freed by the thread
+/// that allocated them. The writer thread, the store's one serial step,
+/// only checks, chains and inserts.
+pub(crate) struct PreparedDecision {
+    pub(crate) log_id: String,
+    pub(crate) session_id: String,
+    pub(crate) ts: String,
+    /// The `decision` record's canonical body.
+    pub(crate) body: String,
+    pub(crate) action: Action,
+    pub(crate) agent_id: Option<String>,
+    pub(crate) user_id: Option<String>,
+    pub(crate) new_approval: Option<PreparedApproval>,
+    pub(crate) release_of: Option<Release>,
+}
+
+/// The pending approval an `approve` decision creates, with the body of
+/// its `approval_created` record.
+pub(crate) struct PreparedApproval {
+    pub(crate) id: String,
+    pub(crate) call_hash: String,
+    pub(crate) expires_micros: i64,
+    pub(crate) expires_at: String,
+    pub(crate) body: String,
+}
+
+impl PreparedDecision {
+    pub(crate) fn new(d: NewDecision) -> PreparedDecision {
+        let ts = crate::format_timestamp(d.timestamp);
+        let body = decision_body_json(&d, &ts);
+        let new_approval = d.new_approval.as_ref().map(|a| {
+            let expires_at = crate::format_timestamp(a.expires_at);
+            let body = canonical_json(&approval_created_body(&d, a, &expires_at));
+            PreparedApproval {
+                id: a.id.clone(),
+                call_hash: a.call_hash.clone(),
+                expires_micros: micros(a.expires_at),
+                expires_at,
+                body,
+            }
+        });
+        let NewDecision {
+            log_id,
+            session_id,
+            agent_id,
+            user_id,
+            decision,
+            release_of,
+            ..
+        } = d;
+        PreparedDecision {
+            log_id,
+            session_id,
+            ts,
+            body,
+            action: decision,
+            agent_id,
+            user_id,
+            new_approval,
+            release_of,
+        }
+    }
 }
 
 /// The body of the `approval_created` record that follows an `approve` decision.

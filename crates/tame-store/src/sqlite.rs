@@ -21,8 +21,8 @@ use crate::facts::{FactsHandle, SessionState};
 use crate::jobs::{Ack, Done, Job, submit};
 use crate::reads::{Window, entries};
 use crate::record::{
-    ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, SessionDelta, approval_created_body,
-    approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state, decision_body_json,
+    ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, PreparedDecision, SessionDelta,
+    approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state,
     entries_from_records, facts_from_records, mac_from_key, micros, parse_body, policy_body, record_mac, result_body,
     s, write_export_line,
 };
@@ -823,9 +823,8 @@ fn write_decision(
     chain: &mut Chain,
     mac: &HmacSha256,
     sessions: &mut HashMap<String, SessionDelta>,
-    d: NewDecision,
+    d: PreparedDecision,
 ) -> StoreResult<DecisionReceipt> {
-    let ts = format_timestamp(d.timestamp);
     if let Some(release) = &d.release_of {
         let row: Option<(String, String, Option<String>)> = tx
             .prepare_cached("SELECT state, call_hash, released_log_id FROM approvals WHERE id = ?1")?
@@ -835,30 +834,27 @@ fn write_decision(
         tx.prepare_cached("UPDATE approvals SET released_log_id = ?1 WHERE id = ?2")?
             .execute(params![d.log_id, release.approval_id])?;
     }
-    let body = decision_body_json(&d, &ts);
     let seq = append(
         tx,
         chain,
         mac,
         "decision",
-        &ts,
+        &d.ts,
         Some(&d.session_id),
         Some(&d.log_id),
-        &body,
+        &d.body,
     )?;
-    SessionDelta::note_decision(sessions, &d, &ts, seq);
+    SessionDelta::note_decision(sessions, &d, seq);
     if let Some(approval) = &d.new_approval {
-        let expires_at = format_timestamp(approval.expires_at);
-        let body = canonical_json(&approval_created_body(&d, approval, &expires_at));
         let created = append(
             tx,
             chain,
             mac,
             "approval_created",
-            &ts,
+            &d.ts,
             Some(&d.session_id),
             Some(&approval.id),
-            &body,
+            &approval.body,
         )?;
         tx.prepare_cached(
             "INSERT INTO approvals(id, created_seq, log_id, session_id, call_hash, state, expires_micros, expires_at)
@@ -870,8 +866,8 @@ fn write_decision(
             d.log_id,
             d.session_id,
             approval.call_hash,
-            micros(approval.expires_at),
-            expires_at
+            approval.expires_micros,
+            approval.expires_at
         ])?;
     }
     Ok(DecisionReceipt { seq })
@@ -1229,7 +1225,9 @@ impl Store for SqliteStore {
     }
 
     fn record_decision(&self, decision: NewDecision) -> Ticket<DecisionReceipt> {
-        self.submit(|ack| Job::Decision(Box::new(decision), ack))
+        // Prepared here, on the caller's thread (see `PreparedDecision`).
+        let decision = Box::new(PreparedDecision::new(decision));
+        self.submit(|ack| Job::Decision(decision, ack))
     }
 
     fn record_result(&self, result: NewResult) -> Ticket<u64> {
