@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release -p tame-server --example load -- [--connections 32] [--seconds 5]
 //!     [--addr HOST:PORT] [--durability full|normal] [--max-requests N] [--db PATH|URL]
-//!     [--only health|enforce] [--warmup SECONDS]
+//!     [--only health|enforce] [--warmup SECONDS]        (`-- --help` describes them)
 //! ```
 //!
 //! Each route is warmed up before it is measured: `/health` for a second,
@@ -66,54 +66,40 @@ rules:
     tools: ["read_*", "list_*", "search_*", "send_email", "http_post"]
 "#;
 
-#[derive(Clone)]
+/// Drives `POST /api/v1/enforce` and `GET /health` of one server and
+/// reports requests/s, p50, p99, CPU per request and their ratio.
+#[derive(Clone, clap::Parser)]
+#[command(name = "load")]
 struct Args {
-    connections: usize,
+    /// Concurrent keep-alive connections (one request in flight on each).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    connections: u64,
+    /// Seconds each route is measured.
+    #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// A running server to drive instead of one started in this process.
+    #[arg(long)]
     addr: Option<SocketAddr>,
+    /// The in-process server's audit durability.
+    #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
     durability: String,
+    /// Stop each phase after this many requests in all.
+    #[arg(long, default_value_t = 5_000_000)]
     max_requests: u64,
-    /// Drive only this route (`health` or `enforce`): to profile one route at a time.
+    /// Drive only this route (e.g. under `perf record`).
+    #[arg(long, value_parser = ["health", "enforce"])]
     only: Option<String>,
+    /// The in-process server's database (a path or a postgres:// URL)
+    /// instead of SQLite in a temporary directory.
+    #[arg(long)]
     db: Option<String>,
     /// Seconds of enforce calls before the measured phase.
+    #[arg(long, default_value_t = 3)]
     warmup: u64,
 }
 
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        connections: 32,
-        seconds: 5,
-        addr: None,
-        durability: "full".into(),
-        max_requests: 5_000_000,
-        only: None,
-        db: None,
-        warmup: 3,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--connections" => args.connections = value()?.parse()?,
-            "--seconds" => args.seconds = value()?.parse()?,
-            "--addr" => args.addr = Some(value()?.parse()?),
-            "--durability" => args.durability = value()?,
-            "--max-requests" => args.max_requests = value()?.parse()?,
-            "--only" => match value()?.as_str() {
-                route @ ("health" | "enforce") => args.only = Some(route.to_string()),
-                other => anyhow::bail!("--only takes `health` or `enforce`, not `{other}`"),
-            },
-            "--db" => args.db = Some(value()?),
-            "--warmup" => args.warmup = value()?.parse()?,
-            other => anyhow::bail!("unknown flag `{other}`"),
-        }
-    }
-    Ok(args)
-}
-
-fn body_for(conn: usize, i: u64) -> String {
-    let session = format!("load-{}", (conn as u64 * 7919 + i / 50) % 2000);
+fn body_for(conn: u64, i: u64) -> String {
+    let session = format!("load-{}", (conn * 7919 + i / 50) % 2000);
     match i % 5 {
         0 => format!(
             r#"{{"tool_name":"read_file","tool_args":{{"path":"/etc/shadow"}},"session_id":"{session}","agent_id":"bench"}}"#
@@ -175,7 +161,12 @@ async fn drive(addr: SocketAddr, enforce: bool, args: &Args, key: Option<String>
             let mut lat = Vec::with_capacity(100_000);
             let mut errors = 0u64;
             let mut i = 0u64;
-            while Instant::now() < deadline && budget.fetch_sub(1, Ordering::Relaxed) > 0 {
+            let take = || {
+                budget
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok()
+            };
+            while Instant::now() < deadline && take() {
                 let mut req = hyper::Request::builder().header("host", "localhost");
                 if let Some(k) = &key {
                     req = req.header("authorization", format!("Bearer {k}"));
@@ -222,7 +213,7 @@ async fn drive(addr: SocketAddr, enforce: bool, args: &Args, key: Option<String>
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = <Args as clap::Parser>::parse();
     // `TAME_LOG=tame_store=debug` shows the writer's batch counts at the end.
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("TAME_LOG") {
         tracing_subscriber::fmt()
@@ -309,6 +300,9 @@ fn main() -> anyhow::Result<()> {
         args.connections, args.seconds, args.durability
     );
     for (name, p) in [("GET /health", &health), ("POST /api/v1/enforce", &enforce)] {
+        if p.requests == 0 {
+            continue;
+        }
         println!(
             "{name:<22} {:>9.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  cpu {:>5.1} us/req  ({} requests, {} non-2xx)",
             p.rps(),
@@ -319,11 +313,13 @@ fn main() -> anyhow::Result<()> {
             p.errors
         );
     }
-    println!("enforce/health throughput ratio: {:.2}", enforce.rps() / health.rps());
-    println!(
-        "enforce/health cpu-per-request ratio: {:.2} (the throughput ratio a quiet machine with both routes CPU-bound would show)",
-        health.cpu_per_request_us() / enforce.cpu_per_request_us()
-    );
+    if health.requests > 0 && enforce.requests > 0 {
+        println!("enforce/health throughput ratio: {:.2}", enforce.rps() / health.rps());
+        println!(
+            "enforce/health cpu-per-request ratio: {:.2} (the throughput ratio a quiet machine with both routes CPU-bound would show)",
+            health.cpu_per_request_us() / enforce.cpu_per_request_us()
+        );
+    }
     drop(server_rt);
     Ok(())
 }
