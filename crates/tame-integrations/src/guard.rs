@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::tls::TlsRoots;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -428,14 +429,20 @@ pub struct RemoteGuard {
 }
 
 impl RemoteGuard {
-    /// `api_url` is the server's root, e.g. `http://127.0.0.1:8000`.
+    /// `api_url` is the server's root, e.g. `http://127.0.0.1:8000` or
+    /// `https://tame.example.com`; an https server's certificate is checked
+    /// against the system's trusted roots ([`TlsRoots::system`]).
     pub fn new(api_url: &str, api_key: Option<String>) -> anyhow::Result<Self> {
+        RemoteGuard::with_tls_roots(api_url, api_key, &TlsRoots::system())
+    }
+
+    /// [`RemoteGuard::new`] trusting exactly `roots` for an https server
+    /// (a private CA). Fails for an `https://` URL when `roots` has none.
+    pub fn with_tls_roots(api_url: &str, api_key: Option<String>, roots: &TlsRoots) -> anyhow::Result<Self> {
         let base = api_url.trim_end_matches('/').to_owned();
-        reqwest::Url::parse(&base).with_context(|| format!("invalid api url `{api_url}`"))?;
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .context("cannot build the http client")?;
+        let url = reqwest::Url::parse(&base).with_context(|| format!("invalid api url `{api_url}`"))?;
+        roots.check(&url).map_err(anyhow::Error::msg)?;
+        let client = roots.client(reqwest::Client::builder().timeout(Duration::from_secs(30)))?;
         Ok(RemoteGuard {
             base,
             api_key,

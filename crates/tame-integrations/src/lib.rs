@@ -6,7 +6,11 @@
 //!   service, with timeouts and trace fields);
 //! - [`run`]: guarded tool runs for `tame run-tool` and the server's
 //!   `POST /api/v1/tools/run`;
-//! - [`guard`]: where decisions come from (the embedded engine or a server).
+//! - [`guard`]: where decisions come from (the embedded engine or a server);
+//! - [`tls`]: `https://` for the HTTP clients (a remote Tame server, tool
+//!   services): rustls (ring), certificates checked against the system's
+//!   trusted roots (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured) or the roots
+//!   given to `RemoteGuard::with_tls_roots` / `ToolRunner::with_tls_roots`.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -31,6 +35,7 @@ pub mod hide;
 pub mod mcp;
 pub mod protocol;
 pub mod run;
+pub mod tls;
 
 pub use guard::{
     AnyGuard, ApprovalOutcome, Approver, CallOutcome, CallStatus, EmbeddedGuard, Guard, RemoteGuard, ToolCall, Verdict,
@@ -40,3 +45,4 @@ pub use protocol::{Execution, RunnerSpec, ToolBinding, ToolError, ToolRunner, To
 pub use run::{
     CallContext, RunToolOptions, ToolRunReport, ToolsService, run_guarded, run_tool, run_tool_async, tools_router,
 };
+pub use tls::TlsRoots;

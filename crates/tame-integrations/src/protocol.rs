@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -15,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::Command;
+
+use crate::tls::{TlsRoots, error_chain};
 
 /// The protocol version spoken by this runner.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -132,11 +135,15 @@ pub struct Execution {
     pub trace: Trace,
 }
 
-/// Runs tools; holds the default timeout and an HTTP client.
+/// Runs tools; holds the default timeout and an HTTP client (built once,
+/// with its TLS config, for every service call).
 #[derive(Clone, Debug)]
 pub struct ToolRunner {
     default_timeout: Duration,
-    http: reqwest::Client,
+    tls: TlsRoots,
+    /// The client, or why none could be built (every service call then
+    /// fails with that reason).
+    http: Result<reqwest::Client, Arc<str>>,
 }
 
 impl Default for ToolRunner {
@@ -146,10 +153,22 @@ impl Default for ToolRunner {
 }
 
 impl ToolRunner {
+    /// A runner whose https services are checked against the system's
+    /// trusted roots ([`TlsRoots::system`]).
     pub fn new(default_timeout: Duration) -> Self {
+        ToolRunner::with_tls_roots(default_timeout, TlsRoots::system())
+    }
+
+    /// A runner trusting exactly `roots` for `https://` services (a private
+    /// CA); plain `http://` services work whatever `roots` holds.
+    pub fn with_tls_roots(default_timeout: Duration, roots: TlsRoots) -> Self {
+        let http = roots
+            .client(reqwest::Client::builder())
+            .map_err(|err| Arc::from(format!("{err:#}")));
         ToolRunner {
             default_timeout,
-            http: reqwest::Client::new(),
+            tls: roots,
+            http,
         }
     }
 
@@ -244,6 +263,9 @@ impl ToolRunner {
                 "bad_url",
             )
         })?;
+        self.tls
+            .check(&url)
+            .map_err(|why| ToolError::new("ServiceError", why, "unreachable"))?;
         let handshake_url = url.join("/capabilities/handshake").map_err(|err| {
             ToolError::new(
                 "ServiceError",
@@ -321,34 +343,34 @@ impl ToolRunner {
                 "timeout",
             ));
         }
-        let response = self
-            .http
-            .post(url)
-            .json(body)
-            .timeout(left)
-            .send()
-            .await
-            .map_err(|err| {
-                if err.is_timeout() {
-                    ToolError::new(
-                        "ToolTimeout",
-                        format!("service {what} at `{url}` timed out after {} ms", millis(left)),
-                        "timeout",
-                    )
-                } else {
-                    ToolError::new(
-                        "ServiceError",
-                        format!("cannot reach service at `{url}` ({what}): {err}"),
-                        "unreachable",
-                    )
-                }
-            })?;
+        let http = self.http.as_ref().map_err(|why| {
+            ToolError::new(
+                "ServiceError",
+                format!("cannot call service at `{url}` ({what}): {why}"),
+                "unreachable",
+            )
+        })?;
+        let response = http.post(url).json(body).timeout(left).send().await.map_err(|err| {
+            if err.is_timeout() {
+                ToolError::new(
+                    "ToolTimeout",
+                    format!("service {what} at `{url}` timed out after {} ms", millis(left)),
+                    "timeout",
+                )
+            } else {
+                ToolError::new(
+                    "ServiceError",
+                    format!("cannot reach service at `{url}` ({what}): {}", error_chain(&err)),
+                    "unreachable",
+                )
+            }
+        })?;
         let status = response.status();
         let text = response.text().await.map_err(|err| {
             let code = if err.is_timeout() { "timeout" } else { "unreachable" };
             ToolError::new(
                 "ServiceError",
-                format!("cannot read the {what} answer of `{url}`: {err}"),
+                format!("cannot read the {what} answer of `{url}`: {}", error_chain(&err)),
                 code,
             )
         })?;

@@ -1,0 +1,149 @@
+//! TLS for the integrations' HTTP clients (the remote guard's Tame server,
+//! tool services): rustls with the ring provider, certificates checked
+//! against the system's trusted roots or roots given explicitly.
+//!
+//! The system's roots come from `rustls-native-certs`: the platform's store,
+//! or the bundle `SSL_CERT_FILE` (the directory `SSL_CERT_DIR`) names, as the
+//! CLI and the PostgreSQL store read them. They are read once per process.
+//! When none are found, plain `http://` keeps working and an `https://` URL
+//! fails with a message saying how to fix it.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context as _;
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+
+/// The certificates an `https://` peer's certificate chain must lead to.
+///
+/// Cheap to clone; a client built from it holds its own rustls config.
+#[derive(Clone)]
+pub struct TlsRoots {
+    roots: Result<Arc<RootCertStore>, Arc<str>>,
+}
+
+impl fmt::Debug for TlsRoots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.roots {
+            Ok(roots) => f.debug_struct("TlsRoots").field("certificates", &roots.len()).finish(),
+            Err(problem) => f.debug_struct("TlsRoots").field("problem", problem).finish(),
+        }
+    }
+}
+
+impl Default for TlsRoots {
+    fn default() -> Self {
+        TlsRoots::system()
+    }
+}
+
+impl TlsRoots {
+    /// The system's trusted roots (`SSL_CERT_FILE` / `SSL_CERT_DIR`
+    /// honoured), loaded on first use and shared by every client of the
+    /// process. With none found this holds the problem instead: see
+    /// [`TlsRoots::problem`].
+    pub fn system() -> TlsRoots {
+        static SYSTEM: OnceLock<Result<Arc<RootCertStore>, Arc<str>>> = OnceLock::new();
+        let roots = SYSTEM.get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = RootCertStore::empty();
+            let (added, ignored) = roots.add_parsable_certificates(found.certs);
+            if added > 0 {
+                return Ok(Arc::new(roots));
+            }
+            let why = match found.errors.first() {
+                Some(err) => err.to_string(),
+                None if ignored > 0 => format!("{ignored} certificates found, none usable"),
+                None => "none found".to_owned(),
+            };
+            Err(Arc::from(format!(
+                "no trusted root certificates ({why}); install ca-certificates or set SSL_CERT_FILE to a CA bundle"
+            )))
+        });
+        TlsRoots { roots: roots.clone() }
+    }
+
+    /// Exactly the certificates of a PEM bundle (for a private CA: only
+    /// servers whose chain leads to one of them are trusted).
+    pub fn from_pem(pem: &[u8]) -> anyhow::Result<TlsRoots> {
+        let mut roots = RootCertStore::empty();
+        for (n, cert) in CertificateDer::pem_slice_iter(pem).enumerate() {
+            let cert = cert.with_context(|| format!("cannot read certificate {} of the pem bundle", n + 1))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("certificate {} of the pem bundle is not a usable root", n + 1))?;
+        }
+        if roots.is_empty() {
+            anyhow::bail!("the pem bundle holds no certificate");
+        }
+        Ok(TlsRoots {
+            roots: Ok(Arc::new(roots)),
+        })
+    }
+
+    /// Reads [`TlsRoots::from_pem`] from a file.
+    pub fn from_pem_file(path: &std::path::Path) -> anyhow::Result<TlsRoots> {
+        let pem = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        TlsRoots::from_pem(&pem).with_context(|| format!("no trusted roots in `{}`", path.display()))
+    }
+
+    /// Why `https://` cannot work with these roots (none were found), or
+    /// `None` when it can.
+    pub fn problem(&self) -> Option<&str> {
+        self.roots.as_ref().err().map(|p| &**p)
+    }
+
+    /// How many root certificates are trusted.
+    pub fn len(&self) -> usize {
+        self.roots.as_ref().map_or(0, |r| r.len())
+    }
+
+    /// No root is trusted (see [`TlsRoots::problem`]).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Refuses an `https://` URL when no roots were found, with the reason
+    /// and the fix; anything else passes.
+    pub(crate) fn check(&self, url: &reqwest::Url) -> Result<(), String> {
+        match (&self.roots, url.scheme()) {
+            (Err(problem), "https") => Err(format!("cannot use `{url}`: {problem}")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Builds `builder` into a client speaking TLS through a rustls config
+    /// made here (ring provider, safe default protocol versions), once for
+    /// the client's life. Without roots the config trusts nothing, so that
+    /// `http://` still works; callers refuse `https://` first ([`Self::check`]).
+    pub(crate) fn client(&self, builder: reqwest::ClientBuilder) -> anyhow::Result<reqwest::Client> {
+        let roots = self.roots.clone().unwrap_or_else(|_| Arc::new(RootCertStore::empty()));
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .context("cannot set up TLS")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        builder
+            .tls_backend_preconfigured(config)
+            .build()
+            .context("cannot build the http client")
+    }
+}
+
+/// An error and its sources, `: `-separated (reqwest's own message names
+/// the URL only; the cause, such as a certificate problem, is a source).
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}
