@@ -6,7 +6,7 @@
 
 use serde_json::json;
 use tame_engine::{Action, SessionFacts};
-use tame_store::canonical::call_hash;
+use tame_store::testing::{DecisionExt, T0, decision, record_all, result, sessions_page, sqlite_store, verdict};
 use tame_store::*;
 
 fn ts(s: &str) -> jiff::Timestamp {
@@ -15,25 +15,6 @@ fn ts(s: &str) -> jiff::Timestamp {
 
 fn open_sqlite(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(dir.path().join("tame.db"), SqliteOptions::default()).unwrap()
-}
-
-fn decision(log_id: &str, session: &str, tool: &str, action: Action, at: &str) -> NewDecision {
-    NewDecision {
-        log_id: log_id.into(),
-        session_id: session.into(),
-        timestamp: ts(at),
-        tool_name: tool.into(),
-        tool_args: json!({"path": "/tmp/x", "n": 1}),
-        agent_id: Some("agent-1".into()),
-        user_id: None,
-        metadata: json!({}),
-        decision: action,
-        rule_name: Some("r1".into()),
-        reason: "Matched rule: r1".into(),
-        policy_version: "v1".into(),
-        new_approval: None,
-        release_of: None,
-    }
 }
 
 /// One backend's database for a test: a SQLite file in a temporary
@@ -54,17 +35,9 @@ impl TestDb {
     /// `None` (after saying so) when no PostgreSQL server is configured
     /// outside CI; in CI a missing server fails the test.
     fn pg(label: &str) -> Option<TestDb> {
-        match tame_store::testing::fresh_database(label) {
-            Ok(url) => Some(TestDb::Pg(url)),
-            Err(tame_store::testing::TestDbError::NotConfigured) => {
-                eprintln!(
-                    "skipped: {} is not set (run scripts/pg-test.sh)",
-                    tame_store::testing::TEST_DATABASE_URL
-                );
-                None
-            }
-            Err(e) => panic!("{e}"),
-        }
+        tame_store::testing::database_or_skip(label)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(TestDb::Pg)
     }
 
     /// Opens (or reopens) the store with its usual secret.
@@ -123,28 +96,26 @@ macro_rules! tests_by_backend {
 fn decisions_and_results_round_trip(db: &TestDb) {
     let store = db.open();
     let r1 = store
-        .record_decision(decision("l1", "s1", "read_file", Action::Allow, "2026-11-21T06:00:00Z"))
+        .record_decision(decision("l1", "s1").tool("read_file"))
         .wait()
         .unwrap();
     let r2 = store
-        .record_decision(decision(
-            "l2",
-            "s1",
-            "delete_file",
-            Action::Deny,
-            "2026-11-21T06:00:01Z",
-        ))
+        .record_decision(
+            decision("l2", "s1")
+                .tool("delete_file")
+                .action(Action::Deny)
+                .at(ts("2026-11-21T06:00:01Z")),
+        )
         .wait()
         .unwrap();
     assert!(r2.seq > r1.seq);
     store
-        .record_result(NewResult {
-            session_id: "s1".into(),
-            log_id: "l1".into(),
-            timestamp: ts("2026-11-21T06:00:02Z"),
-            result: json!({"status": "success", "duration_ms": 12.5, "execution_time_ms": 12}),
-            labels: Vec::new(),
-        })
+        .record_result(result(
+            "s1",
+            "l1",
+            ts("2026-11-21T06:00:02Z"),
+            json!({"status": "success", "duration_ms": 12.5, "execution_time_ms": 12}),
+        ))
         .wait()
         .unwrap();
     let log = store.session_log("s1").unwrap().unwrap();
@@ -170,29 +141,11 @@ fn decisions_and_results_round_trip(db: &TestDb) {
 
 fn results_for_unknown_or_foreign_logs_fail_and_write_nothing(db: &TestDb) {
     let store = db.open();
-    store
-        .record_decision(decision("l1", "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
-        .wait()
-        .unwrap();
-    let missing = store
-        .record_result(NewResult {
-            session_id: "s1".into(),
-            log_id: "nope".into(),
-            timestamp: ts("2026-11-21T06:00:01Z"),
-            result: json!({}),
-            labels: Vec::new(),
-        })
-        .wait();
+    store.record_decision(decision("l1", "s1")).wait().unwrap();
+    let at = ts("2026-11-21T06:00:01Z");
+    let missing = store.record_result(result("s1", "nope", at, json!({}))).wait();
     assert!(matches!(missing, Err(StoreError::LogNotFound(id)) if id == "nope"));
-    let foreign = store
-        .record_result(NewResult {
-            session_id: "s2".into(),
-            log_id: "l1".into(),
-            timestamp: ts("2026-11-21T06:00:01Z"),
-            result: json!({}),
-            labels: Vec::new(),
-        })
-        .wait();
+    let foreign = store.record_result(result("s2", "l1", at, json!({}))).wait();
     assert!(matches!(foreign, Err(StoreError::SessionMismatch { .. })));
     let report = store.verify().unwrap();
     assert!(report.valid, "{report:?}");
@@ -205,18 +158,9 @@ fn many_concurrent_writers_get_a_contiguous_verified_chain(db: &TestDb) {
         .map(|t| {
             let store = store.clone();
             std::thread::spawn(move || {
-                let tickets: Vec<_> = (0..250)
-                    .map(|i| {
-                        store.record_decision(decision(
-                            &format!("l{t}-{i}"),
-                            &format!("s{t}"),
-                            "t",
-                            Action::Allow,
-                            "2026-11-21T06:00:00Z",
-                        ))
-                    })
-                    .collect();
-                tickets.into_iter().map(|t| t.wait().unwrap().seq).collect::<Vec<_>>()
+                let decisions = (0..250).map(|i| decision(&format!("l{t}-{i}"), &format!("s{t}")));
+                let receipts = record_all(&*store, decisions).unwrap();
+                receipts.into_iter().map(|r| r.seq).collect::<Vec<_>>()
             })
         })
         .collect();
@@ -231,16 +175,8 @@ fn many_concurrent_writers_get_a_contiguous_verified_chain(db: &TestDb) {
 fn editing_a_record_is_found_and_named(db: &TestDb) {
     let store = db.open();
     for i in 0..5 {
-        store
-            .record_decision(decision(
-                &format!("l{i}"),
-                "s1",
-                "t",
-                Action::Deny,
-                "2026-11-21T06:00:00Z",
-            ))
-            .wait()
-            .unwrap();
+        let d = decision(&format!("l{i}"), "s1").action(Action::Deny);
+        store.record_decision(d).wait().unwrap();
     }
     assert!(store.verify().unwrap().valid);
     assert_eq!(
@@ -259,16 +195,7 @@ fn editing_a_record_is_found_and_named(db: &TestDb) {
 fn deleting_a_record_names_the_gap_and_truncation_is_found(db: &TestDb) {
     let store = db.open();
     for i in 0..6 {
-        store
-            .record_decision(decision(
-                &format!("l{i}"),
-                "s1",
-                "t",
-                Action::Allow,
-                "2026-11-21T06:00:00Z",
-            ))
-            .wait()
-            .unwrap();
+        store.record_decision(decision(&format!("l{i}"), "s1")).wait().unwrap();
     }
     db.exec("DELETE FROM audit WHERE seq = 6");
     let report = store.verify().unwrap();
@@ -285,10 +212,7 @@ fn deleting_a_record_names_the_gap_and_truncation_is_found(db: &TestDb) {
 fn a_different_secret_fails_verification(db: &TestDb) {
     {
         let store = db.open_with_secret(vec![7; 32]).unwrap();
-        store
-            .record_decision(decision("l1", "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
-            .wait()
-            .unwrap();
+        store.record_decision(decision("l1", "s1")).wait().unwrap();
         assert!(store.verify().unwrap().valid);
     }
     let store = db.open_with_secret(vec![8; 32]).unwrap();
@@ -303,10 +227,7 @@ fn the_secret_file_is_created_once_and_reused() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open_sqlite(&dir);
-        store
-            .record_decision(decision("l1", "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
-            .wait()
-            .unwrap();
+        store.record_decision(decision("l1", "s1")).wait().unwrap();
     }
     let secret = std::fs::read_to_string(dir.path().join("tame.db.secret")).unwrap();
     assert_eq!(secret.len(), 64);
@@ -326,11 +247,9 @@ fn session_facts_survive_a_restart(db: &TestDb) {
         .enumerate()
         {
             let facts = store.session_facts("s1").unwrap();
-            facts.lock().note_decision(tool, ts("2026-11-21T06:00:00Z"), action);
-            store
-                .record_decision(decision(&format!("l{i}"), "s1", tool, action, "2026-11-21T06:00:00Z"))
-                .wait()
-                .unwrap();
+            facts.lock().note_decision(tool, T0, action);
+            let d = decision(&format!("l{i}"), "s1").tool(tool).action(action);
+            store.record_decision(d).wait().unwrap();
         }
         let cell = store.session_facts("s1").unwrap();
         let guard = cell.lock();
@@ -351,11 +270,13 @@ fn session_facts_survive_a_restart(db: &TestDb) {
 
 fn labelled_result(session: &str, log_id: &str, labels: &[&str]) -> NewResult {
     NewResult {
-        session_id: session.into(),
-        log_id: log_id.into(),
-        timestamp: ts("2026-11-21T06:00:05Z"),
-        result: json!({"status": "success", "result": {"content": "[REDACTED:aws_access_key_id]"}}),
         labels: labels.iter().map(|l| l.to_string()).collect(),
+        ..result(
+            session,
+            log_id,
+            ts("2026-11-21T06:00:05Z"),
+            json!({"status": "success", "result": {"content": "[REDACTED:aws_access_key_id]"}}),
+        )
     }
 }
 
@@ -376,16 +297,8 @@ fn result_labels_survive_reopening_the_store(db: &TestDb) {
     {
         let store = db.open();
         for (log_id, session) in [("l1", "s1"), ("l2", "s1"), ("l3", "s2"), ("l4", "s3")] {
-            store
-                .record_decision(decision(
-                    log_id,
-                    session,
-                    "read_file",
-                    Action::Allow,
-                    "2026-11-21T06:00:00Z",
-                ))
-                .wait()
-                .unwrap();
+            let d = decision(log_id, session).tool("read_file");
+            store.record_decision(d).wait().unwrap();
         }
         store
             .record_result(labelled_result("s1", "l1", &["secret", "secret.aws_access_key_id"]))
@@ -433,7 +346,7 @@ fn result_labels_survive_reopening_the_store(db: &TestDb) {
 fn editing_stored_labels_breaks_the_chain(db: &TestDb) {
     let store = db.open();
     store
-        .record_decision(decision("l1", "s1", "read_file", Action::Allow, "2026-11-21T06:00:00Z"))
+        .record_decision(decision("l1", "s1").tool("read_file"))
         .wait()
         .unwrap();
     let seq = store
@@ -441,7 +354,12 @@ fn editing_stored_labels_breaks_the_chain(db: &TestDb) {
         .wait()
         .unwrap();
     store
-        .record_decision(decision("l2", "s1", "send_email", Action::Deny, "2026-11-21T06:00:06Z"))
+        .record_decision(
+            decision("l2", "s1")
+                .tool("send_email")
+                .action(Action::Deny)
+                .at(ts("2026-11-21T06:00:06Z")),
+        )
         .wait()
         .unwrap();
     assert!(store.verify().unwrap().valid);
@@ -458,13 +376,12 @@ fn editing_stored_labels_breaks_the_chain(db: &TestDb) {
     assert_eq!(problem.ref_id.as_deref(), Some("l1"));
 }
 
+/// An `approve` decision of `query_database` in session `s1` creating
+/// approval `approval_id`, pending until `expires`.
 fn approve_decision(store: &dyn Store, log_id: &str, approval_id: &str, expires: &str) {
-    let mut d = decision(log_id, "s1", "query_database", Action::Approve, "2026-11-21T06:00:00Z");
-    d.new_approval = Some(NewApproval {
-        id: approval_id.into(),
-        call_hash: call_hash("query_database", &d.tool_args, "s1"),
-        expires_at: ts(expires),
-    });
+    let d = decision(log_id, "s1")
+        .tool("query_database")
+        .approval(approval_id, ts(expires));
     store.record_decision(d).wait().unwrap();
 }
 
@@ -484,11 +401,10 @@ fn approvals_are_decided_once_released_once_and_survive_restart(db: &TestDb) {
     assert_eq!(a.created_at, "2026-11-21T06:00:00.000000Z");
 
     // Releasing before approval fails.
-    let mut release = decision("l2", "s1", "query_database", Action::Allow, "2026-11-21T06:02:00Z");
-    release.release_of = Some(Release {
-        approval_id: "a1".into(),
-        call_hash: a.call_hash.clone(),
-    });
+    let release = decision("l2", "s1")
+        .tool("query_database")
+        .at(ts("2026-11-21T06:02:00Z"))
+        .release("a1", &a.call_hash);
     assert!(matches!(
         store.record_decision(release.clone()).wait(),
         Err(StoreError::ApprovalState { .. })
@@ -496,26 +412,16 @@ fn approvals_are_decided_once_released_once_and_survive_restart(db: &TestDb) {
 
     let decided = store
         .decide_approval(ApprovalDecision {
-            id: "a1".into(),
-            approve: true,
             by: Some("admin".into()),
             reason: Some("looks fine".into()),
-            at: now,
+            ..verdict("a1", true, now)
         })
         .wait()
         .unwrap();
     assert_eq!(decided.state, ApprovalState::Approved);
     assert_eq!(decided.decided_by.as_deref(), Some("admin"));
     // Deciding twice fails.
-    let again = store
-        .decide_approval(ApprovalDecision {
-            id: "a1".into(),
-            approve: false,
-            by: None,
-            reason: None,
-            at: now,
-        })
-        .wait();
+    let again = store.decide_approval(verdict("a1", false, now)).wait();
     assert!(matches!(
         again,
         Err(StoreError::ApprovalState {
@@ -525,12 +431,8 @@ fn approvals_are_decided_once_released_once_and_survive_restart(db: &TestDb) {
     ));
 
     // A different call cannot use the approval.
-    let mut wrong = release.clone();
+    let mut wrong = release.clone().release("a1", "other");
     wrong.log_id = "l3".into();
-    wrong.release_of = Some(Release {
-        approval_id: "a1".into(),
-        call_hash: "other".into(),
-    });
     assert!(matches!(
         store.record_decision(wrong).wait(),
         Err(StoreError::ApprovalMismatch(_))
@@ -560,15 +462,7 @@ fn approvals_expire_and_then_cannot_be_approved(db: &TestDb) {
         store.approval("a1", later).unwrap().unwrap().state,
         ApprovalState::Expired
     );
-    let late = store
-        .decide_approval(ApprovalDecision {
-            id: "a1".into(),
-            approve: true,
-            by: None,
-            reason: None,
-            at: later,
-        })
-        .wait();
+    let late = store.decide_approval(verdict("a1", true, later)).wait();
     assert!(matches!(
         late,
         Err(StoreError::ApprovalState {
@@ -584,37 +478,29 @@ fn approvals_expire_and_then_cannot_be_approved(db: &TestDb) {
     let text = String::from_utf8(export).unwrap();
     assert!(text.lines().any(|l| l.contains("\"kind\":\"approval_expired\"")));
     assert!(matches!(
-        store
-            .decide_approval(ApprovalDecision {
-                id: "zz".into(),
-                approve: true,
-                by: None,
-                reason: None,
-                at: later
-            })
-            .wait(),
+        store.decide_approval(verdict("zz", true, later)).wait(),
         Err(StoreError::ApprovalNotFound(_))
     ));
+}
+
+/// Version `version` of `policies.yml` (its source is just its version),
+/// loaded at `loaded_at`.
+fn policy(version: &str, hash: &str, loaded_at: jiff::Timestamp) -> NewPolicyVersion {
+    NewPolicyVersion {
+        version: version.into(),
+        hash: hash.into(),
+        origin: "policies.yml".into(),
+        source: format!("version: \"{version}\""),
+        loaded_at,
+    }
 }
 
 fn policy_versions_and_export(db: &TestDb) {
     let store = db.open();
     for v in ["1", "2"] {
-        store
-            .record_policy(NewPolicyVersion {
-                version: v.into(),
-                hash: format!("hash{v}"),
-                origin: "policies.yml".into(),
-                source: format!("version: \"{v}\""),
-                loaded_at: ts("2026-11-21T06:00:00Z"),
-            })
-            .wait()
-            .unwrap();
+        store.record_policy(policy(v, &format!("hash{v}"), T0)).wait().unwrap();
     }
-    store
-        .record_decision(decision("l1", "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
-        .wait()
-        .unwrap();
+    store.record_decision(decision("l1", "s1")).wait().unwrap();
     store.flush().wait().unwrap();
     let versions = store.policy_versions().unwrap();
     assert_eq!(
@@ -635,42 +521,21 @@ fn policy_versions_and_export(db: &TestDb) {
 fn sessions_are_paged_and_filtered(db: &TestDb) {
     let store = db.open();
     for i in 0..5 {
-        let mut d = decision(
-            &format!("l{i}"),
-            &format!("s{i}"),
-            "t",
-            Action::Allow,
-            "2026-11-21T06:00:00Z",
-        );
-        d.user_id = Some(if i % 2 == 0 { "even" } else { "odd" }.into());
+        let d = decision(&format!("l{i}"), &format!("s{i}")).user(Some(if i % 2 == 0 { "even" } else { "odd" }));
         store.record_decision(d).wait().unwrap();
     }
-    let page = store
-        .sessions(&SessionQuery {
-            page: 1,
-            page_size: 2,
-            ..Default::default()
-        })
-        .unwrap();
+    let page = store.sessions(&sessions_page(1, 2)).unwrap();
     assert_eq!(page.total_count, 5);
     assert_eq!(
         page.sessions.iter().map(|s| s.session_id.as_str()).collect::<Vec<_>>(),
         ["s4", "s3"]
     );
-    let page3 = store
-        .sessions(&SessionQuery {
-            page: 3,
-            page_size: 2,
-            ..Default::default()
-        })
-        .unwrap();
+    let page3 = store.sessions(&sessions_page(3, 2)).unwrap();
     assert_eq!(page3.sessions.len(), 1);
     let odd = store
         .sessions(&SessionQuery {
-            page: 1,
-            page_size: 10,
             user_id: Some("odd".into()),
-            ..Default::default()
+            ..sessions_page(1, 10)
         })
         .unwrap();
     assert_eq!(odd.total_count, 2);
@@ -679,35 +544,25 @@ fn sessions_are_paged_and_filtered(db: &TestDb) {
 fn a_session_log_links_across_restarts_and_batches(db: &TestDb) {
     {
         let store = db.open();
-        let tickets: Vec<_> = (0..50)
-            .map(|i| {
-                let session = if i % 2 == 0 { "even" } else { "odd" };
-                store.record_decision(decision(
-                    &format!("l{i}"),
-                    session,
-                    "t",
-                    Action::Allow,
-                    "2026-11-21T06:00:00Z",
-                ))
-            })
-            .collect();
-        for t in tickets {
-            t.wait().unwrap();
-        }
+        let decisions = (0..50).map(|i| decision(&format!("l{i}"), if i % 2 == 0 { "even" } else { "odd" }));
+        record_all(&*store, decisions).unwrap();
         store
-            .record_result(NewResult {
-                session_id: "odd".into(),
-                log_id: "l1".into(),
-                timestamp: ts("2026-11-21T06:00:01Z"),
-                result: json!({"status": "error", "error_message": "boom"}),
-                labels: Vec::new(),
-            })
+            .record_result(result(
+                "odd",
+                "l1",
+                ts("2026-11-21T06:00:01Z"),
+                json!({"status": "error", "error_message": "boom"}),
+            ))
             .wait()
             .unwrap();
     }
     let store = db.open();
     store
-        .record_decision(decision("l-after", "even", "t", Action::Deny, "2026-11-21T07:00:00Z"))
+        .record_decision(
+            decision("l-after", "even")
+                .action(Action::Deny)
+                .at(ts("2026-11-21T07:00:00Z")),
+        )
         .wait()
         .unwrap();
     let even = store.session_log("even").unwrap().unwrap();
@@ -726,16 +581,7 @@ fn a_session_log_links_across_restarts_and_batches(db: &TestDb) {
 fn editing_a_session_link_is_found(db: &TestDb) {
     let store = db.open();
     for i in 0..3 {
-        store
-            .record_decision(decision(
-                &format!("l{i}"),
-                "s1",
-                "t",
-                Action::Allow,
-                "2026-11-21T06:00:00Z",
-            ))
-            .wait()
-            .unwrap();
+        store.record_decision(decision(&format!("l{i}"), "s1")).wait().unwrap();
     }
     db.exec("UPDATE audit SET session_prev = NULL WHERE seq = 3");
     let problem = store.verify().unwrap().first_problem.unwrap();
@@ -748,38 +594,11 @@ fn both_durability_modes_acknowledge_committed_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.db");
         {
-            let store = SqliteStore::open(
-                &path,
-                SqliteOptions {
-                    durability,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-            let tickets: Vec<_> = (0..20)
-                .map(|i| {
-                    store.record_decision(decision(
-                        &format!("l{i}"),
-                        "s",
-                        "t",
-                        Action::Allow,
-                        "2026-11-21T06:00:00Z",
-                    ))
-                })
-                .collect();
-            for t in tickets {
-                t.wait().unwrap();
-            }
+            let store = sqlite_store(&path, durability).unwrap();
+            record_all(&store, (0..20).map(|i| decision(&format!("l{i}"), "s"))).unwrap();
             store.flush().wait().unwrap();
         }
-        let store = SqliteStore::open(
-            &path,
-            SqliteOptions {
-                durability,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let store = sqlite_store(&path, durability).unwrap();
         let report = store.verify().unwrap();
         assert!(report.valid, "{durability:?}");
         assert_eq!(report.records, 20, "{durability:?}");
@@ -790,13 +609,7 @@ fn a_known_session_is_read_back_and_a_fresh_one_is_empty(db: &TestDb) {
     {
         let store = db.open();
         store
-            .record_decision(decision(
-                "l1",
-                "known",
-                "send_email",
-                Action::Allow,
-                "2026-11-21T06:00:00Z",
-            ))
+            .record_decision(decision("l1", "known").tool("send_email"))
             .wait()
             .unwrap();
     }
@@ -826,10 +639,7 @@ fn a_second_store_on_the_same_database_is_refused(db: &TestDb) {
     let message = second.to_string();
     assert!(message.contains("another tame server is writing to"), "{message}");
     assert!(message.contains("only one writer per database"), "{message}");
-    first
-        .record_decision(decision("l1", "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
-        .wait()
-        .unwrap();
+    first.record_decision(decision("l1", "s1")).wait().unwrap();
     // Closing the first store releases the lock.
     drop(first);
     let reopened = db.open();
@@ -849,7 +659,7 @@ fn the_store_is_used_and_dropped_inside_an_async_runtime(db: &TestDb) {
         let store = PgStore::open(&url, PgOptions::new(PG_SECRET.to_vec())).unwrap();
         assert_eq!(store.session_facts("s1").unwrap().lock().calls(), 0);
         let receipt = store
-            .record_decision(decision("l1", "s1", "read_file", Action::Allow, "2026-11-21T06:00:00Z"))
+            .record_decision(decision("l1", "s1").tool("read_file"))
             .await
             .unwrap();
         assert_eq!(receipt.seq, 1);
@@ -863,39 +673,36 @@ fn the_store_is_used_and_dropped_inside_an_async_runtime(db: &TestDb) {
 
 /// The same calls through a store of either backend.
 fn same_story(store: &dyn Store) {
-    store
-        .record_policy(NewPolicyVersion {
-            version: "1".into(),
-            hash: "h1".into(),
-            origin: "policies.yml".into(),
-            source: "version: \"1\"".into(),
-            loaded_at: ts("2026-11-21T05:59:00Z"),
-        })
-        .wait()
-        .unwrap();
+    record_policy_1(store);
     for i in 0..6 {
         let action = [Action::Allow, Action::Deny][i % 2];
-        let d = decision(
-            &format!("l{i}"),
-            &format!("s{}", i % 3),
-            "t",
-            action,
-            "2026-11-21T06:00:00Z",
-        );
+        let d = decision(&format!("l{i}"), &format!("s{}", i % 3)).action(action);
         store.record_decision(d).wait().unwrap();
     }
     store
         .record_result(labelled_result("s0", "l0", &["secret"]))
         .wait()
         .unwrap();
+    rejected_and_expired_approvals(store);
+}
+
+/// Policy version `1` (hash `h1`), loaded before the tests' decisions.
+fn record_policy_1(store: &dyn Store) {
+    store
+        .record_policy(policy("1", "h1", ts("2026-11-21T05:59:00Z")))
+        .wait()
+        .unwrap();
+}
+
+/// Two `approve` decisions in `s1`: `l-a`, whose approval `a1` an admin
+/// rejects, and `l-b`, whose approval `a2` expires and is marked so.
+fn rejected_and_expired_approvals(store: &dyn Store) {
     approve_decision(store, "l-a", "a1", "2026-11-21T07:00:00Z");
     store
         .decide_approval(ApprovalDecision {
-            id: "a1".into(),
-            approve: false,
             by: Some("admin".into()),
             reason: Some("no".into()),
-            at: ts("2026-11-21T06:01:00Z"),
+            ..verdict("a1", false, ts("2026-11-21T06:01:00Z"))
         })
         .wait()
         .unwrap();
@@ -922,11 +729,7 @@ fn both_backends_write_the_same_records_and_chain(db: &TestDb) {
         assert_eq!(lite.session_log(s).unwrap(), pg.session_log(s).unwrap());
         assert_eq!(lite.session_summary(s).unwrap(), pg.session_summary(s).unwrap());
     }
-    let q = SessionQuery {
-        page: 1,
-        page_size: 10,
-        ..Default::default()
-    };
+    let q = sessions_page(1, 10);
     assert_eq!(lite.sessions(&q).unwrap(), pg.sessions(&q).unwrap());
     assert_eq!(lite.policy_versions().unwrap(), pg.policy_versions().unwrap());
 }
@@ -942,10 +745,7 @@ fn a_newer_schema_is_refused(db: &TestDb) {
 
 fn the_store_reconnects_after_its_connections_are_killed(db: &TestDb) {
     let store = db.open();
-    store
-        .record_decision(decision("l0", "s1", "t", Action::Allow, "2026-11-21T06:00:00Z"))
-        .wait()
-        .unwrap();
+    store.record_decision(decision("l0", "s1")).wait().unwrap();
     // Every connection of the store is closed by the server (an admin's
     // pg_terminate_backend, a failover, a restart).
     let killed = db.exec(
@@ -959,13 +759,7 @@ fn the_store_reconnects_after_its_connections_are_killed(db: &TestDb) {
     let mut failures = 0;
     for i in 1..=5 {
         match store
-            .record_decision(decision(
-                &format!("l{i}"),
-                "s1",
-                "t",
-                Action::Allow,
-                "2026-11-21T06:00:01Z",
-            ))
+            .record_decision(decision(&format!("l{i}"), "s1").at(ts("2026-11-21T06:00:01Z")))
             .wait()
         {
             Ok(_) => written += 1,

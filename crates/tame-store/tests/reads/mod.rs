@@ -9,17 +9,10 @@ use super::*;
 /// Writes `calls` as `(log_id, session, action)` decisions, all in flight
 /// together (one group commit), and waits for them.
 fn write_all(store: &dyn Store, calls: &[(String, String, Action)]) {
-    let tickets: Vec<_> = calls
+    let decisions = calls
         .iter()
-        .map(|(log, session, action)| {
-            let mut d = decision(log, session, "t", *action, "2026-11-21T06:00:00Z");
-            d.tool_args = json!({"log": log});
-            store.record_decision(d)
-        })
-        .collect();
-    for t in tickets {
-        t.wait().unwrap();
-    }
+        .map(|(log, session, action)| decision(log, session).args(json!({"log": log})).action(*action));
+    record_all(store, decisions).unwrap();
 }
 
 /// Totals summed over the session list, page by page (what the dashboard
@@ -27,13 +20,7 @@ fn write_all(store: &dyn Store, calls: &[(String, String, Action)]) {
 fn summed_over_sessions(store: &dyn Store) -> DecisionTotals {
     let mut t = DecisionTotals::default();
     for page in 1.. {
-        let p = store
-            .sessions(&SessionQuery {
-                page,
-                page_size: 1000,
-                ..Default::default()
-            })
-            .unwrap();
+        let p = store.sessions(&sessions_page(page, 1000)).unwrap();
         t.sessions = p.total_count;
         for s in &p.sessions {
             t.total += s.total_calls;
@@ -65,13 +52,7 @@ fn reference_log(store: &dyn Store, session: &str) -> Option<Vec<LogEntry>> {
 /// Every session's log, merged newest first (the reference for
 /// `recent_decisions`).
 fn all_entries_newest_first(store: &dyn Store) -> Vec<LogEntry> {
-    let sessions = store
-        .sessions(&SessionQuery {
-            page: 1,
-            page_size: 1000,
-            ..Default::default()
-        })
-        .unwrap();
+    let sessions = store.sessions(&sessions_page(1, 1000)).unwrap();
     let mut all: Vec<LogEntry> = sessions
         .sessions
         .iter()
@@ -139,56 +120,28 @@ fn totals_count_every_session_right_after_writes(db: &TestDb) {
 /// expired) and a policy record between them: records the recent and page
 /// reads must skip or attach.
 fn a_busy_log(store: &dyn Store) {
-    store
-        .record_policy(NewPolicyVersion {
-            version: "1".into(),
-            hash: "h1".into(),
-            origin: "policies.yml".into(),
-            source: "version: \"1\"".into(),
-            loaded_at: ts("2026-11-21T05:59:00Z"),
-        })
-        .wait()
-        .unwrap();
+    record_policy_1(store);
     let actions = [Action::Allow, Action::Deny];
     let calls: Vec<(String, String, Action)> = (0..30)
         .map(|i| (format!("l{i}"), format!("s{}", i % 3), actions[i % 2]))
         .collect();
     write_all(store, &calls);
     for i in [0, 3, 29] {
-        store
-            .record_result(NewResult {
-                session_id: format!("s{}", i % 3),
-                log_id: format!("l{i}"),
-                timestamp: ts("2026-11-21T06:00:05Z"),
-                result: json!({"status": "success", "duration_ms": i}),
-                labels: Vec::new(),
-            })
-            .wait()
-            .unwrap();
+        let done = json!({"status": "success", "duration_ms": i});
+        let r = result(
+            &format!("s{}", i % 3),
+            &format!("l{i}"),
+            ts("2026-11-21T06:00:05Z"),
+            done,
+        );
+        store.record_result(r).wait().unwrap();
     }
-    // `approve_decision` writes to `s1`.
-    approve_decision(store, "l-a", "a1", "2026-11-21T07:00:00Z");
-    store
-        .decide_approval(ApprovalDecision {
-            id: "a1".into(),
-            approve: false,
-            by: Some("admin".into()),
-            reason: Some("no".into()),
-            at: ts("2026-11-21T06:01:00Z"),
-        })
-        .wait()
-        .unwrap();
-    approve_decision(store, "l-b", "a2", "2026-11-21T06:05:00Z");
-    store.expire_approvals(ts("2026-11-21T06:10:00Z")).wait().unwrap();
+    // These approvals are in `s1`.
+    rejected_and_expired_approvals(store);
     // A result for an early decision, written last.
+    let late = json!({"status": "error", "error_message": "late"});
     store
-        .record_result(NewResult {
-            session_id: "s1".into(),
-            log_id: "l1".into(),
-            timestamp: ts("2026-11-21T06:20:00Z"),
-            result: json!({"status": "error", "error_message": "late"}),
-            labels: Vec::new(),
-        })
+        .record_result(result("s1", "l1", ts("2026-11-21T06:20:00Z"), late))
         .wait()
         .unwrap();
 }
@@ -388,11 +341,8 @@ fn approval_in(store: &dyn Store, n: usize, expires: &str) {
 fn decide(store: &dyn Store, n: usize, approve: bool) {
     store
         .decide_approval(ApprovalDecision {
-            id: format!("a{n}"),
-            approve,
             by: Some("admin".into()),
-            reason: None,
-            at: ts("2026-11-21T06:01:00Z"),
+            ..verdict(&format!("a{n}"), approve, ts("2026-11-21T06:01:00Z"))
         })
         .wait()
         .unwrap();
@@ -504,29 +454,20 @@ fn random_histories_read_back_like_the_whole_log(db: &TestDb) {
                     Op::Decide { session, action } => {
                         let (log, sid) = (format!("c{c}-l{i}"), format!("c{c}-s{session}"));
                         let action = [Action::Allow, Action::Deny, Action::Approve][*action];
-                        let mut d = decision(&log, &sid, "t", action, "2026-11-21T06:00:00Z");
-                        if action == Action::Approve {
-                            d.new_approval = Some(NewApproval {
-                                id: format!("c{c}-a{i}"),
-                                call_hash: call_hash("t", &d.tool_args, &sid),
-                                expires_at: ts("2026-11-21T07:00:00Z"),
-                            });
-                        }
+                        let d = decision(&log, &sid).action(action);
+                        let d = if action == Action::Approve {
+                            d.approval(&format!("c{c}-a{i}"), ts("2026-11-21T07:00:00Z"))
+                        } else {
+                            d
+                        };
                         store.record_decision(d).wait().unwrap();
                         written.push((log, sid));
                     }
                     Op::Result { pick } if !written.is_empty() => {
                         let (log, sid) = &written[pick % written.len()];
-                        store
-                            .record_result(NewResult {
-                                session_id: sid.clone(),
-                                log_id: log.clone(),
-                                timestamp: ts("2026-11-21T06:00:09Z"),
-                                result: json!({"status": "success", "duration_ms": i}),
-                                labels: Vec::new(),
-                            })
-                            .wait()
-                            .unwrap();
+                        let done = json!({"status": "success", "duration_ms": i});
+                        let r = result(sid, log, ts("2026-11-21T06:00:09Z"), done);
+                        store.record_result(r).wait().unwrap();
                     }
                     Op::Result { .. } => {}
                 }
