@@ -442,7 +442,7 @@ impl RemoteGuard {
         let base = api_url.trim_end_matches('/').to_owned();
         let url = reqwest::Url::parse(&base).with_context(|| format!("invalid api url `{api_url}`"))?;
         roots.check(&url).map_err(anyhow::Error::msg)?;
-        let client = roots.client(reqwest::Client::builder().timeout(Duration::from_secs(30)))?;
+        let client = roots.http_client(reqwest::Client::builder().timeout(Duration::from_secs(30)))?;
         Ok(RemoteGuard {
             base,
             api_key,

@@ -163,7 +163,7 @@ impl ToolRunner {
     /// CA); plain `http://` services work whatever `roots` holds.
     pub fn with_tls_roots(default_timeout: Duration, roots: TlsRoots) -> Self {
         let http = roots
-            .client(reqwest::Client::builder())
+            .http_client(reqwest::Client::builder())
             .map_err(|err| Arc::from(format!("{err:#}")));
         ToolRunner {
             default_timeout,

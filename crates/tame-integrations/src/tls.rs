@@ -117,8 +117,14 @@ impl TlsRoots {
     /// Builds `builder` into a client speaking TLS through a rustls config
     /// made here (ring provider, safe default protocol versions), once for
     /// the client's life. Without roots the config trusts nothing, so that
-    /// `http://` still works; callers refuse `https://` first ([`Self::check`]).
-    pub(crate) fn client(&self, builder: reqwest::ClientBuilder) -> anyhow::Result<reqwest::Client> {
+    /// `http://` still works; this crate's clients refuse `https://` first,
+    /// naming the problem.
+    ///
+    /// Build every reqwest client of a program linking this crate this way
+    /// (or with another preconfigured rustls config): reqwest is built
+    /// without a default crypto provider (no aws-lc-rs), so its own
+    /// `Client::new()` panics unless a process-wide provider is installed.
+    pub fn http_client(&self, builder: reqwest::ClientBuilder) -> anyhow::Result<reqwest::Client> {
         let roots = self.roots.clone().unwrap_or_else(|_| Arc::new(RootCertStore::empty()));
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
@@ -146,4 +152,92 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::{Map, json};
+
+    use super::*;
+    use crate::{RemoteGuard, RunnerSpec, ToolBinding, ToolRunner};
+
+    /// What [`TlsRoots::system`] holds on a machine without a CA bundle.
+    fn none_found() -> TlsRoots {
+        TlsRoots {
+            roots: Err(Arc::from(
+                "no trusted root certificates (none found); install ca-certificates or set SSL_CERT_FILE to a CA bundle",
+            )),
+        }
+    }
+
+    fn service(url: &str) -> ToolBinding {
+        ToolBinding {
+            name: "greeter".into(),
+            runner: RunnerSpec::Service {
+                url: url.into(),
+                entry: None,
+                kind: None,
+                required_guarantees: Map::new(),
+            },
+            timeout_seconds: Some(2.0),
+        }
+    }
+
+    #[tokio::test]
+    async fn without_roots_https_services_are_refused_naming_the_fix_and_http_is_tried() {
+        let runner = ToolRunner::with_tls_roots(Duration::from_secs(2), none_found());
+        let run = runner
+            .execute(&service("https://127.0.0.1:9/tools/run"), &json!({}), "t")
+            .await;
+        let error = run.error.clone().expect("https ran without roots");
+        assert_eq!(error.kind, "ServiceError");
+        assert_eq!(
+            error.message,
+            "cannot use `https://127.0.0.1:9/tools/run`: no trusted root certificates (none found); \
+             install ca-certificates or set SSL_CERT_FILE to a CA bundle"
+        );
+        // No handshake was attempted.
+        assert_eq!(run.trace.service_handshake, None);
+
+        // http goes out (and finds nobody listening on port 9).
+        let run = runner
+            .execute(&service("http://127.0.0.1:9/tools/run"), &json!({}), "t")
+            .await;
+        let error = run.error.clone().expect("nobody listens on port 9");
+        assert!(
+            error.message.starts_with("cannot reach service at"),
+            "{}",
+            error.message
+        );
+        assert!(!error.message.contains("root certificates"), "{}", error.message);
+    }
+
+    #[test]
+    fn without_roots_a_remote_guard_refuses_an_https_server_up_front() {
+        let roots = none_found();
+        assert!(roots.is_empty());
+        assert!(roots.problem().is_some_and(|p| p.contains("SSL_CERT_FILE")));
+        let err = RemoteGuard::with_tls_roots("https://tame.example.com/", None, &roots)
+            .err()
+            .unwrap_or_else(|| panic!("built an https guard without roots"));
+        assert!(
+            err.to_string()
+                .starts_with("cannot use `https://tame.example.com/`: no trusted root certificates"),
+            "{err}"
+        );
+        assert!(RemoteGuard::with_tls_roots("http://127.0.0.1:8000", None, &roots).is_ok());
+    }
+
+    #[test]
+    fn error_chains_keep_each_distinct_cause_once() {
+        let io = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        let outer = anyhow::Error::new(io).context("error sending request");
+        let chain: &(dyn std::error::Error + 'static) = outer.as_ref();
+        assert_eq!(
+            error_chain(chain),
+            "error sending request: invalid peer certificate: UnknownIssuer"
+        );
+    }
 }

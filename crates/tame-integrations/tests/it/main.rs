@@ -1,6 +1,7 @@
 //! Integration tests of tame-integrations: the MCP proxy (in process and as
 //! a binary, against stdlib and real `mcp` servers) and the tool runner
-//! (real python3 subprocesses, a local HTTP service).
+//! (real python3 subprocesses, a local HTTP service), and both over https
+//! against an in-process TLS server with a throwaway CA.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,6 +14,7 @@
 mod common;
 mod embedded;
 mod examples;
+mod https;
 mod proxy;
 mod remote;
 mod runner;

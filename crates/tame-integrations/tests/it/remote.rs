@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tame_integrations::run::exit;
 use tame_integrations::{
-    CallContext, Guard, McpProxyOptions, RemoteGuard, RunnerSpec, ToolBinding, ToolRunner, run_guarded,
+    CallContext, Guard, McpProxyOptions, RemoteGuard, RunnerSpec, TlsRoots, ToolBinding, ToolRunner, run_guarded,
     run_mcp_proxy_with,
 };
 use tame_server::{AppState, Auth, Limits, LoadedPolicy};
@@ -42,7 +42,7 @@ impl Server {
         tokio::spawn(async move { axum::serve(listener, tame_server::app(state)).await.unwrap() });
         Server {
             url,
-            http: reqwest::Client::new(),
+            http: TlsRoots::system().http_client(reqwest::Client::builder()).unwrap(),
             _dir: dir,
         }
     }
