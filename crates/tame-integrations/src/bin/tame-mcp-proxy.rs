@@ -14,7 +14,9 @@ struct Args {
     /// The policies.yml to decide with (embedded engine).
     #[arg(long, required_unless_present = "api_url")]
     policy: Option<PathBuf>,
-    /// Decide through this Tame server instead, e.g. http://127.0.0.1:8000.
+    /// Decide through this Tame server instead, e.g. http://127.0.0.1:8000
+    /// or https://tame.example.com (its certificate checked against the
+    /// system's trusted roots; SSL_CERT_FILE names another bundle).
     #[arg(long, env = "TAME_API_URL")]
     api_url: Option<String>,
     /// The server's API key.

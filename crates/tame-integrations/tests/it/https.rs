@@ -370,3 +370,26 @@ async fn without_trusted_roots_the_proxy_binary_refuses_https_and_says_how_to_fi
     assert_eq!(answer["result"]["isError"], true, "{answer}");
     assert!(!stderr.contains("no trusted root certificates"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_binary_fails_closed_when_ssl_cert_file_does_not_hold_the_servers_ca() {
+    let pki = pki();
+    let (url, store, dir) = tame_server(&pki).await;
+    let other = dir.path().join("other.pem");
+    std::fs::write(&other, ca("some other CA").2).unwrap();
+    let (code, out, stderr) = proxy_binary(&url, &other, &[tools_call(1, "echo", json!({"text": "tls"}))]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("cannot read the server's policy for --hide-denied") && stderr.contains("UnknownIssuer"),
+        "{stderr}"
+    );
+    let answer = crate::common::by_id(&out, 1);
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("tame: the call of `echo` was not run: no policy decision"),
+        "{text}"
+    );
+    assert!(text.contains("invalid peer certificate: UnknownIssuer"), "{text}");
+    assert_eq!(store.session_log("tls-proxy").unwrap(), None);
+}
