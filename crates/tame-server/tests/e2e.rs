@@ -135,17 +135,9 @@ mod pg {
     /// A fresh database, or `None` (after saying so) when no server is
     /// configured outside CI; in CI a missing server fails the test.
     fn database(label: &str) -> Option<Db> {
-        match tame_store::testing::fresh_database(label) {
-            Ok(url) => Some(Db::Pg(url)),
-            Err(tame_store::testing::TestDbError::NotConfigured) => {
-                eprintln!(
-                    "skipped: {} is not set (run scripts/pg-test.sh)",
-                    tame_store::testing::TEST_DATABASE_URL
-                );
-                None
-            }
-            Err(e) => panic!("{e}"),
-        }
+        tame_store::testing::database_or_skip(label)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(Db::Pg)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,43 +6,40 @@
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use serde_json::json;
-use tame_engine::Action;
-use tame_store::{Durability, NewDecision, PgOptions, PgStore, SqliteOptions, SqliteStore, Store};
+use tame_store::testing::{pg_store, read_decision, record_all, sqlite_store};
+use tame_store::{Durability, NewDecision, Store};
 
+/// The `i`-th decision: a fresh log id, one of 200 sessions.
 fn decision(i: u64) -> NewDecision {
-    NewDecision {
-        log_id: uuid::Uuid::now_v7().to_string(),
-        session_id: format!("s{}", i % 200),
-        timestamp: jiff::Timestamp::now(),
-        tool_name: "read_file".into(),
-        tool_args: json!({"path": format!("/home/u/{i}.txt")}),
-        agent_id: Some("bench".into()),
-        user_id: None,
-        metadata: json!({}),
-        decision: Action::Allow,
-        rule_name: Some("allow_reads".into()),
-        reason: "Matched rule: allow_reads".into(),
-        policy_version: "1".into(),
-        new_approval: None,
-        release_of: None,
-    }
+    read_decision(&uuid::Uuid::now_v7().to_string(), &format!("s{}", i % 200), i)
 }
+
+/// The audit secret of the PostgreSQL stores.
+const PG_SECRET: [u8; 32] = [7; 32];
 
 /// Batches of 1000 decisions appended to `store`, each batch waited for.
 fn bench_appends(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, store: &dyn Store) {
     let mut i = 0u64;
     group.bench_function(BenchmarkId::from_parameter(name), |b| {
         b.iter(|| {
-            let tickets: Vec<_> = (0..1000)
-                .map(|_| {
-                    i += 1;
-                    store.record_decision(decision(i))
-                })
-                .collect();
-            tickets.into_iter().map(|t| t.wait().is_ok()).filter(|ok| *ok).count()
+            let batch = (0..1000).map(|_| {
+                i += 1;
+                decision(i)
+            });
+            record_all(store, batch).map_or(0, |receipts| receipts.len())
         });
     });
+}
+
+/// Fills `store` with 10,000 decisions and measures verifying its chain,
+/// in group `group_name`.
+fn bench_verify(c: &mut Criterion, group_name: &str, store: &dyn Store) {
+    let _ = record_all(store, (0..10_000).map(decision));
+    let mut group = c.benchmark_group(group_name);
+    group.throughput(Throughput::Elements(10_000));
+    group.sample_size(10);
+    group.bench_function("10000_records", |b| b.iter(|| store.verify().map(|r| r.valid)));
+    group.finish();
 }
 
 fn append(c: &mut Criterion) {
@@ -51,13 +48,7 @@ fn append(c: &mut Criterion) {
     group.sample_size(20);
     for (name, durability) in [("full", Durability::Full), ("normal", Durability::Normal)] {
         let Ok(dir) = tempfile::tempdir() else { return };
-        let Ok(store) = SqliteStore::open(
-            dir.path().join("b.db"),
-            SqliteOptions {
-                durability,
-                ..Default::default()
-            },
-        ) else {
+        let Ok(store) = sqlite_store(dir.path().join("b.db"), durability) else {
             return;
         };
         bench_appends(&mut group, name, &store);
@@ -67,18 +58,10 @@ fn append(c: &mut Criterion) {
 
 fn verify(c: &mut Criterion) {
     let Ok(dir) = tempfile::tempdir() else { return };
-    let Ok(store) = SqliteStore::open(dir.path().join("v.db"), SqliteOptions::default()) else {
+    let Ok(store) = sqlite_store(dir.path().join("v.db"), Durability::default()) else {
         return;
     };
-    let tickets: Vec<_> = (0..10_000).map(|i| store.record_decision(decision(i))).collect();
-    for t in tickets {
-        let _ = t.wait();
-    }
-    let mut group = c.benchmark_group("verify");
-    group.throughput(Throughput::Elements(10_000));
-    group.sample_size(10);
-    group.bench_function("10000_records", |b| b.iter(|| store.verify().map(|r| r.valid)));
-    group.finish();
+    bench_verify(c, "verify", &store);
 }
 
 /// Appending and verifying through the PostgreSQL store, each durability
@@ -95,11 +78,7 @@ fn pg(c: &mut Criterion) {
         let Ok(url) = tame_store::testing::fresh_database(&format!("bench_{name}")) else {
             return;
         };
-        let options = PgOptions {
-            durability,
-            ..PgOptions::new(vec![7u8; 32])
-        };
-        let Ok(store) = PgStore::open(&url, options) else {
+        let Ok(store) = pg_store(&url, PG_SECRET.to_vec(), durability) else {
             return;
         };
         bench_appends(&mut group, name, &store);
@@ -109,18 +88,10 @@ fn pg(c: &mut Criterion) {
     let Ok(url) = tame_store::testing::fresh_database("bench_verify") else {
         return;
     };
-    let Ok(store) = PgStore::open(&url, PgOptions::new(vec![7u8; 32])) else {
+    let Ok(store) = pg_store(&url, PG_SECRET.to_vec(), Durability::default()) else {
         return;
     };
-    let tickets: Vec<_> = (0..10_000).map(|i| store.record_decision(decision(i))).collect();
-    for t in tickets {
-        let _ = t.wait();
-    }
-    let mut group = c.benchmark_group("pg_verify");
-    group.throughput(Throughput::Elements(10_000));
-    group.sample_size(10);
-    group.bench_function("10000_records", |b| b.iter(|| store.verify().map(|r| r.valid)));
-    group.finish();
+    bench_verify(c, "pg_verify", &store);
 }
 
 criterion_group!(benches, append, verify, pg);

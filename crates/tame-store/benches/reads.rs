@@ -8,12 +8,11 @@
 //! -p tame-store --bench reads -- pg_`).
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use serde_json::json;
 use tame_engine::Action;
-use tame_store::{
-    DecisionTotals, Durability, LogEntry, NewDecision, PgOptions, PgStore, SessionQuery, SqliteOptions, SqliteStore,
-    Store, StoreResult,
+use tame_store::testing::{
+    DecisionExt, pg_store, read_decision, record_all, sessions_page, sqlite_store, totals_by_paging,
 };
+use tame_store::{Durability, LogEntry, NewDecision, Store, StoreResult};
 
 const SESSIONS: u64 = 10_000;
 const PER_SESSION: u64 = 10;
@@ -23,28 +22,13 @@ const PAGE: u64 = 100;
 /// Decisions on the overview.
 const RECENT: u64 = 15;
 
-fn decision(i: u64, session: String) -> NewDecision {
+fn decision(i: u64, session: &str) -> NewDecision {
     let action = match i % 3 {
         0 => Action::Allow,
         1 => Action::Deny,
         _ => Action::Approve,
     };
-    NewDecision {
-        log_id: format!("l{i}"),
-        session_id: session,
-        timestamp: jiff::Timestamp::now(),
-        tool_name: "read_file".into(),
-        tool_args: json!({"path": format!("/home/u/{i}.txt")}),
-        agent_id: Some("bench".into()),
-        user_id: None,
-        metadata: json!({}),
-        decision: action,
-        rule_name: Some("allow_reads".into()),
-        reason: "Matched rule: allow_reads".into(),
-        policy_version: "1".into(),
-        new_approval: None,
-        release_of: None,
-    }
+    read_decision(&format!("l{i}"), session, i).action(action)
 }
 
 /// Writes `n` decisions, 4096 in flight at a time.
@@ -52,48 +36,15 @@ fn fill(store: &dyn Store, n: u64, session: impl Fn(u64) -> String) {
     let mut i = 0;
     while i < n {
         let end = (i + 4096).min(n);
-        let tickets: Vec<_> = (i..end)
-            .map(|k| store.record_decision(decision(k, session(k))))
-            .collect();
-        for t in tickets {
-            let _ = t.wait();
-        }
+        let _ = record_all(store, (i..end).map(|k| decision(k, &session(k))));
         i = end;
     }
-}
-
-/// The overview's totals as the dashboard computed them before: every
-/// session's summary, 1000 a page.
-fn totals_by_paging(store: &dyn Store) -> StoreResult<DecisionTotals> {
-    let mut t = DecisionTotals::default();
-    for page in 1.. {
-        let p = store.sessions(&SessionQuery {
-            page,
-            page_size: 1000,
-            ..Default::default()
-        })?;
-        t.sessions = p.total_count;
-        for s in &p.sessions {
-            t.total += s.total_calls;
-            t.allowed += s.allowed_calls;
-            t.denied += s.denied_calls;
-            t.approved += s.approved_calls;
-        }
-        if p.sessions.is_empty() || page * 1000 >= p.total_count {
-            break;
-        }
-    }
-    Ok(t)
 }
 
 /// The overview's newest decisions as the dashboard read them before: the
 /// whole logs of the most recently active sessions.
 fn recent_by_session_logs(store: &dyn Store, n: u64) -> StoreResult<Vec<LogEntry>> {
-    let page = store.sessions(&SessionQuery {
-        page: 1,
-        page_size: n,
-        ..Default::default()
-    })?;
+    let page = store.sessions(&sessions_page(1, n))?;
     let mut all = Vec::new();
     for s in &page.sessions {
         if let Some(log) = store.session_log(&s.session_id)? {
@@ -117,6 +68,7 @@ fn bench_store(c: &mut Criterion, name: &str, store: &dyn Store) {
     let mut group = c.benchmark_group(name);
     group.sample_size(10);
     group.bench_function("totals/decision_totals", |b| b.iter(|| store.decision_totals()));
+    // The overview's totals as the dashboard computed them before.
     group.bench_function("totals/paging_sessions", |b| b.iter(|| totals_by_paging(store)));
     group.bench_function("recent_15/recent_decisions", |b| {
         b.iter(|| store.recent_decisions(RECENT))
@@ -143,13 +95,7 @@ fn bench_store(c: &mut Criterion, name: &str, store: &dyn Store) {
 
 fn reads(c: &mut Criterion) {
     let Ok(dir) = tempfile::tempdir() else { return };
-    let Ok(store) = SqliteStore::open(
-        dir.path().join("reads.db"),
-        SqliteOptions {
-            durability: Durability::Normal,
-            ..Default::default()
-        },
-    ) else {
+    let Ok(store) = sqlite_store(dir.path().join("reads.db"), Durability::Normal) else {
         return;
     };
     bench_store(c, "dashboard_reads", &store);
@@ -164,11 +110,7 @@ fn pg(c: &mut Criterion) {
     let Ok(url) = tame_store::testing::fresh_database("bench_reads") else {
         return;
     };
-    let options = PgOptions {
-        durability: Durability::Normal,
-        ..PgOptions::new(vec![7u8; 32])
-    };
-    let Ok(store) = PgStore::open(&url, options) else {
+    let Ok(store) = pg_store(&url, vec![7u8; 32], Durability::Normal) else {
         return;
     };
     bench_store(c, "pg_dashboard_reads", &store);

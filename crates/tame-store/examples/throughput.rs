@@ -6,9 +6,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::json;
-use tame_engine::Action;
-use tame_store::{Durability, NewDecision, SqliteOptions, SqliteStore, Store};
+use tame_store::testing::{read_decision, sqlite_store};
+use tame_store::{Durability, Store};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -18,13 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => Durability::Full,
     };
     let dir = tempfile::tempdir()?;
-    let store = Arc::new(SqliteStore::open(
-        dir.path().join("t.db"),
-        SqliteOptions {
-            durability,
-            ..Default::default()
-        },
-    )?);
+    let store = Arc::new(sqlite_store(dir.path().join("t.db"), durability)?);
     let started = Instant::now();
     let threads: Vec<_> = (0..4)
         .map(|t| {
@@ -32,22 +25,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::thread::spawn(move || {
                 let mut inflight = std::collections::VecDeque::new();
                 for i in 0..total / 4 {
-                    inflight.push_back(store.record_decision(NewDecision {
-                        log_id: uuid::Uuid::now_v7().to_string(),
-                        session_id: format!("s{}", (t * 1000 + i / 50) % 2000),
-                        timestamp: jiff::Timestamp::now(),
-                        tool_name: "read_file".into(),
-                        tool_args: json!({"path": format!("/home/u/{i}.txt")}),
-                        agent_id: Some("bench".into()),
-                        user_id: None,
-                        metadata: json!({}),
-                        decision: Action::Allow,
-                        rule_name: Some("allow_reads".into()),
-                        reason: "Matched rule: allow_reads".into(),
-                        policy_version: "1".into(),
-                        new_approval: None,
-                        release_of: None,
-                    }));
+                    let log_id = uuid::Uuid::now_v7().to_string();
+                    let session = format!("s{}", (t * 1000 + i / 50) % 2000);
+                    inflight.push_back(store.record_decision(read_decision(&log_id, &session, i as u64)));
                     if inflight.len() >= 64
                         && let Some(t) = inflight.pop_front()
                     {

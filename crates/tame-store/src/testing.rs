@@ -14,8 +14,8 @@ use tame_engine::Action;
 
 use crate::canonical::call_hash;
 use crate::{
-    ApprovalDecision, DecisionReceipt, Durability, NewApproval, NewDecision, NewResult, PgOptions, PgStore, Release,
-    SessionQuery, SqliteOptions, SqliteStore, Store, StoreResult,
+    ApprovalDecision, DecisionReceipt, DecisionTotals, Durability, NewApproval, NewDecision, NewResult, PgOptions,
+    PgStore, Release, SessionQuery, SqliteOptions, SqliteStore, Store, StoreResult,
 };
 
 // ---------------------------------------------------------------- inputs
@@ -30,35 +30,46 @@ pub const T0: Timestamp = Timestamp::constant(1_795_240_800, 0);
 /// creating or releasing no approval. Change what a test needs with the
 /// [`DecisionExt`] setters or by setting fields.
 pub fn decision(log_id: &str, session_id: &str) -> NewDecision {
-    NewDecision {
-        log_id: log_id.into(),
-        session_id: session_id.into(),
-        timestamp: T0,
-        tool_name: "t".into(),
-        tool_args: json!({"path": "/tmp/x", "n": 1}),
-        agent_id: Some("agent-1".into()),
-        user_id: None,
-        metadata: json!({}),
-        decision: Action::Allow,
-        rule_name: Some("r1".into()),
-        reason: "Matched rule: r1".into(),
-        policy_version: "v1".into(),
-        new_approval: None,
-        release_of: None,
-    }
+    let args = json!({"path": "/tmp/x", "n": 1});
+    allowed(log_id, session_id, T0, "t", args, "agent-1", "r1").policy_version("v1")
 }
 
 /// The decision the benchmarks and the throughput example append:
 /// `read_file` of `/home/u/{n}.txt`, allowed by rule `allow_reads` of
-/// policy version `1` for agent `bench`, made now.
+/// policy version `1` for agent `bench`, made now. Built without
+/// [`decision`]'s setters, which would build its values only to drop them.
 pub fn read_decision(log_id: &str, session_id: &str, n: u64) -> NewDecision {
-    decision(log_id, session_id)
-        .tool("read_file")
-        .args(json!({"path": format!("/home/u/{n}.txt")}))
-        .agent(Some("bench"))
-        .rule("allow_reads")
-        .policy_version("1")
-        .at(Timestamp::now())
+    let args = json!({"path": format!("/home/u/{n}.txt")});
+    let now = Timestamp::now();
+    allowed(log_id, session_id, now, "read_file", args, "bench", "allow_reads")
+}
+
+/// An allowed call by `agent` matched by `rule`, of policy version `1`.
+fn allowed(
+    log_id: &str,
+    session_id: &str,
+    at: Timestamp,
+    tool: &str,
+    args: Value,
+    agent: &str,
+    rule: &str,
+) -> NewDecision {
+    NewDecision {
+        log_id: log_id.into(),
+        session_id: session_id.into(),
+        timestamp: at,
+        tool_name: tool.into(),
+        tool_args: args,
+        agent_id: Some(agent.into()),
+        user_id: None,
+        metadata: json!({}),
+        decision: Action::Allow,
+        rule_name: Some(rule.into()),
+        reason: format!("Matched rule: {rule}"),
+        policy_version: "1".into(),
+        new_approval: None,
+        release_of: None,
+    }
 }
 
 /// Chainable setters for [`NewDecision`] in tests.
@@ -187,6 +198,28 @@ pub fn sessions_page(page: u64, page_size: u64) -> SessionQuery {
         page_size,
         ..Default::default()
     }
+}
+
+/// Decision totals summed over the session list, 1000 sessions a page
+/// (what the dashboard did before [`Store::decision_totals`]): the
+/// reference the totals are tested and benchmarked against.
+pub fn totals_by_paging(store: &dyn Store) -> StoreResult<DecisionTotals> {
+    const PAGE_SIZE: u64 = 1000;
+    let mut t = DecisionTotals::default();
+    for page in 1.. {
+        let p = store.sessions(&sessions_page(page, PAGE_SIZE))?;
+        t.sessions = p.total_count;
+        for s in &p.sessions {
+            t.total += s.total_calls;
+            t.allowed += s.allowed_calls;
+            t.denied += s.denied_calls;
+            t.approved += s.approved_calls;
+        }
+        if p.sessions.is_empty() || page.saturating_mul(PAGE_SIZE) >= p.total_count {
+            break;
+        }
+    }
+    Ok(t)
 }
 
 // ---------------------------------------------------------------- stores
@@ -351,7 +384,115 @@ pub fn execute(url: &str, sql: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
     use super::*;
+
+    #[test]
+    fn t0_is_the_tests_usual_instant() {
+        assert_eq!(T0, "2026-11-21T06:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(decision("l", "s").timestamp, T0);
+    }
+
+    #[test]
+    fn the_setters_change_only_their_fields() {
+        let base = decision("l1", "s1");
+        assert_eq!((base.tool_name.as_str(), base.decision), ("t", Action::Allow));
+        assert_eq!(base.rule_name.as_deref(), Some("r1"));
+        assert_eq!(base.reason, "Matched rule: r1");
+        let at = T0 + jiff::SignedDuration::from_secs(5);
+        let d = decision("l1", "s1")
+            .tool("send_email")
+            .args(json!({"to": "a@b"}))
+            .action(Action::Deny)
+            .at(at)
+            .agent(None)
+            .user(Some("u1"))
+            .no_rule("default")
+            .policy_version("v9");
+        assert_eq!((d.log_id.as_str(), d.session_id.as_str()), ("l1", "s1"));
+        assert_eq!(d.tool_name, "send_email");
+        assert_eq!(d.tool_args, json!({"to": "a@b"}));
+        assert_eq!((d.decision, d.timestamp), (Action::Deny, at));
+        assert_eq!((d.agent_id.as_deref(), d.user_id.as_deref()), (None, Some("u1")));
+        assert_eq!((d.rule_name.as_deref(), d.reason.as_str()), (None, "default"));
+        assert_eq!(d.policy_version, "v9");
+        assert_eq!(d.metadata, base.metadata);
+        let d = d.rule("r2");
+        assert_eq!(
+            (d.rule_name.as_deref(), d.reason.as_str()),
+            (Some("r2"), "Matched rule: r2")
+        );
+    }
+
+    #[test]
+    fn an_approval_is_for_the_call_as_built_so_far() {
+        let expires = T0 + jiff::SignedDuration::from_hours(1);
+        let d = decision("l1", "s2").tool("query_database").approval("a1", expires);
+        assert_eq!(d.decision, Action::Approve);
+        let approval = d.new_approval.as_ref().unwrap();
+        assert_eq!((approval.id.as_str(), approval.expires_at), ("a1", expires));
+        assert_eq!(approval.call_hash, call_hash("query_database", &d.tool_args, "s2"));
+        assert_ne!(approval.call_hash, call_hash("t", &d.tool_args, "s2"));
+        let r = decision("l2", "s2").release("a1", &approval.call_hash);
+        let release = r.release_of.unwrap();
+        assert_eq!(
+            (release.approval_id, release.call_hash),
+            ("a1".into(), approval.call_hash.clone())
+        );
+    }
+
+    #[test]
+    fn record_all_waits_for_every_decision_and_reports_the_first_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(dir.path().join("t.db"), Durability::Normal).unwrap();
+        let receipts = record_all(&store, (0..3).map(|i| decision(&format!("l{i}"), "s1"))).unwrap();
+        assert_eq!(receipts.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        // A release of an approval that does not exist fails; the others
+        // around it are still written and waited for.
+        let batch = [
+            decision("m0", "s1"),
+            decision("m1", "s1").release("nope", "h"),
+            decision("m2", "s1"),
+        ];
+        let err = record_all(&store, batch).unwrap_err();
+        assert!(
+            matches!(err, crate::StoreError::ApprovalNotFound(ref id) if id == "nope"),
+            "{err}"
+        );
+        let log: Vec<String> = store
+            .session_log("s1")
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(log, ["l0", "l1", "l2", "m0", "m2"]);
+    }
+
+    #[test]
+    fn totals_by_paging_sums_every_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(dir.path().join("t.db"), Durability::Normal).unwrap();
+        // 1001 sessions: two pages, the second with one session.
+        let decisions = (0..1003u64).map(|i| {
+            let action = [Action::Allow, Action::Deny, Action::Approve][(i % 3) as usize];
+            decision(&format!("l{i}"), &format!("s{}", i % 1001)).action(action)
+        });
+        record_all(&store, decisions).unwrap();
+        let totals = totals_by_paging(&store).unwrap();
+        assert_eq!(
+            totals,
+            DecisionTotals {
+                sessions: 1001,
+                total: 1003,
+                allowed: 335,
+                denied: 334,
+                approved: 334,
+            }
+        );
+        assert_eq!(totals, store.decision_totals().unwrap());
+    }
 
     #[test]
     fn the_database_name_is_swapped_in_the_url() {

@@ -5,7 +5,7 @@
 
 mod pg {
     use serde_json::json;
-    use tame_engine::Action;
+    use tame_store::testing::DecisionExt;
     use tame_store::*;
 
     /// A fresh database on the TLS-enabled test server, or `None` (after
@@ -19,11 +19,7 @@ mod pg {
             eprintln!("skipped: the test server has no TLS (run scripts/pg-test.sh)");
             return None;
         }
-        match tame_store::testing::fresh_database(label) {
-            Ok(url) => Some(url),
-            Err(tame_store::testing::TestDbError::NotConfigured) => None,
-            Err(e) => panic!("{e}"),
-        }
+        tame_store::testing::database_or_skip(label).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn with_query(url: &str, query: &str) -> String {
@@ -55,23 +51,14 @@ mod pg {
         PgStore::open(url, PgOptions::new(vec![9; 32]))
     }
 
+    /// An allowed `send_email` call without arguments or agent, which no
+    /// rule matched.
     fn decision() -> NewDecision {
-        NewDecision {
-            log_id: "l1".into(),
-            session_id: "s1".into(),
-            timestamp: "2026-11-21T06:00:00Z".parse().unwrap(),
-            tool_name: "send_email".into(),
-            tool_args: json!({}),
-            agent_id: None,
-            user_id: None,
-            metadata: json!({}),
-            decision: Action::Allow,
-            rule_name: None,
-            reason: "r".into(),
-            policy_version: "v1".into(),
-            new_approval: None,
-            release_of: None,
-        }
+        tame_store::testing::decision("l1", "s1")
+            .tool("send_email")
+            .args(json!({}))
+            .agent(None)
+            .no_rule("r")
     }
 
     #[test]

@@ -5,25 +5,20 @@
 
 use serde_json::json;
 use tame_engine::Action;
+use tame_store::testing::{DecisionExt, record_all, sessions_page};
 use tame_store::*;
 
-fn decision(log_id: &str, session: &str, tool: &str, action: Action, at: &str) -> NewDecision {
-    NewDecision {
-        log_id: log_id.into(),
-        session_id: session.into(),
-        timestamp: at.parse().unwrap(),
-        tool_name: tool.into(),
-        tool_args: json!({"n": log_id}),
-        agent_id: Some(format!("agent-{session}")),
-        user_id: Some("u1".into()),
-        metadata: json!({}),
-        decision: action,
-        rule_name: None,
-        reason: "r".into(),
-        policy_version: "v1".into(),
-        new_approval: None,
-        release_of: None,
-    }
+/// A `send_email` decision by agent `agent-{session}` of user `u1`, which
+/// no rule matched.
+fn decision(log_id: &str, session: &str, action: Action, at: &str) -> NewDecision {
+    tame_store::testing::decision(log_id, session)
+        .tool("send_email")
+        .args(json!({"n": log_id}))
+        .action(action)
+        .at(at.parse().unwrap())
+        .agent(Some(&format!("agent-{session}")))
+        .user(Some("u1"))
+        .no_rule("r")
 }
 
 fn open(dir: &tempfile::TempDir) -> SqliteStore {
@@ -40,18 +35,13 @@ fn counts(store: &dyn Store, session: &str) -> (u64, u64, u64, u64) {
     (s.total_calls, s.allowed_calls, s.denied_calls, s.approved_calls)
 }
 
+/// Writes `calls` as `(log_id, session, action)` decisions a second apart,
+/// all in flight together, and waits for them.
 fn write(store: &dyn Store, calls: &[(&str, &str, Action)]) {
-    let tickets: Vec<_> = calls
-        .iter()
-        .enumerate()
-        .map(|(i, (log, session, action))| {
-            let at = format!("2026-11-21T06:00:{:02}Z", i % 60);
-            store.record_decision(decision(log, session, "send_email", *action, &at))
-        })
-        .collect();
-    for t in tickets {
-        t.wait().unwrap();
-    }
+    let decisions = calls.iter().enumerate().map(|(i, (log, session, action))| {
+        decision(log, session, *action, &format!("2026-11-21T06:00:{:02}Z", i % 60))
+    });
+    record_all(store, decisions).unwrap();
 }
 
 #[test]
@@ -64,13 +54,7 @@ fn reads_right_after_a_write_see_the_session() {
     assert_eq!(store.session_facts("s1").unwrap().lock().calls(), 1);
     assert_eq!(counts(&store, "s1"), (2, 1, 1, 0));
     assert_eq!(store.session_log("s1").unwrap().unwrap().len(), 2);
-    let page = store
-        .sessions(&SessionQuery {
-            page: 1,
-            page_size: 50,
-            ..Default::default()
-        })
-        .unwrap();
+    let page = store.sessions(&sessions_page(1, 50)).unwrap();
     assert_eq!(page.total_count, 1);
 }
 
@@ -136,17 +120,7 @@ fn summaries_a_crash_lost_are_rebuilt_from_the_log_without_double_counting() {
         .collect();
     assert_eq!(log, ["l1", "l2", "l4", "l7"]);
     assert_eq!(store.session_facts("a").unwrap().lock().calls(), 2);
-    assert_eq!(
-        store
-            .sessions(&SessionQuery {
-                page: 1,
-                page_size: 50,
-                ..Default::default()
-            })
-            .unwrap()
-            .total_count,
-        3
-    );
+    assert_eq!(store.sessions(&sessions_page(1, 50)).unwrap().total_count, 3);
     assert!(store.verify().unwrap().valid);
 }
 
@@ -176,13 +150,7 @@ async fn summary_reads_inside_a_runtime_do_not_panic() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     store
-        .record_decision(decision(
-            "l1",
-            "s1",
-            "send_email",
-            Action::Allow,
-            "2026-11-21T06:00:00Z",
-        ))
+        .record_decision(decision("l1", "s1", Action::Allow, "2026-11-21T06:00:00Z"))
         .await
         .unwrap();
     assert_eq!(counts(&store, "s1"), (1, 1, 0, 0));

@@ -18,21 +18,7 @@ fn write_all(store: &dyn Store, calls: &[(String, String, Action)]) {
 /// Totals summed over the session list, page by page (what the dashboard
 /// used to do).
 fn summed_over_sessions(store: &dyn Store) -> DecisionTotals {
-    let mut t = DecisionTotals::default();
-    for page in 1.. {
-        let p = store.sessions(&sessions_page(page, 1000)).unwrap();
-        t.sessions = p.total_count;
-        for s in &p.sessions {
-            t.total += s.total_calls;
-            t.allowed += s.allowed_calls;
-            t.denied += s.denied_calls;
-            t.approved += s.approved_calls;
-        }
-        if p.sessions.is_empty() {
-            break;
-        }
-    }
-    t
+    tame_store::testing::totals_by_paging(store).unwrap()
 }
 
 /// `session_log` as the reference for the bounded reads. It applies any
