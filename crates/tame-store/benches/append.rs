@@ -67,8 +67,7 @@ fn verify(c: &mut Criterion) {
 /// Appending and verifying through the PostgreSQL store, each durability
 /// mode in a fresh database. Skipped without `TAME_TEST_DATABASE_URL`.
 fn pg(c: &mut Criterion) {
-    if std::env::var_os(tame_store::testing::TEST_DATABASE_URL).is_none() {
-        eprintln!("pg benchmarks skipped: TAME_TEST_DATABASE_URL is not set (run through scripts/pg-test.sh)");
+    if !tame_store::testing::pg_benches_enabled() {
         return;
     }
     let mut group = c.benchmark_group("pg_append_1000");

@@ -103,8 +103,7 @@ fn reads(c: &mut Criterion) {
 
 /// The same on PostgreSQL. Skipped without `TAME_TEST_DATABASE_URL`.
 fn pg(c: &mut Criterion) {
-    if std::env::var_os(tame_store::testing::TEST_DATABASE_URL).is_none() {
-        eprintln!("pg benchmarks skipped: TAME_TEST_DATABASE_URL is not set (run through scripts/pg-test.sh)");
+    if !tame_store::testing::pg_benches_enabled() {
         return;
     }
     let Ok(url) = tame_store::testing::fresh_database("bench_reads") else {

@@ -338,6 +338,16 @@ pub fn fresh_database(label: &str) -> Result<String, TestDbError> {
     Ok(with_database(&base, &name))
 }
 
+/// Whether the PostgreSQL benchmarks run: `TAME_TEST_DATABASE_URL` names a
+/// server. When it does not, says so on stderr.
+pub fn pg_benches_enabled() -> bool {
+    let enabled = std::env::var_os(TEST_DATABASE_URL).is_some();
+    if !enabled {
+        eprintln!("pg benchmarks skipped: {TEST_DATABASE_URL} is not set (run through scripts/pg-test.sh)");
+    }
+    enabled
+}
+
 /// [`fresh_database`] for a test that skips itself without a server:
 /// `Ok(None)` (after saying so on stderr) when none is configured outside
 /// CI; in CI, or when the database cannot be made, the error.

@@ -99,13 +99,9 @@ fn decisions_and_results_round_trip(db: &TestDb) {
         .record_decision(decision("l1", "s1").tool("read_file"))
         .wait()
         .unwrap();
+    let denied = decision("l2", "s1").tool("delete_file").action(Action::Deny);
     let r2 = store
-        .record_decision(
-            decision("l2", "s1")
-                .tool("delete_file")
-                .action(Action::Deny)
-                .at(ts("2026-11-21T06:00:01Z")),
-        )
+        .record_decision(denied.at(ts("2026-11-21T06:00:01Z")))
         .wait()
         .unwrap();
     assert!(r2.seq > r1.seq);
@@ -353,13 +349,9 @@ fn editing_stored_labels_breaks_the_chain(db: &TestDb) {
         .record_result(labelled_result("s1", "l1", &["secret"]))
         .wait()
         .unwrap();
+    let denied = decision("l2", "s1").tool("send_email").action(Action::Deny);
     store
-        .record_decision(
-            decision("l2", "s1")
-                .tool("send_email")
-                .action(Action::Deny)
-                .at(ts("2026-11-21T06:00:06Z")),
-        )
+        .record_decision(denied.at(ts("2026-11-21T06:00:06Z")))
         .wait()
         .unwrap();
     assert!(store.verify().unwrap().valid);
