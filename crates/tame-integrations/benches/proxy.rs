@@ -1,7 +1,9 @@
 //! Criterion benchmarks of the integrations' hot paths: one `tools/call`
 //! through the MCP proxy (denied and answered by the proxy, allowed and
 //! relayed, and a plain request relayed for comparison) and one local tool
-//! protocol run (a python3 subprocess).
+//! protocol run (a python3 subprocess); and what https costs a client at
+//! construction: the system's roots (read once per process, then shared)
+//! and one client with its rustls config (built once per client).
 //!
 //! The MCP "server" is `cat`: it echoes each request back, which the proxy
 //! relays to the client like any server message, so a round trip measures
@@ -15,7 +17,9 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
-use tame_integrations::{EmbeddedGuard, McpProxyOptions, RunnerSpec, ToolBinding, ToolRunner, run_mcp_proxy_with};
+use tame_integrations::{
+    EmbeddedGuard, McpProxyOptions, RunnerSpec, TlsRoots, ToolBinding, ToolRunner, run_mcp_proxy_with,
+};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, DuplexStream, Lines};
 use tokio::runtime::Runtime;
 
@@ -106,5 +110,23 @@ fn bench_runner(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_proxy, bench_runner);
+fn bench_tls(c: &mut Criterion) {
+    // First in the group: nothing has read the roots yet.
+    let started = std::time::Instant::now();
+    let roots = TlsRoots::system();
+    eprintln!(
+        "tls: first TlsRoots::system() {:?} ({} roots{})",
+        started.elapsed(),
+        roots.len(),
+        roots.problem().map(|p| format!(", {p}")).unwrap_or_default()
+    );
+    let mut group = c.benchmark_group("tls");
+    group.bench_function("system_roots_cached", |b| b.iter(|| TlsRoots::system().len()));
+    group.bench_function("http_client_build", |b| {
+        b.iter(|| roots.http_client(reqwest::Client::builder()).is_ok())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_tls, bench_proxy, bench_runner);
 criterion_main!(benches);
