@@ -27,7 +27,8 @@ Exit codes: 0 allow / success, 1 error, 2 deny, 3 approve.";
     after_help = MAIN_EXAMPLES
 )]
 pub struct Cli {
-    /// URL of the Tame server (server commands)
+    /// URL of the Tame server (server commands); https:// URLs are checked
+    /// against the system's trusted roots, or the bundle SSL_CERT_FILE names
     #[arg(long, global = true, env = "TAME_API_URL", default_value = "http://localhost:8000")]
     pub api_url: String,
 
