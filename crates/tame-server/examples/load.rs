@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release -p tame-server --example load -- [--connections 32] [--seconds 5]
 //!     [--addr HOST:PORT] [--durability full|normal] [--max-requests N] [--db PATH|URL]
-//!     [--only health|enforce] [--warmup SECONDS]        (`-- --help` describes them)
+//!     [--only health|enforce] [--warmup SECONDS] [--rounds N]   (`-- --help` describes them)
 //! ```
 //!
 //! Each route is warmed up before it is measured: `/health` for a second,
@@ -14,7 +14,9 @@
 //! after start the SQLite WAL only grows and is never checkpointed, which
 //! flatters the numbers; a running server checkpoints it every 8192 pages
 //! (each checkpoint copies the pages into the database and fsyncs it).
-//! `--warmup 0` measures from a cold start.
+//! `--warmup 0` measures from a cold start. `--rounds N` alternates the
+//! two routes' phases N times and sums them, so that both routes are
+//! measured under the same background load of a shared machine.
 //!
 //! Besides requests/s and latencies it reports the CPU time the whole
 //! process (server and client) spent per request in each phase; their
@@ -74,9 +76,13 @@ struct Args {
     /// Concurrent keep-alive connections (one request in flight on each).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     connections: u64,
-    /// Seconds each route is measured.
+    /// Seconds each route is measured in each round.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Rounds of one health phase then one enforce phase; the report sums
+    /// them (alternating keeps both routes under the same background load).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+    rounds: u64,
     /// A running server to drive instead of one started in this process.
     #[arg(long)]
     addr: Option<SocketAddr>,
@@ -128,6 +134,14 @@ struct Phase {
 }
 
 impl Phase {
+    /// Adds another phase of the same route (latencies are sorted later).
+    fn merge(&mut self, other: Phase) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        self.cpu += other.cpu;
+        self.latencies_us.extend(other.latencies_us);
+    }
     fn rps(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
@@ -202,7 +216,6 @@ async fn drive(addr: SocketAddr, enforce: bool, args: &Args, key: Option<String>
     }
     let elapsed = started.elapsed();
     let cpu = cpu_started.try_elapsed()?;
-    latencies_us.sort_unstable();
     Ok(Phase {
         requests: latencies_us.len() as u64,
         errors,
@@ -283,21 +296,24 @@ fn main() -> anyhow::Result<()> {
         if run_enforce && args.warmup > 0 {
             drive(addr, true, &warm_enforce, key.clone()).await?;
         }
-        let health = if run_health {
-            drive(addr, false, &args, key.clone()).await?
-        } else {
-            Phase::default()
-        };
-        let enforce = if run_enforce {
-            drive(addr, true, &args, key.clone()).await?
-        } else {
-            Phase::default()
-        };
+        // Alternate the routes' phases so that both see the same machine
+        // (a shared host's background load drifts within seconds).
+        let (mut health, mut enforce) = (Phase::default(), Phase::default());
+        for _ in 0..args.rounds {
+            if run_health {
+                health.merge(drive(addr, false, &args, key.clone()).await?);
+            }
+            if run_enforce {
+                enforce.merge(drive(addr, true, &args, key.clone()).await?);
+            }
+        }
+        health.latencies_us.sort_unstable();
+        enforce.latencies_us.sort_unstable();
         anyhow::Ok((health, enforce))
     })?;
     println!(
-        "connections: {}, seconds per phase: {}, durability: {}",
-        args.connections, args.seconds, args.durability
+        "connections: {}, seconds per phase: {}, rounds: {}, durability: {}",
+        args.connections, args.seconds, args.rounds, args.durability
     );
     for (name, p) in [("GET /health", &health), ("POST /api/v1/enforce", &enforce)] {
         if p.requests == 0 {
