@@ -2,11 +2,14 @@
 //! on, and its outcome, answered once the job's batch is committed. Shared
 //! by the backends' writer threads.
 
+use std::sync::mpsc::Sender;
+
 use jiff::Timestamp;
 
 use crate::record::PreparedDecision;
 use crate::{
-    Approval, ApprovalDecision, DecisionReceipt, NewPolicyVersion, NewResult, StoreError, StoreResult, Ticket,
+    Approval, ApprovalDecision, DecisionReceipt, NewDecision, NewPolicyVersion, NewResult, StoreError, StoreResult,
+    Ticket,
 };
 
 pub(crate) type Ack<T> = tokio::sync::oneshot::Sender<StoreResult<T>>;
@@ -31,13 +34,54 @@ pub(crate) enum Done {
     Flush(Ack<()>),
 }
 
-/// Queues a job on `sender`; the ticket resolves with its outcome (or
-/// [`StoreError::WriterGone`] when the writer has stopped).
-pub(crate) fn submit<T>(sender: Option<&std::sync::mpsc::Sender<Job>>, make: impl FnOnce(Ack<T>) -> Job) -> Ticket<T> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    match sender {
-        Some(sender) if sender.send(make(tx)).is_ok() => Ticket::new(rx),
-        _ => Ticket::ready(Err(StoreError::WriterGone)),
+/// The sending end of a writer thread's queue, shared by the backends:
+/// each write becomes a [`Job`], and its ticket resolves once the job's
+/// batch is committed (with [`StoreError::WriterGone`] when the writer
+/// has stopped). The backends' `Store` write methods are these.
+pub(crate) struct Queue(Option<Sender<Job>>);
+
+impl Queue {
+    pub(crate) fn new(sender: Sender<Job>) -> Queue {
+        Queue(Some(sender))
+    }
+
+    /// Takes no more jobs: the writer drains what is queued and stops.
+    pub(crate) fn close(&mut self) {
+        self.0.take();
+    }
+
+    fn submit<T>(&self, make: impl FnOnce(Ack<T>) -> Job) -> Ticket<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        match &self.0 {
+            Some(sender) if sender.send(make(tx)).is_ok() => Ticket::new(rx),
+            _ => Ticket::ready(Err(StoreError::WriterGone)),
+        }
+    }
+
+    pub(crate) fn decision(&self, decision: NewDecision) -> Ticket<DecisionReceipt> {
+        // Prepared here, on the caller's thread (see `PreparedDecision`).
+        let decision = Box::new(PreparedDecision::new(decision));
+        self.submit(|ack| Job::Decision(decision, ack))
+    }
+
+    pub(crate) fn result(&self, result: NewResult) -> Ticket<u64> {
+        self.submit(|ack| Job::Result(result, ack))
+    }
+
+    pub(crate) fn approval(&self, decision: ApprovalDecision) -> Ticket<Approval> {
+        self.submit(|ack| Job::Approval(decision, ack))
+    }
+
+    pub(crate) fn expire(&self, now: Timestamp) -> Ticket<Vec<String>> {
+        self.submit(|ack| Job::Expire(now, ack))
+    }
+
+    pub(crate) fn policy(&self, policy: NewPolicyVersion) -> Ticket<u64> {
+        self.submit(|ack| Job::Policy(policy, ack))
+    }
+
+    pub(crate) fn flush(&self) -> Ticket<()> {
+        self.submit(Job::Flush)
     }
 }
 

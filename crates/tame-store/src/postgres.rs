@@ -18,8 +18,8 @@ use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::canonical::canonical_json;
-use crate::facts::{FactsHandle, SessionState};
-use crate::jobs::{Ack, Done, Job, submit};
+use crate::facts::FactsHandle;
+use crate::jobs::{Done, Job, Queue};
 use crate::reads::{Window, entries};
 use crate::record::{
     ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, PreparedDecision, SessionDelta,
@@ -218,7 +218,7 @@ type ReadJob = Box<dyn FnOnce(StoreResult<&mut Client>) + Send>;
 pub struct PgStore {
     /// The database URL with the password redacted.
     shown: String,
-    sender: Option<Sender<Job>>,
+    queue: Queue,
     writer: Option<JoinHandle<()>>,
     reads: Option<Sender<ReadJob>>,
     readers: Vec<JoinHandle<()>>,
@@ -369,7 +369,7 @@ impl PgStore {
 
         Ok(PgStore {
             shown,
-            sender: Some(sender),
+            queue: Queue::new(sender),
             writer: Some(writer),
             reads: Some(reads),
             readers,
@@ -381,10 +381,6 @@ impl PgStore {
     /// The database URL, password redacted.
     pub fn url(&self) -> &str {
         &self.shown
-    }
-
-    fn submit<T>(&self, make: impl FnOnce(Ack<T>) -> Job) -> Ticket<T> {
-        submit(self.sender.as_ref(), make)
     }
 
     /// Runs `f` on a reader thread and waits for its answer.
@@ -411,7 +407,7 @@ impl PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        self.sender.take();
+        self.queue.close();
         if let Some(handle) = self.writer.take() {
             let _ = handle.join();
         }
@@ -1381,37 +1377,31 @@ impl Store for PgStore {
     }
 
     fn fresh_session_facts(&self, session_id: &str) -> FactsHandle {
-        let mut cache = self.facts_cache();
-        match cache.get(session_id) {
-            Some(cell) => cell,
-            None => cache.insert(session_id, SessionState::default()),
-        }
+        self.facts_cache().get_or_default(session_id)
     }
 
     fn record_decision(&self, decision: NewDecision) -> Ticket<DecisionReceipt> {
-        // Prepared here, on the caller's thread (see `PreparedDecision`).
-        let decision = Box::new(PreparedDecision::new(decision));
-        self.submit(|ack| Job::Decision(decision, ack))
+        self.queue.decision(decision)
     }
 
     fn record_result(&self, result: NewResult) -> Ticket<u64> {
-        self.submit(|ack| Job::Result(result, ack))
+        self.queue.result(result)
     }
 
     fn decide_approval(&self, decision: ApprovalDecision) -> Ticket<Approval> {
-        self.submit(|ack| Job::Approval(decision, ack))
+        self.queue.approval(decision)
     }
 
     fn expire_approvals(&self, now: Timestamp) -> Ticket<Vec<String>> {
-        self.submit(|ack| Job::Expire(now, ack))
+        self.queue.expire(now)
     }
 
     fn record_policy(&self, policy: NewPolicyVersion) -> Ticket<u64> {
-        self.submit(|ack| Job::Policy(policy, ack))
+        self.queue.policy(policy)
     }
 
     fn flush(&self) -> Ticket<()> {
-        self.submit(Job::Flush)
+        self.queue.flush()
     }
 
     fn sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {

@@ -562,6 +562,15 @@ impl FactsCache {
         })
     }
 
+    /// The cached facts of a session, or new empty facts cached for it (a
+    /// session the caller knows is new).
+    pub(crate) fn get_or_default(&mut self, session_id: &str) -> FactsHandle {
+        match self.get(session_id) {
+            Some(cell) => cell,
+            None => self.insert(session_id, SessionState::default()),
+        }
+    }
+
     /// Caches `state` for a session (keeping facts already cached), sweeping
     /// idle sessions first when the cache has grown.
     pub(crate) fn insert(&mut self, session_id: &str, state: SessionState) -> FactsHandle {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -18,7 +18,7 @@ use tame_engine::Action;
 
 use crate::canonical::canonical_json;
 use crate::facts::{FactsHandle, SessionState};
-use crate::jobs::{Ack, Done, Job, submit};
+use crate::jobs::{Done, Job, Queue};
 use crate::reads::{Window, entries};
 use crate::record::{
     ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, PreparedDecision, SessionDelta,
@@ -126,7 +126,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 /// the writer's queue and joins the writer thread.
 pub struct SqliteStore {
     path: PathBuf,
-    sender: Option<Sender<Job>>,
+    queue: Queue,
     writer: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
     facts: Mutex<FactsCache>,
@@ -253,7 +253,7 @@ impl SqliteStore {
 
         Ok(SqliteStore {
             path,
-            sender: Some(sender),
+            queue: Queue::new(sender),
             writer: Some(handle),
             readers: Mutex::new(Vec::new()),
             facts: Mutex::new(FactsCache::default()),
@@ -266,10 +266,6 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    fn submit<T>(&self, make: impl FnOnce(Ack<T>) -> Job) -> Ticket<T> {
-        submit(self.sender.as_ref(), make)
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
@@ -368,7 +364,7 @@ fn session_records(conn: &Connection, session_id: &str, tail: Option<u64>) -> St
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        self.sender.take();
+        self.queue.close();
         if let Some(handle) = self.writer.take() {
             let _ = handle.join();
         }
@@ -1218,36 +1214,34 @@ impl Store for SqliteStore {
     }
 
     fn fresh_session_facts(&self, session_id: &str) -> FactsHandle {
-        match self.cached_facts(session_id) {
-            Some(cell) => cell,
-            None => self.insert_facts(session_id, SessionState::default()),
-        }
+        self.facts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_default(session_id)
     }
 
     fn record_decision(&self, decision: NewDecision) -> Ticket<DecisionReceipt> {
-        // Prepared here, on the caller's thread (see `PreparedDecision`).
-        let decision = Box::new(PreparedDecision::new(decision));
-        self.submit(|ack| Job::Decision(decision, ack))
+        self.queue.decision(decision)
     }
 
     fn record_result(&self, result: NewResult) -> Ticket<u64> {
-        self.submit(|ack| Job::Result(result, ack))
+        self.queue.result(result)
     }
 
     fn decide_approval(&self, decision: ApprovalDecision) -> Ticket<Approval> {
-        self.submit(|ack| Job::Approval(decision, ack))
+        self.queue.approval(decision)
     }
 
     fn expire_approvals(&self, now: Timestamp) -> Ticket<Vec<String>> {
-        self.submit(|ack| Job::Expire(now, ack))
+        self.queue.expire(now)
     }
 
     fn record_policy(&self, policy: NewPolicyVersion) -> Ticket<u64> {
-        self.submit(|ack| Job::Policy(policy, ack))
+        self.queue.policy(policy)
     }
 
     fn flush(&self) -> Ticket<()> {
-        self.submit(Job::Flush)
+        self.queue.flush()
     }
 
     fn sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
