@@ -401,6 +401,11 @@ pub struct ServeArgs {
     /// Do not reload the policy when its file changes
     #[arg(long)]
     pub no_watch: bool,
+    /// Threads serving requests (default: one per CPU core; the audit
+    /// writer has its own). On a 2-core machine shared with the agents,
+    /// 1 can serve more
+    #[arg(long, value_name = "N")]
+    pub workers: Option<std::num::NonZeroUsize>,
     /// A tools.yaml (tool protocol v1): serve `POST /api/v1/tools/run` for its tools
     #[arg(long, env = "TAME_TOOLS_FILE", value_name = "FILE")]
     pub tools_file: Option<PathBuf>,

@@ -48,6 +48,9 @@ pub fn config(args: &ServeArgs) -> Result<tame_server::ServerConfig, CliError> {
     if let Some(tools) = &args.tools_file {
         config.tools_file = Some(tools.clone());
     }
+    if let Some(n) = args.workers {
+        config.workers = Some(n);
+    }
     // Checked by clap already (a bad value is a usage error naming the flag).
     args.auth_failures.apply(&mut config);
     Ok(config)
@@ -65,9 +68,8 @@ pub fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let runtime = config
+        .runtime()
         .map_err(|e| CliError::Other(format!("cannot start the async runtime: {e}")))?;
     runtime
         .block_on(tame_server::run_until(config, tame_server::shutdown_signal(), |addr| {

@@ -998,6 +998,7 @@ impl Server {
             .env_remove("TAME_AUTH_FAILURE_BURST")
             .env_remove("TAME_AUTH_FAILURE_PERIOD_SECS")
             .env_remove("TAME_TRUSTED_PROXIES")
+            .env_remove("TAME_WORKERS")
             .envs(env.iter().copied())
             .env("TAME_LOG", "warn")
             .stdout(std::process::Stdio::piped())
@@ -1447,6 +1448,33 @@ fn serve_refuses_bad_auth_failure_values_naming_the_flag() {
         let r = serve(flag, value);
         assert_eq!(r.code, usage.code, "{flag} {value}: {}", r.stderr);
         assert!(r.stderr.contains(flag), "{flag} {value}: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "nothing was served: {}", r.stdout);
+    }
+    assert!(!dir.path().join("t.db").exists(), "no database was opened");
+}
+
+#[test]
+fn serve_takes_a_worker_count_and_refuses_zero() {
+    let server = Server::start(&policies_dir().join("example.yml"), &["--workers", "1"]);
+    let (status, _, body) = http(&server.url, "GET", "/health", "", "");
+    assert_eq!(status, 200, "{body}");
+    let call = r#"{"tool_name": "read_file", "tool_args": {"path": "/etc/passwd"}}"#;
+    let (status, _, body) = http(&server.url, "POST", "/api/v1/enforce", "", call);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""decision":"deny""#), "{body}");
+
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["0", "two"] {
+        let r = run(tame()
+            .arg("serve")
+            .arg("--policy")
+            .arg(policies_dir().join("example.yml"))
+            .arg("--db")
+            .arg(dir.path().join("t.db"))
+            .arg("--workers")
+            .arg(bad));
+        assert_ne!(r.code, 0, "--workers {bad}: {}", r.stderr);
+        assert!(r.stderr.contains("--workers"), "--workers {bad}: {}", r.stderr);
         assert!(r.stdout.is_empty(), "nothing was served: {}", r.stdout);
     }
     assert!(!dir.path().join("t.db").exists(), "no database was opened");

@@ -5,6 +5,7 @@
 //! (the caller applies flags last).
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -52,6 +53,10 @@ pub struct ServerConfig {
     /// Failed authentications per client before 429 (0: no limit), their
     /// refill period and the proxies whose `X-Forwarded-For` is believed.
     pub auth_failures: FailureLimit,
+    /// Threads serving requests; `None`: one per CPU core. The store's
+    /// writer has a thread of its own besides, so on a machine with few
+    /// cores one fewer can serve more (see [`ServerConfig::runtime`]).
+    pub workers: Option<NonZeroUsize>,
 }
 
 /// The longest long poll: below the 60 s that MCP clients wait.
@@ -76,6 +81,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(60),
             tools_file: None,
             auth_failures: FailureLimit::default(),
+            workers: None,
         }
     }
 }
@@ -101,6 +107,7 @@ struct FileConfig {
     auth_failure_burst: Option<u32>,
     auth_failure_period_secs: Option<f64>,
     trusted_proxies: Option<Vec<String>>,
+    workers: Option<usize>,
 }
 
 fn parse_addr(s: &str, what: &str) -> anyhow::Result<SocketAddr> {
@@ -114,6 +121,10 @@ fn parse_durability(s: &str, what: &str) -> anyhow::Result<Durability> {
         "normal" => Ok(Durability::Normal),
         other => bail!("{what}: `{other}` is not a durability (expected `full` or `normal`)"),
     }
+}
+
+fn parse_workers(n: usize, what: &str) -> anyhow::Result<NonZeroUsize> {
+    NonZeroUsize::new(n).with_context(|| format!("{what}: the server needs at least 1 worker thread"))
 }
 
 fn parse_bool(s: &str, what: &str) -> anyhow::Result<bool> {
@@ -226,6 +237,9 @@ impl ServerConfig {
             self.auth_failures.trusted_proxies =
                 parse_proxies(p.iter().map(String::as_str), &format!("{what}: trusted_proxies"))?;
         }
+        if let Some(n) = parsed.workers {
+            self.workers = Some(parse_workers(n, &format!("{what}: workers"))?);
+        }
         Ok(())
     }
 
@@ -236,7 +250,7 @@ impl ServerConfig {
     /// `TAME_DURABILITY` (`full`|`normal`), `TAME_WATCH_POLICY`,
     /// `TAME_TOOLS_FILE`, `TAME_AUTH_FAILURE_BURST` (0: no limit),
     /// `TAME_AUTH_FAILURE_PERIOD_SECS`, `TAME_TRUSTED_PROXIES` (comma
-    /// separated addresses or CIDR networks).
+    /// separated addresses or CIDR networks), `TAME_WORKERS`.
     pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<()> {
         for (name, value) in vars {
             let what = name.as_str();
@@ -263,10 +277,21 @@ impl ServerConfig {
                 "TAME_TRUSTED_PROXIES" => {
                     self.auth_failures.trusted_proxies = parse_proxies(value.split(','), what)?;
                 }
+                "TAME_WORKERS" => self.workers = Some(parse_workers(parse_num(&value, what)?, what)?),
                 _ => {}
             }
         }
         Ok(())
+    }
+
+    /// The async runtime to serve on: [`ServerConfig::workers`] threads, or
+    /// one per CPU core.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if let Some(n) = self.workers {
+            builder.worker_threads(n.get());
+        }
+        builder.enable_all().build()
     }
 
     /// The PostgreSQL URL when the database is one, `None` for a SQLite file.
@@ -374,6 +399,33 @@ mod tests {
             .apply_env([("TAME_BODY_LIMIT".to_string(), "lots".to_string())])
             .unwrap_err();
         assert!(err.to_string().contains("TAME_BODY_LIMIT"));
+    }
+
+    #[test]
+    fn workers_from_file_and_env_size_the_runtime() {
+        let mut c = ServerConfig::default();
+        assert_eq!(c.workers, None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tame.yml");
+        std::fs::write(&file, "workers: 3\n").unwrap();
+        c.apply_file(&file).unwrap();
+        assert_eq!(c.workers, NonZeroUsize::new(3));
+        assert_eq!(c.runtime().unwrap().metrics().num_workers(), 3);
+        c.apply_env([("TAME_WORKERS".to_string(), "1".to_string())]).unwrap();
+        assert_eq!(c.runtime().unwrap().metrics().num_workers(), 1);
+
+        std::fs::write(&file, "workers: 0\n").unwrap();
+        let err = format!("{:#}", c.apply_file(&file).unwrap_err());
+        assert!(err.contains("workers") && err.contains("at least 1"), "{err}");
+        for bad in ["0", "two", "-1"] {
+            let err = c
+                .apply_env([("TAME_WORKERS".to_string(), bad.to_string())])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("TAME_WORKERS"), "{bad}: {err}");
+        }
+        // A rejected value leaves the last good one.
+        assert_eq!(c.workers, NonZeroUsize::new(1));
     }
 
     #[test]

@@ -40,6 +40,9 @@ struct Args {
     /// Do not watch the policy file.
     #[arg(long)]
     no_watch: bool,
+    /// Threads serving requests (default: one per CPU core).
+    #[arg(long)]
+    workers: Option<std::num::NonZeroUsize>,
     #[command(flatten)]
     auth_failures: tame_server::AuthFailureArgs,
 }
@@ -48,8 +51,7 @@ struct Args {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TAME_LOG")
@@ -84,10 +86,13 @@ async fn main() -> anyhow::Result<()> {
     if args.no_watch {
         config.watch_policy = false;
     }
+    if let Some(n) = args.workers {
+        config.workers = Some(n);
+    }
     args.auth_failures.apply(&mut config);
-    tame_server::run_until(config, tame_server::shutdown_signal(), |addr| {
+    let runtime = config.runtime()?;
+    runtime.block_on(tame_server::run_until(config, tame_server::shutdown_signal(), |addr| {
         // Machine-readable line for scripts and tests.
         println!("listening on http://{addr}");
-    })
-    .await
+    }))
 }
