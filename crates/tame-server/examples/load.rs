@@ -26,7 +26,7 @@
 //! `TAME_LOG=tame_store=debug` prints the writer's batch and job counts.
 //!
 //! Without `--addr` it starts the server in this process (own runtime with
-//! two worker threads, SQLite in a temporary directory or the database of
+//! two worker threads, or `--workers`, SQLite in a temporary directory or the database of
 //! `--db`, e.g. `postgres://tame@127.0.0.1:5432/tame`, the policy below)
 //! and drives it over loopback from a separate single-threaded client
 //! runtime. With `--addr` it drives a running server (which must accept
@@ -102,6 +102,9 @@ struct Args {
     /// Seconds of enforce calls before the measured phase.
     #[arg(long, default_value_t = 3)]
     warmup: u64,
+    /// The in-process server's worker threads (`tame serve --workers`).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    workers: u64,
 }
 
 fn body_for(conn: u64, i: u64) -> String {
@@ -257,7 +260,7 @@ fn main() -> anyhow::Result<()> {
                     .or_else(|| Some("load-test-audit-secret-0123456789".into()));
             }
             let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+                .worker_threads(usize::try_from(args.workers)?)
                 .enable_all()
                 .build()?;
             let (tx, rx) = std::sync::mpsc::channel();
