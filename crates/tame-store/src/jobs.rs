@@ -1,6 +1,7 @@
-//! The writer's queue items: a write job with the channel its caller waits
-//! on, and its outcome, answered once the job's batch is committed. Shared
-//! by the backends' writer threads.
+//! The writer's queue, shared by the backends: the sending end the `Store`
+//! write methods go through, each write as a job with the channel its
+//! caller waits on, and the job's outcome, answered once its batch is
+//! committed.
 
 use std::sync::mpsc::Sender;
 
