@@ -369,49 +369,9 @@ pub struct GraphArgs {
     pub policy: PathBuf,
 }
 
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// The policy file to serve
-    #[arg(long, env = "TAME_POLICY")]
-    pub policy: Option<PathBuf>,
-    /// Address to listen on (HOST:PORT)
-    #[arg(long, env = "TAME_ADDR")]
-    pub addr: Option<String>,
-    /// Database: a SQLite file, or a postgres:// URL (then set TAME_AUDIT_SECRET)
-    #[arg(long, env = "TAME_DB")]
-    pub db: Option<String>,
-    /// Configuration file (YAML)
-    #[arg(long, env = "TAME_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Agent API key: may enforce and report results (repeatable)
-    #[arg(long = "agent-key", value_name = "KEY")]
-    pub agent_keys: Vec<String>,
-    /// Admin API key: may also approve, reload and read everything (repeatable)
-    #[arg(long = "admin-key", value_name = "KEY")]
-    pub admin_keys: Vec<String>,
-    /// Listen on a non-loopback address without API keys
-    #[arg(long)]
-    pub allow_insecure_bind: bool,
-    /// Seconds before a pending approval expires (and counts as denied)
-    #[arg(long, value_name = "SECS")]
-    pub approval_timeout: Option<u64>,
-    /// `full` (survives power loss) or `normal` (survives crashes)
-    #[arg(long)]
-    pub durability: Option<String>,
-    /// Do not reload the policy when its file changes
-    #[arg(long)]
-    pub no_watch: bool,
-    /// Threads serving requests (default: one per CPU core; the audit
-    /// writer has its own). On a 2-core machine shared with the agents,
-    /// 1 can serve more
-    #[arg(long, value_name = "N")]
-    pub workers: Option<std::num::NonZeroUsize>,
-    /// A tools.yaml (tool protocol v1): serve `POST /api/v1/tools/run` for its tools
-    #[arg(long, env = "TAME_TOOLS_FILE", value_name = "FILE")]
-    pub tools_file: Option<PathBuf>,
-    #[command(flatten)]
-    pub auth_failures: tame_server::AuthFailureArgs,
-}
+/// `tame serve`'s flags: the `tame-server` binary's, defined once in
+/// the server crate.
+pub use tame_server::ServeFlags as ServeArgs;
 
 #[derive(Debug, Args)]
 pub struct PolicyArgs {

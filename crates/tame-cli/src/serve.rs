@@ -2,58 +2,15 @@
 //! the flags onto its configuration.
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
-use std::time::Duration;
 
 use crate::Exit;
 use crate::cli::ServeArgs;
 use crate::error::CliError;
 
 /// Builds the server configuration: defaults, config file, `TAME_*`
-/// environment, then flags.
+/// environment, then flags (see [`tame_server::ServeFlags::config`]).
 pub fn config(args: &ServeArgs) -> Result<tame_server::ServerConfig, CliError> {
-    let mut config =
-        tame_server::ServerConfig::load(args.config.as_deref()).map_err(|e| CliError::Input(format!("{e:#}")))?;
-    if let Some(policy) = &args.policy {
-        config.policy_path = policy.clone();
-    }
-    if let Some(addr) = &args.addr {
-        config.addr = addr.parse::<SocketAddr>().map_err(|_| {
-            CliError::Input(format!(
-                "--addr: `{addr}` is not a HOST:PORT address (e.g. 127.0.0.1:8000)"
-            ))
-        })?;
-    }
-    if let Some(db) = &args.db {
-        config.db_path = db.into();
-    }
-    if !args.agent_keys.is_empty() {
-        config.agent_keys = args.agent_keys.clone();
-    }
-    if !args.admin_keys.is_empty() {
-        config.admin_keys = args.admin_keys.clone();
-    }
-    config.allow_insecure_bind |= args.allow_insecure_bind;
-    if let Some(secs) = args.approval_timeout {
-        config.approval_timeout = Duration::from_secs(secs);
-    }
-    if let Some(d) = &args.durability {
-        config
-            .apply_env([("TAME_DURABILITY".to_string(), d.clone())])
-            .map_err(|e| CliError::Input(format!("--durability: {e:#}")))?;
-    }
-    if args.no_watch {
-        config.watch_policy = false;
-    }
-    if let Some(tools) = &args.tools_file {
-        config.tools_file = Some(tools.clone());
-    }
-    if let Some(n) = args.workers {
-        config.workers = Some(n);
-    }
-    // Checked by clap already (a bad value is a usage error naming the flag).
-    args.auth_failures.apply(&mut config);
-    Ok(config)
+    args.config().map_err(|e| CliError::Input(format!("{e:#}")))
 }
 
 /// Starts the server; returns when it shuts down (SIGINT, SIGTERM).

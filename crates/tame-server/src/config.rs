@@ -321,6 +321,96 @@ impl ServerConfig {
     }
 }
 
+/// The flags of `tame serve` and of the `tame-server` binary (one
+/// definition serves both), applied over the configuration file and the
+/// `TAME_*` variables by [`ServeFlags::config`].
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeFlags {
+    /// The policy file to serve
+    #[arg(long, env = "TAME_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Address to listen on (HOST:PORT)
+    #[arg(long, env = "TAME_ADDR")]
+    pub addr: Option<String>,
+    /// Database: a SQLite file, or a postgres:// URL (then set TAME_AUDIT_SECRET)
+    #[arg(long, env = "TAME_DB")]
+    pub db: Option<String>,
+    /// Configuration file (YAML)
+    #[arg(long, env = "TAME_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Agent API key: may enforce and report results (repeatable)
+    #[arg(long = "agent-key", value_name = "KEY")]
+    pub agent_keys: Vec<String>,
+    /// Admin API key: may also approve, reload and read everything (repeatable)
+    #[arg(long = "admin-key", value_name = "KEY")]
+    pub admin_keys: Vec<String>,
+    /// Listen on a non-loopback address without API keys
+    #[arg(long)]
+    pub allow_insecure_bind: bool,
+    /// Seconds before a pending approval expires (and counts as denied)
+    #[arg(long, value_name = "SECS")]
+    pub approval_timeout: Option<u64>,
+    /// `full` (survives power loss) or `normal` (survives crashes)
+    #[arg(long)]
+    pub durability: Option<String>,
+    /// Do not reload the policy when its file changes
+    #[arg(long)]
+    pub no_watch: bool,
+    /// Threads serving requests (default: one per CPU core; the audit
+    /// writer has its own). On a 2-core machine shared with the agents,
+    /// 1 can serve more
+    #[arg(long, value_name = "N")]
+    pub workers: Option<NonZeroUsize>,
+    /// A tools.yaml (tool protocol v1): serve `POST /api/v1/tools/run` for its tools
+    #[arg(long, env = "TAME_TOOLS_FILE", value_name = "FILE")]
+    pub tools_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub auth_failures: AuthFailureArgs,
+}
+
+impl ServeFlags {
+    /// The server configuration: defaults, then the config file, the
+    /// `TAME_*` environment, then these flags. Errors name the flag, the
+    /// variable or the file and key.
+    pub fn config(&self) -> anyhow::Result<ServerConfig> {
+        let mut config = ServerConfig::load(self.config.as_deref())?;
+        if let Some(policy) = &self.policy {
+            config.policy_path = policy.clone();
+        }
+        if let Some(addr) = &self.addr {
+            config.addr = parse_addr(addr, "--addr")?;
+        }
+        if let Some(db) = &self.db {
+            config.db_path = db.into();
+        }
+        if !self.agent_keys.is_empty() {
+            config.agent_keys = self.agent_keys.clone();
+        }
+        if !self.admin_keys.is_empty() {
+            config.admin_keys = self.admin_keys.clone();
+        }
+        config.allow_insecure_bind |= self.allow_insecure_bind;
+        if let Some(secs) = self.approval_timeout {
+            config.approval_timeout = Duration::from_secs(secs);
+        }
+        if let Some(d) = &self.durability {
+            config.durability = parse_durability(d, "--durability")?;
+        }
+        if self.no_watch {
+            config.watch_policy = false;
+        }
+        if let Some(n) = self.workers {
+            config.workers = Some(n);
+        }
+        if let Some(tools) = &self.tools_file {
+            config.tools_file = Some(tools.clone());
+        }
+        // Checked by clap already (a bad value is a usage error naming the flag).
+        self.auth_failures.apply(&mut config);
+        Ok(config)
+    }
+}
+
 /// The failed-authentication flags, shared by `tame serve` and the
 /// `tame-server` binary. The variables named in the help are read by
 /// [`ServerConfig::load`] (errors name the variable), not by clap; the
@@ -399,6 +489,36 @@ mod tests {
             .apply_env([("TAME_BODY_LIMIT".to_string(), "lots".to_string())])
             .unwrap_err();
         assert!(err.to_string().contains("TAME_BODY_LIMIT"));
+    }
+
+    #[test]
+    fn serve_flags_override_and_name_themselves_in_errors() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Bin {
+            #[command(flatten)]
+            flags: ServeFlags,
+        }
+        let flags = |args: &[&str]| Bin::try_parse_from(["tame-server"].iter().chain(args)).unwrap().flags;
+        let c = flags(&[
+            "--addr",
+            "127.0.0.1:9100",
+            "--durability",
+            "normal",
+            "--workers",
+            "2",
+            "--no-watch",
+        ])
+        .config()
+        .unwrap();
+        assert_eq!(c.addr.port(), 9100);
+        assert_eq!(c.durability, Durability::Normal);
+        assert_eq!(c.workers, NonZeroUsize::new(2));
+        assert!(!c.watch_policy);
+        let err = format!("{:#}", flags(&["--addr", "nowhere"]).config().unwrap_err());
+        assert!(err.starts_with("--addr: `nowhere` is not a HOST:PORT address"), "{err}");
+        let err = format!("{:#}", flags(&["--durability", "fast"]).config().unwrap_err());
+        assert!(err.starts_with("--durability: `fast` is not a durability"), "{err}");
     }
 
     #[test]

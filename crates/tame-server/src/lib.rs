@@ -81,7 +81,7 @@ mod state;
 mod tools;
 
 pub use auth::{Auth, Role};
-pub use config::{AuthFailureArgs, MAX_WAIT_CAP, ServerConfig};
+pub use config::{AuthFailureArgs, MAX_WAIT_CAP, ServeFlags, ServerConfig};
 pub use error::AppError;
 pub use openapi::{ROUTES, RouteDoc, openapi_document};
 pub use ratelimit::{ClientKey, FailureLimit, FailureLimiter, parse_period_secs, parse_proxy};
