@@ -23,7 +23,7 @@ use crate::jobs::{Done, Job, Queue};
 use crate::reads::{Window, entries};
 use crate::record::{
     ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, PreparedDecision, SessionDelta,
-    approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state,
+    approval_columns, approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state,
     entries_from_records, facts_from_records, mac_from_key, micros, policy_body, record_mac, result_body,
     write_export_line,
 };
@@ -1271,22 +1271,26 @@ fn summary_from_row(r: &Row) -> StoreResult<SessionSummary> {
     })
 }
 
-const APPROVAL_SELECT: &str = "SELECT a.id, a.log_id, a.session_id, a.call_hash, a.state, a.expires_micros,
-    a.expires_at, a.decided_by, a.decision_reason, a.decided_at, a.released_log_id, d.body, d.ts
-    FROM approvals a LEFT JOIN LATERAL (
+const APPROVAL_SELECT: &str = concat!(
+    "SELECT ",
+    approval_columns!(),
+    " FROM approvals a LEFT JOIN LATERAL (
         SELECT body, ts FROM audit WHERE ref_id = a.log_id AND kind = 'decision' ORDER BY seq LIMIT 1
-    ) d ON TRUE";
+    ) d ON TRUE"
+);
 
 /// The newest `$2` approvals no longer pending at `$1` (decided, expired,
 /// or pending past their expiry), read before their decisions are joined.
-const DECIDED_APPROVALS: &str = "SELECT a.id, a.log_id, a.session_id, a.call_hash, a.state, a.expires_micros,
-    a.expires_at, a.decided_by, a.decision_reason, a.decided_at, a.released_log_id, d.body, d.ts
-    FROM (SELECT * FROM approvals WHERE state <> 'pending' OR expires_micros <= $1
+const DECIDED_APPROVALS: &str = concat!(
+    "SELECT ",
+    approval_columns!(),
+    " FROM (SELECT * FROM approvals WHERE state <> 'pending' OR expires_micros <= $1
           ORDER BY created_seq DESC LIMIT $2) a
     LEFT JOIN LATERAL (
         SELECT body, ts FROM audit WHERE ref_id = a.log_id AND kind = 'decision' ORDER BY seq LIMIT 1
     ) d ON TRUE
-    ORDER BY a.created_seq DESC";
+    ORDER BY a.created_seq DESC"
+);
 
 fn approval_from_row(r: &Row, now: Timestamp) -> StoreResult<Approval> {
     Ok(ApprovalRow {
@@ -1517,18 +1521,15 @@ impl Store for PgStore {
             // expiry reads as expired, so those two overlap.
             // Pending ones are those unexpired at `now` (`$1`): the expired
             // ones of the whole history are not read for them.
-            let filter = match state {
-                None => "",
-                Some(ApprovalState::Pending) => "WHERE a.state = 'pending' AND a.expires_micros > $1",
-                Some(ApprovalState::Expired) => "WHERE a.state IN ('pending', 'expired')",
-                Some(ApprovalState::Approved) => "WHERE a.state = 'approved'",
-                Some(ApprovalState::Rejected) => "WHERE a.state = 'rejected'",
-            };
             let now_micros = micros(now);
-            let binds: Vec<&(dyn postgres::types::ToSql + Sync)> = if filter.contains("$1") {
-                vec![&now_micros]
-            } else {
-                Vec::new()
+            let (filter, binds): (&str, Vec<Param<'_>>) = match state {
+                None => ("", vec![]),
+                Some(ApprovalState::Pending) => {
+                    ("WHERE a.state = 'pending' AND a.expires_micros > $1", vec![&now_micros])
+                }
+                Some(ApprovalState::Expired) => ("WHERE a.state IN ('pending', 'expired')", vec![]),
+                Some(ApprovalState::Approved) => ("WHERE a.state = 'approved'", vec![]),
+                Some(ApprovalState::Rejected) => ("WHERE a.state = 'rejected'", vec![]),
             };
             let rows = client.query(
                 &format!("{APPROVAL_SELECT} {filter} ORDER BY a.created_seq DESC"),

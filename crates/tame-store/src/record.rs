@@ -157,7 +157,7 @@ impl SessionDelta {
 
 /// The body of a `decision` record, as canonical JSON: written member by
 /// member in key order, straight from `d` (no `serde_json::Map` is built;
-/// this is on the writer's path for every decision). Equal to
+/// this runs for every decision, in [`PreparedDecision::new`]). Equal to
 /// `canonical_json` of the same members (a test checks it).
 pub(crate) fn decision_body_json(d: &NewDecision, ts: &str) -> String {
     let mut out = Vec::with_capacity(384);
@@ -364,6 +364,17 @@ pub(crate) fn decided_state(a: &ApprovalDecision, stored: Option<(String, i64)>)
         ApprovalState::Rejected
     })
 }
+
+/// The columns both backends select for an [`ApprovalRow`], in the order
+/// their row readers take them: the approval (`a`) and its decision's
+/// body and time (`d`).
+macro_rules! approval_columns {
+    () => {
+        "a.id, a.log_id, a.session_id, a.call_hash, a.state, a.expires_micros, a.expires_at, a.decided_by, \
+         a.decision_reason, a.decided_at, a.released_log_id, d.body, d.ts"
+    };
+}
+pub(crate) use approval_columns;
 
 /// One row of the approvals table joined with its decision record.
 #[derive(Debug)]

@@ -22,7 +22,7 @@ use crate::jobs::{Done, Job, Queue};
 use crate::reads::{Window, entries};
 use crate::record::{
     ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, PreparedDecision, SessionDelta,
-    approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state,
+    approval_columns, approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state,
     entries_from_records, facts_from_records, mac_from_key, micros, parse_body, policy_body, record_mac, result_body,
     s, write_export_line,
 };
@@ -286,18 +286,8 @@ impl SqliteStore {
         result
     }
 
-    fn cached_facts(&self, session_id: &str) -> Option<FactsHandle> {
-        self.facts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(session_id)
-    }
-
-    fn insert_facts(&self, session_id: &str, state: SessionState) -> FactsHandle {
-        self.facts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(session_id, state)
+    fn facts_cache(&self) -> std::sync::MutexGuard<'_, FactsCache> {
+        self.facts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn load_facts(&self, session_id: &str, tail: Option<u64>) -> StoreResult<SessionState> {
@@ -1156,21 +1146,25 @@ fn read_approval(conn: &Connection, id: &str, now: Timestamp) -> StoreResult<Opt
     Ok(row)
 }
 
-const APPROVAL_SELECT: &str = "SELECT a.id, a.log_id, a.session_id, a.call_hash, a.state, a.expires_micros,
-    a.expires_at, a.decided_by, a.decision_reason, a.decided_at, a.released_log_id, d.body, d.ts
-    FROM approvals a LEFT JOIN audit d ON d.ref_id = a.log_id AND d.kind = 'decision'";
+const APPROVAL_SELECT: &str = concat!(
+    "SELECT ",
+    approval_columns!(),
+    " FROM approvals a LEFT JOIN audit d ON d.ref_id = a.log_id AND d.kind = 'decision'"
+);
 
 /// The filter of the approvals pending at `?1` (through the state index).
 const PENDING_APPROVALS: &str = "WHERE a.state = 'pending' AND a.expires_micros > ?1";
 
 /// The newest `?2` approvals no longer pending at `?1` (decided, expired,
 /// or pending past their expiry), read before their decisions are joined.
-const DECIDED_APPROVALS: &str = "SELECT a.id, a.log_id, a.session_id, a.call_hash, a.state, a.expires_micros,
-    a.expires_at, a.decided_by, a.decision_reason, a.decided_at, a.released_log_id, d.body, d.ts
-    FROM (SELECT * FROM approvals WHERE state <> 'pending' OR expires_micros <= ?1
+const DECIDED_APPROVALS: &str = concat!(
+    "SELECT ",
+    approval_columns!(),
+    " FROM (SELECT * FROM approvals WHERE state <> 'pending' OR expires_micros <= ?1
           ORDER BY created_seq DESC LIMIT ?2) a
     LEFT JOIN audit d ON d.ref_id = a.log_id AND d.kind = 'decision'
-    ORDER BY a.created_seq DESC";
+    ORDER BY a.created_seq DESC"
+);
 
 fn approval_from_row(r: &rusqlite::Row<'_>, now: Timestamp) -> rusqlite::Result<Approval> {
     Ok(ApprovalRow {
@@ -1193,7 +1187,7 @@ fn approval_from_row(r: &rusqlite::Row<'_>, now: Timestamp) -> rusqlite::Result<
 
 impl Store for SqliteStore {
     fn session_facts(&self, session_id: &str) -> StoreResult<FactsHandle> {
-        if let Some(cell) = self.cached_facts(session_id) {
+        if let Some(cell) = self.facts_cache().get(session_id) {
             return Ok(cell);
         }
         // Called from async handlers: no waiting for the writer here. A
@@ -1210,14 +1204,11 @@ impl Store for SqliteStore {
         } else {
             SessionState::default()
         };
-        Ok(self.insert_facts(session_id, state))
+        Ok(self.facts_cache().insert(session_id, state))
     }
 
     fn fresh_session_facts(&self, session_id: &str) -> FactsHandle {
-        self.facts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get_or_default(session_id)
+        self.facts_cache().get_or_default(session_id)
     }
 
     fn record_decision(&self, decision: NewDecision) -> Ticket<DecisionReceipt> {
@@ -1304,17 +1295,12 @@ impl Store for SqliteStore {
             // expiry reads as expired, so those two overlap. Pending ones
             // are those unexpired at `now` (`?1`): the expired ones of the
             // whole history are not read for them.
-            let filter = match state {
-                None => "",
-                Some(ApprovalState::Pending) => PENDING_APPROVALS,
-                Some(ApprovalState::Expired) => "WHERE a.state IN ('pending', 'expired')",
-                Some(ApprovalState::Approved) => "WHERE a.state = 'approved'",
-                Some(ApprovalState::Rejected) => "WHERE a.state = 'rejected'",
-            };
-            let binds: Vec<i64> = if filter.contains("?1") {
-                vec![micros(now)]
-            } else {
-                Vec::new()
+            let (filter, binds) = match state {
+                None => ("", vec![]),
+                Some(ApprovalState::Pending) => (PENDING_APPROVALS, vec![micros(now)]),
+                Some(ApprovalState::Expired) => ("WHERE a.state IN ('pending', 'expired')", vec![]),
+                Some(ApprovalState::Approved) => ("WHERE a.state = 'approved'", vec![]),
+                Some(ApprovalState::Rejected) => ("WHERE a.state = 'rejected'", vec![]),
             };
             let mut stmt = conn.prepare_cached(&format!("{APPROVAL_SELECT} {filter} ORDER BY a.created_seq DESC"))?;
             let rows = stmt.query_map(rusqlite::params_from_iter(binds), |r| approval_from_row(r, now))?;
