@@ -26,10 +26,10 @@ use axum::routing::{any, get, post};
 use base64::Engine;
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
-use tame_store::{Approval, ApprovalState, LogPage, SessionQuery, Store, StoreResult, VerifyReport};
+use tame_store::{Approval, ApprovalState, LogPage, SessionQuery, Store, VerifyReport};
 
 use login::{LoginForm, Logins, Viewer};
-use views::{Chrome, Counts, Flash, Nav, PageError};
+use views::{Chrome, Flash, Nav, PageError};
 
 use crate::AppState;
 use crate::api::blocking;
@@ -182,18 +182,6 @@ async fn logout(
 
 // ------------------------------------------------------------ overview
 
-/// Decisions counted over every session, by the store in one query.
-fn count_decisions(store: &dyn Store) -> StoreResult<Counts> {
-    let t = store.decision_totals()?;
-    Ok(Counts {
-        sessions: t.sessions,
-        total: t.total,
-        allow: t.allowed,
-        deny: t.denied,
-        approve: t.approved,
-    })
-}
-
 async fn overview(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -203,11 +191,7 @@ async fn overview(
     let store = store(&state);
     let (pending, counts, recent) = blocking(move || {
         let pending = store.approvals(Some(ApprovalState::Pending), Timestamp::now())?.len();
-        Ok((
-            pending,
-            count_decisions(store.as_ref())?,
-            store.recent_decisions(RECENT)?,
-        ))
+        Ok((pending, store.decision_totals()?, store.recent_decisions(RECENT)?))
     })
     .await?;
     let loaded = state.policy();

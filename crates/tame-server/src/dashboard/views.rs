@@ -10,7 +10,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use tame_engine::{Action, Diagnostic, PolicyInfo};
-use tame_store::{Approval, ApprovalState, LogEntry, PolicyVersion, SessionSummary, VerifyReport};
+use tame_store::{Approval, ApprovalState, DecisionTotals, LogEntry, PolicyVersion, SessionSummary, VerifyReport};
 
 use super::login::Viewer;
 use crate::AppError;
@@ -295,16 +295,6 @@ pub fn error_page(status: StatusCode, message: &str) -> Markup {
 
 // ------------------------------------------------------------ overview
 
-/// Decisions counted over the stored sessions.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Counts {
-    pub sessions: u64,
-    pub total: u64,
-    pub allow: u64,
-    pub deny: u64,
-    pub approve: u64,
-}
-
 /// What the overview shows.
 #[derive(Debug)]
 pub struct Overview<'a> {
@@ -312,7 +302,8 @@ pub struct Overview<'a> {
     pub origin: &'a str,
     pub loaded_at: String,
     pub warnings: usize,
-    pub counts: Counts,
+    /// Decisions counted over every session.
+    pub counts: DecisionTotals,
     pub recent: Vec<LogEntry>,
     pub verify: VerifyReport,
     /// When the chain was checked (the check is reused for a minute).
@@ -381,9 +372,9 @@ pub fn overview(chrome: &Chrome<'_>, o: &Overview<'_>) -> Markup {
             table {
                 thead { tr { th { "decision" } th.num { "calls" } th.num { "share" } } }
                 tbody {
-                    tr { td { (decision_badge(Action::Allow)) } td.num { (c.allow) } td.num { (percent(c.allow, c.total)) } }
-                    tr { td { (decision_badge(Action::Deny)) } td.num { (c.deny) } td.num { (percent(c.deny, c.total)) } }
-                    tr { td { (decision_badge(Action::Approve)) } td.num { (c.approve) } td.num { (percent(c.approve, c.total)) } }
+                    tr { td { (decision_badge(Action::Allow)) } td.num { (c.allowed) } td.num { (percent(c.allowed, c.total)) } }
+                    tr { td { (decision_badge(Action::Deny)) } td.num { (c.denied) } td.num { (percent(c.denied, c.total)) } }
+                    tr { td { (decision_badge(Action::Approve)) } td.num { (c.approved) } td.num { (percent(c.approved, c.total)) } }
                     tr { td { strong { "total" } } td.num { strong { (c.total) } } td.num {} }
                 }
             }
