@@ -259,10 +259,8 @@ fn main() -> anyhow::Result<()> {
                     .ok()
                     .or_else(|| Some("load-test-audit-secret-0123456789".into()));
             }
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(usize::try_from(args.workers)?)
-                .enable_all()
-                .build()?;
+            config.workers = std::num::NonZeroUsize::new(usize::try_from(args.workers)?);
+            let rt = config.runtime()?;
             let (tx, rx) = std::sync::mpsc::channel();
             rt.spawn(async move {
                 let r = tame_server::run_until(config, std::future::pending(), move |a| {
