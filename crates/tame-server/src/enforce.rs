@@ -1,6 +1,7 @@
 //! `POST /api/v1/enforce`: evaluate a call against the running policy with
 //! the session's facts, store the decision, answer once it is committed.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
@@ -22,9 +23,10 @@ use crate::metrics::DecisionLabels;
 pub(crate) struct Enforced {
     pub session_id: String,
     pub decision: Action,
-    pub rule_name: Option<String>,
-    pub reason: String,
-    pub policy_version: String,
+    /// The policy's own strings (shared, not copied per decision).
+    pub rule_name: Option<Arc<str>>,
+    pub reason: Arc<str>,
+    pub policy_version: Arc<str>,
     pub log_id: String,
     pub timestamp: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -162,8 +164,6 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
     redact_secrets(&mut tool_args);
     redact_secrets(&mut metadata);
     let timestamp = format_timestamp(now);
-    let rule_name = decision.rule_name.as_deref().map(str::to_string);
-    let reason = decision.reason.to_string();
     let approval_out = new_approval.as_ref().map(|a| a.id.clone());
     let record = NewDecision {
         log_id: log_id.clone(),
@@ -175,8 +175,8 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
         user_id: req.user_id.as_deref().map(str::to_string),
         metadata,
         decision: decision.action,
-        rule_name: rule_name.clone(),
-        reason: reason.clone(),
+        rule_name: decision.rule_name.as_deref().map(str::to_string),
+        reason: decision.reason.to_string(),
         policy_version: decision.policy_version.to_string(),
         new_approval,
         release_of: release.map(|approval_id| Release {
@@ -194,7 +194,7 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
         .decisions
         .get_or_create(&DecisionLabels {
             action: decision.action.as_str(),
-            rule: rule_name.clone().unwrap_or_default(),
+            rule: decision.rule_name.clone(),
         })
         .inc();
     metrics.enforce_seconds.observe(started.elapsed().as_secs_f64());
@@ -202,9 +202,9 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
     Ok(Enforced {
         session_id,
         decision: decision.action,
-        rule_name,
-        reason,
-        policy_version: decision.policy_version.to_string(),
+        rule_name: decision.rule_name,
+        reason: decision.reason,
+        policy_version: decision.policy_version,
         log_id,
         timestamp,
         approval_id: approval_out,

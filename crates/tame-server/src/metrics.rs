@@ -10,7 +10,9 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
     pub action: &'static str,
-    pub rule: String,
+    /// The matching rule (the policy's own name: cloning it allocates
+    /// nothing); empty when the policy's default applied.
+    pub rule: Option<std::sync::Arc<str>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

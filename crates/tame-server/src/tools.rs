@@ -93,9 +93,9 @@ impl ServerGuard {
             .map_err(|e| anyhow::anyhow!("enforce of `{}` failed ({}): {}", call.tool_name, e.status, e.detail))?;
         Ok(Verdict {
             decision: enforced.decision,
-            rule_name: enforced.rule_name,
-            reason: enforced.reason,
-            policy_version: enforced.policy_version,
+            rule_name: enforced.rule_name.as_deref().map(str::to_owned),
+            reason: enforced.reason.to_string(),
+            policy_version: enforced.policy_version.to_string(),
             log_id: Some(enforced.log_id),
             approval_id: enforced.approval_id,
             session_id: enforced.session_id,

@@ -36,7 +36,7 @@ impl<'a> ObjectWriter<'a> {
             self.out.push(b',');
         }
         self.last = Some(key);
-        write_scalar(key, self.out);
+        write_str(key, self.out);
         self.out.push(b':');
     }
 
@@ -50,7 +50,7 @@ impl<'a> ObjectWriter<'a> {
     pub(crate) fn str(&mut self, key: &'static str, value: Option<&str>) {
         self.key(key);
         match value {
-            Some(s) => write_scalar(s, self.out),
+            Some(s) => write_str(s, self.out),
             None => self.out.extend_from_slice(b"null"),
         }
     }
@@ -77,7 +77,7 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
                     if i > 0 {
                         out.push(b',');
                     }
-                    write_scalar(key, out);
+                    write_str(key, out);
                     out.push(b':');
                     write_canonical(v, out);
                 }
@@ -88,7 +88,7 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
                     if i > 0 {
                         out.push(b',');
                     }
-                    write_scalar(key, out);
+                    write_str(key, out);
                     out.push(b':');
                     write_canonical(v, out);
                 }
@@ -105,9 +105,36 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        // Strings, numbers, booleans and null have one serde_json rendering.
+        Value::String(s) => write_str(s, out),
+        // Numbers, booleans and null have one serde_json rendering.
         other => write_scalar(other, out),
     }
+}
+
+/// Writes `s` as a JSON string, escaped as `serde_json` escapes it. Most
+/// strings need no escape (serde_json escapes only `"`, `\\` and control
+/// characters): those are copied in one piece.
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    if needs_escape(s.as_bytes()) {
+        write_scalar(s, out);
+    } else {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// Whether `bytes` hold a byte JSON escapes. Checked 16 bytes at a time
+/// without branching inside a chunk, which the compiler turns into vector
+/// compares (a plain `any` stops at each byte).
+fn needs_escape(bytes: &[u8]) -> bool {
+    let special = |b: u8| (b < 0x20) | (b == b'"') | (b == b'\\');
+    let mut chunks = bytes.chunks_exact(16);
+    let in_chunks = chunks
+        .by_ref()
+        .any(|chunk| chunk.iter().fold(false, |found, &b| found | special(b)));
+    in_chunks || chunks.remainder().iter().any(|&b| special(b))
 }
 
 fn write_scalar<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
@@ -167,5 +194,38 @@ mod tests {
         assert_ne!(h, call_hash("write_file", &args, "s2"));
         // Length prefixes keep field boundaries apart.
         assert_ne!(call_hash("ab", &json!({}), "c"), call_hash("a", &json!({}), "bc"));
+    }
+
+    #[test]
+    fn every_ascii_character_is_escaped_as_serde_json_escapes_it() {
+        for c in (0u8..0x80)
+            .map(char::from)
+            .chain(['\u{80}', '\u{e9}', '\u{2028}', '\u{1F600}'])
+        {
+            // In the scalar tail and at each position of a 16-byte chunk.
+            let mut texts = vec![format!("a{c}b")];
+            texts.extend((0..16).map(|at| format!("{}{c}{}", "x".repeat(at), "y".repeat(40 - at))));
+            for s in texts {
+                let mut out = Vec::new();
+                write_str(&s, &mut out);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    serde_json::to_string(&s).unwrap(),
+                    "{c:?} in {s:?}"
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The copy-through path for strings that need no escape writes
+        /// what serde_json writes, for any string (controls, quotes,
+        /// backslashes, DEL and non-ASCII included).
+        #[test]
+        fn strings_are_written_as_serde_json_writes_them(s in "\\PC*[\\x00-\\x1f\\x7f\"\\\\]?\\PC*") {
+            let mut out = Vec::new();
+            write_str(&s, &mut out);
+            proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+        }
     }
 }

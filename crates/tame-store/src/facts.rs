@@ -2,10 +2,11 @@
 //! time windows, which tools were called, labels. The evaluator reads them
 //! through [`SessionFacts`] without any I/O.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use foldhash::HashMap;
 use jiff::{SignedDuration, Timestamp};
 use tame_engine::SessionFacts;
 

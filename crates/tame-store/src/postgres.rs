@@ -5,12 +5,12 @@
 //! on the store's own threads, so the store may be called, and dropped,
 //! from inside an async runtime: callers only wait on channels.
 
-use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use foldhash::{HashMap, HashMapExt as _, HashSet, HashSetExt as _};
 use jiff::Timestamp;
 use postgres::config::SslMode;
 use postgres::types::FromSql;

@@ -3,9 +3,9 @@
 //! approval-state rules, log entries rebuilt from records, the session
 //! facts cache and the chain check behind `verify` and `export`.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use foldhash::{HashMap, HashMapExt as _, HashSet, HashSetExt as _};
 use hmac::{Hmac, Mac};
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};

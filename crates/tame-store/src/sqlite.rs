@@ -2,7 +2,6 @@
 //! and chains their hashes, a small pool of read connections, and the
 //! in-memory session facts.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use foldhash::{HashMap, HashMapExt as _};
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;

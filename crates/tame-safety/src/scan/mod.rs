@@ -304,6 +304,16 @@ impl Scanner {
     /// Like [`Scanner::redact`], but only replaces findings for which `select`
     /// returns true (e.g. secrets only); the others are left in place and not returned.
     pub fn redact_where(&self, value: &mut Value, select: impl Fn(Kind) -> bool) -> Vec<Finding> {
+        let nothing_to_scan = match &*value {
+            Value::Object(map) => map.is_empty(),
+            Value::Array(items) => items.is_empty(),
+            Value::String(s) => s.len() < MIN_CANDIDATE_LEN,
+            Value::Null | Value::Bool(_) | Value::Number(_) => true,
+        };
+        if nothing_to_scan {
+            // Often so (`metadata: {}`): no walk, no allocation.
+            return Vec::new();
+        }
         let mut out = Vec::new();
         let mut path: Vec<Segment<'_>> = Vec::new();
         // (depth, segment leading to the node, node, parent member name)
