@@ -54,7 +54,13 @@ pub async fn enforce(
     _key: AgentKey,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
-    Ok(axum::Json(decide(&state, body).await?).into_response())
+    let enforced = decide(&state, body).await?;
+    // Written into a buffer sized for the usual answer (axum's `Json`
+    // starts at 128 bytes and grows).
+    let mut out = Vec::with_capacity(512);
+    serde_json::to_writer(&mut out, &enforced).map_err(AppError::internal)?;
+    let json = axum::http::HeaderValue::from_static("application/json");
+    Ok(([(axum::http::header::CONTENT_TYPE, json)], out).into_response())
 }
 
 /// Decides the call in `body` (an enforce request), stores the decision and
@@ -69,7 +75,7 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
     let session_id = match &req.session_id {
         Some(s) => s.to_string(),
         None => {
-            let fresh = uuid::Uuid::new_v4().to_string();
+            let fresh = id_text(uuid::Uuid::new_v4());
             req.session_id = Some(std::sync::Arc::from(fresh.as_str()));
             fresh
         }
@@ -136,7 +142,7 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
         let (decision, new_approval, release) = match &approval {
             None => {
                 let new_approval = (evaluated.action == Action::Approve).then(|| NewApproval {
-                    id: uuid::Uuid::now_v7().to_string(),
+                    id: id_text(uuid::Uuid::now_v7()),
                     call_hash: hash
                         .get_or_insert_with(|| call_hash(&req.tool, &tool_args, &session_id))
                         .clone(),
@@ -153,7 +159,7 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
     };
 
     // Time-ordered ids keep the audit log's id index append-only.
-    let log_id = uuid::Uuid::now_v7().to_string();
+    let log_id = id_text(uuid::Uuid::now_v7());
     let sanitized_args = policy.policy.sanitize_args(&req);
     if let Some(clean) = &sanitized_args {
         // What the policy says to redact is not logged either.
@@ -212,6 +218,14 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
     })
 }
 
+/// An id as text (`8-4-4-4-12` lower-case hex), written straight into a
+/// string of its length (`to_string` goes through the formatter).
+fn id_text(id: uuid::Uuid) -> String {
+    id.hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
+}
+
 /// Replaces credentials (keys, tokens, passwords) in `value` with
 /// `[REDACTED:kind]`; personal data is kept (policies may need it).
 pub(crate) fn redact_secrets(value: &mut Value) {
@@ -264,6 +278,23 @@ fn released(evaluated: Decision, approval: &tame_store::Approval) -> (Decision, 
                 policy_version: evaluated.policy_version.clone(),
             };
             (decision, None, Some(id.clone()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_written_as_uuid_displays_them() {
+        for id in [
+            uuid::Uuid::nil(),
+            uuid::Uuid::max(),
+            uuid::Uuid::now_v7(),
+            uuid::Uuid::new_v4(),
+        ] {
+            assert_eq!(id_text(id), id.to_string());
         }
     }
 }

@@ -16,6 +16,7 @@ async fn enforce_answers_in_the_original_shape_and_logs() {
         .enforce(json!({"tool_name": "read_file", "tool_args": {"path": "/etc/passwd"}, "agent_id": "a1"}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.content_type.as_deref(), Some("application/json"));
     let j = &r.json;
     assert_eq!(j["decision"], "deny");
     assert_eq!(j["rule_name"], "block_etc");

@@ -86,6 +86,7 @@ pub struct Reply {
     pub status: StatusCode,
     pub json: Value,
     pub text: String,
+    pub content_type: Option<String>,
 }
 
 impl Harness {
@@ -102,10 +103,19 @@ impl Harness {
             .unwrap();
         let resp = tame_server::app(self.state.clone()).oneshot(req).await.unwrap();
         let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string());
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
         let text = String::from_utf8_lossy(&bytes).to_string();
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, json, text }
+        Reply {
+            status,
+            json,
+            text,
+            content_type,
+        }
     }
 
     pub async fn get(&self, uri: &str) -> Reply {
