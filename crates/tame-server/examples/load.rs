@@ -16,7 +16,8 @@
 //! (each checkpoint copies the pages into the database and fsyncs it).
 //! `--warmup 0` measures from a cold start. `--rounds N` alternates the
 //! two routes' phases N times and sums them, so that both routes are
-//! measured under the same background load of a shared machine.
+//! measured under the same background load of a shared machine; each
+//! round is also printed on its own line, to show the spread.
 //!
 //! Besides requests/s and latencies it reports the CPU time the whole
 //! process (server and client) spent per request in each phase; their
@@ -80,7 +81,8 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     seconds: u64,
     /// Rounds of one health phase then one enforce phase; the report sums
-    /// them (alternating keeps both routes under the same background load).
+    /// them (alternating keeps both routes under the same background load)
+    /// after a line for each round.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
     rounds: u64,
     /// A running server to drive instead of one started in this process.
@@ -300,13 +302,39 @@ fn main() -> anyhow::Result<()> {
         // Alternate the routes' phases so that both see the same machine
         // (a shared host's background load drifts within seconds).
         let (mut health, mut enforce) = (Phase::default(), Phase::default());
-        for _ in 0..args.rounds {
+        for round in 1..=args.rounds {
+            let mut h = Phase::default();
+            let mut e = Phase::default();
             if run_health {
-                health.merge(drive(addr, false, &args, key.clone()).await?);
+                h = drive(addr, false, &args, key.clone()).await?;
             }
             if run_enforce {
-                enforce.merge(drive(addr, true, &args, key.clone()).await?);
+                e = drive(addr, true, &args, key.clone()).await?;
             }
+            if args.rounds > 1 {
+                // Each round on its own, to show the spread within the run.
+                h.latencies_us.sort_unstable();
+                e.latencies_us.sort_unstable();
+                let mut line = format!("round {round}:");
+                if h.requests > 0 {
+                    line += &format!("  /health {:.0} req/s ({:.1} us/req)", h.rps(), h.cpu_per_request_us());
+                }
+                if e.requests > 0 {
+                    line += &format!(
+                        "  enforce {:.0} req/s p50 {:.3} ms p99 {:.3} ms ({:.1} us/req)",
+                        e.rps(),
+                        e.pct(0.50),
+                        e.pct(0.99),
+                        e.cpu_per_request_us()
+                    );
+                }
+                if h.requests > 0 && e.requests > 0 {
+                    line += &format!("  ratio {:.2}", e.rps() / h.rps());
+                }
+                println!("{line}");
+            }
+            health.merge(h);
+            enforce.merge(e);
         }
         health.latencies_us.sort_unstable();
         enforce.latencies_us.sort_unstable();
