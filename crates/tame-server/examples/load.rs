@@ -349,13 +349,16 @@ fn main() -> anyhow::Result<()> {
             continue;
         }
         println!(
-            "{name:<22} {:>9.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  cpu {:>5.1} us/req  ({} requests, {} non-2xx)",
+            "{name:<22} {:>9.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  cpu {:>5.1} us/req  ({} requests, {} non-2xx; p90 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms)",
             p.rps(),
             p.pct(0.50),
             p.pct(0.99),
             p.cpu_per_request_us(),
             p.requests,
-            p.errors
+            p.errors,
+            p.pct(0.90),
+            p.pct(0.999),
+            p.pct(1.0),
         );
     }
     if health.requests > 0 && enforce.requests > 0 {
