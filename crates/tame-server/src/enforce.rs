@@ -76,7 +76,7 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
         Some(s) => s.to_string(),
         None => {
             let fresh = id_text(uuid::Uuid::new_v4());
-            req.session_id = Some(std::sync::Arc::from(fresh.as_str()));
+            req.session_id = Some(Arc::from(fresh.as_str()));
             fresh
         }
     };

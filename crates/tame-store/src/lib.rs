@@ -201,28 +201,28 @@ pub fn format_timestamp(ts: jiff::Timestamp) -> String {
     const YEAR_ZERO: i64 = -62_167_219_200;
     let micros = ts.as_microsecond();
     let second = micros.div_euclid(1_000_000);
-    if second < YEAR_ZERO {
-        // Jiff's printer below covers years 0000 to 9999 (Jiff's last);
-        // earlier years keep the strftime form.
-        let whole = jiff::Timestamp::from_microsecond(micros).unwrap_or(ts);
-        return whole.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-    }
     // This runs twice per decision, mostly within the same second as the
     // last call on the thread: the date and time of day are printed once
     // per second and thread, the fraction each time.
     thread_local! {
         static LAST_SECOND: std::cell::Cell<(i64, [u8; 19])> = const { std::cell::Cell::new((i64::MIN, [0; 19])) };
     }
-    let prefix = LAST_SECOND.with(|last| {
-        let (cached, prefix) = last.get();
-        if cached == second {
-            return Some(prefix);
-        }
-        let prefix = second_prefix(second)?;
-        last.set((second, prefix));
-        Some(prefix)
-    });
+    let prefix = (second >= YEAR_ZERO)
+        .then(|| {
+            LAST_SECOND.with(|last| {
+                let (cached, prefix) = last.get();
+                if cached == second {
+                    return Some(prefix);
+                }
+                let prefix = second_prefix(second)?;
+                last.set((second, prefix));
+                Some(prefix)
+            })
+        })
+        .flatten();
     let Some(prefix) = prefix else {
+        // Jiff's printer covers years 0000 to 9999 (Jiff's last); earlier
+        // years keep the strftime form.
         let whole = jiff::Timestamp::from_microsecond(micros).unwrap_or(ts);
         return whole.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
     };
