@@ -58,9 +58,7 @@ impl TlsRoots {
                 None if ignored > 0 => format!("{ignored} certificates found, none usable"),
                 None => "none found".to_owned(),
             };
-            Err(Arc::from(format!(
-                "no trusted root certificates ({why}); install ca-certificates or set SSL_CERT_FILE to a CA bundle"
-            )))
+            Err(no_roots(&why))
         });
         TlsRoots { roots: roots.clone() }
     }
@@ -154,6 +152,14 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// The problem [`TlsRoots::system`] holds when it found no usable root,
+/// `why` saying what it found instead.
+fn no_roots(why: &str) -> Arc<str> {
+    Arc::from(format!(
+        "no trusted root certificates ({why}); install ca-certificates or set SSL_CERT_FILE to a CA bundle"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -166,9 +172,7 @@ mod tests {
     /// What [`TlsRoots::system`] holds on a machine without a CA bundle.
     fn none_found() -> TlsRoots {
         TlsRoots {
-            roots: Err(Arc::from(
-                "no trusted root certificates (none found); install ca-certificates or set SSL_CERT_FILE to a CA bundle",
-            )),
+            roots: Err(no_roots("none found")),
         }
     }
 
