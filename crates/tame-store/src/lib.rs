@@ -197,8 +197,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 /// Formats a timestamp as ISO 8601 UTC with microsecond precision, the
 /// shape the original server used (`2026-11-21T06:00:00.123456Z`).
 pub fn format_timestamp(ts: jiff::Timestamp) -> String {
-    /// 0000-01-01T00:00:00Z.
-    const YEAR_ZERO: i64 = -62_167_219_200;
     let micros = ts.as_microsecond();
     let second = micros.div_euclid(1_000_000);
     // This runs twice per decision, mostly within the same second as the
@@ -207,22 +205,17 @@ pub fn format_timestamp(ts: jiff::Timestamp) -> String {
     thread_local! {
         static LAST_SECOND: std::cell::Cell<(i64, [u8; 19])> = const { std::cell::Cell::new((i64::MIN, [0; 19])) };
     }
-    let prefix = (second >= YEAR_ZERO)
-        .then(|| {
-            LAST_SECOND.with(|last| {
-                let (cached, prefix) = last.get();
-                if cached == second {
-                    return Some(prefix);
-                }
-                let prefix = second_prefix(second)?;
-                last.set((second, prefix));
-                Some(prefix)
-            })
-        })
-        .flatten();
+    let prefix = LAST_SECOND.with(|last| {
+        let (cached, prefix) = last.get();
+        if cached == second {
+            return Some(prefix);
+        }
+        let prefix = second_prefix(second)?;
+        last.set((second, prefix));
+        Some(prefix)
+    });
     let Some(prefix) = prefix else {
-        // Jiff's printer covers years 0000 to 9999 (Jiff's last); earlier
-        // years keep the strftime form.
+        // Outside the years `second_prefix` prints: the strftime form.
         let whole = jiff::Timestamp::from_microsecond(micros).unwrap_or(ts);
         return whole.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
     };
@@ -240,8 +233,14 @@ pub fn format_timestamp(ts: jiff::Timestamp) -> String {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` of a Unix second in years 0000 to 9999 (Jiff's
-/// RFC 3339 printer writes the same text as strftime there).
+/// RFC 3339 printer writes the same text as strftime there; 9999 is Jiff's
+/// last year), `None` outside them.
 fn second_prefix(second: i64) -> Option<[u8; 19]> {
+    /// 0000-01-01T00:00:00Z.
+    const YEAR_ZERO: i64 = -62_167_219_200;
+    if second < YEAR_ZERO {
+        return None;
+    }
     const PRINTER: jiff::fmt::temporal::DateTimePrinter =
         jiff::fmt::temporal::DateTimePrinter::new().precision(Some(0));
     let whole = jiff::Timestamp::from_second(second).ok()?;
