@@ -24,6 +24,7 @@ mod sqlite;
 #[doc(hidden)]
 pub mod testing;
 mod types;
+mod walvfs;
 
 use std::future::Future;
 use std::pin::Pin;

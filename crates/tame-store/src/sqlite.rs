@@ -191,7 +191,16 @@ pub fn load_or_create_secret(path: &Path) -> StoreResult<Vec<u8>> {
 }
 
 fn open_connection(path: &Path) -> StoreResult<Connection> {
-    let conn = Connection::open(path).map_err(|e| StoreError::Db(format!("cannot open `{}`: {e}", path.display())))?;
+    open_connection_with(path, None)
+}
+
+/// Opens `path` through the named VFS (`None`: SQLite's default).
+fn open_connection_with(path: &Path, vfs: Option<&str>) -> StoreResult<Connection> {
+    let opened = match vfs {
+        None => Connection::open(path),
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), vfs),
+    };
+    let conn = opened.map_err(|e| StoreError::Db(format!("cannot open `{}`: {e}", path.display())))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "cache_size", -32768)?;
@@ -213,10 +222,23 @@ impl SqliteStore {
         };
         let mac = mac_from_key(&key)?;
 
-        let mut conn = open_connection(&path)?;
-        // Commits only write the WAL; with `Full` durability the writer
-        // fsyncs it before anyone is told (see `WalSync`).
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // With `Full` durability each commit syncs the WAL before it is
+        // published (and before anyone is told), through the VFS that writes
+        // a commit's WAL frames at once (see `walvfs`); with `Normal` commits
+        // only write the WAL.
+        let mut conn = match options.durability {
+            Durability::Full => {
+                let vfs = crate::walvfs::register().map_err(StoreError::Db)?;
+                let conn = open_connection_with(&path, Some(vfs))?;
+                conn.pragma_update(None, "synchronous", "FULL")?;
+                conn
+            }
+            Durability::Normal => {
+                let conn = open_connection(&path)?;
+                conn.pragma_update(None, "synchronous", "NORMAL")?;
+                conn
+            }
+        };
         // Checkpoint less often: hot pages are copied once per checkpoint.
         conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
         conn.execute_batch(SCHEMA)?;
@@ -224,14 +246,6 @@ impl SqliteStore {
         // Reads the chain head and summarizes what a crash left unsummarized.
         recover_summaries(&mut conn, &mut chain)?;
         let (sender, receiver) = channel();
-        let wal_sync = match options.durability {
-            Durability::Full => {
-                let mut wal = path.clone().into_os_string();
-                wal.push("-wal");
-                Some(WalSync::new(PathBuf::from(wal)))
-            }
-            Durability::Normal => None,
-        };
         let unsummarized = Tails::default();
         let behind = Arc::new(AtomicBool::new(false));
         let writer = Writer {
@@ -239,7 +253,6 @@ impl SqliteStore {
             chain,
             mac: mac.clone(),
             max_batch: options.max_batch.max(1),
-            wal_sync,
             pending: HashMap::new(),
             unsummarized: unsummarized.clone(),
             behind: behind.clone(),
@@ -383,7 +396,6 @@ struct Writer {
     chain: Chain,
     mac: HmacSha256,
     max_batch: usize,
-    wal_sync: Option<WalSync>,
     /// The decisions' share of the summaries not yet written (see
     /// [`SUMMARY_INTERVAL`]); the sessions to write are `chain.touched`.
     pending: HashMap<String, SessionDelta>,
@@ -410,39 +422,6 @@ struct Writer {
 const SUMMARY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Summaries are also written once this many sessions are pending.
 const SUMMARY_MAX_PENDING: usize = 4096;
-
-/// Full durability: after each commit the writer fsyncs the WAL, and only
-/// then answers the batch's callers. (SQLite's `synchronous=FULL` would
-/// also sync at checkpoints inside the commit.) Jobs that arrive during
-/// the fsync queue up and form the next batch, so a busy server makes one
-/// commit and one fsync per disk flush, however many calls that covers.
-struct WalSync {
-    wal: PathBuf,
-    file: Option<std::fs::File>,
-}
-
-impl WalSync {
-    fn new(wal: PathBuf) -> WalSync {
-        WalSync { wal, file: None }
-    }
-
-    /// Flushes the WAL to disk; the error message names the file.
-    fn sync(&mut self) -> Result<(), String> {
-        let synced = match &self.file {
-            Some(f) => f.sync_data(),
-            None => std::fs::File::open(&self.wal).and_then(|f| {
-                let r = f.sync_data();
-                self.file = Some(f);
-                r
-            }),
-        };
-        synced.map_err(|e| {
-            // Reopen next time: the handle may be what failed.
-            self.file = None;
-            format!("cannot sync the audit log `{}`: {e}", self.wal.display())
-        })
-    }
-}
 
 impl Writer {
     fn run(mut self, rx: Receiver<Job>) {
@@ -580,14 +559,7 @@ impl Writer {
                     }
                 }
                 self.behind.store(!self.chain.touched.is_empty(), Ordering::Release);
-                let failed = match &mut self.wal_sync {
-                    Some(wal) => wal.sync().err(),
-                    None => None,
-                };
-                if let Some(msg) = &failed {
-                    tracing::error!("{msg}");
-                }
-                done.into_iter().for_each(|d| d.finish(failed.as_deref()));
+                done.into_iter().for_each(|d| d.finish(None));
             }
             Some(e) => {
                 tracing::error!(error = %e, "audit batch failed to commit");
