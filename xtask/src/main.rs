@@ -22,7 +22,7 @@ tasks:
                   build the fuzz targets; with TARGET, run it for SECONDS (default 60)
   load [ARGS]     the server's load test: /api/v1/enforce (audit logging on) and the
                   trivial /health of one server in one run, over loopback; ARGS go to
-                  the load generator (e.g. --connections 96 --seconds 10, --addr HOST:PORT)
+                  the load generator (e.g. --connections 64 --seconds 10, --addr HOST:PORT)
 ";
 
 type Result<T = ()> = std::result::Result<T, String>;

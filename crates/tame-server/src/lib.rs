@@ -36,7 +36,7 @@
 //! Every decision goes to the store's writer thread, which group-commits
 //! whatever is queued in one SQLite transaction and chains each record's
 //! HMAC to the previous one; the HTTP answer is sent only after the commit
-//! (`durability: full`, the default: after the WAL is also fsynced, so the
+//! (`durability: full`, the default: the commit also syncs the WAL, so the
 //! decision survives a power cut; `normal`: once committed to the WAL,
 //! which survives a crash or SIGKILL of the server). Secrets in arguments,
 //! metadata and results are redacted before storage.
@@ -61,10 +61,11 @@
 //!
 //! ## Speed
 //!
-//! `cargo run --release -p tame-server --example load -- --seconds 5
-//! --connections 32 [--durability normal]` drives `/health` and
-//! `/api/v1/enforce` of one server and prints requests/s, p50, p99 and the
-//! ratio of the two.
+//! `cargo run --release -p tame-server --example load -- --seconds 3
+//! --rounds 2 [--connections 80] [--durability normal]` (or `cargo xtask
+//! load ...`) drives `/health` and `/api/v1/enforce` of one server and
+//! prints requests/s, p50, p99 and the ratio of the two; the README's
+//! Speed section has the numbers.
 
 mod api;
 mod auth;

@@ -27,9 +27,8 @@
 // methods of a file from one thread at a time).
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, OsStr, c_int, c_void};
+use std::ffi::{CStr, c_int, c_void};
 use std::fs::File;
-use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
 use std::ptr;
 use std::sync::OnceLock;
@@ -149,7 +148,7 @@ unsafe extern "C" fn open(
         return rc;
     }
     // SAFETY: `name` is NUL-terminated and valid during the call.
-    let path = PathBuf::from(OsStr::from_bytes(unsafe { CStr::from_ptr(name) }.to_bytes()));
+    let path = path_of(unsafe { CStr::from_ptr(name) });
     let gather = Box::into_raw(Box::new(Gather {
         buf: Vec::new(),
         start: 0,
@@ -167,6 +166,19 @@ unsafe extern "C" fn open(
         });
     }
     ffi::SQLITE_OK
+}
+
+/// A file name from SQLite as a path (its bytes, on Unix).
+#[cfg(unix)]
+fn path_of(name: &CStr) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt as _;
+    PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes()))
+}
+
+/// A file name from SQLite as a path (UTF-8 elsewhere).
+#[cfg(not(unix))]
+fn path_of(name: &CStr) -> PathBuf {
+    PathBuf::from(name.to_string_lossy().into_owned())
 }
 
 /// The inner file and its methods, and the gathered writes, of `file`.
