@@ -62,7 +62,7 @@
 //! ## Speed
 //!
 //! `cargo run --release -p tame-server --example load -- --seconds 3
-//! --rounds 2 [--connections 80] [--durability normal]` (or `cargo xtask
+//! --rounds 2 [--connections 64] [--durability normal]` (or `cargo xtask
 //! load ...`) drives `/health` and `/api/v1/enforce` of one server and
 //! prints requests/s, p50, p99 and the ratio of the two; the README's
 //! Speed section has the numbers.
