@@ -195,7 +195,7 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
 }
 
 /// Opens `path` through the named VFS (`None`: SQLite's default).
-fn open_connection_with(path: &Path, vfs: Option<&str>) -> StoreResult<Connection> {
+fn open_connection_with(path: &Path, vfs: Option<&std::ffi::CStr>) -> StoreResult<Connection> {
     let opened = match vfs {
         None => Connection::open(path),
         Some(vfs) => Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), vfs),
@@ -226,19 +226,12 @@ impl SqliteStore {
         // published (and before anyone is told), through the VFS that writes
         // a commit's WAL frames at once (see `walvfs`); with `Normal` commits
         // only write the WAL.
-        let mut conn = match options.durability {
-            Durability::Full => {
-                let vfs = crate::walvfs::register().map_err(StoreError::Db)?;
-                let conn = open_connection_with(&path, Some(vfs))?;
-                conn.pragma_update(None, "synchronous", "FULL")?;
-                conn
-            }
-            Durability::Normal => {
-                let conn = open_connection(&path)?;
-                conn.pragma_update(None, "synchronous", "NORMAL")?;
-                conn
-            }
+        let (vfs, synchronous) = match options.durability {
+            Durability::Full => (Some(crate::walvfs::register().map_err(StoreError::Db)?), "FULL"),
+            Durability::Normal => (None, "NORMAL"),
         };
+        let mut conn = open_connection_with(&path, vfs)?;
+        conn.pragma_update(None, "synchronous", synchronous)?;
         // Checkpoint less often: hot pages are copied once per checkpoint.
         conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
         conn.execute_batch(SCHEMA)?;

@@ -37,8 +37,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use rusqlite::ffi;
 
 /// The name connections pass to open a database through this VFS.
-pub(crate) const NAME: &str = "tame-wal";
-const C_NAME: &CStr = c"tame-wal";
+const NAME: &CStr = c"tame-wal";
 
 /// A buffer larger than this is written before it grows further.
 const MAX_GATHERED: usize = 4 << 20;
@@ -50,7 +49,7 @@ const MAX_WRITE: usize = 64 << 10;
 static BASE: AtomicPtr<ffi::sqlite3_vfs> = AtomicPtr::new(ptr::null_mut());
 
 /// Registers the VFS (once per process); the error says why it could not be.
-pub(crate) fn register() -> Result<&'static str, String> {
+pub(crate) fn register() -> Result<&'static CStr, String> {
     static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
     REGISTERED
         .get_or_init(|| {
@@ -74,7 +73,7 @@ pub(crate) fn register() -> Result<&'static str, String> {
                 szOsFile: size,
                 mxPathname: b.mxPathname,
                 pNext: ptr::null_mut(),
-                zName: C_NAME.as_ptr(),
+                zName: NAME.as_ptr(),
                 pAppData: b.pAppData,
                 xOpen: Some(open),
                 ..*b
@@ -84,7 +83,10 @@ pub(crate) fn register() -> Result<&'static str, String> {
             if rc == ffi::SQLITE_OK {
                 Ok(())
             } else {
-                Err(format!("cannot register the `{NAME}` SQLite VFS (error {rc})"))
+                Err(format!(
+                    "cannot register the `{}` SQLite VFS (error {rc})",
+                    NAME.to_string_lossy()
+                ))
             }
         })
         .clone()
