@@ -15,6 +15,7 @@ pub mod ast;
 mod check;
 pub mod diag;
 mod parser;
+mod pretty;
 mod print;
 mod registry;
 pub mod value;
@@ -23,5 +24,6 @@ pub use ast::{BinaryOp, Comprehension, Expr, ExprKind, Literal, MacroKind, Span,
 pub use check::{CheckEnv, check};
 pub use diag::{CheckError, ParseError, PlainDiagnostic, line_col};
 pub use parser::{MAX_DEPTH, MAX_NESTING, MAX_SOURCE_LEN, is_reserved, parse};
+pub use pretty::{pretty, pretty_lines};
 pub use registry::{Overload, Registry, RegistryError};
 pub use value::{HostFn, Key, Type, Value, ValueMap};

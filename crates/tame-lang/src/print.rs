@@ -173,8 +173,9 @@ fn write_expr(e: &Expr, f: &mut Formatter<'_>) -> fmt::Result {
     }
 }
 
-/// A field name, quoted with backticks unless it is a plain name.
-fn write_field(field: &str, f: &mut Formatter<'_>) -> fmt::Result {
+/// A field name, quoted with backticks unless it is a plain name (also
+/// used by [`crate::pretty`]).
+pub(crate) fn write_field(field: &str, f: &mut impl fmt::Write) -> fmt::Result {
     let mut chars = field.chars();
     let plain = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');

@@ -163,6 +163,17 @@ proptest! {
         prop_assert_eq!(reparsed.to_string(), printed);
     }
 
+    /// The formatter's printer (word operators, minimal parentheses,
+    /// chains broken across lines) re-parses to the same tree too.
+    #[test]
+    fn pretty_then_parse_is_identity(ast in expr(), width in 10usize..120) {
+        let printed = tame_lang::pretty(&ast);
+        prop_assert_eq!(parse(&printed).ok(), Some(ast.clone()), "pretty printed as `{}`", printed);
+        let lines = tame_lang::pretty_lines(&ast, 4, width).join("\n");
+        prop_assert_eq!(parse(&lines).ok(), Some(ast.clone()), "broken as `{}`", lines);
+        prop_assert_eq!(tame_lang::pretty(&parse(&printed).unwrap_or_else(|_| e(ExprKind::Literal(Literal::Null)))), printed);
+    }
+
     #[test]
     fn parse_never_panics_on_arbitrary_text(s in any::<String>()) {
         let _ = parse(&s);
