@@ -1,7 +1,8 @@
-//! Validators that confirm a pattern candidate: Luhn, IBAN mod-97, SSN ranges, entropy, JWT header.
+//! Validators that confirm a pattern candidate: Luhn, IBAN mod-97, SSN ranges, entropy, JWT header,
+//! the randomness of a token's body, Discord's encoded user id.
 
 use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 
 /// True when `digits` (ASCII digits only) passes the Luhn checksum.
 pub(crate) fn luhn(digits: &[u8]) -> bool {
@@ -207,6 +208,29 @@ pub(crate) fn shannon_entropy(s: &str) -> f64 {
         .sum()
 }
 
+/// A generated credential's body rather than a word: it holds both letters
+/// and digits and has at least 3 bits of entropy per byte.
+pub(crate) fn looks_random(body: &str) -> bool {
+    body.bytes().any(|b| b.is_ascii_digit())
+        && body.bytes().any(|b| b.is_ascii_alphabetic())
+        && shannon_entropy(body) >= 3.0
+}
+
+/// Letters drawn at random from both cases: at least six of each. A
+/// camel-case identifier has far fewer capitals.
+pub(crate) fn mixed_case(text: &str) -> bool {
+    text.bytes().filter(u8::is_ascii_uppercase).count() >= 6 && text.bytes().filter(u8::is_ascii_lowercase).count() >= 6
+}
+
+/// True when `segment` is the base64 (either alphabet, unpadded) of a
+/// numeric id of 17 to 20 digits, as the first part of a Discord bot token is.
+pub(crate) fn is_base64_user_id(segment: &str) -> bool {
+    let decoded = URL_SAFE_NO_PAD
+        .decode(segment)
+        .or_else(|_| STANDARD_NO_PAD.decode(segment));
+    decoded.is_ok_and(|id| (17..=20).contains(&id.len()) && id.iter().all(u8::is_ascii_digit))
+}
+
 /// True when a base64url segment decodes to a JSON object.
 fn decodes_to_json_object(segment: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
     let trimmed = segment.trim_end_matches('=');
@@ -338,6 +362,18 @@ mod tests {
         assert!(shannon_entropy("aaaaaaaa") < 0.01);
         assert!(shannon_entropy("abcdefgh") > 2.9);
         assert!(shannon_entropy("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY") > 4.0);
+    }
+
+    #[test]
+    fn token_bodies() {
+        assert!(looks_random("d41d8cd98f00b204e9800998ecf8427e"));
+        assert!(!looks_random("abcdefghijklmnopqrstuvwxyzabcdef"));
+        assert!(!looks_random("12345678901234567890123456789012"));
+        assert!(mixed_case("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"));
+        assert!(!mixed_case("hf_requiredCharacteristicTypesForDisplay"));
+        // base64 of "123456789012345678"
+        assert!(is_base64_user_id("MTIzNDU2Nzg5MDEyMzQ1Njc4"));
+        assert!(!is_base64_user_id("NotAnIdAtAllButLettersXY"));
     }
 
     #[test]

@@ -28,130 +28,166 @@ impl Category {
     }
 }
 
-/// What a detector found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// AWS access key id (`AKIA…`, `ASIA…`).
-    AwsAccessKeyId,
+/// Declares [`Kind`] from one table: variant, stable name (the redaction
+/// label and the serialized form), category and data tag.
+macro_rules! kinds {
+    ($( $(#[doc = $doc:literal])+ $variant:ident = $name:literal, $category:ident, $tag:literal; )+) => {
+        /// What a detector found. The names ([`Kind::as_str`]) are stable: they
+        /// appear in `[REDACTED:<name>]`, in findings and in session labels.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Kind {
+            $( $(#[doc = $doc])+ $variant, )+
+        }
+
+        impl Kind {
+            /// Every kind, in declaration order.
+            pub const ALL: [Kind; [$($name),+].len()] = [$(Kind::$variant),+];
+
+            /// The stable name, e.g. `aws_access_key_id`.
+            #[must_use]
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Kind::$variant => $name,)+
+                }
+            }
+
+            /// Secret or personal data.
+            #[must_use]
+            pub fn category(self) -> Category {
+                match self {
+                    $(Kind::$variant => Category::$category,)+
+                }
+            }
+
+            /// The data tag this kind implies (used by tool contracts): secrets map to
+            /// `secret.<kind>`, personal data to `personal.pii.*` or `personal.financial.*`.
+            #[must_use]
+            pub fn data_tag(self) -> &'static str {
+                match self {
+                    $(Kind::$variant => $tag,)+
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    /// AWS access key id (`AKIA…`, `ASIA…`, `ABIA…`, `ACCA…`, `A3T…`).
+    AwsAccessKeyId = "aws_access_key_id", Secret, "secret.aws_access_key_id";
     /// AWS secret access key (40 characters, next to an AWS secret key name).
-    AwsSecretAccessKey,
+    AwsSecretAccessKey = "aws_secret_access_key", Secret, "secret.aws_secret_access_key";
     /// GitHub token (`ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`, `github_pat_`).
-    GithubToken,
-    /// GitLab token (`glpat-`, `gldt-`, `glrt-`, `glptt-`).
-    GitlabToken,
-    /// Slack token (`xoxb-`, `xoxp-`, `xoxa-`, `xoxr-`, `xoxs-`, `xapp-`).
-    SlackToken,
+    GithubToken = "github_token", Secret, "secret.github_token";
+    /// GitLab token (`glpat-`, `gldt-`, `glrt-`, `glptt-`, `glcbt-`, `glft-`, … and runner registration `GR1348941…`).
+    GitlabToken = "gitlab_token", Secret, "secret.gitlab_token";
+    /// Slack token (`xoxb-`, `xoxp-`, `xoxa-`, `xoxr-`, `xoxs-`, `xapp-`, configuration `xoxe.xoxp-`, refresh `xoxe-`).
+    SlackToken = "slack_token", Secret, "secret.slack_token";
     /// Slack incoming webhook URL.
-    SlackWebhook,
+    SlackWebhook = "slack_webhook", Secret, "secret.slack_webhook";
     /// Stripe secret or restricted key, or webhook signing secret.
-    StripeKey,
+    StripeKey = "stripe_key", Secret, "secret.stripe_key";
     /// Google API key (`AIza…`).
-    GoogleApiKey,
-    /// PEM/OpenSSH/PGP private key block.
-    PrivateKey,
+    GoogleApiKey = "google_api_key", Secret, "secret.google_api_key";
+    /// Google OAuth client secret (`GOCSPX-…`) or access token (`ya29.…`).
+    GoogleOauth = "google_oauth", Secret, "secret.google_oauth";
+    /// OpenAI API key (`sk-proj-`, `sk-svcacct-`, `sk-admin-`, `sk-None-`, legacy `sk-…`; also the `sk-…` keys of OpenAI-compatible providers).
+    OpenaiApiKey = "openai_api_key", Secret, "secret.openai_api_key";
+    /// Anthropic API, admin or OAuth key (`sk-ant-api03-`, `sk-ant-admin01-`, `sk-ant-oat01-`, `sk-ant-ort01-`).
+    AnthropicApiKey = "anthropic_api_key", Secret, "secret.anthropic_api_key";
+    /// OpenRouter API key (`sk-or-v1-…`).
+    OpenrouterApiKey = "openrouter_api_key", Secret, "secret.openrouter_api_key";
+    /// Hugging Face access token (`hf_…`) or organization token (`api_org_…`).
+    HuggingfaceToken = "huggingface_token", Secret, "secret.huggingface_token";
+    /// Groq API key (`gsk_…`).
+    GroqApiKey = "groq_api_key", Secret, "secret.groq_api_key";
+    /// xAI API key (`xai-…`).
+    XaiApiKey = "xai_api_key", Secret, "secret.xai_api_key";
+    /// Perplexity API key (`pplx-…`).
+    PerplexityApiKey = "perplexity_api_key", Secret, "secret.perplexity_api_key";
+    /// Replicate API token (`r8_…`).
+    ReplicateApiToken = "replicate_api_token", Secret, "secret.replicate_api_token";
+    /// LangSmith API key (`lsv2_pt_…`, `lsv2_sk_…`).
+    LangsmithApiKey = "langsmith_api_key", Secret, "secret.langsmith_api_key";
+    /// npm access token (`npm_…`).
+    NpmToken = "npm_token", Secret, "secret.npm_token";
+    /// PyPI upload token (`pypi-AgEIcHlwaS5vcmc…`).
+    PypiToken = "pypi_token", Secret, "secret.pypi_token";
+    /// Docker Hub personal access token (`dckr_pat_…`).
+    DockerHubToken = "docker_hub_token", Secret, "secret.docker_hub_token";
+    /// Twilio API key (`SK` + 32 hex).
+    TwilioApiKey = "twilio_api_key", Secret, "secret.twilio_api_key";
+    /// SendGrid API key (`SG.….…`).
+    SendgridApiKey = "sendgrid_api_key", Secret, "secret.sendgrid_api_key";
+    /// Mailgun private API key (`key-` + 32 hex, with `mailgun` shortly before).
+    MailgunApiKey = "mailgun_api_key", Secret, "secret.mailgun_api_key";
+    /// Shopify access token or shared secret (`shpat_`, `shpca_`, `shppa_`, `shpss_`).
+    ShopifyToken = "shopify_token", Secret, "secret.shopify_token";
+    /// DigitalOcean token (`dop_v1_`, `doo_v1_`, `dor_v1_`).
+    DigitaloceanToken = "digitalocean_token", Secret, "secret.digitalocean_token";
+    /// Databricks access token (`dapi…`).
+    DatabricksToken = "databricks_token", Secret, "secret.databricks_token";
+    /// Azure storage account key or shared access key in a connection string (`AccountKey=…`, `SharedAccessKey=…`).
+    AzureStorageKey = "azure_storage_key", Secret, "secret.azure_storage_key";
+    /// Azure AD (Entra ID) client secret (`…8Q~…`).
+    AzureClientSecret = "azure_client_secret", Secret, "secret.azure_client_secret";
+    /// Discord bot token.
+    DiscordToken = "discord_token", Secret, "secret.discord_token";
+    /// Discord webhook URL.
+    DiscordWebhook = "discord_webhook", Secret, "secret.discord_webhook";
+    /// Telegram bot token (`123456789:AA…`).
+    TelegramBotToken = "telegram_bot_token", Secret, "secret.telegram_bot_token";
+    /// Postman API key (`PMAK-…`).
+    PostmanApiKey = "postman_api_key", Secret, "secret.postman_api_key";
+    /// Doppler token (`dp.pt.`, `dp.st.`, `dp.ct.`, `dp.sa.`, `dp.scim.`, `dp.audit.`).
+    DopplerToken = "doppler_token", Secret, "secret.doppler_token";
+    /// Linear API key or OAuth token (`lin_api_`, `lin_oauth_`).
+    LinearApiKey = "linear_api_key", Secret, "secret.linear_api_key";
+    /// Grafana token (cloud `glc_`, service account `glsa_`, legacy API key `eyJrIjoi…`).
+    GrafanaToken = "grafana_token", Secret, "secret.grafana_token";
+    /// Sentry token (`sntryu_`, `sntrys_`).
+    SentryToken = "sentry_token", Secret, "secret.sentry_token";
+    /// Notion integration token (`ntn_…`).
+    NotionToken = "notion_token", Secret, "secret.notion_token";
+    /// Atlassian API token (`ATATT3…`).
+    AtlassianApiToken = "atlassian_api_token", Secret, "secret.atlassian_api_token";
+    /// Heroku API key (`HRKU-AA…`).
+    HerokuApiKey = "heroku_api_key", Secret, "secret.heroku_api_key";
+    /// HashiCorp Vault token (`hvs.`, `hvb.`).
+    VaultToken = "vault_token", Secret, "secret.vault_token";
+    /// Tailscale key (`tskey-api-`, `tskey-auth-`, `tskey-client-`, `tskey-scim-`, `tskey-webhook-`).
+    TailscaleKey = "tailscale_key", Secret, "secret.tailscale_key";
+    /// Pulumi access token (`pul-…`).
+    PulumiToken = "pulumi_token", Secret, "secret.pulumi_token";
+    /// 1Password service account token (`ops_eyJ…`).
+    OnepasswordToken = "onepassword_token", Secret, "secret.onepassword_token";
+    /// age secret key (`AGE-SECRET-KEY-1…`).
+    AgeSecretKey = "age_secret_key", Secret, "secret.age_secret_key";
+    /// PEM/OpenSSH/PGP private key block (also the `private_key` of a GCP service account file).
+    PrivateKey = "private_key", Secret, "secret.private_key";
     /// JSON Web Token.
-    Jwt,
+    Jwt = "jwt", Secret, "secret.jwt";
     /// Password inside a URL (`scheme://user:pass@host`).
-    UrlPassword,
+    UrlPassword = "url_password", Secret, "secret.url_password";
     /// High-entropy value assigned to a secret-looking name.
-    GenericSecret,
+    GenericSecret = "generic_secret", Secret, "secret.generic";
     /// E-mail address.
-    Email,
+    Email = "email", Pii, "personal.pii.email";
     /// Phone number (international `+…` or North American with separators).
-    Phone,
+    Phone = "phone", Pii, "personal.pii.phone";
     /// Payment card number (issuer prefix and Luhn checked).
-    CreditCard,
+    CreditCard = "credit_card", Pii, "personal.financial.card";
     /// US Social Security number (unissued ranges excluded).
-    UsSsn,
+    UsSsn = "us_ssn", Pii, "personal.pii.ssn";
     /// IBAN (country length and mod-97 checked).
-    Iban,
+    Iban = "iban", Pii, "personal.financial.iban";
 }
 
 impl Kind {
-    /// Every kind, in declaration order.
-    pub const ALL: [Kind; 17] = [
-        Kind::AwsAccessKeyId,
-        Kind::AwsSecretAccessKey,
-        Kind::GithubToken,
-        Kind::GitlabToken,
-        Kind::SlackToken,
-        Kind::SlackWebhook,
-        Kind::StripeKey,
-        Kind::GoogleApiKey,
-        Kind::PrivateKey,
-        Kind::Jwt,
-        Kind::UrlPassword,
-        Kind::GenericSecret,
-        Kind::Email,
-        Kind::Phone,
-        Kind::CreditCard,
-        Kind::UsSsn,
-        Kind::Iban,
-    ];
-
-    /// The serialized name, e.g. `aws_access_key_id`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::AwsAccessKeyId => "aws_access_key_id",
-            Kind::AwsSecretAccessKey => "aws_secret_access_key",
-            Kind::GithubToken => "github_token",
-            Kind::GitlabToken => "gitlab_token",
-            Kind::SlackToken => "slack_token",
-            Kind::SlackWebhook => "slack_webhook",
-            Kind::StripeKey => "stripe_key",
-            Kind::GoogleApiKey => "google_api_key",
-            Kind::PrivateKey => "private_key",
-            Kind::Jwt => "jwt",
-            Kind::UrlPassword => "url_password",
-            Kind::GenericSecret => "generic_secret",
-            Kind::Email => "email",
-            Kind::Phone => "phone",
-            Kind::CreditCard => "credit_card",
-            Kind::UsSsn => "us_ssn",
-            Kind::Iban => "iban",
-        }
-    }
-
-    /// Parses a serialized name.
+    /// Parses a stable name.
     #[must_use]
     pub fn from_name(name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == name)
-    }
-
-    /// Secret or personal data.
-    #[must_use]
-    pub fn category(self) -> Category {
-        match self {
-            Kind::Email | Kind::Phone | Kind::CreditCard | Kind::UsSsn | Kind::Iban => Category::Pii,
-            _ => Category::Secret,
-        }
-    }
-
-    /// The data tag this kind implies (used by tool contracts): secrets map to
-    /// `secret.<kind>`, personal data to `personal.pii.*` or `personal.financial.*`.
-    #[must_use]
-    pub fn data_tag(self) -> &'static str {
-        match self {
-            Kind::Email => "personal.pii.email",
-            Kind::Phone => "personal.pii.phone",
-            Kind::UsSsn => "personal.pii.ssn",
-            Kind::CreditCard => "personal.financial.card",
-            Kind::Iban => "personal.financial.iban",
-            Kind::AwsAccessKeyId => "secret.aws_access_key_id",
-            Kind::AwsSecretAccessKey => "secret.aws_secret_access_key",
-            Kind::GithubToken => "secret.github_token",
-            Kind::GitlabToken => "secret.gitlab_token",
-            Kind::SlackToken => "secret.slack_token",
-            Kind::SlackWebhook => "secret.slack_webhook",
-            Kind::StripeKey => "secret.stripe_key",
-            Kind::GoogleApiKey => "secret.google_api_key",
-            Kind::PrivateKey => "secret.private_key",
-            Kind::Jwt => "secret.jwt",
-            Kind::UrlPassword => "secret.url_password",
-            Kind::GenericSecret => "secret.generic",
-        }
     }
 
     /// True for the catch-all detector that yields to any specific one.
@@ -172,7 +208,8 @@ pub(crate) enum Rule {
     PrivateKey,
     AwsKeyId,
     AwsSecret,
-    Token(Kind),
+    /// A vendor credential: a fixed prefix and an exact charset and length.
+    Token(Kind, Check),
     Slack,
     Jwt,
     UrlPassword,
@@ -185,40 +222,214 @@ pub(crate) enum Rule {
     PhoneNanp,
 }
 
+/// What a vendor token must satisfy besides its pattern. Every token must
+/// also not continue a longer word on the left (nor on the right, except
+/// [`Check::Url`]) and not be a placeholder (`xxxx`, `your_…`, `…_here`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// The shape alone (a distinctive prefix and an exact length).
+    Shape,
+    /// A URL whose path may go on (`…/services/T…/B…/…`).
+    Url,
+    /// The part after the first `n` bytes mixes letters and digits and has
+    /// at least 3 bits of entropy per byte (a short or common prefix: `sk-`, `SK`).
+    Random(u8),
+    /// Letters only by format: at least six upper- and six lowercase letters
+    /// (so `hf_` + a camel-case identifier is not a token).
+    MixedCase,
+    /// Stands alone (start, end, whitespace, quotes or `=:,()<>` around it)
+    /// and mixes letters and digits (Azure client secrets, which have no prefix).
+    Isolated,
+    /// Only with the word (ASCII, any case) in the 64 bytes before it.
+    Near(&'static str),
+    /// The secret is what follows the first `=` (`AccountKey=…`).
+    AfterEquals,
+    /// Telegram: may follow `bot` (`https://api.telegram.org/bot<token>/…`).
+    TelegramBot,
+    /// Discord: the first segment is the base64 of a numeric user id.
+    DiscordBot,
+}
+
 /// Patterns, in priority order (when two candidates start at the same byte,
 /// the earlier pattern wins). Syntax is ASCII-only (Unicode disabled), so the
-/// lazy DFA never has to give up on non-ASCII text.
+/// lazy DFA never has to give up on non-ASCII text. Vendor formats follow the
+/// public rule set of gitleaks (MIT) and the vendors' documentation.
 pub(crate) const PATTERNS: &[(Rule, &str)] = &[
     (
         Rule::PrivateKey,
         r"-----BEGIN (?:[A-Z0-9]+ ){0,4}PRIVATE KEY(?: BLOCK)?-----",
     ),
-    (Rule::AwsKeyId, r"(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}"),
+    (Rule::AwsKeyId, r"(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}"),
     (
         Rule::AwsSecret,
         r#"(?i:aws)[A-Za-z0-9_.-]{0,24}(?i:secret)[A-Za-z0-9_.-]{0,24}["']?[ \t]*[:=][ \t]*["']?[A-Za-z0-9/+]{40}"#,
     ),
     (
-        Rule::Token(Kind::GithubToken),
+        Rule::Token(Kind::GithubToken, Check::Shape),
         r"gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}",
     ),
     (
-        Rule::Token(Kind::GitlabToken),
-        r"gl(?:pat|dt|rt|ptt)-[A-Za-z0-9_-]{20,}",
+        Rule::Token(Kind::GitlabToken, Check::Shape),
+        r"gl(?:pat|dt|rt|ptt|cbt|ffct|ft|imt|agent|oas|soat)-[A-Za-z0-9_-]{20,}(?:\.[0-9a-z]{9})?|GR1348941[A-Za-z0-9_-]{20}",
     ),
     (
-        Rule::Token(Kind::SlackWebhook),
+        Rule::Token(Kind::SlackWebhook, Check::Url),
         r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/+-]{20,}",
+    ),
+    (
+        Rule::Token(Kind::SlackToken, Check::Shape),
+        r"xoxe\.xox[bp]-[0-9]-[A-Za-z0-9]{163,166}|xoxe-[0-9]-[A-Za-z0-9]{146}",
     ),
     (
         Rule::Slack,
         r"(?:xox[baprs]|xapp)-[0-9A-Za-z]{1,40}(?:-[0-9A-Za-z]{1,64}){1,5}",
     ),
     (
-        Rule::Token(Kind::StripeKey),
-        r"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}|whsec_[0-9A-Za-z]{24,}",
+        Rule::Token(Kind::StripeKey, Check::Shape),
+        r"(?:sk|rk)_(?:live|test|prod)_[0-9A-Za-z]{16,}|whsec_[0-9A-Za-z]{24,}",
     ),
-    (Rule::Token(Kind::GoogleApiKey), r"AIza[0-9A-Za-z_-]{35}"),
+    (Rule::Token(Kind::GoogleApiKey, Check::Shape), r"AIza[0-9A-Za-z_-]{35}"),
+    (
+        Rule::Token(Kind::GoogleOauth, Check::Shape),
+        r"GOCSPX-[0-9A-Za-z_-]{28}",
+    ),
+    (
+        Rule::Token(Kind::GoogleOauth, Check::Random(5)),
+        r"ya29\.[0-9A-Za-z_-]{30,}",
+    ),
+    (
+        Rule::Token(Kind::AnthropicApiKey, Check::Shape),
+        r"sk-ant-(?:api|admin|oat|ort)[0-9]{2}-[A-Za-z0-9_-]{40,}",
+    ),
+    (
+        Rule::Token(Kind::OpenrouterApiKey, Check::Shape),
+        r"sk-or-v1-[0-9a-f]{64}",
+    ),
+    (
+        Rule::Token(Kind::OpenaiApiKey, Check::Random(7)),
+        r"sk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_-]{40,}",
+    ),
+    (
+        Rule::Token(Kind::OpenaiApiKey, Check::Random(3)),
+        r"sk-[A-Za-z0-9]{32,}",
+    ),
+    (
+        Rule::Token(Kind::HuggingfaceToken, Check::MixedCase),
+        r"hf_[A-Za-z]{34}|api_org_[A-Za-z]{34}",
+    ),
+    (Rule::Token(Kind::GroqApiKey, Check::Shape), r"gsk_[A-Za-z0-9]{48,52}"),
+    (Rule::Token(Kind::XaiApiKey, Check::Shape), r"xai-[A-Za-z0-9]{80}"),
+    (
+        Rule::Token(Kind::PerplexityApiKey, Check::Shape),
+        r"pplx-[A-Za-z0-9]{48}",
+    ),
+    (
+        Rule::Token(Kind::ReplicateApiToken, Check::Random(3)),
+        r"r8_[A-Za-z0-9]{37}",
+    ),
+    (
+        Rule::Token(Kind::LangsmithApiKey, Check::Shape),
+        r"lsv2_(?:pt|sk)_[0-9a-f]{32}_[0-9a-f]{10}",
+    ),
+    (Rule::Token(Kind::NpmToken, Check::Shape), r"npm_[A-Za-z0-9]{36}"),
+    (
+        Rule::Token(Kind::PypiToken, Check::Shape),
+        r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}",
+    ),
+    (
+        Rule::Token(Kind::DockerHubToken, Check::Shape),
+        r"dckr_pat_[A-Za-z0-9_-]{27}",
+    ),
+    (Rule::Token(Kind::TwilioApiKey, Check::Random(2)), r"SK[0-9a-f]{32}"),
+    (
+        Rule::Token(Kind::SendgridApiKey, Check::Shape),
+        r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}",
+    ),
+    (
+        Rule::Token(Kind::MailgunApiKey, Check::Near("mailgun")),
+        r"key-[0-9a-f]{32}",
+    ),
+    (
+        Rule::Token(Kind::ShopifyToken, Check::Shape),
+        r"shp(?:at|ca|pa|ss)_[0-9a-fA-F]{32}",
+    ),
+    (
+        Rule::Token(Kind::DigitaloceanToken, Check::Shape),
+        r"do[opr]_v1_[0-9a-f]{64}",
+    ),
+    (
+        Rule::Token(Kind::DatabricksToken, Check::Random(4)),
+        r"dapi[0-9a-f]{32}(?:-[0-9])?",
+    ),
+    (
+        Rule::Token(Kind::AzureStorageKey, Check::AfterEquals),
+        r"AccountKey=[A-Za-z0-9+/]{86}==|SharedAccessKey=[A-Za-z0-9+/]{43}=",
+    ),
+    (
+        Rule::Token(Kind::AzureClientSecret, Check::Isolated),
+        r"[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34}",
+    ),
+    (
+        Rule::Token(Kind::DiscordWebhook, Check::Shape),
+        r"https://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/api/webhooks/[0-9]{17,20}/[A-Za-z0-9_-]{60,68}",
+    ),
+    (
+        Rule::Token(Kind::DiscordToken, Check::DiscordBot),
+        r"[MNO][A-Za-z0-9_-]{23,27}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,40}",
+    ),
+    (
+        Rule::Token(Kind::TelegramBotToken, Check::TelegramBot),
+        r"[0-9]{8,10}:AA[A-Za-z0-9_-]{33}",
+    ),
+    (
+        Rule::Token(Kind::PostmanApiKey, Check::Shape),
+        r"PMAK-[0-9a-fA-F]{24}-[0-9a-fA-F]{34}",
+    ),
+    (
+        Rule::Token(Kind::DopplerToken, Check::Shape),
+        r"dp\.(?:pt|st|ct|sa|scim|audit)\.[A-Za-z0-9]{40,44}|dp\.st\.[a-z0-9_-]{2,35}\.[A-Za-z0-9]{40,44}",
+    ),
+    (
+        Rule::Token(Kind::LinearApiKey, Check::Shape),
+        r"lin_api_[A-Za-z0-9]{40}|lin_oauth_[0-9a-f]{64}",
+    ),
+    (
+        Rule::Token(Kind::GrafanaToken, Check::Shape),
+        r"glc_[A-Za-z0-9+/]{32,400}={0,2}|glsa_[A-Za-z0-9]{32}_[0-9a-fA-F]{8}|eyJrIjoi[A-Za-z0-9]{70,400}={0,2}",
+    ),
+    (
+        Rule::Token(Kind::SentryToken, Check::Shape),
+        r"sntryu_[0-9a-f]{64}|sntrys_eyJ[A-Za-z0-9+/=]{20,}_[A-Za-z0-9+/]{43}",
+    ),
+    (
+        Rule::Token(Kind::NotionToken, Check::Shape),
+        r"ntn_[0-9]{11}[A-Za-z0-9]{35}",
+    ),
+    (
+        Rule::Token(Kind::AtlassianApiToken, Check::Shape),
+        r"ATATT3[A-Za-z0-9_=-]{186}",
+    ),
+    (
+        Rule::Token(Kind::HerokuApiKey, Check::Shape),
+        r"HRKU-AA[0-9A-Za-z_-]{58}",
+    ),
+    (
+        Rule::Token(Kind::VaultToken, Check::Shape),
+        r"hvs\.[A-Za-z0-9_-]{90,120}|hvb\.[A-Za-z0-9_-]{138,300}",
+    ),
+    (
+        Rule::Token(Kind::TailscaleKey, Check::Shape),
+        r"tskey-(?:api|auth|client|scim|webhook)-[A-Za-z0-9]{6,}-[A-Za-z0-9]{16,}",
+    ),
+    (Rule::Token(Kind::PulumiToken, Check::Shape), r"pul-[0-9a-f]{40}"),
+    (
+        Rule::Token(Kind::OnepasswordToken, Check::Shape),
+        r"ops_eyJ[A-Za-z0-9+/]{250,}={0,3}",
+    ),
+    (
+        Rule::Token(Kind::AgeSecretKey, Check::Shape),
+        r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}",
+    ),
     (Rule::Jwt, r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
     (
         Rule::UrlPassword,
@@ -340,12 +551,7 @@ pub(crate) fn confirm(rule: Rule, s: &str, m: Range<usize>) -> Option<(Kind, Ran
             (checks::shannon_entropy(value) >= 3.5 && !checks::is_placeholder(value))
                 .then_some((Kind::AwsSecretAccessKey, start..m.end))
         }
-        Rule::Token(kind) => {
-            let ok = !is_token_char(byte_before(s, m.start))
-                && (kind == Kind::SlackWebhook || !is_token_char(byte_at(s, m.end)))
-                && !checks::is_placeholder(text);
-            ok.then_some((kind, m))
-        }
+        Rule::Token(kind, check) => confirm_token(kind, check, s, m),
         Rule::Slack => {
             if is_token_char(byte_before(s, m.start)) || is_token_char(byte_at(s, m.end)) {
                 return None;
@@ -466,6 +672,57 @@ pub(crate) fn confirm(rule: Rule, s: &str, m: Range<usize>) -> Option<(Kind, Ran
             Some((Kind::Phone, m))
         }
     }
+}
+
+/// Confirms a vendor token: delimited, not a placeholder, and its [`Check`].
+fn confirm_token(kind: Kind, check: Check, s: &str, m: Range<usize>) -> Option<(Kind, Range<usize>)> {
+    let text = s.get(m.clone())?;
+    let before = byte_before(s, m.start);
+    let after = byte_at(s, m.end);
+    let left_ok = match check {
+        // `https://api.telegram.org/bot123456789:AA…`
+        Check::TelegramBot => !is_token_char(before) || s.get(..m.start).is_some_and(|b| b.ends_with("/bot")),
+        Check::Isolated => before.is_none_or(is_delimiter),
+        _ => !is_token_char(before),
+    };
+    let right_ok = match check {
+        Check::Url => true,
+        Check::Isolated => after.is_none_or(is_delimiter),
+        _ => !is_token_char(after),
+    };
+    if !left_ok || !right_ok || checks::is_placeholder(text) {
+        return None;
+    }
+    let ok = match check {
+        Check::Shape | Check::Url | Check::TelegramBot | Check::AfterEquals => true,
+        Check::Random(prefix) => text.get(usize::from(prefix)..).is_some_and(checks::looks_random),
+        Check::MixedCase => checks::mixed_case(text),
+        Check::Isolated => checks::looks_random(text),
+        Check::Near(word) => {
+            let window = s
+                .as_bytes()
+                .get(m.start.saturating_sub(64)..m.start)
+                .unwrap_or_default();
+            window
+                .windows(word.len())
+                .any(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+        }
+        Check::DiscordBot => text.split('.').next().is_some_and(checks::is_base64_user_id),
+    };
+    if !ok {
+        return None;
+    }
+    let start = match check {
+        Check::AfterEquals => m.start + text.find('=')? + 1,
+        _ => m.start,
+    };
+    Some((kind, start..m.end))
+}
+
+/// Around a token that has no prefix of its own: whitespace, quotes and the
+/// punctuation of assignments, arguments and markup.
+fn is_delimiter(b: u8) -> bool {
+    b.is_ascii_whitespace() || b"\\\"'`=:,;()<>[]{}".contains(&b)
 }
 
 /// True when an assignment's value looks like a real, high-entropy secret.

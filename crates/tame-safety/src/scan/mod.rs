@@ -6,17 +6,35 @@
 //! cannot overflow the stack; depth and the number of findings are bounded by
 //! [`ScanOptions`].
 //!
+//! Kinds are stable names: they label redactions (`[REDACTED:<kind>]`),
+//! findings and session tags (`secret.<kind>`).
+//!
 //! | kind | what is matched | confirmed by |
 //! |---|---|---|
-//! | `aws_access_key_id` | `AKIA`/`ASIA`/`ABIA`/`ACCA` + 16 | word boundaries |
+//! | `aws_access_key_id` | `AKIA`/`ASIA`/`ABIA`/`ACCA`/`A3T?` + 16 | word boundaries |
 //! | `aws_secret_access_key` | 40 base64 chars after an `aws…secret…=`/`:` name, or as the value of such a JSON member | entropy ≥ 3.5, not a placeholder |
 //! | `github_token` | `ghp_ gho_ ghu_ ghs_ ghr_` + 36, `github_pat_` 22 `_` 59 | boundaries, not a placeholder |
-//! | `gitlab_token` | `glpat- gldt- glrt- glptt-` + 20 or more | boundaries |
-//! | `slack_token` | `xox[baprs]-…`, `xapp-…` | a numeric id segment, length ≥ 24 |
+//! | `gitlab_token` | `glpat- gldt- glrt- glptt- glcbt- glffct- glft- glimt- glagent- gloas- glsoat-` + 20 or more, `GR1348941` + 20 | boundaries |
+//! | `slack_token` | `xox[baprs]-…`, `xapp-…`; `xoxe.xox[bp]-1-` + 163–166, `xoxe-1-` + 146 | a numeric id segment, length ≥ 24 (the `xoxe` forms: exact length) |
 //! | `slack_webhook` | `https://hooks.slack.com/services/…` | length |
-//! | `stripe_key` | `sk_/rk_` + `live_/test_`, `whsec_` (not `pk_`) | boundaries |
+//! | `stripe_key` | `sk_/rk_` + `live_/test_/prod_`, `whsec_` (not `pk_`) | boundaries |
 //! | `google_api_key` | `AIza` + 35 | boundaries |
-//! | `private_key` | `-----BEGIN … PRIVATE KEY-----` (PEM, OpenSSH, PGP) through its END line | ≥ 16 base64 chars of body (escaped `\n` too) |
+//! | `google_oauth` | `GOCSPX-` + 28, `ya29.` + 30 or more | boundaries; `ya29.`: a random body |
+//! | `openai_api_key` | `sk-proj- sk-svcacct- sk-admin- sk-None-` + 40 or more; `sk-` + 32 or more letters and digits (legacy keys with `T3BlbkFJ`, OpenAI-compatible providers) | boundaries, a random body (letters and digits, entropy ≥ 3) |
+//! | `anthropic_api_key` | `sk-ant-api03- sk-ant-admin01- sk-ant-oat01- sk-ant-ort01-` + 40 or more | boundaries |
+//! | `openrouter_api_key` | `sk-or-v1-` + 64 hex | boundaries |
+//! | `huggingface_token` | `hf_` or `api_org_` + 34 letters | boundaries, ≥ 6 capitals and ≥ 6 small letters |
+//! | `groq_api_key`, `xai_api_key`, `perplexity_api_key`, `replicate_api_token`, `langsmith_api_key` | `gsk_` + 48–52, `xai-` + 80, `pplx-` + 48, `r8_` + 37, `lsv2_pt_`/`lsv2_sk_` + 32 hex `_` 10 hex | boundaries |
+//! | `npm_token`, `pypi_token`, `docker_hub_token` | `npm_` + 36, `pypi-AgEIcHlwaS5vcmc` + 50 or more, `dckr_pat_` + 27 | boundaries |
+//! | `twilio_api_key`, `sendgrid_api_key`, `mailgun_api_key` | `SK` + 32 hex, `SG.` 22 `.` 43, `key-` + 32 hex | boundaries; Twilio: a random body; Mailgun: `mailgun` in the 64 bytes before |
+//! | `shopify_token`, `digitalocean_token`, `databricks_token` | `shpat_ shpca_ shppa_ shpss_` + 32 hex, `dop_v1_ doo_v1_ dor_v1_` + 64 hex, `dapi` + 32 hex | boundaries |
+//! | `azure_storage_key` | `AccountKey=` + 86 base64 + `==`, `SharedAccessKey=` + 43 + `=` (range = the key) | boundaries |
+//! | `azure_client_secret` | 3 chars, a digit, `Q~`, 31–34 chars | delimited on both sides, a random body |
+//! | `discord_token`, `discord_webhook` | bot token `[MNO]…` 24–28 `.` 6 `.` 27–40; `https://discord.com/api/webhooks/<id>/<token>` | the first segment decodes to a 17–20 digit user id |
+//! | `telegram_bot_token` | 8–10 digits `:AA` + 33 | boundaries (may follow `/bot`) |
+//! | `postman_api_key`, `doppler_token`, `linear_api_key`, `grafana_token`, `sentry_token`, `notion_token` | `PMAK-`; `dp.pt.` etc.; `lin_api_`, `lin_oauth_`; `glc_`, `glsa_`, `eyJrIjoi`; `sntryu_`, `sntrys_`; `ntn_` | boundaries, exact length |
+//! | `atlassian_api_token`, `heroku_api_key`, `vault_token`, `tailscale_key`, `pulumi_token`, `onepassword_token`, `age_secret_key` | `ATATT3`; `HRKU-AA`; `hvs.`, `hvb.`; `tskey-api-` etc.; `pul-`; `ops_eyJ`; `AGE-SECRET-KEY-1` | boundaries, exact length |
+//! | `private_key` | `-----BEGIN … PRIVATE KEY-----` (PEM, OpenSSH, PGP; also a GCP service account file's `private_key`) through its END line | ≥ 16 base64 chars of body (escaped `\n` too) |
 //! | `jwt` | `eyJ….….…` | header decodes to a JSON object with `alg`/`typ`, payload to an object |
 //! | `url_password` | `scheme://user:password@host` (range = the password; a token used as password is also named) | not a placeholder (`password`, `****`, `$VAR`) |
 //! | `generic_secret` | value after `password= secret: api_key= access_token= … Bearer`, or the value of a member whose name ends so | length 8–512, entropy ≥ 3.0 bits/char, not a placeholder, template, call or identifier |
@@ -26,10 +44,16 @@
 //! | `us_ssn` | `ddd-dd-dddd` | area not 000/666/9xx, group not 00, serial not 0000, published examples excluded |
 //! | `iban` | two letters, two digits, 11–30 alphanumerics, optionally in groups of 4 (uppercase) | country length table, mod-97 |
 //!
+//! "Boundaries": a token does not continue a longer word (letters, digits,
+//! `_`, `-`) on either side, and is not a placeholder (`xxxx`, `your_…`,
+//! `…_here`). Vendor formats follow gitleaks' public rule set (MIT) and the
+//! vendors' documentation; they are declared in `detectors.rs` (`PATTERNS`).
+//!
 //! Known gaps (by design, to stay precise): bare 10-digit phone numbers,
 //! national formats outside North America without `+`, SSNs without dashes,
 //! lowercase IBANs, non-ASCII e-mail local parts (the ASCII tail is found),
-//! vendor tokens other than the ones listed.
+//! vendor tokens other than the ones listed, vendor keys without a prefix of
+//! their own (those are found only as `generic_secret`, next to a secret-looking name).
 
 mod checks;
 mod detectors;

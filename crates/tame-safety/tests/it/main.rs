@@ -15,3 +15,4 @@ mod detectors;
 mod limits;
 mod redaction;
 mod schema;
+mod vendors;
