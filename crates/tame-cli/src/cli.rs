@@ -160,6 +160,24 @@ Examples:
   tame graph policies.yml | dot -Tsvg > dag.svg")]
     Graph(GraphArgs),
 
+    /// Format the conditions of policy files (comments and everything else kept)
+    #[command(after_help = "\
+Examples:
+  tame fmt policies.yml
+  tame fmt policies/                        every policy below a directory
+  tame fmt --check policies/                CI: exit 1 when a file is not formatted
+  cat policies.yml | tame fmt -             standard input to standard output
+
+What changes: each rule's `condition:` string, parsed and printed again with
+the word operators `and`, `or`, `not`, parentheses only where needed and one
+space around operators; single-quoted on the key's line when it fits in
+--width, else a folded block (`>-`) with one `and`/`or` operand per line.
+Nothing else changes: comments, key order, blank lines, other values and
+legacy rules stay byte for byte. A condition that does not parse is an error
+and its file is left as it was; so is a file whose result would not read
+back as the same data with the same condition trees.")]
+    Fmt(crate::fmt::FmtArgs),
+
     /// Start the Tame server
     #[command(after_help = "\
 Examples:

@@ -10,6 +10,7 @@ mod cli;
 mod client;
 mod contract;
 mod error;
+mod fmt;
 mod integrations;
 mod local;
 mod output;
@@ -131,6 +132,7 @@ fn dispatch(cli: &Cli, out: &Out) -> Result<Exit, CliError> {
         Command::Check(args) => local::check(args, out),
         Command::Eval(args) => local::eval(args, out),
         Command::Graph(args) => local::graph(args, out),
+        Command::Fmt(args) => fmt::fmt(args, out),
         Command::Explain(args) => local::explain(args, out),
         Command::Test(args) => testing::test_command(args, &server, out),
         Command::Bench(args) => bench::bench(args, out),

@@ -7,7 +7,8 @@
 //! - the word operators `and`, `or`, `not` (YAML-friendly: a condition
 //!   never starts with `!`, which YAML reads as a tag);
 //! - parentheses only where precedence or associativity needs them
-//!   (`a or b and c` stays, `(a or b) and c` keeps its parentheses);
+//!   (`a - (b - c)`, `(a or b) and c`), and around an `and` chain inside
+//!   an `or` chain for the reader (`(a and b) or c`);
 //! - one space around binary operators and after commas and colons.
 //!
 //! [`pretty_lines`] also breaks a condition longer than a width at its
@@ -31,6 +32,16 @@ fn precedence(e: &Expr) -> u8 {
         ExprKind::Unary { .. } => 6,
         _ => 7,
     }
+}
+
+/// Whether `child`, an operand of `op` (its right operand when `right`),
+/// is written in parentheses: where precedence or left associativity needs
+/// them, and around an `and` chain inside an `or` chain for the reader.
+fn operand_parens(op: BinaryOp, child: &Expr, right: bool) -> bool {
+    let p = precedence(child);
+    let needed = p < op.precedence() || (right && p == op.precedence());
+    let clarity = op == BinaryOp::Or && matches!(child.kind, ExprKind::Binary { op: BinaryOp::And, .. });
+    needed || clarity
 }
 
 fn is_number(e: &Expr) -> bool {
@@ -126,10 +137,9 @@ fn chain_lines(e: &Expr, op: BinaryOp, indent: usize, width: usize) -> Vec<Strin
     let count = operands.len();
     let mut lines: Vec<String> = Vec::new();
     for (k, operand) in operands.into_iter().enumerate() {
-        let p = precedence(operand);
         // The first operand is the chain's left end; the others were right
         // operands, which need parentheses at equal precedence too.
-        let needs_parens = p < op.precedence() || (k > 0 && p == op.precedence());
+        let needs_parens = operand_parens(op, operand, k > 0);
         let sub_chain = matches!(
             operand.kind,
             ExprKind::Binary {
@@ -247,14 +257,11 @@ fn write_expr(e: &Expr, out: &mut String) {
             }
         }
         ExprKind::Binary { op, lhs, rhs } => {
-            let p = op.precedence();
-            // Left-associative: the left operand keeps parentheses only
-            // below this precedence, the right one at it too.
-            write_parens_if(lhs, precedence(lhs) < p, out);
+            write_parens_if(lhs, operand_parens(*op, lhs, false), out);
             out.push(' ');
             out.push_str(word(*op));
             out.push(' ');
-            write_parens_if(rhs, precedence(rhs) <= p, out);
+            write_parens_if(rhs, operand_parens(*op, rhs, true), out);
         }
         ExprKind::Ternary { cond, then, otherwise } => {
             // `cond ? then : otherwise`: cond and then are chains, the
@@ -310,7 +317,8 @@ mod tests {
 
     #[test]
     fn words_and_minimal_parentheses() {
-        assert_eq!(fmt("a && b || !c"), "a and b or not c");
+        assert_eq!(fmt("a && b || !c"), "(a and b) or not c");
+        assert_eq!(fmt("a || b && c || d"), "a or (b and c) or d");
         assert_eq!(fmt("(a || b) && c"), "(a or b) and c");
         assert_eq!(fmt("a - (b - c)"), "a - (b - c)");
         assert_eq!(fmt("(a - b) - c"), "a - b - c");

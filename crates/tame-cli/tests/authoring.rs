@@ -1,0 +1,173 @@
+//! Integration tests of the policy authoring commands (`tame fmt`, `tame
+//! schema`, `tame init`, `tame replay`, `tame migrate`): the real binary
+//! over the policies in `policies/` and over bad input.
+
+// Test helpers may fail loudly: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn policies_dir() -> PathBuf {
+    repo().join("policies")
+}
+
+/// Every file directly in `policies/` with one of the extensions.
+fn files_in_policies(pred: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(policies_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && pred(&p.file_name().unwrap().to_string_lossy()))
+        .collect();
+    files.sort();
+    files
+}
+
+fn is_yaml(name: &str) -> bool {
+    name.ends_with(".yml") || name.ends_with(".yaml")
+}
+
+/// Every policy file in `policies/` (not the test files).
+fn policy_files() -> Vec<PathBuf> {
+    files_in_policies(|n| is_yaml(n) && !n.contains(".tests."))
+}
+
+fn tame() -> Command {
+    let mut cmd = Command::cargo_bin("tame").unwrap();
+    cmd.env_remove("TAME_API_URL")
+        .env_remove("TAME_API_KEY")
+        .env_remove("TAME_POLICY")
+        .env_remove("TAME_ADDR")
+        .env_remove("TAME_DB")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(cmd: &mut Command) -> Run {
+    let out = cmd.output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A copy of `policies/` (files and subdirectories) in a temporary directory.
+fn copy_policies() -> tempfile::TempDir {
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            let target = to.join(path.file_name().unwrap());
+            if path.is_dir() {
+                copy_dir(&path, &target);
+            } else {
+                std::fs::copy(&path, &target).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&policies_dir(), dir.path());
+    dir
+}
+
+// ------------------------------------------------------------------ fmt
+
+#[test]
+fn fmt_is_idempotent_over_every_policy_and_keeps_meaning() {
+    let dir = copy_policies();
+    let first = run(tame().arg("fmt").arg(dir.path()));
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    let formatted: Vec<(PathBuf, String)> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.clone(), std::fs::read_to_string(&p).unwrap()))
+        .collect();
+    // A second run changes nothing, and --check agrees.
+    let second = run(tame().arg("fmt").arg(dir.path()));
+    assert_eq!(second.code, 0, "{}{}", second.stdout, second.stderr);
+    assert!(
+        second.stdout.contains("0 formatted, 9 unchanged") || second.stdout.starts_with("0 formatted"),
+        "{}",
+        second.stdout
+    );
+    eprintln!("{}", first.stdout);
+    for (path, text) in &formatted {
+        assert_eq!(&std::fs::read_to_string(path).unwrap(), text, "{}", path.display());
+    }
+    let check = run(tame().args(["fmt", "--check"]).arg(dir.path()));
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    // Comments survive: every comment line of the original is still there.
+    for original in policy_files() {
+        let text = std::fs::read_to_string(&original).unwrap();
+        let after = std::fs::read_to_string(dir.path().join(original.file_name().unwrap())).unwrap();
+        for line in text.lines().filter(|l| l.trim_start().starts_with('#')) {
+            assert!(after.contains(line), "{}: lost `{line}`", original.display());
+        }
+    }
+    // The formatted policies still compile and pass their own tests.
+    let test = run(tame().args(["test", "-q"]).arg(dir.path()));
+    assert_eq!(test.code, 0, "{}{}", test.stdout, test.stderr);
+}
+
+#[test]
+fn fmt_check_reports_without_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yml");
+    let text = "# keep me\nversion: \"1\"\nrules:\n  - name: r   # and me\n    action: deny\n    condition: \"args.a==1&&!has(args.b)\"\n";
+    std::fs::write(&path, text).unwrap();
+    let check = run(tame().args(["fmt", "--check"]).arg(&path));
+    assert_eq!(check.code, 1, "{}{}", check.stdout, check.stderr);
+    assert!(check.stdout.contains("not formatted"), "{}", check.stdout);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    let write = run(tame().arg("fmt").arg(&path));
+    assert_eq!(write.code, 0, "{}{}", write.stdout, write.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "# keep me\nversion: \"1\"\nrules:\n  - name: r   # and me\n    action: deny\n    condition: 'args.a == 1 and not has(args.b)'\n"
+    );
+    // Standard input to standard output.
+    let mut cmd = tame();
+    cmd.args(["fmt", "-"]).write_stdin(text);
+    let piped = run(&mut cmd);
+    assert_eq!(piped.code, 0, "{}", piped.stderr);
+    assert_eq!(piped.stdout, std::fs::read_to_string(&path).unwrap());
+}
+
+#[test]
+fn fmt_refuses_bad_input_and_leaves_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yml");
+    let text = "rules:\n  - name: r\n    action: deny\n    condition: 'args.a == '\n";
+    std::fs::write(&path, text).unwrap();
+    let out = run(tame().arg("fmt").arg(&path));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("bad.yml:4:16"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("rules[0].condition does not parse"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+
+    std::fs::write(&path, "rules: [\n").unwrap();
+    let out = run(tame().arg("fmt").arg(&path));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("invalid YAML"), "{}", out.stderr);
+
+    let out = run(tame().arg("fmt").arg(dir.path().join("missing.yml")));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("missing.yml"), "{}", out.stderr);
+}
