@@ -1,214 +1,1068 @@
-//! The legacy rule conditions of the original tame server.
+//! The legacy rule conditions of the original tame server, decided as it
+//! decided them.
 //!
-//! A legacy rule's `conditions` map holds up to three checks, all of which
-//! must hold for the rule to match (a rule without `conditions` matches
-//! every call to its tools):
+//! The original engine (Python) read `policies.yml` with `yaml.safe_load`
+//! and held a rule's `conditions` when every entry of it held (a rule
+//! without `conditions` matches every call to its tools):
 //!
-//! - `arg_contains: {key: needle}`: the argument `key` is present and its
-//!   text contains `needle` as a substring. The text of a string argument
-//!   is the string itself; any other argument is written as compact JSON
-//!   (`42`, `true`, `["a","b"]`). A list of needles matches when any of
-//!   them is contained. So `{arg_contains: {path: "/etc"}}` matches
-//!   `{"path": "/etc/hosts"}` and `{"path": "/home/etc"}`, but not
-//!   `{"file": "/etc/hosts"}`.
-//! - `arg_not_contains: {key: needle}`: the argument is absent, or its text
-//!   contains none of the needles.
-//! - `session_context: {key: value}`: the session context, which is
-//!   `{session_id, agent_id, user_id}` merged with the call's `metadata`
-//!   (metadata wins on a clash), has `key` equal to `value` (numbers compare
-//!   by value, `1 == 1.0`; strings exactly). The value `"*"` means "present":
-//!   the key exists and is not null.
+//! - `arg_contains: {key: value}`: the call's `tool_args` has `key`, and
+//!   `value` is `"*"` or equals the argument. So `recipient: "*"` means
+//!   "there is a recipient", whatever its value, `null` included.
+//! - `arg_not_contains: {key: value}`: `tool_args` lacks `key`, or the
+//!   argument does not equal `value`. `"*"` is no wildcard here: it is the
+//!   one-character text `*`, as it was in the original.
+//! - `session_context: {key: value}`: the session context has `key`, and
+//!   `value` is `"*"` or equals the entry. The session context is
+//!   `{session_id, agent_id, user_id}` with the call's `metadata` merged
+//!   over it. The three ids are always in it (`null` when the call gave
+//!   none; a missing session id is a fresh one, which no policy value
+//!   equals), so `user_id: "*"` holds for every call and `agent_id: ~` for
+//!   a call without an agent, as in the original.
 //!
-//! Values are compared as written: `">50"` is the text `>50`, not a range.
-//! The linter points such values out and shows the equivalent `condition`.
+//! "Equals" is Python's `==` between the value `json.loads` made of the
+//! call and the one `yaml.safe_load` made of the policy ([`py_equals`]):
+//! numbers by exact value across int, float and bool (`1 == 1.0 == true`,
+//! `0 == false`, but `9007199254740993 != 9007199254740992.0`), strings
+//! exactly (`"1" != 1`), lists element by element in order, objects by key
+//! set and values, `null` only to `null`. Plain YAML scalars are read as
+//! YAML 1.1 reads them ([`resolve_plain`]): `yes`, `on` are `true`, `0755`
+//! is 493, `1:30` is 90, `1e3` is text, `2024-01-01` a date, which no JSON
+//! value equals; quoted scalars are text.
+//!
+//! Values are compared, never matched: `">50"` is the text `>50` and
+//! `"^/etc/"` no regex. The linter points such values out and shows the
+//! equivalent `condition` ([`suspicious`]).
+//!
+//! Where the original failed, Tame refuses to load rather than guess: a
+//! `conditions` or section that is not a mapping (the original raised an
+//! error on every call reaching the rule), a value its YAML loader could
+//! not build (`!custom` tags, `0b_`, a 13th month, merge keys, which Tame
+//! does not expand), and a condition kind other than the three (which the
+//! original ignored, so the rule matched more calls than it says). Inside an
+//! alias (`*name`) values are read as YAML 1.2 reads them (`yes` is text).
 
-use std::sync::Arc;
+use std::fmt;
+use std::ops::Range;
+use std::sync::{Arc, LazyLock};
 
+use regex::Regex;
+use saphyr_parser::ScalarStyle;
 use tame_lang::{Key, Value};
 
 use crate::facade::Request;
-use crate::request::value_to_json;
+use crate::locate::YNode;
+
+/// A value as Python's `yaml.safe_load` builds it from the policy.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum PyValue {
+    None,
+    Bool(bool),
+    Int(i128),
+    /// An int beyond `i128` (as written), with the bits of the float it
+    /// equals exactly, if there is one.
+    BigInt {
+        text: Arc<str>,
+        as_float: Option<u64>,
+    },
+    /// A float, as its bits (so that checks can be hashed and shared).
+    Float(u64),
+    Str(Arc<str>),
+    List(Vec<PyValue>),
+    /// A dict; keys are unique (a later duplicate replaced the value).
+    Dict(Vec<(PyValue, PyValue)>),
+    /// A value that no JSON value equals: a date, a timestamp, bytes, a set,
+    /// ordered pairs.
+    Opaque(&'static str),
+}
+
+impl fmt::Display for PyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PyValue::None => f.write_str("null"),
+            PyValue::Bool(b) => write!(f, "{b}"),
+            PyValue::Int(i) => write!(f, "{i}"),
+            PyValue::BigInt { text, .. } => f.write_str(text),
+            PyValue::Float(bits) => write!(f, "{:?}", f64::from_bits(*bits)),
+            PyValue::Str(s) => write!(f, "{}", serde_json::Value::String(s.to_string())),
+            PyValue::List(items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str("]")
+            }
+            PyValue::Dict(entries) => {
+                f.write_str("{")?;
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{k}: {v}")?;
+                }
+                f.write_str("}")
+            }
+            PyValue::Opaque(what) => write!(f, "<{what}>"),
+        }
+    }
+}
+
+impl PyValue {
+    /// What kind of value this is, for messages.
+    fn kind(&self) -> &'static str {
+        match self {
+            PyValue::None => "null",
+            PyValue::Bool(_) => "a boolean",
+            PyValue::Int(_) | PyValue::BigInt { .. } => "an integer",
+            PyValue::Float(_) => "a float",
+            PyValue::Str(_) => "text",
+            PyValue::List(_) => "a list",
+            PyValue::Dict(_) => "a mapping",
+            PyValue::Opaque(what) => what,
+        }
+    }
+}
+
+// ------------------------------------------------------------ equality
+
+/// A number as Python sees it (bools are ints).
+#[derive(Clone, Copy)]
+enum Num {
+    Int(i128),
+    Float(f64),
+    /// An int beyond `i128`, and the float it equals exactly, if any.
+    Huge(Option<f64>),
+}
+
+fn call_number(v: &Value) -> Option<Num> {
+    match v {
+        Value::Bool(b) => Some(Num::Int(i128::from(*b))),
+        Value::Int(i) => Some(Num::Int(i128::from(*i))),
+        Value::Uint(u) => Some(Num::Int(i128::from(*u))),
+        Value::Double(d) => Some(Num::Float(*d)),
+        _ => None,
+    }
+}
+
+fn yaml_number(v: &PyValue) -> Option<Num> {
+    match v {
+        PyValue::Bool(b) => Some(Num::Int(i128::from(*b))),
+        PyValue::Int(i) => Some(Num::Int(*i)),
+        PyValue::BigInt { as_float, .. } => Some(Num::Huge(as_float.map(f64::from_bits))),
+        PyValue::Float(bits) => Some(Num::Float(f64::from_bits(*bits))),
+        _ => None,
+    }
+}
+
+/// Python compares an int with a float by exact value, not through a
+/// rounded float.
+fn int_equals_float(i: i128, f: f64) -> bool {
+    const TWO_POW_127: f64 = 170_141_183_460_469_231_731_687_303_715_884_105_728.0;
+    f.is_finite() && f.trunc() == f && (-TWO_POW_127..TWO_POW_127).contains(&f) && f as i128 == i
+}
+
+fn numbers_equal(a: Num, b: Num) -> bool {
+    match (a, b) {
+        (Num::Int(a), Num::Int(b)) => a == b,
+        (Num::Int(i), Num::Float(f)) | (Num::Float(f), Num::Int(i)) => int_equals_float(i, f),
+        (Num::Float(a), Num::Float(b)) => a == b,
+        (Num::Huge(Some(h)), Num::Float(f)) | (Num::Float(f), Num::Huge(Some(h))) => h == f,
+        // A huge int is beyond every `i128`; two huge ints never both
+        // come from the call.
+        (Num::Huge(_), _) | (_, Num::Huge(_)) => false,
+    }
+}
+
+/// Python's `value == expected`, `value` being what `json.loads` made of the
+/// call and `expected` what `yaml.safe_load` made of the policy.
+pub(crate) fn py_equals(value: &Value, expected: &PyValue) -> bool {
+    match (value, expected) {
+        (Value::Null, PyValue::None) => true,
+        (Value::String(a), PyValue::Str(b)) => a == b,
+        (Value::List(a), PyValue::List(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| py_equals(x, y)),
+        (Value::Map(a), PyValue::Dict(b)) => {
+            a.len() == b.len()
+                && b.iter().all(|(k, y)| match k {
+                    PyValue::Str(k) => a.get(&Key::String(k.clone())).is_some_and(|x| py_equals(x, y)),
+                    // A JSON object's keys are all text.
+                    _ => false,
+                })
+        }
+        _ => match (call_number(value), yaml_number(expected)) {
+            (Some(a), Some(b)) => numbers_equal(a, b),
+            _ => false,
+        },
+    }
+}
+
+// ------------------------------------------------------------ checks
+
+/// A key of a condition section. YAML 1.1 reads some plain keys as other
+/// than text (`1`, `yes`, `~`); no argument or context entry is named by
+/// those.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum LegacyKey {
+    Str(Arc<str>),
+    NotText(PyValue),
+}
+
+impl fmt::Display for LegacyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LegacyKey::Str(s) => f.write_str(s),
+            LegacyKey::NotText(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// What an `arg_contains` or `session_context` entry asks of its value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Expected {
+    /// `"*"`: present, any value.
+    Present,
+    Equal(PyValue),
+}
 
 /// One legacy check; each is one atom of the decision DAG.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum LegacyCheck {
-    ArgContains {
-        key: Arc<str>,
-        needles: Vec<String>,
-    },
-    ArgNotContains {
-        key: Arc<str>,
-        needles: Vec<String>,
-    },
-    /// `expected` is `None` for `"*"` (present).
-    ContextEquals {
-        key: Arc<str>,
-        expected: Option<LegacyScalar>,
-    },
+    ArgContains { key: LegacyKey, expected: Expected },
+    ArgNotContains { key: LegacyKey, forbidden: PyValue },
+    SessionContext { key: LegacyKey, expected: Expected },
 }
 
-/// A YAML scalar to compare a context value with.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum LegacyScalar {
-    Str(String),
-    /// Numbers keep their text; compared numerically.
-    Num(String),
-    Bool(bool),
-    Null,
+/// An entry of the session context.
+enum Ctx<'r> {
+    Json(&'r Value),
+    /// `agent_id` or `user_id` from the call (`None`: Python's `None`).
+    Id(Option<&'r str>),
+    /// The session id the server makes up for a call without one.
+    FreshSession,
 }
 
 impl LegacyCheck {
     /// A short description for explain traces and DOT labels.
     pub fn describe(&self) -> String {
         match self {
-            LegacyCheck::ArgContains { key, needles } => format!("arg_contains {key} {needles:?}"),
-            LegacyCheck::ArgNotContains { key, needles } => format!("arg_not_contains {key} {needles:?}"),
-            LegacyCheck::ContextEquals { key, expected: None } => format!("session_context {key} present"),
-            LegacyCheck::ContextEquals { key, expected: Some(v) } => format!("session_context {key} == {v:?}"),
+            LegacyCheck::ArgContains {
+                key,
+                expected: Expected::Present,
+            } => format!("arg_contains {key} present"),
+            LegacyCheck::ArgContains {
+                key,
+                expected: Expected::Equal(v),
+            } => format!("arg_contains {key} == {v}"),
+            LegacyCheck::ArgNotContains { key, forbidden } => format!("arg_not_contains {key} != {forbidden}"),
+            LegacyCheck::SessionContext {
+                key,
+                expected: Expected::Present,
+            } => format!("session_context {key} present"),
+            LegacyCheck::SessionContext {
+                key,
+                expected: Expected::Equal(v),
+            } => format!("session_context {key} == {v}"),
         }
     }
 
     pub fn eval(&self, req: &Request) -> bool {
         match self {
-            LegacyCheck::ArgContains { key, needles } => {
-                arg_text(req, key).is_some_and(|t| needles.iter().any(|n| t.contains(n.as_str())))
-            }
-            LegacyCheck::ArgNotContains { key, needles } => {
-                arg_text(req, key).is_none_or(|t| !needles.iter().any(|n| t.contains(n.as_str())))
-            }
-            LegacyCheck::ContextEquals { key, expected } => match context_value(req, key) {
-                None | Some(Value::Null) => false,
-                Some(v) => match expected {
-                    None => true,
-                    Some(e) => scalar_equals(&v, e),
+            LegacyCheck::ArgContains { key, expected } => arg(req, key).is_some_and(|v| match expected {
+                Expected::Present => true,
+                Expected::Equal(e) => py_equals(v, e),
+            }),
+            LegacyCheck::ArgNotContains { key, forbidden } => !arg(req, key).is_some_and(|v| py_equals(v, forbidden)),
+            LegacyCheck::SessionContext { key, expected } => context(req, key).is_some_and(|c| match expected {
+                Expected::Present => true,
+                Expected::Equal(e) => match c {
+                    Ctx::Json(v) => py_equals(v, e),
+                    Ctx::Id(Some(s)) => matches!(e, PyValue::Str(x) if **x == *s),
+                    Ctx::Id(None) => *e == PyValue::None,
+                    Ctx::FreshSession => false,
                 },
-            },
+            }),
         }
     }
 }
 
-/// The text of argument `key`: strings as-is, anything else as JSON.
-fn arg_text<'r>(req: &'r Request, key: &str) -> Option<std::borrow::Cow<'r, str>> {
-    let Value::Map(m) = &req.args else { return None };
-    match m.get(&Key::String(Arc::from(key)))? {
-        Value::String(s) => Some(std::borrow::Cow::Borrowed(s)),
-        other => Some(std::borrow::Cow::Owned(value_to_json(other).to_string())),
-    }
+/// `tool_args[key]`, if the call has it.
+fn arg<'r>(req: &'r Request, key: &LegacyKey) -> Option<&'r Value> {
+    let (Value::Map(m), LegacyKey::Str(k)) = (&req.args, key) else {
+        return None;
+    };
+    m.get(&Key::String(k.clone()))
 }
 
-fn context_value(req: &Request, key: &str) -> Option<Value> {
+/// `session_context[key]`, if it has it: the call's metadata over its ids.
+fn context<'r>(req: &'r Request, key: &LegacyKey) -> Option<Ctx<'r>> {
+    let LegacyKey::Str(k) = key else { return None };
     if let Value::Map(m) = &req.metadata
-        && let Some(v) = m.get(&Key::String(Arc::from(key)))
+        && let Some(v) = m.get(&Key::String(k.clone()))
     {
-        return Some(v.clone());
+        return Some(Ctx::Json(v));
     }
-    let id = |s: &Option<Arc<str>>| Some(s.as_ref().map_or(Value::Null, |s| Value::String(s.clone())));
-    match key {
-        "session_id" => id(&req.session_id),
-        "agent_id" => id(&req.agent_id),
-        "user_id" => id(&req.user_id),
+    match &**k {
+        "session_id" => Some(
+            req.session_id
+                .as_deref()
+                .map_or(Ctx::FreshSession, |s| Ctx::Id(Some(s))),
+        ),
+        "agent_id" => Some(Ctx::Id(req.agent_id.as_deref())),
+        "user_id" => Some(Ctx::Id(req.user_id.as_deref())),
         _ => None,
     }
 }
 
-fn scalar_equals(v: &Value, e: &LegacyScalar) -> bool {
-    let num = |v: &Value| match v {
-        Value::Int(i) => Some(*i as f64),
-        Value::Uint(u) => Some(*u as f64),
-        Value::Double(d) => Some(*d),
-        _ => None,
-    };
-    match (v, e) {
-        (Value::String(s), LegacyScalar::Str(e)) => &**s == e,
-        (Value::Bool(b), LegacyScalar::Bool(e)) => b == e,
-        (Value::Null, LegacyScalar::Null) => true,
-        (v, LegacyScalar::Num(text)) => match (num(v), text.parse::<f64>()) {
-            (Some(a), Ok(b)) => a == b,
-            _ => false,
-        },
-        _ => false,
-    }
+// ------------------------------------------------------------ YAML 1.1
+
+/// PyYAML's implicit resolvers (YAML 1.1), tried in its order.
+struct Resolvers {
+    bool: Regex,
+    float: Regex,
+    int: Regex,
+    null: Regex,
+    timestamp: Regex,
+    /// The parts of a timestamp, to build it.
+    timestamp_parts: Regex,
 }
 
-/// Needles of an `arg_contains` value: a scalar or a list of scalars.
-pub(crate) fn needles(v: &serde_yaml::Value) -> Result<Vec<String>, String> {
-    match v {
-        serde_yaml::Value::Sequence(items) => items.iter().map(needle).collect(),
-        other => Ok(vec![needle(other)?]),
-    }
-}
+static RESOLVERS: LazyLock<Option<Resolvers>> = LazyLock::new(|| {
+    Some(Resolvers {
+        bool: Regex::new("^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$").ok()?,
+        float: Regex::new(concat!(
+            r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?",
+            r"|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?",
+            r"|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*",
+            r"|[-+]?\.(?:inf|Inf|INF)",
+            r"|\.(?:nan|NaN|NAN))$"
+        ))
+        .ok()?,
+        int: Regex::new(concat!(
+            r"^(?:[-+]?0b[0-1_]+",
+            r"|[-+]?0[0-7_]+",
+            r"|[-+]?(?:0|[1-9][0-9_]*)",
+            r"|[-+]?0x[0-9a-fA-F_]+",
+            r"|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$"
+        ))
+        .ok()?,
+        null: Regex::new("^(?:~|null|Null|NULL|)$").ok()?,
+        timestamp: Regex::new(concat!(
+            r"^(?:[0-9]{4}-[0-9]{2}-[0-9]{2}",
+            r"|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?",
+            r"(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)$"
+        ))
+        .ok()?,
+        timestamp_parts: Regex::new(concat!(
+            r"^(?<year>[0-9]{4})-(?<month>[0-9]{1,2})-(?<day>[0-9]{1,2})",
+            r"(?:(?:[Tt]|[ \t]+)(?<hour>[0-9]{1,2}):(?<minute>[0-9]{2}):(?<second>[0-9]{2})(?:\.[0-9]*)?",
+            r"(?:[ \t]*(?:Z|[-+](?<tz_hour>[0-9]{1,2})(?::[0-9]{2})?))?)?$"
+        ))
+        .ok()?,
+    })
+});
 
-fn needle(v: &serde_yaml::Value) -> Result<String, String> {
-    match v {
-        serde_yaml::Value::String(s) => Ok(s.clone()),
-        serde_yaml::Value::Number(n) => Ok(n.to_string()),
-        serde_yaml::Value::Bool(b) => Ok(b.to_string()),
-        serde_yaml::Value::Null => Ok("null".into()),
-        _ => Err("expected a string or a list of strings".into()),
-    }
-}
+const YAML_TAG: &str = "tag:yaml.org,2002:";
 
-/// A `session_context` value.
-pub(crate) fn context_scalar(v: &serde_yaml::Value) -> Result<Option<LegacyScalar>, String> {
-    match v {
-        serde_yaml::Value::String(s) if s == "*" => Ok(None),
-        serde_yaml::Value::String(s) => Ok(Some(LegacyScalar::Str(s.clone()))),
-        serde_yaml::Value::Number(n) => Ok(Some(LegacyScalar::Num(n.to_string()))),
-        serde_yaml::Value::Bool(b) => Ok(Some(LegacyScalar::Bool(*b))),
-        serde_yaml::Value::Null => Ok(Some(LegacyScalar::Null)),
-        _ => Err("expected a string, number, boolean or `\"*\"`".into()),
-    }
-}
-
-/// If a legacy value looks like it meant a regex, a range or a time window,
-/// the message and the equivalent `condition`.
-pub(crate) fn suspicious(kind: &str, key: &str, value: &str) -> Option<(String, String)> {
-    let lhs = if kind == "session_context" {
-        format!("metadata.{key}")
+/// What YAML 1.1, as PyYAML resolves and builds it, makes of a plain
+/// scalar; an error where PyYAML's loader failed.
+pub(crate) fn resolve_plain(text: &str) -> Result<PyValue, String> {
+    let r = RESOLVERS.as_ref().ok_or("the YAML 1.1 resolver did not build")?;
+    if r.bool.is_match(text) {
+        construct_bool(text)
+    } else if r.float.is_match(text) {
+        construct_float(text)
+    } else if r.int.is_match(text) {
+        construct_int(text)
+    } else if text == "<<" {
+        Err("merge keys (`<<`) are not expanded in legacy conditions; write the entries out".into())
+    } else if r.null.is_match(text) {
+        Ok(PyValue::None)
+    } else if r.timestamp.is_match(text) {
+        construct_timestamp(text)
+    } else if matches!(text, "=" | "!" | "&" | "*") {
+        Err(format!(
+            "the original server's YAML loader could not read the plain value `{text}`; quote it"
+        ))
     } else {
-        format!("args.{key}")
+        Ok(PyValue::Str(Arc::from(text)))
+    }
+}
+
+fn construct_bool(text: &str) -> Result<PyValue, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "on" => Ok(PyValue::Bool(true)),
+        "no" | "false" | "off" => Ok(PyValue::Bool(false)),
+        _ => Err(format!("`{text}` is not a YAML 1.1 boolean")),
+    }
+}
+
+/// Splits off a leading sign, as PyYAML's constructors do.
+fn split_sign(v: &str) -> (bool, &str) {
+    if let Some(rest) = v.strip_prefix('-') {
+        (true, rest)
+    } else {
+        (false, v.strip_prefix('+').unwrap_or(v))
+    }
+}
+
+/// Python's `float(text)`.
+fn python_float(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .map_err(|_| format!("`{text}` is not a number"))
+}
+
+fn construct_float(text: &str) -> Result<PyValue, String> {
+    let lowered = text.replace('_', "").to_ascii_lowercase();
+    let (negative, body) = split_sign(&lowered);
+    let value = if body == ".inf" {
+        f64::INFINITY
+    } else if body == ".nan" {
+        return Ok(PyValue::Float(f64::NAN.to_bits()));
+    } else if body.contains(':') {
+        // Base 60, least significant part first, as PyYAML sums it.
+        let mut sum = 0.0;
+        let mut base: u128 = 1;
+        for part in body.rsplit(':') {
+            sum += python_float(part)? * base as f64;
+            base = base
+                .checked_mul(60)
+                .ok_or_else(|| format!("`{text}` has too many parts"))?;
+        }
+        sum
+    } else {
+        python_float(body)?
     };
-    let quoted = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    Ok(PyValue::Float(if negative { -value } else { value }.to_bits()))
+}
+
+fn construct_int(text: &str) -> Result<PyValue, String> {
+    let bad = || format!("`{text}` is not an integer");
+    let cleaned = text.replace('_', "");
+    let (negative, body) = split_sign(&cleaned);
+    let n = if body == "0" {
+        Nat::default()
+    } else if let Some(bits) = body.strip_prefix("0b") {
+        Nat::parse(bits, 2).ok_or_else(bad)?
+    } else if let Some(hex) = body.strip_prefix("0x") {
+        Nat::parse(hex, 16).ok_or_else(bad)?
+    } else if body.starts_with('0') {
+        Nat::parse(body, 8).ok_or_else(bad)?
+    } else if body.contains(':') {
+        // Base 60, most significant part first.
+        let mut n = Nat::default();
+        for part in body.split(':') {
+            let digit = Nat::parse(part, 10).ok_or_else(bad)?;
+            n.mul_add(60, 0);
+            n = n.add(&digit);
+        }
+        n
+    } else {
+        Nat::parse(body, 10).ok_or_else(bad)?
+    };
+    Ok(n.into_py(negative, text))
+}
+
+/// A date or timestamp, built (and so checked) as PyYAML builds one;
+/// only its kind matters here, as no JSON value equals it.
+fn construct_timestamp(text: &str) -> Result<PyValue, String> {
+    let bad = |why: &str| format!("`{text}` is not a valid timestamp: {why}");
+    let r = RESOLVERS.as_ref().ok_or("the YAML 1.1 resolver did not build")?;
+    let caps = r.timestamp_parts.captures(text).ok_or_else(|| bad("unknown form"))?;
+    let num = |name: &str| -> Result<i64, String> {
+        caps.name(name)
+            .map_or(Ok(0), |m| m.as_str().parse::<i64>().map_err(|_| bad("not a number")))
+    };
+    let small = |n: i64| i8::try_from(n).map_err(|_| bad("out of range"));
+    let year = i16::try_from(num("year")?).map_err(|_| bad("out of range"))?;
+    if year < 1 {
+        return Err(bad("the year must be 1 or later"));
+    }
+    jiff::civil::Date::new(year, small(num("month")?)?, small(num("day")?)?).map_err(|e| bad(&e.to_string()))?;
+    if caps.name("hour").is_none() {
+        return Ok(PyValue::Opaque("a date"));
+    }
+    jiff::civil::Time::new(small(num("hour")?)?, small(num("minute")?)?, small(num("second")?)?, 0)
+        .map_err(|e| bad(&e.to_string()))?;
+    if num("tz_hour")? >= 24 {
+        return Err(bad("the offset must be under 24 hours"));
+    }
+    Ok(PyValue::Opaque("a timestamp"))
+}
+
+/// A non-negative integer of any size (little-endian 32-bit limbs), for
+/// YAML ints beyond `i128`.
+#[derive(Default)]
+struct Nat(Vec<u32>);
+
+impl Nat {
+    /// Python's `int(s, radix)` for a string without sign or underscores.
+    fn parse(s: &str, radix: u32) -> Option<Nat> {
+        let s = s.trim();
+        if s.is_empty() {
+            return None;
+        }
+        let mut n = Nat::default();
+        for c in s.chars() {
+            n.mul_add(radix, c.to_digit(radix)?);
+        }
+        Some(n)
+    }
+
+    fn mul_add(&mut self, m: u32, a: u32) {
+        let mut carry = u64::from(a);
+        for limb in &mut self.0 {
+            let v = u64::from(*limb) * u64::from(m) + carry;
+            *limb = v as u32;
+            carry = v >> 32;
+        }
+        if carry > 0 {
+            self.0.push(carry as u32);
+        }
+    }
+
+    fn add(&self, other: &Nat) -> Nat {
+        let mut out = Vec::with_capacity(self.0.len().max(other.0.len()) + 1);
+        let mut carry = 0u64;
+        for i in 0..self.0.len().max(other.0.len()) {
+            let v = u64::from(self.0.get(i).copied().unwrap_or(0))
+                + u64::from(other.0.get(i).copied().unwrap_or(0))
+                + carry;
+            out.push(v as u32);
+            carry = v >> 32;
+        }
+        if carry > 0 {
+            out.push(carry as u32);
+        }
+        Nat(out)
+    }
+
+    fn bit(&self, i: usize) -> bool {
+        self.0.get(i / 32).is_some_and(|l| l >> (i % 32) & 1 == 1)
+    }
+
+    fn bit_len(&self) -> usize {
+        (0..self.0.len() * 32).rev().find(|&i| self.bit(i)).map_or(0, |i| i + 1)
+    }
+
+    fn into_py(self, negative: bool, text: &str) -> PyValue {
+        let bits = self.bit_len();
+        if bits <= 127 {
+            let magnitude = (0..bits)
+                .rev()
+                .fold(0i128, |acc, i| (acc << 1) | i128::from(self.bit(i)));
+            return PyValue::Int(if negative { -magnitude } else { magnitude });
+        }
+        // Exactly a float when its significant bits fit a float's 53.
+        let low = (0..bits).find(|&i| self.bit(i)).unwrap_or(0);
+        let as_float = (bits <= 1024 && bits - low <= 53).then(|| {
+            let mantissa = (low..bits)
+                .rev()
+                .fold(0u64, |acc, i| (acc << 1) | u64::from(self.bit(i)));
+            let f = mantissa as f64 * 2f64.powi(low as i32);
+            if negative { -f } else { f }.to_bits()
+        });
+        PyValue::BigInt {
+            text: Arc::from(text),
+            as_float,
+        }
+    }
+}
+
+/// What PyYAML's safe loader makes of a scalar with this text, style and
+/// explicit tag.
+fn scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Result<PyValue, String> {
+    let core = tag.and_then(|t| t.strip_prefix(YAML_TAG));
+    match (tag, core) {
+        // PyYAML resolves a `!`-tagged scalar as a plain one, quoted or not.
+        (None, _) if style == ScalarStyle::Plain => resolve_plain(text),
+        (Some("!"), _) => resolve_plain(text),
+        (None, _) => Ok(PyValue::Str(Arc::from(text))),
+        (_, Some("str")) => Ok(PyValue::Str(Arc::from(text))),
+        (_, Some("int")) => construct_int(text),
+        (_, Some("float")) => construct_float(text),
+        (_, Some("bool")) => construct_bool(text),
+        (_, Some("null")) => Ok(PyValue::None),
+        (_, Some("binary")) => Ok(PyValue::Opaque("bytes")),
+        (_, Some("timestamp")) => construct_timestamp(text),
+        (Some(t), _) => Err(format!("the tag `{t}` cannot be read on this value")),
+    }
+}
+
+fn not_read(tag: &str) -> String {
+    format!("the tag `{tag}` cannot be read on this value")
+}
+
+/// A mapping's entries as Python's dict keeps them: one per key, the last
+/// value winning. A list or mapping key is an error, as in Python.
+fn dict(entries: Vec<(PyValue, PyValue)>) -> Result<PyValue, String> {
+    let mut out: Vec<(PyValue, PyValue)> = Vec::with_capacity(entries.len());
+    for (k, v) in entries {
+        if matches!(k, PyValue::List(_) | PyValue::Dict(_)) {
+            return Err("a mapping key must be a scalar".into());
+        }
+        match out.iter_mut().find(|(old, _)| *old == k) {
+            Some(slot) => slot.1 = v,
+            None => out.push((k, v)),
+        }
+    }
+    Ok(PyValue::Dict(out))
+}
+
+/// The Python value of a located YAML node; `same` is serde_yaml's reading
+/// of the same node, used where the node is an alias.
+fn py_from_node(node: &YNode, same: Option<&serde_yaml::Value>) -> Result<PyValue, String> {
+    match node {
+        YNode::Scalar { value, style, tag, .. } => scalar(value, *style, tag.as_deref()),
+        YNode::Seq { items, tag, .. } => {
+            let seq = same.and_then(serde_yaml::Value::as_sequence);
+            let list = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| py_from_node(item, seq.and_then(|s| s.get(i))))
+                .collect::<Result<Vec<_>, _>>()?;
+            match tag.as_deref() {
+                None | Some("!") => Ok(PyValue::List(list)),
+                Some(t) => match t.strip_prefix(YAML_TAG) {
+                    Some("seq") => Ok(PyValue::List(list)),
+                    Some("omap" | "pairs") => Ok(PyValue::Opaque("ordered pairs")),
+                    _ => Err(not_read(t)),
+                },
+            }
+        }
+        YNode::Map { entries, tag, .. } => {
+            let map = same.and_then(serde_yaml::Value::as_mapping);
+            let mut out = Vec::with_capacity(entries.len());
+            for (i, (k, v)) in entries.iter().enumerate() {
+                let pair = map.and_then(|m| m.iter().nth(i));
+                out.push((py_from_node(k, pair.map(|p| p.0))?, py_from_node(v, pair.map(|p| p.1))?));
+            }
+            let value = dict(out)?;
+            match tag.as_deref() {
+                None | Some("!") => Ok(value),
+                Some(t) => match t.strip_prefix(YAML_TAG) {
+                    Some("map") => Ok(value),
+                    Some("set") => Ok(PyValue::Opaque("a set")),
+                    _ => Err(not_read(t)),
+                },
+            }
+        }
+        YNode::Alias { .. } => same
+            .map(py_from_serde)
+            .unwrap_or_else(|| Err("an alias here cannot be read".into())),
+    }
+}
+
+/// The Python value of what serde_yaml read (YAML 1.2: `yes` is text).
+fn py_from_serde(v: &serde_yaml::Value) -> Result<PyValue, String> {
+    Ok(match v {
+        serde_yaml::Value::Null => PyValue::None,
+        serde_yaml::Value::Bool(b) => PyValue::Bool(*b),
+        serde_yaml::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => PyValue::Int(i128::from(i)),
+            (_, Some(u), _) => PyValue::Int(i128::from(u)),
+            (_, _, Some(f)) => PyValue::Float(f.to_bits()),
+            _ => return Err(format!("the number `{n}` cannot be read")),
+        },
+        serde_yaml::Value::String(s) => PyValue::Str(Arc::from(s.as_str())),
+        serde_yaml::Value::Sequence(items) => PyValue::List(items.iter().map(py_from_serde).collect::<Result<_, _>>()?),
+        serde_yaml::Value::Mapping(m) => dict(
+            m.iter()
+                .map(|(k, v)| Ok((py_from_serde(k)?, py_from_serde(v)?)))
+                .collect::<Result<_, String>>()?,
+        )?,
+        serde_yaml::Value::Tagged(t) => return Err(not_read(&t.tag.to_string())),
+    })
+}
+
+// ------------------------------------------------------------ reading
+
+/// A problem found in a legacy rule's conditions: what, a hint, where.
+#[derive(Debug)]
+pub(crate) struct Problem {
+    pub message: String,
+    pub help: Option<String>,
+    pub span: Option<Range<usize>>,
+}
+
+/// A legacy rule's conditions: its checks, and the errors and lints found
+/// reading them.
+#[derive(Debug, Default)]
+pub(crate) struct Conditions {
+    pub checks: Vec<LegacyCheck>,
+    pub errors: Vec<Problem>,
+    pub lints: Vec<Problem>,
+}
+
+/// A node to read: located (with a span) where the tree has it, and as
+/// serde_yaml read it (for aliases, and when there is no tree).
+#[derive(Clone, Copy)]
+struct View<'a> {
+    node: Option<&'a YNode>,
+    same: Option<&'a serde_yaml::Value>,
+}
+
+impl<'a> View<'a> {
+    fn span(&self) -> Option<Range<usize>> {
+        self.node.map(YNode::span)
+    }
+
+    fn py(&self) -> Result<PyValue, String> {
+        match (self.node, self.same) {
+            (Some(n), same) => py_from_node(n, same),
+            (None, Some(v)) => py_from_serde(v),
+            (None, None) => Err("the value cannot be read".into()),
+        }
+    }
+
+    /// The entries of a mapping; else what was found instead.
+    fn entries(&self) -> Result<Vec<(View<'a>, View<'a>)>, String> {
+        let map = self.same.and_then(serde_yaml::Value::as_mapping);
+        match self.node {
+            Some(YNode::Map { entries, tag, .. })
+                if tag
+                    .as_deref()
+                    .is_none_or(|t| t == "!" || t.strip_prefix(YAML_TAG) == Some("map")) =>
+            {
+                Ok(entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (k, v))| {
+                        let pair = map.and_then(|m| m.iter().nth(i));
+                        (
+                            View {
+                                node: Some(k),
+                                same: pair.map(|p| p.0),
+                            },
+                            View {
+                                node: Some(v),
+                                same: pair.map(|p| p.1),
+                            },
+                        )
+                    })
+                    .collect())
+            }
+            Some(YNode::Alias { .. }) | None if map.is_some() => Ok(map
+                .into_iter()
+                .flat_map(|m| m.iter())
+                .map(|(k, v)| {
+                    (
+                        View {
+                            node: None,
+                            same: Some(k),
+                        },
+                        View {
+                            node: None,
+                            same: Some(v),
+                        },
+                    )
+                })
+                .collect()),
+            _ => Err(match self.py() {
+                Ok(v) => v.kind().to_owned(),
+                Err(e) => e,
+            }),
+        }
+    }
+
+    fn plain_text(&self) -> Option<&'a str> {
+        match self.node {
+            Some(YNode::Scalar {
+                value,
+                style: ScalarStyle::Plain,
+                tag: None,
+                ..
+            }) => Some(value),
+            _ => None,
+        }
+    }
+}
+
+const KINDS: [&str; 3] = ["arg_contains", "arg_not_contains", "session_context"];
+
+/// Reads a legacy rule's `conditions:`: `node` is its located node, `same`
+/// serde_yaml's reading of it; both are `None` when the rule has none.
+pub(crate) fn read_conditions(node: Option<&YNode>, same: Option<&serde_yaml::Value>) -> Conditions {
+    let mut out = Conditions::default();
+    if node.is_none() && same.is_none() {
+        return out;
+    }
+    let view = View { node, same };
+    let sections = match view.entries() {
+        Ok(s) => s,
+        Err(found) => {
+            out.errors.push(Problem {
+                message: format!("`conditions` must be a mapping, found {found}"),
+                help: Some(format!(
+                    "give it one or more of {}, or leave `conditions` out; the original server failed on every call reaching this rule",
+                    KINDS.map(|k| format!("`{k}`")).join(", ")
+                )),
+                span: view.span(),
+            });
+            return out;
+        }
+    };
+    for (k, v) in sections {
+        let kind = match k.py() {
+            Ok(PyValue::Str(s)) if KINDS.contains(&&*s) => s,
+            Ok(other) => {
+                out.errors.push(Problem {
+                    message: format!("unknown legacy condition `{}`", k.plain_text().map_or_else(|| other.to_string(), str::to_owned)),
+                    help: Some(format!(
+                        "the legacy conditions are {}; the original server ignored any other (so the rule matched more calls than it says), which Tame refuses: remove it, or write the rule with a `condition`",
+                        KINDS.map(|k| format!("`{k}`")).join(", ")
+                    )),
+                    span: k.span(),
+                });
+                continue;
+            }
+            Err(e) => {
+                out.errors.push(Problem {
+                    message: e,
+                    help: None,
+                    span: k.span(),
+                });
+                continue;
+            }
+        };
+        let entries = match v.entries() {
+            Ok(e) => e,
+            Err(found) => {
+                out.errors.push(Problem {
+                    message: format!("`{kind}` must be a mapping of names to values, found {found}"),
+                    help: Some("the original server failed on every call reaching this rule".into()),
+                    span: v.span().or(k.span()),
+                });
+                continue;
+            }
+        };
+        for (name, value) in entries {
+            let key = match name.py() {
+                Ok(PyValue::Str(s)) => LegacyKey::Str(s),
+                Ok(other) => {
+                    out.lints.push(Problem {
+                        message: format!(
+                            "`{}` in `{kind}` is read as {} ({other}), which names no argument or context entry",
+                            name.plain_text().unwrap_or("this key"),
+                            other.kind()
+                        ),
+                        help: Some("the original server's YAML 1.1 loader read it so, and the check never held; quote the key to name an entry".into()),
+                        span: name.span(),
+                    });
+                    LegacyKey::NotText(other)
+                }
+                Err(e) => {
+                    out.errors.push(Problem {
+                        message: format!("`{kind}`: {e}"),
+                        help: None,
+                        span: name.span(),
+                    });
+                    continue;
+                }
+            };
+            let py = match value.py() {
+                Ok(py) => py,
+                Err(e) => {
+                    out.errors.push(Problem {
+                        message: format!("`{kind}.{key}`: {e}"),
+                        help: None,
+                        span: value.span(),
+                    });
+                    continue;
+                }
+            };
+            lint_value(&mut out.lints, &kind, &key, &py, value);
+            let star = matches!(&py, PyValue::Str(s) if &**s == "*");
+            out.checks.push(match &*kind {
+                "arg_contains" => LegacyCheck::ArgContains {
+                    key,
+                    expected: if star { Expected::Present } else { Expected::Equal(py) },
+                },
+                "arg_not_contains" => LegacyCheck::ArgNotContains { key, forbidden: py },
+                _ => LegacyCheck::SessionContext {
+                    key,
+                    expected: if star { Expected::Present } else { Expected::Equal(py) },
+                },
+            });
+        }
+    }
+    out
+}
+
+// ------------------------------------------------------------ lints
+
+/// The current format's expression for a legacy key.
+fn lhs(kind: &str, key: &LegacyKey) -> String {
+    let name = key.to_string();
+    let ident = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let root = if kind == "session_context" {
+        match name.as_str() {
+            "agent_id" => return "agent".into(),
+            "user_id" => return "user".into(),
+            "session_id" => return "session.id".into(),
+            _ => "metadata",
+        }
+    } else {
+        "args"
+    };
+    if ident {
+        format!("{root}.{name}")
+    } else {
+        format!("{root}[{}]", quoted(&name))
+    }
+}
+
+fn quoted(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+/// "The call has argument `key`" in the current format.
+fn has_arg(key: &LegacyKey) -> String {
+    let lhs = lhs("arg_contains", key);
+    if lhs.contains('[') {
+        format!("{} in args", quoted(&key.to_string()))
+    } else {
+        format!("has({lhs})")
+    }
+}
+
+/// `test` on the value of `key` as a condition of `kind`: negated, and
+/// holding for a missing argument, for `arg_not_contains`.
+fn condition_for(kind: &str, key: &LegacyKey, test: &str) -> String {
+    if kind == "arg_not_contains" {
+        format!("condition: '!{} || !({test})'", has_arg(key))
+    } else {
+        format!("condition: '{test}'")
+    }
+}
+
+/// The CEL literal of a scalar, if it has one.
+fn cel_literal(v: &PyValue) -> Option<String> {
+    match v {
+        PyValue::None => Some("null".into()),
+        PyValue::Bool(b) => Some(b.to_string()),
+        PyValue::Int(i) => Some(i.to_string()),
+        PyValue::Float(bits) if f64::from_bits(*bits).is_finite() => Some(format!("{:?}", f64::from_bits(*bits))),
+        PyValue::Str(s) => Some(quoted(s)),
+        _ => None,
+    }
+}
+
+fn lint_value(lints: &mut Vec<Problem>, kind: &str, key: &LegacyKey, value: &PyValue, view: View<'_>) {
+    let mut push = |message: String, help: String| {
+        lints.push(Problem {
+            message,
+            help: Some(help),
+            span: view.span(),
+        })
+    };
+    match value {
+        PyValue::Str(s) if &**s == "*" && kind == "arg_not_contains" => push(
+            "`\"*\"` in `arg_not_contains` is the text `*`, not a wildcard".into(),
+            format!(
+                "only `arg_contains` and `session_context` read `\"*\"` as \"present\", as in the original server; for \"no `{key}` argument\" write `condition: '!{}'`",
+                has_arg(key)
+            ),
+        ),
+        PyValue::Str(s) => {
+            if let Some((message, cond)) = suspicious(kind, key, s) {
+                push(
+                    message,
+                    format!(
+                        "legacy values are compared for equality, as in the original server; the equivalent in the current format is `{cond}`"
+                    ),
+                );
+            }
+        }
+        PyValue::List(items) if !items.is_empty() => {
+            if let Some(literals) = items.iter().map(cel_literal).collect::<Option<Vec<_>>>() {
+                let test = format!("{} in [{}]", lhs(kind, key), literals.join(", "));
+                push(
+                    format!("`{key}` is compared with the whole list, not with each of its items"),
+                    format!(
+                        "the original server compared lists for equality; if any of the items was meant, the current format says `{}`",
+                        condition_for(kind, key, &test)
+                    ),
+                );
+            }
+        }
+        _ => {}
+    }
+    // Plain values that YAML 1.1 reads other than as YAML 1.2 (and most
+    // readers) would.
+    if let Some(text) = view.plain_text() {
+        let body = text.trim_start_matches(['-', '+']);
+        let surprising = match value {
+            PyValue::Bool(_) => !matches!(text.to_ascii_lowercase().as_str(), "true" | "false"),
+            PyValue::Int(_) | PyValue::BigInt { .. } => {
+                text.contains([':', '_'])
+                    || (body.len() > 1 && body.starts_with('0') && !body.starts_with("0x") && !body.starts_with("0b"))
+            }
+            PyValue::Float(_) => text.contains([':', '_']),
+            PyValue::Opaque(_) => true,
+            _ => false,
+        };
+        if surprising {
+            push(
+                format!(
+                    "the plain value `{text}` is read as {} ({value}), not as text",
+                    value.kind()
+                ),
+                format!(
+                    "the original server's YAML 1.1 loader read it so, and Tame does too; quote it (`\"{text}\"`) to compare text"
+                ),
+            );
+        }
+    }
+}
+
+/// If a legacy text value looks like it meant a regex, a range or a time
+/// window, the message and the equivalent `condition`.
+pub(crate) fn suspicious(kind: &str, key: &LegacyKey, value: &str) -> Option<(String, String)> {
+    let lhs = lhs(kind, key);
     let v = value.trim();
-    // Ranges: >50, >= 10, <3, <=7.5, 10-20 / 10..20
+    // Ranges: >50, >= 10, <3, <=7.5, 10-20
     for op in [">=", "<=", ">", "<"] {
         if let Some(num) = v.strip_prefix(op)
             && num.trim().parse::<f64>().is_ok()
         {
             return Some((
-                format!("legacy value `{value}` is compared as text, not as a range"),
-                format!("condition: '{lhs} {op} {}'", num.trim()),
+                format!("legacy value `{value}` is compared for equality, not as a range"),
+                condition_for(kind, key, &format!("{lhs} {op} {}", num.trim())),
             ));
         }
     }
     let time = |s: &str| {
         let s = s.trim();
-        let (h, m) = s.split_once(':').unwrap_or((s, "00"));
-        let ok = h.len() <= 2
-            && m.len() == 2
-            && h.parse::<u8>().is_ok_and(|h| h < 24)
-            && m.parse::<u8>().is_ok_and(|m| m < 60);
-        ok && s.contains(':')
+        let Some((h, m)) = s.split_once(':') else {
+            return false;
+        };
+        h.len() <= 2 && m.len() == 2 && h.parse::<u8>().is_ok_and(|h| h < 24) && m.parse::<u8>().is_ok_and(|m| m < 60)
     };
     if let Some((a, b)) = v.split_once('-') {
         if time(a) && time(b) {
+            let minutes = r#"now.getHours("UTC") * 60 + now.getMinutes("UTC")"#;
             return Some((
-                format!("legacy value `{value}` is compared as text, not as a time window"),
+                format!("legacy value `{value}` is compared for equality, not as a time window"),
                 format!(
-                    "condition: 'now.getHours(\"UTC\") * 60 + now.getMinutes(\"UTC\") >= {} and now.getHours(\"UTC\") * 60 + now.getMinutes(\"UTC\") < {}'",
-                    minutes(a),
-                    minutes(b)
+                    "condition: '{minutes} >= {} and {minutes} < {}'",
+                    clock_minutes(a),
+                    clock_minutes(b)
                 ),
             ));
         }
         if a.trim().parse::<f64>().is_ok() && b.trim().parse::<f64>().is_ok() {
             return Some((
-                format!("legacy value `{value}` is compared as text, not as a range"),
-                format!("condition: '{lhs} >= {} and {lhs} <= {}'", a.trim(), b.trim()),
+                format!("legacy value `{value}` is compared for equality, not as a range"),
+                condition_for(kind, key, &format!("{lhs} >= {} and {lhs} <= {}", a.trim(), b.trim())),
             ));
         }
     }
-    let regexy = v.starts_with('^')
+    let alternation = v.split('|').count() > 1 && v.split('|').all(|part| !part.is_empty());
+    let regexy = alternation
+        || v.starts_with('^')
         || v.ends_with('$')
         || v.contains(".*")
         || v.contains(".+")
@@ -216,23 +1070,17 @@ pub(crate) fn suspicious(kind: &str, key: &str, value: &str) -> Option<(String, 
         || v.contains("\\w")
         || v.contains("\\s")
         || v.contains("\\.")
-        || (v.contains('[') && v.contains(']'))
-        || (v.contains('(') && v.contains('|') && v.contains(')'));
+        || (v.contains('[') && v.contains(']'));
     if regexy && regex::Regex::new(v).is_ok() {
-        let cond = if kind == "arg_not_contains" {
-            format!("condition: '!{lhs}.matches({})'", quoted(v))
-        } else {
-            format!("condition: '{lhs}.matches({})'", quoted(v))
-        };
         return Some((
-            format!("legacy value `{value}` looks like a regex but is compared as text"),
-            cond,
+            format!("legacy value `{value}` looks like a regex but is compared for equality"),
+            condition_for(kind, key, &format!("{lhs}.matches({})", quoted(v))),
         ));
     }
     None
 }
 
-fn minutes(t: &str) -> u32 {
+fn clock_minutes(t: &str) -> u32 {
     let (h, m) = t.trim().split_once(':').unwrap_or((t, "0"));
     h.parse::<u32>().unwrap_or(0) * 60 + m.parse::<u32>().unwrap_or(0)
 }
@@ -242,81 +1090,113 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn req(args: serde_json::Value, meta: serde_json::Value) -> Request {
-        Request::from_call_json(&json!({"tool_name": "t", "tool_args": args, "metadata": meta, "agent_id": "a1"}))
-            .unwrap()
+    fn py(text: &str) -> PyValue {
+        resolve_plain(text).unwrap()
+    }
+
+    fn float(f: f64) -> PyValue {
+        PyValue::Float(f.to_bits())
+    }
+
+    fn s(text: &str) -> PyValue {
+        PyValue::Str(Arc::from(text))
     }
 
     #[test]
-    fn arg_contains_is_a_substring_of_the_argument_text() {
-        let c = LegacyCheck::ArgContains {
-            key: "path".into(),
-            needles: vec!["/etc".into()],
-        };
-        assert!(c.eval(&req(json!({"path": "/etc/hosts"}), json!({}))));
-        assert!(c.eval(&req(json!({"path": "/home/etc"}), json!({}))));
-        assert!(!c.eval(&req(json!({"file": "/etc/hosts"}), json!({}))));
-        assert!(!c.eval(&req(json!({"path": "/usr"}), json!({}))));
-        let n = LegacyCheck::ArgContains {
-            key: "n".into(),
-            needles: vec!["42".into()],
-        };
-        assert!(n.eval(&req(json!({"n": 1422}), json!({}))));
-        let any = LegacyCheck::ArgContains {
-            key: "p".into(),
-            needles: vec!["a".into(), "z".into()],
-        };
-        assert!(any.eval(&req(json!({"p": "xyz"}), json!({}))));
+    fn plain_scalars_resolve_as_yaml_1_1() {
+        assert_eq!(py("yes"), PyValue::Bool(true));
+        assert_eq!(py("Off"), PyValue::Bool(false));
+        assert_eq!(py("y"), s("y"));
+        assert_eq!(py("0755"), PyValue::Int(493));
+        assert_eq!(py("0o17"), s("0o17"));
+        assert_eq!(py("0x1F"), PyValue::Int(31));
+        assert_eq!(py("-0b101"), PyValue::Int(-5));
+        assert_eq!(py("1_000"), PyValue::Int(1000));
+        assert_eq!(py("1:30"), PyValue::Int(90));
+        assert_eq!(py("0:30"), s("0:30"));
+        assert_eq!(py("09"), s("09"));
+        assert_eq!(py("1:30.5"), float(90.5));
+        assert_eq!(py("1e3"), s("1e3"));
+        assert_eq!(py("1.0e+3"), float(1000.0));
+        assert_eq!(py("1."), float(1.0));
+        assert_eq!(py(".5"), float(0.5));
+        assert_eq!(py("-.5"), s("-.5"));
+        assert_eq!(py("-.inf"), float(f64::NEG_INFINITY));
+        assert_eq!(py("~"), PyValue::None);
+        assert_eq!(py(""), PyValue::None);
+        assert_eq!(py("2024-01-01"), PyValue::Opaque("a date"));
+        assert_eq!(py("2001-12-14t21:59:43.10-05:00"), PyValue::Opaque("a timestamp"));
+        assert_eq!(py("hello"), s("hello"));
+        assert!(resolve_plain("0b_").is_err());
+        assert!(resolve_plain("2024-02-30").is_err());
+        assert!(resolve_plain("<<").is_err());
     }
 
     #[test]
-    fn arg_not_contains_holds_for_missing_args() {
-        let c = LegacyCheck::ArgNotContains {
-            key: "path".into(),
-            needles: vec!["/etc".into()],
+    fn ints_beyond_128_bits_keep_their_exact_float() {
+        // 2^128 is a float exactly; 2^128 + 1 is none.
+        let PyValue::BigInt { as_float, .. } = py("340282366920938463463374607431768211456") else {
+            panic!("not a big int")
         };
-        assert!(c.eval(&req(json!({}), json!({}))));
-        assert!(c.eval(&req(json!({"path": "/usr"}), json!({}))));
-        assert!(!c.eval(&req(json!({"path": "/etc/x"}), json!({}))));
+        assert_eq!(as_float.map(f64::from_bits), Some(2f64.powi(128)));
+        let PyValue::BigInt { as_float, .. } = py("340282366920938463463374607431768211457") else {
+            panic!("not a big int")
+        };
+        assert_eq!(as_float, None);
+        assert_eq!(py("170141183460469231731687303715884105727"), PyValue::Int(i128::MAX));
     }
 
     #[test]
-    fn session_context_merges_ids_and_metadata() {
-        let role = LegacyCheck::ContextEquals {
-            key: "user_role".into(),
-            expected: Some(LegacyScalar::Str("admin".into())),
-        };
-        assert!(role.eval(&req(json!({}), json!({"user_role": "admin"}))));
-        assert!(!role.eval(&req(json!({}), json!({"user_role": "dev"}))));
-        assert!(!role.eval(&req(json!({}), json!({}))));
-        let agent = LegacyCheck::ContextEquals {
-            key: "agent_id".into(),
-            expected: None,
-        };
-        assert!(agent.eval(&req(json!({}), json!({}))));
-        let user = LegacyCheck::ContextEquals {
-            key: "user_id".into(),
-            expected: None,
-        };
-        assert!(!user.eval(&req(json!({}), json!({}))));
-        let level = LegacyCheck::ContextEquals {
-            key: "level".into(),
-            expected: Some(LegacyScalar::Num("3".into())),
-        };
-        assert!(level.eval(&req(json!({}), json!({"level": 3.0}))));
-        assert!(!level.eval(&req(json!({}), json!({"level": "3"}))));
+    fn equality_is_pythons() {
+        let eq = |call: serde_json::Value, yaml: &str| py_equals(&crate::json_to_value(&call), &py(yaml));
+        assert!(eq(json!(1), "1.0"));
+        assert!(eq(json!(1.0), "1"));
+        assert!(eq(json!(true), "1"));
+        assert!(eq(json!(false), "0.0"));
+        assert!(eq(json!(true), "yes"));
+        assert!(!eq(json!("1"), "1"));
+        assert!(!eq(json!(9_007_199_254_740_993_i64), "9007199254740992.0"));
+        assert!(eq(json!(9_007_199_254_740_992_i64), "9007199254740992.0"));
+        assert!(eq(json!(-0.0), "0"));
+        assert!(!eq(json!(1.0), ".nan"));
+        assert!(eq(json!(null), "~"));
+        assert!(!eq(json!(null), "0"));
+        assert!(!eq(json!("2024-01-01"), "2024-01-01"));
+        assert!(eq(
+            json!(3.402_823_669_209_385e38),
+            "340282366920938463463374607431768211456"
+        ));
+        assert!(!eq(json!(u64::MAX), "18446744073709551616"));
+        let list = PyValue::List(vec![PyValue::Int(1), PyValue::Bool(true)]);
+        assert!(py_equals(&crate::json_to_value(&json!([1.0, 1])), &list));
+        assert!(!py_equals(&crate::json_to_value(&json!([1])), &list));
+        let dict = PyValue::Dict(vec![(s("a"), PyValue::Int(1))]);
+        assert!(py_equals(&crate::json_to_value(&json!({"a": true})), &dict));
+        assert!(!py_equals(&crate::json_to_value(&json!({"a": 1, "b": 1})), &dict));
+        let int_key = PyValue::Dict(vec![(PyValue::Int(1), s("a"))]);
+        assert!(!py_equals(&crate::json_to_value(&json!({"1": "a"})), &int_key));
     }
 
     #[test]
     fn suspicious_values_get_an_equivalent_condition() {
-        let (m, c) = suspicious("arg_contains", "amount", ">50").unwrap();
+        let key = |k: &str| LegacyKey::Str(Arc::from(k));
+        let (m, c) = suspicious("arg_contains", &key("amount"), ">50").unwrap();
         assert!(m.contains("range"));
         assert_eq!(c, "condition: 'args.amount > 50'");
-        let (_, c) = suspicious("arg_contains", "path", "^/etc/.*").unwrap();
-        assert_eq!(c, "condition: 'args.path.matches(\"^/etc/.*\")'");
-        let (m, _) = suspicious("session_context", "hours", "09:00-17:00").unwrap();
+        let (_, c) = suspicious("arg_contains", &key("path"), "^/etc/.*").unwrap();
+        assert_eq!(c, r#"condition: 'args.path.matches("^/etc/.*")'"#);
+        let (_, c) = suspicious("arg_not_contains", &key("query"), "password|secret").unwrap();
+        assert_eq!(
+            c,
+            r#"condition: '!has(args.query) || !(args.query.matches("password|secret"))'"#
+        );
+        let (_, c) = suspicious("arg_contains", &key("file-name"), "^x$").unwrap();
+        assert_eq!(c, r#"condition: 'args["file-name"].matches("^x$")'"#);
+        let (_, c) = suspicious("session_context", &key("tier"), "1-3").unwrap();
+        assert_eq!(c, "condition: 'metadata.tier >= 1 and metadata.tier <= 3'");
+        let (m, _) = suspicious("session_context", &key("hours"), "09:00-17:00").unwrap();
         assert!(m.contains("time window"));
-        assert!(suspicious("arg_contains", "path", "/etc").is_none());
-        assert!(suspicious("arg_contains", "path", "file.txt").is_none());
+        assert!(suspicious("arg_contains", &key("path"), "/etc").is_none());
+        assert!(suspicious("arg_contains", &key("path"), "file.txt").is_none());
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::compile::{CondSpec, RuleSpec, is_glob, tool_glob};
 use crate::diag::{Reporter, Severity, line_col};
 use crate::facade::Action;
-use crate::legacy::{self, LegacyCheck};
+use crate::legacy;
 use crate::locate::{self, YNode};
 use crate::model::{ConditionText, FastRule, FileModel, LegacyRuleModel, RuleModel, TestModel, scalar_text};
 use crate::policy::{PolicyTest, RuleInfo};
@@ -541,80 +541,23 @@ fn legacy_rule(
     let name_valid = name_ok(r, &m.name, node);
     let action = action_of(r, &m.action, node, &m.name);
     let tools = tools_of(r, m.tools, node, &m.name);
-    let conds = m.conditions.unwrap_or_default();
-    let cnode = node.and_then(|n| n.get("conditions"));
-    let mut checks = Vec::new();
-    let mut ok = true;
-    let sections = [
-        ("arg_contains", conds.arg_contains),
-        ("arg_not_contains", conds.arg_not_contains),
-        ("session_context", conds.session_context),
-    ];
-    for (kind, map) in sections {
-        let Some(map) = map else { continue };
-        let knode = cnode.and_then(|n| n.get(kind));
-        for (key, value) in map {
-            let vnode = knode.and_then(|n| n.get(&key));
-            let span = vnode.map(YNode::span);
-            let texts: Vec<String> = match kind {
-                "session_context" => match legacy::context_scalar(&value) {
-                    Ok(expected) => {
-                        let text = match &expected {
-                            Some(legacy::LegacyScalar::Str(s)) => vec![s.clone()],
-                            _ => Vec::new(),
-                        };
-                        checks.push(LegacyCheck::ContextEquals {
-                            key: Arc::from(key.as_str()),
-                            expected,
-                        });
-                        text
-                    }
-                    Err(msg) => {
-                        r.error(format!("`{kind}.{key}`: {msg}"), span, Some(&m.name), None);
-                        ok = false;
-                        continue;
-                    }
-                },
-                _ => match legacy::needles(&value) {
-                    Ok(needles) => {
-                        let key = Arc::from(key.as_str());
-                        checks.push(if kind == "arg_contains" {
-                            LegacyCheck::ArgContains {
-                                key,
-                                needles: needles.clone(),
-                            }
-                        } else {
-                            LegacyCheck::ArgNotContains {
-                                key,
-                                needles: needles.clone(),
-                            }
-                        });
-                        needles
-                    }
-                    Err(msg) => {
-                        r.error(format!("`{kind}.{key}`: {msg}"), span, Some(&m.name), None);
-                        ok = false;
-                        continue;
-                    }
-                },
-            };
-            for text in texts {
-                if let Some((message, cond)) = legacy::suspicious(kind, &key, &text) {
-                    let d = r.make(
-                        Severity::Warning,
-                        message,
-                        span.clone(),
-                        None,
-                        Some(&m.name),
-                        Some(format!(
-                            "legacy values are matched literally; the equivalent in the current format is `{cond}`"
-                        )),
-                    );
-                    warnings.push(d);
-                }
-            }
-        }
+    let conds = legacy::read_conditions(node.and_then(|n| n.get("conditions")), m.conditions.as_ref());
+    let ok = conds.errors.is_empty();
+    for e in conds.errors {
+        r.error(e.message, e.span, Some(&m.name), e.help);
     }
+    for lint in conds.lints {
+        let d = r.make(
+            Severity::Warning,
+            lint.message,
+            lint.span,
+            None,
+            Some(&m.name),
+            lint.help,
+        );
+        warnings.push(d);
+    }
+    let checks = conds.checks;
     let spec = RuleSpec {
         name: Arc::from(m.name.as_str()),
         action: action?,

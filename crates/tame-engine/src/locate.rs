@@ -13,21 +13,26 @@ use saphyr_parser::{Event, Parser, ScalarStyle};
 /// Nesting deeper than this is refused (the tree is only for positions).
 const MAX_DEPTH: usize = 128;
 
-/// A YAML node with its byte span in the file.
+/// A YAML node with its byte span in the file, and its explicit tag
+/// (`!!str`, `!custom`) if it has one, as handle and suffix
+/// (`tag:yaml.org,2002:str`).
 #[derive(Debug)]
 pub(crate) enum YNode {
     Scalar {
         value: String,
         style: ScalarStyle,
         span: Range<usize>,
+        tag: Option<Box<str>>,
     },
     Seq {
         items: Vec<YNode>,
         span: Range<usize>,
+        tag: Option<Box<str>>,
     },
     Map {
         entries: Vec<(YNode, YNode)>,
         span: Range<usize>,
+        tag: Option<Box<str>>,
     },
     Alias {
         span: Range<usize>,
@@ -102,8 +107,12 @@ impl CharIndex {
 }
 
 enum Frame {
-    Seq(Vec<YNode>, usize),
-    Map(Vec<(YNode, YNode)>, Option<YNode>, usize),
+    Seq(Vec<YNode>, usize, Option<Box<str>>),
+    Map(Vec<(YNode, YNode)>, Option<YNode>, usize, Option<Box<str>>),
+}
+
+fn tag_text(tag: Option<&saphyr_parser::Tag>) -> Option<Box<str>> {
+    tag.map(|t| format!("{}{}", t.handle, t.suffix).into_boxed_str())
 }
 
 /// Parses `text` into a located tree of its first document. A YAML syntax
@@ -117,34 +126,37 @@ pub(crate) fn parse(text: &str) -> Result<Option<YNode>, (String, usize)> {
         let start = idx.byte(span.start.index());
         let end = idx.byte(span.end.index()).max(start);
         let node = match event {
-            Event::Scalar(value, style, _, _) => YNode::Scalar {
+            Event::Scalar(value, style, _, tag) => YNode::Scalar {
                 value: value.into_owned(),
                 style,
                 span: start..end,
+                tag: tag_text(tag.as_deref()),
             },
             Event::Alias(_) => YNode::Alias { span: start..end },
             Event::SequenceStart(..) | Event::MappingStart(..) => {
                 if stack.len() >= MAX_DEPTH {
                     return Err(("nesting is too deep".into(), start));
                 }
-                stack.push(if matches!(event, Event::SequenceStart(..)) {
-                    Frame::Seq(Vec::new(), start)
-                } else {
-                    Frame::Map(Vec::new(), None, start)
+                stack.push(match event {
+                    Event::SequenceStart(_, tag) => Frame::Seq(Vec::new(), start, tag_text(tag.as_deref())),
+                    Event::MappingStart(_, tag) => Frame::Map(Vec::new(), None, start, tag_text(tag.as_deref())),
+                    _ => continue,
                 });
                 continue;
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq(items, s)) => YNode::Seq {
+                Some(Frame::Seq(items, s, tag)) => YNode::Seq {
                     items,
                     span: s..end.max(s),
+                    tag,
                 },
                 _ => return Err(("unbalanced sequence".into(), start)),
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map(entries, _, s)) => YNode::Map {
+                Some(Frame::Map(entries, _, s, tag)) => YNode::Map {
                     entries,
                     span: s..end.max(s),
+                    tag,
                 },
                 _ => return Err(("unbalanced mapping".into(), start)),
             },
@@ -152,8 +164,8 @@ pub(crate) fn parse(text: &str) -> Result<Option<YNode>, (String, usize)> {
             _ => continue,
         };
         match stack.last_mut() {
-            Some(Frame::Seq(items, _)) => items.push(node),
-            Some(Frame::Map(entries, pending, _)) => match pending.take() {
+            Some(Frame::Seq(items, ..)) => items.push(node),
+            Some(Frame::Map(entries, pending, ..)) => match pending.take() {
                 Some(k) => entries.push((k, node)),
                 None => *pending = Some(node),
             },
@@ -169,7 +181,7 @@ pub(crate) fn parse(text: &str) -> Result<Option<YNode>, (String, usize)> {
 /// the file, following the scalar's style: plain and quoted scalars exactly
 /// (escapes, `''`, line folding), block scalars on a best-effort basis.
 pub(crate) fn scalar_offset(text: &str, node: &YNode, decoded_offset: usize) -> usize {
-    let YNode::Scalar { value, style, span } = node else {
+    let YNode::Scalar { value, style, span, .. } = node else {
         return node.span().start;
     };
     let raw = text.get(span.clone()).unwrap_or("");

@@ -8,7 +8,6 @@
 //! files, so the loader first tries [`FastRule`]s straight from the text;
 //! the value path runs only when that fails, and reports the errors.
 
-use indexmap::IndexMap;
 use serde::Deserialize;
 
 /// The top level of a policy file.
@@ -221,22 +220,12 @@ pub(crate) struct LegacyRuleModel {
     pub action: String,
     #[serde(default)]
     pub tools: Option<Tools>,
+    /// Read by `crate::legacy::read_conditions`, as the original server
+    /// read it (YAML 1.1 values, its errors).
     #[serde(default)]
-    pub conditions: Option<LegacyConditionsModel>,
+    pub conditions: Option<serde_yaml::Value>,
     #[serde(default)]
     pub description: Option<String>,
-}
-
-/// The legacy `conditions:` map.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LegacyConditionsModel {
-    #[serde(default)]
-    pub arg_contains: Option<IndexMap<String, serde_yaml::Value>>,
-    #[serde(default)]
-    pub arg_not_contains: Option<IndexMap<String, serde_yaml::Value>>,
-    #[serde(default)]
-    pub session_context: Option<IndexMap<String, serde_yaml::Value>>,
 }
 
 /// A test case kept in the policy file.

@@ -214,6 +214,8 @@ fn default_reason_and_rule_reason_follow_the_original_server() {
 
 #[test]
 fn legacy_format_loads_unchanged_and_decides_as_before() {
+    // Values are compared for equality (`tests/legacy.rs` has the full
+    // semantics, checked against the original's Python).
     let src = r#"
 version: "1.0"
 description: legacy
@@ -224,7 +226,7 @@ rules:
     tools: ["read_file", "write_file"]
     conditions:
       arg_contains:
-        path: "/etc"
+        path: "/etc/passwd"
   - name: admin_deletes
     action: allow
     tools: ["delete_file"]
@@ -237,7 +239,7 @@ rules:
     tools: ["write_file"]
     conditions:
       arg_not_contains:
-        path: ".."
+        mode: overwrite
   - name: reads
     action: allow
     tools: ["read_file"]
@@ -246,18 +248,22 @@ rules:
     assert!(p.info().legacy);
     assert_eq!(p.info().version, "1.0");
     let ev = |c: serde_json::Value| p.evaluate(&Request::from_call_json(&c).unwrap(), &NoFacts);
-    let d = ev(json!({"tool_name": "read_file", "tool_args": {"path": "/etc/hosts"}}));
+    let d = ev(json!({"tool_name": "read_file", "tool_args": {"path": "/etc/passwd"}}));
     assert_eq!((d.action, &*d.reason), (Action::Deny, "Matched rule: block_etc"));
-    let d = ev(json!({"tool_name": "read_file", "tool_args": {"path": "/home/a"}}));
+    // Equality, not a substring test.
+    let d = ev(json!({"tool_name": "read_file", "tool_args": {"path": "/etc/passwd.bak"}}));
     assert_eq!(d.rule_name.as_deref(), Some("reads"));
     let d =
         ev(json!({"tool_name": "delete_file", "tool_args": {}, "user_id": "u1", "metadata": {"user_role": "admin"}}));
     assert_eq!(d.action, Action::Allow);
+    // The original's session context always had `user_id` (null here).
     let d = ev(json!({"tool_name": "delete_file", "tool_args": {}, "metadata": {"user_role": "admin"}}));
+    assert_eq!(d.rule_name.as_deref(), Some("admin_deletes"));
+    let d = ev(json!({"tool_name": "delete_file", "tool_args": {}, "metadata": {"user_role": "dev"}}));
     assert_eq!((d.action, &*d.reason), (Action::Deny, "No matching policy rule found"));
-    let d = ev(json!({"tool_name": "write_file", "tool_args": {"path": "../x"}}));
-    assert_eq!(d.action, Action::Deny);
-    let d = ev(json!({"tool_name": "write_file", "tool_args": {"path": "x"}}));
+    let d = ev(json!({"tool_name": "write_file", "tool_args": {"path": "x", "mode": "overwrite"}}));
+    assert_eq!((d.action, d.rule_name.as_deref()), (Action::Deny, None));
+    let d = ev(json!({"tool_name": "write_file", "tool_args": {"path": "x", "mode": "append"}}));
     assert_eq!(d.rule_name.as_deref(), Some("safe_writes"));
 }
 
