@@ -4,8 +4,8 @@
 use std::fmt;
 use std::ops::Range;
 
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource};
 use serde::Serialize;
+use tame_lang::{LineIndex, Snippet};
 
 /// How bad a diagnostic is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -87,14 +87,7 @@ impl fmt::Display for PolicyError {
 impl std::error::Error for PolicyError {}
 
 /// 1-based line and column (in characters) of a byte offset in `text`.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = floor_char_boundary(text, offset.min(text.len()));
-    let before = text.get(..offset).unwrap_or("");
-    let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
-    (line, column)
-}
+pub use tame_lang::line_col;
 
 pub(crate) fn floor_char_boundary(text: &str, mut i: usize) -> usize {
     while i > 0 && !text.is_char_boundary(i) {
@@ -107,7 +100,8 @@ pub(crate) fn floor_char_boundary(text: &str, mut i: usize) -> usize {
 #[derive(Debug)]
 pub(crate) struct Reporter<'a> {
     pub file: &'a str,
-    pub text: &'a str,
+    /// Lines of `text`, so each diagnostic is placed without rescanning it.
+    lines: LineIndex<'a>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -115,7 +109,7 @@ impl<'a> Reporter<'a> {
     pub fn new(file: &'a str, text: &'a str) -> Self {
         Reporter {
             file,
-            text,
+            lines: LineIndex::new(text),
             diagnostics: Vec::new(),
         }
     }
@@ -135,14 +129,22 @@ impl<'a> Reporter<'a> {
         help: Option<String>,
     ) -> Diagnostic {
         let (line, column) = match &span {
-            Some(s) => line_col(self.text, s.start),
+            Some(s) => self.lines.line_col(s.start),
             None => (0, 0),
         };
         let headline = match rule {
             Some(r) => format!("{message} (rule `{r}`)"),
             None => message.clone(),
         };
-        let rendered = render(self.file, self.text, severity, &headline, span, label, help.as_deref());
+        let rendered = render(
+            self.file,
+            &self.lines,
+            severity,
+            &headline,
+            span,
+            label,
+            help.as_deref(),
+        );
         Diagnostic {
             severity,
             message,
@@ -165,20 +167,13 @@ impl<'a> Reporter<'a> {
 /// same on every terminal and in JSON.
 pub(crate) fn render(
     file: &str,
-    text: &str,
+    lines: &LineIndex<'_>,
     severity: Severity,
     message: &str,
     span: Option<Range<usize>>,
     label: Option<String>,
     help: Option<&str>,
 ) -> String {
-    let mut diag = MietteDiagnostic::new(message.to_owned()).with_severity(match severity {
-        Severity::Error => miette::Severity::Error,
-        Severity::Warning => miette::Severity::Warning,
-    });
-    if let Some(h) = help {
-        diag = diag.with_help(h.to_owned());
-    }
     let Some(span) = span else {
         let (word, _) = severity_word(severity);
         let mut out = format!("{word}: {file}: {message}");
@@ -188,26 +183,33 @@ pub(crate) fn render(
         }
         return out;
     };
+    let text = lines.text();
     let start = floor_char_boundary(text, span.start.min(text.len()));
     let end = floor_char_boundary(text, span.end.clamp(start, text.len()));
     // A zero-width caret still shows; make it one character when possible.
-    let len = if end > start {
-        end - start
+    let end = if end > start {
+        end
     } else {
-        text.get(start..)
-            .and_then(|s| s.chars().next())
-            .map_or(0, char::len_utf8)
+        start
+            + text
+                .get(start..)
+                .and_then(|s| s.chars().next())
+                .map_or(0, char::len_utf8)
     };
-    diag = diag.with_label(LabeledSpan::new(label, start, len));
-    let report = miette::Report::new(diag).with_source_code(NamedSource::new(file, text.to_owned()));
-    let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor()).with_width(100);
-    let mut out = String::new();
-    if handler.render_report(&mut out, report.as_ref()).is_err() {
-        let (line, col) = line_col(text, start);
-        let (word, _) = severity_word(severity);
-        out = format!("{word}: {file}:{line}:{col}: {message}");
-    }
-    out
+    tame_lang::render_snippet(
+        lines,
+        &Snippet {
+            file_name: file,
+            message,
+            severity: match severity {
+                Severity::Error => miette::Severity::Error,
+                Severity::Warning => miette::Severity::Warning,
+            },
+            span: start..end,
+            label: label.as_deref(),
+            help,
+        },
+    )
 }
 
 fn severity_word(s: Severity) -> (&'static str, ()) {
@@ -236,7 +238,7 @@ mod tests {
         let start = text.find("allw").unwrap_or(0);
         let out = render(
             "p.yml",
-            text,
+            &LineIndex::new(text),
             Severity::Error,
             "unknown action `allw`",
             Some(start..start + 4),

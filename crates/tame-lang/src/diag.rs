@@ -4,10 +4,10 @@
 
 use std::fmt;
 
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource};
 use serde::Serialize;
 
 use crate::ast::Span;
+pub use crate::snippet::{LineIndex, SNIPPET_COLUMNS, SNIPPET_SPAN_LINES, Snippet, render_snippet};
 
 /// The 1-based line and column (in characters) of `byte_offset` in `text`.
 ///
@@ -139,26 +139,17 @@ fn placed(span: Span, text: &str, offset: usize) -> (usize, usize) {
 
 fn render(parts: Parts<'_>, file_name: &str, file_text: &str, offset: usize) -> String {
     let (start, end) = placed(parts.span, file_text, offset);
-    let (line, column) = line_col(file_text, start);
-    let label = parts.label.map(str::to_owned).or_else(|| Some("here".to_owned()));
-    let mut diagnostic =
-        MietteDiagnostic::new(parts.message.to_owned()).with_label(LabeledSpan::new_with_span(label, start..end));
-    if let Some(help) = parts.help {
-        diagnostic = diagnostic.with_help(help.to_owned());
-    }
-    let report = miette::Report::new(diagnostic).with_source_code(NamedSource::new(file_name, file_text.to_owned()));
-    let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
-        .with_width(100)
-        .without_syntax_highlighting();
-    let mut out = String::new();
-    if handler.render_report(&mut out, report.as_ref()).is_err() {
-        out.clear();
-    }
-    if out.is_empty() {
-        // miette could not render: fall back to a one-line form.
-        out = format!("{file_name}:{line}:{column}: {}", parts.message);
-    }
-    out
+    render_snippet(
+        &LineIndex::new(file_text),
+        &Snippet {
+            file_name,
+            message: parts.message,
+            severity: miette::Severity::Error,
+            span: start..end,
+            label: Some(parts.label.unwrap_or("here")),
+            help: parts.help,
+        },
+    )
 }
 
 fn plain(parts: Parts<'_>, file_text: &str, offset: usize) -> PlainDiagnostic {

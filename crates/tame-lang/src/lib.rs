@@ -17,13 +17,15 @@ pub mod diag;
 mod parser;
 mod pretty;
 mod print;
+pub mod reference;
 mod registry;
+mod snippet;
 pub mod value;
 
 pub use ast::{BinaryOp, Comprehension, Expr, ExprKind, Literal, MacroKind, Span, UnaryOp};
 pub use check::{CheckEnv, check};
-pub use diag::{CheckError, ParseError, PlainDiagnostic, line_col};
+pub use diag::{CheckError, LineIndex, ParseError, PlainDiagnostic, Snippet, line_col, render_snippet};
 pub use parser::{MAX_DEPTH, MAX_NESTING, MAX_SOURCE_LEN, is_reserved, parse};
 pub use pretty::{pretty, pretty_lines};
-pub use registry::{Overload, Registry, RegistryError};
+pub use registry::{FunctionDoc, Overload, Registry, RegistryError};
 pub use value::{HostFn, Key, Type, Value, ValueMap};

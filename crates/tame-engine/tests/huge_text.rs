@@ -1,0 +1,96 @@
+//! Policies with huge conditions and long lines: a clean error naming the
+//! rule and a bounded rendering, never a panic in the renderer (miette's
+//! underline padding panics past 65,535 columns).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests"
+)]
+use tame_engine::*;
+
+fn policy_with_condition(cond: &str) -> String {
+    format!("version: \"1\"\nrules:\n  - name: huge_rule\n    action: deny\n    condition: '{cond}'\n")
+}
+
+/// The only error of `src`, which must fail to load.
+fn only_error(src: &str) -> Diagnostic {
+    let err = match Policy::from_yaml(src, "policies.yml") {
+        Ok(_) => panic!("the policy loaded"),
+        Err(e) => e,
+    };
+    let errors: Vec<&Diagnostic> = err.errors().collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    errors[0].clone()
+}
+
+/// A rendering shows a cropped line, not the whole text.
+fn assert_bounded(d: &Diagnostic) {
+    assert!(d.rendered.len() < 2_000, "{} bytes:\n{}", d.rendered.len(), d.rendered);
+    assert!(d.rendered.contains('…'), "{}", d.rendered);
+}
+
+#[test]
+fn a_condition_over_64_kib_is_an_error_naming_the_rule() {
+    let src = policy_with_condition(&format!("args.x == \"{}\"", "a".repeat(70_000)));
+    let d = only_error(&src);
+    assert_eq!(d.rule.as_deref(), Some("huge_rule"));
+    assert!(d.message.contains("is too long"), "{}", d.message);
+    assert!(d.message.contains("the limit is 65536"), "{}", d.message);
+    assert!(d.rendered.contains("(rule `huge_rule`)"), "{}", d.rendered);
+    assert!(d.rendered.contains("policies.yml:5:"), "{}", d.rendered);
+    assert_bounded(&d);
+}
+
+#[test]
+fn a_condition_of_many_or_terms_over_64_kib_is_an_error() {
+    let terms: Vec<String> = (0..6_000).map(|i| format!("args.x == \"{i}\"")).collect();
+    let src = policy_with_condition(&terms.join(" or "));
+    assert!(src.len() > 64 * 1024);
+    let d = only_error(&src);
+    assert_eq!(d.rule.as_deref(), Some("huge_rule"));
+    assert!(d.message.contains("is too long"), "{}", d.message);
+    assert_bounded(&d);
+}
+
+#[test]
+fn an_error_past_column_65535_of_a_condition_renders() {
+    // Under the size limit, but tabs make the error's column pass 65,535
+    // on screen (miette expands a tab to 4 columns).
+    let cond = format!("{}nosuch == 1", "\t".repeat(20_000));
+    let d = only_error(&policy_with_condition(&cond));
+    assert!(d.message.contains("unknown identifier `nosuch`"), "{}", d.message);
+    assert_eq!((d.line, d.column), (5, 17 + 20_000));
+    assert!(d.rendered.contains("policies.yml:5:20017"), "{}", d.rendered);
+    assert!(d.rendered.contains("nosuch == 1"), "{}", d.rendered);
+    assert_bounded(&d);
+}
+
+#[test]
+fn an_error_far_along_a_long_yaml_line_renders() {
+    let src = format!(
+        "version: \"1\"\nrules:\n  - {{name: r, description: \"{}\", action: allw}}\n",
+        "d".repeat(70_000)
+    );
+    let d = only_error(&src);
+    assert_eq!(d.message, "unknown action `allw`");
+    assert!(d.column > 70_000, "{}", d.column);
+    assert!(d.rendered.contains("action: allw}"), "{}", d.rendered);
+    assert_bounded(&d);
+}
+
+#[test]
+fn a_long_check_error_after_many_lines_keeps_its_place() {
+    // Line numbers in the gutter are the file's, not the excerpt's.
+    let padding = "# comment\n".repeat(200);
+    let src = format!(
+        "{padding}version: \"1\"\nrules:\n  - name: r\n    action: deny\n    condition: '{} == nosuch'\n",
+        "1 + ".repeat(3_000) + "1"
+    );
+    let d = only_error(&src);
+    assert_eq!(d.line, 205);
+    assert!(d.rendered.contains(" 205 │ "), "{}", d.rendered);
+    assert!(d.rendered.contains(" 204 │ "), "{}", d.rendered);
+    assert_bounded(&d);
+}
