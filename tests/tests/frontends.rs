@@ -231,7 +231,7 @@ fn legacy_policy_reasons_on_every_frontend() {
             Some("allow_reads_except_env"),
         ),
         (
-            json!({"tool_name": "execute_command", "tool_args": {"command": "rm -rf /tmp/x"}, "metadata": {"role": "admin"}}),
+            json!({"tool_name": "execute_command", "tool_args": {"command": "rm", "path": "/tmp/x", "recursive": true}, "metadata": {"role": "admin"}}),
             "deny",
             Some("block_destructive_commands"),
         ),
@@ -251,9 +251,9 @@ fn legacy_policy_reasons_on_every_frontend() {
             Some("require_approval_for_deletion"),
         ),
         (
-            json!({"tool_name": "send_email", "tool_args": {"to": "a@b.example"}, "user_id": "u-42"}),
+            json!({"tool_name": "send_email", "tool_args": {"to": "a@b.example"}, "metadata": {"verified": true}}),
             "allow",
-            Some("identified_users_may_email"),
+            Some("verified_senders_may_email"),
         ),
         (
             json!({"tool_name": "send_email", "tool_args": {"to": "a@b.example"}}),

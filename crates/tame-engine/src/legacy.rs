@@ -922,7 +922,7 @@ fn quoted(s: &str) -> String {
 fn has_arg(key: &LegacyKey) -> String {
     let lhs = lhs("arg_contains", key);
     if lhs.contains('[') {
-        format!("{} in args", quoted(&key.to_string()))
+        format!("({} in args)", quoted(&key.to_string()))
     } else {
         format!("has({lhs})")
     }

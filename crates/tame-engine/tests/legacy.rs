@@ -581,3 +581,32 @@ proptest! {
         prop_assert_eq!(holds(&p, &call_with(kind, value.clone())), model, "{} v: {} against {:?}", kind, term.text, value);
     }
 }
+
+#[test]
+fn every_hinted_condition_loads_in_the_current_format() {
+    let p = load(concat!(
+        "rules:\n",
+        "  - name: r\n",
+        "    action: deny\n",
+        "    tools: [t]\n",
+        "    conditions:\n",
+        "      arg_contains: {amount: '>50', path: '^/etc/.*', file-name: 'a|b', size: '10-20', mode: [read, 1, 2.5, true, ~]}\n",
+        "      arg_not_contains: {query: 'password|secret', n: '<=3', other-key: '^x', tag: [a], path2: '*'}\n",
+        "      session_context: {hours: '09:00-17:00', tier: '1-3', agent_id: '^a.*', user_id: '[ab]', session_id: '^s'}\n",
+    ));
+    let hints: Vec<&str> = p
+        .lints()
+        .iter()
+        .filter_map(|d| {
+            let help = d.help.as_deref()?;
+            let start = help.find("condition: '")? + "condition: '".len();
+            Some(&help[start..start + help[start..].find("'`")?])
+        })
+        .collect();
+    assert_eq!(hints.len(), p.lints().len(), "{:#?}", p.lints());
+    assert_eq!(hints.len(), 15, "{hints:#?}");
+    for cond in hints {
+        let src = format!("rules:\n  - name: r\n    action: deny\n    tools: [t]\n    condition: '{cond}'\n");
+        Policy::from_yaml(&src, "hint.yml").unwrap_or_else(|e| panic!("{cond}:\n{e}"));
+    }
+}
