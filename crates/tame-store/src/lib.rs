@@ -12,11 +12,21 @@
 //! Every change (decision, tool result, approval step, policy load) is one
 //! row of the `audit` table. Each row holds an HMAC-SHA256, keyed with the
 //! server's secret, over its own fields and the previous row's hash, so
-//! [`Store::verify`] finds an edited or a deleted row and names it.
+//! [`Store::verify`] finds an edited or a deleted row and names it. Rows
+//! deleted from the end of the log leave no gap: the chain's head is also
+//! witnessed outside the database, in signed checkpoints written to a file
+//! (beside a SQLite database by default) and to the JSON log, and `verify`
+//! holds the log against them (see `checkpoint.rs`). Approval state
+//! changes are records of the chain too, and an approval is only ever
+//! used as its records tell it, whatever its row in the approvals table
+//! says. A SQLite database has one store at a time: a second open of the
+//! same file, in this process or another, is refused (`lock.rs`).
 
 pub mod canonical;
+mod checkpoint;
 mod facts;
 mod jobs;
+mod lock;
 mod postgres;
 mod reads;
 mod record;
@@ -58,6 +68,16 @@ pub enum StoreError {
     ApprovalUsed(String),
     #[error("approval `{0}` was granted for a different call")]
     ApprovalMismatch(String),
+    /// The approvals table says something the approval's chained records
+    /// do not: the row was forged or altered, and is not acted on.
+    #[error("approval `{id}` does not match its audit records ({detail}): refusing to use it")]
+    ApprovalForged { id: String, detail: String },
+    /// Another store (in this process or another) has the SQLite database open.
+    #[error(
+        "another tame server has the SQLite database `{path}` open (it holds the lock on `{lock}`): \
+         only one server per database file (several servers need PostgreSQL)"
+    )]
+    Locked { path: String, lock: String },
     #[error("invalid audit secret: {0}")]
     Secret(String),
     #[error("the store's writer has stopped")]
@@ -79,6 +99,8 @@ pub const MAX_RECENT_DECISIONS: u64 = 1000;
 pub const MAX_LOG_PAGE: u64 = 1000;
 /// Most approvals [`Store::decided_approvals`] returns.
 pub const MAX_DECIDED_APPROVALS: u64 = 1000;
+/// Most problems a [`VerifyReport`] lists (the rest are counted).
+pub const MAX_REPORTED_PROBLEMS: usize = 1000;
 
 /// The acknowledgement of a write: resolves once the record is committed
 /// (or failed). Await it from async code or call [`Ticket::wait`] from a
@@ -189,7 +211,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn approval(&self, id: &str, now: jiff::Timestamp) -> StoreResult<Option<Approval>>;
     /// Every stored policy version, oldest first.
     fn policy_versions(&self) -> StoreResult<Vec<PolicyVersion>>;
-    /// Checks the audit chain and names the first edited or missing record.
+    /// Checks the audit chain and lists every problem found: edited,
+    /// missing or unlinked records, a log shorter than its recorded or
+    /// witnessed head, a record that is not the witnessed one, problems of
+    /// the checkpoint file, and approvals whose rows do not match their
+    /// records.
     fn verify(&self) -> StoreResult<VerifyReport>;
     /// Writes the audit log as JSON lines; returns the number of records.
     fn export(&self, out: &mut dyn std::io::Write) -> StoreResult<u64>;

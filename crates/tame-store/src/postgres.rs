@@ -3,9 +3,12 @@
 //! group-commits batches (one transaction each, durable before anyone is
 //! answered); a few reader threads answer the reads. All database I/O runs
 //! on the store's own threads, so the store may be called, and dropped,
-//! from inside an async runtime: callers only wait on channels.
+//! from inside an async runtime: callers only wait on channels. The chain's
+//! head is witnessed outside the database: in the JSON log, and in a
+//! checkpoint file when one is configured ([`PgOptions::checkpoints`]).
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -18,14 +21,15 @@ use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::canonical::canonical_json;
+use crate::checkpoint::{Claims, LogState, Witness, new_chain_id, reconcile};
 use crate::facts::FactsHandle;
 use crate::jobs::{Done, Job, Queue};
 use crate::reads::{Window, entries};
 use crate::record::{
-    ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, PreparedDecision, SessionDelta,
-    approval_columns, approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state,
-    entries_from_records, facts_from_records, mac_from_key, micros, policy_body, record_mac, result_body,
-    write_export_line,
+    ApprovalRow, AuditRow, Chain, ChainCheck, Chained, FactsCache, GENESIS, HmacSha256, PreparedDecision, SessionDelta,
+    approval_columns, approval_decided_body, approval_expired_body, approval_released_body, chained_approval,
+    check_release, check_result_owner, decided_state, entries_from_records, facts_from_records, mac_from_key,
+    may_expire, micros, policy_body, record_mac, result_body, trusted_row, write_export_line,
 };
 use crate::{
     Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, Durability, LogEntry, LogPage,
@@ -182,6 +186,10 @@ pub struct PgOptions {
     /// before failing (a server restarted right after a crash may find its
     /// predecessor's connection not yet closed by PostgreSQL).
     pub lock_wait: std::time::Duration,
+    /// The checkpoint file that witnesses the chain's head outside the
+    /// database (see `checkpoint.rs`). `None`: the head is witnessed in
+    /// the JSON log only (a warning says so at open).
+    pub checkpoints: Option<PathBuf>,
 }
 
 impl PgOptions {
@@ -193,6 +201,7 @@ impl PgOptions {
             max_batch: 4096,
             readers: 4,
             lock_wait: std::time::Duration::from_secs(5),
+            checkpoints: None,
         }
     }
 }
@@ -205,6 +214,7 @@ impl std::fmt::Debug for PgOptions {
             .field("max_batch", &self.max_batch)
             .field("readers", &self.readers)
             .field("lock_wait", &self.lock_wait)
+            .field("checkpoints", &self.checkpoints)
             .finish()
     }
 }
@@ -224,6 +234,8 @@ pub struct PgStore {
     readers: Vec<JoinHandle<()>>,
     facts: Mutex<FactsCache>,
     mac: HmacSha256,
+    /// The witness of the chain's head (written last on drop).
+    witness: Arc<Witness>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -322,11 +334,13 @@ impl PgStore {
         // caller's (the server opens the store from async code).
         let (ready_tx, ready_rx) = sync_channel::<StoreResult<()>>(1);
         let (sender, receiver) = channel();
+        let witness = Witness::new(options.checkpoints.clone(), mac.clone());
         let link = Link {
             config: config.clone(),
             shown: shown.clone(),
             lock_wait: options.lock_wait,
             durability: options.durability,
+            witness: Arc::clone(&witness),
         };
         let writer_mac = mac.clone();
         let max_batch = options.max_batch.max(1);
@@ -375,6 +389,7 @@ impl PgStore {
             readers,
             facts: Mutex::new(FactsCache::default()),
             mac,
+            witness,
         })
     }
 
@@ -411,6 +426,8 @@ impl Drop for PgStore {
         if let Some(handle) = self.writer.take() {
             let _ = handle.join();
         }
+        // The head the writer left, witnessed.
+        self.witness.stop();
         self.reads.take();
         for handle in self.readers.drain(..) {
             let _ = handle.join();
@@ -477,11 +494,10 @@ struct Stmts {
     tails: Statement,
     tail: Statement,
     decision_owner: Statement,
-    approval_for_release: Statement,
+    approval_row: Statement,
+    approval_records: Statement,
     mark_released: Statement,
     insert_approval: Statement,
-    approval_state: Statement,
-    approval_session: Statement,
     decide_approval: Statement,
     due_approvals: Statement,
     expire_approval: Statement,
@@ -499,20 +515,19 @@ impl Stmts {
             tail: client.prepare("SELECT tail_seq FROM sessions WHERE session_id = $1")?,
             decision_owner: client
                 .prepare("SELECT session_id FROM audit WHERE ref_id = $1 AND kind = 'decision' ORDER BY seq LIMIT 1")?,
-            approval_for_release: client
-                .prepare("SELECT state, call_hash, released_log_id FROM approvals WHERE id = $1 FOR UPDATE")?,
+            approval_row: client.prepare(&format!("{APPROVAL_SELECT} WHERE a.id = $1 FOR UPDATE OF a"))?,
+            approval_records: client.prepare(APPROVAL_RECORDS)?,
             mark_released: client.prepare("UPDATE approvals SET released_log_id = $1 WHERE id = $2")?,
             insert_approval: client.prepare(
                 "INSERT INTO approvals(id, created_seq, log_id, session_id, call_hash, state, expires_micros, expires_at)
                  VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)",
             )?,
-            approval_state: client.prepare("SELECT state, expires_micros FROM approvals WHERE id = $1 FOR UPDATE")?,
-            approval_session: client.prepare("SELECT session_id FROM approvals WHERE id = $1")?,
             decide_approval: client.prepare(
                 "UPDATE approvals SET state = $1, decided_by = $2, decision_reason = $3, decided_at = $4 WHERE id = $5",
             )?,
             due_approvals: client.prepare(
-                "SELECT id, session_id FROM approvals WHERE state = 'pending' AND expires_micros <= $1
+                "SELECT id, session_id FROM approvals
+                 WHERE (state = 'pending' OR (state = 'approved' AND released_log_id IS NULL)) AND expires_micros <= $1
                  ORDER BY created_seq",
             )?,
             expire_approval: client.prepare("UPDATE approvals SET state = 'expired', decided_at = $1 WHERE id = $2")?,
@@ -539,19 +554,23 @@ impl Stmts {
 /// pending and marks itself broken; the writer then starts over (new
 /// connections, chain head read back from the database).
 struct PgSyncer {
-    sender: Option<Sender<Vec<Done>>>,
+    sender: Option<Sender<(Vec<Done>, Head)>>,
     handle: Option<JoinHandle<()>>,
     broken: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// A chain head: the last record's sequence number and hash.
+type Head = (u64, String);
+
 impl PgSyncer {
-    fn start(mut client: Client) -> StoreResult<PgSyncer> {
+    /// Starts syncing on `client`; `witness` is told each head once durable.
+    fn start(mut client: Client, witness: Arc<Witness>) -> StoreResult<PgSyncer> {
         client.batch_execute("SET synchronous_commit = on")?;
         let stmt = client.prepare(
             "INSERT INTO meta(key, value) VALUES ('synced', $1)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         )?;
-        let (sender, receiver) = channel::<Vec<Done>>();
+        let (sender, receiver) = channel::<(Vec<Done>, Head)>();
         let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = Arc::clone(&broken);
         let handle = std::thread::Builder::new()
@@ -571,8 +590,14 @@ impl PgSyncer {
                     if failed.is_some() && client.is_closed() {
                         flag.store(true, std::sync::atomic::Ordering::Release);
                     }
-                    for done in pending.into_iter().flatten() {
-                        done.finish(failed.as_deref());
+                    // Batches come in order: the last head is the newest.
+                    if failed.is_none()
+                        && let Some((_, (seq, hash))) = pending.last()
+                    {
+                        witness.publish(*seq, hash);
+                    }
+                    for (done, _) in pending {
+                        done.into_iter().for_each(|d| d.finish(failed.as_deref()));
                     }
                 }
             })
@@ -584,10 +609,11 @@ impl PgSyncer {
         })
     }
 
-    /// Hands committed outcomes over; answers them here if the thread is gone.
-    fn submit(&self, done: Vec<Done>) {
+    /// Hands committed outcomes (and the head they leave) over; answers
+    /// them here if the thread is gone.
+    fn submit(&self, done: Vec<Done>, head: Head) {
         if let Some(sender) = &self.sender
-            && let Err(std::sync::mpsc::SendError(done)) = sender.send(done)
+            && let Err(std::sync::mpsc::SendError((done, _))) = sender.send((done, head))
         {
             done.into_iter()
                 .for_each(|d| d.finish(Some("the audit sync thread has stopped")));
@@ -620,6 +646,8 @@ struct Link {
     shown: String,
     lock_wait: std::time::Duration,
     durability: Durability,
+    /// The witness of the chain's head, shared with the syncer and the store.
+    witness: Arc<Witness>,
 }
 
 /// A writer's connection, with the lock taken and the schema checked, and
@@ -688,11 +716,12 @@ struct Batch<'a, C: GenericClient> {
 impl PgWriter {
     fn start(link: Link, mac: HmacSha256, max_batch: usize) -> StoreResult<PgWriter> {
         let Connected {
-            client,
+            mut client,
             stmts,
             chain,
             syncer,
         } = link.connect()?;
+        start_witness(&mut client, &link.witness, &mac, &chain)?;
         Ok(PgWriter {
             client,
             stmts,
@@ -727,6 +756,10 @@ impl PgWriter {
             chain,
             syncer,
         } = self.link.connect()?;
+        // A database that lost committed records (a crash with
+        // `synchronous_commit = off`) must not be chained onto unnoticed.
+        let mut client = client;
+        self.link.witness.recheck(chain.seq, |seq| hash_at(&mut client, seq))?;
         // The old client is dropped here, after the new one holds the lock.
         self.client = client;
         self.stmts = stmts;
@@ -792,7 +825,7 @@ impl Link {
         };
         let stmts = Stmts::prepare(&mut client)?;
         let syncer = match self.durability {
-            Durability::Full => Some(PgSyncer::start(connect(config, shown)?)?),
+            Durability::Full => Some(PgSyncer::start(connect(config, shown)?, Arc::clone(&self.witness))?),
             Durability::Normal => None,
         };
         Ok(Connected {
@@ -877,8 +910,11 @@ impl PgWriter {
         };
         match fatal {
             None => match &self.syncer {
-                Some(syncer) => syncer.submit(done),
-                None => done.into_iter().for_each(|d| d.finish(None)),
+                Some(syncer) => syncer.submit(done, (self.chain.seq, self.chain.hash.clone())),
+                None => {
+                    self.link.witness.publish(self.chain.seq, &self.chain.hash);
+                    done.into_iter().for_each(|d| d.finish(None));
+                }
             },
             Some(e) => {
                 tracing::error!(error = %e, "audit batch failed to commit");
@@ -1084,18 +1120,25 @@ impl<C: GenericClient> Batch<'_, C> {
 
     fn write_decision(&mut self, mut d: PreparedDecision) -> StoreResult<DecisionReceipt> {
         if let Some(release) = &d.release_of {
-            let row = self
-                .db
-                .query_opt(&self.stmts.approval_for_release, &[&release.approval_id])?
-                .map(|r| Ok::<_, StoreError>((col(&r, 0)?, col(&r, 1)?, col(&r, 2)?)))
-                .transpose()?;
-            check_release(release, row)?;
-            self.db
-                .execute(&self.stmts.mark_released, &[&d.log_id, &release.approval_id])?;
+            let (row, chained) = self.approval(&release.approval_id)?;
+            check_release(release, d.at, row, chained)?;
         }
         let body = std::mem::take(&mut d.body);
         let seq = self.append("decision", &d.ts, Some(&d.session_id), Some(&d.log_id), body)?;
         SessionDelta::note_decision(&mut self.sessions, &d, seq);
+        if let Some(release) = &d.release_of {
+            // The approval's own record of its use, found through its id.
+            let body = canonical_json(&approval_released_body(&release.approval_id, &d.log_id, &d.ts));
+            self.append(
+                "approval_released",
+                &d.ts,
+                Some(&d.session_id),
+                Some(&release.approval_id),
+                body,
+            )?;
+            self.db
+                .execute(&self.stmts.mark_released, &[&d.log_id, &release.approval_id])?;
+        }
         if let Some(approval) = d.new_approval.take() {
             let created = self.append(
                 "approval_created",
@@ -1135,19 +1178,29 @@ impl<C: GenericClient> Batch<'_, C> {
         self.append("result", &ts, Some(&r.session_id), Some(&r.log_id), body)
     }
 
-    fn write_approval_decision(&mut self, a: &ApprovalDecision) -> StoreResult<Approval> {
+    /// The row of approval `id` (locked) and what its records say, with
+    /// the batch's records so far written first.
+    fn approval(&mut self, id: &str) -> StoreResult<(Option<ApprovalRow>, Chained)> {
+        self.flush_rows()?;
         let row = self
             .db
-            .query_opt(&self.stmts.approval_state, &[&a.id])?
-            .map(|r| Ok::<_, StoreError>((col(&r, 0)?, col(&r, 1)?)))
+            .query_opt(&self.stmts.approval_row, &[&id])?
+            .map(|r| approval_row_from(&r))
             .transpose()?;
-        let new_state = decided_state(a, row)?;
-        let ts = format_timestamp(a.at);
-        let session: Option<String> = self
+        let records = self
             .db
-            .query_opt(&self.stmts.approval_session, &[&a.id])?
-            .map(|r| col(&r, 0))
-            .transpose()?;
+            .query(&self.stmts.approval_records, &[&id])?
+            .iter()
+            .map(audit_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok((row, chained_approval(self.mac, id, &records)))
+    }
+
+    fn write_approval_decision(&mut self, a: &ApprovalDecision) -> StoreResult<Approval> {
+        let (row, chained) = self.approval(&a.id)?;
+        let session = row.as_ref().map(|r| r.session_id.clone());
+        let new_state = decided_state(a, row, chained)?;
+        let ts = format_timestamp(a.at);
         let body = canonical_json(&approval_decided_body(a, new_state, &ts));
         self.append("approval_decided", &ts, session.as_deref(), Some(&a.id), body)?;
         self.db.execute(
@@ -1156,13 +1209,21 @@ impl<C: GenericClient> Batch<'_, C> {
         )?;
         // The approval is read back joined with its decision record.
         self.flush_rows()?;
-        read_approval(self.db, &a.id, a.at)?.ok_or_else(|| StoreError::ApprovalNotFound(a.id.clone()))
+        read_approval(self.db, self.mac, &a.id, a.at)?.ok_or_else(|| StoreError::ApprovalNotFound(a.id.clone()))
     }
 
     fn write_expiry(&mut self, now: Timestamp) -> StoreResult<Vec<String>> {
-        let mut due: Vec<(String, String)> = Vec::new();
+        let mut candidates: Vec<(String, String)> = Vec::new();
         for row in self.db.query(&self.stmts.due_approvals, &[&micros(now)])? {
-            due.push((col(&row, 0)?, col(&row, 1)?));
+            candidates.push((col(&row, 0)?, col(&row, 1)?));
+        }
+        let mut due = Vec::with_capacity(candidates.len());
+        for (id, session) in candidates {
+            if let (Some(row), chained) = self.approval(&id)?
+                && may_expire(row, chained)
+            {
+                due.push((id, session));
+            }
         }
         let ts = format_timestamp(now);
         for (id, session) in &due {
@@ -1292,7 +1353,15 @@ const DECIDED_APPROVALS: &str = concat!(
     ORDER BY a.created_seq DESC"
 );
 
-fn approval_from_row(r: &Row, now: Timestamp) -> StoreResult<Approval> {
+/// The records of one approval (`approval_*`, through the `ref_id` index), in order.
+const APPROVAL_RECORDS: &str = "SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev
+    FROM audit WHERE ref_id = $1 AND kind LIKE 'approval%' ORDER BY seq";
+
+/// The records of several approvals, in order.
+const APPROVALS_RECORDS: &str = "SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev
+    FROM audit WHERE ref_id = ANY($1) AND kind LIKE 'approval%' ORDER BY seq";
+
+fn approval_row_from(r: &Row) -> StoreResult<ApprovalRow> {
     Ok(ApprovalRow {
         id: col(r, 0)?,
         log_id: col(r, 1)?,
@@ -1307,13 +1376,98 @@ fn approval_from_row(r: &Row, now: Timestamp) -> StoreResult<Approval> {
         released_log_id: col(r, 10)?,
         decision_body: col(r, 11)?,
         decision_ts: col(r, 12)?,
-    }
-    .into_approval(now))
+    })
 }
 
-fn read_approval(db: &mut impl GenericClient, id: &str, now: Timestamp) -> StoreResult<Option<Approval>> {
+/// Approvals as readers see them: each row held against its records, read
+/// in one query (see [`trusted_row`]).
+fn shown_approvals(
+    db: &mut impl GenericClient,
+    mac: &HmacSha256,
+    rows: &[Row],
+    now: Timestamp,
+) -> StoreResult<Vec<Approval>> {
+    let rows = rows.iter().map(approval_row_from).collect::<StoreResult<Vec<_>>>()?;
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let mut records: HashMap<String, Vec<AuditRow>> = HashMap::new();
+    if !ids.is_empty() {
+        for r in db.query(APPROVALS_RECORDS, &[&ids])? {
+            let row = audit_row(&r)?;
+            records
+                .entry(row.ref_id.clone().unwrap_or_default())
+                .or_default()
+                .push(row);
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let own = records.remove(&row.id).unwrap_or_default();
+        let chained = chained_approval(mac, &row.id, &own);
+        if let Some(row) = trusted_row(row, chained) {
+            out.push(row.into_approval(now));
+        }
+    }
+    Ok(out)
+}
+
+fn read_approval(
+    db: &mut impl GenericClient,
+    mac: &HmacSha256,
+    id: &str,
+    now: Timestamp,
+) -> StoreResult<Option<Approval>> {
     let rows = db.query(&format!("{APPROVAL_SELECT} WHERE a.id = $1"), &[&id])?;
-    rows.first().map(|r| approval_from_row(r, now)).transpose()
+    Ok(shown_approvals(db, mac, &rows, now)?.into_iter().next())
+}
+
+/// Holds the log against its checkpoint file (logging every problem),
+/// then starts witnessing its head. The database keeps its chain id and
+/// the file that witnesses it in `meta`.
+fn start_witness(client: &mut Client, witness: &Witness, mac: &HmacSha256, chain: &Chain) -> StoreResult<()> {
+    client.execute(
+        "INSERT INTO meta(key, value) VALUES ('chain_id', $1) ON CONFLICT(key) DO NOTHING",
+        &[&new_chain_id()?],
+    )?;
+    let mut meta = |key: &str| -> StoreResult<Option<String>> {
+        client
+            .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])?
+            .map(|r| col(&r, 0))
+            .transpose()
+    };
+    let chain_id = meta("chain_id")?.unwrap_or_default();
+    let witnessed_by = meta("checkpoint_file")?;
+    let head = (chain.seq, chain.hash.clone());
+    let Some(sink) = witness.sink().map(std::path::Path::to_path_buf) else {
+        tracing::warn!(
+            "no checkpoint file configured (`--checkpoints FILE`): the audit chain's head is witnessed in the \
+             JSON log only, and records deleted from the end of the log are not found at start"
+        );
+        return witness.start(&chain_id, head, Vec::new());
+    };
+    let shown = sink.display().to_string();
+    let log = LogState {
+        chain: &chain_id,
+        last_seq: chain.seq,
+        witnessed_by: witnessed_by.as_deref(),
+    };
+    let disputes = reconcile(&sink, mac, &log, |seq| hash_at(client, seq))?;
+    witness.start(&chain_id, head, disputes)?;
+    if witnessed_by.as_deref() != Some(shown.as_str()) {
+        client.execute(
+            "INSERT INTO meta(key, value) VALUES ('checkpoint_file', $1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            &[&shown],
+        )?;
+    }
+    Ok(())
+}
+
+/// The hash of record `seq`, if there is one.
+fn hash_at(client: &mut Client, seq: u64) -> StoreResult<Option<String>> {
+    client
+        .query_opt("SELECT hash FROM audit WHERE seq = $1", &[&to_i64(seq)])?
+        .map(|r| col(&r, 0))
+        .transpose()
 }
 
 fn audit_row(r: &Row) -> StoreResult<AuditRow> {
@@ -1336,7 +1490,11 @@ const AUDIT_SELECT: &str =
 /// Streams the audit log in order, `FETCH_ROWS` at a time, inside one
 /// snapshot; `each` returns `false` to stop. Returns the chain head the
 /// writer recorded, read in the same snapshot.
-fn scan_audit(client: &mut Client, mut each: impl FnMut(Vec<AuditRow>) -> bool) -> StoreResult<Option<String>> {
+fn scan_audit(
+    client: &mut Client,
+    mut each: impl FnMut(Vec<AuditRow>) -> bool,
+    approvals: bool,
+) -> StoreResult<(Option<String>, Vec<ApprovalRow>)> {
     let mut tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -1357,8 +1515,16 @@ fn scan_audit(client: &mut Client, mut each: impl FnMut(Vec<AuditRow>) -> bool) 
         .query_opt("SELECT value FROM meta WHERE key = 'head'", &[])?
         .map(|r| col(&r, 0))
         .transpose()?;
+    let rows = if approvals {
+        tx.query(&format!("{APPROVAL_SELECT} ORDER BY a.created_seq"), &[])?
+            .iter()
+            .map(approval_row_from)
+            .collect::<StoreResult<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
     tx.commit()?;
-    Ok(head)
+    Ok((head, rows))
 }
 
 impl Store for PgStore {
@@ -1516,6 +1682,7 @@ impl Store for PgStore {
     }
 
     fn approvals(&self, state: Option<ApprovalState>, now: Timestamp) -> StoreResult<Vec<Approval>> {
+        let mac = self.mac.clone();
         self.read(move |client| {
             // Narrow in SQL (the state index); a pending approval past its
             // expiry reads as expired, so those two overlap.
@@ -1527,7 +1694,7 @@ impl Store for PgStore {
                 Some(ApprovalState::Pending) => {
                     ("WHERE a.state = 'pending' AND a.expires_micros > $1", vec![&now_micros])
                 }
-                Some(ApprovalState::Expired) => ("WHERE a.state IN ('pending', 'expired')", vec![]),
+                Some(ApprovalState::Expired) => ("WHERE a.state IN ('pending', 'approved', 'expired')", vec![]),
                 Some(ApprovalState::Approved) => ("WHERE a.state = 'approved'", vec![]),
                 Some(ApprovalState::Rejected) => ("WHERE a.state = 'rejected'", vec![]),
             };
@@ -1535,28 +1702,28 @@ impl Store for PgStore {
                 &format!("{APPROVAL_SELECT} {filter} ORDER BY a.created_seq DESC"),
                 &binds,
             )?;
-            let mut out = Vec::new();
-            for row in &rows {
-                let approval = approval_from_row(row, now)?;
-                if state.is_none_or(|s| s == approval.state) {
-                    out.push(approval);
-                }
-            }
+            let mut out = shown_approvals(client, &mac, &rows, now)?;
+            out.retain(|approval| state.is_none_or(|s| s == approval.state));
             Ok(out)
         })
     }
 
     fn decided_approvals(&self, limit: u64, now: Timestamp) -> StoreResult<Vec<Approval>> {
         let limit = to_i64(limit.min(MAX_DECIDED_APPROVALS));
+        let mac = self.mac.clone();
         self.read(move |client| {
             let rows = client.query(DECIDED_APPROVALS, &[&micros(now), &limit])?;
-            rows.iter().map(|r| approval_from_row(r, now)).collect()
+            let mut out = shown_approvals(client, &mac, &rows, now)?;
+            // A row shown as its records tell it may be pending after all.
+            out.retain(|approval| approval.state != ApprovalState::Pending);
+            Ok(out)
         })
     }
 
     fn approval(&self, id: &str, now: Timestamp) -> StoreResult<Option<Approval>> {
         let id = id.to_string();
-        self.read(move |client| read_approval(client, &id, now))
+        let mac = self.mac.clone();
+        self.read(move |client| read_approval(client, &mac, &id, now))
     }
 
     fn policy_versions(&self) -> StoreResult<Vec<PolicyVersion>> {
@@ -1582,11 +1749,20 @@ impl Store for PgStore {
 
     fn verify(&self) -> StoreResult<VerifyReport> {
         let mac = self.mac.clone();
+        // Read before the snapshot: every head it names is committed, so
+        // the snapshot holds it.
+        let claims: Claims = self.witness.claims();
         self.read(move |client| {
             let mut check = ChainCheck::new(&mac);
-            let head = scan_audit(client, |rows| rows.iter().all(|row| check.feed(row)))?;
-            let head = if check.intact() { head } else { None };
-            Ok(check.finish(head.as_deref()))
+            for seq in claims.seqs() {
+                check.want(seq);
+            }
+            let scan = |rows: Vec<AuditRow>| {
+                rows.iter().for_each(|row| check.feed(row));
+                true
+            };
+            let (head, approvals) = scan_audit(client, scan, true)?;
+            Ok(check.finish(head.as_deref(), &claims, approvals))
         })
     }
 
@@ -1597,7 +1773,7 @@ impl Store for PgStore {
         let (tx, rx) = sync_channel::<StoreResult<Vec<AuditRow>>>(4);
         let chunks: SyncSender<StoreResult<Vec<AuditRow>>> = tx.clone();
         let job: ReadJob = Box::new(move |client| {
-            let scanned = client.and_then(|c| scan_audit(c, |rows| chunks.send(Ok(rows)).is_ok()));
+            let scanned = client.and_then(|c| scan_audit(c, |rows| chunks.send(Ok(rows)).is_ok(), false));
             if let Err(e) = scanned {
                 let _ = tx.send(Err(e));
             }

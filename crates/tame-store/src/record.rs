@@ -188,6 +188,8 @@ pub(crate) fn decision_body_json(d: &NewDecision, ts: &str) -> String {
 pub(crate) struct PreparedDecision {
     pub(crate) log_id: String,
     pub(crate) session_id: String,
+    /// When the decision was made, and as text.
+    pub(crate) at: Timestamp,
     pub(crate) ts: String,
     /// The `decision` record's canonical body.
     pub(crate) body: String,
@@ -226,6 +228,7 @@ impl PreparedDecision {
         let NewDecision {
             log_id,
             session_id,
+            timestamp,
             agent_id,
             user_id,
             decision,
@@ -235,6 +238,7 @@ impl PreparedDecision {
         PreparedDecision {
             log_id,
             session_id,
+            at: timestamp,
             ts,
             body,
             action: decision,
@@ -292,6 +296,12 @@ pub(crate) fn approval_expired_body(id: &str, ts: &str) -> Value {
     json!({"approval_id": id, "state": "expired", "at": ts})
 }
 
+/// The body of the `approval_released` record that follows the decision
+/// of the call (`log_id`) an approval released.
+pub(crate) fn approval_released_body(approval_id: &str, log_id: &str, ts: &str) -> Value {
+    json!({"approval_id": approval_id, "log_id": log_id, "at": ts})
+}
+
 /// The body of a `policy_loaded` record.
 pub(crate) fn policy_body(p: &NewPolicyVersion, ts: &str) -> Value {
     json!({"version": p.version, "hash": p.hash, "origin": p.origin, "loaded_at": ts})
@@ -299,23 +309,33 @@ pub(crate) fn policy_body(p: &NewPolicyVersion, ts: &str) -> Value {
 
 // ---------------------------------------------------------------- rules
 
-/// Checks that the approval a call releases (stored as `state`, bound to
-/// `call_hash`, used for `released` if any) may release it.
-pub(crate) fn check_release(release: &Release, stored: Option<(String, String, Option<String>)>) -> StoreResult<()> {
-    let Some((state, call_hash, released)) = stored else {
+/// Checks that the approval a call released at `at` names may release it.
+/// `row` is its row of the approvals table and `chained` what its audit
+/// records say (see [`trusted_row`]): a row that does not match them is
+/// refused, whatever it says. An approved approval not used before its
+/// expiry has expired.
+pub(crate) fn check_release(
+    release: &Release,
+    at: Timestamp,
+    row: Option<ApprovalRow>,
+    chained: Chained,
+) -> StoreResult<()> {
+    let Some(row) = row else {
         return Err(StoreError::ApprovalNotFound(release.approval_id.clone()));
     };
-    if released.is_some() {
+    let row = trusted_for_writing(row, chained)?;
+    if row.released_log_id.is_some() {
         return Err(StoreError::ApprovalUsed(release.approval_id.clone()));
     }
-    if state != "approved" {
+    let state = effective_state(&row.state, row.expires_micros, false, at);
+    if state != ApprovalState::Approved {
         return Err(StoreError::ApprovalState {
             id: release.approval_id.clone(),
-            state: ApprovalState::parse(&state).unwrap_or(ApprovalState::Pending),
+            state,
             expected: "approved",
         });
     }
-    if call_hash != release.call_hash {
+    if row.call_hash != release.call_hash {
         return Err(StoreError::ApprovalMismatch(release.approval_id.clone()));
     }
     Ok(())
@@ -334,23 +354,31 @@ pub(crate) fn check_result_owner(r: &NewResult, owner: Option<Option<String>>) -
     }
 }
 
-/// An approval's state as seen at `now`: a pending one past its expiry
-/// reads as expired; an unreadable state as expired (never as usable).
-pub(crate) fn effective_state(stored: &str, expires_micros: i64, now: Timestamp) -> ApprovalState {
+/// An approval's state as seen at `now`: a pending one past its expiry,
+/// and an approved one not used (`released`) before it, read as expired;
+/// an unreadable state as expired (never as usable).
+pub(crate) fn effective_state(stored: &str, expires_micros: i64, released: bool, now: Timestamp) -> ApprovalState {
     let state = ApprovalState::parse(stored).unwrap_or(ApprovalState::Expired);
-    if state == ApprovalState::Pending && expires_micros <= micros(now) {
+    let unused = state == ApprovalState::Pending || (state == ApprovalState::Approved && !released);
+    if unused && expires_micros <= micros(now) {
         ApprovalState::Expired
     } else {
         state
     }
 }
 
-/// The state an admin's verdict moves a stored approval to, or why it cannot.
-pub(crate) fn decided_state(a: &ApprovalDecision, stored: Option<(String, i64)>) -> StoreResult<ApprovalState> {
-    let Some((state, expires)) = stored else {
+/// The state an admin's verdict moves a stored approval to, or why it
+/// cannot: `row` and `chained` as for [`check_release`].
+pub(crate) fn decided_state(
+    a: &ApprovalDecision,
+    row: Option<ApprovalRow>,
+    chained: Chained,
+) -> StoreResult<ApprovalState> {
+    let Some(row) = row else {
         return Err(StoreError::ApprovalNotFound(a.id.clone()));
     };
-    let effective = effective_state(&state, expires, a.at);
+    let row = trusted_for_writing(row, chained)?;
+    let effective = effective_state(&row.state, row.expires_micros, row.released_log_id.is_some(), a.at);
     if effective != ApprovalState::Pending {
         return Err(StoreError::ApprovalState {
             id: a.id.clone(),
@@ -363,6 +391,255 @@ pub(crate) fn decided_state(a: &ApprovalDecision, stored: Option<(String, i64)>)
     } else {
         ApprovalState::Rejected
     })
+}
+
+/// Whether an approval due for expiry (its row says pending, or approved
+/// and unused) may be expired: its records must say the same.
+pub(crate) fn may_expire(row: ApprovalRow, chained: Chained) -> bool {
+    let id = row.id.clone();
+    match trusted_for_writing(row, chained) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(approval = %id, error = %e, "a forged approval row was not expired");
+            false
+        }
+    }
+}
+
+// ---------------------------------------------------------------- approvals in the chain
+
+/// An approval as its records in the chain tell it: `approval_created`,
+/// then `approval_decided` (approved or rejected) or `approval_expired`,
+/// and `approval_released` once a call used it (before that record
+/// existed, the releasing decision's `released_by` said so). The approvals
+/// table is an index over these; where a row says otherwise, the row was
+/// forged or altered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChainedApproval {
+    pub(crate) log_id: String,
+    pub(crate) session_id: String,
+    pub(crate) call_hash: String,
+    pub(crate) expires_micros: i64,
+    pub(crate) expires_at: String,
+    /// The state as the table stores it (`pending`, `approved`, ...).
+    pub(crate) state: String,
+    pub(crate) decided_by: Option<String>,
+    pub(crate) decision_reason: Option<String>,
+    pub(crate) decided_at: Option<String>,
+    pub(crate) released_log_id: Option<String>,
+    /// The record of the latest change.
+    pub(crate) last_seq: u64,
+}
+
+impl ChainedApproval {
+    /// The approval an `approval_created` record (`seq`) creates.
+    fn created(seq: u64, body: &Value) -> Option<ChainedApproval> {
+        let expires_at = s(body, "expires_at")?;
+        let expires_micros = micros(expires_at.parse::<Timestamp>().ok()?);
+        Some(ChainedApproval {
+            log_id: s(body, "log_id")?,
+            session_id: s(body, "session_id")?,
+            call_hash: s(body, "call_hash")?,
+            expires_micros,
+            expires_at,
+            state: ApprovalState::Pending.as_str().to_string(),
+            decided_by: None,
+            decision_reason: None,
+            decided_at: None,
+            released_log_id: None,
+            last_seq: seq,
+        })
+    }
+}
+
+/// What an approval's records say: the approval (`None`: it has no
+/// records), or which of them was edited.
+pub(crate) type Chained = Result<Option<ChainedApproval>, String>;
+
+/// Approvals rebuilt from the records of the chain, fed in order.
+#[derive(Debug, Default)]
+pub(crate) struct ApprovalLedger {
+    pub(crate) approvals: HashMap<String, ChainedApproval>,
+}
+
+impl ApprovalLedger {
+    /// Notes an intact record (one whose HMAC matched).
+    pub(crate) fn note(&mut self, row: &AuditRow) {
+        let seq = u64::try_from(row.seq).unwrap_or(0);
+        let Some(ref_id) = row.ref_id.as_deref() else { return };
+        if row.kind == "decision" {
+            // Only the rare released decisions are parsed.
+            if row.body.contains("\"released_by\":null") {
+                return;
+            }
+            let body = parse_body(&row.body);
+            if let Some(a) = body
+                .get("released_by")
+                .and_then(Value::as_str)
+                .and_then(|id| self.approvals.get_mut(id))
+                && a.released_log_id.is_none()
+            {
+                a.released_log_id = Some(ref_id.to_string());
+                a.last_seq = seq;
+            }
+            return;
+        }
+        if !row.kind.starts_with("approval_") {
+            return;
+        }
+        let body = parse_body(&row.body);
+        if row.kind == "approval_created" {
+            if let Some(a) = ChainedApproval::created(seq, &body) {
+                self.approvals.insert(ref_id.to_string(), a);
+            }
+            return;
+        }
+        let Some(a) = self.approvals.get_mut(ref_id) else {
+            return;
+        };
+        a.last_seq = seq;
+        match row.kind.as_str() {
+            "approval_decided" => {
+                if let Some(state) = s(&body, "state") {
+                    a.state = state;
+                }
+                a.decided_by = s(&body, "by");
+                a.decision_reason = s(&body, "reason");
+                a.decided_at = s(&body, "at");
+            }
+            "approval_expired" => {
+                a.state = ApprovalState::Expired.as_str().to_string();
+                a.decided_at = s(&body, "at");
+            }
+            "approval_released" => a.released_log_id = s(&body, "log_id"),
+            _ => {}
+        }
+    }
+}
+
+/// The approval `id` as its records tell it, from its records (those
+/// whose `ref_id` is `id`, in order): `Ok(None)` when it has none, `Err`
+/// naming a record whose HMAC does not match (an edited record).
+pub(crate) fn chained_approval(mac: &HmacSha256, id: &str, records: &[AuditRow]) -> Chained {
+    let mut ledger = ApprovalLedger::default();
+    for row in records {
+        if !row.is_intact(mac) {
+            return Err(format!("its record {} ({}) was edited", row.seq, row.kind));
+        }
+        ledger.note(row);
+    }
+    Ok(ledger.approvals.remove(id))
+}
+
+/// How a row of the approvals table differs from its chained records
+/// (`None`: it does not).
+pub(crate) fn row_disagreement(row: &ApprovalRow, c: &ChainedApproval) -> Option<String> {
+    let mut diffs: Vec<String> = Vec::new();
+    let show = |v: Option<&str>| v.map_or_else(|| "none".to_string(), |v| format!("`{v}`"));
+    let fields = [
+        ("state", Some(row.state.as_str()), Some(c.state.as_str())),
+        ("call hash", Some(row.call_hash.as_str()), Some(c.call_hash.as_str())),
+        ("log id", Some(row.log_id.as_str()), Some(c.log_id.as_str())),
+        ("session", Some(row.session_id.as_str()), Some(c.session_id.as_str())),
+        ("expiry", Some(row.expires_at.as_str()), Some(c.expires_at.as_str())),
+        ("decided by", row.decided_by.as_deref(), c.decided_by.as_deref()),
+        (
+            "decision reason",
+            row.decision_reason.as_deref(),
+            c.decision_reason.as_deref(),
+        ),
+        ("decision time", row.decided_at.as_deref(), c.decided_at.as_deref()),
+        (
+            "released call",
+            row.released_log_id.as_deref(),
+            c.released_log_id.as_deref(),
+        ),
+    ];
+    for (what, table, chain) in fields {
+        if table != chain {
+            diffs.push(format!(
+                "{what} {} in the table, {} in the chain",
+                show(table),
+                show(chain)
+            ));
+        }
+    }
+    if row.expires_micros != c.expires_micros {
+        diffs.push(format!(
+            "expiry {} in the table, {} in the chain (microseconds)",
+            row.expires_micros, c.expires_micros
+        ));
+    }
+    (!diffs.is_empty()).then(|| diffs.join("; "))
+}
+
+/// The approvals row as it may be acted on: `Ok` when it matches its
+/// records, else what is wrong. A row naming a released call its records
+/// do not is taken as released (the approval is then unusable; records
+/// written before `approval_released` existed name none).
+fn trusted(row: &ApprovalRow, chained: Chained) -> Result<ChainedApproval, String> {
+    let mut c = match chained {
+        Ok(Some(c)) => c,
+        Ok(None) => return Err("it has no records in the audit chain".into()),
+        Err(e) => return Err(e),
+    };
+    if c.released_log_id.is_none() {
+        c.released_log_id.clone_from(&row.released_log_id);
+    }
+    match row_disagreement(row, &c) {
+        None => Ok(c),
+        Some(d) => Err(d),
+    }
+}
+
+/// [`trusted`] for a writer: a mismatch refuses the write.
+fn trusted_for_writing(row: ApprovalRow, chained: Chained) -> StoreResult<ApprovalRow> {
+    match trusted(&row, chained) {
+        Ok(_) => Ok(row),
+        Err(detail) => {
+            tracing::error!(approval = %row.id, %detail, "FORGED APPROVAL: its row does not match its audit records");
+            Err(StoreError::ApprovalForged { id: row.id, detail })
+        }
+    }
+}
+
+/// The approvals row as readers show it: as its records tell it. A row
+/// that differs is logged and shown as the records say; one without
+/// trustworthy records is not shown at all (`verify` names both).
+pub(crate) fn trusted_row(mut row: ApprovalRow, chained: Chained) -> Option<ApprovalRow> {
+    let chained = match chained {
+        Ok(Some(c)) => c,
+        other => {
+            let why = other
+                .err()
+                .unwrap_or_else(|| "it has no records in the audit chain".into());
+            tracing::error!(approval = %row.id, %why, "FORGED APPROVAL: its row does not match its audit records");
+            return None;
+        }
+    };
+    match trusted(&row, Ok(Some(chained.clone()))) {
+        Ok(_) => Some(row),
+        Err(detail) => {
+            tracing::error!(approval = %row.id, %detail, "FORGED APPROVAL: its row does not match its audit records");
+            let released = row.released_log_id.take();
+            if row.log_id != chained.log_id {
+                // The joined decision is another call's.
+                row.decision_body = None;
+                row.decision_ts = None;
+            }
+            row.log_id = chained.log_id;
+            row.session_id = chained.session_id;
+            row.call_hash = chained.call_hash;
+            row.state = chained.state;
+            row.expires_micros = chained.expires_micros;
+            row.expires_at = chained.expires_at;
+            row.decided_by = chained.decided_by;
+            row.decision_reason = chained.decision_reason;
+            row.decided_at = chained.decided_at;
+            row.released_log_id = chained.released_log_id.or(released);
+            Some(row)
+        }
+    }
 }
 
 /// The columns both backends select for an [`ApprovalRow`], in the order
@@ -399,7 +676,7 @@ pub(crate) struct ApprovalRow {
 impl ApprovalRow {
     /// The approval as seen at `now`.
     pub(crate) fn into_approval(self, now: Timestamp) -> Approval {
-        let state = effective_state(&self.state, self.expires_micros, now);
+        let state = effective_state(&self.state, self.expires_micros, self.released_log_id.is_some(), now);
         let body = self.decision_body.as_deref().map(parse_body).unwrap_or(Value::Null);
         Approval {
             approval_id: self.id,
@@ -644,14 +921,50 @@ pub(crate) fn write_export_line(out: &mut dyn std::io::Write, row: AuditRow) -> 
     out.write_all(b"\n").map_err(io)
 }
 
-/// Checks the audit chain row by row, in sequence order, and names the
-/// first edited or missing record.
+impl AuditRow {
+    /// The HMAC the row's fields give after the record hashing to `prev`.
+    pub(crate) fn mac(&self, mac: &HmacSha256, prev: &str) -> String {
+        let session_prev = self.session_prev.map(|p| p.to_string());
+        record_mac(
+            mac,
+            prev,
+            u64::try_from(self.seq).unwrap_or(0),
+            [
+                Some(&self.kind),
+                Some(&self.ts),
+                self.session_id.as_deref(),
+                self.ref_id.as_deref(),
+                session_prev.as_deref(),
+                Some(&self.body),
+            ],
+        )
+    }
+
+    /// Whether the row is as the writer wrote it: its hash is the HMAC of
+    /// its fields and of the previous hash it names.
+    pub(crate) fn is_intact(&self, mac: &HmacSha256) -> bool {
+        self.mac(mac, &self.prev_hash) == self.hash
+    }
+}
+
+/// Checks the audit chain row by row, in sequence order, and lists every
+/// edited, missing or unlinked record; then the head recorded in the
+/// database, the checkpoints that witness it, and the approvals table
+/// against the approvals the records tell of.
 pub(crate) struct ChainCheck<'a> {
     mac: &'a HmacSha256,
     expected_seq: u64,
+    /// The hash of the last row read.
     prev: String,
+    /// Whether the last row read was intact and in its place (the next one
+    /// must then link to it).
+    prev_trusted: bool,
     records: u64,
-    first_problem: Option<ChainProblem>,
+    problems: Vec<ChainProblem>,
+    more_problems: u64,
+    /// Sequence numbers whose hashes the checkpoints need, and the hashes.
+    wanted: HashMap<u64, Option<String>>,
+    ledger: ApprovalLedger,
 }
 
 impl<'a> ChainCheck<'a> {
@@ -660,18 +973,50 @@ impl<'a> ChainCheck<'a> {
             mac,
             expected_seq: 1,
             prev: GENESIS.to_string(),
+            prev_trusted: true,
             records: 0,
-            first_problem: None,
+            problems: Vec::new(),
+            more_problems: 0,
+            wanted: HashMap::new(),
+            ledger: ApprovalLedger::default(),
         }
     }
 
-    /// Checks the next row; `false` once a problem is found (stop reading).
-    pub(crate) fn feed(&mut self, row: &AuditRow) -> bool {
+    /// Keeps the hash of record `seq` when it is read (for a checkpoint).
+    pub(crate) fn want(&mut self, seq: u64) {
+        self.wanted.insert(seq, None);
+    }
+
+    fn problem(&mut self, p: ChainProblem) {
+        if self.problems.len() < crate::MAX_REPORTED_PROBLEMS {
+            self.problems.push(p);
+        } else {
+            self.more_problems += 1;
+        }
+    }
+
+    /// Checks the next row (rows come in sequence order). Goes on after a
+    /// problem: each row is checked against its own previous hash, and
+    /// linked to the row before it when that one was intact.
+    pub(crate) fn feed(&mut self, row: &AuditRow) {
         let seq = u64::try_from(row.seq).unwrap_or(0);
         let expected_seq = self.expected_seq;
         self.records += 1;
-        if seq != expected_seq {
-            self.first_problem = Some(ChainProblem {
+        if let Some(hash) = self.wanted.get_mut(&seq) {
+            *hash = Some(row.hash.clone());
+        }
+        if seq < expected_seq {
+            // Not from a table keyed by `seq`: count it, check nothing more.
+            self.problem(ChainProblem {
+                kind: ChainProblemKind::Edited,
+                seq,
+                ref_id: row.ref_id.clone(),
+                message: format!("record {seq} is out of order (after record {})", expected_seq - 1),
+            });
+            return;
+        }
+        if seq > expected_seq {
+            self.problem(ChainProblem {
                 kind: ChainProblemKind::Missing,
                 seq: expected_seq,
                 ref_id: None,
@@ -684,57 +1029,57 @@ impl<'a> ChainCheck<'a> {
                     )
                 },
             });
-            return false;
+            self.prev_trusted = false;
         }
-        let session_prev = row.session_prev.map(|p| p.to_string());
-        let computed = record_mac(
-            self.mac,
-            &self.prev,
-            seq,
-            [
-                Some(&row.kind),
-                Some(&row.ts),
-                row.session_id.as_deref(),
-                row.ref_id.as_deref(),
-                session_prev.as_deref(),
-                Some(&row.body),
-            ],
-        );
-        if row.prev_hash != self.prev || computed != row.hash {
-            let what = row
-                .ref_id
-                .as_deref()
-                .map(|r| format!(" ({} `{r}`)", row.kind))
-                .unwrap_or_default();
-            self.first_problem = Some(ChainProblem {
+        let what = row
+            .ref_id
+            .as_deref()
+            .map(|r| format!(" ({} `{r}`)", row.kind))
+            .unwrap_or_default();
+        let intact = row.is_intact(self.mac);
+        if !intact {
+            self.problem(ChainProblem {
                 kind: ChainProblemKind::Edited,
                 seq,
                 ref_id: row.ref_id.clone(),
                 message: format!("record {seq}{what} was edited: its hash does not match its content"),
             });
-            return false;
+        } else if self.prev_trusted && row.prev_hash != self.prev {
+            self.problem(ChainProblem {
+                kind: ChainProblemKind::Edited,
+                seq,
+                ref_id: row.ref_id.clone(),
+                message: format!(
+                    "record {seq}{what} does not follow record {}: the previous hash it names is another \
+                     (records were replaced)",
+                    seq.saturating_sub(1)
+                ),
+            });
+        }
+        if intact {
+            self.ledger.note(row);
         }
         self.prev.clone_from(&row.hash);
+        self.prev_trusted = intact;
         self.expected_seq = seq + 1;
-        true
     }
 
-    /// Whether the rows so far are intact (a head check is still needed).
-    pub(crate) fn intact(&self) -> bool {
-        self.first_problem.is_none()
-    }
-
-    /// The report, given the chain head the writer recorded (`seq:hash`),
-    /// which finds records deleted from the end of the log.
-    pub(crate) fn finish(mut self, head: Option<&str>) -> VerifyReport {
-        if self.first_problem.is_none()
-            && let Some(head) = head
-        {
+    /// The report, given the chain head the writer recorded in the database
+    /// (`seq:hash`), the checkpoints that witness the log (`claims`), and
+    /// the rows of the approvals table.
+    pub(crate) fn finish(
+        mut self,
+        head: Option<&str>,
+        claims: &crate::checkpoint::Claims,
+        approvals: Vec<ApprovalRow>,
+    ) -> VerifyReport {
+        let last = self.expected_seq - 1;
+        let mut found = Vec::new();
+        if let Some(head) = head {
             let (head_seq, head_hash) = head.split_once(':').unwrap_or(("0", ""));
             let head_seq: u64 = head_seq.parse().unwrap_or(0);
-            let last = self.expected_seq - 1;
             if head_seq > last {
-                self.first_problem = Some(ChainProblem {
+                found.push(ChainProblem {
                     kind: ChainProblemKind::Truncated,
                     seq: last + 1,
                     ref_id: None,
@@ -744,7 +1089,7 @@ impl<'a> ChainCheck<'a> {
                     ),
                 });
             } else if head_seq == last && head_hash != self.prev && last > 0 {
-                self.first_problem = Some(ChainProblem {
+                found.push(ChainProblem {
                     kind: ChainProblemKind::Edited,
                     seq: last,
                     ref_id: None,
@@ -752,13 +1097,73 @@ impl<'a> ChainCheck<'a> {
                 });
             }
         }
+        let wanted = std::mem::take(&mut self.wanted);
+        for p in claims.problems(last, |seq| wanted.get(&seq).cloned().flatten()) {
+            // The database's own head may have said the same.
+            let same = |q: &ChainProblem| q.kind == p.kind && q.seq == p.seq;
+            if let Some(i) = found.iter().position(same) {
+                found.remove(i);
+            }
+            found.push(p);
+        }
+        found.extend(approval_problems(std::mem::take(&mut self.ledger), approvals));
+        for p in found {
+            self.problem(p);
+        }
         VerifyReport {
-            valid: self.first_problem.is_none(),
+            valid: self.problems.is_empty(),
             records: self.records,
             head_hash: (self.records > 0).then_some(self.prev),
-            first_problem: self.first_problem,
+            first_problem: self.problems.first().cloned(),
+            problems: self.problems,
+            more_problems: self.more_problems,
+            checkpoint: claims.latest.clone(),
         }
     }
+}
+
+/// The approvals table against the approvals the chain tells of: every
+/// row without records, every row that differs from its records, and
+/// every approval of the chain without a row.
+fn approval_problems(mut ledger: ApprovalLedger, rows: Vec<ApprovalRow>) -> Vec<ChainProblem> {
+    let mut out = Vec::new();
+    for row in rows {
+        match ledger.approvals.remove(&row.id) {
+            None => out.push(ChainProblem {
+                kind: ChainProblemKind::ApprovalMismatch,
+                seq: 0,
+                message: format!(
+                    "approval `{}` of the approvals table has no records in the audit chain (a forged row)",
+                    row.id
+                ),
+                ref_id: Some(row.id),
+            }),
+            Some(c) => {
+                if let Some(d) = row_disagreement(&row, &c) {
+                    out.push(ChainProblem {
+                        kind: ChainProblemKind::ApprovalMismatch,
+                        seq: c.last_seq,
+                        message: format!(
+                            "approval `{}` does not match its audit records (last: record {}): {d}",
+                            row.id, c.last_seq
+                        ),
+                        ref_id: Some(row.id),
+                    });
+                }
+            }
+        }
+    }
+    let mut orphans: Vec<(String, ChainedApproval)> = ledger.approvals.into_iter().collect();
+    orphans.sort_by_key(|(_, c)| c.last_seq);
+    for (id, c) in orphans {
+        out.push(ChainProblem {
+            kind: ChainProblemKind::ApprovalMismatch,
+            seq: c.last_seq,
+            message: format!("approval `{id}` of the audit chain is missing from the approvals table (deleted)"),
+            ref_id: Some(id),
+        });
+    }
+    out
 }
 
 #[cfg(test)]

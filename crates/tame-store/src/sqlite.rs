@@ -1,6 +1,8 @@
 //! The embedded SQLite backend: a writer thread that group-commits records
 //! and chains their hashes, a small pool of read connections, and the
-//! in-memory session facts.
+//! in-memory session facts. The store holds the database's lock file
+//! (`<db>.lock`) for its lifetime, and its chain's head is witnessed in a
+//! checkpoint file beside the database (`<db>.checkpoint` by default).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,14 +19,16 @@ use serde::Deserialize;
 use tame_engine::Action;
 
 use crate::canonical::canonical_json;
+use crate::checkpoint::{Claims, LogState, Witness, new_chain_id, reconcile};
 use crate::facts::{FactsHandle, SessionState};
 use crate::jobs::{Done, Job, Queue};
+use crate::lock::DbLock;
 use crate::reads::{Window, entries};
 use crate::record::{
-    ApprovalRow, AuditRow, Chain, ChainCheck, FactsCache, GENESIS, HmacSha256, PreparedDecision, SessionDelta,
-    approval_columns, approval_decided_body, approval_expired_body, check_release, check_result_owner, decided_state,
-    entries_from_records, facts_from_records, mac_from_key, micros, parse_body, policy_body, record_mac, result_body,
-    s, write_export_line,
+    ApprovalRow, AuditRow, Chain, ChainCheck, Chained, FactsCache, GENESIS, HmacSha256, PreparedDecision, SessionDelta,
+    approval_columns, approval_decided_body, approval_expired_body, approval_released_body, chained_approval,
+    check_release, check_result_owner, decided_state, entries_from_records, facts_from_records, mac_from_key,
+    may_expire, micros, parse_body, policy_body, record_mac, result_body, s, trusted_row, write_export_line,
 };
 use crate::{
     Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, LogEntry, LogPage,
@@ -56,6 +60,10 @@ pub struct SqliteOptions {
     pub durability: Durability,
     /// Most records committed in one transaction.
     pub max_batch: usize,
+    /// The checkpoint file that witnesses the chain's head outside the
+    /// database (see `checkpoint.rs`). `None`: `<db>.checkpoint` beside
+    /// the database.
+    pub checkpoints: Option<PathBuf>,
 }
 
 impl Default for SqliteOptions {
@@ -64,8 +72,16 @@ impl Default for SqliteOptions {
             secret: None,
             durability: Durability::Full,
             max_batch: 4096,
+            checkpoints: None,
         }
     }
+}
+
+/// The checkpoint file of the database at `db` when none is configured.
+pub(crate) fn default_checkpoints(db: &Path) -> PathBuf {
+    let mut path = db.as_os_str().to_owned();
+    path.push(".checkpoint");
+    PathBuf::from(path)
 }
 
 const SCHEMA: &str = "
@@ -136,6 +152,10 @@ pub struct SqliteStore {
     unsummarized: Tails,
     /// Whether the writer holds summaries not yet written.
     behind: Arc<AtomicBool>,
+    /// The witness of the chain's head (written last on drop).
+    witness: Arc<Witness>,
+    /// The database's lock, released after everything else on drop.
+    _lock: DbLock,
 }
 
 /// Session id → its last committed record, for sessions with records
@@ -212,6 +232,8 @@ impl SqliteStore {
     /// writer thread.
     pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> StoreResult<SqliteStore> {
         let path = path.as_ref().to_path_buf();
+        // First: a second store on the file must not touch it.
+        let lock = DbLock::acquire(&path)?;
         let key = match options.secret {
             Some(key) => key,
             None => {
@@ -238,6 +260,8 @@ impl SqliteStore {
         let mut chain = Chain::new(0, GENESIS.to_string());
         // Reads the chain head and summarizes what a crash left unsummarized.
         recover_summaries(&mut conn, &mut chain)?;
+        let sink = options.checkpoints.unwrap_or_else(|| default_checkpoints(&path));
+        let witness = start_witness(&conn, sink, &mac, &chain)?;
         let (sender, receiver) = channel();
         let unsummarized = Tails::default();
         let behind = Arc::new(AtomicBool::new(false));
@@ -251,6 +275,7 @@ impl SqliteStore {
             behind: behind.clone(),
             summarized_at: Instant::now(),
             stale: false,
+            witness: Arc::clone(&witness),
         };
         let handle = std::thread::Builder::new()
             .name("tame-store-writer".into())
@@ -266,6 +291,8 @@ impl SqliteStore {
             mac,
             unsummarized,
             behind,
+            witness,
+            _lock: lock,
         })
     }
 
@@ -364,7 +391,51 @@ impl Drop for SqliteStore {
         if let Some(handle) = self.writer.take() {
             let _ = handle.join();
         }
+        // The head the writer left, witnessed before the lock goes.
+        self.witness.stop();
     }
+}
+
+/// Holds the log against its checkpoint file (logging every problem) and
+/// starts witnessing its head there. The database keeps its chain id and
+/// the file that witnesses it in `meta`.
+fn start_witness(conn: &Connection, sink: PathBuf, mac: &HmacSha256, chain: &Chain) -> StoreResult<Arc<Witness>> {
+    conn.execute(
+        "INSERT OR IGNORE INTO meta(key, value) VALUES ('chain_id', ?1)",
+        [new_chain_id()?],
+    )?;
+    let meta = |key: &str| -> StoreResult<Option<String>> {
+        Ok(conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    };
+    let chain_id = meta("chain_id")?.unwrap_or_default();
+    let witnessed_by = meta("checkpoint_file")?;
+    let shown = sink.display().to_string();
+    let log = LogState {
+        chain: &chain_id,
+        last_seq: chain.seq,
+        witnessed_by: witnessed_by.as_deref(),
+    };
+    let disputes = reconcile(&sink, mac, &log, |seq| hash_at(conn, seq))?;
+    let witness = Witness::new(Some(sink), mac.clone());
+    witness.start(&chain_id, (chain.seq, chain.hash.clone()), disputes)?;
+    if witnessed_by.as_deref() != Some(shown.as_str()) {
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('checkpoint_file', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [&shown],
+        )?;
+    }
+    Ok(witness)
+}
+
+/// The hash of record `seq`, if there is one.
+fn hash_at(conn: &Connection, seq: u64) -> StoreResult<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT hash FROM audit WHERE seq = ?1")?
+        .query_row([i64::try_from(seq).unwrap_or(i64::MAX)], |r| r.get(0))
+        .optional()?)
 }
 
 /// Whether a decision counts in the session's facts: only calls that were
@@ -401,6 +472,8 @@ struct Writer {
     /// Set when a batch failed: the in-memory tails and summaries may
     /// name rolled-back records and are rebuilt from the log first.
     stale: bool,
+    /// Told the head after each commit.
+    witness: Arc<Witness>,
 }
 
 /// Session summaries (the `sessions` table: counts, last activity, the
@@ -552,6 +625,9 @@ impl Writer {
                     }
                 }
                 self.behind.store(!self.chain.touched.is_empty(), Ordering::Release);
+                // Committed (and, with full durability, synced): the head
+                // may be witnessed now.
+                self.witness.publish(self.chain.seq, &self.chain.hash);
                 done.into_iter().for_each(|d| d.finish(None));
             }
             Some(e) => {
@@ -777,13 +853,8 @@ fn write_decision(
     d: PreparedDecision,
 ) -> StoreResult<DecisionReceipt> {
     if let Some(release) = &d.release_of {
-        let row: Option<(String, String, Option<String>)> = tx
-            .prepare_cached("SELECT state, call_hash, released_log_id FROM approvals WHERE id = ?1")?
-            .query_row([&release.approval_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
-        check_release(release, row)?;
-        tx.prepare_cached("UPDATE approvals SET released_log_id = ?1 WHERE id = ?2")?
-            .execute(params![d.log_id, release.approval_id])?;
+        let id = &release.approval_id;
+        check_release(release, d.at, approval_row(tx, id)?, chained(tx, mac, id)?)?;
     }
     let seq = append(
         tx,
@@ -796,6 +867,22 @@ fn write_decision(
         &d.body,
     )?;
     SessionDelta::note_decision(sessions, &d, seq);
+    if let Some(release) = &d.release_of {
+        // The approval's own record of its use, found through its id.
+        let body = canonical_json(&approval_released_body(&release.approval_id, &d.log_id, &d.ts));
+        append(
+            tx,
+            chain,
+            mac,
+            "approval_released",
+            &d.ts,
+            Some(&d.session_id),
+            Some(&release.approval_id),
+            &body,
+        )?;
+        tx.prepare_cached("UPDATE approvals SET released_log_id = ?1 WHERE id = ?2")?
+            .execute(params![d.log_id, release.approval_id])?;
+    }
     if let Some(approval) = &d.new_approval {
         let created = append(
             tx,
@@ -850,11 +937,7 @@ fn write_approval_decision(
     mac: &HmacSha256,
     a: &ApprovalDecision,
 ) -> StoreResult<Approval> {
-    let row: Option<(String, i64)> = tx
-        .prepare_cached("SELECT state, expires_micros FROM approvals WHERE id = ?1")?
-        .query_row([&a.id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let new_state = decided_state(a, row)?;
+    let new_state = decided_state(a, approval_row(tx, &a.id)?, chained(tx, mac, &a.id)?)?;
     let ts = format_timestamp(a.at);
     let session: Option<String> = tx
         .prepare_cached("SELECT session_id FROM approvals WHERE id = ?1")?
@@ -875,17 +958,23 @@ fn write_approval_decision(
         "UPDATE approvals SET state = ?1, decided_by = ?2, decision_reason = ?3, decided_at = ?4 WHERE id = ?5",
     )?
     .execute(params![new_state.as_str(), a.by, a.reason, ts, a.id])?;
-    read_approval(tx, &a.id, a.at)?.ok_or_else(|| StoreError::ApprovalNotFound(a.id.clone()))
+    read_approval(tx, mac, &a.id, a.at)?.ok_or_else(|| StoreError::ApprovalNotFound(a.id.clone()))
 }
 
 fn write_expiry(tx: &Connection, chain: &mut Chain, mac: &HmacSha256, now: Timestamp) -> StoreResult<Vec<String>> {
-    let due: Vec<(String, String)> = {
-        let mut stmt = tx.prepare_cached(
-            "SELECT id, session_id FROM approvals WHERE state = 'pending' AND expires_micros <= ?1 ORDER BY created_seq",
-        )?;
+    let candidates: Vec<(String, String)> = {
+        let mut stmt = tx.prepare_cached(DUE_APPROVALS)?;
         let rows = stmt.query_map([micros(now)], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<Result<_, _>>()?
     };
+    let mut due = Vec::with_capacity(candidates.len());
+    for (id, session) in candidates {
+        if let Some(row) = approval_row(tx, &id)?
+            && may_expire(row, chained(tx, mac, &id)?)
+        {
+            due.push((id, session));
+        }
+    }
     let ts = format_timestamp(now);
     for (id, session) in &due {
         let body = canonical_json(&approval_expired_body(id, &ts));
@@ -894,6 +983,50 @@ fn write_expiry(tx: &Connection, chain: &mut Chain, mac: &HmacSha256, now: Times
             .execute(params![ts, id])?;
     }
     Ok(due.into_iter().map(|(id, _)| id).collect())
+}
+
+/// The approvals due to expire at `?1`: pending, or approved and unused,
+/// past their expiry (through the state index).
+const DUE_APPROVALS: &str = "SELECT id, session_id FROM approvals
+    WHERE (state = 'pending' OR (state = 'approved' AND released_log_id IS NULL)) AND expires_micros <= ?1
+    ORDER BY created_seq";
+
+/// The records of approval `id` (`approval_*`, through the `ref_id` index), in order.
+fn approval_records(conn: &Connection, id: &str) -> StoreResult<Vec<AuditRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {AUDIT_COLUMNS} FROM audit WHERE ref_id = ?1 AND kind LIKE 'approval%' ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map([id], audit_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Approval `id` as its records tell it (see [`chained_approval`]).
+fn chained(conn: &Connection, mac: &HmacSha256, id: &str) -> StoreResult<Chained> {
+    Ok(chained_approval(mac, id, &approval_records(conn, id)?))
+}
+
+/// The row of approval `id`, joined with its decision.
+fn approval_row(conn: &Connection, id: &str) -> StoreResult<Option<ApprovalRow>> {
+    let mut stmt = conn.prepare_cached(&format!("{APPROVAL_SELECT} WHERE a.id = ?1"))?;
+    Ok(stmt.query_row([id], approval_row_from).optional()?)
+}
+
+/// Approvals as readers see them: each row held against its records
+/// (see [`trusted_row`]).
+fn shown_approvals(
+    conn: &Connection,
+    mac: &HmacSha256,
+    rows: Vec<ApprovalRow>,
+    now: Timestamp,
+) -> StoreResult<Vec<Approval>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let chained = chained(conn, mac, &row.id)?;
+        if let Some(row) = trusted_row(row, chained) {
+            out.push(row.into_approval(now));
+        }
+    }
+    Ok(out)
 }
 
 fn write_policy(tx: &Connection, chain: &mut Chain, mac: &HmacSha256, p: &NewPolicyVersion) -> StoreResult<u64> {
@@ -1105,10 +1238,9 @@ fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionSummary> {
 
 const SUMMARY_COLUMNS: &str = "session_id, start_time, end_time, total, allowed, denied, approved, agent_id, user_id";
 
-fn read_approval(conn: &Connection, id: &str, now: Timestamp) -> StoreResult<Option<Approval>> {
-    let mut stmt = conn.prepare_cached(&format!("{APPROVAL_SELECT} WHERE a.id = ?1"))?;
-    let row = stmt.query_row([id], |r| approval_from_row(r, now)).optional()?;
-    Ok(row)
+fn read_approval(conn: &Connection, mac: &HmacSha256, id: &str, now: Timestamp) -> StoreResult<Option<Approval>> {
+    let rows: Vec<ApprovalRow> = approval_row(conn, id)?.into_iter().collect();
+    Ok(shown_approvals(conn, mac, rows, now)?.into_iter().next())
 }
 
 const APPROVAL_SELECT: &str = concat!(
@@ -1131,7 +1263,7 @@ const DECIDED_APPROVALS: &str = concat!(
     ORDER BY a.created_seq DESC"
 );
 
-fn approval_from_row(r: &rusqlite::Row<'_>, now: Timestamp) -> rusqlite::Result<Approval> {
+fn approval_row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
     Ok(ApprovalRow {
         id: r.get(0)?,
         log_id: r.get(1)?,
@@ -1146,8 +1278,7 @@ fn approval_from_row(r: &rusqlite::Row<'_>, now: Timestamp) -> rusqlite::Result<
         released_log_id: r.get(10)?,
         decision_body: r.get(11)?,
         decision_ts: r.get(12)?,
-    }
-    .into_approval(now))
+    })
 }
 
 impl Store for SqliteStore {
@@ -1263,19 +1394,18 @@ impl Store for SqliteStore {
             let (filter, binds) = match state {
                 None => ("", vec![]),
                 Some(ApprovalState::Pending) => (PENDING_APPROVALS, vec![micros(now)]),
-                Some(ApprovalState::Expired) => ("WHERE a.state IN ('pending', 'expired')", vec![]),
+                Some(ApprovalState::Expired) => ("WHERE a.state IN ('pending', 'approved', 'expired')", vec![]),
                 Some(ApprovalState::Approved) => ("WHERE a.state = 'approved'", vec![]),
                 Some(ApprovalState::Rejected) => ("WHERE a.state = 'rejected'", vec![]),
             };
-            let mut stmt = conn.prepare_cached(&format!("{APPROVAL_SELECT} {filter} ORDER BY a.created_seq DESC"))?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(binds), |r| approval_from_row(r, now))?;
-            let mut out = Vec::new();
-            for row in rows {
-                let approval = row?;
-                if state.is_none_or(|s| s == approval.state) {
-                    out.push(approval);
-                }
-            }
+            let rows: Vec<ApprovalRow> = {
+                let mut stmt =
+                    conn.prepare_cached(&format!("{APPROVAL_SELECT} {filter} ORDER BY a.created_seq DESC"))?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(binds), approval_row_from)?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let mut out = shown_approvals(conn, &self.mac, rows, now)?;
+            out.retain(|approval| state.is_none_or(|s| s == approval.state));
             Ok(out)
         })
     }
@@ -1283,14 +1413,20 @@ impl Store for SqliteStore {
     fn decided_approvals(&self, limit: u64, now: Timestamp) -> StoreResult<Vec<Approval>> {
         let limit = i64::try_from(limit.min(MAX_DECIDED_APPROVALS)).unwrap_or(0);
         self.with_reader(|conn| {
-            let mut stmt = conn.prepare_cached(DECIDED_APPROVALS)?;
-            let rows = stmt.query_map(params![micros(now), limit], |r| approval_from_row(r, now))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let rows: Vec<ApprovalRow> = {
+                let mut stmt = conn.prepare_cached(DECIDED_APPROVALS)?;
+                let rows = stmt.query_map(params![micros(now), limit], approval_row_from)?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let mut out = shown_approvals(conn, &self.mac, rows, now)?;
+            // A row shown as its records tell it may be pending after all.
+            out.retain(|approval| approval.state != ApprovalState::Pending);
+            Ok(out)
         })
     }
 
     fn approval(&self, id: &str, now: Timestamp) -> StoreResult<Option<Approval>> {
-        self.with_reader(|conn| read_approval(conn, id, now))
+        self.with_reader(|conn| read_approval(conn, &self.mac, id, now))
     }
 
     fn policy_versions(&self) -> StoreResult<Vec<PolicyVersion>> {
@@ -1313,10 +1449,13 @@ impl Store for SqliteStore {
     }
 
     fn verify(&self) -> StoreResult<VerifyReport> {
+        // Read before the snapshot: every head it names is committed, so
+        // the snapshot holds it.
+        let claims = self.witness.claims();
         self.with_reader(|conn| {
             // One read transaction: a consistent snapshot while the writer goes on.
             conn.execute_batch("BEGIN")?;
-            let report = verify_chain(conn, &self.mac);
+            let report = verify_chain(conn, &self.mac, &claims);
             let _ = conn.execute_batch("COMMIT");
             report
         })
@@ -1412,22 +1551,27 @@ fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
     })
 }
 
-fn verify_chain(conn: &Connection, mac: &HmacSha256) -> StoreResult<VerifyReport> {
-    let mut stmt = conn.prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))?;
-    let mut rows = stmt.query([])?;
+fn verify_chain(conn: &Connection, mac: &HmacSha256, claims: &Claims) -> StoreResult<VerifyReport> {
     let mut check = ChainCheck::new(mac);
-    while let Some(r) = rows.next()? {
-        if !check.feed(&audit_row(r)?) {
-            break;
+    for seq in claims.seqs() {
+        check.want(seq);
+    }
+    {
+        let mut stmt = conn.prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            check.feed(&audit_row(r)?);
         }
     }
-    let head: Option<String> = if check.intact() {
-        conn.query_row("SELECT value FROM meta WHERE key = 'head'", [], |r| r.get(0))
-            .optional()?
-    } else {
-        None
+    let head: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'head'", [], |r| r.get(0))
+        .optional()?;
+    let approvals: Vec<ApprovalRow> = {
+        let mut stmt = conn.prepare(&format!("{APPROVAL_SELECT} ORDER BY a.created_seq"))?;
+        let rows = stmt.query_map([], approval_row_from)?;
+        rows.collect::<Result<_, _>>()?
     };
-    Ok(check.finish(head.as_deref()))
+    Ok(check.finish(head.as_deref(), claims, approvals))
 }
 
 #[cfg(test)]
