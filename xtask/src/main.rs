@@ -1,7 +1,7 @@
 //! `cargo xtask`: Tame's build, CI, benchmark and fuzz tasks.
 //!
 //! Each step is echoed before it runs, and the first failing step stops the
-//! task with its exit code. Usage: `cargo xtask <ci|test|build|bench|fuzz|load|lint>`.
+//! task with its exit code. Usage: `cargo xtask <ci|test|build|bench|fuzz|load|lint|docs>`.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,8 @@ tasks:
   bench [ARGS]    criterion benchmarks (extra ARGS go to `cargo bench`)
   fuzz [TARGET] [SECONDS]
                   build the fuzz targets; with TARGET, run it for SECONDS (default 60)
+  docs [--check]  write docs/language.md (the condition language's reference) from the
+                  function registry; --check fails when the file is not up to date
   load [ARGS]     the server's load test: /api/v1/enforce (audit logging on) and the
                   trivial /health of one server in one run, over loopback; ARGS go to
                   the load generator (e.g. --connections 64 --seconds 10, --addr HOST:PORT)
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         "bench" => bench(rest),
         "fuzz" => fuzz(rest),
         "load" => load(rest),
+        "docs" => docs(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
@@ -179,6 +182,34 @@ fn bench(args: &[String]) -> Result {
     let mut argv = vec!["bench", "-p", "tame-benches"];
     argv.extend(args.iter().map(String::as_str));
     run("cargo", &argv)
+}
+
+/// Writes (or with `--check`, compares) the language reference generated
+/// from the function registry.
+fn docs(args: &[String]) -> Result {
+    let check = match args {
+        [] => false,
+        [flag] if flag == "--check" => true,
+        _ => return Err(format!("usage: cargo xtask docs [--check]\n\n{USAGE}")),
+    };
+    let path = root().join("docs").join("language.md");
+    let text = tame_lang::reference::language_reference(&tame_lang::Registry::builtins());
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    if check {
+        eprintln!("\n$ compare {} with the registry", path.display());
+        return if current == text {
+            Ok(())
+        } else {
+            Err(format!("{} is out of date: run `cargo xtask docs`", path.display()))
+        };
+    }
+    eprintln!("\n$ write {}", path.display());
+    if current == text {
+        eprintln!("up to date");
+        return Ok(());
+    }
+    std::fs::create_dir_all(root().join("docs")).map_err(|e| format!("cannot create docs/: {e}"))?;
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn load(args: &[String]) -> Result {

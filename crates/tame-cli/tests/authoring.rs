@@ -171,3 +171,67 @@ fn fmt_refuses_bad_input_and_leaves_the_file() {
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("missing.yml"), "{}", out.stderr);
 }
+
+// ------------------------------------------------------------------ docs
+
+/// The call and session facts of the reference's examples.
+fn example_context() -> (tame_engine::Request, tame_engine::MemoryFacts) {
+    let mut call: serde_json::Value = serde_json::from_str(tame_lang::reference::EXAMPLE_CALL).unwrap();
+    let now = call.as_object_mut().unwrap().remove("now").unwrap();
+    let mut request = tame_engine::Request::from_call_json(&call).unwrap();
+    request.now = now.as_str().unwrap().parse().unwrap();
+    let session: serde_json::Value = serde_json::from_str(tame_lang::reference::EXAMPLE_SESSION).unwrap();
+    let mut facts = tame_engine::MemoryFacts::from_json(&session).unwrap();
+    facts.set_now(request.now);
+    (request, facts)
+}
+
+#[test]
+fn every_builtin_and_root_is_in_the_language_reference() {
+    let missing = tame_lang::reference::undocumented(&tame_lang::Registry::builtins());
+    assert!(
+        missing.is_empty(),
+        "not in the language reference (document them beside their signatures in \
+         crates/tame-lang/src/registry.rs, roots in reference.rs, then run `cargo xtask docs`): {missing:?}"
+    );
+}
+
+#[test]
+fn every_example_of_the_language_reference_evaluates_as_written() {
+    let (request, facts) = example_context();
+    let examples = tame_lang::reference::examples(&tame_lang::Registry::builtins());
+    assert!(examples.len() > 50, "{}", examples.len());
+    let mut wrong = Vec::new();
+    for ex in &examples {
+        // Allowed exactly when the example equals its documented value; an
+        // error is no match, so the default (deny) tells.
+        let condition = format!("({}) == ({})", ex.expr, ex.result);
+        let text = format!(
+            "version: \"1\"\ndefault: deny\nrules:\n  - name: equal\n    action: allow\n    condition: '{}'\n",
+            condition.replace('\'', "''")
+        );
+        match tame_engine::Policy::from_yaml(&text, "example") {
+            Err(e) => wrong.push(format!("{}: `{}` does not compile: {e}", ex.subject, ex.expr)),
+            Ok(policy) => {
+                let d = policy.evaluate(&request, &facts);
+                if d.action != tame_engine::Action::Allow {
+                    wrong.push(format!(
+                        "{}: `{}` is not `{}` ({})",
+                        ex.subject, ex.expr, ex.result, d.reason
+                    ));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn docs_language_md_is_what_the_registry_writes() {
+    let shipped = std::fs::read_to_string(repo().join("docs/language.md")).unwrap_or_default();
+    let generated = tame_lang::reference::language_reference(&tame_lang::Registry::builtins());
+    assert!(
+        shipped == generated,
+        "docs/language.md is out of date: run `cargo xtask docs`"
+    );
+}

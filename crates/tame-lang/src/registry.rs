@@ -97,10 +97,26 @@ pub enum RegistryError {
     InvalidName { name: String },
 }
 
+/// A built-in function's entry in the language reference
+/// (`docs/language.md`, written by `cargo xtask docs`): what it does and
+/// one example with the value it evaluates to. A test evaluates every
+/// example in the reference's example context
+/// ([`crate::reference::EXAMPLE_CALL`]) and compares it with `result`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FunctionDoc {
+    /// One or two sentences, Markdown.
+    pub summary: &'static str,
+    /// A condition using the function.
+    pub example: &'static str,
+    /// What `example` evaluates to, as an expression (`true`, `"a"`, `3`).
+    pub result: &'static str,
+}
+
 /// A table of functions by name, each with its overloads.
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
     functions: IndexMap<String, Vec<Overload>, FxBuildHasher>,
+    docs: IndexMap<String, FunctionDoc, FxBuildHasher>,
 }
 
 fn list(t: Type) -> Type {
@@ -127,21 +143,121 @@ impl Registry {
         use Type::{Bool, Bytes, Double, Duration, Dyn, Int, Session, String as Str, Timestamp, Uint};
         let mut r = Self::new();
 
-        // size
+        // Each function's reference entry stands before its signatures.
+        r.doc(
+            "size",
+            "The number of characters of a string (Unicode code points), bytes of bytes, items of a list or entries of a map.",
+            r#"size("héllo") + size([1, 2]) + size({"k": "v"})"#,
+            "8",
+        );
         for t in [Str, Bytes, list(A), map(K, V)] {
             r.global("size", vec![t.clone()], Int);
             r.method("size", vec![t], Int);
         }
         // strings
+        r.doc(
+            "contains",
+            "Whether the string contains the other as a substring.",
+            r#""/home/ada/.ssh/id_rsa".contains("/.ssh/")"#,
+            "true",
+        );
+        r.doc(
+            "startsWith",
+            "Whether the string starts with the prefix.",
+            r#""/etc/hosts".startsWith("/etc/")"#,
+            "true",
+        );
+        r.doc(
+            "endsWith",
+            "Whether the string ends with the suffix.",
+            r#""report.pdf".endsWith(".pdf")"#,
+            "true",
+        );
+        r.doc(
+            "matches",
+            "Whether a regular expression (RE2 syntax, unanchored: use `^` and `$`) matches the string. \
+             Literal patterns are compiled once, when the policy loads.",
+            r#""INV-2041".matches("^INV-[0-9]+$") and matches("drop table", "(?i)DROP")"#,
+            "true",
+        );
         for name in ["contains", "startsWith", "endsWith", "matches"] {
             r.method(name, vec![Str, Str], Bool);
         }
         r.global("matches", vec![Str, Str], Bool);
+        r.doc(
+            "lower",
+            "The string in lower case (Unicode).",
+            r#""ReadMe.MD".lower()"#,
+            r#""readme.md""#,
+        );
+        r.doc("upper", "The string in upper case (Unicode).", r#"upper("post")"#, r#""POST""#);
+        r.doc(
+            "trim",
+            "The string without leading and trailing white space.",
+            r#""  rm -rf /  ".trim()"#,
+            r#""rm -rf /""#,
+        );
+        r.doc(
+            "lowerAscii",
+            "The string in lower case. Unlike CEL's strings extension, which changes ASCII letters only, \
+             the evaluator currently lowers every letter, as `lower` does.",
+            r#""Content-Type".lowerAscii()"#,
+            r#""content-type""#,
+        );
+        r.doc(
+            "upperAscii",
+            "The string in upper case. Unlike CEL's strings extension, which changes ASCII letters only, \
+             the evaluator currently raises every letter, as `upper` does.",
+            r#""get".upperAscii()"#,
+            r#""GET""#,
+        );
         for name in ["lower", "upper", "trim", "lowerAscii", "upperAscii"] {
             r.method(name, vec![Str], Str);
             r.global(name, vec![Str], Str);
         }
         // conversions
+        r.doc(
+            "int",
+            "Converts to an int: doubles are truncated toward zero, strings parsed, timestamps give Unix seconds. \
+             Out of range or unparsable is an error.",
+            r#"int("42") + int(2.9)"#,
+            "44",
+        );
+        r.doc("uint", "Converts to an unsigned int; negative or unparsable is an error.", "uint(42)", "42u");
+        r.doc("double", "Converts to a double.", r#"double("2.5") * 2.0"#, "5.0");
+        r.doc(
+            "string",
+            "Converts to a string (bytes must be UTF-8; timestamps in RFC 3339, durations in seconds).",
+            r#"string(42) + string(true)"#,
+            r#""42true""#,
+        );
+        r.doc("bytes", "Converts a string to its UTF-8 bytes.", r#"bytes("abc")"#, r#"b"abc""#);
+        r.doc("bool", "Parses `true` or `false` (and CEL's other spellings).", r#"bool("true")"#, "true");
+        r.doc(
+            "type",
+            "The type of a value, comparable with the type names `int`, `uint`, `double`, `bool`, `string`, \
+             `bytes`, `list`, `map`, `null_type`, `type`.",
+            r#"type("a") == string"#,
+            "true",
+        );
+        r.doc(
+            "dyn",
+            "The value itself, typed `dyn` for the checker (to compare values whose types it cannot know).",
+            "dyn(1) == 1.0",
+            "true",
+        );
+        r.doc(
+            "duration",
+            "A duration from text (`1h30m`, `90s`, `1.5h`, `-10m`; units `h`, `m`, `s`, `ms`, `us`, `ns`).",
+            r#"duration("1h30m")"#,
+            r#"duration("5400s")"#,
+        );
+        r.doc(
+            "timestamp",
+            "A timestamp from RFC 3339 text (or from Unix seconds).",
+            r#"timestamp("2026-11-21T11:30:00+01:00")"#,
+            r#"timestamp("2026-11-21T10:30:00Z")"#,
+        );
         for t in [Int, Uint, Double, Str, Timestamp] {
             r.global("int", vec![t], Int);
         }
@@ -168,7 +284,68 @@ impl Registry {
         for t in [Str, Timestamp, Int] {
             r.global("timestamp", vec![t], Timestamp);
         }
-        // timestamp and duration accessors
+        // timestamp and duration accessors; the optional string is an IANA
+        // time zone (UTC by default)
+        r.doc(
+            "getFullYear",
+            "The year of a timestamp, in UTC or the given IANA time zone.",
+            r#"timestamp("2026-01-01T02:00:00Z").getFullYear("America/New_York")"#,
+            "2025",
+        );
+        r.doc(
+            "getMonth",
+            "The month of a timestamp, from 0 (January) to 11.",
+            r#"timestamp("2026-11-21T10:30:00Z").getMonth()"#,
+            "10",
+        );
+        r.doc(
+            "getDate",
+            "The day of the month of a timestamp, from 1.",
+            r#"timestamp("2026-11-21T10:30:00Z").getDate()"#,
+            "21",
+        );
+        r.doc(
+            "getDayOfMonth",
+            "The day of the month of a timestamp, from 0.",
+            r#"timestamp("2026-11-21T10:30:00Z").getDayOfMonth()"#,
+            "20",
+        );
+        r.doc(
+            "getDayOfYear",
+            "The day of the year of a timestamp, from 0.",
+            r#"timestamp("2026-11-21T10:30:00Z").getDayOfYear()"#,
+            "324",
+        );
+        r.doc(
+            "getDayOfWeek",
+            "The day of the week of a timestamp, from 0 (Sunday) to 6 (Saturday).",
+            r#"now.getDayOfWeek("Europe/Berlin") in [0, 6]"#,
+            "true",
+        );
+        r.doc(
+            "getHours",
+            "The hour of a timestamp (0 to 23), or the whole hours of a duration.",
+            r#"now.getHours("Europe/Berlin")"#,
+            "11",
+        );
+        r.doc(
+            "getMinutes",
+            "The minute of a timestamp (0 to 59), or the whole minutes of a duration.",
+            r#"duration("1h30m").getMinutes()"#,
+            "90",
+        );
+        r.doc(
+            "getSeconds",
+            "The second of a timestamp (0 to 59), or the whole seconds of a duration.",
+            r#"timestamp("2026-11-21T10:30:45Z").getSeconds()"#,
+            "45",
+        );
+        r.doc(
+            "getMilliseconds",
+            "The milliseconds within the second of a timestamp, or the whole milliseconds of a duration.",
+            r#"timestamp("2026-11-21T10:30:00.250Z").getMilliseconds()"#,
+            "250",
+        );
         for name in [
             "getFullYear",
             "getMonth",
@@ -188,10 +365,48 @@ impl Registry {
             r.method(name, vec![Duration], Int);
         }
         // Tame: globs, IPs, URLs
+        r.doc(
+            "glob",
+            "Whether a path matches a shell-style glob: `*` and `?` within one path segment, `**` across \
+             segments, `[abc]` and `{a,b}`.",
+            r#"glob("/home/ada/notes.txt", "/home/*/**") and not glob("/etc/hosts", "/home/**")"#,
+            "true",
+        );
         r.global("glob", vec![Str, Str], Bool);
         r.method("glob", vec![Str, Str], Bool);
+        r.doc(
+            "ip",
+            "The canonical text of an IP address (IPv4 or IPv6); an error when the string is not one.",
+            r#"ip("2001:DB8:0:0::1")"#,
+            r#""2001:db8::1""#,
+        );
         r.global("ip", vec![Str], Str);
+        r.doc(
+            "cidr",
+            "The canonical text of a network (`10.0.0.0/8`); an error when the string is not one.",
+            r#"cidr("10.0.0.0/8").containsIP("10.1.2.3")"#,
+            "true",
+        );
         r.global("cidr", vec![Str], Str);
+        r.doc(
+            "is_ip",
+            "Whether the string is an IP address, without erroring.",
+            r#"is_ip(url("http://10.0.0.5/admin").host)"#,
+            "true",
+        );
+        r.doc("isIP", "The same as `is_ip`.", r#"isIP("example.com")"#, "false");
+        r.doc(
+            "in_cidr",
+            "Whether an IP address lies in a network.",
+            r#"in_cidr("192.168.1.20", "192.168.0.0/16")"#,
+            "true",
+        );
+        r.doc(
+            "containsIP",
+            "Whether a network contains an IP address (`cidr(net).containsIP(ip)`).",
+            r#"cidr("10.0.0.0/8").containsIP("11.0.0.1")"#,
+            "false",
+        );
         for name in ["is_ip", "isIP"] {
             r.global(name, vec![Str], Bool);
             r.method(name, vec![Str], Bool);
@@ -200,16 +415,75 @@ impl Registry {
             r.global(name, vec![Str, Str], Bool);
             r.method(name, vec![Str, Str], Bool);
         }
+        r.doc(
+            "url",
+            "The parts of a URL as a map with the keys `scheme`, `host`, `port`, `path`, `query` and \
+             `fragment` (empty strings when absent).",
+            r#"url("https://docs.rs/serde?search=x").host"#,
+            r#""docs.rs""#,
+        );
         r.global("url", vec![Str], map(Str, Str));
         // Tame: payload scanners, implemented by the embedder
+        r.doc(
+            "has_secret",
+            "Whether any string in the value (searched through lists and maps) holds a secret: API keys and \
+             tokens of known vendors, private keys, passwords in URLs.",
+            r#"has_secret({"note": "key AKIAIOSFODNN7EXAMPLE"})"#,
+            "true",
+        );
+        r.doc(
+            "has_pii",
+            "Whether any string in the value holds personal data: e-mail addresses, phone, card and \
+             account numbers.",
+            r#"has_pii(["call me at ada@example.com"])"#,
+            "true",
+        );
+        r.doc(
+            "secrets",
+            "One map per secret or personal datum found in the value: `kind`, `category`, `path` (where in the \
+             value) and a masked `preview`.",
+            r#"secrets({"msg": "hello"})"#,
+            "[]",
+        );
         r.slot("has_secret", vec![Dyn], Bool);
         r.slot("has_pii", vec![Dyn], Bool);
         r.slot("secrets", vec![Dyn], list(map(Str, Str)));
         // Tame: session facts
+        r.doc(
+            "count",
+            "`session.count(tool)`: how many calls to the tool ran in this session; with a duration, only \
+             those within that time before now.",
+            r#"session.count("send_email") >= 2 and session.count("send_email", duration("1h")) >= 1"#,
+            "true",
+        );
+        r.doc(
+            "called",
+            "`session.called(tool)`: whether a call to the tool ran in this session.",
+            r#"session.called("read_secret")"#,
+            "true",
+        );
         r.method("count", vec![Session, Str], Int);
         r.method("count", vec![Session, Str, Duration], Int);
         r.method("called", vec![Session, Str], Bool);
         r
+    }
+
+    /// Documents the built-in `name` for the language reference.
+    fn doc(&mut self, name: &str, summary: &'static str, example: &'static str, result: &'static str) {
+        self.docs.insert(
+            name.to_owned(),
+            FunctionDoc {
+                summary,
+                example,
+                result,
+            },
+        );
+    }
+
+    /// The reference entry of the built-in `name`, if it has one (host
+    /// functions have none).
+    pub fn doc_of(&self, name: &str) -> Option<&FunctionDoc> {
+        self.docs.get(name)
     }
 
     fn add(&mut self, name: &str, receiver: bool, params: Vec<Type>, result: Type, slot: bool) {
