@@ -190,7 +190,12 @@ impl Registry {
             r#""ReadMe.MD".lower()"#,
             r#""readme.md""#,
         );
-        r.doc("upper", "The string in upper case (Unicode).", r#"upper("post")"#, r#""POST""#);
+        r.doc(
+            "upper",
+            "The string in upper case (Unicode).",
+            r#"upper("post")"#,
+            r#""POST""#,
+        );
         r.doc(
             "trim",
             "The string without leading and trailing white space.",
@@ -223,7 +228,12 @@ impl Registry {
             r#"int("42") + int(2.9)"#,
             "44",
         );
-        r.doc("uint", "Converts to an unsigned int; negative or unparsable is an error.", "uint(42)", "42u");
+        r.doc(
+            "uint",
+            "Converts to an unsigned int; negative or unparsable is an error.",
+            "uint(42)",
+            "42u",
+        );
         r.doc("double", "Converts to a double.", r#"double("2.5") * 2.0"#, "5.0");
         r.doc(
             "string",
@@ -231,8 +241,18 @@ impl Registry {
             r#"string(42) + string(true)"#,
             r#""42true""#,
         );
-        r.doc("bytes", "Converts a string to its UTF-8 bytes.", r#"bytes("abc")"#, r#"b"abc""#);
-        r.doc("bool", "Parses `true` or `false` (and CEL's other spellings).", r#"bool("true")"#, "true");
+        r.doc(
+            "bytes",
+            "Converts a string to its UTF-8 bytes.",
+            r#"bytes("abc")"#,
+            r#"b"abc""#,
+        );
+        r.doc(
+            "bool",
+            "Parses `true` or `false` (and CEL's other spellings).",
+            r#"bool("true")"#,
+            "true",
+        );
         r.doc(
             "type",
             "The type of a value, comparable with the type names `int`, `uint`, `double`, `bool`, `string`, \
