@@ -228,9 +228,44 @@ pub(crate) enum Expected {
 /// One legacy check; each is one atom of the decision DAG.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum LegacyCheck {
-    ArgContains { key: LegacyKey, expected: Expected },
-    ArgNotContains { key: LegacyKey, forbidden: PyValue },
-    SessionContext { key: LegacyKey, expected: Expected },
+    ArgContains {
+        key: LegacyKey,
+        expected: Expected,
+    },
+    ArgNotContains {
+        key: LegacyKey,
+        forbidden: PyValue,
+    },
+    SessionContext {
+        key: LegacyKey,
+        expected: Expected,
+    },
+    /// The tool's name matches one of the rule's `tools` as the original
+    /// matched them, by regex (see [`read_tools`]).
+    ToolMatches(ToolPatterns),
+    /// `tools: []`: the original matched no tool.
+    NoTool,
+}
+
+/// A rule's tool patterns as the original's regexes, compared by source.
+#[derive(Clone, Debug)]
+pub(crate) struct ToolPatterns {
+    source: Arc<str>,
+    regexes: Arc<[Regex]>,
+}
+
+impl PartialEq for ToolPatterns {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for ToolPatterns {}
+
+impl std::hash::Hash for ToolPatterns {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.source.hash(state);
+    }
 }
 
 /// An entry of the session context.
@@ -263,6 +298,8 @@ impl LegacyCheck {
                 key,
                 expected: Expected::Equal(v),
             } => format!("session_context {key} == {v}"),
+            LegacyCheck::ToolMatches(p) => format!("tool matches {}", p.source),
+            LegacyCheck::NoTool => "tools: [] (no tool)".into(),
         }
     }
 
@@ -282,6 +319,8 @@ impl LegacyCheck {
                     Ctx::FreshSession => false,
                 },
             }),
+            LegacyCheck::ToolMatches(p) => p.regexes.iter().any(|r| r.is_match(&req.tool)),
+            LegacyCheck::NoTool => false,
         }
     }
 }
@@ -888,6 +927,89 @@ pub(crate) fn read_conditions(node: Option<&YNode>, same: Option<&serde_yaml::Va
         }
     }
     out
+}
+
+/// How a legacy rule's `tools` decide.
+#[derive(Debug)]
+pub(crate) enum ToolsRead {
+    /// Tame's tool switch means what the original meant: names and `*`, `?`
+    /// globs, or every tool when `tools` is left out.
+    Switch,
+    /// The rule holds for every tool name, and this check decides (regex
+    /// patterns, `tools: []`).
+    Check(LegacyCheck),
+    Error(Problem),
+}
+
+/// Reads a legacy rule's `tools` (its located node, `None` when left out).
+///
+/// The original matched a name against each pattern `p` (other than `*`)
+/// as Python's `re.match("^" + p.replace("*", ".*").replace("?", ".") + "$",
+/// name)`. Names and `*`, `?` mean the same in Tame's tool switch; a
+/// pattern with other regex syntax (`fs.read`, `read_(file|dir)`) is
+/// matched as that regex.
+pub(crate) fn read_tools(node: Option<&YNode>) -> ToolsRead {
+    let error = |message: String, node: &YNode| {
+        ToolsRead::Error(Problem {
+            message,
+            help: Some("the original server failed on every call reaching this rule".into()),
+            span: Some(node.span()),
+        })
+    };
+    let Some(node) = node else { return ToolsRead::Switch };
+    let items = match node {
+        YNode::Seq { items, .. } => items,
+        YNode::Alias { .. } => return ToolsRead::Switch,
+        other => {
+            let found = py_from_node(other, None).map_or_else(|e| e, |v| v.kind().to_owned());
+            return error(format!("`tools` must be a list of tool names, found {found}"), other);
+        }
+    };
+    if items.is_empty() {
+        return ToolsRead::Check(LegacyCheck::NoTool);
+    }
+    let mut patterns = Vec::with_capacity(items.len());
+    for item in items {
+        match py_from_node(item, None) {
+            Ok(PyValue::Str(p)) => patterns.push(p),
+            Ok(other) => {
+                return error(
+                    format!("a tool name must be text, found {} ({other})", other.kind()),
+                    item,
+                );
+            }
+            Err(e) => return error(e, item),
+        }
+    }
+    const REGEX_SYNTAX: &[char] = &['.', '+', '(', ')', '[', ']', '{', '}', '|', '\\', '^', '$'];
+    if !patterns.iter().any(|p| &**p != "*" && p.contains(REGEX_SYNTAX)) {
+        return ToolsRead::Switch;
+    }
+    let mut regexes = Vec::with_capacity(patterns.len());
+    for p in &patterns {
+        let source = if &**p == "*" {
+            String::from("(?s).*")
+        } else {
+            // `^(?:^p$)` anchored at the start as `re.match` is; Python's
+            // `$` also matches before a final newline.
+            format!("^(?:^{}\\n?\\z)", p.replace('*', ".*").replace('?', "."))
+        };
+        match Regex::new(&source) {
+            Ok(r) => regexes.push(r),
+            Err(e) => {
+                return error(
+                    format!(
+                        "tool pattern `{p}` is read as a regex, as the original server read it, and it does not compile: {e}"
+                    ),
+                    node,
+                );
+            }
+        }
+    }
+    ToolsRead::Check(LegacyCheck::ToolMatches(ToolPatterns {
+        source: Arc::from(patterns.iter().map(|p| &**p).collect::<Vec<_>>().join(", ")),
+        regexes: Arc::from(regexes),
+    }))
 }
 
 // ------------------------------------------------------------ lints

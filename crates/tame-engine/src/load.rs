@@ -540,8 +540,21 @@ fn legacy_rule(
 ) -> Option<(RuleSpec, RuleInfo)> {
     let name_valid = name_ok(r, &m.name, node);
     let action = action_of(r, &m.action, node, &m.name);
-    let tools = tools_of(r, m.tools, node, &m.name);
-    let conds = legacy::read_conditions(node.and_then(|n| n.get("conditions")), m.conditions.as_ref());
+    // The original read tool patterns as regexes: where that differs from
+    // the tool switch, a check decides and the rule is for every tool.
+    let tools_read = legacy::read_tools(node.and_then(|n| n.get("tools")));
+    let tools_checked = !matches!(tools_read, legacy::ToolsRead::Switch);
+    let (tools, switch) = match tools_read {
+        legacy::ToolsRead::Switch => (tools_of(r, m.tools, node, &m.name), None),
+        legacy::ToolsRead::Check(check) => (m.tools.map(crate::model::Tools::into_vec), Some(Ok(check))),
+        legacy::ToolsRead::Error(e) => (None, Some(Err(e))),
+    };
+    let mut conds = legacy::read_conditions(node.and_then(|n| n.get("conditions")), m.conditions.as_ref());
+    match switch {
+        Some(Ok(check)) => conds.checks.insert(0, check),
+        Some(Err(e)) => conds.errors.push(e),
+        None => {}
+    }
     let ok = conds.errors.is_empty();
     for e in conds.errors {
         r.error(e.message, e.span, Some(&m.name), e.help);
@@ -561,7 +574,11 @@ fn legacy_rule(
     let spec = RuleSpec {
         name: Arc::from(m.name.as_str()),
         action: action?,
-        tools: every_tool(tools.as_deref())?,
+        tools: if tools_checked {
+            Vec::new()
+        } else {
+            every_tool(tools.as_deref())?
+        },
         condition: CondSpec::Legacy(checks),
         reason: Arc::from(format!("Matched rule: {}", m.name)),
         template: None,

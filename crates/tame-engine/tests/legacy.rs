@@ -610,3 +610,23 @@ fn every_hinted_condition_loads_in_the_current_format() {
         Policy::from_yaml(&src, "hint.yml").unwrap_or_else(|e| panic!("{cond}:\n{e}"));
     }
 }
+
+#[test]
+fn tools_the_original_failed_on_are_load_errors() {
+    // (`conditions` makes the file legacy.)
+    let rule =
+        |tools: &str| format!("rules:\n  - name: r\n    action: allow\n    tools: {tools}\n    conditions: {{}}\n");
+    for (tools, says) in [
+        ("read_file", "`tools` must be a list of tool names, found text"),
+        ("~", "`tools` must be a list of tool names, found null"),
+        ("[yes]", "a tool name must be text, found a boolean (true)"),
+        ("['read_(']", "tool pattern `read_(` is read as a regex"),
+    ] {
+        let errors = errors_of(&rule(tools));
+        assert_eq!(errors.len(), 1, "{tools}: {errors:?}");
+        assert!(errors[0].message.starts_with(says), "{tools}: {errors:?}");
+        assert_eq!((errors[0].rule.as_deref(), errors[0].line), (Some("r"), 4));
+    }
+    // serde_yaml refuses a number among the tools before the rule is read.
+    assert_eq!(errors_of(&rule("[1]"))[0].rule.as_deref(), Some("r"));
+}
