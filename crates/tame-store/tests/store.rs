@@ -18,10 +18,11 @@ fn open_sqlite(dir: &tempfile::TempDir) -> SqliteStore {
 }
 
 /// One backend's database for a test: a SQLite file in a temporary
-/// directory, or a fresh PostgreSQL database.
+/// directory, or a fresh PostgreSQL database (with a temporary directory
+/// for its checkpoint file).
 enum TestDb {
     Sqlite(tempfile::TempDir),
-    Pg(String),
+    Pg(String, tempfile::TempDir),
 }
 
 /// The audit secret of the PostgreSQL tests.
@@ -37,14 +38,22 @@ impl TestDb {
     fn pg(label: &str) -> Option<TestDb> {
         tame_store::testing::database_or_skip(label)
             .unwrap_or_else(|e| panic!("{e}"))
-            .map(TestDb::Pg)
+            .map(|url| TestDb::Pg(url, tempfile::tempdir().unwrap()))
+    }
+
+    /// The checkpoint file that witnesses the chain's head.
+    fn checkpoints(&self) -> std::path::PathBuf {
+        match self {
+            TestDb::Sqlite(dir) => dir.path().join("tame.db.checkpoint"),
+            TestDb::Pg(_, dir) => dir.path().join("pg.checkpoint"),
+        }
     }
 
     /// Opens (or reopens) the store with its usual secret.
     fn open(&self) -> std::sync::Arc<dyn Store> {
         match self {
             TestDb::Sqlite(dir) => std::sync::Arc::new(open_sqlite(dir)),
-            TestDb::Pg(_) => std::sync::Arc::from(self.open_with_secret(PG_SECRET.to_vec()).unwrap()),
+            TestDb::Pg(..) => std::sync::Arc::from(self.open_with_secret(PG_SECRET.to_vec()).unwrap()),
         }
     }
 
@@ -58,7 +67,13 @@ impl TestDb {
                     ..Default::default()
                 },
             )?),
-            TestDb::Pg(url) => Box::new(PgStore::open(url, PgOptions::new(secret))?),
+            TestDb::Pg(url, _) => Box::new(PgStore::open(
+                url,
+                PgOptions {
+                    checkpoints: Some(self.checkpoints()),
+                    ..PgOptions::new(secret)
+                },
+            )?),
         })
     }
 
@@ -70,7 +85,7 @@ impl TestDb {
                 .unwrap()
                 .execute(sql, [])
                 .unwrap() as u64,
-            TestDb::Pg(url) => tame_store::testing::execute(url, sql).unwrap(),
+            TestDb::Pg(url, _) => tame_store::testing::execute(url, sql).unwrap(),
         }
     }
 }
@@ -618,7 +633,7 @@ fn a_known_session_is_read_back_and_a_fresh_one_is_empty(db: &TestDb) {
 
 fn pg_url(db: &TestDb) -> &str {
     match db {
-        TestDb::Pg(url) => url,
+        TestDb::Pg(url, _) => url,
         TestDb::Sqlite(_) => panic!("a PostgreSQL test got a SQLite database"),
     }
 }
@@ -712,8 +727,13 @@ fn both_backends_write_the_same_records_and_chain(db: &TestDb) {
     let (mut a, mut b) = (Vec::new(), Vec::new());
     assert_eq!(lite.export(&mut a).unwrap(), pg.export(&mut b).unwrap());
     assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
-    let (va, vb) = (lite.verify().unwrap(), pg.verify().unwrap());
+    let (mut va, mut vb) = (lite.verify().unwrap(), pg.verify().unwrap());
     assert!(va.valid && vb.valid);
+    // Both witness the same head, of chains with ids of their own.
+    let head = |v: &VerifyReport| v.checkpoint.as_ref().map(|c| (c.seq, c.head.clone()));
+    assert_eq!(head(&va), head(&vb));
+    assert!(head(&va).is_some());
+    (va.checkpoint, vb.checkpoint) = (None, None);
     assert_eq!(va, vb);
     let now = ts("2026-11-21T06:20:00Z");
     assert_eq!(lite.approvals(None, now).unwrap(), pg.approvals(None, now).unwrap());
@@ -808,3 +828,8 @@ tests_by_backend!(
 
 // The bounded reads' tests (`reads::sqlite::*`, `reads::pg::*`).
 mod reads;
+
+// Audit integrity: the witnessed head, every problem listed, forged
+// approvals, one store per SQLite file (`integrity::sqlite::*`,
+// `integrity::pg::*`).
+mod integrity;
