@@ -93,6 +93,8 @@ pub async fn record_result(
     let labels = crate::safety::result_labels(&body);
     let mut stored = body.clone();
     crate::enforce::redact_secrets(&mut stored);
+    // The session as enforce stored it (a secret in its id replaced).
+    let session_id = state.redactor().id_owned(session_id);
     state
         .store()
         .record_result(NewResult {
@@ -126,8 +128,9 @@ pub async fn list_sessions(State(state): State<AppState>, headers: HeaderMap, q:
     let query = SessionQuery {
         page: num_param(&p, "page", 1, u64::from(u32::MAX))?,
         page_size: num_param(&p, "page_size", 50, 1000)?,
-        agent_id: p.get("agent_id").cloned(),
-        user_id: p.get("user_id").cloned(),
+        // Stored ids have their secrets replaced: so have the filters.
+        agent_id: p.get("agent_id").map(|a| state.redactor().id(a).into_owned()),
+        user_id: p.get("user_id").map(|u| state.redactor().id(u).into_owned()),
     };
     let (page, page_size) = (query.page, query.page_size);
     let store = state.store().clone();
@@ -148,7 +151,7 @@ pub async fn session_log(
 ) -> Result<Response, AppError> {
     state.auth().check(&headers, Role::Admin)?;
     let store = state.store().clone();
-    let sid = id.clone();
+    let sid = state.redactor().id(&id).into_owned();
     match blocking(move || store.session_log(&sid)).await? {
         Some(entries) => Ok(axum::Json(entries).into_response()),
         None => Err(AppError::not_found(format!("session `{id}` not found"))),
@@ -162,7 +165,7 @@ pub async fn session_summary(
 ) -> Result<Response, AppError> {
     state.auth().check(&headers, Role::Admin)?;
     let store = state.store().clone();
-    let sid = id.clone();
+    let sid = state.redactor().id(&id).into_owned();
     match blocking(move || store.session_summary(&sid)).await? {
         Some(summary) => Ok(axum::Json(summary).into_response()),
         None => Err(AppError::not_found(format!("session `{id}` not found"))),
@@ -311,7 +314,7 @@ async fn dry_run(state: &AppState, call: Value) -> Result<Response, AppError> {
     let loaded = state.policy();
     let (decision, explanation) = match req.session_id.as_deref() {
         Some(sid) => {
-            let facts = state.store().session_facts(sid)?;
+            let facts = state.store().session_facts(&state.redactor().id(sid))?;
             let guard = facts.lock();
             let view = guard.view(req.now);
             (loaded.policy.evaluate(&req, &view), loaded.policy.explain(&req, &view))
@@ -456,8 +459,8 @@ async fn decide(
 }
 
 /// Approves or rejects a pending approval (recorded in the audit log with
-/// who and why) and wakes its waiters: the one path of the API and the
-/// dashboard.
+/// who and why, secrets in them replaced) and wakes its waiters: the one
+/// path of the API and the dashboard.
 pub(crate) async fn decide_approval(
     state: &AppState,
     id: String,
@@ -465,17 +468,18 @@ pub(crate) async fn decide_approval(
     by: String,
     reason: Option<String>,
 ) -> Result<tame_store::Approval, AppError> {
+    let redactor = state.redactor();
     let approval = state
         .store()
         .decide_approval(ApprovalDecision {
             id,
             approve,
-            by: Some(by),
-            reason,
+            by: Some(redactor.id_owned(by)),
+            reason: reason.map(|r| redactor.text_owned(r)),
             at: Timestamp::now(),
         })
         .await?;
-    state.notify_approvals();
+    state.notify_approval(&approval.approval_id);
     Ok(approval)
 }
 
@@ -508,16 +512,17 @@ pub async fn wait_approval(
     let cap = state.limits().max_wait.as_secs().max(1);
     let timeout = Duration::from_secs(num_param(&p, "timeout", cap, cap)?);
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut watch = state.approvals_watch();
+    // Registered before the first read: a decision made after that read
+    // still wakes this waiter. Only changes of this approval wake it.
+    let mut watch = state.watch_approval(&id);
     loop {
-        watch.borrow_and_update();
         let approval = load_approval(&state, &id).await?;
         if approval.state != ApprovalState::Pending {
             return Ok(
                 axum::Json(json!({"approval": approval, "timed_out": false, "state": approval.state})).into_response(),
             );
         }
-        // Wake at the deadline, at the approval's expiry, or on any change.
+        // Wake at the deadline, at the approval's expiry, or on its change.
         let expiry = approval
             .expires_at
             .parse::<Timestamp>()
@@ -527,7 +532,7 @@ pub async fn wait_approval(
             .unwrap_or(deadline);
         let wake = deadline.min(expiry);
         tokio::select! {
-            _ = watch.changed() => {}
+            () = watch.changed() => {}
             _ = tokio::time::sleep_until(wake) => {
                 if wake >= deadline {
                     let approval = load_approval(&state, &id).await?;

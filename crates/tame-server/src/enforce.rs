@@ -18,7 +18,10 @@ use crate::auth::AgentKey;
 use crate::error::{AppError, JsonBody};
 use crate::metrics::DecisionLabels;
 
-/// The answer, in the original server's shape plus `approval_id`.
+/// The answer, in the original server's shape plus `approval_id`. It
+/// carries what the client sent (its session id, the reason as the rule
+/// expanded it); what is stored has secrets replaced (see
+/// [`crate::redact`]).
 #[derive(Debug, Serialize)]
 pub(crate) struct Enforced {
     pub session_id: String,
@@ -80,6 +83,15 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
             fresh
         }
     };
+    // The session as stored: a secret in the id replaced by a stable
+    // marker, so the facts, the log and the summaries all know it by the
+    // same id (an id just generated holds none).
+    let redactor = state.redactor();
+    let stored_session = if fresh_session {
+        session_id.clone()
+    } else {
+        redactor.id(&session_id).into_owned()
+    };
     let now = req.now;
     let mut body = body;
     let mut take = |key: &str| match body.as_object_mut().and_then(|o| o.remove(key)) {
@@ -132,9 +144,9 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
     };
 
     let facts = if fresh_session {
-        state.store().fresh_session_facts(&session_id)
+        state.store().fresh_session_facts(&stored_session)
     } else {
-        state.store().session_facts(&session_id)?
+        state.store().session_facts(&stored_session)?
     };
     let (decision, new_approval, release) = {
         let mut guard = facts.lock();
@@ -167,22 +179,32 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
     }
     // Secrets never reach the audit log (the call hash above is of the
     // original arguments, so a release still matches).
-    redact_secrets(&mut tool_args);
-    redact_secrets(&mut metadata);
+    let args_changed = redact_secrets(&mut tool_args) || sanitized_args.is_some();
+    let metadata_changed = redact_secrets(&mut metadata);
+    // The reason may quote the arguments (`{args.path}`): what was redacted
+    // there is redacted in it too, then whatever else it holds.
+    let mut redacted = Vec::new();
+    if args_changed {
+        crate::redact::redacted_values(&tame_engine::value_to_json(&req.args), &tool_args, &mut redacted);
+    }
+    if metadata_changed {
+        crate::redact::redacted_values(&tame_engine::value_to_json(&req.metadata), &metadata, &mut redacted);
+    }
+    let reason = redactor.reason(&decision.reason, &mut redacted);
     let timestamp = format_timestamp(now);
     let approval_out = new_approval.as_ref().map(|a| a.id.clone());
     let record = NewDecision {
         log_id: log_id.clone(),
-        session_id: session_id.clone(),
+        session_id: stored_session,
         timestamp: now,
-        tool_name: req.tool.to_string(),
+        tool_name: redactor.id(&req.tool).into_owned(),
         tool_args,
-        agent_id: req.agent_id.as_deref().map(str::to_string),
-        user_id: req.user_id.as_deref().map(str::to_string),
+        agent_id: req.agent_id.as_deref().map(|a| redactor.id(a).into_owned()),
+        user_id: req.user_id.as_deref().map(|u| redactor.id(u).into_owned()),
         metadata,
         decision: decision.action,
         rule_name: decision.rule_name.as_deref().map(str::to_string),
-        reason: decision.reason.to_string(),
+        reason,
         policy_version: decision.policy_version.to_string(),
         new_approval,
         release_of: release.map(|approval_id| Release {
@@ -191,8 +213,8 @@ pub(crate) async fn decide(state: &AppState, body: Value) -> Result<Enforced, Ap
         }),
     };
     state.store().record_decision(record).await?;
-    if approval.is_some() {
-        state.notify_approvals();
+    if let Some(used) = &approval {
+        state.notify_approval(&used.approval_id);
     }
 
     let metrics = state.metrics();
@@ -228,12 +250,14 @@ fn id_text(id: uuid::Uuid) -> String {
 
 /// Replaces credentials (keys, tokens, passwords) in `value` with
 /// `[REDACTED:kind]`; personal data is kept (policies may need it).
-pub(crate) fn redact_secrets(value: &mut Value) {
+/// Returns whether anything was replaced.
+pub(crate) fn redact_secrets(value: &mut Value) -> bool {
     let findings =
         tame_engine::Scanner::global().redact_where(value, |kind| kind.category() == tame_engine::Category::Secret);
     if !findings.is_empty() {
         tracing::debug!(count = findings.len(), "secrets redacted before storage");
     }
+    !findings.is_empty()
 }
 
 /// The decision for a call that comes back with a decided approval: the

@@ -76,6 +76,7 @@ mod error;
 mod metrics;
 mod openapi;
 mod ratelimit;
+mod redact;
 mod safety;
 mod serve;
 mod state;
@@ -104,7 +105,7 @@ pub fn app(state: AppState) -> Router {
     // `login`). One layer with the trace layer: axum boxes each layer's
     // future, so stacking them costs no allocation of its own.
     let layers = tower::ServiceBuilder::new()
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(redact::request_span))
         .layer(ratelimit::AuthLimitLayer::new(state.clone()));
     // The dashboard (HTML, not API) is not in ROUTES nor the OpenAPI document.
     router

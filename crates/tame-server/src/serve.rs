@@ -142,6 +142,8 @@ pub async fn run_until(
     };
     let needs_record = last_hash.as_deref() != Some(loaded.policy.info().hash.as_str());
     let state = AppState::new(loaded, Some(config.policy_path.clone()), store.clone(), auth, limits);
+    // Secrets in stored ids become markers keyed with the audit secret.
+    state.set_redaction_key(&crate::redact::audit_secret(&config)?)?;
     if let Some(tools) = tools {
         state.set_tools(tools);
     }
@@ -227,7 +229,7 @@ async fn expiry_sweeper(state: AppState) {
         match state.store().expire_approvals(Timestamp::now()).await {
             Ok(ids) if !ids.is_empty() => {
                 tracing::info!(count = ids.len(), "approvals expired");
-                state.notify_approvals();
+                state.notify_approvals(&ids);
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "cannot expire approvals"),

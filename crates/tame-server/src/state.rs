@@ -1,8 +1,10 @@
 //! Shared server state: the running policy (swapped atomically on reload),
-//! the store, keys, limits, metrics and the approval notifier.
+//! the store, keys, limits, metrics, the waiters of approvals and the
+//! redactor of stored identifiers.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -12,6 +14,7 @@ use tame_store::{NewPolicyVersion, Store};
 
 use crate::auth::Auth;
 use crate::metrics::Metrics;
+use crate::redact::Redactor;
 
 /// A compiled policy and where it came from.
 #[derive(Debug)]
@@ -58,7 +61,9 @@ struct Inner {
     auth: Auth,
     limits: Limits,
     metrics: Metrics,
-    approvals_changed: tokio::sync::watch::Sender<u64>,
+    approval_waiters: ApprovalWaiters,
+    /// Keyed with the audit secret by the server (see [`crate::redact`]).
+    redactor: std::sync::OnceLock<Redactor>,
     reload_lock: tokio::sync::Mutex<()>,
     /// The tools `POST /api/v1/tools/run` may run (set once, at start).
     tools: std::sync::OnceLock<Arc<crate::tools::ToolsSetup>>,
@@ -89,7 +94,6 @@ impl AppState {
         auth: Auth,
         limits: Limits,
     ) -> AppState {
-        let (approvals_changed, _) = tokio::sync::watch::channel(0);
         AppState(Arc::new(Inner {
             policy: ArcSwap::from_pointee(policy),
             policy_path,
@@ -97,7 +101,8 @@ impl AppState {
             auth,
             limits,
             metrics: Metrics::default(),
-            approvals_changed,
+            approval_waiters: ApprovalWaiters::default(),
+            redactor: std::sync::OnceLock::new(),
             reload_lock: tokio::sync::Mutex::new(()),
             tools: std::sync::OnceLock::new(),
             dashboard: crate::dashboard::Dashboard::default(),
@@ -143,13 +148,48 @@ impl AppState {
         self.0.policy_path.as_ref()
     }
 
-    /// Wakes every approval waiter.
-    pub(crate) fn notify_approvals(&self) {
-        self.0.approvals_changed.send_modify(|n| *n = n.wrapping_add(1));
+    /// Wakes the waiters of these approvals (and no others).
+    pub(crate) fn notify_approvals(&self, ids: &[String]) {
+        for id in ids {
+            self.0.approval_waiters.notify(id);
+        }
     }
 
-    pub(crate) fn approvals_watch(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.0.approvals_changed.subscribe()
+    /// Wakes the waiters of approval `id` (and no others).
+    pub(crate) fn notify_approval(&self, id: &str) {
+        self.0.approval_waiters.notify(id);
+    }
+
+    /// Registers a waiter of approval `id`: a change of it notified after
+    /// this call wakes the watch. Register before reading the approval, so
+    /// a decision between the read and the wait is not missed.
+    pub(crate) fn watch_approval(&self, id: &str) -> ApprovalWatch<'_> {
+        self.0.approval_waiters.watch(id)
+    }
+
+    /// How many approvals have waiters right now (an approval's entry goes
+    /// with its last waiter).
+    pub fn waited_approvals(&self) -> usize {
+        self.0.approval_waiters.lock().len()
+    }
+
+    /// Keys the markers that replace secrets in stored identifiers (see
+    /// [`crate::redact`]) with `key`, the audit secret; before this (or
+    /// without it) they are keyed with a constant. Set it once, before
+    /// serving: a different key stores the same session under another id.
+    pub fn set_redaction_key(&self, key: &[u8]) -> anyhow::Result<()> {
+        let redactor = Redactor::keyed(key)?;
+        self.0
+            .redactor
+            .set(redactor)
+            .map_err(|_| anyhow::anyhow!("the redaction key is set already"))
+    }
+
+    pub(crate) fn redactor(&self) -> &Redactor {
+        match self.0.redactor.get() {
+            Some(r) => r,
+            None => Redactor::unkeyed(),
+        }
     }
 
     /// Compiles `source` and, if it compiles, makes it the running policy
@@ -222,6 +262,81 @@ impl AppState {
         });
         if let Err(e) = ticket.await {
             tracing::error!(error = %e, "cannot store the policy version");
+        }
+    }
+}
+
+/// The waiters of `GET /api/v1/approvals/{id}/wait`, by approval id: a
+/// change of one approval wakes its waiters only. An entry lives while its
+/// approval has waiters (the last one to leave removes it).
+#[derive(Debug, Default)]
+struct ApprovalWaiters {
+    map: Mutex<HashMap<String, tokio::sync::watch::Sender<()>>>,
+}
+
+impl ApprovalWaiters {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, tokio::sync::watch::Sender<()>>> {
+        // The map holds no invariant a panicking holder could break.
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn watch(&self, id: &str) -> ApprovalWatch<'_> {
+        let mut map = self.lock();
+        let rx = match map.get(id) {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = tokio::sync::watch::channel(());
+                map.insert(id.to_owned(), tx);
+                rx
+            }
+        };
+        ApprovalWatch {
+            waiters: self,
+            id: id.to_owned(),
+            rx: Some(rx),
+        }
+    }
+
+    fn notify(&self, id: &str) {
+        if let Some(tx) = self.lock().get(id) {
+            tx.send_replace(());
+        }
+    }
+}
+
+/// One waiter's registration (see [`AppState::watch_approval`]); dropping
+/// it unregisters.
+#[derive(Debug)]
+pub(crate) struct ApprovalWatch<'a> {
+    waiters: &'a ApprovalWaiters,
+    id: String,
+    rx: Option<tokio::sync::watch::Receiver<()>>,
+}
+
+impl ApprovalWatch<'_> {
+    /// Resolves at the first change of the approval since the last call
+    /// (or since the registration).
+    pub(crate) async fn changed(&mut self) {
+        let ok = match self.rx.as_mut() {
+            Some(rx) => rx.changed().await.is_ok(),
+            None => false,
+        };
+        if !ok {
+            // The sender goes only with the last receiver, so this does
+            // not happen; never resolve rather than spin.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for ApprovalWatch<'_> {
+    fn drop(&mut self) {
+        let mut map = self.waiters.lock();
+        // Drop the receiver under the lock: a waiter registering meanwhile
+        // keeps the entry.
+        drop(self.rx.take());
+        if map.get(&self.id).is_some_and(|tx| tx.receiver_count() == 0) {
+            map.remove(&self.id);
         }
     }
 }
