@@ -133,6 +133,43 @@ mod tests {
     }
 
     #[test]
+    fn edge_flags_reach_the_server_config() {
+        let args = serve_args(&[
+            "--allowed-host",
+            "tame.internal,tame.example.com:443",
+            "--allowed-host",
+            "10.0.0.5",
+            "--header-timeout",
+            "2.5",
+            "--idle-timeout",
+            "30",
+            "--max-connections",
+            "64",
+        ])
+        .unwrap();
+        let config = super::config(&args).unwrap();
+        let hosts: Vec<String> = config.allowed_hosts.iter().map(ToString::to_string).collect();
+        assert_eq!(hosts, ["tame.internal", "tame.example.com:443", "10.0.0.5"]);
+        assert_eq!(config.header_timeout, std::time::Duration::from_millis(2500));
+        assert_eq!(config.idle_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(config.max_connections, std::num::NonZeroUsize::new(64));
+        for (flag, value, says) in [
+            ("--allowed-host", "*.example.com", "wildcard"),
+            ("--allowed-host", "http://x", "is not a host name"),
+            ("--header-timeout", "0", "above zero"),
+            ("--idle-timeout", "-1", "above zero"),
+            ("--idle-timeout", "soon", "is not a number of seconds"),
+            ("--max-connections", "0", "0"),
+        ] {
+            let arg = format!("{flag}={value}");
+            let err = serve_args(&[&arg]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{arg}");
+            let text = err.to_string();
+            assert!(text.contains(flag) && text.contains(says), "{arg}: {text}");
+        }
+    }
+
+    #[test]
     fn bad_auth_failure_values_are_usage_errors_naming_the_flag() {
         for (flag, value, says) in [
             ("--auth-failure-burst", "lots", "invalid digit"),

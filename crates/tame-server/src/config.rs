@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use tame_store::Durability;
 
+use crate::edge::AllowedHost;
 use crate::ratelimit::FailureLimit;
 
 /// Everything `run` needs.
@@ -57,7 +58,25 @@ pub struct ServerConfig {
     /// writer has a thread of its own besides, so on a machine with few
     /// cores one fewer can serve more (see [`ServerConfig::runtime`]).
     pub workers: Option<NonZeroUsize>,
+    /// Host names (and addresses) besides loopback, `localhost` and the
+    /// listen address that a request's `Host` may name; `*` turns the check
+    /// off (see [`crate::edge`]).
+    pub allowed_hosts: Vec<AllowedHost>,
+    /// Longest time a client may take to send a request's head, from
+    /// connecting or from the head's first byte (see [`crate::conn`]).
+    pub header_timeout: Duration,
+    /// Longest time a keep-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Most connections open at once; `None`: 1024, or less when the
+    /// open-file limit leaves less (see [`crate::conn::connection_cap`]).
+    pub max_connections: Option<NonZeroUsize>,
 }
+
+/// The default [`ServerConfig::header_timeout`].
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default [`ServerConfig::idle_timeout`]: longer than the 60 s of
+/// common load balancers, so that they close an idle connection first.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// The longest long poll: below the 60 s that MCP clients wait.
 pub const MAX_WAIT_CAP: Duration = Duration::from_secs(50);
@@ -82,6 +101,10 @@ impl Default for ServerConfig {
             tools_file: None,
             auth_failures: FailureLimit::default(),
             workers: None,
+            allowed_hosts: Vec::new(),
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: None,
         }
     }
 }
@@ -108,6 +131,10 @@ struct FileConfig {
     auth_failure_period_secs: Option<f64>,
     trusted_proxies: Option<Vec<String>>,
     workers: Option<usize>,
+    allowed_hosts: Option<Vec<String>>,
+    header_timeout_secs: Option<f64>,
+    idle_timeout_secs: Option<f64>,
+    max_connections: Option<usize>,
 }
 
 fn parse_addr(s: &str, what: &str) -> anyhow::Result<SocketAddr> {
@@ -125,6 +152,26 @@ fn parse_durability(s: &str, what: &str) -> anyhow::Result<Durability> {
 
 fn parse_workers(n: usize, what: &str) -> anyhow::Result<NonZeroUsize> {
     NonZeroUsize::new(n).with_context(|| format!("{what}: the server needs at least 1 worker thread"))
+}
+
+fn parse_max_connections(n: usize, what: &str) -> anyhow::Result<NonZeroUsize> {
+    NonZeroUsize::new(n).with_context(|| format!("{what}: the server needs room for at least 1 connection"))
+}
+
+fn parse_timeout(secs: f64, what: &str) -> anyhow::Result<Duration> {
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => bail!("{what}: `{secs}` is not a number of seconds above zero"),
+    }
+}
+
+fn parse_hosts<'a>(items: impl IntoIterator<Item = &'a str>, what: &str) -> anyhow::Result<Vec<AllowedHost>> {
+    items
+        .into_iter()
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| AllowedHost::parse(h).map_err(|e| anyhow::anyhow!("{what}: {e}")))
+        .collect()
 }
 
 fn parse_bool(s: &str, what: &str) -> anyhow::Result<bool> {
@@ -240,6 +287,18 @@ impl ServerConfig {
         if let Some(n) = parsed.workers {
             self.workers = Some(parse_workers(n, &format!("{what}: workers"))?);
         }
+        if let Some(h) = parsed.allowed_hosts {
+            self.allowed_hosts = parse_hosts(h.iter().map(String::as_str), &format!("{what}: allowed_hosts"))?;
+        }
+        if let Some(s) = parsed.header_timeout_secs {
+            self.header_timeout = parse_timeout(s, &format!("{what}: header_timeout_secs"))?;
+        }
+        if let Some(s) = parsed.idle_timeout_secs {
+            self.idle_timeout = parse_timeout(s, &format!("{what}: idle_timeout_secs"))?;
+        }
+        if let Some(n) = parsed.max_connections {
+            self.max_connections = Some(parse_max_connections(n, &format!("{what}: max_connections"))?);
+        }
         Ok(())
     }
 
@@ -250,7 +309,9 @@ impl ServerConfig {
     /// `TAME_DURABILITY` (`full`|`normal`), `TAME_WATCH_POLICY`,
     /// `TAME_TOOLS_FILE`, `TAME_AUTH_FAILURE_BURST` (0: no limit),
     /// `TAME_AUTH_FAILURE_PERIOD_SECS`, `TAME_TRUSTED_PROXIES` (comma
-    /// separated addresses or CIDR networks), `TAME_WORKERS`.
+    /// separated addresses or CIDR networks), `TAME_WORKERS`,
+    /// `TAME_ALLOWED_HOSTS` (comma separated), `TAME_HEADER_TIMEOUT_SECS`,
+    /// `TAME_IDLE_TIMEOUT_SECS`, `TAME_MAX_CONNECTIONS`.
     pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<()> {
         for (name, value) in vars {
             let what = name.as_str();
@@ -278,6 +339,12 @@ impl ServerConfig {
                     self.auth_failures.trusted_proxies = parse_proxies(value.split(','), what)?;
                 }
                 "TAME_WORKERS" => self.workers = Some(parse_workers(parse_num(&value, what)?, what)?),
+                "TAME_ALLOWED_HOSTS" => self.allowed_hosts = parse_hosts(value.split(','), what)?,
+                "TAME_HEADER_TIMEOUT_SECS" => self.header_timeout = parse_timeout(parse_num(&value, what)?, what)?,
+                "TAME_IDLE_TIMEOUT_SECS" => self.idle_timeout = parse_timeout(parse_num(&value, what)?, what)?,
+                "TAME_MAX_CONNECTIONS" => {
+                    self.max_connections = Some(parse_max_connections(parse_num(&value, what)?, what)?);
+                }
                 _ => {}
             }
         }
@@ -366,6 +433,8 @@ pub struct ServeFlags {
     pub tools_file: Option<PathBuf>,
     #[command(flatten)]
     pub auth_failures: AuthFailureArgs,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
 }
 
 impl ServeFlags {
@@ -407,6 +476,7 @@ impl ServeFlags {
         }
         // Checked by clap already (a bad value is a usage error naming the flag).
         self.auth_failures.apply(&mut config);
+        self.edge.apply(&mut config);
         Ok(config)
     }
 }
@@ -444,6 +514,58 @@ impl AuthFailureArgs {
             config.auth_failures.trusted_proxies = self.trusted_proxies.clone();
         }
     }
+}
+
+/// The flags of the HTTP edge (hosts, connection limits), shared by `tame
+/// serve` and the `tame-server` binary. As with [`AuthFailureArgs`], the
+/// variables named in the help are read by [`ServerConfig::load`]; the
+/// flags override them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EdgeArgs {
+    /// A host name (or address, with an optional :PORT) requests may name
+    /// in their Host header besides loopback, localhost and the listen
+    /// address; `*` turns the check off (repeatable or comma separated) [env: TAME_ALLOWED_HOSTS]
+    #[arg(long = "allowed-host", value_name = "HOST", value_delimiter = ',', value_parser = AllowedHost::parse)]
+    pub allowed_hosts: Vec<AllowedHost>,
+    /// Seconds a client may take to send a request's head before its
+    /// connection is dropped (default 10) [env: TAME_HEADER_TIMEOUT_SECS]
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout_flag, allow_negative_numbers = true)]
+    pub header_timeout: Option<Duration>,
+    /// Seconds a keep-alive connection may wait for its next request
+    /// (default 75) [env: TAME_IDLE_TIMEOUT_SECS]
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout_flag, allow_negative_numbers = true)]
+    pub idle_timeout: Option<Duration>,
+    /// Most connections open at once; more wait until one closes (default
+    /// 1024, or less under a low open-file limit) [env: TAME_MAX_CONNECTIONS]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<NonZeroUsize>,
+}
+
+impl EdgeArgs {
+    /// Applies the flags given over what `config` holds.
+    pub fn apply(&self, config: &mut ServerConfig) {
+        if !self.allowed_hosts.is_empty() {
+            config.allowed_hosts = self.allowed_hosts.clone();
+        }
+        if let Some(t) = self.header_timeout {
+            config.header_timeout = t;
+        }
+        if let Some(t) = self.idle_timeout {
+            config.idle_timeout = t;
+        }
+        if let Some(n) = self.max_connections {
+            config.max_connections = Some(n);
+        }
+    }
+}
+
+/// `--header-timeout`, `--idle-timeout`: seconds above zero (fractions allowed).
+fn parse_timeout_flag(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    parse_timeout(secs, "").map_err(|_| format!("`{s}` is not a number of seconds above zero"))
 }
 
 /// `--auth-failure-period`: seconds above zero (fractions allowed).
@@ -594,6 +716,64 @@ mod tests {
         std::fs::write(&file, "auth_failure_period_secs: -1\n").unwrap();
         let err = format!("{:#}", c.apply_file(&file).unwrap_err());
         assert!(err.contains("auth_failure_period_secs"), "{err}");
+    }
+
+    #[test]
+    fn edge_settings_from_file_env_and_flags() {
+        let mut c = ServerConfig::default();
+        assert!(c.allowed_hosts.is_empty());
+        assert_eq!(
+            (c.header_timeout, c.idle_timeout, c.max_connections),
+            (Duration::from_secs(10), Duration::from_secs(75), None)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tame.yml");
+        std::fs::write(
+            &file,
+            "allowed_hosts: [tame.internal, 'tame.example.com:443']\nheader_timeout_secs: 0.5\nidle_timeout_secs: 20\nmax_connections: 300\n",
+        )
+        .unwrap();
+        c.apply_file(&file).unwrap();
+        let shown = |c: &ServerConfig| c.allowed_hosts.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(shown(&c), ["tame.internal", "tame.example.com:443"]);
+        assert_eq!(c.header_timeout, Duration::from_millis(500));
+        assert_eq!(c.idle_timeout, Duration::from_secs(20));
+        assert_eq!(c.max_connections, NonZeroUsize::new(300));
+        c.apply_env([
+            ("TAME_ALLOWED_HOSTS".to_string(), "a.example, *".to_string()),
+            ("TAME_HEADER_TIMEOUT_SECS".to_string(), "3".to_string()),
+            ("TAME_IDLE_TIMEOUT_SECS".to_string(), "4.5".to_string()),
+            ("TAME_MAX_CONNECTIONS".to_string(), "7".to_string()),
+        ])
+        .unwrap();
+        assert_eq!(shown(&c), ["a.example", "*"]);
+        assert_eq!(c.header_timeout, Duration::from_secs(3));
+        assert_eq!(c.idle_timeout, Duration::from_millis(4500));
+        assert_eq!(c.max_connections, NonZeroUsize::new(7));
+
+        for (var, bad) in [
+            ("TAME_ALLOWED_HOSTS", "ok.example,http://bad"),
+            ("TAME_HEADER_TIMEOUT_SECS", "0"),
+            ("TAME_IDLE_TIMEOUT_SECS", "-2"),
+            ("TAME_MAX_CONNECTIONS", "0"),
+            ("TAME_MAX_CONNECTIONS", "many"),
+        ] {
+            let err = c
+                .apply_env([(var.to_string(), bad.to_string())])
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(var), "{var}={bad}: {err}");
+        }
+        for bad in [
+            "allowed_hosts: ['*.example.com']",
+            "header_timeout_secs: 0",
+            "max_connections: 0",
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            let err = format!("{:#}", c.apply_file(&file).unwrap_err());
+            let key = bad.split(':').next().unwrap();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
     }
 
     #[test]

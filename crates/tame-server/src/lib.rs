@@ -59,6 +59,19 @@
 //! See [`FailureLimit`] and the `ratelimit` module; counted in `/metrics` as
 //! `tame_auth_failures_total` and `tame_auth_limited_total` by surface.
 //!
+//! ## The HTTP edge
+//!
+//! Before any route reads a request, the `edge` module checks that its
+//! `Host` names this server (421 otherwise: DNS rebinding), that its
+//! `Origin`, if any, is this server's own (403: cross-site requests), the
+//! API key its route needs (401/403, before the body is read), and that
+//! the API's POST routes get `application/json` (415). `allowed_hosts`
+//! (`TAME_ALLOWED_HOSTS`, `--allowed-host`) lists the names besides
+//! loopback, `localhost` and the listen address. The `conn` module serves
+//! the connections: a cap on open ones (`max_connections`), a timeout for
+//! a request's head (`header_timeout`, 10 s) and one for idle keep-alive
+//! connections (`idle_timeout`, 75 s).
+//!
 //! ## Speed
 //!
 //! `cargo run --release -p tame-server --example load -- --seconds 3
@@ -70,7 +83,9 @@
 mod api;
 mod auth;
 mod config;
+mod conn;
 mod dashboard;
+mod edge;
 mod enforce;
 mod error;
 mod metrics;
@@ -83,7 +98,11 @@ mod state;
 mod tools;
 
 pub use auth::{Auth, Role};
-pub use config::{AuthFailureArgs, MAX_WAIT_CAP, ServeFlags, ServerConfig};
+pub use config::{
+    AuthFailureArgs, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, EdgeArgs, MAX_WAIT_CAP, ServeFlags, ServerConfig,
+};
+pub use conn::{DEFAULT_MAX_CONNECTIONS, connection_cap};
+pub use edge::{AllowedHost, Hosts};
 pub use error::AppError;
 pub use openapi::{ROUTES, RouteDoc, openapi_document};
 pub use ratelimit::{ClientKey, FailureLimit, FailureLimiter, parse_period_secs, parse_proxy};
@@ -93,20 +112,30 @@ pub use state::{AppState, Limits, LoadedPolicy, ReloadOutcome};
 use axum::Router;
 use axum::routing::{MethodRouter, get, post};
 
-/// The router of every route in [`ROUTES`], with its state. The OpenAPI
-/// document is generated from the same table.
+/// The router of every route in [`ROUTES`], with its state, for a server
+/// on loopback ([`Hosts::default`]). The OpenAPI document is generated
+/// from the same table.
 pub fn app(state: AppState) -> Router {
+    app_with(state, Hosts::default())
+}
+
+/// [`app`] answering to `hosts` (a server's listen address and its
+/// `allowed_hosts`).
+pub fn app_with(state: AppState, hosts: Hosts) -> Router {
     let mut router = Router::new();
     for (path, handler) in handlers() {
         router = router.route(path, handler);
     }
     // Refused API keys count against their client; a client over its
     // budget is answered 429 (the dashboard's login form counts in
-    // `login`). One layer with the trace layer: axum boxes each layer's
-    // future, so stacking them costs no allocation of its own.
+    // `login`). Inside it the edge checks Host, Origin, the route's key
+    // and its content type, so the keys it refuses count too. One layer
+    // with the trace layer: axum boxes each layer's future, so stacking
+    // them costs no allocation of its own.
     let layers = tower::ServiceBuilder::new()
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(redact::request_span))
-        .layer(ratelimit::AuthLimitLayer::new(state.clone()));
+        .layer(ratelimit::AuthLimitLayer::new(state.clone()))
+        .layer(edge::EdgeLayer::new(state.clone(), hosts));
     // The dashboard (HTML, not API) is not in ROUTES nor the OpenAPI document.
     router
         .merge(dashboard::router())

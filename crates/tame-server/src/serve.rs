@@ -1,11 +1,11 @@
 //! Serving: binds (refusing an open API off loopback), loads the policy,
 //! opens the store, runs the reload triggers (SIGHUP, file watch), the
 //! approval expiry sweeper and the sweeper of failed-authentication
-//! budgets, serves each request with its socket peer (`ConnectInfo`), and
+//! budgets, serves the connections (`crate::conn`: a cap, header and idle
+//! timeouts, each request with its socket peer as `ConnectInfo`), and
 //! shuts down gracefully: stops accepting, drains requests, then flushes
 //! the audit writer.
 
-use axum::serve::ListenerExt as _;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,8 +17,10 @@ use tame_engine::Policy;
 use tame_store::{PgOptions, PgStore, SqliteOptions, SqliteStore, Store};
 
 use crate::auth::Auth;
+use crate::conn::{ConnLimits, connection_cap};
+use crate::edge::Hosts;
 use crate::state::{AppState, Limits, LoadedPolicy, ReloadOutcome};
-use crate::{ServerConfig, app};
+use crate::{ServerConfig, app_with};
 
 /// Serves until SIGINT or SIGTERM.
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
@@ -175,26 +177,32 @@ pub async fn run_until(
         None
     };
 
+    let limits = ConnLimits {
+        header_timeout: config.header_timeout,
+        idle_timeout: config.idle_timeout,
+        max_connections: connection_cap(config.max_connections),
+    };
+    let allowed: Vec<String> = config.allowed_hosts.iter().map(ToString::to_string).collect();
     // Ready only once the reload triggers are in place.
-    tracing::info!(addr = %local, policy = %config.policy_path.display(), db = %config.db_shown(), "tame server listening");
+    tracing::info!(
+        addr = %local,
+        policy = %config.policy_path.display(),
+        db = %config.db_shown(),
+        allowed_hosts = %allowed.join(","),
+        max_connections = limits.max_connections,
+        header_timeout = ?limits.header_timeout,
+        idle_timeout = ?limits.idle_timeout,
+        "tame server listening"
+    );
     on_ready(local);
 
-    let router = app(state.clone()).layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        axum::http::StatusCode::REQUEST_TIMEOUT,
-        config.request_timeout,
-    ));
-    // No Nagle delay on answers: a response written in more than one
-    // segment must not wait for the client's delayed ACK.
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
-        }
-    });
-    // Each request carries its socket peer (`ConnectInfo`): failed
-    // authentications are limited per client address.
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let router = app_with(state.clone(), Hosts::new(local, &config.allowed_hosts)).layer(
+        tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ),
+    );
+    crate::conn::serve(listener, router, limits, shutdown).await;
 
     tasks.shutdown().await;
     drop(_watcher);

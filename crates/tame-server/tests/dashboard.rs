@@ -63,7 +63,15 @@ fn form_body(fields: &[(&str, &str)]) -> String {
 }
 
 async fn send(h: &Harness, req: Request<Body>) -> Page {
-    let resp = tame_server::app(h.state.clone()).oneshot(req).await.unwrap();
+    // The name the login tests reach the server by is configured.
+    let hosts = tame_server::Hosts::new(
+        "127.0.0.1:8000".parse().unwrap(),
+        &["tame.example.com".parse().unwrap()],
+    );
+    let resp = tame_server::app_with(h.state.clone(), hosts)
+        .oneshot(req)
+        .await
+        .unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
@@ -710,9 +718,16 @@ async fn open_mode_is_loopback_only_and_says_so() {
     // The login form is not needed.
     assert_eq!(get(&h, "/dashboard/login", None).await.location(), "/dashboard");
 
-    // A page that rebinds its own name to 127.0.0.1 cannot read it.
+    // A page that rebinds its own name to 127.0.0.1 cannot read it (the
+    // server's edge refuses the name), nor a configured name off loopback.
     let req = Request::get("/dashboard")
         .header(header::HOST, "evil.example:8000")
+        .body(Body::empty())
+        .unwrap();
+    let r = send(&h, req).await;
+    assert_eq!(r.status, StatusCode::MISDIRECTED_REQUEST);
+    let req = Request::get("/dashboard")
+        .header(header::HOST, "tame.example.com")
         .body(Body::empty())
         .unwrap();
     let r = send(&h, req).await;
