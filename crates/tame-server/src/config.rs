@@ -51,6 +51,10 @@ pub struct ServerConfig {
     /// A `tools.yaml` (tool protocol v1): serves `POST /api/v1/tools/run`
     /// for the tools it registers; `None`: that route answers 404.
     pub tools_file: Option<PathBuf>,
+    /// The checkpoint file that witnesses the audit chain's head outside
+    /// the database; `None`: `<db>.checkpoint` beside a SQLite database,
+    /// none for PostgreSQL (the head is then witnessed in the JSON log only).
+    pub audit_checkpoints: Option<PathBuf>,
     /// Failed authentications per client before 429 (0: no limit), their
     /// refill period and the proxies whose `X-Forwarded-For` is believed.
     pub auth_failures: FailureLimit,
@@ -99,6 +103,7 @@ impl Default for ServerConfig {
             max_wait: MAX_WAIT_CAP,
             request_timeout: Duration::from_secs(60),
             tools_file: None,
+            audit_checkpoints: None,
             auth_failures: FailureLimit::default(),
             workers: None,
             allowed_hosts: Vec::new(),
@@ -127,6 +132,7 @@ struct FileConfig {
     watch_policy: Option<bool>,
     max_wait_secs: Option<u64>,
     tools_file: Option<PathBuf>,
+    audit_checkpoints: Option<PathBuf>,
     auth_failure_burst: Option<u32>,
     auth_failure_period_secs: Option<f64>,
     trusted_proxies: Option<Vec<String>>,
@@ -274,6 +280,9 @@ impl ServerConfig {
         if let Some(p) = parsed.tools_file {
             self.tools_file = Some(base.join(p));
         }
+        if let Some(p) = parsed.audit_checkpoints {
+            self.audit_checkpoints = Some(base.join(p));
+        }
         if let Some(n) = parsed.auth_failure_burst {
             self.auth_failures.burst = n;
         }
@@ -307,7 +316,7 @@ impl ServerConfig {
     /// `TAME_ALLOW_INSECURE_BIND`, `TAME_APPROVAL_TIMEOUT_SECS`,
     /// `TAME_BODY_LIMIT`, `TAME_JSON_DEPTH_LIMIT`, `TAME_AUDIT_SECRET`,
     /// `TAME_DURABILITY` (`full`|`normal`), `TAME_WATCH_POLICY`,
-    /// `TAME_TOOLS_FILE`, `TAME_AUTH_FAILURE_BURST` (0: no limit),
+    /// `TAME_TOOLS_FILE`, `TAME_AUDIT_CHECKPOINTS`, `TAME_AUTH_FAILURE_BURST` (0: no limit),
     /// `TAME_AUTH_FAILURE_PERIOD_SECS`, `TAME_TRUSTED_PROXIES` (comma
     /// separated addresses or CIDR networks), `TAME_WORKERS`,
     /// `TAME_ALLOWED_HOSTS` (comma separated), `TAME_HEADER_TIMEOUT_SECS`,
@@ -331,6 +340,7 @@ impl ServerConfig {
                 "TAME_DURABILITY" => self.durability = parse_durability(&value, what)?,
                 "TAME_WATCH_POLICY" => self.watch_policy = parse_bool(&value, what)?,
                 "TAME_TOOLS_FILE" => self.tools_file = Some(PathBuf::from(value)),
+                "TAME_AUDIT_CHECKPOINTS" => self.audit_checkpoints = Some(PathBuf::from(value)),
                 "TAME_AUTH_FAILURE_BURST" => self.auth_failures.burst = parse_num(&value, what)?,
                 "TAME_AUTH_FAILURE_PERIOD_SECS" => {
                     self.auth_failures.period = parse_period(parse_num(&value, what)?, what)?;
@@ -431,6 +441,10 @@ pub struct ServeFlags {
     /// A tools.yaml (tool protocol v1): serve `POST /api/v1/tools/run` for its tools
     #[arg(long, env = "TAME_TOOLS_FILE", value_name = "FILE")]
     pub tools_file: Option<PathBuf>,
+    /// The checkpoint file witnessing the audit chain's head outside the
+    /// database (default for SQLite: `<db>.checkpoint`; PostgreSQL: none)
+    #[arg(long = "checkpoints", env = "TAME_AUDIT_CHECKPOINTS", value_name = "FILE")]
+    pub audit_checkpoints: Option<PathBuf>,
     #[command(flatten)]
     pub auth_failures: AuthFailureArgs,
     #[command(flatten)]
@@ -473,6 +487,9 @@ impl ServeFlags {
         }
         if let Some(tools) = &self.tools_file {
             config.tools_file = Some(tools.clone());
+        }
+        if let Some(file) = &self.audit_checkpoints {
+            config.audit_checkpoints = Some(file.clone());
         }
         // Checked by clap already (a bad value is a usage error naming the flag).
         self.auth_failures.apply(&mut config);
@@ -839,5 +856,35 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn the_audit_checkpoints_come_from_the_file_the_environment_and_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tame.yml");
+        std::fs::write(&file, "audit_checkpoints: witness/head.json\n").unwrap();
+        let mut c = ServerConfig::default();
+        c.apply_file(&file).unwrap();
+        assert_eq!(c.audit_checkpoints, Some(dir.path().join("witness/head.json")));
+        c.apply_env([("TAME_AUDIT_CHECKPOINTS".to_string(), "/var/lib/tame/head".to_string())])
+            .unwrap();
+        assert_eq!(c.audit_checkpoints, Some(PathBuf::from("/var/lib/tame/head")));
+        let flags = ServeFlags {
+            audit_checkpoints: Some(PathBuf::from("/elsewhere")),
+            ..ServeFlags::default()
+        };
+        assert_eq!(
+            flags.config().unwrap().audit_checkpoints,
+            Some(PathBuf::from("/elsewhere"))
+        );
+        // The store writes its checkpoints there.
+        let c = ServerConfig {
+            db_path: dir.path().join("tame.db"),
+            audit_checkpoints: Some(dir.path().join("head.checkpoint")),
+            ..ServerConfig::default()
+        };
+        drop(crate::serve::open_store(&c).unwrap());
+        assert!(dir.path().join("head.checkpoint").exists());
+        assert!(!dir.path().join("tame.db.checkpoint").exists());
     }
 }

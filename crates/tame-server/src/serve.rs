@@ -75,6 +75,7 @@ pub fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
         })?;
         let options = PgOptions {
             durability: config.durability,
+            checkpoints: config.audit_checkpoints.clone(),
             ..PgOptions::new(secret)
         };
         let store = PgStore::open(url, options).with_context(|| format!("cannot open the store `{shown}`"))?;
@@ -85,6 +86,7 @@ pub fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
         SqliteOptions {
             secret,
             durability: config.durability,
+            checkpoints: config.audit_checkpoints.clone(),
             ..SqliteOptions::default()
         },
     )
