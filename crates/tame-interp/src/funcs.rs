@@ -1,5 +1,5 @@
 //! Built-in functions: CEL's standard library and Tame's additions
-//! (`glob`, `lower`/`upper`/`trim`, `ip`/`cidr`, `url`).
+//! (`glob`, `clean_path`/`within`, `lower`/`upper`/`trim`, `ip`/`cidr`, `url`).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -36,6 +36,8 @@ pub(crate) enum Builtin {
     Upper,
     Trim,
     Glob,
+    CleanPath,
+    Within,
     Ip,
     Cidr,
     IsIp,
@@ -69,6 +71,8 @@ impl Builtin {
             ("upper" | "upperAscii", _, 1) => B::Upper,
             ("trim", _, 1) => B::Trim,
             ("glob", _, 2) => B::Glob,
+            ("clean_path", false, 1) => B::CleanPath,
+            ("within", false, 2) => B::Within,
             ("ip", false, 1) => B::Ip,
             ("cidr", false, 1) => B::Cidr,
             ("isIP" | "is_ip", _, 1) => B::IsIp,
@@ -106,6 +110,8 @@ impl Builtin {
             Builtin::Upper => "upper",
             Builtin::Trim => "trim",
             Builtin::Glob => "glob",
+            Builtin::CleanPath => "clean_path",
+            Builtin::Within => "within",
             Builtin::Ip => "ip",
             Builtin::Cidr => "cidr",
             Builtin::IsIp => "isIP",
@@ -156,6 +162,8 @@ impl Builtin {
             (Builtin::Upper, [Value::String(s)]) => Ok(Value::String(Arc::from(s.to_uppercase()))),
             (Builtin::Trim, [Value::String(s)]) => Ok(Value::String(Arc::from(s.trim()))),
             (Builtin::Glob, [Value::String(s), Value::String(p)]) => Ok(Value::Bool(compile_glob(p)?.is_match(&**s))),
+            (Builtin::CleanPath, [Value::String(s)]) => Ok(Value::String(Arc::from(clean_path(s)))),
+            (Builtin::Within, [Value::String(p), Value::String(dir)]) => Ok(Value::Bool(within(p, dir))),
             (Builtin::Ip, [Value::String(s)]) => parse_ip(s).map(|ip| Value::String(Arc::from(ip.to_string()))),
             (Builtin::Cidr, [Value::String(s)]) => parse_cidr(s).map(|c| Value::String(Arc::from(c.to_string()))),
             (Builtin::IsIp, [Value::String(s)]) => Ok(Value::Bool(s.parse::<IpAddr>().is_ok())),
@@ -312,6 +320,69 @@ pub(crate) fn compile_glob(p: &str) -> Result<globset::GlobMatcher, String> {
         .build()
         .map(|g| g.compile_matcher())
         .map_err(|e| format!("invalid glob `{p}`: {e}"))
+}
+
+/// A path split into its components, lexically cleaned: empty and `.`
+/// components dropped, a `..` removing the component before it; `..` at
+/// the root stays at the root, leading `..` of a relative path are kept.
+/// POSIX only: `/` separates, `\` is an ordinary character.
+#[derive(Debug, PartialEq, Eq)]
+struct CleanPath<'a> {
+    rooted: bool,
+    parts: Vec<&'a str>,
+}
+
+impl<'a> CleanPath<'a> {
+    fn new(path: &'a str) -> Self {
+        let rooted = path.starts_with('/');
+        let mut parts: Vec<&str> = Vec::new();
+        for part in path.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => match parts.last() {
+                    Some(&last) if last != ".." => {
+                        parts.pop();
+                    }
+                    // `/..` is `/`.
+                    _ if rooted => {}
+                    _ => parts.push(".."),
+                },
+                _ => parts.push(part),
+            }
+        }
+        CleanPath { rooted, parts }
+    }
+}
+
+impl std::fmt::Display for CleanPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.rooted, self.parts.is_empty()) {
+            (true, _) => write!(f, "/{}", self.parts.join("/")),
+            (false, true) => f.write_str("."),
+            (false, false) => f.write_str(&self.parts.join("/")),
+        }
+    }
+}
+
+/// `clean_path(p)`: the shortest path lexically equal to `p` (as Go's
+/// `path.Clean`): `/tmp/../etc/x` is `/etc/x`, `a//b/./c/` is `a/b/c`,
+/// `/..` is `/`, `../etc/x` stays, the empty path is `.`. Symbolic links are
+/// not resolved (nothing here touches the file system).
+pub(crate) fn clean_path(path: &str) -> String {
+    CleanPath::new(path).to_string()
+}
+
+/// `within(p, dir)`: `clean_path(p)` is `clean_path(dir)` or lies beneath
+/// it, comparing whole components (`/tmpx` is not within `/tmp`). Both must
+/// be absolute or both relative; `../x` is not within `.`.
+pub(crate) fn within(path: &str, dir: &str) -> bool {
+    let p = CleanPath::new(path);
+    let d = CleanPath::new(dir);
+    p.rooted == d.rooted
+        && p.parts.len() >= d.parts.len()
+        && p.parts.iter().zip(&d.parts).all(|(a, b)| a == b)
+        // `..` only leads a clean path: past `d`'s own, more climb out of it.
+        && p.parts.get(d.parts.len()) != Some(&"..")
 }
 
 fn parse_ip(s: &str) -> Result<IpAddr, String> {
@@ -500,5 +571,87 @@ mod tests {
                 .call(&[&Value::Bytes(Arc::from(&[0xff_u8][..]))])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn clean_path_is_lexical() {
+        for (path, clean) in [
+            ("/tmp/../etc/shadow", "/etc/shadow"),
+            ("/tmp/../etc/cron.d/x", "/etc/cron.d/x"),
+            ("//a//b/./c/", "/a/b/c"),
+            ("/..", "/"),
+            ("/../../etc", "/etc"),
+            ("/", "/"),
+            ("///", "/"),
+            ("../etc/x", "../etc/x"),
+            ("a/../../b", "../b"),
+            ("a/..", "."),
+            ("./a/", "a"),
+            ("", "."),
+            (".", "."),
+            ("..", ".."),
+            ("/tmp/./x/", "/tmp/x"),
+            // POSIX only: a backslash is part of a name.
+            (r"C:\tmp\..\x", r"C:\tmp\..\x"),
+            // No percent-decoding: `%2e%2e` is a name.
+            ("/tmp/%2e%2e/etc", "/tmp/%2e%2e/etc"),
+        ] {
+            assert_eq!(clean_path(path), clean, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn within_compares_whole_components() {
+        assert!(within("/tmp/x", "/tmp"));
+        assert!(within("/tmp", "/tmp/"));
+        assert!(within("/tmp/a/../b", "/tmp"));
+        assert!(within("/etc/passwd", "/"));
+        assert!(!within("/tmpx", "/tmp"));
+        assert!(!within("/tmp/../etc/shadow", "/tmp"));
+        assert!(!within("/", "/tmp"));
+        assert!(within("/tmp/../etc/shadow", "/etc"));
+        // Relative paths are within relative directories only.
+        assert!(!within("tmp/x", "/tmp"));
+        assert!(!within("/tmp/x", "tmp"));
+        assert!(within(".github/workflows/ci.yml", ".github/workflows"));
+        assert!(within("./.github/workflows/../workflows/ci.yml", ".github/workflows"));
+        assert!(within("a/b", "."));
+        assert!(!within("../a", "."));
+        assert!(within("../a", ".."));
+        assert!(!within("../../a", ".."));
+        let call = |p: &str, d: &str| Builtin::Within.call(&[&s(p), &s(d)]).unwrap();
+        assert!(matches!(call("/tmp/x", "/tmp"), Value::Bool(true)));
+        let cleaned = Builtin::CleanPath.call(&[&s("/tmp/../etc/shadow")]).unwrap();
+        assert_eq!(cleaned.as_str(), Some("/etc/shadow"));
+        assert!(Builtin::CleanPath.call(&[&Value::Int(1)]).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn clean_path_is_idempotent(path in "[/.ab]{0,24}") {
+            let once = clean_path(&path);
+            proptest::prop_assert_eq!(clean_path(&once), once.clone());
+            proptest::prop_assert!(!once.is_empty());
+            proptest::prop_assert!(once == "/" || !once.ends_with('/'));
+            proptest::prop_assert!(!once.contains("//") && !once.contains("/./"));
+        }
+
+        #[test]
+        fn within_means_beneath_the_clean_dir(path in "[/.ab]{0,16}", dir in "[/.ab]{0,12}") {
+            let (p, d) = (clean_path(&path), clean_path(&dir));
+            if within(&path, &dir) {
+                // `.` is the one directory its relative paths do not start with.
+                proptest::prop_assert!(d == "." || p.starts_with(&d), "{p} within {d}");
+                proptest::prop_assert!(
+                    d == "." || d == "/" || p == d || p.get(d.len()..).is_some_and(|rest| rest.starts_with('/'))
+                );
+            }
+            // A path is within itself and its parent.
+            proptest::prop_assert!(within(&path, &path));
+            let parent = format!("{path}/..");
+            if !p.ends_with("..") && p != "/" && p != "." {
+                proptest::prop_assert!(within(&path, &parent), "{path} not within {parent}");
+            }
+        }
     }
 }

@@ -7,6 +7,9 @@
 //!
 //! - `glob(path, pattern)` and `path.glob(pattern)`: shell-style globs
 //!   (`*` within a segment, `**` across segments).
+//! - `clean_path(path)` (lexical, POSIX: `/tmp/../etc/x` is `/etc/x`) and
+//!   `within(path, dir)` (the clean path is `dir` or beneath it, by whole
+//!   components).
 //! - `lower`, `upper`, `trim` (and CEL's `lowerAscii`, `upperAscii`):
 //!   receiver (`s.lower()`) or global (`lower(s)`).
 //! - IP checks work on strings: `ip(s)` validates and canonicalizes an IP
@@ -395,6 +398,26 @@ impl Registry {
         r.global("glob", vec![Str, Str], Bool);
         r.method("glob", vec![Str, Str], Bool);
         r.doc(
+            "clean_path",
+            "The path lexically cleaned (POSIX, as Go's `path.Clean`): `//` and `.` components dropped, each \
+             `..` removing the component before it, `..` at the root staying at the root; relative paths keep \
+             their leading `..`, the empty path is `.`. Compare paths after cleaning: `/tmp/../etc/shadow` \
+             starts with `/tmp/`, its clean path does not. No symbolic links are resolved, `\\` is an \
+             ordinary character and nothing is percent-decoded.",
+            r#"clean_path("/tmp/../etc//shadow")"#,
+            r#""/etc/shadow""#,
+        );
+        r.global("clean_path", vec![Str], Str);
+        r.doc(
+            "within",
+            "Whether a path is a directory or lies beneath it, both cleaned with `clean_path` and compared \
+             component by component: `/tmp/x` is within `/tmp`, `/tmpx` and `/tmp/../etc` are not. A \
+             relative path is never within an absolute directory.",
+            r#"within("/tmp/a/../b.txt", "/tmp") and not within("/tmp/../etc/shadow", "/tmp")"#,
+            "true",
+        );
+        r.global("within", vec![Str, Str], Bool);
+        r.doc(
             "ip",
             "The canonical text of an IP address (IPv4 or IPv6); an error when the string is not one.",
             r#"ip("2001:DB8:0:0::1")"#,
@@ -678,6 +701,8 @@ mod tests {
             "timestamp",
             "getDayOfWeek",
             "glob",
+            "clean_path",
+            "within",
             "in_cidr",
             "url",
             "count",
