@@ -537,7 +537,8 @@ fn print_summary(s: &Value, out: &Out) {
     ));
 }
 
-/// `tame audit verify`: exit 0 when the chain is intact, 1 when not.
+/// `tame audit verify`: exit 0 when the chain is intact, 1 when not (every
+/// problem the server found is printed, one per line).
 pub fn audit(args: &AuditArgs, opts: &ServerOpts, out: &Out) -> Result<Exit, CliError> {
     let client = Client::new(opts)?;
     match args.action {
@@ -574,22 +575,50 @@ pub fn audit(args: &AuditArgs, opts: &ServerOpts, out: &Out) -> Result<Exit, Cli
                     )
                 ));
             } else {
-                out.line(format!(
-                    "{} audit chain broken: {}",
-                    crate::output::pass_word(false),
-                    describe_problem(&report)
-                ));
+                let problems = describe_problems(&report);
+                match problems.as_slice() {
+                    [one] => out.line(format!("{} audit chain broken: {one}", crate::output::pass_word(false))),
+                    many => {
+                        out.line(format!(
+                            "{} audit chain broken: {} problems",
+                            crate::output::pass_word(false),
+                            many.len()
+                        ));
+                        for problem in many {
+                            out.line(format!("  - {problem}"));
+                        }
+                    }
+                }
             }
             Ok(if ok { Exit::Ok } else { Exit::Error })
         }
     }
 }
 
-/// The first problem of an audit report, naming the record.
-fn describe_problem(report: &Value) -> String {
-    let Some(problem) = report.get("first_problem").filter(|p| !p.is_null()) else {
-        return show(report.get("error").or_else(|| report.get("detail")));
+/// Every problem of an audit report (`problems`; from an older server,
+/// its `first_problem`), each naming its record, and how many more the
+/// server counted without listing them.
+fn describe_problems(report: &Value) -> Vec<String> {
+    let listed: Vec<&Value> = match report.get("problems").and_then(Value::as_array) {
+        Some(problems) if !problems.is_empty() => problems.iter().collect(),
+        _ => report
+            .get("first_problem")
+            .filter(|p| !p.is_null())
+            .into_iter()
+            .collect(),
     };
+    if listed.is_empty() {
+        return vec![show(report.get("error").or_else(|| report.get("detail")))];
+    }
+    let mut lines: Vec<String> = listed.into_iter().map(describe_problem).collect();
+    if let Some(more) = report.get("more_problems").and_then(Value::as_u64).filter(|n| *n > 0) {
+        lines.push(format!("... and {more} more"));
+    }
+    lines
+}
+
+/// One problem of an audit report, naming the record.
+fn describe_problem(problem: &Value) -> String {
     let mut text = show(problem.get("message"));
     if let Some(seq) = problem.get("seq").filter(|v| !v.is_null()) {
         text.push_str(&format!(" (record #{}", show(Some(seq))));
@@ -609,8 +638,25 @@ mod tests {
     fn audit_problems_name_the_record() {
         let report = json!({"valid": false, "records": 9, "first_problem": {
             "kind": "hash_mismatch", "seq": 4, "ref_id": "log-4", "message": "record was edited"}});
-        assert_eq!(describe_problem(&report), "record was edited (record #4, log log-4)");
-        assert_eq!(describe_problem(&json!({"detail": "x"})), "x");
+        assert_eq!(describe_problems(&report), ["record was edited (record #4, log log-4)"]);
+        assert_eq!(describe_problems(&json!({"detail": "x"})), ["x"]);
+    }
+
+    #[test]
+    fn every_audit_problem_is_described() {
+        let edited = json!({"kind": "edited", "seq": 2, "ref_id": "l2", "message": "record 2 was edited"});
+        let short = json!({"kind": "truncated", "seq": 5, "ref_id": null,
+            "message": "log shorter than witnessed head (seq 7, found 4)"});
+        let report = json!({"valid": false, "records": 4, "first_problem": edited,
+            "problems": [edited, short], "more_problems": 3});
+        assert_eq!(
+            describe_problems(&report),
+            [
+                "record 2 was edited (record #2, log l2)",
+                "log shorter than witnessed head (seq 7, found 4) (record #5)",
+                "... and 3 more",
+            ]
+        );
     }
 
     #[test]

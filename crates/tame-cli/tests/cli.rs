@@ -1618,3 +1618,59 @@ fn serve_limits_failed_authentications_with_the_flags_over_env_and_file() {
         assert_eq!(status, 401, "wrong key {i}: {body}");
     }
 }
+
+/// `tame audit verify` prints every problem the server finds and exits 1;
+/// a second server on the same SQLite file is refused, naming the file.
+#[test]
+fn audit_verify_prints_every_problem_and_a_second_server_on_the_file_is_refused() {
+    let policy = policies_dir().join("example.yml");
+    let server = Server::start(&policy, &[]);
+    for i in 0..4 {
+        let r = run(server
+            .tame()
+            .arg("enforce")
+            .arg("--tool")
+            .arg("read_file")
+            .arg("--args")
+            .arg(format!(r#"{{"path": "/tmp/{i}.txt"}}"#))
+            .arg("--session-id")
+            .arg("verify-test"));
+        assert!(r.code == 0 || r.code == 2, "{}{}", r.stdout, r.stderr);
+    }
+    let db = server._dir.path().join("tame.db");
+
+    let second = run(tame()
+        .arg("serve")
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--addr")
+        .arg("127.0.0.1:0")
+        .arg("--db")
+        .arg(&db)
+        .arg("--no-watch"));
+    assert_ne!(second.code, 0, "{}{}", second.stdout, second.stderr);
+    assert!(
+        second.stderr.contains("another tame server has the SQLite database"),
+        "{}",
+        second.stderr
+    );
+
+    // Someone with the database edits one record and deletes another.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    assert_eq!(
+        conn.execute("UPDATE audit SET body = body || ' ' WHERE seq = 2", [])
+            .unwrap(),
+        1
+    );
+    assert_eq!(conn.execute("DELETE FROM audit WHERE seq = 4", []).unwrap(), 1);
+    drop(conn);
+    let r = run(server.tame().arg("audit").arg("verify"));
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("audit chain broken: 2 problems"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("record 2") && r.stdout.contains("was edited"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("record 4 is missing"), "{}", r.stdout);
+}
