@@ -160,14 +160,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn fresh_session_facts(&self, session_id: &str) -> FactsHandle;
 
     /// Appends a decision (and, for `approve`, its pending approval; for a
-    /// release, marks the approval used) to the log.
+    /// release, marks the approval used, with an `approval_released`
+    /// record) to the log. A release is checked against the approval's
+    /// records in the chain, not only its row: a row that does not match
+    /// them fails with [`StoreError::ApprovalForged`], and an approval not
+    /// used before its expiry has expired.
     fn record_decision(&self, decision: NewDecision) -> Ticket<DecisionReceipt>;
     /// Records a tool's result, and the session labels it revealed, for a
     /// logged decision of the same session.
     fn record_result(&self, result: NewResult) -> Ticket<u64>;
     /// Approves or rejects a pending approval.
     fn decide_approval(&self, decision: ApprovalDecision) -> Ticket<Approval>;
-    /// Marks pending approvals whose time ran out as expired; returns their ids.
+    /// Marks approvals whose time ran out unused (pending, or approved and
+    /// not used) as expired; returns their ids.
     fn expire_approvals(&self, now: jiff::Timestamp) -> Ticket<Vec<String>>;
     /// Stores a loaded policy version (source text and hash).
     fn record_policy(&self, policy: NewPolicyVersion) -> Ticket<u64>;
@@ -207,7 +212,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// longer pending at `now` (approved, rejected or expired), newest
     /// first, as [`Store::approvals`] orders them.
     fn decided_approvals(&self, limit: u64, now: jiff::Timestamp) -> StoreResult<Vec<Approval>>;
-    /// One approval; a pending one past its expiry reads as expired.
+    /// One approval, as its records in the chain tell it (a row that says
+    /// otherwise is logged, and one without records is not returned); a
+    /// pending or unused approved one past its expiry reads as expired.
     fn approval(&self, id: &str, now: jiff::Timestamp) -> StoreResult<Option<Approval>>;
     /// Every stored policy version, oldest first.
     fn policy_versions(&self) -> StoreResult<Vec<PolicyVersion>>;
