@@ -178,6 +178,24 @@ and its file is left as it was; so is a file whose result would not read
 back as the same data with the same condition trees.")]
     Fmt(crate::fmt::FmtArgs),
 
+    /// Write a starting policy from a list of tools (an MCP server, a tools file, names)
+    #[command(after_help = "\
+Examples:
+  tame init -o policies.yml -- npx -y @modelcontextprotocol/server-filesystem /tmp
+  tame init --tools-file tools.yaml -o policies.yml
+  tame init read_file write_file delete_file send_email > policies.yml
+
+Each tool is sorted by its MCP annotations (readOnlyHint, destructiveHint)
+when the server gives them, else by the first word of its name that names an
+action: reads are allowed; writes, deletes and sends (messages, payments,
+network requests) need approval; a tool whose name says nothing counts as a
+write. Tools not listed are denied (the default). The policy holds one test
+per rule; it is compiled and its tests run before it is written.
+--tools-file reads the tool protocol's tools.yaml, a `tools:` list of
+{name, description, input_schema, requires_approval}, or a saved MCP
+tools/list answer.")]
+    Init(crate::init::InitArgs),
+
     /// Start the Tame server
     #[command(after_help = "\
 Examples:

@@ -11,6 +11,7 @@ mod client;
 mod contract;
 mod error;
 mod fmt;
+mod init;
 mod integrations;
 mod local;
 mod output;
@@ -133,6 +134,7 @@ fn dispatch(cli: &Cli, out: &Out) -> Result<Exit, CliError> {
         Command::Eval(args) => local::eval(args, out),
         Command::Graph(args) => local::graph(args, out),
         Command::Fmt(args) => fmt::fmt(args, out),
+        Command::Init(args) => init::init(args, out),
         Command::Explain(args) => local::explain(args, out),
         Command::Test(args) => testing::test_command(args, &server, out),
         Command::Bench(args) => bench::bench(args, out),

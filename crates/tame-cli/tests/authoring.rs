@@ -235,3 +235,198 @@ fn docs_language_md_is_what_the_registry_writes() {
         "docs/language.md is out of date: run `cargo xtask docs`"
     );
 }
+
+// ------------------------------------------------------------------ init
+
+/// A fake MCP server (bash): answers `initialize` and two pages of
+/// `tools/list`, logs a line to stdout and pings the client meanwhile.
+const FAKE_MCP: &str = r#"#!/bin/bash
+while IFS= read -r line; do
+  case "$line" in
+    *'"initialize"'*) echo 'not json: a server log line'
+      echo '{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"fake","version":"1"}}}';;
+    *'"tools/list"'*'"cursor"'*) echo '{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"move_file","inputSchema":{"type":"object"}},{"name":"send_message"}]}}';;
+    *'"tools/list"'*) echo '{"jsonrpc":"2.0","method":"ping","id":"s1"}'
+      echo '{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"read_text_file","annotations":{"readOnlyHint":true}},{"name":"obliterate","annotations":{"destructiveHint":true}}],"nextCursor":"p2"}}';;
+  esac
+done
+"#;
+
+fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    path
+}
+
+/// Runs the generated policy's own tests and returns its text.
+fn check_generated(path: &Path) -> String {
+    let test = run(tame().arg("test").arg(path));
+    assert_eq!(test.code, 0, "{}{}", test.stdout, test.stderr);
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[test]
+fn init_from_names_sorts_reads_writes_deletes_and_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yml");
+    let out = run(tame()
+        .args([
+            "init",
+            "read_file",
+            "list_dir",
+            "write_file",
+            "delete_file",
+            "send_email",
+            "frobnicate",
+            "-o",
+        ])
+        .arg(&path));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("6 tools (2 read, 2 write, 1 delete, 1 send)"),
+        "{}",
+        out.stdout
+    );
+    check_generated(&path);
+    let policy = tame_engine::Policy::from_file(&path).unwrap();
+    let decide = |tool: &str| {
+        let call = serde_json::json!({"tool_name": tool, "tool_args": {}});
+        let req = tame_engine::Request::from_call_json(&call).unwrap();
+        policy.evaluate(&req, &tame_engine::NoFacts).action.as_str().to_owned()
+    };
+    assert_eq!(decide("read_file"), "allow");
+    assert_eq!(decide("list_dir"), "allow");
+    assert_eq!(decide("write_file"), "approve");
+    assert_eq!(decide("delete_file"), "approve");
+    assert_eq!(decide("send_email"), "approve");
+    assert_eq!(decide("frobnicate"), "approve");
+    assert_eq!(decide("not_listed"), "deny");
+    // The file exists now: refused without --force.
+    let again = run(tame().args(["init", "read_file", "-o"]).arg(&path));
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("--force"), "{}", again.stderr);
+    let forced = run(tame().args(["init", "read_file", "--force", "-o"]).arg(&path));
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+}
+
+#[test]
+fn init_from_an_mcp_server_uses_its_annotations_and_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = write_script(dir.path(), "fake_mcp.sh", FAKE_MCP);
+    let path = dir.path().join("mcp.yml");
+    let out = run(tame()
+        .args(["init", "--schema", "../schema/policy.schema.json", "-o"])
+        .arg(&path)
+        .arg("--")
+        .arg(&server));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let text = check_generated(&path);
+    assert!(
+        text.starts_with("# yaml-language-server: $schema=../schema/policy.schema.json\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"obliterate\"   # MCP annotation destructiveHint"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"read_text_file\"   # MCP annotation readOnlyHint"),
+        "{text}"
+    );
+    assert!(text.contains("\"move_file\"   # the word `move`"), "{text}");
+    assert!(text.contains("\"send_message\"   # the word `send`"), "{text}");
+}
+
+#[test]
+fn init_from_tools_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // The tool protocol's tools.yaml: a map of name to runner.
+    let protocol = dir.path().join("tools.yaml");
+    std::fs::write(
+        &protocol,
+        "tools:\n  get_weather: {runner: service, url: http://127.0.0.1:9/tools}\n  delete_cache: {runner: local, entry: t:f}\n",
+    )
+    .unwrap();
+    let out = run(tame().args(["init", "--tools-file"]).arg(&protocol));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("\"get_weather\""), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("\"delete_cache\"   # the word `delete`"),
+        "{}",
+        out.stdout
+    );
+    // Seed 002's list, with requires_approval, and a saved tools/list answer.
+    let specs = dir.path().join("specs.json");
+    std::fs::write(
+        &specs,
+        r#"{"jsonrpc": "2.0", "id": 2, "result": {"tools": [{"name": "search_docs"}, {"name": "lookup", "requires_approval": true}]}}"#,
+    )
+    .unwrap();
+    let path = dir.path().join("p.yml");
+    let out = run(tame().args(["init", "--tools-file"]).arg(&specs).arg("-o").arg(&path));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = check_generated(&path);
+    assert!(text.contains("\"lookup\"   # requires_approval: true"), "{text}");
+}
+
+#[test]
+fn init_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    // No source, two sources.
+    let out = run(tame().arg("init"));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("give the tools one way"), "{}", out.stderr);
+    let out = run(tame().args(["init", "read_file", "--tools-file", "x.yml"]));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("give the tools one way"), "{}", out.stderr);
+    // A tools file without tools, a missing one, one with a nameless tool.
+    let empty = dir.path().join("empty.yml");
+    std::fs::write(&empty, "tools: []\n").unwrap();
+    let out = run(tame().args(["init", "--tools-file"]).arg(&empty));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("no tools found"), "{}", out.stderr);
+    let out = run(tame()
+        .args(["init", "--tools-file"])
+        .arg(dir.path().join("missing.yml")));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("missing.yml"), "{}", out.stderr);
+    let nameless = dir.path().join("nameless.yml");
+    std::fs::write(&nameless, "tools:\n  - description: no name\n").unwrap();
+    let out = run(tame().args(["init", "--tools-file"]).arg(&nameless));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("tools[0]") && out.stderr.contains("name"),
+        "{}",
+        out.stderr
+    );
+    // An MCP server that cannot start, one that exits, one that errors.
+    let out = run(tame().args(["init", "--", "/nonexistent/mcp-server"]));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("cannot start mcp server"), "{}", out.stderr);
+    let quits = write_script(dir.path(), "quits.sh", "#!/bin/bash\nexit 3\n");
+    let out = run(tame().arg("init").arg("--").arg(&quits));
+    assert_eq!(out.code, 1);
+    // It may exit before or after reading the first request.
+    assert!(
+        out.stderr.contains("before answering (exit status: 3)"),
+        "{}",
+        out.stderr
+    );
+    let errs = write_script(
+        dir.path(),
+        "errs.sh",
+        "#!/bin/bash\nread -r line\necho '{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-1,\"message\":\"nope\"}}'\n",
+    );
+    let out = run(tame().arg("init").arg("--").arg(&errs));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("answered with an error: nope"), "{}", out.stderr);
+    let silent = write_script(dir.path(), "silent.sh", "#!/bin/bash\nexec sleep 30\n");
+    let out = run(tame().args(["init", "--mcp-timeout", "1", "--"]).arg(&silent));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("did not answer in time"), "{}", out.stderr);
+}

@@ -6,6 +6,7 @@
 //!   service, with timeouts and trace fields);
 //! - [`run`]: guarded tool runs for `tame run-tool` and the server's
 //!   `POST /api/v1/tools/run`;
+//! - [`discover`]: an MCP server's `tools/list`, for `tame init`;
 //! - [`guard`]: where decisions come from (the embedded engine or a server);
 //! - [`tls`]: `https://` for the HTTP clients (a remote Tame server, tool
 //!   services): rustls (ring), certificates checked against the system's
@@ -30,6 +31,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod discover;
 pub mod guard;
 pub mod hide;
 pub mod mcp;
@@ -37,6 +39,7 @@ pub mod protocol;
 pub mod run;
 pub mod tls;
 
+pub use discover::{McpTool, list_mcp_tools};
 pub use guard::{
     AnyGuard, ApprovalOutcome, Approver, CallOutcome, CallStatus, EmbeddedGuard, Guard, RemoteGuard, ToolCall, Verdict,
 };
