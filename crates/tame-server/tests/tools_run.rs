@@ -318,7 +318,8 @@ fn server_config(dir: &std::path::Path) -> tame_server::ServerConfig {
     tame_server::ServerConfig {
         policy_path: policy,
         addr: "127.0.0.1:0".parse().unwrap(),
-        db_path: dir.join("tame.db"),
+        // Not the harness's `tame.db`: one store per SQLite file.
+        db_path: dir.join("served.db"),
         watch_policy: false,
         ..tame_server::ServerConfig::default()
     }
