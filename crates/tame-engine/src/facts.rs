@@ -1,5 +1,7 @@
-//! In-memory session facts: for offline evaluation (`tame policy test`,
-//! a policy file's `tests:`) and for in-process sessions (Python SDK).
+//! Fixed session facts: what a policy test (`tests:`, a `tame eval`
+//! line's `session`) says a session has done, without times. They are
+//! the seed of the one session-state type, `tame_enforce::SessionState`,
+//! which every frontend records calls in; this type records nothing.
 
 use std::sync::Arc;
 
@@ -8,19 +10,13 @@ use tame_interp::SessionFacts;
 
 use crate::request::RequestError;
 
-/// Session facts kept in memory.
-///
-/// Two sources add up: fixed facts read with [`MemoryFacts::from_json`]
-/// (counts without times: they count in every window) and calls recorded
-/// with [`MemoryFacts::record`] (with times: windows apply).
+/// Fixed session facts, read with [`MemoryFacts::from_json`]: counts
+/// without times (they count in every window) and labels.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryFacts {
     fixed_calls: i64,
     fixed_counts: FxHashMap<Arc<str>, i64>,
     labels: Vec<Arc<str>>,
-    events: Vec<(Arc<str>, jiff::Timestamp)>,
-    /// The time windows are measured back from; `None` = the clock.
-    now: Option<jiff::Timestamp>,
 }
 
 impl MemoryFacts {
@@ -95,11 +91,6 @@ impl MemoryFacts {
         Ok(facts)
     }
 
-    /// Records a call of `tool` at time `at`.
-    pub fn record(&mut self, tool: &str, at: jiff::Timestamp) {
-        self.events.push((Arc::from(tool), at));
-    }
-
     /// Attaches a label to the session (e.g. `secret_read`).
     pub fn add_label(&mut self, label: &str) {
         if !self.labels.iter().any(|l| &**l == label) {
@@ -107,35 +98,37 @@ impl MemoryFacts {
         }
     }
 
-    /// Fixes the time that windows are measured back from (default: the
-    /// clock at each question).
-    pub fn set_now(&mut self, now: jiff::Timestamp) {
-        self.now = Some(now);
+    /// Has no effect: fixed facts have no times and count in every window.
+    /// Kept for callers that pass the evaluation time along.
+    pub fn set_now(&mut self, _now: jiff::Timestamp) {}
+
+    /// `session.calls`: the `calls` given, or the sum of the counts.
+    pub fn fixed_calls(&self) -> i64 {
+        self.fixed_calls
+    }
+
+    /// The per-tool counts given (`counts`, and `called` as 1).
+    pub fn fixed_counts(&self) -> impl Iterator<Item = (&Arc<str>, i64)> {
+        self.fixed_counts.iter().map(|(tool, n)| (tool, *n))
+    }
+
+    /// The labels given.
+    pub fn fixed_labels(&self) -> impl Iterator<Item = &str> {
+        self.labels.iter().map(|l| &**l)
     }
 }
 
 impl SessionFacts for MemoryFacts {
     fn calls(&self) -> i64 {
         self.fixed_calls
-            .saturating_add(i64::try_from(self.events.len()).unwrap_or(i64::MAX))
     }
 
-    fn count(&self, tool: &str, window: Option<jiff::SignedDuration>) -> i64 {
-        let fixed = self.fixed_counts.get(tool).copied().unwrap_or(0);
-        if self.events.is_empty() {
-            return fixed;
-        }
-        let since = window.and_then(|w| self.now.unwrap_or_else(jiff::Timestamp::now).checked_sub(w).ok());
-        let recorded = self
-            .events
-            .iter()
-            .filter(|(t, at)| &**t == tool && since.is_none_or(|s| *at >= s))
-            .count();
-        fixed.saturating_add(i64::try_from(recorded).unwrap_or(i64::MAX))
+    fn count(&self, tool: &str, _window: Option<jiff::SignedDuration>) -> i64 {
+        self.fixed_counts.get(tool).copied().unwrap_or(0)
     }
 
     fn called(&self, tool: &str) -> bool {
-        self.fixed_counts.get(tool).is_some_and(|n| *n > 0) || self.events.iter().any(|(t, _)| &**t == tool)
+        self.fixed_counts.get(tool).is_some_and(|n| *n > 0)
     }
 
     fn labels(&self) -> Vec<Arc<str>> {
@@ -173,19 +166,5 @@ mod tests {
         assert_eq!(e.path, "session.called[1]");
         let e = MemoryFacts::from_json(&json!({"cals": 1})).unwrap_err();
         assert_eq!(e.path, "session.cals");
-    }
-
-    #[test]
-    fn recorded_calls_respect_windows() {
-        let now: jiff::Timestamp = "2026-11-21T12:00:00Z".parse().unwrap();
-        let mut f = MemoryFacts::new();
-        f.set_now(now);
-        f.record("send_email", now - jiff::SignedDuration::from_mins(90));
-        f.record("send_email", now - jiff::SignedDuration::from_mins(10));
-        f.record("read_file", now);
-        assert_eq!(f.calls(), 3);
-        assert_eq!(f.count("send_email", None), 2);
-        assert_eq!(f.count("send_email", Some(jiff::SignedDuration::from_hours(1))), 1);
-        assert!(f.called("read_file"));
     }
 }
