@@ -114,6 +114,11 @@ impl<'a> Reporter<'a> {
         }
     }
 
+    /// The file's text.
+    pub fn text(&self) -> &'a str {
+        self.lines.text()
+    }
+
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(|d| d.severity == Severity::Error)
     }

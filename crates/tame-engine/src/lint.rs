@@ -3,11 +3,12 @@
 
 use globset::{GlobSet, GlobSetBuilder};
 use rustc_hash::FxHashMap;
+use tame_lang::{Expr, ExprKind, Literal};
 
 use crate::compile::{CondSpec, is_glob, tool_glob};
 use crate::diag::{Diagnostic, Reporter, Severity};
 use crate::load::Loaded;
-use crate::locate::YNode;
+use crate::locate::{self, YNode};
 
 pub(crate) fn lints(r: &Reporter<'_>, loaded: &Loaded) -> Vec<Diagnostic> {
     let mut out = Vec::new();
@@ -155,5 +156,242 @@ pub(crate) fn lints(r: &Reporter<'_>, loaded: &Loaded) -> Vec<Diagnostic> {
             ));
         }
     }
+
+    // Paths compared by prefix or glob before `..` is resolved.
+    for rule in rules {
+        let CondSpec::Cel(expr) = &rule.condition else { continue };
+        let cond_node = nodes.get(&*rule.name).and_then(|n| n.get("condition"));
+        for found in unclean_path_tests(expr) {
+            let span = cond_node.map(|n| {
+                let at = |o: u32| locate::scalar_offset(r.text(), n, o as usize);
+                at(found.span.start)..at(found.span.end).max(at(found.span.start))
+            });
+            out.push(r.make(
+                Severity::Warning,
+                format!(
+                    "path `{}` is compared with `{}` before `..` is resolved: `/tmp/../etc/shadow` starts with `/tmp/`",
+                    found.subject, found.function
+                ),
+                span,
+                Some("compares the raw path".into()),
+                Some(&rule.name),
+                Some(found.help),
+            ));
+        }
+    }
     out
+}
+
+/// Words of an argument name that say it holds a path.
+const PATH_WORDS: &[&str] = &[
+    "path",
+    "paths",
+    "file",
+    "files",
+    "filename",
+    "filepath",
+    "dir",
+    "dirs",
+    "directory",
+    "folder",
+    "dest",
+    "destination",
+    "src",
+    "source",
+    "target",
+    "cwd",
+    "workdir",
+];
+
+/// A `startsWith` or `glob` test of a path that is not `clean_path(...)`.
+#[derive(Debug)]
+struct UncleanPath {
+    /// The tested expression, as source.
+    subject: String,
+    function: &'static str,
+    span: tame_lang::Span,
+    help: String,
+}
+
+/// Every `x.startsWith(lit)`, `glob(x, lit)` and `x.glob(lit)` in `expr`
+/// whose `x` is an argument named like a path (`args.path`,
+/// `args["dest_dir"]`) or whose literal starts with `/` or `~`, unless `x`
+/// is `clean_path(...)`.
+fn unclean_path_tests(expr: &Expr) -> Vec<UncleanPath> {
+    let mut found = Vec::new();
+    let mut stack = vec![expr];
+    while let Some(e) = stack.pop() {
+        e.for_each_child(|c| stack.push(c));
+        let ExprKind::Call { target, function, args } = &e.kind else {
+            continue;
+        };
+        let (function, subject, pattern): (&'static str, &Expr, &Expr) =
+            match (function.as_str(), target.as_deref(), args.as_slice()) {
+                ("startsWith", Some(t), [p]) => ("startsWith", t, p),
+                ("glob", Some(t), [p]) | ("glob", None, [t, p]) => ("glob", t, p),
+                _ => continue,
+            };
+        let literal = match &pattern.kind {
+            ExprKind::Literal(Literal::String(s)) => Some(s.as_str()),
+            _ => None,
+        };
+        let looks_like_path = is_path_argument(subject) || literal.is_some_and(|l| l.starts_with(['/', '~']));
+        if !looks_like_path || is_clean_path_call(subject) {
+            continue;
+        }
+        let cleaned = format!("clean_path({subject})");
+        let mut help = match function {
+            "glob" => format!("compare the cleaned path: `glob({cleaned}, {pattern})`"),
+            _ => format!("compare the cleaned path: `{cleaned}.startsWith({pattern})`"),
+        };
+        // A plain directory prefix reads best as `within`.
+        let dir = literal.and_then(|l| match function {
+            "glob" => l.strip_suffix("/**"),
+            _ => l.strip_suffix('/'),
+        });
+        if let Some(dir) = dir.filter(|d| !d.is_empty() && !d.contains(['*', '?', '[', '{', '\\'])) {
+            let dir = Expr::new(ExprKind::Literal(Literal::String(dir.to_owned())), pattern.span);
+            help.push_str(&format!(", or `within({subject}, {dir})`"));
+        }
+        found.push(UncleanPath {
+            subject: subject.to_string(),
+            function,
+            span: e.span,
+            help,
+        });
+    }
+    found.sort_by_key(|f| f.span.start);
+    found
+}
+
+fn is_clean_path_call(e: &Expr) -> bool {
+    matches!(&e.kind, ExprKind::Call { target: None, function, args } if function == "clean_path" && args.len() == 1)
+}
+
+/// `args.<key>`, `tool_args.<key>`, `args["<key>"]` (or deeper, the last
+/// key deciding) with a key named like a path.
+fn is_path_argument(e: &Expr) -> bool {
+    let (operand, key) = match &e.kind {
+        ExprKind::Select {
+            operand,
+            field,
+            test: false,
+        } => (operand, field.as_str()),
+        ExprKind::Index { operand, index } => match &index.kind {
+            ExprKind::Literal(Literal::String(k)) => (operand, k.as_str()),
+            _ => return false,
+        },
+        _ => return false,
+    };
+    path_named(key) && rooted_at_args(operand)
+}
+
+fn rooted_at_args(mut e: &Expr) -> bool {
+    loop {
+        match &e.kind {
+            ExprKind::Ident(root) => return root == "args" || root == "tool_args",
+            ExprKind::Select { operand, .. } | ExprKind::Index { operand, .. } => e = operand,
+            _ => return false,
+        }
+    }
+}
+
+/// Whether a key's words (split at `_`, `-`, `.`, spaces and lower-to-upper
+/// case changes) include a [`PATH_WORDS`] word: `path`, `dest_dir`,
+/// `targetFile`, but not `pathos` or `compass`.
+fn path_named(key: &str) -> bool {
+    let mut words: Vec<String> = Vec::new();
+    let mut word = String::new();
+    let mut prev_lower = false;
+    for c in key.chars() {
+        if matches!(c, '_' | '-' | '.' | ' ') || (c.is_uppercase() && prev_lower) {
+            words.push(std::mem::take(&mut word));
+        }
+        if !matches!(c, '_' | '-' | '.' | ' ') {
+            word.extend(c.to_lowercase());
+        }
+        prev_lower = c.is_lowercase();
+    }
+    words.push(word);
+    words.iter().any(|w| PATH_WORDS.contains(&w.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic, reason = "tests")]
+
+    use crate::{Diagnostic, Policy};
+
+    fn lints(condition: &str) -> Vec<Diagnostic> {
+        let src = format!(
+            "version: \"1\"\nrules:\n  - name: r\n    action: deny\n    tools: [read_file]\n    condition: '{condition}'\ntests:\n  - call: {{tool_name: read_file}}\n    expect: allow\n"
+        );
+        match Policy::from_yaml(&src, "p.yml") {
+            Ok(p) => p.lints().to_vec(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn path_lints(condition: &str) -> Vec<Diagnostic> {
+        lints(condition)
+            .into_iter()
+            .filter(|d| d.message.contains("before `..` is resolved"))
+            .collect()
+    }
+
+    #[test]
+    fn raw_path_prefixes_and_globs_are_flagged_with_the_fix() {
+        let found = path_lints(r#"args.path.startsWith("/etc/") or glob(args.path, "/root/**")"#);
+        assert_eq!(found.len(), 2, "{found:?}");
+        let (a, b) = (&found[0], &found[1]);
+        assert!(
+            a.message.contains("path `args.path` is compared with `startsWith`"),
+            "{}",
+            a.message
+        );
+        assert_eq!(a.rule.as_deref(), Some("r"));
+        assert_eq!((a.line, a.column), (6, 17), "{}", a.rendered);
+        let help = a.help.as_deref().unwrap();
+        assert!(
+            help.contains(r#"`clean_path(args.path).startsWith("/etc/")`"#),
+            "{help}"
+        );
+        assert!(help.contains(r#"`within(args.path, "/etc")`"#), "{help}");
+        assert!(a.rendered.contains("help:"), "{}", a.rendered);
+        let help = b.help.as_deref().unwrap();
+        assert!(b.message.contains("with `glob`"), "{}", b.message);
+        assert!(help.contains(r#"`glob(clean_path(args.path), "/root/**")`"#), "{help}");
+        assert!(help.contains(r#"`within(args.path, "/root")`"#), "{help}");
+    }
+
+    #[test]
+    fn path_like_names_and_literals_are_recognised() {
+        for cond in [
+            r#"args.dest_dir.startsWith("x/")"#,
+            r#"args["targetFile"].startsWith("x")"#,
+            r#"tool_args.src.glob("*.rs")"#,
+            r#"args.options.filename.startsWith("a")"#,
+            r#"args.anything.startsWith("/home/")"#,
+            r#"args.anything.startsWith("~/.ssh")"#,
+            r#"args.paths.all(p, glob(p, "/tmp/**"))"#,
+            r#"lower(args.path).startsWith("/etc")"#,
+        ] {
+            assert_eq!(path_lints(cond).len(), 1, "{cond}");
+        }
+    }
+
+    #[test]
+    fn cleaned_or_unrelated_comparisons_are_not_flagged() {
+        for cond in [
+            r#"clean_path(args.path).startsWith("/etc/")"#,
+            r#"glob(clean_path(args.path), "/root/**")"#,
+            r#"within(args.path, "/etc")"#,
+            r#"args.path.endsWith(".pem")"#,
+            r#"args.command.startsWith("sudo ")"#,
+            r#"args.pathos.startsWith("x")"#,
+            r#"args.url.startsWith("https://")"#,
+        ] {
+            assert!(path_lints(cond).is_empty(), "{cond}: {:?}", path_lints(cond));
+        }
+    }
 }
