@@ -151,6 +151,23 @@ fn bench_scan(c: &mut Criterion) {
         "attachments": [{"name": "q3.pdf", "size": 48213}],
     });
     c.bench_function("scan_tool_call", |b| b.iter(|| scanner.scan(black_box(&call))));
+    // What the server scans per decision besides the arguments before it
+    // stores them (session, tool, agent, user, expanded reason).
+    let fields = [
+        "0192f1a4-6f1e-7c3a-9d2b-5e8f7a6b4c3d",
+        "read_file",
+        "agent-7",
+        "alice@example.com",
+        "System paths are off limits (/etc/passwd)",
+    ];
+    c.bench_function("secret_spans_decision_fields", |b| {
+        b.iter(|| {
+            fields
+                .iter()
+                .map(|f| scanner.secret_spans(black_box(f)).len())
+                .sum::<usize>()
+        })
+    });
     c.bench_function("has_secret_tool_call", |b| {
         b.iter(|| scanner.has_secret(black_box(&call)))
     });

@@ -275,6 +275,21 @@ impl Scanner {
             .collect()
     }
 
+    /// The secrets in one string: byte ranges and kinds, in order, overlaps
+    /// resolved as [`Scanner::scan_str`] resolves them (a token used as a
+    /// URL's password is both `url_password` and its own kind). Builds no
+    /// [`Finding`]s: allocates only when the string holds a candidate
+    /// (personal data included), for callers that scan many short strings.
+    #[must_use]
+    pub fn secret_spans(&self, text: &str) -> Vec<(Range<usize>, Kind)> {
+        let mut hits = Vec::new();
+        self.hits_in(text, None, &mut hits);
+        hits.into_iter()
+            .filter(|h| h.kind.category() == Category::Secret)
+            .map(|h| (h.range, h.kind))
+            .collect()
+    }
+
     /// True when any string in `value` holds a secret. Stops at the first one.
     #[must_use]
     pub fn has_secret(&self, value: &Value) -> bool {
@@ -715,6 +730,28 @@ mod tests {
     fn scanner_is_send_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Scanner>();
+    }
+
+    #[test]
+    fn secret_spans_agree_with_scan_str() {
+        let scanner = Scanner::global();
+        let token = "ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5";
+        for text in [
+            String::new(),
+            "alice@example.com".to_owned(),
+            format!("sess.{token}"),
+            format!("mail alice@example.com the key {token} and AKIAQWERTYUIOPASDFGHJ now"),
+            format!("https://bob:{token}@github.com/x"),
+        ] {
+            let expected: Vec<(Range<usize>, Kind)> = scanner
+                .scan_str(&text)
+                .into_iter()
+                .filter(|f| f.category == Category::Secret)
+                .map(|f| (f.start..f.end, f.kind))
+                .collect();
+            assert_eq!(scanner.secret_spans(&text), expected, "{text}");
+        }
+        assert_eq!(scanner.secret_spans(&format!("sess.{token}")).len(), 1);
     }
 
     #[test]
