@@ -153,6 +153,31 @@ Prints decisions per second, p50/p99 latency per decision and, per rule, how
 often it decided and its mean cost, to show which rules to reorder.")]
     Bench(BenchArgs),
 
+    /// Decide past calls again under a candidate policy: what would change
+    #[command(after_help = "\
+Examples:
+  tame audit export > audit.jsonl && tame replay new.yml audit.jsonl
+  tame sessions show 8b9e4e5d-... --json > session.json && tame replay new.yml session.json
+  tame replay new.yml labelled.jsonl --baseline policies.yml     CI: exit 1 on a regression
+  tame replay new.yml calls.jsonl --json
+
+SOURCE, read as a stream (any size): an audit export (decision records are
+calls, result records label sessions, released approvals count as run), a
+session export (a JSON array or its entries one a line), or JSON lines as
+`tame eval` reads them, with an optional `decision` (what the call got) and
+`expect` (what it should get: a label).
+
+Prints how many decisions change (old → new decision, old → new rule, the
+first --examples of each), each rule's hits and mean cost as `tame bench`
+does, and, for labelled calls, the precision and recall of deny and approve
+overall and per rule. The old decision is the baseline policy's with
+--baseline, else the recorded one. Sessions are replayed in order, each
+policy keeping its own session history (what it allowed, what the log shows
+a human released), so session rules decide as they would have.
+Exit code: 1 when a labelled call the baseline decided as labelled is decided
+otherwise, or a record is malformed; else 0.")]
+    Replay(crate::replay::ReplayArgs),
+
     /// Print a policy's decision DAG as Graphviz DOT
     #[command(after_help = "\
 Examples:

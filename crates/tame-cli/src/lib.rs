@@ -17,6 +17,7 @@ mod local;
 mod output;
 mod remote;
 mod repl;
+mod replay;
 mod serve;
 mod testing;
 
@@ -135,6 +136,7 @@ fn dispatch(cli: &Cli, out: &Out) -> Result<Exit, CliError> {
         Command::Graph(args) => local::graph(args, out),
         Command::Fmt(args) => fmt::fmt(args, out),
         Command::Init(args) => init::init(args, out),
+        Command::Replay(args) => replay::replay(args, out),
         Command::Explain(args) => local::explain(args, out),
         Command::Test(args) => testing::test_command(args, &server, out),
         Command::Bench(args) => bench::bench(args, out),

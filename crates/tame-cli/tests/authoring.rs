@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use serde_json::Value;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -429,4 +430,296 @@ fn init_refuses_bad_input() {
     let out = run(tame().args(["init", "--mcp-timeout", "1", "--"]).arg(&silent));
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("did not answer in time"), "{}", out.stderr);
+}
+
+// ------------------------------------------------------------------ replay
+
+const REPLAY_POLICY: &str = r#"version: "2"
+default: deny
+rules:
+  - name: no_mail_after_secret
+    action: deny
+    tools: ["send_email"]
+    condition: '"secret" in session.labels'
+  - name: mail_limit
+    action: deny
+    tools: ["send_email"]
+    condition: 'session.count("send_email") >= 2'
+  - name: mail
+    action: allow
+    tools: ["send_email"]
+  - name: reads
+    action: allow
+    tools: ["read_*"]
+  - name: deletes
+    action: approve
+    tools: ["delete_*"]
+"#;
+
+fn replay_json(args: &[&str], dir: &Path) -> (i32, Value, String) {
+    let out = run(tame().current_dir(dir).arg("--json").arg("replay").args(args));
+    let value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", out.stdout, out.stderr));
+    (out.code, value, out.stderr)
+}
+
+fn changes(report: &Value) -> Vec<(String, String, u64)> {
+    report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["old"].as_str().unwrap().to_owned(),
+                c["new"].as_str().unwrap().to_owned(),
+                c["calls"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn replay_counts_changes_against_recorded_decisions_in_session_order() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.yml"), REPLAY_POLICY).unwrap();
+    // Recorded: three mails allowed in session s1. Under the candidate the
+    // third is over the limit: only the calls it allowed count.
+    let lines = [
+        r#"{"tool_name": "send_email", "tool_args": {"to": "a@b.c"}, "session_id": "s1", "decision": "allow", "rule_name": "mail"}"#,
+        r#"{"tool_name": "send_email", "tool_args": {"to": "a@b.c"}, "session_id": "s2", "decision": "allow", "rule_name": "mail"}"#,
+        r#"{"tool_name": "send_email", "tool_args": {"to": "a@b.c"}, "session_id": "s1", "decision": "allow", "rule_name": "mail"}"#,
+        r#"{"tool_name": "send_email", "tool_args": {"to": "a@b.c"}, "session_id": "s1", "decision": "allow", "rule_name": "mail"}"#,
+        r#"{"tool_name": "read_file", "tool_args": {}, "decision": "deny"}"#,
+        r#"{"session_id": "s1", "input": "please mail Ada"}"#,
+        "",
+        r#"{"tool_name": "delete_file", "tool_args": {}, "decision": "approve", "rule_name": "deletes"}"#,
+    ];
+    std::fs::write(dir.path().join("calls.jsonl"), lines.join("\n")).unwrap();
+    let (code, report, stderr) = replay_json(&["p.yml", "calls.jsonl"], dir.path());
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_eq!(report["calls"], 6);
+    assert_eq!(report["steps_skipped"], 1);
+    assert_eq!(report["changed"], 2, "{report}");
+    assert_eq!(
+        changes(&report),
+        [("allow".into(), "deny".into(), 1), ("deny".into(), "allow".into(), 1)]
+    );
+    let examples = &report["changes"][0]["examples"];
+    assert_eq!(examples[0]["at"], "line 4", "{report}");
+    assert_eq!(examples[0]["new"]["rule"], "mail_limit");
+    let by_rule = &report["changes_by_rule"];
+    assert!(
+        by_rule
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["old"] == "(default)" && r["new"] == "reads"),
+        "{report}"
+    );
+    // Per-rule hits as `tame bench` gives them.
+    let rules = report["rules"].as_array().unwrap();
+    let hits = |name: &str| {
+        rules.iter().find(|r| r["rule"] == name).unwrap()["hits"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(
+        (hits("mail"), hits("mail_limit"), hits("reads"), hits("deletes")),
+        (3, 1, 1, 1)
+    );
+    // Human output says the same.
+    let human = run(tame().current_dir(dir.path()).args(["replay", "p.yml", "calls.jsonl"]));
+    assert_eq!(human.code, 0, "{}", human.stderr);
+    assert!(human.stdout.contains("2 of 6 calls change"), "{}", human.stdout);
+    assert!(human.stdout.contains("line 4: send_email"), "{}", human.stdout);
+}
+
+#[test]
+fn replay_reads_audit_and_session_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.yml"), REPLAY_POLICY).unwrap();
+    let record = |seq: u32, kind: &str, session: &str, body: Value| {
+        serde_json::json!({"seq": seq, "kind": kind, "ts": "2026-11-21T10:00:00Z", "session_id": session,
+                           "ref_id": null, "session_prev": null, "record": body, "prev_hash": "00", "hash": "11"})
+        .to_string()
+    };
+    let decision = |tool: &str, decision: &str, rule: Option<&str>, extra: Value| {
+        let mut body = serde_json::json!({"tool_name": tool, "tool_args": {}, "decision": decision,
+            "rule_name": rule, "session_id": "s1", "timestamp": "2026-11-21T10:00:00Z", "log_id": "l"});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let lines = [
+        // An approved delete, then released by a human: not a decision to compare.
+        record(
+            1,
+            "decision",
+            "s1",
+            decision(
+                "delete_file",
+                "approve",
+                Some("deletes"),
+                serde_json::json!({"approval_id": "a1"}),
+            ),
+        ),
+        record(2, "approval_created", "s1", serde_json::json!({"approval_id": "a1"})),
+        record(
+            3,
+            "decision",
+            "s1",
+            decision("delete_file", "allow", None, serde_json::json!({"released_by": "a1"})),
+        ),
+        // A mail, then a result that revealed a secret: the next mail is denied.
+        record(
+            4,
+            "decision",
+            "s1",
+            decision("send_email", "allow", Some("mail"), serde_json::json!({})),
+        ),
+        record(
+            5,
+            "result",
+            "s1",
+            serde_json::json!({"log_id": "l", "labels": ["secret"]}),
+        ),
+        record(
+            6,
+            "decision",
+            "s1",
+            decision("send_email", "allow", Some("mail"), serde_json::json!({})),
+        ),
+    ];
+    std::fs::write(dir.path().join("audit.jsonl"), lines.join("\n") + "\n").unwrap();
+    let (code, report, stderr) = replay_json(&["p.yml", "audit.jsonl"], dir.path());
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_eq!(
+        (report["calls"].as_u64(), report["releases"].as_u64()),
+        (Some(3), Some(1)),
+        "{report}"
+    );
+    assert_eq!(changes(&report), [("allow".into(), "deny".into(), 1)], "{report}");
+    assert_eq!(
+        report["changes"][0]["examples"][0]["new"]["rule"],
+        "no_mail_after_secret"
+    );
+    // A session export: `tame sessions show ID --json`, a JSON array.
+    let entries = serde_json::json!([
+        {"id": "1", "session_id": "s9", "timestamp": "2026-11-21T10:00:00Z", "tool_name": "read_file",
+         "tool_args": {"path": "/a"}, "policy_decision": "deny", "policy_rule": null},
+        {"id": "2", "session_id": "s9", "timestamp": "2026-11-21T10:00:01Z", "tool_name": "send_email",
+         "tool_args": {}, "policy_decision": "allow", "policy_rule": "mail"}
+    ]);
+    std::fs::write(
+        dir.path().join("session.json"),
+        serde_json::to_string_pretty(&entries).unwrap(),
+    )
+    .unwrap();
+    let (code, report, stderr) = replay_json(&["p.yml", "session.json"], dir.path());
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_eq!(report["calls"], 2);
+    assert_eq!(changes(&report), [("deny".into(), "allow".into(), 1)]);
+    assert_eq!(report["changes"][0]["examples"][0]["at"], "item 1");
+}
+
+#[test]
+fn replay_scores_labels_and_fails_on_a_regression_against_the_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("base.yml"), REPLAY_POLICY).unwrap();
+    // The candidate lets deletes through: the labelled delete regresses.
+    let candidate = REPLAY_POLICY.replace(
+        "    action: approve\n    tools: [\"delete_*\"]",
+        "    action: allow\n    tools: [\"delete_*\"]",
+    );
+    assert_ne!(candidate, REPLAY_POLICY);
+    std::fs::write(dir.path().join("new.yml"), &candidate).unwrap();
+    let lines = [
+        r#"{"tool_name": "delete_file", "tool_args": {}, "expect": "approve"}"#,
+        r#"{"tool_name": "read_file", "tool_args": {}, "expect": "allow"}"#,
+        r#"{"tool_name": "write_file", "tool_args": {}, "expect": "deny"}"#,
+        r#"{"tool_name": "send_email", "tool_args": {}, "session_id": "s", "expect": "allow"}"#,
+        r#"{"tool_name": "send_email", "tool_args": {}, "session_id": "s", "expect": "allow"}"#,
+        r#"{"tool_name": "send_email", "tool_args": {}, "session_id": "s", "expect": "deny"}"#,
+    ];
+    std::fs::write(dir.path().join("labelled.jsonl"), lines.join("\n")).unwrap();
+    // Against itself: no change, no regression; precision and recall.
+    let (code, report, _) = replay_json(&["base.yml", "labelled.jsonl", "--baseline", "base.yml"], dir.path());
+    assert_eq!(code, 0, "{report}");
+    let labels = &report["labels"];
+    assert_eq!(labels["labelled"], 6);
+    assert_eq!(labels["regressions"], 0);
+    assert_eq!(labels["actions"]["deny"]["precision"], 1.0, "{report}");
+    assert_eq!(labels["actions"]["deny"]["recall"], 1.0, "{report}");
+    assert_eq!(labels["actions"]["approve"]["recall"], 1.0, "{report}");
+    let rule = labels["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "mail_limit")
+        .unwrap();
+    assert_eq!(
+        (rule["hits"].as_u64(), rule["precision"].as_f64()),
+        (Some(1), Some(1.0)),
+        "{report}"
+    );
+    // The candidate regresses: exit 1, the call named.
+    let (code, report, stderr) = replay_json(&["new.yml", "labelled.jsonl", "--baseline", "base.yml"], dir.path());
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["labels"]["regressions"], 1);
+    assert_eq!(report["labels"]["regression_examples"][0]["at"], "line 1");
+    assert_eq!(report["labels"]["actions"]["approve"]["recall"], 0.0, "{report}");
+    let _ = stderr;
+    let human =
+        run(tame()
+            .current_dir(dir.path())
+            .args(["replay", "new.yml", "labelled.jsonl", "--baseline", "base.yml"]));
+    assert_eq!(human.code, 1);
+    assert!(human.stdout.contains("1 regressions"), "{}", human.stdout);
+    assert!(human.stderr.contains("decided otherwise"), "{}", human.stderr);
+}
+
+#[test]
+fn replay_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.yml"), REPLAY_POLICY).unwrap();
+    // A malformed line is named, the others still count; exit 1.
+    std::fs::write(
+        dir.path().join("bad.jsonl"),
+        "{\"tool_name\": \"read_file\"}\n{not json\n{\"tool_name\": \"read_file\", \"expect\": \"maybe\"}\n[1]\n",
+    )
+    .unwrap();
+    let out = run(tame().current_dir(dir.path()).args(["replay", "p.yml", "bad.jsonl"]));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("3 malformed records"), "{}", out.stdout);
+    assert!(out.stdout.contains("line 2: invalid JSON"), "{}", out.stdout);
+    assert!(out.stdout.contains("line 3: `expect` is `maybe`"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("line 4: a record must be a JSON object"),
+        "{}",
+        out.stdout
+    );
+    // No calls at all, a missing source, a broken policy, a broken array.
+    std::fs::write(dir.path().join("empty.jsonl"), "\n\n").unwrap();
+    let out = run(tame().current_dir(dir.path()).args(["replay", "p.yml", "empty.jsonl"]));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("no calls to replay"), "{}", out.stderr);
+    let out = run(tame()
+        .current_dir(dir.path())
+        .args(["replay", "p.yml", "missing.jsonl"]));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("missing.jsonl"), "{}", out.stderr);
+    std::fs::write(
+        dir.path().join("broken.yml"),
+        "rules:\n  - name: x\n    action: maybe\n",
+    )
+    .unwrap();
+    let out = run(tame()
+        .current_dir(dir.path())
+        .args(["replay", "broken.yml", "bad.jsonl"]));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("broken.yml"), "{}", out.stderr);
+    std::fs::write(dir.path().join("cut.json"), "[{\"tool_name\": \"read_file\"}, {\"tool").unwrap();
+    let out = run(tame().current_dir(dir.path()).args(["replay", "p.yml", "cut.json"]));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("invalid JSON array"), "{}", out.stderr);
 }
