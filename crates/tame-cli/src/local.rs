@@ -2,11 +2,11 @@
 //! `graph`. Every decision comes from `tame_engine`; this module only reads
 //! files, converts input and prints.
 
-use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
+use tame_enforce::{Enforcer, MemoryStore, SessionSource as _, SessionState};
 use tame_engine::{MemoryFacts, Policy, Request};
 
 use crate::Exit;
@@ -186,33 +186,49 @@ pub fn graph(args: &GraphArgs, out: &Out) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
-/// One input line, converted: the request and the facts it brings.
-struct Call {
-    request: Request,
+/// One input line, converted: the call and the fixed facts it brings.
+struct Line {
+    call: tame_enforce::Call,
     session: Option<MemoryFacts>,
+    /// The line named its session (a call without one gets a fresh id and
+    /// shares nothing with the other lines).
+    named_session: bool,
 }
 
-/// Parses one line of calls (also used by `bench` and `test`).
-pub fn parse_call(value: &Value) -> Result<(Request, Option<MemoryFacts>), String> {
+/// Splits a call line into the call proper and its `session` and `now`
+/// (which only offline runs accept).
+fn split_line(value: &Value) -> Result<(Value, Option<MemoryFacts>, Option<jiff::Timestamp>), String> {
     let Some(obj) = value.as_object() else {
         return Err(String::from("a call must be a JSON object"));
     };
     let mut call = obj.clone();
     let session = call.remove("session");
-    let now = call.remove("now");
-    let mut request = Request::from_call_json(&Value::Object(call)).map_err(|e| e.to_string())?;
-    if let Some(now) = now {
-        let text = now
-            .as_str()
-            .ok_or_else(|| String::from("`now` must be an RFC 3339 timestamp string"))?;
-        request.now = text
-            .parse::<jiff::Timestamp>()
-            .map_err(|e| format!("`now` is not an RFC 3339 timestamp: {e}"))?;
-    }
+    let now = match call.remove("now") {
+        None => None,
+        Some(now) => {
+            let text = now
+                .as_str()
+                .ok_or_else(|| String::from("`now` must be an RFC 3339 timestamp string"))?;
+            Some(
+                text.parse::<jiff::Timestamp>()
+                    .map_err(|e| format!("`now` is not an RFC 3339 timestamp: {e}"))?,
+            )
+        }
+    };
     let facts = match session {
         None | Some(Value::Null) => None,
         Some(s) => Some(facts_from_json(&s)?),
     };
+    Ok((Value::Object(call), facts, now))
+}
+
+/// Parses one line of calls (also used by `bench`, `test` and `replay`).
+pub fn parse_call(value: &Value) -> Result<(Request, Option<MemoryFacts>), String> {
+    let (call, facts, now) = split_line(value)?;
+    let mut request = Request::from_call_json(&call).map_err(|e| e.to_string())?;
+    if let Some(now) = now {
+        request.now = now;
+    }
     Ok((request, facts))
 }
 
@@ -221,10 +237,26 @@ pub fn facts_from_json(value: &Value) -> Result<MemoryFacts, String> {
     MemoryFacts::from_json(value).map_err(|e| format!("bad `session` facts: {e}"))
 }
 
-fn parse_line(text: &str) -> Result<Call, String> {
+/// Reads a call line for the enforcement path: the call (at its `now`)
+/// and its fixed `session` facts.
+pub fn enforce_call(value: &Value) -> Result<(tame_enforce::Call, Option<MemoryFacts>), String> {
+    let (call, session, now) = split_line(value)?;
+    let mut call = tame_enforce::Call::from_json(call).map_err(|e| e.to_string())?;
+    if let Some(now) = now {
+        call = call.at(now);
+    }
+    Ok((call, session))
+}
+
+fn parse_line(text: &str) -> Result<Line, String> {
     let value: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON at column {}: {e}", e.column()))?;
-    let (request, session) = parse_call(&value)?;
-    Ok(Call { request, session })
+    let named_session = value.get("session_id").is_some_and(|s| !s.is_null());
+    let (call, session) = enforce_call(&value)?;
+    Ok(Line {
+        call,
+        session,
+        named_session,
+    })
 }
 
 /// One output line of `eval`.
@@ -241,12 +273,6 @@ struct EvalLine<'a> {
     sanitized_args: Option<Value>,
 }
 
-/// Session facts kept across the lines of one `eval` run.
-#[derive(Debug, Default)]
-struct Sessions {
-    by_id: HashMap<String, MemoryFacts>,
-}
-
 /// `tame eval POLICY [CALLS|-]`.
 pub fn eval(args: &EvalArgs, out: &Out) -> Result<Exit, CliError> {
     let policy = load_policy(&args.policy)?;
@@ -260,7 +286,10 @@ pub fn eval(args: &EvalArgs, out: &Out) -> Result<Exit, CliError> {
         })?;
         Box::new(std::io::BufReader::new(file))
     };
-    let mut sessions = Sessions::default();
+    // Sessions across the lines of this run; nothing is logged (every
+    // decision is printed instead).
+    let store = MemoryStore::with_log_capacity(0);
+    let enforcer = Enforcer::with_policy(&policy);
     let mut had_error = false;
     for (index, line) in reader.lines().enumerate() {
         let number = index + 1;
@@ -275,64 +304,65 @@ pub fn eval(args: &EvalArgs, out: &Out) -> Result<Exit, CliError> {
         if line.trim().is_empty() {
             continue;
         }
-        let call = match parse_line(&line) {
-            Ok(call) => call,
+        let result = parse_line(&line).and_then(|line| evaluate_line(&enforcer, line, &store, args));
+        match result {
+            Ok(text) => out.line(text),
             Err(message) => {
                 out.json_line(&json!({"error": message, "line": number}));
                 had_error = true;
-                continue;
             }
-        };
-        let result = evaluate_line(&policy, call, &mut sessions, args);
-        out.line(result);
+        }
     }
     Ok(if had_error { Exit::Error } else { Exit::Ok })
 }
 
-fn evaluate_line(policy: &Policy, call: Call, sessions: &mut Sessions, args: &EvalArgs) -> String {
-    let Call { request, session } = call;
-    let session_key = request
-        .session_id
-        .as_deref()
-        .filter(|_| !args.no_accumulate)
-        .map(str::to_string);
-    let mut local;
-    let facts: &mut MemoryFacts = match session_key {
-        Some(key) => {
-            let entry = sessions.by_id.entry(key).or_default();
-            if let Some(given) = session {
-                *entry = given;
-            }
-            entry
+/// Decides one line through the enforcement path: calls sharing a
+/// `session_id` share a session in `store` (a line's `session` facts
+/// replace it first); a call without one, or with `--no-accumulate`,
+/// starts from its own facts and is not kept.
+fn evaluate_line(enforcer: &Enforcer<'_>, line: Line, store: &MemoryStore, args: &EvalArgs) -> Result<String, String> {
+    let Line {
+        call,
+        session,
+        named_session,
+    } = line;
+    let policy = enforcer.policy();
+    let keep = named_session && !args.no_accumulate;
+    let outcome = if keep {
+        let key = enforcer.session_key(&call).into_owned();
+        if let Some(given) = &session {
+            store.seed_session(&key, SessionState::seeded(given));
         }
-        None => {
-            local = session.unwrap_or_default();
-            &mut local
-        }
+        let explain = if args.explain {
+            let cell = store.session_state(&key, false).map_err(|e| e.to_string())?;
+            let state = cell.lock();
+            Some(explain_json(policy, &call.request, &state))
+        } else {
+            None
+        };
+        (store.enforce(enforcer, call).map_err(|e| e.to_string())?, explain)
+    } else {
+        let state = session.as_ref().map(SessionState::seeded).unwrap_or_default();
+        let explain = args.explain.then(|| explain_json(policy, &call.request, &state));
+        (enforcer.decide(call, &state, None).map_err(|e| e.to_string())?, explain)
     };
-    // Windows (`session.count(t, duration("1h"))`) are measured back from
-    // the call's own time, so `now` on a line replays a past session.
-    facts.set_now(request.now);
-    let decision = policy.evaluate(&request, &*facts);
-    let explain = args
-        .explain
-        .then(|| serde_json::to_value(policy.explain(&request, &*facts)).unwrap_or(Value::Null));
+    let (outcome, explain) = outcome;
+    let decision = &outcome.decision;
     let line = EvalLine {
         decision: decision.action.as_str(),
         rule_name: decision.rule_name.as_deref(),
         reason: &decision.reason,
         policy_version: &decision.policy_version,
         explain,
-        sanitized_args: policy.sanitize_args(&request),
+        sanitized_args: outcome.sanitized_args.clone(),
     };
     // Fields in the documented order (a struct, not a sorted map).
-    let line = serde_json::to_string(&line)
-        .unwrap_or_else(|e| json!({"error": format!("cannot write the decision: {e}")}).to_string());
-    // As on the server, only calls that were let through count as calls.
-    if decision.action == tame_engine::Action::Allow {
-        facts.record(&request.tool, request.now);
-    }
-    line
+    Ok(serde_json::to_string(&line)
+        .unwrap_or_else(|e| json!({"error": format!("cannot write the decision: {e}")}).to_string()))
+}
+
+fn explain_json(policy: &Policy, request: &Request, state: &SessionState) -> Value {
+    serde_json::to_value(policy.explain(request, &state.view(request.now))).unwrap_or(Value::Null)
 }
 
 /// `tame explain POLICY --tool T --args JSON`.

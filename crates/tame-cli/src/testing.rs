@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tame_enforce::{Enforcer, SessionState};
 use tame_engine::Policy;
 
 use crate::Exit;
 use crate::cli::TestArgs;
 use crate::client::{self, ServerOpts};
 use crate::error::CliError;
-use crate::local::{expand_targets, load_policy, parse_call, read_file};
+use crate::local::{expand_targets, load_policy, read_file};
 use crate::output::{Out, bold, decision_word, dim, pass_word};
 use crate::remote;
 
@@ -202,15 +203,16 @@ pub fn inline_cases(policy: &Policy, origin: &str) -> Vec<Case> {
 
 /// Runs one case against a compiled policy.
 pub fn run_case(policy: &Policy, case: &Case) -> Outcome {
-    let evaluated = case
-        .spec
-        .call_json()
-        .and_then(|call| parse_call(&call))
-        .map(|(request, facts)| {
-            let mut facts = facts.unwrap_or_default();
-            facts.set_now(request.now);
-            policy.evaluate(&request, &facts)
-        });
+    // Through the enforcement path, from the case's fixed facts (a case
+    // is one call: it records nothing).
+    let evaluated = case.spec.call_json().and_then(|call| {
+        let (call, facts) = crate::local::enforce_call(&call)?;
+        let state = facts.as_ref().map(SessionState::seeded).unwrap_or_default();
+        Enforcer::with_policy(policy)
+            .decide(call, &state, None)
+            .map(|outcome| outcome.decision)
+            .map_err(|e| e.to_string())
+    });
     let decision = match evaluated {
         Ok(d) => d,
         Err(message) => {

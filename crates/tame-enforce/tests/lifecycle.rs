@@ -2,6 +2,11 @@
 //! counts-as-run rule, approvals created, decided, released once, and
 //! redaction before storage.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed check panics with a message, which is how a test fails"
+)]
+
 use std::time::Duration;
 
 use serde_json::{Value, json};

@@ -207,7 +207,7 @@ pub async fn run() -> anyhow::Result<Vec<String>> {
     transcript.push(format!(
         "audit: {}",
         log.iter()
-            .map(|e| e.verdict.decision.as_str())
+            .map(|e| e.policy_decision.as_str())
             .collect::<Vec<_>>()
             .join(",")
     ));

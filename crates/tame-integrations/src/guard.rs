@@ -6,7 +6,6 @@
 //! server can implement [`Guard`] over its own engine and store to mount the
 //! tool runner's HTTP handler.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::future::Future;
 use std::io::Write as _;
@@ -18,7 +17,8 @@ use crate::tls::TlsRoots;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use tame_engine::{Action, MemoryFacts, Policy, Request};
+use tame_enforce::{ApprovalDecision, ApprovalState, Call, EnforceError, Enforcer, MemoryError, MemoryStore};
+use tame_engine::{Action, Policy};
 
 /// One tool call as the guard sees it.
 #[derive(Clone, Debug, Serialize)]
@@ -161,36 +161,25 @@ impl Journal {
 }
 
 /// How many decisions the embedded guard keeps in memory.
-pub const MAX_LOG_ENTRIES: usize = 10_000;
+pub const MAX_LOG_ENTRIES: usize = tame_enforce::DEFAULT_LOG_CAPACITY;
 
-/// One entry of the embedded guard's in-memory log.
-#[derive(Clone, Debug, Serialize)]
-pub struct LogEntry {
-    pub log_id: String,
-    pub timestamp: String,
-    pub call: ToolCall,
-    pub verdict: Verdict,
-    /// Filled in when the call ran and its outcome was recorded.
-    pub outcome: Option<CallOutcome>,
-}
+/// One entry of the embedded guard's in-memory log: the server's shape.
+pub type LogEntry = tame_enforce::LogEntry;
 
 /// Decides approvals for the embedded engine (a human at a prompt, a
 /// test's script): sees the call and the verdict that asked for approval.
 pub type Approver = Arc<dyn Fn(&ToolCall, &Verdict) -> ApprovalOutcome + Send + Sync>;
 
-/// The engine in this process: decisions from a compiled [`Policy`],
-/// session facts in memory, an in-memory log and an optional JSON-lines
-/// journal file. Without an [`Approver`], approvals stay pending.
+/// The engine in this process: decisions from a compiled [`Policy`] through
+/// the one enforcement path (`tame_enforce`) over an in-memory store
+/// (session state, approvals, the newest [`MAX_LOG_ENTRIES`] log entries),
+/// and an optional JSON-lines journal file. Without an [`Approver`],
+/// approvals stay pending.
 pub struct EmbeddedGuard {
     policy: Arc<Policy>,
-    sessions: Mutex<HashMap<String, MemoryFacts>>,
-    log: Mutex<Vec<LogEntry>>,
+    store: MemoryStore,
     journal: Option<Journal>,
     approver: Option<Approver>,
-    /// Calls waiting for approval, by approval id.
-    pending: Mutex<HashMap<String, (ToolCall, Verdict)>>,
-    /// Granted approvals not used yet.
-    approved: Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for EmbeddedGuard {
@@ -207,12 +196,9 @@ impl EmbeddedGuard {
     pub fn new(policy: Arc<Policy>) -> Self {
         EmbeddedGuard {
             policy,
-            sessions: Mutex::new(HashMap::new()),
-            log: Mutex::new(Vec::new()),
+            store: MemoryStore::with_log_capacity(MAX_LOG_ENTRIES),
             journal: None,
             approver: None,
-            pending: Mutex::new(HashMap::new()),
-            approved: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -239,90 +225,58 @@ impl EmbeddedGuard {
         &self.policy
     }
 
-    /// A copy of the log so far (decisions, with outcomes once recorded).
-    pub fn log(&self) -> Vec<LogEntry> {
-        self.log.lock().map(|log| log.clone()).unwrap_or_default()
+    /// The sessions, approvals and log of this guard.
+    pub fn store(&self) -> &MemoryStore {
+        &self.store
     }
 
-    /// Decides `call`; with `release`, the call comes back with an approval:
-    /// a granted approval turns the policy's answer into `allow` (a deny of
-    /// the policy still denies) and is used up.
+    /// A copy of the log so far (decisions, with results once recorded).
+    pub fn log(&self) -> Vec<LogEntry> {
+        self.store.log()
+    }
+
+    /// Decides `call`; with `release`, the call comes back with an approval
+    /// (the approval-release rule of the enforcement path applies).
     fn decide(&self, call: &ToolCall, release: Option<&str>) -> anyhow::Result<Verdict> {
-        let request = Request::from_call_json(&serde_json::to_value(call)?)
-            .map_err(|err| anyhow::anyhow!("invalid call of `{}`: {err}", call.tool_name))?;
-        let now = request.now;
-        let mut sessions = self
-            .sessions
-            .lock()
-            .map_err(|_| anyhow::anyhow!("session facts are unavailable (a thread panicked)"))?;
-        let facts = sessions.entry(call.session_id.clone()).or_default();
-        let mut decision = self.policy.evaluate(&request, &*facts);
-        if let Some(id) = release {
-            let granted = self.approved.lock().is_ok_and(|mut approved| approved.remove(id));
-            (decision.action, decision.reason) = match (granted, decision.action) {
-                (false, _) => (Action::Deny, format!("approval {id} was not granted").into()),
-                (true, Action::Deny) => (
-                    Action::Deny,
-                    format!(
-                        "{} (approval {id} does not override a deny of the policy)",
-                        decision.reason
-                    )
-                    .into(),
-                ),
-                (true, _) => (Action::Allow, format!("approved (approval {id})").into()),
-            };
+        let mut body = serde_json::to_value(call)?;
+        if let (Some(id), Value::Object(fields)) = (release, &mut body) {
+            fields.insert("approval_id".to_owned(), Value::String(id.to_owned()));
         }
-        if decision.action == Action::Allow {
-            facts.record(&call.tool_name, now);
-        }
-        drop(sessions);
-        let log_id = uuid::Uuid::new_v4().to_string();
-        let approval_id = (decision.action == Action::Approve).then(|| uuid::Uuid::new_v4().to_string());
+        let parsed =
+            Call::from_json(body).map_err(|err| anyhow::anyhow!("invalid call of `{}`: {err}", call.tool_name))?;
+        let enforcer = Enforcer::with_policy(&self.policy);
+        let outcome = self
+            .store
+            .enforce(&enforcer, parsed)
+            .map_err(|err| anyhow::anyhow!("`{}` was not decided: {err}", call.tool_name))?;
         let verdict = Verdict {
-            decision: decision.action,
-            rule_name: decision.rule_name.as_deref().map(str::to_owned),
-            reason: decision.reason.to_string(),
-            policy_version: decision.policy_version.to_string(),
-            log_id: Some(log_id.clone()),
-            approval_id,
-            session_id: call.session_id.clone(),
+            decision: outcome.decision.action,
+            rule_name: outcome.decision.rule_name.as_deref().map(str::to_owned),
+            reason: outcome.decision.reason.to_string(),
+            policy_version: outcome.decision.policy_version.to_string(),
+            log_id: Some(outcome.log_id.clone()),
+            approval_id: outcome.approval_id().map(str::to_owned),
+            session_id: outcome.session_id.clone(),
         };
-        let timestamp = now.to_string();
         if let Some(journal) = &self.journal {
+            // The stored record: secrets redacted.
+            let record = &outcome.record;
             journal.write(&json!({
                 "kind": "decision",
-                "timestamp": timestamp,
-                "log_id": log_id,
-                "session_id": call.session_id,
-                "agent_id": call.agent_id,
-                "user_id": call.user_id,
-                "tool_name": call.tool_name,
-                "tool_args": call.tool_args,
-                "decision": verdict.decision,
-                "rule_name": verdict.rule_name,
-                "reason": verdict.reason,
-                "policy_version": verdict.policy_version,
+                "timestamp": outcome.timestamp.to_string(),
+                "log_id": record.log_id,
+                "session_id": record.session_id,
+                "agent_id": record.agent_id,
+                "user_id": record.user_id,
+                "tool_name": record.tool_name,
+                "tool_args": record.tool_args,
+                "decision": record.decision,
+                "rule_name": record.rule_name,
+                "reason": record.reason,
+                "policy_version": record.policy_version,
                 "approval_id": verdict.approval_id,
                 "released_approval": release,
             }));
-        }
-        if let Some(id) = &verdict.approval_id
-            && let Ok(mut pending) = self.pending.lock()
-        {
-            pending.insert(id.clone(), (call.clone(), verdict.clone()));
-        }
-        if let Ok(mut log) = self.log.lock() {
-            if log.len() >= MAX_LOG_ENTRIES {
-                // Keep memory bounded in long runs: the journal keeps all.
-                log.drain(..MAX_LOG_ENTRIES / 2);
-            }
-            log.push(LogEntry {
-                log_id,
-                timestamp,
-                call: call.clone(),
-                verdict: verdict.clone(),
-                outcome: None,
-            });
         }
         Ok(verdict)
     }
@@ -341,24 +295,24 @@ impl Guard for EmbeddedGuard {
         let Some(log_id) = verdict.log_id.as_deref() else {
             anyhow::bail!("cannot record a result: the decision has no log id");
         };
-        {
-            let mut log = self
-                .log
-                .lock()
-                .map_err(|_| anyhow::anyhow!("the log is unavailable (a thread panicked)"))?;
-            let Some(entry) = log.iter_mut().rev().find(|entry| entry.log_id == log_id) else {
-                anyhow::bail!("cannot record a result: unknown log id `{log_id}`");
-            };
-            entry.outcome = Some(outcome.clone());
-        }
+        let body = serde_json::to_value(outcome)?;
+        let enforcer = Enforcer::with_policy(&self.policy);
+        let recorded = match self.store.record_result(&enforcer, &verdict.session_id, log_id, body) {
+            Ok(recorded) => recorded,
+            Err(EnforceError::Store(MemoryError::LogNotFound(_))) => {
+                anyhow::bail!("cannot record a result: unknown log id `{log_id}`")
+            }
+            Err(err) => anyhow::bail!("cannot record a result for log id `{log_id}`: {err}"),
+        };
         if let Some(journal) = &self.journal {
             let mut entry = json!({
                 "kind": "result",
                 "timestamp": jiff::Timestamp::now().to_string(),
                 "log_id": log_id,
-                "session_id": verdict.session_id,
+                "session_id": recorded.record.session_id,
+                "labels": recorded.labels,
             });
-            if let (Value::Object(entry), Ok(Value::Object(fields))) = (&mut entry, serde_json::to_value(outcome)) {
+            if let (Value::Object(entry), Value::Object(fields)) = (&mut entry, recorded.record.result) {
                 entry.extend(fields);
             }
             journal.write(&entry);
@@ -367,46 +321,67 @@ impl Guard for EmbeddedGuard {
     }
 
     async fn wait_approval(&self, approval_id: &str, _timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
+        let now = jiff::Timestamp::now();
+        let Some(approval) = self.store.approval(approval_id, now) else {
+            anyhow::bail!("unknown approval id `{approval_id}`");
+        };
+        match approval.state {
+            ApprovalState::Approved => return Ok(ApprovalOutcome::Approved),
+            ApprovalState::Rejected => return Ok(ApprovalOutcome::Rejected(approval.decision_reason)),
+            ApprovalState::Expired => {
+                return Ok(ApprovalOutcome::Rejected(Some(format!(
+                    "approval {approval_id} expired"
+                ))));
+            }
+            ApprovalState::Pending => {}
+        }
         // Without an approver there is nobody to ask: the call stays pending.
         let Some(approver) = &self.approver else {
             return Ok(ApprovalOutcome::Pending);
         };
-        let waiting = self
-            .pending
-            .lock()
-            .ok()
-            .and_then(|mut pending| pending.remove(approval_id));
-        let Some((call, verdict)) = waiting else {
-            anyhow::bail!("unknown approval id `{approval_id}`");
+        // The approver sees the call as stored (secrets redacted).
+        let call = ToolCall {
+            tool_name: approval.tool_name.clone(),
+            tool_args: approval.tool_args.clone(),
+            session_id: approval.session_id.clone(),
+            agent_id: approval.agent_id.clone(),
+            user_id: approval.user_id.clone(),
+            metadata: Value::Object(Map::new()),
+        };
+        let verdict = Verdict {
+            decision: Action::Approve,
+            rule_name: approval.rule_name.clone(),
+            reason: approval.reason.clone(),
+            policy_version: approval.policy_version.clone(),
+            log_id: Some(approval.log_id.clone()),
+            approval_id: Some(approval_id.to_owned()),
+            session_id: approval.session_id.clone(),
         };
         let outcome = approver(&call, &verdict);
+        let (approve, reason) = match &outcome {
+            ApprovalOutcome::Pending => return Ok(outcome),
+            ApprovalOutcome::Approved => (true, None),
+            ApprovalOutcome::Rejected(why) => (false, why.clone()),
+        };
+        let decided = self
+            .store
+            .decide_approval(ApprovalDecision {
+                id: approval_id.to_owned(),
+                approve,
+                by: None,
+                reason,
+                at: jiff::Timestamp::now(),
+            })
+            .map_err(|err| anyhow::anyhow!("cannot decide approval `{approval_id}`: {err}"))?;
         if let Some(journal) = &self.journal {
-            let (status, reason) = match &outcome {
-                ApprovalOutcome::Approved => ("approved", None),
-                ApprovalOutcome::Rejected(why) => ("rejected", why.clone()),
-                ApprovalOutcome::Pending => ("pending", None),
-            };
             journal.write(&json!({
                 "kind": "approval",
                 "timestamp": jiff::Timestamp::now().to_string(),
                 "approval_id": approval_id,
-                "log_id": verdict.log_id,
-                "status": status,
-                "reason": reason,
+                "log_id": decided.log_id,
+                "status": decided.state,
+                "reason": decided.decision_reason,
             }));
-        }
-        match outcome {
-            ApprovalOutcome::Pending => {
-                if let Ok(mut pending) = self.pending.lock() {
-                    pending.insert(approval_id.to_owned(), (call, verdict));
-                }
-            }
-            ApprovalOutcome::Approved => {
-                if let Ok(mut approved) = self.approved.lock() {
-                    approved.insert(approval_id.to_owned());
-                }
-            }
-            ApprovalOutcome::Rejected(_) => {}
         }
         Ok(outcome)
     }

@@ -56,8 +56,9 @@ async fn decisions_come_from_the_policy_and_are_logged() {
         .unwrap();
     let log = guard.log();
     assert_eq!(log.len(), 4);
-    assert_eq!(log[1].outcome.as_ref().map(|o| o.duration_ms), Some(12));
-    assert!(log[0].outcome.is_none());
+    assert_eq!(log[1].execution_duration_ms, Some(12.0));
+    assert_eq!(log[1].execution_status.as_deref(), Some("success"));
+    assert!(log[0].tool_result.is_none());
 
     let mut unknown = allowed.clone();
     unknown.log_id = Some("nope".into());
