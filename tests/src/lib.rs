@@ -20,7 +20,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
-use tame_engine::{Action, MemoryFacts, Policy, Request};
+use tame_enforce::{CallStep, SessionState};
+use tame_engine::{Policy, Request};
 
 /// How long one `tame` command may run before the test fails.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -156,15 +157,16 @@ pub fn read_calls(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// Decisions straight from the engine facade, with the session semantics
-/// `tame eval` documents: calls sharing a `session_id` share facts; a
+/// Decisions straight from the engine facade over the one session state
+/// (`tame_enforce::SessionState`), with the session semantics `tame eval`
+/// documents: calls sharing a `session_id` share facts; a
 /// `session` object on a line replaces that session's facts before the
 /// call; a call without a `session_id` starts from empty facts plus its
 /// own `session`; windows are measured back from the call's `now`; only
-/// allowed calls are recorded (denied calls and calls waiting for approval
-/// did not run).
+/// allowed calls count (denied calls and calls waiting for approval did
+/// not run).
 pub fn engine_eval(policy: &Policy, calls: &[Value]) -> Vec<Value> {
-    let mut sessions: HashMap<String, MemoryFacts> = HashMap::new();
+    let mut sessions: HashMap<String, SessionState> = HashMap::new();
     calls
         .iter()
         .map(|call| {
@@ -181,10 +183,10 @@ pub fn engine_eval(policy: &Policy, calls: &[Value]) -> Vec<Value> {
             }
             let given = match session {
                 None | Some(Value::Null) => None,
-                Some(s) => Some(MemoryFacts::from_json(&s).unwrap_or_else(|e| panic!("bad `session` in {call}: {e}"))),
+                Some(s) => Some(SessionState::from_json(&s).unwrap_or_else(|e| panic!("bad `session` in {call}: {e}"))),
             };
             let mut local;
-            let facts = match request.session_id.as_deref() {
+            let state = match request.session_id.as_deref() {
                 Some(id) => {
                     let entry = sessions.entry(id.to_string()).or_default();
                     if let Some(given) = given {
@@ -197,11 +199,14 @@ pub fn engine_eval(policy: &Policy, calls: &[Value]) -> Vec<Value> {
                     &mut local
                 }
             };
-            facts.set_now(request.now);
-            let d = policy.evaluate(&request, &*facts);
-            if d.action == Action::Allow {
-                facts.record(&request.tool, request.now);
-            }
+            let d = policy.evaluate(&request, &state.view(request.now));
+            state.record(CallStep {
+                tool: request.tool.clone(),
+                decision: d.action,
+                rule: d.rule_name.clone(),
+                released: false,
+                at: request.now,
+            });
             json!({
                 "decision": d.action.as_str(),
                 "rule_name": d.rule_name.as_deref(),
