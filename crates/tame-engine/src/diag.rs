@@ -119,6 +119,11 @@ impl<'a> Reporter<'a> {
         self.lines.text()
     }
 
+    /// 1-based line and column (in characters) of a byte offset in the file.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        self.lines.line_col(offset)
+    }
+
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(|d| d.severity == Severity::Error)
     }

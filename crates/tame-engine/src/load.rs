@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::compile::{CondSpec, RuleSpec, is_glob, tool_glob};
-use crate::diag::{Reporter, Severity, line_col};
+use crate::diag::{Reporter, Severity};
 use crate::facade::Action;
 use crate::legacy;
 use crate::locate::{self, YNode};
@@ -168,7 +168,7 @@ pub(crate) fn load(
                         "the first rule with this name is at line {}; rule names must be unique",
                         rules_node
                             .and_then(|n| n.items().get(first))
-                            .map_or(0, |n| line_col(source, n.span().start).0)
+                            .map_or(0, |n| r.line_col(n.span().start).0)
                     )),
                 );
             }
@@ -230,7 +230,7 @@ pub(crate) fn load(
     for (i, value) in file.tests.unwrap_or_default().into_iter().enumerate() {
         let node = tests_node.and_then(|n| n.items().get(i));
         let span = node.map(|n| n.span().start..n.span().start);
-        let line = span.as_ref().map_or(0, |s| line_col(source, s.start).0);
+        let line = span.as_ref().map_or(0, |s| r.line_col(s.start).0);
         match serde_yaml::from_value::<TestModel>(value) {
             Ok(t) => {
                 let Some(expect) = parse_action(&t.expect) else {
