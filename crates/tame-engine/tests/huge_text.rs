@@ -37,7 +37,7 @@ fn a_condition_over_64_kib_is_an_error_naming_the_rule() {
     let d = only_error(&src);
     assert_eq!(d.rule.as_deref(), Some("huge_rule"));
     assert!(d.message.contains("is too long"), "{}", d.message);
-    assert!(d.message.contains("the limit is 65536"), "{}", d.message);
+    assert!(d.message.contains("(70012 bytes, the limit is 65536 bytes)"), "{}", d.message);
     assert!(d.rendered.contains("(rule `huge_rule`)"), "{}", d.rendered);
     assert!(d.rendered.contains("policies.yml:5:"), "{}", d.rendered);
     assert_bounded(&d);

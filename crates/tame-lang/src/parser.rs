@@ -96,7 +96,7 @@ pub fn parse(source: &str) -> Result<Expr, ParseError> {
     if source.len() > MAX_SOURCE_LEN {
         return Err(ParseError::new(
             format!(
-                "condition is too long ({} bytes, the limit is {MAX_SOURCE_LEN})",
+                "condition is too long ({} bytes, the limit is {MAX_SOURCE_LEN} bytes)",
                 source.len()
             ),
             Span::new(MAX_SOURCE_LEN, source.len()),
