@@ -178,6 +178,20 @@ Exit code: 1 when a labelled call the baseline decided as labelled is decided
 otherwise, or a record is malformed; else 0.")]
     Replay(crate::replay::ReplayArgs),
 
+    /// Print the JSON Schema of policies.yml, of *.tests.yml or of the server's config file
+    #[command(after_help = "\
+Examples:
+  tame schema policy > policy.schema.json
+  tame schema tests > tests.schema.json
+  tame schema config > config.schema.json
+
+Then start the YAML file with a line naming it, so editors with a YAML
+language server complete and check it:
+  # yaml-language-server: $schema=policy.schema.json
+The schemas are derived from the types that read the files; the repository
+ships them in schema/.")]
+    Schema(crate::schema::SchemaArgs),
+
     /// Print a policy's decision DAG as Graphviz DOT
     #[command(after_help = "\
 Examples:

@@ -18,6 +18,7 @@ mod output;
 mod remote;
 mod repl;
 mod replay;
+mod schema;
 mod serve;
 mod testing;
 
@@ -137,6 +138,7 @@ fn dispatch(cli: &Cli, out: &Out) -> Result<Exit, CliError> {
         Command::Fmt(args) => fmt::fmt(args, out),
         Command::Init(args) => init::init(args, out),
         Command::Replay(args) => replay::replay(args, out),
+        Command::Schema(args) => schema::schema_command(args, out),
         Command::Explain(args) => local::explain(args, out),
         Command::Test(args) => testing::test_command(args, &server, out),
         Command::Bench(args) => bench::bench(args, out),

@@ -19,8 +19,9 @@ use crate::output::{Out, bold, decision_word, dim, pass_word};
 use crate::remote;
 
 /// A test case as written in YAML (a sibling file or the `tests:` section).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "Test case")]
 pub struct CaseSpec {
     #[serde(default)]
     pub name: Option<String>,
@@ -53,6 +54,7 @@ pub struct CaseSpec {
     /// The expected rule; `null` means "the default applied"; absent means
     /// "any rule".
     #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<String>")]
     pub rule: Option<Option<String>>,
     /// A text the reason must contain.
     #[serde(default)]
@@ -67,10 +69,12 @@ where
     Option::<String>::deserialize(d).map(Some)
 }
 
-/// A sibling test file: a list of cases or `{tests: [...]}`.
-#[derive(Debug, Deserialize)]
+/// A sibling test file: a list of cases or `{tests: [...]}`. Its JSON
+/// Schema (`tame schema tests`) is derived from it.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
-enum TestFile {
+#[schemars(title = "Tame policy tests (NAME.tests.yml)")]
+pub(crate) enum TestFile {
     List(Vec<CaseSpec>),
     Map { tests: Vec<CaseSpec> },
 }

@@ -723,3 +723,108 @@ fn replay_refuses_bad_input() {
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("invalid JSON array"), "{}", out.stderr);
 }
+
+// ------------------------------------------------------------------ schema
+
+/// The YAML file as JSON.
+fn yaml_as_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn shipped_schema(name: &str) -> Value {
+    let path = repo().join("schema").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn schema_errors(schema: &Value, instance: &Value) -> Vec<String> {
+    let validator = jsonschema::validator_for(schema).unwrap();
+    validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn shipped_schemas_are_what_tame_schema_prints() {
+    for (kind, file) in [
+        ("policy", "policy.schema.json"),
+        ("tests", "tests.schema.json"),
+        ("config", "config.schema.json"),
+    ] {
+        let out = run(tame().args(["schema", kind]));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let shipped = std::fs::read_to_string(repo().join("schema").join(file)).unwrap_or_default();
+        assert!(
+            out.stdout == shipped,
+            "schema/{file} is out of date: run `tame schema {kind} > schema/{file}`"
+        );
+    }
+    let out = run(tame().args(["schema", "polcy"]));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("policy"), "{}", out.stderr);
+}
+
+#[test]
+fn every_file_in_policies_validates_against_its_schema_and_names_it() {
+    let policy = shipped_schema("policy.schema.json");
+    let tests = shipped_schema("tests.schema.json");
+    let files = files_in_policies(is_yaml);
+    assert!(files.len() >= 10, "{files:?}");
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let (schema, file) = if name.contains(".tests.") {
+            (&tests, "tests.schema.json")
+        } else {
+            (&policy, "policy.schema.json")
+        };
+        let errors = schema_errors(schema, &yaml_as_json(&path));
+        assert!(errors.is_empty(), "{name}: {errors:#?}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let first = text.lines().next().unwrap_or_default();
+        assert_eq!(
+            first,
+            format!("# yaml-language-server: $schema=../schema/{file}"),
+            "{name} does not start with its schema line"
+        );
+    }
+}
+
+#[test]
+fn the_policy_schema_rejects_what_the_loader_rejects() {
+    let schema = shipped_schema("policy.schema.json");
+    let bad = [
+        ("rules:\n  - name: a\n    acton: deny\n", "a misspelt key"),
+        ("rules:\n  - name: a\n    action: maybe\n", "an unknown action"),
+        ("default: perhaps\n", "an unknown default"),
+        (
+            "rules:\n  - name: a\n    action: deny\n    condition: 3\n",
+            "a number as condition",
+        ),
+        ("payload: {secrets: shred}\n", "an unknown payload mode"),
+        (
+            "rules:\n  - name: a\n    action: deny\n    conditions: {arg_contain: {a: 1}}\n",
+            "a legacy typo",
+        ),
+        (
+            "tests:\n  - call: {tool_name: x}\n    expect: allowed\n",
+            "an unknown expected decision",
+        ),
+    ];
+    for (text, what) in bad {
+        let instance: Value = serde_yaml::from_str(text).unwrap();
+        assert!(
+            !schema_errors(&schema, &instance).is_empty(),
+            "the schema accepts {what}"
+        );
+        assert!(
+            tame_engine::Policy::from_yaml(text, "p.yml").is_err(),
+            "the loader accepts {what}"
+        );
+    }
+    let config = shipped_schema("config.schema.json");
+    let instance: Value = serde_yaml::from_str("addr: 127.0.0.1:8000\nworkers: 2\nadmin_keys: [k]\n").unwrap();
+    assert!(schema_errors(&config, &instance).is_empty());
+    let instance: Value = serde_yaml::from_str("adress: 127.0.0.1:8000\n").unwrap();
+    assert!(!schema_errors(&config, &instance).is_empty());
+}

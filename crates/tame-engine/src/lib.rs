@@ -43,6 +43,7 @@ mod model;
 mod policy;
 mod request;
 mod safety;
+mod schema;
 mod template;
 
 pub use diag::{Diagnostic, PolicyError, Severity, line_col};
@@ -51,6 +52,7 @@ pub use facade::*;
 pub use facts::MemoryFacts;
 pub use policy::{Policy, PolicyInfo, PolicyTest, Registry, RuleInfo, Stats, TestOutcome};
 pub use request::{RequestError, json_to_value, value_to_json};
+pub use schema::policy_json_schema;
 pub use safety::{
     BUILTIN_RULES, PayloadMode, PayloadPolicy, RULE_AGENT_BINDING, RULE_PAYLOAD_PII, RULE_PAYLOAD_SECRETS,
     RULE_TOOL_CONTRACT, RULE_TOOL_SCHEMA,

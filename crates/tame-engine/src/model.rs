@@ -8,35 +8,77 @@
 //! files, so the loader first tries [`FastRule`]s straight from the text;
 //! the value path runs only when that fails, and reports the errors.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
+
+use crate::schema::{ActionName, AnyRule, LegacyConditions, VersionText};
 
 /// The top level of a policy file.
 ///
 /// `R` is how rules are read: `serde_yaml::Value` (one bad rule does not
 /// hide the others) or [`FastRule`] (typed, straight from the text).
-#[derive(Debug, Deserialize)]
+///
+/// Its JSON Schema (`tame schema policy`, [`crate::policy_json_schema`]) is
+/// derived from this type; fields read as plain YAML values name the type
+/// they are read into with `schemars(with)`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, bound(deserialize = "R: Deserialize<'de>"))]
+#[schemars(
+    bound = "",
+    title = "Tame policy (policies.yml)",
+    description = "A Tame policy: rules deciding allow, deny or approve for AI agents' tool calls. \
+                   The language reference is docs/language.md."
+)]
 pub(crate) struct FileModel<R = serde_yaml::Value> {
+    /// The policy's version, reported with every decision.
     #[serde(default)]
+    #[schemars(with = "Option<VersionText>")]
     pub version: Option<serde_yaml::Value>,
+    /// What the policy is for.
     #[serde(default)]
     pub description: Option<String>,
+    /// The decision when no rule matches (`deny` unless given).
     #[serde(default)]
+    #[schemars(with = "Option<ActionName>")]
     pub default: Option<String>,
+    /// The rules, first match wins, in file order.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<AnyRule>>")]
     pub rules: Option<Vec<R>>,
+    /// Test cases (`tame test`).
     #[serde(default)]
+    #[schemars(with = "Option<Vec<TestModel>>")]
     pub tests: Option<Vec<serde_yaml::Value>>,
     /// Payload safety sections (see `crate::safety`), read there.
     #[serde(default)]
+    #[schemars(
+        with = "Option<Vec<tame_safety::ToolSpec>>",
+        description = "The tools and the JSON Schema of their arguments, checked before any rule."
+    )]
     pub tools: Option<serde_yaml::Value>,
     #[serde(default)]
+    #[schemars(
+        with = "Option<String>",
+        description = "A file declaring the tools instead of `tools:` (relative to the policy file)."
+    )]
     pub tools_file: Option<serde_yaml::Value>,
     #[serde(default)]
+    #[schemars(
+        with = "Option<std::collections::BTreeMap<String, tame_safety::ToolContract>>",
+        description = "Per tool: the data tags it may receive, the response fields the agent may see."
+    )]
     pub tool_contracts: Option<serde_yaml::Value>,
     #[serde(default)]
+    #[schemars(
+        with = "Option<std::collections::BTreeMap<String, tame_safety::AgentBinding>>",
+        description = "Per agent id: the tools it may call (globs)."
+    )]
     pub agents: Option<serde_yaml::Value>,
     #[serde(default)]
+    #[schemars(
+        with = "Option<crate::PayloadPolicy>",
+        description = "What to do with secrets and personal data in arguments."
+    )]
     pub payload: Option<serde_yaml::Value>,
 }
 
@@ -172,7 +214,7 @@ impl From<FastRule> for RuleModel {
 }
 
 /// `tools:` as a list of globs, or a single glob.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub(crate) enum Tools {
     One(String),
@@ -189,7 +231,7 @@ impl Tools {
 }
 
 /// A condition: a string, or a YAML boolean (`condition: true`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub(crate) enum ConditionText {
     Bool(bool),
@@ -197,45 +239,65 @@ pub(crate) enum ConditionText {
 }
 
 /// A rule of the current format.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "Rule")]
 pub(crate) struct RuleModel {
+    /// The rule's name, unique in the file.
     pub name: String,
+    /// What the rule decides when it matches.
+    #[schemars(with = "ActionName")]
     pub action: String,
+    /// The tools it applies to: names or globs (`read_*`); all tools when absent.
     #[serde(default)]
     pub tools: Option<Tools>,
+    /// A condition of the policy language (docs/language.md) that must hold for the rule to match.
     #[serde(default)]
     pub condition: Option<ConditionText>,
+    /// The reason given with the decision; `{args.path}` and the like are filled in.
     #[serde(default)]
     pub reason: Option<String>,
+    /// What the rule is for.
     #[serde(default)]
     pub description: Option<String>,
 }
 
 /// A rule of the original tame server's format.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(
+    title = "Legacy rule",
+    description = "A rule of the original tame server's format (`tame migrate` rewrites it)."
+)]
 pub(crate) struct LegacyRuleModel {
     pub name: String,
+    #[schemars(with = "ActionName")]
     pub action: String,
     #[serde(default)]
     pub tools: Option<Tools>,
     /// Read by `crate::legacy::read_conditions`, as the original server
     /// read it (YAML 1.1 values, its errors).
     #[serde(default)]
+    #[schemars(with = "Option<LegacyConditions>", description = "Checks that must all hold.")]
     pub conditions: Option<serde_yaml::Value>,
     #[serde(default)]
     pub description: Option<String>,
 }
 
 /// A test case kept in the policy file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "Test")]
 pub(crate) struct TestModel {
     #[serde(default)]
     pub name: Option<String>,
+    /// The call: `{tool_name, tool_args, session_id?, agent_id?, user_id?, metadata?, session?}`.
+    #[schemars(with = "crate::schema::CallSchema")]
     pub call: serde_json::Value,
+    /// The expected decision.
+    #[schemars(with = "ActionName")]
     pub expect: String,
+    /// The rule expected to decide.
     #[serde(default)]
     pub rule: Option<String>,
 }

@@ -75,7 +75,7 @@ pub(crate) fn is_builtin_rule(name: &str) -> bool {
 }
 
 /// What to do with secrets or personal data found in a call's arguments.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PayloadMode {
     /// Leave it to the rules' conditions (the default).
@@ -88,7 +88,7 @@ pub enum PayloadMode {
 }
 
 /// The `payload:` section.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayloadPolicy {
     #[serde(default)]

@@ -41,7 +41,7 @@ use serde_json::Value;
 use crate::scan::{Category, Finding, Kind, Scanner};
 
 /// What one tool may receive and emit (seed 004's contract format).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolContract {
     /// Data tags this tool may receive.
@@ -61,7 +61,7 @@ impl ToolContract {
 }
 
 /// Which tools one agent may call.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentBinding {
     /// Tool name globs (`*` within a name, `?`, `[abc]`, `{a,b}`).

@@ -25,7 +25,7 @@ use crate::scan::{Scanner, Segment, format_path};
 use std::borrow::Cow;
 
 /// One tool as declared in the `tools:` section (seed 002's schema format).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ToolSpec {
     /// Unique tool name.
     pub name: String,
@@ -33,6 +33,7 @@ pub struct ToolSpec {
     #[serde(default)]
     pub description: String,
     /// JSON Schema of the arguments; must describe an object.
+    #[schemars(with = "serde_json::Map<String, Value>")]
     pub input_schema: Value,
     /// Seed 002's approval flag, kept for the engine (`None` when not given).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -114,9 +114,14 @@ impl Default for ServerConfig {
     }
 }
 
-/// The config file's shape: every field optional.
-#[derive(Debug, Default, Deserialize)]
+/// The config file's shape: every field optional. Its JSON Schema
+/// (`tame schema config`) is derived from it.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(
+    title = "Tame server configuration",
+    description = "The file of `tame serve --config FILE`; TAME_* variables and flags override it."
+)]
 struct FileConfig {
     policy: Option<PathBuf>,
     addr: Option<String>,
@@ -141,6 +146,11 @@ struct FileConfig {
     header_timeout_secs: Option<f64>,
     idle_timeout_secs: Option<f64>,
     max_connections: Option<usize>,
+}
+
+/// The JSON Schema of the config file (`tame schema config`).
+pub fn config_json_schema() -> serde_json::Value {
+    schemars::schema_for!(FileConfig).to_value()
 }
 
 fn parse_addr(s: &str, what: &str) -> anyhow::Result<SocketAddr> {

@@ -100,6 +100,7 @@ mod tools;
 pub use auth::{Auth, Role};
 pub use config::{
     AuthFailureArgs, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, EdgeArgs, MAX_WAIT_CAP, ServeFlags, ServerConfig,
+    config_json_schema,
 };
 pub use conn::{DEFAULT_MAX_CONNECTIONS, connection_cap};
 pub use edge::{AllowedHost, Hosts};
