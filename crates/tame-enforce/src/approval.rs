@@ -24,6 +24,17 @@ pub enum ApprovalError {
     Mismatch(String),
 }
 
+impl ApprovalError {
+    /// The HTTP status the server answers it with.
+    pub fn status(&self) -> u16 {
+        match self {
+            ApprovalError::NotFound(_) => 404,
+            ApprovalError::Mismatch(_) => 403,
+            ApprovalError::State { .. } | ApprovalError::Used(_) => 409,
+        }
+    }
+}
+
 /// An approval's state as seen at `now`: a pending one past its expiry,
 /// and an approved one not used (`released`) before it, read as expired.
 pub fn effective_state(state: ApprovalState, expires_at: Timestamp, released: bool, now: Timestamp) -> ApprovalState {

@@ -46,6 +46,18 @@ pub enum Refusal {
     ApprovalUsed(String),
 }
 
+impl Refusal {
+    /// The HTTP status the server answers it with: 404 for an unknown
+    /// approval, 403 for another call's, 409 for a pending or used one.
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::ApprovalNotFound(_) => 404,
+            Refusal::ApprovalMismatch(_) => 403,
+            Refusal::ApprovalPending { .. } | Refusal::ApprovalUsed(_) => 409,
+        }
+    }
+}
+
 /// The policy's decision for a call, before its record is built (what
 /// [`Enforcer::evaluate`] returns under the session's lock).
 #[derive(Debug, Clone)]
@@ -205,13 +217,8 @@ impl<'a> Enforcer<'a> {
             }
             _ => (evaluated, None),
         };
-        let step = CallStep {
-            tool: std::sync::Arc::clone(&call.request.tool),
-            decision: decision.action,
-            rule: decision.rule_name.clone(),
-            released: release.is_some(),
-            at: now,
-        };
+        let mut step = CallStep::decided(&call.request, &decision);
+        step.released = release.is_some();
         Ok(Decided {
             decision,
             step,

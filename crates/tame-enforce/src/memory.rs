@@ -27,6 +27,8 @@ use crate::timestamp::format_timestamp;
 
 /// How many log entries a [`MemoryStore`] keeps by default (the newest).
 pub const DEFAULT_LOG_CAPACITY: usize = 10_000;
+/// Approvals kept before the decided and expired ones are dropped.
+pub const MAX_APPROVALS: usize = 10_000;
 
 /// What the in-memory store refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +52,29 @@ pub enum EnforceError {
     Refused(#[from] Refusal),
     #[error(transparent)]
     Store(#[from] MemoryError),
+}
+
+impl MemoryError {
+    /// The HTTP status the server answers it with.
+    pub fn status(&self) -> u16 {
+        match self {
+            MemoryError::LogNotFound(_) => 404,
+            MemoryError::SessionMismatch { .. } => 403,
+            MemoryError::Approval(e) => e.status(),
+        }
+    }
+}
+
+impl EnforceError {
+    /// The HTTP status the server answers it with (422 for a call or
+    /// result that cannot be read).
+    pub fn status(&self) -> u16 {
+        match self {
+            EnforceError::Call(_) => 422,
+            EnforceError::Refused(r) => r.status(),
+            EnforceError::Store(e) => e.status(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -110,12 +135,24 @@ impl MemoryStore {
     /// in the state under the session's lock, and the record appended
     /// (its approval created or used up) before the answer.
     pub fn enforce(&self, enforcer: &Enforcer<'_>, call: Call) -> Result<Outcome, EnforceError> {
+        self.enforce_with(enforcer, call, SessionCell::lock)
+    }
+
+    /// [`MemoryStore::enforce`], taking the session's lock with `lock`
+    /// (the Python engine waits for it without holding the interpreter's
+    /// lock, which a host function running in another thread may need).
+    pub fn enforce_with(
+        &self,
+        enforcer: &Enforcer<'_>,
+        call: Call,
+        lock: impl FnOnce(&SessionCell) -> MutexGuard<'_, SessionState>,
+    ) -> Result<Outcome, EnforceError> {
         let approval = match &call.approval_id {
             Some(id) => self.load_approval(id, call.request.now)?,
             None => None,
         };
         let cell = self.session_state(&enforcer.session_key(&call), call.fresh_session)?;
-        let mut state = cell.lock();
+        let mut state = lock(&cell);
         let decided = enforcer.evaluate(&call, &state, approval.as_ref())?;
         let outcome = enforcer.finish(call, decided);
         // Appended under the session's lock: a second release of the same
@@ -287,7 +324,14 @@ impl MemoryStore {
                 expires_at: format_timestamp(new.expires_at),
                 released_log_id: None,
             };
-            lock(&self.approvals).insert(new.id.clone(), approval);
+            let mut approvals = lock(&self.approvals);
+            if approvals.len() >= MAX_APPROVALS {
+                // Keep memory bounded: decided and expired approvals go
+                // first (pending ones stay until they expire).
+                let now = record.timestamp;
+                approvals.retain(|_, a| effective_of(a, now) == ApprovalState::Pending);
+            }
+            approvals.insert(new.id.clone(), approval);
         }
         let mut log = lock(&self.log);
         log.seq += 1;

@@ -51,6 +51,17 @@ pub struct CallStep {
 }
 
 impl CallStep {
+    /// The step of `request` decided as `decision` (not released).
+    pub fn decided(request: &tame_engine::Request, decision: &tame_engine::Decision) -> CallStep {
+        CallStep {
+            tool: Arc::clone(&request.tool),
+            decision: decision.action,
+            rule: decision.rule_name.clone(),
+            released: false,
+            at: request.now,
+        }
+    }
+
     /// The counts-as-run rule: a call ran when it was allowed, or released
     /// by a human (a release is an `allow`). Denied calls and calls waiting
     /// for approval did not run.

@@ -1,19 +1,24 @@
 //! `tame._native`: the embedded Tame engine for Python (pyo3).
 //!
-//! A thin layer over the `tame_engine` facade: it converts Python objects
-//! to call data (with depth limits and errors that name the offending
-//! field), keeps in-memory session facts per session id, lets Python
-//! callables serve as host functions in conditions, and maps every engine
+//! A thin layer over the `tame_engine` facade and the enforcement path
+//! (`tame_enforce`): it converts Python objects to call data (with depth
+//! limits and errors that name the offending field), keeps sessions,
+//! approvals and the log in the enforcement path's in-memory store, lets
+//! Python callables serve as host functions in conditions, and maps every
 //! error to a Python exception. No policy logic lives here.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
-use tame_engine::{Action, MemoryFacts, NoFacts, Policy, Request, SessionFacts};
+use tame_enforce::{
+    ApprovalDecision, ApprovalState, Call, CallStep, Enforcer, MemoryStore, SessionCell, SessionSource as _,
+    SessionState,
+};
+use tame_engine::{Action, NoFacts, Policy, Request, SessionFacts};
 
 mod contracts;
 mod convert;
@@ -26,6 +31,14 @@ create_exception!(
     TameError,
     PyException,
     "Base class of the embedded engine's errors."
+);
+create_exception!(
+    tame,
+    EnforceError,
+    TameError,
+    "A call, result or approval step the embedded store refused. Attributes: \
+     `status` (the HTTP status a Tame server answers it with: 422, 403, 404 \
+     or 409) and `field` (the JSON path of a malformed field, or None)."
 );
 create_exception!(
     tame,
@@ -50,6 +63,8 @@ pub(crate) enum Error {
     Contract(tame_engine::ContractError),
     /// Session facts given as JSON are malformed.
     Request(tame_engine::RequestError),
+    /// The enforcement path refused a call, a result or an approval step.
+    Enforce(tame_enforce::EnforceError),
     /// A host function could not be registered.
     Register(String),
     /// A host function called `evaluate` on the engine evaluating it.
@@ -81,6 +96,7 @@ impl From<Error> for PyErr {
             Error::Type(m) => PyTypeError::new_err(m),
             Error::Value(m) => PyValueError::new_err(m),
             Error::Request(err) => PyValueError::new_err(err.to_string()),
+            Error::Enforce(err) => enforce_error(&err),
             Error::Contract(err) => PyValueError::new_err(err.to_string()),
             Error::Register(m) => PyValueError::new_err(m),
             Error::Reentrant => PyRuntimeError::new_err(
@@ -89,6 +105,27 @@ impl From<Error> for PyErr {
             Error::Python(err) => err,
         }
     }
+}
+
+/// Builds an `EnforceError` carrying the status and field.
+fn enforce_error(err: &tame_enforce::EnforceError) -> PyErr {
+    Python::attach(|py| {
+        let exc = EnforceError::new_err(err.to_string());
+        let value = exc.value(py);
+        let field = match err {
+            tame_enforce::EnforceError::Call(e) => Some(e.path.clone()),
+            _ => None,
+        };
+        let set = || -> PyResult<()> {
+            value.setattr("status", err.status())?;
+            value.setattr("field", field)?;
+            Ok(())
+        };
+        match set() {
+            Ok(()) => exc,
+            Err(e) => e,
+        }
+    })
 }
 
 /// Builds a `PolicyError` carrying the diagnostics as attributes.
@@ -222,7 +259,8 @@ struct Engine {
     source: String,
     origin: String,
     functions: Mutex<host::Functions>,
-    sessions: Mutex<HashMap<String, Arc<Mutex<MemoryFacts>>>>,
+    /// Sessions, approvals and the log (the enforcement path's store).
+    store: MemoryStore,
 }
 
 impl std::fmt::Debug for Engine {
@@ -238,14 +276,14 @@ impl Engine {
         functions.compile(source, origin)
     }
 
-    fn load(source: String, origin: String, functions: host::Functions) -> Result<Engine> {
+    fn load(source: String, origin: String, functions: host::Functions, log_capacity: usize) -> Result<Engine> {
         let policy = Engine::compile(&source, &origin, &functions)?;
         Ok(Engine {
             policy: RwLock::new(Arc::new(policy)),
             source,
             origin,
             functions: Mutex::new(functions),
-            sessions: Mutex::new(HashMap::new()),
+            store: MemoryStore::with_log_capacity(log_capacity),
         })
     }
 
@@ -256,9 +294,13 @@ impl Engine {
         }
     }
 
-    fn session(&self, id: &str) -> Arc<Mutex<MemoryFacts>> {
-        let mut map = lock(&self.sessions);
-        Arc::clone(map.entry(id.to_owned()).or_default())
+    /// The state of session `id` (created empty when new).
+    fn session(&self, id: &str) -> tame_enforce::SessionHandle {
+        match self.store.session_state(&MemoryStore::key(id), false) {
+            Ok(cell) => cell,
+            // The in-memory store always has a state to give.
+            Err(_) => Arc::new(SessionCell::default()),
+        }
     }
 
     fn request(
@@ -286,13 +328,14 @@ impl Engine {
         Ok(req)
     }
 
-    /// Runs `f` with the session's facts (none without a session id), then
-    /// records the call when `record` says so of the result.
+    /// Runs `f` with the session's state (none without a session id), then
+    /// records the decided call in it when `record` gives a decision (the
+    /// counts-as-run rule is the state's).
     fn with_facts<T>(
         &self,
         py: Python<'_>,
         req: &Request,
-        record: impl FnOnce(&T) -> bool,
+        record: impl FnOnce(&T) -> Option<&tame_engine::Decision>,
         f: impl FnOnce(&dyn SessionFacts) -> T,
     ) -> Result<T> {
         let _guard = EvalGuard::enter()?;
@@ -300,21 +343,35 @@ impl Engine {
             return Ok(f(&NoFacts));
         };
         let cell = self.session(sid);
-        let mut facts = loop {
-            match cell.try_lock() {
-                Ok(g) => break g,
-                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
-                // another thread evaluates in this session (inside a host
-                // function, which may let go of the GIL): wait without the GIL
-                Err(std::sync::TryLockError::WouldBlock) => py.detach(std::thread::yield_now),
-            }
-        };
-        let out = f(&*facts);
-        if record(&out) {
-            facts.record(&req.tool, req.now);
+        let mut state = lock_detached(py, &cell);
+        let out = f(&state.view(req.now));
+        if let Some(decision) = record(&out) {
+            state.record(CallStep::decided(req, decision));
         }
         Ok(out)
     }
+}
+
+/// Locks a session's state; while another thread holds it (inside a host
+/// function, which may let go of the GIL), waits without the GIL.
+fn lock_detached<'a>(py: Python<'_>, cell: &'a SessionCell) -> MutexGuard<'a, SessionState> {
+    loop {
+        if let Some(guard) = cell.try_lock() {
+            break guard;
+        }
+        py.detach(std::thread::yield_now);
+    }
+}
+
+/// The JSON of a Python object argument (`body`, `result`).
+fn json_arg(obj: &Bound<'_, PyAny>, what: &str) -> Result<serde_json::Value> {
+    Ok(py_to_json(obj, what)?)
+}
+
+fn to_py<'py, T: serde::Serialize>(py: Python<'py>, value: &T, what: &str) -> PyResult<Bound<'py, PyAny>> {
+    let json =
+        serde_json::to_value(value).map_err(|e| PyRuntimeError::new_err(format!("cannot convert the {what}: {e}")))?;
+    json_to_py(py, &json)
 }
 
 /// Reads `params=[...]`: a list of type names.
@@ -416,8 +473,12 @@ impl Engine {
     /// `functions` maps host function names to a callable or to a tuple
     /// `(callable, params, returns)` (see `register_function`).
     #[staticmethod]
-    #[pyo3(signature = (path, functions = None))]
-    fn from_file(path: &Bound<'_, PyAny>, functions: Option<&Bound<'_, PyAny>>) -> PyResult<Engine> {
+    #[pyo3(signature = (path, functions = None, log_capacity = tame_enforce::DEFAULT_LOG_CAPACITY))]
+    fn from_file(
+        path: &Bound<'_, PyAny>,
+        functions: Option<&Bound<'_, PyAny>>,
+        log_capacity: usize,
+    ) -> PyResult<Engine> {
         let functions = functions_arg(functions)?;
         let os = path.py().import("os")?;
         let fspath = os
@@ -430,18 +491,29 @@ impl Engine {
             std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(format!("policy file not found: {path}")),
             _ => PyOSError::new_err(format!("cannot read policy file {path}: {e}")),
         })?;
-        Ok(Engine::load(source, path, functions)?)
+        Ok(Engine::load(source, path, functions, log_capacity)?)
     }
 
-    /// Compiles policy text; `name` is used in diagnostics.
+    /// Compiles policy text; `name` is used in diagnostics. `log_capacity`:
+    /// how many log entries `enforce` keeps (the newest).
     #[staticmethod]
-    #[pyo3(signature = (text, name = "<string>", functions = None))]
-    fn from_str(text: &Bound<'_, PyAny>, name: &str, functions: Option<&Bound<'_, PyAny>>) -> PyResult<Engine> {
+    #[pyo3(signature = (text, name = "<string>", functions = None, log_capacity = tame_enforce::DEFAULT_LOG_CAPACITY))]
+    fn from_str(
+        text: &Bound<'_, PyAny>,
+        name: &str,
+        functions: Option<&Bound<'_, PyAny>>,
+        log_capacity: usize,
+    ) -> PyResult<Engine> {
         let functions = functions_arg(functions)?;
         let text = text
             .cast::<PyString>()
             .map_err(|_| PyTypeError::new_err(format!("policy text must be a str, got {}", type_name(text))))?;
-        Ok(Engine::load(text.to_cow()?.into_owned(), name.to_owned(), functions)?)
+        Ok(Engine::load(
+            text.to_cow()?.into_owned(),
+            name.to_owned(),
+            functions,
+            log_capacity,
+        )?)
     }
 
     // The GIL stays held while evaluating: an evaluation takes about a
@@ -468,7 +540,7 @@ impl Engine {
         let inner = self.with_facts(
             py,
             &req,
-            |d: &tame_engine::Decision| record && d.action == Action::Allow,
+            |d: &tame_engine::Decision| record.then_some(d),
             |facts| policy.evaluate(&req, facts),
         )?;
         Ok(Decision { inner })
@@ -490,7 +562,7 @@ impl Engine {
     ) -> PyResult<Bound<'py, PyAny>> {
         let req = Engine::request(tool_name, tool_args, session_id, agent_id, user_id, metadata)?;
         let policy = self.current();
-        let explanation = self.with_facts(py, &req, |_| false, |facts| policy.explain(&req, facts))?;
+        let explanation = self.with_facts(py, &req, |_| None, |facts| policy.explain(&req, facts))?;
         let json = serde_json::to_value(&explanation)
             .map_err(|e| PyRuntimeError::new_err(format!("cannot convert the explanation: {e}")))?;
         json_to_py(py, &json)
@@ -629,43 +701,192 @@ impl Engine {
     /// gives per-tool counts.
     fn session_facts<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyDict>> {
         let cell = self.session(session_id);
-        let facts = lock(&cell);
+        let state = lock_detached(py, &cell);
         let d = PyDict::new(py);
-        d.set_item("calls", facts.calls())?;
-        let labels: Vec<String> = facts.labels().iter().map(|l| l.to_string()).collect();
+        d.set_item("calls", state.calls())?;
+        let labels: Vec<String> = state.labels().iter().map(|l| l.to_string()).collect();
         d.set_item("labels", labels)?;
         Ok(d)
     }
 
-    /// Calls of `tool` recorded in the session.
-    fn session_count(&self, session_id: &str, tool: &str) -> i64 {
-        lock(&self.session(session_id)).count(tool, None)
+    /// Calls of `tool` recorded in the session (those that ran).
+    fn session_count(&self, py: Python<'_>, session_id: &str, tool: &str) -> i64 {
+        let cell = self.session(session_id);
+        let state = lock_detached(py, &cell);
+        state.count(tool, None, jiff::Timestamp::now())
     }
 
     /// Replaces a session's facts with fixed ones:
     /// `{"calls": 3, "counts": {"send_email": 2}, "called": [...], "labels": [...]}`.
     fn set_session_facts(&self, session_id: &str, facts: &Bound<'_, PyAny>) -> PyResult<()> {
         let json = py_to_json(facts, "facts").map_err(Error::from)?;
-        let parsed = MemoryFacts::from_json(&json).map_err(Error::Request)?;
-        *lock(&self.session(session_id)) = parsed;
+        let parsed = SessionState::from_json(&json).map_err(Error::Request)?;
+        self.store.seed_session(&MemoryStore::key(session_id), parsed);
         Ok(())
     }
 
     /// Attaches a label (e.g. `secret_read`) to a session.
-    fn add_session_label(&self, session_id: &str, label: &str) {
-        lock(&self.session(session_id)).add_label(label);
+    fn add_session_label(&self, py: Python<'_>, session_id: &str, label: &str) {
+        let cell = self.session(session_id);
+        lock_detached(py, &cell).add_label(label);
     }
 
     /// Forgets a session's facts.
     fn reset_session(&self, session_id: &str) {
-        lock(&self.sessions).remove(session_id);
+        self.store.reset_session(&MemoryStore::key(session_id));
     }
 
     /// The ids of the sessions with facts.
     fn sessions(&self) -> Vec<String> {
-        let mut ids: Vec<String> = lock(&self.sessions).keys().cloned().collect();
-        ids.sort();
-        ids
+        self.store.session_ids()
+    }
+
+    /// Enforces one call through the enforcement path, as `POST
+    /// /api/v1/enforce` does: `body` is the request (`tool_name`,
+    /// `tool_args`, `session_id`, `agent_id`, `user_id`, `metadata`,
+    /// `approval_id`); the answer is the server's (`session_id`,
+    /// `decision`, `rule_name`, `reason`, `policy_version`, `log_id`,
+    /// `timestamp`, `approval_id` for `approve`, `sanitized_args` when the
+    /// policy redacted arguments). The decision is logged and recorded in
+    /// the session; an `approve` opens an approval; a call that comes back
+    /// with a decided approval is released by it (once). Raises
+    /// `EnforceError` (with the server's `status`) for a malformed call or
+    /// an approval that cannot release it.
+    fn enforce<'py>(&self, py: Python<'py>, body: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let body = json_arg(body, "body")?;
+        let call = Call::from_json(body).map_err(|e| Error::Enforce(e.into()))?;
+        let policy = self.current();
+        let enforcer = Enforcer::with_policy(&policy);
+        let outcome = {
+            let _guard = EvalGuard::enter()?;
+            self.store
+                .enforce_with(&enforcer, call, |cell| lock_detached(py, cell))
+                .map_err(Error::Enforce)?
+        };
+        let mut answer = serde_json::json!({
+            "session_id": outcome.session_id,
+            "decision": outcome.decision.action,
+            "rule_name": outcome.decision.rule_name.as_deref(),
+            "reason": &*outcome.decision.reason,
+            "policy_version": &*outcome.decision.policy_version,
+            "log_id": outcome.log_id,
+            "timestamp": tame_enforce::format_timestamp(outcome.timestamp),
+        });
+        if let serde_json::Value::Object(fields) = &mut answer {
+            if let Some(id) = outcome.approval_id() {
+                fields.insert("approval_id".into(), id.into());
+            }
+            if let Some(args) = outcome.sanitized_args {
+                fields.insert("sanitized_args".into(), args);
+            }
+        }
+        json_to_py(py, &answer)
+    }
+
+    /// Records a tool's result for log entry `log_id` of `session_id`, as
+    /// `POST /api/v1/enforce/{session_id}/result` does; what it reveals
+    /// labels the session. Returns `{"status": "updated", "log_id",
+    /// "labels"}`. Raises `EnforceError` (404: unknown log entry, 403:
+    /// another session's, 422: a malformed result).
+    fn record_result<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: &str,
+        log_id: &str,
+        result: &Bound<'_, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let body = json_arg(result, "result")?;
+        let policy = self.current();
+        let enforcer = Enforcer::with_policy(&policy);
+        let recorded = self
+            .store
+            .record_result(&enforcer, session_id, log_id, body)
+            .map_err(Error::Enforce)?;
+        let answer = serde_json::json!({"status": "updated", "log_id": log_id, "labels": recorded.labels});
+        json_to_py(py, &answer)
+    }
+
+    /// Approves (`approve=True`) or rejects a pending approval; returns it.
+    /// Raises `EnforceError` (404: unknown, 409: no longer pending).
+    #[pyo3(signature = (approval_id, approve, by = None, reason = None))]
+    fn decide_approval<'py>(
+        &self,
+        py: Python<'py>,
+        approval_id: &str,
+        approve: bool,
+        by: Option<String>,
+        reason: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let decided = self
+            .store
+            .decide_approval(ApprovalDecision {
+                id: approval_id.to_owned(),
+                approve,
+                by,
+                reason,
+                at: jiff::Timestamp::now(),
+            })
+            .map_err(|e| Error::Enforce(e.into()))?;
+        to_py(py, &decided, "approval")
+    }
+
+    /// One approval (a dict in the server's shape), or None.
+    fn approval<'py>(&self, py: Python<'py>, approval_id: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.store
+            .approval(approval_id, jiff::Timestamp::now())
+            .map(|a| to_py(py, &a, "approval"))
+            .transpose()
+    }
+
+    /// The approvals, newest first: those in `state` (`pending`,
+    /// `approved`, `rejected`, `expired`), or all.
+    #[pyo3(signature = (state = None))]
+    fn approvals<'py>(&self, py: Python<'py>, state: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
+        let filter = match state {
+            None | Some("all") => None,
+            Some(s) => Some(ApprovalState::parse(s).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "state: expected pending, approved, rejected, expired or all, found `{s}`"
+                ))
+            })?),
+        };
+        to_py(py, &self.store.approvals(filter, jiff::Timestamp::now()), "approvals")
+    }
+
+    /// Waits at most `timeout` seconds for an approval to be decided (the
+    /// GIL released meanwhile); returns it as it then stands, or None for
+    /// an unknown approval.
+    fn wait_approval<'py>(
+        &self,
+        py: Python<'py>,
+        approval_id: &str,
+        timeout: f64,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX);
+        let found = py.detach(|| self.store.wait_approval(approval_id, timeout));
+        found.map(|a| to_py(py, &a, "approval")).transpose()
+    }
+
+    /// A session's logged decisions, oldest first (each with its result),
+    /// or None for a session that logged nothing.
+    fn session_log<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.store
+            .session_log(&MemoryStore::key(session_id))
+            .map(|log| to_py(py, &log, "log"))
+            .transpose()
+    }
+
+    /// One session's summary (`total_calls`, `allowed_calls`, ...), or None.
+    fn session_summary<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.store
+            .session_summary(&MemoryStore::key(session_id))
+            .map(|s| to_py(py, &s, "summary"))
+            .transpose()
+    }
+
+    /// Every logged session's summary, latest activity first.
+    fn session_summaries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.store.session_summaries(), "summaries")
     }
 
     fn __repr__(&self) -> String {
@@ -696,6 +917,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<contracts::Contracts>()?;
     m.add("TameError", py.get_type::<TameError>())?;
     m.add("PolicyError", py.get_type::<PolicyError>())?;
+    m.add("EnforceError", py.get_type::<EnforceError>())?;
     m.add_function(wrap_pyfunction!(to_call_value, m)?)?;
     m.add_function(wrap_pyfunction!(contracts::scan_payload, m)?)?;
     Ok(())

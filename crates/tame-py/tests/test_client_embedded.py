@@ -263,10 +263,10 @@ async def _async_executor(name: str, args: dict) -> str:
     return f"read {args['path']}"
 
 
-def test_embedded_log_keeps_the_last_entries(engine: tame.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tame._backend import EmbeddedBackend, embedded_backend_for
+def test_embedded_log_keeps_the_last_entries(engine: tame.Engine) -> None:
+    from tame._backend import embedded_backend_for
 
-    monkeypatch.setattr(EmbeddedBackend, "max_log_entries", 3)
+    engine = tame.Engine.from_file(engine.origin, log_capacity=3)
     c = tame.Client(engine=engine, session_id="capped")
     decisions = [c.enforce("read_file", {"path": f"/tmp/{i}"}) for i in range(5)]
     logs = c.get_session_logs()

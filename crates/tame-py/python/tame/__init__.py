@@ -9,7 +9,7 @@ Two ways to decide a tool call, one API:
 ``import tamesdk`` is an alias of this package (the TameSDK name).
 """
 
-from ._native import Decision, Engine, PolicyError, TameError
+from ._native import Decision, EnforceError, Engine, PolicyError, TameError
 from ._native import __version__
 from .client import AsyncClient, Client, enforce, execute_with_enforcement
 from .config import TameConfig, configure, get_config, load_config, reset_config
@@ -43,6 +43,7 @@ __all__ = [
     # embedded engine
     "Engine",
     "Decision",
+    "EnforceError",
     "PolicyError",
     "TameError",
     # clients

@@ -4,13 +4,10 @@ server, or the embedded engine answering the same API in-process."""
 from __future__ import annotations
 
 import threading
-import time
-import uuid
 import weakref
-from collections import deque
-from datetime import datetime, timezone
-from typing import Any, Deque, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from . import _native
 from .exceptions import ConnectionException, TameSDKException
 
 __all__ = ["ApiError", "EmbeddedBackend", "HttpBackend", "AsyncHttpBackend", "embedded_backend_for"]
@@ -24,10 +21,6 @@ class ApiError(Exception):
         self.status = status
         self.detail = detail
         self.body = body
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _headers(api_key: Optional[str]) -> Dict[str, str]:
@@ -148,12 +141,12 @@ class AsyncHttpBackend(_HttpTransport):
 class EmbeddedBackend:
     """Answers the Tame HTTP API in-process with an embedded ``Engine``.
 
-    Keeps the log, session summaries and approvals in memory; session facts
-    (``session.count(...)``) are kept by the engine itself. Thread-safe.
-    Each session keeps its last ``max_log_entries`` log entries.
+    HTTP glue only: every call, result and approval step goes through the
+    engine's enforcement path (``Engine.enforce``, ``record_result``,
+    ``decide_approval``...), which keeps the sessions, the log (the newest
+    ``log_capacity`` entries of the engine) and the approvals, with the
+    server's rules. Thread-safe.
     """
-
-    max_log_entries = 10_000
 
     def __init__(self, engine: Any) -> None:
         # a weak reference: the registry below maps engines to backends
@@ -163,12 +156,6 @@ class EmbeddedBackend:
         except TypeError:
             self._engine_ref = lambda: engine
         self.api_url = "embedded:"
-        self._lock = threading.Condition()
-        self._sessions: Dict[str, Dict[str, Any]] = {}
-        self._logs: Dict[str, Deque[Dict[str, Any]]] = {}
-        self._entries: Dict[str, Dict[str, Any]] = {}
-        self._approvals: Dict[str, Dict[str, Any]] = {}
-        self._next_log = 0
 
     @property
     def engine(self) -> Any:
@@ -195,31 +182,34 @@ class EmbeddedBackend:
             raise ApiError(404, f"no route for {method} {path}")
         rest = parts[2:]
         route: Tuple[str, ...] = (method.upper(), *rest)
-        if route == ("POST", "enforce"):
-            return self._enforce(json)
-        if len(rest) == 3 and rest[0] == "enforce" and rest[2] == "result" and method.upper() == "POST":
-            return self._update_result(rest[1], params.get("log_id"), json)
-        if route == ("GET", "sessions"):
-            return self._list_sessions(params)
-        if len(rest) == 2 and rest[0] == "sessions" and method.upper() == "GET":
-            return self._session_logs(rest[1])
-        if len(rest) == 3 and rest[0] == "sessions" and rest[2] == "summary":
-            return self._summary(rest[1])
-        if route == ("GET", "policy", "current"):
-            return self._policy_current()
-        if route in (("GET", "policy", "test"), ("POST", "policy", "test")):
-            return self._policy_test(json if json is not None else params)
-        if route == ("GET", "approvals"):
-            return self._list_approvals(params)
-        if len(rest) == 2 and rest[0] == "approvals" and method.upper() == "GET":
-            return self._approval(rest[1])
-        if len(rest) == 3 and rest[0] == "approvals" and rest[2] == "wait":
-            return self._wait_approval(rest[1], params.get("timeout"))
-        if len(rest) == 3 and rest[0] == "approvals" and rest[2] in ("approve", "reject"):
-            body = json if isinstance(json, Mapping) else {}
-            return self._decide_approval(
-                rest[1], rest[2] == "approve", body.get("reason"), body.get("by") or "admin"
-            )
+        try:
+            if route == ("POST", "enforce"):
+                return self._enforce(json)
+            if len(rest) == 3 and rest[0] == "enforce" and rest[2] == "result" and method.upper() == "POST":
+                return self._update_result(rest[1], params.get("log_id"), json)
+            if route == ("GET", "sessions"):
+                return self._list_sessions(params)
+            if len(rest) == 2 and rest[0] == "sessions" and method.upper() == "GET":
+                return self._session_logs(rest[1])
+            if len(rest) == 3 and rest[0] == "sessions" and rest[2] == "summary":
+                return self._summary(rest[1])
+            if route == ("GET", "policy", "current"):
+                return self._policy_current()
+            if route in (("GET", "policy", "test"), ("POST", "policy", "test")):
+                return self._policy_test(json if json is not None else params)
+            if route == ("GET", "approvals"):
+                return self._list_approvals(params)
+            if len(rest) == 2 and rest[0] == "approvals" and method.upper() == "GET":
+                return self._approval(rest[1])
+            if len(rest) == 3 and rest[0] == "approvals" and rest[2] == "wait":
+                return self._wait_approval(rest[1], params.get("timeout"))
+            if len(rest) == 3 and rest[0] == "approvals" and rest[2] in ("approve", "reject"):
+                body = json if isinstance(json, Mapping) else {}
+                return self.engine.decide_approval(
+                    rest[1], rest[2] == "approve", body.get("by") or "admin", body.get("reason")
+                )
+        except _native.EnforceError as exc:
+            raise ApiError(exc.status, str(exc)) from None
         raise ApiError(404, f"no route for {method} {path} in the embedded engine")
 
     def close(self) -> None:
@@ -228,168 +218,26 @@ class EmbeddedBackend:
     # -- enforce ---------------------------------------------------------
 
     def _enforce(self, body: Any) -> Dict[str, Any]:
-        if not isinstance(body, dict):
+        if not isinstance(body, Mapping):
             raise ApiError(422, "request body must be an object")
-        tool_name = body.get("tool_name")
-        if not isinstance(tool_name, str) or not tool_name:
-            raise ApiError(422, "`tool_name` must be a non-empty string")
-        tool_args = body.get("tool_args") or {}
-        metadata = body.get("metadata") or {}
-        session_id = body.get("session_id") or str(uuid.uuid4())
-        agent_id = body.get("agent_id")
-        user_id = body.get("user_id")
-        approval_id = body.get("approval_id") or (metadata.get("approval_id") if isinstance(metadata, dict) else None)
-        held = None
-        if approval_id is not None:
-            held = self._approval_for_release(str(approval_id), tool_name, tool_args, session_id)
-        evaluated = self.engine.evaluate(
-            tool_name,
-            tool_args,
-            session_id=session_id,
-            agent_id=agent_id,
-            user_id=user_id,
-            metadata=metadata,
-        )
-        decision: Any = evaluated
-        if held is not None:
-            decision = _released(evaluated, held)
-        stamp = _now()
-        with self._lock:
-            if held is not None and held["state"] == "approved" and decision.action == "allow":
-                held["released_log_id"] = str(self._next_log + 1)
-            self._next_log += 1
-            log_id = str(self._next_log)
-            entry = {
-                "id": log_id,
-                "session_id": session_id,
-                "timestamp": stamp,
-                "tool_name": tool_name,
-                "tool_args": dict(tool_args),
-                "tool_result": None,
-                "policy_version": decision.policy_version,
-                "policy_decision": decision.action,
-                "policy_rule": decision.rule_name,
-                "reason": decision.reason,
-                "execution_status": None,
-                "execution_duration_ms": None,
-                "error_message": None,
-                "agent_id": agent_id,
-                "user_id": user_id,
-            }
-            self._entries[log_id] = entry
-            log = self._logs.get(session_id)
-            if log is None:
-                log = self._logs[session_id] = deque()
-            log.append(entry)
-            if len(log) > self.max_log_entries:
-                dropped = log.popleft()
-                self._entries.pop(dropped["id"], None)
-            summary = self._sessions.get(session_id)
-            if summary is None:
-                summary = {
-                    "session_id": session_id,
-                    "start_time": stamp,
-                    "end_time": stamp,
-                    "total_calls": 0,
-                    "allowed_calls": 0,
-                    "denied_calls": 0,
-                    "approved_calls": 0,
-                    "agent_id": agent_id,
-                    "user_id": user_id,
-                }
-                self._sessions[session_id] = summary
-            summary["end_time"] = stamp
-            summary["total_calls"] += 1
-            key = {"allow": "allowed_calls", "deny": "denied_calls", "approve": "approved_calls"}
-            summary[key[decision.action]] += 1
-            out = {
-                "session_id": session_id,
-                "decision": decision.action,
-                "rule_name": decision.rule_name,
-                "reason": decision.reason,
-                "policy_version": decision.policy_version,
-                "log_id": log_id,
-                "timestamp": stamp,
-            }
-            if decision.action == "approve":
-                approval_id = str(uuid.uuid4())
-                self._approvals[approval_id] = {
-                    "approval_id": approval_id,
-                    "state": "pending",
-                    "policy_version": decision.policy_version,
-                    "released_log_id": None,
-                    "session_id": session_id,
-                    "log_id": log_id,
-                    "tool_name": tool_name,
-                    "tool_args": dict(tool_args),
-                    "rule_name": decision.rule_name,
-                    "reason": decision.reason,
-                    "agent_id": agent_id,
-                    "user_id": user_id,
-                    "created_at": stamp,
-                    "decided_at": None,
-                    "decided_by": None,
-                    "decision_reason": None,
-                }
-                out["approval_id"] = approval_id
-            return out
-
-    def _approval_for_release(
-        self, approval_id: str, tool_name: str, tool_args: Any, session_id: str
-    ) -> Dict[str, Any]:
-        """The approval a call comes back with; it must be for the same call."""
-        with self._lock:
-            found = self._approvals.get(approval_id)
-            if found is None:
-                raise ApiError(404, f"approval `{approval_id}` not found")
-            same = (found["tool_name"], found["tool_args"], found["session_id"]) == (
-                tool_name,
-                dict(tool_args),
-                session_id,
-            )
-            if not same:
-                raise ApiError(
-                    409,
-                    f"approval `{approval_id}` was granted for a different call "
-                    "(tool, arguments and session must match)",
-                )
-            if found["state"] == "pending":
-                raise ApiError(409, f"approval `{approval_id}` is still pending")
-            if found["state"] == "approved" and found.get("released_log_id"):
-                raise ApiError(409, f"approval `{approval_id}` was already used")
-            return found
+        return dict(self.engine.enforce(dict(body)))
 
     def _update_result(self, session_id: str, log_id: Any, body: Any) -> Dict[str, Any]:
         if log_id is None:
             raise ApiError(422, "query parameter `log_id` is required")
-        log_id = str(log_id)
-        with self._lock:
-            entry = self._entries.get(log_id)
-            if entry is None:
-                raise ApiError(404, f"log entry `{log_id}` not found")
-            if entry["session_id"] != session_id:
-                raise ApiError(403, f"log entry `{log_id}` belongs to another session")
-            result = dict(body) if isinstance(body, Mapping) else {"result": body}
-            entry["tool_result"] = result
-            entry["execution_status"] = result.get("status")
-            duration = result.get("duration_ms", result.get("execution_time_ms"))
-            entry["execution_duration_ms"] = duration
-            entry["error_message"] = result.get("error_message", result.get("error"))
-        return {"status": "updated", "log_id": log_id}
+        result = dict(body) if isinstance(body, Mapping) else {"result": body}
+        return dict(self.engine.record_result(session_id, str(log_id), result))
 
     # -- sessions --------------------------------------------------------
 
     def _list_sessions(self, params: Mapping[str, Any]) -> Dict[str, Any]:
         page = int(params.get("page") or 1)
         page_size = int(params.get("page_size") or 50)
-        with self._lock:
-            rows = [
-                dict(s)
-                for s in self._sessions.values()
-                if (params.get("agent_id") in (None, s["agent_id"]))
-                and (params.get("user_id") in (None, s["user_id"]))
-            ]
-        rows.sort(key=lambda s: s["end_time"], reverse=True)
+        rows = [
+            s
+            for s in self.engine.session_summaries()
+            if (params.get("agent_id") in (None, s["agent_id"])) and (params.get("user_id") in (None, s["user_id"]))
+        ]
         start = (max(page, 1) - 1) * page_size
         return {
             "sessions": rows[start : start + page_size],
@@ -399,18 +247,16 @@ class EmbeddedBackend:
         }
 
     def _session_logs(self, session_id: str) -> List[Dict[str, Any]]:
-        with self._lock:
-            logs = self._logs.get(session_id)
-            if logs is None:
-                raise ApiError(404, f"session `{session_id}` not found")
-            return [dict(e) for e in logs]
+        logs = self.engine.session_log(session_id)
+        if logs is None:
+            raise ApiError(404, f"session `{session_id}` not found")
+        return list(logs)
 
     def _summary(self, session_id: str) -> Dict[str, Any]:
-        with self._lock:
-            summary = self._sessions.get(session_id)
-            if summary is None:
-                raise ApiError(404, f"session `{session_id}` not found")
-            return dict(summary)
+        summary = self.engine.session_summary(session_id)
+        if summary is None:
+            raise ApiError(404, f"session `{session_id}` not found")
+        return dict(summary)
 
     # -- policy ----------------------------------------------------------
 
@@ -451,74 +297,27 @@ class EmbeddedBackend:
     # -- approvals -------------------------------------------------------
 
     def _list_approvals(self, params: Mapping[str, Any]) -> Dict[str, Any]:
-        state = params.get("state", "pending")
-        with self._lock:
-            rows = [dict(a) for a in self._approvals.values() if state in ("all", a["state"])]
+        try:
+            rows = list(self.engine.approvals(params.get("state", "pending")))
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from None
         return {"approvals": rows, "total_count": len(rows)}
 
     def _approval(self, approval_id: str) -> Dict[str, Any]:
-        with self._lock:
-            found = self._approvals.get(approval_id)
-            if found is None:
-                raise ApiError(404, f"approval `{approval_id}` not found")
-            return dict(found)
+        found = self.engine.approval(approval_id)
+        if found is None:
+            raise ApiError(404, f"approval `{approval_id}` not found")
+        return dict(found)
 
     def _wait_approval(self, approval_id: str, timeout: Any) -> Dict[str, Any]:
         try:
             seconds = float(timeout) if timeout is not None else 30.0
         except (TypeError, ValueError):
             raise ApiError(422, f"`timeout` must be a number of seconds, got `{timeout}`") from None
-        deadline = time.monotonic() + max(seconds, 0.0)
-        with self._lock:
-            while True:
-                found = self._approvals.get(approval_id)
-                if found is None:
-                    raise ApiError(404, f"approval `{approval_id}` not found")
-                left = deadline - time.monotonic()
-                if found["state"] != "pending" or left <= 0:
-                    return {"approval": dict(found), "timed_out": found["state"] == "pending", "state": found["state"]}
-                self._lock.wait(left)
-
-    def _decide_approval(
-        self, approval_id: str, approve: bool, reason: Any, decided_by: Any
-    ) -> Dict[str, Any]:
-        with self._lock:
-            found = self._approvals.get(approval_id)
-            if found is None:
-                raise ApiError(404, f"approval `{approval_id}` not found")
-            if found["state"] != "pending":
-                raise ApiError(409, f"approval `{approval_id}` is already {found['state']}")
-            found["state"] = "approved" if approve else "rejected"
-            found["decided_at"] = _now()
-            found["decided_by"] = decided_by
-            found["decision_reason"] = reason
-            self._lock.notify_all()
-            return dict(found)
-
-
-class _Released:
-    """A decision for a call released by its approval (the server's rule:
-    a deny of the current policy still denies; a rejected approval denies;
-    otherwise allow)."""
-
-    def __init__(self, action: str, rule_name: Any, reason: str, policy_version: str) -> None:
-        self.action = action
-        self.rule_name = rule_name
-        self.reason = reason
-        self.policy_version = policy_version
-
-
-def _released(evaluated: Any, approval: Mapping[str, Any]) -> _Released:
-    aid = approval["approval_id"]
-    why = f": {approval['decision_reason']}" if approval.get("decision_reason") else ""
-    version = evaluated.policy_version
-    if approval["state"] != "approved":
-        return _Released("deny", evaluated.rule_name, f"approval {aid} was {approval['state']}{why}", version)
-    if evaluated.action == "deny":
-        reason = f"{evaluated.reason} (approval {aid} does not override a deny of the current policy)"
-        return _Released("deny", evaluated.rule_name, reason, version)
-    by = approval.get("decided_by") or "an admin"
-    return _Released("allow", evaluated.rule_name, f"approved by {by}{why} (approval {aid})", version)
+        found = self.engine.wait_approval(approval_id, max(seconds, 0.0))
+        if found is None:
+            raise ApiError(404, f"approval `{approval_id}` not found")
+        return {"approval": dict(found), "timed_out": found["state"] == "pending", "state": found["state"]}
 
 
 _backends_lock = threading.Lock()

@@ -19,6 +19,12 @@ class PolicyError(TameError):
     rendered: str
     diagnostics: List[Dict[str, Any]]
 
+class EnforceError(TameError):
+    """A call, result or approval step the embedded store refused."""
+
+    status: int
+    field: Optional[str]
+
 class Decision:
     """The decision about one call."""
 
@@ -43,11 +49,16 @@ class Engine:
 
     @staticmethod
     def from_file(
-        path: Union[str, "os.PathLike[str]"], functions: Optional[Mapping[str, _HostSpec]] = None
+        path: Union[str, "os.PathLike[str]"],
+        functions: Optional[Mapping[str, _HostSpec]] = None,
+        log_capacity: int = 10000,
     ) -> "Engine": ...
     @staticmethod
     def from_str(
-        text: str, name: str = "<string>", functions: Optional[Mapping[str, _HostSpec]] = None
+        text: str,
+        name: str = "<string>",
+        functions: Optional[Mapping[str, _HostSpec]] = None,
+        log_capacity: int = 10000,
     ) -> "Engine": ...
     def evaluate(
         self,
@@ -99,6 +110,17 @@ class Engine:
     def add_session_label(self, session_id: str, label: str) -> None: ...
     def reset_session(self, session_id: str) -> None: ...
     def sessions(self) -> List[str]: ...
+    def enforce(self, body: Mapping[str, Any]) -> Dict[str, Any]: ...
+    def record_result(self, session_id: str, log_id: str, result: Mapping[str, Any]) -> Dict[str, Any]: ...
+    def decide_approval(
+        self, approval_id: str, approve: bool, by: Optional[str] = None, reason: Optional[str] = None
+    ) -> Dict[str, Any]: ...
+    def approval(self, approval_id: str) -> Optional[Dict[str, Any]]: ...
+    def approvals(self, state: Optional[str] = None) -> List[Dict[str, Any]]: ...
+    def wait_approval(self, approval_id: str, timeout: float) -> Optional[Dict[str, Any]]: ...
+    def session_log(self, session_id: str) -> Optional[List[Dict[str, Any]]]: ...
+    def session_summary(self, session_id: str) -> Optional[Dict[str, Any]]: ...
+    def session_summaries(self) -> List[Dict[str, Any]]: ...
 
 class Contracts:
     """Tool contracts (seed 004) and agent bindings."""
