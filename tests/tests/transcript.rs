@@ -1,0 +1,176 @@
+//! Offline and online decide a session identically: one transcript
+//! (`tests/transcripts/session.jsonl`, sessions that hit windowed counts,
+//! flow rules, totals, approvals and denies that must not count) through
+//! every frontend that enforces calls:
+//!
+//! - `tame eval` (the real binary);
+//! - the Python engine (`tame.Engine.enforce`, the extension built by
+//!   `scripts/py-test.sh` into `target/py-venv`);
+//! - the MCP proxy's embedded guard (`tame_integrations::EmbeddedGuard`);
+//! - a live `tame serve` over HTTP.
+//!
+//! Decision, rule and reason must be the same for every call.
+
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test code: a failed check panics with a message, which is how a test fails"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+use tame_e2e::{Server, cli_eval, read_calls, root};
+use tame_integrations::{EmbeddedGuard, Guard, ToolCall};
+
+fn transcript() -> (PathBuf, PathBuf, Vec<Value>) {
+    let dir = root().join("tests/transcripts");
+    let calls = read_calls(&dir.join("session.jsonl"));
+    (dir.join("session.yml"), dir.join("session.jsonl"), calls)
+}
+
+/// What must agree: the decision, the rule and the reason.
+fn key(v: &Value) -> Value {
+    json!({"decision": v["decision"], "rule_name": v["rule_name"], "reason": v["reason"]})
+}
+
+/// The transcript through the MCP proxy's embedded guard.
+fn guard_eval(policy: &Path, calls: &[Value]) -> Vec<Value> {
+    let guard = EmbeddedGuard::from_file(policy).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    calls
+        .iter()
+        .map(|c| {
+            let mut call = ToolCall::new(
+                c["tool_name"].as_str().unwrap(),
+                c.get("tool_args").cloned().unwrap_or(json!({})),
+                c["session_id"].as_str().unwrap(),
+            );
+            call.agent_id = c.get("agent_id").and_then(Value::as_str).map(str::to_owned);
+            call.user_id = c.get("user_id").and_then(Value::as_str).map(str::to_owned);
+            if let Some(m) = c.get("metadata") {
+                call.metadata = m.clone();
+            }
+            let v = rt.block_on(guard.enforce(&call)).unwrap();
+            json!({"decision": v.decision, "rule_name": v.rule_name, "reason": v.reason})
+        })
+        .collect()
+}
+
+/// The Python interpreter with the `tame` package built from this tree.
+fn python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TAME_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = root().join("target/py-venv/bin/python");
+    venv.is_file().then_some(venv)
+}
+
+const PY_SCRIPT: &str = r#"
+import json, sys
+import tame
+engine = tame.Engine.from_file(sys.argv[1])
+with open(sys.argv[2]) as f:
+    for line in f:
+        if line.strip():
+            d = engine.enforce(json.loads(line))
+            print(json.dumps({"decision": d["decision"], "rule_name": d["rule_name"], "reason": d["reason"]}))
+"#;
+
+/// The transcript through the Python engine (`None`: no interpreter with
+/// the package; set `TAME_E2E_REQUIRE_PYTHON=1` to make that a failure).
+fn python_eval(policy: &Path, transcript: &Path) -> Option<Vec<Value>> {
+    let required = std::env::var_os("TAME_E2E_REQUIRE_PYTHON").is_some();
+    let Some(py) = python() else {
+        assert!(
+            !required,
+            "no Python with the tame package: run scripts/py-test.sh (or set TAME_PYTHON)"
+        );
+        eprintln!("skipping the Python engine: no target/py-venv (run scripts/py-test.sh) and no TAME_PYTHON");
+        return None;
+    };
+    let out = Command::new(&py)
+        .arg("-c")
+        .arg(PY_SCRIPT)
+        .arg(policy)
+        .arg(transcript)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", py.display()));
+    assert!(
+        out.status.success(),
+        "the Python engine failed (rebuild it with scripts/py-test.sh if it predates Engine.enforce):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect(),
+    )
+}
+
+#[test]
+fn every_frontend_decides_the_transcript_alike() {
+    let (policy, transcript_path, calls) = transcript();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&policy, &dir.path().join("tame.db"));
+    let mut frontends: Vec<(&str, Vec<Value>)> = vec![
+        ("tame serve", server.eval(&calls)),
+        ("tame eval", cli_eval(&policy, &calls)),
+        ("mcp embedded guard", guard_eval(&policy, &calls)),
+    ];
+    if let Some(py) = python_eval(&policy, &transcript_path) {
+        frontends.push(("python engine", py));
+    }
+    server.stop();
+    let (reference_name, reference) = &frontends[0];
+    assert_eq!(reference.len(), calls.len());
+    for (name, decisions) in &frontends[1..] {
+        assert_eq!(
+            decisions.len(),
+            calls.len(),
+            "{name} decided a different number of calls"
+        );
+        for (i, call) in calls.iter().enumerate() {
+            assert_eq!(
+                key(&decisions[i]),
+                key(&reference[i]),
+                "call {} {call}: {name} and {reference_name} differ",
+                i + 1
+            );
+        }
+    }
+    // The transcript means what it says (so agreement is not vacuous).
+    let rules: Vec<Value> = reference.iter().map(|d| d["rule_name"].clone()).collect();
+    let expected = json!([
+        "allow_rest",
+        "no_external_mail",
+        "allow_rest",
+        "mail_rate",
+        "allow_rest",
+        "allow_rest",
+        "no_post_after_secret",
+        "pay_needs_ok",
+        "refund_after_payment",
+        "refund_after_payment",
+        "allow_rest",
+        "allow_rest",
+        "allow_rest",
+        "allow_rest",
+        null,
+        "allow_rest",
+        "busy_session",
+        "no_external_mail",
+        "allow_rest",
+        "allow_rest"
+    ]);
+    assert_eq!(Value::Array(rules), expected);
+    assert!(
+        reference[17]["reason"].as_str().unwrap().contains("ghp_"),
+        "{}",
+        reference[17]
+    );
+}
