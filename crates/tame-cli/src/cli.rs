@@ -192,6 +192,22 @@ The schemas are derived from the types that read the files; the repository
 ships them in schema/.")]
     Schema(crate::schema::SchemaArgs),
 
+    /// Rewrite a policy of the original tame server's format in the current format
+    #[command(after_help = "\
+Examples:
+  tame migrate policies/legacy_tame.yml
+  tame migrate old.yml -o policies.yml && tame replay policies.yml audit.jsonl --baseline old.yml
+
+Each rule's legacy checks become a `condition` deciding every call as the
+original did: `arg_contains` (present and equal, \"*\": present),
+`arg_not_contains` (absent or unequal), `session_context` (the metadata over
+the call's ids), with Python's equality (1 == 1.0 == true), and tool patterns
+the original read as regexes as `tool.matches(...)`. Reasons stay `Matched
+rule: NAME`, the default deny. Values the language cannot compare exactly as
+Python did (lists or maps holding numbers or booleans, integers beyond 64
+bits) are refused, naming the rule.")]
+    Migrate(crate::migrate::MigrateArgs),
+
     /// Print a policy's decision DAG as Graphviz DOT
     #[command(after_help = "\
 Examples:

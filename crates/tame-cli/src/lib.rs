@@ -14,6 +14,7 @@ mod fmt;
 mod init;
 mod integrations;
 mod local;
+mod migrate;
 mod output;
 mod remote;
 mod repl;
@@ -139,6 +140,7 @@ fn dispatch(cli: &Cli, out: &Out) -> Result<Exit, CliError> {
         Command::Init(args) => init::init(args, out),
         Command::Replay(args) => replay::replay(args, out),
         Command::Schema(args) => schema::schema_command(args, out),
+        Command::Migrate(args) => migrate::migrate(args, out),
         Command::Explain(args) => local::explain(args, out),
         Command::Test(args) => testing::test_command(args, &server, out),
         Command::Bench(args) => bench::bench(args, out),

@@ -828,3 +828,254 @@ fn the_policy_schema_rejects_what_the_loader_rejects() {
     let instance: Value = serde_yaml::from_str("adress: 127.0.0.1:8000\n").unwrap();
     assert!(!schema_errors(&config, &instance).is_empty());
 }
+
+// ------------------------------------------------------------------ migrate
+
+/// A legacy policy with every kind of check and value the original read.
+const LEGACY: &str = r#"version: 1.0
+description: "legacy, every kind of check"
+rules:
+  - name: no_tools
+    action: deny
+    tools: []
+  - name: etc
+    action: deny
+    tools: ["read_file", "write_*"]
+    conditions:
+      arg_contains: {path: "/etc/passwd"}
+  - name: regex_tools
+    action: approve
+    tools: ["exec.*", "run_(a|b)"]
+    conditions:
+      arg_contains: {n: 1}
+  - name: numbers
+    action: deny
+    tools: ["*"]
+    conditions:
+      arg_contains: {n: 42, ratio: 2.5}
+  - name: zero
+    action: approve
+    conditions:
+      arg_contains: {flag: 0}
+  - name: yes_flag
+    action: deny
+    tools: [send_email]
+    conditions:
+      arg_contains: {flag: yes}
+      arg_not_contains: {note: "*"}
+  - name: present
+    action: approve
+    tools: [send_email]
+    conditions:
+      arg_contains: {tags: "*"}
+  - name: lists_and_nulls
+    action: deny
+    conditions:
+      arg_contains: {tags: ["a", "b"], note: ~}
+  - name: dates
+    action: deny
+    conditions:
+      arg_contains: {when: 2024-01-01}
+  - name: float_one
+    action: allow
+    tools: [read_file]
+    conditions:
+      arg_contains: {ratio: 1.0}
+  - name: context
+    action: allow
+    conditions:
+      session_context: {role: admin, agent_id: bot}
+  - name: context_present
+    action: approve
+    conditions:
+      session_context: {user_id: "*", team: "*"}
+  - name: not_etc
+    action: allow
+    tools: [read_file, delete_file]
+    conditions:
+      arg_not_contains: {path: "/etc/shadow", flag: true}
+  - name: null_agent
+    action: deny
+    conditions:
+      session_context: {agent_id: ~, verified: false}
+  - name: everything_else
+    action: approve
+    tools: [write_file]
+"#;
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+fn random_call(rng: &mut Rng) -> Value {
+    use serde_json::json;
+    let values = [
+        json!("/etc/passwd"),
+        json!("/etc/shadow"),
+        json!("/tmp/x"),
+        json!("admin"),
+        json!("bot"),
+        json!("*"),
+        json!("2024-01-01"),
+        json!(0),
+        json!(1),
+        json!(42),
+        json!(0.0),
+        json!(1.0),
+        json!(2.5),
+        json!(true),
+        json!(false),
+        json!(null),
+        json!(["a", "b"]),
+        json!(["b", "a"]),
+        json!({"k": "v"}),
+    ];
+    let tools = [
+        "read_file",
+        "write_file",
+        "write_log",
+        "exec_shell",
+        "executor",
+        "run_a",
+        "run_c",
+        "send_email",
+        "delete_file",
+        "other",
+    ];
+    let mut args = serde_json::Map::new();
+    for key in ["path", "n", "ratio", "flag", "tags", "note", "when"] {
+        if rng.chance(45) {
+            args.insert(key.into(), rng.pick(&values).clone());
+        }
+    }
+    let mut call = json!({"tool_name": rng.pick(&tools), "tool_args": args});
+    if rng.chance(60) {
+        let mut metadata = serde_json::Map::new();
+        for key in ["role", "verified", "team", "agent_id", "user_id"] {
+            if rng.chance(35) {
+                metadata.insert(key.into(), rng.pick(&values).clone());
+            }
+        }
+        call["metadata"] = Value::Object(metadata);
+    }
+    for (key, ids) in [
+        ("agent_id", ["bot", "other"]),
+        ("user_id", ["u1", "admin"]),
+        ("session_id", ["s1", "s2"]),
+    ] {
+        if rng.chance(50) {
+            call[key] = json!(rng.pick(&ids));
+        }
+    }
+    call
+}
+
+#[test]
+fn migrate_rewrites_legacy_policies_that_decide_random_calls_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        ("legacy.yml", LEGACY.to_owned()),
+        (
+            "legacy_tame.yml",
+            std::fs::read_to_string(policies_dir().join("legacy_tame.yml")).unwrap(),
+        ),
+    ] {
+        let legacy_path = dir.path().join(name);
+        std::fs::write(&legacy_path, &text).unwrap();
+        let migrated_path = dir.path().join(format!("migrated_{name}"));
+        let out = run(tame().arg("migrate").arg(&legacy_path).arg("-o").arg(&migrated_path));
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        let legacy = tame_engine::Policy::from_yaml(&text, name).unwrap();
+        assert!(legacy.info().legacy);
+        let migrated = tame_engine::Policy::from_file(&migrated_path).unwrap();
+        assert!(!migrated.info().legacy);
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut lines = String::new();
+        let mut matched = std::collections::BTreeSet::new();
+        for _ in 0..5000 {
+            let call = random_call(&mut rng);
+            let req = tame_engine::Request::from_call_json(&call).unwrap();
+            let a = legacy.evaluate(&req, &tame_engine::NoFacts);
+            let b = migrated.evaluate(&req, &tame_engine::NoFacts);
+            assert_eq!(
+                (a.action, a.rule_name.as_deref(), &*a.reason),
+                (b.action, b.rule_name.as_deref(), &*b.reason),
+                "{name}: {call}\n{}",
+                std::fs::read_to_string(&migrated_path).unwrap()
+            );
+            matched.insert(a.rule_name.as_deref().unwrap_or("(default)").to_owned());
+            lines.push_str(&call.to_string());
+            lines.push('\n');
+        }
+        // The calls reach most rules, so the comparison means something.
+        assert!(matched.len() >= legacy.info().rules.len() / 2, "{name}: {matched:?}");
+        // And the replay of those calls shows no change.
+        std::fs::write(dir.path().join("random.jsonl"), lines).unwrap();
+        let (code, report, stderr) = replay_json(
+            &[
+                migrated_path.to_str().unwrap(),
+                "random.jsonl",
+                "--baseline",
+                legacy_path.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(
+            (report["calls"].as_u64(), report["changed"].as_u64()),
+            (Some(5000), Some(0)),
+            "{report}"
+        );
+    }
+}
+
+#[test]
+fn migrate_refuses_what_it_cannot_say_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let current = dir.path().join("current.yml");
+    std::fs::write(&current, "version: \"1\"\nrules:\n  - name: a\n    action: deny\n").unwrap();
+    let out = run(tame().arg("migrate").arg(&current));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("not in the original tame server's format"),
+        "{}",
+        out.stderr
+    );
+    let lists = dir.path().join("lists.yml");
+    std::fs::write(
+        &lists,
+        "rules:\n  - name: nums\n    action: deny\n    conditions:\n      arg_contains: {ids: [1, 2]}\n",
+    )
+    .unwrap();
+    let out = run(tame().arg("migrate").arg(&lists));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("rule `nums`") && out.stderr.contains("by hand"),
+        "{}",
+        out.stderr
+    );
+    let broken = dir.path().join("broken.yml");
+    std::fs::write(&broken, "rules:\n  - name: x\n    action: deny\n    conditions: [1]\n").unwrap();
+    let out = run(tame().arg("migrate").arg(&broken));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("broken.yml"), "{}", out.stderr);
+    let out = run(tame().arg("migrate").arg(dir.path().join("missing.yml")));
+    assert_eq!(out.code, 1);
+}

@@ -254,6 +254,14 @@ pub(crate) struct ToolPatterns {
     regexes: Arc<[Regex]>,
 }
 
+impl ToolPatterns {
+    /// The regexes the patterns became, as their source (`tame migrate`
+    /// writes them into a `tool.matches(...)` condition).
+    pub(crate) fn regex_sources(&self) -> impl Iterator<Item = &str> {
+        self.regexes.iter().map(Regex::as_str)
+    }
+}
+
 impl PartialEq for ToolPatterns {
     fn eq(&self, other: &Self) -> bool {
         self.source == other.source

@@ -39,6 +39,7 @@ mod legacy;
 mod lint;
 mod load;
 mod locate;
+mod migrate;
 mod model;
 mod policy;
 mod request;
@@ -52,6 +53,7 @@ pub use facade::*;
 pub use facts::MemoryFacts;
 pub use policy::{Policy, PolicyInfo, PolicyTest, Registry, RuleInfo, Stats, TestOutcome};
 pub use request::{RequestError, json_to_value, value_to_json};
+pub use migrate::{MigrateError, migrate_legacy};
 pub use schema::policy_json_schema;
 pub use safety::{
     BUILTIN_RULES, PayloadMode, PayloadPolicy, RULE_AGENT_BINDING, RULE_PAYLOAD_PII, RULE_PAYLOAD_SECRETS,
