@@ -430,6 +430,9 @@ struct Live {
     disputes: Vec<Dispute>,
     /// Bumped whenever the disputes change (the file is then rewritten).
     disputes_version: u64,
+    /// The head signed for reports, kept until the head moves (so that two
+    /// checks of an unchanged log report the same checkpoint).
+    signed: Option<Checkpoint>,
     stop: bool,
 }
 
@@ -516,12 +519,15 @@ impl Witness {
 
     /// What a check must hold the log against now.
     pub(crate) fn claims(&self) -> Claims {
-        let live = self.shared.live();
+        let mut live = self.shared.live();
+        let latest = match (&live.head, &live.signed) {
+            (None, _) => None,
+            (Some((seq, hash)), Some(cp)) if cp.seq == *seq && &cp.head == hash => Some(cp.clone()),
+            (Some((seq, hash)), _) => Some(Checkpoint::sign(&self.key, &live.chain, *seq, hash)),
+        };
+        live.signed.clone_from(&latest);
         Claims {
-            latest: live
-                .head
-                .as_ref()
-                .map(|(seq, hash)| Checkpoint::sign(&self.key, &live.chain, *seq, hash)),
+            latest,
             disputes: live.disputes.clone(),
             chain: live.chain.clone(),
         }
