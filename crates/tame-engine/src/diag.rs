@@ -1,10 +1,12 @@
 //! Diagnostics of policy files: one serializable shape for every frontend,
 //! rendered with miette (file:line:column, the line, a caret under the text).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
 use serde::Serialize;
+use tame_lang::diag::printable;
 use tame_lang::{LineIndex, Snippet};
 
 /// How bad a diagnostic is.
@@ -96,6 +98,17 @@ pub(crate) fn floor_char_boundary(text: &str, mut i: usize) -> usize {
     i
 }
 
+/// Characters of a rule's name kept in diagnostics.
+const MAX_RULE_ECHO: usize = 64;
+
+/// `text` cut to `max` characters and `…` when longer.
+fn elide(text: &str, max: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => Cow::Owned(format!("{}…", text.get(..cut).unwrap_or(text))),
+        None => Cow::Borrowed(text),
+    }
+}
+
 /// Collects diagnostics for one file and renders them.
 #[derive(Debug)]
 pub(crate) struct Reporter<'a> {
@@ -142,7 +155,10 @@ impl<'a> Reporter<'a> {
             Some(s) => self.lines.line_col(s.start),
             None => (0, 0),
         };
-        let headline = match rule {
+        // A rule's name is repeated in each of its diagnostics: a long one
+        // is cut, so a file cannot multiply its size in the answer.
+        let rule = rule.map(|r| elide(r, MAX_RULE_ECHO));
+        let headline = match &rule {
             Some(r) => format!("{message} (rule `{r}`)"),
             None => message.clone(),
         };
@@ -161,7 +177,7 @@ impl<'a> Reporter<'a> {
             file: self.file.to_owned(),
             line,
             column,
-            rule: rule.map(str::to_owned),
+            rule: rule.map(Cow::into_owned),
             help,
             rendered,
         }
@@ -186,10 +202,10 @@ pub(crate) fn render(
 ) -> String {
     let Some(span) = span else {
         let (word, _) = severity_word(severity);
-        let mut out = format!("{word}: {file}: {message}");
+        let mut out = format!("{word}: {file}: {}", printable(message));
         if let Some(h) = help {
             out.push_str("\n  help: ");
-            out.push_str(h);
+            out.push_str(&printable(h));
         }
         return out;
     };

@@ -37,7 +37,11 @@ fn a_condition_over_64_kib_is_an_error_naming_the_rule() {
     let d = only_error(&src);
     assert_eq!(d.rule.as_deref(), Some("huge_rule"));
     assert!(d.message.contains("is too long"), "{}", d.message);
-    assert!(d.message.contains("(70012 bytes, the limit is 65536 bytes)"), "{}", d.message);
+    assert!(
+        d.message.contains("(70012 bytes, the limit is 65536 bytes)"),
+        "{}",
+        d.message
+    );
     assert!(d.rendered.contains("(rule `huge_rule`)"), "{}", d.rendered);
     assert!(d.rendered.contains("policies.yml:5:"), "{}", d.rendered);
     assert_bounded(&d);
@@ -93,4 +97,56 @@ fn a_long_check_error_after_many_lines_keeps_its_place() {
     assert!(d.rendered.contains(" 205 │ "), "{}", d.rendered);
     assert!(d.rendered.contains(" 204 │ "), "{}", d.rendered);
     assert_bounded(&d);
+}
+
+#[test]
+fn a_long_rule_name_is_cut_in_each_of_its_diagnostics() {
+    // Found by the `diagnostics` fuzz target: a rule name of 32 KiB of
+    // tabs was echoed whole in its diagnostic's headline (and in `rule`);
+    // with one error per tool, a file multiplied its size in the answer.
+    let name = format!("ct on:5'{}nos< 1'", "\t".repeat(32_767));
+    let tools = vec!["\"\""; 50].join(", ");
+    let src = format!(
+        "rules:\n  - name: r\n    cond2e: allow_read_only_queries\n  - name: \"{}\"\n    action: deny\n    tools: [{tools}]\n",
+        name.replace('\t', "\\t")
+    );
+    let err = match Policy::from_yaml(&src, "policies.yml") {
+        Ok(_) => panic!("the policy loaded"),
+        Err(e) => e,
+    };
+    let of_rule: Vec<&Diagnostic> = err
+        .diagnostics
+        .iter()
+        .filter(|d| d.rule.as_deref().is_some_and(|r| r.starts_with("ct on:5'")))
+        .collect();
+    assert_eq!(of_rule.len(), 50, "{err}");
+    for d in &of_rule {
+        let rule = d.rule.as_deref().unwrap();
+        assert_eq!(rule.chars().count(), 65, "{rule:?}");
+        assert!(rule.ends_with('…'));
+        assert!(d.rendered.len() < 2_000, "{} bytes", d.rendered.len());
+        // Tabs and other control characters are not echoed raw.
+        assert!(!d.rendered.contains('\t'), "{}", d.rendered);
+    }
+}
+
+#[test]
+fn control_characters_of_a_policy_do_not_reach_the_terminal() {
+    let src = "rules:\n  - name: \"evil\\e[2J\\a\"\n    action: \"allw\\e]0;pwned\\a\"\n";
+    let d = only_error(src);
+    assert!(
+        d.message.contains('\u{1b}'),
+        "the message keeps the text: {:?}",
+        d.message
+    );
+    assert!(
+        !d.rendered.contains('\u{1b}') && !d.rendered.contains('\u{7}'),
+        "{:?}",
+        d.rendered
+    );
+    assert!(
+        d.rendered.contains("unknown action `allw\u{FFFD}]0;pwned\u{FFFD}`"),
+        "{}",
+        d.rendered
+    );
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::ast::Span;
-pub use crate::snippet::{LineIndex, SNIPPET_COLUMNS, SNIPPET_SPAN_LINES, Snippet, render_snippet};
+pub use crate::snippet::{LineIndex, SNIPPET_COLUMNS, SNIPPET_SPAN_LINES, Snippet, printable, render_snippet};
 
 /// The 1-based line and column (in characters) of `byte_offset` in `text`.
 ///

@@ -5,6 +5,7 @@
 //! same and cannot reach miette's limits (its underline padding is a format
 //! width, which panics past 65,535 columns).
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use miette::{
@@ -127,22 +128,40 @@ pub struct Snippet<'a> {
     pub help: Option<&'a str>,
 }
 
+/// `text` with control characters other than `\n` shown as `�`, so that
+/// user text echoed in a diagnostic cannot drive the terminal it is
+/// printed on.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if text.chars().any(|c| c.is_control() && c != '\n') {
+        Cow::Owned(
+            text.chars()
+                .map(|c| if c.is_control() && c != '\n' { '\u{FFFD}' } else { c })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 /// Renders `snippet` with miette (no colours): the message, `file:line:col`,
-/// the lines around the span with a caret under it, the help.
+/// the lines around the span with a caret under it, the help. Control
+/// characters in the text, the message, the label and the help are shown
+/// as `�`.
 pub fn render_snippet(index: &LineIndex<'_>, snippet: &Snippet<'_>) -> String {
     let start = index.floor(snippet.span.start);
     let end = index.floor(snippet.span.end).max(start);
     let (line, column) = index.line_col(start);
-    let name = format!("{}:{line}:{column}", snippet.file_name);
+    let name = format!("{}:{line}:{column}", printable(snippet.file_name));
     let excerpt = Excerpt::new(index, start..end, name);
-    let mut diagnostic = MietteDiagnostic::new(snippet.message.to_owned())
+    let message = printable(snippet.message);
+    let mut diagnostic = MietteDiagnostic::new(message.as_ref())
         .with_severity(snippet.severity)
         .with_label(LabeledSpan::new_with_span(
-            snippet.label.map(str::to_owned),
+            snippet.label.map(|l| printable(l).into_owned()),
             excerpt.span.clone(),
         ));
     if let Some(help) = snippet.help {
-        diagnostic = diagnostic.with_help(help.to_owned());
+        diagnostic = diagnostic.with_help(printable(help));
     }
     let report = miette::Report::new(diagnostic).with_source_code(excerpt);
     let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
@@ -157,7 +176,7 @@ pub fn render_snippet(index: &LineIndex<'_>, snippet: &Snippet<'_>) -> String {
             miette::Severity::Warning => "warning",
             miette::Severity::Advice => "advice",
         };
-        out = format!("{word}: {}:{line}:{column}: {}", snippet.file_name, snippet.message);
+        out = format!("{word}: {}:{line}:{column}: {message}", printable(snippet.file_name));
     }
     out
 }
