@@ -14,7 +14,8 @@
 //!   an optional `decision` (what it got) and `expect` (what it should get:
 //!   a label); `input` and `result` steps.
 //!
-//! Session history is replayed in order, separately for each policy: a call
+//! Session history is replayed in order, separately for each policy, in the
+//! one session state every frontend records in (`tame_enforce::SessionState`): a call
 //! a policy allows counts for that policy's later session rules; a call it
 //! sends for approval counts only when the log shows it released.
 
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde_json::{Value, json};
+use tame_enforce::SessionState;
 use tame_engine::{Action, Decision, MemoryFacts, Policy, Request};
 
 use crate::Exit;
@@ -56,7 +58,7 @@ pub struct ReplayArgs {
 
 /// One record of the source.
 enum Step {
-    Call(Box<CallStep>),
+    Call(Box<Replayed>),
     /// A human released an approved call (audit `released_by`).
     Release {
         session: Option<String>,
@@ -73,7 +75,7 @@ enum Step {
     Skip,
 }
 
-struct CallStep {
+struct Replayed {
     request: Request,
     /// `session` facts on a `tame eval` line: the session's facts from here.
     facts: Option<MemoryFacts>,
@@ -150,7 +152,7 @@ fn parse_step(v: &Value) -> Result<Step, String> {
                     });
                 }
                 let action = action_of(record.get("decision"), "record.decision")?;
-                Ok(Step::Call(Box::new(CallStep {
+                Ok(Step::Call(Box::new(Replayed {
                     request,
                     facts: None,
                     recorded: action.map(|a| (a, str_of(record, "rule_name"))),
@@ -179,7 +181,7 @@ fn parse_step(v: &Value) -> Result<Step, String> {
             request.now = at;
         }
         let action = action_of(v.get("policy_decision"), "policy_decision")?;
-        return Ok(Step::Call(Box::new(CallStep {
+        return Ok(Step::Call(Box::new(Replayed {
             request,
             facts: None,
             recorded: action.map(|a| (a, str_of(v, "policy_rule"))),
@@ -206,94 +208,13 @@ fn parse_step(v: &Value) -> Result<Step, String> {
         }
     }
     let (request, facts) = parse_call(&call)?;
-    Ok(Step::Call(Box::new(CallStep {
+    Ok(Step::Call(Box::new(Replayed {
         request,
         facts,
         recorded: recorded.map(|a| (a, str_of(v, "rule_name"))),
         expect,
         approval_id: None,
     })))
-}
-
-/// One session's history as a replayed policy saw it: the calls that ran
-/// (with their times, for windows), fixed facts from a `session` object,
-/// and labels.
-// TODO(tame-enforce): once `tame_enforce::SessionState` (the one session
-// state every frontend records in) lands, replay through it instead.
-#[derive(Clone, Debug, Default)]
-struct History {
-    fixed: MemoryFacts,
-    calls: i64,
-    /// Per tool, the times (Unix microseconds) of the calls that ran.
-    ran: HashMap<Arc<str>, Vec<i64>>,
-    labels: Vec<Arc<str>>,
-    now: i64,
-}
-
-impl History {
-    fn seeded(fixed: MemoryFacts) -> History {
-        History {
-            fixed,
-            ..History::default()
-        }
-    }
-
-    fn record(&mut self, tool: &str, at: jiff::Timestamp) {
-        self.calls = self.calls.saturating_add(1);
-        let times = match self.ran.get_mut(tool) {
-            Some(times) => times,
-            None => self.ran.entry(Arc::from(tool)).or_default(),
-        };
-        let micros = at.as_microsecond();
-        // Almost always in order; kept sorted anyway.
-        let pos = times.partition_point(|t| *t <= micros);
-        times.insert(pos, micros);
-    }
-
-    fn add_label(&mut self, label: &str) {
-        if !self.labels.iter().any(|l| &**l == label) {
-            self.labels.push(Arc::from(label));
-        }
-    }
-}
-
-impl tame_engine::SessionFacts for History {
-    fn calls(&self) -> i64 {
-        self.fixed.calls().saturating_add(self.calls)
-    }
-
-    fn count(&self, tool: &str, window: Option<jiff::SignedDuration>) -> i64 {
-        let fixed = self.fixed.count(tool, None);
-        let Some(times) = self.ran.get(tool) else {
-            return fixed;
-        };
-        let timed = match window {
-            None => times.len(),
-            Some(w) => {
-                let since = self
-                    .now
-                    .saturating_sub(i64::try_from(w.as_micros()).unwrap_or(i64::MAX));
-                let start = times.partition_point(|t| *t < since);
-                let end = times.partition_point(|t| *t <= self.now);
-                end.saturating_sub(start)
-            }
-        };
-        fixed.saturating_add(i64::try_from(timed).unwrap_or(i64::MAX))
-    }
-
-    fn called(&self, tool: &str) -> bool {
-        self.fixed.called(tool) || self.ran.contains_key(tool)
-    }
-
-    fn labels(&self) -> Vec<Arc<str>> {
-        let mut labels = self.fixed.labels();
-        for l in &self.labels {
-            if !labels.contains(l) {
-                labels.push(Arc::clone(l));
-            }
-        }
-        labels
-    }
 }
 
 /// A rule's hits and time under one policy.
@@ -306,7 +227,9 @@ struct RuleStat {
 /// One policy replayed: its session state and its rule statistics.
 struct Side {
     policy: Policy,
-    sessions: HashMap<Arc<str>, History>,
+    /// Each session as this policy would have left it: the one session
+    /// state every frontend records in (`tame_enforce::SessionState`).
+    sessions: HashMap<Arc<str>, SessionState>,
     /// Approvals of recorded decisions, with this policy's decision of the
     /// call that opened them.
     approvals: HashMap<String, Action>,
@@ -325,30 +248,34 @@ impl Side {
         }
     }
 
-    fn decide(&mut self, step: &CallStep) -> Decision {
+    fn decide(&mut self, step: &Replayed) -> Decision {
         let req = &step.request;
         let mut local;
-        let facts: &mut History = match &req.session_id {
+        let state: &mut SessionState = match &req.session_id {
             Some(id) => self.sessions.entry(Arc::clone(id)).or_default(),
             None => {
-                local = History::default();
+                local = SessionState::default();
                 &mut local
             }
         };
         if let Some(given) = &step.facts {
-            *facts = History::seeded(given.clone());
+            *state = SessionState::seeded(given);
         }
-        facts.now = req.now.as_microsecond();
         let started = Instant::now();
-        let decision = self.policy.evaluate(req, &*facts);
+        let decision = self.policy.evaluate(req, &state.view(req.now));
         let took = started.elapsed();
         self.eval_time += took;
         let stat = self.rules.entry(decision.rule_name.clone()).or_default();
         stat.hits += 1;
         stat.nanos += took.as_nanos();
-        if decision.action == Action::Allow {
-            facts.record(&req.tool, req.now);
-        }
+        // Denied calls and calls sent for approval are kept as not run.
+        state.record(tame_enforce::CallStep {
+            tool: Arc::clone(&req.tool),
+            decision: decision.action,
+            rule: decision.rule_name.clone(),
+            released: false,
+            at: req.now,
+        });
         if let Some(id) = &step.approval_id {
             self.approvals.insert(id.clone(), decision.action);
         }
@@ -361,14 +288,23 @@ impl Side {
         if self.approvals.remove(approval_id) == Some(Action::Approve)
             && let Some(session) = session
         {
-            self.sessions.entry(Arc::from(session)).or_default().record(tool, at);
+            self.sessions
+                .entry(Arc::from(session))
+                .or_default()
+                .record(tame_enforce::CallStep {
+                    tool: Arc::from(tool),
+                    decision: Action::Allow,
+                    rule: None,
+                    released: true,
+                    at,
+                });
         }
     }
 
     fn label(&mut self, session: &str, labels: &[String]) {
-        let facts = self.sessions.entry(Arc::from(session)).or_default();
+        let state = self.sessions.entry(Arc::from(session)).or_default();
         for l in labels {
-            facts.add_label(l);
+            state.add_label(l);
         }
     }
 }
@@ -476,7 +412,7 @@ impl Replayer {
         }
     }
 
-    fn call(&mut self, at: &str, call: &CallStep) {
+    fn call(&mut self, at: &str, call: &Replayed) {
         self.report.calls += 1;
         let new = self.candidate.decide(call);
         let new: Outcome = (new.action, new.rule_name.as_deref().map(str::to_owned));
