@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tame_engine::{Diagnostic, Policy, PolicyError, Request, Severity};
-use tame_store::{ApprovalDecision, ApprovalState, NewResult, SessionQuery};
+use tame_store::{ApprovalState, SessionQuery};
 
 use crate::auth::{AgentKey, Role};
 use crate::error::{AppError, JsonBody, typed};
@@ -43,10 +43,7 @@ fn num_param(p: &HashMap<String, String>, name: &str, default: u64, max: u64) ->
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, tame_store::StoreError> + Send + 'static,
 ) -> Result<T, AppError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(AppError::internal)?
-        .map_err(AppError::from)
+    Ok(crate::service::blocking(f).await?)
 }
 
 pub async fn not_found() -> AppError {
@@ -66,56 +63,14 @@ pub async fn record_result(
     let log_id = p
         .get("log_id")
         .filter(|s| !s.is_empty())
-        .cloned()
         .ok_or_else(|| AppError::unprocessable("log_id: missing query parameter").with("field", json!("log_id")))?;
-    if !body.is_object() {
-        return Err(AppError::unprocessable("body: expected the result object").with("field", json!("body")));
-    }
-    for (field, ok) in [
-        (
-            "status",
-            body.get("status").is_none_or(|v| v.is_string() || v.is_null()),
-        ),
-        (
-            "duration_ms",
-            body.get("duration_ms").is_none_or(|v| v.is_number() || v.is_null()),
-        ),
-        (
-            "error_message",
-            body.get("error_message").is_none_or(|v| v.is_string() || v.is_null()),
-        ),
-    ] {
-        if !ok {
-            return Err(AppError::unprocessable(format!("{field}: wrong type")).with("field", json!(field)));
-        }
-    }
-    // What the result reveals labels the session (scanned before redaction).
-    let labels = crate::safety::result_labels(&body);
-    let mut stored = body.clone();
-    crate::enforce::redact_secrets(&mut stored);
-    // The session as enforce stored it (a secret in its id replaced).
-    let session_id = state.redactor().id_owned(session_id);
-    state
-        .store()
-        .record_result(NewResult {
-            session_id: session_id.clone(),
-            log_id: log_id.clone(),
-            timestamp: Timestamp::now(),
-            result: stored,
-            // Stored with the result, so they hold again after a restart.
-            labels: labels.clone(),
-        })
-        .await?;
-    // Labels first: the result is recorded, so what it revealed counts even
-    // if filtering it fails.
-    crate::safety::add_labels(&state, &session_id, &labels)?;
-    let filtered = crate::safety::filter_result(&state, &log_id, &body).await?;
+    let recorded = crate::service::record_result(&state, &session_id, log_id, body).await?;
     Ok(axum::Json(json!({
         "status": "updated",
-        "log_id": log_id,
-        "safe_response": filtered.safe_response,
-        "stripped_fields": filtered.stripped_fields,
-        "labels": labels,
+        "log_id": recorded.log_id,
+        "safe_response": recorded.filtered.safe_response,
+        "stripped_fields": recorded.filtered.stripped_fields,
+        "labels": recorded.labels,
     }))
     .into_response())
 }
@@ -314,7 +269,8 @@ async fn dry_run(state: &AppState, call: Value) -> Result<Response, AppError> {
     let loaded = state.policy();
     let (decision, explanation) = match req.session_id.as_deref() {
         Some(sid) => {
-            let facts = state.store().session_facts(&state.redactor().id(sid))?;
+            let key = state.redactor().id(sid).into_owned();
+            let facts = crate::service::session_state(state, &key, false).await?;
             let guard = facts.lock();
             let view = guard.view(req.now);
             (loaded.policy.evaluate(&req, &view), loaded.policy.explain(&req, &view))
@@ -416,21 +372,13 @@ pub async fn list_approvals(
     Ok(axum::Json(json!({"approvals": list, "total_count": list.len()})).into_response())
 }
 
-async fn load_approval(state: &AppState, id: &str) -> Result<tame_store::Approval, AppError> {
-    let store = state.store().clone();
-    let key = id.to_string();
-    blocking(move || store.approval(&key, Timestamp::now()))
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("approval `{id}` not found")))
-}
-
 pub async fn get_approval(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     state.auth().check(&headers, Role::Agent)?;
-    Ok(axum::Json(load_approval(&state, &id).await?).into_response())
+    Ok(axum::Json(crate::service::approval(&state, &id).await?).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -454,33 +402,8 @@ async fn decide(
         typed(crate::error::parse_json(&body, limits.json_depth)?)?
     };
     let by = body.by.unwrap_or_else(|| "admin".into());
-    let approval = decide_approval(&state, id, approve, by, body.reason).await?;
+    let approval = crate::service::decide_approval(&state, id, approve, by, body.reason).await?;
     Ok(axum::Json(approval).into_response())
-}
-
-/// Approves or rejects a pending approval (recorded in the audit log with
-/// who and why, secrets in them replaced) and wakes its waiters: the one
-/// path of the API and the dashboard.
-pub(crate) async fn decide_approval(
-    state: &AppState,
-    id: String,
-    approve: bool,
-    by: String,
-    reason: Option<String>,
-) -> Result<tame_store::Approval, AppError> {
-    let redactor = state.redactor();
-    let approval = state
-        .store()
-        .decide_approval(ApprovalDecision {
-            id,
-            approve,
-            by: Some(redactor.id_owned(by)),
-            reason: reason.map(|r| redactor.text_owned(r)),
-            at: Timestamp::now(),
-        })
-        .await?;
-    state.notify_approval(&approval.approval_id);
-    Ok(approval)
 }
 
 pub async fn approve(
@@ -511,37 +434,12 @@ pub async fn wait_approval(
     let p = params(q)?;
     let cap = state.limits().max_wait.as_secs().max(1);
     let timeout = Duration::from_secs(num_param(&p, "timeout", cap, cap)?);
-    let deadline = tokio::time::Instant::now() + timeout;
-    // Registered before the first read: a decision made after that read
-    // still wakes this waiter. Only changes of this approval wake it.
-    let mut watch = state.watch_approval(&id);
-    loop {
-        let approval = load_approval(&state, &id).await?;
-        if approval.state != ApprovalState::Pending {
-            return Ok(
-                axum::Json(json!({"approval": approval, "timed_out": false, "state": approval.state})).into_response(),
-            );
-        }
-        // Wake at the deadline, at the approval's expiry, or on its change.
-        let expiry = approval
-            .expires_at
-            .parse::<Timestamp>()
-            .ok()
-            .and_then(|t| t.duration_since(Timestamp::now()).try_into().ok())
-            .map(|d: Duration| tokio::time::Instant::now() + d + Duration::from_millis(5))
-            .unwrap_or(deadline);
-        let wake = deadline.min(expiry);
-        tokio::select! {
-            () = watch.changed() => {}
-            _ = tokio::time::sleep_until(wake) => {
-                if wake >= deadline {
-                    let approval = load_approval(&state, &id).await?;
-                    let timed_out = approval.state == ApprovalState::Pending;
-                    return Ok(axum::Json(json!({"approval": approval, "timed_out": timed_out, "state": approval.state})).into_response());
-                }
-            }
-        }
-    }
+    let waited = crate::service::wait_approval(&state, &id, timeout).await?;
+    let approval_state = waited.approval.state;
+    Ok(
+        axum::Json(json!({"approval": waited.approval, "timed_out": waited.timed_out, "state": approval_state}))
+            .into_response(),
+    )
 }
 
 // ------------------------------------------------------------ audit

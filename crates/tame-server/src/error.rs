@@ -62,6 +62,28 @@ impl IntoResponse for AppError {
     }
 }
 
+impl From<crate::service::ServiceError> for AppError {
+    fn from(e: crate::service::ServiceError) -> Self {
+        use crate::service::ServiceError as E;
+        match e {
+            E::Call(e) => AppError::unprocessable(e.to_string()).with("field", Value::String(e.path)),
+            E::Refused(r) => {
+                let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::CONFLICT);
+                let err = AppError::new(status, r.to_string());
+                match r {
+                    tame_enforce::Refusal::ApprovalPending { id, expires_at } => err
+                        .with("approval_id", Value::String(id))
+                        .with("expires_at", Value::String(expires_at)),
+                    _ => err,
+                }
+            }
+            E::Store(e) => AppError::from(e),
+            E::ApprovalNotFound(id) => AppError::not_found(format!("approval `{id}` not found")),
+            E::Internal(cause) => AppError::internal(cause),
+        }
+    }
+}
+
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match &e {

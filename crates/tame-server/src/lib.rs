@@ -92,8 +92,8 @@ mod metrics;
 mod openapi;
 mod ratelimit;
 mod redact;
-mod safety;
 mod serve;
+mod service;
 mod state;
 mod tools;
 

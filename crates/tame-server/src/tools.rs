@@ -1,24 +1,26 @@
-//! `POST /api/v1/tools/run`: the tool protocol v1 runner of
-//! `tame-integrations`, guarded by this server's own enforce path (the same
+//! `POST /api/v1/tools/run`: HTTP glue for the tool protocol v1 runner of
+//! `tame-integrations`, guarded by this server's service layer (the same
 //! decision, audit record and approvals as `POST /api/v1/enforce`, the result
 //! recorded as by `POST /api/v1/enforce/{session_id}/result`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
+use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::Value;
 use tame_integrations::run::{RunToolRequest, run_tool_handler};
 use tame_integrations::{ApprovalOutcome, CallOutcome, Guard, ToolCall, ToolRunner, ToolsFile, ToolsService, Verdict};
 
+use tame_store::ApprovalState;
+
 use crate::AppState;
-use crate::auth::{AgentKey, Role};
-use crate::error::{AppError, JsonBody};
+use crate::auth::Role;
+use crate::error::AppError;
+use crate::service;
 
 /// The registered tools and the runner (built once, at start).
 #[derive(Debug)]
@@ -51,7 +53,7 @@ pub async fn run_tool(
     };
     let approval_timeout = state.limits().max_wait;
     let service = ToolsService {
-        guard: ServerGuard { state, headers },
+        guard: ServerGuard { state },
         tools: setup.tools.clone(),
         runner: setup.runner.clone(),
         approval_timeout,
@@ -59,27 +61,12 @@ pub async fn run_tool(
     Ok(run_tool_handler(State(Arc::new(service)), body).await)
 }
 
-/// Decides through the server's enforce path, with the caller's headers for
-/// the handlers it reuses.
+/// Decides through the server's service layer: the same decision, audit
+/// record and approvals as `POST /api/v1/enforce`, the result recorded as
+/// by the result endpoint, approvals waited on as by the wait endpoint.
 #[derive(Debug)]
 struct ServerGuard {
     state: AppState,
-    headers: HeaderMap,
-}
-
-/// Reads a reused handler's answer: its JSON body on success, else an
-/// error with the status and detail.
-async fn answer(response: Response, what: &str) -> anyhow::Result<Value> {
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot read the answer of {what}: {e}"))?;
-    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    if !status.is_success() {
-        let detail = body.get("detail").and_then(Value::as_str).unwrap_or("no detail");
-        anyhow::bail!("{what} answered {status}: {detail}");
-    }
-    Ok(body)
 }
 
 impl ServerGuard {
@@ -88,9 +75,9 @@ impl ServerGuard {
         if let (Some(id), Value::Object(fields)) = (approval_id, &mut body) {
             fields.insert("approval_id".to_owned(), Value::String(id.to_owned()));
         }
-        let enforced = crate::enforce::decide(&self.state, body)
+        let enforced = service::enforce(&self.state, body)
             .await
-            .map_err(|e| anyhow::anyhow!("enforce of `{}` failed ({}): {}", call.tool_name, e.status, e.detail))?;
+            .map_err(|e| anyhow::anyhow!("enforce of `{}` failed: {e}", call.tool_name))?;
         Ok(Verdict {
             decision: enforced.decision,
             rule_name: enforced.rule_name.as_deref().map(str::to_owned),
@@ -113,50 +100,29 @@ impl Guard for ServerGuard {
     }
 
     async fn record(&self, verdict: &Verdict, _call: &ToolCall, outcome: &CallOutcome) -> anyhow::Result<()> {
-        let Some(log_id) = verdict.log_id.clone() else {
+        let Some(log_id) = verdict.log_id.as_deref() else {
             anyhow::bail!("cannot record a result: the decision has no log id");
         };
-        let query = HashMap::from([("log_id".to_owned(), log_id)]);
-        let response = crate::api::record_result(
-            State(self.state.clone()),
-            AgentKey::check(&self.state, &self.headers).map_err(|e| anyhow::anyhow!("{}: {}", e.status, e.detail))?,
-            Path(verdict.session_id.clone()),
-            Ok(Query(query)),
-            JsonBody(serde_json::to_value(outcome)?),
-        )
-        .await
-        .into_response();
-        answer(response, "the result record").await.map(drop)
+        service::record_result(&self.state, &verdict.session_id, log_id, serde_json::to_value(outcome)?)
+            .await
+            .map(drop)
+            .map_err(|e| anyhow::anyhow!("the result record failed: {e}"))
     }
 
     async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
-        let seconds = timeout
-            .as_secs()
-            .clamp(1, self.state.limits().max_wait.as_secs().max(1));
-        let query = HashMap::from([("timeout".to_owned(), seconds.to_string())]);
-        let response = crate::api::wait_approval(
-            State(self.state.clone()),
-            self.headers.clone(),
-            Path(approval_id.to_owned()),
-            Ok(Query(query)),
-        )
-        .await
-        .into_response();
-        let body = answer(response, "the approval wait").await?;
-        let approval = body.get("approval").unwrap_or(&Value::Null);
-        match body.get("state").and_then(Value::as_str).unwrap_or_default() {
-            "approved" => Ok(ApprovalOutcome::Approved),
-            "rejected" => Ok(ApprovalOutcome::Rejected(
-                approval
-                    .get("decision_reason")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-            )),
-            "expired" => Ok(ApprovalOutcome::Rejected(Some(format!(
-                "approval {approval_id} expired"
-            )))),
-            _ => Ok(ApprovalOutcome::Pending),
-        }
+        let timeout = timeout.clamp(
+            Duration::from_secs(1),
+            self.state.limits().max_wait.max(Duration::from_secs(1)),
+        );
+        let waited = service::wait_approval(&self.state, approval_id, timeout)
+            .await
+            .map_err(|e| anyhow::anyhow!("the approval wait failed: {e}"))?;
+        Ok(match waited.approval.state {
+            ApprovalState::Approved => ApprovalOutcome::Approved,
+            ApprovalState::Rejected => ApprovalOutcome::Rejected(waited.approval.decision_reason),
+            ApprovalState::Expired => ApprovalOutcome::Rejected(Some(format!("approval {approval_id} expired"))),
+            ApprovalState::Pending => ApprovalOutcome::Pending,
+        })
     }
 
     fn denies_unconditionally(&self, tool: &str) -> bool {

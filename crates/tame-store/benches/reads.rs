@@ -8,7 +8,7 @@
 //! -p tame-store --bench reads -- pg_`).
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tame_engine::Action;
+use tame_store::Action;
 use tame_store::testing::{
     DecisionExt, pg_store, read_decision, record_all, sessions_page, sqlite_store, totals_by_paging,
 };

@@ -20,9 +20,9 @@ use postgres::types::FromSql;
 use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::FactsHandle;
 use crate::canonical::canonical_json;
 use crate::checkpoint::{Claims, LogState, Witness, new_chain_id, reconcile};
-use crate::facts::FactsHandle;
 use crate::jobs::{Done, Job, Queue};
 use crate::reads::{Window, entries};
 use crate::record::{
@@ -1548,6 +1548,10 @@ impl Store for PgStore {
 
     fn fresh_session_facts(&self, session_id: &str) -> FactsHandle {
         self.facts_cache().get_or_default(session_id)
+    }
+
+    fn cached_session_facts(&self, session_id: &str) -> Option<FactsHandle> {
+        self.facts_cache().get(session_id)
     }
 
     fn record_decision(&self, decision: NewDecision) -> Ticket<DecisionReceipt> {

@@ -10,14 +10,14 @@ use hmac::{Hmac, Mac};
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
-use tame_engine::Action;
+use tame_enforce::{Action, CallStep};
 
 use crate::canonical::canonical_json;
-use crate::facts::{FactsHandle, SessionCell, SessionState};
 use crate::{
     Approval, ApprovalDecision, ApprovalState, ChainProblem, ChainProblemKind, LogEntry, NewApproval, NewDecision,
     NewPolicyVersion, NewResult, Release, StoreError, StoreResult, VerifyReport,
 };
+use crate::{FactsHandle, SessionCell, SessionState};
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
@@ -324,21 +324,14 @@ pub(crate) fn check_release(
         return Err(StoreError::ApprovalNotFound(release.approval_id.clone()));
     };
     let row = trusted_for_writing(row, chained)?;
-    if row.released_log_id.is_some() {
-        return Err(StoreError::ApprovalUsed(release.approval_id.clone()));
-    }
+    let used = row.released_log_id.is_some();
     let state = effective_state(&row.state, row.expires_micros, false, at);
-    if state != ApprovalState::Approved {
-        return Err(StoreError::ApprovalState {
-            id: release.approval_id.clone(),
-            state,
-            expected: "approved",
-        });
-    }
-    if row.call_hash != release.call_hash {
-        return Err(StoreError::ApprovalMismatch(release.approval_id.clone()));
-    }
-    Ok(())
+    Ok(tame_enforce::approval::check_release(
+        release,
+        state,
+        &row.call_hash,
+        used,
+    )?)
 }
 
 /// Checks that a result belongs to a logged decision of its session
@@ -359,12 +352,8 @@ pub(crate) fn check_result_owner(r: &NewResult, owner: Option<Option<String>>) -
 /// an unreadable state as expired (never as usable).
 pub(crate) fn effective_state(stored: &str, expires_micros: i64, released: bool, now: Timestamp) -> ApprovalState {
     let state = ApprovalState::parse(stored).unwrap_or(ApprovalState::Expired);
-    let unused = state == ApprovalState::Pending || (state == ApprovalState::Approved && !released);
-    if unused && expires_micros <= micros(now) {
-        ApprovalState::Expired
-    } else {
-        state
-    }
+    let expires_at = Timestamp::from_microsecond(expires_micros).unwrap_or(Timestamp::MIN);
+    tame_enforce::approval::effective_state(state, expires_at, released, now)
 }
 
 /// The state an admin's verdict moves a stored approval to, or why it
@@ -379,18 +368,7 @@ pub(crate) fn decided_state(
     };
     let row = trusted_for_writing(row, chained)?;
     let effective = effective_state(&row.state, row.expires_micros, row.released_log_id.is_some(), a.at);
-    if effective != ApprovalState::Pending {
-        return Err(StoreError::ApprovalState {
-            id: a.id.clone(),
-            state: effective,
-            expected: "pending",
-        });
-    }
-    Ok(if a.approve {
-        ApprovalState::Approved
-    } else {
-        ApprovalState::Rejected
-    })
+    Ok(tame_enforce::approval::verdict_state(&a.id, effective, a.approve)?)
 }
 
 /// Whether an approval due for expiry (its row says pending, or approved
@@ -740,14 +718,7 @@ pub(crate) fn entry_from_decision(seq: u64, body: &Value) -> LogEntry {
 }
 
 pub(crate) fn apply_result(entry: &mut LogEntry, body: &Value) {
-    let result = body.get("result").cloned().unwrap_or(Value::Null);
-    entry.execution_status = s(&result, "status");
-    entry.execution_duration_ms = result
-        .get("duration_ms")
-        .or_else(|| result.get("execution_time_ms"))
-        .and_then(Value::as_f64);
-    entry.error_message = s(&result, "error_message");
-    entry.tool_result = Some(result);
+    entry.apply_result(body.get("result").cloned().unwrap_or(Value::Null));
 }
 
 /// Log entries from `(seq, kind, body)` records in order: each decision
@@ -772,8 +743,9 @@ pub(crate) fn entries_from_records(records: Vec<(u64, String, String)>) -> Vec<L
     entries
 }
 
-/// A session's facts rebuilt from its `(seq, kind, body)` records: the
-/// calls it was allowed and the labels stored with its results.
+/// A session's state rebuilt from its `(seq, kind, body)` records: every
+/// decided call (the state's counts-as-run rule says which ran) and the
+/// labels stored with its results.
 pub(crate) fn facts_from_records(records: Vec<(u64, String, String)>) -> SessionState {
     let mut state = SessionState::default();
     for (_, kind, body) in records {
@@ -791,14 +763,25 @@ pub(crate) fn facts_from_records(records: Vec<(u64, String, String)>) -> Session
             continue;
         }
         let body = parse_body(&body);
-        let allowed = body.get("decision").and_then(Value::as_str) == Some("allow");
+        let decision = match body.get("decision").and_then(Value::as_str) {
+            Some("allow") => Action::Allow,
+            Some("approve") => Action::Approve,
+            Some("deny") => Action::Deny,
+            _ => continue,
+        };
         let tool = body.get("tool_name").and_then(Value::as_str);
         let at = body
             .get("timestamp")
             .and_then(Value::as_str)
             .and_then(|t| t.parse::<Timestamp>().ok());
-        if let (true, Some(tool), Some(at)) = (allowed, tool, at) {
-            state.note_call(tool, at);
+        if let (Some(tool), Some(at)) = (tool, at) {
+            state.record(CallStep {
+                tool: Arc::from(tool),
+                decision,
+                rule: body.get("rule_name").and_then(Value::as_str).map(Arc::from),
+                released: body.get("released_by").is_some_and(|r| !r.is_null()),
+                at,
+            });
         }
     }
     state

@@ -16,11 +16,10 @@ use foldhash::{HashMap, HashMapExt as _};
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
-use tame_engine::Action;
+use tame_enforce::Action;
 
 use crate::canonical::canonical_json;
 use crate::checkpoint::{Claims, LogState, Witness, new_chain_id, reconcile};
-use crate::facts::{FactsHandle, SessionState};
 use crate::jobs::{Done, Job, Queue};
 use crate::lock::DbLock;
 use crate::reads::{Window, entries};
@@ -35,6 +34,7 @@ use crate::{
     MAX_DECIDED_APPROVALS, MAX_LOG_PAGE, MAX_RECENT_DECISIONS, NewDecision, NewPolicyVersion, NewResult, PolicyVersion,
     SessionPage, SessionQuery, SessionSummary, Store, StoreError, StoreResult, Ticket, VerifyReport, format_timestamp,
 };
+use crate::{FactsHandle, SessionState};
 /// Read connections kept open for reuse.
 const MAX_IDLE_READERS: usize = 8;
 
@@ -436,21 +436,6 @@ fn hash_at(conn: &Connection, seq: u64) -> StoreResult<Option<String>> {
         .prepare_cached("SELECT hash FROM audit WHERE seq = ?1")?
         .query_row([i64::try_from(seq).unwrap_or(i64::MAX)], |r| r.get(0))
         .optional()?)
-}
-
-/// Whether a decision counts in the session's facts: only calls that were
-/// let through (allowed, or released after approval) count as calls.
-pub(crate) fn counts_as_call(action: Action) -> bool {
-    action == Action::Allow
-}
-
-impl SessionState {
-    /// Notes a decision in the facts: counts it when it let the call run.
-    pub fn note_decision(&mut self, tool: &str, at: Timestamp, action: Action) {
-        if counts_as_call(action) {
-            self.note_call(tool, at);
-        }
-    }
 }
 
 // ---------------------------------------------------------------- writer
@@ -1307,6 +1292,10 @@ impl Store for SqliteStore {
         self.facts_cache().get_or_default(session_id)
     }
 
+    fn cached_session_facts(&self, session_id: &str) -> Option<FactsHandle> {
+        self.facts_cache().get(session_id)
+    }
+
     fn record_decision(&self, decision: NewDecision) -> Ticket<DecisionReceipt> {
         self.queue.decision(decision)
     }
@@ -1577,7 +1566,7 @@ fn verify_chain(conn: &Connection, mac: &HmacSha256, claims: &Claims) -> StoreRe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facts::SessionCell;
+    use crate::SessionCell;
     use crate::record::{FACTS_IDLE_SECS, FACTS_SWEEP_AT, now_secs};
     use serde_json::json;
     use std::sync::Arc;
@@ -1602,12 +1591,18 @@ mod tests {
 
     #[test]
     fn labels_come_back_after_a_sweep() {
-        use tame_engine::SessionFacts;
+        use tame_enforce::SessionFacts;
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("tame.db"), SqliteOptions::default()).unwrap();
         let at: Timestamp = "2026-11-21T06:00:00Z".parse().unwrap();
         let cell = store.fresh_session_facts("s1");
-        cell.lock().note_decision("read_file", at, Action::Allow);
+        cell.lock().record(tame_enforce::CallStep {
+            tool: Arc::from("read_file"),
+            decision: Action::Allow,
+            rule: None,
+            released: false,
+            at,
+        });
         store
             .record_decision(NewDecision {
                 log_id: "l1".into(),

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use jiff::Timestamp;
 use postgres::{Client, NoTls};
 use serde_json::{Value, json};
-use tame_engine::Action;
+use tame_enforce::Action;
 
 use crate::canonical::call_hash;
 use crate::{

@@ -5,7 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use serde_json::json;
-use tame_engine::{Action, SessionFacts};
+use tame_enforce::SessionFacts;
+use tame_store::Action;
 use tame_store::testing::{DecisionExt, T0, decision, record_all, result, sessions_page, sqlite_store, verdict};
 use tame_store::*;
 
@@ -258,7 +259,13 @@ fn session_facts_survive_a_restart(db: &TestDb) {
         .enumerate()
         {
             let facts = store.session_facts("s1").unwrap();
-            facts.lock().note_decision(tool, T0, action);
+            facts.lock().record(tame_enforce::CallStep {
+                tool: tool.into(),
+                decision: action,
+                rule: None,
+                released: false,
+                at: T0,
+            });
             let d = decision(&format!("l{i}"), "s1").tool(tool).action(action);
             store.record_decision(d).wait().unwrap();
         }

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use serde_json::json;
-use tame_engine::Action;
+use tame_store::Action;
 use tame_store::testing::{DecisionExt, record_all, session_log_ids, sessions_page};
 use tame_store::*;
 

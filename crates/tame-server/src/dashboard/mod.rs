@@ -7,7 +7,7 @@
 //! key and gets a random session cookie (see [`login`]); agent keys are
 //! refused. Without keys the dashboard is open on loopback and says so.
 //! Approving or rejecting goes through the API's own path
-//! ([`crate::api::decide_approval`]), so the audit log records who and why
+//! ([`crate::service::decide_approval`]), so the audit log records who and why
 //! alike. The pages are HTML, not API: they are not in the OpenAPI
 //! document.
 
@@ -277,7 +277,9 @@ async fn verdict(
         .reason
         .map(|r| r.trim().chars().take(MAX_REASON).collect::<String>())
         .filter(|r| !r.is_empty());
-    let outcome = crate::api::decide_approval(&state, id.clone(), approve, viewer.audit_name(), reason).await;
+    let outcome = crate::service::decide_approval(&state, id.clone(), approve, viewer.audit_name(), reason)
+        .await
+        .map_err(crate::error::AppError::from);
     let code = match outcome {
         Ok(_) if approve => "approved",
         Ok(_) => "rejected",

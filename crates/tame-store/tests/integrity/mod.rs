@@ -8,7 +8,7 @@
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 
-use tame_engine::Action;
+use tame_store::Action;
 use tame_store::testing::{DecisionExt, decision, verdict};
 use tame_store::*;
 
