@@ -142,3 +142,45 @@ impl Done {
         }
     }
 }
+
+/// The [`crate::Store`] methods both backends implement alike: writes go
+/// to the backend's writer through its `queue` (a [`Queue`]), and a
+/// session's state in memory comes from its `facts_cache()` (a
+/// [`crate::record::FactsCache`]). Written once, expanded in each
+/// backend's `impl Store`.
+macro_rules! queued_writes {
+    () => {
+        fn fresh_session_facts(&self, session_id: &str) -> $crate::FactsHandle {
+            self.facts_cache().get_or_default(session_id)
+        }
+
+        fn cached_session_facts(&self, session_id: &str) -> Option<$crate::FactsHandle> {
+            self.facts_cache().get(session_id)
+        }
+
+        fn record_decision(&self, decision: $crate::NewDecision) -> $crate::Ticket<$crate::DecisionReceipt> {
+            self.queue.decision(decision)
+        }
+
+        fn record_result(&self, result: $crate::NewResult) -> $crate::Ticket<u64> {
+            self.queue.result(result)
+        }
+
+        fn decide_approval(&self, decision: $crate::ApprovalDecision) -> $crate::Ticket<$crate::Approval> {
+            self.queue.approval(decision)
+        }
+
+        fn expire_approvals(&self, now: jiff::Timestamp) -> $crate::Ticket<Vec<String>> {
+            self.queue.expire(now)
+        }
+
+        fn record_policy(&self, policy: $crate::NewPolicyVersion) -> $crate::Ticket<u64> {
+            self.queue.policy(policy)
+        }
+
+        fn flush(&self) -> $crate::Ticket<()> {
+            self.queue.flush()
+        }
+    };
+}
+pub(crate) use queued_writes;

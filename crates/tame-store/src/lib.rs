@@ -28,6 +28,7 @@ mod lock;
 mod postgres;
 mod reads;
 mod record;
+mod secret;
 mod sqlite;
 #[doc(hidden)]
 pub mod testing;
@@ -46,7 +47,8 @@ pub use tame_enforce::{FactsView, MAX_TIMES_PER_TOOL, SessionCell, SessionState}
 /// A shared handle on one session's state.
 pub type FactsHandle = tame_enforce::SessionHandle;
 pub use postgres::{PG_SCHEMA_VERSION, PgOptions, PgStore, is_postgres_url, redact_url};
-pub use sqlite::{Durability, SqliteOptions, SqliteStore, load_or_create_secret};
+pub use secret::load_or_create_secret;
+pub use sqlite::{Durability, SqliteOptions, SqliteStore};
 pub use types::*;
 
 /// What can go wrong in the store.
