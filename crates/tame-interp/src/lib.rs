@@ -78,6 +78,8 @@ impl SessionFacts for NoFacts {
 }
 
 #[cfg(test)]
+mod builtins_declared;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;
