@@ -51,14 +51,14 @@ pub use diag::{Diagnostic, PolicyError, Severity, line_col};
 pub use eval::{AtomTrace, Explanation, RuleOutcome, RuleTrace, ToolMatch};
 pub use facade::*;
 pub use facts::MemoryFacts;
+pub use migrate::{MigrateError, migrate_legacy};
 pub use policy::{Policy, PolicyInfo, PolicyTest, Registry, RuleInfo, Stats, TestOutcome};
 pub use request::{RequestError, json_to_value, value_to_json};
-pub use migrate::{MigrateError, migrate_legacy};
-pub use schema::policy_json_schema;
 pub use safety::{
     BUILTIN_RULES, PayloadMode, PayloadPolicy, RULE_AGENT_BINDING, RULE_PAYLOAD_PII, RULE_PAYLOAD_SECRETS,
     RULE_TOOL_CONTRACT, RULE_TOOL_SCHEMA,
 };
+pub use schema::policy_json_schema;
 /// Payload safety types frontends need (they do not depend on `tame-safety` directly).
 pub use tame_safety::{
     AgentBinding, Category, ContractError, Contracts, Finding, InterceptAction, Kind, RequestInterception,
