@@ -13,7 +13,14 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use crate::error::{Error, Result};
+
+/// Fails with an [`Error::Mcp`] built like `format!`.
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return Err(Error::Mcp(format!($($arg)*)))
+    };
+}
 use serde_json::{Value, json};
 
 /// The MCP protocol version `tame init` asks for.
@@ -39,12 +46,12 @@ pub struct McpTool {
 impl McpTool {
     /// Reads one entry of a `tools/list` result (also the shape of a saved
     /// `tools/list` answer).
-    pub fn from_json(value: &Value) -> anyhow::Result<McpTool> {
+    pub fn from_json(value: &Value) -> Result<McpTool> {
         let name = value
             .get("name")
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty())
-            .context("a tool without a `name`")?;
+            .ok_or_else(|| Error::Mcp("a tool without a `name`".into()))?;
         let hint = |key: &str| {
             value
                 .get("annotations")
@@ -69,8 +76,11 @@ struct Server {
 }
 
 impl Server {
-    fn send(&mut self, message: &Value) -> anyhow::Result<()> {
-        let stdin = self.stdin.as_mut().context("the mcp server's stdin is closed")?;
+    fn send(&mut self, message: &Value) -> Result<()> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| Error::Mcp("the mcp server's stdin is closed".into()))?;
         let mut line = message.to_string();
         line.push('\n');
         if let Err(e) = stdin.write_all(line.as_bytes()).and_then(|()| stdin.flush()) {
@@ -116,7 +126,7 @@ impl Drop for Server {
 
 /// Waits for the answer to request `id`, answering the server's own
 /// requests meanwhile.
-fn answer(server: &mut Server, lines: &mpsc::Receiver<String>, id: u64, deadline: Instant) -> anyhow::Result<Value> {
+fn answer(server: &mut Server, lines: &mpsc::Receiver<String>, id: u64, deadline: Instant) -> Result<Value> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = match lines.recv_timeout(left) {
@@ -161,15 +171,15 @@ fn answer(server: &mut Server, lines: &mpsc::Receiver<String>, id: u64, deadline
         return message
             .get("result")
             .cloned()
-            .with_context(|| format!("the mcp server `{}` answered without a result", server.shown));
+            .ok_or_else(|| Error::Mcp(format!("the mcp server `{}` answered without a result", server.shown)));
     }
 }
 
 /// Starts `command` (the program and its arguments) and lists its tools.
-pub fn list_mcp_tools(command: &[String], timeout: Duration) -> anyhow::Result<Vec<McpTool>> {
+pub fn list_mcp_tools(command: &[String], timeout: Duration) -> Result<Vec<McpTool>> {
     let (program, args) = command
         .split_first()
-        .context("no mcp server command given (put it after `--`)")?;
+        .ok_or_else(|| Error::Config("no mcp server command given (put it after `--`)".into()))?;
     let shown = command.join(" ");
     let mut child = Command::new(program)
         .args(args)
@@ -177,11 +187,14 @@ pub fn list_mcp_tools(command: &[String], timeout: Duration) -> anyhow::Result<V
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .with_context(|| format!("cannot start mcp server `{shown}`"))?;
+        .map_err(|source| Error::Io {
+            what: format!("cannot start mcp server `{shown}`"),
+            source,
+        })?;
     let stdout = child.stdout.take();
     let stdin = child.stdin.take();
     let mut server = Server { child, stdin, shown };
-    let stdout = stdout.context("the mcp server's stdout is not piped")?;
+    let stdout = stdout.ok_or_else(|| Error::Mcp("the mcp server's stdout is not piped".into()))?;
     let (tx, lines) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -212,12 +225,14 @@ pub fn list_mcp_tools(command: &[String], timeout: Duration) -> anyhow::Result<V
         };
         server.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params}))?;
         let result = answer(&mut server, &lines, id, deadline)?;
-        let list = result
-            .get("tools")
-            .and_then(Value::as_array)
-            .with_context(|| format!("the mcp server `{}` answered tools/list without `tools`", server.shown))?;
+        let list = result.get("tools").and_then(Value::as_array).ok_or_else(|| {
+            Error::Mcp(format!(
+                "the mcp server `{}` answered tools/list without `tools`",
+                server.shown
+            ))
+        })?;
         for (i, tool) in list.iter().enumerate() {
-            tools.push(McpTool::from_json(tool).with_context(|| format!("tools/list item {i}"))?);
+            tools.push(McpTool::from_json(tool).map_err(|e| Error::Mcp(format!("tools/list item {i}: {e}")))?);
         }
         cursor = result.get("nextCursor").filter(|c| !c.is_null()).cloned();
         if cursor.is_none() {

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::error::{Error, Result};
 use crate::tls::TlsRoots;
-use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tame_enforce::{ApprovalDecision, ApprovalState, Call, EnforceError, Enforcer, MemoryError, MemoryStore};
@@ -106,7 +106,7 @@ pub struct CallOutcome {
 pub trait Guard: Send + Sync {
     /// Decides `call`. An `Err` means no decision could be had; callers
     /// treat it as a deny (fail closed).
-    fn enforce(&self, call: &ToolCall) -> impl Future<Output = anyhow::Result<Verdict>> + Send;
+    fn enforce(&self, call: &ToolCall) -> impl Future<Output = Result<Verdict>> + Send;
 
     /// Records what the call returned, under `verdict.log_id`.
     fn record(
@@ -114,20 +114,20 @@ pub trait Guard: Send + Sync {
         verdict: &Verdict,
         call: &ToolCall,
         outcome: &CallOutcome,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// After approval `approval_id` was granted: the decision that lets
     /// `call` (the same call) run. The policy is asked again (its deny still
     /// denies) and the approval is used up; run the call only on `allow`,
     /// and record its outcome under this verdict's log id.
-    fn release(&self, call: &ToolCall, approval_id: &str) -> impl Future<Output = anyhow::Result<Verdict>> + Send;
+    fn release(&self, call: &ToolCall, approval_id: &str) -> impl Future<Output = Result<Verdict>> + Send;
 
     /// Waits at most `timeout` for a human to decide approval `approval_id`.
     fn wait_approval(
         &self,
         approval_id: &str,
         timeout: Duration,
-    ) -> impl Future<Output = anyhow::Result<ApprovalOutcome>> + Send;
+    ) -> impl Future<Output = Result<ApprovalOutcome>> + Send;
 
     /// Whether the policy denies `tool` whatever its arguments and session
     /// (used to hide tools from `tools/list`). `false` when unsure.
@@ -141,12 +141,16 @@ struct Journal {
 }
 
 impl Journal {
-    fn create(path: &Path) -> anyhow::Result<Self> {
+    fn create(path: &Path) -> Result<Self> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .with_context(|| format!("cannot open journal `{}`", path.display()))?;
+            .map_err(|source| Error::File {
+                action: "open journal",
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(Journal { file: Mutex::new(file) })
     }
 
@@ -209,14 +213,16 @@ impl EmbeddedGuard {
     }
 
     /// Loads and compiles the policy file at `path`.
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let policy = Policy::from_file(path)
-            .map_err(|err| anyhow::anyhow!("cannot load policy `{}`:\n{err}", path.display()))?;
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let policy = Policy::from_file(path).map_err(|err| Error::Policy {
+            path: path.to_path_buf(),
+            rendered: err.to_string(),
+        })?;
         Ok(Self::new(Arc::new(policy)))
     }
 
     /// Also appends every decision and outcome to the JSON-lines file `path`.
-    pub fn with_journal(mut self, path: &Path) -> anyhow::Result<Self> {
+    pub fn with_journal(mut self, path: &Path) -> Result<Self> {
         self.journal = Some(Journal::create(path)?);
         Ok(self)
     }
@@ -237,18 +243,20 @@ impl EmbeddedGuard {
 
     /// Decides `call`; with `release`, the call comes back with an approval
     /// (the approval-release rule of the enforcement path applies).
-    fn decide(&self, call: &ToolCall, release: Option<&str>) -> anyhow::Result<Verdict> {
+    fn decide(&self, call: &ToolCall, release: Option<&str>) -> Result<Verdict> {
         let mut body = serde_json::to_value(call)?;
         if let (Some(id), Value::Object(fields)) = (release, &mut body) {
             fields.insert("approval_id".to_owned(), Value::String(id.to_owned()));
         }
-        let parsed =
-            Call::from_json(body).map_err(|err| anyhow::anyhow!("invalid call of `{}`: {err}", call.tool_name))?;
+        let parsed = Call::from_json(body).map_err(|source| Error::InvalidCall {
+            tool: call.tool_name.clone(),
+            source,
+        })?;
         let enforcer = Enforcer::with_policy(&self.policy);
-        let outcome = self
-            .store
-            .enforce(&enforcer, parsed)
-            .map_err(|err| anyhow::anyhow!("`{}` was not decided: {err}", call.tool_name))?;
+        let outcome = self.store.enforce(&enforcer, parsed).map_err(|source| Error::Enforce {
+            what: format!("`{}` was not decided", call.tool_name),
+            source,
+        })?;
         let verdict = Verdict {
             decision: outcome.decision.action,
             rule_name: outcome.decision.rule_name.as_deref().map(str::to_owned),
@@ -283,26 +291,35 @@ impl EmbeddedGuard {
 }
 
 impl Guard for EmbeddedGuard {
-    async fn enforce(&self, call: &ToolCall) -> anyhow::Result<Verdict> {
+    async fn enforce(&self, call: &ToolCall) -> Result<Verdict> {
         self.decide(call, None)
     }
 
-    async fn release(&self, call: &ToolCall, approval_id: &str) -> anyhow::Result<Verdict> {
+    async fn release(&self, call: &ToolCall, approval_id: &str) -> Result<Verdict> {
         self.decide(call, Some(approval_id))
     }
 
-    async fn record(&self, verdict: &Verdict, _call: &ToolCall, outcome: &CallOutcome) -> anyhow::Result<()> {
+    async fn record(&self, verdict: &Verdict, _call: &ToolCall, outcome: &CallOutcome) -> Result<()> {
         let Some(log_id) = verdict.log_id.as_deref() else {
-            anyhow::bail!("cannot record a result: the decision has no log id");
+            return Err(Error::NotFound(
+                "cannot record a result: the decision has no log id".into(),
+            ));
         };
         let body = serde_json::to_value(outcome)?;
         let enforcer = Enforcer::with_policy(&self.policy);
         let recorded = match self.store.record_result(&enforcer, &verdict.session_id, log_id, body) {
             Ok(recorded) => recorded,
             Err(EnforceError::Store(MemoryError::LogNotFound(_))) => {
-                anyhow::bail!("cannot record a result: unknown log id `{log_id}`")
+                return Err(Error::NotFound(format!(
+                    "cannot record a result: unknown log id `{log_id}`"
+                )));
             }
-            Err(err) => anyhow::bail!("cannot record a result for log id `{log_id}`: {err}"),
+            Err(source) => {
+                return Err(Error::Enforce {
+                    what: format!("cannot record a result for log id `{log_id}`"),
+                    source,
+                });
+            }
         };
         if let Some(journal) = &self.journal {
             let mut entry = json!({
@@ -320,10 +337,10 @@ impl Guard for EmbeddedGuard {
         Ok(())
     }
 
-    async fn wait_approval(&self, approval_id: &str, _timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
+    async fn wait_approval(&self, approval_id: &str, _timeout: Duration) -> Result<ApprovalOutcome> {
         let now = jiff::Timestamp::now();
         let Some(approval) = self.store.approval(approval_id, now) else {
-            anyhow::bail!("unknown approval id `{approval_id}`");
+            return Err(Error::NotFound(format!("unknown approval id `{approval_id}`")));
         };
         match approval.state {
             ApprovalState::Approved => return Ok(ApprovalOutcome::Approved),
@@ -372,7 +389,10 @@ impl Guard for EmbeddedGuard {
                 reason,
                 at: jiff::Timestamp::now(),
             })
-            .map_err(|err| anyhow::anyhow!("cannot decide approval `{approval_id}`: {err}"))?;
+            .map_err(|err| Error::Enforce {
+                what: format!("cannot decide approval `{approval_id}`"),
+                source: err.into(),
+            })?;
         if let Some(journal) = &self.journal {
             journal.write(&json!({
                 "kind": "approval",
@@ -407,16 +427,16 @@ impl RemoteGuard {
     /// `api_url` is the server's root, e.g. `http://127.0.0.1:8000` or
     /// `https://tame.example.com`; an https server's certificate is checked
     /// against the system's trusted roots ([`TlsRoots::system`]).
-    pub fn new(api_url: &str, api_key: Option<String>) -> anyhow::Result<Self> {
+    pub fn new(api_url: &str, api_key: Option<String>) -> Result<Self> {
         RemoteGuard::with_tls_roots(api_url, api_key, &TlsRoots::system())
     }
 
     /// [`RemoteGuard::new`] trusting exactly `roots` for an https server
     /// (a private CA). Fails for an `https://` URL when `roots` has none.
-    pub fn with_tls_roots(api_url: &str, api_key: Option<String>, roots: &TlsRoots) -> anyhow::Result<Self> {
+    pub fn with_tls_roots(api_url: &str, api_key: Option<String>, roots: &TlsRoots) -> Result<Self> {
         let base = api_url.trim_end_matches('/').to_owned();
-        let url = reqwest::Url::parse(&base).with_context(|| format!("invalid api url `{api_url}`"))?;
-        roots.check(&url).map_err(anyhow::Error::msg)?;
+        let url = reqwest::Url::parse(&base).map_err(|e| Error::Config(format!("invalid api url `{api_url}`: {e}")))?;
+        roots.check(&url).map_err(Error::Tls)?;
         let client = roots.http_client(reqwest::Client::builder().timeout(Duration::from_secs(30)))?;
         Ok(RemoteGuard {
             base,
@@ -434,12 +454,9 @@ impl RemoteGuard {
         }
     }
 
-    async fn json(response: reqwest::Response, what: &str) -> anyhow::Result<Value> {
+    async fn json(response: reqwest::Response, what: &str) -> Result<Value> {
         let status = response.status();
-        let body = response
-            .text()
-            .await
-            .with_context(|| format!("cannot read the server's answer to {what}"))?;
+        let body = response.text().await.map_err(|e| Error::unreachable(&e))?;
         if !status.is_success() {
             let detail = serde_json::from_str::<Value>(&body)
                 .ok()
@@ -448,12 +465,19 @@ impl RemoteGuard {
                         .map(|d| d.as_str().map_or_else(|| d.to_string(), str::to_owned))
                 })
                 .unwrap_or(body);
-            anyhow::bail!("server answered {status} to {what}: {detail}");
+            return Err(Error::Server {
+                status: status.as_u16(),
+                what: what.to_owned(),
+                detail,
+            });
         }
-        serde_json::from_str(&body).with_context(|| format!("server's answer to {what} is not json"))
+        serde_json::from_str(&body).map_err(|e| Error::BadAnswer {
+            what: what.to_owned(),
+            detail: format!("not json: {e}"),
+        })
     }
 
-    async fn post_enforce(&self, call: &ToolCall, approval_id: Option<&str>) -> anyhow::Result<Verdict> {
+    async fn post_enforce(&self, call: &ToolCall, approval_id: Option<&str>) -> Result<Verdict> {
         let mut body = serde_json::to_value(call)?;
         if let (Some(id), Value::Object(fields)) = (approval_id, &mut body) {
             fields.insert("approval_id".to_owned(), Value::String(id.to_owned()));
@@ -463,10 +487,15 @@ impl RemoteGuard {
             .json(&body)
             .send()
             .await
-            .context("cannot reach the tame server")?;
+            .map_err(|e| Error::unreachable(&e))?;
         let body = Self::json(response, "POST /api/v1/enforce").await?;
-        let decision: Action = serde_json::from_value(body.get("decision").cloned().unwrap_or(Value::Null))
-            .context("server's enforce answer has no valid `decision`")?;
+        let decision: Action =
+            serde_json::from_value(body.get("decision").cloned().unwrap_or(Value::Null)).map_err(|e| {
+                Error::BadAnswer {
+                    what: "POST /api/v1/enforce".into(),
+                    detail: format!("no valid `decision`: {e}"),
+                }
+            })?;
         Ok(Verdict {
             decision,
             rule_name: string_field(&body, "rule_name"),
@@ -482,12 +511,12 @@ impl RemoteGuard {
     /// that [`Guard::denies_unconditionally`] can answer for `tools/list`
     /// filtering; until then, and for rules whose condition the answer does
     /// not show, nothing is hidden beyond what is certain.
-    pub async fn load_hidden(&self) -> anyhow::Result<()> {
+    pub async fn load_hidden(&self) -> Result<()> {
         let response = self
             .request(reqwest::Method::GET, "/api/v1/policy/current")
             .send()
             .await
-            .context("cannot reach the tame server")?;
+            .map_err(|e| Error::unreachable(&e))?;
         let current = Self::json(response, "GET /api/v1/policy/current").await?;
         if let Ok(mut slot) = self.hidden.lock() {
             let (rules, default) = crate::hide::shapes_from_policy_json(&current);
@@ -515,17 +544,19 @@ fn string_field(v: &Value, key: &str) -> Option<String> {
 }
 
 impl Guard for RemoteGuard {
-    async fn enforce(&self, call: &ToolCall) -> anyhow::Result<Verdict> {
+    async fn enforce(&self, call: &ToolCall) -> Result<Verdict> {
         self.post_enforce(call, None).await
     }
 
-    async fn release(&self, call: &ToolCall, approval_id: &str) -> anyhow::Result<Verdict> {
+    async fn release(&self, call: &ToolCall, approval_id: &str) -> Result<Verdict> {
         self.post_enforce(call, Some(approval_id)).await
     }
 
-    async fn record(&self, verdict: &Verdict, _call: &ToolCall, outcome: &CallOutcome) -> anyhow::Result<()> {
+    async fn record(&self, verdict: &Verdict, _call: &ToolCall, outcome: &CallOutcome) -> Result<()> {
         let Some(log_id) = verdict.log_id.as_deref() else {
-            anyhow::bail!("cannot record a result: the server gave no log id");
+            return Err(Error::NotFound(
+                "cannot record a result: the server gave no log id".into(),
+            ));
         };
         let path = format!("/api/v1/enforce/{}/result", verdict.session_id);
         let response = self
@@ -534,11 +565,11 @@ impl Guard for RemoteGuard {
             .json(outcome)
             .send()
             .await
-            .context("cannot reach the tame server")?;
+            .map_err(|e| Error::unreachable(&e))?;
         Self::json(response, &format!("POST {path}")).await.map(drop)
     }
 
-    async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
+    async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> Result<ApprovalOutcome> {
         // The server long-polls `/wait` for at most 50 s a request.
         let deadline = Instant::now() + timeout;
         let path = format!("/api/v1/approvals/{approval_id}/wait");
@@ -551,7 +582,7 @@ impl Guard for RemoteGuard {
                 .timeout(left + Duration::from_secs(10))
                 .send()
                 .await
-                .context("cannot reach the tame server")?;
+                .map_err(|e| Error::unreachable(&e))?;
             let body = Self::json(response, &format!("GET {path}")).await?;
             let approval = body.get("approval").unwrap_or(&body);
             let state = string_field(&body, "state")
@@ -598,7 +629,7 @@ impl AnyGuard {
         api_url: Option<&str>,
         api_key: Option<String>,
         journal: Option<&Path>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self> {
         match (api_url, policy) {
             (Some(url), _) => Ok(AnyGuard::Remote(RemoteGuard::new(url, api_key)?)),
             (None, Some(path)) => {
@@ -609,36 +640,36 @@ impl AnyGuard {
                 };
                 Ok(AnyGuard::Embedded(guard))
             }
-            (None, None) => {
-                anyhow::bail!("either a policy file (--policy) or a server (--api-url) is required")
-            }
+            (None, None) => Err(Error::Config(
+                "either a policy file (--policy) or a server (--api-url) is required".into(),
+            )),
         }
     }
 }
 
 impl Guard for AnyGuard {
-    async fn enforce(&self, call: &ToolCall) -> anyhow::Result<Verdict> {
+    async fn enforce(&self, call: &ToolCall) -> Result<Verdict> {
         match self {
             AnyGuard::Embedded(g) => g.enforce(call).await,
             AnyGuard::Remote(g) => g.enforce(call).await,
         }
     }
 
-    async fn release(&self, call: &ToolCall, approval_id: &str) -> anyhow::Result<Verdict> {
+    async fn release(&self, call: &ToolCall, approval_id: &str) -> Result<Verdict> {
         match self {
             AnyGuard::Embedded(g) => g.release(call, approval_id).await,
             AnyGuard::Remote(g) => g.release(call, approval_id).await,
         }
     }
 
-    async fn record(&self, verdict: &Verdict, call: &ToolCall, outcome: &CallOutcome) -> anyhow::Result<()> {
+    async fn record(&self, verdict: &Verdict, call: &ToolCall, outcome: &CallOutcome) -> Result<()> {
         match self {
             AnyGuard::Embedded(g) => g.record(verdict, call, outcome).await,
             AnyGuard::Remote(g) => g.record(verdict, call, outcome).await,
         }
     }
 
-    async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
+    async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> Result<ApprovalOutcome> {
         match self {
             AnyGuard::Embedded(g) => g.wait_approval(approval_id, timeout).await,
             AnyGuard::Remote(g) => g.wait_approval(approval_id, timeout).await,
@@ -654,7 +685,7 @@ impl Guard for AnyGuard {
 }
 
 impl<G: Guard> Guard for Arc<G> {
-    fn enforce(&self, call: &ToolCall) -> impl Future<Output = anyhow::Result<Verdict>> + Send {
+    fn enforce(&self, call: &ToolCall) -> impl Future<Output = Result<Verdict>> + Send {
         (**self).enforce(call)
     }
     fn record(
@@ -662,17 +693,17 @@ impl<G: Guard> Guard for Arc<G> {
         verdict: &Verdict,
         call: &ToolCall,
         outcome: &CallOutcome,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+    ) -> impl Future<Output = Result<()>> + Send {
         (**self).record(verdict, call, outcome)
     }
-    fn release(&self, call: &ToolCall, approval_id: &str) -> impl Future<Output = anyhow::Result<Verdict>> + Send {
+    fn release(&self, call: &ToolCall, approval_id: &str) -> impl Future<Output = Result<Verdict>> + Send {
         (**self).release(call, approval_id)
     }
     fn wait_approval(
         &self,
         approval_id: &str,
         timeout: Duration,
-    ) -> impl Future<Output = anyhow::Result<ApprovalOutcome>> + Send {
+    ) -> impl Future<Output = Result<ApprovalOutcome>> + Send {
         (**self).wait_approval(approval_id, timeout)
     }
     fn denies_unconditionally(&self, tool: &str) -> bool {

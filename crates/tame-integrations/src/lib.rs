@@ -32,6 +32,7 @@
 //! ```
 
 pub mod discover;
+pub mod error;
 pub mod guard;
 pub mod hide;
 pub mod mcp;
@@ -40,6 +41,7 @@ pub mod run;
 pub mod tls;
 
 pub use discover::{McpTool, list_mcp_tools};
+pub use error::{Error, Result};
 pub use guard::{
     AnyGuard, ApprovalOutcome, Approver, CallOutcome, CallStatus, EmbeddedGuard, Guard, RemoteGuard, ToolCall, Verdict,
 };

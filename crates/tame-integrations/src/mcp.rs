@@ -21,7 +21,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use crate::error::{Error, Result};
 use serde_json::{Map, Value, json};
 use tame_engine::Action;
 use tokio::io::{
@@ -95,7 +95,7 @@ impl Default for McpProxyOptions {
 /// Reading stdin blocks a runtime thread: after this returns, a binary
 /// should `std::process::exit` with the code rather than wait for the
 /// runtime to shut down.
-pub async fn run_mcp_proxy(opts: McpProxyOptions) -> anyhow::Result<i32> {
+pub async fn run_mcp_proxy(opts: McpProxyOptions) -> Result<i32> {
     let guard = AnyGuard::open(
         opts.policy.as_deref(),
         opts.api_url.as_deref(),
@@ -196,7 +196,7 @@ pub async fn run_mcp_proxy_with<G, R, W>(
     opts: &McpProxyOptions,
     client_in: R,
     client_out: W,
-) -> anyhow::Result<i32>
+) -> Result<i32>
 where
     G: Guard + 'static,
     R: AsyncRead + Unpin + Send + 'static,
@@ -205,7 +205,7 @@ where
     let (program, args) = opts
         .command
         .split_first()
-        .context("no mcp server command given (put it after `--`)")?;
+        .ok_or_else(|| Error::Config("no mcp server command given (put it after `--`)".into()))?;
     let shown = opts.command.join(" ");
     let mut child = Command::new(program)
         .args(args)
@@ -214,9 +214,18 @@ where
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("cannot start mcp server `{shown}`"))?;
-    let server_in = child.stdin.take().context("the mcp server's stdin is not piped")?;
-    let server_out = child.stdout.take().context("the mcp server's stdout is not piped")?;
+        .map_err(|source| Error::Io {
+            what: format!("cannot start mcp server `{shown}`"),
+            source,
+        })?;
+    let server_in = child
+        .stdin
+        .take()
+        .ok_or_else(|| Error::Mcp("the mcp server's stdin is not piped".into()))?;
+    let server_out = child
+        .stdout
+        .take()
+        .ok_or_else(|| Error::Mcp("the mcp server's stdout is not piped".into()))?;
 
     let (to_client, client_rx) = mpsc::unbounded_channel();
     let (to_server, server_rx) = mpsc::unbounded_channel();

@@ -10,7 +10,6 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -626,9 +625,11 @@ pub struct ToolEntry {
 
 impl ToolsFile {
     /// Parses a `tools.yaml`; relative paths are resolved against `base`.
-    pub fn from_yaml(text: &str, origin: &str, base: &Path) -> anyhow::Result<Self> {
-        let mut file: ToolsFile =
-            serde_yaml::from_str(text).with_context(|| format!("invalid tools file `{origin}`"))?;
+    pub fn from_yaml(text: &str, origin: &str, base: &Path) -> crate::Result<Self> {
+        let mut file: ToolsFile = serde_yaml::from_str(text).map_err(|e| crate::Error::ToolsFile {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
         for entry in file.tools.values_mut() {
             if let RunnerSpec::Local { python_path, cwd, .. } = &mut entry.runner {
                 for dir in python_path.iter_mut() {
@@ -645,9 +646,12 @@ impl ToolsFile {
     }
 
     /// Reads and parses the `tools.yaml` at `path`.
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read tools file `{}`", path.display()))?;
+    pub fn from_file(path: &Path) -> crate::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| crate::Error::File {
+            action: "read tools file",
+            path: path.to_path_buf(),
+            source,
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_yaml(&text, &path.display().to_string(), base)
     }

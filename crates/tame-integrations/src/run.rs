@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use crate::error::{Error, Result};
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
@@ -281,10 +281,10 @@ pub struct RunToolOptions {
 
 impl RunToolOptions {
     /// The binding these options name.
-    pub fn binding(&self) -> anyhow::Result<ToolBinding> {
+    pub fn binding(&self) -> Result<ToolBinding> {
         let mut binding = match (&self.tools_file, &self.entry, &self.service_url) {
             (_, Some(_), Some(_)) => {
-                anyhow::bail!("give either --entry or --service-url, not both")
+                return Err(Error::Config("give either --entry or --service-url, not both".into()));
             }
             (_, Some(entry), None) => ToolBinding {
                 name: self.tool.clone(),
@@ -307,19 +307,26 @@ impl RunToolOptions {
                 },
                 timeout_seconds: None,
             },
-            (Some(file), None, None) => ToolsFile::from_file(file)?
-                .binding(&self.tool)
-                .with_context(|| format!("tool `{}` is not in tools file `{}`", self.tool, file.display()))?,
-            (None, None, None) => anyhow::bail!(
-                "tool `{}` has no binding: give --tools, --entry or --service-url",
-                self.tool
-            ),
+            (Some(file), None, None) => ToolsFile::from_file(file)?.binding(&self.tool).ok_or_else(|| {
+                Error::Config(format!(
+                    "tool `{}` is not in tools file `{}`",
+                    self.tool,
+                    file.display()
+                ))
+            })?,
+            (None, None, None) => {
+                return Err(Error::Config(format!(
+                    "tool `{}` has no binding: give --tools, --entry or --service-url",
+                    self.tool
+                )));
+            }
         };
         if let Some(seconds) = self.timeout_seconds {
-            anyhow::ensure!(
-                seconds.is_finite() && seconds > 0.0,
-                "--timeout-seconds must be a positive number, got {seconds}"
-            );
+            if !(seconds.is_finite() && seconds > 0.0) {
+                return Err(Error::Config(format!(
+                    "--timeout-seconds must be a positive number, got {seconds}"
+                )));
+            }
             binding.timeout_seconds = Some(seconds);
         }
         Ok(binding)
@@ -327,8 +334,10 @@ impl RunToolOptions {
 }
 
 /// `tame run-tool` inside a runtime.
-pub async fn run_tool_async(opts: RunToolOptions) -> anyhow::Result<ToolRunReport> {
-    anyhow::ensure!(opts.payload.is_object(), "the payload must be a json object");
+pub async fn run_tool_async(opts: RunToolOptions) -> Result<ToolRunReport> {
+    if !opts.payload.is_object() {
+        return Err(Error::Config("the payload must be a json object".into()));
+    }
     let binding = opts.binding()?;
     let guard = AnyGuard::open(
         opts.policy.as_deref(),
@@ -344,15 +353,19 @@ pub async fn run_tool_async(opts: RunToolOptions) -> anyhow::Result<ToolRunRepor
 /// `tame run-tool`: decides, runs and records one call, on its own runtime.
 /// Print the report as JSON and exit with [`ToolRunReport::exit_code`].
 /// Inside an async context use [`run_tool_async`].
-pub fn run_tool(opts: RunToolOptions) -> anyhow::Result<ToolRunReport> {
-    anyhow::ensure!(
-        tokio::runtime::Handle::try_current().is_err(),
-        "run_tool was called inside an async runtime; use run_tool_async"
-    );
+pub fn run_tool(opts: RunToolOptions) -> Result<ToolRunReport> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(Error::Config(
+            "run_tool was called inside an async runtime; use run_tool_async".into(),
+        ));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
+        .map_err(|source| Error::Io {
+            what: "cannot start the async runtime".into(),
+            source,
+        })?;
     runtime.block_on(run_tool_async(opts))
 }
 

@@ -11,7 +11,7 @@
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use anyhow::Context as _;
+use crate::error::{Error, Result};
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
@@ -65,16 +65,20 @@ impl TlsRoots {
 
     /// Exactly the certificates of a PEM bundle (for a private CA: only
     /// servers whose chain leads to one of them are trusted).
-    pub fn from_pem(pem: &[u8]) -> anyhow::Result<TlsRoots> {
+    pub fn from_pem(pem: &[u8]) -> Result<TlsRoots> {
         let mut roots = RootCertStore::empty();
         for (n, cert) in CertificateDer::pem_slice_iter(pem).enumerate() {
-            let cert = cert.with_context(|| format!("cannot read certificate {} of the pem bundle", n + 1))?;
-            roots
-                .add(cert)
-                .with_context(|| format!("certificate {} of the pem bundle is not a usable root", n + 1))?;
+            let cert =
+                cert.map_err(|e| Error::Tls(format!("cannot read certificate {} of the pem bundle: {e}", n + 1)))?;
+            roots.add(cert).map_err(|e| {
+                Error::Tls(format!(
+                    "certificate {} of the pem bundle is not a usable root: {e}",
+                    n + 1
+                ))
+            })?;
         }
         if roots.is_empty() {
-            anyhow::bail!("the pem bundle holds no certificate");
+            return Err(Error::Tls("the pem bundle holds no certificate".into()));
         }
         Ok(TlsRoots {
             roots: Ok(Arc::new(roots)),
@@ -82,9 +86,13 @@ impl TlsRoots {
     }
 
     /// Reads [`TlsRoots::from_pem`] from a file.
-    pub fn from_pem_file(path: &std::path::Path) -> anyhow::Result<TlsRoots> {
-        let pem = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-        TlsRoots::from_pem(&pem).with_context(|| format!("no trusted roots in `{}`", path.display()))
+    pub fn from_pem_file(path: &std::path::Path) -> Result<TlsRoots> {
+        let pem = std::fs::read(path).map_err(|source| Error::File {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        TlsRoots::from_pem(&pem).map_err(|e| Error::Tls(format!("no trusted roots in `{}`: {e}", path.display())))
     }
 
     /// Why `https://` cannot work with these roots (none were found), or
@@ -122,17 +130,17 @@ impl TlsRoots {
     /// (or with another preconfigured rustls config): reqwest is built
     /// without a default crypto provider (no aws-lc-rs), so its own
     /// `Client::new()` panics unless a process-wide provider is installed.
-    pub fn http_client(&self, builder: reqwest::ClientBuilder) -> anyhow::Result<reqwest::Client> {
+    pub fn http_client(&self, builder: reqwest::ClientBuilder) -> Result<reqwest::Client> {
         let roots = self.roots.clone().unwrap_or_else(|_| Arc::new(RootCertStore::empty()));
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .context("cannot set up TLS")?
+            .map_err(|e| Error::Tls(format!("cannot set up TLS: {e}")))?
             .with_root_certificates(roots)
             .with_no_client_auth();
         builder
             .tls_backend_preconfigured(config)
             .build()
-            .context("cannot build the http client")
+            .map_err(|e| Error::Tls(format!("cannot build the http client: {}", error_chain(&e))))
     }
 }
 

@@ -69,15 +69,26 @@ struct ServerGuard {
     state: AppState,
 }
 
+/// A service error as the runner sees it: the status the API would answer
+/// and its detail.
+fn refused(e: service::ServiceError, what: &str) -> tame_integrations::Error {
+    let e = AppError::from(e);
+    tame_integrations::Error::Server {
+        status: e.status.as_u16(),
+        what: what.to_owned(),
+        detail: e.detail,
+    }
+}
+
 impl ServerGuard {
-    async fn decide(&self, call: &ToolCall, approval_id: Option<&str>) -> anyhow::Result<Verdict> {
+    async fn decide(&self, call: &ToolCall, approval_id: Option<&str>) -> tame_integrations::Result<Verdict> {
         let mut body = serde_json::to_value(call)?;
         if let (Some(id), Value::Object(fields)) = (approval_id, &mut body) {
             fields.insert("approval_id".to_owned(), Value::String(id.to_owned()));
         }
         let enforced = service::enforce(&self.state, body)
             .await
-            .map_err(|e| anyhow::anyhow!("enforce of `{}` failed: {e}", call.tool_name))?;
+            .map_err(|e| refused(e, &format!("the enforce of `{}`", call.tool_name)))?;
         Ok(Verdict {
             decision: enforced.decision,
             rule_name: enforced.rule_name.as_deref().map(str::to_owned),
@@ -91,32 +102,39 @@ impl ServerGuard {
 }
 
 impl Guard for ServerGuard {
-    async fn enforce(&self, call: &ToolCall) -> anyhow::Result<Verdict> {
+    async fn enforce(&self, call: &ToolCall) -> tame_integrations::Result<Verdict> {
         self.decide(call, None).await
     }
 
-    async fn release(&self, call: &ToolCall, approval_id: &str) -> anyhow::Result<Verdict> {
+    async fn release(&self, call: &ToolCall, approval_id: &str) -> tame_integrations::Result<Verdict> {
         self.decide(call, Some(approval_id)).await
     }
 
-    async fn record(&self, verdict: &Verdict, _call: &ToolCall, outcome: &CallOutcome) -> anyhow::Result<()> {
+    async fn record(
+        &self,
+        verdict: &Verdict,
+        _call: &ToolCall,
+        outcome: &CallOutcome,
+    ) -> tame_integrations::Result<()> {
         let Some(log_id) = verdict.log_id.as_deref() else {
-            anyhow::bail!("cannot record a result: the decision has no log id");
+            return Err(tame_integrations::Error::NotFound(
+                "cannot record a result: the decision has no log id".into(),
+            ));
         };
         service::record_result(&self.state, &verdict.session_id, log_id, serde_json::to_value(outcome)?)
             .await
             .map(drop)
-            .map_err(|e| anyhow::anyhow!("the result record failed: {e}"))
+            .map_err(|e| refused(e, "the result record"))
     }
 
-    async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
+    async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> tame_integrations::Result<ApprovalOutcome> {
         let timeout = timeout.clamp(
             Duration::from_secs(1),
             self.state.limits().max_wait.max(Duration::from_secs(1)),
         );
         let waited = service::wait_approval(&self.state, approval_id, timeout)
             .await
-            .map_err(|e| anyhow::anyhow!("the approval wait failed: {e}"))?;
+            .map_err(|e| refused(e, "the approval wait"))?;
         Ok(match waited.approval.state {
             ApprovalState::Approved => ApprovalOutcome::Approved,
             ApprovalState::Rejected => ApprovalOutcome::Rejected(waited.approval.decision_reason),

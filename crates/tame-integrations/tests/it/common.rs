@@ -46,10 +46,12 @@ impl ScriptedGuard {
 }
 
 impl Guard for ScriptedGuard {
-    async fn enforce(&self, call: &ToolCall) -> anyhow::Result<Verdict> {
+    async fn enforce(&self, call: &ToolCall) -> tame_integrations::Result<Verdict> {
         self.calls.lock().unwrap().push(call.clone());
         if self.fail {
-            anyhow::bail!("policy server unreachable");
+            return Err(tame_integrations::Error::Unreachable(
+                "policy server unreachable".into(),
+            ));
         }
         let decision = self
             .decisions
@@ -68,7 +70,7 @@ impl Guard for ScriptedGuard {
         })
     }
 
-    async fn release(&self, call: &ToolCall, approval_id: &str) -> anyhow::Result<Verdict> {
+    async fn release(&self, call: &ToolCall, approval_id: &str) -> tame_integrations::Result<Verdict> {
         let decision = if self.deny_on_release {
             Action::Deny
         } else {
@@ -85,12 +87,17 @@ impl Guard for ScriptedGuard {
         })
     }
 
-    async fn record(&self, verdict: &Verdict, _call: &ToolCall, outcome: &CallOutcome) -> anyhow::Result<()> {
+    async fn record(
+        &self,
+        verdict: &Verdict,
+        _call: &ToolCall,
+        outcome: &CallOutcome,
+    ) -> tame_integrations::Result<()> {
         self.records.lock().unwrap().push((verdict.clone(), outcome.clone()));
         Ok(())
     }
 
-    async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> anyhow::Result<ApprovalOutcome> {
+    async fn wait_approval(&self, approval_id: &str, timeout: Duration) -> tame_integrations::Result<ApprovalOutcome> {
         self.waited.lock().unwrap().push((approval_id.to_owned(), timeout));
         Ok(self.approval.clone().unwrap_or(ApprovalOutcome::Pending))
     }

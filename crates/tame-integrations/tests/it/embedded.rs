@@ -253,3 +253,63 @@ fn the_binary_reports_usage_and_crashes() {
     assert_eq!(by_id(&messages, 7)["error"]["code"], -32603);
     let _ = Duration::ZERO;
 }
+
+#[tokio::test]
+async fn errors_are_typed() {
+    use tame_enforce::{EnforceError, Refusal};
+    use tame_integrations::Error;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.yml");
+    std::fs::write(&path, "version: \"1\"\nrules:\n  - name: x\n    action: maybe\n").unwrap();
+    match EmbeddedGuard::from_file(&path) {
+        Err(Error::Policy { path: p, rendered }) => {
+            assert_eq!(p, path);
+            assert!(rendered.contains("maybe"), "{rendered}");
+        }
+        other => panic!("expected a policy error, got {other:?}"),
+    }
+    assert!(matches!(
+        tame_integrations::RemoteGuard::new("not a url", None),
+        Err(Error::Config(_))
+    ));
+    // A release with an approval the guard never issued is refused, not decided.
+    let guard = guard();
+    let err = guard
+        .release(&ToolCall::new("pay", json!({"amount": 1}), "s-9"), "nope")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Enforce {
+                source: EnforceError::Refused(Refusal::ApprovalNotFound(id)),
+                ..
+            } if id == "nope"
+        ),
+        "{err}"
+    );
+    let err = guard
+        .record(
+            &tame_integrations::Verdict {
+                decision: Action::Allow,
+                rule_name: None,
+                reason: String::new(),
+                policy_version: String::new(),
+                log_id: Some("missing".into()),
+                approval_id: None,
+                session_id: "s-9".into(),
+            },
+            &ToolCall::new("pay", json!({}), "s-9"),
+            &CallOutcome {
+                status: CallStatus::Success,
+                duration_ms: 1,
+                error_message: None,
+                result: json!(null),
+                extra: serde_json::Map::new(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+}
