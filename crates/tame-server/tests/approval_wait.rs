@@ -6,117 +6,22 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{Harness, harness_on};
+use common::{Harness, Hooked, harness_on};
 use serde_json::{Value, json};
 use tame_server::{AppState, Auth, Limits};
-use tame_store::{
-    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, FactsHandle, LogEntry, LogPage,
-    NewDecision, NewPolicyVersion, NewResult, PolicyVersion, SessionPage, SessionQuery, SessionSummary, SqliteOptions,
-    SqliteStore, Store, StoreResult, Ticket, VerifyReport,
-};
+use tame_store::{Approval, ApprovalState, SqliteOptions, SqliteStore};
 use tower::ServiceExt;
 
-type Hook = Box<dyn Fn(&Approval) + Send + Sync>;
-
-/// A store that counts the reads of one approval (`Store::approval`), and
-/// can run a hook after such a read.
-struct Counting {
-    inner: SqliteStore,
-    reads: AtomicU64,
-    after_read: Mutex<Option<Hook>>,
-}
-
-impl std::fmt::Debug for Counting {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Counting").finish_non_exhaustive()
-    }
-}
-
-impl Store for Counting {
-    fn session_facts(&self, session_id: &str) -> StoreResult<FactsHandle> {
-        self.inner.session_facts(session_id)
-    }
-    fn fresh_session_facts(&self, session_id: &str) -> FactsHandle {
-        self.inner.fresh_session_facts(session_id)
-    }
-    fn record_decision(&self, decision: NewDecision) -> Ticket<DecisionReceipt> {
-        self.inner.record_decision(decision)
-    }
-    fn record_result(&self, result: NewResult) -> Ticket<u64> {
-        self.inner.record_result(result)
-    }
-    fn decide_approval(&self, decision: ApprovalDecision) -> Ticket<Approval> {
-        self.inner.decide_approval(decision)
-    }
-    fn expire_approvals(&self, now: jiff::Timestamp) -> Ticket<Vec<String>> {
-        self.inner.expire_approvals(now)
-    }
-    fn record_policy(&self, policy: NewPolicyVersion) -> Ticket<u64> {
-        self.inner.record_policy(policy)
-    }
-    fn flush(&self) -> Ticket<()> {
-        self.inner.flush()
-    }
-    fn sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
-        self.inner.sessions(query)
-    }
-    fn session_summary(&self, session_id: &str) -> StoreResult<Option<SessionSummary>> {
-        self.inner.session_summary(session_id)
-    }
-    fn session_log(&self, session_id: &str) -> StoreResult<Option<Vec<LogEntry>>> {
-        self.inner.session_log(session_id)
-    }
-    fn log_entry(&self, log_id: &str) -> StoreResult<Option<LogEntry>> {
-        self.inner.log_entry(log_id)
-    }
-    fn decision_totals(&self) -> StoreResult<DecisionTotals> {
-        self.inner.decision_totals()
-    }
-    fn recent_decisions(&self, limit: u64) -> StoreResult<Vec<LogEntry>> {
-        self.inner.recent_decisions(limit)
-    }
-    fn session_log_page(&self, session_id: &str, offset: u64, limit: u64) -> StoreResult<Option<LogPage>> {
-        self.inner.session_log_page(session_id, offset, limit)
-    }
-    fn approvals(&self, state: Option<ApprovalState>, now: jiff::Timestamp) -> StoreResult<Vec<Approval>> {
-        self.inner.approvals(state, now)
-    }
-    fn decided_approvals(&self, limit: u64, now: jiff::Timestamp) -> StoreResult<Vec<Approval>> {
-        self.inner.decided_approvals(limit, now)
-    }
-    fn approval(&self, id: &str, now: jiff::Timestamp) -> StoreResult<Option<Approval>> {
-        let found = self.inner.approval(id, now);
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        if let (Ok(Some(a)), Some(hook)) = (&found, self.after_read.lock().unwrap().as_ref()) {
-            hook(a);
-        }
-        found
-    }
-    fn policy_versions(&self) -> StoreResult<Vec<PolicyVersion>> {
-        self.inner.policy_versions()
-    }
-    fn verify(&self) -> StoreResult<VerifyReport> {
-        self.inner.verify()
-    }
-    fn export(&self, out: &mut dyn std::io::Write) -> StoreResult<u64> {
-        self.inner.export(out)
-    }
-}
-
-fn counting_harness(limits: Limits) -> (Harness, Arc<Counting>) {
+fn counting_harness(limits: Limits) -> (Harness, Arc<Hooked>) {
     let dir = tempfile::tempdir().unwrap();
     let inner = SqliteStore::open(dir.path().join("tame.db"), SqliteOptions::default()).unwrap();
-    let store = Arc::new(Counting {
-        inner,
-        reads: AtomicU64::new(0),
-        after_read: Mutex::new(None),
-    });
+    let store = Arc::new(Hooked::new(inner));
     (harness_on(dir, store.clone(), Auth::default(), limits), store)
 }
 
@@ -161,8 +66,8 @@ async fn a_decision_wakes_only_the_waiters_of_its_approval() {
     let (h, store) = counting_harness(Limits::default());
     let a = pending(&h, "sa").await;
     let b = pending(&h, "sb").await;
-    let base = store.reads.load(Ordering::SeqCst);
-    let reads = || store.reads.load(Ordering::SeqCst) - base;
+    let base = store.approval_reads.load(Ordering::SeqCst);
+    let reads = || store.approval_reads.load(Ordering::SeqCst) - base;
 
     let a_waiters: Vec<_> = (0..N).map(|_| spawn_waiter(&h.state, &a, 30)).collect();
     // Each waiter registers, then reads its approval once.
@@ -237,7 +142,7 @@ async fn a_decision_right_after_the_first_read_is_not_missed() {
     let runtime = tokio::runtime::Handle::current();
     let fired = Arc::new(AtomicU64::new(0));
     let once = fired.clone();
-    *store.after_read.lock().unwrap() = Some(Box::new(move |approval: &Approval| {
+    *store.after_approval.lock().unwrap() = Some(Box::new(move |approval: &Approval| {
         if approval.state == ApprovalState::Pending && once.fetch_add(1, Ordering::SeqCst) == 0 {
             let req = Request::post(format!("/api/v1/approvals/{}/approve", approval.approval_id))
                 .body(Body::empty())

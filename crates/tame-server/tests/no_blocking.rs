@@ -10,96 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::harness_on;
+use common::{Hooked, harness_on};
 use serde_json::json;
 use tame_server::{Auth, Limits};
-use tame_store::{
-    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, FactsHandle, LogEntry, LogPage,
-    NewDecision, NewPolicyVersion, NewResult, PolicyVersion, SessionPage, SessionQuery, SessionSummary, SqliteOptions,
-    SqliteStore, Store, StoreResult, Ticket, VerifyReport,
-};
+use tame_store::{SqliteOptions, SqliteStore};
 
 /// How long a session read takes (a slow database).
 const READ: Duration = Duration::from_millis(400);
-
-/// A store whose session reads block the calling thread for [`READ`], and
-/// which keeps no session in memory (every read is a miss).
-struct Slow {
-    inner: SqliteStore,
-}
-
-impl std::fmt::Debug for Slow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Slow").finish_non_exhaustive()
-    }
-}
-
-impl Store for Slow {
-    fn session_facts(&self, session_id: &str) -> StoreResult<FactsHandle> {
-        std::thread::sleep(READ);
-        self.inner.session_facts(session_id)
-    }
-    fn fresh_session_facts(&self, session_id: &str) -> FactsHandle {
-        self.inner.fresh_session_facts(session_id)
-    }
-    fn record_decision(&self, decision: NewDecision) -> Ticket<DecisionReceipt> {
-        self.inner.record_decision(decision)
-    }
-    fn record_result(&self, result: NewResult) -> Ticket<u64> {
-        self.inner.record_result(result)
-    }
-    fn decide_approval(&self, decision: ApprovalDecision) -> Ticket<Approval> {
-        self.inner.decide_approval(decision)
-    }
-    fn expire_approvals(&self, now: jiff::Timestamp) -> Ticket<Vec<String>> {
-        self.inner.expire_approvals(now)
-    }
-    fn record_policy(&self, policy: NewPolicyVersion) -> Ticket<u64> {
-        self.inner.record_policy(policy)
-    }
-    fn flush(&self) -> Ticket<()> {
-        self.inner.flush()
-    }
-    fn sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
-        self.inner.sessions(query)
-    }
-    fn session_summary(&self, session_id: &str) -> StoreResult<Option<SessionSummary>> {
-        self.inner.session_summary(session_id)
-    }
-    fn session_log(&self, session_id: &str) -> StoreResult<Option<Vec<LogEntry>>> {
-        self.inner.session_log(session_id)
-    }
-    fn log_entry(&self, log_id: &str) -> StoreResult<Option<LogEntry>> {
-        self.inner.log_entry(log_id)
-    }
-    fn decision_totals(&self) -> StoreResult<DecisionTotals> {
-        self.inner.decision_totals()
-    }
-    fn recent_decisions(&self, limit: u64) -> StoreResult<Vec<LogEntry>> {
-        self.inner.recent_decisions(limit)
-    }
-    fn session_log_page(&self, session_id: &str, offset: u64, limit: u64) -> StoreResult<Option<LogPage>> {
-        self.inner.session_log_page(session_id, offset, limit)
-    }
-    fn approvals(&self, state: Option<ApprovalState>, now: jiff::Timestamp) -> StoreResult<Vec<Approval>> {
-        self.inner.approvals(state, now)
-    }
-    fn decided_approvals(&self, limit: u64, now: jiff::Timestamp) -> StoreResult<Vec<Approval>> {
-        self.inner.decided_approvals(limit, now)
-    }
-    fn approval(&self, id: &str, now: jiff::Timestamp) -> StoreResult<Option<Approval>> {
-        self.inner.approval(id, now)
-    }
-    fn policy_versions(&self) -> StoreResult<Vec<PolicyVersion>> {
-        self.inner.policy_versions()
-    }
-    fn verify(&self) -> StoreResult<VerifyReport> {
-        self.inner.verify()
-    }
-    fn export(&self, out: &mut dyn std::io::Write) -> StoreResult<u64> {
-        self.inner.export(out)
-    }
-}
 
 /// Runs `request` on a one-thread runtime beside a task ticking every
 /// 10 ms; returns how many ticks happened while the request ran.
@@ -131,7 +48,10 @@ fn ticks_during(request: impl std::future::Future<Output = ()>) -> u64 {
 fn a_slow_session_read_does_not_stall_the_worker() {
     let dir = tempfile::tempdir().unwrap();
     let inner = SqliteStore::open(dir.path().join("tame.db"), SqliteOptions::default()).unwrap();
-    let h = harness_on(dir, Arc::new(Slow { inner }), Auth::default(), Limits::default());
+    // Session reads block for READ, and every read is a miss.
+    let mut slow = Hooked::new(inner);
+    slow.session_read_delay = READ;
+    let h = harness_on(dir, Arc::new(slow), Auth::default(), Limits::default());
     // Enforce: the named session is read back (a miss).
     let ticks = ticks_during(async {
         let r = h

@@ -15,7 +15,11 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use tame_server::{AppState, Auth, Limits, LoadedPolicy};
-use tame_store::{SqliteOptions, SqliteStore, Store};
+use tame_store::{
+    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, FactsHandle, LogEntry, LogPage,
+    NewDecision, NewPolicyVersion, NewResult, PolicyVersion, SessionPage, SessionQuery, SessionSummary, SqliteOptions,
+    SqliteStore, Store, StoreResult, Ticket, VerifyReport,
+};
 use tower::ServiceExt;
 
 pub const POLICY: &str = r#"
@@ -128,5 +132,109 @@ impl Harness {
 
     pub async fn enforce(&self, body: Value) -> Reply {
         self.post("/api/v1/enforce", body).await
+    }
+}
+
+/// Runs after a read of an approval, with the approval found.
+pub type ApprovalHook = Box<dyn Fn(&Approval) + Send + Sync>;
+
+/// A SQLite store with hooks on two reads, for tests that watch them:
+/// reads of one approval are counted (`approval_reads`) and followed by
+/// `after_approval`; a session's state read back from the database (every
+/// read: nothing is kept in memory for the server) blocks for
+/// `session_read_delay` first.
+pub struct Hooked {
+    pub inner: SqliteStore,
+    pub approval_reads: std::sync::atomic::AtomicU64,
+    pub after_approval: std::sync::Mutex<Option<ApprovalHook>>,
+    pub session_read_delay: Duration,
+}
+
+impl Hooked {
+    pub fn new(inner: SqliteStore) -> Self {
+        Hooked {
+            inner,
+            approval_reads: std::sync::atomic::AtomicU64::new(0),
+            after_approval: std::sync::Mutex::new(None),
+            session_read_delay: Duration::ZERO,
+        }
+    }
+}
+
+impl std::fmt::Debug for Hooked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooked").finish_non_exhaustive()
+    }
+}
+
+impl Store for Hooked {
+    fn session_facts(&self, session_id: &str) -> StoreResult<FactsHandle> {
+        std::thread::sleep(self.session_read_delay);
+        self.inner.session_facts(session_id)
+    }
+    fn fresh_session_facts(&self, session_id: &str) -> FactsHandle {
+        self.inner.fresh_session_facts(session_id)
+    }
+    fn record_decision(&self, decision: NewDecision) -> Ticket<DecisionReceipt> {
+        self.inner.record_decision(decision)
+    }
+    fn record_result(&self, result: NewResult) -> Ticket<u64> {
+        self.inner.record_result(result)
+    }
+    fn decide_approval(&self, decision: ApprovalDecision) -> Ticket<Approval> {
+        self.inner.decide_approval(decision)
+    }
+    fn expire_approvals(&self, now: jiff::Timestamp) -> Ticket<Vec<String>> {
+        self.inner.expire_approvals(now)
+    }
+    fn record_policy(&self, policy: NewPolicyVersion) -> Ticket<u64> {
+        self.inner.record_policy(policy)
+    }
+    fn flush(&self) -> Ticket<()> {
+        self.inner.flush()
+    }
+    fn sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
+        self.inner.sessions(query)
+    }
+    fn session_summary(&self, session_id: &str) -> StoreResult<Option<SessionSummary>> {
+        self.inner.session_summary(session_id)
+    }
+    fn session_log(&self, session_id: &str) -> StoreResult<Option<Vec<LogEntry>>> {
+        self.inner.session_log(session_id)
+    }
+    fn log_entry(&self, log_id: &str) -> StoreResult<Option<LogEntry>> {
+        self.inner.log_entry(log_id)
+    }
+    fn decision_totals(&self) -> StoreResult<DecisionTotals> {
+        self.inner.decision_totals()
+    }
+    fn recent_decisions(&self, limit: u64) -> StoreResult<Vec<LogEntry>> {
+        self.inner.recent_decisions(limit)
+    }
+    fn session_log_page(&self, session_id: &str, offset: u64, limit: u64) -> StoreResult<Option<LogPage>> {
+        self.inner.session_log_page(session_id, offset, limit)
+    }
+    fn approvals(&self, state: Option<ApprovalState>, now: jiff::Timestamp) -> StoreResult<Vec<Approval>> {
+        self.inner.approvals(state, now)
+    }
+    fn decided_approvals(&self, limit: u64, now: jiff::Timestamp) -> StoreResult<Vec<Approval>> {
+        self.inner.decided_approvals(limit, now)
+    }
+    fn approval(&self, id: &str, now: jiff::Timestamp) -> StoreResult<Option<Approval>> {
+        let found = self.inner.approval(id, now);
+        self.approval_reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let (Ok(Some(a)), Some(hook)) = (&found, self.after_approval.lock().unwrap().as_ref()) {
+            hook(a);
+        }
+        found
+    }
+    fn policy_versions(&self) -> StoreResult<Vec<PolicyVersion>> {
+        self.inner.policy_versions()
+    }
+    fn verify(&self) -> StoreResult<VerifyReport> {
+        self.inner.verify()
+    }
+    fn export(&self, out: &mut dyn std::io::Write) -> StoreResult<u64> {
+        self.inner.export(out)
     }
 }
