@@ -7,6 +7,8 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod load;
+
 const USAGE: &str = "\
 usage: cargo xtask <task> [args]
 
@@ -25,6 +27,11 @@ tasks:
   load [ARGS]     the server's load test: /api/v1/enforce (audit logging on) and the
                   trivial /health of one server in one run, over loopback; ARGS go to
                   the load generator (e.g. --connections 64 --seconds 10, --addr HOST:PORT)
+  load --external [ARGS]
+                  a release `tame serve` driven by an external load generator (wrk,
+                  installed by scripts/load-tool.sh) with distinct calls: p50, p90, p99,
+                  p99.9, max and decisions/s beside the in-process figures, bytes per
+                  decision (`cargo xtask load --external --help` lists ARGS)
 ";
 
 type Result<T = ()> = std::result::Result<T, String>;
@@ -213,6 +220,17 @@ fn docs(args: &[String]) -> Result {
 }
 
 fn load(args: &[String]) -> Result {
+    if let Some(at) = args.iter().position(|a| a == "--external") {
+        let mut rest = args.to_vec();
+        rest.remove(at);
+        return match load::external(&rest) {
+            Err(usage) if usage.starts_with("usage:") => {
+                print!("{usage}");
+                Ok(())
+            }
+            other => other,
+        };
+    }
     let mut argv = vec!["run", "--release", "-p", "tame-server", "--example", "load", "--"];
     argv.extend(args.iter().map(String::as_str));
     run("cargo", &argv)

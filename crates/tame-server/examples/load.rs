@@ -47,27 +47,8 @@ use hyper_util::rt::TokioIo;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const POLICY: &str = r#"
-version: "load-1"
-default: deny
-rules:
-  - name: block_system_files
-    action: deny
-    tools: ["read_file", "write_*"]
-    condition: 'args.path.startsWith("/etc/") or glob(args.path, "/root/**")'
-    reason: "System paths are off limits ({args.path})"
-  - name: rate_limit_email
-    action: deny
-    tools: ["send_email"]
-    condition: 'session.count("send_email", duration("1h")) >= 20'
-  - name: no_post_after_secret
-    action: deny
-    tools: ["http_post"]
-    condition: 'session.called("read_secret")'
-  - name: allow_reads
-    action: allow
-    tools: ["read_*", "list_*", "search_*", "send_email", "http_post"]
-"#;
+/// The policy the load runs under (also `cargo xtask load --external`'s).
+const POLICY: &str = include_str!("load-policies.yml");
 
 /// Drives `POST /api/v1/enforce` and `GET /health` of one server and
 /// reports requests/s, p50, p99, CPU per request and their ratio.
