@@ -62,6 +62,12 @@ impl IntoResponse for AppError {
     }
 }
 
+impl From<tame_edge::Refusal> for AppError {
+    fn from(r: tame_edge::Refusal) -> Self {
+        AppError::new(r.status, r.detail)
+    }
+}
+
 impl From<crate::service::ServiceError> for AppError {
     fn from(e: crate::service::ServiceError) -> Self {
         use crate::service::ServiceError as E;

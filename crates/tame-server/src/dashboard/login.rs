@@ -13,7 +13,6 @@
 //! [`crate::ratelimit`]).
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -128,32 +127,19 @@ impl Logins {
 
 // ------------------------------------------------------------ hosts and origins
 
+// The Host and Origin rules are the edge's (`tame_edge`), which every
+// request passed before it got here; the dashboard adds that a POST must
+// name its origin (or referer) and that an open dashboard is loopback's.
+
 /// The authority the request was sent to (`Host`, or the URI's for HTTP/2).
-pub fn request_host(headers: &HeaderMap, uri: &Uri) -> Option<String> {
-    headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| uri.authority().map(|a| a.as_str().to_owned()))
-        .map(|h| h.trim().to_ascii_lowercase())
-        .filter(|h| !h.is_empty())
+fn request_host<'r>(headers: &'r HeaderMap, uri: &'r Uri) -> Option<&'r str> {
+    let [host, target, _forwarded] = tame_edge::own_authorities(headers, uri);
+    host.or(target)
 }
 
-/// Whether an authority (`host[:port]`) names this machine's loopback.
-pub fn is_loopback_host(authority: &str) -> bool {
-    let host = if let Some(rest) = authority.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((h, _)) => return h.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback()),
-            None => return false,
-        }
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => authority,
-        }
-    };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    host == "localhost" || host.ends_with(".localhost") || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+/// Whether the request was sent to this machine's loopback by name or address.
+fn on_loopback(headers: &HeaderMap, uri: &Uri) -> bool {
+    request_host(headers, uri).is_some_and(tame_edge::is_loopback)
 }
 
 /// `scheme://authority` split from an origin or URL; `None` if neither http nor https.
@@ -175,28 +161,21 @@ fn request_origin(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// The public authority a reverse proxy says the browser used.
-fn forwarded_host(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("x-forwarded-host")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|h| h.trim().to_ascii_lowercase())
-        .filter(|h| !h.is_empty())
-}
-
 /// Whether a POST comes from a page of this same host: its `Origin` (or,
 /// without one, its `Referer`) names the authority the request was sent to
 /// (`Host`, or a reverse proxy's `X-Forwarded-Host`: a cross-site form
 /// cannot set either). A request that names neither is refused.
 pub fn same_origin(headers: &HeaderMap, uri: &Uri) -> bool {
-    let Some((_, authority)) = request_origin(headers).and_then(scheme_and_authority) else {
+    let Some(url) = request_origin(headers) else {
         return false;
     };
-    [request_host(headers, uri), forwarded_host(headers)]
-        .into_iter()
-        .flatten()
-        .any(|host| authority.eq_ignore_ascii_case(&host))
+    let Some((scheme, authority)) = scheme_and_authority(url) else {
+        return false;
+    };
+    tame_edge::same_origin(
+        &format!("{scheme}://{authority}"),
+        tame_edge::own_authorities(headers, uri),
+    )
 }
 
 /// Whether the browser reached us over https (its origin's scheme, or a
@@ -278,8 +257,7 @@ impl Viewer {
 
 fn resolve(parts: &Parts, state: &AppState) -> Result<Option<Viewer>, views::PageError> {
     if state.auth().is_open() {
-        let host = request_host(&parts.headers, &parts.uri);
-        if !host.as_deref().is_some_and(is_loopback_host) {
+        if !on_loopback(&parts.headers, &parts.uri) {
             return Err(views::PageError::new(
                 StatusCode::FORBIDDEN,
                 "no API keys are configured, so the dashboard is served only on loopback (localhost, 127.0.0.1, [::1]); configure an admin key to open it from elsewhere",
@@ -417,9 +395,8 @@ pub fn login(state: &AppState, headers: &HeaderMap, uri: &Uri, form: &LoginForm,
         );
     }
     // Secure whenever the browser came over https; off loopback it must have.
-    let host = request_host(headers, uri).unwrap_or_default();
     let https = over_https(headers);
-    let secure = https || !is_loopback_host(&host);
+    let secure = https || !on_loopback(headers, uri);
     if secure && !https {
         return login_failed(
             StatusCode::BAD_REQUEST,
@@ -477,8 +454,7 @@ pub fn logout(viewer: &Viewer, headers: &HeaderMap, uri: &Uri, form_csrf: Option
     if let Some(token) = &viewer.token {
         state.dashboard().logins.end(token);
     }
-    let host = request_host(headers, uri).unwrap_or_default();
-    let secure = over_https(headers) || !is_loopback_host(&host);
+    let secure = over_https(headers) || !on_loopback(headers, uri);
     let mut resp = Redirect::to("/dashboard/login").into_response();
     if let Ok(v) = session_cookie(String::new(), secure, Duration::ZERO).parse() {
         resp.headers_mut().insert(header::SET_COOKIE, v);
@@ -500,6 +476,7 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
+        let uri: Uri = "/dashboard".parse().unwrap();
         for h in [
             "localhost",
             "localhost:8000",
@@ -509,7 +486,7 @@ mod tests {
             "[::1]",
             "app.localhost",
         ] {
-            assert!(is_loopback_host(h), "{h}");
+            assert!(on_loopback(&headers(&[("host", h)]), &uri), "{h}");
         }
         for h in [
             "example.com",
@@ -520,7 +497,7 @@ mod tests {
             "[::1",
             "",
         ] {
-            assert!(!is_loopback_host(h), "{h}");
+            assert!(!on_loopback(&headers(&[("host", h)]), &uri), "{h}");
         }
     }
 
@@ -554,6 +531,12 @@ mod tests {
             ("x-forwarded-host", "tame.example.com"),
             ("origin", "https://evil.example"),
         ]);
+        assert!(!same_origin(&h, &uri));
+        // Compared as the edge compares origins: a scheme's default port
+        // is that port, names without case.
+        let h = headers(&[("host", "Tame.Example.com:443"), ("origin", "https://tame.example.com")]);
+        assert!(same_origin(&h, &uri));
+        let h = headers(&[("host", "tame.example.com:80"), ("origin", "https://tame.example.com")]);
         assert!(!same_origin(&h, &uri));
     }
 
