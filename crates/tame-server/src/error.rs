@@ -100,6 +100,19 @@ impl From<StoreError> for AppError {
             StoreError::ApprovalState { .. } | StoreError::ApprovalUsed(_) => {
                 AppError::new(StatusCode::CONFLICT, e.to_string())
             }
+            // The table was altered outside tame: the client learns that
+            // this approval cannot be used and why, not a bare 500; what
+            // differs is for the operator (the store logs it as an error).
+            StoreError::ApprovalForged { id, .. } => AppError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "approval `{id}` cannot be used: its stored state disagrees with its records in the audit \
+                         log (altered outside tame), so the call is refused; the operator should run \
+                         `tame audit verify`"
+                ),
+            )
+            .with("approval_id", Value::String(id.clone()))
+            .with("error", Value::String("approval_forged".into())),
             _ => AppError::internal(e),
         }
     }

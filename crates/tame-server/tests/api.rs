@@ -665,3 +665,54 @@ async fn secrets_are_redacted_before_storage() {
     let export = h.get("/api/v1/audit/export").await;
     assert!(!export.text.contains(key));
 }
+
+/// A call the policy sends for approval in `session`, and its approval's id.
+async fn pending_approval(h: &Harness, session: &str) -> (serde_json::Value, String) {
+    let call = json!({"tool_name": "query_database", "tool_args": {"database": "production"}, "session_id": session});
+    let id = h.enforce(call.clone()).await.json["approval_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (call, id)
+}
+
+/// An approvals row altered outside tame (someone with the database file
+/// edits it) is never acted on, and the client is told why in a 409 naming
+/// the approval, not a bare 500: a release of an approval whose row names
+/// another approver, and an approval of a row set to rejected.
+#[tokio::test]
+async fn a_forged_approval_is_refused_with_a_clear_conflict() {
+    let h = harness();
+    let forge = |sql: &str, id: &str| {
+        let db = rusqlite::Connection::open(h.dir.path().join("tame.db")).unwrap();
+        assert_eq!(db.execute(sql, [id]).unwrap(), 1);
+    };
+    let assert_forged = |reply: &Reply, id: &str| {
+        assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
+        assert_eq!(reply.json["error"], "approval_forged", "{}", reply.text);
+        assert_eq!(reply.json["approval_id"], id);
+        let detail = reply.json["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("approval `{id}` cannot be used")), "{detail}");
+        assert!(detail.contains("audit log"), "{detail}");
+    };
+
+    let (call, id) = pending_approval(&h, "s1").await;
+    let approved = h
+        .post(&format!("/api/v1/approvals/{id}/approve"), json!({"reason": "ok"}))
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.text);
+    forge("UPDATE approvals SET decided_by = 'mallory' WHERE id = ?1", &id);
+    let mut release = call;
+    release["approval_id"] = json!(id);
+    assert_forged(&h.enforce(release).await, &id);
+
+    let (_, id) = pending_approval(&h, "s2").await;
+    forge(
+        "UPDATE approvals SET state = 'rejected', decided_by = 'admin' WHERE id = ?1",
+        &id,
+    );
+    let approve = h
+        .post(&format!("/api/v1/approvals/{id}/approve"), json!({"reason": "ok"}))
+        .await;
+    assert_forged(&approve, &id);
+}
