@@ -190,6 +190,36 @@ fn too_many_failed_authentications() -> Value {
     })
 }
 
+/// What the edge (`edge.rs`, `tame_edge`) answers before `route` runs:
+/// 421 for a Host that is not the server's, 403 for a cross-site Origin
+/// (or a key without the route's role), 415 for a body of a POST route
+/// that is not declared JSON.
+fn edge_refusals(route: &RouteDoc, responses: &mut Map<String, Value>) {
+    let error = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}});
+    responses.insert(
+        "421".into(),
+        json!({
+            "description": "Misdirected request: the `Host` (or `X-Forwarded-Host`) names a host this server does not answer to (loopback, `localhost`, its listen address and `allowed_hosts` only), as a DNS-rebinding page's request does",
+            "content": error,
+        }),
+    );
+    let forbidden = if route.role == Role::Public {
+        "Cross-site request: the `Origin` is not this server's own"
+    } else {
+        "Cross-site request (the `Origin` is not this server's own), or a key without this route's role"
+    };
+    responses.insert("403".into(), json!({"description": forbidden, "content": error}));
+    if route.method != "get" {
+        responses.insert(
+            "415".into(),
+            json!({
+                "description": "Unsupported media type: a body not declared `Content-Type: application/json` (a POST without a body and without a `Content-Type` passes)",
+                "content": error,
+            }),
+        );
+    }
+}
+
 /// The OpenAPI document of [`ROUTES`].
 pub fn openapi_document() -> Value {
     let mut paths = Map::new();
@@ -209,11 +239,14 @@ pub fn openapi_document() -> Value {
                 "4XX": {"description": "Client error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
             }),
         );
-        if route.role != Role::Public {
-            op.insert("security".into(), json!([{"bearer": []}, {"apiKey": []}]));
-            if let Some(Value::Object(responses)) = op.get_mut("responses") {
+        if let Some(Value::Object(responses)) = op.get_mut("responses") {
+            edge_refusals(route, responses);
+            if route.role != Role::Public {
                 responses.insert("429".into(), too_many_failed_authentications());
             }
+        }
+        if route.role != Role::Public {
+            op.insert("security".into(), json!([{"bearer": []}, {"apiKey": []}]));
         }
         let params = parameters(route.path);
         if !params.is_empty() {
@@ -317,5 +350,24 @@ mod tests {
         assert_eq!(body["required"], json!(["detail", "retry_after"]));
         assert_eq!(body["properties"]["retry_after"]["type"], "integer");
         assert_eq!(body["properties"]["detail"]["type"], "string");
+    }
+
+    #[test]
+    fn the_edge_refusals_are_documented() {
+        let doc = openapi_document();
+        for route in ROUTES {
+            let responses = &op(&doc, route)["responses"];
+            let name = format!("{} {}", route.method, route.path);
+            for status in ["421", "403"] {
+                let schema = &responses[status]["content"]["application/json"]["schema"]["$ref"];
+                assert_eq!(schema, "#/components/schemas/Error", "{name}: {status}");
+            }
+            let json_only = responses.get("415").is_some();
+            assert_eq!(
+                json_only,
+                route.method == "post",
+                "{name}: a 415 exactly on POST routes"
+            );
+        }
     }
 }
