@@ -28,6 +28,12 @@ if ! "$py" -c 'import maturin, httpx, pytest, pytest_asyncio, yaml, jsonschema' 
     "$py" -m pip install --quiet --disable-pip-version-check \
         'maturin>=1.5,<2' 'httpx>=0.24' 'pytest>=7' 'pytest-asyncio>=0.23' 'pyyaml>=6' 'jsonschema>=4.17'
 fi
+# The agent frameworks the adapters (tame.integrations) are tested with.
+if ! "$py" -c 'import langchain_core, langgraph.prebuilt, agents' 2>/dev/null; then
+    step "installing the agent frameworks of tame.integrations' tests"
+    "$py" -m pip install --quiet --disable-pip-version-check \
+        'langchain-core>=0.3,<2' 'langgraph>=0.2,<2' 'openai-agents>=0.3,<1'
+fi
 
 profile=()
 if [ "${TAME_PY_RELEASE:-0}" = "1" ]; then
