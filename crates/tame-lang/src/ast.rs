@@ -61,8 +61,11 @@ impl Expr {
     pub fn for_each_child<'a>(&'a self, mut f: impl FnMut(&'a Expr)) {
         match &self.kind {
             ExprKind::Literal(_) | ExprKind::Ident(_) => {}
-            ExprKind::Select { operand, .. } | ExprKind::Unary { operand, .. } => f(operand),
-            ExprKind::Index { operand, index } => {
+            ExprKind::Select { operand, .. }
+            | ExprKind::OptSelect { operand, .. }
+            | ExprKind::Unary { operand, .. }
+            | ExprKind::OptEntry(operand) => f(operand),
+            ExprKind::Index { operand, index } | ExprKind::OptIndex { operand, index } => {
                 f(operand);
                 f(index);
             }
@@ -111,8 +114,11 @@ impl Expr {
         };
         match &mut self.kind {
             ExprKind::Literal(_) | ExprKind::Ident(_) => {}
-            ExprKind::Select { operand, .. } | ExprKind::Unary { operand, .. } => take(operand),
-            ExprKind::Index { operand, index } => {
+            ExprKind::Select { operand, .. }
+            | ExprKind::OptSelect { operand, .. }
+            | ExprKind::Unary { operand, .. }
+            | ExprKind::OptEntry(operand) => take(operand),
+            ExprKind::Index { operand, index } | ExprKind::OptIndex { operand, index } => {
                 take(operand);
                 take(index);
             }
@@ -181,6 +187,22 @@ pub enum ExprKind {
         operand: Box<Expr>,
         index: Box<Expr>,
     },
+    /// `operand.?field` (CEL optionals): an optional, empty when the map
+    /// has no such key (or the operand is an empty optional).
+    OptSelect {
+        operand: Box<Expr>,
+        field: String,
+    },
+    /// `operand[?index]` (CEL optionals): an optional, empty when the map
+    /// has no such key or the list no such index.
+    OptIndex {
+        operand: Box<Expr>,
+        index: Box<Expr>,
+    },
+    /// `?x` as an element of a list literal (`[?x]`) or as the key of a map
+    /// literal entry (`{?k: v}`): the element (entry) is there only when
+    /// the optional `x` (`v`) has a value. The parser makes it nowhere else.
+    OptEntry(Box<Expr>),
     /// A global call `f(args)` (target `None`) or a receiver-style call
     /// `target.f(args)`.
     Call {
@@ -207,20 +229,30 @@ pub enum ExprKind {
     /// Map literal entries in source order.
     Map(Vec<(Expr, Expr)>),
     /// A macro expanded at parse time (`all`, `exists`, `exists_one`,
-    /// `map`, `filter`). `has()` is a [`ExprKind::Select`] with `test`.
+    /// `map`, `filter`, their two-variable forms, `transformList`,
+    /// `transformMap`, `transformMapEntry`, `optMap`, `optFlatMap`).
+    /// `has()` is a [`ExprKind::Select`] with `test`.
     Comprehension(Box<Comprehension>),
 }
 
 /// `range.all(var, predicate)` and friends.
+///
+/// With one variable, `var` is a list's item or a map's key. With two
+/// (`all(i, v, p)`, `transformList(i, v, f)`...), `var` is a list's index
+/// or a map's key and `var2` the item or value. For `optMap`/`optFlatMap`
+/// the range is an optional and `var` its value.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Comprehension {
     pub kind: MacroKind,
     pub range: Expr,
     pub var: String,
-    /// For `all`/`exists`/`exists_one`/`filter`: the predicate. For `map`:
-    /// the filter of the three-argument form, if any.
+    /// The second variable of a two-variable comprehension.
+    pub var2: Option<String>,
+    /// For `all`/`exists`/`exists_one`/`filter`: the predicate. For `map`
+    /// and the `transform*` macros: the filter of the longer form, if any.
     pub predicate: Option<Expr>,
-    /// For `map`: the transform.
+    /// For `map`, the `transform*` macros, `optMap` and `optFlatMap`: the
+    /// transform.
     pub transform: Option<Expr>,
 }
 
@@ -231,6 +263,17 @@ pub enum MacroKind {
     ExistsOne,
     Map,
     Filter,
+    /// `transformList(i, v, [filter,] f)`: a list of `f` per entry.
+    TransformList,
+    /// `transformMap(k, v, [filter,] f)`: the same keys, values `f`.
+    TransformMap,
+    /// `transformMapEntry(k, v, [filter,] m)`: the union of the one-entry
+    /// maps `m`.
+    TransformMapEntry,
+    /// `opt.optMap(v, f)`: `optional.of(f)` when `opt` has a value `v`.
+    OptMap,
+    /// `opt.optFlatMap(v, f)`: `f` (an optional) when `opt` has a value.
+    OptFlatMap,
 }
 
 impl MacroKind {
@@ -241,6 +284,11 @@ impl MacroKind {
             MacroKind::ExistsOne => "exists_one",
             MacroKind::Map => "map",
             MacroKind::Filter => "filter",
+            MacroKind::TransformList => "transformList",
+            MacroKind::TransformMap => "transformMap",
+            MacroKind::TransformMapEntry => "transformMapEntry",
+            MacroKind::OptMap => "optMap",
+            MacroKind::OptFlatMap => "optFlatMap",
         }
     }
 }

@@ -37,6 +37,7 @@ const TYPE_NAMES: &[&str] = &[
     "dyn",
     "google.protobuf.Timestamp",
     "google.protobuf.Duration",
+    "optional_type",
 ];
 
 /// The fields of the `session` root.
@@ -147,6 +148,10 @@ fn list(t: Type) -> Type {
     Type::List(Box::new(t))
 }
 
+fn optional(t: Type) -> Type {
+    Type::Optional(Box::new(t))
+}
+
 /// The common type of two branches or elements: the type itself when
 /// equal, `dyn` otherwise.
 fn join(a: Type, b: &Type) -> Type {
@@ -159,7 +164,7 @@ fn join(a: Type, b: &Type) -> Type {
 fn comparable(a: &Type, b: &Type) -> bool {
     match (a, b) {
         (Type::Dyn | Type::Null, _) | (_, Type::Dyn | Type::Null) => true,
-        (Type::List(x), Type::List(y)) => comparable(x, y),
+        (Type::List(x), Type::List(y)) | (Type::Optional(x), Type::Optional(y)) => comparable(x, y),
         (Type::Map(k1, v1), Type::Map(k2, v2)) => comparable(k1, k2) && comparable(v1, v2),
         _ => a == b || (is_numeric(a) && is_numeric(b)),
     }
@@ -200,7 +205,7 @@ fn unify(param: &Type, arg: &Type, subst: &mut FxHashMap<&'static str, Type>) ->
                 true
             }
         },
-        (Type::List(p), Type::List(a)) => unify(p, a, subst),
+        (Type::List(p), Type::List(a)) | (Type::Optional(p), Type::Optional(a)) => unify(p, a, subst),
         (Type::Map(pk, pv), Type::Map(ak, av)) => unify(pk, ak, subst) && unify(pv, av, subst),
         _ => param == arg,
     }
@@ -210,6 +215,7 @@ fn substitute(t: &Type, subst: &FxHashMap<&'static str, Type>) -> Type {
     match t {
         Type::Param(p) => subst.get(p).cloned().unwrap_or(Type::Dyn),
         Type::List(e) => list(substitute(e, subst)),
+        Type::Optional(e) => optional(substitute(e, subst)),
         Type::Map(k, v) => Type::Map(Box::new(substitute(k, subst)), Box::new(substitute(v, subst))),
         other => other.clone(),
     }
@@ -358,7 +364,10 @@ impl<'a> Checker<'a, '_> {
             ExprKind::List(items) => {
                 let mut elem: Option<Type> = None;
                 for item in items {
-                    let t = self.expr(item);
+                    let t = match &item.kind {
+                        ExprKind::OptEntry(inner) => self.optional_entry(inner),
+                        _ => self.expr(item),
+                    };
                     elem = Some(match elem {
                         None => t,
                         Some(prev) => join(prev, &t),
@@ -370,6 +379,10 @@ impl<'a> Checker<'a, '_> {
                 let mut key: Option<Type> = None;
                 let mut value: Option<Type> = None;
                 for (k, v) in entries {
+                    let (k, optional_entry) = match &k.kind {
+                        ExprKind::OptEntry(inner) => (&**inner, true),
+                        _ => (k, false),
+                    };
                     let kt = self.expr(k);
                     if !matches!(kt, Type::Int | Type::Uint | Type::Bool | Type::String | Type::Dyn) {
                         self.error(
@@ -380,13 +393,60 @@ impl<'a> Checker<'a, '_> {
                             .with_label(format!("this is `{}`", kt.name())),
                         );
                     }
-                    let vt = self.expr(v);
+                    let vt = if optional_entry {
+                        self.optional_entry(v)
+                    } else {
+                        self.expr(v)
+                    };
                     key = Some(key.map_or(kt.clone(), |p| join(p, &kt)));
                     value = Some(value.map_or(vt.clone(), |p| join(p, &vt)));
                 }
                 Type::Map(Box::new(key.unwrap_or(Type::Dyn)), Box::new(value.unwrap_or(Type::Dyn)))
             }
             ExprKind::Comprehension(c) => self.comprehension(c, e.span),
+            ExprKind::OptSelect { operand, field } => {
+                let t = self.expr(operand);
+                let base = match t {
+                    Type::Optional(inner) => *inner,
+                    other => other,
+                };
+                let found = self.field(&base, field, false, e.span);
+                optional(found)
+            }
+            ExprKind::OptIndex { operand, index } => {
+                let t = self.expr(operand);
+                let i = self.expr(index);
+                let base = match t {
+                    Type::Optional(inner) => *inner,
+                    other => other,
+                };
+                let found = self.index(&base, &i, index.span, e.span);
+                optional(found)
+            }
+            ExprKind::OptEntry(inner) => {
+                self.expr(inner);
+                self.error(
+                    CheckError::new("`?` marks an optional element of a list or map literal only", e.span)
+                        .with_help("write `[?x]` or `{?key: value}`, or use `x.orValue(default)`"),
+                )
+            }
+        }
+    }
+
+    /// The type an optional element (`[?x]`) or entry value (`{?k: x}`)
+    /// contributes: `x` must be an optional.
+    fn optional_entry(&mut self, x: &'a Expr) -> Type {
+        match self.expr(x) {
+            Type::Optional(t) => *t,
+            Type::Dyn => Type::Dyn,
+            other => self.error(
+                CheckError::new(
+                    format!("an optional element must be an optional, not `{}`", other.name()),
+                    x.span,
+                )
+                .with_label(format!("this is `{}`", other.name()))
+                .with_help("wrap it: `?optional.of(x)`, or drop the `?`"),
+            ),
         }
     }
 
@@ -424,6 +484,11 @@ impl<'a> Checker<'a, '_> {
     }
 
     fn field(&mut self, t: &Type, field: &str, test: bool, span: Span) -> Type {
+        // A field of an optional is an optional (CEL's optional chaining).
+        if let Type::Optional(inner) = t {
+            let found = self.field(inner, field, test, span);
+            return if test { Type::Bool } else { optional(found) };
+        }
         let found = match t {
             Type::Dyn => Type::Dyn,
             Type::Map(k, v) if matches!(**k, Type::String | Type::Dyn) => (**v).clone(),
@@ -458,6 +523,7 @@ impl<'a> Checker<'a, '_> {
 
     fn index(&mut self, operand: &Type, index: &Type, index_span: Span, span: Span) -> Type {
         match operand {
+            Type::Optional(inner) => optional(self.index(inner, index, index_span, span)),
             Type::Dyn => Type::Dyn,
             Type::List(elem) => {
                 if !matches!(index, Type::Int | Type::Uint | Type::Dyn) {
@@ -578,6 +644,26 @@ impl<'a> Checker<'a, '_> {
     }
 
     fn call(&mut self, e: &'a Expr, target: Option<&'a Expr>, function: &str, args: &'a [Expr]) -> Type {
+        // A namespaced function (`optional.of(x)`, `strings.quote(s)`)
+        // parses as a call on an identifier that names no variable.
+        if let Some(t) = target
+            && let ExprKind::Ident(ns) = &t.kind
+            && self.lookup(ns).is_none()
+        {
+            let qualified = format!("{ns}.{function}");
+            let registry = self.env.registry();
+            if !registry.overloads(&qualified).is_empty() {
+                return self.call(e, None, &qualified, args);
+            }
+            let prefix = format!("{ns}.");
+            if registry.names().any(|n| n.starts_with(&prefix)) {
+                let mut err = CheckError::new(format!("unknown function `{qualified}`"), e.span).with_label("not declared");
+                if let Some(s) = closest(&qualified, registry.names().filter(|n| n.starts_with(&prefix))) {
+                    err = err.with_help(format!("did you mean `{s}`?"));
+                }
+                return self.error(err);
+            }
+        }
         // A macro's name that did not expand: its arguments are not
         // expressions to check (the variable is not declared).
         if self.env.registry().overloads(function).is_empty()
@@ -670,41 +756,96 @@ impl<'a> Checker<'a, '_> {
 
     fn comprehension(&mut self, c: &'a Comprehension, span: Span) -> Type {
         let range = self.expr(&c.range);
-        let elem = match &range {
-            Type::Dyn => Type::Dyn,
-            Type::List(e) | Type::Map(e, _) => (**e).clone(),
-            other => self.error(
-                CheckError::new(
-                    format!("`{}` needs a list or map, not `{}`", c.kind.name(), other.name()),
-                    c.range.span,
-                )
-                .with_label(format!("this is `{}`", other.name())),
-            ),
+        let name = c.kind.name();
+        if matches!(c.kind, MacroKind::OptMap | MacroKind::OptFlatMap) {
+            let value = match &range {
+                Type::Dyn => Type::Dyn,
+                Type::Optional(t) => (**t).clone(),
+                other => self.error(
+                    CheckError::new(format!("`{name}` needs an optional, not `{}`", other.name()), c.range.span)
+                        .with_label(format!("this is `{}`", other.name())),
+                ),
+            };
+            self.scopes.push((c.var.as_str(), value));
+            let t = c.transform.as_ref().map_or(Type::Dyn, |t| self.expr(t));
+            self.scopes.pop();
+            return match c.kind {
+                MacroKind::OptMap => optional(t),
+                _ => match t {
+                    Type::Optional(_) | Type::Dyn => t,
+                    other => self.error(
+                        CheckError::new(
+                            format!("the transform of `optFlatMap` must be an optional, not `{}`", other.name()),
+                            c.transform.as_ref().map_or(c.range.span, |t| t.span),
+                        )
+                        .with_help("use `optMap` to wrap a plain value"),
+                    ),
+                },
+            };
+        }
+        // (first variable, second variable): one variable is a list's item
+        // or a map's key; two are a list's index and item or a map's key
+        // and value.
+        let (first, second) = match &range {
+            Type::Dyn => (Type::Dyn, Type::Dyn),
+            Type::List(e) => {
+                if c.var2.is_some() {
+                    (Type::Int, (**e).clone())
+                } else {
+                    ((**e).clone(), Type::Dyn)
+                }
+            }
+            Type::Map(k, v) => ((**k).clone(), (**v).clone()),
+            other => {
+                let t = self.error(
+                    CheckError::new(format!("`{name}` needs a list or map, not `{}`", other.name()), c.range.span)
+                        .with_label(format!("this is `{}`", other.name())),
+                );
+                (t, Type::Dyn)
+            }
         };
-        self.scopes.push((c.var.as_str(), elem.clone()));
+        self.scopes.push((c.var.as_str(), first.clone()));
+        if let Some(v2) = &c.var2 {
+            self.scopes.push((v2.as_str(), second.clone()));
+        }
         if let Some(p) = &c.predicate {
             let t = self.expr(p);
             if !matches!(t, Type::Bool | Type::Dyn) {
+                let what = if c.transform.is_some() { "filter" } else { "predicate" };
                 self.error(
-                    CheckError::new(
-                        format!(
-                            "the predicate of `{}` must be a bool, not `{}`",
-                            c.kind.name(),
-                            t.name()
-                        ),
-                        p.span,
-                    )
-                    .with_label(format!("this is `{}`", t.name())),
+                    CheckError::new(format!("the {what} of `{name}` must be a bool, not `{}`", t.name()), p.span)
+                        .with_label(format!("this is `{}`", t.name())),
                 );
             }
         }
-        let transform = c.transform.as_ref().map(|t| self.expr(t));
+        let transform = c.transform.as_ref().map(|t| (self.expr(t), t.span));
         self.scopes.pop();
-        let _ = span;
+        if c.var2.is_some() {
+            self.scopes.pop();
+        }
+        let transformed = transform.as_ref().map_or(Type::Dyn, |(t, _)| t.clone());
         match c.kind {
             MacroKind::All | MacroKind::Exists | MacroKind::ExistsOne => Type::Bool,
-            MacroKind::Filter => list(elem),
-            MacroKind::Map => list(transform.unwrap_or(Type::Dyn)),
+            MacroKind::Filter => list(first),
+            MacroKind::Map | MacroKind::TransformList => list(transformed),
+            MacroKind::TransformMap => {
+                let key = match &range {
+                    Type::List(_) => Type::Int,
+                    _ => first,
+                };
+                Type::Map(Box::new(key), Box::new(transformed))
+            }
+            MacroKind::TransformMapEntry => match transformed {
+                t @ (Type::Map(..) | Type::Dyn) => t,
+                other => self.error(
+                    CheckError::new(
+                        format!("the transform of `transformMapEntry` must be a map, not `{}`", other.name()),
+                        transform.map_or(span, |(_, s)| s),
+                    )
+                    .with_help("return a one-entry map: `{k: v}`"),
+                ),
+            },
+            MacroKind::OptMap | MacroKind::OptFlatMap => Type::Dyn,
         }
     }
 }
@@ -731,7 +872,14 @@ fn arith_dyn(op: BinaryOp, other: &Type) -> Option<Type> {
 /// How a macro is called, for calls of a macro's name that did not expand.
 fn macro_usage(function: &str) -> Option<&'static str> {
     match function {
-        "all" | "exists" | "exists_one" | "filter" => Some("a variable and a predicate: `list.all(x, x > 0)`"),
+        "all" | "exists" | "exists_one" | "existsOne" => {
+            Some("one or two variables and a predicate: `list.all(x, x > 0)`, `list.all(i, x, x > i)`")
+        }
+        "filter" => Some("a variable and a predicate: `list.filter(x, x > 0)`"),
+        "transformList" | "transformMap" | "transformMapEntry" => {
+            Some("two variables, an optional filter and a transform: `list.transformList(i, x, x * i)`")
+        }
+        "optMap" | "optFlatMap" => Some("a variable and a transform: `opt.optMap(x, x + 1)`"),
         "map" => Some("a variable, an optional filter and a transform: `list.map(x, x * 2)`"),
         "has" => Some("one field selection: `has(args.path)`"),
         _ => None,

@@ -297,9 +297,69 @@ fn macros_with_the_wrong_shape_explain_themselves() {
     let e = err1("args.l.all(x)");
     assert_eq!(
         e.message,
-        "`all` is a macro and takes a variable and a predicate: `list.all(x, x > 0)`"
+        "`all` is a macro and takes one or two variables and a predicate: `list.all(x, x > 0)`, \
+         `list.all(i, x, x > i)`"
     );
     assert_eq!(e.span, Span::new(7, 10));
     let e = err1("has(args.a, args.b)");
     assert!(e.message.starts_with("`has` is a macro and takes one field selection"));
+}
+
+#[test]
+fn strings_extension_types() {
+    assert_eq!(ty("'a,b'.split(',')"), Type::List(Box::new(Type::String)));
+    assert_eq!(ty("'abc'.charAt(1) + 'x'.substring(0, 1)"), Type::String);
+    assert_eq!(ty("'abc'.indexOf('b', 1) + 'abc'.lastIndexOf('b')"), Type::Int);
+    assert_eq!(ty("['a'].join('-') + '%d'.format([1]) + strings.quote('x')"), Type::String);
+    assert_eq!(ty("'a'.replace('a', 'b', 1).reverse()"), Type::String);
+    assert!(err1("'abc'.charAt('1')").message.contains("no overload of `charAt`"));
+    assert!(err1("[1].join()").message.contains("no overload of `join`"));
+    assert!(err1("strings.nope('x')").message.contains("unknown"));
+}
+
+#[test]
+fn optional_types() {
+    let opt = |t: Type| Type::Optional(Box::new(t));
+    assert_eq!(ty("optional.of(1)"), opt(Type::Int));
+    assert_eq!(ty("optional.of(1).value() + 1"), Type::Int);
+    assert_eq!(ty("optional.of('a').orValue('b')"), Type::String);
+    assert_eq!(ty("args.?path"), opt(Type::Dyn));
+    assert_eq!(ty("{'a': 1}.?a"), opt(Type::Int));
+    assert_eq!(ty("{'a': {'b': 1}}.?a.b"), opt(Type::Int));
+    assert_eq!(ty("[1, 2][?0]"), opt(Type::Int));
+    assert_eq!(ty("[?optional.of(1), 2]"), Type::List(Box::new(Type::Int)));
+    assert_eq!(ty("optional.none().or(optional.of(2)).hasValue()"), Type::Bool);
+    assert_eq!(ty("type(optional.none()) == optional_type"), Type::Bool);
+    assert_eq!(ty("optional.of(2).optMap(x, x * 2)"), opt(Type::Int));
+    assert!(err1("[?1]").message.contains("an optional element must be an optional"));
+    assert!(err1("{?'k': 1}").message.contains("an optional element must be an optional"));
+    assert!(err1("optional.of(1).orValue('a')").message.contains("no overload of `orValue`"));
+    assert!(err1("optional.of(1) + 1").message.contains("no `+`"));
+    assert!(err1("1.optMap(x, x)").message.contains("needs an optional"));
+}
+
+#[test]
+fn two_variable_comprehension_types() {
+    assert_eq!(ty("[1, 2].all(i, v, i < v)"), Type::Bool);
+    assert_eq!(
+        ty("['a'].transformList(i, v, v + string(i))"),
+        Type::List(Box::new(Type::String))
+    );
+    assert_eq!(
+        ty("['a'].transformMap(i, v, i)"),
+        Type::Map(Box::new(Type::Int), Box::new(Type::Int))
+    );
+    assert_eq!(
+        ty("{'a': 1}.transformMap(k, v, v > 0, v * 2)"),
+        Type::Map(Box::new(Type::String), Box::new(Type::Int))
+    );
+    assert_eq!(
+        ty("{'a': 1}.transformMapEntry(k, v, {v: k})"),
+        Type::Map(Box::new(Type::Int), Box::new(Type::String))
+    );
+    // The index of a list is an int; the variables are scoped to the macro.
+    assert!(err1("['a'].all(i, v, i + v == '')").message.contains("no `+`"));
+    assert!(err1("[1].all(i, v, true) && i == 0").message.contains("unknown identifier `i`"));
+    assert!(err1("[1].transformList(i, v, i, v)").message.contains("filter of `transformList` must be a bool"));
+    assert!(err1("[1].transformMapEntry(i, v, v)").message.contains("must be a map"));
 }

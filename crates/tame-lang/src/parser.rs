@@ -148,6 +148,12 @@ fn prescan(source: &str) -> Res<()> {
                 let pending = levels.pop().unwrap_or(0);
                 depth = depth.saturating_sub(1 + pending);
             }
+            // `.?f`, `[?k]`, `[?x, ?y]`, `{?k: v}`: optional markers, not
+            // ternaries.
+            b'?' if matches!(
+                bytes.get(..i).and_then(|b| b.iter().rev().find(|c| !c.is_ascii_whitespace())),
+                Some(b'.' | b'[' | b',' | b'{')
+            ) => {}
             b'?' => {
                 if let Some(top) = levels.last_mut() {
                     *top += 1;
@@ -409,16 +415,27 @@ fn build_member(pair: Pair<'_, Rule>) -> Res<Expr> {
                     }
                 }
             }
-            _ => {
-                let index = postfix.into_inner().next().ok_or_else(|| missing(pspan, "index"))?;
-                let index = build_expr(index)?;
+            Rule::opt_select => {
+                let name = postfix.into_inner().next().ok_or_else(|| missing(pspan, "field name"))?;
+                let field = name.as_str().trim_matches('`').to_owned();
                 expr = Expr::new(
-                    ExprKind::Index {
+                    ExprKind::OptSelect {
                         operand: Box::new(expr),
-                        index: Box::new(index),
+                        field,
                     },
                     whole,
                 );
+            }
+            rule => {
+                let index = postfix.into_inner().next().ok_or_else(|| missing(pspan, "index"))?;
+                let index = Box::new(build_expr(index)?);
+                let operand = Box::new(expr);
+                let kind = if rule == Rule::opt_index {
+                    ExprKind::OptIndex { operand, index }
+                } else {
+                    ExprKind::Index { operand, index }
+                };
+                expr = Expr::new(kind, whole);
             }
         }
     }
@@ -431,15 +448,24 @@ fn build_args(pair: Pair<'_, Rule>) -> Res<Vec<Expr>> {
 
 /// `target.function(args)`: a macro when the name and arity say so.
 fn receiver_call(target: Expr, function: String, name_span: Span, args: Vec<Expr>, span: Span) -> Res<Expr> {
+    // (kind, variables, whether the longer form has a filter)
     let kind = match (function.as_str(), args.len()) {
-        ("all", 2) => Some(MacroKind::All),
-        ("exists", 2) => Some(MacroKind::Exists),
-        ("exists_one", 2) => Some(MacroKind::ExistsOne),
-        ("filter", 2) => Some(MacroKind::Filter),
-        ("map", 2 | 3) => Some(MacroKind::Map),
+        ("all", 2) => Some((MacroKind::All, 1)),
+        ("all", 3) => Some((MacroKind::All, 2)),
+        ("exists", 2) => Some((MacroKind::Exists, 1)),
+        ("exists", 3) => Some((MacroKind::Exists, 2)),
+        ("exists_one" | "existsOne", 2) => Some((MacroKind::ExistsOne, 1)),
+        ("exists_one" | "existsOne", 3) => Some((MacroKind::ExistsOne, 2)),
+        ("filter", 2) => Some((MacroKind::Filter, 1)),
+        ("map", 2 | 3) => Some((MacroKind::Map, 1)),
+        ("transformList", 3 | 4) => Some((MacroKind::TransformList, 2)),
+        ("transformMap", 3 | 4) => Some((MacroKind::TransformMap, 2)),
+        ("transformMapEntry", 3 | 4) => Some((MacroKind::TransformMapEntry, 2)),
+        ("optMap", 2) => Some((MacroKind::OptMap, 1)),
+        ("optFlatMap", 2) => Some((MacroKind::OptFlatMap, 1)),
         _ => None,
     };
-    let Some(kind) = kind else {
+    let Some((kind, vars)) = kind else {
         return Ok(Expr::new(
             ExprKind::Call {
                 target: Some(Box::new(target)),
@@ -449,23 +475,47 @@ fn receiver_call(target: Expr, function: String, name_span: Span, args: Vec<Expr
             span,
         ));
     };
-    let mut args = args.into_iter();
-    let var_expr = args.next().ok_or_else(|| missing(span, "macro variable"))?;
-    let var = match var_expr.kind {
-        ExprKind::Ident(name) if !name.contains('.') => name,
-        _ => {
-            return Err(ParseError::new(
-                format!("the first argument of `{function}` must be a variable name"),
-                var_expr.span,
-            )
-            .with_label("not a simple name")
-            .with_help(format!("write it like `list.{function}(x, ...)`")));
-        }
-    };
     let _ = name_span;
-    let (predicate, transform) = match (kind, args.next(), args.next()) {
-        (MacroKind::Map, Some(t), None) => (None, Some(t)),
-        (MacroKind::Map, Some(p), Some(t)) => (Some(p), Some(t)),
+    let mut args = args.into_iter();
+    let mut names = Vec::with_capacity(vars);
+    for _ in 0..vars {
+        let var_expr = args.next().ok_or_else(|| missing(span, "macro variable"))?;
+        match var_expr.kind {
+            ExprKind::Ident(name) if !name.contains('.') => names.push(name),
+            _ => {
+                let which = if names.is_empty() { "first" } else { "second" };
+                return Err(ParseError::new(
+                    format!("the {which} argument of `{function}` must be a variable name"),
+                    var_expr.span,
+                )
+                .with_label("not a simple name")
+                .with_help(format!("write it like `list.{function}(x, ...)`")));
+            }
+        }
+    }
+    let mut names = names.into_iter();
+    let var = names.next().ok_or_else(|| missing(span, "macro variable"))?;
+    let var2 = names.next();
+    if var2.as_ref() == Some(&var) {
+        return Err(ParseError::new(
+            format!("the two variables of `{function}` must differ (both are `{var}`)"),
+            span,
+        ));
+    }
+    let rest: Vec<Expr> = args.collect();
+    let transforms = matches!(
+        kind,
+        MacroKind::Map
+            | MacroKind::TransformList
+            | MacroKind::TransformMap
+            | MacroKind::TransformMapEntry
+            | MacroKind::OptMap
+            | MacroKind::OptFlatMap
+    );
+    let mut rest = rest.into_iter();
+    let (predicate, transform) = match (transforms, rest.next(), rest.next()) {
+        (true, Some(t), None) => (None, Some(t)),
+        (true, Some(p), Some(t)) => (Some(p), Some(t)),
         (_, p, _) => (p, None),
     };
     Ok(Expr::new(
@@ -473,6 +523,7 @@ fn receiver_call(target: Expr, function: String, name_span: Span, args: Vec<Expr
             kind,
             range: target,
             var,
+            var2,
             predicate,
             transform,
         })),
@@ -487,16 +538,34 @@ fn build_primary(pair: Pair<'_, Rule>) -> Res<Expr> {
         Rule::string => Ok(Expr::new(ExprKind::Literal(decode_string(pair)?), span)),
         Rule::paren => build_expr(pair.into_inner().next().ok_or_else(|| missing(span, "expression"))?),
         Rule::list => {
-            let items = pair.into_inner().map(build_expr).collect::<Res<Vec<_>>>()?;
+            let mut items = Vec::new();
+            for element in pair.into_inner() {
+                let espan = span_of(&element);
+                let mut parts = element.into_inner().peekable();
+                let optional = parts.next_if(|p| p.as_rule() == Rule::opt_mark).is_some();
+                let item = build_expr(parts.next().ok_or_else(|| missing(espan, "list element"))?)?;
+                items.push(if optional {
+                    Expr::new(ExprKind::OptEntry(Box::new(item)), espan)
+                } else {
+                    item
+                });
+            }
             Ok(Expr::new(ExprKind::List(items), span))
         }
         Rule::map => {
             let mut entries = Vec::new();
             for entry in pair.into_inner() {
                 let espan = span_of(&entry);
-                let mut kv = entry.into_inner();
+                let mut kv = entry.into_inner().peekable();
+                let optional = kv.next_if(|p| p.as_rule() == Rule::opt_mark).is_some();
                 let k = build_expr(kv.next().ok_or_else(|| missing(espan, "map key"))?)?;
                 let v = build_expr(kv.next().ok_or_else(|| missing(espan, "map value"))?)?;
+                let k = if optional {
+                    let kspan = Span::new(espan.range().start, k.span.range().end);
+                    Expr::new(ExprKind::OptEntry(Box::new(k)), kspan)
+                } else {
+                    k
+                };
                 entries.push((k, v));
             }
             Ok(Expr::new(ExprKind::Map(entries), span))
@@ -876,7 +945,7 @@ fn describe(rule: Rule) -> &'static str {
         | Rule::op_rem
         | Rule::question => "an operator",
         Rule::colon => "`:`",
-        Rule::select | Rule::index | Rule::call_args => "`.`, `[` or `(`",
+        Rule::select | Rule::index | Rule::opt_select | Rule::opt_index | Rule::call_args => "`.`, `[` or `(`",
         Rule::ident | Rule::field_name => "a name",
         _ => "an expression",
     }

@@ -372,3 +372,43 @@ fn common_mistakes_get_hints() {
     assert_eq!(hint("a === b"), "CEL compares with `==` and `!=`");
     assert_eq!(err("a AND b").span, Span::new(2, 5));
 }
+
+#[test]
+fn optional_syntax() {
+    assert_eq!(p("m.?a.b"), "m.?a.b");
+    assert_eq!(p("m[?'k'][?0]"), "m[?\"k\"][?0]");
+    assert_eq!(p("[?a, b, ?c.?d]"), "[?a, b, ?c.?d]");
+    assert_eq!(p("{?'k': v, 'j': w}"), "{?\"k\": v, \"j\": w}");
+    assert_eq!(p("[?(a ? b : c)]"), "[?(a ? b : c)]");
+    assert!(matches!(parse("m.?a").unwrap().kind, ExprKind::OptSelect { .. }));
+    assert!(matches!(parse("m[?a]").unwrap().kind, ExprKind::OptIndex { .. }));
+    // `?` is not an expression of its own, and `.?` takes no arguments.
+    assert!(parse("?a").is_err());
+    assert!(parse("m.?f()").is_err());
+    assert!(parse("[a, ?]").is_err());
+    // A chain of optional selections is not a nest of ternaries.
+    let chain = format!("m{}", ".?a".repeat(MAX_NESTING + 5));
+    assert!(parse(&chain).is_ok());
+}
+
+#[test]
+fn two_variable_macros() {
+    assert_eq!(p("l.all(i, v, v > i)"), "l.all(i, v, v > i)");
+    assert_eq!(p("l.existsOne(i, v, v)"), "l.exists_one(i, v, v)");
+    assert_eq!(p("m.transformMap(k, v, v != 0, v * 2)"), "m.transformMap(k, v, v != 0, v * 2)");
+    assert_eq!(p("m.transformList(k, v, k)"), "m.transformList(k, v, k)");
+    assert_eq!(p("m.transformMapEntry(k, v, {v: k})"), "m.transformMapEntry(k, v, {v: k})");
+    assert_eq!(p("o.optMap(x, x + 1)"), "o.optMap(x, x + 1)");
+    let Ok(Expr {
+        kind: ExprKind::Comprehension(c),
+        ..
+    }) = parse("l.exists(i, v, true)")
+    else {
+        panic!("not a comprehension")
+    };
+    assert_eq!((c.var.as_str(), c.var2.as_deref()), ("i", Some("v")));
+    assert!(err("l.all(x, x, true)").message.contains("must differ"));
+    assert!(err("l.transformList(i, v.w, 1)").message.contains("second argument"));
+    // Not macros with these arities: plain calls.
+    assert!(matches!(parse("l.transformList(i, v)").unwrap().kind, ExprKind::Call { .. }));
+}

@@ -235,6 +235,21 @@ fn write_expr(e: &Expr, out: &mut String) {
             write_expr(index, out);
             out.push(']');
         }
+        ExprKind::OptSelect { operand, field } => {
+            write_target(operand, out);
+            out.push_str(".?");
+            let _ = write_field(field, out);
+        }
+        ExprKind::OptIndex { operand, index } => {
+            write_target(operand, out);
+            out.push_str("[?");
+            write_expr(index, out);
+            out.push(']');
+        }
+        ExprKind::OptEntry(inner) => {
+            out.push('?');
+            write_parens_if(inner, precedence(inner) == 0, out);
+        }
         ExprKind::Call { target, function, args } => {
             if let Some(t) = target {
                 write_target(t, out);
@@ -283,7 +298,12 @@ fn write_expr(e: &Expr, out: &mut String) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                write_parens_if(k, precedence(k) == 0, out);
+                if let ExprKind::OptEntry(inner) = &k.kind {
+                    out.push('?');
+                    write_parens_if(inner, precedence(inner) == 0, out);
+                } else {
+                    write_parens_if(k, precedence(k) == 0, out);
+                }
                 out.push_str(": ");
                 write_expr(v, out);
             }
@@ -295,6 +315,10 @@ fn write_expr(e: &Expr, out: &mut String) {
             out.push_str(c.kind.name());
             out.push('(');
             out.push_str(&c.var);
+            if let Some(v2) = &c.var2 {
+                out.push_str(", ");
+                out.push_str(v2);
+            }
             for part in [&c.predicate, &c.transform].into_iter().flatten() {
                 out.push_str(", ");
                 write_expr(part, out);

@@ -42,12 +42,16 @@ fn is_member_level(e: &Expr) -> bool {
         ExprKind::Literal(_)
         | ExprKind::Ident(_)
         | ExprKind::Select { .. }
+        | ExprKind::OptSelect { .. }
         | ExprKind::Index { .. }
+        | ExprKind::OptIndex { .. }
         | ExprKind::Call { .. }
         | ExprKind::List(_)
         | ExprKind::Map(_)
         | ExprKind::Comprehension(_) => true,
-        ExprKind::Unary { .. } | ExprKind::Binary { .. } | ExprKind::Ternary { .. } => false,
+        ExprKind::Unary { .. } | ExprKind::Binary { .. } | ExprKind::Ternary { .. } | ExprKind::OptEntry(_) => {
+            false
+        }
     }
 }
 
@@ -112,6 +116,21 @@ fn write_expr(e: &Expr, f: &mut Formatter<'_>) -> fmt::Result {
             write_expr(index, f)?;
             f.write_char(']')
         }
+        ExprKind::OptSelect { operand, field } => {
+            write_target(operand, f)?;
+            f.write_str(".?")?;
+            write_field(field, f)
+        }
+        ExprKind::OptIndex { operand, index } => {
+            write_target(operand, f)?;
+            f.write_str("[?")?;
+            write_expr(index, f)?;
+            f.write_char(']')
+        }
+        ExprKind::OptEntry(inner) => {
+            f.write_char('?')?;
+            write_operand(inner, f)
+        }
         ExprKind::Call { target, function, args } => {
             if let Some(t) = target {
                 write_target(t, f)?;
@@ -155,7 +174,12 @@ fn write_expr(e: &Expr, f: &mut Formatter<'_>) -> fmt::Result {
                 if i > 0 {
                     f.write_str(", ")?;
                 }
-                write_operand(k, f)?;
+                if let ExprKind::OptEntry(inner) = &k.kind {
+                    f.write_char('?')?;
+                    write_operand(inner, f)?;
+                } else {
+                    write_operand(k, f)?;
+                }
                 f.write_str(": ")?;
                 write_expr(v, f)?;
             }
@@ -164,6 +188,9 @@ fn write_expr(e: &Expr, f: &mut Formatter<'_>) -> fmt::Result {
         ExprKind::Comprehension(c) => {
             write_target(&c.range, f)?;
             write!(f, ".{}({}", c.kind.name(), c.var)?;
+            if let Some(v2) = &c.var2 {
+                write!(f, ", {v2}")?;
+            }
             for part in [&c.predicate, &c.transform].into_iter().flatten() {
                 f.write_str(", ")?;
                 write_expr(part, f)?;

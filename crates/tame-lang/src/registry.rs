@@ -201,28 +201,31 @@ impl Registry {
         );
         r.doc(
             "trim",
-            "The string without leading and trailing white space.",
+            "The string without leading and trailing white space (Unicode `White_Space`, as CEL's strings \
+             extension; zero-width spaces are not white space).",
             r#""  rm -rf /  ".trim()"#,
             r#""rm -rf /""#,
         );
         r.doc(
             "lowerAscii",
-            "The string in lower case. Unlike CEL's strings extension, which changes ASCII letters only, \
-             the evaluator currently lowers every letter, as `lower` does.",
-            r#""Content-Type".lowerAscii()"#,
-            r#""content-type""#,
+            "The string with its ASCII letters in lower case; other letters are unchanged (CEL strings \
+             extension). Use `lower` for Unicode case mapping.",
+            r#""Content-Type: ÄB".lowerAscii()"#,
+            r#""content-type: Äb""#,
         );
         r.doc(
             "upperAscii",
-            "The string in upper case. Unlike CEL's strings extension, which changes ASCII letters only, \
-             the evaluator currently raises every letter, as `upper` does.",
-            r#""get".upperAscii()"#,
-            r#""GET""#,
+            "The string with its ASCII letters in upper case; other letters are unchanged (CEL strings \
+             extension).",
+            r#""get ä".upperAscii()"#,
+            r#""GET ä""#,
         );
         for name in ["lower", "upper", "trim", "lowerAscii", "upperAscii"] {
             r.method(name, vec![Str], Str);
             r.global(name, vec![Str], Str);
         }
+        Self::strings_extension(&mut r);
+        Self::optionals(&mut r);
         // conversions
         r.doc(
             "int",
@@ -511,6 +514,159 @@ impl Registry {
         r
     }
 
+    /// CEL's strings extension (`charAt`, `indexOf`, `split`, `format`...):
+    /// indices count Unicode code points; an index out of range is an
+    /// error.
+    fn strings_extension(r: &mut Self) {
+        use Type::{Dyn, Int, String as Str};
+        r.doc(
+            "charAt",
+            "The character at a position (counted in code points); the length itself gives `\"\"`, a \
+             position past it or negative is an error.",
+            r#""tacocat".charAt(3)"#,
+            r#""o""#,
+        );
+        r.method("charAt", vec![Str, Int], Str);
+        r.doc(
+            "indexOf",
+            "The position (in code points) of the first occurrence of a substring, `-1` when there is \
+             none; with a start position, the search starts there (an error when out of range).",
+            r#""a/b/c".indexOf("/") + "a/b/c".indexOf("/", 2)"#,
+            "4",
+        );
+        r.method("indexOf", vec![Str, Str], Int);
+        r.method("indexOf", vec![Str, Str, Int], Int);
+        r.doc(
+            "lastIndexOf",
+            "The position (in code points) of the last occurrence of a substring, `-1` when there is \
+             none; with a position, the last start considered (an error when out of range).",
+            r#""a/b/c".lastIndexOf("/")"#,
+            "3",
+        );
+        r.method("lastIndexOf", vec![Str, Str], Int);
+        r.method("lastIndexOf", vec![Str, Str, Int], Int);
+        r.doc(
+            "join",
+            "The strings of a list concatenated, with a separator between them when given.",
+            r#"["a", "b", "c"].join("/")"#,
+            r#""a/b/c""#,
+        );
+        r.method("join", vec![list(Str)], Str);
+        r.method("join", vec![list(Str), Str], Str);
+        r.doc(
+            "split",
+            "The parts of a string between the separator's occurrences; with a limit `n`, at most `n` \
+             parts (the last holds the rest), none for 0, all for a negative limit. An empty separator \
+             splits into characters.",
+            r#""a,b,c".split(",", 2)"#,
+            r#"["a", "b,c"]"#,
+        );
+        r.method("split", vec![Str, Str], list(Str));
+        r.method("split", vec![Str, Str, Int], list(Str));
+        r.doc(
+            "replace",
+            "The string with occurrences of a substring replaced; with a limit `n`, the first `n` only \
+             (none for 0, all for a negative limit).",
+            r#""a-b-c".replace("-", "+", 1)"#,
+            r#""a+b-c""#,
+        );
+        r.method("replace", vec![Str, Str, Str], Str);
+        r.method("replace", vec![Str, Str, Str, Int], Str);
+        r.doc(
+            "substring",
+            "The characters from a start position to the end, or to an end position (exclusive), in code \
+             points; a position out of range, or an end before the start, is an error.",
+            r#""tacocat".substring(4) + "tacocat".substring(0, 4)"#,
+            r#""cattaco""#,
+        );
+        r.method("substring", vec![Str, Int], Str);
+        r.method("substring", vec![Str, Int, Int], Str);
+        r.doc(
+            "format",
+            "The string with its clauses replaced by the list's values in order: `%s` (any value as \
+             text), `%d` (integer), `%f` and `%e` (fixed and scientific, precision `%.2f`, 6 by default), \
+             `%x` and `%X` (hexadecimal of integers, strings and bytes), `%o` (octal), `%b` (binary), `%%` \
+             (a percent sign). A clause without a value, or of the wrong type, is an error.",
+            r#""%s paid %.2f (%d%%)".format(["ada", 12.5, 3])"#,
+            r#""ada paid 12.50 (3%)""#,
+        );
+        r.method("format", vec![Str, list(Dyn)], Str);
+        r.doc(
+            "strings.quote",
+            "The string as a double-quoted CEL string literal: `\\`, `\"` and control characters escaped \
+             (`\\n`, `\\t`, ...), other characters kept.",
+            r#"strings.quote("tab\there")"#,
+            r#""\"tab\\there\"""#,
+        );
+        r.global("strings.quote", vec![Str], Str);
+        r.doc(
+            "reverse",
+            "The string with its characters (code points) in reverse order.",
+            r#""gums".reverse()"#,
+            r#""smug""#,
+        );
+        r.method("reverse", vec![Str], Str);
+    }
+
+    /// CEL optionals: `optional.of`, `optional.none`,
+    /// `optional.ofNonZeroValue` and the methods of an optional. The
+    /// selections `x.?f` and `x[?k]` and the macros `optMap`, `optFlatMap`
+    /// are syntax, not functions.
+    fn optionals(r: &mut Self) {
+        use Type::{Bool, Dyn};
+        let opt = |t: Type| Type::Optional(Box::new(t));
+        r.doc(
+            "optional.of",
+            "An optional holding the value (even `null`).",
+            "optional.of(args.amount).value()",
+            "1200",
+        );
+        r.global("optional.of", vec![A], opt(A));
+        r.doc(
+            "optional.none",
+            "The empty optional.",
+            "optional.none().hasValue()",
+            "false",
+        );
+        r.global("optional.none", vec![], opt(Dyn));
+        r.doc(
+            "optional.ofNonZeroValue",
+            "An optional holding the value, or the empty optional when the value is its type's zero value \
+             (`null`, `false`, `0`, `0u`, `0.0`, `\"\"`, `b\"\"`, `[]`, `{}`, a zero duration, the Unix epoch).",
+            r#"optional.ofNonZeroValue("").hasValue()"#,
+            "false",
+        );
+        r.global("optional.ofNonZeroValue", vec![A], opt(A));
+        r.doc(
+            "hasValue",
+            "Whether the optional holds a value.",
+            "args.?cc.hasValue()",
+            "false",
+        );
+        r.method("hasValue", vec![opt(A)], Bool);
+        r.doc(
+            "value",
+            "The optional's value; an error when it is empty.",
+            "args.?amount.value()",
+            "1200",
+        );
+        r.method("value", vec![opt(A)], A);
+        r.doc(
+            "orValue",
+            "The optional's value, or the given default when it is empty (evaluated only then).",
+            r#"args.?cc.orValue("nobody") + "/" + metadata[?"team"].orValue("none")"#,
+            r#""nobody/billing""#,
+        );
+        r.method("orValue", vec![opt(A), A], A);
+        r.doc(
+            "or",
+            "The optional itself when it holds a value, else the other optional (evaluated only then).",
+            r#"args.?cc.or(args.?to).value()"#,
+            r#"["ada@example.com"]"#,
+        );
+        r.method("or", vec![opt(A), opt(A)], opt(A));
+    }
+
     /// Documents the built-in `name` for the language reference.
     fn doc(&mut self, name: &str, summary: &'static str, example: &'static str, result: &'static str) {
         self.docs.insert(
@@ -673,6 +829,7 @@ fn id_part(t: &Type) -> String {
     match t {
         Type::List(_) => "list".into(),
         Type::Map(..) => "map".into(),
+        Type::Optional(_) => "optional".into(),
         Type::Timestamp => "timestamp".into(),
         Type::Duration => "duration".into(),
         other => other.name(),

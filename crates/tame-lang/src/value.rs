@@ -24,6 +24,8 @@ pub enum Value {
     Duration(jiff::SignedDuration),
     /// A type value, as returned by `type(x)` or named by `int`, `string`...
     Type(Type),
+    /// A CEL optional (`optional.of(x)`, `optional.none()`, `m.?k`).
+    Optional(Option<Arc<Value>>),
 }
 
 /// Map keys: CEL allows `int`, `uint`, `bool` and `string` keys.
@@ -58,6 +60,8 @@ pub enum Type {
     Type,
     /// The `session` root: a handle on the caller's session facts.
     Session,
+    /// A CEL optional of the given type (`optional_type(int)`).
+    Optional(Box<Type>),
     /// A type parameter in a generic signature (`list(A)`), by name.
     Param(&'static str),
 }
@@ -77,6 +81,7 @@ impl Type {
             "map" => Type::Map(Box::new(Type::Dyn), Box::new(Type::Dyn)),
             "null_type" => Type::Null,
             "type" => Type::Type,
+            "optional_type" => Type::Optional(Box::new(Type::Dyn)),
             "google.protobuf.Timestamp" => Type::Timestamp,
             "google.protobuf.Duration" => Type::Duration,
             _ => return None,
@@ -100,6 +105,7 @@ impl Type {
             Type::Duration => "google.protobuf.Duration".into(),
             Type::Type => "type".into(),
             Type::Session => "session".into(),
+            Type::Optional(t) => format!("optional_type({})", t.name()),
             Type::Param(p) => (*p).into(),
         }
     }
@@ -121,6 +127,7 @@ impl Value {
             Value::Timestamp(_) => Type::Timestamp,
             Value::Duration(_) => Type::Duration,
             Value::Type(_) => Type::Type,
+            Value::Optional(_) => Type::Optional(Box::new(Type::Dyn)),
         }
     }
 

@@ -74,6 +74,11 @@ fn binary_op() -> impl Strategy<Value = BinaryOp> {
     ])
 }
 
+/// `?x` (an optional list element or map key) when `optional`.
+fn opt_entry(x: Expr, optional: bool) -> Expr {
+    if optional { e(ExprKind::OptEntry(Box::new(x))) } else { x }
+}
+
 fn expr() -> impl Strategy<Value = Expr> {
     let leaf = prop_oneof![
         literal().prop_map(|l| e(ExprKind::Literal(l))),
@@ -82,12 +87,24 @@ fn expr() -> impl Strategy<Value = Expr> {
     leaf.prop_recursive(6, 64, 4, |inner| {
         let boxed = inner.clone().prop_map(Box::new);
         prop_oneof![
-            (boxed.clone(), field(), any::<bool>()).prop_map(|(operand, field, test)| e(ExprKind::Select {
-                operand,
-                field,
-                test
+            (boxed.clone(), field(), 0..3u8).prop_map(|(operand, field, form)| e(match form {
+                0 => ExprKind::Select {
+                    operand,
+                    field,
+                    test: false,
+                },
+                1 => ExprKind::Select {
+                    operand,
+                    field,
+                    test: true,
+                },
+                _ => ExprKind::OptSelect { operand, field },
             })),
-            (boxed.clone(), boxed.clone()).prop_map(|(operand, index)| e(ExprKind::Index { operand, index })),
+            (boxed.clone(), boxed.clone(), any::<bool>()).prop_map(|(operand, index, optional)| e(if optional {
+                ExprKind::OptIndex { operand, index }
+            } else {
+                ExprKind::Index { operand, index }
+            })),
             (
                 proptest::option::of(boxed.clone()),
                 function(),
@@ -105,31 +122,52 @@ fn expr() -> impl Strategy<Value = Expr> {
                 then,
                 otherwise
             })),
-            proptest::collection::vec(inner.clone(), 0..4).prop_map(|items| e(ExprKind::List(items))),
-            proptest::collection::vec((inner.clone(), inner.clone()), 0..3).prop_map(|m| e(ExprKind::Map(m))),
+            proptest::collection::vec((inner.clone(), any::<bool>()), 0..4)
+                .prop_map(|items| e(ExprKind::List(items.into_iter().map(|(x, o)| opt_entry(x, o)).collect()))),
+            proptest::collection::vec((inner.clone(), any::<bool>(), inner.clone()), 0..3).prop_map(|m| e(
+                ExprKind::Map(m.into_iter().map(|(k, o, v)| (opt_entry(k, o), v)).collect())
+            )),
             (
                 proptest::sample::select(vec![
                     MacroKind::All,
                     MacroKind::Exists,
                     MacroKind::ExistsOne,
                     MacroKind::Map,
-                    MacroKind::Filter
+                    MacroKind::Filter,
+                    MacroKind::TransformList,
+                    MacroKind::TransformMap,
+                    MacroKind::TransformMapEntry,
+                    MacroKind::OptMap,
+                    MacroKind::OptFlatMap,
                 ]),
                 inner.clone(),
                 name(),
+                any::<bool>(),
                 inner.clone(),
                 proptest::option::of(inner.clone()),
             )
-                .prop_map(|(kind, range, var, a, b)| {
+                .prop_map(|(kind, range, var, two, a, b)| {
+                    let transforms = matches!(
+                        kind,
+                        MacroKind::Map | MacroKind::TransformList | MacroKind::TransformMap | MacroKind::TransformMapEntry
+                    );
                     let (predicate, transform) = match (kind, b) {
-                        (MacroKind::Map, Some(t)) => (Some(a), Some(t)),
-                        (MacroKind::Map, None) => (None, Some(a)),
+                        (MacroKind::OptMap | MacroKind::OptFlatMap, _) => (None, Some(a)),
+                        (_, Some(t)) if transforms => (Some(a), Some(t)),
+                        (_, None) if transforms => (None, Some(a)),
                         (_, _) => (Some(a), None),
                     };
+                    let var2 = match kind {
+                        MacroKind::TransformList | MacroKind::TransformMap | MacroKind::TransformMapEntry => true,
+                        MacroKind::All | MacroKind::Exists | MacroKind::ExistsOne => two,
+                        _ => false,
+                    }
+                    .then(|| format!("{var}2"));
                     e(ExprKind::Comprehension(Box::new(Comprehension {
                         kind,
                         range,
                         var,
+                        var2,
                         predicate,
                         transform,
                     })))
@@ -143,7 +181,8 @@ fn cel_like() -> impl Strategy<Value = String> {
     let token = proptest::sample::select(vec![
         "a", "b.c", "(", ")", "[", "]", "{", "}", ",", ":", "?", ".", "!", "-", "+", "*", "/", "%", "==", "!=", "<",
         "<=", ">", ">=", "&&", "||", " and ", " or ", " not ", " in ", "1", "0x1f", "1u", "1.5", "1e3", "'s'",
-        "\"\\n\"", "b'\\xff'", "r'\\d'", "'''t'''", "size(", ".all(x,", ".map(x,", "has(", "true", "null", " ", "\\",
+        "\"\\n\"", "b'\\xff'", "r'\\d'", "'''t'''", "size(", ".all(x,", ".map(x,", "has(", ".?", "[?", ".all(i, v,",
+        ".transformMap(k, v,", "true", "null", " ", "\\",
         "'", "\"", "`",
     ]);
     proptest::collection::vec(token, 0..40).prop_map(|t| t.concat())
