@@ -200,13 +200,7 @@ pub fn engine_eval(policy: &Policy, calls: &[Value]) -> Vec<Value> {
                 }
             };
             let d = policy.evaluate(&request, &state.view(request.now));
-            state.record(CallStep {
-                tool: request.tool.clone(),
-                decision: d.action,
-                rule: d.rule_name.clone(),
-                released: false,
-                at: request.now,
-            });
+            state.record(CallStep::decided(&request, &d));
             json!({
                 "decision": d.action.as_str(),
                 "rule_name": d.rule_name.as_deref(),

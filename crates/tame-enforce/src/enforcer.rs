@@ -26,7 +26,9 @@ use tame_engine::{Action, Decision, Policy, RequestError, value_to_json};
 use crate::approval::released;
 use crate::call::{Call, id_text};
 use crate::canonical::call_hash;
-use crate::records::{Approval, ApprovalState, NewApproval, NewDecision, NewResult, Release};
+use crate::provenance::{Extract, IndexKey};
+use crate::records::{Approval, ApprovalState, NewApproval, NewDecision, NewInput, NewResult, Release};
+use crate::session::ResultSource;
 use crate::redact::{Redactor, redact_secrets, redacted_values};
 use crate::session::{CallStep, SessionState};
 
@@ -125,7 +127,48 @@ pub struct ResultOutcome {
     /// What the result revealed, as session labels (scanned before
     /// redaction: the agent saw it all).
     pub labels: Vec<String>,
+    /// The tool's output as the session's history keeps it (in memory:
+    /// not redacted): the body's `result`, or the whole body without one.
+    pub value: tame_lang::Value,
+    /// Its provenance hashes (of the output and `error_message`, before
+    /// redaction), under [`ResultOutcome::key`].
+    pub extract: Extract,
+    pub key: IndexKey,
 }
+
+/// A user's input, read and ready to store.
+#[derive(Debug, Clone)]
+pub struct InputOutcome {
+    /// The record to append (secrets redacted; the session as stored).
+    pub record: NewInput,
+    /// The text as the session keeps it in memory.
+    pub text: String,
+    /// Its provenance hashes, under [`InputOutcome::key`].
+    pub extract: Extract,
+    pub key: IndexKey,
+}
+
+/// What a result body (as posted to the result endpoint) gives the
+/// session: the tool's output (the body's `result`, or the whole body
+/// without one) as the history keeps it, and its provenance hashes under
+/// `key` (of the output, and of `error_message` beside a `result`). The
+/// stores rebuild a session from its stored result records with it too.
+pub fn result_provenance(key: &IndexKey, body: &Value) -> (tame_lang::Value, Extract) {
+    let output = body.get("result").unwrap_or(body);
+    let mut extract = Extract::json(key, output, true);
+    if body.get("result").is_some()
+        && let Some(Value::String(message)) = body.get("error_message")
+    {
+        let more = Extract::text(key, message, true);
+        extract.values.extend(more.values);
+        extract.entities.extend(more.entities);
+        extract.copies.extend(more.copies);
+    }
+    (tame_engine::json_to_value(output), extract)
+}
+
+/// The longest user input read, in bytes.
+pub const MAX_INPUT_TEXT: usize = 256 * 1024;
 
 /// Decides calls with one policy. Cheap to build per call.
 #[derive(Debug, Clone, Copy)]
@@ -257,6 +300,8 @@ impl<'a> Enforcer<'a> {
             expires_at: now.checked_add(self.approval_timeout).unwrap_or(Timestamp::MAX),
         });
         let log_id = id_text(uuid::Uuid::now_v7());
+        let mut step = step;
+        step.log_id = Some(std::sync::Arc::from(log_id.as_str()));
         let sanitized_args = self.policy.sanitize_args(&request);
         if let Some(clean) = &sanitized_args {
             // What the policy says to redact is not stored either.
@@ -322,6 +367,20 @@ impl<'a> Enforcer<'a> {
         body: Value,
         now: Timestamp,
     ) -> Result<ResultOutcome, RequestError> {
+        self.result_from(session_id, log_id, body, ResultSource::Agent, now)
+    }
+
+    /// [`Enforcer::result`] reported by `source` (the MCP proxy, the tool
+    /// runner, or the agent: the frontend that saw it says which, never
+    /// the body).
+    pub fn result_from(
+        &self,
+        session_id: &str,
+        log_id: &str,
+        body: Value,
+        source: ResultSource,
+        now: Timestamp,
+    ) -> Result<ResultOutcome, RequestError> {
         let err = |path: &str, message: &str| RequestError {
             path: path.to_owned(),
             message: message.to_owned(),
@@ -353,6 +412,10 @@ impl<'a> Enforcer<'a> {
         // What the result reveals labels the session (scanned before
         // redaction).
         let labels = tame_engine::labels(&tame_engine::Scanner::global().scan(&body));
+        // What the tool returned, indexed before redaction (the agent saw
+        // it all).
+        let key = self.redactor.index_key();
+        let (value, extract) = result_provenance(&key, &body);
         let mut result = body;
         redact_secrets(&mut result);
         Ok(ResultOutcome {
@@ -362,8 +425,53 @@ impl<'a> Enforcer<'a> {
                 timestamp: now,
                 result,
                 labels: labels.clone(),
+                source,
             },
             labels,
+            value,
+            extract,
+            key,
+        })
+    }
+
+    /// Reads a user's input to `session_id` (the session as the caller
+    /// knows it): `{"text": "..."}`, a non-empty text of at most
+    /// [`MAX_INPUT_TEXT`] bytes. Errors name the field.
+    pub fn input(&self, session_id: &str, body: &Value, now: Timestamp) -> Result<InputOutcome, RequestError> {
+        let err = |path: &str, message: &str| RequestError {
+            path: path.to_owned(),
+            message: message.to_owned(),
+        };
+        if session_id.is_empty() {
+            return Err(err("session_id", "missing"));
+        }
+        let Some(fields) = body.as_object() else {
+            return Err(err("$", "expected an object with `text`"));
+        };
+        if let Some(other) = fields.keys().find(|k| k.as_str() != "text") {
+            return Err(err(other, "unknown field, expected `text`"));
+        }
+        let text = match fields.get("text") {
+            Some(Value::String(t)) if t.trim().is_empty() => return Err(err("text", "empty")),
+            Some(Value::String(t)) if t.len() > MAX_INPUT_TEXT => {
+                return Err(err("text", &format!("longer than {MAX_INPUT_TEXT} bytes")));
+            }
+            Some(Value::String(t)) => t.clone(),
+            Some(_) => return Err(err("text", "expected a string")),
+            None => return Err(err("text", "missing")),
+        };
+        let key = self.redactor.index_key();
+        let extract = Extract::text(&key, &text, false);
+        Ok(InputOutcome {
+            record: NewInput {
+                input_id: id_text(uuid::Uuid::now_v7()),
+                session_id: self.stored_session(session_id).into_owned(),
+                timestamp: now,
+                text: self.redactor.text(&text).into_owned(),
+            },
+            text,
+            extract,
+            key,
         })
     }
 }

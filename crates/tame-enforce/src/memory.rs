@@ -16,13 +16,13 @@ use tame_engine::RequestError;
 
 use crate::approval::{ApprovalError, check_release, effective_state, verdict_state};
 use crate::call::Call;
-use crate::enforcer::{Enforcer, Outcome, Refusal, ResultOutcome};
+use crate::enforcer::{Enforcer, InputOutcome, Outcome, Refusal, ResultOutcome};
 use crate::persist::{ApprovalSource, AuditSink, SessionSource};
 use crate::records::{
-    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, LogEntry, NewDecision, NewResult, SessionSummary,
+    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, LogEntry, NewDecision, NewInput, NewResult, SessionSummary,
 };
 use crate::redact::Redactor;
-use crate::session::{SessionCell, SessionHandle, SessionState};
+use crate::session::{ResultSource, SessionCell, SessionHandle, SessionState};
 use crate::timestamp::format_timestamp;
 
 /// How many log entries a [`MemoryStore`] keeps by default (the newest).
@@ -163,7 +163,8 @@ impl MemoryStore {
     }
 
     /// Records a tool's result for log entry `log_id` of `session_id` (as
-    /// the caller knows it), and the labels it revealed in the session.
+    /// the caller knows it), reported by the agent: see
+    /// [`MemoryStore::record_result_from`].
     pub fn record_result(
         &self,
         enforcer: &Enforcer<'_>,
@@ -171,15 +172,34 @@ impl MemoryStore {
         log_id: &str,
         body: Value,
     ) -> Result<ResultOutcome, EnforceError> {
-        let outcome = enforcer.result(session_id, log_id, body, Timestamp::now())?;
+        self.record_result_from(enforcer, session_id, log_id, body, ResultSource::Agent)
+    }
+
+    /// Records a tool's result for log entry `log_id` of `session_id` (as
+    /// the caller knows it), reported by `source`: stored, then its labels,
+    /// value and provenance added to the session's state.
+    pub fn record_result_from(
+        &self,
+        enforcer: &Enforcer<'_>,
+        session_id: &str,
+        log_id: &str,
+        body: Value,
+        source: ResultSource,
+    ) -> Result<ResultOutcome, EnforceError> {
+        let outcome = enforcer.result_from(session_id, log_id, body, source, Timestamp::now())?;
         self.append_result(outcome.record.clone())?;
-        if !outcome.labels.is_empty() {
-            let cell = self.session_state(&outcome.record.session_id, false)?;
-            let mut state = cell.lock();
-            for label in &outcome.labels {
-                state.add_label(label);
-            }
-        }
+        let cell = self.session_state(&outcome.record.session_id, false)?;
+        cell.lock().apply_result(&outcome);
+        Ok(outcome)
+    }
+
+    /// Records a user's input (`{"text": ...}`) to `session_id` (as the
+    /// caller knows it).
+    pub fn record_input(&self, enforcer: &Enforcer<'_>, session_id: &str, body: &Value) -> Result<InputOutcome, EnforceError> {
+        let outcome = enforcer.input(session_id, body, Timestamp::now())?;
+        self.append_input(outcome.record.clone())?;
+        let cell = self.session_state(&outcome.record.session_id, false)?;
+        cell.lock().apply_input(&outcome);
         Ok(outcome)
     }
 
@@ -414,6 +434,13 @@ impl AuditSink for MemoryStore {
             None if owner && self.capacity == 0 => Ok(log.seq),
             None => Err(MemoryError::LogNotFound(record.log_id)),
         }
+    }
+
+    fn append_input(&self, _record: NewInput) -> Result<u64, MemoryError> {
+        // The input lives in the session's state; the log keeps decisions.
+        let mut log = lock(&self.log);
+        log.seq += 1;
+        Ok(log.seq)
     }
 
     fn append_verdict(&self, verdict: ApprovalDecision) -> Result<Approval, MemoryError> {

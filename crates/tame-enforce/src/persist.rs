@@ -8,7 +8,7 @@
 
 use jiff::Timestamp;
 
-use crate::records::{Approval, ApprovalDecision, DecisionReceipt, NewDecision, NewResult};
+use crate::records::{Approval, ApprovalDecision, DecisionReceipt, NewDecision, NewInput, NewResult};
 use crate::session::SessionHandle;
 
 /// Session history in.
@@ -38,6 +38,8 @@ pub trait AuditSink {
     fn append_decision(&self, record: NewDecision) -> Self::Ack<DecisionReceipt>;
     /// Appends a tool's result for a logged decision of the same session.
     fn append_result(&self, record: NewResult) -> Self::Ack<u64>;
+    /// Appends a user's input to a session.
+    fn append_input(&self, record: NewInput) -> Self::Ack<u64>;
     /// Appends a human's verdict on a pending approval.
     fn append_verdict(&self, verdict: ApprovalDecision) -> Self::Ack<Approval>;
 }

@@ -68,6 +68,19 @@ pub struct NewResult {
     /// restart, or after the session left memory). The caller still adds
     /// them to the session state once the write is committed.
     pub labels: Vec<String>,
+    /// Who reported it: the MCP proxy, the tool runner or the agent.
+    pub source: crate::ResultSource,
+}
+
+/// A user's input to a session (what the trusted principal asked for).
+#[derive(Debug, Clone)]
+pub struct NewInput {
+    /// The input's id.
+    pub input_id: String,
+    pub session_id: String,
+    pub timestamp: jiff::Timestamp,
+    /// The text, secrets redacted.
+    pub text: String,
 }
 
 /// An admin's verdict on a pending approval.

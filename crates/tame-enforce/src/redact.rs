@@ -45,6 +45,9 @@ const MARKER_HEX: usize = 12;
 /// Domain separation: the audit secret also keys the audit chain.
 const MARKER_LABEL: &[u8] = b"tame redaction marker v1\0";
 
+/// Domain separation of the provenance index's key.
+const INDEX_LABEL: &[u8] = b"tame provenance index v1\0";
+
 /// The key when none is configured (see the module doc).
 const UNKEYED: &[u8] = b"tame redaction marker: no key configured";
 
@@ -160,6 +163,20 @@ impl Redactor {
             }
         }
         self.text_owned(out)
+    }
+
+    /// The key of the provenance index's hashes (see
+    /// [`crate::provenance`]), derived from this redactor's key (the audit
+    /// secret) under its own label.
+    pub fn index_key(&self) -> crate::provenance::IndexKey {
+        let mut mac = self.mac.clone();
+        mac.update(INDEX_LABEL);
+        let digest = mac.finalize().into_bytes();
+        let mut key = [0u8; 16];
+        for (k, d) in key.iter_mut().zip(digest.iter()) {
+            *k = *d;
+        }
+        crate::provenance::IndexKey::from_bytes(key)
     }
 
     fn marker(&self, kind: &str, secret: &str) -> String {

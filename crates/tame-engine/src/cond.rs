@@ -77,6 +77,11 @@ impl CondEnv {
         &self.interp
     }
 
+    /// Sets the policy's `lists:` for compiling conditions.
+    pub fn set_lists(&mut self, lists: tame_lang::Value) {
+        self.interp.set_lists(lists);
+    }
+
     /// Type-checks a condition: it must be `bool` (or `dyn`, checked at
     /// run time).
     pub fn check(&self, expr: &tame_lang::Expr) -> Result<(), Vec<tame_lang::CheckError>> {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
-use tame_interp::SessionFacts;
+use tame_interp::{SessionFacts, ToolPattern};
 
 use crate::request::RequestError;
 
@@ -123,12 +123,19 @@ impl SessionFacts for MemoryFacts {
         self.fixed_calls
     }
 
-    fn count(&self, tool: &str, _window: Option<jiff::SignedDuration>) -> i64 {
-        self.fixed_counts.get(tool).copied().unwrap_or(0)
+    fn count(&self, tool: &ToolPattern, _window: Option<jiff::SignedDuration>) -> i64 {
+        match tool.exact() {
+            Some(name) => self.fixed_counts.get(name).copied().unwrap_or(0),
+            None => self
+                .fixed_counts
+                .iter()
+                .filter(|(t, _)| tool.matches(t))
+                .fold(0i64, |sum, (_, n)| sum.saturating_add(*n)),
+        }
     }
 
-    fn called(&self, tool: &str) -> bool {
-        self.fixed_counts.get(tool).is_some_and(|n| *n > 0)
+    fn called(&self, tool: &ToolPattern) -> bool {
+        self.count(tool, None) > 0
     }
 
     fn labels(&self) -> Vec<Arc<str>> {

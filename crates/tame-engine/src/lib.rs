@@ -66,5 +66,5 @@ pub use tame_safety::{
 };
 /// What [`Policy::filter_response`] returns: `safe_response`, `stripped_fields`, `findings`.
 pub type ResponseFilter = tame_safety::ResponseInterception;
-pub use tame_interp::{NoFacts, SessionFacts};
+pub use tame_interp::{NoFacts, Provenance, SessionFacts, ToolPattern};
 pub use tame_lang::{HostFn, Type, Value};

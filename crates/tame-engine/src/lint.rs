@@ -157,6 +157,55 @@ pub(crate) fn lints(r: &Reporter<'_>, loaded: &Loaded) -> Vec<Diagnostic> {
         }
     }
 
+    // Session facts about tools no rule, test or `tools:` entry names
+    // (`session.called("get_*")` for a policy whose tools are `fetch_*`
+    // is silently never true).
+    let mentioned: Vec<&str> = rules
+        .iter()
+        .flat_map(|r| r.tools.iter().map(String::as_str))
+        .chain(loaded.tests.iter().filter_map(|t| t.call.get("tool_name")?.as_str()))
+        .chain(declared_tools(loaded))
+        .collect();
+    let mentioned_globs: Vec<globset::GlobMatcher> = mentioned
+        .iter()
+        .filter(|t| is_glob(t))
+        .filter_map(|t| tool_glob(t).ok().map(|g| g.compile_matcher()))
+        .collect();
+    // A rule for every tool mentions every tool; a `tools_file:` names
+    // tools this file does not show.
+    let every_tool =
+        rules.iter().any(|r| r.tools.is_empty()) || tree.is_some_and(|t| t.get("tools_file").is_some());
+    if !every_tool && !mentioned.is_empty() {
+        for rule in rules {
+            let CondSpec::Cel(expr) = &rule.condition else { continue };
+            let cond_node = nodes.get(&*rule.name).and_then(|n| n.get("condition"));
+            for (function, pattern, span) in session_tool_patterns(expr) {
+                let known = if is_glob(&pattern) {
+                    let Ok(g) = tool_glob(&pattern) else { continue };
+                    let g = g.compile_matcher();
+                    mentioned.iter().any(|m| *m == pattern || (!is_glob(m) && g.is_match(m)))
+                } else {
+                    mentioned.iter().any(|m| *m == pattern) || mentioned_globs.iter().any(|g| g.is_match(&pattern))
+                };
+                if known {
+                    continue;
+                }
+                let span = cond_node.map(|n| {
+                    let at = |o: u32| locate::scalar_offset(r.text(), n, o as usize);
+                    at(span.start)..at(span.end).max(at(span.start))
+                });
+                out.push(r.make(
+                    Severity::Warning,
+                    format!("`{function}` names tool `{pattern}`, which no rule, test or `tools:` entry of this policy names"),
+                    span,
+                    Some("never matches a call of this policy's tools".into()),
+                    Some(&rule.name),
+                    Some("check the name for typos, or name the tool in a rule's `tools:`".into()),
+                ));
+            }
+        }
+    }
+
     // Paths compared by prefix or glob before `..` is resolved.
     for rule in rules {
         let CondSpec::Cel(expr) = &rule.condition else { continue };
@@ -180,6 +229,44 @@ pub(crate) fn lints(r: &Reporter<'_>, loaded: &Loaded) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// Tool names of the policy's `tools:` section.
+fn declared_tools(loaded: &Loaded) -> impl Iterator<Item = &str> {
+    loaded
+        .tree
+        .as_ref()
+        .and_then(|t| t.get("tools"))
+        .map(|t| t.items())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|item| item.get("name").and_then(YNode::as_str))
+}
+
+/// The constant tool patterns of session facts in `expr`:
+/// `session.count/called/denied/results("p"...)` and the glob of
+/// `from_results(x, "p")` / `carries_from_results(x, "p")`, with the
+/// function's name and the pattern's span.
+fn session_tool_patterns(expr: &Expr) -> Vec<(String, String, tame_lang::Span)> {
+    let mut found = Vec::new();
+    let mut stack = vec![expr];
+    while let Some(e) = stack.pop() {
+        e.for_each_child(|c| stack.push(c));
+        let ExprKind::Call { target, function, args } = &e.kind else {
+            continue;
+        };
+        let on_session = matches!(target.as_deref().map(|t| &t.kind), Some(ExprKind::Ident(n)) if n == "session");
+        let pattern = match (on_session, function.as_str(), target.is_none(), args.as_slice()) {
+            (true, "count" | "called" | "denied" | "results", _, [p, ..]) => p,
+            (false, "from_results" | "carries_from_results", true, [_, p]) => p,
+            _ => continue,
+        };
+        if let ExprKind::Literal(Literal::String(p)) = &pattern.kind {
+            let name = if on_session { format!("session.{function}") } else { function.clone() };
+            found.push((name, p.clone(), pattern.span));
+        }
+    }
+    found
 }
 
 /// Words of an argument name that say it holds a path.

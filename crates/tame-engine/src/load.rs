@@ -37,6 +37,58 @@ pub(crate) struct Loaded {
     pub warnings: Vec<crate::diag::Diagnostic>,
     /// Payload safety sections, compiled by `crate::safety::load`.
     pub safety: crate::safety::Sections,
+    /// `lists:` as one map of name to value (`lists.NAME`).
+    pub lists: Option<tame_lang::Value>,
+}
+
+/// Reads `lists:`: a mapping of names (identifiers) to lists or maps.
+fn read_lists(r: &mut Reporter<'_>, tree: &YNode, lists: Option<&serde_yaml::Value>) -> Option<tame_lang::Value> {
+    let lists = lists?;
+    let node = tree.get("lists");
+    let span = node.map(YNode::span);
+    let Some(map) = lists.as_mapping() else {
+        if !lists.is_null() {
+            r.error(
+                "`lists` must be a mapping of names to lists or maps".into(),
+                span,
+                None,
+                Some("e.g. `lists: {trusted_domains: [example.com, example.org]}`".into()),
+            );
+        }
+        return None;
+    };
+    let mut out = tame_lang::ValueMap::default();
+    for (k, v) in map {
+        let name = k.as_str().unwrap_or_default();
+        let entry_span = node.and_then(|n| n.entry(name)).map(|(k, _)| k.span()).or(span.clone());
+        let ident = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ident {
+            r.error(
+                format!("list name `{}` is not a name conditions can use", serde_yaml::to_string(k).unwrap_or_default().trim()),
+                entry_span,
+                None,
+                Some("use letters, digits and `_`, starting with a letter, e.g. `trusted_domains`".into()),
+            );
+            continue;
+        }
+        if !(v.is_sequence() || v.is_mapping()) {
+            r.error(
+                format!("list `{name}` must be a list or a map"),
+                entry_span,
+                None,
+                Some(format!("e.g. `{name}: [a, b]`")),
+            );
+            continue;
+        }
+        match serde_json::to_value(v) {
+            Ok(json) => {
+                out.insert(tame_lang::Key::from(name), crate::request::json_to_value(&json));
+            }
+            Err(e) => r.error(format!("list `{name}`: {e}"), entry_span, None, None),
+        }
+    }
+    Some(tame_lang::Value::Map(std::sync::Arc::new(out)))
 }
 
 pub(crate) fn parse_action(s: &str) -> Option<Action> {
@@ -278,6 +330,7 @@ pub(crate) fn load(
     }
 
     let version = file.version.as_ref().and_then(scalar_text);
+    let lists = read_lists(r, &tree, file.lists.as_ref());
     Some(Loaded {
         version,
         description: file.description,
@@ -289,6 +342,7 @@ pub(crate) fn load(
         rule_spans,
         tree: Some(tree),
         warnings,
+        lists,
         safety: crate::safety::Sections {
             tools: file.tools,
             tools_file: file.tools_file,

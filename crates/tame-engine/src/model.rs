@@ -80,6 +80,21 @@ pub(crate) struct FileModel<R = serde_yaml::Value> {
         description = "What to do with secrets and personal data in arguments."
     )]
     pub payload: Option<serde_yaml::Value>,
+    /// Named constants conditions read as `lists.NAME`: lists or maps
+    /// (allow-listed domains, known payees, ...).
+    #[serde(default)]
+    #[schemars(with = "Option<std::collections::BTreeMap<String, ListValue>>")]
+    pub lists: Option<serde_yaml::Value>,
+}
+
+/// A named constant of `lists:`: a list or a map (of strings, numbers,
+/// booleans, lists and maps).
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub(crate) enum ListValue {
+    List(Vec<serde_json::Value>),
+    Map(std::collections::BTreeMap<String, serde_json::Value>),
 }
 
 impl<R> FileModel<R> {
@@ -96,6 +111,7 @@ impl<R> FileModel<R> {
             tool_contracts: self.tool_contracts,
             agents: self.agents,
             payload: self.payload,
+            lists: self.lists,
         }
     }
 }

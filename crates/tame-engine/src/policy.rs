@@ -168,7 +168,7 @@ impl Policy {
 
     /// Like [`Policy::from_yaml`], with host functions.
     pub fn from_yaml_with(source: &str, origin: &str, registry: &Registry) -> Result<Policy, PolicyError> {
-        let env = crate::cond::CondEnv::new(registry);
+        let mut env = crate::cond::CondEnv::new(registry);
         let mut r = Reporter::new(origin, source);
         let check = |e: &tame_lang::Expr| env.check(e);
         let loaded = load::load(&mut r, source, &check);
@@ -185,6 +185,9 @@ impl Policy {
             return Err(PolicyError {
                 diagnostics: r.diagnostics,
             });
+        }
+        if let Some(lists) = loaded.lists.take() {
+            env.set_lists(lists);
         }
         let program = match compile::compile(&loaded.rules, env.interp()) {
             Ok(p) => p,

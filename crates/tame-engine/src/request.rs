@@ -79,6 +79,9 @@ pub fn value_to_json(v: &Value) -> serde_json::Value {
         Value::Timestamp(t) => J::String(t.to_string()),
         Value::Duration(d) => J::String(format!("{d:#}")),
         Value::Type(t) => J::String(t.name()),
+        // An optional is its value, or nothing.
+        Value::Optional(Some(v)) => value_to_json(v),
+        Value::Optional(None) => J::Null,
     }
 }
 

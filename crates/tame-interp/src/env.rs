@@ -69,6 +69,8 @@ pub struct Env {
     session_root: bool,
     now_root: bool,
     lenient: bool,
+    /// The policy's `lists:` (`lists.NAME`), folded into conditions.
+    lists: Option<tame_lang::Value>,
 }
 
 impl Env {
@@ -126,6 +128,18 @@ impl Env {
     }
 
     /// The slot of a declared name or alias.
+    /// Sets the policy's named constants (`lists:`), a map of name to
+    /// value, read by conditions as `lists.NAME` (a compile error names a
+    /// list that is not there).
+    pub fn set_lists(&mut self, lists: tame_lang::Value) {
+        self.lists = Some(lists);
+    }
+
+    /// The policy's named constants, when it has any.
+    pub fn lists(&self) -> Option<&tame_lang::Value> {
+        self.lists.as_ref()
+    }
+
     pub fn slot(&self, name: &str) -> Option<usize> {
         self.names.get(name).copied()
     }

@@ -41,12 +41,15 @@ const TYPE_NAMES: &[&str] = &[
 ];
 
 /// The fields of the `session` root.
-const SESSION_FIELDS: &[&str] = &["id", "calls", "labels"];
+const SESSION_FIELDS: &[&str] = &["id", "calls", "inputs", "labels"];
 
 fn session_field(name: &str) -> Option<Type> {
     match name {
         "id" => Some(Type::String),
-        "calls" => Some(Type::Int),
+        // Every call, oldest first: `{tool, args, decision, rule, released,
+        // at, result, source}`.
+        "calls" => Some(Type::List(Box::new(Type::Map(Box::new(Type::String), Box::new(Type::Dyn))))),
+        "inputs" => Some(Type::List(Box::new(Type::String))),
         "labels" => Some(Type::List(Box::new(Type::String))),
         _ => None,
     }
@@ -77,6 +80,8 @@ impl<'r> CheckEnv<'r> {
             .with("metadata", map())
             .with("context", map())
             .with("now", Type::Timestamp)
+            // The policy's `lists:`; an unknown name is a compile error.
+            .with("lists", map())
     }
 
     /// Declares (or redeclares) a variable.
@@ -500,7 +505,7 @@ impl<'a> Checker<'a, '_> {
                     err = match closest(field, SESSION_FIELDS.iter().copied()) {
                         Some(s) => err.with_help(format!("did you mean `session.{s}`?")),
                         None => err.with_help(format!(
-                            "session fields: {}; methods: count(tool), count(tool, window), called(tool)",
+                            "session fields: {}; methods: count(tool[, window]), called(tool), denied(tool[, window]), results(tool)",
                             SESSION_FIELDS.join(", ")
                         )),
                     };

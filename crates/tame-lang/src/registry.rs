@@ -18,9 +18,13 @@
 //!   and `in_cidr(ip, cidr)`, `ip(s).in_cidr("10.0.0.0/8")` or
 //!   `cidr("10.0.0.0/8").containsIP(s)` test membership (the evaluator
 //!   tells the network from the address by its `/`).
-//! - `url(s)` parses a URL into a `map(string, string)` with the keys
-//!   `scheme`, `host`, `port`, `path`, `query` and `fragment`, so
-//!   `url(args.to).host == "example.com"` works.
+//! - `url(s)` parses a URL (with or without `scheme://`) into a
+//!   `map(string, string)` with the keys `scheme`, `host`, `port`, `path`,
+//!   `query`, `fragment`, `userinfo` and `domain`, so
+//!   `url(args.to).host == "example.com"` works; `domain(s)` is the
+//!   registrable domain (Public Suffix List) of an e-mail address, URL or
+//!   host, and `lookalike(a, b)` tells a string that differs from another
+//!   but looks like it (UTS #39 confusable skeleton, or a few edits).
 //! - `has_secret(x) -> bool`, `has_pii(x) -> bool` and
 //!   `secrets(x) -> list(map(string, string))` (one `{kind, category, path,
 //!   preview}` map per finding): payload scanners. They are declared here
@@ -463,12 +467,45 @@ impl Registry {
         }
         r.doc(
             "url",
-            "The parts of a URL as a map with the keys `scheme`, `host`, `port`, `path`, `query` and \
-             `fragment` (empty strings when absent).",
-            r#"url("https://docs.rs/serde?search=x").host"#,
-            r#""docs.rs""#,
+            "The parts of a URL, read as the WHATWG URL Standard (browsers, HTTP clients) reads it, as a map: \
+             `scheme` (lowercase), `host` (lowercase; an internationalized name in ASCII punycode, \
+             `http://0x7f.1` as `127.0.0.1`, IPv6 without brackets), `port` (the one written, else the \
+             scheme's default: `443` for `https`), `path` (dot segments resolved), `query` and `fragment` \
+             (without `?` and `#`), `userinfo` and `domain` (as `domain()` gives it); empty strings when \
+             absent. An address without `scheme://` (`www.example.com/a`, `example.com:8080/x?q=1`, \
+             `//cdn.example.org/x`) is read as after `http://` but its `scheme` stays empty and its `port` is \
+             only the one written. An e-mail address (`ada@example.com`), a path and anything else that is \
+             not a URL is an error.",
+            r#"url("www.example.com:8080/a?q=1").port"#,
+            r#""8080""#,
         );
         r.global("url", vec![Str], map(Str, Str));
+        r.doc(
+            "domain",
+            "The registrable domain by the Public Suffix List (its private suffixes included): the public \
+             suffix and one label before it, of an e-mail address (`ada@mail.example.co.uk`, `Ada \
+             <ada@example.com>`, `mailto:`), a URL with or without a scheme, or a host. Lowercase ASCII: an \
+             internationalized name in punycode, so `bücher.de` and `xn--bcher-kva.de` both give \
+             `xn--bcher-kva.de` (compare with that form). A host that is itself a public suffix or one label \
+             (`github.io`, `localhost`) is its own domain; an IP address is itself (canonical form). An \
+             error when there is no host (empty, `ada@`, `file:///x`).",
+            r#"domain("Ada <ada@mail.example.co.uk>")"#,
+            r#""example.co.uk""#,
+        );
+        r.global("domain", vec![Str], Str);
+        r.doc(
+            "lookalike",
+            "Whether `a` differs from `b` but looks like it. Both are compared whole (a URL or an e-mail \
+             address too: pass `domain(x)` to compare domains), lowercase, in Unicode normal form C, with \
+             punycode labels read as the Unicode they encode; strings equal so are not lookalikes. They look \
+             alike when their Unicode confusable skeletons (UTS #39) are equal (`pаypal.com` with a Cyrillic \
+             `а`, `rnicrosoft`, `g00gle`), or when they are a few edits apart (Levenshtein): one edit if the \
+             shorter has 4 to 7 characters, two from 8 on, none below 4 (`bob` and `rob` are different \
+             names).",
+            r#"lookalike("rnicrosoft.com", "microsoft.com")"#,
+            "true",
+        );
+        r.global("lookalike", vec![Str, Str], Bool);
         // Tame: payload scanners, implemented by the embedder
         r.doc(
             "has_secret",
@@ -508,9 +545,58 @@ impl Registry {
             r#"session.called("read_secret")"#,
             "true",
         );
+        r.doc(
+            "denied",
+            "`session.denied(tool)`: how many calls to matching tools did not run in this session (denied, or \
+             their approval not released); with a duration, only those within that time before now.",
+            r#"session.denied("transfer_*", duration("10m")) >= 3"#,
+            "true",
+        );
+        r.doc(
+            "results",
+            "`session.results(tool)`: the results of earlier calls to matching tools, newest first. An error \
+             while one of those calls has no reported result, or when the session no longer keeps one (so \
+             it cannot make an allow rule match).",
+            r#"args.iban in session.results("get_transactions").map(r, r.iban)"#,
+            "true",
+        );
+        r.doc(
+            "from_input",
+            "Whether the value (a string or a number) is an entity (e-mail address, URL, host, IBAN, card, \
+             phone or account number, number, quoted string) or a run of whole words of one of the user's \
+             inputs in this session, compared after normalization (NFKC, case, invisible characters; spaces \
+             and dashes inside numbers). Values shorter than 4 characters never match.",
+            r#"from_input(args.recipient)"#,
+            "true",
+        );
+        r.doc(
+            "from_results",
+            "Whether the value occurs, as an entity or a run of whole words, in an earlier tool result of \
+             this session (of tools matching the glob, when given). An error while a call to such a tool has \
+             no reported result yet.",
+            r#"from_results(args.url, "fetch_*")"#,
+            "true",
+        );
+        r.doc(
+            "carries_from_results",
+            "Whether the text carries an entity of an earlier tool result (of tools matching the glob, when \
+             given), or a run of at least 40 characters copied from one: a check for the deny side.",
+            r#"carries_from_results(args.body, "read_*")"#,
+            "true",
+        );
         r.method("count", vec![Session, Str], Int);
         r.method("count", vec![Session, Str, Duration], Int);
         r.method("called", vec![Session, Str], Bool);
+        r.method("denied", vec![Session, Str], Int);
+        r.method("denied", vec![Session, Str, Duration], Int);
+        r.method("results", vec![Session, Str], list(Dyn));
+        for value in [Str, Int, Uint] {
+            r.global("from_input", vec![value.clone()], Bool);
+            r.global("from_results", vec![value.clone()], Bool);
+            r.global("from_results", vec![value, Str], Bool);
+        }
+        r.global("carries_from_results", vec![Str], Bool);
+        r.global("carries_from_results", vec![Str, Str], Bool);
         r
     }
 
@@ -862,6 +948,8 @@ mod tests {
             "within",
             "in_cidr",
             "url",
+            "domain",
+            "lookalike",
             "count",
             "called",
         ] {
