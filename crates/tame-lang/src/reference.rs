@@ -167,6 +167,15 @@ const OPERATORS: &[Entry] = &[
         example: r#"args["to"][0]"#,
         result: r#""ada@example.com""#,
     },
+    Entry {
+        name: "[? ] .? [?x] {?k: v}",
+        forms: "m[?k], m.?f, l[?i], [?x], {?k: v}",
+        summary: "Optional index and selection (CEL optionals): an optional, empty when the key or index is \
+                  absent, instead of an error; selecting or indexing an optional gives an optional. `?` before \
+                  a list element or a map entry keeps it only when the optional has a value.",
+        example: r#"args.?cc.orValue([]) + [?args.?to[?0], ?args.?bcc]"#,
+        result: r#"["ada@example.com"]"#,
+    },
 ];
 
 const MACROS: &[Entry] = &[
@@ -179,21 +188,23 @@ const MACROS: &[Entry] = &[
     },
     Entry {
         name: "all",
-        forms: "l.all(x, p), m.all(k, p)",
-        summary: "Whether the predicate holds for every item of a list (key of a map).",
+        forms: "l.all(x, p), m.all(k, p), l.all(i, x, p), m.all(k, v, p)",
+        summary: "Whether the predicate holds for every item of a list (key of a map). With two variables, the \
+                  first is the list's index (the map's key) and the second the item (the value); the same holds \
+                  for `exists` and `exists_one`.",
         example: r#"args.to.all(a, a.endsWith("@example.com"))"#,
         result: "true",
     },
     Entry {
         name: "exists",
-        forms: "l.exists(x, p)",
+        forms: "l.exists(x, p), m.exists(k, v, p)",
         summary: "Whether the predicate holds for at least one item.",
         example: "[1, 5, 12].exists(n, n > 10)",
         result: "true",
     },
     Entry {
         name: "exists_one",
-        forms: "l.exists_one(x, p)",
+        forms: "l.exists_one(x, p), l.existsOne(i, x, p)",
         summary: "Whether the predicate holds for exactly one item.",
         example: "[1, 5, 12].exists_one(n, n > 3)",
         result: "false",
@@ -211,6 +222,37 @@ const MACROS: &[Entry] = &[
         summary: "The items the predicate holds for.",
         example: r#"["a.pdf", "b.txt"].filter(f, f.endsWith(".pdf"))"#,
         result: r#"["a.pdf"]"#,
+    },
+    Entry {
+        name: "transformList",
+        forms: "l.transformList(i, x, f), m.transformList(k, v, p, f)",
+        summary: "A list of the transform per entry, of those the filter holds for in the four-argument form \
+                  (the variables as in the two-variable `all`).",
+        example: r#"["a", "b"].transformList(i, x, x + string(i))"#,
+        result: r#"["a0", "b1"]"#,
+    },
+    Entry {
+        name: "transformMap",
+        forms: "m.transformMap(k, v, f), m.transformMap(k, v, p, f)",
+        summary: "A map with the same keys (a list's indices) and the transformed values, of the entries the \
+                  filter holds for in the four-argument form.",
+        example: r#"{"a": 1, "b": 2}.transformMap(k, v, v > 1, v * 10)"#,
+        result: r#"{"b": 20}"#,
+    },
+    Entry {
+        name: "transformMapEntry",
+        forms: "m.transformMapEntry(k, v, e), m.transformMapEntry(k, v, p, e)",
+        summary: "The union of the maps the transform gives per entry; a key given twice is an error.",
+        example: r#"{"ada": "u-7"}.transformMapEntry(k, v, {v: k})"#,
+        result: r#"{"u-7": "ada"}"#,
+    },
+    Entry {
+        name: "optMap, optFlatMap",
+        forms: "o.optMap(x, f), o.optFlatMap(x, g)",
+        summary: "On an optional: `optMap` gives `optional.of(f)` with `x` bound to the value, `optFlatMap` gives \
+                  `g` (itself an optional); both give the empty optional when it is empty.",
+        example: "args.?amount.optMap(a, a * 2).value()",
+        result: "2400",
     },
 ];
 

@@ -1,6 +1,7 @@
-//! Parses (and checks) every `expr:` of the CEL conformance files.
+//! Parses (and checks) every `expr:` of the CEL conformance files
+//! (`$TAME_CEL_CONFORMANCE`, else `../shared/conformance/cel`).
 //!
-//! Skips cleanly when `../shared/conformance/cel` is absent. Expressions
+//! Skips cleanly when the folder is absent. Expressions
 //! that construct protobuf messages (`Msg{...}`) or need a container are
 //! outside Tame's dialect and are listed as expected failures.
 

@@ -61,8 +61,13 @@ pub struct Case {
     pub fields: Vec<(String, Field)>,
 }
 
-/// The conformance directory, `../shared/conformance/cel` from the repo root.
+/// The conformance directory: `$TAME_CEL_CONFORMANCE` when set (any
+/// folder of cel-spec `.textproto` files), else `../shared/conformance/cel`
+/// from the repo root.
 pub fn conformance_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("TAME_CEL_CONFORMANCE") {
+        return Some(PathBuf::from(dir));
+    }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/cel");
     dir.is_dir().then_some(dir)
 }
