@@ -582,20 +582,10 @@ fn serve_and_drive(o: &Options, tame: &Path, wrk_path: &str, dir: &Path) -> Resu
         Figures::default()
     };
     let measured = wrk(wrk_path, o, addr, o.seconds, &script, &calls_file)?;
-    server.stop()?;
-    if postgres {
-        return Ok((measured, None));
-    }
-    // Stopped: the last connection's close checkpointed the WAL into the
-    // database file.
-    let size = |p: &str| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let bytes = size(&db) + size(&format!("{db}-wal"));
-    let decisions = (warm.requests + measured.requests).saturating_sub(warm.non2xx + measured.non2xx);
-    eprintln!("\n$ {} audit verify   (TAME_DB={db})", tame.display());
+    // The chain of what was written, checked by the running server.
+    eprintln!("\n$ {} audit verify --api-url http://{addr}", tame.display());
     let verify = Command::new(tame)
-        .args(["audit", "verify"])
-        .env("TAME_DB", &db)
-        .env("TAME_LOG", "warn")
+        .args(["audit", "verify", "--api-url", &format!("http://{addr}"), "--timeout", "600"])
         .output()
         .map_err(|e| format!("cannot run `tame audit verify`: {e}"))?;
     let verdict = if verify.status.success() { "passes" } else { "FAILS" };
@@ -603,6 +593,15 @@ fn serve_and_drive(o: &Options, tame: &Path, wrk_path: &str, dir: &Path) -> Resu
         eprint!("{}", String::from_utf8_lossy(&verify.stdout));
         eprint!("{}", String::from_utf8_lossy(&verify.stderr));
     }
+    server.stop()?;
+    if postgres {
+        return Ok((measured, Some(format!("tame audit verify {verdict}"))));
+    }
+    // Stopped: the last connection's close checkpointed the WAL into the
+    // database file.
+    let size = |p: &str| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let bytes = size(&db) + size(&format!("{db}-wal"));
+    let decisions = (warm.requests + measured.requests).saturating_sub(warm.non2xx + measured.non2xx);
     Ok((
         measured,
         Some(format!(

@@ -266,7 +266,19 @@ macro_rules! pass {
     };
 }
 
-flush_then!(read, xRead, (buf: *mut c_void, amount: c_int, offset: ffi::sqlite3_int64));
+flush_then!(read_through, xRead, (buf: *mut c_void, amount: c_int, offset: ffi::sqlite3_int64));
+
+unsafe extern "C" fn read(
+    file: *mut ffi::sqlite3_file,
+    buf: *mut c_void,
+    amount: c_int,
+    offset: ffi::sqlite3_int64,
+) -> c_int {
+    #[cfg(test)]
+    tests::count_read(amount);
+    // SAFETY: SQLite's arguments, passed on unchanged.
+    unsafe { read_through(file, buf, amount, offset) }
+}
 flush_then!(truncate, xTruncate, (size: ffi::sqlite3_int64));
 flush_then!(file_size, xFileSize, (size: *mut ffi::sqlite3_int64));
 flush_then!(file_control, xFileControl, (op: c_int, arg: *mut c_void));
@@ -400,7 +412,7 @@ static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
 };
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::cell::Cell;
 
     use rusqlite::{Connection, OpenFlags};
@@ -408,6 +420,17 @@ mod tests {
     thread_local! {
         /// The writes passed to the default VFS's WAL files on this thread.
         pub(super) static WAL_WRITES: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// The bytes the store's writer threads (`tame-store-writer`) read from
+    /// their WAL: a checkpoint reads the WAL's frames, commits barely do.
+    pub(crate) static WRITER_WAL_READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    pub(super) fn count_read(amount: std::ffi::c_int) {
+        if std::thread::current().name() == Some("tame-store-writer") {
+            let n = u64::try_from(amount).unwrap_or(0);
+            WRITER_WAL_READS.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     fn writer(path: &std::path::Path) -> Connection {
