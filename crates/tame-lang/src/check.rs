@@ -48,7 +48,10 @@ fn session_field(name: &str) -> Option<Type> {
         "id" => Some(Type::String),
         // Every call, oldest first: `{tool, args, decision, rule, released,
         // at, result, source}`.
-        "calls" => Some(Type::List(Box::new(Type::Map(Box::new(Type::String), Box::new(Type::Dyn))))),
+        "calls" => Some(Type::List(Box::new(Type::Map(
+            Box::new(Type::String),
+            Box::new(Type::Dyn),
+        )))),
         "inputs" => Some(Type::List(Box::new(Type::String))),
         "labels" => Some(Type::List(Box::new(Type::String))),
         _ => None,
@@ -662,7 +665,8 @@ impl<'a> Checker<'a, '_> {
             }
             let prefix = format!("{ns}.");
             if registry.names().any(|n| n.starts_with(&prefix)) {
-                let mut err = CheckError::new(format!("unknown function `{qualified}`"), e.span).with_label("not declared");
+                let mut err =
+                    CheckError::new(format!("unknown function `{qualified}`"), e.span).with_label("not declared");
                 if let Some(s) = closest(&qualified, registry.names().filter(|n| n.starts_with(&prefix))) {
                     err = err.with_help(format!("did you mean `{s}`?"));
                 }
@@ -767,8 +771,11 @@ impl<'a> Checker<'a, '_> {
                 Type::Dyn => Type::Dyn,
                 Type::Optional(t) => (**t).clone(),
                 other => self.error(
-                    CheckError::new(format!("`{name}` needs an optional, not `{}`", other.name()), c.range.span)
-                        .with_label(format!("this is `{}`", other.name())),
+                    CheckError::new(
+                        format!("`{name}` needs an optional, not `{}`", other.name()),
+                        c.range.span,
+                    )
+                    .with_label(format!("this is `{}`", other.name())),
                 ),
             };
             self.scopes.push((c.var.as_str(), value));
@@ -780,7 +787,10 @@ impl<'a> Checker<'a, '_> {
                     Type::Optional(_) | Type::Dyn => t,
                     other => self.error(
                         CheckError::new(
-                            format!("the transform of `optFlatMap` must be an optional, not `{}`", other.name()),
+                            format!(
+                                "the transform of `optFlatMap` must be an optional, not `{}`",
+                                other.name()
+                            ),
                             c.transform.as_ref().map_or(c.range.span, |t| t.span),
                         )
                         .with_help("use `optMap` to wrap a plain value"),
@@ -803,8 +813,11 @@ impl<'a> Checker<'a, '_> {
             Type::Map(k, v) => ((**k).clone(), (**v).clone()),
             other => {
                 let t = self.error(
-                    CheckError::new(format!("`{name}` needs a list or map, not `{}`", other.name()), c.range.span)
-                        .with_label(format!("this is `{}`", other.name())),
+                    CheckError::new(
+                        format!("`{name}` needs a list or map, not `{}`", other.name()),
+                        c.range.span,
+                    )
+                    .with_label(format!("this is `{}`", other.name())),
                 );
                 (t, Type::Dyn)
             }
@@ -818,8 +831,11 @@ impl<'a> Checker<'a, '_> {
             if !matches!(t, Type::Bool | Type::Dyn) {
                 let what = if c.transform.is_some() { "filter" } else { "predicate" };
                 self.error(
-                    CheckError::new(format!("the {what} of `{name}` must be a bool, not `{}`", t.name()), p.span)
-                        .with_label(format!("this is `{}`", t.name())),
+                    CheckError::new(
+                        format!("the {what} of `{name}` must be a bool, not `{}`", t.name()),
+                        p.span,
+                    )
+                    .with_label(format!("this is `{}`", t.name())),
                 );
             }
         }
@@ -844,7 +860,10 @@ impl<'a> Checker<'a, '_> {
                 t @ (Type::Map(..) | Type::Dyn) => t,
                 other => self.error(
                     CheckError::new(
-                        format!("the transform of `transformMapEntry` must be a map, not `{}`", other.name()),
+                        format!(
+                            "the transform of `transformMapEntry` must be a map, not `{}`",
+                            other.name()
+                        ),
                         transform.map_or(span, |(_, s)| s),
                     )
                     .with_help("return a one-entry map: `{k: v}`"),

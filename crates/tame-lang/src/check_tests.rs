@@ -310,7 +310,10 @@ fn strings_extension_types() {
     assert_eq!(ty("'a,b'.split(',')"), Type::List(Box::new(Type::String)));
     assert_eq!(ty("'abc'.charAt(1) + 'x'.substring(0, 1)"), Type::String);
     assert_eq!(ty("'abc'.indexOf('b', 1) + 'abc'.lastIndexOf('b')"), Type::Int);
-    assert_eq!(ty("['a'].join('-') + '%d'.format([1]) + strings.quote('x')"), Type::String);
+    assert_eq!(
+        ty("['a'].join('-') + '%d'.format([1]) + strings.quote('x')"),
+        Type::String
+    );
     assert_eq!(ty("'a'.replace('a', 'b', 1).reverse()"), Type::String);
     assert!(err1("'abc'.charAt('1')").message.contains("no overload of `charAt`"));
     assert!(err1("[1].join()").message.contains("no overload of `join`"));
@@ -332,8 +335,16 @@ fn optional_types() {
     assert_eq!(ty("type(optional.none()) == optional_type"), Type::Bool);
     assert_eq!(ty("optional.of(2).optMap(x, x * 2)"), opt(Type::Int));
     assert!(err1("[?1]").message.contains("an optional element must be an optional"));
-    assert!(err1("{?'k': 1}").message.contains("an optional element must be an optional"));
-    assert!(err1("optional.of(1).orValue('a')").message.contains("no overload of `orValue`"));
+    assert!(
+        err1("{?'k': 1}")
+            .message
+            .contains("an optional element must be an optional")
+    );
+    assert!(
+        err1("optional.of(1).orValue('a')")
+            .message
+            .contains("no overload of `orValue`")
+    );
     assert!(err1("optional.of(1) + 1").message.contains("no `+`"));
     assert!(err1("1.optMap(x, x)").message.contains("needs an optional"));
 }
@@ -359,7 +370,15 @@ fn two_variable_comprehension_types() {
     );
     // The index of a list is an int; the variables are scoped to the macro.
     assert!(err1("['a'].all(i, v, i + v == '')").message.contains("no `+`"));
-    assert!(err1("[1].all(i, v, true) && i == 0").message.contains("unknown identifier `i`"));
-    assert!(err1("[1].transformList(i, v, i, v)").message.contains("filter of `transformList` must be a bool"));
+    assert!(
+        err1("[1].all(i, v, true) && i == 0")
+            .message
+            .contains("unknown identifier `i`")
+    );
+    assert!(
+        err1("[1].transformList(i, v, i, v)")
+            .message
+            .contains("filter of `transformList` must be a bool")
+    );
     assert!(err1("[1].transformMapEntry(i, v, v)").message.contains("must be a map"));
 }

@@ -151,7 +151,9 @@ fn prescan(source: &str) -> Res<()> {
             // `.?f`, `[?k]`, `[?x, ?y]`, `{?k: v}`: optional markers, not
             // ternaries.
             b'?' if matches!(
-                bytes.get(..i).and_then(|b| b.iter().rev().find(|c| !c.is_ascii_whitespace())),
+                bytes
+                    .get(..i)
+                    .and_then(|b| b.iter().rev().find(|c| !c.is_ascii_whitespace())),
                 Some(b'.' | b'[' | b',' | b'{')
             ) => {}
             b'?' => {
@@ -416,7 +418,10 @@ fn build_member(pair: Pair<'_, Rule>) -> Res<Expr> {
                 }
             }
             Rule::opt_select => {
-                let name = postfix.into_inner().next().ok_or_else(|| missing(pspan, "field name"))?;
+                let name = postfix
+                    .into_inner()
+                    .next()
+                    .ok_or_else(|| missing(pspan, "field name"))?;
                 let field = name.as_str().trim_matches('`').to_owned();
                 expr = Expr::new(
                     ExprKind::OptSelect {

@@ -395,9 +395,15 @@ fn optional_syntax() {
 fn two_variable_macros() {
     assert_eq!(p("l.all(i, v, v > i)"), "l.all(i, v, v > i)");
     assert_eq!(p("l.existsOne(i, v, v)"), "l.exists_one(i, v, v)");
-    assert_eq!(p("m.transformMap(k, v, v != 0, v * 2)"), "m.transformMap(k, v, v != 0, v * 2)");
+    assert_eq!(
+        p("m.transformMap(k, v, v != 0, v * 2)"),
+        "m.transformMap(k, v, v != 0, v * 2)"
+    );
     assert_eq!(p("m.transformList(k, v, k)"), "m.transformList(k, v, k)");
-    assert_eq!(p("m.transformMapEntry(k, v, {v: k})"), "m.transformMapEntry(k, v, {v: k})");
+    assert_eq!(
+        p("m.transformMapEntry(k, v, {v: k})"),
+        "m.transformMapEntry(k, v, {v: k})"
+    );
     assert_eq!(p("o.optMap(x, x + 1)"), "o.optMap(x, x + 1)");
     let Ok(Expr {
         kind: ExprKind::Comprehension(c),
@@ -410,5 +416,8 @@ fn two_variable_macros() {
     assert!(err("l.all(x, x, true)").message.contains("must differ"));
     assert!(err("l.transformList(i, v.w, 1)").message.contains("second argument"));
     // Not macros with these arities: plain calls.
-    assert!(matches!(parse("l.transformList(i, v)").unwrap().kind, ExprKind::Call { .. }));
+    assert!(matches!(
+        parse("l.transformList(i, v)").unwrap().kind,
+        ExprKind::Call { .. }
+    ));
 }

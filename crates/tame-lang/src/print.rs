@@ -49,9 +49,7 @@ fn is_member_level(e: &Expr) -> bool {
         | ExprKind::List(_)
         | ExprKind::Map(_)
         | ExprKind::Comprehension(_) => true,
-        ExprKind::Unary { .. } | ExprKind::Binary { .. } | ExprKind::Ternary { .. } | ExprKind::OptEntry(_) => {
-            false
-        }
+        ExprKind::Unary { .. } | ExprKind::Binary { .. } | ExprKind::Ternary { .. } | ExprKind::OptEntry(_) => false,
     }
 }
 

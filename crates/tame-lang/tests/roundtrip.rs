@@ -76,7 +76,11 @@ fn binary_op() -> impl Strategy<Value = BinaryOp> {
 
 /// `?x` (an optional list element or map key) when `optional`.
 fn opt_entry(x: Expr, optional: bool) -> Expr {
-    if optional { e(ExprKind::OptEntry(Box::new(x))) } else { x }
+    if optional {
+        e(ExprKind::OptEntry(Box::new(x)))
+    } else {
+        x
+    }
 }
 
 fn expr() -> impl Strategy<Value = Expr> {
@@ -122,8 +126,9 @@ fn expr() -> impl Strategy<Value = Expr> {
                 then,
                 otherwise
             })),
-            proptest::collection::vec((inner.clone(), any::<bool>()), 0..4)
-                .prop_map(|items| e(ExprKind::List(items.into_iter().map(|(x, o)| opt_entry(x, o)).collect()))),
+            proptest::collection::vec((inner.clone(), any::<bool>()), 0..4).prop_map(|items| e(ExprKind::List(
+                items.into_iter().map(|(x, o)| opt_entry(x, o)).collect()
+            ))),
             proptest::collection::vec((inner.clone(), any::<bool>(), inner.clone()), 0..3).prop_map(|m| e(
                 ExprKind::Map(m.into_iter().map(|(k, o, v)| (opt_entry(k, o), v)).collect())
             )),
@@ -149,7 +154,10 @@ fn expr() -> impl Strategy<Value = Expr> {
                 .prop_map(|(kind, range, var, two, a, b)| {
                     let transforms = matches!(
                         kind,
-                        MacroKind::Map | MacroKind::TransformList | MacroKind::TransformMap | MacroKind::TransformMapEntry
+                        MacroKind::Map
+                            | MacroKind::TransformList
+                            | MacroKind::TransformMap
+                            | MacroKind::TransformMapEntry
                     );
                     let (predicate, transform) = match (kind, b) {
                         (MacroKind::OptMap | MacroKind::OptFlatMap, _) => (None, Some(a)),
@@ -179,11 +187,61 @@ fn expr() -> impl Strategy<Value = Expr> {
 /// Characters and tokens of the language, to reach deep into the grammar.
 fn cel_like() -> impl Strategy<Value = String> {
     let token = proptest::sample::select(vec![
-        "a", "b.c", "(", ")", "[", "]", "{", "}", ",", ":", "?", ".", "!", "-", "+", "*", "/", "%", "==", "!=", "<",
-        "<=", ">", ">=", "&&", "||", " and ", " or ", " not ", " in ", "1", "0x1f", "1u", "1.5", "1e3", "'s'",
-        "\"\\n\"", "b'\\xff'", "r'\\d'", "'''t'''", "size(", ".all(x,", ".map(x,", "has(", ".?", "[?", ".all(i, v,",
-        ".transformMap(k, v,", "true", "null", " ", "\\",
-        "'", "\"", "`",
+        "a",
+        "b.c",
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        ",",
+        ":",
+        "?",
+        ".",
+        "!",
+        "-",
+        "+",
+        "*",
+        "/",
+        "%",
+        "==",
+        "!=",
+        "<",
+        "<=",
+        ">",
+        ">=",
+        "&&",
+        "||",
+        " and ",
+        " or ",
+        " not ",
+        " in ",
+        "1",
+        "0x1f",
+        "1u",
+        "1.5",
+        "1e3",
+        "'s'",
+        "\"\\n\"",
+        "b'\\xff'",
+        "r'\\d'",
+        "'''t'''",
+        "size(",
+        ".all(x,",
+        ".map(x,",
+        "has(",
+        ".?",
+        "[?",
+        ".all(i, v,",
+        ".transformMap(k, v,",
+        "true",
+        "null",
+        " ",
+        "\\",
+        "'",
+        "\"",
+        "`",
     ]);
     proptest::collection::vec(token, 0..40).prop_map(|t| t.concat())
 }
