@@ -54,6 +54,8 @@ fn every_builtin() -> Vec<Builtin> {
         B::IsIp,
         B::InCidr,
         B::Url,
+        B::Domain,
+        B::Lookalike,
     ];
     all.extend(parts.into_iter().map(B::Part));
     for b in &all {
@@ -95,7 +97,9 @@ fn every_builtin() -> Vec<Builtin> {
             | B::Cidr
             | B::IsIp
             | B::InCidr
-            | B::Url => {}
+            | B::Url
+            | B::Domain
+            | B::Lookalike => {}
         }
     }
     all

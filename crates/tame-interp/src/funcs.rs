@@ -1,11 +1,13 @@
 //! Built-in functions: CEL's standard library and Tame's additions
-//! (`glob`, `clean_path`/`within`, `lower`/`upper`/`trim`, `ip`/`cidr`, `url`).
+//! (`glob`, `clean_path`/`within`, `lower`/`upper`/`trim`, `ip`/`cidr`;
+//! `url`, `domain` and `lookalike` live in `net.rs`).
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use tame_lang::{Key, Value, ValueMap};
+use tame_lang::Value;
 
+use crate::net;
 use crate::ops::no_overload;
 use crate::time::{self, TsPart};
 
@@ -43,6 +45,8 @@ pub(crate) enum Builtin {
     IsIp,
     InCidr,
     Url,
+    Domain,
+    Lookalike,
 }
 
 impl Builtin {
@@ -78,6 +82,8 @@ impl Builtin {
             ("isIP" | "is_ip", _, 1) => B::IsIp,
             ("containsIP" | "in_cidr", _, 2) => B::InCidr,
             ("url", false, 1) => B::Url,
+            ("domain", false, 1) => B::Domain,
+            ("lookalike", false, 2) => B::Lookalike,
             _ => return None,
         };
         Some(b)
@@ -117,6 +123,8 @@ impl Builtin {
             Builtin::IsIp => "isIP",
             Builtin::InCidr => "containsIP",
             Builtin::Url => "url",
+            Builtin::Domain => "domain",
+            Builtin::Lookalike => "lookalike",
         }
     }
 
@@ -174,7 +182,9 @@ impl Builtin {
                 let ip = parse_ip(ip)?;
                 Ok(Value::Bool(net.contains(ip)))
             }
-            (Builtin::Url, [Value::String(s)]) => parse_url(s),
+            (Builtin::Url, [Value::String(s)]) => net::url(s),
+            (Builtin::Domain, [Value::String(s)]) => net::domain(s).map(|d| Value::String(Arc::from(d))),
+            (Builtin::Lookalike, [Value::String(a), Value::String(b)]) => Ok(Value::Bool(net::lookalike(a, b))),
             _ => Err(bad()),
         }
     }
@@ -431,66 +441,6 @@ pub(crate) fn parse_cidr(s: &str) -> Result<Cidr, String> {
     Ok(Cidr { addr, prefix })
 }
 
-/// `url(s)`: a `map(string, string)` with `scheme`, `host`, `port` (empty
-/// when absent), `path`, `query`, `fragment` and `userinfo`. Scheme and
-/// host are lowercased.
-fn parse_url(s: &str) -> Result<Value, String> {
-    let bad = || format!("invalid URL `{s}`");
-    let (scheme, rest) = s.split_once("://").ok_or_else(bad)?;
-    if scheme.is_empty()
-        || !scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-    {
-        return Err(bad());
-    }
-    let (rest, fragment) = match rest.split_once('#') {
-        Some((r, f)) => (r, f),
-        None => (rest, ""),
-    };
-    let (rest, query) = match rest.split_once('?') {
-        Some((r, q)) => (r, q),
-        None => (rest, ""),
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (u, h),
-        None => ("", authority),
-    };
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (h, tail) = v6.split_once(']').ok_or_else(bad)?;
-        (h, tail.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (hostport, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(bad());
-    }
-    let port = match port {
-        Some("") | None => "",
-        Some(p) if p.parse::<u16>().is_ok() => p,
-        Some(_) => return Err(bad()),
-    };
-    let mut m = ValueMap::default();
-    let mut put = |k: &str, v: Value| {
-        m.insert(Key::from(k), v);
-    };
-    put("scheme", Value::string(&scheme.to_ascii_lowercase()));
-    put("host", Value::string(&host.to_ascii_lowercase()));
-    put("port", Value::string(port));
-    put("path", Value::string(path));
-    put("query", Value::string(query));
-    put("fragment", Value::string(fragment));
-    put("userinfo", Value::string(userinfo));
-    Ok(Value::Map(Arc::new(m)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,27 +471,6 @@ mod tests {
             .call(&[&s("192.168.1.7"), &s("192.168.0.0/16")])
             .unwrap();
         assert!(matches!(r, Value::Bool(true)));
-    }
-
-    #[test]
-    fn url_parts() {
-        let Value::Map(m) = parse_url("HTTPS://user@Example.com:8443/a/b?x=1#top").unwrap() else {
-            panic!("not a map")
-        };
-        let get = |k: &str| m.get(&Key::from(k)).cloned().unwrap();
-        assert_eq!(get("scheme").as_str(), Some("https"));
-        assert_eq!(get("host").as_str(), Some("example.com"));
-        assert_eq!(get("port").as_str(), Some("8443"));
-        assert_eq!(get("path").as_str(), Some("/a/b"));
-        assert_eq!(get("query").as_str(), Some("x=1"));
-        assert_eq!(get("fragment").as_str(), Some("top"));
-        assert_eq!(get("userinfo").as_str(), Some("user"));
-        assert!(parse_url("not a url").is_err());
-        assert!(parse_url("http://:80/").is_err());
-        let Value::Map(m) = parse_url("http://[::1]:80/").unwrap() else {
-            panic!()
-        };
-        assert_eq!(m.get(&Key::from("host")).unwrap().as_str(), Some("::1"));
     }
 
     #[test]

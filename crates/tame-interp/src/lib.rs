@@ -32,6 +32,7 @@ mod compile;
 mod env;
 mod error;
 mod funcs;
+mod net;
 mod ops;
 mod program;
 mod time;

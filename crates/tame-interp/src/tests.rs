@@ -210,8 +210,12 @@ fn tame_string_and_network_additions() {
     is_true("in_cidr('192.168.1.9', '192.168.0.0/16') && isIP('::1') && !isIP('nope')");
     fails("ip('300.1.1.1')", "invalid IP");
     is_true("url('https://Example.com:8443/a?q=1').host == 'example.com'");
-    is_true("url('https://example.com/a').port == '' && url('http://x.io:81').port == '81'");
-    fails("url('nope')", "invalid URL");
+    is_true("url('https://example.com/a').port == '443' && url('http://x.io:81').port == '81'");
+    is_true("url('www.example.com/a').scheme == '' && url('www.example.com:81/a').port == '81'");
+    is_true("domain('Ada <ada@mail.example.co.uk>') == 'example.co.uk' && domain('10.0.0.5') == '10.0.0.5'");
+    is_true("lookalike('p\u{430}ypal.com', 'paypal.com') && !lookalike('paypal.com', 'PayPal.com')");
+    fails("url('no pe')", "invalid URL");
+    fails("domain('')", "no domain");
 }
 
 #[test]
@@ -408,7 +412,7 @@ fn registry_host_functions() {
     )
     .unwrap();
     reg.register_host_method(
-        "domain",
+        "mail_domain",
         vec![Type::String],
         Type::String,
         host_fn(|a| match a {
@@ -424,13 +428,13 @@ fn registry_host_functions() {
         &env,
         &vars,
         &NoFacts,
-        "has_secret(args) && args.to.domain() == 'evil.com'",
+        "has_secret(args) && args.to.mail_domain() == 'evil.com'",
     );
     assert!(matches!(r, Ok(Value::Bool(true))), "{r:?}");
     // Registered as a method only: the global form does not resolve.
-    let e = compile(&tame_lang::parse("domain(args.to)").unwrap(), &env).unwrap_err();
+    let e = compile(&tame_lang::parse("mail_domain(args.to)").unwrap(), &env).unwrap_err();
     assert!(
-        e.message.contains("no overload of host function `domain`"),
+        e.message.contains("no overload of host function `mail_domain`"),
         "{}",
         e.message
     );
