@@ -1,12 +1,5 @@
 //! Integration tests of the engine facade: loading, diagnostics, legacy
 //! policies, the decision DAG, evaluation and explain.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "tests"
-)]
 use serde_json::json;
 use tame_engine::*;
 

@@ -1,13 +1,6 @@
 //! Policies with huge conditions and long lines: a clean error naming the
 //! rule and a bounded rendering, never a panic in the renderer (miette's
 //! underline padding panics past 65,535 columns).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "tests"
-)]
 use tame_engine::*;
 
 fn policy_with_condition(cond: &str) -> String {

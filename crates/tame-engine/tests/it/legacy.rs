@@ -6,14 +6,6 @@
 //! and for every pair of a YAML value and a JSON value in each condition
 //! kind. The property test checks the same against a reference of Python's
 //! equality written here (canonical forms rather than pairwise comparison).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "tests"
-)]
-
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -2,14 +2,6 @@
 //! like a plain tree-walking reference (first match over the rules, each
 //! whole condition evaluated by tame-interp directly), on random policies
 //! and random requests. Also: the loader never panics on arbitrary text.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "tests"
-)]
-
 use proptest::prelude::*;
 use serde_json::json;
 use tame_engine::{Action, NoFacts, Policy, Request};

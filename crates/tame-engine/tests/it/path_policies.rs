@@ -1,13 +1,6 @@
 //! The shipped policies against path traversal: `/tmp/../etc/shadow`
 //! starts with `/tmp/`, so paths are compared after `..` is resolved
 //! (`within`, `clean_path`), and the linter finds none compared raw.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "tests"
-)]
 use std::path::{Path, PathBuf};
 
 use serde_json::json;

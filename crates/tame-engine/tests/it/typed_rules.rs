@@ -1,7 +1,6 @@
 //! Rules are read typed straight from the text when the file allows it and
 //! through YAML values otherwise; both paths must accept and reject the same
 //! files, with the same diagnostics.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 use serde_json::json;
 use tame_engine::*;
 

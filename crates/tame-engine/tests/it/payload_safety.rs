@@ -1,7 +1,5 @@
 //! Payload safety through the engine facade: argument schemas, agent
 //! binding, tool contracts (tags, response filtering) and the payload scan.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
-
 use serde_json::json;
 use tame_engine::{Action, MemoryFacts, NoFacts, Policy, Request};
 
