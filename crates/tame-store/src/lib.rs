@@ -28,6 +28,7 @@ mod lock;
 mod postgres;
 mod reads;
 mod record;
+mod schema;
 mod secret;
 mod sqlite;
 #[doc(hidden)]

@@ -5,59 +5,8 @@ use super::*;
 #[allow(unused_imports, reason = "the backend's modules share one scope")]
 use super::{reads::*, writer::*};
 
-pub(super) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS audit (
-    seq BIGINT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    ts TEXT NOT NULL,
-    session_id TEXT,
-    ref_id TEXT,
-    session_prev BIGINT,
-    body TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_ref ON audit(ref_id, seq);
-CREATE TABLE IF NOT EXISTS sessions (
-    session_id TEXT PRIMARY KEY,
-    start_time TEXT NOT NULL,
-    end_time TEXT NOT NULL,
-    last_seq BIGINT NOT NULL,
-    tail_seq BIGINT NOT NULL,
-    total BIGINT NOT NULL,
-    allowed BIGINT NOT NULL,
-    denied BIGINT NOT NULL,
-    approved BIGINT NOT NULL,
-    agent_id TEXT,
-    user_id TEXT
-);
-CREATE INDEX IF NOT EXISTS sessions_last ON sessions(last_seq);
-CREATE TABLE IF NOT EXISTS approvals (
-    id TEXT PRIMARY KEY,
-    created_seq BIGINT NOT NULL,
-    log_id TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    call_hash TEXT NOT NULL,
-    state TEXT NOT NULL,
-    expires_micros BIGINT NOT NULL,
-    expires_at TEXT NOT NULL,
-    decided_by TEXT,
-    decision_reason TEXT,
-    decided_at TEXT,
-    released_log_id TEXT
-);
-CREATE INDEX IF NOT EXISTS approvals_state ON approvals(state, expires_micros);
-CREATE TABLE IF NOT EXISTS policy_versions (
-    id BIGSERIAL PRIMARY KEY,
-    seq BIGINT NOT NULL,
-    version TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    origin TEXT NOT NULL,
-    loaded_at TEXT NOT NULL,
-    source TEXT NOT NULL
-);
-";
+/// The tables and indexes (see `crate::schema`).
+pub(super) const SCHEMA: &str = crate::schema::schema_sql!(int: "BIGINT", serial: "BIGSERIAL", sessions_end: "");
 
 pub(super) fn connect(config: &postgres::Config, shown: &str) -> StoreResult<Client> {
     let connected = match config.get_ssl_mode() {
