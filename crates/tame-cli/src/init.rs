@@ -446,14 +446,7 @@ pub fn init(args: &InitArgs, out: &Out) -> Result<Exit, CliError> {
     }
     match &args.output {
         Some(path) => {
-            if path.exists() && !args.force {
-                return Err(CliError::Input(format!(
-                    "`{}` exists; use --force to overwrite it",
-                    path.display()
-                )));
-            }
-            std::fs::write(path, &text)
-                .map_err(|e| CliError::Other(format!("cannot write `{}`: {e}", path.display())))?;
+            crate::output::write_generated(path, &text, args.force)?;
             let count = |k: Kind| sorted.iter().filter(|t| t.kind == k).count();
             out.line(format!(
                 "wrote {}: {} tools ({} read, {} write, {} delete, {} send)",

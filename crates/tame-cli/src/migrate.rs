@@ -33,14 +33,7 @@ pub fn migrate(args: &MigrateArgs, out: &Out) -> Result<Exit, CliError> {
     })?;
     match &args.output {
         Some(path) => {
-            if path.exists() && !args.force {
-                return Err(CliError::Input(format!(
-                    "`{}` exists; use --force to overwrite it",
-                    path.display()
-                )));
-            }
-            std::fs::write(path, &migrated)
-                .map_err(|e| CliError::Other(format!("cannot write `{}`: {e}", path.display())))?;
+            crate::output::write_generated(path, &migrated, args.force)?;
             out.line(format!("wrote {}", path.display()));
         }
         None => out.line(migrated.trim_end()),

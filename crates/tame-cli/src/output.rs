@@ -26,6 +26,26 @@ macro_rules! err {
 
 pub(crate) use err;
 
+/// Writes a generated file (`tame init -o`, `tame migrate -o`), refusing
+/// to replace one that exists unless `force` (checked as the file is
+/// created, so a file appearing meanwhile is not overwritten either).
+pub fn write_generated(path: &std::path::Path, text: &str, force: bool) -> Result<(), CliError> {
+    use std::io::Write as _;
+    let cannot = |e: std::io::Error| CliError::Other(format!("cannot write `{}`: {e}", path.display()));
+    let created = if force {
+        std::fs::File::create(path)
+    } else {
+        std::fs::OpenOptions::new().write(true).create_new(true).open(path)
+    };
+    let mut file = created.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => {
+            CliError::Input(format!("`{}` exists; use --force to overwrite it", path.display()))
+        }
+        _ => cannot(e),
+    })?;
+    file.write_all(text.as_bytes()).map_err(cannot)
+}
+
 /// Writes a line; exits quietly when the reader has gone away.
 pub fn write_line(stream: &mut impl std::io::Write, args: std::fmt::Arguments<'_>) {
     let result = stream.write_fmt(args).and_then(|()| stream.write_all(b"\n"));

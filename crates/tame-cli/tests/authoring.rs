@@ -5,64 +5,12 @@
 // Test helpers may fail loudly: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn policies_dir() -> PathBuf {
-    repo().join("policies")
-}
-
-/// Every file directly in `policies/` with one of the extensions.
-fn files_in_policies(pred: impl Fn(&str) -> bool) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(policies_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file() && pred(&p.file_name().unwrap().to_string_lossy()))
-        .collect();
-    files.sort();
-    files
-}
-
-fn is_yaml(name: &str) -> bool {
-    name.ends_with(".yml") || name.ends_with(".yaml")
-}
-
-/// Every policy file in `policies/` (not the test files).
-fn policy_files() -> Vec<PathBuf> {
-    files_in_policies(|n| is_yaml(n) && !n.contains(".tests."))
-}
-
-fn tame() -> Command {
-    let mut cmd = Command::cargo_bin("tame").unwrap();
-    cmd.env_remove("TAME_API_URL")
-        .env_remove("TAME_API_KEY")
-        .env_remove("TAME_POLICY")
-        .env_remove("TAME_ADDR")
-        .env_remove("TAME_DB")
-        .env("NO_COLOR", "1");
-    cmd
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd.output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use support::*;
 
 /// A copy of `policies/` (files and subdirectories) in a temporary directory.
 fn copy_policies() -> tempfile::TempDir {
@@ -254,8 +202,7 @@ done
 "#;
 
 fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
+    let path = write(dir, name, text);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -1078,4 +1025,19 @@ fn migrate_refuses_what_it_cannot_say_exactly() {
     assert!(out.stderr.contains("broken.yml"), "{}", out.stderr);
     let out = run(tame().arg("migrate").arg(dir.path().join("missing.yml")));
     assert_eq!(out.code, 1);
+}
+
+#[test]
+fn migrate_output_keeps_an_existing_file_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = write(dir.path(), "legacy.yml", LEGACY);
+    let output = write(dir.path(), "out.yml", "mine\n");
+    let refused = run(tame().arg("migrate").arg(&legacy).arg("-o").arg(&output));
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("exists; use --force"), "{}", refused.stderr);
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), "mine\n");
+    let forced = run(tame().arg("migrate").arg(&legacy).arg("-o").arg(&output).arg("--force"));
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    assert!(forced.stdout.contains("wrote"), "{}", forced.stdout);
+    tame_engine::Policy::from_file(&output).unwrap();
 }

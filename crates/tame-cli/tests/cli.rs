@@ -4,73 +4,13 @@
 // Test helpers may fail loudly: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 
 use assert_cmd::Command;
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn policies_dir() -> PathBuf {
-    repo().join("policies")
-}
-
-/// Every policy file in `policies/` (not the test files).
-fn policy_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(policies_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            (name.ends_with(".yml") || name.ends_with(".yaml")) && !name.contains(".tests.")
-        })
-        .collect();
-    files.sort();
-    files
-}
-
-fn tame() -> Command {
-    let mut cmd = Command::cargo_bin("tame").unwrap();
-    cmd.env_remove("TAME_API_URL")
-        .env_remove("TAME_API_KEY")
-        .env_remove("TAME_POLICY")
-        .env_remove("TAME_ADDR")
-        .env_remove("TAME_DB")
-        .env("NO_COLOR", "1");
-    cmd
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd.output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn json_lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect()
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-// ---------------------------------------------------------------- policies/
+use support::*;
 
 #[test]
 fn policies_dir_has_the_required_examples() {
