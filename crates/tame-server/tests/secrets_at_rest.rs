@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use axum::http::StatusCode;
 use common::Harness;
 use serde_json::{Value, json};
-use tame_server::{AppState, Auth, Limits, LoadedPolicy};
+use tame_server::{AppState, Auth, Limits};
 use tame_store::{SqliteOptions, SqliteStore};
 
 /// `ghp_` and 36 alphanumerics: the scanner's `github_token`.
@@ -27,42 +27,23 @@ fn token() -> String {
     format!("ghp_{BODY}")
 }
 
-const POLICY: &str = r#"
-version: "t1"
-default: deny
-rules:
-  - name: block_etc
-    action: deny
-    tools: ["read_file"]
-    condition: 'args.path.startsWith("/etc/")'
-    reason: "System paths are off limits ({args.path})"
-  - name: no_logins
+/// The harness's policy and a rule whose reason quotes a password.
+fn policy() -> String {
+    format!(
+        "{}{}",
+        common::POLICY,
+        r#"  - name: no_logins
     action: deny
     tools: ["login"]
     condition: 'true'
     reason: "no logins as {args.user} with {args.password}"
-  - name: rate_limit_email
-    action: deny
-    tools: ["send_email"]
-    condition: 'session.count("send_email", duration("1h")) >= 2'
-  - name: prod_db
-    action: approve
-    tools: ["query_database"]
-    condition: 'args.database == "production"'
-  - name: allow_rest
-    action: allow
-    tools: ["send_email", "query_database"]
-"#;
+"#
+    )
+}
 
 fn state_on(db: &Path) -> AppState {
     let store = SqliteStore::open(db, SqliteOptions::default()).unwrap();
-    let loaded = LoadedPolicy {
-        policy: tame_engine::Policy::from_yaml(POLICY, "policies.yml").unwrap(),
-        source: POLICY.to_string(),
-        origin: "policies.yml".into(),
-        loaded_at: jiff::Timestamp::now(),
-    };
-    let state = AppState::new(loaded, None, Arc::new(store), Auth::default(), Limits::default());
+    let state = common::state_with(&policy(), None, Arc::new(store), Auth::default(), Limits::default());
     state.set_redaction_key(KEY).unwrap();
     state
 }

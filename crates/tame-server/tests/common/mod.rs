@@ -64,15 +64,29 @@ pub fn harness_with(auth: Auth, limits: Limits) -> Harness {
 pub fn harness_on(dir: tempfile::TempDir, store: Arc<dyn Store>, auth: Auth, limits: Limits) -> Harness {
     let policy_path = dir.path().join("policies.yml");
     std::fs::write(&policy_path, POLICY).unwrap();
-    let policy = tame_engine::Policy::from_yaml(POLICY, "policies.yml").unwrap();
+    let state = state_with(POLICY, Some(policy_path), store, auth, limits);
+    Harness { state, dir }
+}
+
+/// A state over `store` deciding by `policy` (reloaded from `policy_path`
+/// when one is given).
+pub fn state_with(
+    policy: &str,
+    policy_path: Option<std::path::PathBuf>,
+    store: Arc<dyn Store>,
+    auth: Auth,
+    limits: Limits,
+) -> AppState {
+    let origin = policy_path
+        .as_ref()
+        .map_or_else(|| "policies.yml".to_string(), |p| p.display().to_string());
     let loaded = LoadedPolicy {
-        policy,
-        source: POLICY.to_string(),
-        origin: policy_path.display().to_string(),
+        policy: tame_engine::Policy::from_yaml(policy, "policies.yml").unwrap(),
+        source: policy.to_string(),
+        origin,
         loaded_at: jiff::Timestamp::now(),
     };
-    let state = AppState::new(loaded, Some(policy_path), store, auth, limits);
-    Harness { state, dir }
+    AppState::new(loaded, policy_path, store, auth, limits)
 }
 
 pub fn harness() -> Harness {
