@@ -9,8 +9,8 @@ use jiff::Timestamp;
 
 use crate::record::PreparedDecision;
 use crate::{
-    Approval, ApprovalDecision, DecisionReceipt, NewDecision, NewPolicyVersion, NewResult, StoreError, StoreResult,
-    Ticket,
+    Approval, ApprovalDecision, DecisionReceipt, NewDecision, NewInput, NewPolicyVersion, NewResult, StoreError,
+    StoreResult, Ticket,
 };
 
 pub(crate) type Ack<T> = tokio::sync::oneshot::Sender<StoreResult<T>>;
@@ -19,6 +19,7 @@ pub(crate) type Ack<T> = tokio::sync::oneshot::Sender<StoreResult<T>>;
 pub(crate) enum Job {
     Decision(Box<PreparedDecision>, Ack<DecisionReceipt>),
     Result(NewResult, Ack<u64>),
+    Input(NewInput, Ack<u64>),
     Approval(ApprovalDecision, Ack<Approval>),
     Expire(Timestamp, Ack<Vec<String>>),
     Policy(NewPolicyVersion, Ack<u64>),
@@ -29,6 +30,7 @@ pub(crate) enum Job {
 pub(crate) enum Done {
     Decision(Ack<DecisionReceipt>, StoreResult<DecisionReceipt>),
     Result(Ack<u64>, StoreResult<u64>),
+    Input(Ack<u64>, StoreResult<u64>),
     Approval(Ack<Approval>, Box<StoreResult<Approval>>),
     Expire(Ack<Vec<String>>, StoreResult<Vec<String>>),
     Policy(Ack<u64>, StoreResult<u64>),
@@ -69,6 +71,10 @@ impl Queue {
         self.submit(|ack| Job::Result(result, ack))
     }
 
+    pub(crate) fn input(&self, input: NewInput) -> Ticket<u64> {
+        self.submit(|ack| Job::Input(input, ack))
+    }
+
     pub(crate) fn approval(&self, decision: ApprovalDecision) -> Ticket<Approval> {
         self.submit(|ack| Job::Approval(decision, ack))
     }
@@ -95,6 +101,7 @@ impl Job {
         match self {
             Job::Decision(_, a) => Done::Decision(a, e()),
             Job::Result(_, a) => Done::Result(a, e()),
+            Job::Input(_, a) => Done::Input(a, e()),
             Job::Approval(_, a) => Done::Approval(a, Box::new(e())),
             Job::Expire(_, a) => Done::Expire(a, e()),
             Job::Policy(_, a) => Done::Policy(a, e()),
@@ -117,6 +124,7 @@ impl Done {
         match self {
             Done::Decision(a, r) => send(a, r, failed),
             Done::Result(a, r) => send(a, r, failed),
+            Done::Input(a, r) => send(a, r, failed),
             Done::Approval(a, r) => send(a, *r, failed),
             Done::Expire(a, r) => send(a, r, failed),
             Done::Policy(a, r) => send(a, r, failed),
@@ -135,6 +143,7 @@ impl Done {
         match self {
             Done::Decision(_, r) => db(r),
             Done::Result(_, r) => db(r),
+            Done::Input(_, r) => db(r),
             Done::Approval(_, r) => db(r),
             Done::Expire(_, r) => db(r),
             Done::Policy(_, r) => db(r),
@@ -146,7 +155,8 @@ impl Done {
 /// The [`crate::Store`] methods both backends implement alike: writes go
 /// to the backend's writer through its `queue` (a [`Queue`]), and a
 /// session's state in memory comes from its `facts_cache()` (a
-/// [`crate::record::FactsCache`]). Written once, expanded in each
+/// [`crate::record::FactsCache`]); its `redactor` is keyed with the audit
+/// secret. Written once, expanded in each
 /// backend's `impl Store`.
 macro_rules! queued_writes {
     () => {
@@ -164,6 +174,14 @@ macro_rules! queued_writes {
 
         fn record_result(&self, result: $crate::NewResult) -> $crate::Ticket<u64> {
             self.queue.result(result)
+        }
+
+        fn record_input(&self, input: $crate::NewInput) -> $crate::Ticket<u64> {
+            self.queue.input(input)
+        }
+
+        fn redactor(&self) -> &tame_enforce::Redactor {
+            &self.redactor
         }
 
         fn decide_approval(&self, decision: $crate::ApprovalDecision) -> $crate::Ticket<$crate::Approval> {

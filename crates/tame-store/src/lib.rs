@@ -9,10 +9,11 @@
 //! on its own threads. Session facts live in memory and are read by the
 //! evaluator without I/O.
 //!
-//! Every change (decision, tool result, approval step, policy load) is one
-//! row of the `audit` table. Each row holds an HMAC-SHA256, keyed with the
-//! server's secret, over its own fields and the previous row's hash, so
-//! [`Store::verify`] finds an edited or a deleted row and names it. Rows
+//! Every change (decision, tool result, user input, approval step, policy
+//! load) is one row of the `audit` table. Each row holds an HMAC-SHA256,
+//! keyed with the server's secret, over its own fields and the previous
+//! row's hash, so [`Store::verify`] finds an edited or a deleted row and
+//! names it. Rows
 //! deleted from the end of the log leave no gap: the chain's head is also
 //! witnessed outside the database, in signed checkpoints written to a file
 //! (beside a SQLite database by default) and to the JSON log, and `verify`
@@ -172,7 +173,9 @@ impl<T> Future for Ticket<T> {
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// The in-memory facts of a session, read back from the log when the
     /// session is not in memory (after a restart, or after it sat idle):
-    /// its allowed calls and the labels stored with its results.
+    /// its decided calls, its results (value, source, labels and
+    /// provenance under [`Store::redactor`]'s index key) and its user
+    /// inputs, in the order they were recorded.
     fn session_facts(&self, session_id: &str) -> StoreResult<FactsHandle>;
     /// The facts of a session known to be new (e.g. an id just generated):
     /// never reads the database.
@@ -193,6 +196,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records a tool's result, and the session labels it revealed, for a
     /// logged decision of the same session.
     fn record_result(&self, result: NewResult) -> Ticket<u64>;
+    /// Records a user's input to a session (an `input` record; the session
+    /// need not have logged anything yet).
+    fn record_input(&self, input: NewInput) -> Ticket<u64>;
+    /// The redactor keyed with this store's audit secret: the key of the
+    /// provenance hashes of the session states it reads back from the log
+    /// ([`tame_enforce::Redactor::index_key`]). A server deciding over this
+    /// store must redact and index with the same key (the same secret), or
+    /// a session read back from the log does not find its own results.
+    fn redactor(&self) -> &tame_enforce::Redactor {
+        tame_enforce::Redactor::unkeyed()
+    }
     /// Approves or rejects a pending approval.
     fn decide_approval(&self, decision: ApprovalDecision) -> Ticket<Approval>;
     /// Marks approvals whose time ran out unused (pending, or approved and
@@ -284,6 +298,10 @@ impl tame_enforce::AuditSink for dyn Store {
 
     fn append_result(&self, record: NewResult) -> Ticket<u64> {
         self.record_result(record)
+    }
+
+    fn append_input(&self, record: NewInput) -> Ticket<u64> {
+        self.record_input(record)
     }
 
     fn append_verdict(&self, verdict: ApprovalDecision) -> Ticket<Approval> {

@@ -10,12 +10,13 @@ use hmac::{Hmac, Mac};
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
-use tame_enforce::{Action, CallStep};
+use tame_enforce::provenance::{Extract, IndexKey};
+use tame_enforce::{Action, CallStep, ResultSlot, ResultSource, json_to_value, result_provenance};
 
 use crate::canonical::canonical_json;
 use crate::{
     Approval, ApprovalDecision, ApprovalState, ChainProblem, ChainProblemKind, LogEntry, NewApproval, NewDecision,
-    NewPolicyVersion, NewResult, Release, StoreError, StoreResult, VerifyReport,
+    NewInput, NewPolicyVersion, NewResult, Release, StoreError, StoreResult, VerifyReport,
 };
 use crate::{FactsHandle, SessionCell, SessionState};
 
@@ -134,6 +135,22 @@ impl SessionDelta {
         }
         if delta.user_id.is_none() {
             delta.user_id.clone_from(&d.user_id);
+        }
+    }
+
+    /// Notes a record of a session that is not a decision (a user's
+    /// input, which may come before any call): the session's summary
+    /// starts at `ts` when this is its first record.
+    pub(crate) fn note_record(sessions: &mut HashMap<String, SessionDelta>, session_id: &str, ts: &str) {
+        if !sessions.contains_key(session_id) {
+            sessions.insert(
+                session_id.to_string(),
+                SessionDelta {
+                    start: ts.to_string(),
+                    end: ts.to_string(),
+                    ..SessionDelta::default()
+                },
+            );
         }
     }
 
@@ -262,13 +279,17 @@ pub(crate) fn approval_created_body(d: &NewDecision, approval: &NewApproval, exp
     })
 }
 
-/// The body of a `result` record.
+/// The body of a `result` record: the result as posted (secrets
+/// redacted), and who reported it (`source`: `proxy`, `runner` or
+/// `agent`; records written before sources were stored have none and read
+/// as `agent`).
 pub(crate) fn result_body(r: &NewResult, ts: &str) -> Value {
     let mut body = json!({
         "log_id": r.log_id,
         "session_id": r.session_id,
         "timestamp": ts,
         "result": r.result,
+        "source": r.source.as_str(),
     });
     // The labels are part of the chained body: an edit to them breaks the
     // record's HMAC like any other field. Omitted when there are none.
@@ -278,6 +299,17 @@ pub(crate) fn result_body(r: &NewResult, ts: &str) -> Value {
         fields.insert("labels".into(), json!(r.labels));
     }
     body
+}
+
+/// The body of an `input` record: a user's input to a session, its text
+/// with secrets redacted.
+pub(crate) fn input_body(i: &NewInput, ts: &str) -> Value {
+    json!({
+        "input_id": i.input_id,
+        "session_id": i.session_id,
+        "timestamp": ts,
+        "text": i.text,
+    })
 }
 
 /// The body of an `approval_decided` record.
@@ -743,48 +775,84 @@ pub(crate) fn entries_from_records(records: Vec<(u64, String, String)>) -> Vec<L
     entries
 }
 
-/// A session's state rebuilt from its `(seq, kind, body)` records: every
-/// decided call (the state's counts-as-run rule says which ran) and the
-/// labels stored with its results.
-pub(crate) fn facts_from_records(records: Vec<(u64, String, String)>) -> SessionState {
+/// A session's state rebuilt from its `(seq, kind, body)` records, in
+/// order, as the server built it while they were recorded: every decided
+/// call with its arguments and log id (the state's counts-as-run rule says
+/// which ran, and those wait for their results), each result (its value,
+/// source and labels, its provenance hashed under `key`) and each user
+/// input. What was stored is what comes back: arguments, results and
+/// inputs with their secrets redacted.
+pub(crate) fn facts_from_records(records: Vec<(u64, String, String)>, key: IndexKey) -> SessionState {
     let mut state = SessionState::default();
+    state.set_index_key(key);
     for (_, kind, body) in records {
-        if kind == "result" {
-            // Labels the result revealed (records written before labels
-            // were stored have none).
-            let body = parse_body(&body);
-            let labels = body.get("labels").and_then(Value::as_array);
-            for label in labels.into_iter().flatten().filter_map(Value::as_str) {
-                state.add_label(label);
-            }
-            continue;
-        }
-        if kind != "decision" {
-            continue;
-        }
-        let body = parse_body(&body);
-        let decision = match body.get("decision").and_then(Value::as_str) {
-            Some("allow") => Action::Allow,
-            Some("approve") => Action::Approve,
-            Some("deny") => Action::Deny,
-            _ => continue,
-        };
-        let tool = body.get("tool_name").and_then(Value::as_str);
-        let at = body
-            .get("timestamp")
-            .and_then(Value::as_str)
-            .and_then(|t| t.parse::<Timestamp>().ok());
-        if let (Some(tool), Some(at)) = (tool, at) {
-            state.record(CallStep {
-                tool: Arc::from(tool),
-                decision,
-                rule: body.get("rule_name").and_then(Value::as_str).map(Arc::from),
-                released: body.get("released_by").is_some_and(|r| !r.is_null()),
-                at,
-            });
+        match kind.as_str() {
+            "decision" => replay_decision(&mut state, &parse_body(&body)),
+            "result" => replay_result(&mut state, &key, &parse_body(&body)),
+            "input" => replay_input(&mut state, &key, &parse_body(&body)),
+            _ => {}
         }
     }
     state
+}
+
+fn timestamp_of(body: &Value, key: &str) -> Option<Timestamp> {
+    body.get(key).and_then(Value::as_str).and_then(|t| t.parse().ok())
+}
+
+fn replay_decision(state: &mut SessionState, body: &Value) {
+    let decision = match body.get("decision").and_then(Value::as_str) {
+        Some("allow") => Action::Allow,
+        Some("approve") => Action::Approve,
+        Some("deny") => Action::Deny,
+        _ => return,
+    };
+    let (Some(tool), Some(at)) = (
+        body.get("tool_name").and_then(Value::as_str),
+        timestamp_of(body, "timestamp"),
+    ) else {
+        return;
+    };
+    state.record(CallStep {
+        tool: Arc::from(tool),
+        decision,
+        rule: body.get("rule_name").and_then(Value::as_str).map(Arc::from),
+        released: body.get("released_by").is_some_and(|r| !r.is_null()),
+        at,
+        log_id: body.get("log_id").and_then(Value::as_str).map(Arc::from),
+        args: json_to_value(body.get("tool_args").unwrap_or(&Value::Null)),
+        result: ResultSlot::None,
+    });
+}
+
+fn replay_result(state: &mut SessionState, key: &IndexKey, body: &Value) {
+    // Labels the result revealed (records written before labels were
+    // stored have none).
+    let labels = body.get("labels").and_then(Value::as_array);
+    for label in labels.into_iter().flatten().filter_map(Value::as_str) {
+        state.add_label(label);
+    }
+    let Some(log_id) = body.get("log_id").and_then(Value::as_str) else {
+        return;
+    };
+    let posted = body.get("result").unwrap_or(&Value::Null);
+    let source = body
+        .get("source")
+        .and_then(Value::as_str)
+        .and_then(ResultSource::parse)
+        .unwrap_or(ResultSource::Agent);
+    let (value, extract) = result_provenance(key, posted);
+    state.record_result(log_id, None, value, source, &extract);
+}
+
+fn replay_input(state: &mut SessionState, key: &IndexKey, body: &Value) {
+    let (Some(text), Some(at)) = (
+        body.get("text").and_then(Value::as_str),
+        timestamp_of(body, "timestamp"),
+    ) else {
+        return;
+    };
+    state.record_input(text, at, &Extract::text(key, text, false));
 }
 
 // ---------------------------------------------------------------- facts cache

@@ -176,6 +176,7 @@ pub fn result(session_id: &str, log_id: &str, at: Timestamp, result: Value) -> N
         timestamp: at,
         result,
         labels: Vec::new(),
+        source: tame_enforce::ResultSource::Agent,
     }
 }
 

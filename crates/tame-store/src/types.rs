@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 /// approvals and log entries it reads back: one set of types for every
 /// backend (see `tame_enforce`).
 pub use tame_enforce::{
-    Action, Approval, ApprovalDecision, ApprovalState, DecisionReceipt, LogEntry, NewApproval, NewDecision, NewResult,
-    Release, SessionSummary,
+    Action, Approval, ApprovalDecision, ApprovalState, DecisionReceipt, LogEntry, NewApproval, NewDecision, NewInput,
+    NewResult, Release, ResultSource, SessionSummary,
 };
 
 /// A policy version to store.

@@ -259,13 +259,9 @@ fn session_facts_survive_a_restart(db: &TestDb) {
         .enumerate()
         {
             let facts = store.session_facts("s1").unwrap();
-            facts.lock().record(tame_enforce::CallStep {
-                tool: tool.into(),
-                decision: action,
-                rule: None,
-                released: false,
-                at: T0,
-            });
+            facts
+                .lock()
+                .record(tame_enforce::CallStep::new(tool, action, None, false, T0));
             let d = decision(&format!("l{i}"), "s1").tool(tool).action(action);
             store.record_decision(d).wait().unwrap();
         }
@@ -276,12 +272,18 @@ fn session_facts_survive_a_restart(db: &TestDb) {
     let store = db.open();
     let cell = store.session_facts("s1").unwrap();
     let guard = cell.lock();
-    let view = guard.view(ts("2026-11-21T06:30:00Z"));
-    assert_eq!(view.calls(), 2, "denied calls do not count");
-    assert_eq!(view.count("send_email", None), 1);
-    assert_eq!(view.count("send_email", Some(jiff::SignedDuration::from_mins(10))), 0);
-    assert_eq!(view.count("send_email", Some(jiff::SignedDuration::from_hours(1))), 1);
-    assert!(view.called("read_secret"));
+    let now = ts("2026-11-21T06:30:00Z");
+    assert_eq!(guard.view(now).calls(), 2, "denied calls do not count");
+    assert_eq!(guard.count("send_email", None, now), 1);
+    assert_eq!(
+        guard.count("send_email", Some(jiff::SignedDuration::from_mins(10)), now),
+        0
+    );
+    assert_eq!(
+        guard.count("send_email", Some(jiff::SignedDuration::from_hours(1)), now),
+        1
+    );
+    assert_eq!(guard.count("read_secret", None, now), 1);
     let fresh = store.session_facts("new-session").unwrap();
     assert_eq!(fresh.lock().calls(), 0);
 }
@@ -840,3 +842,7 @@ mod reads;
 // approvals, one store per SQLite file (`integrity::sqlite::*`,
 // `integrity::pg::*`).
 mod integrity;
+
+// Session memory and data flow: inputs, result sources, provenance read
+// back from the log (`flow::sqlite::*`, `flow::pg::*`).
+mod flow;

@@ -28,13 +28,13 @@ use crate::reads::{Window, entries};
 use crate::record::{
     ApprovalRow, AuditRow, Chain, ChainCheck, Chained, FactsCache, GENESIS, HmacSha256, PreparedDecision, SessionDelta,
     approval_columns, approval_decided_body, approval_expired_body, approval_released_body, chained_approval,
-    check_release, check_result_owner, decided_state, entries_from_records, facts_from_records, mac_from_key,
-    may_expire, micros, policy_body, record_mac, result_body, trusted_row, write_export_line,
+    check_release, check_result_owner, decided_state, entries_from_records, facts_from_records, input_body,
+    mac_from_key, may_expire, micros, policy_body, record_mac, result_body, trusted_row, write_export_line,
 };
 use crate::{
     Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, Durability, LogEntry, LogPage,
-    MAX_DECIDED_APPROVALS, MAX_LOG_PAGE, MAX_RECENT_DECISIONS, NewPolicyVersion, NewResult, PolicyVersion, SessionPage,
-    SessionQuery, SessionSummary, Store, StoreError, StoreResult, VerifyReport, format_timestamp,
+    MAX_DECIDED_APPROVALS, MAX_LOG_PAGE, MAX_RECENT_DECISIONS, NewInput, NewPolicyVersion, NewResult, PolicyVersion,
+    SessionPage, SessionQuery, SessionSummary, Store, StoreError, StoreResult, VerifyReport, format_timestamp,
 };
 
 mod reads;
@@ -188,6 +188,9 @@ pub struct PgStore {
     readers: Vec<JoinHandle<()>>,
     facts: Mutex<FactsCache>,
     mac: HmacSha256,
+    /// Keyed with the audit secret: the provenance key of session states
+    /// read back from the log.
+    redactor: tame_enforce::Redactor,
     /// The witness of the chain's head (written last on drop).
     witness: Arc<Witness>,
 }
@@ -221,6 +224,7 @@ impl PgStore {
     pub fn open(url: &str, options: PgOptions) -> StoreResult<PgStore> {
         let shown = redact_url(url);
         let mac = mac_from_key(&options.secret)?;
+        let redactor = tame_enforce::Redactor::keyed(&options.secret).map_err(|e| StoreError::Secret(e.to_string()))?;
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Db(format!("invalid PostgreSQL URL `{shown}`: {e}")))?;
@@ -293,6 +297,7 @@ impl PgStore {
             readers,
             facts: Mutex::new(FactsCache::default()),
             mac,
+            redactor,
             witness,
         })
     }
@@ -422,6 +427,7 @@ impl Store for PgStore {
             return Ok(cell);
         }
         let id = session_id.to_string();
+        let key = self.redactor.index_key();
         let state = self.read(move |client| {
             let mut tx = client
                 .build_transaction()
@@ -430,7 +436,7 @@ impl Store for PgStore {
                 .start()?;
             let records = session_records(&mut tx, &id)?;
             tx.commit()?;
-            Ok(facts_from_records(records))
+            Ok(facts_from_records(records, key))
         })?;
         Ok(self.facts_cache().insert(session_id, state))
     }

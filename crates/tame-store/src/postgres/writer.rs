@@ -421,7 +421,7 @@ impl PgWriter {
         self.chain.touched.clear();
         let plain = batch.iter().all(|job| match job {
             Job::Decision(d, _) => d.release_of.is_none() && d.new_approval.is_none(),
-            Job::Result(..) | Job::Flush(_) => true,
+            Job::Result(..) | Job::Input(..) | Job::Flush(_) => true,
             Job::Approval(..) | Job::Expire(..) | Job::Policy(..) => false,
         });
         let PgWriter {
@@ -518,6 +518,7 @@ impl<C: GenericClient> Batch<'_, C> {
             let sid = match job {
                 Job::Decision(d, _) => d.session_id.as_str(),
                 Job::Result(r, _) => r.session_id.as_str(),
+                Job::Input(i, _) => i.session_id.as_str(),
                 _ => continue,
             };
             if !self.chain.tails.contains_key(sid) && !wanted.contains(&sid) {
@@ -544,6 +545,7 @@ impl<C: GenericClient> Batch<'_, C> {
         match job {
             Job::Decision(d, ack) => Done::Decision(ack, self.write_decision(*d)),
             Job::Result(r, ack) => Done::Result(ack, self.write_result(&r)),
+            Job::Input(i, ack) => Done::Input(ack, self.write_input(&i)),
             Job::Approval(a, ack) => Done::Approval(ack, Box::new(self.write_approval_decision(&a))),
             Job::Expire(now, ack) => Done::Expire(ack, self.write_expiry(now)),
             Job::Policy(p, ack) => Done::Policy(ack, self.write_policy(&p)),
@@ -719,6 +721,15 @@ impl<C: GenericClient> Batch<'_, C> {
         let ts = format_timestamp(r.timestamp);
         let body = canonical_json(&result_body(r, &ts));
         self.append("result", &ts, Some(&r.session_id), Some(&r.log_id), body)
+    }
+
+    /// Appends a user's input (no check: an input may be a session's
+    /// first record).
+    fn write_input(&mut self, i: &NewInput) -> StoreResult<u64> {
+        let ts = format_timestamp(i.timestamp);
+        let body = canonical_json(&input_body(i, &ts));
+        SessionDelta::note_record(&mut self.sessions, &i.session_id, &ts);
+        self.append("input", &ts, Some(&i.session_id), Some(&i.input_id), body)
     }
 
     /// The row of approval `id` (locked) and what its records say, with

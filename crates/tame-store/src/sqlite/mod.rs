@@ -26,13 +26,14 @@ use crate::reads::{Window, entries};
 use crate::record::{
     ApprovalRow, AuditRow, Chain, ChainCheck, Chained, FactsCache, GENESIS, HmacSha256, PreparedDecision, SessionDelta,
     approval_columns, approval_decided_body, approval_expired_body, approval_released_body, chained_approval,
-    check_release, check_result_owner, decided_state, entries_from_records, facts_from_records, mac_from_key,
-    may_expire, micros, parse_body, policy_body, record_mac, result_body, s, trusted_row, write_export_line,
+    check_release, check_result_owner, decided_state, entries_from_records, facts_from_records, input_body,
+    mac_from_key, may_expire, micros, parse_body, policy_body, record_mac, result_body, s, trusted_row,
+    write_export_line,
 };
 use crate::{
     Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, LogEntry, LogPage,
-    MAX_DECIDED_APPROVALS, MAX_LOG_PAGE, MAX_RECENT_DECISIONS, NewPolicyVersion, NewResult, PolicyVersion, SessionPage,
-    SessionQuery, SessionSummary, Store, StoreError, StoreResult, VerifyReport, format_timestamp,
+    MAX_DECIDED_APPROVALS, MAX_LOG_PAGE, MAX_RECENT_DECISIONS, NewInput, NewPolicyVersion, NewResult, PolicyVersion,
+    SessionPage, SessionQuery, SessionSummary, Store, StoreError, StoreResult, VerifyReport, format_timestamp,
 };
 use crate::{FactsHandle, SessionState, load_or_create_secret};
 
@@ -102,6 +103,9 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     facts: Mutex<FactsCache>,
     mac: HmacSha256,
+    /// Keyed with the audit secret: the provenance key of session states
+    /// read back from the log.
+    redactor: tame_enforce::Redactor,
     /// Last record of each session whose summary is not written yet
     /// (shared with the writer, which fills it after each commit).
     unsummarized: Tails,
@@ -141,6 +145,7 @@ impl SqliteStore {
             }
         };
         let mac = mac_from_key(&key)?;
+        let redactor = tame_enforce::Redactor::keyed(&key).map_err(|e| StoreError::Secret(e.to_string()))?;
 
         // With `Full` durability each commit syncs the WAL before it is
         // published (and before anyone is told), through the VFS that writes
@@ -191,6 +196,7 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             facts: Mutex::new(FactsCache::default()),
             mac,
+            redactor,
             unsummarized,
             behind,
             witness,
@@ -226,7 +232,8 @@ impl SqliteStore {
     }
 
     fn load_facts(&self, session_id: &str, tail: Option<u64>) -> StoreResult<SessionState> {
-        self.with_reader(|conn| Ok(facts_from_records(session_records(conn, session_id, tail)?)))
+        let key = self.redactor.index_key();
+        self.with_reader(|conn| Ok(facts_from_records(session_records(conn, session_id, tail)?, key)))
     }
 
     /// The last record of a session whose summary is not written yet.
@@ -563,13 +570,8 @@ mod tests {
         let store = SqliteStore::open(dir.path().join("tame.db"), SqliteOptions::default()).unwrap();
         let at: Timestamp = "2026-11-21T06:00:00Z".parse().unwrap();
         let cell = store.fresh_session_facts("s1");
-        cell.lock().record(tame_enforce::CallStep {
-            tool: Arc::from("read_file"),
-            decision: Action::Allow,
-            rule: None,
-            released: false,
-            at,
-        });
+        cell.lock()
+            .record(tame_enforce::CallStep::new("read_file", Action::Allow, None, false, at));
         store
             .record_decision(NewDecision {
                 log_id: "l1".into(),
@@ -596,6 +598,7 @@ mod tests {
                 timestamp: at,
                 result: json!({"status": "success"}),
                 labels: vec!["secret".into(), "secret.github_token".into()],
+                source: tame_enforce::ResultSource::Agent,
             })
             .wait()
             .unwrap();

@@ -132,6 +132,7 @@ impl Writer {
                 .filter_map(|j| match j {
                     Job::Decision(d, _) => Some(d.session_id.clone()),
                     Job::Result(r, _) => Some(r.session_id.clone()),
+                    Job::Input(i, _) => Some(i.session_id.clone()),
                     _ => None,
                 })
                 .collect()
@@ -308,10 +309,11 @@ pub(super) fn recover_summaries(conn: &mut Connection, chain: &mut Chain) -> Sto
             rows += 1;
             chain.tails.insert(session_id.clone(), u64::try_from(seq).unwrap_or(0));
             chain.touched.insert(session_id.clone());
+            let ts: String = row.get(2)?;
             if row.get_ref(1)?.as_str().ok() != Some("decision") {
+                SessionDelta::note_record(&mut pending, &session_id, &ts);
                 continue;
             }
-            let ts: String = row.get(2)?;
             let body = parse_body(&row.get::<_, String>(4)?);
             let delta = pending.entry(session_id).or_insert_with(|| SessionDelta {
                 start: ts.clone(),
@@ -348,6 +350,7 @@ pub(super) fn apply_job(
     match job {
         Job::Decision(d, ack) => Done::Decision(ack, write_decision(tx, chain, mac, sessions, *d)),
         Job::Result(r, ack) => Done::Result(ack, write_result(tx, chain, mac, &r)),
+        Job::Input(i, ack) => Done::Input(ack, write_input(tx, chain, mac, sessions, &i)),
         Job::Approval(a, ack) => Done::Approval(ack, Box::new(write_approval_decision(tx, chain, mac, &a))),
         Job::Expire(now, ack) => Done::Expire(ack, write_expiry(tx, chain, mac, now)),
         Job::Policy(p, ack) => Done::Policy(ack, write_policy(tx, chain, mac, &p)),
@@ -493,6 +496,30 @@ pub(super) fn write_result(tx: &Connection, chain: &mut Chain, mac: &HmacSha256,
         &ts,
         Some(&r.session_id),
         Some(&r.log_id),
+        &body,
+    )
+}
+
+/// Appends a user's input (no check: an input may be a session's first
+/// record).
+pub(super) fn write_input(
+    tx: &Connection,
+    chain: &mut Chain,
+    mac: &HmacSha256,
+    sessions: &mut HashMap<String, SessionDelta>,
+    i: &NewInput,
+) -> StoreResult<u64> {
+    let ts = format_timestamp(i.timestamp);
+    let body = canonical_json(&input_body(i, &ts));
+    SessionDelta::note_record(sessions, &i.session_id, &ts);
+    append(
+        tx,
+        chain,
+        mac,
+        "input",
+        &ts,
+        Some(&i.session_id),
+        Some(&i.input_id),
         &body,
     )
 }
