@@ -56,6 +56,25 @@ fn every_builtin() -> Vec<Builtin> {
         B::Url,
         B::Domain,
         B::Lookalike,
+        B::LowerAscii,
+        B::UpperAscii,
+        B::CharAt,
+        B::IndexOf,
+        B::LastIndexOf,
+        B::Join,
+        B::Split,
+        B::Replace,
+        B::Substring,
+        B::Format,
+        B::Quote,
+        B::Reverse,
+        B::OptOf,
+        B::OptNone,
+        B::OptOfNonZero,
+        B::OptHasValue,
+        B::OptValue,
+        B::OptOrValue,
+        B::OptOr,
     ];
     all.extend(parts.into_iter().map(B::Part));
     for b in &all {
@@ -99,14 +118,34 @@ fn every_builtin() -> Vec<Builtin> {
             | B::InCidr
             | B::Url
             | B::Domain
-            | B::Lookalike => {}
+            | B::Lookalike
+            | B::LowerAscii
+            | B::UpperAscii
+            | B::CharAt
+            | B::IndexOf
+            | B::LastIndexOf
+            | B::Join
+            | B::Split
+            | B::Replace
+            | B::Substring
+            | B::Format
+            | B::Quote
+            | B::Reverse
+            | B::OptOf
+            | B::OptNone
+            | B::OptOfNonZero
+            | B::OptHasValue
+            | B::OptValue
+            | B::OptOrValue
+            | B::OptOr => {}
         }
     }
     all
 }
 
-/// Whether `session.NAME(args of these types)` compiles.
-fn session_call_compiles(name: &str, params: &[tame_lang::Type]) -> bool {
+/// Whether `session.NAME(args of these types)` (`NAME(args)` when not a
+/// method) compiles.
+fn session_call_compiles(name: &str, params: &[tame_lang::Type], method: bool) -> bool {
     let args: Vec<&str> = params
         .iter()
         .map(|t| match t {
@@ -114,7 +153,7 @@ fn session_call_compiles(name: &str, params: &[tame_lang::Type]) -> bool {
             _ => "\"t\"",
         })
         .collect();
-    let src = format!("session.{name}({})", args.join(", "));
+    let src = format!("{}{name}({})", if method { "session." } else { "" }, args.join(", "));
     tame_lang::parse(&src)
         .ok()
         .is_some_and(|ast| crate::compile(&ast, &crate::Env::new().with_session(true)).is_ok())
@@ -134,7 +173,14 @@ fn every_declared_overload_has_an_implementation() {
             // `session.count(..)` and friends are compiled to session
             // nodes: they must compile.
             if o.receiver && o.params.first().map(tame_lang::Type::name).as_deref() == Some("session") {
-                if !session_call_compiles(name, &o.params[1..]) {
+                if !session_call_compiles(name, &o.params[1..], true) {
+                    missing.push(o.id.clone());
+                }
+                continue;
+            }
+            // `from_input(x)` and friends compile to session nodes too.
+            if !o.receiver && crate::session::Fact::provenance(name, o.params.len()).is_some() {
+                if !session_call_compiles(name, &o.params, false) {
                     missing.push(o.id.clone());
                 }
                 continue;

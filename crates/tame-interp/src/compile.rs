@@ -11,6 +11,7 @@ use crate::env::Env;
 use crate::error::{CompileError, EvalError};
 use crate::funcs::{self, Builtin};
 use crate::program::{Activation, Compr, Cx, GROW_EVERY, Node, Program, STACK_GROW, STACK_RED_ZONE, StrOp};
+use crate::session::{Fact, SessionNode};
 
 /// Deepest expression accepted. The parser refuses deeper input already;
 /// this guard keeps hand-built ASTs from overflowing the stack of the
@@ -37,8 +38,10 @@ pub fn compile(expr: &Expr, env: &Env) -> Result<Program, CompileError> {
 fn children(e: &Expr) -> Vec<&Expr> {
     match &e.kind {
         ExprKind::Literal(_) | ExprKind::Ident(_) => Vec::new(),
-        ExprKind::Select { operand, .. } => vec![operand],
-        ExprKind::Index { operand, index } => vec![operand, index],
+        ExprKind::Select { operand, .. } | ExprKind::OptSelect { operand, .. } | ExprKind::OptEntry(operand) => {
+            vec![operand]
+        }
+        ExprKind::Index { operand, index } | ExprKind::OptIndex { operand, index } => vec![operand, index],
         ExprKind::Call { target, args, .. } => target.iter().map(|t| &**t).chain(args).collect(),
         ExprKind::Unary { operand, .. } => vec![operand],
         ExprKind::Binary { lhs, rhs, .. } => vec![lhs, rhs],
@@ -107,6 +110,7 @@ fn is_const(n: &Node) -> bool {
 fn foldable(n: &Node) -> bool {
     match n {
         Node::Select { operand, .. }
+        | Node::OptSelect { operand, .. }
         | Node::Has { operand, .. }
         | Node::Not { operand, .. }
         | Node::Neg { operand, .. } => is_const(operand),
@@ -118,6 +122,10 @@ fn foldable(n: &Node) -> bool {
         Node::Index {
             operand: a, index: b, ..
         }
+        | Node::OptIndex {
+            operand: a, index: b, ..
+        }
+        | Node::OptOr { lhs: a, rhs: b, .. }
         | Node::And(a, b, _)
         | Node::Or(a, b, _)
         | Node::Eq(a, b)
@@ -285,6 +293,22 @@ impl Compiler<'_> {
                 let index = Box::new(self.expr(index)?);
                 fold(Node::Index { operand, index, span })
             }
+            ExprKind::OptSelect { operand, field } => {
+                let operand = Box::new(self.expr(operand)?);
+                let key = Key::String(Arc::from(field.as_str()));
+                fold(Node::OptSelect { operand, key, span })
+            }
+            ExprKind::OptIndex { operand, index } => {
+                let operand = Box::new(self.expr(operand)?);
+                let index = Box::new(self.expr(index)?);
+                fold(Node::OptIndex { operand, index, span })
+            }
+            ExprKind::OptEntry(_) => {
+                return self.unresolved(
+                    "`?` marks an optional element of a list or map literal only".to_owned(),
+                    span,
+                );
+            }
             ExprKind::Call { target, function, args } => self.call(target.as_deref(), function, args, span)?,
             ExprKind::Unary { op, operand } => {
                 let operand = Box::new(self.expr(operand)?);
@@ -332,13 +356,13 @@ impl Compiler<'_> {
                 })
             }
             ExprKind::List(items) => {
-                let items = items.iter().map(|i| self.expr(i)).collect::<Result<Vec<_>, _>>()?;
+                let items = items.iter().map(|i| self.element(i)).collect::<Result<Vec<_>, _>>()?;
                 fold(Node::List(items))
             }
             ExprKind::Map(entries) => {
                 let mut out = Vec::with_capacity(entries.len());
                 for (k, v) in entries {
-                    out.push((self.expr(k)?, self.expr(v)?));
+                    out.push((self.element(k)?, self.expr(v)?));
                 }
                 fold(Node::Map { entries: out, span })
             }
@@ -346,20 +370,38 @@ impl Compiler<'_> {
                 let range = self.expr(&c.range)?;
                 let local = self.scopes.len();
                 self.scopes.push((c.var.clone(), local));
-                self.max_locals = self.max_locals.max(local + 1);
+                let local2 = c.var2.as_ref().map(|v2| {
+                    let l2 = local + 1;
+                    self.scopes.push((v2.clone(), l2));
+                    l2
+                });
+                self.max_locals = self.max_locals.max(local2.unwrap_or(local) + 1);
                 let predicate = c.predicate.as_ref().map(|p| self.expr(p)).transpose();
                 let transform = c.transform.as_ref().map(|t| self.expr(t)).transpose();
                 self.scopes.pop();
+                if local2.is_some() {
+                    self.scopes.pop();
+                }
                 Node::Comprehension(Box::new(Compr {
                     kind: c.kind,
                     range,
                     local,
+                    local2,
                     predicate: predicate?,
                     transform: transform?,
                     span,
                 }))
             }
         })
+    }
+
+    /// An element of a list literal or a key of a map literal: `?x` marks
+    /// an optional one.
+    fn element(&mut self, e: &Expr) -> Result<Node, CompileError> {
+        match &e.kind {
+            ExprKind::OptEntry(inner) => Ok(Node::OptElem(Box::new(self.expr(inner)?), e.span)),
+            _ => self.expr(e),
+        }
     }
 
     /// `a.b.c` as a chain of plain selects ending at an identifier that is
@@ -414,24 +456,63 @@ impl Compiler<'_> {
         if base.is_none() && root == "session" && self.env.session_root() {
             let fact = parts.get(1).map(|(p, _)| *p);
             let node = match fact {
-                Some("calls") => Node::SessionCalls,
-                Some("labels") => Node::SessionLabels,
+                Some(name @ ("calls" | "inputs" | "labels")) => {
+                    let fact = match name {
+                        "calls" => Fact::Calls,
+                        "inputs" => Fact::Inputs,
+                        _ => Fact::Labels,
+                    };
+                    Node::Session(Box::new(SessionNode {
+                        fact,
+                        args: Vec::new(),
+                        span,
+                    }))
+                }
                 Some(other) => {
                     return Err(CompileError::new(
                         format!(
-                            "unknown session fact `session.{other}` (expected id, calls, labels, count() or called())"
+                            "unknown session fact `session.{other}` (expected id, calls, inputs, labels, count(), called(), denied() or results())"
                         ),
                         span,
                     ));
                 }
                 None => {
                     return Err(CompileError::new(
-                        "`session` is not a value: use session.id, session.calls, session.labels, session.count(tool) or session.called(tool)",
+                        "`session` is not a value: use session.id, session.calls, session.inputs, session.labels, session.count(tool), session.called(tool), session.denied(tool) or session.results(tool)",
                         span,
                     ));
                 }
             };
             base = Some((node, 2));
+        }
+        if base.is_none() && root == "lists" && self.env.session_root() && self.local("lists").is_none() {
+            let Some((name, name_span)) = parts.get(1) else {
+                return Err(CompileError::new(
+                    "`lists` is not a value: name one of the policy's lists, `lists.NAME`",
+                    span,
+                ));
+            };
+            let found = match self.env.lists() {
+                Some(Value::Map(m)) => m.get(&Key::String(Arc::from(*name))).cloned(),
+                _ => None,
+            };
+            let Some(value) = found else {
+                let declared = match self.env.lists() {
+                    Some(Value::Map(m)) if !m.is_empty() => {
+                        let names: Vec<String> = m
+                            .keys()
+                            .map(|k| format!("`{}`", crate::program::key_text(k).trim_matches('\'')))
+                            .collect();
+                        format!("the policy's `lists:` declares {}", names.join(", "))
+                    }
+                    _ => "the policy has no `lists:` section".to_owned(),
+                };
+                return Err(CompileError::new(
+                    format!("unknown list `lists.{name}` ({declared})"),
+                    *name_span,
+                ));
+            };
+            base = Some((Node::Const(value), 2));
         }
         if base.is_none() && root == "now" && self.env.now_root() {
             base = Some((Node::Now, 1));
@@ -468,6 +549,25 @@ impl Compiler<'_> {
             && self.is_session_target(t)
         {
             return self.session_call(function, args, span);
+        }
+        if target.is_none()
+            && self.env.session_root()
+            && let Some(fact) = Fact::provenance(function, args.len())
+        {
+            return self.session_node(fact, args, span);
+        }
+        // A namespaced function (`optional.of(x)`, `strings.quote(s)`)
+        // parses as a call on an identifier that names no variable.
+        if let Some(t) = target
+            && let ExprKind::Ident(ns) = &t.kind
+            && self.local(ns).is_none()
+            && self.env.slot(ns).is_none()
+        {
+            let qualified = format!("{ns}.{function}");
+            if let Some(b) = Builtin::resolve(&qualified, false, args.len()) {
+                let nodes = args.iter().map(|a| self.expr(a)).collect::<Result<Vec<_>, _>>()?;
+                return self.builtin(b, nodes, span);
+            }
         }
         let mut nodes = Vec::with_capacity(args.len() + 1);
         if let Some(t) = target {
@@ -518,37 +618,45 @@ impl Compiler<'_> {
     }
 
     fn session_call(&mut self, function: &str, args: &[Expr], span: Span) -> Result<Node, CompileError> {
-        match (function, args) {
-            ("count", [tool]) => {
-                let tool = Box::new(self.expr(tool)?);
-                Ok(Node::SessionCount {
-                    tool,
-                    window: None,
-                    span,
-                })
-            }
-            ("count", [tool, window]) => {
-                let tool = Box::new(self.expr(tool)?);
-                let window = Some(Box::new(self.expr(window)?));
-                Ok(Node::SessionCount { tool, window, span })
-            }
-            ("called", [tool]) => {
-                let tool = Box::new(self.expr(tool)?);
-                Ok(Node::SessionCalled { tool, span })
-            }
-            _ => Err(CompileError::new(
+        let Some(fact) = Fact::method(function, args.len()) else {
+            return Err(CompileError::new(
                 format!(
-                    "unknown session function `session.{function}` with {} argument(s) (expected count(tool[, window]) or called(tool))",
+                    "unknown session function `session.{function}` with {} argument(s) (expected count(tool[, window]), called(tool), denied(tool[, window]) or results(tool))",
                     args.len()
                 ),
                 span,
-            )),
+            ));
+        };
+        self.session_node(fact, args, span)
+    }
+
+    /// A session fact node over `args`; a constant tool pattern is
+    /// compiled now.
+    fn session_node(&mut self, fact: Fact, args: &[Expr], span: Span) -> Result<Node, CompileError> {
+        let mut nodes = Vec::with_capacity(args.len());
+        for a in args {
+            nodes.push(self.expr(a)?);
         }
+        let node = SessionNode::new(fact, nodes, span).map_err(|m| CompileError::new(m, span))?;
+        Ok(Node::Session(Box::new(node)))
     }
 
     /// Specialises calls with constant arguments (regexes, globs, networks
     /// and string tests compiled once), else a generic call.
     fn builtin(&mut self, b: Builtin, mut nodes: Vec<Node>, span: Span) -> Result<Node, CompileError> {
+        // `or` and `orValue` evaluate their argument only when needed.
+        if matches!(b, Builtin::OptOr | Builtin::OptOrValue)
+            && let [_, _] = nodes.as_slice()
+        {
+            let rhs = Box::new(nodes.pop().unwrap_or(Node::Const(Value::Null)));
+            let lhs = Box::new(nodes.pop().unwrap_or(Node::Const(Value::Null)));
+            return Ok(fold(Node::OptOr {
+                lhs,
+                rhs,
+                value: b == Builtin::OptOrValue,
+                span,
+            }));
+        }
         let all_const = nodes.iter().all(is_const);
         if !all_const && nodes.len() == 2 {
             if let Some(lit) = nodes.get(1).and_then(const_str).cloned() {

@@ -9,6 +9,8 @@ use tame_lang::Value;
 
 use crate::net;
 use crate::ops::no_overload;
+use crate::optional;
+use crate::strings;
 use crate::time::{self, TsPart};
 
 /// Largest compiled program a `matches` pattern may produce.
@@ -47,6 +49,27 @@ pub(crate) enum Builtin {
     Url,
     Domain,
     Lookalike,
+    // CEL strings extension (`strings.rs`)
+    LowerAscii,
+    UpperAscii,
+    CharAt,
+    IndexOf,
+    LastIndexOf,
+    Join,
+    Split,
+    Replace,
+    Substring,
+    Format,
+    Quote,
+    Reverse,
+    // CEL optionals (`optional.rs`)
+    OptOf,
+    OptNone,
+    OptOfNonZero,
+    OptHasValue,
+    OptValue,
+    OptOrValue,
+    OptOr,
 }
 
 impl Builtin {
@@ -71,8 +94,27 @@ impl Builtin {
             ("timestamp", false, 1) => B::Timestamp,
             ("duration", false, 1) => B::Duration,
             (n, true, 1 | 2) if TsPart::from_name(n).is_some() => B::Part(TsPart::from_name(n)?),
-            ("lower" | "lowerAscii", _, 1) => B::Lower,
-            ("upper" | "upperAscii", _, 1) => B::Upper,
+            ("lower", _, 1) => B::Lower,
+            ("upper", _, 1) => B::Upper,
+            ("lowerAscii", _, 1) => B::LowerAscii,
+            ("upperAscii", _, 1) => B::UpperAscii,
+            ("charAt", true, 2) => B::CharAt,
+            ("indexOf", true, 2 | 3) => B::IndexOf,
+            ("lastIndexOf", true, 2 | 3) => B::LastIndexOf,
+            ("join", true, 1 | 2) => B::Join,
+            ("split", true, 2 | 3) => B::Split,
+            ("replace", true, 3 | 4) => B::Replace,
+            ("substring", true, 2 | 3) => B::Substring,
+            ("format", true, 2) => B::Format,
+            ("strings.quote", false, 1) => B::Quote,
+            ("reverse", true, 1) => B::Reverse,
+            ("optional.of", false, 1) => B::OptOf,
+            ("optional.none", false, 0) => B::OptNone,
+            ("optional.ofNonZeroValue", false, 1) => B::OptOfNonZero,
+            ("hasValue", true, 1) => B::OptHasValue,
+            ("value", true, 1) => B::OptValue,
+            ("orValue", true, 2) => B::OptOrValue,
+            ("or", true, 2) => B::OptOr,
             ("trim", _, 1) => B::Trim,
             ("glob", _, 2) => B::Glob,
             ("clean_path", false, 1) => B::CleanPath,
@@ -91,7 +133,7 @@ impl Builtin {
 
     /// Whether the name is a built-in at all (for "wrong arity" messages).
     pub(crate) fn known_name(name: &str) -> bool {
-        (0..4).any(|n| Self::resolve(name, true, n).is_some() || Self::resolve(name, false, n).is_some())
+        (0..5).any(|n| Self::resolve(name, true, n).is_some() || Self::resolve(name, false, n).is_some())
     }
 
     pub(crate) fn name(self) -> &'static str {
@@ -125,6 +167,25 @@ impl Builtin {
             Builtin::Url => "url",
             Builtin::Domain => "domain",
             Builtin::Lookalike => "lookalike",
+            Builtin::LowerAscii => "lowerAscii",
+            Builtin::UpperAscii => "upperAscii",
+            Builtin::CharAt => "charAt",
+            Builtin::IndexOf => "indexOf",
+            Builtin::LastIndexOf => "lastIndexOf",
+            Builtin::Join => "join",
+            Builtin::Split => "split",
+            Builtin::Replace => "replace",
+            Builtin::Substring => "substring",
+            Builtin::Format => "format",
+            Builtin::Quote => "strings.quote",
+            Builtin::Reverse => "reverse",
+            Builtin::OptOf => "optional.of",
+            Builtin::OptNone => "optional.none",
+            Builtin::OptOfNonZero => "optional.ofNonZeroValue",
+            Builtin::OptHasValue => "hasValue",
+            Builtin::OptValue => "value",
+            Builtin::OptOrValue => "orValue",
+            Builtin::OptOr => "or",
         }
     }
 
@@ -185,6 +246,48 @@ impl Builtin {
             (Builtin::Url, [Value::String(s)]) => net::url(s),
             (Builtin::Domain, [Value::String(s)]) => net::domain(s).map(|d| Value::String(Arc::from(d))),
             (Builtin::Lookalike, [Value::String(a), Value::String(b)]) => Ok(Value::Bool(net::lookalike(a, b))),
+            (Builtin::LowerAscii, [Value::String(s)]) => Ok(strings::lower_ascii(s)),
+            (Builtin::UpperAscii, [Value::String(s)]) => Ok(strings::upper_ascii(s)),
+            (Builtin::CharAt, [Value::String(s), Value::Int(i)]) => strings::char_at(s, *i),
+            (Builtin::IndexOf, [Value::String(s), Value::String(sub)]) => strings::index_of(s, sub, None),
+            (Builtin::IndexOf, [Value::String(s), Value::String(sub), Value::Int(i)]) => {
+                strings::index_of(s, sub, Some(*i))
+            }
+            (Builtin::LastIndexOf, [Value::String(s), Value::String(sub)]) => strings::last_index_of(s, sub, None),
+            (Builtin::LastIndexOf, [Value::String(s), Value::String(sub), Value::Int(i)]) => {
+                strings::last_index_of(s, sub, Some(*i))
+            }
+            (Builtin::Join, [Value::List(l)]) => strings::join(l, ""),
+            (Builtin::Join, [Value::List(l), Value::String(sep)]) => strings::join(l, sep),
+            (Builtin::Split, [Value::String(s), Value::String(sep)]) => Ok(strings::split(s, sep, None)),
+            (Builtin::Split, [Value::String(s), Value::String(sep), Value::Int(n)]) => {
+                Ok(strings::split(s, sep, Some(*n)))
+            }
+            (Builtin::Replace, [Value::String(s), Value::String(old), Value::String(new)]) => {
+                Ok(strings::replace(s, old, new, None))
+            }
+            (Builtin::Replace, [Value::String(s), Value::String(old), Value::String(new), Value::Int(n)]) => {
+                Ok(strings::replace(s, old, new, Some(*n)))
+            }
+            (Builtin::Substring, [Value::String(s), Value::Int(a)]) => strings::substring(s, *a, None),
+            (Builtin::Substring, [Value::String(s), Value::Int(a), Value::Int(b)]) => {
+                strings::substring(s, *a, Some(*b))
+            }
+            (Builtin::Format, [Value::String(f), Value::List(l)]) => strings::format(f, l),
+            (Builtin::Quote, [Value::String(s)]) => Ok(strings::quote(s)),
+            (Builtin::Reverse, [Value::String(s)]) => Ok(strings::reverse(s)),
+            (Builtin::OptOf, [v]) => Ok(Value::Optional(Some(Arc::new((*v).clone())))),
+            (Builtin::OptNone, []) => Ok(Value::Optional(None)),
+            (Builtin::OptOfNonZero, [v]) => Ok(optional::of_non_zero(v)),
+            (Builtin::OptHasValue, [Value::Optional(o)]) => Ok(Value::Bool(o.is_some())),
+            (Builtin::OptValue, [Value::Optional(o)]) => optional::value(o.as_deref()),
+            (Builtin::OptOrValue, [Value::Optional(o), default]) => {
+                Ok(o.as_deref().cloned().unwrap_or_else(|| (*default).clone()))
+            }
+            (Builtin::OptOr, [Value::Optional(o), other @ Value::Optional(_)]) => Ok(match o {
+                Some(_) => Value::Optional(o.clone()),
+                None => (*other).clone(),
+            }),
             _ => Err(bad()),
         }
     }
@@ -277,20 +380,24 @@ pub(crate) fn format_double(d: f64) -> String {
     }
     let a = d.abs();
     if a != 0.0 && !(1e-4..1e21).contains(&a) {
-        let s = format!("{d:e}");
-        // Rust prints `1e100` / `1e-7`; CEL (Go) prints `1e+100` / `1e-07`.
-        match s.split_once('e') {
-            Some((m, e)) => {
-                let (sign, digits) = match e.strip_prefix('-') {
-                    Some(rest) => ('-', rest),
-                    None => ('+', e),
-                };
-                format!("{m}e{sign}{digits:0>2}")
-            }
-            None => s,
-        }
+        go_exponent(format!("{d:e}"))
     } else {
         format!("{d}")
+    }
+}
+
+/// Rust's exponent form (`1e100`, `1.5e-7`) as CEL (Go) writes it: a sign
+/// and at least two digits (`1e+100`, `1.5e-07`).
+pub(crate) fn go_exponent(s: String) -> String {
+    match s.split_once('e') {
+        Some((m, e)) => {
+            let (sign, digits) = match e.strip_prefix('-') {
+                Some(rest) => ('-', rest),
+                None => ('+', e),
+            };
+            format!("{m}e{sign}{digits:0>2}")
+        }
+        None => s,
     }
 }
 

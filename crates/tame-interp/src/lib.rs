@@ -34,7 +34,10 @@ mod error;
 mod funcs;
 mod net;
 mod ops;
+mod optional;
 mod program;
+mod session;
+mod strings;
 mod time;
 
 pub use compile::{MAX_DEPTH, compile};
@@ -42,21 +45,52 @@ pub use env::{Env, HostFunction, VarDecl, host_fn, roots};
 pub use error::{CompileError, EvalError};
 pub use ops::equals;
 pub use program::{Activation, Program};
+pub use session::{Provenance, ToolPattern};
 
 use std::sync::Arc;
 
 /// What a condition may ask about the current session. Implemented by the
-/// caller; the evaluator never does I/O itself.
+/// caller; the evaluator never does I/O itself. Tool arguments are
+/// [`ToolPattern`]s: one name, or a glob.
+///
+/// The methods past [`SessionFacts::labels`] have defaults for a session
+/// that has seen nothing (no history, no inputs, no results).
 pub trait SessionFacts {
-    /// Tool calls recorded in this session so far (`session.calls`).
+    /// Calls that ran in this session so far (allowed, or released by a
+    /// human).
     fn calls(&self) -> i64;
-    /// Calls of `tool` in this session, within `window` before now when
+    /// Calls of matching tools that ran, within `window` before now when
     /// given (`session.count("send_email", duration("1h"))`).
-    fn count(&self, tool: &str, window: Option<jiff::SignedDuration>) -> i64;
-    /// Whether `tool` was called in this session (`session.called(tool)`).
-    fn called(&self, tool: &str) -> bool;
+    fn count(&self, tool: &ToolPattern, window: Option<jiff::SignedDuration>) -> i64;
+    /// Whether a call of a matching tool ran (`session.called(tool)`).
+    fn called(&self, tool: &ToolPattern) -> bool;
     /// Labels attached to the session, e.g. `secret_read` (`session.labels`).
     fn labels(&self) -> Vec<Arc<str>>;
+    /// Every call of the session, oldest first, each a map `{tool, args,
+    /// decision, rule, released, at, result, source}` (`session.calls`).
+    fn history(&self) -> tame_lang::Value {
+        tame_lang::Value::List(Arc::from(Vec::new()))
+    }
+    /// Calls of matching tools that did not run (denied, or approval not
+    /// released), within `window` before now when given.
+    fn denied(&self, _tool: &ToolPattern, _window: Option<jiff::SignedDuration>) -> i64 {
+        0
+    }
+    /// The user's inputs, oldest first (`session.inputs`).
+    fn inputs(&self) -> tame_lang::Value {
+        tame_lang::Value::List(Arc::from(Vec::new()))
+    }
+    /// Results of earlier calls to matching tools, newest first
+    /// (`session.results(glob)`); an error when one of them is not
+    /// reported yet or no longer kept.
+    fn results(&self, _tool: &ToolPattern) -> Result<tame_lang::Value, String> {
+        Ok(tame_lang::Value::List(Arc::from(Vec::new())))
+    }
+    /// Answers a provenance question; an error when it cannot be answered
+    /// reliably.
+    fn provenance(&self, _question: Provenance<'_>) -> Result<bool, String> {
+        Ok(false)
+    }
 }
 
 /// Facts of a session that has made no calls.
@@ -67,10 +101,10 @@ impl SessionFacts for NoFacts {
     fn calls(&self) -> i64 {
         0
     }
-    fn count(&self, _tool: &str, _window: Option<jiff::SignedDuration>) -> i64 {
+    fn count(&self, _tool: &ToolPattern, _window: Option<jiff::SignedDuration>) -> i64 {
         0
     }
-    fn called(&self, _tool: &str) -> bool {
+    fn called(&self, _tool: &ToolPattern) -> bool {
         false
     }
     fn labels(&self) -> Vec<Arc<str>> {
@@ -80,6 +114,8 @@ impl SessionFacts for NoFacts {
 
 #[cfg(test)]
 mod builtins_declared;
+#[cfg(test)]
+mod ext_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

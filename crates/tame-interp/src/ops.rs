@@ -66,6 +66,11 @@ pub fn equals(a: &Value, b: &Value) -> bool {
         (Value::Timestamp(x), Value::Timestamp(y)) => x == y,
         (Value::Duration(x), Value::Duration(y)) => x == y,
         (Value::Type(x), Value::Type(y)) => x == y,
+        (Value::Optional(x), Value::Optional(y)) => match (x, y) {
+            (None, None) => true,
+            (Some(a), Some(b)) => equals(a, b),
+            _ => false,
+        },
         (Value::List(x), Value::List(y)) => {
             Arc::ptr_eq(x, y) || (x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| equals(p, q)))
         }

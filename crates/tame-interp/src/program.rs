@@ -84,6 +84,30 @@ pub(crate) enum Node {
         index: Box<Node>,
         span: Span,
     },
+    /// `operand.?key`: an optional.
+    OptSelect {
+        operand: Box<Node>,
+        key: Key,
+        span: Span,
+    },
+    /// `operand[?index]`: an optional.
+    OptIndex {
+        operand: Box<Node>,
+        index: Box<Node>,
+        span: Span,
+    },
+    /// `?x` in a list literal or as a map literal's key: the element
+    /// (entry) is there only when the optional has a value. Evaluated by
+    /// the list or map, never on its own.
+    OptElem(Box<Node>, Span),
+    /// `lhs.orValue(rhs)` (`value`) or `lhs.or(rhs)`: `rhs` is evaluated
+    /// only when the optional `lhs` is empty.
+    OptOr {
+        lhs: Box<Node>,
+        rhs: Box<Node>,
+        value: bool,
+        span: Span,
+    },
     Not {
         operand: Box<Node>,
         span: Span,
@@ -173,17 +197,8 @@ pub(crate) enum Node {
         args: Vec<Node>,
         span: Span,
     },
-    SessionCalls,
-    SessionLabels,
-    SessionCount {
-        tool: Box<Node>,
-        window: Option<Box<Node>>,
-        span: Span,
-    },
-    SessionCalled {
-        tool: Box<Node>,
-        span: Span,
-    },
+    /// A session fact or provenance check (`crate::session`).
+    Session(Box<crate::session::SessionNode>),
 }
 
 #[derive(Clone)]
@@ -191,6 +206,8 @@ pub(crate) struct Compr {
     pub kind: MacroKind,
     pub range: Node,
     pub local: usize,
+    /// The second variable of a two-variable comprehension.
+    pub local2: Option<usize>,
     pub predicate: Option<Node>,
     pub transform: Option<Node>,
     pub span: Span,
@@ -272,6 +289,11 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// The session's facts.
+    pub(crate) fn facts(&self) -> &'a dyn SessionFacts {
+        self.act.facts
+    }
+
     fn set_local(&self, i: usize, v: Value, span: Span) -> Result<(), Fault> {
         let mut l = self
             .locals
@@ -301,7 +323,7 @@ pub(crate) type Fault = Box<EvalError>;
 
 type Out<'s> = Result<Cow<'s, Value>, Fault>;
 
-fn fault(msg: impl Into<String>, span: Span) -> Fault {
+pub(crate) fn fault(msg: impl Into<String>, span: Span) -> Fault {
     Box::new(EvalError::new(msg, span))
 }
 
@@ -330,6 +352,10 @@ impl Node {
             | Node::SlotField { span, .. }
             | Node::Has { span, .. }
             | Node::Index { span, .. }
+            | Node::OptSelect { span, .. }
+            | Node::OptIndex { span, .. }
+            | Node::OptElem(_, span)
+            | Node::OptOr { span, .. }
             | Node::Not { span, .. }
             | Node::Neg { span, .. }
             | Node::And(_, _, span)
@@ -345,9 +371,8 @@ impl Node {
             | Node::Glob { span, .. }
             | Node::InCidr { span, .. }
             | Node::TsPartTz { span, .. }
-            | Node::Host { span, .. }
-            | Node::SessionCount { span, .. }
-            | Node::SessionCalled { span, .. } => *span,
+            | Node::Host { span, .. } => *span,
+            Node::Session(n) => n.span,
             Node::Comprehension(c) => c.span,
             Node::Grow(n) => n.span(),
             Node::Eq(a, b) | Node::Ne(a, b) => a.span().to(b.span()),
@@ -398,7 +423,41 @@ impl Node {
             }
             Node::Has { operand, key, span } => match &*operand.eval(cx)? {
                 Value::Map(m) => owned(Value::Bool(m.contains_key(key))),
+                // `has(opt.f)`: false when empty, else `has(value.f)`.
+                Value::Optional(None) => owned(Value::Bool(false)),
+                Value::Optional(Some(v)) => match &**v {
+                    Value::Map(m) => owned(Value::Bool(m.contains_key(key))),
+                    other => err(format!("no such overload: has() on {}", other.type_of().name()), *span),
+                },
                 other => err(format!("no such overload: has() on {}", other.type_of().name()), *span),
+            },
+            Node::OptSelect { operand, key, span } => crate::optional::select(&*operand.eval(cx)?, key)
+                .map(Cow::Owned)
+                .map_err(|m| fault(m, *span)),
+            Node::OptIndex { operand, index, span } => {
+                let base = operand.eval(cx)?;
+                let idx = index.eval(cx)?;
+                crate::optional::index(&base, &idx)
+                    .map(Cow::Owned)
+                    .map_err(|m| fault(m, *span))
+            }
+            Node::OptElem(_, span) => err("internal error: optional element outside a list or map", *span),
+            Node::OptOr { lhs, rhs, value, span } => match &*lhs.eval(cx)? {
+                Value::Optional(Some(v)) => {
+                    if *value {
+                        owned((**v).clone())
+                    } else {
+                        owned(Value::Optional(Some(v.clone())))
+                    }
+                }
+                Value::Optional(None) => {
+                    let r = rhs.eval(cx)?;
+                    match (&*r, value) {
+                        (_, true) | (Value::Optional(_), false) => Ok(r),
+                        (other, false) => err(ops::no_overload("or", &[&Value::Optional(None), other]), *span),
+                    }
+                }
+                other => err(ops::no_overload(if *value { "orValue" } else { "or" }, &[other]), *span),
             },
             Node::Index { operand, index, span } => {
                 let base = operand.eval(cx)?;
@@ -479,6 +538,12 @@ impl Node {
             Node::List(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for i in items {
+                    if let Node::OptElem(x, span) = i {
+                        if let Some(v) = opt_entry(&*x.eval(cx)?, *span)? {
+                            out.push(v);
+                        }
+                        continue;
+                    }
                     out.push(i.eval(cx)?.into_owned());
                 }
                 owned(Value::List(Arc::from(out)))
@@ -486,11 +551,22 @@ impl Node {
             Node::Map { entries, span } => {
                 let mut m = ValueMap::with_capacity_and_hasher(entries.len(), Default::default());
                 for (k, v) in entries {
+                    let (k, optional) = match k {
+                        Node::OptElem(inner, _) => (&**inner, true),
+                        k => (k, false),
+                    };
                     let key = ops::to_key(&*k.eval(cx)?).map_err(|e| fault(e, k.span()))?;
                     if ops::map_has_key(&m, &key) {
                         return err(format!("Failed with repeated key: {}", key_text(&key)), *span);
                     }
-                    let val = v.eval(cx)?.into_owned();
+                    let val = if optional {
+                        match opt_entry(&*v.eval(cx)?, v.span())? {
+                            Some(val) => val,
+                            None => continue,
+                        }
+                    } else {
+                        v.eval(cx)?.into_owned()
+                    };
                     m.insert(key, val);
                 }
                 owned(Value::Map(Arc::new(m)))
@@ -510,6 +586,13 @@ impl Node {
                         let b = b.eval(cx)?;
                         let c = c.eval(cx)?;
                         func.call(&[&a, &b, &c])
+                    }
+                    [a, b, c, d] => {
+                        let a = a.eval(cx)?;
+                        let b = b.eval(cx)?;
+                        let c = c.eval(cx)?;
+                        let d = d.eval(cx)?;
+                        func.call(&[&a, &b, &c, &d])
                     }
                     _ => func.call(&[]),
                 };
@@ -554,31 +637,7 @@ impl Node {
                     .map(Cow::Owned)
                     .map_err(|m| fault(format!("{name}: {m}"), *span))
             }
-            Node::SessionCalls => owned(Value::Int(cx.act.facts.calls())),
-            Node::SessionLabels => {
-                let labels: Vec<Value> = cx.act.facts.labels().into_iter().map(Value::String).collect();
-                owned(Value::List(Arc::from(labels)))
-            }
-            Node::SessionCount { tool, window, span } => {
-                let t = tool.eval(cx)?;
-                let Value::String(t) = &*t else {
-                    return err(ops::no_overload("session.count", &[&t]), *span);
-                };
-                let w = match window {
-                    None => None,
-                    Some(w) => match &*w.eval(cx)? {
-                        Value::Duration(d) => Some(*d),
-                        other => {
-                            return err(ops::no_overload("session.count", &[other]), w.span());
-                        }
-                    },
-                };
-                owned(Value::Int(cx.act.facts.count(t, w)))
-            }
-            Node::SessionCalled { tool, span } => match &*tool.eval(cx)? {
-                Value::String(t) => owned(Value::Bool(cx.act.facts.called(t))),
-                other => err(ops::no_overload("session.called", &[other]), *span),
-            },
+            Node::Session(n) => n.eval(cx),
         }
     }
 }
@@ -611,6 +670,13 @@ fn select<'s>(base: Cow<'s, Value>, key: &Key, span: Span) -> Out<'s> {
     match base {
         Cow::Borrowed(Value::Map(m)) => m.get(key).map(Cow::Borrowed).ok_or_else(missing),
         Cow::Owned(Value::Map(m)) => m.get(key).cloned().map(Cow::Owned).ok_or_else(missing),
+        // A field of an optional is an optional, empty when absent.
+        Cow::Borrowed(o @ Value::Optional(_)) => crate::optional::select(o, key)
+            .map(Cow::Owned)
+            .map_err(|m| fault(m, span)),
+        Cow::Owned(o @ Value::Optional(_)) => crate::optional::select(&o, key)
+            .map(Cow::Owned)
+            .map_err(|m| fault(m, span)),
         other => err(
             format!("type '{}' does not support field selection", other.type_of().name()),
             span,
@@ -619,6 +685,12 @@ fn select<'s>(base: Cow<'s, Value>, key: &Key, span: Span) -> Out<'s> {
 }
 
 fn index_value<'s>(base: Cow<'s, Value>, idx: &Value, span: Span) -> Out<'s> {
+    if let Value::Optional(_) = &*base {
+        // An index of an optional is an optional, empty when absent.
+        return crate::optional::index(&base, idx)
+            .map(Cow::Owned)
+            .map_err(|m| fault(m, span));
+    }
     match base {
         Cow::Borrowed(Value::Map(m)) => match ops::map_get(m, idx) {
             Some(v) => Ok(Cow::Borrowed(v)),
@@ -634,6 +706,21 @@ fn index_value<'s>(base: Cow<'s, Value>, idx: &Value, span: Span) -> Out<'s> {
     }
 }
 
+/// The value an optional element or entry contributes: `None` when the
+/// optional is empty; an error when it is not an optional.
+fn opt_entry(v: &Value, span: Span) -> Result<Option<Value>, Fault> {
+    match v {
+        Value::Optional(o) => Ok(o.as_deref().cloned()),
+        other => Err(fault(
+            format!(
+                "an optional element must be an optional, not {}",
+                other.type_of().name()
+            ),
+            span,
+        )),
+    }
+}
+
 fn display_key(v: &Value) -> String {
     match v {
         Value::String(s) => s.to_string(),
@@ -645,15 +732,66 @@ fn display_key(v: &Value) -> String {
     }
 }
 
+/// What a comprehension iterates over.
+#[derive(Clone, Copy)]
+enum Range<'v> {
+    List(&'v [Value]),
+    Map(&'v ValueMap),
+}
+
+impl Range<'_> {
+    fn len(self) -> usize {
+        match self {
+            Range::List(l) => l.len(),
+            Range::Map(m) => m.len(),
+        }
+    }
+
+    /// The key of entry `i` for `transformMap`: a list's index or a
+    /// map's key.
+    fn key(self, i: usize) -> Option<Key> {
+        match self {
+            Range::List(_) => i64::try_from(i).ok().map(Key::Int),
+            Range::Map(m) => m.get_index(i).map(|(k, _)| k.clone()),
+        }
+    }
+}
+
+/// Binds the variables of a comprehension to entry `i` and returns the
+/// first variable's value: with one variable a list's item or a map's key,
+/// with two a list's index or a map's key (the second gets the item or
+/// value).
+fn bind(c: &Compr, cx: &Cx<'_>, range: Range<'_>, i: usize) -> Result<Value, Fault> {
+    let missing = || fault("internal error: comprehension entry out of range", c.span);
+    let (first, second) = match range {
+        Range::List(l) => {
+            let item = l.get(i).cloned().ok_or_else(missing)?;
+            if c.local2.is_some() {
+                (Value::Int(i64::try_from(i).unwrap_or(i64::MAX)), Some(item))
+            } else {
+                (item, None)
+            }
+        }
+        Range::Map(m) => {
+            let (k, v) = m.get_index(i).ok_or_else(missing)?;
+            (ops::key_to_value(k), c.local2.map(|_| v.clone()))
+        }
+    };
+    cx.set_local(c.local, first.clone(), c.span)?;
+    if let (Some(l2), Some(v)) = (c.local2, second) {
+        cx.set_local(l2, v, c.span)?;
+    }
+    Ok(first)
+}
+
 fn eval_comprehension<'s>(c: &'s Compr, cx: &'s Cx<'s>) -> Out<'s> {
     let range = c.range.eval(cx)?;
-    let keys: Vec<Value>;
-    let items: &[Value] = match &*range {
-        Value::List(l) => l,
-        Value::Map(m) => {
-            keys = m.keys().map(ops::key_to_value).collect();
-            &keys
-        }
+    if matches!(c.kind, MacroKind::OptMap | MacroKind::OptFlatMap) {
+        return eval_opt_map(c, cx, &range);
+    }
+    let r = match &*range {
+        Value::List(l) => Range::List(l),
+        Value::Map(m) => Range::Map(m),
         other => {
             return err(
                 format!("no such overload: `{}` over {}", c.kind.name(), other.type_of().name()),
@@ -662,15 +800,24 @@ fn eval_comprehension<'s>(c: &'s Compr, cx: &'s Cx<'s>) -> Out<'s> {
         }
     };
     let pred_bool = |node: &'s Node| -> Result<bool, Fault> { node.eval_bool(cx, c.kind.name()) };
+    let need = |n: &'s Option<Node>, what: &str| -> Result<&'s Node, Fault> {
+        n.as_ref()
+            .ok_or_else(|| fault(format!("malformed macro: missing {what}"), c.span))
+    };
+    // Whether entry `i` passes the filter of a `map`/`transform*` macro.
+    let keep = |_: usize| -> Result<bool, Fault> {
+        match &c.predicate {
+            Some(filter) => pred_bool(filter),
+            None => Ok(true),
+        }
+    };
     match c.kind {
         MacroKind::All | MacroKind::Exists => {
             let stop_on = c.kind == MacroKind::Exists;
             let mut first_err = None;
-            let Some(pred) = &c.predicate else {
-                return err("malformed macro: missing predicate", c.span);
-            };
-            for item in items.iter() {
-                cx.set_local(c.local, item.clone(), c.span)?;
+            let pred = need(&c.predicate, "predicate")?;
+            for i in 0..r.len() {
+                bind(c, cx, r, i)?;
                 match pred_bool(pred) {
                     Ok(b) if b == stop_on => return owned(Value::Bool(stop_on)),
                     Ok(_) => {}
@@ -687,12 +834,10 @@ fn eval_comprehension<'s>(c: &'s Compr, cx: &'s Cx<'s>) -> Out<'s> {
             }
         }
         MacroKind::ExistsOne => {
-            let Some(pred) = &c.predicate else {
-                return err("malformed macro: missing predicate", c.span);
-            };
+            let pred = need(&c.predicate, "predicate")?;
             let mut n = 0usize;
-            for item in items.iter() {
-                cx.set_local(c.local, item.clone(), c.span)?;
+            for i in 0..r.len() {
+                bind(c, cx, r, i)?;
                 if pred_bool(pred)? {
                     n += 1;
                 }
@@ -700,33 +845,98 @@ fn eval_comprehension<'s>(c: &'s Compr, cx: &'s Cx<'s>) -> Out<'s> {
             owned(Value::Bool(n == 1))
         }
         MacroKind::Filter => {
-            let Some(pred) = &c.predicate else {
-                return err("malformed macro: missing predicate", c.span);
-            };
+            let pred = need(&c.predicate, "predicate")?;
             let mut out = Vec::new();
-            for item in items.iter() {
-                cx.set_local(c.local, item.clone(), c.span)?;
+            for i in 0..r.len() {
+                let item = bind(c, cx, r, i)?;
                 if pred_bool(pred)? {
-                    out.push(item.clone());
+                    out.push(item);
                 }
             }
             owned(Value::List(Arc::from(out)))
         }
-        MacroKind::Map => {
-            let Some(transform) = &c.transform else {
-                return err("malformed macro: missing transform", c.span);
-            };
-            let mut out = Vec::with_capacity(items.len());
-            for item in items.iter() {
-                cx.set_local(c.local, item.clone(), c.span)?;
-                if let Some(filter) = &c.predicate
-                    && !pred_bool(filter)?
-                {
+        MacroKind::Map | MacroKind::TransformList => {
+            let transform = need(&c.transform, "transform")?;
+            let mut out = Vec::with_capacity(r.len());
+            for i in 0..r.len() {
+                bind(c, cx, r, i)?;
+                if keep(i)? {
+                    out.push(transform.eval(cx)?.into_owned());
+                }
+            }
+            owned(Value::List(Arc::from(out)))
+        }
+        MacroKind::TransformMap => {
+            let transform = need(&c.transform, "transform")?;
+            let mut out = ValueMap::with_capacity_and_hasher(r.len(), Default::default());
+            for i in 0..r.len() {
+                bind(c, cx, r, i)?;
+                if keep(i)? {
+                    let key = r
+                        .key(i)
+                        .ok_or_else(|| fault("internal error: comprehension key", c.span))?;
+                    out.insert(key, transform.eval(cx)?.into_owned());
+                }
+            }
+            owned(Value::Map(Arc::new(out)))
+        }
+        MacroKind::TransformMapEntry => {
+            let transform = need(&c.transform, "transform")?;
+            let mut out = ValueMap::default();
+            for i in 0..r.len() {
+                bind(c, cx, r, i)?;
+                if !keep(i)? {
                     continue;
                 }
-                out.push(transform.eval(cx)?.into_owned());
+                let entry = transform.eval(cx)?;
+                let Value::Map(m) = &*entry else {
+                    return err(
+                        format!(
+                            "no such overload: `transformMapEntry` needs a map, got {}",
+                            entry.type_of().name()
+                        ),
+                        transform.span(),
+                    );
+                };
+                for (k, v) in m.iter() {
+                    if ops::map_has_key(&out, k) {
+                        return err(format!("insert failed: key {} already exists", key_text(k)), c.span);
+                    }
+                    out.insert(k.clone(), v.clone());
+                }
             }
-            owned(Value::List(Arc::from(out)))
+            owned(Value::Map(Arc::new(out)))
         }
+        MacroKind::OptMap | MacroKind::OptFlatMap => err("internal error: optMap over a collection", c.span),
+    }
+}
+
+/// `opt.optMap(v, f)` and `opt.optFlatMap(v, f)`.
+fn eval_opt_map<'s>(c: &'s Compr, cx: &'s Cx<'s>, range: &Value) -> Out<'s> {
+    let Value::Optional(o) = range else {
+        return err(
+            format!("no such overload: `{}` on {}", c.kind.name(), range.type_of().name()),
+            c.span,
+        );
+    };
+    let Some(v) = o else {
+        return owned(Value::Optional(None));
+    };
+    let transform = c
+        .transform
+        .as_ref()
+        .ok_or_else(|| fault("malformed macro: missing transform", c.span))?;
+    cx.set_local(c.local, (**v).clone(), c.span)?;
+    let t = transform.eval(cx)?.into_owned();
+    match (c.kind, t) {
+        (MacroKind::OptMap, t) => owned(Value::Optional(Some(Arc::new(t)))),
+        (_, t @ Value::Optional(_)) => owned(t),
+        (_, other) => err(
+            format!(
+                "no such overload: `optFlatMap` needs an optional, got {}",
+                other.type_of().name()
+            ),
+            transform.span(),
+        ),
     }
 }

@@ -201,6 +201,7 @@ fn expr() -> impl Strategy<Value = Expr> {
                         kind,
                         range,
                         var: var.to_string(),
+                        var2: None,
                         predicate,
                         transform,
                     })))
@@ -301,6 +302,15 @@ fn hide_literals(ast: &Expr, lits: &mut Vec<Value>) -> Expr {
             operand: Box::new(hide_literals(operand, lits)),
             index: Box::new(hide_literals(index, lits)),
         },
+        ExprKind::OptIndex { operand, index } => ExprKind::OptIndex {
+            operand: Box::new(hide_literals(operand, lits)),
+            index: Box::new(hide_literals(index, lits)),
+        },
+        ExprKind::OptSelect { operand, field } => ExprKind::OptSelect {
+            operand: Box::new(hide_literals(operand, lits)),
+            field: field.clone(),
+        },
+        ExprKind::OptEntry(inner) => ExprKind::OptEntry(Box::new(hide_literals(inner, lits))),
         ExprKind::Call { target, function, args } => ExprKind::Call {
             target: target.as_ref().map(|t| Box::new(hide_literals(t, lits))),
             function: function.clone(),
@@ -331,6 +341,7 @@ fn hide_literals(ast: &Expr, lits: &mut Vec<Value>) -> Expr {
             kind: c.kind,
             range: hide_literals(&c.range, lits),
             var: c.var.clone(),
+            var2: c.var2.clone(),
             predicate: c.predicate.as_ref().map(|p| hide_literals(p, lits)),
             transform: c.transform.as_ref().map(|t| hide_literals(t, lits)),
         })),
