@@ -274,6 +274,15 @@ async fn posts_need_the_csrf_token_and_the_same_origin() {
     let a = h
         .call("GET", &format!("/api/v1/approvals/{id}"), None, Some(ADMIN))
         .await;
+    // Only approve and reject are verdicts.
+    let unknown = post(
+        &h,
+        &format!("/dashboard/approvals/{id}/delete"),
+        &[("csrf", &csrf)],
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text);
     assert_eq!(a.json["state"], "pending", "nothing refused changed the approval");
 
     // A same-origin Referer stands in for a missing Origin.

@@ -80,8 +80,7 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard/login", get(login_form).post(login_submit))
         .route("/dashboard/logout", post(logout))
         .route("/dashboard/approvals", get(approvals))
-        .route("/dashboard/approvals/{approval_id}/approve", post(approve))
-        .route("/dashboard/approvals/{approval_id}/reject", post(reject))
+        .route("/dashboard/approvals/{approval_id}/{verdict}", post(verdict))
         .route("/dashboard/sessions", get(sessions))
         .route("/dashboard/sessions/{session_id}", get(session))
         .route("/dashboard/policy", get(policy))
@@ -262,15 +261,20 @@ async fn approvals(
     Ok(views::approvals(&chrome, flash.as_ref(), &pending, &decided, now).into_response())
 }
 
+/// `POST /dashboard/approvals/{id}/approve` and `.../reject`.
 async fn verdict(
-    state: AppState,
+    State(state): State<AppState>,
     viewer: Viewer,
     headers: HeaderMap,
     uri: Uri,
-    id: String,
+    Path((id, verdict)): Path<(String, String)>,
     form: Result<Form<ActionForm>, FormRejection>,
-    approve: bool,
 ) -> Result<Response, PageError> {
+    let approve = match verdict.as_str() {
+        "approve" => true,
+        "reject" => false,
+        _ => return Err(not_found(viewer).await),
+    };
     let form = read_form(form)?;
     viewer.check_post(&headers, &uri, form.csrf.as_deref())?;
     let reason = form
@@ -289,28 +293,6 @@ async fn verdict(
     };
     let target = format!("/dashboard/approvals?flash={code}&id={}", views::query_value(&id));
     Ok(Redirect::to(&target).into_response())
-}
-
-async fn approve(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    headers: HeaderMap,
-    uri: Uri,
-    Path(id): Path<String>,
-    form: Result<Form<ActionForm>, FormRejection>,
-) -> Result<Response, PageError> {
-    verdict(state, viewer, headers, uri, id, form, true).await
-}
-
-async fn reject(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    headers: HeaderMap,
-    uri: Uri,
-    Path(id): Path<String>,
-    form: Result<Form<ActionForm>, FormRejection>,
-) -> Result<Response, PageError> {
-    verdict(state, viewer, headers, uri, id, form, false).await
 }
 
 // ------------------------------------------------------------ sessions
