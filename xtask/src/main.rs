@@ -1,13 +1,14 @@
 //! `cargo xtask`: Tame's build, CI, benchmark and fuzz tasks.
 //!
 //! Each step is echoed before it runs, and the first failing step stops the
-//! task with its exit code. Usage: `cargo xtask <ci|test|build|bench|fuzz|load|lint|docs>`.
+//! task with its exit code. Usage: `cargo xtask <ci|test|build|bench|fuzz|load|lint|docs|scenarios>`.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod load;
+mod scenarios;
 
 const USAGE: &str = "\
 usage: cargo xtask <task> [args]
@@ -24,6 +25,11 @@ tasks:
                   build the fuzz targets; with TARGET, run it for SECONDS (default 60)
   docs [--check]  write docs/language.md (the condition language's reference) from the
                   function registry; --check fails when the file is not up to date
+  scenarios [--check | --write] [--tame BINARY]
+                  replay every session of policies/scenarios/ through `tame eval`: per
+                  scenario, benign sessions allowed without a human, attacks denied, sent
+                  to a human, missed; --write puts the table in README.md, --check fails
+                  on a benign session not allowed, an unlisted miss or a stale table
   load [ARGS]     the server's load test: /api/v1/enforce (audit logging on) and the
                   trivial /health of one server in one run, over loopback; ARGS go to
                   the load generator (e.g. --connections 64 --seconds 10, --addr HOST:PORT)
@@ -52,6 +58,7 @@ fn main() -> ExitCode {
         "fuzz" => fuzz(rest),
         "load" => load(rest),
         "docs" => docs(rest),
+        "scenarios" => scenarios::run(rest, tame_binary),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
@@ -156,6 +163,9 @@ fn test() -> Result {
     let tame = tame.to_string_lossy();
     run(&tame, &["check", "policies/"])?;
     run(&tame, &["test", "policies/"])?;
+    // The scenarios' sessions: benign ones allowed, attacks not missed
+    // unless listed as known misses, README's table current.
+    scenarios::run(&[String::from("--check"), String::from("--tame"), tame.to_string()], tame_binary)?;
     // Python package and the integrations that need Python packages.
     for script in ["scripts/py-test.sh", "crates/tame-integrations/scripts/mcp-test.sh"] {
         if root().join(script).exists() {
