@@ -165,7 +165,10 @@ fn test() -> Result {
     run(&tame, &["test", "policies/"])?;
     // The scenarios' sessions: benign ones allowed, attacks not missed
     // unless listed as known misses, README's table current.
-    scenarios::run(&[String::from("--check"), String::from("--tame"), tame.to_string()], tame_binary)?;
+    scenarios::run(
+        &[String::from("--check"), String::from("--tame"), tame.to_string()],
+        tame_binary,
+    )?;
     // Python package and the integrations that need Python packages.
     for script in ["scripts/py-test.sh", "crates/tame-integrations/scripts/mcp-test.sh"] {
         if root().join(script).exists() {
