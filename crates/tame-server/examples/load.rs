@@ -10,10 +10,10 @@
 //!
 //! Each route is warmed up before it is measured: `/health` for a second,
 //! enforce for `--warmup` seconds (3 by default), so that the measured
-//! phase is the server's steady state. For its first ~32 MB of decisions
-//! after start the SQLite WAL only grows and is never checkpointed, which
-//! flatters the numbers; a running server checkpoints it every 8192 pages
-//! (each checkpoint copies the pages into the database and fsyncs it).
+//! phase is the server's steady state: SQLite's WAL checkpoints (a thread
+//! of their own copies the WAL into the database while the writer commits,
+//! and the writer restarts the WAL between batches once it passes 64 MiB)
+//! and the session summaries' periodic writes are part of it.
 //! `--warmup 0` measures from a cold start. `--rounds N` alternates the
 //! two routes' phases N times and sums them, so that both routes are
 //! measured under the same background load of a shared machine; each

@@ -40,6 +40,8 @@ pub(super) struct Writer {
 /// [`recover_summaries`] rebuilds them from the records after
 /// `summaries_seq`.
 pub(super) const SUMMARY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+/// A batch that takes this long to commit is logged (at debug level).
+pub(super) const SLOW_BATCH: std::time::Duration = std::time::Duration::from_millis(2);
 /// Summaries are also written once this many sessions are pending.
 pub(super) const SUMMARY_MAX_PENDING: usize = 4096;
 
@@ -118,6 +120,7 @@ impl Writer {
             }
         }
         let saved = (self.chain.seq, self.chain.hash.clone());
+        let (started, jobs) = (Instant::now(), batch.len());
         let summarize = summarize
             || batch.iter().any(|j| matches!(j, Job::Flush(_)))
             || self.chain.touched.len() >= SUMMARY_MAX_PENDING
@@ -166,6 +169,11 @@ impl Writer {
                 fatal = Some(e.to_string());
                 done.extend(batch.into_iter().map(Job::skipped));
             }
+        }
+        let took = started.elapsed();
+        if took >= SLOW_BATCH {
+            // What keeps every caller waiting (see `TAME_LOG=tame_store=debug`).
+            tracing::debug!(jobs, summarize, micros = took.as_micros(), "slow batch");
         }
         match fatal {
             None => {
