@@ -104,9 +104,13 @@ Input, one JSON object per line:
    \"session_id\": \"s1\", \"agent_id\": \"bot\", \"user_id\": \"u1\", \"metadata\": {},
    \"session\": {\"calls\": 3, \"counts\": {\"send_email\": 2}, \"called\": [\"read_secret\"]},
    \"now\": \"2026-11-21T06:00:00Z\"}
-Output, one JSON object per call:
+Steps of a session, between its calls:
+  {\"session_id\": \"s1\", \"input\": \"pay my rent to CH93 0076 2011 6238 5295 7\"}   what the user asked
+  {\"session_id\": \"s1\", \"result\": {\"iban\": \"...\"}}   what the session's latest call returned
+Output, one JSON object per line:
   {\"decision\": \"allow\", \"rule_name\": \"...\", \"reason\": \"...\", \"policy_version\": \"...\"}
-A malformed line prints {\"error\": \"...\", \"line\": N} and evaluation goes on.
+  {\"recorded\": \"input\"} or {\"recorded\": \"result\"} for a step
+A malformed line prints {\"error\": \"...\", \"line\": N, \"field\": ...} and evaluation goes on.
 
 Session facts: calls sharing a `session_id` accumulate (each allowed call is
 recorded at its `now`; denied calls and calls waiting for approval did not
@@ -121,7 +125,13 @@ Exit code: 0 when every line was evaluated, 1 when a line was malformed.")]
     #[command(after_help = "\
 Examples:
   tame explain policies.yml --tool read_file --args '{\"path\": \"/etc/passwd\"}'
-  tame explain policies.yml --tool send_email --args '{}' --session '{\"counts\": {\"send_email\": 25}}'")]
+  tame explain policies.yml --tool send_email --args '{}' --session '{\"counts\": {\"send_email\": 25}}'
+  tame explain policies.yml --tool pay --args '{\"iban\": \"...\"}' --steps session.jsonl
+
+--steps FILE runs a session first (the lines `tame eval` reads: calls,
+inputs, results); the call is then explained in it (its session: --session-id,
+else the last step's), and each provenance check (from_input, from_results,
+carries_from_results) shows the history entry that made it true.")]
     Explain(ExplainArgs),
 
     /// Run a policy's tests, or (with --args) test one call against a server
@@ -418,6 +428,12 @@ pub struct ExplainArgs {
     pub user_id: Option<String>,
     /// Metadata, a JSON object
     #[arg(long)]
+    /// A session's steps to run first, JSON lines as `tame eval` reads them
+    #[arg(long, value_name = "FILE")]
+    pub steps: Option<PathBuf>,
+    /// The call's session (default: the last step's)
+    #[arg(long)]
+    pub session_id: Option<String>,
     pub metadata: Option<String>,
 }
 

@@ -21,6 +21,7 @@ mod repl;
 mod replay;
 mod schema;
 mod serve;
+mod steps;
 mod testing;
 
 use std::io::Write;

@@ -2,18 +2,20 @@
 //! `graph`. Every decision comes from `tame_engine`; this module only reads
 //! files, converts input and prints.
 
+use std::cell::RefCell;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use tame_enforce::{Enforcer, MemoryStore, SessionSource as _, SessionState};
-use tame_engine::{MemoryFacts, Policy, Request};
+use tame_enforce::{Enforcer, FactsView, MemoryStore, SessionSource as _, SessionState};
+use tame_engine::{MemoryFacts, Policy, Provenance, Request, SessionFacts, ToolPattern};
 
 use crate::Exit;
 use crate::cli::{CheckArgs, EvalArgs, ExplainArgs, GraphArgs};
 use crate::client::parse_object;
 use crate::error::CliError;
 use crate::output::{Out, bold, dim, pass_word};
+use crate::steps::{self, Step, StepError, parse_step};
 
 /// Reads a file, naming it when it cannot be read.
 pub fn read_file(path: &Path) -> Result<String, CliError> {
@@ -248,15 +250,79 @@ pub fn enforce_call(value: &Value) -> Result<(tame_enforce::Call, Option<MemoryF
     Ok((call, session))
 }
 
-fn parse_line(text: &str) -> Result<Line, String> {
-    let value: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON at column {}: {e}", e.column()))?;
+/// Reads a call line (a [`Step::Call`]).
+fn call_line(value: &Value) -> Result<Line, String> {
     let named_session = value.get("session_id").is_some_and(|s| !s.is_null());
-    let (call, session) = enforce_call(&value)?;
+    let (call, session) = enforce_call(value)?;
     Ok(Line {
         call,
         session,
         named_session,
     })
+}
+
+/// Why a line of `eval` gave no decision: the message, and the field at
+/// fault when one is.
+struct LineError {
+    message: String,
+    field: Option<String>,
+}
+
+impl From<String> for LineError {
+    fn from(message: String) -> Self {
+        LineError { message, field: None }
+    }
+}
+
+impl From<StepError> for LineError {
+    fn from(e: StepError) -> Self {
+        LineError {
+            message: e.to_string(),
+            field: Some(e.field),
+        }
+    }
+}
+
+/// One line of `eval`: a call gives its decision, a step `{"recorded": KIND}`.
+fn eval_line(
+    enforcer: &Enforcer<'_>,
+    text: &str,
+    store: &MemoryStore,
+    explain: bool,
+    no_accumulate: bool,
+) -> Result<String, LineError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON at column {}: {e}", e.column()))?;
+    let step = parse_step(&value)?;
+    if no_accumulate && !matches!(step, Step::Call(_)) {
+        return Err(LineError {
+            message: String::from("an `input` or `result` step needs the session's history: drop --no-accumulate"),
+            field: Some(String::from(if matches!(step, Step::Input { .. }) {
+                "input"
+            } else {
+                "result"
+            })),
+        });
+    }
+    let kind = match step {
+        Step::Call(call) => {
+            return Ok(evaluate_line(
+                enforcer,
+                call_line(&call)?,
+                store,
+                explain,
+                no_accumulate,
+            )?);
+        }
+        Step::Input { session_id, text } => {
+            steps::record_input(store, enforcer, &session_id, &text)?;
+            "input"
+        }
+        Step::Result { session_id, value } => {
+            steps::record_result(store, enforcer, &session_id, value)?;
+            "result"
+        }
+    };
+    Ok(json!({ "recorded": kind }).to_string())
 }
 
 /// One output line of `eval`.
@@ -304,11 +370,14 @@ pub fn eval(args: &EvalArgs, out: &Out) -> Result<Exit, CliError> {
         if line.trim().is_empty() {
             continue;
         }
-        let result = parse_line(&line).and_then(|line| evaluate_line(&enforcer, line, &store, args));
-        match result {
+        match eval_line(&enforcer, &line, &store, args.explain, args.no_accumulate) {
             Ok(text) => out.line(text),
-            Err(message) => {
-                out.json_line(&json!({"error": message, "line": number}));
+            Err(LineError { message, field }) => {
+                let mut answer = json!({"error": message, "line": number});
+                if let Some(field) = field {
+                    crate::output::set(&mut answer, "field", field);
+                }
+                out.json_line(&answer);
                 had_error = true;
             }
         }
@@ -320,20 +389,26 @@ pub fn eval(args: &EvalArgs, out: &Out) -> Result<Exit, CliError> {
 /// `session_id` share a session in `store` (a line's `session` facts
 /// replace it first); a call without one, or with `--no-accumulate`,
 /// starts from its own facts and is not kept.
-fn evaluate_line(enforcer: &Enforcer<'_>, line: Line, store: &MemoryStore, args: &EvalArgs) -> Result<String, String> {
+fn evaluate_line(
+    enforcer: &Enforcer<'_>,
+    line: Line,
+    store: &MemoryStore,
+    explain: bool,
+    no_accumulate: bool,
+) -> Result<String, String> {
     let Line {
         call,
         session,
         named_session,
     } = line;
     let policy = enforcer.policy();
-    let keep = named_session && !args.no_accumulate;
+    let keep = named_session && !no_accumulate;
     let outcome = if keep {
         let key = enforcer.session_key(&call).into_owned();
         if let Some(given) = &session {
             store.seed_session(&key, SessionState::seeded(given));
         }
-        let explain = if args.explain {
+        let explain = if explain {
             let cell = store.session_state(&key, false).map_err(|e| e.to_string())?;
             let state = cell.lock();
             Some(explain_json(policy, &call.request, &state))
@@ -343,7 +418,7 @@ fn evaluate_line(enforcer: &Enforcer<'_>, line: Line, store: &MemoryStore, args:
         (store.enforce(enforcer, call).map_err(|e| e.to_string())?, explain)
     } else {
         let state = session.as_ref().map(SessionState::seeded).unwrap_or_default();
-        let explain = args.explain.then(|| explain_json(policy, &call.request, &state));
+        let explain = explain.then(|| explain_json(policy, &call.request, &state));
         (enforcer.decide(call, &state, None).map_err(|e| e.to_string())?, explain)
     };
     let (outcome, explain) = outcome;
@@ -361,13 +436,111 @@ fn evaluate_line(enforcer: &Enforcer<'_>, line: Line, store: &MemoryStore, args:
         .unwrap_or_else(|e| json!({"error": format!("cannot write the decision: {e}")}).to_string()))
 }
 
+/// The explanation of `request` over `state`, with the provenance checks
+/// it asked (`provenance`: each check, its answer, and the history entry
+/// that made it true).
 fn explain_json(policy: &Policy, request: &Request, state: &SessionState) -> Value {
-    serde_json::to_value(policy.explain(request, &state.view(request.now))).unwrap_or(Value::Null)
+    let facts = Traced::new(state, request.now);
+    let mut trace = serde_json::to_value(policy.explain(request, &facts)).unwrap_or(Value::Null);
+    let asked = facts.asked.into_inner();
+    if !asked.is_empty() {
+        crate::output::set(&mut trace, "provenance", asked);
+    }
+    trace
+}
+
+/// Session facts that note each provenance question asked, its answer and,
+/// for a true one, the history entry it came from
+/// ([`SessionState::provenance_source`]: a slow path, for explanations only).
+struct Traced<'a> {
+    state: &'a SessionState,
+    view: FactsView<'a>,
+    asked: RefCell<Vec<Value>>,
+}
+
+impl<'a> Traced<'a> {
+    fn new(state: &'a SessionState, now: jiff::Timestamp) -> Self {
+        Traced {
+            state,
+            view: state.view(now),
+            asked: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+/// A provenance question as a condition would write it.
+fn describe(question: Provenance<'_>) -> String {
+    fn text(s: &str) -> String {
+        const MAX: usize = 60;
+        match s.char_indices().nth(MAX) {
+            Some((cut, _)) => format!("{:?}", format!("{}…", s.get(..cut).unwrap_or(s))),
+            None => format!("{s:?}"),
+        }
+    }
+    let with_glob = |name: &str, x: &str, tools: Option<&ToolPattern>| match tools {
+        Some(glob) => format!("{name}({}, {:?})", text(x), glob.as_str()),
+        None => format!("{name}({})", text(x)),
+    };
+    match question {
+        Provenance::Input(x) => format!("from_input({})", text(x)),
+        Provenance::Results(x, tools) => with_glob("from_results", x, tools),
+        Provenance::Carries(x, tools) => with_glob("carries_from_results", x, tools),
+    }
+}
+
+impl SessionFacts for Traced<'_> {
+    fn calls(&self) -> i64 {
+        self.view.calls()
+    }
+    fn count(&self, tool: &ToolPattern, window: Option<jiff::SignedDuration>) -> i64 {
+        self.view.count(tool, window)
+    }
+    fn called(&self, tool: &ToolPattern) -> bool {
+        self.view.called(tool)
+    }
+    fn labels(&self) -> Vec<std::sync::Arc<str>> {
+        self.view.labels()
+    }
+    fn history(&self) -> tame_lang::Value {
+        self.view.history()
+    }
+    fn denied(&self, tool: &ToolPattern, window: Option<jiff::SignedDuration>) -> i64 {
+        self.view.denied(tool, window)
+    }
+    fn inputs(&self) -> tame_lang::Value {
+        self.view.inputs()
+    }
+    fn results(&self, tool: &ToolPattern) -> Result<tame_lang::Value, String> {
+        self.view.results(tool)
+    }
+    fn provenance(&self, question: Provenance<'_>) -> Result<bool, String> {
+        let answer = self.view.provenance(question);
+        let check = describe(question);
+        let mut asked = self.asked.borrow_mut();
+        if !asked
+            .iter()
+            .any(|a| a.get("check").and_then(Value::as_str) == Some(check.as_str()))
+        {
+            let entry = match &answer {
+                Ok(true) => json!({
+                    "check": check,
+                    "value": true,
+                    "source": self.state.provenance_source(question),
+                }),
+                Ok(false) => json!({"check": check, "value": false}),
+                Err(e) => json!({"check": check, "error": e}),
+            };
+            asked.push(entry);
+        }
+        answer
+    }
 }
 
 /// `tame explain POLICY --tool T --args JSON`.
 pub fn explain(args: &ExplainArgs, out: &Out) -> Result<Exit, CliError> {
     let policy = load_policy(&args.policy)?;
+    let store = MemoryStore::with_log_capacity(0);
+    let enforcer = Enforcer::with_policy(&policy);
     let tool_args = parse_object(&args.args, "--args")?;
     let mut call = json!({"tool_name": args.tool, "tool_args": tool_args});
     if let Some(a) = &args.agent_id {
@@ -382,12 +555,28 @@ pub fn explain(args: &ExplainArgs, out: &Out) -> Result<Exit, CliError> {
     if let Some(s) = &args.session {
         crate::output::set(&mut call, "session", parse_object(s, "--session")?);
     }
+    let session_id = match &args.steps {
+        Some(path) => Some(run_steps(path, &store, &enforcer)?),
+        None => None,
+    };
+    if let Some(id) = args.session_id.clone().or(session_id) {
+        crate::output::set(&mut call, "session_id", id);
+    }
     let (request, facts) = parse_call(&call).map_err(CliError::Input)?;
-    let mut facts = facts.unwrap_or_default();
-    facts.set_now(request.now);
-    let decision = policy.evaluate(&request, &facts);
-    let explanation = policy.explain(&request, &facts);
-    let trace = serde_json::to_value(&explanation).unwrap_or(Value::Null);
+    let given = facts.as_ref().map(SessionState::seeded);
+    let stored = match (&given, request.session_id.as_deref()) {
+        (None, Some(id)) => store.session(&enforcer.stored_session(id)),
+        _ => None,
+    };
+    let guard = stored.as_ref().map(|cell| cell.lock());
+    let empty = SessionState::new();
+    let state = match (&guard, &given) {
+        (Some(state), _) => &**state,
+        (None, Some(state)) => state,
+        (None, None) => &empty,
+    };
+    let decision = policy.evaluate(&request, &state.view(request.now));
+    let trace = explain_json(&policy, &request, state);
     if out.json {
         out.json_pretty(&json!({
             "decision": decision.action.as_str(),
@@ -406,6 +595,33 @@ pub fn explain(args: &ExplainArgs, out: &Out) -> Result<Exit, CliError> {
         print_trace(&trace, out);
     }
     Ok(Exit::for_action(decision.action))
+}
+
+/// Runs the step lines of `path` (calls, inputs, results: what `tame eval`
+/// reads) into `store`; returns the session of the last line that names
+/// one.
+fn run_steps(path: &Path, store: &MemoryStore, enforcer: &Enforcer<'_>) -> Result<String, CliError> {
+    let text = read_file(path)?;
+    let mut last = None;
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = |message: String| CliError::Input(format!("{}:{}: {message}", path.display(), index + 1));
+        eval_line(enforcer, line, store, false, false).map_err(|e| at(e.message))?;
+        if let Some(id) = serde_json::from_str::<Value>(line)
+            .ok()
+            .and_then(|v| v.get("session_id").and_then(Value::as_str).map(str::to_owned))
+        {
+            last = Some(id);
+        }
+    }
+    last.ok_or_else(|| {
+        CliError::Input(format!(
+            "{}: no step names a `session_id` (the session to explain the call in)",
+            path.display()
+        ))
+    })
 }
 
 /// Prints an explanation (the engine's JSON form) for humans: each rule
@@ -454,6 +670,25 @@ fn print_trace(trace: &Value, out: &Out) {
                 String::new()
             };
             out.line(format!("      {expr} => {value}{cached}"));
+        }
+    }
+    let asked = trace.get("provenance").and_then(Value::as_array);
+    if let Some(asked) = asked.filter(|a| !a.is_empty()) {
+        out.line("  provenance checks:");
+        for entry in asked {
+            let check = entry.get("check").and_then(Value::as_str).unwrap_or("?");
+            let answer = match (
+                entry.get("value").and_then(Value::as_bool),
+                entry.get("error").and_then(Value::as_str),
+            ) {
+                (_, Some(err)) => format!("error: {err}"),
+                (Some(true), _) => match entry.get("source").and_then(Value::as_str) {
+                    Some(source) => format!("true: {source}"),
+                    None => String::from("true: an entry whose text is no longer kept"),
+                },
+                _ => String::from("false"),
+            };
+            out.line(format!("      {check} => {answer}"));
         }
     }
     if trace.get("defaulted").and_then(Value::as_bool) == Some(true) {

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde_json::{Value, json};
-use tame_enforce::SessionState;
+use tame_enforce::{ResultSource, SessionState};
 use tame_engine::{Action, Decision, MemoryFacts, Policy, Request};
 
 use crate::Exit;
@@ -65,13 +65,26 @@ enum Step {
         approval_id: String,
         tool: String,
         at: jiff::Timestamp,
+        log_id: Option<String>,
     },
-    /// Labels a result attached to its session.
-    Labels {
+    /// What a call returned: for the call logged as `log_id`, or (a
+    /// `tame eval` line) for the session's latest call.
+    Result {
         session: String,
+        log_id: Option<String>,
+        /// The result as posted (`{"result": ...}` or the whole output).
+        body: Value,
+        source: ResultSource,
+        /// Labels it attached to the session.
         labels: Vec<String>,
     },
-    /// A record that decides nothing (an input, an approval record).
+    /// What the user asked.
+    Input {
+        session: String,
+        text: String,
+        at: jiff::Timestamp,
+    },
+    /// A record that decides nothing (an approval record).
     Skip,
 }
 
@@ -85,6 +98,8 @@ struct Replayed {
     expect: Option<Action>,
     /// The approval this call's recorded decision opened (audit).
     approval_id: Option<String>,
+    /// The call's log entry, which its result names (audit).
+    log_id: Option<String>,
 }
 
 fn action_of(value: Option<&Value>, what: &str) -> Result<Option<Action>, String> {
@@ -149,6 +164,7 @@ fn parse_step(v: &Value) -> Result<Step, String> {
                         approval_id,
                         tool: request.tool.to_string(),
                         at: request.now,
+                        log_id: str_of(record, "log_id"),
                     });
                 }
                 let action = action_of(record.get("decision"), "record.decision")?;
@@ -158,6 +174,7 @@ fn parse_step(v: &Value) -> Result<Step, String> {
                     recorded: action.map(|a| (a, str_of(record, "rule_name"))),
                     expect: None,
                     approval_id: str_of(record, "approval_id"),
+                    log_id: str_of(record, "log_id"),
                 })))
             }
             "result" => match session {
@@ -167,9 +184,27 @@ fn parse_step(v: &Value) -> Result<Step, String> {
                         .and_then(Value::as_array)
                         .map(|l| l.iter().filter_map(Value::as_str).map(str::to_owned).collect())
                         .unwrap_or_default();
-                    Ok(Step::Labels { session, labels })
+                    Ok(Step::Result {
+                        session,
+                        log_id: str_of(record, "log_id"),
+                        body: record.get("result").cloned().unwrap_or(Value::Null),
+                        source: str_of(record, "source")
+                            .and_then(|s| ResultSource::parse(&s))
+                            .unwrap_or(ResultSource::Agent),
+                        labels,
+                    })
                 }
                 None => Ok(Step::Skip),
+            },
+            "input" => match (session, str_of(record, "text")) {
+                (Some(session), Some(text)) => Ok(Step::Input {
+                    session,
+                    text,
+                    at: timestamp_of(record, "timestamp")?
+                        .or(timestamp_of(v, "ts")?)
+                        .unwrap_or_else(jiff::Timestamp::now),
+                }),
+                _ => Ok(Step::Skip),
             },
             _ => Ok(Step::Skip),
         };
@@ -187,17 +222,31 @@ fn parse_step(v: &Value) -> Result<Step, String> {
             recorded: action.map(|a| (a, str_of(v, "policy_rule"))),
             expect: action_of(v.get("expect"), "expect")?,
             approval_id: None,
+            log_id: None,
         })));
     }
-    // `tame eval` lines: calls, and `input` / `result` steps.
+    // `tame eval` lines: calls, and `input` / `result` steps (one line
+    // format: `crate::steps`).
     if v.get("tool_name").is_none() {
-        if let (Some(session), Some(result)) = (str_of(v, "session_id"), v.get("result")) {
-            let labels = tame_engine::labels(&tame_engine::Scanner::global().scan(result));
-            return Ok(Step::Labels { session, labels });
-        }
-        if v.get("input").is_some() {
-            return Ok(Step::Skip);
-        }
+        return match crate::steps::parse_step(v).map_err(|e| e.to_string())? {
+            crate::steps::Step::Input { session_id, text } => Ok(Step::Input {
+                session: session_id,
+                text,
+                at: jiff::Timestamp::now(),
+            }),
+            crate::steps::Step::Result { session_id, value } => {
+                let body = json!({ "result": value });
+                let labels = tame_engine::labels(&tame_engine::Scanner::global().scan(&body));
+                Ok(Step::Result {
+                    session: session_id,
+                    log_id: None,
+                    body,
+                    source: ResultSource::Agent,
+                    labels,
+                })
+            }
+            crate::steps::Step::Call(_) => Err(String::from("`tool_name`: missing")),
+        };
     }
     let mut call = v.clone();
     let recorded = action_of(v.get("decision"), "decision")?;
@@ -214,6 +263,7 @@ fn parse_step(v: &Value) -> Result<Step, String> {
         recorded: recorded.map(|a| (a, str_of(v, "rule_name"))),
         expect,
         approval_id: None,
+        log_id: None,
     })))
 }
 
@@ -235,6 +285,8 @@ struct Side {
     approvals: HashMap<String, Action>,
     rules: HashMap<Option<Arc<str>>, RuleStat>,
     eval_time: Duration,
+    /// Log ids given to calls the source names none for.
+    next_id: u64,
 }
 
 impl Side {
@@ -245,6 +297,7 @@ impl Side {
             approvals: HashMap::new(),
             rules: HashMap::new(),
             eval_time: Duration::ZERO,
+            next_id: 0,
         }
     }
 
@@ -268,14 +321,15 @@ impl Side {
         let stat = self.rules.entry(decision.rule_name.clone()).or_default();
         stat.hits += 1;
         stat.nanos += took.as_nanos();
-        // Denied calls and calls sent for approval are kept as not run.
-        state.record(tame_enforce::CallStep {
-            tool: Arc::clone(&req.tool),
-            decision: decision.action,
-            rule: decision.rule_name.clone(),
-            released: false,
-            at: req.now,
+        // Denied calls and calls sent for approval are kept as not run;
+        // a call that ran waits for its result (under its log id).
+        let mut call = tame_enforce::CallStep::decided(req, &decision);
+        self.next_id += 1;
+        call.log_id = Some(match &step.log_id {
+            Some(id) => Arc::from(id.as_str()),
+            None => Arc::from(format!("replay-{}", self.next_id)),
         });
+        state.record(call);
         if let Some(id) = &step.approval_id {
             self.approvals.insert(id.clone(), decision.action);
         }
@@ -284,28 +338,46 @@ impl Side {
 
     /// A human released an approved call: it ran, if this policy had also
     /// sent it for approval.
-    fn release(&mut self, session: Option<&str>, approval_id: &str, tool: &str, at: jiff::Timestamp) {
+    fn release(
+        &mut self,
+        session: Option<&str>,
+        approval_id: &str,
+        tool: &str,
+        at: jiff::Timestamp,
+        log_id: Option<&str>,
+    ) {
         if self.approvals.remove(approval_id) == Some(Action::Approve)
             && let Some(session) = session
         {
-            self.sessions
-                .entry(Arc::from(session))
-                .or_default()
-                .record(tame_enforce::CallStep {
-                    tool: Arc::from(tool),
-                    decision: Action::Allow,
-                    rule: None,
-                    released: true,
-                    at,
-                });
+            let mut call = tame_enforce::CallStep::new(tool, Action::Allow, None, true, at);
+            call.log_id = log_id.map(Arc::from);
+            self.sessions.entry(Arc::from(session)).or_default().record(call);
         }
     }
 
-    fn label(&mut self, session: &str, labels: &[String]) {
+    /// A result: its labels, and its value and provenance for the call
+    /// it names (or the session's latest call, when that ran under this
+    /// policy).
+    fn result(&mut self, session: &str, log_id: Option<&str>, body: &Value, source: ResultSource, labels: &[String]) {
         let state = self.sessions.entry(Arc::from(session)).or_default();
         for l in labels {
             state.add_label(l);
         }
+        let log_id = match log_id {
+            Some(id) => Arc::from(id),
+            None => match state.last_call().filter(|c| c.ran()).and_then(|c| c.log_id.clone()) {
+                Some(id) => id,
+                None => return,
+            },
+        };
+        let (value, extract) = tame_enforce::result_provenance(&state.index_key(), body);
+        state.record_result(&log_id, None, value, source, &extract);
+    }
+
+    fn input(&mut self, session: &str, text: &str, at: jiff::Timestamp) {
+        let state = self.sessions.entry(Arc::from(session)).or_default();
+        let extract = tame_enforce::provenance::Extract::text(&state.index_key(), text, false);
+        state.record_input(text, at, &extract);
     }
 }
 
@@ -390,10 +462,24 @@ impl Replayer {
         };
         match step {
             Step::Skip => self.report.steps_skipped += 1,
-            Step::Labels { session, labels } => {
-                self.candidate.label(&session, &labels);
-                if let Some(b) = &mut self.baseline {
-                    b.label(&session, &labels);
+            Step::Result {
+                session,
+                log_id,
+                body,
+                source,
+                labels,
+            } => {
+                for side in std::iter::once(&mut self.candidate).chain(self.baseline.as_mut()) {
+                    side.result(&session, log_id.as_deref(), &body, source, &labels);
+                }
+            }
+            Step::Input {
+                session,
+                text,
+                at: when,
+            } => {
+                for side in std::iter::once(&mut self.candidate).chain(self.baseline.as_mut()) {
+                    side.input(&session, &text, when);
                 }
             }
             Step::Release {
@@ -401,11 +487,11 @@ impl Replayer {
                 approval_id,
                 tool,
                 at: when,
+                log_id,
             } => {
                 self.report.releases += 1;
-                self.candidate.release(session.as_deref(), &approval_id, &tool, when);
-                if let Some(b) = &mut self.baseline {
-                    b.release(session.as_deref(), &approval_id, &tool, when);
+                for side in std::iter::once(&mut self.candidate).chain(self.baseline.as_mut()) {
+                    side.release(session.as_deref(), &approval_id, &tool, when, log_id.as_deref());
                 }
             }
             Step::Call(call) => self.call(at, &call),

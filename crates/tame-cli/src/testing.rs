@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tame_enforce::{Enforcer, SessionState};
-use tame_engine::Policy;
+use tame_enforce::{Enforcer, MemoryStore, SessionState};
+use tame_engine::{Decision, Policy};
 
 use crate::Exit;
 use crate::cli::TestArgs;
@@ -48,9 +48,10 @@ pub struct CaseSpec {
     /// The evaluation time (RFC 3339), for time-window rules.
     #[serde(default)]
     pub now: Option<String>,
-    /// The expected decision: `allow`, `deny` or `approve`.
-    #[serde(alias = "decision")]
-    pub expect: String,
+    /// The expected decision: `allow`, `deny` or `approve` (of `call`; a
+    /// test with `steps:` expects per step).
+    #[serde(default, alias = "decision")]
+    pub expect: Option<String>,
     /// The expected rule; `null` means "the default applied"; absent means
     /// "any rule".
     #[serde(default, deserialize_with = "present")]
@@ -59,6 +60,48 @@ pub struct CaseSpec {
     /// A text the reason must contain.
     #[serde(default)]
     pub reason_contains: Option<String>,
+    /// A whole session instead of one `call`, in one fresh session: each
+    /// step a call with its expected decision, a user `input`, or the
+    /// `result` of the previous call.
+    #[serde(default)]
+    pub steps: Option<Vec<StepSpec>>,
+}
+
+/// One step of a session test (`steps:`): exactly one of `call` (with
+/// `expect`, and optionally `rule` and `reason`), `input` or `result`.
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Test step")]
+pub struct StepSpec {
+    /// A call: `{tool_name, tool_args, agent_id?, user_id?, metadata?, now?}`
+    /// (in the test's session).
+    #[serde(default)]
+    pub call: Option<Value>,
+    /// The call's expected decision: `allow`, `deny` or `approve`.
+    #[serde(default, alias = "decision")]
+    pub expect: Option<String>,
+    /// The rule expected to decide the call; `null`: the default applied.
+    #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<String>")]
+    pub rule: Option<Option<String>>,
+    /// A text the call's reason must contain.
+    #[serde(default, alias = "reason")]
+    pub reason_contains: Option<String>,
+    /// What the user asked (recorded as the session's input).
+    #[serde(default)]
+    pub input: Option<String>,
+    /// What the previous call returned (any value; it must have run).
+    #[serde(default, deserialize_with = "present_value")]
+    #[schemars(with = "Option<Value>")]
+    pub result: Option<Value>,
+}
+
+/// Distinguishes `result: null` (Some(Null)) from an absent `result`.
+fn present_value<'de, D>(d: D) -> Result<Option<Value>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Value::deserialize(d).map(Some)
 }
 
 /// Distinguishes `rule: null` (Some(None)) from an absent `rule` (None).
@@ -96,6 +139,8 @@ pub struct Outcome {
     pub actual: Value,
     /// Why the case failed, one line per difference.
     pub diff: Vec<String>,
+    /// The rules that decided its calls.
+    pub hit: Vec<String>,
 }
 
 impl CaseSpec {
@@ -196,10 +241,11 @@ pub fn inline_cases(policy: &Policy, origin: &str) -> Vec<Case> {
                 metadata: None,
                 session: test.session.clone(),
                 now: None,
-                expect: test.expect.as_str().to_string(),
+                expect: Some(test.expect.as_str().to_string()),
                 // The engine's `rule` is "the rule expected, if given".
                 rule: test.rule.clone().map(Some),
                 reason_contains: None,
+                steps: None,
             },
         })
         .collect()
@@ -207,6 +253,9 @@ pub fn inline_cases(policy: &Policy, origin: &str) -> Vec<Case> {
 
 /// Runs one case against a compiled policy.
 pub fn run_case(policy: &Policy, case: &Case) -> Outcome {
+    if let Some(steps) = &case.spec.steps {
+        return run_session(policy, case, steps);
+    }
     // Through the enforcement path, from the case's fixed facts (a case
     // is one call: it records nothing).
     let evaluated = case.spec.call_json().and_then(|call| {
@@ -225,29 +274,53 @@ pub fn run_case(policy: &Policy, case: &Case) -> Outcome {
                 pass: false,
                 actual: json!({"error": message}),
                 diff: vec![format!("the case cannot run: {message}")],
+                hit: Vec::new(),
             };
         }
     };
-    let actual = json!({
+    let spec = &case.spec;
+    let diff = check(
+        spec.expect.as_deref(),
+        spec.rule.as_ref(),
+        spec.reason_contains.as_deref(),
+        &decision,
+    );
+    Outcome {
+        case: case.clone(),
+        pass: diff.is_empty(),
+        actual: decision_json(&decision),
+        diff,
+        hit: decision.rule_name.iter().map(|r| r.to_string()).collect(),
+    }
+}
+
+fn decision_json(decision: &Decision) -> Value {
+    json!({
         "decision": decision.action.as_str(),
         "rule_name": decision.rule_name.as_deref(),
         "reason": decision.reason,
-    });
+    })
+}
+
+/// How `decision` differs from what was expected, one line per difference.
+fn check(
+    expect: Option<&str>,
+    rule: Option<&Option<String>>,
+    reason_contains: Option<&str>,
+    decision: &Decision,
+) -> Vec<String> {
     let mut diff = Vec::new();
-    let spec = &case.spec;
-    if !matches!(spec.expect.as_str(), "allow" | "deny" | "approve") {
-        diff.push(format!(
-            "`expect: {}` is not a decision (allow, deny or approve)",
-            spec.expect
-        ));
-    } else if spec.expect != decision.action.as_str() {
-        diff.push(format!(
-            "decision: expected {}, got {}",
-            spec.expect,
-            decision.action.as_str()
-        ));
+    match expect {
+        None => diff.push(String::from("no `expect:` (allow, deny or approve)")),
+        Some(e) if !matches!(e, "allow" | "deny" | "approve") => {
+            diff.push(format!("`expect: {e}` is not a decision (allow, deny or approve)"));
+        }
+        Some(e) if e != decision.action.as_str() => {
+            diff.push(format!("decision: expected {e}, got {}", decision.action.as_str()));
+        }
+        Some(_) => {}
     }
-    if let Some(expected_rule) = &spec.rule {
+    if let Some(expected_rule) = rule {
         let got = decision.rule_name.as_deref();
         if expected_rule.as_deref() != got {
             diff.push(format!(
@@ -257,22 +330,127 @@ pub fn run_case(policy: &Policy, case: &Case) -> Outcome {
             ));
         }
     }
-    if let Some(text) = spec
-        .reason_contains
-        .as_ref()
-        .filter(|text| !decision.reason.contains(text.as_str()))
-    {
+    if let Some(text) = reason_contains.filter(|text| !decision.reason.contains(text)) {
         diff.push(format!(
             "reason: expected it to contain `{text}`, got `{}`",
             decision.reason
         ));
     }
+    diff
+}
+
+/// What one step of a session test does.
+enum StepKind<'a> {
+    Call(&'a Value),
+    Input(&'a str),
+    Result(&'a Value),
+}
+
+fn step_kind(step: &StepSpec) -> Result<StepKind<'_>, String> {
+    let has_call_fields = step.expect.is_some() || step.rule.is_some() || step.reason_contains.is_some();
+    match (&step.call, &step.input, &step.result) {
+        (Some(call), None, None) => Ok(StepKind::Call(call)),
+        (None, Some(text), None) if !has_call_fields => Ok(StepKind::Input(text)),
+        (None, None, Some(value)) if !has_call_fields => Ok(StepKind::Result(value)),
+        (None, None, None) => Err(String::from("the step has none of `call`, `input`, `result`")),
+        (None, _, _) if has_call_fields => Err(String::from("`expect`, `rule` and `reason` belong to a `call` step")),
+        _ => Err(String::from(
+            "a step is one of `call`, `input` or `result`, not several",
+        )),
+    }
+}
+
+/// Runs a session test (`steps:`) in one fresh session, through the
+/// enforcement path as `tame eval` does: each call decided and recorded,
+/// each input and result recorded. A step that cannot run ends the test.
+fn run_session(policy: &Policy, case: &Case, steps: &[StepSpec]) -> Outcome {
+    let spec = &case.spec;
+    let store = MemoryStore::with_log_capacity(0);
+    let enforcer = Enforcer::with_policy(policy);
+    let mut session = spec.session_id.clone().unwrap_or_else(|| String::from("test"));
+    let mut diff = Vec::new();
+    let mut actual = Vec::new();
+    let mut hit = Vec::new();
+    if spec.call.is_some() || spec.tool.is_some() || spec.expect.is_some() {
+        diff.push(String::from(
+            "a test holds `steps:` or one `call:` with `expect:`, not both",
+        ));
+    }
+    for (i, step) in steps.iter().enumerate() {
+        let n = i + 1;
+        let ran = step_kind(step).and_then(|kind| match kind {
+            StepKind::Call(call) => {
+                let call = step_call(spec, call, &session)?;
+                if let Some(id) = call.get("session_id").and_then(Value::as_str) {
+                    session = id.to_owned();
+                }
+                let tool = call.get("tool_name").and_then(Value::as_str).unwrap_or("?").to_owned();
+                let (call, facts) = crate::local::enforce_call(&call)?;
+                if let Some(facts) = &facts {
+                    store.seed_session(&enforcer.session_key(&call), SessionState::seeded(facts));
+                }
+                let decision = store.enforce(&enforcer, call).map_err(|e| e.to_string())?.decision;
+                let mut got = decision_json(&decision);
+                crate::output::set(&mut got, "step", n);
+                actual.push(got);
+                hit.extend(decision.rule_name.iter().map(|r| r.to_string()));
+                let wrong = check(
+                    step.expect.as_deref(),
+                    step.rule.as_ref(),
+                    step.reason_contains.as_deref(),
+                    &decision,
+                );
+                diff.extend(wrong.into_iter().map(|d| format!("step {n} (`{tool}`): {d}")));
+                Ok(())
+            }
+            StepKind::Input(text) => {
+                actual.push(json!({"step": n, "recorded": "input"}));
+                crate::steps::record_input(&store, &enforcer, &session, text).map_err(|e| e.to_string())
+            }
+            StepKind::Result(value) => {
+                actual.push(json!({"step": n, "recorded": "result"}));
+                crate::steps::record_result(&store, &enforcer, &session, value.clone()).map_err(|e| e.to_string())
+            }
+        });
+        if let Err(message) = ran {
+            diff.push(format!("step {n} cannot run: {message}"));
+            actual.push(json!({"step": n, "error": message}));
+            break;
+        }
+    }
     Outcome {
         case: case.clone(),
         pass: diff.is_empty(),
-        actual,
+        actual: json!({ "steps": actual }),
         diff,
+        hit,
     }
+}
+
+/// A step's call in the test's session (with the test's `agent_id`,
+/// `user_id` and `metadata` unless the call names its own).
+fn step_call(spec: &CaseSpec, call: &Value, session: &str) -> Result<Value, String> {
+    let Value::Object(fields) = call else {
+        return Err(String::from("`call` must be a mapping"));
+    };
+    let mut call = Value::Object(fields.clone());
+    let defaults = [
+        ("session_id", Some(Value::String(session.to_owned()))),
+        ("agent_id", spec.agent_id.clone().map(Value::String)),
+        ("user_id", spec.user_id.clone().map(Value::String)),
+        ("metadata", spec.metadata.clone()),
+    ];
+    for (key, value) in defaults {
+        if let Some(value) = value
+            && call.get(key).is_none()
+        {
+            crate::output::set(&mut call, key, value);
+        }
+    }
+    if call.get("tool_args").is_none() {
+        crate::output::set(&mut call, "tool_args", json!({}));
+    }
+    Ok(call)
 }
 
 /// The rule names a policy declares, in file order.
@@ -369,9 +547,7 @@ fn run_file(path: &Path, extra: &[PathBuf], quiet: bool, out: &Out) -> Result<Fi
     let mut case_reports = Vec::new();
     for case in &cases {
         let outcome = run_case(&policy, case);
-        if let Some(rule) = outcome.actual.get("rule_name").and_then(Value::as_str) {
-            hit.insert(rule.to_string());
-        }
+        hit.extend(outcome.hit.iter().cloned());
         if outcome.pass {
             passed += 1;
         } else {
@@ -437,6 +613,13 @@ fn print_outcome(outcome: &Outcome, out: &Out) {
         bold(&case.name),
         dim(format!("({})", case.origin))
     ));
+    if case.spec.steps.is_some() {
+        // A session: each line names its step.
+        for line in &outcome.diff {
+            out.line(format!("      {line}"));
+        }
+        return;
+    }
     let expected_rule = match &case.spec.rule {
         None => String::new(),
         Some(None) => String::from(" by (default)"),
@@ -444,7 +627,7 @@ fn print_outcome(outcome: &Outcome, out: &Out) {
     };
     out.line(format!(
         "      - expected: {}{expected_rule}",
-        decision_word(&case.spec.expect)
+        decision_word(case.spec.expect.as_deref().unwrap_or("(none)"))
     ));
     let actual_decision = outcome
         .actual
