@@ -341,16 +341,22 @@ Examples:
   tame audit export > audit.jsonl")]
     Audit(AuditArgs),
 
-    /// Guard an MCP server: enforce every tools/call with a policy (stdio proxy)
+    /// Guard an MCP server: enforce every tools/call with a policy (stdio or Streamable HTTP)
     #[command(after_help = "\
 Examples:
   tame mcp-proxy --policy policies.yml -- python my_server.py
   tame mcp-proxy --api-url http://127.0.0.1:8000 --agent-id bot --hide-denied -- npx some-mcp-server
+  tame mcp-proxy --policy policies.yml --url https://mcp.example.com/mcp --header 'Authorization: Bearer ...'
+  tame mcp-proxy --policy policies.yml --listen 127.0.0.1:8931 -- python my_server.py
+  tame mcp-proxy --policy policies.yml --print-config claude -- npx -y @modelcontextprotocol/server-filesystem ~/docs
 
 Point the MCP client at this command instead of the server's. Denied calls get
 an isError tool result with the rule's reason; approvals are waited for on the
 server (bounded); allowed calls are forwarded and their results recorded.
---policy decides in process; without it the server at --api-url decides.")]
+--policy decides in process; without it the server at --api-url decides.
+The server is a command (stdio) or --url (Streamable HTTP); clients speak over
+stdin/stdout, or over Streamable HTTP at http://ADDR/mcp with --listen.
+--print-config prints the client configuration entry that runs this proxy.")]
     McpProxy(crate::integrations::McpProxyArgs),
 
     /// Run a tool with the tool protocol v1 (Python subprocess or HTTP service), policy first

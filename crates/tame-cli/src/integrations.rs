@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use tame_integrations::run::exit;
-use tame_integrations::{CallContext, McpProxyOptions, RunToolOptions};
+use tame_integrations::{CallContext, Launcher, McpProxyOptions, McpTransportArgs, RunToolOptions};
 
 use crate::Exit;
 use crate::cli::Cli;
@@ -37,8 +37,10 @@ pub struct McpProxyArgs {
     /// Append decisions and results to this JSON-lines file (embedded engine)
     #[arg(long)]
     pub journal: Option<PathBuf>,
-    /// The MCP server command, after `--`
-    #[arg(last = true, required = true, num_args = 1..)]
+    #[command(flatten)]
+    pub transport: McpTransportArgs,
+    /// The MCP server command, after `--` (or --url)
+    #[arg(last = true, required_unless_present = "url", num_args = 1..)]
     pub command: Vec<String>,
 }
 
@@ -104,7 +106,7 @@ fn api_url(cli: &Cli, policy: Option<&PathBuf>) -> Option<String> {
 }
 
 pub fn mcp_proxy(args: &McpProxyArgs, cli: &Cli) -> Result<Exit, CliError> {
-    let opts = McpProxyOptions {
+    let mut opts = McpProxyOptions {
         policy: args.policy.clone(),
         api_url: api_url(cli, args.policy.as_ref()),
         api_key: cli.api_key.clone(),
@@ -117,6 +119,19 @@ pub fn mcp_proxy(args: &McpProxyArgs, cli: &Cli) -> Result<Exit, CliError> {
         command: args.command.clone(),
         ..McpProxyOptions::default()
     };
+    args.transport
+        .apply(&mut opts)
+        .map_err(|e| CliError::Input(e.to_string()))?;
+    if let Some(kind) = args.transport.print_config {
+        let config = Launcher::current(&["mcp-proxy"])
+            .and_then(|launcher| {
+                tame_integrations::client_config(kind, &launcher, &opts, args.transport.name.as_deref())
+            })
+            .map_err(|e| CliError::Input(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&config).map_err(|e| CliError::Other(e.to_string()))?;
+        println!("{text}");
+        return Ok(Exit::Ok);
+    }
     let runtime = runtime()?;
     let result = runtime.block_on(tame_integrations::run_mcp_proxy(opts));
     // stdin is read on a blocking thread that would hold up a normal

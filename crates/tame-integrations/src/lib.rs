@@ -1,7 +1,10 @@
 //! Tame integrations: guard agents' tools where they already run.
 //!
-//! - [`mcp`]: an MCP stdio proxy (`tame mcp-proxy`) that enforces every
-//!   `tools/call` before the real server sees it;
+//! - [`mcp`]: the MCP proxy (`tame mcp-proxy`) that enforces every
+//!   `tools/call` before the real server sees it, over stdio or Streamable
+//!   HTTP on either side ([`mcp_upstream`]: the server, a child or a URL;
+//!   [`mcp_listen`]: clients over HTTP; [`mcp_config`]: its options and
+//!   the client configuration entries it prints);
 //! - [`protocol`]: the tool protocol v1 runner (Python subprocess or HTTP
 //!   service, with timeouts and trace fields);
 //! - [`run`]: guarded tool runs for `tame run-tool` and the server's
@@ -36,6 +39,9 @@ pub mod error;
 pub mod guard;
 pub mod hide;
 pub mod mcp;
+pub mod mcp_config;
+pub mod mcp_listen;
+pub mod mcp_upstream;
 pub mod protocol;
 pub mod run;
 pub mod tls;
@@ -46,6 +52,7 @@ pub use guard::{
     AnyGuard, ApprovalOutcome, Approver, CallOutcome, CallStatus, EmbeddedGuard, Guard, RemoteGuard, ToolCall, Verdict,
 };
 pub use mcp::{McpProxyOptions, run_mcp_proxy, run_mcp_proxy_with};
+pub use mcp_config::{ClientKind, Launcher, McpTransportArgs, client_config};
 pub use protocol::{Execution, RunnerSpec, ToolBinding, ToolError, ToolRunner, ToolsFile, Trace};
 pub use run::{
     CallContext, RunToolOptions, ToolRunReport, ToolsService, run_guarded, run_tool, run_tool_async, tools_router,

@@ -1,5 +1,5 @@
-//! The MCP stdio proxy: spawns the real MCP server, relays newline-delimited
-//! JSON-RPC 2.0 both ways unchanged, and enforces every `tools/call` from the
+//! The MCP proxy: relays JSON-RPC 2.0 between an MCP client and the real
+//! MCP server both ways unchanged, and enforces every `tools/call` from the
 //! client before it reaches the server.
 //!
 //! - deny: the client gets a tool result `{"content": [{"type": "text",
@@ -9,6 +9,12 @@
 //!   approval id;
 //! - allow: the call is forwarded and its result recorded when it returns.
 //!
+//! This module is the relay of one session over message queues, whatever
+//! the transports: the server is a child over stdio or a Streamable HTTP
+//! endpoint ([`crate::mcp_upstream`]); the client speaks over stdio
+//! ([`run_mcp_proxy_with`]) or Streamable HTTP ([`crate::mcp_listen`], one
+//! relay per MCP session).
+//!
 //! Robustness: a line from the client that is not JSON gets a `-32700` parse
 //! error and the proxy carries on; when the server dies, every request still
 //! waiting for it gets an error and the proxy exits non-zero; when the client
@@ -16,18 +22,18 @@
 //! to exit before it is killed.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::mcp_upstream::{Connected, Upstream};
 use serde_json::{Map, Value, json};
 use tame_engine::Action;
 use tokio::io::{
     AsyncBufRead, AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, BufReader,
 };
-use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
@@ -66,8 +72,24 @@ pub struct McpProxyOptions {
     /// Embedded engine only: append decisions and results to this
     /// JSON-lines file.
     pub journal: Option<PathBuf>,
-    /// The MCP server command and its arguments.
+    /// The MCP server command and its arguments (run as a child, over
+    /// stdio).
     pub command: Vec<String>,
+    /// Instead of `command`: the MCP server's Streamable HTTP endpoint
+    /// (`http://` or `https://`).
+    pub url: Option<String>,
+    /// HTTP headers sent to the server at `url` (e.g. its `Authorization`).
+    pub headers: Vec<(String, String)>,
+    /// Serve MCP clients over Streamable HTTP on this address (at
+    /// [`crate::mcp_listen::MCP_PATH`]) instead of stdin/stdout: one
+    /// server connection and one Tame session per MCP session.
+    pub listen: Option<SocketAddr>,
+    /// Host names (besides loopback addresses, `localhost` and the listen
+    /// address) the HTTP listener answers to; `*` for any.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins (`scheme://host[:port]`) allowed to call the HTTP
+    /// listener besides its own.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for McpProxyOptions {
@@ -84,13 +106,21 @@ impl Default for McpProxyOptions {
             shutdown_grace: Duration::from_secs(5),
             journal: None,
             command: Vec::new(),
+            url: None,
+            headers: Vec::new(),
+            listen: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }
 
-/// Runs the proxy on this process's stdin/stdout until the client or the
-/// server goes away. Returns the process exit code: 0 after a clean
-/// client-initiated shutdown, non-zero when the server died.
+/// Runs the proxy until the client or the server goes away. The client
+/// speaks over this process's stdin/stdout, or, with `listen`, over
+/// Streamable HTTP (see [`crate::mcp_listen`]); the server is the `command`
+/// run as a child, or the Streamable HTTP endpoint at `url`. Returns the
+/// process exit code: 0 after a clean client-initiated shutdown, non-zero
+/// when the server died.
 ///
 /// Reading stdin blocks a runtime thread: after this returns, a binary
 /// should `std::process::exit` with the code rather than wait for the
@@ -107,7 +137,31 @@ pub async fn run_mcp_proxy(opts: McpProxyOptions) -> Result<i32> {
     {
         load_remote_hidden(remote).await;
     }
+    if let Some(addr) = opts.listen {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Io {
+            what: format!("cannot listen on {addr}"),
+            source,
+        })?;
+        crate::mcp_listen::serve(Arc::new(guard), opts, listener, shutdown_signal()).await?;
+        return Ok(0);
+    }
     run_mcp_proxy_with(Arc::new(guard), &opts, tokio::io::stdin(), tokio::io::stdout()).await
+}
+
+/// Resolves on Ctrl-C (or SIGTERM on unix).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn load_remote_hidden(remote: &RemoteGuard) {
@@ -118,10 +172,22 @@ async fn load_remote_hidden(remote: &RemoteGuard) {
 
 /// Something for the client or server writer task.
 #[derive(Debug)]
-enum Out {
+pub(crate) enum Out {
     Line(String),
     /// Write everything queued before this, flush, then acknowledge.
     Flush(oneshot::Sender<()>),
+}
+
+/// One message read from a side of the proxy.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    Text(String),
+    /// A message that could not be read as text (not UTF-8, too long):
+    /// what was wrong, and its bytes as far as they can be shown.
+    Bad {
+        problem: String,
+        lossy: String,
+    },
 }
 
 /// A request forwarded to the server whose response has not come back.
@@ -147,19 +213,45 @@ struct Table {
     closed: bool,
 }
 
-struct Shared<G> {
+/// One proxied MCP session: its guard, its Tame session, both sides'
+/// outgoing queues and the requests in flight.
+pub(crate) struct Shared<G> {
     guard: Arc<G>,
     session_id: String,
     agent_id: Option<String>,
     user_id: Option<String>,
     hide_denied: bool,
     approval_timeout: Duration,
-    to_client: mpsc::UnboundedSender<Out>,
-    to_server: mpsc::UnboundedSender<Out>,
+    pub(crate) to_client: mpsc::UnboundedSender<Out>,
+    pub(crate) to_server: mpsc::UnboundedSender<Out>,
     table: Mutex<Table>,
 }
 
 impl<G> Shared<G> {
+    /// A session deciding with `guard` under `opts` (its Tame session id,
+    /// or a fresh one).
+    pub(crate) fn new(
+        guard: Arc<G>,
+        opts: &McpProxyOptions,
+        to_client: mpsc::UnboundedSender<Out>,
+        to_server: mpsc::UnboundedSender<Out>,
+    ) -> Self {
+        Shared {
+            guard,
+            session_id: opts
+                .session_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            agent_id: opts.agent_id.clone(),
+            user_id: opts.user_id.clone(),
+            hide_denied: opts.hide_denied,
+            approval_timeout: opts.approval_timeout.min(MAX_APPROVAL_WAIT),
+            to_client,
+            to_server,
+            table: Mutex::new(Table::default()),
+        }
+    }
+
     fn table(&self) -> MutexGuard<'_, Table> {
         // A poisoned table still holds consistent entries (every update is a
         // single insert or remove): keep going rather than drop requests.
@@ -189,8 +281,65 @@ impl<G> Shared<G> {
     }
 }
 
+/// Which side ended a proxied session.
+pub(crate) enum Ended {
+    /// The client is gone; the server reader still runs (to deliver and
+    /// record what the server still answers).
+    ClientLeft(tokio::task::JoinHandle<()>),
+    /// The server is gone.
+    ServerLeft,
+}
+
+/// Relays one session until a side goes away: `client_in` carries the
+/// client's messages, `server_in` the server's; what is for either side goes
+/// to `shared`'s queues.
+pub(crate) async fn relay<G: Guard + 'static>(
+    shared: &Arc<Shared<G>>,
+    client_in: mpsc::Receiver<Incoming>,
+    server_in: mpsc::Receiver<Incoming>,
+) -> Ended {
+    let mut server_reader = tokio::spawn(read_server(Arc::clone(shared), server_in));
+    let mut client_reader = tokio::spawn(read_client(Arc::clone(shared), client_in));
+    tokio::select! {
+        _ = &mut client_reader => Ended::ClientLeft(server_reader),
+        _ = &mut server_reader => {
+            client_reader.abort();
+            Ended::ServerLeft
+        }
+    }
+}
+
+/// How many messages read from a side may wait for the proxy.
+pub(crate) const INCOMING_QUEUE: usize = 64;
+
+/// Reads newline-delimited messages from `input` into `tx` until the end of
+/// the stream (or `tx`'s receiver is gone). `side` names the peer in errors.
+pub(crate) async fn read_lines<R: AsyncRead + Unpin>(input: R, tx: mpsc::Sender<Incoming>, side: &'static str) {
+    let mut reader = BufReader::new(input);
+    let mut buf = Vec::new();
+    loop {
+        let item = match next_line(&mut reader, &mut buf).await {
+            Ok(Some(Ok(line))) => Incoming::Text(line),
+            Ok(Some(Err(problem))) => Incoming::Bad {
+                problem,
+                lossy: String::from_utf8_lossy(&buf).trim_end().to_owned(),
+            },
+            Ok(None) => break,
+            Err(err) => {
+                eprintln!("tame mcp-proxy: cannot read from the {side}: {err}");
+                break;
+            }
+        };
+        if tx.send(item).await.is_err() {
+            break;
+        }
+    }
+}
+
 /// The proxy's core over any client streams: `client_in` carries the
-/// client's messages, `client_out` receives everything for the client.
+/// client's newline-delimited messages, `client_out` receives everything
+/// for the client. The server is `opts.command` (a child over stdio) or
+/// `opts.url` (Streamable HTTP).
 pub async fn run_mcp_proxy_with<G, R, W>(
     guard: Arc<G>,
     opts: &McpProxyOptions,
@@ -202,74 +351,37 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (program, args) = opts
-        .command
-        .split_first()
-        .ok_or_else(|| Error::Config("no mcp server command given (put it after `--`)".into()))?;
-    let shown = opts.command.join(" ");
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| Error::Io {
-            what: format!("cannot start mcp server `{shown}`"),
-            source,
-        })?;
-    let server_in = child
-        .stdin
-        .take()
-        .ok_or_else(|| Error::Mcp("the mcp server's stdin is not piped".into()))?;
-    let server_out = child
-        .stdout
-        .take()
-        .ok_or_else(|| Error::Mcp("the mcp server's stdout is not piped".into()))?;
+    let Connected {
+        upstream,
+        to_server,
+        from_server,
+    } = Upstream::connect(opts).await?;
 
     let (to_client, client_rx) = mpsc::unbounded_channel();
-    let (to_server, server_rx) = mpsc::unbounded_channel();
     let client_writer = tokio::spawn(write_lines(client_out, client_rx));
-    let server_writer = tokio::spawn(write_lines(server_in, server_rx));
+    let (client_tx, client_msgs) = mpsc::channel(INCOMING_QUEUE);
+    let client_reader = tokio::spawn(read_lines(client_in, client_tx, "client"));
 
-    let shared = Arc::new(Shared {
-        guard,
-        session_id: opts
-            .session_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        agent_id: opts.agent_id.clone(),
-        user_id: opts.user_id.clone(),
-        hide_denied: opts.hide_denied,
-        approval_timeout: opts.approval_timeout.min(MAX_APPROVAL_WAIT),
-        to_client,
-        to_server,
-        table: Mutex::new(Table::default()),
-    });
-
-    let mut server_reader = tokio::spawn(read_server(Arc::clone(&shared), server_out));
-    let mut client_reader = tokio::spawn(read_client(Arc::clone(&shared), client_in));
-
-    let code = tokio::select! {
-        _ = &mut client_reader => {
-            // The client is gone: close the server's stdin (the MCP stdio
-            // shutdown), give it a grace period, then kill it.
-            drop_server_input(&shared, server_writer).await;
-            let status = wait_or_kill(&mut child, opts.shutdown_grace).await;
-            let _ = tokio::time::timeout(Duration::from_secs(2), &mut server_reader).await;
-            tracing::debug!(?status, "mcp server stopped after the client disconnected");
+    let shared = Arc::new(Shared::new(guard, opts, to_client, to_server));
+    let code = match relay(&shared, client_msgs, from_server).await {
+        Ended::ClientLeft(server_reader) => {
+            // The client is gone: shut the server down (stdio: close its
+            // stdin, a grace period, then kill it; HTTP: end the session).
+            upstream.close(&shared.to_server, opts.shutdown_grace).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), server_reader).await;
             0
         }
-        _ = &mut server_reader => {
+        Ended::ServerLeft => {
             client_reader.abort();
-            let status = wait_or_kill(&mut child, Duration::from_secs(2)).await;
+            let shown = upstream.shown().to_owned();
+            let (code, status) = upstream.exited().await;
             let answered = fail_pending(&shared);
-            let status_text = status.map_or_else(|| "unknown exit status".to_owned(), |s| s.to_string());
             eprintln!(
-                "tame mcp-proxy: mcp server `{shown}` exited unexpectedly ({status_text}); \
-                 {answered} pending request(s) answered with an error"
+                "tame mcp-proxy: mcp server `{}` exited unexpectedly ({status}); \
+                 {answered} pending request(s) answered with an error",
+                shown
             );
-            status.and_then(|s| s.code()).filter(|c| *c != 0).unwrap_or(1)
+            code
         }
     };
 
@@ -282,51 +394,8 @@ where
     Ok(code)
 }
 
-/// Closes the server's stdin once everything queued for it was written.
-async fn drop_server_input<G>(shared: &Shared<G>, server_writer: tokio::task::JoinHandle<()>) {
-    let (ack, acked) = oneshot::channel();
-    if shared.to_server.send(Out::Flush(ack)).is_ok() {
-        let _ = tokio::time::timeout(Duration::from_secs(5), acked).await;
-    }
-    // Aborting the writer drops the pipe: the server sees EOF.
-    server_writer.abort();
-    let _ = server_writer.await;
-}
-
-async fn wait_or_kill(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
-    if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
-        return status.ok();
-    }
-    // As the MCP stdio transport asks: SIGTERM first, then SIGKILL.
-    if terminate(child) {
-        eprintln!("tame mcp-proxy: mcp server did not exit within {grace:?}; sent SIGTERM");
-        if let Ok(status) = tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
-            return status.ok();
-        }
-    }
-    eprintln!("tame mcp-proxy: killing the mcp server");
-    let _ = child.start_kill();
-    child.wait().await.ok()
-}
-
-/// Sends SIGTERM to the child; `false` when that is not possible.
-#[cfg(unix)]
-fn terminate(child: &Child) -> bool {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
-    child
-        .id()
-        .and_then(|pid| i32::try_from(pid).ok())
-        .is_some_and(|pid| kill(Pid::from_raw(pid), Signal::SIGTERM).is_ok())
-}
-
-#[cfg(not(unix))]
-fn terminate(_child: &Child) -> bool {
-    false
-}
-
 /// Answers every request still waiting for the (dead) server with an error.
-fn fail_pending<G>(shared: &Shared<G>) -> usize {
+pub(crate) fn fail_pending<G>(shared: &Shared<G>) -> usize {
     let pending = {
         let mut table = shared.table();
         table.closed = true;
@@ -343,7 +412,7 @@ fn fail_pending<G>(shared: &Shared<G>) -> usize {
     pending.len()
 }
 
-async fn write_lines<W: AsyncWrite + Unpin>(mut out: W, mut rx: mpsc::UnboundedReceiver<Out>) {
+pub(crate) async fn write_lines<W: AsyncWrite + Unpin>(mut out: W, mut rx: mpsc::UnboundedReceiver<Out>) {
     while let Some(item) = rx.recv().await {
         match item {
             Out::Line(mut line) => {
@@ -432,61 +501,56 @@ fn verdict_meta(verdict: &Verdict) -> Value {
     })
 }
 
-async fn read_client<G, R>(shared: Arc<Shared<G>>, client_in: R)
+async fn read_client<G>(shared: Arc<Shared<G>>, mut client_in: mpsc::Receiver<Incoming>)
 where
     G: Guard + 'static,
-    R: AsyncRead + Unpin,
 {
-    let mut reader = BufReader::new(client_in);
-    let mut buf = Vec::new();
     let mut calls = JoinSet::new();
-    loop {
-        let line = match next_line(&mut reader, &mut buf).await {
-            Ok(Some(Ok(line))) => line,
-            Ok(Some(Err(problem))) => {
+    while let Some(item) = client_in.recv().await {
+        match item {
+            Incoming::Text(line) => handle_client_text(&shared, &mut calls, line).await,
+            Incoming::Bad { problem, .. } => {
                 // Not UTF-8, or too long: a parse error, and go on.
                 shared.send_client(&error_response(
                     &Value::Null,
                     codes::PARSE_ERROR,
                     &format!("parse error: {problem}"),
                 ));
-                continue;
             }
-            Ok(None) => break,
-            Err(err) => {
-                eprintln!("tame mcp-proxy: cannot read from the client: {err}");
-                break;
-            }
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Value>(&line) {
-            Err(err) => shared.send_client(&error_response(
-                &Value::Null,
-                codes::PARSE_ERROR,
-                &format!("parse error: {err}"),
-            )),
-            Ok(Value::Array(batch)) if batch.is_empty() => shared.send_client(&error_response(
-                &Value::Null,
-                codes::INVALID_REQUEST,
-                "invalid request: empty batch",
-            )),
-            Ok(Value::Array(batch)) => {
-                // Batches are relayed element by element (answers come back
-                // one by one), so that every `tools/call` in them is enforced.
-                for message in batch {
-                    let text = message.to_string();
-                    handle_client_message(&shared, &mut calls, message, text).await;
-                }
-            }
-            Ok(message) => handle_client_message(&shared, &mut calls, message, line).await,
         }
         // Reap finished enforcement tasks as we go.
         while calls.try_join_next().is_some() {}
     }
     // Let calls under enforcement reach the server before it is shut down.
     while calls.join_next().await.is_some() {}
+}
+
+/// One message (or batch) of the client, as text.
+async fn handle_client_text<G: Guard + 'static>(shared: &Arc<Shared<G>>, calls: &mut JoinSet<()>, line: String) {
+    if line.trim().is_empty() {
+        return;
+    }
+    match serde_json::from_str::<Value>(&line) {
+        Err(err) => shared.send_client(&error_response(
+            &Value::Null,
+            codes::PARSE_ERROR,
+            &format!("parse error: {err}"),
+        )),
+        Ok(Value::Array(batch)) if batch.is_empty() => shared.send_client(&error_response(
+            &Value::Null,
+            codes::INVALID_REQUEST,
+            "invalid request: empty batch",
+        )),
+        Ok(Value::Array(batch)) => {
+            // Batches are relayed element by element (answers come back
+            // one by one), so that every `tools/call` in them is enforced.
+            for message in batch {
+                let text = message.to_string();
+                handle_client_message(shared, calls, message, text).await;
+            }
+        }
+        Ok(message) => handle_client_message(shared, calls, message, line).await,
+    }
 }
 
 async fn handle_client_message<G: Guard + 'static>(
@@ -668,28 +732,25 @@ async fn await_approval<G: Guard + 'static>(
     shared.send_client(&refusal(&id, &text, verdict_meta(&verdict)));
 }
 
-async fn read_server<G, R>(shared: Arc<Shared<G>>, server_out: R)
+/// Relays the server's messages to the client. The result of a call is
+/// recorded before the client sees it, so that the session's history holds
+/// it when the client's next call (which may use it) is decided; results are
+/// recorded in the order the server gave them.
+async fn read_server<G>(shared: Arc<Shared<G>>, mut server_in: mpsc::Receiver<Incoming>)
 where
     G: Guard + 'static,
-    R: AsyncRead + Unpin,
 {
-    let mut reader = BufReader::new(server_out);
-    let mut buf = Vec::new();
-    let mut records = JoinSet::new();
-    loop {
-        let line = match next_line(&mut reader, &mut buf).await {
-            Ok(Some(Ok(line))) => line,
-            Ok(Some(Err(problem))) => {
+    while let Some(item) = server_in.recv().await {
+        let line = match item {
+            Incoming::Text(line) => line,
+            Incoming::Bad { problem, lossy } => {
                 // Not ours to fix: say so and relay what can be relayed.
                 eprintln!("tame mcp-proxy: the mcp server wrote a bad line: {problem}");
-                if !buf.is_empty() {
-                    let _ = shared
-                        .to_client
-                        .send(Out::Line(String::from_utf8_lossy(&buf).trim_end().to_owned()));
+                if !lossy.is_empty() {
+                    let _ = shared.to_client.send(Out::Line(lossy));
                 }
                 continue;
             }
-            Ok(None) | Err(_) => break,
         };
         let Ok(Value::Object(mut message)) = serde_json::from_str::<Value>(&line) else {
             // Not ours to judge: relay as is.
@@ -717,22 +778,17 @@ where
             Some(Pending::ToolCall(forwarded)) => {
                 let ForwardedCall { call, verdict, started } = *forwarded;
                 let outcome = call_outcome(&message, started);
-                let shared = Arc::clone(&shared);
-                records.spawn(async move {
-                    if let Err(err) = shared.guard.record(&verdict, &call, &outcome).await {
-                        eprintln!(
-                            "tame mcp-proxy: cannot record the result of `{}`: {err:#}",
-                            call.tool_name
-                        );
-                    }
-                });
+                if let Err(err) = shared.guard.record(&verdict, &call, &outcome).await {
+                    eprintln!(
+                        "tame mcp-proxy: cannot record the result of `{}`: {err:#}",
+                        call.tool_name
+                    );
+                }
             }
             Some(Pending::Plain) | None => {}
         }
         let _ = shared.to_client.send(Out::Line(line));
-        while records.try_join_next().is_some() {}
     }
-    while records.join_next().await.is_some() {}
 }
 
 /// The outcome of a forwarded `tools/call` from the server's response.

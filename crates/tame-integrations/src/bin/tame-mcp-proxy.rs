@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use tame_integrations::{McpProxyOptions, run_mcp_proxy};
+use tame_integrations::{Launcher, McpProxyOptions, McpTransportArgs, client_config, run_mcp_proxy};
 
 /// Guard an MCP server: enforce every `tools/call` with a Tame policy.
 #[derive(Debug, Parser)]
@@ -38,8 +38,10 @@ struct Args {
     /// Append decisions and results to this JSON-lines file (embedded engine).
     #[arg(long)]
     journal: Option<PathBuf>,
-    /// The MCP server command, after `--`.
-    #[arg(last = true, required = true, num_args = 1..)]
+    #[command(flatten)]
+    transport: McpTransportArgs,
+    /// The MCP server command, after `--` (or --url).
+    #[arg(last = true, required_unless_present = "url", num_args = 1..)]
     command: Vec<String>,
 }
 
@@ -47,7 +49,7 @@ fn main() {
     let args = Args::parse();
     let approval_timeout =
         Duration::try_from_secs_f64(args.approval_timeout.max(0.0)).unwrap_or(Duration::from_secs(30));
-    let opts = McpProxyOptions {
+    let mut opts = McpProxyOptions {
         policy: args.policy,
         api_url: args.api_url,
         api_key: args.api_key,
@@ -60,6 +62,22 @@ fn main() {
         command: args.command,
         ..McpProxyOptions::default()
     };
+    if let Err(err) = args.transport.apply(&mut opts) {
+        eprintln!("tame mcp-proxy: {err}");
+        std::process::exit(2);
+    }
+    if let Some(kind) = args.transport.print_config {
+        let config = Launcher::current(&[])
+            .and_then(|launcher| client_config(kind, &launcher, &opts, args.transport.name.as_deref()));
+        match config.and_then(|c| Ok(serde_json::to_string_pretty(&c)?)) {
+            Ok(text) => println!("{text}"),
+            Err(err) => {
+                eprintln!("tame mcp-proxy: {err}");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {

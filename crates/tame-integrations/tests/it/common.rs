@@ -23,6 +23,8 @@ pub struct ScriptedGuard {
     pub fail: bool,
     /// The policy denies a call when it comes back approved.
     pub deny_on_release: bool,
+    /// How long recording a result takes (a slow server).
+    pub record_delay: Duration,
     pub calls: Mutex<Vec<ToolCall>>,
     pub records: Mutex<Vec<(Verdict, CallOutcome)>>,
     pub waited: Mutex<Vec<(String, Duration)>>,
@@ -93,6 +95,7 @@ impl Guard for ScriptedGuard {
         _call: &ToolCall,
         outcome: &CallOutcome,
     ) -> tame_integrations::Result<()> {
+        tokio::time::sleep(self.record_delay).await;
         self.records.lock().unwrap().push((verdict.clone(), outcome.clone()));
         Ok(())
     }

@@ -14,6 +14,7 @@
 mod common;
 mod embedded;
 mod examples;
+mod http;
 mod https;
 mod proxy;
 mod remote;
