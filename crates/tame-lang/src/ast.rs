@@ -291,6 +291,20 @@ impl MacroKind {
             MacroKind::OptFlatMap => "optFlatMap",
         }
     }
+
+    /// Whether the macro has a transform (`map`, `transform*`, `optMap`,
+    /// `optFlatMap`); the predicate of the others is a filter for these.
+    pub fn transforms(self) -> bool {
+        matches!(
+            self,
+            MacroKind::Map
+                | MacroKind::TransformList
+                | MacroKind::TransformMap
+                | MacroKind::TransformMapEntry
+                | MacroKind::OptMap
+                | MacroKind::OptFlatMap
+        )
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

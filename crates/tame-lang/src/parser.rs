@@ -507,18 +507,7 @@ fn receiver_call(target: Expr, function: String, name_span: Span, args: Vec<Expr
             span,
         ));
     }
-    let rest: Vec<Expr> = args.collect();
-    let transforms = matches!(
-        kind,
-        MacroKind::Map
-            | MacroKind::TransformList
-            | MacroKind::TransformMap
-            | MacroKind::TransformMapEntry
-            | MacroKind::OptMap
-            | MacroKind::OptFlatMap
-    );
-    let mut rest = rest.into_iter();
-    let (predicate, transform) = match (transforms, rest.next(), rest.next()) {
+    let (predicate, transform) = match (kind.transforms(), args.next(), args.next()) {
         (true, Some(t), None) => (None, Some(t)),
         (true, Some(p), Some(t)) => (Some(p), Some(t)),
         (_, p, _) => (p, None),

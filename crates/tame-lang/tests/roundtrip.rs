@@ -152,17 +152,10 @@ fn expr() -> impl Strategy<Value = Expr> {
                 proptest::option::of(inner.clone()),
             )
                 .prop_map(|(kind, range, var, two, a, b)| {
-                    let transforms = matches!(
-                        kind,
-                        MacroKind::Map
-                            | MacroKind::TransformList
-                            | MacroKind::TransformMap
-                            | MacroKind::TransformMapEntry
-                    );
                     let (predicate, transform) = match (kind, b) {
                         (MacroKind::OptMap | MacroKind::OptFlatMap, _) => (None, Some(a)),
-                        (_, Some(t)) if transforms => (Some(a), Some(t)),
-                        (_, None) if transforms => (None, Some(a)),
+                        (_, Some(t)) if kind.transforms() => (Some(a), Some(t)),
+                        (_, None) if kind.transforms() => (None, Some(a)),
                         (_, _) => (Some(a), None),
                     };
                     let var2 = match kind {
