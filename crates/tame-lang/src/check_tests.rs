@@ -39,7 +39,7 @@ fn policy_conditions_check_as_bool() {
         r#"session.count("send_email", duration("1h")) >= 20"#,
         r#"args.database == "production" and not args.query.matches("(?i)^\\s*select")"#,
         r#"session.called("read_secret") && tool == "send_email""#,
-        "session.calls > 100",
+        "size(session.calls) > 100",
         "has_secret(args) || has_pii(tool_args)",
         r#"size(secrets(args)) > 0"#,
         r#"secrets(args).exists(s, s.kind == "aws_key")"#,
