@@ -3,21 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use serde_json::{Value, json};
+use support::tame;
 
 fn policy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/payload_safety.yml")
-}
-
-fn tame() -> Command {
-    let mut cmd = Command::cargo_bin("tame").unwrap();
-    cmd.env_remove("TAME_API_URL")
-        .env_remove("TAME_API_KEY")
-        .env_remove("TAME_POLICY");
-    cmd
 }
 
 fn run(args: &[&str], stdin: Option<&str>) -> (i32, Value, String) {
