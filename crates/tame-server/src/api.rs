@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tame_engine::{Diagnostic, Policy, PolicyError, Request, Severity};
 use tame_store::{ApprovalState, SessionQuery};
 
-use crate::auth::{AgentKey, Role};
+use crate::auth::{AgentKey, InputKey, Role};
 use crate::error::{AppError, JsonBody, typed};
 use crate::state::ReloadOutcome;
 use crate::{AppState, openapi_document};
@@ -54,7 +54,7 @@ pub async fn not_found() -> AppError {
 
 pub async fn record_result(
     State(state): State<AppState>,
-    _key: AgentKey,
+    AgentKey(role): AgentKey,
     Path(session_id): Path<String>,
     q: Params,
     JsonBody(body): JsonBody,
@@ -64,7 +64,10 @@ pub async fn record_result(
         .get("log_id")
         .filter(|s| !s.is_empty())
         .ok_or_else(|| AppError::unprocessable("log_id: missing query parameter").with("field", json!("log_id")))?;
-    let recorded = crate::service::record_result(&state, &session_id, log_id, body).await?;
+    // Who saw the result is the key's to say (a proxy key: the MCP
+    // proxy), never the body's.
+    let source = role.result_source();
+    let recorded = crate::service::record_result(&state, &session_id, log_id, body, source).await?;
     Ok(axum::Json(json!({
         "status": "updated",
         "log_id": recorded.log_id,
@@ -76,6 +79,18 @@ pub async fn record_result(
 }
 
 // ------------------------------------------------------------ sessions
+
+/// `POST /api/v1/sessions/{session_id}/inputs` `{"text": ...}`: a user's
+/// input, with an input (or admin) key. 201 once committed.
+pub async fn record_input(
+    State(state): State<AppState>,
+    _key: InputKey,
+    Path(session_id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, AppError> {
+    let recorded = crate::service::record_input(&state, &session_id, &body).await?;
+    Ok((StatusCode::CREATED, axum::Json(recorded)).into_response())
+}
 
 pub async fn list_sessions(State(state): State<AppState>, headers: HeaderMap, q: Params) -> Result<Response, AppError> {
     state.auth().check(&headers, Role::Admin)?;

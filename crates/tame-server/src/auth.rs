@@ -1,5 +1,10 @@
-//! API keys: agent keys may enforce and report results; admin keys may do
-//! everything. Keys are compared as sha256 digests in constant time.
+//! API keys, each granting one role: agent keys may enforce and report
+//! results; input keys may record a session's user inputs (and nothing
+//! else: they stay with the integration, out of the model's reach, so an
+//! agent key alone cannot say what the user asked); proxy keys may do what
+//! agent keys do, and the results they report are recorded as seen by the
+//! MCP proxy (`source: proxy`); admin keys may do everything. Keys are
+//! compared as sha256 digests in constant time.
 //! Refused keys are counted per client by the [`FailureLimiter`] the keys
 //! carry (see [`crate::ratelimit`]).
 
@@ -14,13 +19,17 @@ use subtle::ConstantTimeEq;
 use crate::error::AppError;
 use crate::ratelimit::{FailureLimit, FailureLimiter};
 
-/// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Who may call a route, and what a key grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Anyone (health, metrics, the OpenAPI document).
     Public,
-    /// Agent or admin keys.
+    /// Agent, proxy or admin keys.
     Agent,
+    /// Input or admin keys: recording a user's input.
+    Input,
+    /// A proxy key: an agent key whose results are the MCP proxy's.
+    Proxy,
     /// Admin keys only.
     Admin,
 }
@@ -30,27 +39,72 @@ impl Role {
         match self {
             Role::Public => "public",
             Role::Agent => "agent",
+            Role::Input => "input",
+            Role::Proxy => "proxy",
             Role::Admin => "admin",
+        }
+    }
+
+    /// Whether a key of this role may call a route needing `needed`.
+    pub fn grants(self, needed: Role) -> bool {
+        match needed {
+            Role::Public => true,
+            Role::Agent => matches!(self, Role::Agent | Role::Proxy | Role::Admin),
+            Role::Input => matches!(self, Role::Input | Role::Admin),
+            Role::Proxy => matches!(self, Role::Proxy | Role::Admin),
+            Role::Admin => self == Role::Admin,
+        }
+    }
+
+    /// Who saw a result this role reports: the MCP proxy for a proxy key,
+    /// the agent otherwise (never a field of the request).
+    pub fn result_source(self) -> tame_enforce::ResultSource {
+        match self {
+            Role::Proxy => tame_enforce::ResultSource::Proxy,
+            _ => tame_enforce::ResultSource::Agent,
         }
     }
 }
 
-/// An agent (or admin) key, checked from the headers alone. As a handler's
-/// extractor ahead of [`crate::error::JsonBody`] it refuses a call without
-/// a valid key (401/403) before the body is read and parsed, so a client
-/// without a key cannot make the server parse megabytes of JSON.
+/// An agent (or proxy, or admin) key, checked from the headers alone,
+/// with the role it grants. As a handler's extractor ahead of
+/// [`crate::error::JsonBody`] it refuses a call without a valid key
+/// (401/403) before the body is read and parsed, so a client without a key
+/// cannot make the server parse megabytes of JSON.
 #[derive(Debug, Clone, Copy)]
-pub struct AgentKey;
+pub struct AgentKey(pub Role);
 
 impl FromRequestParts<crate::AppState> for AgentKey {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &crate::AppState) -> Result<Self, Self::Rejection> {
         // The edge checked this request's key already (see `crate::edge`).
-        if parts.extensions.get::<Verified>().is_some_and(|v| v.0 >= Role::Agent) {
-            return Ok(AgentKey);
+        if let Some(v) = parts.extensions.get::<Verified>()
+            && v.0.grants(Role::Agent)
+        {
+            return Ok(AgentKey(v.0));
         }
         AgentKey::check(state, &parts.headers)
+    }
+}
+
+/// An input (or admin) key, checked from the headers alone, like
+/// [`AgentKey`].
+#[derive(Debug, Clone, Copy)]
+pub struct InputKey;
+
+impl FromRequestParts<crate::AppState> for InputKey {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &crate::AppState) -> Result<Self, Self::Rejection> {
+        if parts
+            .extensions
+            .get::<Verified>()
+            .is_some_and(|v| v.0.grants(Role::Input))
+        {
+            return Ok(InputKey);
+        }
+        state.auth().check(&parts.headers, Role::Input).map(|_| InputKey)
     }
 }
 
@@ -63,16 +117,19 @@ pub(crate) struct Verified(pub Role);
 impl AgentKey {
     /// Checks the key in `headers` (for handlers called directly).
     pub fn check(state: &crate::AppState, headers: &HeaderMap) -> Result<AgentKey, AppError> {
-        state.auth().check(headers, Role::Agent).map(|_| AgentKey)
+        state.auth().check(headers, Role::Agent).map(AgentKey)
     }
 }
 
 /// The configured keys, kept as digests, and the limit on failed
-/// authentications (on by default: [`FailureLimit::default`]).
+/// authentications (on by default: [`FailureLimit::default`]). A key
+/// listed for several roles has the first of admin, proxy, agent, input.
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
     agent: Vec<[u8; 32]>,
     admin: Vec<[u8; 32]>,
+    input: Vec<[u8; 32]>,
+    proxy: Vec<[u8; 32]>,
     limiter: Arc<FailureLimiter>,
 }
 
@@ -92,9 +149,19 @@ fn matches_any(keys: &[[u8; 32]], candidate: &[u8; 32]) -> bool {
 impl Auth {
     pub fn new(agent_keys: &[String], admin_keys: &[String]) -> Self {
         Auth {
-            agent: agent_keys.iter().filter(|k| !k.is_empty()).map(|k| digest(k)).collect(),
-            admin: admin_keys.iter().filter(|k| !k.is_empty()).map(|k| digest(k)).collect(),
-            limiter: Arc::default(),
+            agent: digests(agent_keys),
+            admin: digests(admin_keys),
+            ..Auth::default()
+        }
+    }
+
+    /// These keys plus input keys (they may record user inputs only) and
+    /// proxy keys (agent keys whose results are the MCP proxy's).
+    pub fn with_scoped_keys(self, input_keys: &[String], proxy_keys: &[String]) -> Self {
+        Auth {
+            input: digests(input_keys),
+            proxy: digests(proxy_keys),
+            ..self
         }
     }
 
@@ -113,7 +180,7 @@ impl Auth {
 
     /// No keys at all: the API is open (and the server binds loopback only).
     pub fn is_open(&self) -> bool {
-        self.agent.is_empty() && self.admin.is_empty()
+        self.agent.is_empty() && self.admin.is_empty() && self.input.is_empty() && self.proxy.is_empty()
     }
 
     /// The role the request's key grants, `None` without a valid key.
@@ -125,15 +192,14 @@ impl Auth {
     /// constant time against every configured key.
     pub(crate) fn role_of_key(&self, key: &str) -> Option<Role> {
         let d = digest(key);
-        let admin = matches_any(&self.admin, &d);
-        let agent = matches_any(&self.agent, &d);
-        if admin {
-            Some(Role::Admin)
-        } else if agent {
-            Some(Role::Agent)
-        } else {
-            None
-        }
+        // Every list is compared, whichever matches.
+        let found = [
+            (matches_any(&self.admin, &d), Role::Admin),
+            (matches_any(&self.proxy, &d), Role::Proxy),
+            (matches_any(&self.agent, &d), Role::Agent),
+            (matches_any(&self.input, &d), Role::Input),
+        ];
+        found.into_iter().find_map(|(hit, role)| hit.then_some(role))
     }
 
     /// Checks that the request may call a route needing `needed`.
@@ -147,13 +213,32 @@ impl Auth {
                 "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
             )),
             None => Err(AppError::new(StatusCode::UNAUTHORIZED, "invalid API key")),
-            Some(role) if role >= needed => Ok(role),
-            Some(_) => Err(AppError::new(
+            Some(role) if role.grants(needed) => Ok(role),
+            Some(role) => Err(AppError::new(
                 StatusCode::FORBIDDEN,
-                format!("this route needs an {} key", needed.as_str()),
+                format!(
+                    "this route needs {} key; this is {} key",
+                    with_article(needed),
+                    with_article(role)
+                ),
             )),
         }
     }
+}
+
+fn digests(keys: &[String]) -> Vec<[u8; 32]> {
+    keys.iter().filter(|k| !k.is_empty()).map(|k| digest(k)).collect()
+}
+
+/// `an admin`, `a proxy`...
+fn with_article(role: Role) -> String {
+    let name = role.as_str();
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name}")
 }
 
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
@@ -207,6 +292,40 @@ mod tests {
         let e = auth.check(&HeaderMap::new(), Role::Agent).unwrap_err();
         assert!(e.detail.contains("missing API key"));
         assert!(auth.check(&HeaderMap::new(), Role::Public).is_ok());
+    }
+
+    #[test]
+    fn input_keys_record_inputs_only_and_agent_keys_cannot() {
+        let auth = Auth::new(&["ag".into()], &["ad".into()]).with_scoped_keys(&["in".into()], &["px".into()]);
+        let key = |k: &str| headers(&[("x-api-key", k)]);
+        assert_eq!(auth.check(&key("in"), Role::Input).unwrap(), Role::Input);
+        assert_eq!(auth.check(&key("ad"), Role::Input).unwrap(), Role::Admin);
+        let e = auth.check(&key("ag"), Role::Input).unwrap_err();
+        assert_eq!(e.status, StatusCode::FORBIDDEN);
+        assert!(
+            e.detail.contains("needs an input key; this is an agent key"),
+            "{}",
+            e.detail
+        );
+        assert_eq!(
+            auth.check(&key("px"), Role::Input).unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
+        // An input key is no agent key.
+        assert_eq!(
+            auth.check(&key("in"), Role::Agent).unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
+        // A proxy key is an agent key whose results are the proxy's.
+        let proxy = auth.check(&key("px"), Role::Agent).unwrap();
+        assert_eq!(proxy.result_source(), tame_enforce::ResultSource::Proxy);
+        assert_eq!(Role::Agent.result_source(), tame_enforce::ResultSource::Agent);
+        assert_eq!(
+            auth.check(&key("px"), Role::Admin).unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
+        // Input keys alone close the API.
+        assert!(!Auth::new(&[], &[]).with_scoped_keys(&["in".into()], &[]).is_open());
     }
 
     #[test]

@@ -30,6 +30,12 @@ pub struct ServerConfig {
     pub agent_keys: Vec<String>,
     /// Keys that may do everything.
     pub admin_keys: Vec<String>,
+    /// Keys that may record a session's user inputs (only that): held by
+    /// the integration, out of the model's reach.
+    pub input_keys: Vec<String>,
+    /// Agent keys of MCP proxies: the results they report are recorded
+    /// as seen by the proxy (`source: proxy`).
+    pub proxy_keys: Vec<String>,
     /// Listen on a non-loopback address without API keys.
     pub allow_insecure_bind: bool,
     /// How long an approval stays pending before it expires (denied).
@@ -93,6 +99,8 @@ impl Default for ServerConfig {
             db_path: PathBuf::from("tame.db"),
             agent_keys: Vec::new(),
             admin_keys: Vec::new(),
+            input_keys: Vec::new(),
+            proxy_keys: Vec::new(),
             allow_insecure_bind: false,
             approval_timeout: Duration::from_secs(15 * 60),
             body_limit: 1024 * 1024,
@@ -128,6 +136,10 @@ struct FileConfig {
     db: Option<PathBuf>,
     agent_keys: Option<Vec<String>>,
     admin_keys: Option<Vec<String>>,
+    /// Keys that may record a session's user inputs (only that).
+    input_keys: Option<Vec<String>>,
+    /// Agent keys of MCP proxies (their results are recorded as the proxy's).
+    proxy_keys: Option<Vec<String>>,
     allow_insecure_bind: Option<bool>,
     approval_timeout_secs: Option<u64>,
     body_limit: Option<usize>,
@@ -263,6 +275,12 @@ impl ServerConfig {
         if let Some(k) = parsed.admin_keys {
             self.admin_keys = k;
         }
+        if let Some(k) = parsed.input_keys {
+            self.input_keys = k;
+        }
+        if let Some(k) = parsed.proxy_keys {
+            self.proxy_keys = k;
+        }
         if let Some(b) = parsed.allow_insecure_bind {
             self.allow_insecure_bind = b;
         }
@@ -322,7 +340,8 @@ impl ServerConfig {
     }
 
     /// Applies `TAME_*` variables: `TAME_POLICY`, `TAME_ADDR`, `TAME_DB`,
-    /// `TAME_AGENT_KEYS` and `TAME_ADMIN_KEYS` (comma separated),
+    /// `TAME_AGENT_KEYS`, `TAME_ADMIN_KEYS`, `TAME_INPUT_KEYS` and
+    /// `TAME_PROXY_KEYS` (comma separated),
     /// `TAME_ALLOW_INSECURE_BIND`, `TAME_APPROVAL_TIMEOUT_SECS`,
     /// `TAME_BODY_LIMIT`, `TAME_JSON_DEPTH_LIMIT`, `TAME_AUDIT_SECRET`,
     /// `TAME_DURABILITY` (`full`|`normal`), `TAME_WATCH_POLICY`,
@@ -340,6 +359,8 @@ impl ServerConfig {
                 "TAME_DB" => self.db_path = PathBuf::from(value),
                 "TAME_AGENT_KEYS" => self.agent_keys = split_keys(&value),
                 "TAME_ADMIN_KEYS" => self.admin_keys = split_keys(&value),
+                "TAME_INPUT_KEYS" => self.input_keys = split_keys(&value),
+                "TAME_PROXY_KEYS" => self.proxy_keys = split_keys(&value),
                 "TAME_ALLOW_INSECURE_BIND" => self.allow_insecure_bind = parse_bool(&value, what)?,
                 "TAME_APPROVAL_TIMEOUT_SECS" => {
                     self.approval_timeout = Duration::from_secs(parse_num(&value, what)?);
@@ -396,7 +417,13 @@ impl ServerConfig {
 
     /// Refuses an open API on a non-loopback address unless allowed.
     pub fn check_bind(&self) -> anyhow::Result<()> {
-        let open = self.agent_keys.iter().chain(&self.admin_keys).all(String::is_empty);
+        let open = self
+            .agent_keys
+            .iter()
+            .chain(&self.admin_keys)
+            .chain(&self.input_keys)
+            .chain(&self.proxy_keys)
+            .all(String::is_empty);
         if open && !self.addr.ip().is_loopback() && !self.allow_insecure_bind {
             bail!(
                 "refusing to listen on {} without API keys: configure agent/admin keys \
@@ -431,6 +458,14 @@ pub struct ServeFlags {
     /// Admin API key: may also approve, reload and read everything (repeatable)
     #[arg(long = "admin-key", value_name = "KEY")]
     pub admin_keys: Vec<String>,
+    /// Input API key: may record a session's user inputs, nothing else;
+    /// keep it out of the model's reach (repeatable)
+    #[arg(long = "input-key", value_name = "KEY")]
+    pub input_keys: Vec<String>,
+    /// Proxy API key: an agent key for an MCP proxy, whose reported
+    /// results are recorded as the proxy's (repeatable)
+    #[arg(long = "proxy-key", value_name = "KEY")]
+    pub proxy_keys: Vec<String>,
     /// Listen on a non-loopback address without API keys
     #[arg(long)]
     pub allow_insecure_bind: bool,
@@ -481,6 +516,12 @@ impl ServeFlags {
         }
         if !self.admin_keys.is_empty() {
             config.admin_keys = self.admin_keys.clone();
+        }
+        if !self.input_keys.is_empty() {
+            config.input_keys = self.input_keys.clone();
+        }
+        if !self.proxy_keys.is_empty() {
+            config.proxy_keys = self.proxy_keys.clone();
         }
         config.allow_insecure_bind |= self.allow_insecure_bind;
         if let Some(secs) = self.approval_timeout {
@@ -638,6 +679,41 @@ mod tests {
             .apply_env([("TAME_BODY_LIMIT".to_string(), "lots".to_string())])
             .unwrap_err();
         assert!(err.to_string().contains("TAME_BODY_LIMIT"));
+    }
+
+    #[test]
+    fn input_and_proxy_keys_from_file_env_and_flags_close_the_api() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Bin {
+            #[command(flatten)]
+            flags: ServeFlags,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tame.yml");
+        std::fs::write(&file, "input_keys: [i1]\nproxy_keys: [p1]\n").unwrap();
+        let mut c = ServerConfig::default();
+        c.apply_file(&file).unwrap();
+        assert_eq!(
+            (c.input_keys.as_slice(), c.proxy_keys.as_slice()),
+            (&["i1".to_string()][..], &["p1".to_string()][..])
+        );
+        c.apply_env([("TAME_INPUT_KEYS".to_string(), "i2,i3".to_string())])
+            .unwrap();
+        assert_eq!(c.input_keys, ["i2", "i3"]);
+        // An input key alone is a key: the API is not open.
+        c.proxy_keys.clear();
+        c.addr = SocketAddr::from(([0, 0, 0, 0], 8000));
+        assert!(c.check_bind().is_ok());
+        c.input_keys.clear();
+        assert!(c.check_bind().is_err());
+        let flags = Bin::try_parse_from(["tame-server", "--input-key", "i4", "--proxy-key", "p4"])
+            .unwrap()
+            .flags;
+        assert_eq!(
+            (flags.input_keys, flags.proxy_keys),
+            (vec!["i4".to_string()], vec!["p4".to_string()])
+        );
     }
 
     #[test]

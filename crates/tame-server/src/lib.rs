@@ -154,6 +154,7 @@ fn handlers() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/sessions", get(api::list_sessions)),
         ("/api/v1/sessions/{session_id}", get(api::session_log)),
         ("/api/v1/sessions/{session_id}/summary", get(api::session_summary)),
+        ("/api/v1/sessions/{session_id}/inputs", post(api::record_input)),
         ("/api/v1/policy/current", get(api::policy_current)),
         ("/api/v1/policy/validate", post(api::policy_validate)),
         ("/api/v1/policy/reload", post(api::policy_reload)),

@@ -62,6 +62,12 @@ pub const ROUTES: &[RouteDoc] = &[
         "A session's summary",
     ),
     r(
+        "post",
+        "/api/v1/sessions/{session_id}/inputs",
+        Role::Input,
+        "Record what the user asked in a session (body: text), for `from_input` and `session.inputs`; needs an input (or admin) key, which an agent key is not; answers 201 with recorded, session_id and input_id",
+    ),
+    r(
         "get",
         "/api/v1/policy/current",
         Role::Agent,
@@ -147,6 +153,9 @@ fn request_body(path: &str, method: &str) -> Option<Value> {
         ("post", "/api/v1/enforce/{session_id}/result") => {
             json!({"type": "object", "description": "The tool's result: status, duration_ms, error_message are read; other keys are kept; `result` (else the whole body) is the tool's response filtered by its contract"})
         }
+        ("post", "/api/v1/sessions/{session_id}/inputs") => {
+            json!({"type": "object", "required": ["text"], "additionalProperties": false, "properties": {"text": {"type": "string", "minLength": 1, "maxLength": tame_enforce::MAX_INPUT_TEXT, "description": "The user's words, as typed (at most 256 KiB)"}}})
+        }
         ("post", "/api/v1/tools/run") => {
             json!({"type": "object", "required": ["tool_name"], "properties": {"tool_name": {"type": "string"}, "payload": {"type": "object", "description": "The tool's payload (`tool_args` is accepted too)"}, "session_id": {"type": "string"}, "agent_id": {"type": "string"}, "user_id": {"type": "string"}, "metadata": {"type": "object"}, "trace_id": {"type": "string"}}})
         }
@@ -224,10 +233,16 @@ fn edge_refusals(route: &RouteDoc, responses: &mut Map<String, Value>) {
 pub fn openapi_document() -> Value {
     let mut paths = Map::new();
     for route in ROUTES {
-        let ok = if route.path == "/api/v1/enforce" {
-            json!({"description": "The decision", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EnforceResponse"}}}})
-        } else {
-            json!({"description": "OK"})
+        let (code, ok) = match route.path {
+            "/api/v1/enforce" => (
+                "200",
+                json!({"description": "The decision", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EnforceResponse"}}}}),
+            ),
+            "/api/v1/sessions/{session_id}/inputs" => (
+                "201",
+                json!({"description": "The input is recorded", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InputRecorded"}}}}),
+            ),
+            _ => ("200", json!({"description": "OK"})),
         };
         let mut op = Map::new();
         op.insert("summary".into(), json!(route.summary));
@@ -235,11 +250,11 @@ pub fn openapi_document() -> Value {
         op.insert(
             "responses".into(),
             json!({
-                "200": ok,
                 "4XX": {"description": "Client error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
             }),
         );
         if let Some(Value::Object(responses)) = op.get_mut("responses") {
+            responses.insert(code.into(), ok);
             edge_refusals(route, responses);
             if route.role != Role::Public {
                 responses.insert("429".into(), too_many_failed_authentications());
@@ -289,6 +304,15 @@ pub fn openapi_document() -> Value {
                         "user_id": {"type": "string"},
                         "metadata": {"type": "object"},
                         "approval_id": {"type": "string", "description": "Release a call approved earlier"},
+                    },
+                },
+                "InputRecorded": {
+                    "type": "object",
+                    "required": ["recorded", "session_id", "input_id"],
+                    "properties": {
+                        "recorded": {"const": "input"},
+                        "session_id": {"type": "string"},
+                        "input_id": {"type": "string"},
                     },
                 },
                 "EnforceResponse": {

@@ -102,7 +102,9 @@ pub async fn run_until(
     on_ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     config.check_bind()?;
-    let auth = Auth::new(&config.agent_keys, &config.admin_keys).with_failure_limit(config.auth_failures.clone());
+    let auth = Auth::new(&config.agent_keys, &config.admin_keys)
+        .with_scoped_keys(&config.input_keys, &config.proxy_keys)
+        .with_failure_limit(config.auth_failures.clone());
     if auth.is_open() {
         tracing::warn!(
             addr = %config.addr,

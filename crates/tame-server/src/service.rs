@@ -6,8 +6,10 @@
 //! - [`enforce`]: read the call, load the session's state and the approval
 //!   it comes back with, decide and record the call in the state under the
 //!   session's lock, append the record, answer once it is committed;
-//! - [`record_result`]: a tool's result, the labels it reveals, the
-//!   response filtered by the tool's contract;
+//! - [`record_result`]: a tool's result (with who reported it), the
+//!   labels it reveals, its value and provenance in the session's state,
+//!   the response filtered by the tool's contract;
+//! - [`record_input`]: a user's input to a session, into its state;
 //! - [`wait_approval`], [`decide_approval`]: an approval's verdict, and
 //!   waiting for one.
 //!
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
-use tame_enforce::{Action, Call, Enforcer, Outcome, Refusal, RequestError};
+use tame_enforce::{Action, Call, Enforcer, Outcome, Refusal, RequestError, ResultSource};
 use tame_engine::ResponseFilter;
 use tame_store::{Approval, ApprovalDecision, ApprovalState, FactsHandle, StoreError, format_timestamp};
 
@@ -111,11 +113,14 @@ pub(crate) async fn enforce(state: &AppState, body: Value) -> Result<Enforced, S
         None => None,
     };
     let cell = session_state(state, &enforcer.session_key(&call), call.fresh_session).await?;
-    let decided = {
+    let outcome = {
         let mut session = cell.lock();
         let decided = enforcer.evaluate(&call, &session, approval.as_ref())?;
-        session.record(decided.step.clone());
-        decided
+        // Finished under the lock (no I/O): the call is recorded with its
+        // log id, so a call that ran waits for its result.
+        let outcome = enforcer.finish(call, decided);
+        session.apply(&outcome);
+        outcome
     };
     let Outcome {
         decision,
@@ -125,7 +130,7 @@ pub(crate) async fn enforce(state: &AppState, body: Value) -> Result<Enforced, S
         sanitized_args,
         record,
         ..
-    } = enforcer.finish(call, decided);
+    } = outcome;
     let approval_id = record.new_approval.as_ref().map(|a| a.id.clone());
     state.store().record_decision(record).await?;
     if let Some(used) = &approval {
@@ -165,30 +170,29 @@ pub(crate) struct RecordedResult {
 }
 
 /// Records a tool's result for log entry `log_id` of `session_id` (as the
-/// client knows it): stored with secrets redacted, its labels added to the
-/// session once committed, the response filtered by the tool's contract.
+/// client knows it), reported by `source` (the frontend says who saw it:
+/// the tool runner, the proxy's key, or the agent): stored with secrets
+/// redacted; once committed, its labels, value and provenance go into the
+/// session's state; the response is filtered by the tool's contract.
 pub(crate) async fn record_result(
     state: &AppState,
     session_id: &str,
     log_id: &str,
     body: Value,
+    source: ResultSource,
 ) -> Result<RecordedResult, ServiceError> {
     let loaded = state.policy();
     let enforcer = Enforcer::new(&loaded.policy, state.redactor(), state.limits().approval_timeout);
     // The contract filter reads the result as posted.
     let response = body.get("result").unwrap_or(&body).clone();
-    let read = enforcer.result(session_id, log_id, body, Timestamp::now())?;
-    let stored_session = read.record.session_id.clone();
-    state.store().record_result(read.record).await?;
-    // Labels after the commit: the result is recorded, so what it revealed
+    let read = enforcer.result_from(session_id, log_id, body, source, Timestamp::now())?;
+    // The state is held before the commit: read back from the log after
+    // it, it would hold the result already.
+    let cell = session_state(state, &read.record.session_id, false).await?;
+    state.store().record_result(read.record.clone()).await?;
+    // After the commit: the result is recorded, so what it revealed
     // counts even if filtering it fails.
-    if !read.labels.is_empty() {
-        let cell = session_state(state, &stored_session, false).await?;
-        let mut session = cell.lock();
-        for label in &read.labels {
-            session.add_label(label);
-        }
-    }
+    cell.lock().apply_result(&read);
     let filtered = filter_result(state, log_id, &response).await?;
     Ok(RecordedResult {
         log_id: log_id.to_owned(),
@@ -208,6 +212,38 @@ async fn filter_result(state: &AppState, log_id: &str, response: &Value) -> Resu
     let entry = blocking(move || store.log_entry(&id)).await?;
     let tool = entry.map(|e| e.tool_name).unwrap_or_default();
     Ok(policy.policy.filter_response(&tool, response))
+}
+
+/// A recorded user input.
+#[derive(Debug, Serialize)]
+pub(crate) struct RecordedInput {
+    pub recorded: &'static str,
+    /// The session as the client sent it.
+    pub session_id: String,
+    pub input_id: String,
+}
+
+/// Records a user's input (`{"text": ...}`) to `session_id` (as the client
+/// knows it): stored with secrets redacted, then, once committed, in the
+/// session's state for `from_input` and `session.inputs`. The caller has
+/// checked the key (an input key: never the agent's).
+pub(crate) async fn record_input(
+    state: &AppState,
+    session_id: &str,
+    body: &Value,
+) -> Result<RecordedInput, ServiceError> {
+    let loaded = state.policy();
+    let enforcer = Enforcer::new(&loaded.policy, state.redactor(), state.limits().approval_timeout);
+    let read = enforcer.input(session_id, body, Timestamp::now())?;
+    // Held before the commit, as for a result.
+    let cell = session_state(state, &read.record.session_id, false).await?;
+    state.store().record_input(read.record.clone()).await?;
+    cell.lock().apply_input(&read);
+    Ok(RecordedInput {
+        recorded: "input",
+        session_id: session_id.to_owned(),
+        input_id: read.record.input_id,
+    })
 }
 
 /// Approval `id` as it stands now.

@@ -175,7 +175,7 @@ impl AppState {
 
     /// Keys the markers that replace secrets in stored identifiers (see
     /// [`crate::redact`]) with `key`, the audit secret; before this (or
-    /// without it) they are keyed with a constant. Set it once, before
+    /// without it) they are keyed with the store's secret. Set it once, before
     /// serving: a different key stores the same session under another id.
     pub fn set_redaction_key(&self, key: &[u8]) -> anyhow::Result<()> {
         let redactor = Redactor::keyed(key)?;
@@ -185,10 +185,14 @@ impl AppState {
             .map_err(|_| anyhow::anyhow!("the redaction key is set already"))
     }
 
+    /// The redactor set by [`AppState::set_redaction_key`], else the
+    /// store's (keyed with its audit secret, as the server's is): the
+    /// provenance hashes of a session read back from the log are the
+    /// store's, so a session decided here must be hashed alike.
     pub(crate) fn redactor(&self) -> &Redactor {
         match self.0.redactor.get() {
             Some(r) => r,
-            None => Redactor::unkeyed(),
+            None => self.0.store.redactor(),
         }
     }
 

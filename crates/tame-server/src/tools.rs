@@ -15,6 +15,7 @@ use serde_json::Value;
 use tame_integrations::run::{RunToolRequest, run_tool_handler};
 use tame_integrations::{ApprovalOutcome, CallOutcome, Guard, ToolCall, ToolRunner, ToolsFile, ToolsService, Verdict};
 
+use tame_enforce::ResultSource;
 use tame_store::ApprovalState;
 
 use crate::AppState;
@@ -121,7 +122,9 @@ impl Guard for ServerGuard {
                 "cannot record a result: the decision has no log id".into(),
             ));
         };
-        service::record_result(&self.state, &verdict.session_id, log_id, serde_json::to_value(outcome)?)
+        // The runner ran the tool: its result is the runner's.
+        let body = serde_json::to_value(outcome)?;
+        service::record_result(&self.state, &verdict.session_id, log_id, body, ResultSource::Runner)
             .await
             .map(drop)
             .map_err(|e| refused(e, "the result record"))

@@ -195,6 +195,12 @@ impl Store for Hooked {
     fn record_result(&self, result: NewResult) -> Ticket<u64> {
         self.inner.record_result(result)
     }
+    fn record_input(&self, input: tame_store::NewInput) -> Ticket<u64> {
+        self.inner.record_input(input)
+    }
+    fn redactor(&self) -> &tame_enforce::Redactor {
+        self.inner.redactor()
+    }
     fn decide_approval(&self, decision: ApprovalDecision) -> Ticket<Approval> {
         self.inner.decide_approval(decision)
     }
