@@ -6,6 +6,7 @@ recorded."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 from typing import Any, List
 
@@ -21,22 +22,7 @@ from langchain_core.tools import tool
 import tame
 from tame.integrations.langchain import TameCallbackHandler, guard_tools, user_input
 
-POLICY = """\
-version: "2026-11"
-default: deny
-rules:
-  - name: never_delete
-    action: deny
-    tools: ["delete_file"]
-    reason: "Deleting files is not allowed"
-  - name: payments_need_approval
-    action: approve
-    tools: ["pay"]
-    reason: "Payments need a human"
-  - name: allow_known
-    action: allow
-    tools: ["echo", "add", "explode"]
-"""
+POLICY = Path(__file__).parent / "data" / "integrations_policy.yml"
 
 RAN: List[Any] = []
 
@@ -76,11 +62,9 @@ def explode() -> str:
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> tame.Client:
+def client() -> tame.Client:
     RAN.clear()
-    policy = tmp_path / "policies.yml"
-    policy.write_text(POLICY)
-    return tame.Client(policy_file=str(policy), session_id="lc-session", agent_id="lc-agent")
+    return tame.Client(policy_file=str(POLICY), session_id=f"lc-{uuid.uuid4()}", agent_id="lc-agent")
 
 
 class ScriptedModel(GenericFakeChatModel):
@@ -186,7 +170,7 @@ def test_the_handler_records_each_user_input_once(client: tame.Client, monkeypat
     handler.on_chain_start({}, {"messages": first}, run_id="r3")
     second = first + [AIMessage("done"), HumanMessage("thanks")]
     handler.on_chain_start({}, {"messages": second}, run_id="r4")
-    assert recorded == [("lc-session", "send the report to ada@example.com"), ("lc-session", "thanks")]
+    assert recorded == [(client.session_id, "send the report to ada@example.com"), (client.session_id, "thanks")]
 
 
 def test_user_input_reads_the_shapes_frameworks_use() -> None:

@@ -5,6 +5,7 @@ input is recorded."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any, List
 
@@ -23,18 +24,7 @@ from tame.integrations.openai_agents import TameGuardrails
 
 set_tracing_disabled(True)
 
-POLICY = """\
-version: "2026-11"
-default: deny
-rules:
-  - name: never_delete
-    action: deny
-    tools: ["delete_file"]
-    reason: "Deleting files is not allowed"
-  - name: allow_echo
-    action: allow
-    tools: ["echo"]
-"""
+POLICY = Path(__file__).parent / "data" / "integrations_policy.yml"
 
 RAN: List[Any] = []
 
@@ -80,14 +70,12 @@ def answer(text: str) -> ResponseOutputMessage:
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> tame.Client:
+def client() -> tame.Client:
     RAN.clear()
     for t in (echo, delete_file):
         t.tool_input_guardrails = None
         t.tool_output_guardrails = None
-    policy = tmp_path / "policies.yml"
-    policy.write_text(POLICY)
-    return tame.Client(policy_file=str(policy), session_id="oa-session", agent_id="oa-agent")
+    return tame.Client(policy_file=str(POLICY), session_id=f"oa-{uuid.uuid4()}", agent_id="oa-agent")
 
 
 def outputs_of(model: ScriptedModel) -> dict:
@@ -122,7 +110,7 @@ def test_the_guardrail_decides_every_call_and_reports_results(client: tame.Clien
     assert [(e["tool_name"], e["policy_decision"]) for e in logs] == [("delete_file", "deny"), ("echo", "allow")]
     assert logs[1]["execution_status"] == "success"
     if hasattr(client, "record_input"):
-        assert recorded == [("oa-session", "delete my home directory")]
+        assert recorded == [(client.session_id, "delete my home directory")]
 
 
 def test_arguments_that_are_not_an_object_do_not_run(client: tame.Client) -> None:

@@ -13,6 +13,8 @@ import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from flow import check_journal, exercise
+
 
 def run(coro):
     return anyio.run(coro)
@@ -26,10 +28,6 @@ def params(proxy_bin, policy_file, server_cmd, *extra, env=None):
     )
 
 
-def text(result):
-    return "".join(c.text for c in result.content if getattr(c, "type", "") == "text")
-
-
 def test_tools_flow_through_the_proxy(proxy_bin, policy_file, server_cmd, tmp_path):
     journal = tmp_path / "journal.jsonl"
     marker = tmp_path / "deleted.txt"
@@ -39,49 +37,14 @@ def test_tools_flow_through_the_proxy(proxy_bin, policy_file, server_cmd, tmp_pa
                    env={"TAME_TEST_DELETE_MARKER": str(marker)})
         async with stdio_client(p) as (read, write):
             async with ClientSession(read, write) as session:
-                init = await session.initialize()
-                assert init.serverInfo.name == "tame-test-server"
-                tools = await session.list_tools()
-                names = sorted(t.name for t in tools.tools)
-                assert names == ["add", "crash", "delete_file", "echo", "pay", "read_file"]
-
-                r = await session.call_tool("echo", {"text": "hi"})
-                assert not r.isError and text(r) == "echo: hi"
-                r = await session.call_tool("add", {"a": 2, "b": 40})
-                assert not r.isError and text(r) == "42"
-                assert r.structuredContent == {"result": 42}
-
-                # A conditional deny: only /etc paths are refused.
-                r = await session.call_tool("read_file", {"path": "/home/ada/notes.txt"})
-                assert not r.isError and text(r) == "contents of /home/ada/notes.txt"
-                r = await session.call_tool("read_file", {"path": "/etc/shadow"})
-                assert r.isError
-                assert text(r) == "System paths are off limits (/etc/shadow)"
-
-                r = await session.call_tool("delete_file", {"path": "/tmp/important"})
-                assert r.isError and text(r) == "Deleting files is not allowed"
-
-                # Approve with the embedded engine: nobody can approve, so the
-                # result names the pending approval.
-                r = await session.call_tool("pay", {"amount": 10})
-                assert r.isError and "pending approval id:" in text(r)
-                assert r.meta["tame"]["decision"] == "approve"
+                await exercise(session)
 
     run(main)
     # The denied delete never reached the server.
     assert not marker.exists()
+    check_journal(journal)
     entries = [json.loads(line) for line in journal.read_text().splitlines()]
-    decisions = [(e["tool_name"], e["decision"]) for e in entries if e["kind"] == "decision"]
-    assert decisions == [
-        ("echo", "allow"), ("add", "allow"), ("read_file", "allow"),
-        ("read_file", "deny"), ("delete_file", "deny"), ("pay", "approve"),
-    ]
     assert all(e["agent_id"] == "pytest-agent" for e in entries if e["kind"] == "decision")
-    assert len({e["session_id"] for e in entries}) == 1
-    results = [e for e in entries if e["kind"] == "result"]
-    assert [r["status"] for r in results] == ["success"] * 3
-    allowed_ids = [e["log_id"] for e in entries if e["kind"] == "decision" and e["decision"] == "allow"]
-    assert [r["log_id"] for r in results] == allowed_ids
 
 
 def test_hide_denied_removes_unconditionally_denied_tools(proxy_bin, policy_file, server_cmd):
