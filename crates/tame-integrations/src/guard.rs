@@ -17,7 +17,9 @@ use crate::error::{Error, Result};
 use crate::tls::TlsRoots;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use tame_enforce::{ApprovalDecision, ApprovalState, Call, EnforceError, Enforcer, MemoryError, MemoryStore};
+use tame_enforce::{
+    ApprovalDecision, ApprovalState, Call, EnforceError, Enforcer, MemoryError, MemoryStore, ResultSource,
+};
 use tame_engine::{Action, Policy};
 
 /// One tool call as the guard sees it.
@@ -179,11 +181,17 @@ pub type Approver = Arc<dyn Fn(&ToolCall, &Verdict) -> ApprovalOutcome + Send + 
 /// (session state, approvals, the newest [`MAX_LOG_ENTRIES`] log entries),
 /// and an optional JSON-lines journal file. Without an [`Approver`],
 /// approvals stay pending.
+///
+/// The results it records enter the session's history with the source of
+/// the frontend that saw them: `proxy` by default (the MCP proxy relays the
+/// server's answer itself), `runner` for the tool runner
+/// ([`EmbeddedGuard::with_result_source`]); never the agent's word.
 pub struct EmbeddedGuard {
     policy: Arc<Policy>,
     store: MemoryStore,
     journal: Option<Journal>,
     approver: Option<Approver>,
+    source: ResultSource,
 }
 
 impl std::fmt::Debug for EmbeddedGuard {
@@ -192,6 +200,7 @@ impl std::fmt::Debug for EmbeddedGuard {
             .field("policy", &self.policy.info().origin)
             .field("journal", &self.journal.is_some())
             .field("approver", &self.approver.is_some())
+            .field("source", &self.source)
             .finish_non_exhaustive()
     }
 }
@@ -203,7 +212,14 @@ impl EmbeddedGuard {
             store: MemoryStore::with_log_capacity(MAX_LOG_ENTRIES),
             journal: None,
             approver: None,
+            source: ResultSource::Proxy,
         }
+    }
+
+    /// Records results as seen by `source` (the default: the MCP proxy).
+    pub fn with_result_source(mut self, source: ResultSource) -> Self {
+        self.source = source;
+        self
     }
 
     /// Lets `approver` decide approvals (otherwise they stay pending).
@@ -307,7 +323,10 @@ impl Guard for EmbeddedGuard {
         };
         let body = serde_json::to_value(outcome)?;
         let enforcer = Enforcer::with_policy(&self.policy);
-        let recorded = match self.store.record_result(&enforcer, &verdict.session_id, log_id, body) {
+        let recorded = match self
+            .store
+            .record_result_from(&enforcer, &verdict.session_id, log_id, body, self.source)
+        {
             Ok(recorded) => recorded,
             Err(EnforceError::Store(MemoryError::LogNotFound(_))) => {
                 return Err(Error::NotFound(format!(
@@ -328,6 +347,7 @@ impl Guard for EmbeddedGuard {
                 "log_id": log_id,
                 "session_id": recorded.record.session_id,
                 "labels": recorded.labels,
+                "source": self.source.as_str(),
             });
             if let (Value::Object(entry), Value::Object(fields)) = (&mut entry, recorded.record.result) {
                 entry.extend(fields);
@@ -643,6 +663,17 @@ impl AnyGuard {
             (None, None) => Err(Error::Config(
                 "either a policy file (--policy) or a server (--api-url) is required".into(),
             )),
+        }
+    }
+}
+
+impl AnyGuard {
+    /// Records results as seen by `source` when the engine is embedded (a
+    /// server decides the source of what it is sent by itself).
+    pub fn with_result_source(self, source: ResultSource) -> Self {
+        match self {
+            AnyGuard::Embedded(g) => AnyGuard::Embedded(g.with_result_source(source)),
+            remote @ AnyGuard::Remote(_) => remote,
         }
     }
 }

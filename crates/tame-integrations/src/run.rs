@@ -344,7 +344,8 @@ pub async fn run_tool_async(opts: RunToolOptions) -> Result<ToolRunReport> {
         opts.api_url.as_deref(),
         opts.api_key.clone(),
         opts.journal.as_deref(),
-    )?;
+    )?
+    .with_result_source(tame_enforce::ResultSource::Runner);
     let runner = ToolRunner::default();
     let wait = opts.approval_timeout.unwrap_or(Duration::from_secs(30));
     Ok(run_guarded(&guard, &runner, &binding, &opts.payload, &opts.context, wait).await)
