@@ -620,4 +620,48 @@ mod tests {
         assert_eq!(labels, ["secret", "secret.github_token"]);
         assert_eq!(view.calls(), 1);
     }
+
+    #[test]
+    fn provenance_comes_back_after_a_sweep() {
+        use tame_engine::{Policy, Provenance};
+        use tame_enforce::{Call, Enforcer, ResultSource, SessionFacts};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("tame.db"), SqliteOptions::default()).unwrap();
+        let policy = Policy::from_yaml("version: \"1\"\ndefault: allow\nrules: []\n", "p.yml").unwrap();
+        let enforcer = Enforcer::new(&policy, store.redactor(), std::time::Duration::from_secs(60));
+        let call = Call::new("read_email", json!({"id": 7}), "s1").unwrap();
+        let cell = store.session_facts("s1").unwrap();
+        let outcome = {
+            let mut state = cell.lock();
+            let decided = enforcer.evaluate(&call, &state, None).unwrap();
+            let outcome = enforcer.finish(call, decided);
+            state.apply(&outcome);
+            outcome
+        };
+        store.record_decision(outcome.record.clone()).wait().unwrap();
+        let input = enforcer
+            .input("s1", &json!({"text": "pay DE89 3704 0044 0532 0130 00"}), Timestamp::now())
+            .unwrap();
+        store.record_input(input.record.clone()).wait().unwrap();
+        cell.lock().apply_input(&input);
+        let body = json!({"result": {"body": "the new account is GB33BUKB20201555555555"}});
+        let result = enforcer
+            .result_from("s1", &outcome.log_id, body, ResultSource::Proxy, Timestamp::now())
+            .unwrap();
+        store.record_result(result.record.clone()).wait().unwrap();
+        assert!(cell.lock().apply_result(&result));
+        drop(cell);
+        {
+            let mut cache = store.facts.lock().unwrap();
+            cache.sweep(now_secs() + FACTS_IDLE_SECS + 1);
+            assert!(!cache.map.contains_key("s1"));
+        }
+        let cell = store.session_facts("s1").unwrap();
+        let state = cell.lock();
+        let view = state.view(Timestamp::now());
+        assert_eq!(view.provenance(Provenance::Input("DE89370400440532013000")), Ok(true));
+        assert_eq!(view.provenance(Provenance::Input("GB33BUKB20201555555555")), Ok(false));
+        assert_eq!(view.provenance(Provenance::Results("GB33BUKB20201555555555", None)), Ok(true));
+        assert_eq!(view.provenance(Provenance::Results("DE89370400440532013000", None)), Ok(false));
+    }
 }
