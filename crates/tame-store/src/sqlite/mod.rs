@@ -623,8 +623,8 @@ mod tests {
 
     #[test]
     fn provenance_comes_back_after_a_sweep() {
-        use tame_engine::{Policy, Provenance};
         use tame_enforce::{Call, Enforcer, ResultSource, SessionFacts};
+        use tame_engine::{Policy, Provenance};
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("tame.db"), SqliteOptions::default()).unwrap();
         let policy = Policy::from_yaml("version: \"1\"\ndefault: allow\nrules: []\n", "p.yml").unwrap();
@@ -640,7 +640,11 @@ mod tests {
         };
         store.record_decision(outcome.record.clone()).wait().unwrap();
         let input = enforcer
-            .input("s1", &json!({"text": "pay DE89 3704 0044 0532 0130 00"}), Timestamp::now())
+            .input(
+                "s1",
+                &json!({"text": "pay DE89 3704 0044 0532 0130 00"}),
+                Timestamp::now(),
+            )
             .unwrap();
         store.record_input(input.record.clone()).wait().unwrap();
         cell.lock().apply_input(&input);
@@ -661,7 +665,13 @@ mod tests {
         let view = state.view(Timestamp::now());
         assert_eq!(view.provenance(Provenance::Input("DE89370400440532013000")), Ok(true));
         assert_eq!(view.provenance(Provenance::Input("GB33BUKB20201555555555")), Ok(false));
-        assert_eq!(view.provenance(Provenance::Results("GB33BUKB20201555555555", None)), Ok(true));
-        assert_eq!(view.provenance(Provenance::Results("DE89370400440532013000", None)), Ok(false));
+        assert_eq!(
+            view.provenance(Provenance::Results("GB33BUKB20201555555555", None)),
+            Ok(true)
+        );
+        assert_eq!(
+            view.provenance(Provenance::Results("DE89370400440532013000", None)),
+            Ok(false)
+        );
     }
 }
