@@ -136,9 +136,7 @@ struct FileConfig {
     db: Option<PathBuf>,
     agent_keys: Option<Vec<String>>,
     admin_keys: Option<Vec<String>>,
-    /// Keys that may record a session's user inputs (only that).
     input_keys: Option<Vec<String>>,
-    /// Agent keys of MCP proxies (their results are recorded as the proxy's).
     proxy_keys: Option<Vec<String>>,
     allow_insecure_bind: Option<bool>,
     approval_timeout_secs: Option<u64>,
