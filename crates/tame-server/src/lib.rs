@@ -31,6 +31,27 @@
 //! whatever the decision); unknown tools, and every tool without a tools
 //! file, get 404.
 //!
+//! ## Session memory: inputs and results
+//!
+//! Policies can relate a call to what its session has seen (`from_input`,
+//! `from_results`, `carries_from_results`, `session.calls`,
+//! `session.inputs`). What the user asked arrives through `POST
+//! /api/v1/sessions/{id}/inputs` `{"text": ...}` (201 `{recorded:
+//! "input", session_id, input_id}`), which needs an **input key**
+//! (`input_keys`, `TAME_INPUT_KEYS`, `--input-key`) or an admin key: the
+//! integration holds it, outside the model's reach, and an agent key alone
+//! cannot say what the user asked (with no keys at all, the keyless local
+//! rules apply; the edge's Host, Origin and content-type checks apply as on
+//! every route). Results arrive through the result endpoint and are
+//! recorded with who saw them, decided by the key, never by the body:
+//! `agent` for an agent key, `proxy` for a **proxy key** (`proxy_keys`,
+//! `TAME_PROXY_KEYS`, `--proxy-key`: an agent key for the remote MCP
+//! proxy), `runner` for `POST /api/v1/tools/run`. Both are chained audit
+//! records (`input`, and `result` with its `source`), so a session read
+//! back from the log after a restart holds the same history and
+//! provenance. A call that ran and whose result is not reported yet makes
+//! provenance checks over its tool fail closed.
+//!
 //! ## Audit log and durability
 //!
 //! Every decision goes to the store's writer thread, which group-commits
