@@ -11,7 +11,7 @@
 //! back as the Unicode they encode before comparing.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use rapidfuzz::distance::levenshtein;
 use tame_lang::{Key, Value, ValueMap};
@@ -134,6 +134,14 @@ fn host_string<S: AsRef<str>>(h: &Host<S>) -> String {
     }
 }
 
+/// The keys of `url()`'s map, allocated once.
+static URL_KEYS: LazyLock<[Key; 8]> = LazyLock::new(|| {
+    [
+        "scheme", "host", "port", "path", "query", "fragment", "userinfo", "domain",
+    ]
+    .map(Key::from)
+});
+
 /// `url(s)`: a `map(string, string)` with `scheme`, `host`, `port`, `path`,
 /// `query`, `fragment`, `userinfo` and `domain`.
 pub(crate) fn url(s: &str) -> Result<Value, String> {
@@ -151,18 +159,21 @@ pub(crate) fn url(s: &str) -> Result<Value, String> {
     };
     // Empty when the host has none (no host, an empty label).
     let domain = registrable(&host).unwrap_or_default();
-    let mut m = ValueMap::default();
-    let mut put = |k: &str, v: &str| {
-        m.insert(Key::from(k), Value::string(v));
-    };
-    put("scheme", if a.scheme { u.scheme() } else { "" });
-    put("host", &host);
-    put("port", &port.map(|p| p.to_string()).unwrap_or_default());
-    put("path", u.path());
-    put("query", u.query().unwrap_or_default());
-    put("fragment", u.fragment().unwrap_or_default());
-    put("userinfo", &userinfo);
-    put("domain", &domain);
+    let port = port.map(|p| p.to_string()).unwrap_or_default();
+    let values = [
+        if a.scheme { u.scheme() } else { "" },
+        &host,
+        &port,
+        u.path(),
+        u.query().unwrap_or_default(),
+        u.fragment().unwrap_or_default(),
+        &userinfo,
+        &domain,
+    ];
+    let mut m = ValueMap::with_capacity_and_hasher(URL_KEYS.len(), Default::default());
+    for (k, v) in URL_KEYS.iter().zip(values) {
+        m.insert(k.clone(), Value::string(v));
+    }
     Ok(Value::Map(Arc::new(m)))
 }
 
@@ -272,15 +283,15 @@ pub(crate) fn lookalike(a: &str, b: &str) -> bool {
     if a == b {
         return false;
     }
-    if skeleton(&a) == skeleton(&b) {
-        return true;
-    }
+    // The bounded edit distance first: it is the cheaper test.
     let allowed = edits_allowed(a.chars().count().min(b.chars().count()));
-    if allowed == 0 {
-        return false;
+    if allowed > 0 {
+        let args = levenshtein::Args::default().score_cutoff(allowed);
+        if levenshtein::distance_with_args(a.chars(), b.chars(), &args).is_some() {
+            return true;
+        }
     }
-    let args = levenshtein::Args::default().score_cutoff(allowed);
-    levenshtein::distance_with_args(a.chars(), b.chars(), &args).is_some()
+    skeleton(&a) == skeleton(&b)
 }
 
 #[cfg(test)]
