@@ -2,13 +2,6 @@
 //! `lookalike()` (confusable skeleton, edit distance) and scheme-less
 //! `url()` decide e-mail and fetch calls through the engine, and an
 //! address with no domain fails closed.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "tests"
-)]
 use serde_json::json;
 use tame_engine::*;
 
