@@ -19,37 +19,11 @@ use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 use tame_server::{AppState, Auth, Limits};
+use tame_store::testing::{ATTACKER_IBAN, FLOW_POLICY, USER_IBAN};
 use tame_store::{SqliteOptions, SqliteStore, Store};
-use tower::ServiceExt;
 
-use common::{Reply, state_with};
+use common::{Reply, send, state_with};
 
-/// Money goes only to an account the user named; a payee found in what a
-/// tool returned is denied first; text copied from a result does not leave
-/// by e-mail.
-const POLICY: &str = r#"
-version: "flow-1"
-default: deny
-rules:
-  - name: payee_from_results
-    action: deny
-    tools: [send_money]
-    condition: 'from_results(args.iban) && !from_input(args.iban)'
-  - name: payee_from_user
-    action: allow
-    tools: [send_money]
-    condition: 'from_input(args.iban)'
-  - name: copied_text
-    action: deny
-    tools: [send_email]
-    condition: 'carries_from_results(args.body)'
-  - name: reads
-    action: allow
-    tools: [read_email, get_page, send_email]
-"#;
-
-const USER_IBAN: &str = "DE89 3704 0044 0532 0130 00";
-const ATTACKER_IBAN: &str = "GB33BUKB20201555555555";
 const AGENT: &str = "agent-key-0123";
 const ADMIN: &str = "admin-key-0123";
 const INPUT: &str = "input-key-0123";
@@ -64,24 +38,7 @@ fn sqlite(db: &Path) -> Arc<dyn Store> {
 }
 
 fn server(store: Arc<dyn Store>, auth: Auth) -> AppState {
-    state_with(POLICY, None, store, auth, Limits::default())
-}
-
-async fn send(state: &AppState, req: Request<Body>) -> Reply {
-    let resp = tame_server::app(state.clone()).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string());
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-    let text = String::from_utf8_lossy(&bytes).to_string();
-    Reply {
-        status,
-        json: serde_json::from_str(&text).unwrap_or(Value::Null),
-        text,
-        content_type,
-    }
+    state_with(FLOW_POLICY, None, store, auth, Limits::default())
 }
 
 async fn call(state: &AppState, method: &str, uri: &str, body: Option<Value>, key: Option<&str>) -> Reply {
@@ -495,23 +452,12 @@ async fn the_openapi_document_has_the_inputs_route() {
 mod pg {
     use std::sync::Arc;
 
-    use tame_store::testing::{TEST_DATABASE_URL, TestDbError, fresh_database};
+    use tame_store::testing::database_or_skip;
     use tame_store::{PgOptions, PgStore, Store};
 
     use super::{AGENT, INPUT, expected, injected_session, keys, payments, server};
 
     const SECRET: &[u8] = b"data-flow-pg-secret-0123";
-
-    fn database(label: &str) -> Option<String> {
-        match fresh_database(label) {
-            Ok(url) => Some(url),
-            Err(TestDbError::NotConfigured) => {
-                eprintln!("skipped: {TEST_DATABASE_URL} is not set (run scripts/pg-test.sh)");
-                None
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
 
     fn open(url: &str) -> Arc<dyn Store> {
         Arc::new(PgStore::open(url, PgOptions::new(SECRET.to_vec())).unwrap())
@@ -519,7 +465,7 @@ mod pg {
 
     #[tokio::test]
     async fn provenance_survives_a_restart() {
-        let Some(url) = database("data_flow_restart") else {
+        let Some(url) = database_or_skip("data_flow_restart").unwrap() else {
             return;
         };
         let live = {

@@ -18,6 +18,67 @@ use crate::{
     PgStore, Release, SessionQuery, SqliteOptions, SqliteStore, Store, StoreResult,
 };
 
+// ---------------------------------------------------------------- data flow
+
+/// A policy over session memory, shared by the store's and the server's
+/// data-flow tests: money goes only to an account the user named
+/// (`from_input`); a payee found in what a tool returned is denied first
+/// (`from_results`); text copied from a result does not leave by e-mail
+/// (`carries_from_results`).
+pub const FLOW_POLICY: &str = r#"
+version: "flow-1"
+default: deny
+rules:
+  - name: payee_from_results
+    action: deny
+    tools: [send_money]
+    condition: 'from_results(args.iban) && !from_input(args.iban)'
+  - name: payee_from_user
+    action: allow
+    tools: [send_money]
+    condition: 'from_input(args.iban)'
+  - name: copied_text
+    action: deny
+    tools: [send_email]
+    condition: 'carries_from_results(args.body)'
+  - name: reads
+    action: allow
+    tools: [read_email, get_page, send_email]
+"#;
+
+/// The user's account in the data-flow tests (as a person writes it).
+pub const USER_IBAN: &str = "DE89 3704 0044 0532 0130 00";
+/// The account an injected e-mail names.
+pub const ATTACKER_IBAN: &str = "GB33BUKB20201555555555";
+
+/// Decides `call` as the server's service layer does, synchronously: under
+/// the session's lock the decision, its record built and the call recorded
+/// in the state with its log id (a call that ran waits for its result);
+/// then the record committed. Errors say which step failed.
+pub fn enforce_call(
+    store: &dyn Store,
+    enforcer: &tame_enforce::Enforcer<'_>,
+    call: tame_enforce::Call,
+) -> Result<tame_enforce::Outcome, String> {
+    let cell = store
+        .session_facts(&enforcer.session_key(&call))
+        .map_err(|e| format!("session state: {e}"))?;
+    let outcome = {
+        let mut state = cell.lock();
+        let decided = enforcer
+            .evaluate(&call, &state, None)
+            .map_err(|e| format!("refused: {e}"))?;
+        let outcome = enforcer.finish(call, decided);
+        state.apply(&outcome);
+        outcome
+    };
+    store
+        .record_decision(outcome.record.clone())
+        .wait()
+        .map_err(|e| format!("the decision was not recorded: {e}"))?;
+    Ok(outcome)
+}
+
 // ---------------------------------------------------------------- inputs
 
 /// When the tests' decisions are made unless they say otherwise:

@@ -119,21 +119,7 @@ impl Harness {
         let req = req
             .body(body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty))
             .unwrap();
-        let resp = tame_server::app(self.state.clone()).oneshot(req).await.unwrap();
-        let status = resp.status();
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string());
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-        let text = String::from_utf8_lossy(&bytes).to_string();
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
-            status,
-            json,
-            text,
-            content_type,
-        }
+        send(&self.state, req).await
     }
 
     pub async fn get(&self, uri: &str) -> Reply {
@@ -146,6 +132,25 @@ impl Harness {
 
     pub async fn enforce(&self, body: Value) -> Reply {
         self.post("/api/v1/enforce", body).await
+    }
+}
+
+/// Sends `req` through a router over `state` and reads the reply.
+pub async fn send(state: &AppState, req: Request<Body>) -> Reply {
+    let resp = tame_server::app(state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        json,
+        text,
+        content_type,
     }
 }
 

@@ -630,15 +630,8 @@ mod tests {
         let policy = Policy::from_yaml("version: \"1\"\ndefault: allow\nrules: []\n", "p.yml").unwrap();
         let enforcer = Enforcer::new(&policy, store.redactor(), std::time::Duration::from_secs(60));
         let call = Call::new("read_email", json!({"id": 7}), "s1").unwrap();
+        let outcome = crate::testing::enforce_call(&store, &enforcer, call).unwrap();
         let cell = store.session_facts("s1").unwrap();
-        let outcome = {
-            let mut state = cell.lock();
-            let decided = enforcer.evaluate(&call, &state, None).unwrap();
-            let outcome = enforcer.finish(call, decided);
-            state.apply(&outcome);
-            outcome
-        };
-        store.record_decision(outcome.record.clone()).wait().unwrap();
         let input = enforcer
             .input(
                 "s1",

@@ -8,56 +8,19 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tame_enforce::{Action, Call, Enforcer, ResultSlot, ResultSource};
 use tame_engine::Policy;
+use tame_store::testing::{ATTACKER_IBAN, FLOW_POLICY, USER_IBAN, enforce_call};
 use tame_store::*;
 
 use super::TestDb;
 
-/// Money may only go to an account the user named; a payee that came from
-/// what a tool returned is denied first; text copied from a result may not
-/// leave by e-mail.
-const POLICY: &str = r#"
-version: "flow-1"
-default: deny
-rules:
-  - name: payee_from_results
-    action: deny
-    tools: [send_money]
-    condition: 'from_results(args.iban) && !from_input(args.iban)'
-  - name: payee_from_user
-    action: allow
-    tools: [send_money]
-    condition: 'from_input(args.iban)'
-  - name: copied_text
-    action: deny
-    tools: [send_email]
-    condition: 'carries_from_results(args.body)'
-  - name: reads
-    action: allow
-    tools: [read_email, get_page, send_email]
-"#;
-
-const USER_IBAN: &str = "DE89 3704 0044 0532 0130 00";
-const ATTACKER_IBAN: &str = "GB33BUKB20201555555555";
-
 fn policy() -> Policy {
-    Policy::from_yaml(POLICY, "flow.yml").unwrap()
+    Policy::from_yaml(FLOW_POLICY, "flow.yml").unwrap()
 }
 
-/// What the server's service layer does for a call, synchronously: the
-/// session's state, the decision recorded in it under its lock, the record
-/// committed. Returns the decision and the log id.
+/// A call decided and recorded as the server does; its decision and log id.
 fn call(store: &dyn Store, enforcer: &Enforcer<'_>, session: &str, tool: &str, args: Value) -> (Action, String) {
     let call = Call::from_json(json!({"tool_name": tool, "tool_args": args, "session_id": session})).unwrap();
-    let cell = store.session_facts(&enforcer.session_key(&call)).unwrap();
-    let outcome = {
-        let mut state = cell.lock();
-        let decided = enforcer.evaluate(&call, &state, None).unwrap();
-        let outcome = enforcer.finish(call, decided);
-        // With its log id: a call that ran waits for its result.
-        state.apply(&outcome);
-        outcome
-    };
-    store.record_decision(outcome.record).wait().unwrap();
+    let outcome = enforce_call(store, enforcer, call).unwrap();
     (outcome.decision.action, outcome.log_id)
 }
 
