@@ -154,12 +154,13 @@ mod tests {
             &json!({"calls": 3, "counts": {"send_email": 2}, "called": ["x"], "labels": ["secret_read"]}),
         )
         .unwrap();
+        let t = |name: &str| ToolPattern::new(name).unwrap();
         assert_eq!(f.calls(), 3);
-        assert_eq!(f.count("send_email", None), 2);
-        assert_eq!(f.count("x", None), 1);
-        assert!(f.called("x"));
-        assert!(f.called("send_email"));
-        assert!(!f.called("y"));
+        assert_eq!(f.count(&t("send_email"), None), 2);
+        assert_eq!(f.count(&t("x"), None), 1);
+        assert!(f.called(&t("x")));
+        assert!(f.called(&t("send_email")));
+        assert!(!f.called(&t("y")));
         assert_eq!(f.labels(), vec![Arc::<str>::from("secret_read")]);
         let f = MemoryFacts::from_json(&json!({"counts": {"a": 2, "b": 5}})).unwrap();
         assert_eq!(f.calls(), 7);
