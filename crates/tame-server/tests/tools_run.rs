@@ -109,6 +109,14 @@ async fn allowed_tool_runs_and_its_result_is_in_the_audit_log() {
     let export = h.get("/api/v1/audit/export").await;
     assert_eq!(export.status, StatusCode::OK);
     assert!(export.text.contains(&log_id), "{}", export.text);
+    // The runner ran the tool: its result is the runner's, not the agent's.
+    let result: Value = export
+        .text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["kind"] == "result")
+        .unwrap();
+    assert_eq!(result["record"]["source"], "runner", "{result}");
 }
 
 #[tokio::test]
