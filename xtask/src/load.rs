@@ -237,83 +237,77 @@ pub(crate) fn parse_in_process(output: &str, seconds: u32) -> Result<Figures> {
     })
 }
 
-/// A small deterministic generator (xorshift64*), so that every run sends
-/// the same calls.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 /// `count` distinct calls, one JSON object a line: the tools of an agent's
 /// day (file reads and listings, searches, mail, HTTP posts, a secret read,
 /// writes and unknown tools), each with its own arguments, over 2,000
 /// sessions of 16 agents and 64 users; about one call in eight is denied
 /// by a rule and one in eight by the default.
 pub(crate) fn calls(count: u32) -> String {
-    let mut rng = Rng(0x7A3E_5EED_0000_0001);
+    // Seeded: every run sends the same calls.
+    let mut rng = fastrand::Rng::with_seed(0x7A3E_5EED_0000_0001);
     let mut out = String::new();
     for i in 0..count {
-        let session = rng.below(2000);
-        let (tool, args) = match rng.below(16) {
+        let session = rng.u64(..2000);
+        let (tool, args) = match rng.u64(..16) {
             0..=4 => (
                 "read_file",
                 format!(
                     r#"{{"path":"/home/user{}/projects/app/src/module_{}.rs"}}"#,
                     session % 64,
-                    rng.below(100_000)
+                    rng.u64(..100_000)
                 ),
             ),
-            5 => ("read_file", format!(r#"{{"path":"/etc/app/config-{}.conf"}}"#, rng.below(1000))),
+            5 => (
+                "read_file",
+                format!(r#"{{"path":"/etc/app/config-{}.conf"}}"#, rng.u64(..1000)),
+            ),
             6..=7 => (
                 "list_directory",
-                format!(r#"{{"path":"/srv/data/batch-{}","recursive":false}}"#, rng.below(10_000)),
+                format!(
+                    r#"{{"path":"/srv/data/batch-{}","recursive":false}}"#,
+                    rng.u64(..10_000)
+                ),
             ),
             8..=9 => (
                 "search_web",
                 format!(
                     r#"{{"query":"rust sqlite wal checkpoint latency {}","max_results":{}}}"#,
-                    rng.below(1_000_000),
-                    5 + rng.below(20)
+                    rng.u64(..1_000_000),
+                    5 + rng.u64(..20)
                 ),
             ),
             10 => (
                 "send_email",
                 format!(
                     r#"{{"to":"colleague{}@example.com","subject":"weekly report {}","body":"Hello, the numbers for week {} are attached."}}"#,
-                    rng.below(500),
+                    rng.u64(..500),
                     i,
-                    rng.below(52)
+                    rng.u64(..52)
                 ),
             ),
             11 => (
                 "http_post",
                 format!(
                     r#"{{"url":"https://api.example.com/v1/items/{}","body":{{"status":"done","count":{}}}}}"#,
-                    rng.below(100_000),
-                    rng.below(1000)
+                    rng.u64(..100_000),
+                    rng.u64(..1000)
                 ),
             ),
-            12 => ("read_secret", format!(r#"{{"name":"service-{}"}}"#, rng.below(50))),
+            12 => ("read_secret", format!(r#"{{"name":"service-{}"}}"#, rng.u64(..50))),
             13 => (
                 "write_file",
                 format!(
                     r#"{{"path":"/tmp/out/{}.txt","content":"result {}"}}"#,
-                    rng.below(100_000),
-                    rng.below(1000)
+                    rng.u64(..100_000),
+                    rng.u64(..1000)
                 ),
             ),
-            _ => ("run_shell", format!(r#"{{"command":"ls -la /var/log/app{}"}}"#, rng.below(100))),
+            _ => (
+                "run_shell",
+                format!(r#"{{"command":"ls -la /var/log/app{}"}}"#, rng.u64(..100)),
+            ),
         };
-        let user = if session % 3 == 0 {
+        let user = if session.is_multiple_of(3) {
             format!(r#","user_id":"user-{}""#, session % 64)
         } else {
             String::new()
@@ -436,11 +430,7 @@ pub(crate) fn external(args: &[String]) -> Result {
                 .join("tame")
         }
     };
-    let in_process = if o.in_process {
-        Some(in_process_run(&o)?)
-    } else {
-        None
-    };
+    let in_process = if o.in_process { Some(in_process_run(&o)?) } else { None };
 
     let dir = scratch_dir()?;
     let result = serve_and_drive(&o, &tame, &wrk_path, &dir);
@@ -537,10 +527,9 @@ fn serve_and_drive(o: &Options, tame: &Path, wrk_path: &str, dir: &Path) -> Resu
     let policy = write("policies.yml", POLICY)?;
     let script = write("enforce.lua", SCRIPT)?;
     let calls_file = write("calls.jsonl", &calls(o.calls))?;
-    let db = o
-        .db
-        .clone()
-        .unwrap_or_else(|| dir.join("tame.db").display().to_string());
+    let db =
+        o.db.clone()
+            .unwrap_or_else(|| dir.join("tame.db").display().to_string());
     let addr = free_port()?;
     let mut envs = vec![
         ("TAME_POLICY".to_string(), policy.display().to_string()),
@@ -585,7 +574,14 @@ fn serve_and_drive(o: &Options, tame: &Path, wrk_path: &str, dir: &Path) -> Resu
     // The chain of what was written, checked by the running server.
     eprintln!("\n$ {} audit verify --api-url http://{addr}", tame.display());
     let verify = Command::new(tame)
-        .args(["audit", "verify", "--api-url", &format!("http://{addr}"), "--timeout", "600"])
+        .args([
+            "audit",
+            "verify",
+            "--api-url",
+            &format!("http://{addr}"),
+            "--timeout",
+            "600",
+        ])
         .output()
         .map_err(|e| format!("cannot run `tame audit verify`: {e}"))?;
     let verdict = if verify.status.success() { "passes" } else { "FAILS" };
@@ -672,7 +668,10 @@ mod tests {
         let f = parse_in_process(inproc, 5).unwrap();
         assert_eq!((f.requests, f.non2xx), (200_000, 0));
         assert!((f.rate() - 40_000.0).abs() < 1.0);
-        assert_eq!((f.p50, f.p90, f.p99, f.p999, f.max), (1250.0, 2000.0, 3500.0, 30000.0, 45000.0));
+        assert_eq!(
+            (f.p50, f.p90, f.p99, f.p999, f.max),
+            (1250.0, 2000.0, 3500.0, 30000.0, 45000.0)
+        );
     }
 
     #[test]
