@@ -129,6 +129,8 @@ pub struct Case {
     /// Where the case was written.
     pub origin: String,
     pub spec: CaseSpec,
+    /// Why the case cannot run at all, found when it was read.
+    pub problem: Option<String>,
 }
 
 /// The outcome of one case.
@@ -218,11 +220,13 @@ fn number_cases(specs: Vec<CaseSpec>, origin: &str) -> Vec<Case> {
             name: spec.name.clone().unwrap_or_else(|| format!("case {}", i + 1)),
             origin: origin.to_string(),
             spec,
+            problem: None,
         })
         .collect()
 }
 
-/// The cases kept in the policy file itself (`tests:`), read by the engine.
+/// The cases kept in the policy file itself (`tests:`), read by the engine
+/// (a session test's steps are read here, as in a sibling file).
 pub fn inline_cases(policy: &Policy, origin: &str) -> Vec<Case> {
     policy
         .tests()
@@ -230,9 +234,10 @@ pub fn inline_cases(policy: &Policy, origin: &str) -> Vec<Case> {
         .map(|test| Case {
             name: test.name.clone(),
             origin: format!("{origin}:{}", test.line),
+            problem: None,
             spec: CaseSpec {
                 name: Some(test.name.clone()),
-                call: Some(test.call.clone()),
+                call: (!test.call.is_null()).then(|| test.call.clone()),
                 tool: None,
                 args: None,
                 session_id: None,
@@ -241,18 +246,44 @@ pub fn inline_cases(policy: &Policy, origin: &str) -> Vec<Case> {
                 metadata: None,
                 session: test.session.clone(),
                 now: None,
-                expect: Some(test.expect.as_str().to_string()),
+                expect: test.expect.map(|e| e.as_str().to_string()),
                 // The engine's `rule` is "the rule expected, if given".
                 rule: test.rule.clone().map(Some),
                 reason_contains: None,
                 steps: None,
             },
         })
+        .zip(policy.tests())
+        .map(|(mut case, test)| {
+            if let Some(steps) = &test.steps {
+                match steps
+                    .iter()
+                    .map(|s| serde_json::from_value::<StepSpec>(s.clone()))
+                    .collect()
+                {
+                    Ok(steps) => case.spec.steps = Some(steps),
+                    Err(e) => {
+                        case.spec.steps = Some(Vec::new());
+                        case.problem = Some(format!("invalid step: {e}"));
+                    }
+                }
+            }
+            case
+        })
         .collect()
 }
 
 /// Runs one case against a compiled policy.
 pub fn run_case(policy: &Policy, case: &Case) -> Outcome {
+    if let Some(problem) = &case.problem {
+        return Outcome {
+            case: case.clone(),
+            pass: false,
+            actual: json!({"error": problem}),
+            diff: vec![format!("the case cannot run: {problem}")],
+            hit: Vec::new(),
+        };
+    }
     if let Some(steps) = &case.spec.steps {
         return run_session(policy, case, steps);
     }
@@ -707,6 +738,7 @@ mod tests {
             name: String::from("c"),
             origin: String::from("t.tests.yml"),
             spec: spec(yaml),
+            problem: None,
         };
         let ok = run_case(&policy, &case("tool: read_file\nexpect: allow\nrule: reads\n"));
         assert!(ok.pass, "{:?}", ok.diff);

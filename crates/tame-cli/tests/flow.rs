@@ -308,3 +308,44 @@ fn replay_keeps_inputs_and_results_in_each_session() {
     );
     assert_eq!(change["examples"][0]["new"]["rule"], "injected_payee", "{report}");
 }
+
+#[test]
+fn a_policy_file_keeps_session_tests_too() {
+    let dir = tempfile::tempdir().unwrap();
+    // The engine reads `tests:` (no `tool:` shorthand there).
+    let tests = TESTS.replace("  tool: get_x\n", "  call: {tool_name: get_x}\n");
+    let inline = format!(
+        "{POLICY}tests:\n{}",
+        tests.lines().map(|l| format!("  {l}\n")).collect::<String>()
+    );
+    let policy = write(dir.path(), "flow.yml", &inline);
+    let r = run(tame().arg("test").arg(&policy));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("2 passed, 0 failed"), "{}", r.stdout);
+    // A step expecting a rule the policy lacks is a load error; so is a
+    // test with both `steps` and `call`.
+    let bad = inline.replace("rule: injected_payee", "rule: injected_payees");
+    let policy = write(dir.path(), "bad.yml", &bad);
+    let r = run(tame().arg("check").arg(&policy));
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("test 1 expects unknown rule `injected_payees`"),
+        "{}",
+        r.stderr
+    );
+    let both = inline.replacen("\n    steps:\n", "\n    call: {tool_name: get_x}\n    steps:\n", 1);
+    let policy = write(dir.path(), "both.yml", &both);
+    let r = run(tame().arg("check").arg(&policy));
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("`steps` replaces `call`, `expect` and `rule`"),
+        "{}",
+        r.stderr
+    );
+    // A malformed step is named when the test runs.
+    let typo = inline.replace("    - input: \"Please", "    - inputs: \"Please");
+    let policy = write(dir.path(), "typo.yml", &typo);
+    let r = run(tame().arg("test").arg(&policy));
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("unknown field `inputs`"), "{}", r.stdout);
+}

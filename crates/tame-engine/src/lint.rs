@@ -123,7 +123,7 @@ pub(crate) fn lints(r: &Reporter<'_>, loaded: &Loaded) -> Vec<Diagnostic> {
         .iter()
         .flat_map(|r| r.tools.iter().map(String::as_str))
         .filter(|t| !is_glob(t))
-        .chain(loaded.tests.iter().filter_map(|t| t.call.get("tool_name")?.as_str()));
+        .chain(loaded.tests.iter().flat_map(crate::policy::PolicyTest::tools));
     for name in named {
         hits.clear();
         set.matches_into(name, &mut hits);
@@ -163,7 +163,7 @@ pub(crate) fn lints(r: &Reporter<'_>, loaded: &Loaded) -> Vec<Diagnostic> {
     let mentioned: Vec<&str> = rules
         .iter()
         .flat_map(|r| r.tools.iter().map(String::as_str))
-        .chain(loaded.tests.iter().filter_map(|t| t.call.get("tool_name")?.as_str()))
+        .chain(loaded.tests.iter().flat_map(crate::policy::PolicyTest::tools))
         .chain(declared_tools(loaded))
         .collect();
     let mentioned_globs: Vec<globset::GlobMatcher> = mentioned

@@ -285,44 +285,90 @@ pub(crate) fn load(
         let line = span.as_ref().map_or(0, |s| r.line_col(s.start).0);
         match serde_yaml::from_value::<TestModel>(value) {
             Ok(t) => {
-                let Some(expect) = parse_action(&t.expect) else {
-                    let s = node.and_then(|n| n.get("expect")).map(YNode::span).or(span);
-                    r.error(
-                        format!("unknown expected decision `{}` in test {}", t.expect, i + 1),
-                        s,
-                        None,
-                        Some(ACTION_HELP.into()),
-                    );
+                let at = |key: &str| node.and_then(|n| n.get(key)).map(YNode::span).or(span.clone());
+                let unknown_rule = |rule: &str, s: Option<std::ops::Range<usize>>, r: &mut Reporter<'_>| {
+                    if !names.contains_key(rule) && !crate::safety::is_builtin_rule(rule) {
+                        r.error(format!("test {} expects unknown rule `{rule}`", i + 1), s, None, None);
+                    }
+                };
+                if let Some(steps) = t.steps {
+                    // A session test: `tame test` reads its steps (and names
+                    // a bad one); here only what needs the policy.
+                    if t.call.is_some() || t.expect.is_some() || t.rule.is_some() {
+                        r.error(
+                            format!("test {}: `steps` replaces `call`, `expect` and `rule`", i + 1),
+                            at("steps"),
+                            None,
+                            Some("put each call's `expect` and `rule` in its step".into()),
+                        );
+                        continue;
+                    }
+                    for (j, step) in steps.iter().enumerate() {
+                        let s = node
+                            .and_then(|n| n.get("steps"))
+                            .and_then(|n| n.items().get(j))
+                            .map(YNode::span)
+                            .or(span.clone());
+                        if !step.is_object() {
+                            r.error(
+                                format!(
+                                    "test {} step {}: a step is a mapping (`call`, `input` or `result`)",
+                                    i + 1,
+                                    j + 1
+                                ),
+                                s,
+                                None,
+                                None,
+                            );
+                        } else if let Some(rule) = step.get("rule").and_then(serde_json::Value::as_str) {
+                            unknown_rule(rule, s, r);
+                        }
+                    }
+                    tests.push(PolicyTest {
+                        name: t.name.unwrap_or_else(|| format!("test {}", i + 1)),
+                        call: serde_json::Value::Null,
+                        session: None,
+                        expect: None,
+                        rule: None,
+                        line,
+                        steps: Some(steps),
+                    });
+                    continue;
+                }
+                let expect_text = t.expect.unwrap_or_default();
+                let Some(expect) = parse_action(&expect_text) else {
+                    let message = if expect_text.is_empty() {
+                        format!("test {}: `expect` is missing (allow, deny or approve)", i + 1)
+                    } else {
+                        format!("unknown expected decision `{expect_text}` in test {}", i + 1)
+                    };
+                    r.error(message, at("expect"), None, Some(ACTION_HELP.into()));
                     continue;
                 };
-                let serde_json::Value::Object(mut call) = t.call else {
-                    let s = node.and_then(|n| n.get("call")).map(YNode::span).or(span);
+                let Some(serde_json::Value::Object(mut call)) = t.call else {
                     r.error(
                         format!(
-                            "test {}: `call` must be a mapping with `tool_name` and `tool_args`",
+                            "test {}: `call` must be a mapping with `tool_name` and `tool_args` (or the test a session: `steps`)",
                             i + 1
                         ),
-                        s,
+                        at("call"),
                         None,
                         None,
                     );
                     continue;
                 };
                 let session = call.remove("session");
-                if let Some(rule) = &t.rule
-                    && !names.contains_key(rule)
-                    && !crate::safety::is_builtin_rule(rule)
-                {
-                    let s = node.and_then(|n| n.get("rule")).map(YNode::span).or(span);
-                    r.error(format!("test {} expects unknown rule `{rule}`", i + 1), s, None, None);
+                if let Some(rule) = &t.rule {
+                    unknown_rule(rule, at("rule"), r);
                 }
                 tests.push(PolicyTest {
                     name: t.name.unwrap_or_else(|| format!("test {}", i + 1)),
                     call: serde_json::Value::Object(call),
                     session,
-                    expect,
+                    expect: Some(expect),
                     rule: t.rule,
                     line,
+                    steps: None,
                 });
             }
             Err(e) => report_serde(r, &e, node, None, span),

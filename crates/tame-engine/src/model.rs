@@ -308,14 +308,22 @@ pub(crate) struct TestModel {
     #[serde(default)]
     pub name: Option<String>,
     /// The call: `{tool_name, tool_args, session_id?, agent_id?, user_id?, metadata?, session?}`.
-    #[schemars(with = "crate::schema::CallSchema")]
-    pub call: serde_json::Value,
-    /// The expected decision.
-    #[schemars(with = "ActionName")]
-    pub expect: String,
+    #[serde(default)]
+    #[schemars(with = "Option<crate::schema::CallSchema>")]
+    pub call: Option<serde_json::Value>,
+    /// The expected decision (of `call`).
+    #[serde(default)]
+    #[schemars(with = "Option<ActionName>")]
+    pub expect: Option<String>,
     /// The rule expected to decide.
     #[serde(default)]
     pub rule: Option<String>,
+    /// A whole session instead of `call` and `expect`, run by `tame test`
+    /// in one fresh session: each step a call with its expectation, a user
+    /// `input`, or the `result` of the previous call.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<crate::schema::StepSchema>>")]
+    pub steps: Option<Vec<serde_json::Value>>,
 }
 
 /// The YAML value as text, for versions written as numbers (`1.0`).

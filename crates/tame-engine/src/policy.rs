@@ -67,15 +67,20 @@ pub struct Stats {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PolicyTest {
     pub name: String,
-    /// The call: `{tool_name, tool_args, session_id?, agent_id?, user_id?, metadata?}`.
+    /// The call: `{tool_name, tool_args, session_id?, agent_id?, user_id?, metadata?}`
+    /// (`null` in a session test).
     pub call: serde_json::Value,
     /// Session facts for the call: `{calls, counts, called, labels}`.
     pub session: Option<serde_json::Value>,
-    pub expect: Action,
+    /// The call's expected decision (`None` in a session test).
+    pub expect: Option<Action>,
     /// The rule expected to decide, if given.
     pub rule: Option<String>,
     /// Line of the test in the file.
     pub line: usize,
+    /// A session test's steps (`{call, expect, rule?, reason?}`, `{input}`,
+    /// `{result}`), run through the enforcement path by `tame test`.
+    pub steps: Option<Vec<serde_json::Value>>,
 }
 
 /// The result of running one [`PolicyTest`].
@@ -89,6 +94,14 @@ pub struct TestOutcome {
 }
 
 impl PolicyTest {
+    /// The tools the test calls (its call's, or its steps').
+    pub fn tools(&self) -> impl Iterator<Item = &str> {
+        let steps = self.steps.iter().flatten().filter_map(|s| s.get("call"));
+        std::iter::once(&self.call)
+            .chain(steps)
+            .filter_map(|c| c.get("tool_name")?.as_str())
+    }
+
     pub fn request(&self) -> Result<Request, RequestError> {
         Request::from_call_json(&self.call)
     }
@@ -108,6 +121,9 @@ impl PolicyTest {
             decision: None,
             message: Some(message),
         };
+        let (None, Some(expect)) = (&self.steps, self.expect) else {
+            return fail("a session test (`steps:`) runs through the enforcement path: `tame test`".into());
+        };
         let req = match self.request() {
             Ok(r) => r,
             Err(e) => return fail(format!("call: {e}")),
@@ -118,10 +134,10 @@ impl PolicyTest {
         };
         let d = policy.evaluate(&req, &facts);
         let mut problems = Vec::new();
-        if d.action != self.expect {
+        if d.action != expect {
             problems.push(format!(
                 "expected `{}`, got `{}` ({})",
-                self.expect.as_str(),
+                expect.as_str(),
                 d.action.as_str(),
                 d.reason
             ));

@@ -79,6 +79,27 @@ pub(crate) struct CallSchema {
     now: Option<String>,
 }
 
+/// A step of a session test: exactly one of `call` (with `expect`, and
+/// optionally `rule` and `reason`), `input` or `result`.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Test step")]
+#[expect(dead_code, reason = "describes a test step for the schema; `tame test` reads steps")]
+pub(crate) struct StepSchema {
+    /// A call of the test's session.
+    call: Option<CallSchema>,
+    /// The call's expected decision.
+    expect: Option<ActionName>,
+    /// The rule expected to decide the call (`null`: the default).
+    rule: Option<String>,
+    /// A text the call's reason must contain.
+    reason: Option<String>,
+    /// What the user asked (a user input of the session).
+    input: Option<String>,
+    /// What the previous call returned (it must have run).
+    result: Option<serde_json::Value>,
+}
+
 /// The JSON Schema of a policy file (`tame schema policy`).
 pub fn policy_json_schema() -> serde_json::Value {
     schemars::schema_for!(crate::model::FileModel).to_value()
