@@ -806,6 +806,49 @@ impl Engine {
         json_to_py(py, &answer)
     }
 
+    /// Records what the user asked in session `session_id` (the trusted
+    /// principal's words: `from_input(x)` and `session.inputs` read them),
+    /// as `POST /api/v1/sessions/{session_id}/inputs` does. Returns
+    /// `{"recorded": "input", "session_id", "input_id"}`. Raises
+    /// `TypeError` when an argument is not a string and `ValueError` for
+    /// an empty session id or text, or a text over the size limit (each
+    /// naming the argument).
+    fn record_input<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: &Bound<'_, PyAny>,
+        text: &Bound<'_, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let string = |obj: &Bound<'_, PyAny>, name: &str| -> Result<String> {
+            let s = obj
+                .cast::<PyString>()
+                .map_err(|_| Error::Type(format!("{name} must be a string, got {}", type_name(obj))))?;
+            Ok(s.to_cow()?.into_owned())
+        };
+        let session_id = string(session_id, "session_id")?;
+        let text = string(text, "text")?;
+        if session_id.trim().is_empty() {
+            return Err(Error::Value("session_id must not be empty".into()).into());
+        }
+        let policy = self.current();
+        let enforcer = Enforcer::with_policy(&policy);
+        let body = serde_json::json!({ "text": text });
+        let recorded = self
+            .store
+            .record_input(&enforcer, &session_id, &body)
+            .map_err(|e| match e {
+                // Refused for its value (empty, too long): the argument names it.
+                tame_enforce::EnforceError::Call(e) => Error::Value(format!("{}: {}", e.path, e.message)),
+                other => Error::Enforce(other),
+            })?;
+        let answer = serde_json::json!({
+            "recorded": "input",
+            "session_id": session_id,
+            "input_id": recorded.record.input_id,
+        });
+        json_to_py(py, &answer)
+    }
+
     /// Approves (`approve=True`) or rejects a pending approval; returns it.
     /// Raises `EnforceError` (404: unknown, 409: no longer pending).
     #[pyo3(signature = (approval_id, approve, by = None, reason = None))]

@@ -187,6 +187,8 @@ class EmbeddedBackend:
                 return self._enforce(json)
             if len(rest) == 3 and rest[0] == "enforce" and rest[2] == "result" and method.upper() == "POST":
                 return self._update_result(rest[1], params.get("log_id"), json)
+            if len(rest) == 3 and rest[0] == "sessions" and rest[2] == "inputs" and method.upper() == "POST":
+                return self._record_input(rest[1], json)
             if route == ("GET", "sessions"):
                 return self._list_sessions(params)
             if len(rest) == 2 and rest[0] == "sessions" and method.upper() == "GET":
@@ -229,6 +231,17 @@ class EmbeddedBackend:
         return dict(self.engine.record_result(session_id, str(log_id), result))
 
     # -- sessions --------------------------------------------------------
+
+    def _record_input(self, session_id: str, body: Any) -> Dict[str, Any]:
+        if not isinstance(body, Mapping):
+            raise ApiError(422, "request body must be an object with `text`")
+        extra = [k for k in body if k != "text"]
+        if extra:
+            raise ApiError(422, f"{extra[0]}: unknown field, expected `text`")
+        try:
+            return dict(self.engine.record_input(session_id, body.get("text")))
+        except (TypeError, ValueError) as exc:
+            raise ApiError(422, str(exc)) from None
 
     def _list_sessions(self, params: Mapping[str, Any]) -> Dict[str, Any]:
         page = int(params.get("page") or 1)

@@ -230,6 +230,16 @@ class _ClientBase:
         return f"/api/v1/enforce/{sid}/result", {"log_id": str(log_id)}, payload
 
     @staticmethod
+    def _input_path(session_id: Any, text: Any) -> Tuple[str, Dict[str, Any]]:
+        sid = str(_check_str(session_id, "session_id", allow_none=False))
+        text = str(_check_str(text, "text", allow_none=False))
+        if not sid.strip():
+            raise ValueError("session_id must not be empty")
+        if not text.strip():
+            raise ValueError("text must not be empty")
+        return f"/api/v1/sessions/{sid}/inputs", {"text": text}
+
+    @staticmethod
     def _test_body(tool_name: Any, tool_args: Any, session_context: Any) -> Dict[str, Any]:
         return {
             "tool_name": _check_tool_name(tool_name),
@@ -397,6 +407,15 @@ class Client(_ClientBase):
         path, params, payload = self._result_path(session_id, log_id, result)
         data = self._call("POST", path, "update_result", auth_on_403=False, params=params, json=payload)
         return isinstance(data, Mapping) and data.get("status") == "updated"
+
+    def record_input(self, session_id: str, text: str) -> Dict[str, Any]:
+        """Record what the user asked in a session (the trusted principal's
+        words, which ``from_input(x)`` and ``session.inputs`` read). Call it
+        from the integration, not from the model's tools: a server needs an
+        input (or admin) key, which an agent key is not. Returns
+        ``{"recorded": "input", "session_id", "input_id"}``."""
+        path, body = self._input_path(session_id, text)
+        return dict(self._call("POST", path, "record_input", json=body))
 
     def get_session_logs(self, session_id: Optional[str] = None) -> List[Dict[str, Any]]:
         """The log entries of a session (this client's by default)."""
@@ -614,6 +633,11 @@ class AsyncClient(_ClientBase):
         path, params, payload = self._result_path(session_id, log_id, result)
         data = await self._call("POST", path, "update_result", auth_on_403=False, params=params, json=payload)
         return isinstance(data, Mapping) and data.get("status") == "updated"
+
+    async def record_input(self, session_id: str, text: str) -> Dict[str, Any]:
+        """Record what the user asked in a session: see ``Client.record_input``."""
+        path, body = self._input_path(session_id, text)
+        return dict(await self._call("POST", path, "record_input", json=body))
 
     async def get_session_logs(self, session_id: Optional[str] = None) -> List[Dict[str, Any]]:
         sid = _check_str(session_id, "session_id") or self.session_id
