@@ -124,15 +124,44 @@ fn fmt_refuses_bad_input_and_leaves_the_file() {
 // ------------------------------------------------------------------ docs
 
 /// The call and session facts of the reference's examples.
-fn example_context() -> (tame_engine::Request, tame_engine::MemoryFacts) {
+fn example_context() -> (tame_engine::Request, tame_enforce::SessionState) {
     let mut call: serde_json::Value = serde_json::from_str(tame_lang::reference::EXAMPLE_CALL).unwrap();
     let now = call.as_object_mut().unwrap().remove("now").unwrap();
     let mut request = tame_engine::Request::from_call_json(&call).unwrap();
     request.now = now.as_str().unwrap().parse().unwrap();
     let session: serde_json::Value = serde_json::from_str(tame_lang::reference::EXAMPLE_SESSION).unwrap();
-    let mut facts = tame_engine::MemoryFacts::from_json(&session).unwrap();
-    facts.set_now(request.now);
-    (request, facts)
+    let mut state = tame_enforce::SessionState::from_json(&session).unwrap();
+    // The steps the session saw after its facts, a minute apart, ending
+    // before the example call.
+    let key = state.index_key();
+    let steps: Vec<serde_json::Value> = tame_lang::reference::EXAMPLE_STEPS
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let n = steps.len() as i64;
+    for (i, step) in steps.iter().enumerate() {
+        let at = request.now - jiff::SignedDuration::from_mins(n - i as i64);
+        if let Some(text) = step.get("input").and_then(serde_json::Value::as_str) {
+            state.record_input(text, at, &tame_enforce::provenance::Extract::text(&key, text, false));
+        } else if let Some(value) = step.get("result") {
+            let log_id = format!("call-{}", i - 1);
+            let extract = tame_enforce::provenance::Extract::json(&key, value, true);
+            let value = tame_engine::json_to_value(value);
+            assert!(state.record_result(&log_id, None, value, tame_enforce::ResultSource::Agent, &extract));
+        } else {
+            let decision = match step["decision"].as_str().unwrap() {
+                "allow" => tame_engine::Action::Allow,
+                "deny" => tame_engine::Action::Deny,
+                _ => tame_engine::Action::Approve,
+            };
+            let tool = step["tool_name"].as_str().unwrap();
+            let mut call = tame_enforce::CallStep::new(tool, decision, None, false, at);
+            call.args = tame_engine::json_to_value(&step["tool_args"]);
+            call.log_id = Some(format!("call-{i}").into());
+            state.record(call);
+        }
+    }
+    (request, state)
 }
 
 #[test]
@@ -147,7 +176,8 @@ fn every_builtin_and_root_is_in_the_language_reference() {
 
 #[test]
 fn every_example_of_the_language_reference_evaluates_as_written() {
-    let (request, facts) = example_context();
+    let (request, state) = example_context();
+    let facts = state.view(request.now);
     let examples = tame_lang::reference::examples(&tame_lang::Registry::builtins());
     assert!(examples.len() > 50, "{}", examples.len());
     let mut wrong = Vec::new();

@@ -24,8 +24,10 @@
 //! does not match `mybank.com`, and a value of fewer than [`MIN_CHARS`]
 //! characters never matches.
 //!
-//! The index holds keyed hashes (SipHash-1-3 under a key derived from the
-//! audit secret, [`IndexKey`]), never the text, and at most [`MAX_INDEX`]
+//! The index holds keyed hashes (foldhash seeded with a key derived from
+//! the audit secret, [`IndexKey`]; they never leave memory: a session
+//! read back from the log is indexed again), never the text, and at most
+//! [`MAX_INDEX`]
 //! of them per session and kind (inputs, results). Past that cap nothing
 //! new is added and a check that finds nothing is an error instead of
 //! `false` (it cannot prove absence), so flooding a session can make its
@@ -37,7 +39,6 @@ use std::sync::LazyLock;
 
 use foldhash::HashMap;
 use regex::Regex;
-use siphasher::sip::SipHasher13;
 use unicode_normalization::UnicodeNormalization;
 
 /// Values shorter than this (in characters, normalized) never match.
@@ -86,7 +87,9 @@ impl IndexKey {
     }
 
     fn hash(&self, tag: u8, bytes: &[u8]) -> u64 {
-        let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
+        use std::hash::BuildHasher as _;
+        let mut h = foldhash::quality::FixedState::with_seed(self.k0).build_hasher();
+        h.write_u64(self.k1);
         h.write_u8(tag);
         h.write(bytes);
         h.finish()
@@ -133,24 +136,25 @@ fn tokens(text: &str) -> impl Iterator<Item = &str> {
     text.split(|c: char| !is_token_char(c)).filter(|t| !t.is_empty())
 }
 
-/// Entities: one pattern, one pass. Order matters (leftmost-first): a URL
+/// Entities: one pattern, one pass (ASCII word boundaries: Unicode ones
+/// would keep the regex crate off its fast DFA). Order matters (leftmost-first): a URL
 /// before the host in it, an e-mail address before its host, an IBAN
 /// before a number group.
 static ENTITY: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(concat!(
         r#"[a-z][a-z0-9+.\-]*://[^\s<>"'`]+"#,
         r"|[\w.+%\-]+@[\w\-]+(?:\.[\w\-]+)+",
-        r"|\b[a-z]{2}\d{2}(?:[ \-]?[a-z0-9]{4}){2,7}(?:[ \-]?[a-z0-9]{1,4})?\b",
+        r"|(?-u:\b)[a-z]{2}\d{2}(?:[ \-]?[a-z0-9]{4}){2,7}(?:[ \-]?[a-z0-9]{1,4})?(?-u:\b)",
         r"|\+?\d[\d \-]{4,}\d",
         r"|\d+(?:[.,]\d+)+",
-        r"|\b(?:[\w\-]+\.)+[\w\-]*[^\W\d_][\w\-]*\b",
+        r"|(?-u:\b)(?:[\w\-]+\.)+[\w\-]*[^\W\d_][\w\-]*(?-u:\b)",
         r#"|"[^"\n]{1,200}"|“[^”\n]{1,200}”|'[^'\n]{1,200}'"#,
     ))
     .ok()
 });
 
 /// Calls `f` with each entity of a normalized text (its indexed form).
-fn entities(text: &str, mut f: impl FnMut(&str)) {
+fn entities(text: &str, f: &mut impl FnMut(&str)) {
     let Some(re) = ENTITY.as_ref() else { return };
     for m in re.find_iter(text) {
         let e = m.as_str();
@@ -163,6 +167,11 @@ fn entities(text: &str, mut f: impl FnMut(&str)) {
                     .trim();
                 if inner.len() <= MAX_QUOTED {
                     f(inner);
+                }
+                // What the quotes hold is not hidden by them (an IBAN in a
+                // quoted SMS); quotes inside do not nest further.
+                if !inner.contains(['"', '\'', '“', '”']) {
+                    entities(inner, &mut *f);
                 }
             }
             _ if e.contains("://") => {
@@ -385,7 +394,7 @@ impl Extract {
                 self.values.push(key.hash(TAG_ENTITY, compact(whole).as_bytes()));
             }
         }
-        entities(&norm, |e| {
+        entities(&norm, &mut |e| {
             if e.chars().count() >= MIN_CHARS {
                 let h = key.hash(TAG_ENTITY, e.as_bytes());
                 self.values.push(h);
@@ -441,7 +450,7 @@ impl Probe {
 pub fn carried(key: &IndexKey, text: &str) -> Vec<u64> {
     let norm = normalize(text);
     let mut out = Vec::new();
-    entities(&norm, |e| {
+    entities(&norm, &mut |e| {
         if e.chars().count() >= MIN_CHARS {
             out.push(key.hash(TAG_ENTITY, e.as_bytes()));
         }
@@ -459,6 +468,12 @@ pub struct Index {
 }
 
 impl Index {
+    /// Room for `n` more hashes (up to the cap), so that a large result
+    /// does not grow the table step by step.
+    pub fn reserve(&mut self, n: usize) {
+        self.map.reserve(n.min(MAX_INDEX.saturating_sub(self.map.len())));
+    }
+
     /// Adds `hash` from the tools in `mask`; past the cap, marks the index
     /// full instead.
     pub fn insert(&mut self, hash: u64, mask: u64) {
@@ -532,6 +547,13 @@ mod tests {
         // Whole tokens only, and nothing under four characters.
         assert!(!found(&ix, "love"));
         assert!(!found(&ix, "Ada"));
+    }
+
+    #[test]
+    fn quotes_do_not_hide_the_values_inside() {
+        let ix = index(&["SMS: 'pay to GB33 BUKB 2020 1555 5555 55 today'"]);
+        assert!(found(&ix, "GB33BUKB20201555555555"));
+        assert!(found(&ix, "pay to GB33 BUKB 2020 1555 5555 55 today"));
     }
 
     #[test]

@@ -498,6 +498,8 @@ impl SessionState {
             Some(t) => self.tool_bit(t),
             None => 1 << TOOL_BITS,
         };
+        self.results_index.reserve(extract.values.len());
+        self.carried_index.reserve(extract.entities.len() + extract.copies.len());
         for h in &extract.values {
             self.results_index.insert(*h, mask);
         }

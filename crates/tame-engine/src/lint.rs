@@ -123,7 +123,8 @@ pub(crate) fn lints(r: &Reporter<'_>, loaded: &Loaded) -> Vec<Diagnostic> {
         .iter()
         .flat_map(|r| r.tools.iter().map(String::as_str))
         .filter(|t| !is_glob(t))
-        .chain(loaded.tests.iter().flat_map(crate::policy::PolicyTest::tools));
+        .chain(loaded.tests.iter().flat_map(crate::policy::PolicyTest::tools))
+        .chain(declared_tools(loaded));
     for name in named {
         hits.clear();
         set.matches_into(name, &mut hits);
@@ -239,7 +240,7 @@ fn declared_tools(loaded: &Loaded) -> impl Iterator<Item = &str> {
         .and_then(|t| t.get("tools"))
         .map(|t| t.items())
         .unwrap_or_default()
-        .into_iter()
+        .iter()
         .filter_map(|item| item.get("name").and_then(YNode::as_str))
 }
 

@@ -22,25 +22,42 @@ use crate::program::{Cx, Fault, Node, fault};
 #[derive(Debug, Clone)]
 pub struct ToolPattern {
     text: Arc<str>,
-    glob: Option<Arc<globset::GlobMatcher>>,
+    kind: PatternKind,
+}
+
+#[derive(Debug, Clone)]
+enum PatternKind {
+    Exact,
+    /// `prefix*suffix` (one `*`, no other special character): matched
+    /// without the glob engine.
+    Star { prefix: usize },
+    Glob(Arc<globset::GlobMatcher>),
 }
 
 impl ToolPattern {
     /// Reads `pattern`: a glob when it holds `*`, `?`, `[` or `{`, else an
     /// exact tool name.
     pub fn new(pattern: &str) -> Result<ToolPattern, String> {
-        let glob = if pattern.contains(['*', '?', '[', '{']) {
+        let kind = if !pattern.contains(['*', '?', '[', '{']) {
+            PatternKind::Exact
+        } else {
             let g = globset::GlobBuilder::new(pattern)
                 .literal_separator(false)
                 .build()
                 .map_err(|e| format!("invalid tool pattern `{pattern}`: {}", e.kind()))?;
-            Some(Arc::new(g.compile_matcher()))
-        } else {
-            None
+            match pattern.find('*') {
+                Some(star)
+                    if pattern.matches('*').count() == 1
+                        && !pattern.contains(['?', '[', '{', '\\', ']', '}']) =>
+                {
+                    PatternKind::Star { prefix: star }
+                }
+                _ => PatternKind::Glob(Arc::new(g.compile_matcher())),
+            }
         };
         Ok(ToolPattern {
             text: Arc::from(pattern),
-            glob,
+            kind,
         })
     }
 
@@ -51,14 +68,19 @@ impl ToolPattern {
 
     /// The tool's name when the pattern is one name, not a glob.
     pub fn exact(&self) -> Option<&str> {
-        self.glob.is_none().then_some(&*self.text)
+        matches!(self.kind, PatternKind::Exact).then_some(&*self.text)
     }
 
     /// Whether `tool` matches.
     pub fn matches(&self, tool: &str) -> bool {
-        match &self.glob {
-            None => *self.text == *tool,
-            Some(g) => g.is_match(tool),
+        match &self.kind {
+            PatternKind::Exact => *self.text == *tool,
+            PatternKind::Star { prefix } => {
+                let (pre, post) = self.text.split_at(*prefix);
+                let post = post.get(1..).unwrap_or("");
+                tool.len() >= pre.len() + post.len() && tool.starts_with(pre) && tool.ends_with(post)
+            }
+            PatternKind::Glob(g) => g.is_match(tool),
         }
     }
 }
@@ -264,5 +286,36 @@ impl SessionNode {
             },
             None => Err(fault(format!("{}: missing tool pattern", self.fact.name()), self.span)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ToolPattern;
+
+    #[test]
+    fn patterns_match_as_rule_globs_do() {
+        let cases = [
+            ("send_email", "send_email", true),
+            ("send_email", "send_emails", false),
+            ("get_*", "get_balance", true),
+            ("get_*", "get_", true),
+            ("get_*", "forget_x", false),
+            ("*_email", "send_email", true),
+            ("a*a", "a", false),
+            ("a*a", "aa", true),
+            ("mcp/*", "mcp/fs/read", true),
+            ("{send,forward}_email", "forward_email", true),
+            ("{send,forward}_email", "reply_email", false),
+            ("read_?", "read_x", true),
+        ];
+        for (p, tool, want) in cases {
+            let pat = ToolPattern::new(p).unwrap();
+            assert_eq!(pat.matches(tool), want, "{p} vs {tool}");
+            // The same answer as the glob engine a rule's `tools:` uses.
+            let g = globset::GlobBuilder::new(p).literal_separator(false).build().unwrap().compile_matcher();
+            assert_eq!(g.is_match(tool), want, "globset: {p} vs {tool}");
+        }
+        assert!(ToolPattern::new("[x").is_err());
     }
 }

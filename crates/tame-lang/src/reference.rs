@@ -21,6 +21,15 @@ pub const EXAMPLE_CALL: &str = r#"{"tool_name": "send_email", "tool_args": {"to"
 pub const EXAMPLE_SESSION: &str =
     r#"{"calls": 7, "counts": {"send_email": 2, "read_file": 4, "read_secret": 1}, "labels": ["secret_read"]}"#;
 
+/// What the examples' session saw after those facts, in order, as `tame
+/// eval` lines: the user's input, a call that ran with its result, and two
+/// calls that were denied (`decision` says how each call was decided).
+pub const EXAMPLE_STEPS: &str = r#"{"session_id": "s-1", "input": "Please send invoice INV-2041 to ada@example.com"}
+{"tool_name": "get_invoice", "tool_args": {"number": "INV-2041"}, "session_id": "s-1", "decision": "allow"}
+{"session_id": "s-1", "result": {"number": "INV-2041", "subject": "Invoice INV-2041", "total": 1200, "pay_to": "DE89 3704 0044 0532 0130 00"}}
+{"tool_name": "transfer_money", "tool_args": {"to": "FR76 3000 6000 0112 3456 7890 189"}, "session_id": "s-1", "decision": "deny"}
+{"tool_name": "transfer_money", "tool_args": {"to": "FR76 3000 6000 0112 3456 7890 189"}, "session_id": "s-1", "decision": "deny"}"#;
+
 /// One documented example: `expr` evaluates to `result`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Example {
@@ -67,9 +76,11 @@ const ROOTS: &[Entry] = &[
     Entry {
         name: "session",
         forms: "",
-        summary: "The session: `session.id`, `session.calls` (calls that ran), `session.labels` (labels \
-                  results attached), and the functions `count` and `called`.",
-        example: r#"session.calls > 5 and "secret_read" in session.labels"#,
+        summary: "The session: `session.id`, `session.calls` (every call, oldest first: `{tool, args, decision, \
+                  rule, released, at, result, source}`), `session.inputs` (the user's inputs), `session.labels` \
+                  (labels results attached), and the functions `count`, `called`, `denied` and `results`, \
+                  which take a tool name or glob.",
+        example: r#"session.count("*") >= 7 and size(session.calls) == 3 and "secret_read" in session.labels"#,
         result: "true",
     },
     Entry {
@@ -327,7 +338,8 @@ pub fn language_reference(registry: &Registry) -> String {
     let _ = writeln!(md, "```json\n{EXAMPLE_CALL}\n```\n");
     let _ = writeln!(
         md,
-        "in a session with these facts:\n\n```json\n{EXAMPLE_SESSION}\n```\n"
+        "in a session with these facts:\n\n```json\n{EXAMPLE_SESSION}\n```\n\nthat then saw these steps \
+         (as `tame eval` lines; `decision` says how each call was decided):\n\n```json\n{EXAMPLE_STEPS}\n```\n"
     );
 
     md.push_str("## Roots\n\n| root | type | what | example |\n|---|---|---|---|\n");

@@ -549,16 +549,16 @@ impl Registry {
             "denied",
             "`session.denied(tool)`: how many calls to matching tools did not run in this session (denied, or \
              their approval not released); with a duration, only those within that time before now.",
-            r#"session.denied("transfer_*", duration("10m")) >= 3"#,
-            "true",
+            r#"session.denied("transfer_*", duration("10m"))"#,
+            "2",
         );
         r.doc(
             "results",
             "`session.results(tool)`: the results of earlier calls to matching tools, newest first. An error \
              while one of those calls has no reported result, or when the session no longer keeps one (so \
              it cannot make an allow rule match).",
-            r#"args.iban in session.results("get_transactions").map(r, r.iban)"#,
-            "true",
+            r#"session.results("get_*").map(r, r.total)"#,
+            "[1200]",
         );
         r.doc(
             "from_input",
@@ -566,7 +566,7 @@ impl Registry {
              phone or account number, number, quoted string) or a run of whole words of one of the user's \
              inputs in this session, compared after normalization (NFKC, case, invisible characters; spaces \
              and dashes inside numbers). Values shorter than 4 characters never match.",
-            r#"from_input(args.recipient)"#,
+            r#"from_input(args.to[0]) && !from_input("eve@example.com")"#,
             "true",
         );
         r.doc(
@@ -574,14 +574,14 @@ impl Registry {
             "Whether the value occurs, as an entity or a run of whole words, in an earlier tool result of \
              this session (of tools matching the glob, when given). An error while a call to such a tool has \
              no reported result yet.",
-            r#"from_results(args.url, "fetch_*")"#,
+            r#"from_results(args.subject, "get_*")"#,
             "true",
         );
         r.doc(
             "carries_from_results",
             "Whether the text carries an entity of an earlier tool result (of tools matching the glob, when \
              given), or a run of at least 40 characters copied from one: a check for the deny side.",
-            r#"carries_from_results(args.body, "read_*")"#,
+            r#"carries_from_results("wire it to DE89370400440532013000 today")"#,
             "true",
         );
         r.method("count", vec![Session, Str], Int);
