@@ -283,3 +283,60 @@ async fn a_result_is_recorded_before_the_client_sees_it() {
     drop(client_tx);
     assert_eq!(proxy.await.unwrap().unwrap(), 0);
 }
+
+#[test]
+fn print_config_prints_the_entry_that_runs_the_proxy() {
+    let bin = env!("CARGO_BIN_EXE_tame-mcp-proxy");
+    let policy = fixture("policy.yml");
+    let out = std::process::Command::new(bin)
+        .args([
+            "--policy",
+            &policy.display().to_string(),
+            "--agent-id",
+            "desk",
+            "--print-config",
+            "cursor",
+        ])
+        .args(["--", "npx", "-y", "@modelcontextprotocol/server-filesystem", "/tmp"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = &config["mcpServers"]["server-filesystem"];
+    assert_eq!(entry["command"], bin);
+    let args: Vec<&str> = entry["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        args,
+        [
+            "--policy",
+            policy.to_str().unwrap(),
+            "--agent-id",
+            "desk",
+            "--",
+            "npx",
+            "-y",
+            "@modelcontextprotocol/server-filesystem",
+            "/tmp"
+        ]
+    );
+    // Either a command or --url, not both, and not neither.
+    let both = std::process::Command::new(bin)
+        .args([
+            "--policy",
+            "p.yml",
+            "--url",
+            "http://127.0.0.1:1/mcp",
+            "--",
+            "python3",
+            "s.py",
+        ])
+        .output()
+        .unwrap();
+    assert!(!both.status.success());
+    assert!(String::from_utf8_lossy(&both.stderr).contains("not both"));
+}
