@@ -10,26 +10,9 @@ mod support;
 use serde_json::{Value, json};
 use support::*;
 
-/// A payee must come from the user, never from what a tool returned.
-const POLICY: &str = r#"version: "flow-1"
-default: approve
-rules:
-  - name: injected_payee
-    action: deny
-    tools: ["pay"]
-    condition: 'from_results(args.iban, "get_*") && !from_input(args.iban)'
-    reason: "the payee came from a tool result"
-  - name: payee_from_user
-    action: allow
-    tools: ["pay"]
-    condition: 'from_input(args.iban)'
-  - name: reads
-    action: allow
-    tools: ["get_*"]
-  - name: no_deletes
-    action: deny
-    tools: ["delete_*"]
-"#;
+/// A payee must come from the user, never from what a tool returned (the
+/// policy the Python engine's flow tests use too).
+const POLICY: &str = include_str!("../../../tests/transcripts/payee_flow.yml");
 
 const USER_IBAN: &str = "CH93 0076 2011 6238 5295 7";
 const INJECTED_IBAN: &str = "DE89 3704 0044 0532 0130 00";
