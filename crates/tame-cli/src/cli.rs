@@ -148,6 +148,16 @@ A test case (in `tests:` or in NAME.tests.yml):
     session: {counts: {send_email: 20}}      # optional offline facts
     expect: allow                             # allow | deny | approve
     rule: allow_reads                         # optional; null = the default applied
+A session test (one fresh session; a failure names the step):
+  - name: payee_from_the_user
+    steps:
+      - input: \"pay my rent to CH93 0076 2011 6238 5295 7\"
+      - call: {tool_name: get_invoices}
+        expect: allow
+      - result: {iban: \"DE89 3704 0044 0532 0130 00\"}   # what the previous call returned
+      - call: {tool_name: pay, tool_args: {iban: DE89370400440532013000}}
+        expect: deny
+        rule: injected_payee                  # optional, as is reason: TEXT
 
 Prints pass/fail per case with a diff, then `N passed, N failed` and the
 rules no test hit. Exits 1 when a test fails.")]
@@ -428,18 +438,18 @@ pub struct ExplainArgs {
     /// Offline session facts, JSON (`{"calls": 3, "counts": {"send_email": 2}}`)
     #[arg(long)]
     pub session: Option<String>,
-    #[arg(long)]
-    pub agent_id: Option<String>,
-    #[arg(long)]
-    pub user_id: Option<String>,
-    /// Metadata, a JSON object
-    #[arg(long)]
     /// A session's steps to run first, JSON lines as `tame eval` reads them
     #[arg(long, value_name = "FILE")]
     pub steps: Option<PathBuf>,
     /// The call's session (default: the last step's)
     #[arg(long)]
     pub session_id: Option<String>,
+    #[arg(long)]
+    pub agent_id: Option<String>,
+    #[arg(long)]
+    pub user_id: Option<String>,
+    /// Metadata, a JSON object
+    #[arg(long)]
     pub metadata: Option<String>,
 }
 
