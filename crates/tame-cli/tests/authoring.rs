@@ -186,7 +186,8 @@ fn every_example_of_the_language_reference_evaluates_as_written() {
         // error is no match, so the default (deny) tells.
         let condition = format!("({}) == ({})", ex.expr, ex.result);
         let text = format!(
-            "version: \"1\"\ndefault: deny\nrules:\n  - name: equal\n    action: allow\n    condition: '{}'\n",
+            "version: \"1\"\ndefault: deny\nlists: {}\nrules:\n  - name: equal\n    action: allow\n    condition: '{}'\n",
+            tame_lang::reference::EXAMPLE_LISTS,
             condition.replace('\'', "''")
         );
         match tame_engine::Policy::from_yaml(&text, "example") {

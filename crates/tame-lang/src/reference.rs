@@ -21,6 +21,9 @@ pub const EXAMPLE_CALL: &str = r#"{"tool_name": "send_email", "tool_args": {"to"
 pub const EXAMPLE_SESSION: &str =
     r#"{"calls": 7, "counts": {"send_email": 2, "read_file": 4, "read_secret": 1}, "labels": ["secret_read"]}"#;
 
+/// The `lists:` of the examples' policy (`lists.NAME`).
+pub const EXAMPLE_LISTS: &str = r#"{"trusted_domains": ["example.com", "example.org"], "limits": {"send_email": 50}}"#;
+
 /// What the examples' session saw after those facts, in order, as `tame
 /// eval` lines: the user's input, a call that ran with its result, and two
 /// calls that were denied (`decision` says how each call was decided).
@@ -81,6 +84,14 @@ const ROOTS: &[Entry] = &[
                   (labels results attached), and the functions `count`, `called`, `denied` and `results`, \
                   which take a tool name or glob.",
         example: r#"session.count("*") >= 7 and size(session.calls) == 3 and "secret_read" in session.labels"#,
+        result: "true",
+    },
+    Entry {
+        name: "lists",
+        forms: "",
+        summary: "The policy's named constants, from its `lists:` section: `lists.NAME` is a list or a map. \
+                  A name the section does not declare is an error when the policy loads.",
+        example: r#"domain(args.to[0]) in lists.trusted_domains and args.amount < lists.limits.send_email * 100"#,
         result: "true",
     },
     Entry {
@@ -339,7 +350,8 @@ pub fn language_reference(registry: &Registry) -> String {
     let _ = writeln!(
         md,
         "in a session with these facts:\n\n```json\n{EXAMPLE_SESSION}\n```\n\nthat then saw these steps \
-         (as `tame eval` lines; `decision` says how each call was decided):\n\n```json\n{EXAMPLE_STEPS}\n```\n"
+         (as `tame eval` lines; `decision` says how each call was decided):\n\n```json\n{EXAMPLE_STEPS}\n```\n\n\
+         under a policy with these `lists:`:\n\n```json\n{EXAMPLE_LISTS}\n```\n"
     );
 
     md.push_str("## Roots\n\n| root | type | what | example |\n|---|---|---|---|\n");
