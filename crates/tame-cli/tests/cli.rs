@@ -109,7 +109,7 @@ fn directories_expand_to_their_policies() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(
         r.stdout.lines().filter(|l| l.starts_with("ok ")).count(),
-        policy_files().len()
+        policy_files_recursive().len()
     );
     assert!(
         !r.stdout.contains(".tests.yml"),
@@ -120,7 +120,7 @@ fn directories_expand_to_their_policies() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(
         r.stdout.lines().filter(|l| l.starts_with("testing ")).count(),
-        policy_files().len()
+        policy_files_recursive().len()
     );
     let empty = tempfile::tempdir().unwrap();
     let r = run(tame().arg("check").arg(empty.path()));

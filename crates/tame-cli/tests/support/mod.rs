@@ -26,6 +26,26 @@ pub fn files_in_policies(pred: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     files
 }
 
+/// Every policy file in `policies/` and its folders, as `tame check
+/// policies/` expands the directory.
+pub fn policy_files_recursive() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![policies_dir()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if is_yaml(&name) && !name.contains(".tests.") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
 pub fn is_yaml(name: &str) -> bool {
     name.ends_with(".yml") || name.ends_with(".yaml")
 }
