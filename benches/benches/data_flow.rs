@@ -13,15 +13,18 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
-use tame_engine::{Action, Policy, Provenance, Request, SessionFacts, ToolPattern};
 use tame_enforce::{CallStep, Enforcer, ResultSource, SessionState};
+use tame_engine::{Action, Policy, Provenance, Request, SessionFacts, ToolPattern};
 
 /// A small deterministic generator (no dependency, same data every run).
 struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         self.0 >> 33
     }
 
@@ -43,7 +46,11 @@ impl Lcg {
     }
 
     fn iban(&mut self) -> String {
-        format!("DE{:02}{:018}", self.below(100), self.next() * 1_000 + self.below(1_000))
+        format!(
+            "DE{:02}{:018}",
+            self.below(100),
+            self.next() * 1_000 + self.below(1_000)
+        )
     }
 
     fn email(&mut self) -> String {
@@ -150,7 +157,13 @@ fn long_session(enforcer: &Enforcer<'_>) -> (SessionState, String, String) {
             seen_iban = value[0]["recipient"].as_str().unwrap_or_default().to_owned();
         }
         let outcome = enforcer
-            .result_from("s1", &log_id, json!({"status": "success", "result": value}), ResultSource::Proxy, jiff::Timestamp::now())
+            .result_from(
+                "s1",
+                &log_id,
+                json!({"status": "success", "result": value}),
+                ResultSource::Proxy,
+                jiff::Timestamp::now(),
+            )
             .unwrap_or_else(|e| panic!("{e}"));
         state.apply_result(&outcome);
     }
@@ -170,7 +183,13 @@ fn data_flow(c: &mut Criterion) {
         b.iter(|| {
             black_box(
                 enforcer
-                    .result_from("s1", "log-1", black_box(big.clone()), ResultSource::Proxy, jiff::Timestamp::now())
+                    .result_from(
+                        "s1",
+                        "log-1",
+                        black_box(big.clone()),
+                        ResultSource::Proxy,
+                        jiff::Timestamp::now(),
+                    )
                     .is_ok(),
             )
         })
@@ -249,7 +268,12 @@ fn data_flow(c: &mut Criterion) {
         b.iter(|| black_box(policy.evaluate(black_box(&pay), &view)))
     });
     let reads: Vec<Request> = (0..1_000)
-        .map(|i| request(TOOLS[i % TOOLS.len()], json!({"path": format!("/srv/data/{i}.txt"), "size": i * 37})))
+        .map(|i| {
+            request(
+                TOOLS[i % TOOLS.len()],
+                json!({"path": format!("/srv/data/{i}.txt"), "size": i * 37}),
+            )
+        })
         .collect();
     let empty = SessionState::new();
     let empty_view = empty.view(now);

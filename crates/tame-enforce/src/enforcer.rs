@@ -28,8 +28,8 @@ use crate::call::{Call, id_text};
 use crate::canonical::call_hash;
 use crate::provenance::{Extract, IndexKey};
 use crate::records::{Approval, ApprovalState, NewApproval, NewDecision, NewInput, NewResult, Release};
-use crate::session::ResultSource;
 use crate::redact::{Redactor, redact_secrets, redacted_values};
+use crate::session::ResultSource;
 use crate::session::{CallStep, SessionState};
 
 /// How long an approval stays open by default.

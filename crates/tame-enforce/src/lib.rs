@@ -62,19 +62,19 @@ mod timestamp;
 pub use approval::ApprovalError;
 pub use call::{Call, id_text};
 pub use enforcer::{
-    ApprovalStep, DEFAULT_APPROVAL_TIMEOUT, Decided, Enforcer, InputOutcome, MAX_INPUT_TEXT, Outcome, Refusal, ResultOutcome,
-    result_provenance,
+    ApprovalStep, DEFAULT_APPROVAL_TIMEOUT, Decided, Enforcer, InputOutcome, MAX_INPUT_TEXT, Outcome, Refusal,
+    ResultOutcome, result_provenance,
 };
 pub use memory::{DEFAULT_LOG_CAPACITY, EnforceError, MemoryError, MemoryStore};
 pub use persist::{ApprovalSource, AuditSink, SessionSource};
 pub use records::{
-    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, LogEntry, NewApproval, NewDecision, NewInput, NewResult, Release,
-    SessionSummary,
+    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, LogEntry, NewApproval, NewDecision, NewInput,
+    NewResult, Release, SessionSummary,
 };
 pub use redact::Redactor;
 pub use session::{
-    CallStep, FactsView, MAX_HISTORY, MAX_HISTORY_BYTES, MAX_INPUT_BYTES, MAX_PENDING, MAX_RESULT_BYTES, MAX_TIMES_PER_TOOL,
-    ResultSlot, ResultSource, SessionCell, SessionHandle, SessionState, approx_bytes,
+    CallStep, FactsView, MAX_HISTORY, MAX_HISTORY_BYTES, MAX_INPUT_BYTES, MAX_PENDING, MAX_RESULT_BYTES,
+    MAX_TIMES_PER_TOOL, ResultSlot, ResultSource, SessionCell, SessionHandle, SessionState, approx_bytes,
 };
 pub use tame_engine::{Action, Decision, RequestError, SessionFacts, json_to_value};
 pub use timestamp::format_timestamp;

@@ -19,7 +19,8 @@ use crate::call::Call;
 use crate::enforcer::{Enforcer, InputOutcome, Outcome, Refusal, ResultOutcome};
 use crate::persist::{ApprovalSource, AuditSink, SessionSource};
 use crate::records::{
-    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, LogEntry, NewDecision, NewInput, NewResult, SessionSummary,
+    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, LogEntry, NewDecision, NewInput, NewResult,
+    SessionSummary,
 };
 use crate::redact::Redactor;
 use crate::session::{ResultSource, SessionCell, SessionHandle, SessionState};
@@ -195,7 +196,12 @@ impl MemoryStore {
 
     /// Records a user's input (`{"text": ...}`) to `session_id` (as the
     /// caller knows it).
-    pub fn record_input(&self, enforcer: &Enforcer<'_>, session_id: &str, body: &Value) -> Result<InputOutcome, EnforceError> {
+    pub fn record_input(
+        &self,
+        enforcer: &Enforcer<'_>,
+        session_id: &str,
+        body: &Value,
+    ) -> Result<InputOutcome, EnforceError> {
         let outcome = enforcer.input(session_id, body, Timestamp::now())?;
         self.append_input(outcome.record.clone())?;
         let cell = self.session_state(&outcome.record.session_id, false)?;

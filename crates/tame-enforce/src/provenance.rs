@@ -210,7 +210,8 @@ fn compact(s: &str) -> String {
 /// dashes too.
 fn number_like(s: &str) -> bool {
     s.bytes().any(|b| b.is_ascii_digit())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b' ' | b'-' | b'+'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b' ' | b'-' | b'+'))
 }
 
 /// Mixes a run's hash with its next token's (keyed) hash: the run hashes
@@ -534,7 +535,9 @@ mod tests {
 
     #[test]
     fn entities_and_whole_token_runs_match() {
-        let ix = index(&["Please pay Ada Lovelace at ada@example.com, IBAN CA13 3012 0000 1234 5678 9 (see https://pay.example.org/inv?id=42)."]);
+        let ix = index(&[
+            "Please pay Ada Lovelace at ada@example.com, IBAN CA13 3012 0000 1234 5678 9 (see https://pay.example.org/inv?id=42).",
+        ]);
         assert!(found(&ix, "ada@example.com"));
         assert!(found(&ix, "ADA@Example.COM"));
         assert!(found(&ix, "CA1330120000123456789"));
@@ -598,15 +601,27 @@ mod tests {
         for h in e.entities.iter().chain(&e.copies) {
             ix.insert(*h, 1);
         }
-        assert!(carried(&KEY, "please write to Attacker@evil.example soon").iter().any(|h| ix.get(*h) != 0));
-        assert!(!carried(&KEY, "please write to friend@good.example soon").iter().any(|h| ix.get(*h) != 0));
+        assert!(
+            carried(&KEY, "please write to Attacker@evil.example soon")
+                .iter()
+                .any(|h| ix.get(*h) != 0)
+        );
+        assert!(
+            !carried(&KEY, "please write to friend@good.example soon")
+                .iter()
+                .any(|h| ix.get(*h) != 0)
+        );
     }
 
     #[test]
     fn another_key_finds_nothing() {
         let ix = index(&["ada@example.com"]);
         let other = IndexKey { k0: 1, k1: 2 };
-        assert!(!Probe::value(&other, "ada@example.com").unwrap().matches(|h| ix.get(h) != 0));
+        assert!(
+            !Probe::value(&other, "ada@example.com")
+                .unwrap()
+                .matches(|h| ix.get(h) != 0)
+        );
     }
 
     #[test]

@@ -174,8 +174,7 @@ pub(crate) fn lints(r: &Reporter<'_>, loaded: &Loaded) -> Vec<Diagnostic> {
         .collect();
     // A rule for every tool mentions every tool; a `tools_file:` names
     // tools this file does not show.
-    let every_tool =
-        rules.iter().any(|r| r.tools.is_empty()) || tree.is_some_and(|t| t.get("tools_file").is_some());
+    let every_tool = rules.iter().any(|r| r.tools.is_empty()) || tree.is_some_and(|t| t.get("tools_file").is_some());
     if !every_tool && !mentioned.is_empty() {
         for rule in rules {
             let CondSpec::Cel(expr) = &rule.condition else { continue };
@@ -184,7 +183,9 @@ pub(crate) fn lints(r: &Reporter<'_>, loaded: &Loaded) -> Vec<Diagnostic> {
                 let known = if is_glob(&pattern) {
                     let Ok(g) = tool_glob(&pattern) else { continue };
                     let g = g.compile_matcher();
-                    mentioned.iter().any(|m| *m == pattern || (!is_glob(m) && g.is_match(m)))
+                    mentioned
+                        .iter()
+                        .any(|m| *m == pattern || (!is_glob(m) && g.is_match(m)))
                 } else {
                     mentioned.iter().any(|m| *m == pattern) || mentioned_globs.iter().any(|g| g.is_match(&pattern))
                 };
@@ -263,7 +264,11 @@ fn session_tool_patterns(expr: &Expr) -> Vec<(String, String, tame_lang::Span)> 
             _ => continue,
         };
         if let ExprKind::Literal(Literal::String(p)) = &pattern.kind {
-            let name = if on_session { format!("session.{function}") } else { function.clone() };
+            let name = if on_session {
+                format!("session.{function}")
+            } else {
+                function.clone()
+            };
             found.push((name, p.clone(), pattern.span));
         }
     }

@@ -65,7 +65,10 @@ fn read_lists(r: &mut Reporter<'_>, tree: &YNode, lists: Option<&serde_yaml::Val
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !ident {
             r.error(
-                format!("list name `{}` is not a name conditions can use", serde_yaml::to_string(k).unwrap_or_default().trim()),
+                format!(
+                    "list name `{}` is not a name conditions can use",
+                    serde_yaml::to_string(k).unwrap_or_default().trim()
+                ),
                 entry_span,
                 None,
                 Some("use letters, digits and `_`, starting with a letter, e.g. `trusted_domains`".into()),

@@ -30,7 +30,9 @@ enum PatternKind {
     Exact,
     /// `prefix*suffix` (one `*`, no other special character): matched
     /// without the glob engine.
-    Star { prefix: usize },
+    Star {
+        prefix: usize,
+    },
     Glob(Arc<globset::GlobMatcher>),
 }
 
@@ -47,8 +49,7 @@ impl ToolPattern {
                 .map_err(|e| format!("invalid tool pattern `{pattern}`: {}", e.kind()))?;
             match pattern.find('*') {
                 Some(star)
-                    if pattern.matches('*').count() == 1
-                        && !pattern.contains(['?', '[', '{', '\\', ']', '}']) =>
+                    if pattern.matches('*').count() == 1 && !pattern.contains(['?', '[', '{', '\\', ']', '}']) =>
                 {
                     PatternKind::Star { prefix: star }
                 }
@@ -313,7 +314,11 @@ mod tests {
             let pat = ToolPattern::new(p).unwrap();
             assert_eq!(pat.matches(tool), want, "{p} vs {tool}");
             // The same answer as the glob engine a rule's `tools:` uses.
-            let g = globset::GlobBuilder::new(p).literal_separator(false).build().unwrap().compile_matcher();
+            let g = globset::GlobBuilder::new(p)
+                .literal_separator(false)
+                .build()
+                .unwrap()
+                .compile_matcher();
             assert_eq!(g.is_match(tool), want, "globset: {p} vs {tool}");
         }
         assert!(ToolPattern::new("[x").is_err());
