@@ -112,7 +112,10 @@ fn eval_step_errors_name_the_field_and_the_line_and_go_on() {
     error(3, 4, "input", "expected the user's text");
     error(4, 5, "session_id", "missing");
     error(5, 6, "extra", "unknown field");
-    error(6, 7, "tool_name", "missing");
+    // Neither a call nor a step: refused as a call without `tool_name`,
+    // with the message every frontend gives it.
+    assert_eq!(out[6]["line"], 7, "{}", out[6]);
+    assert_eq!(out[6]["error"], "tool_name: missing", "{}", out[6]);
     assert_eq!(out[7]["decision"], "allow");
     assert_eq!(out[8], json!({"recorded": "result"}));
     // Steps need the session's history.
