@@ -188,6 +188,25 @@ fn entities(text: &str, f: &mut impl FnMut(&str)) {
     }
 }
 
+/// Calls `f` with the hash of each entity of a normalized text that is
+/// long enough to match ([`MIN_CHARS`]).
+fn entity_hashes(key: &IndexKey, norm: &str, mut f: impl FnMut(u64)) {
+    entities(norm, &mut |e| {
+        if e.chars().count() >= MIN_CHARS {
+            f(key.hash(TAG_ENTITY, e.as_bytes()));
+        }
+    });
+}
+
+/// Calls `f` with the hashes of a whole normalized value as an entity: as
+/// it is, and without spaces and dashes when it is number-like.
+fn whole_value(key: &IndexKey, v: &str, mut f: impl FnMut(u64)) {
+    f(key.hash(TAG_ENTITY, v.as_bytes()));
+    if number_like(v) {
+        f(key.hash(TAG_ENTITY, compact(v).as_bytes()));
+    }
+}
+
 /// The host of a URL (`scheme://[user@]host[:port]/...`).
 fn url_host(url: &str) -> Option<&str> {
     let rest = url.split_once("://")?.1;
@@ -389,18 +408,11 @@ impl Extract {
         let whole = norm.trim();
         if whole.chars().count() >= MIN_CHARS {
             // The whole value is an entity too (a field holding one name).
-            let h = key.hash(TAG_ENTITY, whole.as_bytes());
-            self.values.push(h);
-            if number_like(whole) {
-                self.values.push(key.hash(TAG_ENTITY, compact(whole).as_bytes()));
-            }
+            whole_value(key, whole, |h| self.values.push(h));
         }
-        entities(&norm, &mut |e| {
-            if e.chars().count() >= MIN_CHARS {
-                let h = key.hash(TAG_ENTITY, e.as_bytes());
-                self.values.push(h);
-                self.entities.push(h);
-            }
+        entity_hashes(key, &norm, |h| {
+            self.values.push(h);
+            self.entities.push(h);
         });
         runs(key, &norm, |h| self.values.push(h));
         if with_copies {
@@ -427,10 +439,7 @@ impl Probe {
             return None;
         }
         let mut p = Probe::default();
-        p.any.push(key.hash(TAG_ENTITY, v.as_bytes()));
-        if number_like(v) {
-            p.any.push(key.hash(TAG_ENTITY, compact(v).as_bytes()));
-        }
+        whole_value(key, v, |h| p.any.push(h));
         let toks: Vec<&str> = tokens(v).collect();
         if !toks.is_empty() && toks.len() <= RUN_TOKENS {
             p.any.push(run_hash(key, &toks));
@@ -451,11 +460,7 @@ impl Probe {
 pub fn carried(key: &IndexKey, text: &str) -> Vec<u64> {
     let norm = normalize(text);
     let mut out = Vec::new();
-    entities(&norm, &mut |e| {
-        if e.chars().count() >= MIN_CHARS {
-            out.push(key.hash(TAG_ENTITY, e.as_bytes()));
-        }
-    });
+    entity_hashes(key, &norm, |h| out.push(h));
     fingerprints(key, &norm, |h| out.push(h));
     out
 }

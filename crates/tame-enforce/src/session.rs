@@ -483,13 +483,11 @@ impl SessionState {
         extract: &Extract,
     ) -> bool {
         let waiting = self.pending.remove(log_id);
-        let step_tool = self
-            .history
-            .iter()
-            .rev()
-            .find(|s| s.log_id.as_deref() == Some(log_id))
-            .map(|s| Arc::clone(&s.tool));
-        let tool: Option<Arc<str>> = step_tool.or(waiting.clone()).or_else(|| tool.map(Arc::from));
+        // The call's place in the history, found once.
+        let at = self.history.iter().rposition(|s| s.log_id.as_deref() == Some(log_id));
+        let step_tool = at.and_then(|i| self.history.get(i)).map(|s| Arc::clone(&s.tool));
+        let found = step_tool.is_some();
+        let tool: Option<Arc<str>> = step_tool.or_else(|| waiting.clone()).or_else(|| tool.map(Arc::from));
         let mask = match &tool {
             Some(t) => self.tool_bit(t),
             None => 1 << TOOL_BITS,
@@ -504,19 +502,12 @@ impl SessionState {
             self.carried_index.insert(*h, mask);
         }
         let bytes = approx_bytes(&value);
-        let mut found = false;
-        if let Some(step) = self
-            .history
-            .iter_mut()
-            .rev()
-            .find(|s| s.log_id.as_deref() == Some(log_id))
-        {
+        if let Some(step) = at.and_then(|i| self.history.get_mut(i)) {
             if let ResultSlot::Reported { bytes: old, .. } = step.result {
                 self.result_bytes = self.result_bytes.saturating_sub(old);
             }
             step.result = ResultSlot::Reported { value, source, bytes };
             self.result_bytes += bytes;
-            found = true;
         } else if let Some(t) = &tool {
             // The call left the history: its result is indexed, not kept.
             self.note_dropped(t);

@@ -192,10 +192,7 @@ pub(crate) fn lints(r: &Reporter<'_>, loaded: &Loaded) -> Vec<Diagnostic> {
                 if known {
                     continue;
                 }
-                let span = cond_node.map(|n| {
-                    let at = |o: u32| locate::scalar_offset(r.text(), n, o as usize);
-                    at(span.start)..at(span.end).max(at(span.start))
-                });
+                let span = cond_node.map(|n| in_condition(r, n, span));
                 out.push(r.make(
                     Severity::Warning,
                     format!("`{function}` names tool `{pattern}`, which no rule, test or `tools:` entry of this policy names"),
@@ -213,10 +210,7 @@ pub(crate) fn lints(r: &Reporter<'_>, loaded: &Loaded) -> Vec<Diagnostic> {
         let CondSpec::Cel(expr) = &rule.condition else { continue };
         let cond_node = nodes.get(&*rule.name).and_then(|n| n.get("condition"));
         for found in unclean_path_tests(expr) {
-            let span = cond_node.map(|n| {
-                let at = |o: u32| locate::scalar_offset(r.text(), n, o as usize);
-                at(found.span.start)..at(found.span.end).max(at(found.span.start))
-            });
+            let span = cond_node.map(|n| in_condition(r, n, found.span));
             out.push(r.make(
                 Severity::Warning,
                 format!(
@@ -231,6 +225,26 @@ pub(crate) fn lints(r: &Reporter<'_>, loaded: &Loaded) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// Every call in `expr`: the call, its target, function and arguments.
+fn calls(expr: &Expr) -> Vec<(&Expr, Option<&Expr>, &str, &[Expr])> {
+    let mut found = Vec::new();
+    let mut stack = vec![expr];
+    while let Some(e) = stack.pop() {
+        e.for_each_child(|c| stack.push(c));
+        if let ExprKind::Call { target, function, args } = &e.kind {
+            found.push((e, target.as_deref(), function.as_str(), args.as_slice()));
+        }
+    }
+    found
+}
+
+/// The byte range in the policy text of `span`, a span of the condition
+/// held by the YAML scalar `node`.
+fn in_condition(r: &Reporter<'_>, node: &YNode, span: tame_lang::Span) -> std::ops::Range<usize> {
+    let at = |o: u32| locate::scalar_offset(r.text(), node, o as usize);
+    at(span.start)..at(span.end).max(at(span.start))
 }
 
 /// Tool names of the policy's `tools:` section.
@@ -251,14 +265,9 @@ fn declared_tools(loaded: &Loaded) -> impl Iterator<Item = &str> {
 /// function's name and the pattern's span.
 fn session_tool_patterns(expr: &Expr) -> Vec<(String, String, tame_lang::Span)> {
     let mut found = Vec::new();
-    let mut stack = vec![expr];
-    while let Some(e) = stack.pop() {
-        e.for_each_child(|c| stack.push(c));
-        let ExprKind::Call { target, function, args } = &e.kind else {
-            continue;
-        };
-        let on_session = matches!(target.as_deref().map(|t| &t.kind), Some(ExprKind::Ident(n)) if n == "session");
-        let pattern = match (on_session, function.as_str(), target.is_none(), args.as_slice()) {
+    for (_, target, function, args) in calls(expr) {
+        let on_session = matches!(target.map(|t| &t.kind), Some(ExprKind::Ident(n)) if n == "session");
+        let pattern = match (on_session, function, target.is_none(), args) {
             (true, "count" | "called" | "denied" | "results", _, [p, ..]) => p,
             (false, "from_results" | "carries_from_results", true, [_, p]) => p,
             _ => continue,
@@ -267,7 +276,7 @@ fn session_tool_patterns(expr: &Expr) -> Vec<(String, String, tame_lang::Span)> 
             let name = if on_session {
                 format!("session.{function}")
             } else {
-                function.clone()
+                function.to_owned()
             };
             found.push((name, p.clone(), pattern.span));
         }
@@ -312,18 +321,12 @@ struct UncleanPath {
 /// is `clean_path(...)`.
 fn unclean_path_tests(expr: &Expr) -> Vec<UncleanPath> {
     let mut found = Vec::new();
-    let mut stack = vec![expr];
-    while let Some(e) = stack.pop() {
-        e.for_each_child(|c| stack.push(c));
-        let ExprKind::Call { target, function, args } = &e.kind else {
-            continue;
+    for (e, target, function, args) in calls(expr) {
+        let (function, subject, pattern): (&'static str, &Expr, &Expr) = match (function, target, args) {
+            ("startsWith", Some(t), [p]) => ("startsWith", t, p),
+            ("glob", Some(t), [p]) | ("glob", None, [t, p]) => ("glob", t, p),
+            _ => continue,
         };
-        let (function, subject, pattern): (&'static str, &Expr, &Expr) =
-            match (function.as_str(), target.as_deref(), args.as_slice()) {
-                ("startsWith", Some(t), [p]) => ("startsWith", t, p),
-                ("glob", Some(t), [p]) | ("glob", None, [t, p]) => ("glob", t, p),
-                _ => continue,
-            };
         let literal = match &pattern.kind {
             ExprKind::Literal(Literal::String(s)) => Some(s.as_str()),
             _ => None,
