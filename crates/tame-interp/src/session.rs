@@ -251,7 +251,7 @@ impl SessionNode {
                     None => return Err(fault(format!("{name}: missing argument"), span)),
                 };
                 let text: Cow<'_, str> = match (&*first, self.fact) {
-                    (Value::String(s), _) => Cow::Owned(s.to_string()),
+                    (Value::String(s), _) => Cow::Borrowed(&**s),
                     (Value::Int(i), Fact::FromInput | Fact::FromResults) => Cow::Owned(i.to_string()),
                     (Value::Uint(u), Fact::FromInput | Fact::FromResults) => Cow::Owned(u.to_string()),
                     (other, _) => return Err(fault(ops::no_overload(name, &[other]), span)),
