@@ -113,6 +113,11 @@ impl From<StoreError> for AppError {
             )
             .with("approval_id", Value::String(id.clone()))
             .with("error", Value::String("approval_forged".into())),
+            // A session's history was altered outside tame: its calls are
+            // not decided (the client sees why; retrying will not help).
+            StoreError::SessionDamaged { session_id, .. } => AppError::new(StatusCode::CONFLICT, e.to_string())
+                .with("session_id", Value::String(session_id.clone()))
+                .with("error", Value::String("session_damaged".into())),
             _ => AppError::internal(e),
         }
     }

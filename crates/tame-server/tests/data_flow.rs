@@ -245,6 +245,37 @@ async fn provenance_survives_a_restart() {
     assert_eq!(payments(&state, "s1", Some(AGENT)).await, expected());
 }
 
+/// A session whose stored input was rewritten outside tame (to name the
+/// attacker's IBAN as the user's) is not decided after a restart: the
+/// payment is refused with a 409 naming the session, not allowed.
+#[tokio::test]
+async fn a_tampered_input_is_refused_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tame.db");
+    {
+        let state = server(sqlite(&db), keys());
+        injected_session(&state, "s1", Some(INPUT), Some(AGENT)).await;
+    }
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let edited = conn
+        .execute(
+            "UPDATE audit SET body = replace(body, ?1, ?2) WHERE kind = 'input'",
+            [USER_IBAN, ATTACKER_IBAN],
+        )
+        .unwrap();
+    assert_eq!(edited, 1);
+    let state = server(sqlite(&db), keys());
+    let r = enforce(&state, "s1", "send_money", json!({"iban": ATTACKER_IBAN}), Some(AGENT)).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.json["error"], "session_damaged", "{}", r.text);
+    assert_eq!(r.json["session_id"], "s1", "{}", r.text);
+    assert!(r.json["detail"].as_str().unwrap().contains("HMAC"), "{}", r.text);
+    assert!(r.json.get("decision").is_none(), "{}", r.text);
+    // Other sessions are decided as before.
+    let r = enforce(&state, "s2", "send_money", json!({"iban": ATTACKER_IBAN}), Some(AGENT)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
 #[tokio::test]
 async fn a_from_results_rule_fails_closed_while_a_result_is_unreported() {
     let dir = tempfile::tempdir().unwrap();

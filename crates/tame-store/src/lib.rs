@@ -80,6 +80,18 @@ pub enum StoreError {
     /// do not: the row was forged or altered, and is not acted on.
     #[error("approval `{id}` does not match its audit records ({detail}): refusing to use it")]
     ApprovalForged { id: String, detail: String },
+    /// A record of a session's history was edited, deleted or moved outside
+    /// tame: the session's state cannot be rebuilt, and no call of the
+    /// session is decided on a history that may have been shortened.
+    #[error(
+        "session `{session_id}`'s history is damaged at audit record {seq}: {detail}; refusing to decide \
+         its calls (run `tame audit verify`)"
+    )]
+    SessionDamaged {
+        session_id: String,
+        seq: u64,
+        detail: String,
+    },
     /// Another store (in this process or another) has the SQLite database open.
     #[error(
         "another tame server has the SQLite database `{path}` open (it holds the lock on `{lock}`): \

@@ -753,6 +753,55 @@ pub(crate) fn apply_result(entry: &mut LogEntry, body: &Value) {
     entry.apply_result(body.get("result").cloned().unwrap_or(Value::Null));
 }
 
+/// A session's rows (read by following its `session_prev` links back from
+/// its last record, oldest first) as `(seq, kind, body)`, once each row is
+/// shown to be as the writer wrote it: its HMAC holds, it belongs to the
+/// session, each links to the one before it, the first to none, and the
+/// last is `tail` (the session's last record as its summary or the writer
+/// names it). A session's state widens or narrows what its next calls may
+/// do, so a row edited, deleted or moved outside tame is an error (the
+/// caller refuses to decide) rather than a shorter history.
+pub(crate) fn checked_session_records(
+    mac: &HmacSha256,
+    session_id: &str,
+    tail: Option<i64>,
+    rows: Vec<AuditRow>,
+) -> StoreResult<Vec<(u64, String, String)>> {
+    let damaged = |seq: i64, detail: String| StoreError::SessionDamaged {
+        session_id: session_id.to_string(),
+        seq: u64::try_from(seq).unwrap_or(0),
+        detail,
+    };
+    if let Some(tail) = tail
+        && rows.last().map(|r| r.seq) != Some(tail)
+    {
+        return Err(damaged(tail, "the session's last record is missing".into()));
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    let mut before: Option<i64> = None;
+    for row in rows {
+        if row.session_id.as_deref() != Some(session_id) {
+            return Err(damaged(row.seq, "it belongs to another session".into()));
+        }
+        if row.session_prev != before {
+            let detail = match row.session_prev {
+                Some(prev) => format!("the session's record {prev} before it is missing"),
+                None => "it claims to be the session's first record, but is not".into(),
+            };
+            return Err(damaged(row.seq, detail));
+        }
+        if !row.is_intact(mac) {
+            return Err(damaged(
+                row.seq,
+                "its HMAC does not match its contents (edited outside tame)".into(),
+            ));
+        }
+        before = Some(row.seq);
+        out.push((u64::try_from(row.seq).unwrap_or(0), row.kind, row.body));
+    }
+    Ok(out)
+}
+
 /// Log entries from `(seq, kind, body)` records in order: each decision
 /// with the result recorded for it, if any.
 pub(crate) fn entries_from_records(records: Vec<(u64, String, String)>) -> Vec<LogEntry> {

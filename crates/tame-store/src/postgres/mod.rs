@@ -28,8 +28,9 @@ use crate::reads::{Window, entries};
 use crate::record::{
     ApprovalRow, AuditRow, Chain, ChainCheck, Chained, FactsCache, GENESIS, HmacSha256, PreparedDecision, SessionDelta,
     approval_columns, approval_decided_body, approval_expired_body, approval_released_body, chained_approval,
-    check_release, check_result_owner, decided_state, entries_from_records, facts_from_records, input_body,
-    mac_from_key, may_expire, micros, policy_body, record_mac, result_body, trusted_row, write_export_line,
+    check_release, check_result_owner, checked_session_records, decided_state, entries_from_records,
+    facts_from_records, input_body, mac_from_key, may_expire, micros, policy_body, record_mac, result_body,
+    trusted_row, write_export_line,
 };
 use crate::{
     Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, Durability, LogEntry, LogPage,
@@ -428,13 +429,14 @@ impl Store for PgStore {
         }
         let id = session_id.to_string();
         let key = self.redactor.index_key();
+        let mac = self.mac.clone();
         let state = self.read(move |client| {
             let mut tx = client
                 .build_transaction()
                 .isolation_level(IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start()?;
-            let records = session_records(&mut tx, &id)?;
+            let records = session_records(&mut tx, &mac, &id)?;
             tx.commit()?;
             Ok(facts_from_records(records, key))
         })?;
@@ -484,8 +486,9 @@ impl Store for PgStore {
 
     fn session_log(&self, session_id: &str) -> StoreResult<Option<Vec<LogEntry>>> {
         let id = session_id.to_string();
+        let mac = self.mac.clone();
         self.read(move |client| {
-            let entries = entries_from_records(session_records(client, &id)?);
+            let entries = entries_from_records(session_records(client, &mac, &id)?);
             Ok(if entries.is_empty() { None } else { Some(entries) })
         })
     }

@@ -6,29 +6,38 @@ use super::*;
 use super::{schema::*, writer::*};
 
 /// A session's records `(seq, kind, body)` in order, following the
-/// `session_prev` links back from the session's last record in one query.
-/// A missing or foreign record (a damaged log) ends the walk; `verify`
-/// names it. Links must point strictly backwards, so the walk ends.
+/// `session_prev` links back from the session's last record in one query,
+/// each checked against its HMAC and its links
+/// ([`checked_session_records`]): the walk starts at the summary's last
+/// record; a missing or foreign one ends it, and the check names the link
+/// that pointed to it. Links must point
+/// strictly backwards, so the walk ends.
 pub(super) fn session_records(
     db: &mut impl GenericClient,
+    mac: &HmacSha256,
     session_id: &str,
 ) -> StoreResult<Vec<(u64, String, String)>> {
+    let Some(tail) = db
+        .query_opt("SELECT tail_seq FROM sessions WHERE session_id = $1", &[&session_id])?
+        .map(|r| col::<i64>(&r, 0))
+        .transpose()?
+    else {
+        return Ok(Vec::new());
+    };
     let rows = db.query(
-        "WITH RECURSIVE walk(seq, kind, body, prev) AS (
-             SELECT a.seq, a.kind, a.body, a.session_prev
-               FROM sessions s JOIN audit a ON a.seq = s.tail_seq AND a.session_id = s.session_id
-              WHERE s.session_id = $1
+        "WITH RECURSIVE walk(seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev) AS (
+             SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev
+               FROM audit WHERE seq = $2 AND session_id = $1
              UNION ALL
-             SELECT a.seq, a.kind, a.body, a.session_prev
-               FROM walk w JOIN audit a ON a.seq = w.prev
-              WHERE a.session_id = $1 AND w.prev < w.seq
+             SELECT a.seq, a.kind, a.ts, a.session_id, a.ref_id, a.body, a.prev_hash, a.hash, a.session_prev
+               FROM walk w JOIN audit a ON a.seq = w.session_prev
+              WHERE a.session_id = $1 AND w.session_prev < w.seq
          )
-         SELECT seq, kind, body FROM walk ORDER BY seq",
-        &[&session_id],
+         SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev FROM walk ORDER BY seq",
+        &[&session_id, &tail],
     )?;
-    rows.iter()
-        .map(|r| Ok((to_u64(col(r, 0)?), col(r, 1)?, col(r, 2)?)))
-        .collect()
+    let rows = rows.iter().map(audit_row).collect::<StoreResult<Vec<_>>>()?;
+    checked_session_records(mac, session_id, Some(tail), rows)
 }
 
 pub(super) fn records_by_ref(db: &mut impl GenericClient, ref_id: &str) -> StoreResult<Vec<(u64, String, String)>> {

@@ -26,9 +26,9 @@ use crate::reads::{Window, entries};
 use crate::record::{
     ApprovalRow, AuditRow, Chain, ChainCheck, Chained, FactsCache, GENESIS, HmacSha256, PreparedDecision, SessionDelta,
     approval_columns, approval_decided_body, approval_expired_body, approval_released_body, chained_approval,
-    check_release, check_result_owner, decided_state, entries_from_records, facts_from_records, input_body,
-    mac_from_key, may_expire, micros, parse_body, policy_body, record_mac, result_body, s, trusted_row,
-    write_export_line,
+    check_release, check_result_owner, checked_session_records, decided_state, entries_from_records,
+    facts_from_records, input_body, mac_from_key, may_expire, micros, parse_body, policy_body, record_mac, result_body,
+    s, trusted_row, write_export_line,
 };
 use crate::{
     Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, LogEntry, LogPage,
@@ -233,7 +233,12 @@ impl SqliteStore {
 
     fn load_facts(&self, session_id: &str, tail: Option<u64>) -> StoreResult<SessionState> {
         let key = self.redactor.index_key();
-        self.with_reader(|conn| Ok(facts_from_records(session_records(conn, session_id, tail)?, key)))
+        self.with_reader(|conn| {
+            Ok(facts_from_records(
+                session_records(conn, &self.mac, session_id, tail)?,
+                key,
+            ))
+        })
     }
 
     /// The last record of a session whose summary is not written yet.
@@ -375,7 +380,7 @@ impl Store for SqliteStore {
     fn session_log(&self, session_id: &str) -> StoreResult<Option<Vec<LogEntry>>> {
         self.summarize()?;
         self.with_reader(|conn| {
-            let entries = entries_from_records(session_records(conn, session_id, None)?);
+            let entries = entries_from_records(session_records(conn, &self.mac, session_id, None)?);
             Ok(if entries.is_empty() { None } else { Some(entries) })
         })
     }

@@ -7,15 +7,17 @@ use super::{schema::*, writer::*};
 
 /// A session's records `(seq, kind, body)` in order, following the
 /// `session_prev` links back from the session's last record (`tail`, or
-/// the summary's when `None`). A read transaction keeps the walk
+/// the summary's when `None`), each checked against its HMAC and its
+/// links ([`checked_session_records`]). A read transaction keeps the walk
 /// consistent while the writer goes on.
 pub(super) fn session_records(
     conn: &Connection,
+    mac: &HmacSha256,
     session_id: &str,
     tail: Option<u64>,
 ) -> StoreResult<Vec<(u64, String, String)>> {
     conn.execute_batch("BEGIN")?;
-    let walk = (|| -> StoreResult<Vec<(u64, String, String)>> {
+    let walk = (|| -> StoreResult<(Option<i64>, Vec<AuditRow>)> {
         let tail: Option<i64> = match tail {
             Some(t) => i64::try_from(t).ok(),
             None => conn
@@ -25,26 +27,28 @@ pub(super) fn session_records(
         };
         let mut out = Vec::new();
         let mut next = tail;
-        let mut stmt = conn.prepare_cached("SELECT kind, body, session_prev, session_id FROM audit WHERE seq = ?1")?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq = ?1"))?;
         while let Some(seq) = next {
-            let row: Option<(String, String, Option<i64>, Option<String>)> = stmt
-                .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .optional()?;
-            // A missing or foreign record (a damaged log) ends the walk;
-            // `verify` names it.
-            let Some((kind, body, prev, owner)) = row else { break };
-            if owner.as_deref() != Some(session_id) {
+            // A missing record ends the walk, and the check names it by
+            // the link that points to it.
+            let Some(row) = stmt.query_row([seq], audit_row).optional()? else {
+                break;
+            };
+            // Links must point strictly backwards, so the walk ends; one
+            // that does not is named by the check.
+            next = row.session_prev.filter(|p| *p < seq);
+            let foreign = row.session_id.as_deref() != Some(session_id);
+            out.push(row);
+            if foreign {
                 break;
             }
-            out.push((u64::try_from(seq).unwrap_or(0), kind, body));
-            // Links point strictly backwards, so the walk ends.
-            next = prev.filter(|p| *p < seq);
         }
         out.reverse();
-        Ok(out)
+        Ok((tail, out))
     })();
     let _ = conn.execute_batch("COMMIT");
-    walk
+    let (tail, rows) = walk?;
+    checked_session_records(mac, session_id, tail, rows)
 }
 
 /// The records of approval `id` (`approval_*`, through the `ref_id` index), in order.

@@ -229,11 +229,81 @@ fn inputs_are_chained_verified_and_exported(db: &TestDb) {
     assert_eq!(problem.ref_id.as_deref(), Some(input_id.as_str()));
 }
 
+/// A history edited or shortened outside tame is refused, not believed:
+/// an input rewritten to name the attacker's IBAN (which would make the
+/// payment look like the user's), or the result that carried the IBAN
+/// deleted (which would make it look unseen), stops the session's calls
+/// from being decided at all, and the error names the record.
+fn a_damaged_history_is_refused_not_shortened(db: &TestDb) {
+    let policy = policy();
+    {
+        let store = db.open();
+        let enforcer = enforcer(&policy, &*store);
+        input(&*store, &enforcer, "s4", &format!("Pay my landlord, IBAN {USER_IBAN}"));
+        let (_, log_id) = call(&*store, &enforcer, "s4", "read_email", json!({"id": 7}));
+        result(
+            &*store,
+            &enforcer,
+            "s4",
+            &log_id,
+            json!({"status": "success", "result": {"body": format!("the new account is {ATTACKER_IBAN}")}}),
+            ResultSource::Proxy,
+        );
+        let (_, _) = call(
+            &*store,
+            &enforcer,
+            "s4",
+            "get_page",
+            json!({"url": "https://example.com"}),
+        );
+    }
+    let damaged = |expect_seq: u64, expect: &str| {
+        let store = db.open();
+        let err = store.session_facts("s4").expect_err("a damaged history was read");
+        let StoreError::SessionDamaged {
+            session_id,
+            seq,
+            detail,
+        } = &err
+        else {
+            panic!("not a damaged session: {err}")
+        };
+        assert_eq!((session_id.as_str(), *seq), ("s4", expect_seq), "{err}");
+        assert!(detail.contains(expect), "{err}");
+        assert!(err.to_string().contains("tame audit verify"), "{err}");
+        // The log view refuses it too, rather than show a shortened one.
+        assert!(matches!(
+            store.session_log("s4"),
+            Err(StoreError::SessionDamaged { .. })
+        ));
+    };
+    let fine = || {
+        let store = db.open();
+        let cell = store.session_facts("s4").unwrap();
+        assert_eq!(cell.lock().calls(), 2);
+    };
+    fine();
+    // An input rewritten to carry the attacker's IBAN.
+    let edit =
+        |from: &str, to: &str| format!("UPDATE audit SET body = replace(body, '{from}', '{to}') WHERE kind = 'input'");
+    assert_eq!(db.exec(&edit(USER_IBAN, ATTACKER_IBAN)), 1);
+    damaged(1, "HMAC");
+    assert_eq!(db.exec(&edit(ATTACKER_IBAN, USER_IBAN)), 1);
+    fine();
+    // The result that carried the attacker's IBAN, deleted.
+    assert_eq!(db.exec("DELETE FROM audit WHERE kind = 'result'"), 1);
+    damaged(4, "record 3 before it is missing");
+    // The session's last record, deleted.
+    assert_eq!(db.exec("DELETE FROM audit WHERE seq = 4"), 1);
+    damaged(4, "last record is missing");
+}
+
 tests_by_backend!(
     both: [
         injected_flow_is_decided_alike_after_a_restart,
         an_unreported_result_fails_closed_after_a_restart,
         inputs_are_chained_verified_and_exported,
+        a_damaged_history_is_refused_not_shortened,
     ],
     pg_only: [],
 );
