@@ -337,6 +337,7 @@ impl<'a> Enforcer<'a> {
                 approval_id,
                 call_hash: hash.unwrap_or_default(),
             }),
+            session_version: None,
         };
         Outcome {
             decision,

@@ -28,6 +28,12 @@ pub struct NewDecision {
     /// For a call released by an approval: that approval, marked used in the
     /// same transaction (the write fails if it was used already).
     pub release_of: Option<Release>,
+    /// The [`crate::SessionState::version`] the call was decided on (set by
+    /// a server deciding over a store other servers share): the store
+    /// refuses the decision when the session has records the state did not
+    /// hold, and the server decides again on the session as stored. `None`:
+    /// not checked.
+    pub session_version: Option<u64>,
 }
 
 /// A pending approval created with an `approve` decision.

@@ -279,6 +279,10 @@ pub struct SessionState {
     key: IndexKey,
     calls_value: OnceLock<Value>,
     inputs_value: OnceLock<Value>,
+    /// The session's records this state holds (decisions, results and
+    /// inputs, as applied or read back): a store shared by several servers
+    /// refuses a decision made on a state another server has moved past.
+    version: u64,
 }
 
 impl SessionState {
@@ -400,13 +404,26 @@ impl SessionState {
 
     /// Records the call an enforcement outcome decided.
     pub fn apply(&mut self, outcome: &crate::Outcome) {
+        self.version = self.version.saturating_add(1);
         self.record(outcome.step.clone());
+    }
+
+    /// How many of the session's records (decisions, results and inputs)
+    /// this state holds.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Sets [`Self::version`] (a state read back from the log: the records it was built from).
+    pub fn set_version(&mut self, version: u64) {
+        self.version = version;
     }
 
     /// Records a result read by [`crate::Enforcer::result`] (once it is
     /// committed): its labels, its value in the history, its provenance.
     /// Returns false when no call of the session waited for it.
     pub fn apply_result(&mut self, outcome: &crate::ResultOutcome) -> bool {
+        self.version = self.version.saturating_add(1);
         for label in &outcome.labels {
             self.add_label(label);
         }
@@ -423,6 +440,7 @@ impl SessionState {
     /// Records an input read by [`crate::Enforcer::input`] (once it is
     /// committed).
     pub fn apply_input(&mut self, outcome: &crate::InputOutcome) {
+        self.version = self.version.saturating_add(1);
         self.key = outcome.key;
         self.record_input(&outcome.text, outcome.record.timestamp, &outcome.extract);
     }

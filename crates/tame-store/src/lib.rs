@@ -92,6 +92,13 @@ pub enum StoreError {
         seq: u64,
         detail: String,
     },
+    /// Another server recorded to the session after the state the decision
+    /// was made on: nothing was written; decide again on the stored session.
+    #[error(
+        "session `{session_id}` moved on while the call was decided (another server recorded to it): \
+         decide it again"
+    )]
+    SessionMoved { session_id: String },
     /// Another store (in this process or another) has the SQLite database open.
     #[error(
         "another tame server has the SQLite database `{path}` open (it holds the lock on `{lock}`): \
@@ -196,6 +203,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// database (`None`: call [`Store::session_facts`] off the executor).
     fn cached_session_facts(&self, _session_id: &str) -> Option<FactsHandle> {
         None
+    }
+    /// Drops the session's facts from memory (after a
+    /// [`StoreError::SessionMoved`]): the next [`Store::session_facts`]
+    /// reads the session as stored.
+    fn forget_session_facts(&self, _session_id: &str) {}
+    /// Whether the store checks a decision's
+    /// [`NewDecision::session_version`] (it is shared by several servers)
+    /// and may refuse it with [`StoreError::SessionMoved`].
+    fn checks_session_versions(&self) -> bool {
+        false
     }
 
     /// Appends a decision (and, for `approve`, its pending approval; for a

@@ -215,6 +215,8 @@ pub(crate) struct PreparedDecision {
     pub(crate) user_id: Option<String>,
     pub(crate) new_approval: Option<PreparedApproval>,
     pub(crate) release_of: Option<Release>,
+    /// See [`NewDecision::session_version`].
+    pub(crate) session_version: Option<u64>,
 }
 
 /// The pending approval an `approve` decision creates, with the body of
@@ -250,6 +252,7 @@ impl PreparedDecision {
             user_id,
             decision,
             release_of,
+            session_version,
             ..
         } = d;
         PreparedDecision {
@@ -263,6 +266,7 @@ impl PreparedDecision {
             user_id,
             new_approval,
             release_of,
+            session_version,
         }
     }
 }
@@ -834,14 +838,17 @@ pub(crate) fn entries_from_records(records: Vec<(u64, String, String)>) -> Vec<L
 pub(crate) fn facts_from_records(records: Vec<(u64, String, String)>, key: IndexKey) -> SessionState {
     let mut state = SessionState::default();
     state.set_index_key(key);
+    let mut version = 0u64;
     for (_, kind, body) in records {
         match kind.as_str() {
             "decision" => replay_decision(&mut state, &parse_body(&body)),
             "result" => replay_result(&mut state, &key, &parse_body(&body)),
             "input" => replay_input(&mut state, &key, &parse_body(&body)),
-            _ => {}
+            _ => continue,
         }
+        version += 1;
     }
+    state.set_version(version);
     state
 }
 
@@ -1349,6 +1356,7 @@ mod tests {
                     expires_at: Timestamp::UNIX_EPOCH,
                 }),
                 release_of: some[1].then(|| Release { approval_id: text[4].clone(), call_hash: "h".into() }),
+                session_version: None,
             };
             let ts = "2026-11-21T06:00:00.000001Z";
             prop_assert_eq!(decision_body_json(&d, ts), canonical_json(&decision_body_value(&d, ts)));

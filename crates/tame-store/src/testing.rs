@@ -130,6 +130,7 @@ fn allowed(
         policy_version: "1".into(),
         new_approval: None,
         release_of: None,
+        session_version: None,
     }
 }
 

@@ -764,6 +764,105 @@ fn a_newer_schema_is_refused(db: &TestDb) {
     assert!(e.contains("schema version 99"), "{e}");
 }
 
+/// A decision made on a session state that does not hold every stored
+/// record of the session (another server recorded to it) is refused and
+/// writes nothing; one made on the stored version is recorded. Results and
+/// inputs move the version on; a state read back holds the stored version.
+fn a_decision_on_a_stale_session_is_refused(db: &TestDb) {
+    let store = db.open();
+    assert!(store.checks_session_versions());
+    let at = |log_id: &str, version: u64| {
+        let mut d = decision(log_id, "s1");
+        d.session_version = Some(version);
+        d
+    };
+    store.record_decision(at("l0", 0)).wait().unwrap();
+    // Made on the state before `l0`: refused, nothing written.
+    let refused = store.record_decision(at("l1", 0)).wait().unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::SessionMoved { session_id } if session_id == "s1"),
+        "{refused}"
+    );
+    assert_eq!(store.verify().unwrap().records, 1);
+    store.record_decision(at("l1", 1)).wait().unwrap();
+    store
+        .record_result(result("s1", "l1", jiff::Timestamp::now(), json!({"status": "success"})))
+        .wait()
+        .unwrap();
+    // The result moved the version on: a state without it is stale.
+    assert!(matches!(
+        store.record_decision(at("l2", 2)).wait(),
+        Err(StoreError::SessionMoved { .. })
+    ));
+    // Unchecked decisions (no version) are recorded as before.
+    store.record_decision(decision("l3", "s1")).wait().unwrap();
+    // Another server's record, as far as this store can tell: the stored
+    // version moves on under it, and its cached state is refused.
+    assert_eq!(
+        db.exec("UPDATE sessions SET version = version + 1 WHERE session_id = 's1'"),
+        1
+    );
+    assert!(matches!(
+        store.record_decision(at("l4", 4)).wait(),
+        Err(StoreError::SessionMoved { .. })
+    ));
+    store.record_decision(at("l4", 5)).wait().unwrap();
+    // A state read back holds the stored version.
+    store.forget_session_facts("s1");
+    assert_eq!(store.session_facts("s1").unwrap().lock().version(), 6);
+    // Another session is not affected.
+    store
+        .record_decision({
+            let mut d = decision("m0", "s2");
+            d.session_version = Some(0);
+            d
+        })
+        .wait()
+        .unwrap();
+}
+
+/// A database written at schema version 1 (before session versions) is
+/// migrated when a store opens it: each session's version is the count of
+/// its decisions, results and inputs, and decisions are checked against it.
+fn a_version_1_database_is_migrated(db: &TestDb) {
+    {
+        let store = db.open();
+        for i in 0..3 {
+            store.record_decision(decision(&format!("l{i}"), "s1")).wait().unwrap();
+        }
+        store
+            .record_result(result("s1", "l0", jiff::Timestamp::now(), json!({"status": "success"})))
+            .wait()
+            .unwrap();
+        store.record_decision(decision("m0", "s2")).wait().unwrap();
+    }
+    // Back to what version 1 wrote.
+    db.exec("ALTER TABLE sessions DROP COLUMN version");
+    assert_eq!(db.exec("UPDATE meta SET value = '1' WHERE key = 'schema_version'"), 1);
+    let store = db.open();
+    assert!(store.verify().unwrap().valid);
+    assert_eq!(store.session_facts("s1").unwrap().lock().version(), 4);
+    assert_eq!(store.session_facts("s2").unwrap().lock().version(), 1);
+    let mut stale = decision("l9", "s1");
+    stale.session_version = Some(3);
+    assert!(matches!(
+        stale_answer(&*store, stale),
+        Err(StoreError::SessionMoved { .. })
+    ));
+    let mut current = decision("l9", "s1");
+    current.session_version = Some(4);
+    store.record_decision(current).wait().unwrap();
+    drop(store);
+    assert_eq!(
+        db.exec("SELECT 1 FROM meta WHERE key = 'schema_version' AND value = '2'"),
+        1
+    );
+}
+
+fn stale_answer(store: &dyn Store, d: NewDecision) -> StoreResult<DecisionReceipt> {
+    store.record_decision(d).wait()
+}
+
 fn the_store_reconnects_after_its_connections_are_killed(db: &TestDb) {
     let store = db.open();
     store.record_decision(decision("l0", "s1")).wait().unwrap();
@@ -832,6 +931,8 @@ tests_by_backend!(
         both_backends_write_the_same_records_and_chain,
         a_newer_schema_is_refused,
         the_store_reconnects_after_its_connections_are_killed,
+        a_decision_on_a_stale_session_is_refused,
+        a_version_1_database_is_migrated,
     ],
 );
 

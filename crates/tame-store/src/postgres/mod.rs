@@ -47,7 +47,7 @@ use schema::*;
 use writer::*;
 
 /// The schema version this build writes (kept in `meta` as `schema_version`).
-pub const PG_SCHEMA_VERSION: u32 = 1;
+pub const PG_SCHEMA_VERSION: u32 = 2;
 
 /// The advisory lock a writer holds for as long as its store is open
 /// (advisory locks are per database): the ASCII bytes of `tamestor`.
@@ -423,6 +423,14 @@ fn hash_at(client: &mut Client, seq: u64) -> StoreResult<Option<String>> {
 }
 
 impl Store for PgStore {
+    fn forget_session_facts(&self, session_id: &str) {
+        self.facts_cache().map.remove(session_id);
+    }
+
+    fn checks_session_versions(&self) -> bool {
+        true
+    }
+
     fn session_facts(&self, session_id: &str) -> StoreResult<FactsHandle> {
         if let Some(cell) = self.facts_cache().get(session_id) {
             return Ok(cell);
@@ -437,8 +445,18 @@ impl Store for PgStore {
                 .read_only(true)
                 .start()?;
             let records = session_records(&mut tx, &mac, &id)?;
+            // The version the writer checks decisions against, read in the
+            // same snapshot as the records.
+            let version: Option<i64> = tx
+                .query_opt("SELECT version FROM sessions WHERE session_id = $1", &[&id])?
+                .map(|r| col(&r, 0))
+                .transpose()?;
             tx.commit()?;
-            Ok(facts_from_records(records, key))
+            let mut state = facts_from_records(records, key);
+            if let Some(v) = version {
+                state.set_version(to_u64(v));
+            }
+            Ok(state)
         })?;
         Ok(self.facts_cache().insert(session_id, state))
     }

@@ -5,8 +5,71 @@ use super::*;
 #[allow(unused_imports, reason = "the backend's modules share one scope")]
 use super::{reads::*, writer::*};
 
-/// The tables and indexes (see `crate::schema`).
+/// The tables and indexes of schema version 1 (see `crate::schema`); the
+/// [`MIGRATIONS`] bring them to [`PG_SCHEMA_VERSION`].
 pub(super) const SCHEMA: &str = crate::schema::schema_sql!(int: "BIGINT", serial: "BIGSERIAL", sessions_end: "");
+
+/// The numbered migrations: `(n, sql)` brings a database at version `n - 1`
+/// to version `n`. Each runs once, in order, in the transaction that opens
+/// the store (under [`MIGRATION_LOCK`], so servers starting together do not
+/// both migrate).
+pub(super) const MIGRATIONS: &[(u32, &str)] = &[(
+    2,
+    // A session's version: how many of its records (decisions, results,
+    // inputs) are stored. A server holding a session's state decides on it
+    // only while the version is the one its state holds; another server's
+    // record moves it on. Existing sessions are counted once here.
+    "ALTER TABLE sessions ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
+     UPDATE sessions s SET version = c.n
+       FROM (SELECT session_id, count(*) AS n FROM audit
+              WHERE session_id IS NOT NULL AND kind IN ('decision', 'result', 'input')
+              GROUP BY session_id) c
+      WHERE c.session_id = s.session_id;",
+)];
+
+/// The transaction-level advisory lock the schema's creation and migration
+/// run under: the ASCII bytes of `tamemigr`.
+pub(super) const MIGRATION_LOCK: i64 = 0x7461_6d65_6d69_6772;
+
+/// Creates the schema, or brings it to [`PG_SCHEMA_VERSION`], in one
+/// transaction under [`MIGRATION_LOCK`]; refuses a database a newer tame
+/// wrote. `shown` names the database in errors.
+pub(super) fn migrate(client: &mut Client, shown: &str) -> StoreResult<()> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute(SCHEMA)?;
+    let stored: Option<String> = tx
+        .query_opt("SELECT value FROM meta WHERE key = 'schema_version'", &[])?
+        .map(|r| col(&r, 0))
+        .transpose()?;
+    let from = match stored.as_deref().map(str::parse::<u32>) {
+        // A new database: the tables were just created at version 1.
+        None => 1,
+        Some(Ok(v)) if v <= PG_SCHEMA_VERSION => v,
+        Some(Ok(v)) => {
+            return Err(StoreError::Db(format!(
+                "the database `{shown}` has schema version {v}; this tame reads up to {PG_SCHEMA_VERSION}"
+            )));
+        }
+        Some(Err(_)) => {
+            return Err(StoreError::Db(format!(
+                "the database `{shown}` has an unreadable schema version `{}`",
+                stored.unwrap_or_default()
+            )));
+        }
+    };
+    for (n, sql) in MIGRATIONS.iter().filter(|(n, _)| *n > from) {
+        tx.batch_execute(sql)
+            .map_err(|e| StoreError::Db(format!("migrating `{shown}` to schema version {n}: {}", pg_message(&e))))?;
+    }
+    tx.execute(
+        "INSERT INTO meta(key, value) VALUES ('schema_version', $1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        &[&PG_SCHEMA_VERSION.to_string()],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
 
 pub(super) fn connect(config: &postgres::Config, shown: &str) -> StoreResult<Client> {
     let connected = match config.get_ssl_mode() {

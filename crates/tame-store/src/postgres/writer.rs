@@ -14,10 +14,11 @@ pub(super) const INSERT_AUDIT: &str =
 /// Adds a batch's deltas to the session summaries (arrays of their columns).
 pub(super) const UPSERT_SESSIONS: &str =
     "INSERT INTO sessions AS s(session_id, start_time, end_time, last_seq, tail_seq,
-        total, allowed, denied, approved, agent_id, user_id)
+        total, allowed, denied, approved, agent_id, user_id, version)
     SELECT * FROM UNNEST($10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bigint[],
-                         $16::bigint[], $17::bigint[], $18::bigint[], $19::text[], $20::text[])
+                         $16::bigint[], $17::bigint[], $18::bigint[], $19::text[], $20::text[], $22::bigint[])
     ON CONFLICT(session_id) DO UPDATE SET
+      version = s.version + excluded.version,
       end_time = CASE WHEN excluded.total > 0 THEN excluded.end_time ELSE s.end_time END,
       last_seq = CASE WHEN excluded.total > 0 THEN excluded.last_seq ELSE s.last_seq END,
       tail_seq = excluded.tail_seq,
@@ -54,7 +55,7 @@ impl Stmts {
             write_batch: client.prepare(&format!(
                 "WITH w_audit AS ({INSERT_AUDIT}), w_sessions AS ({UPSERT_SESSIONS}), w_head AS ({UPSERT_HEAD}) SELECT 1"
             ))?,
-            tails: client.prepare("SELECT session_id, tail_seq FROM sessions WHERE session_id = ANY($1)")?,
+            tails: client.prepare("SELECT session_id, tail_seq, version FROM sessions WHERE session_id = ANY($1)")?,
             tail: client.prepare("SELECT tail_seq FROM sessions WHERE session_id = $1")?,
             decision_owner: client
                 .prepare("SELECT session_id FROM audit WHERE ref_id = $1 AND kind = 'decision' ORDER BY seq LIMIT 1")?,
@@ -178,6 +179,8 @@ pub(super) struct PgWriter {
     stmts: Stmts,
     syncer: Option<PgSyncer>,
     chain: Chain,
+    /// The version of each session in `chain.tails` (see [`MIGRATIONS`]).
+    versions: HashMap<String, u64>,
     mac: HmacSha256,
     max_batch: usize,
     link: Link,
@@ -249,6 +252,11 @@ pub(super) struct Batch<'a, C: GenericClient> {
     start_seq: u64,
     stmts: &'a Stmts,
     chain: &'a mut Chain,
+    /// Each session's version, as stored before the batch plus what the
+    /// batch added.
+    versions: &'a mut HashMap<String, u64>,
+    /// What the batch adds to each session's version.
+    added: HashMap<String, i64>,
     mac: &'a HmacSha256,
     rows: PendingRows,
     sessions: HashMap<String, SessionDelta>,
@@ -269,6 +277,7 @@ impl PgWriter {
             client,
             stmts,
             chain,
+            versions: HashMap::new(),
             mac,
             max_batch,
             syncer,
@@ -307,6 +316,7 @@ impl PgWriter {
         self.client = client;
         self.stmts = stmts;
         self.chain = chain;
+        self.versions.clear();
         self.syncer = syncer;
         tracing::warn!(db = %self.link.shown, "the audit writer reconnected to the database");
         Ok(())
@@ -337,31 +347,7 @@ impl Link {
         // The writer's commits do not wait for the disk; with `Full`
         // durability the syncer makes them durable before anyone is told.
         client.batch_execute("SET synchronous_commit = off")?;
-        client.batch_execute(SCHEMA)?;
-        let stored: Option<String> = client
-            .query_opt("SELECT value FROM meta WHERE key = 'schema_version'", &[])?
-            .map(|r| col(&r, 0))
-            .transpose()?;
-        match stored.as_deref().map(str::parse::<u32>) {
-            None => {
-                client.execute(
-                    "INSERT INTO meta(key, value) VALUES ('schema_version', $1)",
-                    &[&PG_SCHEMA_VERSION.to_string()],
-                )?;
-            }
-            Some(Ok(v)) if v <= PG_SCHEMA_VERSION => {}
-            Some(Ok(v)) => {
-                return Err(StoreError::Db(format!(
-                    "the database `{shown}` has schema version {v}; this tame reads up to {PG_SCHEMA_VERSION}"
-                )));
-            }
-            Some(Err(_)) => {
-                return Err(StoreError::Db(format!(
-                    "the database `{shown}` has an unreadable schema version `{}`",
-                    stored.unwrap_or_default()
-                )));
-            }
-        }
+        migrate(&mut client, shown)?;
         let chain = match client.query_opt("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &[])? {
             Some(row) => Chain::new(to_u64(col(&row, 0)?), col(&row, 1)?),
             None => Chain::new(0, GENESIS.to_string()),
@@ -428,15 +414,16 @@ impl PgWriter {
             client,
             stmts,
             chain,
+            versions,
             mac,
             ..
         } = self;
         let (done, fatal) = if plain {
-            apply_batch(client, stmts, chain, mac, batch)
+            apply_batch(client, stmts, chain, versions, mac, batch)
         } else {
             match client.transaction() {
                 Ok(mut tx) => {
-                    let (done, mut fatal) = apply_batch(&mut tx, stmts, chain, mac, batch);
+                    let (done, mut fatal) = apply_batch(&mut tx, stmts, chain, versions, mac, batch);
                     if fatal.is_none()
                         && let Err(e) = tx.commit()
                     {
@@ -464,6 +451,7 @@ impl PgWriter {
                 (self.chain.seq, self.chain.hash) = saved;
                 // The session tails may name rolled-back records: reload them.
                 self.chain.tails.clear();
+                self.versions.clear();
                 let msg = format!("the audit batch was not committed: {e}");
                 done.into_iter().for_each(|d| d.finish(Some(&msg)));
             }
@@ -477,6 +465,7 @@ pub(super) fn apply_batch<C: GenericClient>(
     db: &mut C,
     stmts: &Stmts,
     chain: &mut Chain,
+    versions: &mut HashMap<String, u64>,
     mac: &HmacSha256,
     batch: Vec<Job>,
 ) -> (Vec<Done>, Option<String>) {
@@ -485,6 +474,8 @@ pub(super) fn apply_batch<C: GenericClient>(
         start_seq: chain.seq,
         stmts,
         chain,
+        versions,
+        added: HashMap::new(),
         mac,
         rows: PendingRows::default(),
         sessions: HashMap::new(),
@@ -510,8 +501,9 @@ pub(super) fn apply_batch<C: GenericClient>(
 }
 
 impl<C: GenericClient> Batch<'_, C> {
-    /// Reads, in one query, the last record of every session the batch
-    /// writes to that this writer has not seen yet.
+    /// Reads, in one query, the last record and the version of every
+    /// session the batch writes to, as stored now: another server (or an
+    /// operator) may have recorded to it since this writer last did.
     fn load_tails(&mut self, jobs: &[Job]) -> StoreResult<()> {
         let mut wanted: Vec<&str> = Vec::new();
         for job in jobs {
@@ -521,7 +513,7 @@ impl<C: GenericClient> Batch<'_, C> {
                 Job::Input(i, _) => i.session_id.as_str(),
                 _ => continue,
             };
-            if !self.chain.tails.contains_key(sid) && !wanted.contains(&sid) {
+            if !wanted.contains(&sid) {
                 wanted.push(sid);
             }
         }
@@ -531,11 +523,14 @@ impl<C: GenericClient> Batch<'_, C> {
         for row in self.db.query(&self.stmts.tails, &[&wanted])? {
             let sid: String = col(&row, 0)?;
             let tail: i64 = col(&row, 1)?;
-            self.chain.tails.insert(sid, to_u64(tail));
+            let version: i64 = col(&row, 2)?;
+            self.chain.tails.insert(sid.clone(), to_u64(tail));
+            self.versions.insert(sid, to_u64(version));
         }
         for sid in wanted {
             if !self.chain.tails.contains_key(sid) {
                 self.new_sessions.insert(sid.to_string());
+                self.versions.insert(sid.to_string(), 0);
             }
         }
         Ok(())
@@ -637,6 +632,7 @@ impl<C: GenericClient> Batch<'_, C> {
         let mut approved = Vec::new();
         let mut agent = Vec::new();
         let mut user = Vec::new();
+        let mut version = Vec::new();
         for id in &self.chain.touched {
             let Some(&tail) = self.chain.tails.get(id) else {
                 continue;
@@ -653,23 +649,56 @@ impl<C: GenericClient> Batch<'_, C> {
             approved.push(d.approved);
             agent.push(d.agent_id);
             user.push(d.user_id);
+            version.push(self.added.get(id).copied().unwrap_or(0));
         }
         let head = format!("{}:{}", self.chain.seq, self.chain.hash);
-        let summaries: [Param<'_>; 12] = [
+        let summaries: [Param<'_>; 13] = [
             &ids, &start, &end, &last_seq, &tail_seq, &total, &allowed, &denied, &approved, &agent, &user, &head,
+            &version,
         ];
         let params: Vec<Param<'_>> = r.columns().into_iter().chain(summaries).collect();
         self.db.execute(&self.stmts.write_batch, &params)?;
         Ok(())
     }
 
+    /// Refuses a decision made on a state that does not hold every stored
+    /// record of its session (another server recorded to it since).
+    fn check_version(&self, d: &PreparedDecision) -> StoreResult<()> {
+        match d.session_version {
+            Some(held) if self.versions.get(&d.session_id).copied().unwrap_or(0) != held => {
+                Err(StoreError::SessionMoved {
+                    session_id: d.session_id.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a decision, result or input of `session_id` in its version.
+    fn bump_version(&mut self, session_id: &str) {
+        match self.versions.get_mut(session_id) {
+            Some(v) => *v = v.saturating_add(1),
+            None => {
+                self.versions.insert(session_id.to_string(), 1);
+            }
+        }
+        match self.added.get_mut(session_id) {
+            Some(n) => *n = n.saturating_add(1),
+            None => {
+                self.added.insert(session_id.to_string(), 1);
+            }
+        }
+    }
+
     fn write_decision(&mut self, mut d: PreparedDecision) -> StoreResult<DecisionReceipt> {
+        self.check_version(&d)?;
         if let Some(release) = &d.release_of {
             let (row, chained) = self.approval(&release.approval_id)?;
             check_release(release, d.at, row, chained)?;
         }
         let body = std::mem::take(&mut d.body);
         let seq = self.append("decision", &d.ts, Some(&d.session_id), Some(&d.log_id), body)?;
+        self.bump_version(&d.session_id);
         SessionDelta::note_decision(&mut self.sessions, &d, seq);
         if let Some(release) = &d.release_of {
             // The approval's own record of its use, found through its id.
@@ -720,7 +749,9 @@ impl<C: GenericClient> Batch<'_, C> {
         check_result_owner(r, owner)?;
         let ts = format_timestamp(r.timestamp);
         let body = canonical_json(&result_body(r, &ts));
-        self.append("result", &ts, Some(&r.session_id), Some(&r.log_id), body)
+        let seq = self.append("result", &ts, Some(&r.session_id), Some(&r.log_id), body)?;
+        self.bump_version(&r.session_id);
+        Ok(seq)
     }
 
     /// Appends a user's input (no check: an input may be a session's
@@ -729,7 +760,9 @@ impl<C: GenericClient> Batch<'_, C> {
         let ts = format_timestamp(i.timestamp);
         let body = canonical_json(&input_body(i, &ts));
         SessionDelta::note_record(&mut self.sessions, &i.session_id, &ts);
-        self.append("input", &ts, Some(&i.session_id), Some(&i.input_id), body)
+        let seq = self.append("input", &ts, Some(&i.session_id), Some(&i.input_id), body)?;
+        self.bump_version(&i.session_id);
+        Ok(seq)
     }
 
     /// The row of approval `id` (locked) and what its records say, with

@@ -593,6 +593,7 @@ mod tests {
                 policy_version: "v1".into(),
                 new_approval: None,
                 release_of: None,
+                session_version: None,
             })
             .wait()
             .unwrap();
