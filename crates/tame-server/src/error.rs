@@ -118,6 +118,11 @@ impl From<StoreError> for AppError {
             StoreError::SessionDamaged { session_id, .. } => AppError::new(StatusCode::CONFLICT, e.to_string())
                 .with("session_id", Value::String(session_id.clone()))
                 .with("error", Value::String("session_damaged".into())),
+            // Other servers kept recording to the session while the call
+            // was decided again and again: nothing was recorded.
+            StoreError::SessionMoved { session_id } => AppError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                .with("session_id", Value::String(session_id.clone()))
+                .with("error", Value::String("session_busy".into())),
             _ => AppError::internal(e),
         }
     }

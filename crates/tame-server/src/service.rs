@@ -97,6 +97,10 @@ pub(crate) struct Enforced {
     pub sanitized_args: Option<Value>,
 }
 
+/// How many times a call is decided when the store keeps refusing the
+/// decision because other servers record to its session meanwhile.
+const MAX_DECIDE_ATTEMPTS: u32 = 4;
+
 /// Decides the call in `body` (an enforce request), stores the decision and
 /// returns the answer once committed. The caller has checked the key.
 pub(crate) async fn enforce(state: &AppState, body: Value) -> Result<Enforced, ServiceError> {
@@ -112,27 +116,57 @@ pub(crate) async fn enforce(state: &AppState, body: Value) -> Result<Enforced, S
         }
         None => None,
     };
-    let cell = session_state(state, &enforcer.session_key(&call), call.fresh_session).await?;
-    let outcome = {
-        let mut session = cell.lock();
-        let decided = enforcer.evaluate(&call, &session, approval.as_ref())?;
-        // Finished under the lock (no I/O): the call is recorded with its
-        // log id, so a call that ran waits for its result.
-        let outcome = enforcer.finish(call, decided);
-        session.apply(&outcome);
-        outcome
+    let key = enforcer.session_key(&call).into_owned();
+    let store = state.store();
+    let mut call = call;
+    let mut attempt = 1;
+    let (decision, session_id, log_id, timestamp, sanitized_args, approval_id) = loop {
+        // A store other servers share may refuse the decision (the session
+        // moved on): it is decided again, so the call needs keeping.
+        let again = (attempt < MAX_DECIDE_ATTEMPTS && store.checks_session_versions()).then(|| call.clone());
+        let cell = session_state(state, &key, call.fresh_session && attempt == 1).await?;
+        let (outcome, ticket) = {
+            let mut session = cell.lock();
+            let decided = enforcer.evaluate(&call, &session, approval.as_ref())?;
+            // Finished under the lock (no I/O): the call is recorded with
+            // its log id, so a call that ran waits for its result.
+            let mut outcome = enforcer.finish(call, decided);
+            outcome.record.session_version = Some(session.version());
+            session.apply(&outcome);
+            let Outcome {
+                decision,
+                session_id,
+                log_id,
+                timestamp,
+                sanitized_args,
+                record,
+                ..
+            } = outcome;
+            let approval_id = record.new_approval.as_ref().map(|a| a.id.clone());
+            // Queued under the lock: a session's records reach the store
+            // in the order its state took them.
+            let ticket = store.record_decision(record);
+            (
+                (decision, session_id, log_id, timestamp, sanitized_args, approval_id),
+                ticket,
+            )
+        };
+        match (ticket.await, again) {
+            (Ok(_), _) => break outcome,
+            (Err(StoreError::SessionMoved { session_id }), Some(next)) => {
+                tracing::debug!(session = %session_id, attempt, "the session moved on; deciding the call again");
+                store.forget_session_facts(&key);
+                call = next;
+                attempt += 1;
+            }
+            (Err(e), _) => {
+                if matches!(e, StoreError::SessionMoved { .. }) {
+                    store.forget_session_facts(&key);
+                }
+                return Err(e.into());
+            }
+        }
     };
-    let Outcome {
-        decision,
-        session_id,
-        log_id,
-        timestamp,
-        sanitized_args,
-        record,
-        ..
-    } = outcome;
-    let approval_id = record.new_approval.as_ref().map(|a| a.id.clone());
-    state.store().record_decision(record).await?;
     if let Some(used) = &approval {
         state.notify_approval(&used.approval_id);
     }

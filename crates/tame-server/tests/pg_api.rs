@@ -191,4 +191,29 @@ mod pg {
         assert_eq!(export.status, StatusCode::OK);
         assert_eq!(export.text.lines().count(), 2);
     }
+
+    /// A session another server recorded to (as far as this server can
+    /// tell: the stored version moved on) is decided again on the session
+    /// as stored, not refused and not decided on the stale state; a fresh
+    /// read of the session holds the stored version.
+    #[tokio::test]
+    async fn a_call_on_a_session_that_moved_on_is_decided_again() {
+        let Some(url) = database("api_moved") else { return };
+        let h = harness(&url);
+        let call = json!({"tool_name": "read_file", "tool_args": {"path": "/tmp/a"}, "session_id": "s1"});
+        assert_eq!(h.enforce(call.clone()).await.json["decision"], "allow");
+        let bumped = execute(
+            &url,
+            "UPDATE sessions SET version = version + 1 WHERE session_id = 's1'",
+        )
+        .unwrap();
+        assert_eq!(bumped, 1);
+        let again = h.enforce(call.clone()).await;
+        assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+        assert_eq!(again.json["decision"], "allow");
+        // Decided on the session read back: version 2 stored, plus this call.
+        let store = h.state.store();
+        assert_eq!(store.cached_session_facts("s1").unwrap().lock().version(), 3);
+        assert_eq!(h.get("/api/v1/sessions/s1").await.json.as_array().unwrap().len(), 2);
+    }
 }
