@@ -290,6 +290,18 @@ Examples:
   TAME_API_URL=http://localhost:8000 TAME_API_KEY=secret tame status --json")]
     Status,
 
+    /// Exit 0 when the server answers its liveness (or, with --ready, its
+    /// readiness) probe, 1 otherwise: for container health checks
+    #[command(after_help = "\
+Examples:
+  tame health                                    GET /health of --api-url
+  tame --api-url http://127.0.0.1:8000 --timeout 2 health
+  tame health --ready                            GET /ready: the store answers and a policy is loaded
+
+Sends no key: both probes are public. Prints the probe's URL (--json: its
+answer); on a failure prints why and exits 1.")]
+    Health(HealthArgs),
+
     /// Show, validate, reload or list the server's policy
     #[command(after_help = "\
 Examples:
@@ -495,6 +507,13 @@ pub struct GraphArgs {
 /// `tame serve`'s flags: the `tame-server` binary's, defined once in
 /// the server crate.
 pub use tame_server::ServeFlags as ServeArgs;
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Probe readiness (`/ready`) instead of liveness (`/health`)
+    #[arg(long)]
+    pub ready: bool,
+}
 
 #[derive(Debug, Args)]
 pub struct PolicyArgs {

@@ -8,9 +8,12 @@
 mod bench;
 mod cli;
 mod client;
+#[cfg(test)]
+mod container_tests;
 mod contract;
 mod error;
 mod fmt;
+mod health;
 mod init;
 mod integrations;
 mod local;
@@ -147,6 +150,7 @@ fn dispatch(cli: &Cli, out: &Out) -> Result<Exit, CliError> {
         Command::Bench(args) => bench::bench(args, out),
         Command::Serve(args) => serve::serve(args),
         Command::Status => remote::status(&server, out),
+        Command::Health(args) => health::health(args, &server, out),
         Command::Policy(args) => match &args.action {
             Some(cli::PolicyAction::Graph(graph)) => local::graph(graph, out),
             Some(cli::PolicyAction::Check(check)) => local::check(check, out),

@@ -1,8 +1,6 @@
 //! `tame serve`: starts the Tame server (`tame_server::run_until`), mapping
 //! the flags onto its configuration.
 
-use std::io::IsTerminal;
-
 use crate::Exit;
 use crate::cli::ServeArgs;
 use crate::error::CliError;
@@ -17,14 +15,7 @@ pub fn config(args: &ServeArgs) -> Result<tame_server::ServerConfig, CliError> {
 pub fn serve(args: &ServeArgs) -> Result<Exit, CliError> {
     let config = config(args)?;
     // Logs go to stderr; stdout keeps the one `listening on` line.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TAME_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    tame_server::init_logging(args.log_format).map_err(|e| CliError::Input(format!("{e:#}")))?;
     let runtime = config
         .runtime()
         .map_err(|e| CliError::Other(format!("cannot start the async runtime: {e}")))?;

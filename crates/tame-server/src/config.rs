@@ -488,6 +488,11 @@ pub struct ServeFlags {
     /// database (default for SQLite: `<db>.checkpoint`; PostgreSQL: none)
     #[arg(long = "checkpoints", env = "TAME_AUDIT_CHECKPOINTS", value_name = "FILE")]
     pub audit_checkpoints: Option<PathBuf>,
+    /// How logs are written (stderr): `text`, or `json`: one object per
+    /// line, with an access event per request (id, route, status,
+    /// latency, and an enforced call's decision and rule)
+    #[arg(long, value_enum, env = "TAME_LOG_FORMAT", default_value_t)]
+    pub log_format: crate::LogFormat,
     #[command(flatten)]
     pub auth_failures: AuthFailureArgs,
     #[command(flatten)]

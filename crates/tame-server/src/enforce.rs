@@ -18,5 +18,11 @@ pub async fn enforce(
     let mut out = Vec::with_capacity(512);
     serde_json::to_writer(&mut out, &enforced).map_err(AppError::internal)?;
     let json = axum::http::HeaderValue::from_static("application/json");
-    Ok(([(axum::http::header::CONTENT_TYPE, json)], out).into_response())
+    let mut resp = ([(axum::http::header::CONTENT_TYPE, json)], out).into_response();
+    // For the access log.
+    resp.extensions_mut().insert(crate::logging::Decided {
+        decision: enforced.decision,
+        rule: enforced.rule_name.clone(),
+    });
+    Ok(resp)
 }

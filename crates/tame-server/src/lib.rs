@@ -109,9 +109,11 @@ mod dashboard;
 mod edge;
 mod enforce;
 mod error;
+mod logging;
 mod metrics;
 mod openapi;
 mod ratelimit;
+mod ready;
 mod redact;
 mod serve;
 mod service;
@@ -126,8 +128,10 @@ pub use config::{
 pub use conn::{DEFAULT_MAX_CONNECTIONS, connection_cap};
 pub use edge::{AllowedHost, Hosts};
 pub use error::AppError;
+pub use logging::{ACCESS_TARGET, LogFormat, MAX_REQUEST_ID, init_logging, log_subscriber};
 pub use openapi::{ROUTES, RouteDoc, openapi_document};
 pub use ratelimit::{ClientKey, FailureLimit, FailureLimiter, parse_period_secs, parse_proxy};
+pub use ready::{MAX_PROBES_IN_FLIGHT, STORE_PROBE_TIMEOUT};
 pub use serve::{open_store, run, run_until, shutdown_signal};
 pub use state::{AppState, Limits, LoadedPolicy, ReloadOutcome};
 
@@ -153,8 +157,10 @@ pub fn app_with(state: AppState, hosts: Hosts) -> Router {
     // `login`). Inside it the edge checks Host, Origin, the route's key
     // and its content type, so the keys it refuses count too. One layer
     // with the trace layer: axum boxes each layer's future, so stacking
-    // them costs no allocation of its own.
+    // them costs no allocation of its own. The access log is outermost, so
+    // every answer, refusals included, is logged with its request id.
     let layers = tower::ServiceBuilder::new()
+        .layer(logging::AccessLogLayer)
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(redact::request_span))
         .layer(ratelimit::AuthLimitLayer::new(state.clone()))
         .layer(edge::EdgeLayer::new(state.clone(), hosts));
@@ -192,6 +198,7 @@ fn handlers() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/audit/verify", get(api::audit_verify)),
         ("/api/v1/audit/export", get(api::audit_export)),
         ("/health", get(api::health)),
+        ("/ready", get(ready::ready)),
         ("/metrics", get(api::metrics)),
         ("/openapi.json", get(api::openapi)),
     ]

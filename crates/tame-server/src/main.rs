@@ -16,14 +16,9 @@ struct Args {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TAME_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let config = Args::parse().flags.config()?;
+    let flags = Args::parse().flags;
+    tame_server::init_logging(flags.log_format)?;
+    let config = flags.config()?;
     let runtime = config.runtime()?;
     runtime.block_on(tame_server::run_until(config, tame_server::shutdown_signal(), |addr| {
         // Machine-readable line for scripts and tests.

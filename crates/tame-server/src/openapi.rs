@@ -141,6 +141,12 @@ pub const ROUTES: &[RouteDoc] = &[
         "The audit log as JSON lines",
     ),
     r("get", "/health", Role::Public, "Liveness"),
+    r(
+        "get",
+        "/ready",
+        Role::Public,
+        "Readiness: 200 when the store answers a read and a policy is loaded, else 503; the body's `checks` say each check's result and `failed` names the failed ones",
+    ),
     r("get", "/metrics", Role::Public, "Prometheus metrics"),
     r("get", "/openapi.json", Role::Public, "This document"),
 ];
@@ -242,6 +248,10 @@ pub fn openapi_document() -> Value {
                 "201",
                 json!({"description": "The input is recorded", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InputRecorded"}}}}),
             ),
+            "/ready" => (
+                "200",
+                json!({"description": "Ready: every check passed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}}),
+            ),
             _ => ("200", json!({"description": "OK"})),
         };
         let mut op = Map::new();
@@ -255,6 +265,12 @@ pub fn openapi_document() -> Value {
         );
         if let Some(Value::Object(responses)) = op.get_mut("responses") {
             responses.insert(code.into(), ok);
+            if route.path == "/ready" {
+                responses.insert(
+                    "503".into(),
+                    json!({"description": "Not ready: `failed` names the checks that failed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}}),
+                );
+            }
             edge_refusals(route, responses);
             if route.role != Role::Public {
                 responses.insert("429".into(), too_many_failed_authentications());
@@ -305,6 +321,31 @@ pub fn openapi_document() -> Value {
                         "metadata": {"type": "object"},
                         "approval_id": {"type": "string", "description": "Release a call approved earlier"},
                     },
+                },
+                "Readiness": {
+                    "type": "object",
+                    "required": ["status", "failed", "checks"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["ready", "not ready"]},
+                        "failed": {"type": "array", "items": {"type": "string", "enum": ["store", "policy"]}},
+                        "checks": {
+                            "type": "object",
+                            "required": ["store", "policy"],
+                            "properties": {
+                                "store": {"$ref": "#/components/schemas/ReadinessCheck"},
+                                "policy": {"$ref": "#/components/schemas/ReadinessCheck"},
+                            },
+                        },
+                    },
+                },
+                "ReadinessCheck": {
+                    "type": "object",
+                    "required": ["ok"],
+                    "properties": {
+                        "ok": {"type": "boolean"},
+                        "error": {"type": "string", "description": "Why the check failed (the cause is in the server's log)"},
+                    },
+                    "additionalProperties": true,
                 },
                 "InputRecorded": {
                     "type": "object",

@@ -8,13 +8,14 @@ pub use tame_enforce::Redactor;
 use tame_enforce::redact::holds_secret;
 
 /// The span of one request in the logs (`tower_http`'s trace layer): its
-/// method, version and target; a target holding a secret, as sent or
+/// id, method, version and target; a target holding a secret, as sent or
 /// percent-decoded (a session id in a path, call arguments in a query), is
 /// not shown.
 pub(crate) fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
     let target = req.uri().path_and_query().map_or("", |p| p.as_str());
     let uri = shown_target(target);
-    tracing::debug_span!("request", method = %req.method(), uri = %uri, version = ?req.version())
+    let id = req.extensions().get::<crate::logging::RequestId>();
+    tracing::debug_span!("request", request_id = id.map(crate::logging::RequestId::as_str), method = %req.method(), uri = %uri, version = ?req.version())
 }
 
 /// `target` as [`request_span`] shows it.
