@@ -120,6 +120,17 @@ impl From<StoreError> for AppError {
                 .with("error", Value::String("session_damaged".into())),
             // Other servers kept recording to the session while the call
             // was decided again and again: nothing was recorded.
+            // The database is unreachable or its writer stopped: nothing
+            // was decided or recorded, and a retry may find it back (the
+            // store reconnects on its own). The cause is for the operator.
+            StoreError::Db(_) | StoreError::WriterGone => {
+                tracing::error!(error = %e, "the store is unavailable");
+                AppError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the audit store is unavailable: nothing was decided or recorded; retry shortly",
+                )
+                .with("error", Value::String("store_unavailable".into()))
+            }
             StoreError::SessionMoved { session_id } => AppError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
                 .with("session_id", Value::String(session_id.clone()))
                 .with("error", Value::String("session_busy".into())),

@@ -216,4 +216,59 @@ mod pg {
         assert_eq!(store.cached_session_facts("s1").unwrap().lock().version(), 3);
         assert_eq!(h.get("/api/v1/sessions/s1").await.json.as_array().unwrap().len(), 2);
     }
+
+    /// The database going away: calls are answered 503 (never allowed,
+    /// nothing recorded) while it is gone, and the server recovers on its
+    /// own when it comes back; every answered decision is stored.
+    #[tokio::test]
+    async fn calls_get_503_while_the_database_is_gone_and_recover() {
+        let Some(url) = database("api_db_gone") else { return };
+        let h = harness(&url);
+        let call =
+            |i: u32| json!({"tool_name": "read_file", "tool_args": {"path": format!("/tmp/{i}")}, "session_id": "s1"});
+        assert_eq!(h.enforce(call(0)).await.json["decision"], "allow");
+        let name: String = url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+        let admin_before = std::env::var(tame_store::testing::TEST_DATABASE_URL).unwrap();
+        execute(
+            &admin_before,
+            &format!("ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS false"),
+        )
+        .unwrap();
+        execute(
+            &admin_before,
+            &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
+        )
+        .unwrap();
+        let mut answered = 1;
+        for i in 1..4u32 {
+            let r = h.enforce(call(i)).await;
+            assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+            assert_eq!(r.json["error"], "store_unavailable", "{}", r.text);
+            assert!(r.json.get("decision").is_none(), "{}", r.text);
+        }
+        // Back: the next calls are decided and stored, without a restart.
+        // Through the server's own database: this one refuses connections.
+        let admin = std::env::var(tame_store::testing::TEST_DATABASE_URL).unwrap();
+        execute(
+            &admin,
+            &format!("ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS true"),
+        )
+        .unwrap();
+        let mut recovered = false;
+        for i in 10..60 {
+            let r = h.enforce(call(i)).await;
+            if r.status == StatusCode::OK {
+                assert_eq!(r.json["decision"], "allow");
+                answered += 1;
+                recovered = true;
+                break;
+            }
+            assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(recovered, "the server did not recover");
+        let log = h.get("/api/v1/sessions/s1").await;
+        assert_eq!(log.json.as_array().unwrap().len(), answered, "{}", log.text);
+        assert_eq!(h.get("/api/v1/audit/verify").await.json["valid"], true);
+    }
 }
