@@ -48,7 +48,7 @@ pub use tame_enforce::format_timestamp;
 pub use tame_enforce::{FactsView, MAX_TIMES_PER_TOOL, SessionCell, SessionState};
 /// A shared handle on one session's state.
 pub type FactsHandle = tame_enforce::SessionHandle;
-pub use postgres::{PG_SCHEMA_VERSION, PgOptions, PgStore, is_postgres_url, redact_url};
+pub use postgres::{MAX_NODE_ID, PG_SCHEMA_VERSION, PgOptions, PgStore, is_postgres_url, node_id, redact_url};
 pub use secret::load_or_create_secret;
 pub use sqlite::{Durability, SqliteOptions, SqliteStore};
 pub use types::*;

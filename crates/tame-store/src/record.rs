@@ -38,7 +38,7 @@ pub(crate) fn mac_from_key(key: &[u8]) -> StoreResult<HmacSha256> {
 
 /// HMAC of one record: every field, length-prefixed (`None` distinct from
 /// empty), then the previous record's hash.
-pub(crate) fn record_mac(mac: &HmacSha256, prev_hash: &str, seq: u64, fields: [Option<&str>; 6]) -> String {
+pub(crate) fn record_mac(mac: &HmacSha256, prev_hash: &str, seq: u64, fields: &[Option<&str>]) -> String {
     let mut m = mac.clone();
     m.update(prev_hash.as_bytes());
     m.update(&seq.to_be_bytes());
@@ -52,6 +52,40 @@ pub(crate) fn record_mac(mac: &HmacSha256, prev_hash: &str, seq: u64, fields: [O
         }
     }
     hex::encode(m.finalize().into_bytes())
+}
+
+/// A record's HMAC in chain `chain` at place `chain_seq`, its sequence
+/// number in the whole log being `seq` (`seq_text` as text). The unnamed
+/// chain (`""`) is hashed as it always was (its place is its sequence
+/// number); a node's chain also covers the chain's name and the record's
+/// sequence number, so a row moved to another chain or place is found.
+pub(crate) fn chained_mac(
+    mac: &HmacSha256,
+    prev_hash: &str,
+    (chain, chain_seq): (&str, u64),
+    seq: u64,
+    fields: [Option<&str>; 6],
+    seq_text: &str,
+) -> String {
+    if chain.is_empty() {
+        return record_mac(mac, prev_hash, seq, &fields);
+    }
+    let [kind, ts, session_id, ref_id, session_prev, body] = fields;
+    record_mac(
+        mac,
+        prev_hash,
+        chain_seq,
+        &[
+            kind,
+            ts,
+            session_id,
+            ref_id,
+            session_prev,
+            body,
+            Some(chain),
+            Some(seq_text),
+        ],
+    )
 }
 
 pub(crate) fn opt_str(v: Option<&str>) -> Value {
@@ -89,7 +123,14 @@ impl Chain {
 
     /// Moves the head to the record just written, and its session's tail.
     pub(crate) fn advance(&mut self, seq: u64, hash: String, session_id: Option<&str>) {
-        self.seq = seq;
+        self.advance_in(seq, seq, hash, session_id);
+    }
+
+    /// Moves the head to the record just written at place `chain_seq` of
+    /// the chain (sequence number `seq` in the whole log), and its
+    /// session's tail.
+    pub(crate) fn advance_in(&mut self, chain_seq: u64, seq: u64, hash: String, session_id: Option<&str>) {
+        self.seq = chain_seq;
         self.hash = hash;
         if let Some(sid) = session_id {
             match self.tails.get_mut(sid) {
@@ -996,6 +1037,12 @@ pub(crate) struct AuditRow {
     pub(crate) body: String,
     pub(crate) prev_hash: String,
     pub(crate) hash: String,
+    /// The chain the row is in: `""` for the one chain of a SQLite store
+    /// (and of a PostgreSQL store before several servers), else the node
+    /// that wrote it ([`crate::PgOptions::node`]).
+    pub(crate) chain: String,
+    /// The row's place in its chain (`seq` in the unnamed chain).
+    pub(crate) chain_seq: i64,
 }
 
 impl AuditRow {
@@ -1014,6 +1061,10 @@ impl AuditRow {
         );
         line.insert("prev_hash".into(), json!(self.prev_hash));
         line.insert("hash".into(), json!(self.hash));
+        if !self.chain.is_empty() {
+            line.insert("chain".into(), json!(self.chain));
+            line.insert("chain_seq".into(), json!(self.chain_seq));
+        }
         canonical_json(&Value::Object(line))
     }
 }
@@ -1032,9 +1083,11 @@ impl AuditRow {
     /// The HMAC the row's fields give after the record hashing to `prev`.
     pub(crate) fn mac(&self, mac: &HmacSha256, prev: &str) -> String {
         let session_prev = self.session_prev.map(|p| p.to_string());
-        record_mac(
+        let seq = self.seq.to_string();
+        chained_mac(
             mac,
             prev,
+            (&self.chain, u64::try_from(self.chain_seq).unwrap_or(0)),
             u64::try_from(self.seq).unwrap_or(0),
             [
                 Some(&self.kind),
@@ -1044,52 +1097,87 @@ impl AuditRow {
                 session_prev.as_deref(),
                 Some(&self.body),
             ],
+            &seq,
         )
     }
 
     /// Whether the row is as the writer wrote it: its hash is the HMAC of
-    /// its fields and of the previous hash it names.
+    /// its fields and of the previous hash it names (and in the unnamed
+    /// chain, its place is its sequence number).
     pub(crate) fn is_intact(&self, mac: &HmacSha256) -> bool {
-        self.mac(mac, &self.prev_hash) == self.hash
+        (!self.chain.is_empty() || self.chain_seq == self.seq) && self.mac(mac, &self.prev_hash) == self.hash
     }
 }
 
-/// Checks the audit chain row by row, in sequence order, and lists every
-/// edited, missing or unlinked record; then the head recorded in the
-/// database, the checkpoints that witness it, and the approvals table
-/// against the approvals the records tell of.
+/// Checks the audit log row by row, in sequence order, and lists every
+/// edited, missing or unlinked record of each chain in it (one for a
+/// SQLite store; one per node that wrote to a PostgreSQL store, beside the
+/// unnamed one it had before); then each chain's head as recorded in the
+/// database, the checkpoints that witness the checked store's own chain,
+/// and the approvals table against the approvals the records tell of.
 pub(crate) struct ChainCheck<'a> {
     mac: &'a HmacSha256,
-    expected_seq: u64,
-    /// The hash of the last row read.
-    prev: String,
-    /// Whether the last row read was intact and in its place (the next one
-    /// must then link to it).
-    prev_trusted: bool,
+    chains: std::collections::BTreeMap<String, ChainState>,
     records: u64,
+    /// The hash of the last row read (of any chain).
+    last_hash: Option<String>,
     problems: Vec<ChainProblem>,
     more_problems: u64,
-    /// Sequence numbers whose hashes the checkpoints need, and the hashes.
+    /// The chain the checkpoints witness (the checking store's own).
+    witnessed: String,
+    /// Its places whose hashes the checkpoints need, and the hashes.
     wanted: HashMap<u64, Option<String>>,
     ledger: ApprovalLedger,
 }
 
-impl<'a> ChainCheck<'a> {
-    pub(crate) fn new(mac: &'a HmacSha256) -> ChainCheck<'a> {
-        ChainCheck {
-            mac,
+/// Where the check is in one chain.
+struct ChainState {
+    expected_seq: u64,
+    /// The hash of the chain's last row read.
+    prev: String,
+    /// Whether that row was intact and in its place (the next one must
+    /// then link to it).
+    prev_trusted: bool,
+}
+
+impl Default for ChainState {
+    fn default() -> Self {
+        ChainState {
             expected_seq: 1,
             prev: GENESIS.to_string(),
             prev_trusted: true,
+        }
+    }
+}
+
+/// How a record is named in a problem: `record 5`, or `record 5 of chain
+/// `node-a``.
+fn record_name(chain: &str, seq: u64) -> String {
+    if chain.is_empty() {
+        format!("record {seq}")
+    } else {
+        format!("record {seq} of chain `{chain}`")
+    }
+}
+
+impl<'a> ChainCheck<'a> {
+    /// A check whose checkpoints witness chain `witnessed`.
+    pub(crate) fn new(mac: &'a HmacSha256, witnessed: &str) -> ChainCheck<'a> {
+        ChainCheck {
+            mac,
+            chains: std::collections::BTreeMap::new(),
             records: 0,
+            last_hash: None,
             problems: Vec::new(),
             more_problems: 0,
+            witnessed: witnessed.to_string(),
             wanted: HashMap::new(),
             ledger: ApprovalLedger::default(),
         }
     }
 
-    /// Keeps the hash of record `seq` when it is read (for a checkpoint).
+    /// Keeps the hash of the witnessed chain's record `seq` when it is read
+    /// (for a checkpoint).
     pub(crate) fn want(&mut self, seq: u64) {
         self.wanted.insert(seq, None);
     }
@@ -1102,41 +1190,45 @@ impl<'a> ChainCheck<'a> {
         }
     }
 
-    /// Checks the next row (rows come in sequence order). Goes on after a
-    /// problem: each row is checked against its own previous hash, and
-    /// linked to the row before it when that one was intact.
+    /// Checks the next row (rows come in sequence order, so each chain's
+    /// come in their order). Goes on after a problem: each row is checked
+    /// against its own previous hash, and linked to the row before it in
+    /// its chain when that one was intact.
     pub(crate) fn feed(&mut self, row: &AuditRow) {
-        let seq = u64::try_from(row.seq).unwrap_or(0);
-        let expected_seq = self.expected_seq;
+        let seq = u64::try_from(row.chain_seq).unwrap_or(0);
         self.records += 1;
-        if let Some(hash) = self.wanted.get_mut(&seq) {
+        if row.chain == self.witnessed
+            && let Some(hash) = self.wanted.get_mut(&seq)
+        {
             *hash = Some(row.hash.clone());
         }
+        let mut state = self.chains.remove(&row.chain).unwrap_or_default();
+        let name = record_name(&row.chain, seq);
+        let expected_seq = state.expected_seq;
         if seq < expected_seq {
-            // Not from a table keyed by `seq`: count it, check nothing more.
+            // Not from a table keyed by its place: count it, check nothing more.
             self.problem(ChainProblem {
                 kind: ChainProblemKind::Edited,
                 seq,
                 ref_id: row.ref_id.clone(),
-                message: format!("record {seq} is out of order (after record {})", expected_seq - 1),
+                message: format!("{name} is out of order (after record {})", expected_seq - 1),
             });
+            self.chains.insert(row.chain.clone(), state);
             return;
         }
         if seq > expected_seq {
+            let first = record_name(&row.chain, expected_seq);
             self.problem(ChainProblem {
                 kind: ChainProblemKind::Missing,
                 seq: expected_seq,
                 ref_id: None,
                 message: if seq == expected_seq + 1 {
-                    format!("record {expected_seq} is missing (deleted)")
+                    format!("{first} is missing (deleted)")
                 } else {
-                    format!(
-                        "records {expected_seq} to {} are missing (deleted)",
-                        seq.saturating_sub(1)
-                    )
+                    format!("{first} to {} are missing (deleted)", seq.saturating_sub(1))
                 },
             });
-            self.prev_trusted = false;
+            state.prev_trusted = false;
         }
         let what = row
             .ref_id
@@ -1149,15 +1241,15 @@ impl<'a> ChainCheck<'a> {
                 kind: ChainProblemKind::Edited,
                 seq,
                 ref_id: row.ref_id.clone(),
-                message: format!("record {seq}{what} was edited: its hash does not match its content"),
+                message: format!("{name}{what} was edited: its hash does not match its content"),
             });
-        } else if self.prev_trusted && row.prev_hash != self.prev {
+        } else if state.prev_trusted && row.prev_hash != state.prev {
             self.problem(ChainProblem {
                 kind: ChainProblemKind::Edited,
                 seq,
                 ref_id: row.ref_id.clone(),
                 message: format!(
-                    "record {seq}{what} does not follow record {}: the previous hash it names is another \
+                    "{name}{what} does not follow record {}: the previous hash it names is another \
                      (records were replaced)",
                     seq.saturating_sub(1)
                 ),
@@ -1166,23 +1258,27 @@ impl<'a> ChainCheck<'a> {
         if intact {
             self.ledger.note(row);
         }
-        self.prev.clone_from(&row.hash);
-        self.prev_trusted = intact;
-        self.expected_seq = seq + 1;
+        state.prev.clone_from(&row.hash);
+        state.prev_trusted = intact;
+        state.expected_seq = seq + 1;
+        self.last_hash = Some(row.hash.clone());
+        self.chains.insert(row.chain.clone(), state);
     }
 
-    /// The report, given the chain head the writer recorded in the database
-    /// (`seq:hash`), the checkpoints that witness the log (`claims`), and
-    /// the rows of the approvals table.
+    /// The report, given each chain's head as the writers recorded it in
+    /// the database (`(chain, "seq:hash")`), the checkpoints that witness
+    /// the checking store's chain (`claims`), and the rows of the approvals
+    /// table.
     pub(crate) fn finish(
         mut self,
-        head: Option<&str>,
+        heads: &[(String, String)],
         claims: &crate::checkpoint::Claims,
         approvals: Vec<ApprovalRow>,
     ) -> VerifyReport {
-        let last = self.expected_seq - 1;
         let mut found = Vec::new();
-        if let Some(head) = head {
+        for (chain, head) in heads {
+            let state = self.chains.get(chain);
+            let last = state.map_or(0, |s| s.expected_seq - 1);
             let (head_seq, head_hash) = head.split_once(':').unwrap_or(("0", ""));
             let head_seq: u64 = head_seq.parse().unwrap_or(0);
             if head_seq > last {
@@ -1191,19 +1287,23 @@ impl<'a> ChainCheck<'a> {
                     seq: last + 1,
                     ref_id: None,
                     message: format!(
-                        "records {} to {head_seq} at the end of the log are missing (deleted)",
-                        last + 1
+                        "{} to {head_seq} at the end of the log are missing (deleted)",
+                        record_name(chain, last + 1)
                     ),
                 });
-            } else if head_seq == last && head_hash != self.prev && last > 0 {
+            } else if head_seq == last && last > 0 && state.is_some_and(|s| s.prev != head_hash) {
                 found.push(ChainProblem {
                     kind: ChainProblemKind::Edited,
                     seq: last,
                     ref_id: None,
-                    message: format!("record {last} does not match the recorded head of the chain"),
+                    message: format!(
+                        "{} does not match the recorded head of the chain",
+                        record_name(chain, last)
+                    ),
                 });
             }
         }
+        let last = self.chains.get(&self.witnessed).map_or(0, |s| s.expected_seq - 1);
         let wanted = std::mem::take(&mut self.wanted);
         for p in claims.problems(last, |seq| wanted.get(&seq).cloned().flatten()) {
             // The database's own head may have said the same.
@@ -1220,7 +1320,7 @@ impl<'a> ChainCheck<'a> {
         VerifyReport {
             valid: self.problems.is_empty(),
             records: self.records,
-            head_hash: (self.records > 0).then_some(self.prev),
+            head_hash: self.last_hash,
             first_problem: self.problems.first().cloned(),
             problems: self.problems,
             more_problems: self.more_problems,

@@ -28,9 +28,9 @@ use crate::reads::{Window, entries};
 use crate::record::{
     ApprovalRow, AuditRow, Chain, ChainCheck, Chained, FactsCache, GENESIS, HmacSha256, PreparedDecision, SessionDelta,
     approval_columns, approval_decided_body, approval_expired_body, approval_released_body, chained_approval,
-    check_release, check_result_owner, checked_session_records, decided_state, entries_from_records,
-    facts_from_records, input_body, mac_from_key, may_expire, micros, policy_body, record_mac, result_body,
-    trusted_row, write_export_line,
+    chained_mac, check_release, check_result_owner, checked_session_records, decided_state, entries_from_records,
+    facts_from_records, input_body, mac_from_key, may_expire, micros, policy_body, result_body, trusted_row,
+    write_export_line,
 };
 use crate::{
     Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, Durability, LogEntry, LogPage,
@@ -47,11 +47,10 @@ use schema::*;
 use writer::*;
 
 /// The schema version this build writes (kept in `meta` as `schema_version`).
-pub const PG_SCHEMA_VERSION: u32 = 2;
+pub const PG_SCHEMA_VERSION: u32 = 3;
 
-/// The advisory lock a writer holds for as long as its store is open
-/// (advisory locks are per database): the ASCII bytes of `tamestor`.
-const WRITER_LOCK: i64 = 0x7461_6d65_7374_6f72;
+/// The longest node id (see [`PgOptions::node`]).
+pub const MAX_NODE_ID: usize = 64;
 
 /// Rows fetched per round trip by `verify` and `export`.
 const FETCH_ROWS: i32 = 2000;
@@ -145,6 +144,41 @@ pub struct PgOptions {
     /// database (see `checkpoint.rs`). `None`: the head is witnessed in
     /// the JSON log only (a warning says so at open).
     pub checkpoints: Option<PathBuf>,
+    /// This server's node id: the name of the audit chain it appends to
+    /// (each server sharing the database has its own, and resumes it when
+    /// restarted with the same id). `None`: the machine's host name. At
+    /// most [`MAX_NODE_ID`] ASCII letters, digits, `.`, `_` and `-`. Two
+    /// servers open with the same id refuse each other.
+    pub node: Option<String>,
+}
+
+/// The node id `given`, or the host name when none is: checked, so that a
+/// chain's name is printable and short.
+pub fn node_id(given: Option<&str>) -> StoreResult<String> {
+    let (id, from) = match given {
+        Some(id) => (id.to_string(), "the node id"),
+        None => {
+            let host = hostname::get()
+                .map_err(|e| StoreError::Db(format!("cannot read the host name for the node id: {e}; give one")))?;
+            (
+                host.to_string_lossy().into_owned(),
+                "the host name (the default node id)",
+            )
+        }
+    };
+    let valid = !id.is_empty()
+        && id.len() <= MAX_NODE_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(id)
+    } else {
+        Err(StoreError::Db(format!(
+            "{from} `{}` cannot name an audit chain: use 1 to {MAX_NODE_ID} ASCII letters, digits, `.`, `_` or `-`",
+            id.escape_debug()
+        )))
+    }
 }
 
 impl PgOptions {
@@ -157,6 +191,7 @@ impl PgOptions {
             readers: 4,
             lock_wait: std::time::Duration::from_secs(5),
             checkpoints: None,
+            node: None,
         }
     }
 }
@@ -170,6 +205,7 @@ impl std::fmt::Debug for PgOptions {
             .field("readers", &self.readers)
             .field("lock_wait", &self.lock_wait)
             .field("checkpoints", &self.checkpoints)
+            .field("node", &self.node)
             .finish()
     }
 }
@@ -194,6 +230,8 @@ pub struct PgStore {
     redactor: tame_enforce::Redactor,
     /// The witness of the chain's head (written last on drop).
     witness: Arc<Witness>,
+    /// The node id: the chain this store's writer appends to.
+    node: String,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -224,6 +262,7 @@ impl PgStore {
     /// or checks the schema and starts the writer and reader threads.
     pub fn open(url: &str, options: PgOptions) -> StoreResult<PgStore> {
         let shown = redact_url(url);
+        let node = node_id(options.node.as_deref())?;
         let mac = mac_from_key(&options.secret)?;
         let redactor = tame_enforce::Redactor::keyed(&options.secret).map_err(|e| StoreError::Secret(e.to_string()))?;
         let mut config: postgres::Config = url
@@ -250,6 +289,7 @@ impl PgStore {
             lock_wait: options.lock_wait,
             durability: options.durability,
             witness: Arc::clone(&witness),
+            node: node.clone(),
         };
         let writer_mac = mac.clone();
         let max_batch = options.max_batch.max(1);
@@ -300,12 +340,18 @@ impl PgStore {
             mac,
             redactor,
             witness,
+            node,
         })
     }
 
     /// The database URL, password redacted.
     pub fn url(&self) -> &str {
         &self.shown
+    }
+
+    /// The node id: the audit chain this store appends to.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// Runs `f` on a reader thread and waits for its answer.
@@ -372,10 +418,17 @@ fn reader_loop(rx: &Mutex<Receiver<ReadJob>>, config: &postgres::Config, shown: 
     }
 }
 
-/// Holds the log against its checkpoint file (logging every problem),
-/// then starts witnessing its head. The database keeps its chain id and
-/// the file that witnesses it in `meta`.
-fn start_witness(client: &mut Client, witness: &Witness, mac: &HmacSha256, chain: &Chain) -> StoreResult<()> {
+/// Holds the node's chain against its checkpoint file (logging every
+/// problem), then starts witnessing its head. The database keeps its chain
+/// id in `meta` (a node's chain is `<id>/<node>`), and the file that
+/// witnesses each node's chain.
+fn start_witness(
+    client: &mut Client,
+    witness: &Witness,
+    mac: &HmacSha256,
+    chain: &Chain,
+    node: &str,
+) -> StoreResult<()> {
     client.execute(
         "INSERT INTO meta(key, value) VALUES ('chain_id', $1) ON CONFLICT(key) DO NOTHING",
         &[&new_chain_id()?],
@@ -386,8 +439,13 @@ fn start_witness(client: &mut Client, witness: &Witness, mac: &HmacSha256, chain
             .map(|r| col(&r, 0))
             .transpose()
     };
-    let chain_id = meta("chain_id")?.unwrap_or_default();
-    let witnessed_by = meta("checkpoint_file")?;
+    let db_chain = meta("chain_id")?.unwrap_or_default();
+    let chain_id = format!("{db_chain}/{node}");
+    let file_key = format!("checkpoint_file/{node}");
+    let witnessed_by = meta(&file_key)?;
+    // The file that witnessed the database's one chain before servers had
+    // chains of their own (schema 2 and before).
+    let legacy_file = meta("checkpoint_file")?;
     let head = (chain.seq, chain.hash.clone());
     let Some(sink) = witness.sink().map(std::path::Path::to_path_buf) else {
         tracing::warn!(
@@ -402,22 +460,42 @@ fn start_witness(client: &mut Client, witness: &Witness, mac: &HmacSha256, chain
         last_seq: chain.seq,
         witnessed_by: witnessed_by.as_deref(),
     };
-    let disputes = reconcile(&sink, mac, &log, |seq| hash_at(client, seq))?;
+    let disputes = match (&legacy_file, chain.seq) {
+        // The first start of a node on a database whose unnamed chain this
+        // file witnessed: that chain is held against it (it ends there),
+        // and the file witnesses the node's chain from now on.
+        (Some(legacy), 0) if legacy.as_str() == shown.as_str() && witnessed_by.is_none() => {
+            let legacy_last: Option<i64> = col(
+                &client.query_one("SELECT max(chain_seq) FROM audit WHERE chain = ''", &[])?,
+                0,
+            )?;
+            let log = LogState {
+                chain: &db_chain,
+                last_seq: legacy_last.map_or(0, to_u64),
+                witnessed_by: legacy_file.as_deref(),
+            };
+            reconcile(&sink, mac, &log, |seq| hash_at(client, "", seq))?
+        }
+        _ => reconcile(&sink, mac, &log, |seq| hash_at(client, node, seq))?,
+    };
     witness.start(&chain_id, head, disputes)?;
     if witnessed_by.as_deref() != Some(shown.as_str()) {
         client.execute(
-            "INSERT INTO meta(key, value) VALUES ('checkpoint_file', $1)
+            "INSERT INTO meta(key, value) VALUES ($1, $2)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            &[&shown],
+            &[&file_key, &shown],
         )?;
     }
     Ok(())
 }
 
-/// The hash of record `seq`, if there is one.
-fn hash_at(client: &mut Client, seq: u64) -> StoreResult<Option<String>> {
+/// The hash of the record at place `seq` of chain `node`, if there is one.
+fn hash_at(client: &mut Client, node: &str, seq: u64) -> StoreResult<Option<String>> {
     client
-        .query_opt("SELECT hash FROM audit WHERE seq = $1", &[&to_i64(seq)])?
+        .query_opt(
+            "SELECT hash FROM audit WHERE chain = $1 AND chain_seq = $2",
+            &[&node, &to_i64(seq)],
+        )?
         .map(|r| col(&r, 0))
         .transpose()
 }
@@ -642,8 +720,9 @@ impl Store for PgStore {
         // Read before the snapshot: every head it names is committed, so
         // the snapshot holds it.
         let claims: Claims = self.witness.claims();
+        let node = self.node.clone();
         self.read(move |client| {
-            let mut check = ChainCheck::new(&mac);
+            let mut check = ChainCheck::new(&mac, &node);
             for seq in claims.seqs() {
                 check.want(seq);
             }
@@ -651,8 +730,8 @@ impl Store for PgStore {
                 rows.iter().for_each(|row| check.feed(row));
                 true
             };
-            let (head, approvals) = scan_audit(client, scan, true)?;
-            Ok(check.finish(head.as_deref(), &claims, approvals))
+            let (heads, approvals) = scan_audit(client, scan, true)?;
+            Ok(check.finish(&heads, &claims, approvals))
         })
     }
 

@@ -25,15 +25,18 @@ pub(super) fn session_records(
         return Ok(Vec::new());
     };
     let rows = db.query(
-        "WITH RECURSIVE walk(seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev) AS (
-             SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev
+        "WITH RECURSIVE walk(seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev, chain, chain_seq)
+         AS (
+             SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev, chain, chain_seq
                FROM audit WHERE seq = $2 AND session_id = $1
              UNION ALL
-             SELECT a.seq, a.kind, a.ts, a.session_id, a.ref_id, a.body, a.prev_hash, a.hash, a.session_prev
+             SELECT a.seq, a.kind, a.ts, a.session_id, a.ref_id, a.body, a.prev_hash, a.hash, a.session_prev,
+                    a.chain, a.chain_seq
                FROM walk w JOIN audit a ON a.seq = w.session_prev
               WHERE a.session_id = $1 AND w.session_prev < w.seq
          )
-         SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev FROM walk ORDER BY seq",
+         SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev, chain, chain_seq
+           FROM walk ORDER BY seq",
         &[&session_id, &tail],
     )?;
     let rows = rows.iter().map(audit_row).collect::<StoreResult<Vec<_>>>()?;
@@ -125,12 +128,12 @@ pub(super) const DECIDED_APPROVALS: &str = concat!(
 
 /// The records of one approval (`approval_*`, through the `ref_id` index), in order.
 pub(super) const APPROVAL_RECORDS: &str =
-    "SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev
+    "SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev, chain, chain_seq
     FROM audit WHERE ref_id = $1 AND kind LIKE 'approval%' ORDER BY seq";
 
 /// The records of several approvals, in order.
 pub(super) const APPROVALS_RECORDS: &str =
-    "SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev
+    "SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev, chain, chain_seq
     FROM audit WHERE ref_id = ANY($1) AND kind LIKE 'approval%' ORDER BY seq";
 
 pub(super) fn approval_row_from(r: &Row) -> StoreResult<ApprovalRow> {
@@ -203,20 +206,26 @@ pub(super) fn audit_row(r: &Row) -> StoreResult<AuditRow> {
         prev_hash: col(r, 6)?,
         hash: col(r, 7)?,
         session_prev: col(r, 8)?,
+        chain: col(r, 9)?,
+        chain_seq: col(r, 10)?,
     })
 }
 
-pub(super) const AUDIT_SELECT: &str =
-    "SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev FROM audit ORDER BY seq";
+/// A chain and its head as its writer recorded it (`seq:hash`).
+pub(super) type ChainHead = (String, String);
+
+pub(super) const AUDIT_SELECT: &str = "SELECT seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev,
+    chain, chain_seq FROM audit ORDER BY seq";
 
 /// Streams the audit log in order, `FETCH_ROWS` at a time, inside one
-/// snapshot; `each` returns `false` to stop. Returns the chain head the
-/// writer recorded, read in the same snapshot.
+/// snapshot; `each` returns `false` to stop. Returns each chain's head
+/// as its writer recorded it (`(chain, "seq:hash")`), read in the same
+/// snapshot.
 pub(super) fn scan_audit(
     client: &mut Client,
     mut each: impl FnMut(Vec<AuditRow>) -> bool,
     approvals: bool,
-) -> StoreResult<(Option<String>, Vec<ApprovalRow>)> {
+) -> StoreResult<(Vec<ChainHead>, Vec<ApprovalRow>)> {
     let mut tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -233,10 +242,13 @@ pub(super) fn scan_audit(
             break;
         }
     }
-    let head = tx
-        .query_opt("SELECT value FROM meta WHERE key = 'head'", &[])?
-        .map(|r| col(&r, 0))
-        .transpose()?;
+    let mut heads = Vec::new();
+    for r in tx.query("SELECT chain, seq, hash FROM chains ORDER BY chain", &[])? {
+        heads.push((
+            col::<String>(&r, 0)?,
+            format!("{}:{}", col::<i64>(&r, 1)?, col::<String>(&r, 2)?),
+        ));
+    }
     let rows = if approvals {
         tx.query(&format!("{APPROVAL_SELECT} ORDER BY a.created_seq"), &[])?
             .iter()
@@ -246,5 +258,5 @@ pub(super) fn scan_audit(
         Vec::new()
     };
     tx.commit()?;
-    Ok((head, rows))
+    Ok((heads, rows))
 }

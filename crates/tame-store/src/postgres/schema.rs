@@ -13,19 +13,46 @@ pub(super) const SCHEMA: &str = crate::schema::schema_sql!(int: "BIGINT", serial
 /// to version `n`. Each runs once, in order, in the transaction that opens
 /// the store (under [`MIGRATION_LOCK`], so servers starting together do not
 /// both migrate).
-pub(super) const MIGRATIONS: &[(u32, &str)] = &[(
-    2,
-    // A session's version: how many of its records (decisions, results,
-    // inputs) are stored. A server holding a session's state decides on it
-    // only while the version is the one its state holds; another server's
-    // record moves it on. Existing sessions are counted once here.
-    "ALTER TABLE sessions ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
+pub(super) const MIGRATIONS: &[(u32, &str)] = &[
+    (
+        2,
+        // A session's version: how many of its records (decisions, results,
+        // inputs) are stored. A server holding a session's state decides on it
+        // only while the version is the one its state holds; another server's
+        // record moves it on. Existing sessions are counted once here.
+        "ALTER TABLE sessions ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
      UPDATE sessions s SET version = c.n
        FROM (SELECT session_id, count(*) AS n FROM audit
               WHERE session_id IS NOT NULL AND kind IN ('decision', 'result', 'input')
               GROUP BY session_id) c
       WHERE c.session_id = s.session_id;",
-)];
+    ),
+    (
+        3,
+        // A chain per node: each server appends to a chain of its own (`chain`
+        // names it, `chain_seq` is the record's place in it), so servers never
+        // wait for each other's chain; `seq` stays the order of the whole log,
+        // drawn from a sequence. The records written before are the unnamed
+        // chain, whose places are their sequence numbers. `chains` holds each
+        // chain's head as its writer recorded it (it was `meta`'s `head`).
+        "ALTER TABLE audit ADD COLUMN IF NOT EXISTS chain TEXT NOT NULL DEFAULT '';
+     ALTER TABLE audit ADD COLUMN IF NOT EXISTS chain_seq BIGINT;
+     UPDATE audit SET chain_seq = seq WHERE chain_seq IS NULL;
+     ALTER TABLE audit ALTER COLUMN chain_seq SET NOT NULL;
+     CREATE UNIQUE INDEX IF NOT EXISTS audit_chain ON audit(chain, chain_seq);
+     CREATE SEQUENCE IF NOT EXISTS audit_seq AS BIGINT;
+     SELECT setval('audit_seq', COALESCE((SELECT max(seq) FROM audit), 0) + 1, false);
+     CREATE TABLE IF NOT EXISTS chains (
+         chain TEXT PRIMARY KEY,
+         seq BIGINT NOT NULL,
+         hash TEXT NOT NULL
+     );
+     INSERT INTO chains(chain, seq, hash)
+          SELECT '', split_part(value, ':', 1)::bigint, split_part(value, ':', 2) FROM meta WHERE key = 'head'
+     ON CONFLICT (chain) DO NOTHING;
+     DELETE FROM meta WHERE key = 'head';",
+    ),
+];
 
 /// The transaction-level advisory lock the schema's creation and migration
 /// run under: the ASCII bytes of `tamemigr`.

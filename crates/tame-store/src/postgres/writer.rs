@@ -7,16 +7,16 @@ use super::{reads::*, schema::*};
 
 /// Appends rows of the audit log, given as arrays of their columns.
 pub(super) const INSERT_AUDIT: &str =
-    "INSERT INTO audit(seq, kind, ts, session_id, ref_id, session_prev, body, prev_hash, hash)
+    "INSERT INTO audit(seq, kind, ts, session_id, ref_id, session_prev, body, prev_hash, hash, chain, chain_seq)
     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-                         $7::text[], $8::text[], $9::text[])";
+                         $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[])";
 
 /// Adds a batch's deltas to the session summaries (arrays of their columns).
 pub(super) const UPSERT_SESSIONS: &str =
     "INSERT INTO sessions AS s(session_id, start_time, end_time, last_seq, tail_seq,
         total, allowed, denied, approved, agent_id, user_id, version)
-    SELECT * FROM UNNEST($10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bigint[],
-                         $16::bigint[], $17::bigint[], $18::bigint[], $19::text[], $20::text[], $22::bigint[])
+    SELECT * FROM UNNEST($12::text[], $13::text[], $14::text[], $15::bigint[], $16::bigint[], $17::bigint[],
+                         $18::bigint[], $19::bigint[], $20::bigint[], $21::text[], $22::text[], $23::bigint[])
     ON CONFLICT(session_id) DO UPDATE SET
       version = s.version + excluded.version,
       end_time = CASE WHEN excluded.total > 0 THEN excluded.end_time ELSE s.end_time END,
@@ -27,13 +27,34 @@ pub(super) const UPSERT_SESSIONS: &str =
       agent_id = COALESCE(s.agent_id, excluded.agent_id),
       user_id = COALESCE(s.user_id, excluded.user_id)";
 
-/// Records the chain head (`seq:hash`), which finds a truncated log.
-pub(super) const UPSERT_HEAD: &str = "INSERT INTO meta(key, value) VALUES ('head', $21)
-    ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+/// Records the writer's chain head (`$24`, its place `$25` and hash
+/// `$26`), which finds a truncated chain.
+pub(super) const UPSERT_HEAD: &str = "INSERT INTO chains(chain, seq, hash) VALUES ($24, $25, $26)
+    ON CONFLICT(chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash";
+
+/// The class (first key) of the advisory locks a writer takes: on its
+/// chain while it is open, and on each session a batch writes to until the
+/// batch commits. The ASCII bytes of `tame`.
+pub(super) const LOCK_CLASS: i32 = 0x7461_6d65;
+
+/// The second key of a session's (or chain's) advisory lock: the first
+/// four bytes of its name's SHA-256, the same on every server. Two names
+/// that share it only wait for each other.
+pub(super) fn lock_key(name: &str) -> i32 {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let mut four = [0u8; 4];
+    four.copy_from_slice(digest.get(..4).unwrap_or(&[0; 4]));
+    i32::from_be_bytes(four)
+}
 
 /// Statements the writer prepares once per connection.
 pub(super) struct Stmts {
     insert_audit: Statement,
+    lock_sessions: Statement,
+    allocate: Statement,
+    approval_sessions: Statement,
+    due_sessions: Statement,
     write_batch: Statement,
     tails: Statement,
     tail: Statement,
@@ -52,6 +73,15 @@ impl Stmts {
     fn prepare(client: &mut Client) -> StoreResult<Stmts> {
         Ok(Stmts {
             insert_audit: client.prepare(INSERT_AUDIT)?,
+            // In the keys' order, so that two batches never wait for each other in a cycle.
+            lock_sessions: client
+                .prepare("SELECT count(pg_advisory_xact_lock($1::int, k)) FROM unnest($2::int[]) AS k")?,
+            allocate: client.prepare("SELECT nextval('audit_seq') FROM generate_series(1, $1::int)")?,
+            approval_sessions: client.prepare("SELECT session_id FROM approvals WHERE id = ANY($1)")?,
+            due_sessions: client.prepare(
+                "SELECT session_id FROM approvals
+                 WHERE (state = 'pending' OR (state = 'approved' AND released_log_id IS NULL)) AND expires_micros <= $1",
+            )?,
             write_batch: client.prepare(&format!(
                 "WITH w_audit AS ({INSERT_AUDIT}), w_sessions AS ({UPSERT_SESSIONS}), w_head AS ({UPSERT_HEAD}) SELECT 1"
             ))?,
@@ -192,6 +222,8 @@ pub(super) struct Link {
     pub(super) shown: String,
     pub(super) lock_wait: std::time::Duration,
     pub(super) durability: Durability,
+    /// The node id: the name of the chain this writer appends to.
+    pub(super) node: String,
     /// The witness of the chain's head, shared with the syncer and the store.
     pub(super) witness: Arc<Witness>,
 }
@@ -218,6 +250,8 @@ pub(super) struct PendingRows {
     body: Vec<String>,
     prev_hash: Vec<String>,
     hash: Vec<String>,
+    chain: Vec<String>,
+    chain_seq: Vec<i64>,
     /// Decisions among them: log id to session id.
     decisions: HashMap<String, String>,
 }
@@ -226,9 +260,9 @@ pub(super) struct PendingRows {
 pub(super) type Param<'a> = &'a (dyn postgres::types::ToSql + Sync);
 
 impl PendingRows {
-    /// The audit columns, in `INSERT_AUDIT`'s order (the first nine
+    /// The audit columns, in `INSERT_AUDIT`'s order (the first eleven
     /// parameters of both the plain insert and the batch statement).
-    fn columns(&self) -> [Param<'_>; 9] {
+    fn columns(&self) -> [Param<'_>; 11] {
         [
             &self.seq,
             &self.kind,
@@ -239,6 +273,8 @@ impl PendingRows {
             &self.body,
             &self.prev_hash,
             &self.hash,
+            &self.chain,
+            &self.chain_seq,
         ]
     }
 }
@@ -258,6 +294,10 @@ pub(super) struct Batch<'a, C: GenericClient> {
     /// What the batch adds to each session's version.
     added: HashMap<String, i64>,
     mac: &'a HmacSha256,
+    /// The writer's chain (its node id).
+    node: &'a str,
+    /// Sequence numbers drawn for the batch and not used yet (last first).
+    seqs: Vec<i64>,
     rows: PendingRows,
     sessions: HashMap<String, SessionDelta>,
     /// Sessions known to have no records before this batch.
@@ -272,7 +312,7 @@ impl PgWriter {
             chain,
             syncer,
         } = link.connect()?;
-        start_witness(&mut client, &link.witness, &mac, &chain)?;
+        start_witness(&mut client, &link.witness, &mac, &chain, &link.node)?;
         Ok(PgWriter {
             client,
             stmts,
@@ -300,7 +340,10 @@ impl PgWriter {
     fn reconnect(&mut self) -> StoreResult<()> {
         drop(self.syncer.take());
         if !self.client.is_closed() {
-            let _ = self.client.execute("SELECT pg_advisory_unlock($1)", &[&WRITER_LOCK]);
+            let _ = self.client.execute(
+                "SELECT pg_advisory_unlock($1::int, $2::int)",
+                &[&LOCK_CLASS, &lock_key(&self.link.node)],
+            );
         }
         let Connected {
             client,
@@ -311,7 +354,10 @@ impl PgWriter {
         // A database that lost committed records (a crash with
         // `synchronous_commit = off`) must not be chained onto unnoticed.
         let mut client = client;
-        self.link.witness.recheck(chain.seq, |seq| hash_at(&mut client, seq))?;
+        let node = self.link.node.clone();
+        self.link
+            .witness
+            .recheck(chain.seq, |seq| hash_at(&mut client, &node, seq))?;
         // The old client is dropped here, after the new one holds the lock.
         self.client = client;
         self.stmts = stmts;
@@ -330,7 +376,10 @@ impl Link {
         let deadline = std::time::Instant::now() + lock_wait;
         let locked = loop {
             let locked: bool = col(
-                &client.query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])?,
+                &client.query_one(
+                    "SELECT pg_try_advisory_lock($1::int, $2::int)",
+                    &[&LOCK_CLASS, &lock_key(&self.node)],
+                )?,
                 0,
             )?;
             if locked || std::time::Instant::now() >= deadline {
@@ -340,15 +389,19 @@ impl Link {
         };
         if !locked {
             return Err(StoreError::Db(format!(
-                "another tame server is writing to `{shown}` (it holds the store's advisory lock): \
-                 only one writer per database"
+                "another tame server is writing chain `{}` of `{shown}` (it holds the chain's advisory lock): \
+                 give each server its own node id (`--node-id`)",
+                self.node
             )));
         }
         // The writer's commits do not wait for the disk; with `Full`
         // durability the syncer makes them durable before anyone is told.
         client.batch_execute("SET synchronous_commit = off")?;
         migrate(&mut client, shown)?;
-        let chain = match client.query_opt("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &[])? {
+        let chain = match client.query_opt(
+            "SELECT chain_seq, hash FROM audit WHERE chain = $1 ORDER BY chain_seq DESC LIMIT 1",
+            &[&self.node],
+        )? {
             Some(row) => Chain::new(to_u64(col(&row, 0)?), col(&row, 1)?),
             None => Chain::new(0, GENESIS.to_string()),
         };
@@ -383,7 +436,10 @@ impl PgWriter {
         drop(self.syncer.take());
         // Released now rather than when PostgreSQL notices the closed
         // connection, so that the store can be reopened at once.
-        if let Err(e) = self.client.execute("SELECT pg_advisory_unlock($1)", &[&WRITER_LOCK]) {
+        if let Err(e) = self.client.execute(
+            "SELECT pg_advisory_unlock($1::int, $2::int)",
+            &[&LOCK_CLASS, &lock_key(&self.link.node)],
+        ) {
             tracing::warn!(error = %StoreError::from(e), "cannot release the store's writer lock");
         }
         tracing::debug!("postgresql store writer drained and stopped");
@@ -405,38 +461,32 @@ impl PgWriter {
         }
         let saved = (self.chain.seq, self.chain.hash.clone());
         self.chain.touched.clear();
-        let plain = batch.iter().all(|job| match job {
-            Job::Decision(d, _) => d.release_of.is_none() && d.new_approval.is_none(),
-            Job::Result(..) | Job::Input(..) | Job::Flush(_) => true,
-            Job::Approval(..) | Job::Expire(..) | Job::Policy(..) => false,
-        });
         let PgWriter {
             client,
             stmts,
             chain,
             versions,
             mac,
+            link,
             ..
         } = self;
-        let (done, fatal) = if plain {
-            apply_batch(client, stmts, chain, versions, mac, batch)
-        } else {
-            match client.transaction() {
-                Ok(mut tx) => {
-                    let (done, mut fatal) = apply_batch(&mut tx, stmts, chain, versions, mac, batch);
-                    if fatal.is_none()
-                        && let Err(e) = tx.commit()
-                    {
-                        fatal = Some(StoreError::from(e).to_string());
-                    }
-                    // On error the transaction is rolled back when dropped.
-                    (done, fatal)
+        // Every batch is a transaction: it holds its sessions' locks until
+        // it commits (other servers may write to the same sessions).
+        let (done, fatal) = match client.transaction() {
+            Ok(mut tx) => {
+                let (done, mut fatal) = apply_batch(&mut tx, stmts, chain, versions, mac, &link.node, batch);
+                if fatal.is_none()
+                    && let Err(e) = tx.commit()
+                {
+                    fatal = Some(StoreError::from(e).to_string());
                 }
-                Err(e) => (
-                    batch.into_iter().map(Job::skipped).collect(),
-                    Some(StoreError::from(e).to_string()),
-                ),
+                // On error the transaction is rolled back when dropped.
+                (done, fatal)
             }
+            Err(e) => (
+                batch.into_iter().map(Job::skipped).collect(),
+                Some(StoreError::from(e).to_string()),
+            ),
         };
         match fatal {
             None => match &self.syncer {
@@ -467,6 +517,7 @@ pub(super) fn apply_batch<C: GenericClient>(
     chain: &mut Chain,
     versions: &mut HashMap<String, u64>,
     mac: &HmacSha256,
+    node: &str,
     batch: Vec<Job>,
 ) -> (Vec<Done>, Option<String>) {
     let mut b = Batch {
@@ -477,12 +528,18 @@ pub(super) fn apply_batch<C: GenericClient>(
         versions,
         added: HashMap::new(),
         mac,
+        node,
+        seqs: Vec::new(),
         rows: PendingRows::default(),
         sessions: HashMap::new(),
         new_sessions: HashSet::new(),
     };
     let mut done = Vec::with_capacity(batch.len());
-    let mut fatal = b.load_tails(&batch).err().map(|e| e.to_string());
+    let mut fatal = b
+        .lock_sessions(&batch)
+        .and_then(|()| b.load_tails(&batch))
+        .err()
+        .map(|e| e.to_string());
     for job in batch {
         if fatal.is_some() {
             done.push(job.skipped());
@@ -504,6 +561,89 @@ impl<C: GenericClient> Batch<'_, C> {
     /// Reads, in one query, the last record and the version of every
     /// session the batch writes to, as stored now: another server (or an
     /// operator) may have recorded to it since this writer last did.
+    /// Locks every session the batch may write to, until it commits (other
+    /// servers wait for them, as this one waits for theirs), then draws
+    /// the batch's sequence numbers: they come after every record another
+    /// server committed to those sessions, so a session's links point back.
+    fn lock_sessions(&mut self, jobs: &[Job]) -> StoreResult<()> {
+        let mut sessions: Vec<String> = Vec::new();
+        let mut approvals: Vec<&str> = Vec::new();
+        let mut expiry: Option<Timestamp> = None;
+        // The records the batch appends when every check passes: as many
+        // sequence numbers are drawn (a failed check leaves a gap).
+        let mut records = 0usize;
+        for job in jobs {
+            match job {
+                Job::Decision(d, _) => {
+                    sessions.push(d.session_id.clone());
+                    records += 1 + usize::from(d.release_of.is_some()) + usize::from(d.new_approval.is_some());
+                }
+                Job::Result(r, _) => {
+                    sessions.push(r.session_id.clone());
+                    records += 1;
+                }
+                Job::Input(i, _) => {
+                    sessions.push(i.session_id.clone());
+                    records += 1;
+                }
+                Job::Approval(a, _) => {
+                    approvals.push(&a.id);
+                    records += 1;
+                }
+                Job::Expire(now, _) => expiry = Some(expiry.map_or(*now, |e| e.max(*now))),
+                Job::Policy(..) => records += 1,
+                Job::Flush(_) => {}
+            }
+        }
+        if !approvals.is_empty() {
+            for row in self.db.query(&self.stmts.approval_sessions, &[&approvals])? {
+                sessions.push(col(&row, 0)?);
+            }
+        }
+        if let Some(now) = expiry {
+            for row in self.db.query(&self.stmts.due_sessions, &[&micros(now)])? {
+                sessions.push(col(&row, 0)?);
+                records += 1;
+            }
+        }
+        let mut keys: Vec<i32> = sessions.iter().map(|s| lock_key(s)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if !keys.is_empty() {
+            self.db.query_one(&self.stmts.lock_sessions, &[&LOCK_CLASS, &keys])?;
+        }
+        if records > 0 {
+            self.draw_seqs(records)?;
+        }
+        Ok(())
+    }
+
+    /// Draws `n` more sequence numbers from the database's sequence.
+    fn draw_seqs(&mut self, n: usize) -> StoreResult<()> {
+        let n = i32::try_from(n).unwrap_or(i32::MAX);
+        let mut drawn = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+        for row in self.db.query(&self.stmts.allocate, &[&n])? {
+            drawn.push(col::<i64>(&row, 0)?);
+        }
+        drawn.sort_unstable();
+        drawn.reverse();
+        // Older ones (still unused) are used first.
+        drawn.extend(std::mem::take(&mut self.seqs));
+        self.seqs = drawn;
+        Ok(())
+    }
+
+    /// The next sequence number of the batch.
+    fn next_seq(&mut self) -> StoreResult<u64> {
+        if self.seqs.is_empty() {
+            self.draw_seqs(1)?;
+        }
+        self.seqs
+            .pop()
+            .map(to_u64)
+            .ok_or_else(|| StoreError::Db("the audit sequence gave no number".into()))
+    }
+
     fn load_tails(&mut self, jobs: &[Job]) -> StoreResult<()> {
         let mut wanted: Vec<&str> = Vec::new();
         for job in jobs {
@@ -557,7 +697,8 @@ impl<C: GenericClient> Batch<'_, C> {
         ref_id: Option<&str>,
         body: String,
     ) -> StoreResult<u64> {
-        let seq = self.chain.seq.saturating_add(1);
+        let seq = self.next_seq()?;
+        let chain_seq = self.chain.seq.saturating_add(1);
         let session_prev = match session_id {
             Some(sid) => match self.chain.tails.get(sid) {
                 Some(&prev) => Some(prev),
@@ -572,9 +713,10 @@ impl<C: GenericClient> Batch<'_, C> {
             None => None,
         };
         let prev_text = session_prev.map(|p| p.to_string());
-        let hash = record_mac(
+        let hash = chained_mac(
             self.mac,
             &self.chain.hash,
+            (self.node, chain_seq),
             seq,
             [
                 Some(kind),
@@ -584,6 +726,7 @@ impl<C: GenericClient> Batch<'_, C> {
                 prev_text.as_deref(),
                 Some(&body),
             ],
+            &seq.to_string(),
         );
         let rows = &mut self.rows;
         rows.seq.push(to_i64(seq));
@@ -595,12 +738,14 @@ impl<C: GenericClient> Batch<'_, C> {
         rows.body.push(body);
         rows.prev_hash.push(std::mem::take(&mut self.chain.hash));
         rows.hash.push(hash.clone());
+        rows.chain.push(self.node.to_string());
+        rows.chain_seq.push(to_i64(chain_seq));
         if kind == "decision"
             && let (Some(r), Some(s)) = (ref_id, session_id)
         {
             rows.decisions.insert(r.to_string(), s.to_string());
         }
-        self.chain.advance(seq, hash, session_id);
+        self.chain.advance_in(chain_seq, seq, hash, session_id);
         Ok(seq)
     }
 
@@ -651,10 +796,23 @@ impl<C: GenericClient> Batch<'_, C> {
             user.push(d.user_id);
             version.push(self.added.get(id).copied().unwrap_or(0));
         }
-        let head = format!("{}:{}", self.chain.seq, self.chain.hash);
-        let summaries: [Param<'_>; 13] = [
-            &ids, &start, &end, &last_seq, &tail_seq, &total, &allowed, &denied, &approved, &agent, &user, &head,
+        let head_seq = to_i64(self.chain.seq);
+        let summaries: [Param<'_>; 15] = [
+            &ids,
+            &start,
+            &end,
+            &last_seq,
+            &tail_seq,
+            &total,
+            &allowed,
+            &denied,
+            &approved,
+            &agent,
+            &user,
             &version,
+            &self.node,
+            &head_seq,
+            &self.chain.hash,
         ];
         let params: Vec<Param<'_>> = r.columns().into_iter().chain(summaries).collect();
         self.db.execute(&self.stmts.write_batch, &params)?;

@@ -286,11 +286,14 @@ pub(super) fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
         prev_hash: r.get(6)?,
         hash: r.get(7)?,
         session_prev: r.get(8)?,
+        // One chain: a record's place in it is its sequence number.
+        chain: String::new(),
+        chain_seq: r.get(0)?,
     })
 }
 
 pub(super) fn verify_chain(conn: &Connection, mac: &HmacSha256, claims: &Claims) -> StoreResult<VerifyReport> {
-    let mut check = ChainCheck::new(mac);
+    let mut check = ChainCheck::new(mac, "");
     for seq in claims.seqs() {
         check.want(seq);
     }
@@ -309,7 +312,8 @@ pub(super) fn verify_chain(conn: &Connection, mac: &HmacSha256, claims: &Claims)
         let rows = stmt.query_map([], approval_row_from)?;
         rows.collect::<Result<_, _>>()?
     };
-    Ok(check.finish(head.as_deref(), claims, approvals))
+    let heads: Vec<(String, String)> = head.into_iter().map(|h| (String::new(), h)).collect();
+    Ok(check.finish(&heads, claims, approvals))
 }
 
 #[cfg(test)]

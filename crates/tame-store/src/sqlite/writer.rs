@@ -394,7 +394,7 @@ pub(super) fn append(
         mac,
         &chain.hash,
         seq,
-        [
+        &[
             Some(kind),
             Some(ts),
             session_id,
