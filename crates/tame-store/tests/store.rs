@@ -987,3 +987,6 @@ mod integrity;
 // Session memory and data flow: inputs, result sources, provenance read
 // back from the log (`flow::sqlite::*`, `flow::pg::*`).
 mod flow;
+
+// Several servers on one PostgreSQL database (`nodes::pg::*`).
+mod nodes;

@@ -298,6 +298,8 @@ pub(super) struct Batch<'a, C: GenericClient> {
     node: &'a str,
     /// Sequence numbers drawn for the batch and not used yet (last first).
     seqs: Vec<i64>,
+    /// The sessions the batch locked, until their tails are read.
+    locked: Vec<String>,
     rows: PendingRows,
     sessions: HashMap<String, SessionDelta>,
     /// Sessions known to have no records before this batch.
@@ -530,6 +532,7 @@ pub(super) fn apply_batch<C: GenericClient>(
         mac,
         node,
         seqs: Vec::new(),
+        locked: Vec::new(),
         rows: PendingRows::default(),
         sessions: HashMap::new(),
         new_sessions: HashSet::new(),
@@ -537,7 +540,7 @@ pub(super) fn apply_batch<C: GenericClient>(
     let mut done = Vec::with_capacity(batch.len());
     let mut fatal = b
         .lock_sessions(&batch)
-        .and_then(|()| b.load_tails(&batch))
+        .and_then(|()| b.load_tails())
         .err()
         .map(|e| e.to_string());
     for job in batch {
@@ -558,9 +561,6 @@ pub(super) fn apply_batch<C: GenericClient>(
 }
 
 impl<C: GenericClient> Batch<'_, C> {
-    /// Reads, in one query, the last record and the version of every
-    /// session the batch writes to, as stored now: another server (or an
-    /// operator) may have recorded to it since this writer last did.
     /// Locks every session the batch may write to, until it commits (other
     /// servers wait for them, as this one waits for theirs), then draws
     /// the batch's sequence numbers: they come after every record another
@@ -606,9 +606,12 @@ impl<C: GenericClient> Batch<'_, C> {
                 records += 1;
             }
         }
+        sessions.sort_unstable();
+        sessions.dedup();
         let mut keys: Vec<i32> = sessions.iter().map(|s| lock_key(s)).collect();
         keys.sort_unstable();
         keys.dedup();
+        self.locked = sessions;
         if !keys.is_empty() {
             self.db.query_one(&self.stmts.lock_sessions, &[&LOCK_CLASS, &keys])?;
         }
@@ -644,21 +647,18 @@ impl<C: GenericClient> Batch<'_, C> {
             .ok_or_else(|| StoreError::Db("the audit sequence gave no number".into()))
     }
 
-    fn load_tails(&mut self, jobs: &[Job]) -> StoreResult<()> {
-        let mut wanted: Vec<&str> = Vec::new();
-        for job in jobs {
-            let sid = match job {
-                Job::Decision(d, _) => d.session_id.as_str(),
-                Job::Result(r, _) => r.session_id.as_str(),
-                Job::Input(i, _) => i.session_id.as_str(),
-                _ => continue,
-            };
-            if !wanted.contains(&sid) {
-                wanted.push(sid);
-            }
-        }
+    /// Reads, in one query, the last record and the version of every
+    /// session the batch locked, as stored now: another server (or an
+    /// operator) may have recorded to it since this writer last did.
+    fn load_tails(&mut self) -> StoreResult<()> {
+        let wanted = std::mem::take(&mut self.locked);
         if wanted.is_empty() {
             return Ok(());
+        }
+        // What this writer knew of them may be stale.
+        for sid in &wanted {
+            self.chain.tails.remove(sid);
+            self.versions.remove(sid);
         }
         for row in self.db.query(&self.stmts.tails, &[&wanted])? {
             let sid: String = col(&row, 0)?;
@@ -668,9 +668,9 @@ impl<C: GenericClient> Batch<'_, C> {
             self.versions.insert(sid, to_u64(version));
         }
         for sid in wanted {
-            if !self.chain.tails.contains_key(sid) {
-                self.new_sessions.insert(sid.to_string());
-                self.versions.insert(sid.to_string(), 0);
+            if !self.chain.tails.contains_key(&sid) {
+                self.versions.insert(sid.clone(), 0);
+                self.new_sessions.insert(sid);
             }
         }
         Ok(())
