@@ -29,7 +29,7 @@ FROM ${RUNTIME_IMAGE}
 # CA roots: PostgreSQL over TLS checks its server against them.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
-    && rm -rf /var/lib/apt/lists/* \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/* \
     && groupadd --system --gid 10001 tame \
     && useradd --system --uid 10001 --gid tame --home-dir /var/lib/tame --shell /usr/sbin/nologin tame \
     && mkdir -p /etc/tame /var/lib/tame \
