@@ -69,7 +69,7 @@ pub use memory::{DEFAULT_LOG_CAPACITY, EnforceError, MemoryError, MemoryStore};
 pub use persist::{ApprovalSource, AuditSink, SessionSource};
 pub use records::{
     Approval, ApprovalDecision, ApprovalState, DecisionReceipt, LogEntry, NewApproval, NewDecision, NewInput,
-    NewResult, Release, SessionSummary,
+    NewResult, Release, SessionSummary, StateVersion,
 };
 pub use redact::Redactor;
 pub use session::{

@@ -28,12 +28,21 @@ pub struct NewDecision {
     /// For a call released by an approval: that approval, marked used in the
     /// same transaction (the write fails if it was used already).
     pub release_of: Option<Release>,
-    /// The [`crate::SessionState::version`] the call was decided on (set by
-    /// a server deciding over a store other servers share): the store
-    /// refuses the decision when the session has records the state did not
-    /// hold, and the server decides again on the session as stored. `None`:
-    /// not checked.
-    pub session_version: Option<u64>,
+    /// The state the call was decided on ([`crate::SessionState::state_version`],
+    /// set by a server deciding over a store other servers share): the
+    /// store refuses the decision when the session has records the state
+    /// did not hold, or the state holds a decision the store refused, and
+    /// the server decides again on the session as stored. `None`: not
+    /// checked.
+    pub session_version: Option<StateVersion>,
+}
+
+/// Which session state a decision was made on: the state (`epoch`, unique
+/// among its store's states) and how many of the session's records it held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateVersion {
+    pub epoch: u64,
+    pub records: u64,
 }
 
 /// A pending approval created with an `approve` decision.

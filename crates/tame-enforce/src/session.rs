@@ -19,9 +19,11 @@
 //! never scan the history. A provenance check over tools of which a call
 //! ran without a reported result yet is an error (it fails closed).
 //!
-//! Windows: `count(tool, window)` counts the calls at `now - window` up to
-//! `now`, both ends included, where `now` is the time of the call being
-//! decided. Calls given as fixed facts ([`SessionState::seeded`], a policy
+//! Windows: `count(tool, window)` counts the calls at `now - window` or
+//! later, the start included, where `now` is the time of the call being
+//! decided. A call stamped after `now` counts too: it was decided first (a
+//! concurrent request, read a moment later), and leaving it out would let
+//! many calls sent at once pass a rate limit. Calls given as fixed facts ([`SessionState::seeded`], a policy
 //! test's `session:` or a `tame eval` line's) have no time and count in
 //! every window.
 //!
@@ -204,8 +206,7 @@ impl Tally {
         let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
         let cutoff = now_us.saturating_sub(window_us);
         let start = self.times.partition_point(|&t| t < cutoff);
-        let end = self.times.partition_point(|&t| t <= now_us);
-        let timed = i64::try_from(end.saturating_sub(start)).unwrap_or(i64::MAX);
+        let timed = i64::try_from(self.times.len().saturating_sub(start)).unwrap_or(i64::MAX);
         timed.saturating_add(self.fixed)
     }
 }
@@ -283,6 +284,9 @@ pub struct SessionState {
     /// inputs, as applied or read back): a store shared by several servers
     /// refuses a decision made on a state another server has moved past.
     version: u64,
+    /// Which state this is, as its store tells them apart: the state a
+    /// refused decision was applied to is never decided on again.
+    epoch: u64,
 }
 
 impl SessionState {
@@ -412,6 +416,20 @@ impl SessionState {
     /// this state holds.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// What a decision made on this state records of it (see
+    /// [`crate::NewDecision::session_version`]).
+    pub fn state_version(&self) -> crate::StateVersion {
+        crate::StateVersion {
+            epoch: self.epoch,
+            records: self.version,
+        }
+    }
+
+    /// Names this state among its store's (see [`Self::state_version`]).
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
     }
 
     /// Sets [`Self::version`] (a state read back from the log: the records it was built from).
@@ -953,15 +971,17 @@ mod tests {
     }
 
     #[test]
-    fn window_ends_at_now_and_includes_its_start() {
+    fn window_includes_its_start_and_calls_decided_before_now() {
         let mut s = SessionState::new();
         for at in [100, 200, 300] {
             s.record(step("t", Action::Allow, ts(at)));
         }
-        // [150, 300]: 200 and 300.
+        // From 150: 200 and 300.
         assert_eq!(s.count("t", Some(SignedDuration::from_secs(150)), ts(300)), 2);
-        // [100, 200]: the start is included, 300 is after now.
-        assert_eq!(s.count("t", Some(SignedDuration::from_secs(100)), ts(200)), 2);
+        // From 100 (included); 300 is stamped after now but was decided
+        // first (a concurrent request): it counts.
+        assert_eq!(s.count("t", Some(SignedDuration::from_secs(100)), ts(200)), 3);
+        assert_eq!(s.count("t", Some(SignedDuration::from_secs(10)), ts(150)), 2);
     }
 
     #[test]
@@ -971,7 +991,7 @@ mod tests {
             s.record(step("t", Action::Allow, ts(at)));
         }
         assert_eq!(s.count("t", Some(SignedDuration::from_secs(150)), ts(300)), 2);
-        assert_eq!(s.count("t", Some(SignedDuration::from_secs(100)), ts(150)), 1);
+        assert_eq!(s.count("t", Some(SignedDuration::from_secs(100)), ts(250)), 2);
     }
 
     #[test]

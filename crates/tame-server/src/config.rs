@@ -61,6 +61,9 @@ pub struct ServerConfig {
     /// the database; `None`: `<db>.checkpoint` beside a SQLite database,
     /// none for PostgreSQL (the head is then witnessed in the JSON log only).
     pub audit_checkpoints: Option<PathBuf>,
+    /// This server's node id on a PostgreSQL database other servers share:
+    /// the name of the audit chain it appends to; `None`: the host name.
+    pub node_id: Option<String>,
     /// Failed authentications per client before 429 (0: no limit), their
     /// refill period and the proxies whose `X-Forwarded-For` is believed.
     pub auth_failures: FailureLimit,
@@ -112,6 +115,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(60),
             tools_file: None,
             audit_checkpoints: None,
+            node_id: None,
             auth_failures: FailureLimit::default(),
             workers: None,
             allowed_hosts: Vec::new(),
@@ -148,6 +152,7 @@ struct FileConfig {
     max_wait_secs: Option<u64>,
     tools_file: Option<PathBuf>,
     audit_checkpoints: Option<PathBuf>,
+    node_id: Option<String>,
     auth_failure_burst: Option<u32>,
     auth_failure_period_secs: Option<f64>,
     trusted_proxies: Option<Vec<String>>,
@@ -309,6 +314,9 @@ impl ServerConfig {
         if let Some(p) = parsed.audit_checkpoints {
             self.audit_checkpoints = Some(base.join(p));
         }
+        if let Some(id) = parsed.node_id {
+            self.node_id = Some(id);
+        }
         if let Some(n) = parsed.auth_failure_burst {
             self.auth_failures.burst = n;
         }
@@ -370,6 +378,7 @@ impl ServerConfig {
                 "TAME_WATCH_POLICY" => self.watch_policy = parse_bool(&value, what)?,
                 "TAME_TOOLS_FILE" => self.tools_file = Some(PathBuf::from(value)),
                 "TAME_AUDIT_CHECKPOINTS" => self.audit_checkpoints = Some(PathBuf::from(value)),
+                "TAME_NODE_ID" => self.node_id = Some(value),
                 "TAME_AUTH_FAILURE_BURST" => self.auth_failures.burst = parse_num(&value, what)?,
                 "TAME_AUTH_FAILURE_PERIOD_SECS" => {
                     self.auth_failures.period = parse_period(parse_num(&value, what)?, what)?;
@@ -488,6 +497,12 @@ pub struct ServeFlags {
     /// database (default for SQLite: `<db>.checkpoint`; PostgreSQL: none)
     #[arg(long = "checkpoints", env = "TAME_AUDIT_CHECKPOINTS", value_name = "FILE")]
     pub audit_checkpoints: Option<PathBuf>,
+    /// This server's node id when several servers share one PostgreSQL
+    /// database: the name of the audit chain it appends to (letters,
+    /// digits, `.`, `_`, `-`; at most 64), the same on every restart
+    /// (default: the host name)
+    #[arg(long = "node-id", env = "TAME_NODE_ID", value_name = "ID")]
+    pub node_id: Option<String>,
     /// How logs are written (stderr): `text`, or `json`: one object per
     /// line, with an access event per request (id, route, status,
     /// latency, and an enforced call's decision and rule)
@@ -544,6 +559,9 @@ impl ServeFlags {
         }
         if let Some(file) = &self.audit_checkpoints {
             config.audit_checkpoints = Some(file.clone());
+        }
+        if let Some(id) = &self.node_id {
+            config.node_id = Some(id.clone());
         }
         // Checked by clap already (a bad value is a usage error naming the flag).
         self.auth_failures.apply(&mut config);

@@ -76,6 +76,7 @@ pub fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
         let options = PgOptions {
             durability: config.durability,
             checkpoints: config.audit_checkpoints.clone(),
+            node: config.node_id.clone(),
             ..PgOptions::new(secret)
         };
         let store = PgStore::open(url, options).with_context(|| format!("cannot open the store `{shown}`"))?;

@@ -131,7 +131,7 @@ pub(crate) async fn enforce(state: &AppState, body: Value) -> Result<Enforced, S
             // Finished under the lock (no I/O): the call is recorded with
             // its log id, so a call that ran waits for its result.
             let mut outcome = enforcer.finish(call, decided);
-            outcome.record.session_version = Some(session.version());
+            outcome.record.session_version = Some(session.state_version());
             session.apply(&outcome);
             let Outcome {
                 decision,
@@ -160,9 +160,8 @@ pub(crate) async fn enforce(state: &AppState, body: Value) -> Result<Enforced, S
                 attempt += 1;
             }
             (Err(e), _) => {
-                if matches!(e, StoreError::SessionMoved { .. }) {
-                    store.forget_session_facts(&key);
-                }
+                // The state holds a decision the store did not record.
+                store.forget_session_facts(&key);
                 return Err(e.into());
             }
         }

@@ -4,7 +4,8 @@
 
 mod common;
 
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
 use common::*;
 use serde_json::json;
 use tame_server::{Auth, FailureLimit, Limits, ROUTES};
@@ -715,4 +716,38 @@ async fn a_forged_approval_is_refused_with_a_clear_conflict() {
         .post(&format!("/api/v1/approvals/{id}/approve"), json!({"reason": "ok"}))
         .await;
     assert_forged(&approve, &id);
+}
+
+/// A windowed rate limit holds for calls sent at once: a call read a
+/// moment later but decided first counts for the ones decided after it
+/// (the test policy allows two `send_email` per session and hour).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rate_limit_holds_for_calls_sent_at_once() {
+    let h = harness();
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let state = h.state.clone();
+        let body =
+            json!({"tool_name": "send_email", "tool_args": {"to": format!("x{i}@example.com")}, "session_id": "burst"});
+        calls.spawn(async move {
+            let req = Request::builder()
+                .method("POST")
+                .uri("/api/v1/enforce")
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            send(&state, req).await
+        });
+    }
+    let mut allowed = 0;
+    while let Some(reply) = calls.join_next().await {
+        let reply = reply.unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        if reply.json["decision"] == "allow" {
+            allowed += 1;
+        } else {
+            assert_eq!(reply.json["rule_name"], "rate_limit_email", "{}", reply.text);
+        }
+    }
+    assert_eq!(allowed, 2);
 }

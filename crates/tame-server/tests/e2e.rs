@@ -169,7 +169,8 @@ mod pg {
             .unwrap();
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("another tame server is writing to"), "{err}");
+        assert!(err.contains("another tame server is writing chain"), "{err}");
+        assert!(err.contains("--node-id"), "{err}");
     }
 }
 

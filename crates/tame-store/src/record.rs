@@ -257,7 +257,7 @@ pub(crate) struct PreparedDecision {
     pub(crate) new_approval: Option<PreparedApproval>,
     pub(crate) release_of: Option<Release>,
     /// See [`NewDecision::session_version`].
-    pub(crate) session_version: Option<u64>,
+    pub(crate) session_version: Option<tame_enforce::StateVersion>,
 }
 
 /// The pending approval an `approve` decision creates, with the body of
@@ -972,6 +972,13 @@ pub(crate) struct FactsCache {
     pub(crate) sweep_at: usize,
 }
 
+/// A new session state's epoch: unique in this process (see
+/// [`tame_enforce::StateVersion`]).
+pub(crate) fn next_epoch() -> u64 {
+    static EPOCHS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    EPOCHS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 impl Default for FactsCache {
     fn default() -> Self {
         FactsCache {
@@ -1009,8 +1016,9 @@ impl FactsCache {
 
     /// Caches `state` for a session (keeping facts already cached), sweeping
     /// idle sessions first when the cache has grown.
-    pub(crate) fn insert(&mut self, session_id: &str, state: SessionState) -> FactsHandle {
+    pub(crate) fn insert(&mut self, session_id: &str, mut state: SessionState) -> FactsHandle {
         let now = now_secs();
+        state.set_epoch(next_epoch());
         if self.map.len() >= self.sweep_at {
             self.sweep(now);
         }

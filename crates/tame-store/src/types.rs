@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// backend (see `tame_enforce`).
 pub use tame_enforce::{
     Action, Approval, ApprovalDecision, ApprovalState, DecisionReceipt, LogEntry, NewApproval, NewDecision, NewInput,
-    NewResult, Release, ResultSource, SessionSummary,
+    NewResult, Release, ResultSource, SessionSummary, StateVersion,
 };
 
 /// A policy version to store.

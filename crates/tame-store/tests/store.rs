@@ -813,9 +813,15 @@ fn a_newer_schema_is_refused(db: &TestDb) {
 fn a_decision_on_a_stale_session_is_refused(db: &TestDb) {
     let store = db.open();
     assert!(store.checks_session_versions());
-    let at = |log_id: &str, version: u64| {
+    // Each decision on a state of its own (as after a reload), unless said.
+    let epoch = std::cell::Cell::new(1 << 40);
+    let at = |log_id: &str, records: u64| {
         let mut d = decision(log_id, "s1");
-        d.session_version = Some(version);
+        epoch.set(epoch.get() + 1);
+        d.session_version = Some(StateVersion {
+            epoch: epoch.get(),
+            records,
+        });
         d
     };
     store.record_decision(at("l0", 0)).wait().unwrap();
@@ -856,7 +862,10 @@ fn a_decision_on_a_stale_session_is_refused(db: &TestDb) {
     store
         .record_decision({
             let mut d = decision("m0", "s2");
-            d.session_version = Some(0);
+            d.session_version = Some(StateVersion {
+                epoch: 1 << 41,
+                records: 0,
+            });
             d
         })
         .wait()
@@ -886,13 +895,19 @@ fn a_version_1_database_is_migrated(db: &TestDb) {
     assert_eq!(store.session_facts("s1").unwrap().lock().version(), 4);
     assert_eq!(store.session_facts("s2").unwrap().lock().version(), 1);
     let mut stale = decision("l9", "s1");
-    stale.session_version = Some(3);
+    stale.session_version = Some(StateVersion {
+        epoch: 1 << 41,
+        records: 3,
+    });
     assert!(matches!(
         stale_answer(&*store, stale),
         Err(StoreError::SessionMoved { .. })
     ));
     let mut current = decision("l9", "s1");
-    current.session_version = Some(4);
+    current.session_version = Some(StateVersion {
+        epoch: (1 << 41) + 1,
+        records: 4,
+    });
     store.record_decision(current).wait().unwrap();
     drop(store);
     let current = format!("SELECT 1 FROM meta WHERE key = 'schema_version' AND value = '{PG_SCHEMA_VERSION}'");

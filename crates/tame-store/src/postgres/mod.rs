@@ -211,7 +211,40 @@ impl std::fmt::Debug for PgOptions {
 }
 
 /// A read run on a reader thread, given its connection (or why there is none).
-type ReadJob = Box<dyn FnOnce(StoreResult<&mut Client>) + Send>;
+type ReadJob = Box<dyn FnOnce(&mut Reader<'_>) + Send>;
+
+/// A reader thread's connection: made when first needed, and again when
+/// the database closed it.
+struct Reader<'a> {
+    client: Option<Client>,
+    config: &'a postgres::Config,
+    shown: &'a str,
+}
+
+impl Reader<'_> {
+    /// The connection, made anew when there is none or it was closed.
+    fn client(&mut self) -> StoreResult<&mut Client> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = None;
+            self.client = Some(connect(self.config, self.shown)?);
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| StoreError::Db(format!("no connection to `{}`", self.shown)))
+    }
+
+    /// Runs `f` on the connection; when the database closed it meanwhile
+    /// (a restart, a failover, an operator ending sessions), once more on a
+    /// new one: an idle connection is only found dead when used, and a
+    /// database back up should not cost its readers a failed read each.
+    fn run<T>(&mut self, mut f: impl FnMut(&mut Client) -> StoreResult<T>) -> StoreResult<T> {
+        let client = self.client()?;
+        match f(client) {
+            Err(_) if client.is_closed() => f(self.client()?),
+            done => done,
+        }
+    }
+}
 
 /// The PostgreSQL store. Cheap to share behind an `Arc`; dropping it
 /// drains the writer's queue, releases the writer lock and joins the
@@ -355,13 +388,10 @@ impl PgStore {
     }
 
     /// Runs `f` on a reader thread and waits for its answer.
-    fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Client) -> StoreResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
+    fn read<T: Send + 'static>(&self, f: impl FnMut(&mut Client) -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
         let (tx, rx) = sync_channel(1);
-        let job: ReadJob = Box::new(move |client| {
-            let _ = tx.send(client.and_then(f));
+        let job: ReadJob = Box::new(move |reader| {
+            let _ = tx.send(reader.run(f));
         });
         match &self.reads {
             Some(reads) if reads.send(job).is_ok() => {}
@@ -392,7 +422,11 @@ impl Drop for PgStore {
 }
 
 fn reader_loop(rx: &Mutex<Receiver<ReadJob>>, config: &postgres::Config, shown: &str) {
-    let mut client: Option<Client> = None;
+    let mut reader = Reader {
+        client: None,
+        config,
+        shown,
+    };
     loop {
         let job = {
             let rx = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -401,20 +435,7 @@ fn reader_loop(rx: &Mutex<Receiver<ReadJob>>, config: &postgres::Config, shown: 
                 Err(_) => break,
             }
         };
-        if client.as_ref().is_none_or(Client::is_closed) {
-            client = None;
-            match connect(config, shown) {
-                Ok(c) => client = Some(c),
-                Err(e) => {
-                    job(Err(e));
-                    continue;
-                }
-            }
-        }
-        match client.as_mut() {
-            Some(c) => job(Ok(c)),
-            None => job(Err(StoreError::Db(format!("no connection to `{shown}`")))),
-        }
+        job(&mut reader);
     }
 }
 
@@ -741,8 +762,11 @@ impl Store for PgStore {
         // ends the scan.
         let (tx, rx) = sync_channel::<StoreResult<Vec<AuditRow>>>(4);
         let chunks: SyncSender<StoreResult<Vec<AuditRow>>> = tx.clone();
-        let job: ReadJob = Box::new(move |client| {
-            let scanned = client.and_then(|c| scan_audit(c, |rows| chunks.send(Ok(rows)).is_ok(), false));
+        let job: ReadJob = Box::new(move |reader| {
+            // Not run again on a new connection: chunks may have gone out.
+            let scanned = reader
+                .client()
+                .and_then(|c| scan_audit(c, |rows| chunks.send(Ok(rows)).is_ok(), false));
             if let Err(e) = scanned {
                 let _ = tx.send(Err(e));
             }

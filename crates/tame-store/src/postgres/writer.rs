@@ -204,6 +204,14 @@ impl Drop for PgSyncer {
     }
 }
 
+/// Session states (session, epoch) never to be decided on again, and when
+/// they were spent: a state's decisions in flight reach the writer within
+/// a request's time, so entries older than [`SPENT_KEEP`] are dropped.
+pub(super) type Spent = HashMap<(String, u64), std::time::Instant>;
+
+/// How long a spent state is remembered (longer than any request).
+const SPENT_KEEP: std::time::Duration = std::time::Duration::from_secs(600);
+
 pub(super) struct PgWriter {
     client: Client,
     stmts: Stmts,
@@ -211,6 +219,8 @@ pub(super) struct PgWriter {
     chain: Chain,
     /// The version of each session in `chain.tails` (see [`MIGRATIONS`]).
     versions: HashMap<String, u64>,
+    /// Session states a refused or lost decision was applied to.
+    spent: Spent,
     mac: HmacSha256,
     max_batch: usize,
     link: Link,
@@ -293,6 +303,8 @@ pub(super) struct Batch<'a, C: GenericClient> {
     versions: &'a mut HashMap<String, u64>,
     /// What the batch adds to each session's version.
     added: HashMap<String, i64>,
+    /// Session states spent (see [`Batch::check_version`]).
+    spent: &'a mut Spent,
     mac: &'a HmacSha256,
     /// The writer's chain (its node id).
     node: &'a str,
@@ -320,6 +332,7 @@ impl PgWriter {
             stmts,
             chain,
             versions: HashMap::new(),
+            spent: HashMap::new(),
             mac,
             max_batch,
             syncer,
@@ -463,11 +476,23 @@ impl PgWriter {
         }
         let saved = (self.chain.seq, self.chain.hash.clone());
         self.chain.touched.clear();
+        // The states this batch's decisions were made on: spent if it fails.
+        let states: Vec<(String, u64)> = batch
+            .iter()
+            .filter_map(|job| match job {
+                Job::Decision(d, _) => d.session_version.map(|v| (d.session_id.clone(), v.epoch)),
+                _ => None,
+            })
+            .collect();
+        if self.spent.len() > 10_000 {
+            self.spent.retain(|_, at| at.elapsed() < SPENT_KEEP);
+        }
         let PgWriter {
             client,
             stmts,
             chain,
             versions,
+            spent,
             mac,
             link,
             ..
@@ -476,7 +501,7 @@ impl PgWriter {
         // it commits (other servers may write to the same sessions).
         let (done, fatal) = match client.transaction() {
             Ok(mut tx) => {
-                let (done, mut fatal) = apply_batch(&mut tx, stmts, chain, versions, mac, &link.node, batch);
+                let (done, mut fatal) = apply_batch(&mut tx, stmts, chain, (versions, spent), mac, &link.node, batch);
                 if fatal.is_none()
                     && let Err(e) = tx.commit()
                 {
@@ -504,6 +529,10 @@ impl PgWriter {
                 // The session tails may name rolled-back records: reload them.
                 self.chain.tails.clear();
                 self.versions.clear();
+                let now = std::time::Instant::now();
+                for state in states {
+                    self.spent.insert(state, now);
+                }
                 let msg = format!("the audit batch was not committed: {e}");
                 done.into_iter().for_each(|d| d.finish(Some(&msg)));
             }
@@ -517,7 +546,7 @@ pub(super) fn apply_batch<C: GenericClient>(
     db: &mut C,
     stmts: &Stmts,
     chain: &mut Chain,
-    versions: &mut HashMap<String, u64>,
+    (versions, spent): (&mut HashMap<String, u64>, &mut Spent),
     mac: &HmacSha256,
     node: &str,
     batch: Vec<Job>,
@@ -529,6 +558,7 @@ pub(super) fn apply_batch<C: GenericClient>(
         chain,
         versions,
         added: HashMap::new(),
+        spent,
         mac,
         node,
         seqs: Vec::new(),
@@ -678,7 +708,17 @@ impl<C: GenericClient> Batch<'_, C> {
 
     fn apply(&mut self, job: Job) -> Done {
         match job {
-            Job::Decision(d, ack) => Done::Decision(ack, self.write_decision(*d)),
+            Job::Decision(d, ack) => {
+                let state = d.session_version.map(|v| (d.session_id.clone(), v.epoch));
+                let written = self.write_decision(*d);
+                // A refused decision was applied to its state: that state is spent.
+                if written.is_err()
+                    && let Some(state) = state
+                {
+                    self.spent.insert(state, std::time::Instant::now());
+                }
+                Done::Decision(ack, written)
+            }
             Job::Result(r, ack) => Done::Result(ack, self.write_result(&r)),
             Job::Input(i, ack) => Done::Input(ack, self.write_input(&i)),
             Job::Approval(a, ack) => Done::Approval(ack, Box::new(self.write_approval_decision(&a))),
@@ -820,16 +860,20 @@ impl<C: GenericClient> Batch<'_, C> {
     }
 
     /// Refuses a decision made on a state that does not hold every stored
-    /// record of its session (another server recorded to it since).
-    fn check_version(&self, d: &PreparedDecision) -> StoreResult<()> {
-        match d.session_version {
-            Some(held) if self.versions.get(&d.session_id).copied().unwrap_or(0) != held => {
-                Err(StoreError::SessionMoved {
-                    session_id: d.session_id.clone(),
-                })
-            }
-            _ => Ok(()),
+    /// record of its session (another server recorded to it since), or
+    /// that holds a decision refused before (its count may match the
+    /// stored one while its records differ): that state is spent.
+    fn check_version(&mut self, d: &PreparedDecision) -> StoreResult<()> {
+        let Some(held) = d.session_version else { return Ok(()) };
+        let spent = (d.session_id.clone(), held.epoch);
+        let stored = self.versions.get(&d.session_id).copied().unwrap_or(0);
+        if stored == held.records && !self.spent.contains_key(&spent) {
+            return Ok(());
         }
+        self.spent.insert(spent, std::time::Instant::now());
+        Err(StoreError::SessionMoved {
+            session_id: d.session_id.clone(),
+        })
     }
 
     /// Counts a decision, result or input of `session_id` in its version.

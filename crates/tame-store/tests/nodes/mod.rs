@@ -36,11 +36,18 @@ fn export(store: &dyn Store) -> Vec<Value> {
         .collect()
 }
 
-fn at(log_id: &str, session: &str, version: u64) -> NewDecision {
+/// A decision made on state `epoch` holding `records` of the session (the
+/// test's epochs are far above those the stores give their states).
+fn at(log_id: &str, session: &str, (epoch, records): (u64, u64)) -> NewDecision {
     let mut d = decision(log_id, session);
-    d.session_version = Some(version);
+    d.session_version = Some(StateVersion {
+        epoch: TEST_EPOCHS + epoch,
+        records,
+    });
     d
 }
+
+const TEST_EPOCHS: u64 = 1 << 40;
 
 /// Two servers write to one session in turn: each record links to the one
 /// before it whichever server wrote it, each server's records are a chain
@@ -49,16 +56,25 @@ fn at(log_id: &str, session: &str, version: u64) -> NewDecision {
 fn two_servers_take_turns_on_one_session(db: &TestDb) {
     let a = node(db, "node-a");
     let b = node(db, "node-b");
-    a.record_decision(at("l0", "s1", 0)).wait().unwrap();
-    b.record_decision(at("l1", "s1", 1)).wait().unwrap();
+    a.record_decision(at("l0", "s1", (1, 0))).wait().unwrap();
+    b.record_decision(at("l1", "s1", (1, 1))).wait().unwrap();
     // `a`'s state after its own decision: `b` moved the session on.
     assert!(matches!(
-        a.record_decision(at("l2", "s1", 1)).wait(),
+        a.record_decision(at("l2", "s1", (1, 1))).wait(),
+        Err(StoreError::SessionMoved { .. })
+    ));
+    // That state is spent: a decision made on it after the refused one
+    // (its count now matching the stored one) is refused too.
+    assert!(matches!(
+        a.record_decision(at("l3", "s1", (1, 2))).wait(),
         Err(StoreError::SessionMoved { .. })
     ));
     // Read back (as the server does after the refusal), it holds both.
-    assert_eq!(a.session_facts("s1").unwrap().lock().version(), 2);
-    a.record_decision(at("l2", "s1", 2)).wait().unwrap();
+    let state = a.session_facts("s1").unwrap().lock().state_version();
+    assert_eq!(state.records, 2);
+    let mut d = decision("l2", "s1");
+    d.session_version = Some(state);
+    a.record_decision(d).wait().unwrap();
     // A result reported through the other server.
     b.record_result(result("s1", "l2", jiff::Timestamp::now(), json!({"status": "success"})))
         .wait()

@@ -1,0 +1,118 @@
+//! Two servers on one PostgreSQL database, through their routers (no
+//! socket): a session's limit holds exactly when its calls are spread over
+//! both at once, and each server's decisions are in its own chain of one
+//! log that both verify. Run with `scripts/pg-test.sh` (skipped with a
+//! message without a database, a failure when `CI` is set).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+mod common;
+
+mod pg {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use serde_json::{Value, json};
+    use tame_server::{AppState, Auth, Limits};
+    use tame_store::testing::database_or_skip;
+    use tame_store::{PgOptions, PgStore, Store};
+
+    use super::common::{POLICY, send, state_with};
+
+    fn server(url: &str, node: &str) -> AppState {
+        let options = PgOptions {
+            node: Some(node.to_string()),
+            ..PgOptions::new(b"pg-nodes-test-secret-0123".to_vec())
+        };
+        let store = Arc::new(PgStore::open(url, options).unwrap()) as Arc<dyn Store>;
+        state_with(POLICY, None, store, Auth::default(), Limits::default())
+    }
+
+    async fn enforce(state: AppState, body: Value) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/v1/enforce")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let reply = send(&state, req).await;
+        (reply.status, reply.json)
+    }
+
+    /// The test policy allows two `send_email` per session and hour. Twenty
+    /// calls of one session, sent at once, half to each server: exactly two
+    /// are allowed, whatever the interleaving; every answered call is
+    /// stored; a call refused because the other server kept moving the
+    /// session on is a 503, never an allow.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_session_limit_holds_across_two_servers() {
+        let Some(url) = database_or_skip("nodes_limit").unwrap() else {
+            return;
+        };
+        let (a, b) = (server(&url, "node-a"), server(&url, "node-b"));
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..20 {
+            let state = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let body =
+                json!({"tool_name": "send_email", "tool_args": {"to": format!("x{i}@example.com")}, "session_id": "s"});
+            calls.spawn(enforce(state, body));
+        }
+        let (mut allowed, mut denied, mut busy) = (0, 0, 0);
+        while let Some(answer) = calls.join_next().await {
+            let (status, body) = answer.unwrap();
+            match (status, body["decision"].as_str()) {
+                (StatusCode::OK, Some("allow")) => allowed += 1,
+                (StatusCode::OK, Some("deny")) => {
+                    assert_eq!(body["rule_name"], "rate_limit_email", "{body}");
+                    denied += 1;
+                }
+                (StatusCode::SERVICE_UNAVAILABLE, None) => {
+                    assert_eq!(body["error"], "session_busy", "{body}");
+                    busy += 1;
+                }
+                other => panic!("unexpected answer {other:?}: {body}"),
+            }
+        }
+        assert_eq!(allowed, 2, "allowed {allowed}, denied {denied}, busy {busy}");
+        assert_eq!(allowed + denied + busy, 20);
+        // Every answered decision is stored, once, in the session's log.
+        let req = Request::builder()
+            .uri("/api/v1/sessions/s")
+            .body(Body::empty())
+            .unwrap();
+        let log = send(&b, req).await;
+        let entries = log.json.as_array().unwrap();
+        assert_eq!(entries.len(), allowed + denied, "{}", log.text);
+        let stored_allows = entries.iter().filter(|e| e["policy_decision"] == "allow").count();
+        assert_eq!(stored_allows, 2);
+        // One log, two chains, both servers verify it.
+        for state in [&a, &b] {
+            let req = Request::builder()
+                .uri("/api/v1/audit/verify")
+                .body(Body::empty())
+                .unwrap();
+            let v = send(state, req).await;
+            assert_eq!(v.json["valid"], true, "{}", v.text);
+            assert_eq!(v.json["records"], json!(allowed + denied), "{}", v.text);
+        }
+    }
+
+    /// The same calls one after another, alternating between the servers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_session_limit_holds_across_two_servers_in_turn() {
+        let Some(url) = database_or_skip("nodes_turns").unwrap() else {
+            return;
+        };
+        let (a, b) = (server(&url, "node-a"), server(&url, "node-b"));
+        let mut decisions = Vec::new();
+        for i in 0..6 {
+            let state = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let body =
+                json!({"tool_name": "send_email", "tool_args": {"to": format!("x{i}@example.com")}, "session_id": "s"});
+            let (status, body) = enforce(state, body).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            decisions.push(body["decision"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(decisions, ["allow", "allow", "deny", "deny", "deny", "deny"]);
+    }
+}
