@@ -134,12 +134,9 @@ pub async fn run_until(
         origin,
         loaded_at: Timestamp::now(),
     };
-    let last_hash = {
+    let stored = {
         let store = store.clone();
-        tokio::task::spawn_blocking(move || store.policy_versions())
-            .await??
-            .last()
-            .map(|v| v.hash.clone())
+        tokio::task::spawn_blocking(move || store.policy_versions()).await??
     };
     let limits = Limits {
         body_bytes: config.body_limit,
@@ -147,7 +144,19 @@ pub async fn run_until(
         approval_timeout: config.approval_timeout,
         max_wait: config.max_wait.min(crate::MAX_WAIT_CAP),
     };
-    let needs_record = last_hash.as_deref() != Some(loaded.policy.info().hash.as_str());
+    // A server sharing its store with others joins at the newest stored
+    // version when its own file is an older one of them (another server
+    // moved on); a file none of them loaded is a new version for all.
+    let (needs_record, join_stored) = {
+        let hash = loaded.policy.info().hash.as_str();
+        let known = stored.iter().any(|v| v.hash == hash);
+        let newest = stored.iter().max_by_key(|v| v.id).map(|v| v.hash.as_str());
+        let shared = store.checks_session_versions();
+        (
+            newest != Some(hash) && !(shared && known),
+            shared && known && newest != Some(hash),
+        )
+    };
     let state = AppState::new(loaded, Some(config.policy_path.clone()), store.clone(), auth, limits);
     // Secrets in stored ids become markers keyed with the audit secret.
     state.set_redaction_key(&crate::redact::audit_secret(&config)?)?;
@@ -157,6 +166,9 @@ pub async fn run_until(
     if needs_record {
         state.record_version(&state.policy()).await;
     }
+    if join_stored {
+        state.adopt_stored_policy().await;
+    }
 
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
@@ -165,6 +177,9 @@ pub async fn run_until(
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(expiry_sweeper(state.clone()));
+    if state.store().checks_session_versions() {
+        tasks.spawn(state.clone().follow_stored_policies());
+    }
     if state.auth().limiter().is_on() && !state.auth().is_open() {
         tasks.spawn(limiter_sweeper(state.clone()));
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use jiff::Timestamp;
 use tame_engine::{Policy, PolicyError};
-use tame_store::{NewPolicyVersion, Store};
+use tame_store::{NewPolicyVersion, Store, StoreEvent};
 
 use crate::auth::Auth;
 use crate::metrics::Metrics;
@@ -62,6 +62,9 @@ struct Inner {
     limits: Limits,
     metrics: Metrics,
     approval_waiters: ApprovalWaiters,
+    /// Set when another server stored a policy version (see
+    /// [`AppState::follow_stored_policies`]).
+    policy_events: tokio::sync::Notify,
     /// Keyed with the audit secret by the server (see [`crate::redact`]).
     redactor: std::sync::OnceLock<Redactor>,
     reload_lock: tokio::sync::Mutex<()>,
@@ -94,7 +97,7 @@ impl AppState {
         auth: Auth,
         limits: Limits,
     ) -> AppState {
-        AppState(Arc::new(Inner {
+        let state = AppState(Arc::new(Inner {
             policy: ArcSwap::from_pointee(policy),
             policy_path,
             store,
@@ -102,11 +105,28 @@ impl AppState {
             limits,
             metrics: Metrics::default(),
             approval_waiters: ApprovalWaiters::default(),
+            policy_events: tokio::sync::Notify::new(),
             redactor: std::sync::OnceLock::new(),
             reload_lock: tokio::sync::Mutex::new(()),
             tools: std::sync::OnceLock::new(),
             dashboard: crate::dashboard::Dashboard::default(),
-        }))
+        }));
+        // Other servers sharing the store: their approval decisions wake
+        // this server's waiters, their policies reach its follower. The
+        // handler holds the state weakly (the state holds the store).
+        let weak = Arc::downgrade(&state.0);
+        state.0.store.subscribe(Arc::new(move |event| {
+            let Some(inner) = weak.upgrade() else { return };
+            match event {
+                StoreEvent::Approval(id) => inner.approval_waiters.notify(&id),
+                StoreEvent::Policy => inner.policy_events.notify_one(),
+                StoreEvent::Missed => {
+                    inner.approval_waiters.notify_all();
+                    inner.policy_events.notify_one();
+                }
+            }
+        }));
+        state
     }
 
     pub fn policy(&self) -> Arc<LoadedPolicy> {
@@ -240,6 +260,73 @@ impl AppState {
         Ok(ReloadOutcome::Loaded(loaded))
     }
 
+    /// Serves the policy versions other servers store, as they are stored
+    /// (a store shared by several servers tells of them; see
+    /// [`tame_store::Store::subscribe`]); runs until aborted (it holds the
+    /// state).
+    pub async fn follow_stored_policies(self) {
+        loop {
+            // Registered before looking, so a version stored meanwhile
+            // wakes it again.
+            let notified = self.0.policy_events.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            self.adopt_stored_policy().await;
+            notified.await;
+        }
+    }
+
+    /// Makes the newest stored policy version the running policy if it is
+    /// another (stored by another server). One that does not compile here
+    /// is refused (logged; the running policy stays).
+    pub async fn adopt_stored_policy(&self) {
+        let _guard = self.0.reload_lock.lock().await;
+        let store = Arc::clone(self.store());
+        let newest = match tokio::task::spawn_blocking(move || store.policy_versions()).await {
+            Ok(Ok(versions)) => versions.into_iter().max_by_key(|v| v.id),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot read the stored policy versions");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the stored policy versions");
+                return;
+            }
+        };
+        let Some(newest) = newest else { return };
+        if newest.hash == self.policy().policy.info().hash {
+            return;
+        }
+        let (source, origin) = (newest.source.clone(), newest.origin.clone());
+        let compiled = tokio::task::spawn_blocking(move || Policy::from_yaml(&source, &origin)).await;
+        match compiled {
+            Ok(Ok(policy)) => {
+                let loaded = Arc::new(LoadedPolicy {
+                    policy,
+                    source: newest.source,
+                    origin: newest.origin,
+                    loaded_at: Timestamp::now(),
+                });
+                tracing::info!(
+                    version = %loaded.policy.info().version,
+                    hash = %loaded.policy.info().hash,
+                    "policy adopted from the store (loaded by another server)"
+                );
+                self.0.policy.store(loaded);
+                self.metrics()
+                    .reloads
+                    .get_or_create(&crate::metrics::ReloadLabels { outcome: "adopted" })
+                    .inc();
+            }
+            Ok(Err(e)) => tracing::error!(
+                hash = %newest.hash,
+                error = %e,
+                "the stored policy version does not compile on this server: keeping the running one"
+            ),
+            Err(e) => tracing::error!(error = %e, "the policy compiler crashed"),
+        }
+    }
+
     /// Reloads the policy file given at start.
     pub async fn reload_from_file(&self) -> Result<ReloadOutcome, PolicyError> {
         let Some(path) = self.0.policy_path.clone() else {
@@ -303,6 +390,13 @@ impl ApprovalWaiters {
 
     fn notify(&self, id: &str) {
         if let Some(tx) = self.lock().get(id) {
+            tx.send_replace(());
+        }
+    }
+
+    /// Wakes every waiter (each reads its approval again).
+    fn notify_all(&self) {
+        for tx in self.lock().values() {
             tx.send_replace(());
         }
     }

@@ -115,4 +115,121 @@ mod pg {
         }
         assert_eq!(decisions, ["allow", "allow", "deny", "deny", "deny", "deny"]);
     }
+
+    async fn call(state: &AppState, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        let reply = send(state, req.body(body).unwrap()).await;
+        (reply.status, reply.json)
+    }
+
+    /// An approval made on one server is listed on the other, waited on at
+    /// the other (woken when it is decided on the first, well before the
+    /// wait's timeout: the store's notifications, not polling), released
+    /// through the other, and released once only across both.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_approval_is_shared_by_two_servers() {
+        let Some(url) = database_or_skip("nodes_approvals").unwrap() else {
+            return;
+        };
+        let (a, b) = (server(&url, "node-a"), server(&url, "node-b"));
+        let request =
+            json!({"tool_name": "query_database", "tool_args": {"database": "production"}, "session_id": "s"});
+        let (_, made) = enforce(a.clone(), request.clone()).await;
+        assert_eq!(made["decision"], "approve", "{made}");
+        let id = made["approval_id"].as_str().unwrap().to_owned();
+        let (_, listed) = call(&b, "GET", "/api/v1/approvals", None).await;
+        assert_eq!(listed["approvals"][0]["approval_id"], id.as_str(), "{listed}");
+        // Waiting on `b` for 30 s; decided on `a`.
+        let waiter = {
+            let (b, id) = (b.clone(), id.clone());
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let answer = call(&b, "GET", &format!("/api/v1/approvals/{id}/wait?timeout=30"), None).await;
+                (answer, started.elapsed())
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let (status, decided) = call(
+            &a,
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            Some(json!({"reason": "ok"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{decided}");
+        let ((status, waited), took) = waiter.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{waited}");
+        assert_eq!(waited["state"], "approved", "{waited}");
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "the waiter was not woken: {took:?}"
+        );
+        // Released through `b`, once; `a` cannot release it again.
+        let mut release = request.clone();
+        release["approval_id"] = json!(id);
+        let (_, released) = enforce(b.clone(), release.clone()).await;
+        assert_eq!(released["decision"], "allow", "{released}");
+        let (status, again) = enforce(a.clone(), release).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    }
+
+    /// A policy reloaded on one server is served by the other within 2 s;
+    /// a broken one is refused by the server it is sent to, and the other
+    /// keeps serving the last good one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_reload_on_one_server_reaches_the_other() {
+        let Some(url) = database_or_skip("nodes_policy").unwrap() else {
+            return;
+        };
+        let (a, b) = (server(&url, "node-a"), server(&url, "node-b"));
+        let follower = tokio::spawn(b.clone().follow_stored_policies());
+        let read = json!({"tool_name": "read_file", "tool_args": {"path": "/tmp/a"}, "session_id": "p"});
+        assert_eq!(enforce(b.clone(), read.clone()).await.1["decision"], "allow");
+        let stricter = POLICY.replace("version: \"t1\"", "version: \"t2\"").replace(
+            "rules:\n",
+            "rules:\n  - name: no_reads\n    action: deny\n    tools: [\"read_file\"]\n",
+        );
+        assert_ne!(stricter, POLICY);
+        let (status, reloaded) = call(
+            &a,
+            "POST",
+            "/api/v1/policy/reload",
+            Some(json!({"policy_content": stricter})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{reloaded}");
+        let started = std::time::Instant::now();
+        let mut seen = None;
+        while started.elapsed() < std::time::Duration::from_secs(2) {
+            let (_, d) = enforce(b.clone(), read.clone()).await;
+            if d["rule_name"] == "no_reads" {
+                seen = Some(started.elapsed());
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(
+            seen.is_some(),
+            "the other server did not serve the new policy within 2 s"
+        );
+        let (_, current) = call(&b, "GET", "/api/v1/policy/current", None).await;
+        assert_eq!(current["version"], "t2", "{current}");
+        // A broken policy: refused on `a`, never stored, `b` unchanged.
+        let (status, _) = call(
+            &a,
+            "POST",
+            "/api/v1/policy/reload",
+            Some(json!({"policy_content": "rules: [oops"})),
+        )
+        .await;
+        assert!(status.is_client_error(), "{status}");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let (_, current) = call(&b, "GET", "/api/v1/policy/current", None).await;
+        assert_eq!(current["version"], "t2", "{current}");
+        follower.abort();
+    }
 }

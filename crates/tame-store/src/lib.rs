@@ -39,6 +39,7 @@ mod walvfs;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// Canonical JSON and the call hash: the enforcement path's.
@@ -52,6 +53,22 @@ pub use postgres::{MAX_NODE_ID, PG_SCHEMA_VERSION, PgOptions, PgStore, is_postgr
 pub use secret::load_or_create_secret;
 pub use sqlite::{Durability, SqliteOptions, SqliteStore};
 pub use types::*;
+
+/// What a store shared by several servers tells each of them of the
+/// others' writes ([`Store::subscribe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// Approval `id` was decided, expired or used, on some server.
+    Approval(String),
+    /// Some server stored a policy version.
+    Policy,
+    /// Events may have been missed (the store's listener reconnected):
+    /// whatever waits on them should look again.
+    Missed,
+}
+
+/// Called with each [`StoreEvent`], on the store's own thread.
+pub type EventHandler = Arc<dyn Fn(StoreEvent) + Send + Sync>;
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +231,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn checks_session_versions(&self) -> bool {
         false
     }
+    /// Calls `on` with what other servers sharing the store do (approvals
+    /// they decide, policies they store), as it is committed. A store no
+    /// other server can write to has nothing to tell.
+    fn subscribe(&self, _on: EventHandler) {}
 
     /// Appends a decision (and, for `approve`, its pending approval; for a
     /// release, marks the approval used, with an `approval_released`

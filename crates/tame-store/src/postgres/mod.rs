@@ -37,6 +37,7 @@ use crate::{
     MAX_DECIDED_APPROVALS, MAX_LOG_PAGE, MAX_RECENT_DECISIONS, NewInput, NewPolicyVersion, NewResult, PolicyVersion,
     SessionPage, SessionQuery, SessionSummary, Store, StoreError, StoreResult, VerifyReport, format_timestamp,
 };
+use crate::{EventHandler, StoreEvent};
 
 mod reads;
 mod schema;
@@ -265,6 +266,62 @@ pub struct PgStore {
     witness: Arc<Witness>,
     /// The node id: the chain this store's writer appends to.
     node: String,
+    /// How to connect (for the listener).
+    config: postgres::Config,
+    /// The thread telling subscribers of other servers' writes, and its stop flag.
+    listener: Mutex<Option<(Arc<std::sync::atomic::AtomicBool>, JoinHandle<()>)>>,
+}
+
+/// The channels the writers notify (see [`StoreEvent`]).
+pub(super) const APPROVAL_CHANNEL: &str = "tame_approval";
+pub(super) const POLICY_CHANNEL: &str = "tame_policy";
+
+/// Listens on the notification channels until `stop`, telling `on`;
+/// reconnects when the connection is lost, and then says events may have
+/// been missed.
+fn listen_loop(config: &postgres::Config, shown: &str, on: &EventHandler, stop: &std::sync::atomic::AtomicBool) {
+    use postgres::fallible_iterator::FallibleIterator as _;
+    let stopped = || stop.load(std::sync::atomic::Ordering::Acquire);
+    let pause = || {
+        for _ in 0..10 {
+            if stopped() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    while !stopped() {
+        let mut client = match connect(config, shown).and_then(|mut c| {
+            c.batch_execute(&format!("LISTEN {APPROVAL_CHANNEL}; LISTEN {POLICY_CHANNEL}"))
+                .map(|()| c)
+                .map_err(StoreError::from)
+        }) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for other servers' approvals and policies; retrying");
+                pause();
+                continue;
+            }
+        };
+        on(StoreEvent::Missed);
+        while !stopped() {
+            let next = client
+                .notifications()
+                .timeout_iter(std::time::Duration::from_millis(250))
+                .next();
+            match next {
+                Ok(Some(n)) if n.channel() == APPROVAL_CHANNEL => on(StoreEvent::Approval(n.payload().to_owned())),
+                Ok(Some(n)) if n.channel() == POLICY_CHANNEL => on(StoreEvent::Policy),
+                Ok(Some(_)) => {}
+                Ok(None) if !client.is_closed() => {}
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %StoreError::from(e), "lost the listening connection; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -374,6 +431,8 @@ impl PgStore {
             redactor,
             witness,
             node,
+            config,
+            listener: Mutex::new(None),
         })
     }
 
@@ -408,6 +467,18 @@ impl PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some((stop, handle)) = listener {
+            stop.store(true, std::sync::atomic::Ordering::Release);
+            // The last handle may be dropped by the listener's own handler.
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
         self.queue.close();
         if let Some(handle) = self.writer.take() {
             let _ = handle.join();
@@ -528,6 +599,28 @@ impl Store for PgStore {
 
     fn checks_session_versions(&self) -> bool {
         true
+    }
+
+    fn subscribe(&self, on: EventHandler) {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (config, shown, flag) = (self.config.clone(), self.shown.clone(), Arc::clone(&stop));
+        let spawned = std::thread::Builder::new()
+            .name("tame-pg-listen".into())
+            .spawn(move || listen_loop(&config, &shown, &on, &flag));
+        match spawned {
+            Ok(handle) => {
+                let old = self
+                    .listener
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .replace((stop, handle));
+                if let Some((old_stop, old_handle)) = old {
+                    old_stop.store(true, std::sync::atomic::Ordering::Release);
+                    let _ = old_handle.join();
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot start the listener of other servers' writes"),
+        }
     }
 
     fn session_facts(&self, session_id: &str) -> StoreResult<FactsHandle> {

@@ -52,6 +52,7 @@ pub(super) fn lock_key(name: &str) -> i32 {
 pub(super) struct Stmts {
     insert_audit: Statement,
     lock_sessions: Statement,
+    notify: Statement,
     allocate: Statement,
     approval_sessions: Statement,
     due_sessions: Statement,
@@ -77,6 +78,8 @@ impl Stmts {
             lock_sessions: client
                 .prepare("SELECT count(pg_advisory_xact_lock($1::int, k)) FROM unnest($2::int[]) AS k")?,
             allocate: client.prepare("SELECT nextval('audit_seq') FROM generate_series(1, $1::int)")?,
+            // Delivered to every listening server when the batch commits.
+            notify: client.prepare("SELECT pg_notify($1, $2)")?,
             approval_sessions: client.prepare("SELECT session_id FROM approvals WHERE id = ANY($1)")?,
             due_sessions: client.prepare(
                 "SELECT session_id FROM approvals
@@ -914,6 +917,8 @@ impl<C: GenericClient> Batch<'_, C> {
             )?;
             self.db
                 .execute(&self.stmts.mark_released, &[&d.log_id, &release.approval_id])?;
+            self.db
+                .query_one(&self.stmts.notify, &[&APPROVAL_CHANNEL, &release.approval_id])?;
         }
         if let Some(approval) = d.new_approval.take() {
             let created = self.append(
@@ -996,6 +1001,7 @@ impl<C: GenericClient> Batch<'_, C> {
             &self.stmts.decide_approval,
             &[&new_state.as_str(), &a.by, &a.reason, &ts, &a.id],
         )?;
+        self.db.query_one(&self.stmts.notify, &[&APPROVAL_CHANNEL, &a.id])?;
         // The approval is read back joined with its decision record.
         self.flush_rows()?;
         read_approval(self.db, self.mac, &a.id, a.at)?.ok_or_else(|| StoreError::ApprovalNotFound(a.id.clone()))
@@ -1019,6 +1025,7 @@ impl<C: GenericClient> Batch<'_, C> {
             let body = canonical_json(&approval_expired_body(id, &ts));
             self.append("approval_expired", &ts, Some(session), Some(id), body)?;
             self.db.execute(&self.stmts.expire_approval, &[&ts, id])?;
+            self.db.query_one(&self.stmts.notify, &[&APPROVAL_CHANNEL, id])?;
         }
         Ok(due.into_iter().map(|(id, _)| id).collect())
     }
@@ -1031,6 +1038,7 @@ impl<C: GenericClient> Batch<'_, C> {
             &self.stmts.insert_policy,
             &[&to_i64(seq), &p.version, &p.hash, &p.origin, &ts, &p.source],
         )?;
+        self.db.query_one(&self.stmts.notify, &[&POLICY_CHANNEL, &p.hash])?;
         Ok(to_u64(col(&row, 0)?))
     }
 }
