@@ -146,6 +146,97 @@ mod pg {
         sigkill_mid_load_on(&db, &["--no-watch"]).await;
     }
 
+    /// Two servers (two processes, two node ids) on one database take load
+    /// on shared sessions; one is killed without warning. The other keeps
+    /// answering; every decision either answered is in the log; the killed
+    /// one restarts on its chain and the whole log verifies.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sigkill_one_of_two_servers_loses_nothing() {
+        let Some(db) = database("e2e_two_sigkill") else { return };
+        let dir = setup();
+        let mut a = start_on(dir.path(), &db, &["--no-watch", "--node-id", "node-a"]);
+        let b = start_on(dir.path(), &db, &["--no-watch", "--node-id", "node-b"]);
+        let load = |addr: SocketAddr, w: usize, stop: Option<Instant>| {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let Some(mut s) = connect(addr).await else { return got };
+                for i in 0.. {
+                    if stop.is_some_and(|t| Instant::now() > t) {
+                        break;
+                    }
+                    // Sessions shared by both servers.
+                    let body = json!({"tool_name": "read_file", "tool_args": {"path": format!("/tmp/{w}/{i}")}, "session_id": format!("s{}", w % 3)});
+                    match send(&mut s, "POST", "/api/v1/enforce", Some(&body)).await {
+                        Some((200, text)) => {
+                            let v: Value = serde_json::from_str(&text).unwrap();
+                            got.push(v["log_id"].as_str().unwrap().to_string());
+                        }
+                        // Refused while the other server kept moving a session on.
+                        Some((503, text)) => assert!(text.contains("session_busy"), "{text}"),
+                        Some((status, text)) => panic!("unexpected {status}: {text}"),
+                        None => break,
+                    }
+                }
+                got
+            })
+        };
+        let until = Instant::now() + Duration::from_millis(3000);
+        let mut on_a = Vec::new();
+        let mut on_b = Vec::new();
+        for w in 0..4 {
+            on_a.push(load(a.addr, w, None));
+            on_b.push(load(b.addr, w + 4, Some(until)));
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        a.child.kill().unwrap(); // SIGKILL on Unix
+        a.child.wait().unwrap();
+        let mut received = Vec::new();
+        for w in on_a {
+            received.extend(w.await.unwrap());
+        }
+        let before_b = received.len();
+        for w in on_b {
+            received.extend(w.await.unwrap());
+        }
+        let from_b = received.len() - before_b;
+        assert!(
+            before_b > 20 && from_b > 20,
+            "too little load: {before_b} on a, {from_b} on b"
+        );
+        // `b` answered after `a` died.
+        let (status, after) = call(
+            b.addr,
+            "POST",
+            "/api/v1/enforce",
+            Some(&json!({"tool_name": "read_file", "tool_args": {"path": "/tmp/after"}, "session_id": "s0"})),
+        )
+        .await;
+        assert_eq!(status, 200, "{after}");
+        received.push(after["log_id"].as_str().unwrap().to_string());
+        drop(a);
+        let a = start_on(dir.path(), &db, &["--no-watch", "--node-id", "node-a"]);
+        for server in [&a, &b] {
+            let (status, report) = call(server.addr, "GET", "/api/v1/audit/verify", None).await;
+            assert_eq!(status, 200);
+            assert_eq!(report["valid"], true, "{report}");
+        }
+        let mut s = connect(a.addr).await.unwrap();
+        let (_, export) = send(&mut s, "GET", "/api/v1/audit/export", None).await.unwrap();
+        let logged: HashSet<String> = export
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["kind"] == "decision")
+            .map(|v| v["ref_id"].as_str().unwrap().to_string())
+            .collect();
+        let missing = received.iter().filter(|id| !logged.contains(*id)).count();
+        assert_eq!(missing, 0, "{missing} of {} answered decisions missing", received.len());
+        eprintln!(
+            "two servers, one killed: {} answered, {} logged",
+            received.len(),
+            logged.len()
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_second_server_on_the_same_database_is_refused() {
         let Some(db) = database("e2e_second") else { return };
