@@ -113,18 +113,28 @@ fn invisible(c: char) -> bool {
 /// `s` normalized for provenance: NFKC, lower case, invisible characters
 /// dropped.
 pub fn normalize(s: &str) -> String {
+    let mut out = String::new();
+    normalize_into(s, &mut out);
+    out
+}
+
+/// [`normalize`] into `out` (cleared first), so that the many strings of
+/// one result share one buffer.
+fn normalize_into(s: &str, out: &mut String) {
+    out.clear();
     if s.is_ascii() {
-        // NFKC leaves ASCII as it is.
-        return s.to_ascii_lowercase();
+        // NFKC leaves ASCII as it is, and none of it is invisible.
+        out.push_str(s);
+        out.make_ascii_lowercase();
+        return;
     }
-    let mut out = String::with_capacity(s.len());
+    out.reserve(s.len());
     for c in s.nfkc() {
         if invisible(c) {
             continue;
         }
         out.extend(c.to_lowercase());
     }
-    out
 }
 
 fn is_token_char(c: char) -> bool {
@@ -281,75 +291,151 @@ fn run_hash(key: &IndexKey, toks: &[&str]) -> u64 {
     run
 }
 
-/// Whitespace runs as one space, trimmed.
-fn squeeze(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
+/// The Rabin-Karp base of the shingles' rolling hash.
+const BASE: u64 = 0x100_0000_01b3;
+/// `BASE` to the power `SHINGLE - 1`: the weight of the byte that leaves
+/// a shingle.
+const TOP: u64 = {
+    let mut top = 1u64;
+    let mut i = 1;
+    while i < SHINGLE {
+        top = top.wrapping_mul(BASE);
+        i += 1;
+    }
+    top
+};
+
+/// The rolling hash of the last [`SHINGLE`] bytes of a stream.
+struct Shingles {
+    /// The last bytes, by position modulo [`SHINGLE`].
+    last: [u8; SHINGLE],
+    len: usize,
+    hash: u64,
+}
+
+impl Shingles {
+    /// Adds a byte; once [`SHINGLE`] bytes are in, the mixed hash of the
+    /// shingle ending with it.
+    #[inline(always)]
+    fn push(&mut self, b: u8) -> Option<u64> {
+        const { assert!(SHINGLE.is_power_of_two()) };
+        if let Some(slot) = self.last.get_mut(self.len & (SHINGLE - 1)) {
+            // Before SHINGLE bytes, the slot holds 0: nothing to take out.
+            self.hash = self.hash.wrapping_sub(u64::from(*slot).wrapping_mul(TOP));
+            *slot = b;
+        }
+        self.hash = self.hash.wrapping_mul(BASE).wrapping_add(u64::from(b));
+        self.len += 1;
+        (self.len >= SHINGLE).then(|| fmix(self.hash))
+    }
+}
+
+/// Winnowing over a stream of shingle hashes: the minimum of each window
+/// of [`WINDOW`] consecutive hashes, by blocks of [`WINDOW`] (van Herk /
+/// Gil-Werman: a window is the suffix of one block and the prefix of the
+/// next, so each hash costs a few `min`s and no search), chosen when it
+/// differs from the previous window's (the index is a set: a value chosen
+/// again adds nothing).
+struct Winnow {
+    /// The current block's hashes so far.
+    block: [u64; WINDOW],
+    /// The minima of the previous block's suffixes.
+    suffix: [u64; WINDOW],
+    /// Where the next hash goes in `block`.
+    at: usize,
+    /// The minimum of the current block so far.
+    prefix: u64,
+    /// Hashes seen.
+    seen: usize,
+    /// The last minimum chosen.
+    chosen: Option<u64>,
+}
+
+impl Winnow {
+    fn new() -> Winnow {
+        Winnow {
+            block: [0; WINDOW],
+            suffix: [u64::MAX; WINDOW],
+            at: 0,
+            prefix: u64::MAX,
+            seen: 0,
+            chosen: None,
+        }
+    }
+
+    /// Adds the next shingle's hash; returns the minimum of the window it
+    /// completes, unless the previous window's was the same.
+    #[inline(always)]
+    fn push(&mut self, h: u64) -> Option<u64> {
+        let at = self.at;
+        if let Some(slot) = self.block.get_mut(at) {
+            *slot = h;
+        }
+        self.prefix = self.prefix.min(h);
+        self.seen += 1;
+        let min = if at + 1 == WINDOW {
+            // The block is a window; its suffix minima serve the next one.
+            let mut m = u64::MAX;
+            for (s, v) in self.suffix.iter_mut().rev().zip(self.block.iter().rev()) {
+                m = m.min(*v);
+                *s = m;
+            }
+            self.at = 0;
+            std::mem::replace(&mut self.prefix, u64::MAX)
+        } else {
+            self.at = at + 1;
+            // The window: the previous block from `at + 1` on, then this
+            // block up to `at`.
+            self.suffix.get(at + 1).copied().unwrap_or(u64::MAX).min(self.prefix)
+        };
+        if self.seen >= WINDOW && self.chosen != Some(min) {
+            self.chosen = Some(min);
+            return Some(min);
+        }
+        None
+    }
+
+    /// For a text of fewer than [`WINDOW`] shingles (no full window): the
+    /// minimum of all of them.
+    fn short_text_min(&self) -> Option<u64> {
+        (self.seen > 0 && self.seen < WINDOW).then_some(self.prefix)
+    }
+}
+
+/// Calls `f` with the copy fingerprints of a normalized text: winnowing
+/// over the [`SHINGLE`]-byte shingles of the text with its whitespace runs
+/// as one space (trimmed), each shingle's hash rolled in constant time from
+/// the previous one's (Rabin-Karp) and mixed; the chosen ones keyed. One
+/// pass, no allocation.
+fn fingerprints(key: &IndexKey, text: &str, mut f: impl FnMut(u64)) {
+    let text = text.trim();
+    if text.len() < SHINGLE {
+        // Squeezing only shortens a text: no shingle.
+        return;
+    }
+    let mut shingles = Shingles {
+        last: [0; SHINGLE],
+        len: 0,
+        hash: 0,
+    };
+    let mut winnow = Winnow::new();
     let mut space = false;
-    for b in text.trim().bytes() {
+    for b in text.bytes() {
         if b.is_ascii_whitespace() {
             space = true;
             continue;
         }
-        if space {
-            out.push(b' ');
-            space = false;
-        }
-        out.push(b);
-    }
-    out
-}
-
-/// Calls `f` with the copy fingerprints of a normalized text (winnowing
-/// over [`SHINGLE`]-byte shingles).
-fn fingerprints(key: &IndexKey, text: &str, mut f: impl FnMut(u64)) {
-    let bytes = squeeze(text);
-    if bytes.len() < SHINGLE {
-        return;
-    }
-    // Rabin-Karp rolling hash of each shingle, mixed.
-    const BASE: u64 = 0x100_0000_01b3;
-    let mut top = 1u64;
-    for _ in 1..SHINGLE {
-        top = top.wrapping_mul(BASE);
-    }
-    let mut h = 0u64;
-    let mut hashes = Vec::with_capacity(bytes.len() + 1 - SHINGLE);
-    for (i, &b) in bytes.iter().enumerate() {
-        if i >= SHINGLE {
-            let out = bytes.get(i - SHINGLE).copied().unwrap_or(0);
-            h = h.wrapping_sub(u64::from(out).wrapping_mul(top));
-        }
-        h = h.wrapping_mul(BASE).wrapping_add(u64::from(b));
-        if i + 1 >= SHINGLE {
-            hashes.push(fmix(h));
-        }
-    }
-    // The minimum of each window (the rightmost on ties), each once.
-    let mut last: Option<usize> = None;
-    if hashes.len() < WINDOW {
-        if let Some(m) = hashes.iter().min() {
-            f(key.hash(TAG_COPY, &m.to_le_bytes()));
-        }
-        return;
-    }
-    let mut deque: std::collections::VecDeque<usize> = std::collections::VecDeque::with_capacity(WINDOW);
-    for (i, v) in hashes.iter().enumerate() {
-        while deque.back().is_some_and(|&j| hashes.get(j).is_some_and(|w| w >= v)) {
-            deque.pop_back();
-        }
-        deque.push_back(i);
-        while deque.front().is_some_and(|&j| j + WINDOW <= i) {
-            deque.pop_front();
-        }
-        if i + 1 >= WINDOW
-            && let Some(&m) = deque.front()
-            && last != Some(m)
-        {
-            last = Some(m);
-            if let Some(v) = hashes.get(m) {
-                f(key.hash(TAG_COPY, &v.to_le_bytes()));
+        for b in [b' ', b].into_iter().skip(usize::from(!space)) {
+            if let Some(h) = shingles.push(b)
+                && let Some(m) = winnow.push(h)
+            {
+                f(key.hash(TAG_COPY, &m.to_le_bytes()));
             }
         }
+        space = false;
+    }
+    if let Some(m) = winnow.short_text_min() {
+        f(key.hash(TAG_COPY, &m.to_le_bytes()));
     }
 }
 
@@ -368,7 +454,7 @@ impl Extract {
     /// The hashes of `text`; copy fingerprints only `with_copies`.
     pub fn text(key: &IndexKey, text: &str, with_copies: bool) -> Extract {
         let mut out = Extract::default();
-        out.add_text(key, text, with_copies);
+        out.add_text(key, text, with_copies, &mut String::new());
         out
     }
 
@@ -376,47 +462,56 @@ impl Extract {
     /// are names, not data: not indexed).
     pub fn json(key: &IndexKey, value: &serde_json::Value, with_copies: bool) -> Extract {
         let mut out = Extract::default();
-        out.add_json(key, value, with_copies, 0);
+        out.add_json(key, value, with_copies, 0, &mut String::new());
         out
     }
 
-    fn add_json(&mut self, key: &IndexKey, value: &serde_json::Value, with_copies: bool, depth: usize) {
+    fn add_json(
+        &mut self,
+        key: &IndexKey,
+        value: &serde_json::Value,
+        with_copies: bool,
+        depth: usize,
+        buf: &mut String,
+    ) {
         // Deeper than this is not a tool's result: stop (the caller's
         // JSON reader has refused such input long before).
         if depth > 256 {
             return;
         }
         match value {
-            serde_json::Value::String(s) => self.add_text(key, s, with_copies),
-            serde_json::Value::Number(n) => self.add_text(key, &n.to_string(), false),
+            serde_json::Value::String(s) => self.add_text(key, s, with_copies, buf),
+            serde_json::Value::Number(n) => self.add_text(key, &n.to_string(), false, buf),
             serde_json::Value::Array(items) => {
                 for v in items {
-                    self.add_json(key, v, with_copies, depth + 1);
+                    self.add_json(key, v, with_copies, depth + 1, buf);
                 }
             }
             serde_json::Value::Object(map) => {
                 for v in map.values() {
-                    self.add_json(key, v, with_copies, depth + 1);
+                    self.add_json(key, v, with_copies, depth + 1, buf);
                 }
             }
             serde_json::Value::Null | serde_json::Value::Bool(_) => {}
         }
     }
 
-    fn add_text(&mut self, key: &IndexKey, text: &str, with_copies: bool) {
-        let norm = normalize(text);
+    /// Adds the hashes of `text`, normalized into `buf`.
+    fn add_text(&mut self, key: &IndexKey, text: &str, with_copies: bool, buf: &mut String) {
+        normalize_into(text, buf);
+        let norm = buf.as_str();
         let whole = norm.trim();
         if whole.chars().count() >= MIN_CHARS {
             // The whole value is an entity too (a field holding one name).
             whole_value(key, whole, |h| self.values.push(h));
         }
-        entity_hashes(key, &norm, |h| {
+        entity_hashes(key, norm, |h| {
             self.values.push(h);
             self.entities.push(h);
         });
-        runs(key, &norm, |h| self.values.push(h));
+        runs(key, norm, |h| self.values.push(h));
         if with_copies {
-            fingerprints(key, &norm, |h| self.copies.push(h));
+            fingerprints(key, norm, |h| self.copies.push(h));
         }
     }
 }
@@ -483,10 +578,11 @@ impl Index {
     /// Adds `hash` from the tools in `mask`; past the cap, marks the index
     /// full instead.
     pub fn insert(&mut self, hash: u64, mask: u64) {
-        if let Some(m) = self.map.get_mut(&hash) {
+        if self.map.len() < MAX_INDEX {
+            // One probe of the table, whether the hash is new or not.
+            *self.map.entry(hash).or_insert(0) |= mask;
+        } else if let Some(m) = self.map.get_mut(&hash) {
             *m |= mask;
-        } else if self.map.len() < MAX_INDEX {
-            self.map.insert(hash, mask);
         } else {
             self.full = true;
         }
@@ -627,6 +723,91 @@ mod tests {
                 .unwrap()
                 .matches(|h| ix.get(h) != 0)
         );
+    }
+
+    /// The fingerprints by their definition, computed the slow way: the
+    /// text squeezed, each shingle hashed on its own, the minimum of each
+    /// window, unless the previous window's was the same.
+    fn naive_fingerprints(key: &IndexKey, norm: &str) -> Vec<u64> {
+        let mut bytes = Vec::new();
+        for (i, word) in norm.split_ascii_whitespace().enumerate() {
+            if i > 0 {
+                bytes.push(b' ');
+            }
+            bytes.extend_from_slice(word.as_bytes());
+        }
+        let hashes: Vec<u64> = bytes
+            .windows(SHINGLE)
+            .map(|w| {
+                fmix(
+                    w.iter()
+                        .fold(0u64, |h, &b| h.wrapping_mul(BASE).wrapping_add(u64::from(b))),
+                )
+            })
+            .collect();
+        let keyed = |h: u64| key.hash(TAG_COPY, &h.to_le_bytes());
+        if hashes.is_empty() {
+            return Vec::new();
+        }
+        if hashes.len() < WINDOW {
+            return vec![keyed(*hashes.iter().min().unwrap())];
+        }
+        let mut out = Vec::new();
+        let mut last = None;
+        for window in hashes.windows(WINDOW) {
+            let min = *window.iter().min().unwrap();
+            if last != Some(min) {
+                last = Some(min);
+                out.push(keyed(min));
+            }
+        }
+        out
+    }
+
+    fn fingerprint_list(norm: &str) -> Vec<u64> {
+        let mut out = Vec::new();
+        fingerprints(&KEY, norm, |h| out.push(h));
+        out
+    }
+
+    /// Texts with long and short words, runs of spaces, tabs and new
+    /// lines, punctuation, and characters NFKC folds or drops.
+    const TEXT: &str = "(?:[a-e]{1,7}|[0-9]{1,4}|[ \t\n]{1,3}|[.,@:/\"'-]|ｅ|é|\u{200B}|ß){0,120}";
+
+    proptest::proptest! {
+        /// The rolling, streaming winnowing chooses exactly the
+        /// fingerprints the definition does (repeated text included, where
+        /// equal shingles meet in a window).
+        #[test]
+        fn fingerprints_are_the_winnowed_minima(text in TEXT, unit in "[ab ]{1,9}", times in 0usize..30) {
+            let norm = normalize(&format!("{text}{}", unit.repeat(times)));
+            proptest::prop_assert_eq!(fingerprint_list(&norm), naive_fingerprints(&KEY, &norm));
+        }
+
+        /// Whatever a result's text, any part of it that is at least
+        /// [`COPY_RUN`] bytes long once normalized and squeezed is carried
+        /// by a text that copies it, whatever surrounds the copy.
+        #[test]
+        fn any_copy_of_forty_bytes_is_carried(
+            text in TEXT,
+            from in 0usize..120,
+            take in 0usize..120,
+            before in "[a-z ]{0,12}",
+            after in "[a-z ]{0,12}",
+        ) {
+            let chars: Vec<char> = text.chars().collect();
+            let from = from.min(chars.len());
+            let part: String = chars[from..(from + take).min(chars.len())].iter().collect();
+            let squeezed = normalize(&part).split_ascii_whitespace().collect::<Vec<_>>().join(" ");
+            proptest::prop_assume!(squeezed.len() >= COPY_RUN);
+            let mut ix = Index::default();
+            let e = Extract::text(&KEY, &text, true);
+            for h in e.entities.iter().chain(&e.copies) {
+                ix.insert(*h, 1);
+            }
+            let copy = format!("{before} {part} {after}");
+            proptest::prop_assert!(carried(&KEY, &copy).iter().any(|h| ix.get(*h) != 0), "{copy:?} in {text:?}");
+        }
     }
 
     #[test]
