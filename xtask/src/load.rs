@@ -26,7 +26,7 @@ const SCRIPT: &str = include_str!("enforce.lua");
 pub(crate) const USAGE: &str = "\
 usage: cargo xtask load --external [--connections N] [--seconds S] [--warmup S]
            [--durability full|normal] [--db PATH|postgres://URL] [--tame BINARY]
-           [--calls N] [--threads N] [--workers N] [--external-only]
+           [--calls N] [--threads N] [--workers N] [--nodes N] [--external-only]
 
   --connections N   keep-alive connections of the load generator (default 64)
   --seconds S       measured seconds (default 15)
@@ -39,6 +39,10 @@ usage: cargo xtask load --external [--connections N] [--seconds S] [--warmup S]
   --calls N         distinct calls generated and sent in turn (default 20000)
   --threads N       load generator threads (default 1)
   --workers N       the server's worker threads (default: the server's own default)
+  --nodes N         servers on one PostgreSQL database (--db postgres://...; default 1),
+                    each with its own node id and its own share of the connections
+                    and sessions (as a load balancer keyed on the session sends them);
+                    the table has a row per server and their sum
   --external-only   skip the in-process load test's run
 ";
 
@@ -54,6 +58,7 @@ pub(crate) struct Options {
     pub(crate) calls: u32,
     pub(crate) threads: u32,
     pub(crate) workers: Option<u32>,
+    pub(crate) nodes: u32,
     pub(crate) in_process: bool,
 }
 
@@ -69,6 +74,7 @@ impl Default for Options {
             calls: 20_000,
             threads: 1,
             workers: None,
+            nodes: 1,
             in_process: true,
         }
     }
@@ -97,6 +103,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Options> {
             "--calls" => o.calls = number(flag, value(flag)?, 1)?,
             "--threads" => o.threads = number(flag, value(flag)?, 1)?,
             "--workers" => o.workers = Some(number(flag, value(flag)?, 1)?),
+            "--nodes" => o.nodes = number(flag, value(flag)?, 1)?,
             "--durability" => {
                 let v = value(flag)?;
                 if v != "full" && v != "normal" {
@@ -114,7 +121,19 @@ pub(crate) fn parse(args: &[String]) -> Result<Options> {
             other => return Err(format!("unknown option `{other}` of `load --external`\n\n{USAGE}")),
         }
     }
-    if o.connections < o.threads {
+    let postgres =
+        o.db.as_deref()
+            .is_some_and(|d| d.starts_with("postgres://") || d.starts_with("postgresql://"));
+    if o.nodes > 1 && !postgres {
+        return Err(format!(
+            "`--nodes {}` needs `--db postgres://...`: servers share a PostgreSQL database",
+            o.nodes
+        ));
+    }
+    if o.nodes > 1 {
+        o.in_process = false;
+    }
+    if o.connections < o.threads.saturating_mul(o.nodes) {
         return Err(format!(
             "`--connections` ({}) must be at least `--threads` ({})",
             o.connections, o.threads
@@ -438,7 +457,8 @@ pub(crate) fn external(args: &[String]) -> Result {
     let (external, disk) = result?;
 
     println!(
-        "\nconnections {}, {} s measured after {} s of warm-up, durability {}, database {}, {} distinct calls, {} wrk thread(s)",
+        "\n{} server(s), connections {}, {} s measured after {} s of warm-up, durability {}, database {}, {} distinct calls, {} wrk thread(s) per server",
+        o.nodes,
         o.connections,
         o.seconds,
         o.warmup,
@@ -449,7 +469,20 @@ pub(crate) fn external(args: &[String]) -> Result {
     );
     println!("| client | decisions/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    println!("{}", external.row("external (wrk)"));
+    if external.len() == 1 {
+        println!("{}", combined(&external).row("external (wrk)"));
+    } else {
+        for (node, figures) in external.iter().enumerate() {
+            println!("{}", figures.row(&format!("server load-{node} (wrk)")));
+        }
+        println!(
+            "{}",
+            combined(&external).row(&format!(
+                "all {} servers (sum; each percentile the slowest server's)",
+                external.len()
+            ))
+        );
+    }
     if let Some(f) = &in_process {
         println!("{}", f.row("in-process"));
     }
@@ -516,9 +549,47 @@ fn in_process_run(o: &Options) -> Result<Figures> {
     parse_in_process(&text, o.seconds)
 }
 
-/// Starts the server, warms it up, measures, stops it, and for SQLite
-/// measures the database's bytes per decision and verifies its chain.
-fn serve_and_drive(o: &Options, tame: &Path, wrk_path: &str, dir: &Path) -> Result<(Figures, Option<String>)> {
+/// Runs wrk against every `(address, calls file)` at once for `seconds`.
+fn drive_all(
+    wrk_path: &str,
+    o: &Options,
+    targets: &[(SocketAddr, PathBuf)],
+    seconds: u32,
+    script: &Path,
+) -> Result<Vec<Figures>> {
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = targets
+            .iter()
+            .map(|(addr, calls)| scope.spawn(move || wrk(wrk_path, o, *addr, seconds, script, calls)))
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().unwrap_or_else(|_| Err("a wrk thread panicked".into())))
+            .collect()
+    })
+}
+
+/// The figures of several servers measured at once: their decisions
+/// added up, and each percentile the slowest server's.
+fn combined(all: &[Figures]) -> Figures {
+    let worst = |f: fn(&Figures) -> f64| all.iter().map(f).fold(0.0, f64::max);
+    Figures {
+        requests: all.iter().map(|f| f.requests).sum(),
+        seconds: worst(|f| f.seconds),
+        non2xx: all.iter().map(|f| f.non2xx).sum(),
+        socket_errors: all.iter().map(|f| f.socket_errors).sum(),
+        p50: worst(|f| f.p50),
+        p90: worst(|f| f.p90),
+        p99: worst(|f| f.p99),
+        p999: worst(|f| f.p999),
+        max: worst(|f| f.max),
+    }
+}
+
+/// Starts the server(s), warms them up, measures, stops them, and for
+/// SQLite measures the database's bytes per decision and verifies its
+/// chain. Several servers (`--nodes`) share the PostgreSQL database, each
+/// with its own node id, connections and sessions.
+fn serve_and_drive(o: &Options, tame: &Path, wrk_path: &str, dir: &Path) -> Result<(Vec<Figures>, Option<String>)> {
     let write = |name: &str, text: &str| -> Result<PathBuf> {
         let path = dir.join(name);
         std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -526,52 +597,73 @@ fn serve_and_drive(o: &Options, tame: &Path, wrk_path: &str, dir: &Path) -> Resu
     };
     let policy = write("policies.yml", POLICY)?;
     let script = write("enforce.lua", SCRIPT)?;
-    let calls_file = write("calls.jsonl", &calls(o.calls))?;
+    let all_calls = calls(o.calls);
     let db =
         o.db.clone()
             .unwrap_or_else(|| dir.join("tame.db").display().to_string());
-    let addr = free_port()?;
-    let mut envs = vec![
-        ("TAME_POLICY".to_string(), policy.display().to_string()),
-        ("TAME_DB".into(), db.clone()),
-        ("TAME_ADDR".into(), addr.to_string()),
-        ("TAME_DURABILITY".into(), o.durability.clone()),
-        ("TAME_WATCH_POLICY".into(), "false".into()),
-        ("TAME_LOG".into(), "warn".into()),
-    ];
-    if let Some(w) = o.workers {
-        envs.push(("TAME_WORKERS".into(), w.to_string()));
-    }
     let postgres = db.starts_with("postgres://") || db.starts_with("postgresql://");
-    if postgres && std::env::var_os("TAME_AUDIT_SECRET").is_none() {
-        envs.push(("TAME_AUDIT_SECRET".into(), "load-test-audit-secret-0123456789".into()));
-    }
-    eprintln!("\n$ {} serve   (TAME_DB={db} TAME_ADDR={addr})", tame.display());
-    let child = Command::new(tame)
-        .arg("serve")
-        .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("cannot start `{} serve`: {e}", tame.display()))?;
-    let mut server = Server(child);
-    let started = Instant::now();
-    while !healthy(addr) {
-        if let Ok(Some(status)) = server.0.try_wait() {
-            return Err(format!("`tame serve` exited at start ({status})"));
+    let mut servers = Vec::new();
+    let mut targets = Vec::new();
+    for node in 0..o.nodes {
+        // Each server its own sessions, as a balancer keyed on the session would send them.
+        let calls_file = if o.nodes == 1 {
+            write("calls.jsonl", &all_calls)?
+        } else {
+            let mine = all_calls.replace(r#""session_id":"sess-"#, &format!(r#""session_id":"n{node}-sess-"#));
+            write(&format!("calls-{node}.jsonl"), &mine)?
+        };
+        let addr = free_port()?;
+        let mut envs = vec![
+            ("TAME_POLICY".to_string(), policy.display().to_string()),
+            ("TAME_DB".into(), db.clone()),
+            ("TAME_ADDR".into(), addr.to_string()),
+            ("TAME_DURABILITY".into(), o.durability.clone()),
+            ("TAME_WATCH_POLICY".into(), "false".into()),
+            ("TAME_LOG".into(), "warn".into()),
+        ];
+        if o.nodes > 1 {
+            envs.push(("TAME_NODE_ID".into(), format!("load-{node}")));
         }
-        if started.elapsed() > Duration::from_secs(30) {
-            return Err(format!("`tame serve` did not answer /health on {addr} within 30 s"));
+        if let Some(w) = o.workers {
+            envs.push(("TAME_WORKERS".into(), w.to_string()));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        if postgres && std::env::var_os("TAME_AUDIT_SECRET").is_none() {
+            envs.push(("TAME_AUDIT_SECRET".into(), "load-test-audit-secret-0123456789".into()));
+        }
+        eprintln!("\n$ {} serve   (TAME_DB={db} TAME_ADDR={addr})", tame.display());
+        let child = Command::new(tame)
+            .arg("serve")
+            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start `{} serve`: {e}", tame.display()))?;
+        let mut server = Server(child);
+        let started = Instant::now();
+        while !healthy(addr) {
+            if let Ok(Some(status)) = server.0.try_wait() {
+                return Err(format!("`tame serve` exited at start ({status})"));
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(format!("`tame serve` did not answer /health on {addr} within 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        servers.push(server);
+        targets.push((addr, calls_file));
     }
+    let per_server = Options {
+        connections: (o.connections / o.nodes).max(1),
+        ..o.clone()
+    };
     let warm = if o.warmup > 0 {
-        wrk(wrk_path, o, addr, o.warmup, &script, &calls_file)?
+        combined(&drive_all(wrk_path, &per_server, &targets, o.warmup, &script)?)
     } else {
         Figures::default()
     };
-    let measured = wrk(wrk_path, o, addr, o.seconds, &script, &calls_file)?;
-    // The chain of what was written, checked by the running server.
+    let measured = drive_all(wrk_path, &per_server, &targets, o.seconds, &script)?;
+    // The chain(s) of what was written, checked by a running server.
+    let addr = targets.first().map(|(a, _)| *a).ok_or("no server")?;
     eprintln!("\n$ {} audit verify --api-url http://{addr}", tame.display());
     let verify = Command::new(tame)
         .args([
@@ -589,7 +681,9 @@ fn serve_and_drive(o: &Options, tame: &Path, wrk_path: &str, dir: &Path) -> Resu
         eprint!("{}", String::from_utf8_lossy(&verify.stdout));
         eprint!("{}", String::from_utf8_lossy(&verify.stderr));
     }
-    server.stop()?;
+    for mut server in servers {
+        server.stop()?;
+    }
     if postgres {
         return Ok((measured, Some(format!("tame audit verify {verdict}"))));
     }
@@ -597,7 +691,8 @@ fn serve_and_drive(o: &Options, tame: &Path, wrk_path: &str, dir: &Path) -> Resu
     // database file.
     let size = |p: &str| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let bytes = size(&db) + size(&format!("{db}-wal"));
-    let decisions = (warm.requests + measured.requests).saturating_sub(warm.non2xx + measured.non2xx);
+    let all = combined(&measured);
+    let decisions = (warm.requests + all.requests).saturating_sub(warm.non2xx + all.non2xx);
     Ok((
         measured,
         Some(format!(
@@ -672,6 +767,24 @@ mod tests {
             (f.p50, f.p90, f.p99, f.p999, f.max),
             (1250.0, 2000.0, 3500.0, 30000.0, 45000.0)
         );
+    }
+
+    #[test]
+    fn several_servers_need_postgresql() {
+        let e = parse(&strings(&["--nodes", "2"])).unwrap_err();
+        assert!(e.contains("needs `--db postgres://"), "{e}");
+        let o = parse(&strings(&["--nodes", "2", "--db", "postgres://tame@127.0.0.1/t"])).unwrap();
+        assert_eq!((o.nodes, o.in_process), (2, false));
+        let e = parse(&strings(&[
+            "--nodes",
+            "4",
+            "--connections",
+            "2",
+            "--db",
+            "postgres://x/y",
+        ]))
+        .unwrap_err();
+        assert!(e.contains("must be at least"), "{e}");
     }
 
     #[test]

@@ -248,3 +248,62 @@ fn the_compose_file_runs_the_image_on_its_postgresql() {
     let ports = tame["ports"].as_array().unwrap();
     assert!(ports.iter().any(|p| p.as_str().unwrap().ends_with(&port)), "{ports:?}");
 }
+
+/// `docker-compose.cluster.yml`: two servers of the image on one
+/// PostgreSQL service, each with a node id of its own and the same secret,
+/// keys and database, behind an nginx whose configuration (in `deploy/`)
+/// balances over both on the port they listen on, with a Host they accept.
+#[test]
+fn the_cluster_compose_file_runs_two_servers_behind_a_balancer() {
+    let text = std::fs::read_to_string(repo().join("docker-compose.cluster.yml")).unwrap();
+    let mut yaml: serde_yaml::Value = serde_yaml::from_str(&interpolate(&text)).unwrap();
+    yaml.apply_merge().unwrap();
+    let compose: Value = serde_json::to_value(&yaml).unwrap();
+    let services = compose["services"].as_object().unwrap();
+    let entry = exec_form(instruction("ENTRYPOINT").last().unwrap());
+    let mut image = tame_server::ServerConfig::default();
+    image.apply_env(dockerfile_env()).unwrap();
+    let mut nodes = Vec::new();
+    let mut urls = Vec::new();
+    for name in ["tame-a", "tame-b"] {
+        let service = &services[name];
+        assert_eq!(service["build"], ".", "{name}");
+        let mut config = tame_server::ServerConfig::default();
+        let env: Vec<(String, String)> = service["environment"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                accepts_variable(k, v.as_str().unwrap());
+                (k.clone(), v.as_str().unwrap().to_string())
+            })
+            .collect();
+        config.apply_env(env).unwrap();
+        let command: Vec<String> = service["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        let args = serve_args(&[entry[1..].to_vec(), command].concat());
+        let flags = crate::serve::config(&args).unwrap();
+        urls.push(flags.db_url().expect("a postgres:// store").to_string());
+        assert!(flags.allowed_hosts.iter().any(|h| h.to_string() == "tame"), "{name}");
+        let node = config.node_id.clone().expect("a node id of its own");
+        assert!(node.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'), "{node}");
+        nodes.push(node);
+        assert_eq!(service["depends_on"]["postgres"]["condition"], "service_healthy");
+    }
+    assert_ne!(nodes[0], nodes[1], "each server has its own chain");
+    assert_eq!(urls[0], urls[1], "one database");
+    let lb = &services["lb"];
+    assert!(lb["image"].as_str().unwrap().starts_with("nginx:"));
+    let mount = lb["volumes"][0].as_str().unwrap();
+    let conf_path = mount.split(':').next().unwrap();
+    let conf = std::fs::read_to_string(repo().join(conf_path)).unwrap();
+    let port = image.addr.port();
+    for name in ["tame-a", "tame-b"] {
+        assert!(conf.contains(&format!("server {name}:{port}")), "{conf}");
+    }
+    assert!(conf.contains("proxy_set_header Host tame;"), "{conf}");
+}
