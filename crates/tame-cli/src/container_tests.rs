@@ -192,6 +192,20 @@ fn compose() -> Value {
     serde_yaml::from_str(&interpolated).unwrap()
 }
 
+/// The server's configuration a compose service's command gives: the
+/// command is appended to the image's `tame serve`.
+fn service_serve_config(service: &Value) -> tame_server::ServerConfig {
+    let entry = exec_form(instruction("ENTRYPOINT").last().unwrap());
+    let command: Vec<String> = service["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let args = serve_args(&[entry[1..].to_vec(), command].concat());
+    crate::serve::config(&args).unwrap()
+}
+
 /// Replaces every `${...}` with `x`.
 fn interpolate(text: &str) -> String {
     let mut out = String::new();
@@ -224,16 +238,7 @@ fn the_compose_file_runs_the_image_on_its_postgresql() {
     for (name, value) in tame["environment"].as_object().unwrap() {
         accepts_variable(name, value.as_str().unwrap());
     }
-    // The command is appended to the image's `tame serve`.
-    let entry = exec_form(instruction("ENTRYPOINT").last().unwrap());
-    let command: Vec<String> = tame["command"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect();
-    let args = serve_args(&[entry[1..].to_vec(), command].concat());
-    let config = crate::serve::config(&args).unwrap();
+    let config = service_serve_config(tame);
     let url = config.db_url().expect("a postgres:// store");
     assert!(url.contains(&format!("@{db_service}:5432/")), "{url}");
     let hosts: Vec<String> = config.allowed_hosts.iter().map(ToString::to_string).collect();
@@ -260,7 +265,6 @@ fn the_cluster_compose_file_runs_two_servers_behind_a_balancer() {
     yaml.apply_merge().unwrap();
     let compose: Value = serde_json::to_value(&yaml).unwrap();
     let services = compose["services"].as_object().unwrap();
-    let entry = exec_form(instruction("ENTRYPOINT").last().unwrap());
     let mut image = tame_server::ServerConfig::default();
     image.apply_env(dockerfile_env()).unwrap();
     let mut nodes = Vec::new();
@@ -279,14 +283,7 @@ fn the_cluster_compose_file_runs_two_servers_behind_a_balancer() {
             })
             .collect();
         config.apply_env(env).unwrap();
-        let command: Vec<String> = service["command"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap().to_string())
-            .collect();
-        let args = serve_args(&[entry[1..].to_vec(), command].concat());
-        let flags = crate::serve::config(&args).unwrap();
+        let flags = service_serve_config(service);
         urls.push(flags.db_url().expect("a postgres:// store").to_string());
         assert!(flags.allowed_hosts.iter().any(|h| h.to_string() == "tame"), "{name}");
         let node = config.node_id.clone().expect("a node id of its own");

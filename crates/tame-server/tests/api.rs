@@ -4,8 +4,7 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use common::*;
 use serde_json::json;
 use tame_server::{Auth, FailureLimit, Limits, ROUTES};
@@ -729,15 +728,7 @@ async fn a_rate_limit_holds_for_calls_sent_at_once() {
         let state = h.state.clone();
         let body =
             json!({"tool_name": "send_email", "tool_args": {"to": format!("x{i}@example.com")}, "session_id": "burst"});
-        calls.spawn(async move {
-            let req = Request::builder()
-                .method("POST")
-                .uri("/api/v1/enforce")
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string()))
-                .unwrap();
-            send(&state, req).await
-        });
+        calls.spawn(async move { enforce_on(&state, &body).await });
     }
     let mut allowed = 0;
     while let Some(reply) = calls.join_next().await {

@@ -220,14 +220,7 @@ mod pg {
             assert_eq!(status, 200);
             assert_eq!(report["valid"], true, "{report}");
         }
-        let mut s = connect(a.addr).await.unwrap();
-        let (_, export) = send(&mut s, "GET", "/api/v1/audit/export", None).await.unwrap();
-        let logged: HashSet<String> = export
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|v| v["kind"] == "decision")
-            .map(|v| v["ref_id"].as_str().unwrap().to_string())
-            .collect();
+        let logged = logged_decisions(a.addr).await;
         let missing = received.iter().filter(|id| !logged.contains(*id)).count();
         assert_eq!(missing, 0, "{missing} of {} answered decisions missing", received.len());
         eprintln!(
@@ -235,6 +228,44 @@ mod pg {
             received.len(),
             logged.len()
         );
+    }
+
+    /// A server started with a policy file that is an older version than
+    /// the one another server reloaded serves the newer one (it joins);
+    /// one started with a file never stored makes it the newest for all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_starting_server_joins_at_the_newest_stored_policy() {
+        let Some(db) = database("e2e_join") else { return };
+        let dir = setup();
+        let a = start_on(dir.path(), &db, &["--no-watch", "--node-id", "node-a"]);
+        let newer = common::POLICY.replace("version: \"t1\"", "version: \"t2\"");
+        let (status, reloaded) = call(
+            a.addr,
+            "POST",
+            "/api/v1/policy/reload",
+            Some(&json!({"policy_content": newer})),
+        )
+        .await;
+        assert_eq!(status, 200, "{reloaded}");
+        // `b`'s file is still `t1`, the version stored first.
+        let b = start_on(dir.path(), &db, &["--no-watch", "--node-id", "node-b"]);
+        let (_, current) = call(b.addr, "GET", "/api/v1/policy/current", None).await;
+        assert_eq!(current["version"], "t2", "{current}");
+        // A file no server has loaded is a new version, for everyone.
+        let newest = common::POLICY.replace("version: \"t1\"", "version: \"t3\"");
+        std::fs::write(dir.path().join("policies.yml"), newest).unwrap();
+        let c = start_on(dir.path(), &db, &["--no-watch", "--node-id", "node-c"]);
+        for server in [&c, &a, &b] {
+            let mut version = Value::Null;
+            for _ in 0..40 {
+                version = call(server.addr, "GET", "/api/v1/policy/current", None).await.1["version"].clone();
+                if version == "t3" {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(version, "t3");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,6 +294,18 @@ mod pg {
         assert!(err.contains("another tame server is writing chain"), "{err}");
         assert!(err.contains("--node-id"), "{err}");
     }
+}
+
+/// The log ids of the decisions in the log, as the server at `addr` exports it.
+async fn logged_decisions(addr: SocketAddr) -> HashSet<String> {
+    let mut s = connect(addr).await.unwrap();
+    let (_, export) = send(&mut s, "GET", "/api/v1/audit/export", None).await.unwrap();
+    export
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["kind"] == "decision")
+        .map(|v| v["ref_id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 async fn sigkill_mid_load_on(db: &Db, flags: &[&str]) {
@@ -303,14 +346,7 @@ async fn sigkill_mid_load_on(db: &Db, flags: &[&str]) {
     let (status, report) = call(server.addr, "GET", "/api/v1/audit/verify", None).await;
     assert_eq!(status, 200);
     assert_eq!(report["valid"], true, "{report}");
-    let mut s = connect(server.addr).await.unwrap();
-    let (_, export) = send(&mut s, "GET", "/api/v1/audit/export", None).await.unwrap();
-    let logged: HashSet<String> = export
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["kind"] == "decision")
-        .map(|v| v["ref_id"].as_str().unwrap().to_string())
-        .collect();
+    let logged = logged_decisions(server.addr).await;
     let missing: Vec<&String> = received.iter().filter(|id| !logged.contains(*id)).collect();
     assert!(
         missing.is_empty(),

@@ -17,7 +17,7 @@ mod pg {
     use tame_store::testing::database_or_skip;
     use tame_store::{PgOptions, PgStore, Store};
 
-    use super::common::{POLICY, send, state_with};
+    use super::common::{POLICY, enforce_on, send, state_with};
 
     fn server(url: &str, node: &str) -> AppState {
         let options = PgOptions {
@@ -29,13 +29,7 @@ mod pg {
     }
 
     async fn enforce(state: AppState, body: Value) -> (StatusCode, Value) {
-        let req = Request::builder()
-            .method("POST")
-            .uri("/api/v1/enforce")
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let reply = send(&state, req).await;
+        let reply = enforce_on(&state, &body).await;
         (reply.status, reply.json)
     }
 

@@ -135,6 +135,17 @@ impl Harness {
     }
 }
 
+/// `POST /api/v1/enforce` of `body` through a router over `state`.
+pub async fn enforce_on(state: &AppState, body: &Value) -> Reply {
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/enforce")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    send(state, req).await
+}
+
 /// Sends `req` through a router over `state` and reads the reply.
 pub async fn send(state: &AppState, req: Request<Body>) -> Reply {
     let resp = tame_server::app(state.clone()).oneshot(req).await.unwrap();
