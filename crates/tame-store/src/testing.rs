@@ -462,6 +462,23 @@ pub fn execute(url: &str, sql: &str) -> Result<u64, String> {
     .map_err(|_| "the sql thread panicked".to_string())?
 }
 
+/// Runs a script of SQL statements (such as a `pg_dump` in plain format,
+/// its `\` meta-command lines left out) on the database at `url`.
+pub fn execute_batch(url: &str, script: &str) -> Result<(), String> {
+    let url = url.to_string();
+    let sql: String = script
+        .lines()
+        .filter(|l| !l.starts_with('\\'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::thread::spawn(move || -> Result<(), String> {
+        let mut client = Client::connect(&url, NoTls).map_err(|e| e.to_string())?;
+        client.batch_execute(&sql).map_err(|e| e.to_string())
+    })
+    .join()
+    .map_err(|_| "the sql thread panicked".to_string())?
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]

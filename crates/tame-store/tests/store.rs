@@ -914,6 +914,55 @@ fn a_version_1_database_is_migrated(db: &TestDb) {
     assert_eq!(db.exec(&current), 1);
 }
 
+/// A database the release before schema version 2 wrote (a dump kept in
+/// `tests/fixtures`, made by that release's server: an input, a call and
+/// its result, a denied call, an approval decided and used) opens with
+/// this release, migrates, verifies, reads its sessions back with their
+/// versions, and goes on: new records continue the sessions, in the
+/// server's own chain, and the whole log still verifies.
+fn a_database_of_the_previous_release_migrates_and_verifies(db: &TestDb) {
+    let url = pg_url(db);
+    tame_store::testing::execute_batch(url, include_str!("fixtures/pg-schema-1.sql")).unwrap();
+    let open = || PgStore::open(url, PgOptions::new(b"v1-fixture-audit-secret-0123456789".to_vec())).unwrap();
+    let store = open();
+    let report = store.verify().unwrap();
+    assert!(report.valid, "{report:?}");
+    let written = report.records;
+    assert!(written >= 9, "{report:?}");
+    // s1: the input, a call, its result, a denied call; s2: a call, an
+    // approve decision and the call it released.
+    let s1 = store.session_facts("s1").unwrap().lock().state_version();
+    assert_eq!(s1.records, 4);
+    assert_eq!(store.session_facts("s1").unwrap().lock().inputs().count(), 1);
+    assert_eq!(store.session_facts("s2").unwrap().lock().state_version().records, 3);
+    let approvals = store.approvals(None, jiff::Timestamp::now()).unwrap();
+    assert_eq!(approvals.len(), 1);
+    assert!(approvals[0].released_log_id.is_some(), "{approvals:?}");
+    let mut next = decision("after-upgrade", "s1");
+    next.session_version = Some(s1);
+    store.record_decision(next).wait().unwrap();
+    let report = store.verify().unwrap();
+    assert!(report.valid, "{report:?}");
+    assert_eq!(report.records, written + 1);
+    let lines: Vec<serde_json::Value> = {
+        let mut out = Vec::new();
+        store.export(&mut out).unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (last, old) = lines.split_last().unwrap();
+    assert!(old.iter().all(|l| l.get("chain").is_none()));
+    assert_eq!(last["chain"], json!(node_id(None).unwrap()));
+    let log = store.session_log("s1").unwrap().unwrap();
+    assert_eq!(log.last().unwrap().id, "after-upgrade");
+    // And again after a restart.
+    drop(store);
+    assert!(open().verify().unwrap().valid);
+}
+
 fn stale_answer(store: &dyn Store, d: NewDecision) -> StoreResult<DecisionReceipt> {
     store.record_decision(d).wait()
 }
@@ -988,6 +1037,7 @@ tests_by_backend!(
         the_store_reconnects_after_its_connections_are_killed,
         a_decision_on_a_stale_session_is_refused,
         a_version_1_database_is_migrated,
+        a_database_of_the_previous_release_migrates_and_verifies,
     ],
 );
 
