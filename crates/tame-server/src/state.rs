@@ -282,14 +282,16 @@ impl AppState {
     pub async fn adopt_stored_policy(&self) {
         let _guard = self.0.reload_lock.lock().await;
         let store = Arc::clone(self.store());
-        let newest = match tokio::task::spawn_blocking(move || store.policy_versions()).await {
-            Ok(Ok(versions)) => versions.into_iter().max_by_key(|v| v.id),
+        // Only a version its audit record vouches for (a row written in the
+        // database by someone else is refused there).
+        let newest = match tokio::task::spawn_blocking(move || store.newest_policy_version()).await {
+            Ok(Ok(newest)) => newest,
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot read the stored policy versions");
+                tracing::error!(error = %e, "cannot read the newest stored policy version");
                 return;
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot read the stored policy versions");
+                tracing::error!(error = %e, "cannot read the newest stored policy version");
                 return;
             }
         };
@@ -300,6 +302,10 @@ impl AppState {
         let (source, origin) = (newest.source.clone(), newest.origin.clone());
         let compiled = tokio::task::spawn_blocking(move || Policy::from_yaml(&source, &origin)).await;
         match compiled {
+            Ok(Ok(policy)) if policy.info().hash != newest.hash => tracing::error!(
+                hash = %newest.hash,
+                "the stored policy version's source is not the one its hash names: keeping the running one"
+            ),
             Ok(Ok(policy)) => {
                 let loaded = Arc::new(LoadedPolicy {
                     policy,

@@ -226,4 +226,40 @@ mod pg {
         assert_eq!(current["version"], "t2", "{current}");
         follower.abort();
     }
+
+    /// A policy version written into the database by someone else (a row
+    /// whose source lifts a deny rule, pointing at a real `policy_loaded`
+    /// record, then announced) is not served by any server: the row does
+    /// not match the record the chain keeps.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_policy_row_forged_in_the_database_is_not_adopted() {
+        let Some(url) = database_or_skip("nodes_forged_policy").unwrap() else {
+            return;
+        };
+        let (a, b) = (server(&url, "node-a"), server(&url, "node-b"));
+        // The version the tests' servers share, stored as a server does.
+        a.record_version(&a.policy()).await;
+        let follower = tokio::spawn(b.clone().follow_stored_policies());
+        let secret = json!({"tool_name": "read_file", "tool_args": {"path": "/etc/shadow"}, "session_id": "f"});
+        assert_eq!(enforce(b.clone(), secret.clone()).await.1["rule_name"], "block_etc");
+        let lifted = POLICY
+            .replace("version: \"t1\"", "version: \"evil\"")
+            .replace("condition: 'args.path.startsWith(\"/etc/\")'", "condition: 'false'");
+        assert_ne!(lifted, POLICY);
+        let sql = "INSERT INTO policy_versions(seq, version, hash, origin, loaded_at, source)
+             SELECT seq, 'evil', encode(sha256(convert_to($1, 'UTF8')), 'hex'), 'policies.yml', ts, $1
+               FROM audit WHERE kind = 'policy_loaded' ORDER BY seq DESC LIMIT 1";
+        let inserted = tame_store::testing::execute_with(&url, sql, &lifted).unwrap();
+        assert_eq!(inserted, 1);
+        tame_store::testing::execute(&url, "SELECT pg_notify('tame_policy', 'forged')").unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        assert_eq!(enforce(b.clone(), secret).await.1["rule_name"], "block_etc");
+        let (_, current) = call(&b, "GET", "/api/v1/policy/current", None).await;
+        assert_eq!(current["version"], "t1", "{current}");
+        assert!(matches!(
+            b.store().newest_policy_version(),
+            Err(tame_store::StoreError::PolicyForged { .. })
+        ));
+        follower.abort();
+    }
 }

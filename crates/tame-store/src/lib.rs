@@ -109,6 +109,10 @@ pub enum StoreError {
         seq: u64,
         detail: String,
     },
+    /// A stored policy version does not match its record in the audit
+    /// chain: it was written or altered outside tame and is not served.
+    #[error("stored policy version {id} does not match its audit record ({detail}): refusing to serve it")]
+    PolicyForged { id: u64, detail: String },
     /// Another server recorded to the session after the state the decision
     /// was made on: nothing was written; decide again on the stored session.
     #[error(
@@ -306,6 +310,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn approval(&self, id: &str, now: jiff::Timestamp) -> StoreResult<Option<Approval>>;
     /// Every stored policy version, oldest first.
     fn policy_versions(&self) -> StoreResult<Vec<PolicyVersion>>;
+    /// The newest stored policy version, once its row is shown to be the
+    /// one its `policy_loaded` record in the chain names (a row written
+    /// outside tame is [`StoreError::PolicyForged`]): what a server sharing
+    /// the store adopts from the others.
+    fn newest_policy_version(&self) -> StoreResult<Option<PolicyVersion>> {
+        Ok(self.policy_versions()?.into_iter().max_by_key(|v| v.id))
+    }
     /// Checks the audit chain and lists every problem found: edited,
     /// missing or unlinked records, a log shorter than its recorded or
     /// witnessed head, a record that is not the witnessed one, problems of

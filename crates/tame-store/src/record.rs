@@ -380,6 +380,35 @@ pub(crate) fn approval_released_body(approval_id: &str, log_id: &str, ts: &str) 
 }
 
 /// The body of a `policy_loaded` record.
+/// Whether policy version `v` (a row of `policy_versions`) is the one its
+/// `policy_loaded` record names: the record is intact, of that kind, and
+/// names the row's hash and version, and the row's source hashes to that
+/// hash. `Err` says what differs.
+pub(crate) fn policy_matches_record(
+    v: &crate::PolicyVersion,
+    record: &AuditRow,
+    mac: &HmacSha256,
+) -> Result<(), String> {
+    use sha2::Digest as _;
+    if record.kind != "policy_loaded" {
+        return Err(format!("the record at its sequence number is a `{}`", record.kind));
+    }
+    if !record.is_intact(mac) {
+        return Err("its record was edited".into());
+    }
+    let body = parse_body(&record.body);
+    if record.ref_id.as_deref() != Some(v.hash.as_str())
+        || s(&body, "hash").as_deref() != Some(v.hash.as_str())
+        || s(&body, "version").as_deref() != Some(v.version.as_str())
+    {
+        return Err("its record names another policy".into());
+    }
+    if hex::encode(Sha256::digest(v.source.as_bytes())) != v.hash {
+        return Err("its source is not the one hashed".into());
+    }
+    Ok(())
+}
+
 pub(crate) fn policy_body(p: &NewPolicyVersion, ts: &str) -> Value {
     json!({"version": p.version, "hash": p.hash, "origin": p.origin, "loaded_at": ts})
 }

@@ -462,6 +462,18 @@ pub fn execute(url: &str, sql: &str) -> Result<u64, String> {
     .map_err(|_| "the sql thread panicked".to_string())?
 }
 
+/// Runs one statement with one text parameter (`$1`) on the database at
+/// `url`; returns the rows it changed.
+pub fn execute_with(url: &str, sql: &str, param: &str) -> Result<u64, String> {
+    let (url, sql, param) = (url.to_string(), sql.to_string(), param.to_string());
+    std::thread::spawn(move || -> Result<u64, String> {
+        let mut client = Client::connect(&url, NoTls).map_err(|e| e.to_string())?;
+        client.execute(sql.as_str(), &[&param]).map_err(|e| e.to_string())
+    })
+    .join()
+    .map_err(|_| "the sql thread panicked".to_string())?
+}
+
 /// Runs a script of SQL statements (such as a `pg_dump` in plain format,
 /// its `\` meta-command lines left out) on the database at `url`.
 pub fn execute_batch(url: &str, script: &str) -> Result<(), String> {

@@ -29,8 +29,8 @@ use crate::record::{
     ApprovalRow, AuditRow, Chain, ChainCheck, Chained, FactsCache, GENESIS, HmacSha256, PreparedDecision, SessionDelta,
     approval_columns, approval_decided_body, approval_expired_body, approval_released_body, chained_approval,
     chained_mac, check_release, check_result_owner, checked_session_records, decided_state, entries_from_records,
-    facts_from_records, input_body, mac_from_key, may_expire, micros, policy_body, result_body, trusted_row,
-    write_export_line,
+    facts_from_records, input_body, mac_from_key, may_expire, micros, policy_body, policy_matches_record, result_body,
+    trusted_row, write_export_line,
 };
 use crate::{
     Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, Durability, LogEntry, LogPage,
@@ -806,6 +806,53 @@ impl Store for PgStore {
         let id = id.to_string();
         let mac = self.mac.clone();
         self.read(move |client| read_approval(client, &mac, &id, now))
+    }
+
+    fn newest_policy_version(&self) -> StoreResult<Option<PolicyVersion>> {
+        let mac = self.mac.clone();
+        self.read(move |client| {
+            let Some(r) = client.query_opt(
+                "SELECT p.id, p.version, p.hash, p.origin, p.loaded_at, p.source,
+                        a.seq, a.kind, a.ts, a.session_id, a.ref_id, a.body, a.prev_hash, a.hash, a.session_prev,
+                        a.chain, a.chain_seq
+                   FROM policy_versions p LEFT JOIN audit a ON a.seq = p.seq
+                  ORDER BY p.id DESC LIMIT 1",
+                &[],
+            )?
+            else {
+                return Ok(None);
+            };
+            let version = PolicyVersion {
+                id: to_u64(col(&r, 0)?),
+                version: col(&r, 1)?,
+                hash: col(&r, 2)?,
+                origin: col(&r, 3)?,
+                loaded_at: col(&r, 4)?,
+                source: col(&r, 5)?,
+            };
+            let forged = |detail: &str| StoreError::PolicyForged {
+                id: version.id,
+                detail: detail.to_string(),
+            };
+            if col::<Option<i64>>(&r, 6)?.is_none() {
+                return Err(forged("no audit record at its sequence number"));
+            }
+            let record = AuditRow {
+                seq: col(&r, 6)?,
+                kind: col(&r, 7)?,
+                ts: col(&r, 8)?,
+                session_id: col(&r, 9)?,
+                ref_id: col(&r, 10)?,
+                body: col(&r, 11)?,
+                prev_hash: col(&r, 12)?,
+                hash: col(&r, 13)?,
+                session_prev: col(&r, 14)?,
+                chain: col(&r, 15)?,
+                chain_seq: col(&r, 16)?,
+            };
+            policy_matches_record(&version, &record, &mac).map_err(|d: String| forged(&d))?;
+            Ok(Some(version))
+        })
     }
 
     fn policy_versions(&self) -> StoreResult<Vec<PolicyVersion>> {
