@@ -636,18 +636,11 @@ impl Store for PgStore {
                 .isolation_level(IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start()?;
-            let records = session_records(&mut tx, &mac, &id)?;
-            // The version the writer checks decisions against, read in the
-            // same snapshot as the records.
-            let version: Option<i64> = tx
-                .query_opt("SELECT version FROM sessions WHERE session_id = $1", &[&id])?
-                .map(|r| col(&r, 0))
-                .transpose()?;
+            // With the version the writer checks decisions against.
+            let (version, records) = session_records(&mut tx, &mac, &id)?;
             tx.commit()?;
             let mut state = facts_from_records(records, key);
-            if let Some(v) = version {
-                state.set_version(to_u64(v));
-            }
+            state.set_version(version);
             Ok(state)
         })?;
         Ok(self.facts_cache().insert(session_id, state))
@@ -698,7 +691,7 @@ impl Store for PgStore {
         let id = session_id.to_string();
         let mac = self.mac.clone();
         self.read(move |client| {
-            let entries = entries_from_records(session_records(client, &mac, &id)?);
+            let entries = entries_from_records(session_records(client, &mac, &id)?.1);
             Ok(if entries.is_empty() { None } else { Some(entries) })
         })
     }

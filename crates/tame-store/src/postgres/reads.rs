@@ -5,24 +5,31 @@ use super::*;
 #[allow(unused_imports, reason = "the backend's modules share one scope")]
 use super::{schema::*, writer::*};
 
+/// One record of a session: `(seq, kind, body)`.
+pub(super) type SessionRecord = (u64, String, String);
+
 /// A session's records `(seq, kind, body)` in order, following the
 /// `session_prev` links back from the session's last record in one query,
 /// each checked against its HMAC and its links
 /// ([`checked_session_records`]): the walk starts at the summary's last
 /// record; a missing or foreign one ends it, and the check names the link
-/// that pointed to it. Links must point
-/// strictly backwards, so the walk ends.
+/// that pointed to it. Links must point strictly backwards, so the walk
+/// ends. Also the session's version, read with its last record (`0` for
+/// a session not stored).
 pub(super) fn session_records(
     db: &mut impl GenericClient,
     mac: &HmacSha256,
     session_id: &str,
-) -> StoreResult<Vec<(u64, String, String)>> {
-    let Some(tail) = db
-        .query_opt("SELECT tail_seq FROM sessions WHERE session_id = $1", &[&session_id])?
-        .map(|r| col::<i64>(&r, 0))
+) -> StoreResult<(u64, Vec<SessionRecord>)> {
+    let Some((tail, version)) = db
+        .query_opt(
+            "SELECT tail_seq, version FROM sessions WHERE session_id = $1",
+            &[&session_id],
+        )?
+        .map(|r| Ok::<_, StoreError>((col::<i64>(&r, 0)?, col::<i64>(&r, 1)?)))
         .transpose()?
     else {
-        return Ok(Vec::new());
+        return Ok((0, Vec::new()));
     };
     let rows = db.query(
         "WITH RECURSIVE walk(seq, kind, ts, session_id, ref_id, body, prev_hash, hash, session_prev, chain, chain_seq)
@@ -40,7 +47,10 @@ pub(super) fn session_records(
         &[&session_id, &tail],
     )?;
     let rows = rows.iter().map(audit_row).collect::<StoreResult<Vec<_>>>()?;
-    checked_session_records(mac, session_id, Some(tail), rows)
+    Ok((
+        to_u64(version),
+        checked_session_records(mac, session_id, Some(tail), rows)?,
+    ))
 }
 
 pub(super) fn records_by_ref(db: &mut impl GenericClient, ref_id: &str) -> StoreResult<Vec<(u64, String, String)>> {

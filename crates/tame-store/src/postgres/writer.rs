@@ -48,6 +48,14 @@ pub(super) fn lock_key(name: &str) -> i32 {
     i32::from_be_bytes(four)
 }
 
+/// Releases the lock on chain `node` (taken in [`Link::connect`]).
+fn unlock_chain(client: &mut Client, node: &str) -> Result<u64, postgres::Error> {
+    client.execute(
+        "SELECT pg_advisory_unlock($1::int, $2::int)",
+        &[&LOCK_CLASS, &lock_key(node)],
+    )
+}
+
 /// Statements the writer prepares once per connection.
 pub(super) struct Stmts {
     insert_audit: Statement,
@@ -220,8 +228,6 @@ pub(super) struct PgWriter {
     stmts: Stmts,
     syncer: Option<PgSyncer>,
     chain: Chain,
-    /// The version of each session in `chain.tails` (see [`MIGRATIONS`]).
-    versions: HashMap<String, u64>,
     /// Session states a refused or lost decision was applied to.
     spent: Spent,
     mac: HmacSha256,
@@ -301,9 +307,9 @@ pub(super) struct Batch<'a, C: GenericClient> {
     start_seq: u64,
     stmts: &'a Stmts,
     chain: &'a mut Chain,
-    /// Each session's version, as stored before the batch plus what the
-    /// batch added.
-    versions: &'a mut HashMap<String, u64>,
+    /// Each locked session's version as stored before the batch (see
+    /// [`MIGRATIONS`]); what the batch adds is in `added`.
+    stored: HashMap<String, u64>,
     /// What the batch adds to each session's version.
     added: HashMap<String, i64>,
     /// Session states spent (see [`Batch::check_version`]).
@@ -334,7 +340,6 @@ impl PgWriter {
             client,
             stmts,
             chain,
-            versions: HashMap::new(),
             spent: HashMap::new(),
             mac,
             max_batch,
@@ -358,10 +363,7 @@ impl PgWriter {
     fn reconnect(&mut self) -> StoreResult<()> {
         drop(self.syncer.take());
         if !self.client.is_closed() {
-            let _ = self.client.execute(
-                "SELECT pg_advisory_unlock($1::int, $2::int)",
-                &[&LOCK_CLASS, &lock_key(&self.link.node)],
-            );
+            let _ = unlock_chain(&mut self.client, &self.link.node);
         }
         let Connected {
             client,
@@ -380,7 +382,6 @@ impl PgWriter {
         self.client = client;
         self.stmts = stmts;
         self.chain = chain;
-        self.versions.clear();
         self.syncer = syncer;
         tracing::warn!(db = %self.link.shown, "the audit writer reconnected to the database");
         Ok(())
@@ -454,10 +455,7 @@ impl PgWriter {
         drop(self.syncer.take());
         // Released now rather than when PostgreSQL notices the closed
         // connection, so that the store can be reopened at once.
-        if let Err(e) = self.client.execute(
-            "SELECT pg_advisory_unlock($1::int, $2::int)",
-            &[&LOCK_CLASS, &lock_key(&self.link.node)],
-        ) {
+        if let Err(e) = unlock_chain(&mut self.client, &self.link.node) {
             tracing::warn!(error = %StoreError::from(e), "cannot release the store's writer lock");
         }
         tracing::debug!("postgresql store writer drained and stopped");
@@ -494,7 +492,6 @@ impl PgWriter {
             client,
             stmts,
             chain,
-            versions,
             spent,
             mac,
             link,
@@ -504,7 +501,7 @@ impl PgWriter {
         // it commits (other servers may write to the same sessions).
         let (done, fatal) = match client.transaction() {
             Ok(mut tx) => {
-                let (done, mut fatal) = apply_batch(&mut tx, stmts, chain, (versions, spent), mac, &link.node, batch);
+                let (done, mut fatal) = apply_batch(&mut tx, stmts, chain, spent, mac, &link.node, batch);
                 if fatal.is_none()
                     && let Err(e) = tx.commit()
                 {
@@ -531,7 +528,6 @@ impl PgWriter {
                 (self.chain.seq, self.chain.hash) = saved;
                 // The session tails may name rolled-back records: reload them.
                 self.chain.tails.clear();
-                self.versions.clear();
                 let now = std::time::Instant::now();
                 for state in states {
                     self.spent.insert(state, now);
@@ -549,7 +545,7 @@ pub(super) fn apply_batch<C: GenericClient>(
     db: &mut C,
     stmts: &Stmts,
     chain: &mut Chain,
-    (versions, spent): (&mut HashMap<String, u64>, &mut Spent),
+    spent: &mut Spent,
     mac: &HmacSha256,
     node: &str,
     batch: Vec<Job>,
@@ -559,7 +555,7 @@ pub(super) fn apply_batch<C: GenericClient>(
         start_seq: chain.seq,
         stmts,
         chain,
-        versions,
+        stored: HashMap::new(),
         added: HashMap::new(),
         spent,
         mac,
@@ -691,18 +687,16 @@ impl<C: GenericClient> Batch<'_, C> {
         // What this writer knew of them may be stale.
         for sid in &wanted {
             self.chain.tails.remove(sid);
-            self.versions.remove(sid);
         }
         for row in self.db.query(&self.stmts.tails, &[&wanted])? {
             let sid: String = col(&row, 0)?;
             let tail: i64 = col(&row, 1)?;
             let version: i64 = col(&row, 2)?;
             self.chain.tails.insert(sid.clone(), to_u64(tail));
-            self.versions.insert(sid, to_u64(version));
+            self.stored.insert(sid, to_u64(version));
         }
         for sid in wanted {
             if !self.chain.tails.contains_key(&sid) {
-                self.versions.insert(sid.clone(), 0);
                 self.new_sessions.insert(sid);
             }
         }
@@ -865,28 +859,23 @@ impl<C: GenericClient> Batch<'_, C> {
     /// Refuses a decision made on a state that does not hold every stored
     /// record of its session (another server recorded to it since), or
     /// that holds a decision refused before (its count may match the
-    /// stored one while its records differ): that state is spent.
-    fn check_version(&mut self, d: &PreparedDecision) -> StoreResult<()> {
+    /// stored one while its records differ). The refusal spends the state
+    /// ([`Batch::apply`]).
+    fn check_version(&self, d: &PreparedDecision) -> StoreResult<()> {
         let Some(held) = d.session_version else { return Ok(()) };
-        let spent = (d.session_id.clone(), held.epoch);
-        let stored = self.versions.get(&d.session_id).copied().unwrap_or(0);
-        if stored == held.records && !self.spent.contains_key(&spent) {
+        let sid = &d.session_id;
+        let added = self.added.get(sid).copied().unwrap_or(0);
+        let now = self.stored.get(sid).copied().unwrap_or(0).saturating_add_signed(added);
+        if now == held.records && !self.spent.contains_key(&(sid.clone(), held.epoch)) {
             return Ok(());
         }
-        self.spent.insert(spent, std::time::Instant::now());
         Err(StoreError::SessionMoved {
-            session_id: d.session_id.clone(),
+            session_id: sid.clone(),
         })
     }
 
     /// Counts a decision, result or input of `session_id` in its version.
     fn bump_version(&mut self, session_id: &str) {
-        match self.versions.get_mut(session_id) {
-            Some(v) => *v = v.saturating_add(1),
-            None => {
-                self.versions.insert(session_id.to_string(), 1);
-            }
-        }
         match self.added.get_mut(session_id) {
             Some(n) => *n = n.saturating_add(1),
             None => {
