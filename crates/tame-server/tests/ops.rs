@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,120 +14,17 @@ use axum::http::{Request, StatusCode};
 use common::*;
 use serde_json::{Value, json};
 use tame_server::{ACCESS_TARGET, Auth, Limits, LogFormat};
-use tame_store::{
-    Approval, ApprovalDecision, ApprovalState, DecisionReceipt, DecisionTotals, FactsHandle, LogEntry, LogPage,
-    NewDecision, NewPolicyVersion, NewResult, PolicyVersion, SessionPage, SessionQuery, SessionSummary, SqliteOptions,
-    SqliteStore, Store, StoreError, StoreResult, Ticket, VerifyReport,
-};
+use tame_store::{SqliteOptions, SqliteStore};
 use tower::ServiceExt as _;
 
 // ------------------------------------------------------------ /ready
 
-/// A SQLite store whose reads fail (`broken`) or hang for `delay` when
-/// told to; writes pass through.
-struct Flaky {
-    inner: SqliteStore,
-    broken: AtomicBool,
-    delay: Mutex<Duration>,
-}
-
-impl Flaky {
-    fn read<T>(&self, f: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
-        let delay = *self.delay.lock().unwrap();
-        std::thread::sleep(delay);
-        if self.broken.load(Ordering::SeqCst) {
-            return Err(StoreError::Db("the disk went away".into()));
-        }
-        f()
-    }
-}
-
-impl std::fmt::Debug for Flaky {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Flaky").finish_non_exhaustive()
-    }
-}
-
-impl Store for Flaky {
-    fn session_facts(&self, session_id: &str) -> StoreResult<FactsHandle> {
-        self.read(|| self.inner.session_facts(session_id))
-    }
-    fn fresh_session_facts(&self, session_id: &str) -> FactsHandle {
-        self.inner.fresh_session_facts(session_id)
-    }
-    fn record_decision(&self, decision: NewDecision) -> Ticket<DecisionReceipt> {
-        self.inner.record_decision(decision)
-    }
-    fn record_result(&self, result: NewResult) -> Ticket<u64> {
-        self.inner.record_result(result)
-    }
-    fn record_input(&self, input: tame_store::NewInput) -> Ticket<u64> {
-        self.inner.record_input(input)
-    }
-    fn redactor(&self) -> &tame_enforce::Redactor {
-        self.inner.redactor()
-    }
-    fn decide_approval(&self, decision: ApprovalDecision) -> Ticket<Approval> {
-        self.inner.decide_approval(decision)
-    }
-    fn expire_approvals(&self, now: jiff::Timestamp) -> Ticket<Vec<String>> {
-        self.inner.expire_approvals(now)
-    }
-    fn record_policy(&self, policy: NewPolicyVersion) -> Ticket<u64> {
-        self.inner.record_policy(policy)
-    }
-    fn flush(&self) -> Ticket<()> {
-        self.inner.flush()
-    }
-    fn sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
-        self.read(|| self.inner.sessions(query))
-    }
-    fn session_summary(&self, session_id: &str) -> StoreResult<Option<SessionSummary>> {
-        self.read(|| self.inner.session_summary(session_id))
-    }
-    fn session_log(&self, session_id: &str) -> StoreResult<Option<Vec<LogEntry>>> {
-        self.read(|| self.inner.session_log(session_id))
-    }
-    fn log_entry(&self, log_id: &str) -> StoreResult<Option<LogEntry>> {
-        self.read(|| self.inner.log_entry(log_id))
-    }
-    fn decision_totals(&self) -> StoreResult<DecisionTotals> {
-        self.read(|| self.inner.decision_totals())
-    }
-    fn recent_decisions(&self, limit: u64) -> StoreResult<Vec<LogEntry>> {
-        self.read(|| self.inner.recent_decisions(limit))
-    }
-    fn session_log_page(&self, session_id: &str, offset: u64, limit: u64) -> StoreResult<Option<LogPage>> {
-        self.read(|| self.inner.session_log_page(session_id, offset, limit))
-    }
-    fn approvals(&self, state: Option<ApprovalState>, now: jiff::Timestamp) -> StoreResult<Vec<Approval>> {
-        self.read(|| self.inner.approvals(state, now))
-    }
-    fn decided_approvals(&self, limit: u64, now: jiff::Timestamp) -> StoreResult<Vec<Approval>> {
-        self.read(|| self.inner.decided_approvals(limit, now))
-    }
-    fn approval(&self, id: &str, now: jiff::Timestamp) -> StoreResult<Option<Approval>> {
-        self.read(|| self.inner.approval(id, now))
-    }
-    fn policy_versions(&self) -> StoreResult<Vec<PolicyVersion>> {
-        self.read(|| self.inner.policy_versions())
-    }
-    fn verify(&self) -> StoreResult<VerifyReport> {
-        self.read(|| self.inner.verify())
-    }
-    fn export(&self, out: &mut dyn std::io::Write) -> StoreResult<u64> {
-        self.read(|| self.inner.export(out))
-    }
-}
-
-fn flaky_harness(auth: Auth) -> (Harness, Arc<Flaky>) {
+/// A harness over a store whose reads can be made to fail or hang
+/// ([`Hooked`]'s `reads_broken` and `read_delay`).
+fn flaky_harness(auth: Auth) -> (Harness, Arc<Hooked>) {
     let dir = tempfile::tempdir().unwrap();
     let inner = SqliteStore::open(dir.path().join("tame.db"), SqliteOptions::default()).unwrap();
-    let store = Arc::new(Flaky {
-        inner,
-        broken: AtomicBool::new(false),
-        delay: Mutex::new(Duration::ZERO),
-    });
+    let store = Arc::new(Hooked::new(inner));
     (harness_on(dir, store.clone(), auth, Limits::default()), store)
 }
 
@@ -149,7 +46,7 @@ async fn ready_answers_200_with_each_check_on_a_working_store() {
 async fn ready_answers_503_naming_the_store_while_it_fails_and_health_stays_200() {
     let (h, store) = flaky_harness(Auth::default());
     assert_eq!(h.get("/ready").await.status, StatusCode::OK);
-    store.broken.store(true, Ordering::SeqCst);
+    store.reads_broken.store(true, Ordering::SeqCst);
     let r = h.get("/ready").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
     assert_eq!(r.json["status"], "not ready");
@@ -167,14 +64,14 @@ async fn ready_answers_503_naming_the_store_while_it_fails_and_health_stays_200(
     let health = h.get("/health").await;
     assert_eq!(health.status, StatusCode::OK, "{}", health.text);
     // Ready again once the store answers, without a restart.
-    store.broken.store(false, Ordering::SeqCst);
+    store.reads_broken.store(false, Ordering::SeqCst);
     assert_eq!(h.get("/ready").await.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn ready_answers_503_when_the_store_does_not_answer_in_time() {
     let (h, store) = flaky_harness(Auth::default());
-    *store.delay.lock().unwrap() = tame_server::STORE_PROBE_TIMEOUT + Duration::from_millis(500);
+    *store.read_delay.lock().unwrap() = tame_server::STORE_PROBE_TIMEOUT + Duration::from_millis(500);
     let r = h.get("/ready").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
     assert_eq!(r.json["failed"], json!(["store"]));

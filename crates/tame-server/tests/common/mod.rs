@@ -168,16 +168,19 @@ pub async fn send(state: &AppState, req: Request<Body>) -> Reply {
 /// Runs after a read of an approval, with the approval found.
 pub type ApprovalHook = Box<dyn Fn(&Approval) + Send + Sync>;
 
-/// A SQLite store with hooks on two reads, for tests that watch them:
+/// A SQLite store with hooks on its reads, for tests that watch them:
 /// reads of one approval are counted (`approval_reads`) and followed by
 /// `after_approval`; a session's state read back from the database (every
 /// read: nothing is kept in memory for the server) blocks for
-/// `session_read_delay` first.
+/// `session_read_delay` first; and every read blocks for `read_delay`,
+/// then fails when `reads_broken` is set (writes pass through).
 pub struct Hooked {
     pub inner: SqliteStore,
     pub approval_reads: std::sync::atomic::AtomicU64,
     pub after_approval: std::sync::Mutex<Option<ApprovalHook>>,
     pub session_read_delay: Duration,
+    pub read_delay: std::sync::Mutex<Duration>,
+    pub reads_broken: std::sync::atomic::AtomicBool,
 }
 
 impl Hooked {
@@ -187,7 +190,18 @@ impl Hooked {
             approval_reads: std::sync::atomic::AtomicU64::new(0),
             after_approval: std::sync::Mutex::new(None),
             session_read_delay: Duration::ZERO,
+            read_delay: std::sync::Mutex::new(Duration::ZERO),
+            reads_broken: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// A read of the store, after `read_delay`, failing if `reads_broken`.
+    fn read<T>(&self, f: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
+        std::thread::sleep(*self.read_delay.lock().unwrap());
+        if self.reads_broken.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(tame_store::StoreError::Db("the disk went away".into()));
+        }
+        f()
     }
 }
 
@@ -200,7 +214,7 @@ impl std::fmt::Debug for Hooked {
 impl Store for Hooked {
     fn session_facts(&self, session_id: &str) -> StoreResult<FactsHandle> {
         std::thread::sleep(self.session_read_delay);
-        self.inner.session_facts(session_id)
+        self.read(|| self.inner.session_facts(session_id))
     }
     fn fresh_session_facts(&self, session_id: &str) -> FactsHandle {
         self.inner.fresh_session_facts(session_id)
@@ -230,34 +244,34 @@ impl Store for Hooked {
         self.inner.flush()
     }
     fn sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
-        self.inner.sessions(query)
+        self.read(|| self.inner.sessions(query))
     }
     fn session_summary(&self, session_id: &str) -> StoreResult<Option<SessionSummary>> {
-        self.inner.session_summary(session_id)
+        self.read(|| self.inner.session_summary(session_id))
     }
     fn session_log(&self, session_id: &str) -> StoreResult<Option<Vec<LogEntry>>> {
-        self.inner.session_log(session_id)
+        self.read(|| self.inner.session_log(session_id))
     }
     fn log_entry(&self, log_id: &str) -> StoreResult<Option<LogEntry>> {
-        self.inner.log_entry(log_id)
+        self.read(|| self.inner.log_entry(log_id))
     }
     fn decision_totals(&self) -> StoreResult<DecisionTotals> {
-        self.inner.decision_totals()
+        self.read(|| self.inner.decision_totals())
     }
     fn recent_decisions(&self, limit: u64) -> StoreResult<Vec<LogEntry>> {
-        self.inner.recent_decisions(limit)
+        self.read(|| self.inner.recent_decisions(limit))
     }
     fn session_log_page(&self, session_id: &str, offset: u64, limit: u64) -> StoreResult<Option<LogPage>> {
-        self.inner.session_log_page(session_id, offset, limit)
+        self.read(|| self.inner.session_log_page(session_id, offset, limit))
     }
     fn approvals(&self, state: Option<ApprovalState>, now: jiff::Timestamp) -> StoreResult<Vec<Approval>> {
-        self.inner.approvals(state, now)
+        self.read(|| self.inner.approvals(state, now))
     }
     fn decided_approvals(&self, limit: u64, now: jiff::Timestamp) -> StoreResult<Vec<Approval>> {
-        self.inner.decided_approvals(limit, now)
+        self.read(|| self.inner.decided_approvals(limit, now))
     }
     fn approval(&self, id: &str, now: jiff::Timestamp) -> StoreResult<Option<Approval>> {
-        let found = self.inner.approval(id, now);
+        let found = self.read(|| self.inner.approval(id, now));
         self.approval_reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let (Ok(Some(a)), Some(hook)) = (&found, self.after_approval.lock().unwrap().as_ref()) {
             hook(a);
@@ -265,12 +279,12 @@ impl Store for Hooked {
         found
     }
     fn policy_versions(&self) -> StoreResult<Vec<PolicyVersion>> {
-        self.inner.policy_versions()
+        self.read(|| self.inner.policy_versions())
     }
     fn verify(&self) -> StoreResult<VerifyReport> {
-        self.inner.verify()
+        self.read(|| self.inner.verify())
     }
     fn export(&self, out: &mut dyn std::io::Write) -> StoreResult<u64> {
-        self.inner.export(out)
+        self.read(|| self.inner.export(out))
     }
 }
